@@ -1,0 +1,347 @@
+//! Errors of the AWS layer: what the service said, what the network did,
+//! and what we could not understand.
+//!
+//! Every variant carries enough context for a one-line message that names
+//! the action or endpoint involved. None ever holds a secret: credentials
+//! errors name variables and files, never their contents.
+
+use crate::xml;
+use std::fmt;
+
+/// An error answered by an AWS service (`<ErrorResponse>`), with its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsError {
+    /// HTTP status of the response.
+    pub status: u16,
+    /// AWS error code, such as `Throttling` or `TargetGroupNotFound`.
+    pub code: String,
+    /// Human-readable message from AWS (may be empty).
+    pub message: String,
+    /// The request id AWS assigned, for support cases.
+    pub request_id: Option<String>,
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (HTTP {})", self.code, self.status)?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " [request id {id}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// How a request failed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// No connection could be made (refused, unreachable, DNS).
+    Connect,
+    /// The connect or overall timeout passed.
+    Timeout,
+    /// The connection broke mid-request (reset, EOF, truncated body).
+    Io,
+    /// TLS handshake or certificate verification failed.
+    Tls,
+    /// The request could not be built (bad URL, proxy settings).
+    Request,
+}
+
+/// Every failure of the AWS layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The service answered with an AWS error.
+    Aws {
+        /// The API action, e.g. `RegisterTargets`.
+        action: String,
+        /// What AWS said.
+        error: AwsError,
+    },
+    /// The request did not get an HTTP response.
+    Transport {
+        /// The API action or credential source.
+        action: String,
+        /// The URL that was called.
+        url: String,
+        /// What kind of failure.
+        kind: TransportKind,
+        /// Detail from the HTTP client.
+        detail: String,
+    },
+    /// A response arrived but could not be understood.
+    Response {
+        /// The API action or credential source.
+        action: String,
+        /// HTTP status of the response.
+        status: u16,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// Credentials could not be resolved or fetched.
+    Credentials(String),
+    /// Region, endpoint or transport configuration is wrong.
+    Config(String),
+    /// A signal (or drain request) cut a wait short.
+    Interrupted,
+    /// The deadline passed before the call succeeded; holds the last failure.
+    Deadline {
+        /// The API action.
+        action: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure seen (None if no attempt could be made).
+        last: Option<Box<Error>>,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Aws { action, error } => write!(f, "{action} failed: {error}"),
+            Error::Transport {
+                action,
+                url,
+                kind,
+                detail,
+            } => {
+                let what = match kind {
+                    TransportKind::Connect => "cannot connect to",
+                    TransportKind::Timeout => "timed out calling",
+                    TransportKind::Io => "connection broken calling",
+                    TransportKind::Tls => "TLS failure calling",
+                    TransportKind::Request => "cannot build request to",
+                };
+                write!(f, "{action}: {what} {url}: {detail}")
+            }
+            Error::Response {
+                action,
+                status,
+                detail,
+            } => write!(f, "{action}: unexpected response (HTTP {status}): {detail}"),
+            Error::Credentials(m) => write!(f, "credentials: {m}"),
+            Error::Config(m) => write!(f, "configuration: {m}"),
+            Error::Interrupted => write!(f, "interrupted by a signal"),
+            Error::Deadline {
+                action,
+                attempts,
+                last,
+            } => {
+                write!(
+                    f,
+                    "{action}: gave up after {attempts} attempt(s) at the deadline"
+                )?;
+                if let Some(last) = last {
+                    write!(f, "; last error: {last}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    /// The AWS error code, when the service answered with one.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { error, .. } => Some(&error.code),
+            Error::Deadline { last: Some(l), .. } => l.aws_code(),
+            _ => None,
+        }
+    }
+}
+
+/// Error codes that mean "slow down": retried with backoff.
+pub const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Error codes that mean "a passing fault on AWS's side": retried.
+pub const TRANSIENT_CODES: &[&str] = &[
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "IDPCommunicationError",
+];
+
+/// Whether an error is worth another attempt (throttling, 5xx, network).
+///
+/// Client errors (AccessDenied, ValidationError, TargetGroupNotFound,
+/// InvalidTarget, SignatureDoesNotMatch, ...) are final: retrying them only
+/// burns the account's shared API rate limit.
+pub fn is_retryable(err: &Error) -> bool {
+    match err {
+        Error::Aws { error, .. } => {
+            THROTTLING_CODES.contains(&error.code.as_str())
+                || TRANSIENT_CODES.contains(&error.code.as_str())
+                || matches!(error.status, 500 | 502 | 503 | 504)
+        }
+        Error::Transport { kind, .. } => {
+            !matches!(kind, TransportKind::Request | TransportKind::Tls)
+        }
+        // A garbled body is what a proxy or a broken connection produces.
+        Error::Response { .. } => true,
+        Error::Credentials(_) | Error::Config(_) | Error::Interrupted | Error::Deadline { .. } => {
+            false
+        }
+    }
+}
+
+/// Whether the error says the credentials used have expired (refresh, then retry).
+pub fn is_expired_credentials(err: &Error) -> bool {
+    matches!(
+        err.aws_code(),
+        Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired")
+    )
+}
+
+/// Parses an AWS Query API error body into an [`AwsError`].
+///
+/// Understands `ErrorResponse/Error` (ELBv2, STS), `ErrorResponse/Errors/Error`
+/// (what moto answers for auth errors) and `Response/Errors/Error` (EC2 style).
+/// A body that is not such XML (a proxy's HTML page, nothing at all) still
+/// gives an error: code `HttpStatus<N>` and the start of the body as message.
+pub fn parse_error(status: u16, body: &[u8]) -> AwsError {
+    let parsed = xml::parse(body).ok().and_then(|root| {
+        let err = root
+            .child("Error")
+            .or_else(|| root.path(&["Errors", "Error"]))?;
+        let code = err.text_at(&["Code"])?;
+        let request_id = root
+            .text_at(&["RequestId"])
+            .or_else(|| root.text_at(&["RequestID"]))
+            .or_else(|| err.text_at(&["RequestId"]));
+        Some(AwsError {
+            status,
+            code,
+            message: err.text_at(&["Message"]).unwrap_or_default(),
+            request_id,
+        })
+    });
+    parsed.unwrap_or_else(|| AwsError {
+        status,
+        code: format!("HttpStatus{status}"),
+        message: snippet(body),
+        request_id: None,
+    })
+}
+
+/// The first 120 printable characters of a body, for error messages.
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(120)
+        .collect();
+    let trimmed = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    if trimmed.is_empty() {
+        "empty body".to_owned()
+    } else {
+        trimmed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_elbv2_error_response() {
+        let body =
+            br#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/">
+  <Error>
+    <Type>Sender</Type>
+    <Code>TargetGroupNotFound</Code>
+    <Message>One or more target groups not found</Message>
+  </Error>
+  <RequestId>7c7a3b1e-8b9b-4a37-9a3c-1d2f3e4a5b6c</RequestId>
+</ErrorResponse>"#;
+        let e = parse_error(400, body);
+        assert_eq!(e.code, "TargetGroupNotFound");
+        assert_eq!(e.message, "One or more target groups not found");
+        assert_eq!(
+            e.request_id.as_deref(),
+            Some("7c7a3b1e-8b9b-4a37-9a3c-1d2f3e4a5b6c")
+        );
+        assert_eq!(
+            e.to_string(),
+            "TargetGroupNotFound (HTTP 400): One or more target groups not found [request id 7c7a3b1e-8b9b-4a37-9a3c-1d2f3e4a5b6c]"
+        );
+    }
+
+    #[test]
+    fn parses_moto_auth_error_shape() {
+        let body = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error></Errors><RequestID>abc</RequestID></ErrorResponse>"#;
+        let e = parse_error(403, body);
+        assert_eq!(e.code, "SignatureDoesNotMatch");
+        assert_eq!(e.request_id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn garbage_error_bodies_still_give_an_error() {
+        let e = parse_error(502, b"<html><body>Bad Gateway</body></html>");
+        assert_eq!(e.code, "HttpStatus502");
+        assert!(e.message.contains("Bad Gateway"));
+        assert_eq!(parse_error(500, b"").message, "empty body");
+        assert_eq!(parse_error(500, b"\x00\x01\xff").code, "HttpStatus500");
+    }
+
+    #[test]
+    fn classifies_retryable_errors() {
+        let aws = |status, code: &str| Error::Aws {
+            action: "RegisterTargets".into(),
+            error: AwsError {
+                status,
+                code: code.into(),
+                message: String::new(),
+                request_id: None,
+            },
+        };
+        assert!(is_retryable(&aws(400, "Throttling")));
+        assert!(is_retryable(&aws(400, "RequestLimitExceeded")));
+        assert!(is_retryable(&aws(503, "ServiceUnavailable")));
+        assert!(is_retryable(&aws(500, "HttpStatus500")));
+        for code in [
+            "AccessDenied",
+            "ValidationError",
+            "TargetGroupNotFound",
+            "InvalidTarget",
+            "SignatureDoesNotMatch",
+        ] {
+            assert!(!is_retryable(&aws(400, code)), "{code}");
+        }
+        assert!(is_expired_credentials(&aws(400, "ExpiredToken")));
+        let t = |kind| Error::Transport {
+            action: "x".into(),
+            url: "u".into(),
+            kind,
+            detail: String::new(),
+        };
+        assert!(is_retryable(&t(TransportKind::Timeout)));
+        assert!(is_retryable(&t(TransportKind::Connect)));
+        assert!(is_retryable(&t(TransportKind::Io)));
+        assert!(!is_retryable(&t(TransportKind::Tls)));
+        assert!(!is_retryable(&Error::Interrupted));
+    }
+}
