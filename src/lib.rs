@@ -10,4 +10,10 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod command;
+pub mod config;
+pub mod effects;
+pub mod lifecycle;
+pub mod signals;
+pub mod status;
 pub mod xml;

@@ -1,1 +1,169 @@
-fn main() {}
+//! `k8s-nlb-registrator-sidecar`: the binary. See the crate docs and README.
+//!
+//! `main` registers the signal handlers before anything else (before any
+//! thread starts), parses the command line, starts logging and the optional
+//! status listener, then hands over to the lifecycle. Every error ends in
+//! one line on stderr and a documented exit code: 0 clean, 1 runtime
+//! failure, 2 bad usage or configuration.
+
+use k8s_nlb_registrator_sidecar::aws::credentials::{Env, ProcessEnv};
+use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
+use k8s_nlb_registrator_sidecar::aws::retry::SplitMix;
+use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
+use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
+use k8s_nlb_registrator_sidecar::effects::SystemEffects;
+use k8s_nlb_registrator_sidecar::lifecycle::{Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use k8s_nlb_registrator_sidecar::signals::{self, EventTimer};
+use k8s_nlb_registrator_sidecar::status::{self, Status};
+use std::io::Write;
+use std::sync::mpsc::channel;
+use std::time::{Duration, SystemTime};
+
+const PROGRAM: &str = "k8s-nlb-registrator-sidecar";
+
+fn main() {
+    std::process::exit(try_main());
+}
+
+fn fail(code: i32, msg: &str) -> i32 {
+    eprintln!("{PROGRAM}: {msg}");
+    code
+}
+
+/// The pod's IP from /etc/hosts, for when no target id is configured.
+fn detect_ip() -> Result<String, String> {
+    let hostname = ProcessEnv
+        .var("HOSTNAME")
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .ok_or("cannot tell this pod's hostname (HOSTNAME, /etc/hostname)")?;
+    let hosts_path = ProcessEnv
+        .var("NLB_HOSTS_FILE")
+        .unwrap_or_else(|| "/etc/hosts".to_owned());
+    let hosts = std::fs::read_to_string(&hosts_path)
+        .map_err(|e| format!("cannot read {hosts_path}: {e}"))?;
+    config::pod_ip_from_hosts(&hosts, &hostname)
+        .ok_or_else(|| format!("no line for hostname {hostname:?} in {hosts_path}"))
+}
+
+fn init_logging(cfg: &Config) {
+    let mut b = env_logger::Builder::new();
+    match (&cfg.log_level, ProcessEnv.var("RUST_LOG")) {
+        (Some(level), _) => {
+            b.parse_filters(level);
+        }
+        (None, Some(filters)) => {
+            b.parse_filters(&filters);
+        }
+        (None, None) => {
+            b.parse_filters("info");
+        }
+    }
+    // ureq logs the wire, headers and bodies included, at trace: never let
+    // a signature, session token or web identity token reach the log.
+    for noisy in ["ureq", "ureq_proto", "rustls", "tiny_http"] {
+        b.filter_module(noisy, log::LevelFilter::Info);
+    }
+    b.format(|buf, record| {
+        writeln!(
+            buf,
+            "{} {:<5} {}",
+            humantime::format_rfc3339_millis(SystemTime::now()),
+            record.level(),
+            record.args()
+        )
+    });
+    b.target(env_logger::Target::Stderr);
+    let _ = b.try_init();
+}
+
+fn try_main() -> i32 {
+    // Signals first: before any other thread exists.
+    let (tx, rx) = channel();
+    if let Err(e) = signals::forward_signals(tx.clone()) {
+        return fail(
+            EXIT_FAILURE,
+            &format!("cannot install signal handlers: {e}"),
+        );
+    }
+    let args = std::env::args_os().skip(1).collect();
+    let cfg = match config::parse(args, &ProcessEnv, &mut detect_ip) {
+        Ok(Action::Run(cfg)) => cfg,
+        Ok(Action::Help) => {
+            print!("{}", config::usage(PROGRAM));
+            return EXIT_OK;
+        }
+        Ok(Action::Version) => {
+            println!("{PROGRAM} {}", env!("CARGO_PKG_VERSION"));
+            return EXIT_OK;
+        }
+        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
+    };
+    init_logging(&cfg);
+
+    let settings = match Settings::from_env(cfg.region.as_deref(), &ProcessEnv, SystemTime::now()) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
+    };
+    let bundle = match ProcessEnv.var("AWS_CA_BUNDLE") {
+        Some(path) => match std::fs::read(&path) {
+            Ok(pem) => Some((pem, path)),
+            Err(e) => {
+                return fail(
+                    EXIT_USAGE,
+                    &format!("cannot read AWS_CA_BUNDLE {path}: {e}"),
+                )
+            }
+        },
+        None => None,
+    };
+    let transport = match UreqTransport::new(
+        bundle
+            .as_ref()
+            .map(|(pem, path)| (pem.as_slice(), path.as_str())),
+    ) {
+        Ok(t) => t,
+        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
+    };
+
+    let status = Status::new();
+    if let Some(addr) = &cfg.status_addr {
+        // A /drain answer waits for the whole shutdown at most.
+        let drain_timeout = cfg.deregister_timeout
+            + if cfg.wait_drained {
+                cfg.wait_drained_timeout
+            } else {
+                Duration::ZERO
+            }
+            + cfg
+                .post_deregister
+                .as_ref()
+                .map(|h| h.timeout)
+                .unwrap_or_default()
+            + Duration::from_secs(5);
+        if let Err(e) = status::start(addr, status.clone(), tx.clone(), drain_timeout) {
+            return fail(EXIT_USAGE, &e);
+        }
+    }
+    drop(tx);
+
+    log::info!(
+        "{PROGRAM} {}: target {} (from {}), {} target group(s), region {}, credentials from {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.target_id,
+        cfg.target_id_source,
+        cfg.groups.len(),
+        settings.region,
+        settings.source.name()
+    );
+    let mut effects = SystemEffects {
+        transport: transport.clone(),
+    };
+    let mut client = Client::new(transport, settings);
+    let mut timer = EventTimer::new(rx, SplitMix::seed_from_env());
+    let code = Lifecycle::new(&cfg, &mut client, &mut effects, &mut timer, &status).run();
+    status.flush_drain_responses(Duration::from_secs(2));
+    code
+}

@@ -30,6 +30,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// a pod that cannot reach them fails fast.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A response parser: status and body in, value or error out.
+type Parser<'p, R> = &'p dyn Fn(u16, &[u8]) -> Result<R, Error>;
+
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
 /// How long and how often a call may be tried.
@@ -141,6 +144,31 @@ impl<T: Transport> Client<T> {
         self.retrying("credentials", budget, timer, |c, timer| {
             c.credentials(timer).map(|_| ())
         })
+    }
+
+    /// Fetches new temporary credentials now (a process at rest calls this
+    /// at [`Client::refresh_due`]); the cached ones stay in use if it fails.
+    ///
+    /// # Errors
+    /// The last fetch error, or [`Error::Interrupted`].
+    pub fn refresh_credentials(
+        &mut self,
+        budget: Budget,
+        timer: &mut dyn Timer,
+    ) -> Result<(), Error> {
+        if matches!(self.settings.source, Source::Static(_)) {
+            return Ok(());
+        }
+        let result = self.retrying("credentials refresh", budget, timer, |c, timer| {
+            c.fetch_credentials(timer)
+                .map(|fresh| c.cached = Some(fresh))
+        });
+        if let (Err(e), Some(old)) = (&result, &self.cached) {
+            if old.expiry.map(|x| x > timer.wall()).unwrap_or(true) {
+                warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
+            }
+        }
+        result
     }
 
     fn credentials(&mut self, timer: &mut dyn Timer) -> Result<Credentials, Error> {
@@ -353,7 +381,7 @@ impl<T: Transport> Client<T> {
         params: &Params,
         deadline: Instant,
         timer: &mut dyn Timer,
-        parse: &dyn Fn(u16, &[u8]) -> Result<R, Error>,
+        parse: Parser<'_, R>,
     ) -> Result<R, Error> {
         let creds = self.credentials(timer)?;
         let body = encode_form(params).into_bytes();
@@ -396,7 +424,7 @@ impl<T: Transport> Client<T> {
         params: Params,
         budget: Budget,
         timer: &mut dyn Timer,
-        parse: &dyn Fn(u16, &[u8]) -> Result<R, Error>,
+        parse: Parser<'_, R>,
     ) -> Result<R, Error> {
         self.retrying(action, budget, timer, |c, timer| {
             c.elbv2_once(action, &params, budget.deadline, timer, parse)

@@ -46,8 +46,8 @@ pub trait Transport {
     fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error>;
 }
 
-/// The ureq-backed transport.
-#[derive(Debug)]
+/// The ureq-backed transport (cheap to clone: clones share the connection pool).
+#[derive(Debug, Clone)]
 pub struct UreqTransport {
     agent: ureq::Agent,
 }

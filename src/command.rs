@@ -1,0 +1,280 @@
+//! Hook commands: run a program without a shell, bounded in time.
+//!
+//! A FROM scratch image has no `/bin/sh`, so the command string is split
+//! into words by POSIX shell rules (quotes and backslashes, no expansion;
+//! done in `config`) and the program is executed directly. Users who need a
+//! shell write `sh -c '...'` in an image that has one.
+//!
+//! The child runs in its own process group. On timeout, or when a signal
+//! interrupts the wait, the whole group is sent SIGTERM and, if it is
+//! still there after a short grace, SIGKILL: a hook that ignores SIGTERM
+//! cannot hold the shutdown hostage. Output is captured (up to 16 KiB per
+//! stream) and logged line by line after the command ends.
+
+use crate::aws::retry::Timer;
+use crate::config::Hook;
+use log::{info, warn};
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Bytes of output kept per stream.
+const MAX_OUTPUT: usize = 16 * 1024;
+/// How often a running child is checked.
+const POLL: Duration = Duration::from_millis(20);
+/// Time a process group gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// How a hook ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit status 0.
+    Success,
+    /// Non-zero exit or killed by a signal; the text says which.
+    Failed(String),
+    /// It ran past its timeout and was killed.
+    TimedOut,
+    /// A signal or drain request arrived; the command was killed.
+    Interrupted,
+    /// It could not be started (not found, not executable).
+    NotStarted(String),
+}
+
+impl Outcome {
+    /// Whether the command succeeded.
+    pub fn ok(&self) -> bool {
+        *self == Outcome::Success
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Success => f.write_str("succeeded"),
+            Outcome::Failed(why) => write!(f, "failed: {why}"),
+            Outcome::TimedOut => f.write_str("timed out and was killed"),
+            Outcome::Interrupted => f.write_str("interrupted and killed"),
+            Outcome::NotStarted(why) => write!(f, "could not be started: {why}"),
+        }
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        (None, None) => "unknown exit status".to_owned(),
+    }
+}
+
+/// Sends `sig` to the process group led by `pid`.
+#[allow(unsafe_code)]
+fn kill_group(pid: u32, sig: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid
+    // addresses the process group we created for this child (process_group(0)).
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+fn capture(stream: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    if let Some(mut s) = stream {
+        let sink = Arc::clone(&buf);
+        // Detached: a grandchild that keeps the pipe open must not block us.
+        let _ = std::thread::Builder::new()
+            .name("hook-output".into())
+            .spawn(move || {
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if let Ok(mut b) = sink.lock() {
+                                let room = MAX_OUTPUT.saturating_sub(b.len());
+                                b.extend_from_slice(&chunk[..n.min(room)]);
+                            }
+                        }
+                    }
+                }
+            });
+    }
+    buf
+}
+
+fn log_output(hook: &str, stream: &str, buf: &Arc<Mutex<Vec<u8>>>) {
+    let Ok(b) = buf.lock() else { return };
+    for line in String::from_utf8_lossy(&b)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        info!("[{hook} {stream}] {line}");
+    }
+}
+
+/// Stops a child's whole group: SIGTERM, a grace period, then SIGKILL.
+fn stop(child: &mut Child) {
+    kill_group(child.id(), libc::SIGTERM);
+    let mut waited = Duration::ZERO;
+    while waited < KILL_GRACE {
+        if let Ok(Some(_)) = child.try_wait() {
+            // The leader is gone; make sure the rest of its group is too.
+            kill_group(child.id(), libc::SIGKILL);
+            return;
+        }
+        std::thread::sleep(POLL);
+        waited += POLL;
+    }
+    kill_group(child.id(), libc::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs a hook to completion, timeout, or interruption by an event the
+/// `timer` reports (its sleep returns `Interrupted`).
+pub fn run(hook: &Hook, timer: &mut dyn Timer) -> Outcome {
+    use std::os::unix::process::CommandExt;
+    let Some((program, args)) = hook.argv.split_first() else {
+        return Outcome::NotStarted("empty command".into());
+    };
+    info!(
+        "running {} command: {}",
+        hook.name,
+        shlex::try_join(hook.argv.iter().map(String::as_str)).unwrap_or_default()
+    );
+    let spawned = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let out = Outcome::NotStarted(format!("{program}: {e}"));
+            warn!("{} command {out}", hook.name);
+            return out;
+        }
+    };
+    let out_buf = capture(child.stdout.take());
+    let err_buf = capture(child.stderr.take());
+    let deadline = timer.now() + hook.timeout;
+    let outcome = loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => break Outcome::Success,
+            Ok(Some(status)) => break Outcome::Failed(describe(status)),
+            Ok(None) => {}
+            Err(e) => {
+                stop(&mut child);
+                break Outcome::Failed(format!("cannot wait for it: {e}"));
+            }
+        }
+        let now = timer.now();
+        if now >= deadline {
+            stop(&mut child);
+            break Outcome::TimedOut;
+        }
+        if timer.sleep(POLL.min(deadline - now)).is_err() {
+            stop(&mut child);
+            break Outcome::Interrupted;
+        }
+    };
+    // Give the reader threads a moment to drain what is left in the pipes.
+    std::thread::sleep(Duration::from_millis(5));
+    log_output(hook.name, "stdout", &out_buf);
+    log_output(hook.name, "stderr", &err_buf);
+    if outcome.ok() {
+        info!("{} command succeeded", hook.name);
+    } else {
+        warn!("{} command {outcome}", hook.name);
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::retry::Interrupted;
+    use std::time::{Instant, SystemTime};
+
+    /// Real time, interrupted after a given instant.
+    struct Wall {
+        interrupt_at: Option<Instant>,
+    }
+
+    impl Timer for Wall {
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn wall(&self) -> SystemTime {
+            SystemTime::now()
+        }
+        fn random(&mut self) -> f64 {
+            0.5
+        }
+        fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
+            if self
+                .interrupt_at
+                .map(|t| Instant::now() >= t)
+                .unwrap_or(false)
+            {
+                return Err(Interrupted);
+            }
+            std::thread::sleep(d);
+            Ok(())
+        }
+    }
+
+    fn hook(cmd: &str, timeout_ms: u64) -> Hook {
+        Hook {
+            name: "test",
+            argv: shlex::split(cmd).unwrap(),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    #[test]
+    fn success_failure_and_not_found() {
+        let mut t = Wall { interrupt_at: None };
+        assert_eq!(run(&hook("true", 5000), &mut t), Outcome::Success);
+        assert_eq!(
+            run(&hook("false", 5000), &mut t),
+            Outcome::Failed("exit status 1".into())
+        );
+        match run(&hook("/nonexistent/program arg", 5000), &mut t) {
+            Outcome::NotStarted(why) => assert!(why.contains("/nonexistent/program"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group_even_if_it_ignores_sigterm() {
+        let mut t = Wall { interrupt_at: None };
+        let started = Instant::now();
+        let out = run(
+            &hook("sh -c 'trap \"\" TERM; sleep 30 & sleep 30; wait'", 200),
+            &mut t,
+        );
+        assert_eq!(out, Outcome::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn interruption_stops_the_command() {
+        let mut t = Wall {
+            interrupt_at: Some(Instant::now() + Duration::from_millis(100)),
+        };
+        let started = Instant::now();
+        assert_eq!(run(&hook("sleep 30", 60_000), &mut t), Outcome::Interrupted);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

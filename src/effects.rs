@@ -1,0 +1,102 @@
+//! The real [`Effects`]: hook commands and waiting for the app.
+//!
+//! `-wait-for-tcp HOST:PORT` and `-wait-for-http URL` let a scratch image
+//! (where no command can run) hold the registration until the app listens
+//! or answers 2xx. Both poll every 500 ms, each try bounded by a 1 s
+//! connect / 2 s request timeout, and an event ends the wait at once.
+
+use crate::aws::error::snippet;
+use crate::aws::http::{HttpRequest, Transport};
+use crate::aws::retry::Timer;
+use crate::command::{self, Outcome};
+use crate::config::{Config, Hook};
+use crate::lifecycle::{AppWait, Effects};
+use log::info;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+const APP_POLL: Duration = Duration::from_millis(500);
+
+/// Hooks through [`command::run`]; app checks over TCP and `transport`.
+pub struct SystemEffects<T: Transport> {
+    /// Used for `-wait-for-http`.
+    pub transport: T,
+}
+
+fn tcp_ready(addr: &str) -> Result<(), String> {
+    let addrs = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
+    let mut last = format!("{addr} resolved to no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, Duration::from_secs(1)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("{a}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+impl<T: Transport> SystemEffects<T> {
+    fn http_ready(&self, url: &str) -> Result<(), String> {
+        let req = HttpRequest {
+            method: "GET",
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout: Duration::from_secs(2),
+        };
+        match self.transport.send("wait-for-http", &req) {
+            Ok(r) if (200..300).contains(&r.status) => Ok(()),
+            Ok(r) => Err(format!(
+                "{url} answered HTTP {}: {}",
+                r.status,
+                snippet(&r.body)
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl<T: Transport> Effects for SystemEffects<T> {
+    fn run_hook(&mut self, hook: &Hook, timer: &mut dyn Timer) -> Outcome {
+        command::run(hook, timer)
+    }
+
+    fn wait_for_app(&mut self, cfg: &Config, timer: &mut dyn Timer) -> Result<(), AppWait> {
+        if cfg.wait_for_tcp.is_none() && cfg.wait_for_http.is_none() {
+            return Ok(());
+        }
+        let deadline = timer.now() + cfg.wait_for_timeout;
+        let mut logged = false;
+        loop {
+            let check = match (&cfg.wait_for_tcp, &cfg.wait_for_http) {
+                (Some(addr), _) => tcp_ready(addr).and_then(|()| match &cfg.wait_for_http {
+                    Some(url) => self.http_ready(url),
+                    None => Ok(()),
+                }),
+                (None, Some(url)) => self.http_ready(url),
+                (None, None) => Ok(()),
+            };
+            match check {
+                Ok(()) => {
+                    info!("the app is up");
+                    return Ok(());
+                }
+                Err(why) => {
+                    if !logged {
+                        info!("waiting for the app: {why}");
+                        logged = true;
+                    }
+                    let now = timer.now();
+                    if now >= deadline {
+                        return Err(AppWait::TimedOut(why));
+                    }
+                    timer
+                        .sleep(APP_POLL.min(deadline - now))
+                        .map_err(|_| AppWait::Interrupted)?;
+                }
+            }
+        }
+    }
+}

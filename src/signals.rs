@@ -1,0 +1,206 @@
+//! Signals and drain requests, delivered as events on one channel.
+//!
+//! SIGTERM and SIGINT are registered with signal-hook first thing in
+//! `main`, before any other thread starts; a small thread forwards each one
+//! into an mpsc channel, where the status listener's `/drain` requests
+//! arrive too. [`EventTimer`] is the program's [`Timer`]: its sleeps are
+//! `recv_timeout` on that channel, so an event cuts any wait short, and
+//! while the program is blocked it sleeps in the kernel (no polling, zero
+//! CPU). During shutdown the timer is *shielded*: events are still
+//! collected (a drain request must be answered) but no longer interrupt, so
+//! a second SIGTERM cannot skip the deregistration.
+
+use crate::aws::retry::{Interrupted, SplitMix, Timer};
+use log::{info, warn};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The answer to a drain request: `Ok` when deregistered (and drained,
+/// with `-wait-drained`), else the reason.
+pub type DrainResult = Result<String, String>;
+
+/// Something that changes the lifecycle's course.
+#[derive(Debug)]
+pub enum Event {
+    /// SIGTERM or SIGINT (the number).
+    Signal(i32),
+    /// A `/drain` request; the answer goes back on the sender.
+    Drain(Sender<DrainResult>),
+}
+
+/// The name of a signal number we handle.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        SIGTERM => "SIGTERM",
+        SIGINT => "SIGINT",
+        _ => "signal",
+    }
+}
+
+/// Registers SIGTERM and SIGINT and forwards them to `tx` from a thread.
+///
+/// # Errors
+/// The OS error if a handler cannot be registered.
+pub fn forward_signals(tx: Sender<Event>) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(Event::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// The program's timer: real clock, SplitMix jitter, and sleeps that end
+/// early when an event arrives.
+pub struct EventTimer {
+    rx: Receiver<Event>,
+    pending: VecDeque<Event>,
+    shielded: bool,
+    rng: SplitMix,
+}
+
+impl EventTimer {
+    /// A timer reading events from `rx`.
+    pub fn new(rx: Receiver<Event>, seed: u64) -> Self {
+        EventTimer {
+            rx,
+            pending: VecDeque::new(),
+            shielded: false,
+            rng: SplitMix::new(seed),
+        }
+    }
+
+    fn note(ev: &Event) {
+        match ev {
+            Event::Signal(s) => info!("received {}", signal_name(*s)),
+            Event::Drain(_) => info!("received a drain request"),
+        }
+    }
+}
+
+/// The lifecycle's access to events on top of [`Timer`].
+pub trait Driver: Timer {
+    /// Takes the oldest event that has arrived, without waiting.
+    fn take_event(&mut self) -> Option<Event>;
+    /// Waits for the next event, up to `timeout` (forever when `None`).
+    fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event>;
+    /// While shielded, events are queued but do not interrupt sleeps.
+    fn set_shielded(&mut self, shielded: bool);
+}
+
+impl Timer for EventTimer {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn random(&mut self) -> f64 {
+        self.rng.next_f64()
+    }
+
+    fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
+        if !self.shielded && !self.pending.is_empty() {
+            return Err(Interrupted);
+        }
+        let end = Instant::now() + d;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(ev) => {
+                    Self::note(&ev);
+                    self.pending.push_back(ev);
+                    if !self.shielded {
+                        return Err(Interrupted);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(left);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl Driver for EventTimer {
+    fn take_event(&mut self) -> Option<Event> {
+        if let Some(ev) = self.pending.pop_front() {
+            return Some(ev);
+        }
+        let ev = self.rx.try_recv().ok()?;
+        Self::note(&ev);
+        Some(ev)
+    }
+
+    fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event> {
+        if let Some(ev) = self.pending.pop_front() {
+            return Some(ev);
+        }
+        let got = match timeout {
+            Some(t) => self.rx.recv_timeout(t).ok(),
+            None => match self.rx.recv() {
+                Ok(ev) => Some(ev),
+                Err(_) => {
+                    warn!("event channel closed; no signal can reach this process any more");
+                    std::thread::sleep(Duration::from_secs(3600));
+                    None
+                }
+            },
+        };
+        if let Some(ev) = &got {
+            Self::note(ev);
+        }
+        got
+    }
+
+    fn set_shielded(&mut self, shielded: bool) {
+        self.shielded = shielded;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+
+    #[test]
+    fn events_cut_sleeps_short_unless_shielded() {
+        let (tx, rx) = channel();
+        let mut t = EventTimer::new(rx, 1);
+        let start = Instant::now();
+        assert_eq!(t.sleep(Duration::from_millis(20)), Ok(()));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+
+        tx.send(Event::Signal(SIGTERM)).unwrap();
+        let start = Instant::now();
+        assert_eq!(t.sleep(Duration::from_secs(10)), Err(Interrupted));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // Still pending: later sleeps are interrupted at once.
+        assert_eq!(t.sleep(Duration::from_secs(10)), Err(Interrupted));
+        assert!(matches!(t.take_event(), Some(Event::Signal(SIGTERM))));
+
+        t.set_shielded(true);
+        tx.send(Event::Signal(SIGINT)).unwrap();
+        assert_eq!(t.sleep(Duration::from_millis(30)), Ok(()));
+        assert!(matches!(t.take_event(), Some(Event::Signal(SIGINT))));
+        assert!(t.take_event().is_none());
+        assert!(t.wait_event(Some(Duration::from_millis(10))).is_none());
+        assert!(t.random() < 1.0);
+        assert_eq!(signal_name(SIGINT), "SIGINT");
+    }
+}

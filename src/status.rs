@@ -1,0 +1,161 @@
+//! The optional status listener: `/healthz`, `/readyz` and `/drain`.
+//!
+//! Off unless `-status-addr` is set. Served by `tiny_http` on one thread
+//! (plus one short-lived thread per pending `/drain`, at most
+//! [`MAX_DRAIN_WAITERS`]), so probes are answered even while a drain is
+//! in progress.
+//!
+//! - `GET /healthz`: 200 while the process runs its lifecycle.
+//! - `GET /readyz`: 200 only while every target is registered and (with
+//!   `-wait-in-service`) healthy; 503 before, and from the moment
+//!   deregistration starts. As the sidecar's readinessProbe it holds a
+//!   rolling update until the NLB really sends traffic to the new pod.
+//! - `GET /drain`: starts deregistration like SIGTERM, but the process
+//!   keeps running; answers 200 once the targets are out (and drained with
+//!   `-wait-drained`), 503 with the reason otherwise. For the app
+//!   container's `preStop: httpGet` hook.
+//!
+//! The listener is reachable from the pod network: anyone who can reach it
+//! can take the pod out of the load balancer. Bind it to the pod IP, and
+//! see the README for limiting who can reach it.
+
+use crate::signals::{DrainResult, Event};
+use log::{debug, info, warn};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tiny_http::{Method, Response, Server};
+
+/// Most `/drain` requests waiting at once; more get 429.
+pub const MAX_DRAIN_WAITERS: usize = 8;
+
+/// Shared state the lifecycle updates and the listener reports.
+#[derive(Debug, Default)]
+pub struct Status {
+    ready: AtomicBool,
+    drain_responses: AtomicUsize,
+}
+
+impl Status {
+    /// A new state: not ready.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Status::default())
+    }
+
+    /// Sets readiness.
+    pub fn set_ready(&self, ready: bool) {
+        let was = self.ready.swap(ready, Ordering::SeqCst);
+        if was != ready {
+            info!("readiness: {}", if ready { "ready" } else { "not ready" });
+        }
+    }
+
+    /// Current readiness.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to `max`) until every `/drain` answer has been written,
+    /// so the process does not exit under a hook waiting for its response.
+    pub fn flush_drain_responses(&self, max: Duration) {
+        let end = Instant::now() + max;
+        while self.drain_responses.load(Ordering::SeqCst) > 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Starts the listener on `addr`.
+///
+/// `events` is where drain requests go; `drain_timeout` bounds how long a
+/// `/drain` request waits for its answer.
+///
+/// # Errors
+/// A one-line message when the address cannot be bound.
+pub fn start(
+    addr: &str,
+    status: Arc<Status>,
+    events: Sender<Event>,
+    drain_timeout: Duration,
+) -> Result<(), String> {
+    let server =
+        Server::http(addr).map_err(|e| format!("cannot listen on -status-addr {addr}: {e}"))?;
+    info!("status listener on http://{addr} (/healthz, /readyz, /drain)");
+    std::thread::Builder::new()
+        .name("status".into())
+        .spawn(move || serve(server, status, events, drain_timeout))
+        .map_err(|e| format!("cannot start the status listener: {e}"))?;
+    Ok(())
+}
+
+fn text(code: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    Response::from_string(format!("{body}\n")).with_status_code(code)
+}
+
+fn serve(server: Server, status: Arc<Status>, events: Sender<Event>, drain_timeout: Duration) {
+    let waiters = Arc::new(AtomicUsize::new(0));
+    for request in server.incoming_requests() {
+        let path = request
+            .url()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let method = request.method().clone();
+        debug!("status request {method} {path}");
+        if !matches!(method, Method::Get | Method::Head) {
+            let _ = request.respond(text(405, "method not allowed"));
+            continue;
+        }
+        match path.as_str() {
+            "/healthz" => {
+                let _ = request.respond(text(200, "ok"));
+            }
+            "/readyz" => {
+                let _ = request.respond(if status.is_ready() {
+                    text(200, "ready")
+                } else {
+                    text(503, "not ready")
+                });
+            }
+            "/drain" => {
+                if waiters.fetch_add(1, Ordering::SeqCst) >= MAX_DRAIN_WAITERS {
+                    waiters.fetch_sub(1, Ordering::SeqCst);
+                    let _ = request.respond(text(429, "too many drain requests waiting"));
+                    continue;
+                }
+                let (tx, rx) = channel::<DrainResult>();
+                if events.send(Event::Drain(tx)).is_err() {
+                    waiters.fetch_sub(1, Ordering::SeqCst);
+                    let _ = request.respond(text(503, "shutting down"));
+                    continue;
+                }
+                status.drain_responses.fetch_add(1, Ordering::SeqCst);
+                let waiters = Arc::clone(&waiters);
+                let status_for_thread = Arc::clone(&status);
+                let spawned = std::thread::Builder::new()
+                    .name("drain".into())
+                    .spawn(move || {
+                        let answer = match rx.recv_timeout(drain_timeout) {
+                            Ok(Ok(msg)) => text(200, &msg),
+                            Ok(Err(why)) => text(503, &why),
+                            Err(_) => text(503, "drain did not finish in time"),
+                        };
+                        let _ = request.respond(answer);
+                        waiters.fetch_sub(1, Ordering::SeqCst);
+                        status_for_thread
+                            .drain_responses
+                            .fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    warn!("cannot start a drain waiter: {e}");
+                    status.drain_responses.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            _ => {
+                let _ = request.respond(text(404, "not found"));
+            }
+        }
+    }
+}
