@@ -50,6 +50,8 @@ pub fn forward_signals(tx: Sender<Event>) -> std::io::Result<()> {
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
+                // Logged here, at once: the main thread may be inside a request.
+                info!("received {}", signal_name(sig));
                 if tx.send(Event::Signal(sig)).is_err() {
                     break;
                 }
@@ -75,13 +77,6 @@ impl EventTimer {
             pending: VecDeque::new(),
             shielded: false,
             rng: SplitMix::new(seed),
-        }
-    }
-
-    fn note(ev: &Event) {
-        match ev {
-            Event::Signal(s) => info!("received {}", signal_name(*s)),
-            Event::Drain(_) => info!("received a drain request"),
         }
     }
 }
@@ -121,7 +116,6 @@ impl Timer for EventTimer {
             }
             match self.rx.recv_timeout(left) {
                 Ok(ev) => {
-                    Self::note(&ev);
                     self.pending.push_back(ev);
                     if !self.shielded {
                         return Err(Interrupted);
@@ -142,9 +136,7 @@ impl Driver for EventTimer {
         if let Some(ev) = self.pending.pop_front() {
             return Some(ev);
         }
-        let ev = self.rx.try_recv().ok()?;
-        Self::note(&ev);
-        Some(ev)
+        self.rx.try_recv().ok()
     }
 
     fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event> {
@@ -162,9 +154,6 @@ impl Driver for EventTimer {
                 }
             },
         };
-        if let Some(ev) = &got {
-            Self::note(ev);
-        }
         got
     }
 

@@ -120,6 +120,7 @@ fn serve(server: Server, status: Arc<Status>, events: Sender<Event>, drain_timeo
                 });
             }
             "/drain" => {
+                info!("received a drain request");
                 if waiters.fetch_add(1, Ordering::SeqCst) >= MAX_DRAIN_WAITERS {
                     waiters.fetch_sub(1, Ordering::SeqCst);
                     let _ = request.respond(text(429, "too many drain requests waiting"));

@@ -464,6 +464,19 @@ impl FakeAws {
         self.shared.lock().issued.clone()
     }
 
+    /// Secret keys and session tokens issued so far (for leak checks on logs).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let st = self.shared.lock();
+        let mut out = Vec::new();
+        for key in &st.issued {
+            if let Some(c) = st.creds.get(key) {
+                out.push(c.secret.clone());
+                out.extend(c.token.clone());
+            }
+        }
+        out
+    }
+
     fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.lock();
