@@ -1,0 +1,256 @@
+//! The status listener over real HTTP: /healthz, /readyz, /drain, and
+//! draining (`-wait-drained`) against the fake's draining sequence.
+
+mod common;
+
+use common::fake::{http_request, FakeAws, Fault};
+use common::sidecar::{base_env, free_port, Sidecar};
+use std::time::{Duration, Instant};
+
+const IP: &str = "10.0.0.6";
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    match http_request::<&str, &str>(port, "GET", path, &[], b"") {
+        Ok(r) => (r.status, r.text()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Polls `path` until it answers `want` (or panics after `timeout`).
+fn wait_status(port: u16, path: &str, want: u16, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    loop {
+        let (code, body) = get(port, path);
+        if code == want {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{path} never answered {want}; last {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spawn(fake: &FakeAws, port: u16, extra: &[&str]) -> Sidecar {
+    let addr = format!("127.0.0.1:{port}");
+    let mut a = vec![
+        "-target-group-name",
+        "tg",
+        "-target-id",
+        IP,
+        "-health-poll-interval",
+        "50ms",
+        "-status-addr",
+        &addr,
+    ];
+    a.extend_from_slice(extra);
+    Sidecar::spawn(&a, &base_env(&fake.url()))
+}
+
+#[test]
+fn readyz_follows_registration_and_health() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let mut seq = vec![("initial", Some("Elb.RegistrationInProgress")); 10];
+    seq.push(("healthy", None));
+    fake.set_health_sequence(&arn, IP, seq);
+    let port = free_port();
+    let mut s = spawn(&fake, port, &[]);
+    wait_status(port, "/healthz", 200, secs(10));
+    // Not ready while the target is initial.
+    assert!(s.wait_log("is initial", secs(10)));
+    assert_eq!(get(port, "/readyz").0, 503);
+    wait_status(port, "/readyz", 200, secs(10));
+    assert_eq!(get(port, "/nope").0, 404);
+    assert_eq!(
+        http_request::<&str, &str>(port, "POST", "/drain", &[], b"")
+            .unwrap()
+            .status,
+        405
+    );
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert!(fake.registered(&arn).is_empty());
+}
+
+#[test]
+fn drain_deregisters_answers_after_and_keeps_running_until_sigterm() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.script(
+        "DeregisterTargets",
+        vec![Fault::Delay(Duration::from_millis(300))],
+    );
+    let port = free_port();
+    let mut s = spawn(&fake, port, &[]);
+    wait_status(port, "/readyz", 200, secs(10));
+    let started = Instant::now();
+    let (code, body) = get(port, "/drain");
+    assert_eq!((code, body.trim()), (200, "deregistered"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "answered before deregistering"
+    );
+    assert!(fake.registered(&arn).is_empty());
+    // Still running, not ready; a second drain answers at once.
+    assert!(s.running());
+    assert_eq!(get(port, "/readyz").0, 503);
+    assert_eq!(get(port, "/healthz").0, 200);
+    assert_eq!(
+        get(port, "/drain"),
+        (200, "already deregistered\n".to_string())
+    );
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert_eq!(fake.count("DeregisterTargets"), 1);
+}
+
+#[test]
+fn drain_waits_for_draining_with_wait_drained() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.set_draining_polls(4);
+    let port = free_port();
+    let mut s = spawn(
+        &fake,
+        port,
+        &[
+            "-wait-drained",
+            "-post-deregister-command",
+            "echo post-deregister-ran",
+        ],
+    );
+    wait_status(port, "/readyz", 200, secs(10));
+    let polls_before = fake.count("DescribeTargetHealth");
+    let (code, body) = get(port, "/drain");
+    assert_eq!((code, body.trim()), (200, "deregistered and drained"));
+    assert_eq!(
+        fake.count("DescribeTargetHealth") - polls_before,
+        5,
+        "4 draining + 1 gone"
+    );
+    let out = s.output();
+    assert!(
+        out.contains("is draining (Target.DeregistrationInProgress)"),
+        "{out}"
+    );
+    assert!(
+        out.find("drained (").unwrap() < out.find("post-deregister-ran").unwrap(),
+        "{out}"
+    );
+    assert!(fake.registered(&arn).is_empty());
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+}
+
+#[test]
+fn sigterm_during_drain_shares_one_deregistration_and_answers_the_drain() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.set_draining_polls(6);
+    let port = free_port();
+    let mut s = spawn(&fake, port, &["-wait-drained"]);
+    wait_status(port, "/readyz", 200, secs(10));
+    let drain = std::thread::spawn(move || get(port, "/drain"));
+    assert!(fake.wait_for("DeregisterTargets", secs(5)));
+    s.term();
+    let (code, body) = drain.join().unwrap();
+    assert_eq!((code, body.trim()), (200, "deregistered and drained"));
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert_eq!(fake.count("DeregisterTargets"), 1);
+    assert!(fake.registered(&arn).is_empty());
+}
+
+#[test]
+fn drain_reports_draining_timeout_with_503() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    fake.set_draining_polls(10_000);
+    let port = free_port();
+    let mut s = spawn(
+        &fake,
+        port,
+        &["-wait-drained", "-wait-drained-timeout", "400ms"],
+    );
+    wait_status(port, "/readyz", 200, secs(10));
+    let (code, body) = get(port, "/drain");
+    assert_eq!(code, 503);
+    assert!(body.contains("draining did not finish"), "{body}");
+    s.term();
+    // Deregistration itself succeeded: exit 0.
+    assert_eq!(s.wait_exit(secs(10)), 0);
+}
+
+#[test]
+fn sigterm_with_wait_drained_polls_until_drained() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.set_draining_polls(3);
+    let port = free_port();
+    let mut s = spawn(&fake, port, &["-wait-drained"]);
+    wait_status(port, "/readyz", 200, secs(10));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    let after: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .skip_while(|r| r.action != "DeregisterTargets")
+        .map(|r| r.action)
+        .collect();
+    assert_eq!(
+        after,
+        [
+            "DeregisterTargets",
+            "DescribeTargetHealth",
+            "DescribeTargetHealth",
+            "DescribeTargetHealth",
+            "DescribeTargetHealth"
+        ]
+    );
+    assert!(fake.registered(&arn).is_empty());
+}
+
+#[test]
+fn drain_before_registration_registers_nothing() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let port = free_port();
+    let mut s = spawn(
+        &fake,
+        port,
+        &[
+            "-pre-register-command",
+            "sleep 30",
+            "-pre-register-timeout",
+            "60s",
+        ],
+    );
+    wait_status(port, "/healthz", 200, secs(10));
+    assert!(s.wait_log("running pre-register command", secs(5)));
+    let (code, _) = get(port, "/drain");
+    assert_eq!(code, 200);
+    assert!(s.running());
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert_eq!(fake.count("RegisterTargets"), 0);
+}
+
+#[test]
+fn status_addr_in_use_is_a_usage_error() {
+    let fake = FakeAws::start();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let mut s = spawn(&fake, port, &[]);
+    assert_eq!(s.wait_exit(secs(10)), 2);
+    assert!(
+        s.output().contains("cannot listen on -status-addr"),
+        "{}",
+        s.output()
+    );
+    assert!(fake.requests().is_empty());
+}
