@@ -45,8 +45,13 @@ pub struct Sidecar {
 impl Sidecar {
     /// Spawns the binary with exactly `env` and `args`.
     pub fn spawn(args: &[&str], env: &BTreeMap<String, String>) -> Sidecar {
+        Sidecar::spawn_program(BIN, args, env)
+    }
+
+    /// Spawns `program` (e.g. `chroot DIR /binary`) with exactly `env` and `args`.
+    pub fn spawn_program(program: &str, args: &[&str], env: &BTreeMap<String, String>) -> Sidecar {
         let started = Instant::now();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(program)
             .args(args)
             .env_clear()
             .envs(env)

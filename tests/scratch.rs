@@ -1,0 +1,129 @@
+//! The FROM scratch property, without Docker: the static musl binary runs a
+//! whole lifecycle in an otherwise empty root holding only what Kubernetes
+//! mounts (/etc/resolv.conf, /etc/hosts), against the fake on 127.0.0.1.
+//!
+//! Needs root (chroot) and the static binary (`scripts/test` builds it:
+//! `cargo build --release --target x86_64-unknown-linux-musl`; the path can
+//! be given in NLB_STATIC_BIN). Without root the test fails loudly; set
+//! NLB_SKIP_ROOT_TESTS=1 to turn the failure into a loud warning.
+
+mod common;
+
+use common::fake::FakeAws;
+use common::sidecar::{base_env, Sidecar, TempDir};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn static_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("NLB_STATIC_BIN") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/x86_64-unknown-linux-musl/release/k8s-nlb-registrator-sidecar")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::geteuid() == 0
+    }
+}
+
+#[test]
+fn static_binary_runs_a_lifecycle_in_an_empty_root() {
+    if !is_root() {
+        let msg = "tests/scratch.rs needs root to chroot: the FROM scratch property was NOT tested";
+        if std::env::var("NLB_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+            eprintln!("\n!!!!!!!! WARNING: {msg} (NLB_SKIP_ROOT_TESTS=1) !!!!!!!!\n");
+            return;
+        }
+        panic!("{msg}; run as root or set NLB_SKIP_ROOT_TESTS=1 to skip it knowingly");
+    }
+    let bin = static_binary();
+    assert!(
+        bin.exists(),
+        "static binary {} missing: build it with `cargo build --release --target x86_64-unknown-linux-musl` (scripts/test does)",
+        bin.display()
+    );
+    let elf = std::fs::read(&bin).unwrap();
+    assert!(
+        !elf.windows(b"ld-musl".len()).any(|w| w == b"ld-musl")
+            && !elf.windows(b"ld-linux".len()).any(|w| w == b"ld-linux"),
+        "{} asks for a dynamic loader: it would not start in a scratch image",
+        bin.display()
+    );
+
+    let root = TempDir::new("scratch");
+    std::fs::create_dir_all(root.0.join("etc")).unwrap();
+    std::fs::write(
+        root.0.join("etc/resolv.conf"),
+        "nameserver 127.0.0.1\noptions ndots:5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.0.join("etc/hosts"),
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n10.1.2.3\tscratch-pod-7f9c\n",
+    )
+    .unwrap();
+    std::fs::copy(&bin, root.0.join("k8s-nlb-registrator-sidecar")).unwrap();
+    let entries: Vec<String> = walk(&root.0);
+    assert_eq!(
+        entries,
+        [
+            "etc",
+            "etc/hosts",
+            "etc/resolv.conf",
+            "k8s-nlb-registrator-sidecar"
+        ]
+    );
+
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let mut env = base_env(&fake.url());
+    env.remove("PATH");
+    env.insert("HOSTNAME".into(), "scratch-pod-7f9c".into());
+    let dir = root.0.to_string_lossy().into_owned();
+    let chroot = ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chroot(8) from coreutils");
+    let mut s = Sidecar::spawn_program(
+        chroot,
+        &[
+            &dir,
+            "/k8s-nlb-registrator-sidecar",
+            "-target-group-name",
+            "tg",
+            "-health-poll-interval",
+            "50ms",
+        ],
+        &env,
+    );
+    s.expect_log("blocking until SIGTERM", Duration::from_secs(10));
+    assert!(
+        s.output().contains("target 10.1.2.3 (from /etc/hosts)"),
+        "{}",
+        s.output()
+    );
+    assert_eq!(fake.registered(&arn), vec![("10.1.2.3".to_string(), None)]);
+    s.term();
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), 0);
+    assert!(fake.registered(&arn).is_empty());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
