@@ -187,6 +187,10 @@ pub struct Registration {
     pub target: Target,
     /// Whether a RegisterTargets for it may have reached AWS.
     pub maybe_registered: bool,
+    /// AWS refused its RegisterTargets with a final error (AccessDenied,
+    /// ValidationError...): most likely not registered, but an earlier
+    /// attempt of the same call may have landed, so it is still cleaned up.
+    pub refused: bool,
 }
 
 impl Registration {
@@ -424,6 +428,7 @@ impl<'a> Lifecycle<'a> {
                     availability_zone: cfg.availability_zone.clone(),
                 },
                 maybe_registered: false,
+                refused: false,
             });
         }
         Ok(regs)

@@ -127,3 +127,49 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The aarch64 cross build, run under qemu-user: a whole lifecycle too.
+#[test]
+fn aarch64_static_binary_runs_a_lifecycle_under_qemu() {
+    let bin = std::env::var("NLB_STATIC_BIN_AARCH64")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/aarch64-unknown-linux-musl/release/k8s-nlb-registrator-sidecar")
+        });
+    let qemu = ["/usr/bin/qemu-aarch64-static", "/usr/bin/qemu-aarch64"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let (Some(qemu), true) = (qemu, bin.exists()) else {
+        let msg = format!(
+            "the aarch64 build was NOT tested: needs {} (scripts/build-static) and qemu-user-static",
+            bin.display()
+        );
+        if std::env::var("NLB_SKIP_CROSS_TESTS").as_deref() == Ok("1") {
+            eprintln!("\n!!!!!!!! WARNING: {msg} (NLB_SKIP_CROSS_TESTS=1) !!!!!!!!\n");
+            return;
+        }
+        panic!("{msg}; set NLB_SKIP_CROSS_TESTS=1 to skip it knowingly");
+    };
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let bin = bin.to_string_lossy().into_owned();
+    let mut s = Sidecar::spawn_program(
+        qemu,
+        &[
+            &bin,
+            "-target-group-name",
+            "tg",
+            "-target-id",
+            "10.1.2.4",
+            "-health-poll-interval",
+            "50ms",
+        ],
+        &base_env(&fake.url()),
+    );
+    s.expect_log("blocking until SIGTERM", Duration::from_secs(20));
+    assert_eq!(fake.registered(&arn), vec![("10.1.2.4".to_string(), None)]);
+    s.term();
+    assert_eq!(s.wait_exit(Duration::from_secs(20)), 0);
+    assert!(fake.registered(&arn).is_empty());
+}

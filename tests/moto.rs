@@ -1,0 +1,673 @@
+//! The real binary against moto (`pip install 'moto[server]'`), an independent ELBv2
+//! implementation: real process, real SIGTERM, real exit codes, moto's final state.
+//!
+//! Every test starts its own `moto_server` on 127.0.0.1 (a free port), creates a VPC,
+//! subnets, a network load balancer and IP target groups with `scripts/moto-env.py`
+//! (boto3), runs the sidecar with a cleared environment pointed at that server only,
+//! and checks with DescribeTargetHealth what moto holds. moto marks IP targets healthy
+//! at once and never shows `draining`: health and draining sequences are tested against
+//! our own fake server, not here.
+//!
+//! `moto_server` (or `$MOTO_SERVER`) and `python3` (or `$PYTHON`) with boto3 must be
+//! installed: when they are missing these tests fail, they never pass without moto.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_k8s-nlb-registrator-sidecar");
+const REGION: &str = "us-east-1";
+const TARGET: &str = "10.0.1.5";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `name` as a path: itself if it has a slash, else the first executable on `$PATH`.
+fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Path::new(name).is_file().then(|| PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn moto_server_program() -> PathBuf {
+    let name = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    find_program(&name).unwrap_or_else(|| {
+        panic!(
+            "`{name}` not found on PATH: these tests need moto's server. Install it with \
+             `python3 -m pip install 'moto[server]'` (or set MOTO_SERVER to its path) and rerun."
+        )
+    })
+}
+
+fn python_program() -> PathBuf {
+    let name = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    find_program(&name).unwrap_or_else(|| {
+        panic!("`{name}` not found on PATH: scripts/moto-env.py needs python3 with boto3")
+    })
+}
+
+/// The test's own environment without AWS_* (this machine exports AWS_CA_BUNDLE and
+/// more), for the Python helpers and moto_server, which need PATH, HOME, pyenv etc.
+fn python_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(&key);
+        }
+    }
+    // A developer's ~/.aws must not change what boto3 does.
+    cmd.env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("cannot bind 127.0.0.1:0")
+        .port()
+}
+
+/// A moto_server of our own, killed (whole process group) when dropped, even on panic.
+struct Moto {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    fn start_with_env(env: &[(&str, &str)]) -> Moto {
+        let program = moto_server_program();
+        let mut last_error = String::new();
+        // The free port can be taken between our probe and moto's bind: then try another.
+        for _ in 0..3 {
+            let port = free_port();
+            let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("moto-{}-{port}.log", std::process::id()));
+            let log_file = std::fs::File::create(&log).expect("create moto log");
+            let mut cmd = python_command(&program);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().expect("dup moto log"))
+                .stderr(log_file)
+                .process_group(0);
+            let child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+            let mut moto = Moto { child, port, log };
+            match moto.wait_ready(Duration::from_secs(20)) {
+                Ok(()) => return moto,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("moto_server did not start: {last_error}")
+    }
+
+    /// Polls GET /moto-api/ (which, unlike other paths, does not use up any of
+    /// INITIAL_NO_AUTH_ACTION_COUNT) until moto answers 200.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "moto_server exited ({status}):\n{}",
+                    self.log_text()
+                ));
+            }
+            if self.get_status("/moto-api/") == Some(200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "moto_server not answering on port {} after {timeout:?}:\n{}",
+                    self.port,
+                    self.log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn get_status(&self, path: &str) -> Option<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            self.port
+        )
+        .ok()?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs scripts/moto-env.py against this server; its stdout parsed as JSON.
+    fn env_py(&self, creds: (&str, &str), args: &[&str]) -> Result<Value, String> {
+        let script = root().join("scripts/moto-env.py");
+        let out = python_command(&python_program())
+            .arg(&script)
+            .args(["--endpoint", &self.endpoint(), "--region", REGION])
+            .args(["--access-key-id", creds.0, "--secret-access-key", creds.1])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            return Err(stderr);
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "moto-env.py {args:?}: bad JSON ({e}): {}\n{stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    fn setup(&self, args: &[&str]) -> Value {
+        self.setup_as(TEST_CREDS, args)
+    }
+
+    fn setup_as(&self, creds: (&str, &str), args: &[&str]) -> Value {
+        self.env_py(creds, args)
+            .unwrap_or_else(|e| panic!("moto-env.py {args:?} failed:\n{e}"))
+    }
+
+    /// The (id, port, state) of every target moto holds in the group.
+    fn targets(&self, tg_arn: &str) -> Targets {
+        self.targets_as(TEST_CREDS, tg_arn)
+    }
+
+    fn targets_as(&self, creds: (&str, &str), tg_arn: &str) -> Targets {
+        self.targets_of(creds, &[tg_arn]).remove(0)
+    }
+
+    /// [`Moto::targets`] of several groups in one run of the Python helper.
+    fn targets_of(&self, creds: (&str, &str), tg_arns: &[&str]) -> Vec<Targets> {
+        let mut args = vec!["--health"];
+        args.extend_from_slice(tg_arns);
+        let health = self.setup_as(creds, &args);
+        let health = health.as_array().expect("health is a list");
+        tg_arns
+            .iter()
+            .map(|arn| {
+                let mut v: Targets = health
+                    .iter()
+                    .filter(|d| d["target_group_arn"] == *arn)
+                    .map(|d| {
+                        (
+                            d["id"].as_str().unwrap_or_default().to_owned(),
+                            d["port"].as_u64().unwrap_or_default(),
+                            d["state"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect();
+                v.sort();
+                v
+            })
+            .collect()
+    }
+}
+
+/// (id, port, state) of each target in a group, sorted.
+type Targets = Vec<(String, u64, String)>;
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- moto_server log ({}):\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+        // Our own process group (process_group(0) at spawn): moto and anything it forked.
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+const TEST_CREDS: (&str, &str) = ("test", "test");
+
+/// The sidecar as a child process with a cleared environment; stderr read line by
+/// line in a thread. Killed when dropped if it is still running.
+struct Sidecar {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: String,
+    exited: Option<ExitStatus>,
+}
+
+impl Sidecar {
+    fn spawn(moto: &Moto, creds: (&str, &str), args: &[&str]) -> Sidecar {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", creds.0)
+            .env("AWS_SECRET_ACCESS_KEY", creds.1)
+            .env("AWS_REGION", REGION)
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("sidecar: {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Sidecar {
+            child,
+            lines,
+            stderr: String::new(),
+            exited: None,
+        }
+    }
+
+    /// Waits until a stderr line contains `needle`; panics with the log so far if not.
+    fn wait_for_line(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.stderr.push_str(&line);
+                    self.stderr.push('\n');
+                    if found {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no {needle:?} on stderr after {timeout:?}:\n{}",
+                        self.stderr
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "sidecar closed stderr ({:?}) before {needle:?}:\n{}",
+                    self.child.try_wait(),
+                    self.stderr
+                ),
+            }
+        }
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!(
+                "the sidecar exited ({status}) before SIGTERM:\n{}",
+                self.stderr
+            );
+        }
+    }
+
+    fn sigterm(&self) {
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM): {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the exit (killing it after `timeout`) and for the rest of stderr;
+    /// returns the exit code and the whole stderr.
+    fn wait_exit(&mut self, timeout: Duration) -> (i32, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.drain_stderr(Instant::now() + Duration::from_secs(2));
+                panic!(
+                    "the sidecar did not exit within {timeout:?}; killed it:\n{}",
+                    self.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.exited = Some(status);
+        self.drain_stderr(Instant::now() + Duration::from_secs(5));
+        let code = status.code().unwrap_or_else(|| {
+            panic!(
+                "the sidecar died from a signal ({status}):\n{}",
+                self.stderr
+            )
+        });
+        (code, self.stderr.clone())
+    }
+
+    fn drain_stderr(&mut self, deadline: Instant) {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr.push_str(&line);
+                    self.stderr.push('\n');
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tg_arn(setup: &Value, name: &str) -> String {
+    setup["target_groups"][name]["arn"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ARN for {name} in {setup}"))
+        .to_owned()
+}
+
+/// Whether the log reports a registration ("deregistered target" lines aside).
+fn registered_something(stderr: &str) -> bool {
+    stderr
+        .lines()
+        .any(|l| l.contains("registered target") && !l.contains("deregistered target"))
+}
+
+fn healthy(port: u64) -> Targets {
+    vec![(TARGET.to_owned(), port, "healthy".to_owned())]
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Register, healthy, SIGTERM, deregistered, exit 0.
+#[test]
+fn end_to_end_register_healthy_sigterm_deregister() {
+    let moto = Moto::start();
+    let setup = moto.setup(&["--target-group", "my-tg:8080"]);
+    let arn = tg_arn(&setup, "my-tg");
+    assert!(
+        setup["load_balancer_arn"]
+            .as_str()
+            .is_some_and(|a| a.contains(":loadbalancer/")),
+        "{setup}"
+    );
+
+    let mut sidecar = Sidecar::spawn(
+        &moto,
+        TEST_CREDS,
+        &[
+            "-target-group-name",
+            "my-tg",
+            "-target-id",
+            TARGET,
+            "-health-poll-interval",
+            "200ms",
+        ],
+    );
+    sidecar.wait_for_line("all targets are healthy", 10 * SECOND);
+    assert!(
+        sidecar.stderr.contains("registered target 10.0.1.5") && sidecar.stderr.contains("my-tg"),
+        "{}",
+        sidecar.stderr
+    );
+    // The group's own port, since neither the group nor -target-port gives one.
+    assert_eq!(moto.targets(&arn), healthy(8080));
+    sidecar.assert_running();
+
+    sidecar.sigterm();
+    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
+    for needle in [
+        "received SIGTERM",
+        "deregistered target 10.0.1.5",
+        "exiting: every target is out",
+    ] {
+        assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
+    }
+    assert_eq!(
+        moto.targets(&arn),
+        vec![],
+        "target still in moto after exit 0"
+    );
+}
+
+/// Several groups, by name and by ARN, each with its own port (and -target-port for a
+/// group given without one): all registered with the right ports, all gone after SIGTERM.
+#[test]
+fn several_target_groups_with_ports() {
+    let moto = Moto::start();
+    // The groups' own ports differ from the ones requested, so the port must come
+    // from the command line.
+    let setup = moto.setup(&[
+        "--target-group",
+        "a:1001",
+        "--target-group",
+        "b:1002",
+        "--target-group",
+        "c:1003",
+        "--target-group",
+        "d:1004",
+    ]);
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|n| tg_arn(&setup, n));
+    let c_with_port = format!("{c}:7070");
+
+    let mut sidecar = Sidecar::spawn(
+        &moto,
+        TEST_CREDS,
+        &[
+            "-target-group-name",
+            "a:8080",
+            "-target-group-name",
+            "b:9090",
+            "-target-group-arn",
+            &c_with_port,
+            "-target-group-name",
+            "d",
+            "-target-port",
+            "6060",
+            "-target-id",
+            TARGET,
+            "-health-poll-interval",
+            "200ms",
+        ],
+    );
+    sidecar.wait_for_line("all targets are healthy", 10 * SECOND);
+    sidecar.assert_running();
+    let groups = [a.as_str(), b.as_str(), c.as_str(), d.as_str()];
+    assert_eq!(
+        moto.targets_of(TEST_CREDS, &groups),
+        vec![healthy(8080), healthy(9090), healthy(7070), healthy(6060)],
+        "groups a:8080, b:9090, c (by ARN):7070, d (-target-port):6060"
+    );
+
+    sidecar.sigterm();
+    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
+    assert_eq!(
+        moto.targets_of(TEST_CREDS, &groups),
+        vec![vec![]; 4],
+        "groups a, b, c, d after SIGTERM"
+    );
+    assert_eq!(
+        stderr.matches("deregistered target 10.0.1.5").count(),
+        4,
+        "{stderr}"
+    );
+}
+
+/// moto in signature checking mode: setup calls are free, every later call is
+/// verified (SigV4 and IAM policy). The real key pair does a whole lifecycle
+/// (DescribeTargetGroups, RegisterTargets, DescribeTargetHealth, DeregisterTargets all
+/// accepted); a wrong secret is refused with SignatureDoesNotMatch; a user allowed only
+/// the Describe actions gets AccessDenied on RegisterTargets. Neither is retried.
+#[test]
+fn signature_checking_mode() {
+    // More than the setup needs (2 IAM users: 4 calls each; resources: 6 calls); the
+    // rest is spent by --exhaust-free-calls, so the count need not be exact.
+    let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "40")]);
+    let user = moto.setup(&["--iam-user", "sidecar"]);
+    let readonly = moto.setup(&[
+        "--iam-user",
+        "readonly",
+        "--iam-actions",
+        "elasticloadbalancing:DescribeTargetGroups,elasticloadbalancing:DescribeTargetHealth",
+    ]);
+    let setup = moto.setup(&["--target-group", "my-tg:8080"]);
+    let arn = tg_arn(&setup, "my-tg");
+    let key = |v: &Value| {
+        (
+            v["access_key_id"].as_str().expect("key id").to_owned(),
+            v["secret_access_key"].as_str().expect("secret").to_owned(),
+        )
+    };
+    let (key_id, secret) = key(&user);
+    let (ro_key_id, ro_secret) = key(&readonly);
+    let good = (key_id.as_str(), secret.as_str());
+
+    // Spend what is left of the free calls: from now on moto verifies every call.
+    let burned = moto.setup_as((&key_id, "not-the-secret"), &["--exhaust-free-calls"]);
+    assert_eq!(burned["code"], "SignatureDoesNotMatch", "{burned}");
+    let err = moto
+        .env_py((&key_id, "not-the-secret"), &["--health", &arn])
+        .expect_err("moto accepted a wrong secret after the free calls");
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    assert_eq!(moto.targets_as(good, &arn), vec![]);
+
+    // 1. The real key pair: the whole lifecycle is accepted.
+    let mut sidecar = Sidecar::spawn(
+        &moto,
+        good,
+        &[
+            "-target-group-name",
+            "my-tg",
+            "-target-id",
+            TARGET,
+            "-health-poll-interval",
+            "200ms",
+        ],
+    );
+    sidecar.wait_for_line("all targets are healthy", 10 * SECOND);
+    sidecar.assert_running();
+    assert_eq!(moto.targets_as(good, &arn), healthy(8080));
+    sidecar.sigterm();
+    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    assert_eq!(code, 0, "exit code with the right key; stderr:\n{stderr}");
+    for needle in [
+        "resolved 1 target group(s) by name",
+        "registered target 10.0.1.5",
+        "is healthy",
+        "deregistered target 10.0.1.5",
+    ] {
+        assert!(stderr.contains(needle), "no {needle:?} in:\n{stderr}");
+    }
+    assert_eq!(moto.targets_as(good, &arn), vec![]);
+
+    // 2. A wrong secret: refused at the first call, exit 1 at once, nothing registered.
+    let started = Instant::now();
+    let mut sidecar = Sidecar::spawn(
+        &moto,
+        (&key_id, "wrong-secret"),
+        &["-target-group-name", "my-tg", "-target-id", TARGET],
+    );
+    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    let took = started.elapsed();
+    assert_eq!(code, 1, "exit code with a wrong secret; stderr:\n{stderr}");
+    assert!(stderr.contains("SignatureDoesNotMatch"), "{stderr}");
+    assert!(took < 5 * SECOND, "took {took:?}: retried?\n{stderr}");
+    assert!(!registered_something(&stderr), "{stderr}");
+    assert_eq!(moto.targets_as(good, &arn), vec![]);
+
+    // 3. Allowed to describe but not to register: AccessDenied, not retried, exit 1.
+    let started = Instant::now();
+    let mut sidecar = Sidecar::spawn(
+        &moto,
+        (&ro_key_id, &ro_secret),
+        &["-target-group-name", "my-tg", "-target-id", TARGET],
+    );
+    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    let took = started.elapsed();
+    assert_eq!(
+        code, 1,
+        "exit code without RegisterTargets; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("AccessDenied") && stderr.contains("RegisterTargets"),
+        "{stderr}"
+    );
+    assert!(took < 5 * SECOND, "took {took:?}: retried?\n{stderr}");
+    assert_eq!(moto.targets_as(good, &arn), vec![]);
+}
+
+/// An unknown target group name: exit 1 at once, TargetGroupNotFound on stderr, and
+/// nothing registered, not even in the group that does exist.
+#[test]
+fn unknown_target_group_name() {
+    let moto = Moto::start();
+    let setup = moto.setup(&["--target-group", "my-tg:8080"]);
+    let arn = tg_arn(&setup, "my-tg");
+
+    let started = Instant::now();
+    let mut sidecar = Sidecar::spawn(
+        &moto,
+        TEST_CREDS,
+        &[
+            "-target-group-name",
+            "my-tg",
+            "-target-group-name",
+            "no-such-tg",
+            "-target-id",
+            TARGET,
+        ],
+    );
+    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    let took = started.elapsed();
+    assert_eq!(code, 1, "exit code; stderr:\n{stderr}");
+    assert!(stderr.contains("TargetGroupNotFound"), "{stderr}");
+    assert!(took < 5 * SECOND, "took {took:?}: retried?\n{stderr}");
+    assert!(!registered_something(&stderr), "{stderr}");
+    assert_eq!(
+        moto.targets(&arn),
+        vec![],
+        "registered despite the unknown group"
+    );
+}
