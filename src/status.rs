@@ -133,7 +133,7 @@ fn serve(server: Server, status: Arc<Status>, events: Sender<Event>, drain_timeo
                     continue;
                 }
                 status.drain_responses.fetch_add(1, Ordering::SeqCst);
-                let waiters = Arc::clone(&waiters);
+                let waiters_for_thread = Arc::clone(&waiters);
                 let status_for_thread = Arc::clone(&status);
                 let spawned = std::thread::Builder::new()
                     .name("drain".into())
@@ -144,13 +144,16 @@ fn serve(server: Server, status: Arc<Status>, events: Sender<Event>, drain_timeo
                             Err(_) => text(503, "drain did not finish in time"),
                         };
                         let _ = request.respond(answer);
-                        waiters.fetch_sub(1, Ordering::SeqCst);
+                        waiters_for_thread.fetch_sub(1, Ordering::SeqCst);
                         status_for_thread
                             .drain_responses
                             .fetch_sub(1, Ordering::SeqCst);
                     });
                 if let Err(e) = spawned {
+                    // The request went with the closure: the client sees the
+                    // connection close. The drain itself still happens.
                     warn!("cannot start a drain waiter: {e}");
+                    waiters.fetch_sub(1, Ordering::SeqCst);
                     status.drain_responses.fetch_sub(1, Ordering::SeqCst);
                 }
             }
