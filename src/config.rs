@@ -233,12 +233,22 @@ fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
 
 /// Parses a duration in Go's or humantime's form (`5s`, `1m30s`, `300ms`, `1.5s`, `2m 10s`).
 fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(v.trim()).map_err(|e| {
+    let d = humantime::parse_duration(v.trim()).map_err(|e| {
         ConfigError(format!(
             "invalid duration {v:?} for {what}: {e} (examples: 5s, 1m30s, 300ms)"
         ))
-    })
+    })?;
+    // Deadlines are computed as `now + d`: keep them far from overflow.
+    if d > MAX_DURATION {
+        return err(format!(
+            "duration {v:?} for {what} is too long: at most 365 days"
+        ));
+    }
+    Ok(d)
 }
+
+/// Longest duration accepted for any flag.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn parse_port(what: &str, v: &str) -> Result<u16, ConfigError> {
     match v.parse::<u16>() {
@@ -737,6 +747,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.wait_in_service_timeout, Duration::from_secs(300));
         assert_eq!(c.deregister_timeout, Duration::from_millis(1500));
+        let e = with(&["-deregister-timeout", "1000000000years"]).unwrap_err();
+        assert!(e.0.contains("too long"), "{e}");
         let e = with(&["-wait-in-service-timeout", "forever"]).unwrap_err();
         assert!(
             e.0.contains("forever") && e.0.contains("-wait-in-service-timeout"),
