@@ -1,0 +1,49 @@
+//! Hook command splitting, through our own code path:
+//! `config::parse(["-pre-register-command", INPUT, ...valid flags])`.
+//!
+//! Invariants: a command whose words shlex can split is accepted with
+//! exactly those words; one it cannot split (or that is empty) is refused
+//! with an error, never a panic; blank input means no hook.
+#![no_main]
+
+use k8s_nlb_registrator_sidecar::config::{self, Action};
+use libfuzzer_sys::fuzz_target;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+fuzz_target!(|data: &[u8]| {
+    let args: Vec<OsString> = vec![
+        "-pre-register-command".into(),
+        OsString::from_vec(data.to_vec()),
+        "-target-group-name".into(),
+        "tg".into(),
+        "-target-id".into(),
+        "10.0.0.1".into(),
+    ];
+    let env: HashMap<String, String> = HashMap::new();
+    let result = config::parse(args, &env, &mut || Err("x".to_string()));
+
+    let Ok(text) = std::str::from_utf8(data) else {
+        assert!(result.is_err(), "non-UTF-8 command accepted");
+        return;
+    };
+    let expected = shlex::split(text);
+    match result {
+        Ok(Action::Run(c)) => match &c.pre_register {
+            None => assert!(text.trim().is_empty(), "command {text:?} dropped"),
+            Some(h) => {
+                assert!(!h.argv.is_empty());
+                assert_eq!(Some(&h.argv), expected.as_ref(), "argv differs from shlex");
+            }
+        },
+        Ok(other) => panic!("unexpected {other:?}"),
+        Err(e) => {
+            assert!(!text.trim().is_empty(), "blank command refused: {e}");
+            assert!(
+                matches!(&expected, None) || matches!(&expected, Some(w) if w.is_empty()),
+                "splittable command {text:?} refused: {e}"
+            );
+        }
+    }
+});
