@@ -325,6 +325,9 @@ fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError> {
 
 fn split_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     match shlex::split(v) {
+        Some(words) if words.first().is_some_and(|w| w.is_empty()) => err(format!(
+            "empty program name in the command for {what}: {v:?}"
+        )),
         Some(words) if !words.is_empty() => Ok(words),
         Some(_) => err(format!("empty command for {what}")),
         None => err(format!(
@@ -378,7 +381,7 @@ pub fn parse(
         };
         match arg {
             lexopt::Arg::Short('h') => return Ok(Action::Help),
-            lexopt::Arg::Long("help") => return Ok(Action::Help),
+            lexopt::Arg::Long("help" | "h") => return Ok(Action::Help),
             lexopt::Arg::Long("version") => return Ok(Action::Version),
             lexopt::Arg::Long(name) => {
                 let Some(f) = flag(name) else {
@@ -399,10 +402,13 @@ pub fn parse(
                 return err(format!("flag provided but not defined: -{c} (see -h)"))
             }
             lexopt::Arg::Value(v) => {
-                return err(format!(
-                    "unexpected argument {:?}: this program takes flags only (see -h)",
-                    v.to_string_lossy()
-                ))
+                let v = v.to_string_lossy();
+                let hint = if parse_bool("", &v).is_ok() {
+                    " (boolean flags take their value after '=', e.g. -wait-in-service=false)"
+                } else {
+                    " (this program takes flags only; see -h)"
+                };
+                return err(format!("unexpected argument {v:?}{hint}"));
             }
         }
     }
@@ -499,6 +505,12 @@ fn resolve(
         }
     }
 
+    if raw.last("target-id").map(str::trim) == Some("") {
+        return err(
+            "empty value for -target-id: give the pod IP, or leave the flag out to use POD_IP"
+                .into(),
+        );
+    }
     let (target_id, target_id_source) = match lookup(raw, env, "target-id").filter(|(v, _)| !v.is_empty()) {
         Some((v, from)) => (v, from),
         None => match env.var("POD_IP") {
@@ -581,8 +593,12 @@ fn resolve(
     };
     let health_poll_interval = duration("health-poll-interval", Duration::from_secs(5))?;
     if health_poll_interval < Duration::from_millis(10) {
+        let from = lookup(raw, env, "health-poll-interval")
+            .map(|(_, from)| from)
+            .unwrap_or_else(|| "-health-poll-interval".into());
         return err(format!(
-            "-health-poll-interval {health_poll_interval:?} is too short: at least 10ms"
+            "{from} {} is too short: at least 10ms",
+            humantime::format_duration(health_poll_interval)
         ));
     }
 
@@ -873,6 +889,32 @@ mod tests {
                 "twice",
             ),
             (&["-x"], "-x"),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-wait-in-service",
+                    "false",
+                ],
+                "-wait-in-service=false",
+            ),
+            (
+                &["-target-group-name", "tg", "-target-id="],
+                "empty value for -target-id",
+            ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-health-poll-interval",
+                    "1ms",
+                ],
+                "-health-poll-interval 1ms",
+            ),
         ];
         for (a, needle) in cases {
             let e = run(a, &[]).unwrap_err();
@@ -1011,7 +1053,7 @@ mod tests {
 
     #[test]
     fn help_and_version() {
-        for h in ["-h", "-help", "--help"] {
+        for h in ["-h", "-help", "--help", "--h"] {
             assert_eq!(
                 parse(args(&[h]), &env(&[]), &mut no_detect()).unwrap(),
                 Action::Help

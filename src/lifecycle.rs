@@ -47,6 +47,12 @@ const HEALTH_POLL_ATTEMPTS: u32 = 3;
 const REFRESH_WINDOW: Duration = Duration::from_secs(30);
 /// Retry a failed background refresh after this long.
 const REFRESH_RETRY: Duration = Duration::from_secs(60);
+/// Pause before checking whether an unanswered registration landed late.
+const CONFIRM_DELAY: Duration = Duration::from_secs(1);
+/// Longest pause between two draining polls (they start at the health poll
+/// interval and double: draining lasts minutes, and the API's rate limit is
+/// shared by every pod of the account).
+const MAX_DRAIN_POLL: Duration = Duration::from_secs(15);
 /// Least time between two background refreshes.
 const MIN_REFRESH_GAP: Duration = Duration::from_secs(60);
 
@@ -191,6 +197,9 @@ pub struct Registration {
     /// ValidationError...): most likely not registered, but an earlier
     /// attempt of the same call may have landed, so it is still cleaned up.
     pub refused: bool,
+    /// Its RegisterTargets ended without an answer (timeout, reset,
+    /// interruption): AWS may still apply it after our deregistration.
+    pub uncertain: bool,
 }
 
 impl Registration {
@@ -327,8 +336,12 @@ impl<'a> Lifecycle<'a> {
                     id.as_deref().unwrap_or("-")
                 ),
                 Err(e) => {
+                    let refused =
+                        matches!(e, Error::Aws { .. }) && !crate::aws::error::is_retryable(&e);
+                    self.regs[i].refused = refused;
+                    self.regs[i].uncertain = !refused;
                     return self
-                        .startup_error(&format!("cannot register in {}", self.regs[i].label), e)
+                        .startup_error(&format!("cannot register in {}", self.regs[i].label), e);
                 }
             }
         }
@@ -368,11 +381,12 @@ impl<'a> Lifecycle<'a> {
     }
 
     fn startup_error(&mut self, what: &str, e: Error) -> Startup {
-        if e == Error::Interrupted || self.absorb_events() {
+        if e == Error::Interrupted {
             return Startup::Event;
         }
         error!("{what}: {e}");
         self.failed = true;
+        self.absorb_events();
         Startup::Failed
     }
 
@@ -429,6 +443,7 @@ impl<'a> Lifecycle<'a> {
                 },
                 maybe_registered: false,
                 refused: false,
+                uncertain: false,
             });
         }
         Ok(regs)
@@ -586,6 +601,19 @@ impl<'a> Lifecycle<'a> {
                         "target {} is not registered in {}: {e}",
                         reg.target, reg.label
                     );
+                    if reg.uncertain && !self.confirm_not_registered(i, deadline) {
+                        all_out = false;
+                        continue;
+                    }
+                    self.regs[i].maybe_registered = false;
+                }
+                Err(e) if reg.refused => {
+                    // Its registration was refused: this was a precaution.
+                    warn!(
+                        "target {} was refused by {}, so it is most likely not registered; \
+                         the precautionary deregistration failed too: {e}",
+                        reg.target, reg.label
+                    );
                     self.regs[i].maybe_registered = false;
                 }
                 Err(e) => {
@@ -620,9 +648,57 @@ impl<'a> Lifecycle<'a> {
         all_out
     }
 
+    /// After "not registered" for a target whose RegisterTargets never
+    /// answered: that registration may land late. Look again after a
+    /// moment and deregister once more if it did. Returns whether the
+    /// target is out.
+    fn confirm_not_registered(&mut self, i: usize, deadline: Instant) -> bool {
+        let _ = self.drv.sleep(CONFIRM_DELAY);
+        let (arn, targets) = (self.regs[i].arn.clone(), self.regs[i].targets());
+        let budget = Budget {
+            deadline,
+            max_attempts: HEALTH_POLL_ATTEMPTS,
+        };
+        let registered = match self.elb.health(&arn, &targets, budget, self.drv) {
+            Ok(answer) => match find_health(&answer.value, &self.regs[i].target) {
+                Some(h) => !h.is_drained() && h.state != State::Draining,
+                None => false,
+            },
+            Err(e) => {
+                warn!(
+                    "cannot confirm that {} is out of {}: {e}",
+                    self.regs[i].target, self.regs[i].label
+                );
+                false
+            }
+        };
+        if !registered {
+            return true;
+        }
+        warn!(
+            "the registration of {} in {} landed late; deregistering again",
+            self.regs[i].target, self.regs[i].label
+        );
+        match self
+            .elb
+            .deregister(&arn, &targets, Budget::until(deadline), self.drv)
+        {
+            Ok(_) => true,
+            Err(e) if matches!(e.aws_code(), Some("InvalidTarget" | "TargetGroupNotFound")) => true,
+            Err(e) => {
+                error!(
+                    "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
+                    self.regs[i].target, self.regs[i].label
+                );
+                false
+            }
+        }
+    }
+
     fn wait_drained(&mut self, which: &[usize]) -> bool {
         let deadline = self.drv.now() + self.cfg.wait_drained_timeout;
         let mut pending: Vec<usize> = which.to_vec();
+        let mut interval = self.cfg.health_poll_interval;
         let mut last: Vec<Option<String>> = vec![None; self.regs.len()];
         info!(
             "waiting up to {} for draining to finish",
@@ -641,7 +717,8 @@ impl<'a> Lifecycle<'a> {
                 }
                 return false;
             }
-            let pause = jittered(self.cfg.health_poll_interval, self.drv.random());
+            let pause = jittered(interval, self.drv.random());
+            interval = (interval * 2).min(MAX_DRAIN_POLL.max(self.cfg.health_poll_interval));
             let _ = self.drv.sleep(pause.min(deadline - now));
             let mut still = Vec::new();
             for &i in &pending {
@@ -652,7 +729,9 @@ impl<'a> Lifecycle<'a> {
                 let (arn, targets) = (self.regs[i].arn.clone(), self.regs[i].targets());
                 match self.elb.health(&arn, &targets, budget, self.drv) {
                     Ok(answer) => match find_health(&answer.value, &self.regs[i].target) {
-                        Some(h) if !h.is_drained() && h.state == State::Draining => {
+                        // Only "unused"/"not registered" is drained: an
+                        // eventually consistent answer may still say healthy.
+                        Some(h) if !h.is_drained() => {
                             let text = h.to_string();
                             if last[i].as_deref() != Some(&text) {
                                 info!(
@@ -729,6 +808,16 @@ impl<'a> Lifecycle<'a> {
         } else {
             EXIT_OK
         };
+        // Drain requests that came in after the last look get the final word.
+        while let Some(ev) = self.drv.take_event() {
+            if let Event::Drain(tx) = ev {
+                let _ = tx.send(if out {
+                    Ok("deregistered".into())
+                } else {
+                    Err("deregistration failed; see the sidecar's log".into())
+                });
+            }
+        }
         if code == EXIT_OK {
             info!("exiting: every target is out");
         } else if !out {

@@ -61,11 +61,6 @@ fn init_logging(cfg: &Config) {
             b.parse_filters("info");
         }
     }
-    // ureq logs the wire, headers and bodies included, at trace: never let
-    // a signature, session token or web identity token reach the log.
-    for noisy in ["ureq", "ureq_proto", "rustls", "tiny_http"] {
-        b.filter_module(noisy, log::LevelFilter::Info);
-    }
     b.format(|buf, record| {
         writeln!(
             buf,
@@ -76,7 +71,48 @@ fn init_logging(cfg: &Config) {
         )
     });
     b.target(env_logger::Target::Stderr);
-    let _ = b.try_init();
+    let inner = b.build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(Guarded { inner })).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Crates whose debug and trace output may hold secrets: ureq logs the
+/// wire at trace (Authorization, X-Amz-Security-Token, the STS form body
+/// with the web identity token), whatever the filters say.
+const GUARDED: [&str; 4] = ["ureq", "ureq_proto", "rustls", "tiny_http"];
+
+/// The env_logger, with the guarded crates capped at `info` in a way no
+/// `RUST_LOG` directive (however specific) can lift.
+struct Guarded {
+    inner: env_logger::Logger,
+}
+
+fn guarded(target: &str) -> bool {
+    GUARDED.iter().any(|c| {
+        target == *c
+            || target
+                .strip_prefix(c)
+                .is_some_and(|rest| rest.starts_with("::"))
+    })
+}
+
+impl log::Log for Guarded {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        (metadata.level() <= log::Level::Info || !guarded(metadata.target()))
+            && self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
 }
 
 fn try_main() -> i32 {
@@ -164,6 +200,8 @@ fn try_main() -> i32 {
     let mut client = Client::new(transport, settings);
     let mut timer = EventTimer::new(rx, SplitMix::seed_from_env());
     let code = Lifecycle::new(&cfg, &mut client, &mut effects, &mut timer, &status).run();
+    // Closing the event channel answers any /drain still arriving with 503.
+    drop(timer);
     status.flush_drain_responses(Duration::from_secs(2));
     code
 }

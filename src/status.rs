@@ -119,6 +119,10 @@ fn serve(server: Server, status: Arc<Status>, events: Sender<Event>, drain_timeo
                     text(503, "not ready")
                 });
             }
+            // Only GET starts a drain: a HEAD probe or `curl -I` must not.
+            "/drain" if method != Method::Get => {
+                let _ = request.respond(text(405, "use GET to drain"));
+            }
             "/drain" => {
                 info!("received a drain request");
                 if waiters.fetch_add(1, Ordering::SeqCst) >= MAX_DRAIN_WAITERS {

@@ -345,12 +345,20 @@ fn no_secret_in_the_log_at_trace_level() {
     );
 
     let mut outputs = Vec::new();
-    for env in [&mut irsa, &mut container, &mut statik] {
-        env.insert("RUST_LOG".into(), "trace".into());
-        let mut s = spawn(
-            &args(&["-log-level", "trace", "-post-register-command", "true"]),
-            env,
+    for (i, env) in [&mut irsa, &mut container, &mut statik]
+        .into_iter()
+        .enumerate()
+    {
+        // The most specific directives for the HTTP client's wire logging
+        // must not lift its cap either.
+        env.insert(
+            "RUST_LOG".into(),
+            "trace,ureq=trace,ureq_proto::util=trace,rustls=trace".into(),
         );
+        let level: &[&str] = if i < 2 { &["-log-level", "trace"] } else { &[] };
+        let mut a = vec!["-post-register-command", "true"];
+        a.extend_from_slice(level);
+        let mut s = spawn(&args(&a), env);
         s.expect_log("blocking until SIGTERM", secs(10));
         std::thread::sleep(Duration::from_millis(1200));
         s.term();

@@ -20,6 +20,21 @@ fn get(port: u16, path: &str) -> (u16, String) {
     }
 }
 
+/// The status line's start of a HEAD request (read raw: no body follows).
+fn head_status(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        c,
+        "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = [0u8; 12];
+    c.read_exact(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// Polls `path` until it answers `want` (or panics after `timeout`).
 fn wait_status(port: u16, path: &str, want: u16, timeout: Duration) {
     let end = Instant::now() + timeout;
@@ -67,6 +82,9 @@ fn readyz_follows_registration_and_health() {
     assert_eq!(get(port, "/readyz").0, 503);
     wait_status(port, "/readyz", 200, secs(10));
     assert_eq!(get(port, "/nope").0, 404);
+    // Only GET drains: a HEAD probe must not take the pod out.
+    assert_eq!(head_status(port, "/drain"), "HTTP/1.1 405");
+    assert_eq!(get(port, "/readyz").0, 200);
     assert_eq!(
         http_request::<&str, &str>(port, "POST", "/drain", &[], b"")
             .unwrap()

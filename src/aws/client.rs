@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 
 /// Overall timeout of one ELBv2 or STS request.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Least overall timeout of an ELBv2 request, even when the deadline is
+/// closer (or past, for the one attempt always made).
+pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Overall timeout of one IMDS or container-credentials request: short, so
 /// a pod that cannot reach them fails fast.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
@@ -280,7 +283,12 @@ impl<T: Transport> Client<T> {
             body: Vec::new(),
             timeout: METADATA_TIMEOUT,
         };
-        let resp = self.transport.send(WHAT, &token_req).map_err(imds_hint)?;
+        // Unreachable IMDS (a pod behind a hop limit of 1, or no EC2 at all)
+        // is final: fail fast with the hint instead of retrying for minutes.
+        let resp = self
+            .transport
+            .send(WHAT, &token_req)
+            .map_err(|e| Error::Credentials(imds_hint(e).to_string()))?;
         check_status(WHAT, &resp)?;
         let token = String::from_utf8(resp.body).map_err(|_| Error::Response {
             action: WHAT.into(),
@@ -333,25 +341,27 @@ impl<T: Transport> Client<T> {
     ) -> Result<R, Error> {
         let mut attempts = 0u32;
         let mut retried_expired = false;
-        let mut last: Option<Error> = None;
         loop {
-            if timer.now() >= budget.deadline {
-                return Err(Error::Deadline {
-                    action: action.to_owned(),
-                    attempts,
-                    last: last.map(Box::new),
-                });
-            }
+            // The first attempt is always made, even past the deadline: a
+            // shutdown that spent its budget on one target group still sends
+            // one DeregisterTargets for each of the others.
             attempts += 1;
             let err = match op(self, timer) {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
-            if is_expired_credentials(&err) && !retried_expired {
+            // ExpiredToken from ELBv2 means our cached credentials died
+            // early: fetch new ones once. From STS it is about the web
+            // identity token, and the cached credentials must survive it.
+            let elbv2_answer = matches!(&err, Error::Aws { action, .. } if elbv2::ACTIONS.contains(&action.as_str()));
+            if elbv2_answer
+                && is_expired_credentials(&err)
+                && !retried_expired
+                && timer.now() < budget.deadline
+            {
                 warn!("{action}: credentials expired, fetching new ones");
                 self.cached = None;
                 retried_expired = true;
-                last = Some(err);
                 continue;
             }
             if !is_retryable(&err) || attempts >= budget.max_attempts {
@@ -369,7 +379,6 @@ impl<T: Transport> Client<T> {
                 "{err}; retrying in {} ms (attempt {attempts})",
                 delay.as_millis()
             );
-            last = Some(err);
             timer.sleep(delay).map_err(|_| Error::Interrupted)?;
         }
     }
@@ -406,7 +415,7 @@ impl<T: Transport> Client<T> {
             url,
             headers,
             body,
-            timeout: CALL_TIMEOUT.min(left.max(Duration::from_millis(100))),
+            timeout: CALL_TIMEOUT.min(left.max(MIN_CALL_TIMEOUT)),
         };
         let started = timer.now();
         let resp = self.transport.send(action, &req)?;

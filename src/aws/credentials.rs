@@ -290,6 +290,11 @@ fn check_container_url(url: &str) -> Result<(), Error> {
         )));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(cfg_err(format!(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI must not hold user info ('@'): {url:?}"
+        )));
+    }
     let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or_default()
     } else {
@@ -492,6 +497,8 @@ mod tests {
         assert!(!ok("http://10.0.0.1/creds"));
         assert!(!ok("http://169.254.169.254/creds"));
         assert!(!ok("ftp://127.0.0.1/"));
+        assert!(!ok("http://127.0.0.1:80@evil.example/creds"));
+        assert!(!ok("http://[::1]@evil.example/creds"));
         let s = select_source(
             &env(&[
                 (

@@ -12,6 +12,13 @@ use std::fmt;
 
 /// API version sent with every ELBv2 request.
 pub const VERSION: &str = "2015-12-01";
+/// The ELBv2 actions this program calls.
+pub const ACTIONS: [&str; 4] = [
+    "DescribeTargetGroups",
+    "RegisterTargets",
+    "DeregisterTargets",
+    "DescribeTargetHealth",
+];
 /// SigV4 signing name of ELBv2.
 pub const SIGNING_NAME: &str = "elasticloadbalancing";
 
@@ -60,7 +67,7 @@ pub enum State {
     Healthy,
     /// Failing health checks.
     Unhealthy,
-    /// Health checks disabled, traffic sent anyway.
+    /// Failing health checks and being deregistered (draining).
     UnhealthyDraining,
     /// Not used: not registered, or its group is not attached to a load balancer.
     Unused,

@@ -13,8 +13,9 @@ use std::time::Duration;
 /// Largest response body read (AWS answers are a few KiB).
 pub const MAX_BODY: u64 = 1 << 20;
 
-/// An HTTP request, fully built (signing included).
-#[derive(Debug, Clone)]
+/// An HTTP request, fully built (signing included). Its `Debug` shows
+/// neither header values nor the body: they hold signatures and tokens.
+#[derive(Clone)]
 pub struct HttpRequest {
     /// `GET`, `PUT` or `POST`.
     pub method: &'static str,
@@ -26,6 +27,25 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
     /// Overall timeout of this request.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("body_len", &self.body.len())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// An HTTP response: status and body.
@@ -49,7 +69,38 @@ pub trait Transport {
 /// The ureq-backed transport (cheap to clone: clones share the connection pool).
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
+    /// For AWS endpoints: honours the proxy variables.
     agent: ureq::Agent,
+    /// For loopback and link-local hosts (IMDS, the EKS Pod Identity agent,
+    /// the app check): never through a proxy, which would see the container
+    /// token in clear and could not reach them anyway.
+    direct: ureq::Agent,
+}
+
+/// Whether a URL's host is loopback or link-local (never proxied).
+pub fn is_local_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_link_local(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || (ip.segments()[0] & 0xffc0) == 0xfe80 || ip.segments()[0] == 0xfd00
+        }
+        Err(_) => false,
+    }
 }
 
 /// Connect timeout of every request.
@@ -81,19 +132,28 @@ impl UreqTransport {
             }
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .tls_config(tls.build())
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .max_redirects(0)
-            .user_agent(concat!(
-                "k8s-nlb-registrator-sidecar/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .max_idle_connections_per_host(2)
-            .build()
-            .new_agent();
-        Ok(UreqTransport { agent })
+        let tls = tls.build();
+        let config = |proxy: bool| {
+            let builder = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .tls_config(tls.clone())
+                .timeout_connect(Some(CONNECT_TIMEOUT))
+                .max_redirects(0)
+                .user_agent(concat!(
+                    "k8s-nlb-registrator-sidecar/",
+                    env!("CARGO_PKG_VERSION")
+                ))
+                .max_idle_connections_per_host(2);
+            if proxy {
+                builder.build()
+            } else {
+                builder.proxy(None).build()
+            }
+        };
+        Ok(UreqTransport {
+            agent: config(true).new_agent(),
+            direct: config(false).new_agent(),
+        })
     }
 }
 
@@ -139,12 +199,16 @@ impl Transport for UreqTransport {
                 kind: TransportKind::Request,
                 detail: e.to_string(),
             })?;
-        let request = self
-            .agent
+        let agent = if is_local_url(&req.url) {
+            &self.direct
+        } else {
+            &self.agent
+        };
+        let request = agent
             .configure_request(request)
             .timeout_global(Some(req.timeout))
             .build();
-        let mut response = self.agent.run(request).map_err(fail)?;
+        let mut response = agent.run(request).map_err(fail)?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -158,5 +222,58 @@ impl Transport for UreqTransport {
                 detail: format!("reading the response body: {e}"),
             })?;
         Ok(HttpResponse { status, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_urls_bypass_the_proxy() {
+        for url in [
+            "http://169.254.169.254/latest/api/token",
+            "http://169.254.170.23/v1/credentials",
+            "http://[fd00:ec2::23]/v1/credentials",
+            "http://[fd00:ec2::254]/latest",
+            "http://127.0.0.1:8080/",
+            "http://localhost:9090/healthz",
+            "http://[::1]:80/",
+        ] {
+            assert!(is_local_url(url), "{url}");
+        }
+        for url in [
+            "https://elasticloadbalancing.eu-west-1.amazonaws.com/",
+            "https://sts.amazonaws.com/",
+            "http://10.0.0.1/",
+        ] {
+            assert!(!is_local_url(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn request_debug_hides_headers_and_body() {
+        let r = HttpRequest {
+            method: "POST",
+            url: "https://x/".into(),
+            headers: vec![(
+                "authorization".into(),
+                "AWS4-HMAC-SHA256 Signature=abc".into(),
+            )],
+            body: b"WebIdentityToken=secret".to_vec(),
+            timeout: Duration::from_secs(1),
+        };
+        let d = format!("{r:?}");
+        assert!(
+            d.contains("authorization") && !d.contains("Signature") && !d.contains("secret"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn ca_bundle_errors_are_named() {
+        let e = UreqTransport::new(Some((b"not pem", "/etc/bundle.pem"))).unwrap_err();
+        assert!(e.to_string().contains("/etc/bundle.pem"), "{e}");
+        assert!(UreqTransport::new(None).is_ok());
     }
 }

@@ -121,6 +121,8 @@ struct FakeElb {
     refresh_due: Option<SystemTime>,
     refreshes: Vec<Duration>,
     drain_polls: usize,
+    /// Health answers after a deregistration, before the draining logic.
+    after_deregister: VecDeque<State>,
 }
 
 fn aws(code: &str) -> Error {
@@ -223,7 +225,9 @@ impl Elb for FakeElb {
         self.log("health", arn);
         let deregistered = self.calls.iter().any(|c| c.0 == "deregister");
         let (state, reason) = if deregistered {
-            if self.drain_polls > 0 {
+            if let Some(s) = self.after_deregister.pop_front() {
+                (s, None)
+            } else if self.drain_polls > 0 {
                 self.drain_polls -= 1;
                 (
                     State::Draining,
@@ -594,4 +598,69 @@ fn failing_pre_register_hook_registers_nothing() {
     });
     assert_eq!(w.run(&cfg), EXIT_FAILURE);
     assert!(w.elb.calls.is_empty());
+}
+
+fn transport_timeout() -> Error {
+    Error::Deadline {
+        action: "RegisterTargets".into(),
+        attempts: 3,
+        last: Some(Box::new(Error::Transport {
+            action: "RegisterTargets".into(),
+            url: "u".into(),
+            kind: crate::aws::error::TransportKind::Timeout,
+            detail: "timed out".into(),
+        })),
+    }
+}
+
+#[test]
+fn unanswered_registration_that_lands_late_is_deregistered_again() {
+    let mut w = world();
+    w.elb.register_errors = vec![(0, transport_timeout())];
+    // "Not registered" at first; one second later the late registration shows.
+    w.elb.deregister_errors = VecDeque::from([aws("InvalidTarget")]);
+    w.elb.after_deregister = VecDeque::from([State::Initial]);
+    assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE, "registration failed");
+    assert_eq!(
+        w.elb.names(),
+        [
+            "describe a",
+            "register arn:a",
+            "deregister arn:a",
+            "health arn:a",
+            "deregister arn:a"
+        ]
+    );
+}
+
+#[test]
+fn refused_registration_is_cleaned_up_without_a_confirmation_poll() {
+    let mut w = world();
+    w.elb.register_errors = vec![(0, aws("ValidationError"))];
+    w.elb.deregister_errors = VecDeque::from([aws("InvalidTarget")]);
+    assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE);
+    assert_eq!(
+        w.elb.names(),
+        ["describe a", "register arn:a", "deregister arn:a"]
+    );
+}
+
+#[test]
+fn stale_healthy_after_deregistration_is_not_drained() {
+    let mut w = world();
+    w.elb.after_deregister = VecDeque::from([State::Healthy, State::Draining]);
+    w.at(10, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_drained = true;
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let polls: Vec<u64> = w
+        .elb
+        .calls
+        .iter()
+        .skip_while(|c| c.0 != "deregister")
+        .filter(|c| c.0 == "health")
+        .map(|c| c.2.as_secs())
+        .collect();
+    // healthy (stale), draining, then gone; intervals 5 s, 10 s, 15 s (doubling, capped).
+    assert_eq!(polls, [15, 25, 40]);
 }
