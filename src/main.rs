@@ -6,6 +6,8 @@
 //! one line on stderr and a documented exit code: 0 clean, 1 runtime
 //! failure, 2 bad usage or configuration.
 
+#![forbid(unsafe_code)]
+
 use k8s_nlb_registrator_sidecar::aws::credentials::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::retry::SplitMix;

@@ -548,3 +548,118 @@ fn target_id_detected_from_the_hosts_file() {
         "{out}"
     );
 }
+
+#[test]
+fn signal_while_pre_register_hook_ignores_sigterm() {
+    let (fake, _arn) = setup();
+    let mut s = Sidecar::spawn(
+        &args(&[
+            "-pre-register-command",
+            "sh -c 'trap \"\" TERM; sleep 60'",
+            "-pre-register-timeout",
+            "120s",
+        ]),
+        &base_env(&fake.url()),
+    );
+    s.expect_log("running pre-register command", secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = std::time::Instant::now();
+    s.term();
+    // SIGTERM to the hook's group is ignored; SIGKILL follows after 2 s.
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert!(sent.elapsed() < secs(8));
+    assert!(
+        s.output()
+            .contains("pre-register command interrupted and killed"),
+        "{}",
+        s.output()
+    );
+    assert!(fake.requests().is_empty());
+}
+
+/// A one-connection-at-a-time HTTP server answering `statuses` in turn
+/// (the last repeats); returns its port.
+fn app_server(statuses: Vec<u16>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut i = 0;
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                line.clear();
+            }
+            let status = statuses[i.min(statuses.len() - 1)];
+            i += 1;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn wait_for_tcp_holds_registration_until_the_app_listens() {
+    let (fake, arn) = setup();
+    let port = common::sidecar::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut s = Sidecar::spawn(&args(&["-wait-for-tcp", &addr]), &base_env(&fake.url()));
+    s.expect_log("waiting for the app", secs(10));
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        fake.count("RegisterTargets"),
+        0,
+        "registered before the app listened"
+    );
+    let _listener = std::net::TcpListener::bind(&addr).unwrap();
+    s.expect_log("blocking until SIGTERM", secs(10));
+    assert_eq!(fake.registered(&arn).len(), 1);
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+}
+
+#[test]
+fn wait_for_http_needs_a_2xx() {
+    let (fake, arn) = setup();
+    let port = app_server(vec![503, 503, 200]);
+    let url = format!("http://127.0.0.1:{port}/ready");
+    let mut s = Sidecar::spawn(&args(&["-wait-for-http", &url]), &base_env(&fake.url()));
+    s.expect_log("answered HTTP 503", secs(10));
+    s.expect_log("the app is up", secs(10));
+    s.expect_log("blocking until SIGTERM", secs(10));
+    assert_eq!(fake.registered(&arn).len(), 1);
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert!(fake.registered(&arn).is_empty());
+}
+
+#[test]
+fn wait_for_timeout_exits_1_without_registering() {
+    let (fake, _arn) = setup();
+    let port = app_server(vec![500]);
+    let url = format!("http://127.0.0.1:{port}/");
+    let (code, out) = run_to_exit(
+        &args(&["-wait-for-http", &url, "-wait-for-timeout", "1200ms"]),
+        &base_env(&fake.url()),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the app did not come up"), "{out}");
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn signal_while_waiting_for_the_app_exits_0() {
+    let (fake, _arn) = setup();
+    let port = common::sidecar::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut s = Sidecar::spawn(&args(&["-wait-for-tcp", &addr]), &base_env(&fake.url()));
+    s.expect_log("waiting for the app", secs(10));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert!(fake.requests().is_empty());
+}
