@@ -584,8 +584,7 @@ fn app_server(statuses: Vec<u16>) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        let mut i = 0;
-        for conn in listener.incoming() {
+        for (i, conn) in listener.incoming().enumerate() {
             let Ok(mut conn) = conn else { break };
             let mut reader = BufReader::new(conn.try_clone().unwrap());
             let mut line = String::new();
@@ -593,7 +592,6 @@ fn app_server(statuses: Vec<u16>) -> u16 {
                 line.clear();
             }
             let status = statuses[i.min(statuses.len() - 1)];
-            i += 1;
             let _ = write!(
                 conn,
                 "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
