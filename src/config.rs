@@ -687,10 +687,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        crate::aws::credentials::test_env(pairs)
     }
 
     fn args(a: &[&str]) -> Vec<OsString> {

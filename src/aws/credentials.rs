@@ -420,15 +420,21 @@ pub fn parse_expiration(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(normalized.trim_end_matches('Z')).ok()
 }
 
+/// A map-backed environment for tests.
+#[cfg(test)]
+pub(crate) fn test_env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        test_env(pairs)
     }
 
     fn now() -> SystemTime {
