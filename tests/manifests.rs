@@ -16,7 +16,10 @@ fn example_manifests_validate() {
     let script = root.join("scripts/validate-manifests");
     let output = Command::new("bash")
         .arg(&script)
-        .env("NLB_SIDECAR_BIN", env!("CARGO_BIN_EXE_k8s-nlb-registrator-sidecar"))
+        .env(
+            "NLB_SIDECAR_BIN",
+            env!("CARGO_BIN_EXE_k8s-nlb-registrator-sidecar"),
+        )
         .current_dir(root)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
