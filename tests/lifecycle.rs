@@ -171,6 +171,7 @@ fn health_sequence_is_followed_and_logged() {
         IP,
         vec![
             ("initial", Some("Elb.RegistrationInProgress")),
+            ("unused", Some("Target.NotInUse")),
             ("unhealthy", Some("Target.FailedHealthChecks")),
             ("unhealthy", Some("Target.FailedHealthChecks")),
             ("healthy", None),
@@ -180,6 +181,7 @@ fn health_sequence_is_followed_and_logged() {
     s.expect_log("all targets are healthy", secs(10));
     let out = s.output();
     let i = out.find("is initial").expect("initial logged");
+    assert!(out.contains("is unused (Target.NotInUse)"), "{out}");
     let u = out
         .find("is unhealthy (Target.FailedHealthChecks)")
         .expect("unhealthy logged");
@@ -187,7 +189,7 @@ fn health_sequence_is_followed_and_logged() {
     assert!(i < u && u < h, "{out}");
     // State changes are logged once, not on every poll.
     assert_eq!(out.matches("is unhealthy").count(), 1, "{out}");
-    assert_eq!(fake.count("DescribeTargetHealth"), 4);
+    assert_eq!(fake.count("DescribeTargetHealth"), 5);
     s.term();
     assert_eq!(s.wait_exit(secs(10)), 0);
 }
@@ -267,13 +269,15 @@ fn deregistration_is_retried_through_faults() {
             Fault::Reset,
             Fault::Status(500),
             Fault::Garbage(b"<html>"),
+            Fault::Truncated,
+            Fault::Garbage(b"<DeregisterTargetsResponse><DeregisterTargetsResult>"),
         ],
     );
     let mut s = Sidecar::spawn(&args(&[]), &base_env(&fake.url()));
     s.expect_log("blocking until SIGTERM", secs(10));
     s.term();
     assert_eq!(s.wait_exit(secs(20)), 0);
-    assert_eq!(fake.count("DeregisterTargets"), 6);
+    assert_eq!(fake.count("DeregisterTargets"), 8);
     assert!(fake.registered(&arn).is_empty());
 }
 
