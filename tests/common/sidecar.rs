@@ -148,6 +148,14 @@ impl Sidecar {
 
     /// Waits for the exit code (panics with the log after `timeout`).
     pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let st = self.wait_status(timeout);
+        st.code()
+            .unwrap_or_else(|| panic!("killed by a signal: {st:?}\n{}", self.output()))
+    }
+
+    /// Waits for the process to end and returns its raw status (which may
+    /// be death by a signal); panics on a timeout or a panic in the output.
+    pub fn wait_status(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.child.try_wait().expect("try_wait") {
@@ -162,9 +170,7 @@ impl Sidecar {
                 drop(log);
                 let out = self.output();
                 assert!(!out.contains("panicked"), "the sidecar panicked:\n{out}");
-                return st
-                    .code()
-                    .unwrap_or_else(|| panic!("killed by a signal: {st:?}\n{out}"));
+                return st;
             }
             if Instant::now() >= deadline {
                 panic!(
