@@ -538,17 +538,10 @@ fn resolve(
         None => None,
     };
 
-    let hook = |name: &'static str, flag_base: &'static str| -> Result<Option<Hook>, ConfigError> {
-        let cmd_flag: &'static str = match flag_base {
-            "pre-register" => "pre-register-command",
-            "post-register" => "post-register-command",
-            _ => "post-deregister-command",
-        };
-        let timeout_flag: &'static str = match flag_base {
-            "pre-register" => "pre-register-timeout",
-            "post-register" => "post-register-timeout",
-            _ => "post-deregister-timeout",
-        };
+    let hook = |name: &'static str,
+                cmd_flag: &'static str,
+                timeout_flag: &'static str|
+     -> Result<Option<Hook>, ConfigError> {
         let timeout = duration(timeout_flag, Duration::from_secs(5))?;
         match lookup(raw, env, cmd_flag).filter(|(v, _)| !v.trim().is_empty()) {
             None => Ok(None),
@@ -616,9 +609,21 @@ fn resolve(
         deregister_timeout: duration("deregister-timeout", Duration::from_secs(20))?,
         wait_drained: boolean("wait-drained", false)?,
         wait_drained_timeout: duration("wait-drained-timeout", Duration::from_secs(300))?,
-        pre_register: hook("pre-register", "pre-register")?,
-        post_register: hook("post-register", "post-register")?,
-        post_deregister: hook("post-deregister", "post-deregister")?,
+        pre_register: hook(
+            "pre-register",
+            "pre-register-command",
+            "pre-register-timeout",
+        )?,
+        post_register: hook(
+            "post-register",
+            "post-register-command",
+            "post-register-timeout",
+        )?,
+        post_deregister: hook(
+            "post-deregister",
+            "post-deregister-command",
+            "post-deregister-timeout",
+        )?,
         status_addr,
         wait_for_tcp,
         wait_for_http,

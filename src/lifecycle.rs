@@ -253,11 +253,6 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// The registrations known so far (for tests and logs).
-    pub fn registrations(&self) -> &[Registration] {
-        &self.regs
-    }
-
     /// Runs the whole lifecycle and returns the exit code.
     pub fn run(&mut self) -> i32 {
         match self.start() {

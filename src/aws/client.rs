@@ -162,9 +162,8 @@ impl<T: Transport> Client<T> {
         if matches!(self.settings.source, Source::Static(_)) {
             return Ok(());
         }
-        let result = self.retrying("credentials refresh", budget, timer, |c, timer| {
-            c.fetch_credentials(timer)
-                .map(|fresh| c.cached = Some(fresh))
+        let result = self.retrying("credentials refresh", budget, timer, |c, _timer| {
+            c.fetch_credentials().map(|fresh| c.cached = Some(fresh))
         });
         if let (Err(e), Some(old)) = (&result, &self.cached) {
             if old.expiry.map(|x| x > timer.wall()).unwrap_or(true) {
@@ -181,7 +180,7 @@ impl<T: Transport> Client<T> {
                 return Ok(c.clone());
             }
         }
-        match self.fetch_credentials(timer) {
+        match self.fetch_credentials() {
             Ok(fresh) => {
                 if fresh.expiry.is_some() {
                     info!(
@@ -208,7 +207,7 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    fn fetch_credentials(&self, timer: &mut dyn Timer) -> Result<Credentials, Error> {
+    fn fetch_credentials(&self) -> Result<Credentials, Error> {
         match &self.settings.source {
             Source::Static(c) => Ok(c.clone()),
             Source::WebIdentity {
@@ -232,7 +231,6 @@ impl<T: Transport> Client<T> {
                 };
                 let resp = self.transport.send("AssumeRoleWithWebIdentity", &req)?;
                 debug!("AssumeRoleWithWebIdentity -> HTTP {}", resp.status);
-                let _ = timer;
                 sts::parse_assume_role_with_web_identity(resp.status, &resp.body)
             }
             Source::Container {

@@ -308,6 +308,15 @@ fn config(groups: &[&str]) -> Config {
     }
 }
 
+/// A hook the fake effects "run".
+fn hook(name: &'static str) -> Hook {
+    Hook {
+        name,
+        argv: vec!["x".into()],
+        timeout: Duration::from_secs(1),
+    }
+}
+
 struct World {
     inbox: Inbox,
     elb: FakeElb,
@@ -427,11 +436,7 @@ fn health_wait_polls_at_the_interval_until_healthy() {
     w.elb.health = VecDeque::from([State::Initial, State::Unhealthy, State::Healthy]);
     w.at(500, Event::Signal(15));
     let mut cfg = config(&["a"]);
-    cfg.post_register = Some(Hook {
-        name: "post-register",
-        argv: vec!["x".into()],
-        timeout: Duration::from_secs(1),
-    });
+    cfg.post_register = Some(hook("post-register"));
     assert_eq!(w.run(&cfg), EXIT_OK);
     let polls: Vec<u64> = w
         .elb
@@ -496,11 +501,7 @@ fn deregistration_errors() {
     w.elb.deregister_errors = VecDeque::from([aws("AccessDenied")]);
     w.at(10, Event::Signal(15));
     let mut cfg = config(&["a"]);
-    cfg.post_deregister = Some(Hook {
-        name: "post-deregister",
-        argv: vec!["x".into()],
-        timeout: Duration::from_secs(1),
-    });
+    cfg.post_deregister = Some(hook("post-deregister"));
     assert_eq!(w.run(&cfg), EXIT_FAILURE);
     assert_eq!(
         w.fx.hooks,
@@ -536,11 +537,7 @@ fn wait_drained_polls_until_the_target_is_gone() {
     w.at(10, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_drained = true;
-    cfg.post_deregister = Some(Hook {
-        name: "post-deregister",
-        argv: vec!["x".into()],
-        timeout: Duration::from_secs(1),
-    });
+    cfg.post_deregister = Some(hook("post-deregister"));
     assert_eq!(w.run(&cfg), EXIT_OK);
     let after: Vec<String> = w
         .elb
@@ -591,11 +588,7 @@ fn failing_pre_register_hook_registers_nothing() {
     let mut w = world();
     w.fx.fail = Some("pre-register");
     let mut cfg = config(&["a"]);
-    cfg.pre_register = Some(Hook {
-        name: "pre-register",
-        argv: vec!["x".into()],
-        timeout: Duration::from_secs(1),
-    });
+    cfg.pre_register = Some(hook("pre-register"));
     assert_eq!(w.run(&cfg), EXIT_FAILURE);
     assert!(w.elb.calls.is_empty());
 }
