@@ -1,13 +1,16 @@
 //! The HTTP client: the only module that imports `ureq`.
 //!
 //! One [`UreqTransport`] (a ureq `Agent`) is built at start-up and keeps
-//! connections alive between calls. It honours `HTTPS_PROXY` / `NO_PROXY`
-//! (ureq reads them), replaces the compiled-in webpki roots with the PEM
+//! connections alive between calls. It honours the proxy variables as the
+//! SDKs read them (decided in [`super::proxy`], not by ureq), replaces the compiled-in webpki roots with the PEM
 //! bundle of `AWS_CA_BUNDLE` when set (as the SDKs do), reads 4xx/5xx bodies
 //! (AWS's XML errors are in them), and puts a connect and an overall
 //! timeout on every request.
 
+use super::credentials::ProcessEnv;
 use super::error::{Error, TransportKind};
+pub use super::proxy::is_local_url;
+use super::proxy::{ProxySettings, ProxyUrl};
 use std::time::Duration;
 
 /// Largest response body read (AWS answers are a few KiB).
@@ -67,52 +70,46 @@ pub trait Transport {
 }
 
 /// The ureq-backed transport (cheap to clone: clones share the connection pool).
+///
+/// A ureq `Agent` has one proxy, so there is one agent per route, all built
+/// at start: a direct one, and one per distinct proxy of [`ProxySettings`]
+/// (at most two: for `http://` and `https://` URLs). Each request picks its
+/// agent with [`ProxySettings::proxy_for`]; ureq's own reading of the proxy
+/// variables is never used.
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
-    /// For AWS endpoints: honours the proxy variables.
-    agent: ureq::Agent,
-    /// For loopback and link-local hosts (IMDS, the EKS Pod Identity agent,
-    /// the app check): never through a proxy, which would see the container
-    /// token in clear and could not reach them anyway.
+    /// For URLs that no proxy applies to, including loopback and link-local
+    /// hosts (IMDS, the EKS Pod Identity agent, the app check).
     direct: ureq::Agent,
-}
-
-/// Whether a URL's host is loopback or link-local (never proxied).
-pub fn is_local_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or(url);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(authority),
-    };
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_link_local(),
-        Ok(std::net::IpAddr::V6(ip)) => {
-            ip.is_loopback() || (ip.segments()[0] & 0xffc0) == 0xfe80 || ip.segments()[0] == 0xfd00
-        }
-        Err(_) => false,
-    }
+    /// One agent per proxy in use.
+    proxied: Vec<(ProxyUrl, ureq::Agent)>,
+    /// Which route each URL takes.
+    proxies: ProxySettings,
 }
 
 /// Connect timeout of every request.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl UreqTransport {
-    /// Builds the agent. `ca_bundle` is the PEM content of `AWS_CA_BUNDLE`,
-    /// if set; `bundle_path` names it in errors.
+    /// Builds the agents, with the proxy variables of the process
+    /// environment. `ca_bundle` is the PEM content of `AWS_CA_BUNDLE`, if
+    /// set, and its path (named in errors).
     ///
     /// # Errors
-    /// [`Error::Config`] when the bundle holds no certificate or bad PEM.
+    /// [`Error::Config`] when the bundle holds no certificate or bad PEM, or
+    /// a proxy variable is malformed.
     pub fn new(ca_bundle: Option<(&[u8], &str)>) -> Result<Self, Error> {
+        Self::with_proxies(ca_bundle, ProxySettings::from_env(&ProcessEnv)?)
+    }
+
+    /// Builds the agents with the given proxy settings.
+    ///
+    /// # Errors
+    /// As [`UreqTransport::new`].
+    pub fn with_proxies(
+        ca_bundle: Option<(&[u8], &str)>,
+        proxies: ProxySettings,
+    ) -> Result<Self, Error> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some((pem, path)) = ca_bundle {
             let mut certs = Vec::new();
@@ -133,8 +130,8 @@ impl UreqTransport {
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
         let tls = tls.build();
-        let config = |proxy: bool| {
-            let builder = ureq::Agent::config_builder()
+        let config = |proxy: Option<ureq::Proxy>| {
+            ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .tls_config(tls.clone())
                 .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -143,17 +140,45 @@ impl UreqTransport {
                     "k8s-nlb-registrator-sidecar/",
                     env!("CARGO_PKG_VERSION")
                 ))
-                .max_idle_connections_per_host(2);
-            if proxy {
-                builder.build()
-            } else {
-                builder.proxy(None).build()
-            }
+                .max_idle_connections_per_host(2)
+                // Always set: `None` turns off ureq's own env detection.
+                .proxy(proxy)
+                .build()
+                .new_agent()
         };
+        let mut proxied: Vec<(ProxyUrl, ureq::Agent)> = Vec::new();
+        for p in [&proxies.http, &proxies.https].into_iter().flatten() {
+            if proxied.iter().any(|(q, _)| q.full_url() == p.full_url()) {
+                continue;
+            }
+            let proxy = ureq::Proxy::new(&p.full_url())
+                .map_err(|e| Error::Config(format!("{}: unusable proxy URL: {e}", p.var)))?;
+            proxied.push((p.clone(), config(Some(proxy))));
+        }
+        for (scheme, p) in [("http", &proxies.http), ("https", &proxies.https)] {
+            if let Some(p) = p {
+                log::info!("proxy for {scheme}:// endpoints: {p}");
+            }
+        }
         Ok(UreqTransport {
-            agent: config(true).new_agent(),
-            direct: config(false).new_agent(),
+            direct: config(None),
+            proxied,
+            proxies,
         })
+    }
+}
+
+impl UreqTransport {
+    /// The agent for `url`: its proxy's, or the direct one.
+    fn agent_for(&self, url: &str) -> &ureq::Agent {
+        self.proxies
+            .proxy_for(url)
+            .and_then(|p| {
+                self.proxied
+                    .iter()
+                    .find(|(q, _)| q.full_url() == p.full_url())
+            })
+            .map_or(&self.direct, |(_, agent)| agent)
     }
 }
 
@@ -199,11 +224,7 @@ impl Transport for UreqTransport {
                 kind: TransportKind::Request,
                 detail: e.to_string(),
             })?;
-        let agent = if is_local_url(&req.url) {
-            &self.direct
-        } else {
-            &self.agent
-        };
+        let agent = self.agent_for(&req.url);
         let request = agent
             .configure_request(request)
             .timeout_global(Some(req.timeout))

@@ -5,7 +5,8 @@
 //! Layout: pure protocol modules ([`query`], [`elbv2`], [`sts`],
 //! [`credentials`], [`endpoint`], [`sign`], [`retry`], [`error`]) that
 //! build requests and parse responses without IO, the one module that
-//! imports the HTTP client ([`http`]), and [`client`], which drives them.
+//! imports the HTTP client ([`http`]) with its pure proxy
+//! decision ([`proxy`]), and [`client`], which drives them.
 
 pub mod client;
 pub mod credentials;
@@ -13,6 +14,7 @@ pub mod elbv2;
 pub mod endpoint;
 pub mod error;
 pub mod http;
+pub mod proxy;
 pub mod query;
 pub mod retry;
 pub mod sign;
