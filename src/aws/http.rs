@@ -292,6 +292,68 @@ mod tests {
     }
 
     #[test]
+    fn each_url_takes_its_route() {
+        let env: std::collections::HashMap<String, String> = [
+            ("HTTP_PROXY", "http://u:p@proxy.corp:3128"),
+            ("HTTPS_PROXY", "proxy.corp:3129"),
+            ("NO_PROXY", ".internal"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let t = UreqTransport::with_proxies(None, ProxySettings::from_env(&env).unwrap()).unwrap();
+        assert_eq!(t.proxied.len(), 2);
+        let via = |url: &str| {
+            let agent = t.agent_for(url);
+            if std::ptr::eq(agent, &t.direct) {
+                "direct".to_string()
+            } else {
+                let (p, _) = t
+                    .proxied
+                    .iter()
+                    .find(|(_, a)| std::ptr::eq(a, agent))
+                    .unwrap();
+                p.host_port.clone()
+            }
+        };
+        assert_eq!(
+            via("https://elasticloadbalancing.us-east-1.amazonaws.com/"),
+            "proxy.corp:3129"
+        );
+        assert_eq!(via("http://elbv2.example.com/"), "proxy.corp:3128");
+        assert_eq!(via("https://sts.vpce.internal/"), "direct");
+        assert_eq!(via("http://169.254.169.254/latest/api/token"), "direct");
+        // One proxy for both schemes: one agent.
+        let env: std::collections::HashMap<String, String> =
+            [("ALL_PROXY".to_string(), "proxy.corp:3128".to_string())].into();
+        let t = UreqTransport::with_proxies(None, ProxySettings::from_env(&env).unwrap()).unwrap();
+        assert_eq!(t.proxied.len(), 1);
+        assert!(!std::ptr::eq(t.agent_for("https://x.example/"), &t.direct));
+    }
+
+    #[test]
+    fn ureq_accepts_every_proxy_url_we_accept() {
+        for value in [
+            "http://proxy:3128",
+            "proxy.corp:3128",
+            "https://proxy.corp",
+            "http://10.0.0.9:8080",
+            "http://[fd00::9]:8080",
+            "fd00::9",
+            "http://u:p%40ss@proxy:3128",
+            "http://user@my_proxy-1.corp/",
+        ] {
+            let env: std::collections::HashMap<String, String> =
+                [("HTTPS_PROXY".to_string(), value.to_string())].into();
+            let settings = ProxySettings::from_env(&env).unwrap();
+            assert!(
+                UreqTransport::with_proxies(None, settings).is_ok(),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
     fn ca_bundle_errors_are_named() {
         let e = UreqTransport::new(Some((b"not pem", "/etc/bundle.pem"))).unwrap_err();
         assert!(e.to_string().contains("/etc/bundle.pem"), "{e}");
