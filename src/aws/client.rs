@@ -4,23 +4,25 @@
 //! [`Source`] once, fetches and caches temporary credentials (refreshing
 //! them [`REFRESH_BEFORE`](super::credentials::REFRESH_BEFORE) expiry, and
 //! once more if AWS says they expired), signs each ELBv2 request with
-//! SigV4 at the [`Timer`]'s wall-clock time, and retries what is worth
+//! SigV4 at the [`Clock`]'s wall-clock time, and retries what is worth
 //! retrying with jittered backoff until the caller's deadline. A backoff
-//! sleep is cut short when the timer reports an event; a request already on
+//! sleep is cut short when the clock reports an event; a request already on
 //! the wire is not (it ends at its timeout), which is what lets the caller
 //! order a DeregisterTargets after a RegisterTargets that may have landed.
 
 use super::credentials::{
     container_token_from, parse_credentials_json, select_source, web_identity_token_from,
-    Credentials, Env, Source,
+    Credentials, Source,
 };
 use super::elbv2::{self, Target, TargetGroup, TargetHealth};
 use super::error::{is_expired_credentials, is_retryable, AwsError, Error};
 use super::http::{HttpRequest, HttpResponse, Transport};
 use super::query::{encode_form, Params};
-use super::retry::{Backoff, Timer};
+use super::retry::Backoff;
 use super::sign::{sign, ToSign};
 use super::{endpoint, sts};
+use crate::clock::Clock;
+use crate::env::Env;
 use log::{debug, info, warn};
 use std::time::{Duration, Instant};
 
@@ -142,10 +144,10 @@ impl<T: Transport> Client<T> {
     pub fn ensure_credentials(
         &mut self,
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        self.retrying("credentials", budget, timer, |c, timer| {
-            c.credentials(timer).map(|_| ())
+        self.retrying("credentials", budget, clock, |c, clock| {
+            c.credentials(clock).map(|_| ())
         })
     }
 
@@ -157,24 +159,24 @@ impl<T: Transport> Client<T> {
     pub fn refresh_credentials(
         &mut self,
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<(), Error> {
         if matches!(self.settings.source, Source::Static(_)) {
             return Ok(());
         }
-        let result = self.retrying("credentials refresh", budget, timer, |c, _timer| {
+        let result = self.retrying("credentials refresh", budget, clock, |c, _timer| {
             c.fetch_credentials().map(|fresh| c.cached = Some(fresh))
         });
         if let (Err(e), Some(old)) = (&result, &self.cached) {
-            if old.expiry.map(|x| x > timer.wall()).unwrap_or(true) {
+            if old.expiry.map(|x| x > clock.wall()).unwrap_or(true) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
             }
         }
         result
     }
 
-    fn credentials(&mut self, timer: &mut dyn Timer) -> Result<Credentials, Error> {
-        let now = timer.wall();
+    fn credentials(&mut self, clock: &mut dyn Clock) -> Result<Credentials, Error> {
+        let now = clock.wall();
         if let Some(c) = &self.cached {
             if !c.needs_refresh(now) {
                 return Ok(c.clone());
@@ -334,8 +336,8 @@ impl<T: Transport> Client<T> {
         &mut self,
         action: &str,
         budget: Budget,
-        timer: &mut dyn Timer,
-        mut op: impl FnMut(&mut Self, &mut dyn Timer) -> Result<R, Error>,
+        clock: &mut dyn Clock,
+        mut op: impl FnMut(&mut Self, &mut dyn Clock) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let mut attempts = 0u32;
         let mut retried_expired = false;
@@ -344,7 +346,7 @@ impl<T: Transport> Client<T> {
             // shutdown that spent its budget on one target group still sends
             // one DeregisterTargets for each of the others.
             attempts += 1;
-            let err = match op(self, timer) {
+            let err = match op(self, clock) {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
@@ -355,7 +357,7 @@ impl<T: Transport> Client<T> {
             if elbv2_answer
                 && is_expired_credentials(&err)
                 && !retried_expired
-                && timer.now() < budget.deadline
+                && clock.now() < budget.deadline
             {
                 warn!("{action}: credentials expired, fetching new ones");
                 self.cached = None;
@@ -365,8 +367,8 @@ impl<T: Transport> Client<T> {
             if !is_retryable(&err) || attempts >= budget.max_attempts {
                 return Err(err);
             }
-            let delay = self.backoff.delay(attempts - 1, timer.random());
-            if timer.now() + delay >= budget.deadline {
+            let delay = self.backoff.delay(attempts - 1, clock.random());
+            if clock.now() + delay >= budget.deadline {
                 return Err(Error::Deadline {
                     action: action.to_owned(),
                     attempts,
@@ -377,7 +379,7 @@ impl<T: Transport> Client<T> {
                 "{err}; retrying in {} ms (attempt {attempts})",
                 delay.as_millis()
             );
-            timer.sleep(delay).map_err(|_| Error::Interrupted)?;
+            clock.sleep(delay).map_err(|_| Error::Interrupted)?;
         }
     }
 
@@ -387,10 +389,10 @@ impl<T: Transport> Client<T> {
         action: &str,
         params: &Params,
         deadline: Instant,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
         parse: Parser<'_, R>,
     ) -> Result<R, Error> {
-        let creds = self.credentials(timer)?;
+        let creds = self.credentials(clock)?;
         let body = encode_form(params).into_bytes();
         let url = format!("{}/", self.settings.elbv2_url);
         let mut headers = vec![("content-type".to_owned(), FORM.to_owned())];
@@ -404,10 +406,10 @@ impl<T: Transport> Client<T> {
             &creds,
             &self.settings.region,
             elbv2::SIGNING_NAME,
-            timer.wall(),
+            clock.wall(),
         )?;
         headers.extend(signed);
-        let left = deadline.saturating_duration_since(timer.now());
+        let left = deadline.saturating_duration_since(clock.now());
         let req = HttpRequest {
             method: "POST",
             url,
@@ -415,12 +417,12 @@ impl<T: Transport> Client<T> {
             body,
             timeout: CALL_TIMEOUT.min(left.max(MIN_CALL_TIMEOUT)),
         };
-        let started = timer.now();
+        let started = clock.now();
         let resp = self.transport.send(action, &req)?;
         debug!(
             "{action} -> HTTP {} in {} ms",
             resp.status,
-            timer.now().saturating_duration_since(started).as_millis()
+            clock.now().saturating_duration_since(started).as_millis()
         );
         parse(resp.status, &resp.body)
     }
@@ -430,11 +432,11 @@ impl<T: Transport> Client<T> {
         action: &str,
         params: Params,
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
         parse: Parser<'_, R>,
     ) -> Result<R, Error> {
-        self.retrying(action, budget, timer, |c, timer| {
-            c.elbv2_once(action, &params, budget.deadline, timer, parse)
+        self.retrying(action, budget, clock, |c, clock| {
+            c.elbv2_once(action, &params, budget.deadline, clock, parse)
         })
     }
 
@@ -447,10 +449,10 @@ impl<T: Transport> Client<T> {
         &mut self,
         names: &[String],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetGroup>>, Error> {
         let params = elbv2::describe_target_groups_by_name(names);
-        self.elbv2("DescribeTargetGroups", params, budget, timer, &|s, b| {
+        self.elbv2("DescribeTargetGroups", params, budget, clock, &|s, b| {
             elbv2::parse_describe_target_groups(s, b)
                 .map(|(value, request_id)| WithId { value, request_id })
         })
@@ -464,10 +466,10 @@ impl<T: Transport> Client<T> {
         &mut self,
         arns: &[String],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetGroup>>, Error> {
         let params = elbv2::describe_target_groups_by_arn(arns);
-        self.elbv2("DescribeTargetGroups", params, budget, timer, &|s, b| {
+        self.elbv2("DescribeTargetGroups", params, budget, clock, &|s, b| {
             elbv2::parse_describe_target_groups(s, b)
                 .map(|(value, request_id)| WithId { value, request_id })
         })
@@ -482,10 +484,10 @@ impl<T: Transport> Client<T> {
         arn: &str,
         targets: &[Target],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
         let params = elbv2::register_targets(arn, targets);
-        self.elbv2("RegisterTargets", params, budget, timer, &|s, b| {
+        self.elbv2("RegisterTargets", params, budget, clock, &|s, b| {
             elbv2::parse_ack("RegisterTargets", s, b)
         })
     }
@@ -499,10 +501,10 @@ impl<T: Transport> Client<T> {
         arn: &str,
         targets: &[Target],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
         let params = elbv2::deregister_targets(arn, targets);
-        self.elbv2("DeregisterTargets", params, budget, timer, &|s, b| {
+        self.elbv2("DeregisterTargets", params, budget, clock, &|s, b| {
             elbv2::parse_ack("DeregisterTargets", s, b)
         })
     }
@@ -516,10 +518,10 @@ impl<T: Transport> Client<T> {
         arn: &str,
         targets: &[Target],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error> {
         let params = elbv2::describe_target_health(arn, targets);
-        self.elbv2("DescribeTargetHealth", params, budget, timer, &|s, b| {
+        self.elbv2("DescribeTargetHealth", params, budget, clock, &|s, b| {
             elbv2::parse_describe_target_health(s, b)
                 .map(|(value, request_id)| WithId { value, request_id })
         })
@@ -566,7 +568,7 @@ mod tests {
     use super::*;
     use crate::aws::credentials::Secret;
     use crate::aws::error::TransportKind;
-    use crate::aws::retry::Interrupted;
+    use crate::clock::Interrupted;
     use std::cell::RefCell;
     use std::collections::VecDeque;
     use std::time::{SystemTime, UNIX_EPOCH};
@@ -590,7 +592,7 @@ mod tests {
         }
     }
 
-    impl Timer for FakeTimer {
+    impl Clock for FakeTimer {
         fn now(&self) -> Instant {
             self.start + self.elapsed
         }

@@ -7,7 +7,7 @@
 
 use super::error::Error;
 use super::query::{read_answer, Answer, Params};
-use crate::xml::Element;
+use crate::aws::xml::Element;
 use std::fmt;
 
 /// API version sent with every ELBv2 request.

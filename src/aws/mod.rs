@@ -17,6 +17,7 @@ pub mod query;
 pub mod retry;
 pub mod sign;
 pub mod sts;
+pub mod xml;
 
 pub use client::{Budget, Client, Settings, WithId};
 pub use error::{AwsError, Error};

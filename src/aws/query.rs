@@ -8,7 +8,7 @@
 //! functions here, so the signing and sending code never sees a parameter.
 
 use super::error::{parse_error, snippet, Error};
-use crate::xml::{self, Element};
+use crate::aws::xml::{self, Element};
 
 /// Form parameters of one Query API request, in order.
 pub type Params = Vec<(String, String)>;
