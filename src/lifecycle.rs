@@ -23,6 +23,9 @@
 
 use crate::aws::client::{Budget, Client, WithId};
 use crate::aws::elbv2::{find_health, State, Target, TargetGroup, TargetHealth};
+use crate::aws::elbv2::{
+    DeregisterTargets, DescribeTargetGroups, DescribeTargetHealth, RegisterTargets,
+};
 use crate::aws::error::Error;
 use crate::aws::http::Transport;
 use crate::aws::retry::jittered;
@@ -132,7 +135,7 @@ impl<T: Transport> Elb for Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetGroup>>, Error> {
-        self.describe_target_groups_by_name(names, budget, clock)
+        self.call(&DescribeTargetGroups { names }, budget, clock)
     }
     fn register(
         &mut self,
@@ -141,7 +144,8 @@ impl<T: Transport> Elb for Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
-        self.register_targets(arn, targets, budget, clock)
+        let action = RegisterTargets { arn, targets };
+        self.call(&action, budget, clock).map(|r| r.request_id)
     }
     fn deregister(
         &mut self,
@@ -150,7 +154,8 @@ impl<T: Transport> Elb for Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
-        self.deregister_targets(arn, targets, budget, clock)
+        let action = DeregisterTargets { arn, targets };
+        self.call(&action, budget, clock).map(|r| r.request_id)
     }
     fn health(
         &mut self,
@@ -159,7 +164,7 @@ impl<T: Transport> Elb for Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error> {
-        self.describe_target_health(arn, targets, budget, clock)
+        self.call(&DescribeTargetHealth { arn, targets }, budget, clock)
     }
 }
 

@@ -13,7 +13,14 @@
 //!
 //! This module holds the pure parts: choosing a [`Source`] from an [`Env`],
 //! parsing the JSON documents of the container and IMDS endpoints, and the
-//! refresh rule. Fetching lives in `client`, the only place that sends.
+//! refresh rule. [`providers`] fetches from the sources that need IO
+//! (through a [`Transport`](super::http::Transport)), and [`cache`] keeps
+//! what was fetched until it is due for a refresh.
+
+pub mod cache;
+pub mod providers;
+
+pub use cache::Cache;
 
 use super::error::Error;
 use crate::env::Env;
@@ -522,7 +529,7 @@ mod tests {
         let c = parse_credentials_json(
             "container",
             200,
-            include_bytes!("../../tests/data/container_credentials.json"),
+            include_bytes!("../../../tests/data/container_credentials.json"),
         )
         .unwrap();
         assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
@@ -534,7 +541,7 @@ mod tests {
         let c = parse_credentials_json(
             "IMDS",
             200,
-            include_bytes!("../../tests/data/imds_credentials.json"),
+            include_bytes!("../../../tests/data/imds_credentials.json"),
         )
         .unwrap();
         assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
