@@ -1,8 +1,7 @@
 //! The AWS client: signing, sending and retrying.
 //!
 //! [`Client::call`] sends any [`Action`]: it takes credentials from the
-//! [`Cache`] (fetching them through
-//! [`providers`](super::credentials::providers) when missing or due, and
+//! [`Cache`] (fetching them through [`providers`] when missing or due, and
 //! once more if AWS says they expired), signs the request with SigV4 at the
 //! [`Clock`]'s wall-clock time, and retries what is worth retrying with
 //! jittered backoff until the caller's deadline. A backoff sleep is cut

@@ -3,7 +3,7 @@
 //! `quick-xml` without an AWS SDK.
 //!
 //! Layout, pure protocol first:
-//! - [`query`]: the Query protocol and the [`Action`](query::Action) trait
+//! - [`query`]: the Query protocol and the [`Action`] trait
 //!   (an action's name, parameters and response parser);
 //! - [`elbv2`]: the target and health types and one file per ELBv2 action;
 //!   [`sts`]: AssumeRoleWithWebIdentity;
