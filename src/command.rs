@@ -11,7 +11,7 @@
 //! cannot hold the shutdown hostage. Output is captured (up to 16 KiB per
 //! stream) and logged line by line after the command ends.
 
-use crate::aws::retry::Timer;
+use crate::clock::Clock;
 use crate::config::Hook;
 use log::{info, warn};
 use std::io::Read;
@@ -139,8 +139,8 @@ fn stop(child: &mut Child) {
 }
 
 /// Runs a hook to completion, timeout, or interruption by an event the
-/// `timer` reports (its sleep returns `Interrupted`).
-pub fn run(hook: &Hook, timer: &mut dyn Timer) -> Outcome {
+/// `clock` reports (its sleep returns `Interrupted`).
+pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     use std::os::unix::process::CommandExt;
     let Some((program, args)) = hook.argv.split_first() else {
         return Outcome::NotStarted("empty command".into());
@@ -167,7 +167,7 @@ pub fn run(hook: &Hook, timer: &mut dyn Timer) -> Outcome {
     };
     let out_buf = capture(child.stdout.take());
     let err_buf = capture(child.stderr.take());
-    let deadline = timer.now() + hook.timeout;
+    let deadline = clock.now() + hook.timeout;
     let outcome = loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => break Outcome::Success,
@@ -178,12 +178,12 @@ pub fn run(hook: &Hook, timer: &mut dyn Timer) -> Outcome {
                 break Outcome::Failed(format!("cannot wait for it: {e}"));
             }
         }
-        let now = timer.now();
+        let now = clock.now();
         if now >= deadline {
             stop(&mut child);
             break Outcome::TimedOut;
         }
-        if timer.sleep(POLL.min(deadline - now)).is_err() {
+        if clock.sleep(POLL.min(deadline - now)).is_err() {
             stop(&mut child);
             break Outcome::Interrupted;
         }
@@ -203,7 +203,7 @@ pub fn run(hook: &Hook, timer: &mut dyn Timer) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::retry::Interrupted;
+    use crate::clock::Interrupted;
     use std::time::{Instant, SystemTime};
 
     /// Real time, interrupted after a given instant.
@@ -211,7 +211,7 @@ mod tests {
         interrupt_at: Option<Instant>,
     }
 
-    impl Timer for Wall {
+    impl Clock for Wall {
         fn now(&self) -> Instant {
             Instant::now()
         }

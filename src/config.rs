@@ -13,7 +13,7 @@
 //! `-target-id` falls back to `POD_IP`, then to the pod's own line in
 //! `/etc/hosts` (found by the caller-supplied detector, so parsing stays pure).
 
-use crate::aws::credentials::Env;
+use crate::env::Env;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
@@ -689,11 +689,7 @@ pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        crate::aws::credentials::test_env(pairs)
-    }
+    use crate::env::test_env as env;
 
     fn args(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()

@@ -7,7 +7,7 @@
 
 use crate::aws::error::snippet;
 use crate::aws::http::{HttpRequest, Transport};
-use crate::aws::retry::Timer;
+use crate::clock::Clock;
 use crate::command::{self, Outcome};
 use crate::config::{Config, Hook};
 use crate::lifecycle::{AppWait, Effects};
@@ -59,15 +59,15 @@ impl<T: Transport> SystemEffects<T> {
 }
 
 impl<T: Transport> Effects for SystemEffects<T> {
-    fn run_hook(&mut self, hook: &Hook, timer: &mut dyn Timer) -> Outcome {
-        command::run(hook, timer)
+    fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome {
+        command::run(hook, clock)
     }
 
-    fn wait_for_app(&mut self, cfg: &Config, timer: &mut dyn Timer) -> Result<(), AppWait> {
+    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait> {
         if cfg.wait_for_tcp.is_none() && cfg.wait_for_http.is_none() {
             return Ok(());
         }
-        let deadline = timer.now() + cfg.wait_for_timeout;
+        let deadline = clock.now() + cfg.wait_for_timeout;
         let mut logged = false;
         loop {
             let check = match (&cfg.wait_for_tcp, &cfg.wait_for_http) {
@@ -88,11 +88,11 @@ impl<T: Transport> Effects for SystemEffects<T> {
                         info!("waiting for the app: {why}");
                         logged = true;
                     }
-                    let now = timer.now();
+                    let now = clock.now();
                     if now >= deadline {
                         return Err(AppWait::TimedOut(why));
                     }
-                    timer
+                    clock
                         .sleep(APP_POLL.min(deadline - now))
                         .map_err(|_| AppWait::Interrupted)?;
                 }

@@ -10,10 +10,11 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod effects;
+pub mod env;
 pub mod lifecycle;
 pub mod signals;
 pub mod status;
-pub mod xml;

@@ -23,9 +23,13 @@
 
 use crate::aws::client::{Budget, Client, WithId};
 use crate::aws::elbv2::{find_health, State, Target, TargetGroup, TargetHealth};
+use crate::aws::elbv2::{
+    DeregisterTargets, DescribeTargetGroups, DescribeTargetHealth, RegisterTargets,
+};
 use crate::aws::error::Error;
 use crate::aws::http::Transport;
-use crate::aws::retry::{jittered, Timer};
+use crate::aws::retry::jittered;
+use crate::clock::Clock;
 use crate::command::Outcome;
 use crate::config::{Config, GroupRef, Hook};
 use crate::signals::{signal_name, DrainResult, Driver, Event};
@@ -62,14 +66,14 @@ pub trait Elb {
     ///
     /// # Errors
     /// The fetch error.
-    fn ensure_credentials(&mut self, budget: Budget, timer: &mut dyn Timer) -> Result<(), Error>;
+    fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
     /// When cached credentials should be refreshed ahead of need.
     fn refresh_due(&self) -> Option<SystemTime>;
     /// Fetches new credentials now, keeping the old ones if that fails.
     ///
     /// # Errors
     /// The fetch error.
-    fn refresh_credentials(&mut self, budget: Budget, timer: &mut dyn Timer) -> Result<(), Error>;
+    fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
     /// DescribeTargetGroups by names.
     ///
     /// # Errors
@@ -78,7 +82,7 @@ pub trait Elb {
         &mut self,
         names: &[String],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetGroup>>, Error>;
     /// RegisterTargets.
     ///
@@ -89,7 +93,7 @@ pub trait Elb {
         arn: &str,
         targets: &[Target],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error>;
     /// DeregisterTargets.
     ///
@@ -100,7 +104,7 @@ pub trait Elb {
         arn: &str,
         targets: &[Target],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error>;
     /// DescribeTargetHealth.
     ///
@@ -111,54 +115,56 @@ pub trait Elb {
         arn: &str,
         targets: &[Target],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error>;
 }
 
 impl<T: Transport> Elb for Client<T> {
-    fn ensure_credentials(&mut self, budget: Budget, timer: &mut dyn Timer) -> Result<(), Error> {
-        Client::ensure_credentials(self, budget, timer)
+    fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
+        Client::ensure_credentials(self, budget, clock)
     }
     fn refresh_due(&self) -> Option<SystemTime> {
         Client::refresh_due(self)
     }
-    fn refresh_credentials(&mut self, budget: Budget, timer: &mut dyn Timer) -> Result<(), Error> {
-        Client::refresh_credentials(self, budget, timer)
+    fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
+        Client::refresh_credentials(self, budget, clock)
     }
     fn describe_groups(
         &mut self,
         names: &[String],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetGroup>>, Error> {
-        self.describe_target_groups_by_name(names, budget, timer)
+        self.call(&DescribeTargetGroups { names }, budget, clock)
     }
     fn register(
         &mut self,
         arn: &str,
         targets: &[Target],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
-        self.register_targets(arn, targets, budget, timer)
+        let action = RegisterTargets { arn, targets };
+        self.call(&action, budget, clock).map(|r| r.request_id)
     }
     fn deregister(
         &mut self,
         arn: &str,
         targets: &[Target],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
-        self.deregister_targets(arn, targets, budget, timer)
+        let action = DeregisterTargets { arn, targets };
+        self.call(&action, budget, clock).map(|r| r.request_id)
     }
     fn health(
         &mut self,
         arn: &str,
         targets: &[Target],
         budget: Budget,
-        timer: &mut dyn Timer,
+        clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error> {
-        self.describe_target_health(arn, targets, budget, timer)
+        self.call(&DescribeTargetHealth { arn, targets }, budget, clock)
     }
 }
 
@@ -174,12 +180,12 @@ pub enum AppWait {
 /// The lifecycle's other effects: hooks and waiting for the app.
 pub trait Effects {
     /// Runs a hook command.
-    fn run_hook(&mut self, hook: &Hook, timer: &mut dyn Timer) -> Outcome;
+    fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome;
     /// Waits for `-wait-for-tcp` / `-wait-for-http` (returns at once when neither is set).
     ///
     /// # Errors
     /// [`AppWait`] on interruption or timeout.
-    fn wait_for_app(&mut self, cfg: &Config, timer: &mut dyn Timer) -> Result<(), AppWait>;
+    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait>;
 }
 
 /// One registration: a target in a target group.

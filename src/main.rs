@@ -8,12 +8,12 @@
 
 #![forbid(unsafe_code)]
 
-use k8s_nlb_registrator_sidecar::aws::credentials::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
-use k8s_nlb_registrator_sidecar::aws::retry::SplitMix;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
+use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
 use k8s_nlb_registrator_sidecar::effects::SystemEffects;
+use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::lifecycle::{Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use k8s_nlb_registrator_sidecar::signals::{self, EventTimer};
 use k8s_nlb_registrator_sidecar::status::{self, Status};
@@ -200,10 +200,10 @@ fn try_main() -> i32 {
         transport: transport.clone(),
     };
     let mut client = Client::new(transport, settings);
-    let mut timer = EventTimer::new(rx, SplitMix::seed_from_env());
-    let code = Lifecycle::new(&cfg, &mut client, &mut effects, &mut timer, &status).run();
+    let mut clock = EventTimer::new(rx, SplitMix::seed_from_env());
+    let code = Lifecycle::new(&cfg, &mut client, &mut effects, &mut clock, &status).run();
     // Closing the event channel answers any /drain still arriving with 503.
-    drop(timer);
+    drop(clock);
     status.flush_drain_responses(Duration::from_secs(2));
     code
 }

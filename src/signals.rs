@@ -3,14 +3,14 @@
 //! SIGTERM and SIGINT are registered with signal-hook first thing in
 //! `main`, before any other thread starts; a small thread forwards each one
 //! into an mpsc channel, where the status listener's `/drain` requests
-//! arrive too. [`EventTimer`] is the program's [`Timer`]: its sleeps are
+//! arrive too. [`EventTimer`] is the program's [`Clock`]: its sleeps are
 //! `recv_timeout` on that channel, so an event cuts any wait short, and
 //! while the program is blocked it sleeps in the kernel (no polling, zero
-//! CPU). During shutdown the timer is *shielded*: events are still
+//! CPU). During shutdown the clock is *shielded*: events are still
 //! collected (a drain request must be answered) but no longer interrupt, so
 //! a second SIGTERM cannot skip the deregistration.
 
-use crate::aws::retry::{Interrupted, SplitMix, Timer};
+use crate::clock::{Clock, Interrupted, SplitMix};
 use log::{info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -60,7 +60,7 @@ pub fn forward_signals(tx: Sender<Event>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The program's timer: real clock, SplitMix jitter, and sleeps that end
+/// The program's clock: real clock, SplitMix jitter, and sleeps that end
 /// early when an event arrives.
 pub struct EventTimer {
     rx: Receiver<Event>,
@@ -70,7 +70,7 @@ pub struct EventTimer {
 }
 
 impl EventTimer {
-    /// A timer reading events from `rx`.
+    /// A clock reading events from `rx`.
     pub fn new(rx: Receiver<Event>, seed: u64) -> Self {
         EventTimer {
             rx,
@@ -81,8 +81,8 @@ impl EventTimer {
     }
 }
 
-/// The lifecycle's access to events on top of [`Timer`].
-pub trait Driver: Timer {
+/// The lifecycle's access to events on top of [`Clock`].
+pub trait Driver: Clock {
     /// Takes the oldest event that has arrived, without waiting.
     fn take_event(&mut self) -> Option<Event>;
     /// Waits for the next event, up to `timeout` (forever when `None`).
@@ -91,7 +91,7 @@ pub trait Driver: Timer {
     fn set_shielded(&mut self, shielded: bool);
 }
 
-impl Timer for EventTimer {
+impl Clock for EventTimer {
     fn now(&self) -> Instant {
         Instant::now()
     }

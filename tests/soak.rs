@@ -17,7 +17,7 @@ mod common;
 
 use common::fake::{FakeAws, Fault};
 use common::sidecar::{base_env, Sidecar};
-use k8s_nlb_registrator_sidecar::aws::retry::SplitMix;
+use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -4,8 +4,11 @@
 //! which HTTP status from `STATUSES`), the rest = response body.
 #![no_main]
 
-use k8s_nlb_registrator_sidecar::aws::elbv2;
+use k8s_nlb_registrator_sidecar::aws::elbv2::{
+    self, DescribeTargetGroups, DescribeTargetHealth, RegisterTargets,
+};
 use k8s_nlb_registrator_sidecar::aws::error::{parse_error, snippet, Error};
+use k8s_nlb_registrator_sidecar::aws::{Action, WithId};
 use libfuzzer_sys::fuzz_target;
 
 const STATUSES: [u16; 16] = [
@@ -40,8 +43,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, body)) = data.split_first() else { return };
     let status = STATUSES[usize::from((sel >> 2) & 15)];
     match sel & 3 {
-        0 => match elbv2::parse_describe_target_groups(status, body) {
-            Ok((groups, _)) => {
+        0 => match DescribeTargetGroups::parse_response(status, body) {
+            Ok(WithId { value: groups, .. }) => {
                 assert!(ok_status(status));
                 for g in &groups {
                     assert!(!g.arn.is_empty() && g.arn == g.arn.trim());
@@ -50,8 +53,8 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(e) => check_err(&e, "DescribeTargetGroups", status),
         },
-        1 => match elbv2::parse_describe_target_health(status, body) {
-            Ok((entries, _)) => {
+        1 => match DescribeTargetHealth::parse_response(status, body) {
+            Ok(WithId { value: entries, .. }) => {
                 assert!(ok_status(status));
                 for h in &entries {
                     assert!(!h.target.id.is_empty());
@@ -62,8 +65,8 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(e) => check_err(&e, "DescribeTargetHealth", status),
         },
-        2 => match elbv2::parse_ack("RegisterTargets", status, body) {
-            Ok(id) => {
+        2 => match RegisterTargets::parse_response(status, body) {
+            Ok(WithId { request_id: id, .. }) => {
                 assert!(ok_status(status));
                 if let Some(id) = id {
                     assert!(!id.is_empty());

@@ -5,7 +5,8 @@
 
 use k8s_nlb_registrator_sidecar::aws::credentials::Secret;
 use k8s_nlb_registrator_sidecar::aws::error::Error;
-use k8s_nlb_registrator_sidecar::aws::sts;
+use k8s_nlb_registrator_sidecar::aws::sts::AssumeRoleWithWebIdentity;
+use k8s_nlb_registrator_sidecar::aws::Action;
 use libfuzzer_sys::fuzz_target;
 
 const STATUSES: [u16; 8] = [200, 200, 200, 200, 400, 403, 500, 503];
@@ -13,7 +14,7 @@ const STATUSES: [u16; 8] = [200, 200, 200, 200, 400, 403, 500, 503];
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, body)) = data.split_first() else { return };
     let status = STATUSES[usize::from(sel & 7)];
-    match sts::parse_assume_role_with_web_identity(status, body) {
+    match AssumeRoleWithWebIdentity::parse_response(status, body).map(|r| r.value) {
         Ok(creds) => {
             assert!((200..300).contains(&status));
             assert!(!creds.access_key_id.is_empty());

@@ -5,7 +5,7 @@
 //! element whose local name is empty; harmless, no lookup asks for "".)
 #![no_main]
 
-use k8s_nlb_registrator_sidecar::xml::{self, Element};
+use k8s_nlb_registrator_sidecar::aws::xml::{self, Element};
 use libfuzzer_sys::fuzz_target;
 
 fn walk(el: &Element, depth: usize, count: &mut usize) -> usize {

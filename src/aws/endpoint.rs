@@ -7,8 +7,8 @@
 //! DNS suffix. STS is regional unless `AWS_STS_REGIONAL_ENDPOINTS=legacy`
 //! asks for the global endpoint in the regions that had it.
 
-use super::credentials::Env;
 use super::error::Error;
+use crate::env::Env;
 
 /// Regions whose STS endpoint was the global one under the legacy setting.
 const STS_LEGACY_GLOBAL_REGIONS: &[&str] = &[
@@ -143,11 +143,7 @@ pub fn sts_endpoint(region: &str, env: &dyn Env) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        crate::aws::credentials::test_env(pairs)
-    }
+    use crate::env::test_env as env;
 
     #[test]
     fn region_order() {

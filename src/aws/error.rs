@@ -5,7 +5,7 @@
 //! the action or endpoint involved. None ever holds a secret: credentials
 //! errors name variables and files, never their contents.
 
-use crate::xml;
+use crate::aws::xml;
 use std::fmt;
 
 /// An error answered by an AWS service (`<ErrorResponse>`), with its HTTP status.

@@ -7,10 +7,10 @@
 //! (AWS's XML errors are in them), and puts a connect and an overall
 //! timeout on every request.
 
-use super::credentials::ProcessEnv;
 use super::error::{Error, TransportKind};
 pub use super::proxy::is_local_url;
 use super::proxy::{ProxySettings, ProxyUrl};
+use crate::env::ProcessEnv;
 use std::time::Duration;
 
 /// Largest response body read (AWS answers are a few KiB).

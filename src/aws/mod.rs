@@ -2,11 +2,20 @@
 //! endpoints and retries, written against `aws-sigv4`, `ureq` and
 //! `quick-xml` without an AWS SDK.
 //!
-//! Layout: pure protocol modules ([`query`], [`elbv2`], [`sts`],
-//! [`credentials`], [`endpoint`], [`sign`], [`retry`], [`error`]) that
-//! build requests and parse responses without IO, the one module that
-//! imports the HTTP client ([`http`]) with its pure proxy
-//! decision ([`proxy`]), and [`client`], which drives them.
+//! Layout, pure protocol first:
+//! - [`query`]: the Query protocol and the [`Action`] trait
+//!   (an action's name, parameters and response parser);
+//! - [`elbv2`]: the target and health types and one file per ELBv2 action;
+//!   [`sts`]: AssumeRoleWithWebIdentity;
+//! - [`xml`], [`error`]: reading answers and AWS errors;
+//! - [`credentials`]: choosing a source, with its [`providers`](credentials::providers)
+//!   (web identity, container endpoint, IMDS, fetching through a transport)
+//!   and its [`cache`](credentials::cache);
+//! - [`endpoint`], [`sign`], [`retry`]: region and URLs, SigV4, backoff.
+//!
+//! Then IO: [`http`], the one module that imports the HTTP client, with
+//! its pure proxy decision ([`proxy`]), and
+//! [`client`], which signs, sends and retries any action.
 
 pub mod client;
 pub mod credentials;
@@ -19,6 +28,10 @@ pub mod query;
 pub mod retry;
 pub mod sign;
 pub mod sts;
+#[cfg(test)]
+mod testing;
+pub mod xml;
 
-pub use client::{Budget, Client, Settings, WithId};
+pub use client::{Budget, Client, Settings};
 pub use error::{AwsError, Error};
+pub use query::{Action, WithId};

@@ -36,8 +36,8 @@
 //!   does not hold a usable URL is a configuration error at start, where
 //!   the others silently ignore it.
 
-use super::credentials::Env;
 use super::error::Error;
+use crate::env::Env;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -380,14 +380,7 @@ fn parse_proxy_url(var: &'static str, value: &str) -> Result<ProxyUrl, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::env::test_env as env;
 
     /// The proxy's `host:port` for `url`, or "direct".
     fn route(pairs: &[(&str, &str)], url: &str) -> String {

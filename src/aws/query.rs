@@ -6,9 +6,119 @@
 //! `<ActionResult>` and `<ResponseMetadata><RequestId>`; a failure is an
 //! `<ErrorResponse>` with a 4xx/5xx status. Both directions are plain
 //! functions here, so the signing and sending code never sees a parameter.
+//!
+//! Each action the program calls is one type implementing [`Action`] (its
+//! name, parameters and response parser, in one file under
+//! [`super::elbv2`] or in [`super::sts`]), as rusty-s3 does for S3.
 
 use super::error::{parse_error, snippet, Error};
-use crate::xml::{self, Element};
+use super::http::HttpRequest;
+use crate::aws::xml::{self, Element};
+use std::time::Duration;
+
+/// Overall timeout of one ELBv2 or STS request.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Content type of a Query API request body.
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+
+/// The AWS services this program calls, with what their requests share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Elastic Load Balancing v2 (signed).
+    Elbv2,
+    /// Security Token Service (AssumeRoleWithWebIdentity is unsigned).
+    Sts,
+}
+
+impl Service {
+    /// The `Version` parameter of the service's Query API.
+    pub fn version(self) -> &'static str {
+        match self {
+            Service::Elbv2 => "2015-12-01",
+            Service::Sts => "2011-06-15",
+        }
+    }
+
+    /// The SigV4 signing name of the service.
+    pub fn signing_name(self) -> &'static str {
+        match self {
+            Service::Elbv2 => "elasticloadbalancing",
+            Service::Sts => "sts",
+        }
+    }
+}
+
+/// A value parsed from a successful answer, with the answer's request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithId<T> {
+    /// The parsed value.
+    pub value: T,
+    /// `ResponseMetadata/RequestId`.
+    pub request_id: Option<String>,
+}
+
+/// One Query API action: its name, its parameters and its response parser.
+///
+/// Implementors build requests and parse answers without IO; the client
+/// signs, sends and retries any of them.
+pub trait Action {
+    /// The service the action belongs to.
+    const SERVICE: Service;
+    /// The action's name, e.g. `RegisterTargets`: the `Action` parameter and
+    /// the prefix of the answer's `<NameResponse>` and `<NameResult>`.
+    const NAME: &'static str;
+    /// What a successful answer holds.
+    type Output;
+
+    /// The action's own parameters (without `Action` and `Version`).
+    fn params(&self) -> Params;
+
+    /// Reads the output from the answer's `<NameResult>` element.
+    ///
+    /// # Errors
+    /// A one-line description of what is missing or malformed.
+    fn parse(result: &Element) -> Result<Self::Output, String>;
+
+    /// All form parameters of the request: `Action`, `Version`, then [`Action::params`].
+    fn form(&self) -> Params {
+        let mut p = vec![
+            ("Action".to_owned(), Self::NAME.to_owned()),
+            ("Version".to_owned(), Self::SERVICE.version().to_owned()),
+        ];
+        p.extend(self.params());
+        p
+    }
+
+    /// Parses a whole HTTP answer (status and body) to this action.
+    ///
+    /// # Errors
+    /// [`Error::Aws`] for a non-2xx status or an `<ErrorResponse>`;
+    /// [`Error::Response`] naming the action for a body that is not its
+    /// response or that [`Action::parse`] refuses.
+    fn parse_response(status: u16, body: &[u8]) -> Result<WithId<Self::Output>, Error> {
+        let Answer { result, request_id } = read_answer(Self::NAME, status, body)?;
+        let value = Self::parse(&result).map_err(|detail| Error::Response {
+            action: Self::NAME.to_owned(),
+            status,
+            detail,
+        })?;
+        Ok(WithId { value, request_id })
+    }
+}
+
+/// The unsigned POST of the parameters `form` (see [`Action::form`]) to
+/// the service endpoint `endpoint` (a base URL without the trailing `/`),
+/// with overall timeout `timeout`.
+pub fn request(endpoint: &str, form: &[(String, String)], timeout: Duration) -> HttpRequest {
+    HttpRequest {
+        method: "POST",
+        url: format!("{endpoint}/"),
+        headers: vec![("content-type".to_owned(), FORM.to_owned())],
+        body: encode_form(form).into_bytes(),
+        timeout,
+    }
+}
 
 /// Form parameters of one Query API request, in order.
 pub type Params = Vec<(String, String)>;

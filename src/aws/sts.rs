@@ -5,76 +5,89 @@
 //! to the STS endpoint as a Query API POST like ELBv2.
 
 use super::credentials::{parse_expiration, Credentials, Secret};
-use super::error::Error;
-use super::query::{read_answer, Params};
+use super::query::{Action, Params, Service};
+use super::xml::Element;
 
-/// API version of STS.
-pub const VERSION: &str = "2011-06-15";
-
-/// Builds an AssumeRoleWithWebIdentity request.
+/// AssumeRoleWithWebIdentity: exchanges a web identity token for the
+/// temporary credentials of `role_arn`.
 ///
-/// The token is a secret: the returned parameters must never be logged.
-pub fn assume_role_with_web_identity(role_arn: &str, session_name: &str, token: &Secret) -> Params {
-    vec![
-        ("Action".to_owned(), "AssumeRoleWithWebIdentity".to_owned()),
-        ("Version".to_owned(), VERSION.to_owned()),
-        ("RoleArn".to_owned(), role_arn.to_owned()),
-        ("RoleSessionName".to_owned(), session_name.to_owned()),
-        ("WebIdentityToken".to_owned(), token.expose().to_owned()),
-    ]
+/// The token is a secret: the request's parameters must never be logged.
+#[derive(Debug, Clone, Copy)]
+pub struct AssumeRoleWithWebIdentity<'a> {
+    /// Role to assume.
+    pub role_arn: &'a str,
+    /// Role session name.
+    pub session_name: &'a str,
+    /// The projected service account token.
+    pub token: &'a Secret,
 }
 
-/// Parses an AssumeRoleWithWebIdentity response into credentials.
-///
-/// # Errors
-/// The AWS error for a non-2xx status; [`Error::Response`] when the body
-/// lacks any of the four credential fields or has an unreadable expiration.
-pub fn parse_assume_role_with_web_identity(status: u16, body: &[u8]) -> Result<Credentials, Error> {
-    const ACTION: &str = "AssumeRoleWithWebIdentity";
-    let answer = read_answer(ACTION, status, body)?;
-    let creds = answer
-        .result
-        .child("Credentials")
-        .ok_or_else(|| missing(status, "Credentials"))?;
-    let field = |name: &'static str| creds.text_at(&[name]).ok_or_else(|| missing(status, name));
-    let expiration = field("Expiration")?;
-    let expiry = parse_expiration(&expiration).ok_or_else(|| Error::Response {
-        action: ACTION.into(),
-        status,
-        detail: format!("unreadable Expiration {expiration:?}"),
-    })?;
-    Ok(Credentials {
-        access_key_id: field("AccessKeyId")?,
-        secret_access_key: Secret::new(field("SecretAccessKey")?),
-        session_token: Some(Secret::new(field("SessionToken")?)),
-        expiry: Some(expiry),
-    })
-}
+impl Action for AssumeRoleWithWebIdentity<'_> {
+    const SERVICE: Service = Service::Sts;
+    const NAME: &'static str = "AssumeRoleWithWebIdentity";
+    type Output = Credentials;
 
-fn missing(status: u16, name: &str) -> Error {
-    Error::Response {
-        action: "AssumeRoleWithWebIdentity".into(),
-        status,
-        detail: format!("no {name} in the response"),
+    fn params(&self) -> Params {
+        vec![
+            ("RoleArn".to_owned(), self.role_arn.to_owned()),
+            ("RoleSessionName".to_owned(), self.session_name.to_owned()),
+            (
+                "WebIdentityToken".to_owned(),
+                self.token.expose().to_owned(),
+            ),
+        ]
+    }
+
+    /// The credentials; an error when any of the four fields is missing or
+    /// the expiration is unreadable.
+    fn parse(result: &Element) -> Result<Credentials, String> {
+        let creds = result
+            .child("Credentials")
+            .ok_or("no Credentials in the response")?;
+        let field = |name: &str| {
+            creds
+                .text_at(&[name])
+                .ok_or_else(|| format!("no {name} in the response"))
+        };
+        let expiration = field("Expiration")?;
+        let expiry = parse_expiration(&expiration)
+            .ok_or_else(|| format!("unreadable Expiration {expiration:?}"))?;
+        Ok(Credentials {
+            access_key_id: field("AccessKeyId")?,
+            secret_access_key: Secret::new(field("SecretAccessKey")?),
+            session_token: Some(Secret::new(field("SessionToken")?)),
+            expiry: Some(expiry),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::error::Error;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn builds_request() {
-        let p =
-            assume_role_with_web_identity("arn:aws:iam::1:role/r", "s", &Secret::new("tok".into()));
+        let token = Secret::new("tok".into());
+        let p = AssumeRoleWithWebIdentity {
+            role_arn: "arn:aws:iam::1:role/r",
+            session_name: "s",
+            token: &token,
+        }
+        .form();
+        assert_eq!(p[1].1, "2011-06-15");
         assert_eq!(p[0].1, "AssumeRoleWithWebIdentity");
         assert_eq!(p[4], ("WebIdentityToken".to_string(), "tok".to_string()));
     }
 
+    fn parse(status: u16, body: &[u8]) -> Result<Credentials, Error> {
+        AssumeRoleWithWebIdentity::parse_response(status, body).map(|r| r.value)
+    }
+
     #[test]
     fn parses_recorded_response() {
-        let c = parse_assume_role_with_web_identity(
+        let c = parse(
             200,
             include_bytes!("../../tests/data/assume_role_with_web_identity.xml"),
         )
@@ -98,7 +111,7 @@ mod tests {
 
     #[test]
     fn parses_recorded_error() {
-        let e = parse_assume_role_with_web_identity(
+        let e = parse(
             400,
             include_bytes!("../../tests/data/sts_invalid_identity_token.xml"),
         )
@@ -109,10 +122,10 @@ mod tests {
     #[test]
     fn rejects_incomplete_responses() {
         let body = br#"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey><Expiration>2026-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"#;
-        let e = parse_assume_role_with_web_identity(200, body).unwrap_err();
+        let e = parse(200, body).unwrap_err();
         assert!(e.to_string().contains("no SessionToken"), "{e}");
         let body = br#"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken><Expiration>soon</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"#;
-        assert!(parse_assume_role_with_web_identity(200, body).is_err());
-        assert!(parse_assume_role_with_web_identity(200, b"<x/>").is_err());
+        assert!(parse(200, body).is_err());
+        assert!(parse(200, b"<x/>").is_err());
     }
 }

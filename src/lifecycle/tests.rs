@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::aws::error::AwsError;
-use crate::aws::retry::Interrupted;
+use crate::clock::Interrupted;
 use crate::config::{GroupSpec, Hook};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -57,7 +57,7 @@ impl FakeDriver {
     }
 }
 
-impl Timer for FakeDriver {
+impl Clock for FakeDriver {
     fn now(&self) -> Instant {
         self.start + self.t
     }
@@ -151,13 +151,13 @@ impl FakeElb {
 }
 
 impl Elb for FakeElb {
-    fn ensure_credentials(&mut self, _b: Budget, _t: &mut dyn Timer) -> Result<(), Error> {
+    fn ensure_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
         Ok(())
     }
     fn refresh_due(&self) -> Option<SystemTime> {
         self.refresh_due
     }
-    fn refresh_credentials(&mut self, _b: Budget, _t: &mut dyn Timer) -> Result<(), Error> {
+    fn refresh_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
         let now = *self.clock.borrow();
         self.refreshes.push(now);
         self.refresh_due = self.refresh_due.map(|d| d + Duration::from_secs(3600));
@@ -167,7 +167,7 @@ impl Elb for FakeElb {
         &mut self,
         names: &[String],
         _b: Budget,
-        _t: &mut dyn Timer,
+        _t: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetGroup>>, Error> {
         self.log("describe", &names.join(","));
         Ok(WithId {
@@ -189,7 +189,7 @@ impl Elb for FakeElb {
         arn: &str,
         _t: &[Target],
         _b: Budget,
-        _tm: &mut dyn Timer,
+        _tm: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
         let n = self.calls.iter().filter(|c| c.0 == "register").count();
         self.log("register", arn);
@@ -207,7 +207,7 @@ impl Elb for FakeElb {
         arn: &str,
         _t: &[Target],
         _b: Budget,
-        _tm: &mut dyn Timer,
+        _tm: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
         self.log("deregister", arn);
         match self.deregister_errors.pop_front() {
@@ -220,7 +220,7 @@ impl Elb for FakeElb {
         arn: &str,
         targets: &[Target],
         _b: Budget,
-        _t: &mut dyn Timer,
+        _t: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error> {
         self.log("health", arn);
         let deregistered = self.calls.iter().any(|c| c.0 == "deregister");
@@ -263,7 +263,7 @@ struct FakeEffects {
 }
 
 impl Effects for FakeEffects {
-    fn run_hook(&mut self, hook: &Hook, _t: &mut dyn Timer) -> Outcome {
+    fn run_hook(&mut self, hook: &Hook, _t: &mut dyn Clock) -> Outcome {
         self.hooks.push(hook.name);
         if self.fail == Some(hook.name) {
             Outcome::Failed("exit status 3".into())
@@ -271,7 +271,7 @@ impl Effects for FakeEffects {
             Outcome::Success
         }
     }
-    fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Timer) -> Result<(), AppWait> {
+    fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Clock) -> Result<(), AppWait> {
         Ok(())
     }
 }

@@ -13,10 +13,17 @@
 //!
 //! This module holds the pure parts: choosing a [`Source`] from an [`Env`],
 //! parsing the JSON documents of the container and IMDS endpoints, and the
-//! refresh rule. Fetching lives in `client`, the only place that sends.
+//! refresh rule. [`providers`] fetches from the sources that need IO
+//! (through a [`Transport`](super::http::Transport)), and [`cache`] keeps
+//! what was fetched until it is due for a refresh.
+
+pub mod cache;
+pub mod providers;
+
+pub use cache::Cache;
 
 use super::error::Error;
-use std::collections::HashMap;
+use crate::env::Env;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,28 +36,6 @@ pub const IMDS_DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 pub const IMDS_IPV6_ENDPOINT: &str = "http://[fd00:ec2::254]";
 /// Host of the ECS / container credentials relative URI.
 pub const CONTAINER_RELATIVE_HOST: &str = "http://169.254.170.2";
-
-/// Read access to environment variables; empty values count as unset.
-pub trait Env {
-    /// The variable's value, `None` when unset or empty.
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The real process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    }
-}
-
-impl Env for HashMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).filter(|v| !v.is_empty()).cloned()
-    }
-}
 
 /// A secret string: its `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -420,22 +405,11 @@ pub fn parse_expiration(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(normalized.trim_end_matches('Z')).ok()
 }
 
-/// A map-backed environment for tests.
-#[cfg(test)]
-pub(crate) fn test_env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        test_env(pairs)
-    }
+    use crate::env::test_env as env;
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000)
@@ -555,7 +529,7 @@ mod tests {
         let c = parse_credentials_json(
             "container",
             200,
-            include_bytes!("../../tests/data/container_credentials.json"),
+            include_bytes!("../../../tests/data/container_credentials.json"),
         )
         .unwrap();
         assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
@@ -567,7 +541,7 @@ mod tests {
         let c = parse_credentials_json(
             "IMDS",
             200,
-            include_bytes!("../../tests/data/imds_credentials.json"),
+            include_bytes!("../../../tests/data/imds_credentials.json"),
         )
         .unwrap();
         assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");

@@ -1,0 +1,125 @@
+//! The credentials cache: fetched temporary credentials are reused until
+//! [`REFRESH_BEFORE`](super::REFRESH_BEFORE) their expiry, and kept in use
+//! while a refresh fails and they have not expired yet.
+
+use super::Credentials;
+use crate::aws::error::Error;
+use log::{info, warn};
+use std::time::SystemTime;
+
+/// The last credentials fetched, if any.
+#[derive(Debug, Default)]
+pub struct Cache {
+    cached: Option<Credentials>,
+}
+
+impl Cache {
+    /// Valid credentials at `now`: the cached ones unless they are due for
+    /// a refresh, else the result of `fetch` (stored), else, when `fetch`
+    /// fails, the cached ones until they expire. `source` names the
+    /// source in logs.
+    ///
+    /// # Errors
+    /// The fetch error when no unexpired credentials are cached.
+    pub fn get(
+        &mut self,
+        now: SystemTime,
+        source: &str,
+        fetch: impl FnOnce() -> Result<Credentials, Error>,
+    ) -> Result<Credentials, Error> {
+        if let Some(c) = &self.cached {
+            if !c.needs_refresh(now) {
+                return Ok(c.clone());
+            }
+        }
+        match fetch() {
+            Ok(fresh) => {
+                if let Some(expiry) = fresh.expiry {
+                    info!(
+                        "credentials from {source} for {} valid until {}",
+                        fresh.access_key_id,
+                        humantime::format_rfc3339_seconds(expiry)
+                    );
+                }
+                self.cached = Some(fresh.clone());
+                Ok(fresh)
+            }
+            Err(e) => match &self.cached {
+                // Refresh failed but the old credentials still work: use them.
+                Some(old) if self.usable(now) => {
+                    warn!("refreshing credentials failed, using the cached ones until they expire: {e}");
+                    Ok(old.clone())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Replaces the cached credentials.
+    pub fn store(&mut self, fresh: Credentials) {
+        self.cached = Some(fresh);
+    }
+
+    /// Drops the cached credentials (AWS said they expired).
+    pub fn forget(&mut self) {
+        self.cached = None;
+    }
+
+    /// Whether credentials are cached that have not expired at `now`.
+    pub fn usable(&self, now: SystemTime) -> bool {
+        self.cached
+            .as_ref()
+            .is_some_and(|c| c.expiry.map(|x| x > now).unwrap_or(true))
+    }
+
+    /// When the cached credentials should be refreshed ahead of need.
+    pub fn refresh_due(&self) -> Option<SystemTime> {
+        self.cached.as_ref().and_then(Credentials::refresh_due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::credentials::Secret;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn creds(id: &str, expiry_secs: u64) -> Credentials {
+        Credentials {
+            access_key_id: id.into(),
+            secret_access_key: Secret::new("s".into()),
+            session_token: None,
+            expiry: Some(UNIX_EPOCH + Duration::from_secs(expiry_secs)),
+        }
+    }
+
+    fn down() -> Result<Credentials, Error> {
+        Err(Error::Credentials("down".into()))
+    }
+
+    #[test]
+    fn reuses_until_due_then_keeps_old_ones_until_expiry() {
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        let mut c = Cache::default();
+        assert!(c.get(at(0), "x", down).is_err());
+        assert_eq!(
+            c.get(at(0), "x", || Ok(creds("A", 1000)))
+                .unwrap()
+                .access_key_id,
+            "A"
+        );
+        // Not due: no fetch.
+        assert_eq!(c.get(at(100), "x", down).unwrap().access_key_id, "A");
+        assert_eq!(c.refresh_due(), Some(at(400)));
+        // Due, the fetch fails, still valid: the old ones.
+        assert_eq!(c.get(at(800), "x", down).unwrap().access_key_id, "A");
+        assert!(c.usable(at(800)));
+        // Expired: the error.
+        assert!(c.get(at(1000), "x", down).is_err());
+        assert!(!c.usable(at(1000)));
+        c.store(creds("B", 5000));
+        assert_eq!(c.get(at(1000), "x", down).unwrap().access_key_id, "B");
+        c.forget();
+        assert!(c.get(at(1000), "x", down).is_err());
+    }
+}

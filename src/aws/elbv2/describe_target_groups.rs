@@ -1,0 +1,94 @@
+//! DescribeTargetGroups by names: turns `-tg-name` values into ARNs and
+//! checks each group's target type.
+//!
+//! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetGroups.html>.
+
+use super::{port_at, TargetGroup};
+use crate::aws::query::{Action, Params, Service};
+use crate::aws::xml::Element;
+
+/// DescribeTargetGroups of the groups named `names` (AWS documents a limit
+/// of 20 per call for ARNs, none for names).
+#[derive(Debug, Clone, Copy)]
+pub struct DescribeTargetGroups<'a> {
+    /// Target group names.
+    pub names: &'a [String],
+}
+
+impl Action for DescribeTargetGroups<'_> {
+    const SERVICE: Service = Service::Elbv2;
+    const NAME: &'static str = "DescribeTargetGroups";
+    type Output = Vec<TargetGroup>;
+
+    fn params(&self) -> Params {
+        let member = |(i, n): (usize, &String)| (format!("Names.member.{}", i + 1), n.clone());
+        self.names.iter().enumerate().map(member).collect()
+    }
+
+    /// The groups; an error for a group without ARN or with a bad port.
+    fn parse(result: &Element) -> Result<Vec<TargetGroup>, String> {
+        let mut groups = Vec::new();
+        for m in result.members(&["TargetGroups"]) {
+            let arn = m
+                .text_at(&["TargetGroupArn"])
+                .ok_or("a target group has no TargetGroupArn")?;
+            groups.push(TargetGroup {
+                name: m.text_at(&["TargetGroupName"]).unwrap_or_default(),
+                port: port_at(m, "Port")?,
+                target_type: m.text_at(&["TargetType"]),
+                load_balancer_arns: m
+                    .members(&["LoadBalancerArns"])
+                    .iter()
+                    .map(|e| e.text.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                arn,
+            });
+        }
+        Ok(groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_request() {
+        let names = ["a".to_owned(), "b".to_owned()];
+        let p = DescribeTargetGroups { names: &names }.form();
+        assert_eq!(p[0], ("Action".into(), "DescribeTargetGroups".into()));
+        assert_eq!(p[1], ("Version".into(), "2015-12-01".into()));
+        assert_eq!(p[3], ("Names.member.2".to_string(), "b".to_string()));
+    }
+
+    #[test]
+    fn parses_recorded_response() {
+        let r = DescribeTargetGroups::parse_response(
+            200,
+            include_bytes!("../../../tests/data/describe_target_groups.xml"),
+        )
+        .unwrap();
+        assert_eq!(
+            r.request_id.as_deref(),
+            Some("70092c0e-f3a9-11e5-ae48-cff02092876b")
+        );
+        let groups = r.value;
+        assert_eq!(groups.len(), 1);
+        let g = &groups[0];
+        assert_eq!(g.name, "my-targets");
+        assert_eq!(g.port, Some(80));
+        assert_eq!(g.target_type.as_deref(), Some("ip"));
+        assert!(g.arn.ends_with("targetgroup/my-targets/73e2d6bc24d8a067"));
+        assert_eq!(g.load_balancer_arns.len(), 1);
+    }
+
+    #[test]
+    fn empty_result_is_no_groups() {
+        let body = b"<DescribeTargetGroupsResponse><DescribeTargetGroupsResult/></DescribeTargetGroupsResponse>";
+        assert!(DescribeTargetGroups::parse_response(200, body)
+            .unwrap()
+            .value
+            .is_empty());
+    }
+}

@@ -1,0 +1,223 @@
+//! ELBv2, the API the sidecar exists to call: the target and health types,
+//! and one file per action it uses.
+//!
+//! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/>.
+//! Each action is a type implementing [`Action`](super::query::Action):
+//! [`DescribeTargetGroups`], [`RegisterTargets`], [`DeregisterTargets`] and
+//! [`DescribeTargetHealth`]. Nothing here does IO.
+
+mod deregister_targets;
+mod describe_target_groups;
+mod describe_target_health;
+mod register_targets;
+
+pub use deregister_targets::DeregisterTargets;
+pub use describe_target_groups::DescribeTargetGroups;
+pub use describe_target_health::DescribeTargetHealth;
+pub use register_targets::RegisterTargets;
+
+use super::query::Params;
+use crate::aws::xml::Element;
+use std::fmt;
+
+/// One target: an IP, with an optional port and Availability Zone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The IP address (or instance id).
+    pub id: String,
+    /// Port; the target group's port when `None`.
+    pub port: Option<u16>,
+    /// Availability Zone, e.g. `all` for an IP outside the VPC.
+    pub availability_zone: Option<String>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(p) if self.id.contains(':') => write!(f, "[{}]:{p}", self.id),
+            Some(p) => write!(f, "{}:{p}", self.id),
+            None => f.write_str(&self.id),
+        }
+    }
+}
+
+/// A target group as DescribeTargetGroups reports it (the fields we use).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetGroup {
+    /// Its ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// Default port of its targets.
+    pub port: Option<u16>,
+    /// `ip`, `instance`, `lambda` or `alb`.
+    pub target_type: Option<String>,
+    /// Load balancers that forward to it.
+    pub load_balancer_arns: Vec<String>,
+}
+
+/// A target's health state (`TargetHealth/State`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Registered, first health checks pending.
+    Initial,
+    /// Passing health checks: the load balancer sends it traffic.
+    Healthy,
+    /// Failing health checks.
+    Unhealthy,
+    /// Failing health checks and being deregistered (draining).
+    UnhealthyDraining,
+    /// Not used: not registered, or its group is not attached to a load balancer.
+    Unused,
+    /// Being deregistered; connections are drained.
+    Draining,
+    /// Health checks disabled.
+    Unavailable,
+    /// A state this program does not know.
+    Other(String),
+}
+
+impl State {
+    fn parse(s: &str) -> State {
+        match s {
+            "initial" => State::Initial,
+            "healthy" => State::Healthy,
+            "unhealthy" => State::Unhealthy,
+            "unhealthy.draining" => State::UnhealthyDraining,
+            "unused" => State::Unused,
+            "draining" => State::Draining,
+            "unavailable" => State::Unavailable,
+            other => State::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Initial => "initial",
+            State::Healthy => "healthy",
+            State::Unhealthy => "unhealthy",
+            State::UnhealthyDraining => "unhealthy.draining",
+            State::Unused => "unused",
+            State::Draining => "draining",
+            State::Unavailable => "unavailable",
+            State::Other(s) => s,
+        })
+    }
+}
+
+/// One entry of DescribeTargetHealth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetHealth {
+    /// The target it describes.
+    pub target: Target,
+    /// Its state.
+    pub state: State,
+    /// Reason code, e.g. `Target.FailedHealthChecks`.
+    pub reason: Option<String>,
+    /// Human-readable description.
+    pub description: Option<String>,
+}
+
+impl TargetHealth {
+    /// Whether the target is not (or no longer) registered at all.
+    pub fn is_gone(&self) -> bool {
+        self.reason.as_deref() == Some("Target.NotRegistered")
+    }
+
+    /// Whether draining is over: the target is gone or unused.
+    pub fn is_drained(&self) -> bool {
+        self.is_gone() || self.state == State::Unused
+    }
+}
+
+impl fmt::Display for TargetHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.state)?;
+        if let Some(r) = &self.reason {
+            write!(f, " ({r})")?;
+        }
+        if let Some(d) = &self.description {
+            write!(f, ": {d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends `targets` as `Targets.member.N.{Id,Port,AvailabilityZone}`.
+fn push_targets(params: &mut Params, targets: &[Target]) {
+    for (i, t) in targets.iter().enumerate() {
+        let n = i + 1;
+        params.push((format!("Targets.member.{n}.Id"), t.id.clone()));
+        if let Some(port) = t.port {
+            params.push((format!("Targets.member.{n}.Port"), port.to_string()));
+        }
+        if let Some(az) = &t.availability_zone {
+            params.push((format!("Targets.member.{n}.AvailabilityZone"), az.clone()));
+        }
+    }
+}
+
+/// The `TargetGroupArn` parameter followed by the targets.
+fn group_and_targets(arn: &str, targets: &[Target]) -> Params {
+    let mut p = vec![("TargetGroupArn".to_owned(), arn.to_owned())];
+    push_targets(&mut p, targets);
+    p
+}
+
+/// Reads the optional port in child `name` of `el`.
+fn port_at(el: &Element, name: &str) -> Result<Option<u16>, String> {
+    match el.text_at(&[name]) {
+        None => Ok(None),
+        Some(t) => t
+            .parse::<u16>()
+            .map(Some)
+            .map_err(|_| format!("{name} is not a port: {t:?}")),
+    }
+}
+
+/// Finds the health entry of `target` (same id; same port when both have one).
+pub fn find_health<'a>(entries: &'a [TargetHealth], target: &Target) -> Option<&'a TargetHealth> {
+    entries.iter().find(|h| {
+        h.target.id == target.id
+            && match (h.target.port, target.port) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn t(id: &str, port: Option<u16>, az: Option<&str>) -> Target {
+        Target {
+            id: id.into(),
+            port,
+            availability_zone: az.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn target_display() {
+        assert_eq!(t("10.0.0.1", Some(80), None).to_string(), "10.0.0.1:80");
+        assert_eq!(t("fd00::1", Some(80), None).to_string(), "[fd00::1]:80");
+        assert_eq!(t("10.0.0.1", None, None).to_string(), "10.0.0.1");
+    }
+
+    #[test]
+    fn finds_health_by_id_and_port() {
+        let h = |id: &str, port| TargetHealth {
+            target: t(id, port, None),
+            state: State::Healthy,
+            reason: None,
+            description: None,
+        };
+        let entries = [h("10.0.1.23", Some(80)), h("192.168.7.4", Some(8080))];
+        assert!(find_health(&entries, &t("192.168.7.4", Some(8080), None)).is_some());
+        assert!(find_health(&entries, &t("192.168.7.4", Some(80), None)).is_none());
+        assert!(find_health(&entries, &t("10.0.1.23", None, None)).is_some());
+    }
+}

@@ -1,0 +1,92 @@
+//! Test doubles shared by the AWS layer's unit tests: a scripted transport
+//! and a clock that only moves when slept on.
+
+use super::error::{Error, TransportKind};
+use super::http::{HttpRequest, HttpResponse, Transport};
+use crate::clock::{Clock, Interrupted};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A transport answering from a script and recording what it was sent;
+/// once the script is exhausted every send is a connect error.
+pub struct Scripted {
+    pub answers: RefCell<VecDeque<Result<HttpResponse, Error>>>,
+    pub seen: RefCell<Vec<HttpRequest>>,
+}
+
+impl Scripted {
+    pub fn new(answers: impl IntoIterator<Item = Result<HttpResponse, Error>>) -> Self {
+        Scripted {
+            answers: RefCell::new(answers.into_iter().collect()),
+            seen: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl Transport for &Scripted {
+    fn send(&self, _action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        self.seen.borrow_mut().push(req.clone());
+        self.answers.borrow_mut().pop_front().unwrap_or_else(|| {
+            Err(Error::Transport {
+                action: "x".into(),
+                url: req.url.clone(),
+                kind: TransportKind::Connect,
+                detail: "script exhausted".into(),
+            })
+        })
+    }
+}
+
+/// A 200 answer with `body`.
+pub fn ok(body: &[u8]) -> Result<HttpResponse, Error> {
+    status(200, body)
+}
+
+/// An answer with status `code` and `body`.
+pub fn status(code: u16, body: &[u8]) -> Result<HttpResponse, Error> {
+    Ok(HttpResponse {
+        status: code,
+        body: body.to_vec(),
+    })
+}
+
+/// A clock that only moves when slept on; its wall clock starts at
+/// 2023-11-14T22:13:20Z.
+pub struct FakeClock {
+    pub start: Instant,
+    pub elapsed: Duration,
+    pub slept: Vec<Duration>,
+    pub interrupt_after: Option<usize>,
+}
+
+impl FakeClock {
+    pub fn new() -> Self {
+        FakeClock {
+            start: Instant::now(),
+            elapsed: Duration::ZERO,
+            slept: Vec::new(),
+            interrupt_after: None,
+        }
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Instant {
+        self.start + self.elapsed
+    }
+    fn wall(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.elapsed
+    }
+    fn random(&mut self) -> f64 {
+        0.5
+    }
+    fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
+        if self.interrupt_after == Some(self.slept.len()) {
+            return Err(Interrupted);
+        }
+        self.slept.push(d);
+        self.elapsed += d;
+        Ok(())
+    }
+}
