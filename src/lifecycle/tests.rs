@@ -2,20 +2,21 @@
 //! scripted events: no sleeping, no network, no processes.
 
 use super::*;
+use crate::aws::elbv2::State;
 use crate::aws::error::AwsError;
 use crate::clock::Interrupted;
-use crate::config::{GroupSpec, Hook};
+use crate::config::{GroupRef, GroupSpec};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::mpsc::channel;
 use std::time::UNIX_EPOCH;
 
-/// Events due at fake times, shared by the driver and the fake ELBv2 (which
+/// Events due at fake times, shared by the fake clock and the fake ELBv2 (which
 /// can make a signal "arrive" while a request is on the wire).
 type Inbox = Rc<RefCell<Vec<(Duration, Event)>>>;
 
-struct FakeDriver {
+struct FakeClock {
     start: Instant,
     t: Duration,
     inbox: Inbox,
@@ -24,9 +25,9 @@ struct FakeDriver {
     clock: Rc<RefCell<Duration>>,
 }
 
-impl FakeDriver {
+impl FakeClock {
     fn new(inbox: Inbox, clock: Rc<RefCell<Duration>>) -> Self {
-        FakeDriver {
+        FakeClock {
             start: Instant::now(),
             t: Duration::ZERO,
             inbox,
@@ -57,7 +58,7 @@ impl FakeDriver {
     }
 }
 
-impl Clock for FakeDriver {
+impl Clock for FakeClock {
     fn now(&self) -> Instant {
         self.start + self.t
     }
@@ -83,7 +84,7 @@ impl Clock for FakeDriver {
     }
 }
 
-impl Driver for FakeDriver {
+impl EventClock for FakeClock {
     fn take_event(&mut self) -> Option<Event> {
         self.pending.pop_front().or_else(|| self.next_due(self.t))
     }
@@ -320,23 +321,23 @@ fn hook(name: &'static str) -> Hook {
 struct World {
     inbox: Inbox,
     elb: FakeElb,
-    fx: FakeEffects,
-    drv: FakeDriver,
+    effects: FakeEffects,
+    clock: FakeClock,
     status: Status,
 }
 
 fn world() -> World {
     let inbox: Inbox = Rc::new(RefCell::new(Vec::new()));
-    let clock = Rc::new(RefCell::new(Duration::ZERO));
+    let now = Rc::new(RefCell::new(Duration::ZERO));
     World {
         elb: FakeElb {
-            clock: clock.clone(),
+            clock: now.clone(),
             inbox: inbox.clone(),
             ..FakeElb::default()
         },
-        drv: FakeDriver::new(inbox.clone(), clock),
+        clock: FakeClock::new(inbox.clone(), now),
         inbox,
-        fx: FakeEffects::default(),
+        effects: FakeEffects::default(),
         status: Status::default(),
     }
 }
@@ -351,8 +352,8 @@ impl World {
         Lifecycle::new(
             cfg,
             &mut self.elb,
-            &mut self.fx,
-            &mut self.drv,
+            &mut self.effects,
+            &mut self.clock,
             &self.status,
         )
         .run()
@@ -446,7 +447,7 @@ fn health_wait_polls_at_the_interval_until_healthy() {
         .map(|c| c.2.as_secs())
         .collect();
     assert_eq!(polls, [5, 10, 15]);
-    assert_eq!(w.fx.hooks, ["post-register"]);
+    assert_eq!(w.effects.hooks, ["post-register"]);
 }
 
 #[test]
@@ -504,7 +505,7 @@ fn deregistration_errors() {
     cfg.post_deregister = Some(hook("post-deregister"));
     assert_eq!(w.run(&cfg), EXIT_FAILURE);
     assert_eq!(
-        w.fx.hooks,
+        w.effects.hooks,
         ["post-deregister"],
         "the hook runs even after a failure"
     );
@@ -555,7 +556,7 @@ fn wait_drained_polls_until_the_target_is_gone() {
             "health arn:a"
         ]
     );
-    assert_eq!(w.fx.hooks, ["post-deregister"]);
+    assert_eq!(w.effects.hooks, ["post-deregister"]);
 }
 
 #[test]
@@ -586,7 +587,7 @@ fn credentials_are_refreshed_while_blocked() {
 #[test]
 fn failing_pre_register_hook_registers_nothing() {
     let mut w = world();
-    w.fx.fail = Some("pre-register");
+    w.effects.fail = Some("pre-register");
     let mut cfg = config(&["a"]);
     cfg.pre_register = Some(hook("pre-register"));
     assert_eq!(w.run(&cfg), EXIT_FAILURE);
