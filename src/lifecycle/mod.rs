@@ -202,6 +202,7 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The target as the ELBv2 calls take it: a list of one.
     fn targets(&self) -> Vec<Target> {
         vec![self.target.clone()]
     }

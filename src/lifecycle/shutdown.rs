@@ -6,6 +6,7 @@ use super::health::Watch;
 use super::{Elb, Lifecycle, Registration, RegistrationState, EXIT_FAILURE, EXIT_OK};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::State;
+use crate::aws::error::Error;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
 use crate::signals::{signal_name, DrainResult, Event};
@@ -210,47 +211,44 @@ impl Registration {
         deadline: Instant,
     ) -> Removal {
         info!("deregistering target {} from {}", self.target, self.label);
-        let removal =
-            match elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock) {
-                Ok(id) => {
-                    info!(
-                        "deregistered target {} from {} (request id {})",
-                        self.target,
-                        self.label,
-                        id.as_deref().unwrap_or("-")
-                    );
-                    Removal::Deregistered
-                }
-                // Not (or no longer) registered, or the group is gone: the target is out.
-                Err(e) if e.is_target_absent() => {
-                    info!(
-                        "target {} is not registered in {}: {e}",
-                        self.target, self.label
-                    );
-                    if self.state == RegistrationState::Sent
-                        && !self.confirm_not_registered(elb, clock, deadline)
-                    {
-                        return Removal::Failed;
-                    }
-                    Removal::NotThere
-                }
-                Err(e) if self.state == RegistrationState::Refused => {
-                    // Its registration was refused: this was a precaution.
-                    warn!(
-                        "target {} was refused by {}, so it is most likely not registered; \
-                     the precautionary deregistration failed too: {e}",
-                        self.target, self.label
-                    );
-                    Removal::NotThere
-                }
-                Err(e) => {
-                    error!(
-                        "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
-                        self.target, self.label
-                    );
+        let answer = elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock);
+        let removal = match answer {
+            Ok(id) => {
+                info!(
+                    "deregistered target {} from {} (request id {})",
+                    self.target,
+                    self.label,
+                    id.as_deref().unwrap_or("-")
+                );
+                Removal::Deregistered
+            }
+            // Not (or no longer) registered, or the group is gone: the target is out.
+            Err(e) if e.is_target_absent() => {
+                info!(
+                    "target {} is not registered in {}: {e}",
+                    self.target, self.label
+                );
+                if self.state == RegistrationState::Sent
+                    && !self.confirm_not_registered(elb, clock, deadline)
+                {
                     return Removal::Failed;
                 }
-            };
+                Removal::NotThere
+            }
+            Err(e) if self.state == RegistrationState::Refused => {
+                // Its registration was refused: this was a precaution.
+                warn!(
+                    "target {} was refused by {}, so it is most likely not registered; \
+                     the precautionary deregistration failed too: {e}",
+                    self.target, self.label
+                );
+                Removal::NotThere
+            }
+            Err(e) => {
+                self.log_maybe_still_in(&e);
+                return Removal::Failed;
+            }
+        };
         self.state = RegistrationState::Out;
         removal
     }
@@ -288,12 +286,16 @@ impl Registration {
             Ok(_) => true,
             Err(e) if e.is_target_absent() => true,
             Err(e) => {
-                error!(
-                    "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
-                    self.target, self.label
-                );
+                self.log_maybe_still_in(&e);
                 false
             }
         }
+    }
+
+    fn log_maybe_still_in(&self, e: &Error) {
+        error!(
+            "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
+            self.target, self.label
+        );
     }
 }

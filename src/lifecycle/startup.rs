@@ -3,14 +3,13 @@
 //! post-register hook, ready.
 
 use super::health::HealthWait;
-use super::{Lifecycle, Registration, RegistrationState};
+use super::{AppWait, Elb, Lifecycle, Registration, RegistrationState};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{Target, TargetGroup};
 use crate::aws::error::{is_retryable, Error};
 use crate::clock::Clock;
 use crate::command::Outcome;
 use crate::config::{Config, GroupRef, GroupSpec};
-use crate::lifecycle::{AppWait, Elb};
 use log::{error, info};
 
 /// Why the startup stopped short of running; either way the shutdown

@@ -349,14 +349,20 @@ impl World {
             .push((Duration::from_secs(secs), ev));
     }
     fn run(&mut self, cfg: &Config) -> i32 {
-        Lifecycle::new(
+        self.run_with_states(cfg).0
+    }
+    /// The exit code and each registration's state at the end.
+    fn run_with_states(&mut self, cfg: &Config) -> (i32, Vec<RegistrationState>) {
+        let mut lifecycle = Lifecycle::new(
             cfg,
             &mut self.elb,
             &mut self.effects,
             &mut self.clock,
             &self.status,
-        )
-        .run()
+        );
+        let code = lifecycle.run();
+        let states = lifecycle.registrations.iter().map(|r| r.state).collect();
+        (code, states)
     }
 }
 
@@ -657,4 +663,49 @@ fn stale_healthy_after_deregistration_is_not_drained() {
         .collect();
     // healthy (stale), draining, then gone; intervals 5 s, 10 s, 15 s (doubling, capped).
     assert_eq!(polls, [15, 25, 40]);
+}
+
+#[test]
+fn registration_states_at_the_end() {
+    use RegistrationState::*;
+    // Registered, deregistered: out.
+    let mut w = world();
+    w.at(10, Event::Signal(15));
+    assert_eq!(w.run_with_states(&config(&["a"])), (EXIT_OK, vec![Out]));
+
+    // A signal while the first is on the wire: the second is never sent.
+    let mut w = world();
+    w.elb.signal_during_register = Some(0);
+    assert_eq!(
+        w.run_with_states(&config(&["a", "b"])),
+        (EXIT_OK, vec![Out, NotSent])
+    );
+
+    // Deregistration refused: the target may still be in, as registered.
+    let mut w = world();
+    w.elb.deregister_errors = VecDeque::from([aws("AccessDenied")]);
+    w.at(10, Event::Signal(15));
+    assert_eq!(
+        w.run_with_states(&config(&["a"])),
+        (EXIT_FAILURE, vec![Registered])
+    );
+
+    // Refused registration whose precautionary deregistration fails too: out.
+    let mut w = world();
+    w.elb.register_errors = vec![(0, aws("AccessDenied"))];
+    w.elb.deregister_errors = VecDeque::from([aws("AccessDenied")]);
+    assert_eq!(
+        w.run_with_states(&config(&["a"])),
+        (EXIT_FAILURE, vec![Out])
+    );
+
+    // Unanswered registration that landed late and cannot be taken out: still sent.
+    let mut w = world();
+    w.elb.register_errors = vec![(0, transport_timeout())];
+    w.elb.deregister_errors = VecDeque::from([aws("InvalidTarget"), aws("AccessDenied")]);
+    w.elb.after_deregister = VecDeque::from([State::Initial]);
+    assert_eq!(
+        w.run_with_states(&config(&["a"])),
+        (EXIT_FAILURE, vec![Sent])
+    );
 }
