@@ -81,8 +81,10 @@ impl EventTimer {
     }
 }
 
-/// The lifecycle's access to events on top of [`Clock`].
-pub trait Driver: Clock {
+/// A [`Clock`] that also delivers the events (signals, drain requests)
+/// that cut its sleeps short: the lifecycle's only source of time and
+/// events.
+pub trait EventClock: Clock {
     /// Takes the oldest event that has arrived, without waiting.
     fn take_event(&mut self) -> Option<Event>;
     /// Waits for the next event, up to `timeout` (forever when `None`).
@@ -131,7 +133,7 @@ impl Clock for EventTimer {
     }
 }
 
-impl Driver for EventTimer {
+impl EventClock for EventTimer {
     fn take_event(&mut self) -> Option<Event> {
         if let Some(ev) = self.pending.pop_front() {
             return Some(ev);

@@ -153,6 +153,35 @@ impl Error {
             _ => None,
         }
     }
+
+    /// Whether AWS answered that the target is not in the target group:
+    /// `InvalidTarget` (the target "does not exist", i.e. is not
+    /// registered) or `TargetGroupNotFound` (the group itself is gone).
+    /// Either way the group sends it no traffic, so for taking a target
+    /// out this is as good as success.
+    ///
+    /// AWS's own DeregisterTargets answers success for a target that is
+    /// not registered; moto and older endpoints answer `InvalidTarget`.
+    /// DescribeTargetHealth answers either code for a target or group that
+    /// is gone. Looks through [`Error::Deadline`] at its last failure.
+    ///
+    /// ```
+    /// use k8s_nlb_registrator_sidecar::aws::{AwsError, Error};
+    /// let aws = |code: &str| Error::Aws {
+    ///     action: "DeregisterTargets".into(),
+    ///     error: AwsError { status: 400, code: code.into(), message: String::new(), request_id: None },
+    /// };
+    /// assert!(aws("InvalidTarget").is_target_absent());
+    /// assert!(aws("TargetGroupNotFound").is_target_absent());
+    /// assert!(!aws("AccessDenied").is_target_absent());
+    /// assert!(!Error::Interrupted.is_target_absent());
+    /// ```
+    pub fn is_target_absent(&self) -> bool {
+        matches!(
+            self.aws_code(),
+            Some("InvalidTarget" | "TargetGroupNotFound")
+        )
+    }
 }
 
 /// Error codes that mean "slow down": retried with backoff.

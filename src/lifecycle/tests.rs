@@ -2,20 +2,21 @@
 //! scripted events: no sleeping, no network, no processes.
 
 use super::*;
+use crate::aws::elbv2::State;
 use crate::aws::error::AwsError;
 use crate::clock::Interrupted;
-use crate::config::{GroupSpec, Hook};
+use crate::config::{GroupRef, GroupSpec};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::mpsc::channel;
 use std::time::UNIX_EPOCH;
 
-/// Events due at fake times, shared by the driver and the fake ELBv2 (which
+/// Events due at fake times, shared by the fake clock and the fake ELBv2 (which
 /// can make a signal "arrive" while a request is on the wire).
 type Inbox = Rc<RefCell<Vec<(Duration, Event)>>>;
 
-struct FakeDriver {
+struct FakeClock {
     start: Instant,
     t: Duration,
     inbox: Inbox,
@@ -24,9 +25,9 @@ struct FakeDriver {
     clock: Rc<RefCell<Duration>>,
 }
 
-impl FakeDriver {
+impl FakeClock {
     fn new(inbox: Inbox, clock: Rc<RefCell<Duration>>) -> Self {
-        FakeDriver {
+        FakeClock {
             start: Instant::now(),
             t: Duration::ZERO,
             inbox,
@@ -57,7 +58,7 @@ impl FakeDriver {
     }
 }
 
-impl Clock for FakeDriver {
+impl Clock for FakeClock {
     fn now(&self) -> Instant {
         self.start + self.t
     }
@@ -83,7 +84,7 @@ impl Clock for FakeDriver {
     }
 }
 
-impl Driver for FakeDriver {
+impl EventClock for FakeClock {
     fn take_event(&mut self) -> Option<Event> {
         self.pending.pop_front().or_else(|| self.next_due(self.t))
     }
@@ -320,23 +321,23 @@ fn hook(name: &'static str) -> Hook {
 struct World {
     inbox: Inbox,
     elb: FakeElb,
-    fx: FakeEffects,
-    drv: FakeDriver,
+    effects: FakeEffects,
+    clock: FakeClock,
     status: Status,
 }
 
 fn world() -> World {
     let inbox: Inbox = Rc::new(RefCell::new(Vec::new()));
-    let clock = Rc::new(RefCell::new(Duration::ZERO));
+    let now = Rc::new(RefCell::new(Duration::ZERO));
     World {
         elb: FakeElb {
-            clock: clock.clone(),
+            clock: now.clone(),
             inbox: inbox.clone(),
             ..FakeElb::default()
         },
-        drv: FakeDriver::new(inbox.clone(), clock),
+        clock: FakeClock::new(inbox.clone(), now),
         inbox,
-        fx: FakeEffects::default(),
+        effects: FakeEffects::default(),
         status: Status::default(),
     }
 }
@@ -348,14 +349,20 @@ impl World {
             .push((Duration::from_secs(secs), ev));
     }
     fn run(&mut self, cfg: &Config) -> i32 {
-        Lifecycle::new(
+        self.run_with_states(cfg).0
+    }
+    /// The exit code and each registration's state at the end.
+    fn run_with_states(&mut self, cfg: &Config) -> (i32, Vec<RegistrationState>) {
+        let mut lifecycle = Lifecycle::new(
             cfg,
             &mut self.elb,
-            &mut self.fx,
-            &mut self.drv,
+            &mut self.effects,
+            &mut self.clock,
             &self.status,
-        )
-        .run()
+        );
+        let code = lifecycle.run();
+        let states = lifecycle.registrations.iter().map(|r| r.state).collect();
+        (code, states)
     }
 }
 
@@ -446,7 +453,7 @@ fn health_wait_polls_at_the_interval_until_healthy() {
         .map(|c| c.2.as_secs())
         .collect();
     assert_eq!(polls, [5, 10, 15]);
-    assert_eq!(w.fx.hooks, ["post-register"]);
+    assert_eq!(w.effects.hooks, ["post-register"]);
 }
 
 #[test]
@@ -504,7 +511,7 @@ fn deregistration_errors() {
     cfg.post_deregister = Some(hook("post-deregister"));
     assert_eq!(w.run(&cfg), EXIT_FAILURE);
     assert_eq!(
-        w.fx.hooks,
+        w.effects.hooks,
         ["post-deregister"],
         "the hook runs even after a failure"
     );
@@ -555,7 +562,7 @@ fn wait_drained_polls_until_the_target_is_gone() {
             "health arn:a"
         ]
     );
-    assert_eq!(w.fx.hooks, ["post-deregister"]);
+    assert_eq!(w.effects.hooks, ["post-deregister"]);
 }
 
 #[test]
@@ -586,7 +593,7 @@ fn credentials_are_refreshed_while_blocked() {
 #[test]
 fn failing_pre_register_hook_registers_nothing() {
     let mut w = world();
-    w.fx.fail = Some("pre-register");
+    w.effects.fail = Some("pre-register");
     let mut cfg = config(&["a"]);
     cfg.pre_register = Some(hook("pre-register"));
     assert_eq!(w.run(&cfg), EXIT_FAILURE);
@@ -656,4 +663,49 @@ fn stale_healthy_after_deregistration_is_not_drained() {
         .collect();
     // healthy (stale), draining, then gone; intervals 5 s, 10 s, 15 s (doubling, capped).
     assert_eq!(polls, [15, 25, 40]);
+}
+
+#[test]
+fn registration_states_at_the_end() {
+    use RegistrationState::*;
+    // Registered, deregistered: out.
+    let mut w = world();
+    w.at(10, Event::Signal(15));
+    assert_eq!(w.run_with_states(&config(&["a"])), (EXIT_OK, vec![Out]));
+
+    // A signal while the first is on the wire: the second is never sent.
+    let mut w = world();
+    w.elb.signal_during_register = Some(0);
+    assert_eq!(
+        w.run_with_states(&config(&["a", "b"])),
+        (EXIT_OK, vec![Out, NotSent])
+    );
+
+    // Deregistration refused: the target may still be in, as registered.
+    let mut w = world();
+    w.elb.deregister_errors = VecDeque::from([aws("AccessDenied")]);
+    w.at(10, Event::Signal(15));
+    assert_eq!(
+        w.run_with_states(&config(&["a"])),
+        (EXIT_FAILURE, vec![Registered])
+    );
+
+    // Refused registration whose precautionary deregistration fails too: out.
+    let mut w = world();
+    w.elb.register_errors = vec![(0, aws("AccessDenied"))];
+    w.elb.deregister_errors = VecDeque::from([aws("AccessDenied")]);
+    assert_eq!(
+        w.run_with_states(&config(&["a"])),
+        (EXIT_FAILURE, vec![Out])
+    );
+
+    // Unanswered registration that landed late and cannot be taken out: still sent.
+    let mut w = world();
+    w.elb.register_errors = vec![(0, transport_timeout())];
+    w.elb.deregister_errors = VecDeque::from([aws("InvalidTarget"), aws("AccessDenied")]);
+    w.elb.after_deregister = VecDeque::from([State::Initial]);
+    assert_eq!(
+        w.run_with_states(&config(&["a"])),
+        (EXIT_FAILURE, vec![Sent])
+    );
 }

@@ -1,0 +1,365 @@
+//! The lifecycle: register, wait for healthy, block, deregister.
+//!
+//! ```text
+//!  wait for app ─► pre-register ─► credentials ─► resolve groups ─► register each
+//!        │               │               │               │               │
+//!        └── event: nothing registered yet: exit 0 ──────┘               │
+//!                                                                        ▼
+//!  exit ◄── post-deregister ◄── wait drained ◄── deregister ◄── event ◄── wait healthy ─► post-register ─► blocked
+//! ```
+//!
+//! The invariant: once an event (SIGTERM, SIGINT, `/drain`) has arrived
+//! and the API can be reached, the process never ends with a target
+//! registered. Every registration is marked
+//! [`Sent`](RegistrationState::Sent) (it may be registered) before its
+//! RegisterTargets is sent; an event cannot interrupt a request on the wire
+//! (it only cuts backoff sleeps and polling waits short), so the
+//! deregistration is always sent after any RegisterTargets that may have
+//! landed. A RegisterTargets that never answered may still land after AWS
+//! has said "not registered": the shutdown looks again a moment later and
+//! deregisters once more if it did. From the first event on, the event
+//! clock is shielded: a second signal is logged and does not skip the
+//! deregistration.
+//!
+//! Everything with effects is behind three traits ([`Elb`], [`Effects`],
+//! [`EventClock`]), so the transitions are unit-tested with fakes and a fake
+//! clock, without sleeping.
+//!
+//! This file holds the types, the run loop and the blocked state;
+//! `startup.rs` goes from waiting for the app to ready, `health.rs` polls
+//! DescribeTargetHealth (the health wait, and the one poll the drain wait
+//! and the late-landing check share), `shutdown.rs` deregisters, waits for
+//! draining and decides the exit code.
+
+mod health;
+mod shutdown;
+mod startup;
+
+use crate::aws::client::{Budget, Client, WithId};
+use crate::aws::elbv2::{
+    DeregisterTargets, DescribeTargetGroups, DescribeTargetHealth, RegisterTargets,
+};
+use crate::aws::elbv2::{Target, TargetGroup, TargetHealth};
+use crate::aws::error::Error;
+use crate::aws::http::Transport;
+use crate::clock::Clock;
+use crate::command::Outcome;
+use crate::config::{Config, Hook};
+use crate::signals::{DrainResult, Event, EventClock};
+use crate::status::Status;
+use log::{info, warn};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Exit code: the target is out (or was never put in).
+pub const EXIT_OK: i32 = 0;
+/// Exit code: a runtime failure (registration refused, hook failed, deregistration failed).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: bad usage or configuration.
+pub const EXIT_USAGE: i32 = 2;
+
+/// How long a background credentials refresh may take.
+const REFRESH_WINDOW: Duration = Duration::from_secs(30);
+/// Retry a failed background refresh after this long.
+const REFRESH_RETRY: Duration = Duration::from_secs(60);
+/// Least time between two background refreshes.
+const MIN_REFRESH_GAP: Duration = Duration::from_secs(60);
+
+/// The ELBv2 operations the lifecycle needs.
+pub trait Elb {
+    /// Fetches credentials now if needed.
+    ///
+    /// # Errors
+    /// The fetch error.
+    fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
+    /// When cached credentials should be refreshed ahead of need.
+    fn refresh_due(&self) -> Option<SystemTime>;
+    /// Fetches new credentials now, keeping the old ones if that fails.
+    ///
+    /// # Errors
+    /// The fetch error.
+    fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
+    /// DescribeTargetGroups by names.
+    ///
+    /// # Errors
+    /// The AWS or transport error.
+    fn describe_groups(
+        &mut self,
+        names: &[String],
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<Vec<TargetGroup>>, Error>;
+    /// RegisterTargets.
+    ///
+    /// # Errors
+    /// The AWS or transport error.
+    fn register(
+        &mut self,
+        arn: &str,
+        targets: &[Target],
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<Option<String>, Error>;
+    /// DeregisterTargets.
+    ///
+    /// # Errors
+    /// The AWS or transport error.
+    fn deregister(
+        &mut self,
+        arn: &str,
+        targets: &[Target],
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<Option<String>, Error>;
+    /// DescribeTargetHealth.
+    ///
+    /// # Errors
+    /// The AWS or transport error.
+    fn health(
+        &mut self,
+        arn: &str,
+        targets: &[Target],
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<Vec<TargetHealth>>, Error>;
+}
+
+impl<T: Transport> Elb for Client<T> {
+    fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
+        Client::ensure_credentials(self, budget, clock)
+    }
+    fn refresh_due(&self) -> Option<SystemTime> {
+        Client::refresh_due(self)
+    }
+    fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
+        Client::refresh_credentials(self, budget, clock)
+    }
+    fn describe_groups(
+        &mut self,
+        names: &[String],
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<Vec<TargetGroup>>, Error> {
+        self.call(&DescribeTargetGroups { names }, budget, clock)
+    }
+    fn register(
+        &mut self,
+        arn: &str,
+        targets: &[Target],
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<Option<String>, Error> {
+        let action = RegisterTargets { arn, targets };
+        self.call(&action, budget, clock).map(|r| r.request_id)
+    }
+    fn deregister(
+        &mut self,
+        arn: &str,
+        targets: &[Target],
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<Option<String>, Error> {
+        let action = DeregisterTargets { arn, targets };
+        self.call(&action, budget, clock).map(|r| r.request_id)
+    }
+    fn health(
+        &mut self,
+        arn: &str,
+        targets: &[Target],
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<Vec<TargetHealth>>, Error> {
+        self.call(&DescribeTargetHealth { arn, targets }, budget, clock)
+    }
+}
+
+/// Why waiting for the app failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppWait {
+    /// An event arrived.
+    Interrupted,
+    /// The timeout passed; the text says what was last seen.
+    TimedOut(String),
+}
+
+/// The lifecycle's other effects: hooks and waiting for the app.
+pub trait Effects {
+    /// Runs a hook command.
+    fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome;
+    /// Waits for `-wait-for-tcp` / `-wait-for-http` (returns at once when neither is set).
+    ///
+    /// # Errors
+    /// [`AppWait`] on interruption or timeout.
+    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait>;
+}
+
+/// One registration: a target in a target group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// Group name or ARN, as the user gave it (for logs).
+    pub label: String,
+    /// Target group ARN.
+    pub arn: String,
+    /// The target.
+    pub target: Target,
+    /// What is known of its RegisterTargets, and so what the shutdown must do.
+    pub state: RegistrationState,
+}
+
+impl Registration {
+    /// The target as the ELBv2 calls take it: a list of one.
+    fn targets(&self) -> Vec<Target> {
+        vec![self.target.clone()]
+    }
+}
+
+/// What is known of one registration's RegisterTargets.
+///
+/// ```text
+///  NotSent ─► Sent ─┬─(success)─────► Registered ─┐
+///                   ├─(final error)─► Refused ────┼─(deregistered, or AWS says
+///                   └─(no answer)─────────────────┘  not registered)─► Out
+/// ```
+///
+/// A registration leaves [`Sent`](Self::Sent) only on an answer from AWS.
+/// Only [`Sent`](Self::Sent) needs the late-landing check after AWS says
+/// "not registered"; a [`Refused`](Self::Refused) one is out even when its
+/// precautionary deregistration fails. A failed deregistration leaves the
+/// state as it was, for the next shutdown to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// RegisterTargets not sent: nothing to take out.
+    NotSent,
+    /// RegisterTargets sent without an answer from AWS: on the wire, or
+    /// ended in a timeout, a broken connection or an interruption. AWS may
+    /// have applied it, or may still apply it after a deregistration.
+    Sent,
+    /// AWS answered RegisterTargets with success.
+    Registered,
+    /// AWS refused RegisterTargets with a final error (AccessDenied,
+    /// ValidationError...): most likely not registered, but an earlier
+    /// attempt of the same call may have landed, so it is still cleaned up.
+    Refused,
+    /// Taken out: deregistered, or AWS said it is not registered.
+    Out,
+}
+
+impl RegistrationState {
+    /// Whether the target may be in the group, so the shutdown must send
+    /// DeregisterTargets for it.
+    pub fn may_be_registered(self) -> bool {
+        matches!(self, Self::Sent | Self::Registered | Self::Refused)
+    }
+}
+
+/// The lifecycle's state and collaborators.
+pub struct Lifecycle<'a> {
+    cfg: &'a Config,
+    elb: &'a mut dyn Elb,
+    effects: &'a mut dyn Effects,
+    clock: &'a mut dyn EventClock,
+    status: &'a Status,
+    /// One per configured target group, once resolved.
+    registrations: Vec<Registration>,
+    /// Drain requests waiting for the shutdown's result.
+    drain_waiters: Vec<Sender<DrainResult>>,
+    /// A signal (not just a drain request) has arrived: exit after shutdown.
+    signalled: bool,
+    /// The startup failed: exit 1 whatever the shutdown does.
+    failed: bool,
+}
+
+impl<'a> Lifecycle<'a> {
+    /// A lifecycle for `cfg` over its collaborators.
+    pub fn new(
+        cfg: &'a Config,
+        elb: &'a mut dyn Elb,
+        effects: &'a mut dyn Effects,
+        clock: &'a mut dyn EventClock,
+        status: &'a Status,
+    ) -> Self {
+        Lifecycle {
+            cfg,
+            elb,
+            effects,
+            clock,
+            status,
+            registrations: Vec::new(),
+            drain_waiters: Vec::new(),
+            signalled: false,
+            failed: false,
+        }
+    }
+
+    /// Runs the whole lifecycle and returns the exit code.
+    pub fn run(&mut self) -> i32 {
+        if self.start().is_ok() {
+            self.block();
+        }
+        self.finish()
+    }
+
+    /// Takes queued events: signals set the flag, drain requests are kept
+    /// for their answer. Returns whether any event was taken.
+    fn absorb_events(&mut self) -> bool {
+        let mut any = false;
+        while let Some(ev) = self.clock.take_event() {
+            any = true;
+            self.absorb(ev);
+        }
+        any
+    }
+
+    fn absorb(&mut self, ev: Event) {
+        match ev {
+            Event::Signal(_) => self.signalled = true,
+            Event::Drain(tx) => self.drain_waiters.push(tx),
+        }
+    }
+
+    /// Blocks until an event; refreshes temporary credentials ahead of expiry.
+    fn block(&mut self) {
+        info!("blocking until SIGTERM or SIGINT");
+        let mut retry_refresh_at: Option<Instant> = None;
+        loop {
+            let timeout = self.until_refresh(retry_refresh_at);
+            if let Some(ev) = self.clock.wait_event(timeout) {
+                self.absorb(ev);
+                return;
+            }
+            let budget = Budget {
+                deadline: self.clock.now() + REFRESH_WINDOW,
+                max_attempts: 3,
+            };
+            match self.elb.refresh_credentials(budget, self.clock) {
+                Ok(()) => retry_refresh_at = None,
+                Err(Error::Interrupted) => return,
+                Err(e) => {
+                    warn!("background credentials refresh failed: {e}");
+                    retry_refresh_at = Some(self.clock.now() + REFRESH_RETRY);
+                }
+            }
+            if self.absorb_events() {
+                return;
+            }
+        }
+    }
+
+    /// How long to block before the next background credentials refresh
+    /// (`None`: no refresh is due, block until an event).
+    fn until_refresh(&self, retry_at: Option<Instant>) -> Option<Duration> {
+        match (self.elb.refresh_due(), retry_at) {
+            (_, Some(at)) => Some(at.saturating_duration_since(self.clock.now())),
+            // At least a minute apart, whatever the expiry says: never a busy loop.
+            (Some(due), None) => Some(
+                due.duration_since(self.clock.wall())
+                    .unwrap_or(Duration::ZERO)
+                    .max(MIN_REFRESH_GAP),
+            ),
+            (None, None) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

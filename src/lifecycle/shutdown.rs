@@ -1,0 +1,301 @@
+//! Shutdown: deregister every target that may be in, check a late landing
+//! of an unanswered registration, wait for draining, the post-deregister
+//! hook, the answer to drain requests and the exit code.
+
+use super::health::Watch;
+use super::{Elb, Lifecycle, Registration, RegistrationState, EXIT_FAILURE, EXIT_OK};
+use crate::aws::client::Budget;
+use crate::aws::elbv2::State;
+use crate::aws::error::Error;
+use crate::aws::retry::jittered;
+use crate::clock::Clock;
+use crate::signals::{signal_name, DrainResult, Event};
+use log::{error, info, warn};
+use std::time::{Duration, Instant};
+
+/// Pause before checking whether an unanswered registration landed late.
+const CONFIRM_DELAY: Duration = Duration::from_secs(1);
+/// Longest pause between two draining polls (they start at the health poll
+/// interval and double: draining lasts minutes, and the API's rate limit is
+/// shared by every pod of the account).
+const MAX_DRAIN_POLL: Duration = Duration::from_secs(15);
+
+/// How one DeregisterTargets ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// Deregistered: the target drains now.
+    Deregistered,
+    /// Not registered there (or its registration was refused): nothing drains.
+    NotThere,
+    /// The target may still be in the group.
+    Failed,
+}
+
+impl Lifecycle<'_> {
+    /// Shutdown (when anything may be registered) and the exit code;
+    /// after a drain request alone, keeps running until a signal.
+    pub(super) fn finish(&mut self) -> i32 {
+        self.absorb_events();
+        let mut out = self.shutdown();
+        if !self.signalled && !self.failed {
+            // Drained by request: keep running (not ready) until a signal.
+            self.wait_signal_after_drain(out);
+            if !out {
+                out = self.shutdown();
+            }
+        }
+        let code = if !out || self.failed {
+            EXIT_FAILURE
+        } else {
+            EXIT_OK
+        };
+        // Drain requests that came in after the last look get the final word.
+        let last_word: DrainResult = if out {
+            Ok("deregistered".into())
+        } else {
+            Err("deregistration failed; see the sidecar's log".into())
+        };
+        while let Some(ev) = self.clock.take_event() {
+            if let Event::Drain(tx) = ev {
+                let _ = tx.send(last_word.clone());
+            }
+        }
+        if code == EXIT_OK {
+            info!("exiting: every target is out");
+        } else if !out {
+            error!("exiting with failure: a target may still be registered");
+        } else {
+            error!("exiting with failure");
+        }
+        code
+    }
+
+    /// After a drain request, unshielded, answers further drain requests
+    /// until a signal comes.
+    fn wait_signal_after_drain(&mut self, out: bool) {
+        info!("drained on request; waiting for SIGTERM");
+        self.clock.set_shielded(false);
+        loop {
+            match self.clock.wait_event(None) {
+                Some(Event::Signal(s)) => {
+                    info!("{} after drain", signal_name(s));
+                    self.signalled = true;
+                    return;
+                }
+                Some(Event::Drain(tx)) => {
+                    let _ = tx.send(if out {
+                        Ok("already deregistered".into())
+                    } else {
+                        Err("deregistration failed earlier; retrying on SIGTERM".into())
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Deregisters, waits for draining, runs the post-deregister hook,
+    /// answers the drain requests; returns whether every target is out.
+    fn shutdown(&mut self) -> bool {
+        self.clock.set_shielded(true);
+        self.status.set_ready(false);
+        self.absorb_events();
+        let deadline = self.clock.now() + self.cfg.deregister_timeout;
+        let (all_out, deregistered) = self.deregister_all(deadline);
+        let drained =
+            !self.cfg.wait_drained || deregistered.is_empty() || self.wait_drained(&deregistered);
+        self.absorb_events();
+        if let Some(hook) = &self.cfg.post_deregister {
+            self.effects.run_hook(hook, self.clock);
+        }
+        self.absorb_events();
+        let result: DrainResult = match (all_out, drained) {
+            (true, true) if self.cfg.wait_drained => Ok("deregistered and drained".into()),
+            (true, true) => Ok("deregistered".into()),
+            (true, false) => {
+                Err("deregistered, but draining did not finish within -wait-drained-timeout".into())
+            }
+            (false, _) => Err("deregistration failed; see the sidecar's log".into()),
+        };
+        for tx in self.drain_waiters.drain(..) {
+            let _ = tx.send(result.clone());
+        }
+        all_out
+    }
+
+    /// DeregisterTargets for each registration that may be in. Returns
+    /// whether all are out now, and which were deregistered (they drain).
+    fn deregister_all(&mut self, deadline: Instant) -> (bool, Vec<usize>) {
+        let mut all_out = true;
+        let mut deregistered = Vec::new();
+        let maybe_in = self.registrations.iter_mut().enumerate();
+        for (i, registration) in maybe_in.filter(|(_, r)| r.state.may_be_registered()) {
+            match registration.deregister(self.elb, self.clock, deadline) {
+                Removal::Deregistered => deregistered.push(i),
+                Removal::NotThere => {}
+                Removal::Failed => all_out = false,
+            }
+        }
+        (all_out, deregistered)
+    }
+
+    /// Polls the deregistered targets, the pause doubling from the health
+    /// poll interval, until none is draining; false at
+    /// `-wait-drained-timeout`.
+    fn wait_drained(&mut self, deregistered: &[usize]) -> bool {
+        let deadline = self.clock.now() + self.cfg.wait_drained_timeout;
+        let mut watches: Vec<Watch> = deregistered.iter().map(|&i| Watch::new(i)).collect();
+        let mut interval = self.cfg.health_poll_interval;
+        info!(
+            "waiting up to {} for draining to finish",
+            humantime::format_duration(self.cfg.wait_drained_timeout)
+        );
+        while watches.iter().any(|w| !w.done) {
+            let now = self.clock.now();
+            if now >= deadline {
+                self.log_still_draining(&watches);
+                return false;
+            }
+            let pause = jittered(interval, self.clock.random());
+            interval = (interval * 2).min(MAX_DRAIN_POLL.max(self.cfg.health_poll_interval));
+            let _ = self.clock.sleep(pause.min(deadline - now));
+            self.poll_until_drained(&mut watches, deadline);
+        }
+        true
+    }
+
+    /// Polls each target still draining once.
+    fn poll_until_drained(&mut self, watches: &mut [Watch], deadline: Instant) {
+        for watch in watches.iter_mut().filter(|w| !w.done) {
+            let registration = &self.registrations[watch.index];
+            let (target, label) = (&registration.target, &registration.label);
+            match registration.poll_health(self.elb, self.clock, deadline) {
+                // Only "unused"/"not registered" is drained: an eventually
+                // consistent answer may still say healthy.
+                Ok(Some(health)) if !health.is_drained() => watch.log(registration, &health),
+                Ok(seen) => {
+                    let state = seen.map_or_else(|| "gone".into(), |h| h.to_string());
+                    info!("target {target} in {label} drained ({state})");
+                    watch.done = true;
+                }
+                Err(e) if e.is_target_absent() => {
+                    info!("target {target} in {label} drained (gone)");
+                    watch.done = true;
+                }
+                Err(e) => warn!("draining check of {label} failed: {e}"),
+            }
+        }
+    }
+
+    fn log_still_draining(&self, watches: &[Watch]) {
+        for watch in watches.iter().filter(|w| !w.done) {
+            let registration = &self.registrations[watch.index];
+            warn!(
+                "target {} in {} still {} at -wait-drained-timeout",
+                registration.target,
+                registration.label,
+                watch.last().unwrap_or("draining")
+            );
+        }
+    }
+}
+
+impl Registration {
+    /// Sends DeregisterTargets; the state becomes
+    /// [`Out`](RegistrationState::Out) when AWS's answer shows the target
+    /// out, and stays as it was when it may still be in.
+    fn deregister(
+        &mut self,
+        elb: &mut dyn Elb,
+        clock: &mut dyn Clock,
+        deadline: Instant,
+    ) -> Removal {
+        info!("deregistering target {} from {}", self.target, self.label);
+        let answer = elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock);
+        let removal = match answer {
+            Ok(id) => {
+                info!(
+                    "deregistered target {} from {} (request id {})",
+                    self.target,
+                    self.label,
+                    id.as_deref().unwrap_or("-")
+                );
+                Removal::Deregistered
+            }
+            // Not (or no longer) registered, or the group is gone: the target is out.
+            Err(e) if e.is_target_absent() => {
+                info!(
+                    "target {} is not registered in {}: {e}",
+                    self.target, self.label
+                );
+                if self.state == RegistrationState::Sent
+                    && !self.confirm_not_registered(elb, clock, deadline)
+                {
+                    return Removal::Failed;
+                }
+                Removal::NotThere
+            }
+            Err(e) if self.state == RegistrationState::Refused => {
+                // Its registration was refused: this was a precaution.
+                warn!(
+                    "target {} was refused by {}, so it is most likely not registered; \
+                     the precautionary deregistration failed too: {e}",
+                    self.target, self.label
+                );
+                Removal::NotThere
+            }
+            Err(e) => {
+                self.log_maybe_still_in(&e);
+                return Removal::Failed;
+            }
+        };
+        self.state = RegistrationState::Out;
+        removal
+    }
+
+    /// After "not registered" for a target whose RegisterTargets never
+    /// answered: that registration may land late. Look again after a
+    /// moment and deregister once more if it did. Returns whether the
+    /// target is out.
+    fn confirm_not_registered(
+        &self,
+        elb: &mut dyn Elb,
+        clock: &mut dyn Clock,
+        deadline: Instant,
+    ) -> bool {
+        let _ = clock.sleep(CONFIRM_DELAY);
+        let landed = match self.poll_health(elb, clock, deadline) {
+            Ok(Some(health)) => !health.is_drained() && health.state != State::Draining,
+            Ok(None) => false,
+            Err(e) => {
+                warn!(
+                    "cannot confirm that {} is out of {}: {e}",
+                    self.target, self.label
+                );
+                false
+            }
+        };
+        if !landed {
+            return true;
+        }
+        warn!(
+            "the registration of {} in {} landed late; deregistering again",
+            self.target, self.label
+        );
+        match elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock) {
+            Ok(_) => true,
+            Err(e) if e.is_target_absent() => true,
+            Err(e) => {
+                self.log_maybe_still_in(&e);
+                false
+            }
+        }
+    }
+
+    fn log_maybe_still_in(&self, e: &Error) {
+        error!(
+            "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
+            self.target, self.label
+        );
+    }
+}

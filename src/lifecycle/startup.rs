@@ -1,0 +1,237 @@
+//! Startup: wait for the app, the pre-register hook, credentials, resolve
+//! the target groups, register in each, wait until healthy, the
+//! post-register hook, ready.
+
+use super::health::HealthWait;
+use super::{AppWait, Elb, Lifecycle, Registration, RegistrationState};
+use crate::aws::client::Budget;
+use crate::aws::elbv2::{Target, TargetGroup};
+use crate::aws::error::{is_retryable, Error};
+use crate::clock::Clock;
+use crate::command::Outcome;
+use crate::config::{Config, GroupRef, GroupSpec};
+use log::{error, info};
+
+/// Why the startup stopped short of running; either way the shutdown
+/// comes next.
+pub(super) enum Stop {
+    /// An event arrived.
+    Event,
+    /// A failure after which nothing more can be done but clean up.
+    Failed,
+}
+
+impl Lifecycle<'_> {
+    /// Runs the startup. `Ok` when registered (healthy or not): block now.
+    pub(super) fn start(&mut self) -> Result<(), Stop> {
+        self.wait_for_app()?;
+        self.pre_register()?;
+        let budget = Budget::until(self.clock.now() + self.cfg.register_timeout);
+        if let Err(e) = self.elb.ensure_credentials(budget, self.clock) {
+            return Err(self.stop_on("cannot get AWS credentials", e));
+        }
+        self.registrations = match self.resolve(budget) {
+            Ok(registrations) => registrations,
+            Err(e) => return Err(self.stop_on("cannot resolve target groups", e)),
+        };
+        self.register_all(budget)?;
+        self.until_in_service()
+    }
+
+    fn wait_for_app(&mut self) -> Result<(), Stop> {
+        match self.effects.wait_for_app(self.cfg, self.clock) {
+            Ok(()) => {}
+            Err(AppWait::Interrupted) => return Err(Stop::Event),
+            Err(AppWait::TimedOut(why)) => {
+                error!("the app did not come up: {why}");
+                self.failed = true;
+                return Err(Stop::Failed);
+            }
+        }
+        if self.absorb_events() {
+            return Err(Stop::Event);
+        }
+        Ok(())
+    }
+
+    fn pre_register(&mut self) -> Result<(), Stop> {
+        let Some(hook) = &self.cfg.pre_register else {
+            return Ok(());
+        };
+        match self.effects.run_hook(hook, self.clock) {
+            Outcome::Success => Ok(()),
+            Outcome::Interrupted => Err(Stop::Event),
+            other => {
+                error!("not registering: pre-register command {other}");
+                self.failed = true;
+                Err(Stop::Failed)
+            }
+        }
+    }
+
+    /// Sends RegisterTargets to each group in turn, unless an event came.
+    fn register_all(&mut self, budget: Budget) -> Result<(), Stop> {
+        for i in 0..self.registrations.len() {
+            if self.absorb_events() {
+                return Err(Stop::Event);
+            }
+            let registration = &mut self.registrations[i];
+            if let Err(e) = registration.register(self.elb, self.clock, budget) {
+                let what = format!("cannot register in {}", registration.label);
+                return Err(self.stop_on(&what, e));
+            }
+        }
+        Ok(())
+    }
+
+    /// With `-wait-in-service`, waits until healthy; then the
+    /// post-register hook, and ready unless an event came.
+    fn until_in_service(&mut self) -> Result<(), Stop> {
+        if self.cfg.wait_in_service {
+            match self.wait_healthy() {
+                HealthWait::Healthy => {}
+                HealthWait::NotHealthy => {
+                    // Keep the target registered, stay not ready.
+                    self.post_register();
+                    return if self.absorb_events() {
+                        Err(Stop::Event)
+                    } else {
+                        Ok(())
+                    };
+                }
+                HealthWait::Interrupted => return Err(Stop::Event),
+            }
+        }
+        if !self.post_register() || self.absorb_events() {
+            return Err(Stop::Event);
+        }
+        self.status.set_ready(true);
+        Ok(())
+    }
+
+    /// Runs the post-register hook; false when an event interrupted it.
+    fn post_register(&mut self) -> bool {
+        match &self.cfg.post_register {
+            Some(hook) => self.effects.run_hook(hook, self.clock) != Outcome::Interrupted,
+            None => true,
+        }
+    }
+
+    /// Logs a startup failure (an interruption is no failure: an event came).
+    fn stop_on(&mut self, what: &str, e: Error) -> Stop {
+        if e == Error::Interrupted {
+            return Stop::Event;
+        }
+        error!("{what}: {e}");
+        self.failed = true;
+        self.absorb_events();
+        Stop::Failed
+    }
+
+    /// One registration per configured group, groups given by name looked
+    /// up with one DescribeTargetGroups.
+    fn resolve(&mut self, budget: Budget) -> Result<Vec<Registration>, Error> {
+        let found = self.describe_named_groups(budget)?;
+        let cfg = self.cfg;
+        cfg.groups
+            .iter()
+            .map(|spec| registration(cfg, spec, &found))
+            .collect()
+    }
+
+    /// DescribeTargetGroups for the groups given by name (no call when none is).
+    fn describe_named_groups(&mut self, budget: Budget) -> Result<Vec<TargetGroup>, Error> {
+        let mut names: Vec<String> = self
+            .cfg
+            .groups
+            .iter()
+            .filter_map(|g| match &g.group {
+                GroupRef::Name(n) => Some(n.clone()),
+                GroupRef::Arn(_) => None,
+            })
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        names.sort();
+        names.dedup();
+        let got = self.elb.describe_groups(&names, budget, self.clock)?;
+        info!(
+            "resolved {} target group(s) by name (request id {})",
+            got.value.len(),
+            got.request_id.as_deref().unwrap_or("-")
+        );
+        Ok(got.value)
+    }
+}
+
+/// The registration for one configured group; `found` holds the groups
+/// DescribeTargetGroups returned.
+fn registration(
+    cfg: &Config,
+    spec: &GroupSpec,
+    found: &[TargetGroup],
+) -> Result<Registration, Error> {
+    let (label, arn) = match &spec.group {
+        GroupRef::Arn(arn) => (arn.clone(), arn.clone()),
+        GroupRef::Name(name) => (name.clone(), ip_group_arn(name, found)?),
+    };
+    Ok(Registration {
+        label,
+        arn,
+        target: Target {
+            id: cfg.target_id.clone(),
+            port: spec.port.or(cfg.target_port),
+            availability_zone: cfg.availability_zone.clone(),
+        },
+        state: RegistrationState::NotSent,
+    })
+}
+
+/// The ARN of the group named `name` in `found`, which must take IP targets.
+fn ip_group_arn(name: &str, found: &[TargetGroup]) -> Result<String, Error> {
+    let group = found.iter().find(|g| g.name == name).ok_or_else(|| {
+        Error::Config(format!(
+            "target group {name:?} was not in the DescribeTargetGroups answer"
+        ))
+    })?;
+    match group.target_type.as_deref() {
+        Some(tt) if tt != "ip" => Err(Error::Config(format!(
+            "target group {name} has target type {tt}; this sidecar registers pod IPs in ip target groups"
+        ))),
+        _ => Ok(group.arn.clone()),
+    }
+}
+
+impl Registration {
+    /// Sends RegisterTargets, marked [`RegistrationState::Sent`] first, and
+    /// records AWS's answer in the state.
+    fn register(
+        &mut self,
+        elb: &mut dyn Elb,
+        clock: &mut dyn Clock,
+        budget: Budget,
+    ) -> Result<(), Error> {
+        self.state = RegistrationState::Sent;
+        match elb.register(&self.arn, &self.targets(), budget, clock) {
+            Ok(id) => {
+                info!(
+                    "registered target {} in {} (request id {})",
+                    self.target,
+                    self.label,
+                    id.as_deref().unwrap_or("-")
+                );
+                self.state = RegistrationState::Registered;
+                Ok(())
+            }
+            Err(e) => {
+                // A final answer from AWS; anything else (timeout, broken
+                // connection, interruption) leaves it Sent: it may land.
+                if matches!(e, Error::Aws { .. }) && !is_retryable(&e) {
+                    self.state = RegistrationState::Refused;
+                }
+                Err(e)
+            }
+        }
+    }
+}
