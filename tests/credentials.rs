@@ -177,7 +177,7 @@ fn sts_refusal_and_missing_token_file_fail_fast() {
     fake.add_target_group("tg", 80);
     fake.script(
         "AssumeRoleWithWebIdentity",
-        vec![Fault::Error(400, "InvalidIdentityToken")],
+        vec![Fault::Error(403, "AccessDenied")],
     );
     let dir = TempDir::new("sts-refuse");
     std::fs::write(dir.path("token"), "tok").unwrap();
@@ -186,7 +186,7 @@ fn sts_refusal_and_missing_token_file_fail_fast() {
         &irsa_env(&fake, &dir.path("token")),
     );
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("InvalidIdentityToken"), "{out}");
+    assert!(out.contains("AccessDenied"), "{out}");
     assert_eq!(fake.count("AssumeRoleWithWebIdentity"), 1);
 
     let (code, out) = run_to_exit(
@@ -196,6 +196,43 @@ fn sts_refusal_and_missing_token_file_fail_fast() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("cannot read web identity token file"), "{out}");
     assert_eq!(fake.count("RegisterTargets"), 0);
+}
+
+/// STS answers `InvalidIdentityToken` while it has not fetched the identity
+/// provider's rotated keys; the SDKs retry it, so does the sidecar: at
+/// start, and for a deregistration that needs fresh credentials.
+#[test]
+fn sts_invalid_identity_token_is_retried_at_start_and_at_deregistration() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.script(
+        "AssumeRoleWithWebIdentity",
+        vec![
+            Fault::Error(400, "InvalidIdentityToken"),
+            Fault::Error(400, "InvalidIdentityToken"),
+        ],
+    );
+    let dir = TempDir::new("sts-iit");
+    std::fs::write(dir.path("token"), "tok").unwrap();
+    let mut s = spawn(&args(&[]), &irsa_env(&fake, &dir.path("token")));
+    s.expect_log("blocking until SIGTERM", secs(15));
+    assert_eq!(fake.count("AssumeRoleWithWebIdentity"), 3);
+    assert_eq!(fake.registered(&arn).len(), 1);
+    // The credentials die on the AWS side while blocked; STS refuses the
+    // token twice more when the deregistration needs new ones.
+    fake.script(
+        "AssumeRoleWithWebIdentity",
+        vec![
+            Fault::Error(400, "InvalidIdentityToken"),
+            Fault::Error(400, "IDPCommunicationError"),
+        ],
+    );
+    fake.expire_temporary_credentials();
+    s.term();
+    assert_eq!(s.wait_exit(secs(15)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    assert_eq!(fake.count("AssumeRoleWithWebIdentity"), 6);
+    assert!(s.output().contains("InvalidIdentityToken"));
 }
 
 #[test]

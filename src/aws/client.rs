@@ -492,6 +492,62 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    fn web_identity_source(dir: &std::path::Path) -> Source {
+        std::fs::create_dir_all(dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "a-token").unwrap();
+        Source::WebIdentity {
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            token_file: token_file.to_string_lossy().into_owned(),
+            session_name: "s".into(),
+        }
+    }
+
+    const STS_OK: &[u8] = include_bytes!("../../tests/data/assume_role_with_web_identity.xml");
+    const STS_INVALID_TOKEN: &[u8] =
+        include_bytes!("../../tests/data/sts_invalid_identity_token.xml");
+
+    #[test]
+    fn invalid_identity_token_is_retried_with_backoff() {
+        let dir = std::env::temp_dir().join(format!("nlb-iit-{}", std::process::id()));
+        let s = Scripted::new([
+            status(400, STS_INVALID_TOKEN),
+            status(400, STS_INVALID_TOKEN),
+            ok(STS_OK),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(web_identity_source(&dir)));
+        let mut t = FakeClock::new();
+        c.call(
+            &RegisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        assert_eq!(s.seen.borrow().len(), 4);
+        assert_eq!(
+            t.slept,
+            vec![Duration::from_millis(100), Duration::from_millis(200)]
+        );
+        // At start (no signed call yet) too, and within the deadline only.
+        let s = Scripted::new((0..100).map(|_| status(400, STS_INVALID_TOKEN)));
+        let mut c = Client::new(&s, settings(web_identity_source(&dir)));
+        let mut t = FakeClock::new();
+        let e = c
+            .ensure_credentials(Budget::until(t.now() + Duration::from_secs(10)), &mut t)
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Deadline { attempts, .. } if attempts > 3),
+            "{e:?}"
+        );
+        assert_eq!(e.aws_code(), Some("InvalidIdentityToken"));
+        assert!(t.elapsed <= Duration::from_secs(10));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn expired_token_answer_forces_one_refresh() {
         let expired = br#"<ErrorResponse><Error><Code>ExpiredToken</Code><Message>The security token included in the request is expired</Message></Error></ErrorResponse>"#;

@@ -5,6 +5,8 @@
 //! the action or endpoint involved. None ever holds a secret: credentials
 //! errors name variables and files, never their contents.
 
+use crate::aws::query::Action;
+use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::aws::xml;
 use std::fmt;
 
@@ -203,6 +205,13 @@ pub const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// Error codes that mean "a passing fault on AWS's side": retried.
+///
+/// `IDPCommunicationError` is STS failing to reach the identity provider
+/// that issued a web identity token; every SDK retries it: smithy-rs marks
+/// the shape `@retryable` (`aws/sdk-codegen/.../customize/sts/STSDecorator.kt`),
+/// aws-sdk-go adds it to every STS request's `RetryErrorCodes`
+/// (`service/sts/customizations.go`), aws-sdk-cpp lists it in the web
+/// identity provider's `SpecifiedRetryableErrorsRetryStrategy`.
 pub const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeout",
     "RequestTimeoutException",
@@ -212,6 +221,22 @@ pub const TRANSIENT_CODES: &[&str] = &[
     "IDPCommunicationError",
 ];
 
+/// Error codes of STS `AssumeRoleWithWebIdentity` that are retried like a
+/// transient fault, though AWS answers them as the caller's (HTTP 400).
+///
+/// `InvalidIdentityToken` also comes while the identity provider's signing
+/// keys are being rotated and STS has not fetched the new ones yet, so the
+/// SDKs retry it for this action only: aws-sdk-go-v2
+/// `credentials/stscreds/web_identity_provider.go` wraps the retryer with
+/// `retry.AddWithErrorCodes(options.Retryer, "InvalidIdentityToken")`,
+/// aws-sdk-go v1 appends `sts.ErrCodeInvalidIdentityTokenException` to the
+/// request's `RetryErrorCodes` ("InvalidIdentityToken error is a temporary
+/// error that can occur when assuming an Role with a JWT web identity
+/// token"), aws-sdk-cpp's `STSAssumeRoleWebIdentityCredentialsProvider`
+/// retries it too. The SDKs stop at their attempt limit (3 by default);
+/// here the step's deadline bounds it, as it does every other retry.
+pub const WEB_IDENTITY_RETRY_CODES: &[&str] = &["InvalidIdentityToken"];
+
 /// Whether an error is worth another attempt (throttling, 5xx, network).
 ///
 /// Client errors (AccessDenied, ValidationError, TargetGroupNotFound,
@@ -219,9 +244,12 @@ pub const TRANSIENT_CODES: &[&str] = &[
 /// burns the account's shared API rate limit.
 pub fn is_retryable(err: &Error) -> bool {
     match err {
-        Error::Aws { error, .. } => {
-            THROTTLING_CODES.contains(&error.code.as_str())
-                || TRANSIENT_CODES.contains(&error.code.as_str())
+        Error::Aws { action, error } => {
+            let code = error.code.as_str();
+            THROTTLING_CODES.contains(&code)
+                || TRANSIENT_CODES.contains(&code)
+                || (action == AssumeRoleWithWebIdentity::NAME
+                    && WEB_IDENTITY_RETRY_CODES.contains(&code))
                 || matches!(error.status, 500 | 502 | 503 | 504)
         }
         Error::Transport { kind, .. } => {
@@ -360,6 +388,20 @@ mod tests {
         ] {
             assert!(!is_retryable(&aws(400, code)), "{code}");
         }
+        let sts = |code: &str| Error::Aws {
+            action: "AssumeRoleWithWebIdentity".into(),
+            error: AwsError {
+                status: 400,
+                code: code.into(),
+                message: String::new(),
+                request_id: None,
+            },
+        };
+        assert!(is_retryable(&sts("InvalidIdentityToken")));
+        assert!(is_retryable(&sts("IDPCommunicationError")));
+        assert!(!is_retryable(&sts("AccessDenied")));
+        assert!(!is_retryable(&sts("ExpiredTokenException")));
+        assert!(!is_retryable(&aws(400, "InvalidIdentityToken")));
         assert!(is_expired_credentials(&aws(400, "ExpiredToken")));
         let t = |kind| Error::Transport {
             action: "x".into(),
