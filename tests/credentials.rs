@@ -235,6 +235,64 @@ fn sts_invalid_identity_token_is_retried_at_start_and_at_deregistration() {
     assert!(s.output().contains("InvalidIdentityToken"));
 }
 
+/// IMDS and the EKS Pod Identity agent throttle with a bare HTTP 429: retried
+/// with backoff, the IMDS token PUT included.
+#[test]
+fn throttled_metadata_endpoints_are_retried() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.script("container", vec![Fault::Throttle, Fault::Throttle]);
+    let mut env = keyless_env(&fake);
+    env.insert(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+        format!("{}/container-credentials/v1/credentials", fake.url()),
+    );
+    let mut s = spawn(&args(&[]), &env);
+    s.expect_log("blocking until SIGTERM", secs(15));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    let fetches = fake.requests_for("container");
+    assert_eq!(fetches.len(), 3);
+    assert_eq!(fetches[0].status, Some(429));
+    assert_eq!(fetches[2].status, Some(200));
+
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    // The token PUT, then (after a new PUT) the role listing.
+    fake.script(
+        "imds",
+        vec![
+            Fault::Throttle,
+            Fault::Delay(Duration::ZERO),
+            Fault::Throttle,
+        ],
+    );
+    let mut env = keyless_env(&fake);
+    env.remove("AWS_EC2_METADATA_DISABLED");
+    env.insert("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), fake.url());
+    let mut s = spawn(&args(&[]), &env);
+    s.expect_log("blocking until SIGTERM", secs(15));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    let imds: Vec<(String, Option<u16>)> = fake
+        .requests_for("imds")
+        .iter()
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    assert_eq!(
+        imds[..5],
+        [
+            ("PUT".to_string(), Some(429)),
+            ("PUT".to_string(), Some(200)),
+            ("GET".to_string(), Some(429)),
+            ("PUT".to_string(), Some(200)),
+            ("GET".to_string(), Some(200)),
+        ]
+    );
+}
+
 #[test]
 fn pod_identity_container_credentials_with_rotating_token_file() {
     let fake = FakeAws::start();

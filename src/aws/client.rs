@@ -549,6 +549,72 @@ mod tests {
     }
 
     #[test]
+    fn throttled_metadata_endpoints_are_retried_with_backoff() {
+        let creds_json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;
+        let too_many = b"Too Many Requests";
+        // The EKS Pod Identity agent / container endpoint.
+        let s = Scripted::new([
+            status(429, too_many),
+            status(503, b""),
+            ok(creds_json),
+            ok(REGISTERED),
+        ]);
+        let source = Source::Container {
+            url: "http://127.0.0.1:3/creds".into(),
+            token_file: None,
+            token: Some(Secret::new("container-token".into())),
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        c.ensure_credentials(Budget::until(t.now() + Duration::from_secs(20)), &mut t)
+            .unwrap();
+        assert_eq!(
+            t.slept,
+            vec![Duration::from_millis(100), Duration::from_millis(200)]
+        );
+        // IMDS: 429 on the token PUT and on the credentials GET.
+        let imds = include_bytes!("../../tests/data/imds_credentials.json");
+        let s = Scripted::new([
+            status(429, too_many),
+            ok(b"TOKEN"),
+            ok(b"role"),
+            status(429, too_many),
+            ok(b"TOKEN"),
+            ok(b"role"),
+            ok(imds),
+            ok(REGISTERED),
+        ]);
+        let source = Source::Imds {
+            endpoint: "http://127.0.0.1:4".into(),
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        c.call(
+            &RegisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        assert_eq!(s.seen.borrow().len(), 8);
+        assert_eq!(t.slept.len(), 2);
+        // Within the deadline only.
+        let s = Scripted::new((0..100).map(|_| status(429, too_many)));
+        let source = Source::Imds {
+            endpoint: "http://127.0.0.1:4".into(),
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        let e = c
+            .ensure_credentials(Budget::until(t.now() + Duration::from_secs(5)), &mut t)
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("HttpStatus429"), "{e:?}");
+        assert!(t.elapsed <= Duration::from_secs(5));
+    }
+
+    #[test]
     fn expired_token_answer_forces_one_refresh() {
         let expired = br#"<ErrorResponse><Error><Code>ExpiredToken</Code><Message>The security token included in the request is expired</Message></Error></ErrorResponse>"#;
         let creds_json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;

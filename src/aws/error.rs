@@ -239,6 +239,16 @@ pub const WEB_IDENTITY_RETRY_CODES: &[&str] = &["InvalidIdentityToken"];
 
 /// Whether an error is worth another attempt (throttling, 5xx, network).
 ///
+/// HTTP 429 is throttling whatever the body: the AWS Query APIs answer
+/// throttling as 400 `Throttling`, but IMDS ("query throttling", per
+/// instance) and the EKS Pod Identity agent answer a bare 429, which the
+/// SDKs retry as throttling (aws-sdk-java-v2
+/// `SdkServiceException::isThrottlingException` is `statusCode == 429`;
+/// botocore's `too_many_requests` retry policy; botocore's container
+/// fetcher retries every non-200 answer). The IMDS token PUT included: the
+/// SDKs that retry it do so on 5xx (smithy-rs) or fall back to IMDSv1
+/// (aws-sdk-go-v2), which this program does not do.
+///
 /// Client errors (AccessDenied, ValidationError, TargetGroupNotFound,
 /// InvalidTarget, SignatureDoesNotMatch, ...) are final: retrying them only
 /// burns the account's shared API rate limit.
@@ -250,7 +260,7 @@ pub fn is_retryable(err: &Error) -> bool {
                 || TRANSIENT_CODES.contains(&code)
                 || (action == AssumeRoleWithWebIdentity::NAME
                     && WEB_IDENTITY_RETRY_CODES.contains(&code))
-                || matches!(error.status, 500 | 502 | 503 | 504)
+                || matches!(error.status, 429 | 500 | 502 | 503 | 504)
         }
         Error::Transport { kind, .. } => {
             !matches!(kind, TransportKind::Request | TransportKind::Tls)
@@ -379,6 +389,8 @@ mod tests {
         assert!(is_retryable(&aws(400, "RequestLimitExceeded")));
         assert!(is_retryable(&aws(503, "ServiceUnavailable")));
         assert!(is_retryable(&aws(500, "HttpStatus500")));
+        assert!(is_retryable(&aws(429, "HttpStatus429")));
+        assert!(!is_retryable(&aws(404, "HttpStatus404")));
         for code in [
             "AccessDenied",
             "ValidationError",
