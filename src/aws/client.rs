@@ -16,6 +16,7 @@ use super::http::{HttpResponse, Transport};
 use super::query::{self, Action, Service, CALL_TIMEOUT};
 use super::retry::Backoff;
 use super::sign::{sign, ToSign};
+use super::skew::{self, Offset};
 use crate::clock::Clock;
 use crate::env::Env;
 use log::{debug, warn};
@@ -92,6 +93,12 @@ pub struct Client<T: Transport> {
     settings: Settings,
     cache: Cache,
     backoff: Backoff,
+    /// AWS's clock minus ours, learnt from a clock skew answer; added to
+    /// the wall clock for every signature.
+    clock_offset: Offset,
+    /// The last signed answer's `Date` header and our wall-clock time when
+    /// it arrived.
+    last_date: Option<(Option<std::time::SystemTime>, std::time::SystemTime)>,
 }
 
 impl<T: Transport> Client<T> {
@@ -102,6 +109,8 @@ impl<T: Transport> Client<T> {
             settings,
             cache: Cache::default(),
             backoff: Backoff::default(),
+            clock_offset: Offset::default(),
+            last_date: None,
         }
     }
 
@@ -111,8 +120,12 @@ impl<T: Transport> Client<T> {
     }
 
     /// When cached temporary credentials should be refreshed ahead of need.
+    /// On the local clock: AWS's expiry less the learnt clock offset.
     pub fn refresh_due(&self) -> Option<std::time::SystemTime> {
-        self.cache.refresh_due()
+        let to_local = Offset {
+            secs: self.clock_offset.secs.saturating_neg(),
+        };
+        self.cache.refresh_due().map(|due| to_local.apply(due))
     }
 
     /// Makes sure valid credentials are cached, fetching them (with
@@ -147,7 +160,7 @@ impl<T: Transport> Client<T> {
             c.fetch_credentials().map(|fresh| c.cache.store(fresh))
         });
         if let Err(e) = &result {
-            if self.cache.usable(clock.wall()) {
+            if self.cache.usable(self.clock_offset.apply(clock.wall())) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
             }
         }
@@ -173,13 +186,15 @@ impl<T: Transport> Client<T> {
     }
 
     fn credentials(&mut self, clock: &mut dyn Clock) -> Result<Credentials, Error> {
+        // Expiry times are AWS's: compare them with AWS's time.
+        let now = self.clock_offset.apply(clock.wall());
         let Client {
             transport,
             settings,
             cache,
             ..
         } = self;
-        cache.get(clock.wall(), settings.source.name(), || {
+        cache.get(now, settings.source.name(), || {
             providers::fetch(&settings.source, &settings.sts_url, transport)
         })
     }
@@ -193,9 +208,11 @@ impl<T: Transport> Client<T> {
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
-    /// or an event interrupts a backoff sleep. With `signed`, an
-    /// expired-credentials answer to `action` itself drops the cached
-    /// credentials and is retried once at once.
+    /// or an event interrupts a backoff sleep. With `signed`, an answer to
+    /// `action` itself that says our clock is off (see [`skew`]) sets the
+    /// clock offset and is signed again once at once, and an
+    /// expired-credentials answer drops the cached credentials and is
+    /// retried once at once.
     fn retrying<R>(
         &mut self,
         action: &str,
@@ -206,6 +223,7 @@ impl<T: Transport> Client<T> {
     ) -> Result<R, Error> {
         let mut attempts = 0u32;
         let mut retried_expired = false;
+        let mut retried_skew = false;
         loop {
             // The first attempt is always made, even past the deadline: a
             // shutdown that spent its budget on one target group still sends
@@ -220,6 +238,19 @@ impl<T: Transport> Client<T> {
             // fetching credentials) it is about the web identity token, and
             // the cached credentials must survive it.
             let own_answer = matches!(&err, Error::Aws { action: a, .. } if signed && a == action);
+            // A clock skew answer: sign again once with AWS's time (the
+            // SDKs retry it too; no backoff, the cause is known and fixed).
+            if own_answer && !retried_skew && clock.now() < budget.deadline {
+                let fix = self.last_date.and_then(|(server, received)| {
+                    skew::correction(&err, server, received, self.clock_offset)
+                });
+                if let Some(offset) = fix {
+                    warn!("{err}; {offset}: signing with AWS's time from now on");
+                    self.clock_offset = offset;
+                    retried_skew = true;
+                    continue;
+                }
+            }
             if own_answer
                 && is_expired_credentials(&err)
                 && !retried_expired
@@ -258,6 +289,7 @@ impl<T: Transport> Client<T> {
         deadline: Instant,
         clock: &mut dyn Clock,
     ) -> Result<HttpResponse, Error> {
+        self.last_date = None;
         let creds = self.credentials(clock)?;
         let left = deadline.saturating_duration_since(clock.now());
         let timeout = CALL_TIMEOUT.min(left.max(MIN_CALL_TIMEOUT));
@@ -272,11 +304,13 @@ impl<T: Transport> Client<T> {
             &creds,
             &self.settings.region,
             service.signing_name(),
-            clock.wall(),
+            self.clock_offset.apply(clock.wall()),
         )?;
         req.headers.extend(signed);
         let started = clock.now();
         let resp = self.transport.send(name, &req)?;
+        let server = resp.date.as_deref().and_then(skew::parse_http_date);
+        self.last_date = Some((server, clock.wall()));
         debug!(
             "{name} -> HTTP {} in {} ms",
             resp.status,
@@ -291,7 +325,7 @@ mod tests {
     use super::*;
     use crate::aws::credentials::Secret;
     use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, RegisterTargets, Target};
-    use crate::aws::testing::{ok, status, FakeClock, Scripted};
+    use crate::aws::testing::{dated, ok, status, FakeClock, Scripted};
 
     fn settings(source: Source) -> Settings {
         Settings {
@@ -612,6 +646,107 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.aws_code(), Some("HttpStatus429"), "{e:?}");
         assert!(t.elapsed <= Duration::from_secs(5));
+    }
+
+    fn amz_date(req: &crate::aws::http::HttpRequest) -> String {
+        req.headers
+            .iter()
+            .find(|(k, _)| k == "x-amz-date")
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+
+    const SIGNATURE_EXPIRED: &[u8] = br#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>Signature expired: 20231114T221320Z is now earlier than 20231114T222320Z (20231114T223820Z - 15 min.)</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
+    // 25 minutes after the fake clock's 2023-11-14T22:13:20Z.
+    const AWS_DATE: &str = "Tue, 14 Nov 2023 22:38:20 GMT";
+
+    #[test]
+    fn clock_skew_is_corrected_from_the_date_header_and_kept() {
+        let s = Scripted::new([
+            dated(403, AWS_DATE, SIGNATURE_EXPIRED),
+            dated(200, AWS_DATE, REGISTERED),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        c.call(
+            &register,
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        // Signed again at once with AWS's time, not after a backoff.
+        assert!(t.slept.is_empty());
+        t.sleep(Duration::from_secs(60)).unwrap();
+        // Later calls sign with the corrected time from the start.
+        c.call(
+            &register,
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        let seen = s.seen.borrow();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(amz_date(&seen[0]), "20231114T221320Z");
+        assert_eq!(amz_date(&seen[1]), "20231114T223820Z");
+        assert_eq!(amz_date(&seen[2]), "20231114T223920Z");
+    }
+
+    #[test]
+    fn clock_skew_is_corrected_once_per_call_and_only_when_the_date_says_so() {
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        // A real signature mismatch (Date agrees with our clock): final.
+        let s = Scripted::new([
+            dated(403, "Tue, 14 Nov 2023 22:13:21 GMT", SIGNATURE_EXPIRED),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let e = c
+            .call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(20)),
+                &mut t,
+            )
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("SignatureDoesNotMatch"));
+        assert_eq!(s.seen.borrow().len(), 1);
+        // No Date header: nothing to correct with.
+        let s = Scripted::new([status(403, SIGNATURE_EXPIRED), ok(REGISTERED)]);
+        let mut c = Client::new(&s, settings(static_source()));
+        assert!(c
+            .call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(20)),
+                &mut t
+            )
+            .is_err());
+        assert_eq!(s.seen.borrow().len(), 1);
+        // Still refused after the correction: final (one correction per call).
+        let expired = br#"<ErrorResponse><Error><Code>RequestExpired</Code><Message>Request has expired.</Message></Error></ErrorResponse>"#;
+        let s = Scripted::new([
+            dated(400, AWS_DATE, expired),
+            dated(400, "Tue, 14 Nov 2023 23:38:20 GMT", expired),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let e = c
+            .call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(20)),
+                &mut t,
+            )
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("RequestExpired"));
+        assert_eq!(s.seen.borrow().len(), 2);
     }
 
     #[test]

@@ -274,10 +274,14 @@ pub fn is_retryable(err: &Error) -> bool {
 }
 
 /// Whether the error says the credentials used have expired (refresh, then retry).
+///
+/// Not `RequestExpired`: that is the request's timestamp, more than 15
+/// minutes from AWS's clock (ELBv2 API reference, Common Errors), a clock
+/// skew answer ([`crate::aws::skew`]), which fresh credentials do not fix.
 pub fn is_expired_credentials(err: &Error) -> bool {
     matches!(
         err.aws_code(),
-        Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired")
+        Some("ExpiredToken" | "ExpiredTokenException")
     )
 }
 
