@@ -238,18 +238,24 @@ impl<T: Transport> Client<T> {
             // fetching credentials) it is about the web identity token, and
             // the cached credentials must survive it.
             let own_answer = matches!(&err, Error::Aws { action: a, .. } if signed && a == action);
-            // A clock skew answer: sign again once with AWS's time (the
-            // SDKs retry it too; no backoff, the cause is known and fixed).
-            if own_answer && !retried_skew && clock.now() < budget.deadline {
-                let fix = self.last_date.and_then(|(server, received)| {
+            // A clock skew answer: sign with AWS's time from now on, and
+            // sign this call again once, at once (the SDKs retry it too; no
+            // backoff: the cause is known and fixed). Past the deadline the
+            // offset is still kept for the calls that follow.
+            let fix = match self.last_date {
+                Some((server, received)) if own_answer => {
                     skew::correction(&err, server, received, self.clock_offset)
-                });
-                if let Some(offset) = fix {
-                    warn!("{err}; {offset}: signing with AWS's time from now on");
-                    self.clock_offset = offset;
+                }
+                _ => None,
+            };
+            if let Some(offset) = fix {
+                self.clock_offset = offset;
+                if !retried_skew && clock.now() < budget.deadline {
+                    warn!("{err}; {offset}: signing again with AWS's time, and from now on");
                     retried_skew = true;
                     continue;
                 }
+                warn!("{offset}: later calls sign with AWS's time");
             }
             if own_answer
                 && is_expired_credentials(&err)
@@ -747,6 +753,59 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.aws_code(), Some("RequestExpired"));
         assert_eq!(s.seen.borrow().len(), 2);
+    }
+
+    #[test]
+    fn clock_skew_seen_past_the_deadline_is_kept_for_the_next_call() {
+        let s = Scripted::new([dated(403, AWS_DATE, SIGNATURE_EXPIRED), ok(REGISTERED)]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        // The one attempt made past the deadline is not signed again...
+        let e = c
+            .call(&register, Budget::until(t.now()), &mut t)
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("SignatureDoesNotMatch"));
+        // ...but the next call signs with AWS's time.
+        c.call(&register, Budget::until(t.now()), &mut t).unwrap();
+        let seen = s.seen.borrow();
+        assert_eq!(amz_date(&seen[1]), "20231114T223820Z");
+    }
+
+    #[test]
+    fn credential_refresh_times_follow_the_corrected_clock() {
+        let creds_json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;
+        let s = Scripted::new([
+            ok(creds_json),
+            dated(403, AWS_DATE, SIGNATURE_EXPIRED),
+            ok(REGISTERED),
+        ]);
+        let source = Source::Container {
+            url: "http://127.0.0.1:3/creds".into(),
+            token_file: None,
+            token: None,
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        let expiry = crate::aws::credentials::parse_expiration("2099-01-01T00:00:00Z").unwrap();
+        let due = expiry - Duration::from_secs(600);
+        c.ensure_credentials(Budget::until(t.now() + Duration::from_secs(20)), &mut t)
+            .unwrap();
+        assert_eq!(c.refresh_due(), Some(due));
+        c.call(
+            &RegisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        // AWS's clock is 1500 s ahead: the refresh is due 1500 s earlier on ours.
+        assert_eq!(c.refresh_due(), Some(due - Duration::from_secs(1500)));
     }
 
     #[test]
