@@ -236,21 +236,20 @@ impl Settings<'_> {
         }
     }
 
-    /// The target groups: flags (repeatable) beat the comma-separated variables.
+    /// The target groups: names and ARNs add up; for each, the flags
+    /// (repeatable) beat its own comma-separated variable.
     fn groups(&self) -> Result<Vec<GroupSpec>, ConfigError> {
         const SOURCES: [(&str, ParseFn<GroupSpec>); 2] = [
             ("target-group-name", parse_group_name),
             ("target-group-arn", parse_group_arn),
         ];
-        let from_flags = SOURCES
-            .iter()
-            .any(|(name, _)| !self.raw.all(name).is_empty());
         let mut groups = Vec::new();
         for (name, parse_one) in SOURCES {
-            let (from, lists) = if from_flags {
+            let flags = self.raw.all(name);
+            let (from, lists) = if !flags.is_empty() {
                 (
                     format!("-{name}"),
-                    self.raw.all(name).into_iter().map(str::to_owned).collect(),
+                    flags.into_iter().map(str::to_owned).collect(),
                 )
             } else {
                 let var = env_name(name);
@@ -688,6 +687,49 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("NLB_DEREGISTER_TIMEOUT"), "{e}");
+    }
+
+    #[test]
+    fn groups_from_names_and_arns_add_up_whichever_side_they_come_from() {
+        let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/my-tg/73e2d6bc24d8a067";
+        let by_name = |n: &str| GroupSpec {
+            group: GroupRef::Name(n.into()),
+            port: None,
+        };
+        let by_arn = GroupSpec {
+            group: GroupRef::Arn(arn.into()),
+            port: None,
+        };
+        let id = ["-target-id", "10.0.0.1"];
+        let c = run(
+            &[&id[..], &["-target-group-name", "a"]].concat(),
+            &[("NLB_TARGET_GROUP_ARN", arn)],
+        )
+        .unwrap();
+        assert_eq!(c.groups, vec![by_name("a"), by_arn.clone()]);
+        let c = run(
+            &[&id[..], &["-target-group-arn", arn]].concat(),
+            &[("NLB_TARGET_GROUP_NAME", "b")],
+        )
+        .unwrap();
+        assert_eq!(c.groups, vec![by_name("b"), by_arn.clone()]);
+        // A flag still beats its own variable.
+        let c = run(
+            &[&id[..], &["-target-group-name", "a"]].concat(),
+            &[
+                ("NLB_TARGET_GROUP_NAME", "b"),
+                ("NLB_TARGET_GROUP_ARN", arn),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.groups, vec![by_name("a"), by_arn]);
+        // Errors name the variable a bad item came from.
+        let e = run(
+            &[&id[..], &["-target-group-name", "a"]].concat(),
+            &[("NLB_TARGET_GROUP_ARN", "arn:nope")],
+        )
+        .unwrap_err();
+        assert!(e.0.contains("NLB_TARGET_GROUP_ARN"), "{e}");
     }
 
     #[test]
