@@ -19,13 +19,28 @@ pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// Parses a duration in Go's or humantime's form (`5s`, `1m30s`, `300ms`, `1.5s`, `2m 10s`).
+/// Parses a duration in Go's form (`time.ParseDuration`: `0`, `+5s`, `.5s`,
+/// `1h2m3.5s`, units ns us µs ms s m h) or humantime's (`2m 10s`, `1min`).
+/// Negative durations are refused.
 pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(v.trim()).map_err(|e| {
-        ConfigError(format!(
-            "invalid duration {v:?} for {what}: {e} (examples: 5s, 1m30s, 300ms)"
-        ))
-    })?;
+    let t = v.trim();
+    let (negative, body) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let d = match go_duration(body) {
+        Some(d) => d,
+        None => humantime::parse_duration(body).map_err(|e| {
+            ConfigError(format!(
+                "invalid duration {v:?} for {what}: {e} (examples: 5s, 1m30s, 300ms)"
+            ))
+        })?,
+    };
+    if negative && !d.is_zero() {
+        return err(format!(
+            "negative duration {v:?} for {what}: must be 0 or more"
+        ));
+    }
     // Deadlines are computed as `now + d`: keep them far from overflow.
     if d > MAX_DURATION {
         return err(format!(
@@ -33,6 +48,72 @@ pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigErro
         ));
     }
     Ok(d)
+}
+
+/// Nanoseconds per unit of Go's `time.ParseDuration`.
+const GO_UNITS: [(&str, u128); 8] = [
+    ("ns", 1),
+    ("us", 1_000),
+    ("\u{b5}s", 1_000),
+    ("\u{3bc}s", 1_000),
+    ("ms", 1_000_000),
+    ("s", 1_000_000_000),
+    ("m", 60_000_000_000),
+    ("h", 3_600_000_000_000),
+];
+
+/// An unsigned duration in Go's syntax: `0`, or one or more `NUMBER UNIT`
+/// where NUMBER is `12`, `1.5`, `.5` or `5.`; `None` when it is not Go's.
+/// Values beyond `u64` nanoseconds saturate (the caller refuses them).
+fn go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut rest = s;
+    let mut nanos: u128 = 0;
+    while !rest.is_empty() {
+        let (amount, after) = go_element(rest)?;
+        nanos = nanos.saturating_add(amount);
+        rest = after;
+    }
+    Some(Duration::from_nanos(
+        u64::try_from(nanos).unwrap_or(u64::MAX),
+    ))
+}
+
+/// One `NUMBER UNIT` at the start of `s`: its nanoseconds and the rest.
+fn go_element(s: &str) -> Option<(u128, &str)> {
+    let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (int, rest) = s.split_at(int_len);
+    let (frac, rest) = match rest.strip_prefix('.') {
+        Some(r) => r.split_at(r.bytes().take_while(u8::is_ascii_digit).count()),
+        None => ("", rest),
+    };
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let unit_len = rest
+        .char_indices()
+        .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+        .map_or(rest.len(), |(i, _)| i);
+    let (unit, rest) = rest.split_at(unit_len);
+    let per_unit = GO_UNITS.iter().find(|(u, _)| *u == unit)?.1;
+    let whole = int.bytes().fold(0u128, |n, d| {
+        n.saturating_mul(10).saturating_add(u128::from(d - b'0'))
+    });
+    // Up to 20 fraction digits count, as finer ones are below a nanosecond.
+    let (num, scale) = frac.bytes().take(20).fold((0u128, 1u128), |(n, sc), d| {
+        (n * 10 + u128::from(d - b'0'), sc * 10)
+    });
+    Some((
+        whole
+            .saturating_mul(per_unit)
+            .saturating_add(num * per_unit / scale),
+        rest,
+    ))
 }
 
 /// Parses a TCP port, 1-65535.
@@ -149,5 +230,73 @@ pub(super) fn split_command(what: &str, v: &str) -> Result<Vec<String>, ConfigEr
         None => err(format!(
             "cannot split command for {what} into words (unbalanced quotes?): {v:?}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &str) -> Result<u128, String> {
+        parse_duration("-x", v)
+            .map(|d| d.as_millis())
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(ms("0"), Ok(0));
+        assert_eq!(ms("+5s"), Ok(5000));
+        assert_eq!(ms(".5s"), Ok(500));
+        assert_eq!(ms("5.s"), Ok(5000));
+        assert_eq!(ms("1h2m3.5s"), Ok(3_723_500));
+        assert_eq!(ms("1.5h"), Ok(5_400_000));
+        assert_eq!(ms("-0"), Ok(0));
+        assert_eq!(ms("0s"), Ok(0));
+        assert_eq!(
+            parse_duration("-x", "1500us").unwrap(),
+            Duration::from_micros(1500)
+        );
+        assert_eq!(
+            parse_duration("-x", "2\u{b5}s").unwrap(),
+            Duration::from_micros(2)
+        );
+        assert_eq!(
+            parse_duration("-x", "2\u{3bc}s").unwrap(),
+            Duration::from_micros(2)
+        );
+        assert_eq!(
+            parse_duration("-x", "1.000000001s").unwrap(),
+            Duration::new(1, 1)
+        );
+        assert_eq!(
+            parse_duration("-x", "3ns").unwrap(),
+            Duration::from_nanos(3)
+        );
+    }
+
+    #[test]
+    fn humantime_forms_still_work() {
+        assert_eq!(ms("2m 10s"), Ok(130_000));
+        assert_eq!(ms("1min"), Ok(60_000));
+        assert_eq!(ms("1m30s"), Ok(90_000));
+        assert_eq!(ms("300ms"), Ok(300));
+        assert_eq!(ms(" 5s "), Ok(5000));
+    }
+
+    #[test]
+    fn negative_and_malformed_durations_are_refused() {
+        for v in ["-5s", "-1h2m", "-.5s", "-2m 10s"] {
+            let e = ms(v).unwrap_err();
+            assert!(e.contains("negative") && e.contains("-x"), "{v}: {e}");
+        }
+        for v in [
+            "", ".", ".s", "5", "1x", "s", "+", "-", "--5s", "+-5s", "1..5s",
+        ] {
+            let e = ms(v).unwrap_err();
+            assert!(e.contains("invalid duration"), "{v:?}: {e}");
+        }
+        let e = ms("9999999999999999999999h").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
     }
 }
