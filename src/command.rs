@@ -1,9 +1,11 @@
-//! Hook commands: run a program without a shell, bounded in time.
+//! Hook commands: run a program, bounded in time.
 //!
-//! A FROM scratch image has no `/bin/sh`, so the command string is split
-//! into words by POSIX shell rules (quotes and backslashes, no expansion;
-//! done in `config`) and the program is executed directly. Users who need a
-//! shell write `sh -c '...'` in an image that has one.
+//! A FROM scratch image has no `/bin/sh`, so a plain command string is
+//! split into words by POSIX shell rules (quotes and backslashes, no
+//! expansion; done in `config`) and the program is executed directly. A
+//! command that uses shell operators outside quotes (`&&`, `|`, `>`, `$(`...)
+//! arrives here as `/bin/sh -c COMMAND`, as the Go original ran every hook;
+//! `main` refuses it at start when the image has no `/bin/sh`.
 //!
 //! The child runs in its own process group. On timeout, or when a signal
 //! interrupts the wait, the whole group is sent SIGTERM and, if it is

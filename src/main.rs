@@ -139,6 +139,10 @@ fn try_main() -> i32 {
         }
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
+    let has_shell = std::path::Path::new(config::SHELL).is_file();
+    if let Err(e) = config::check_shell(&cfg, has_shell) {
+        return fail(EXIT_USAGE, &e.to_string());
+    }
     init_logging(&cfg);
 
     let settings = match Settings::from_env(cfg.region.as_deref(), &ProcessEnv, SystemTime::now()) {

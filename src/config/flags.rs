@@ -58,7 +58,7 @@ pub(super) const FLAGS: &[Flag] = &[
     value("deregister-timeout", "How long DeregisterTargets is retried after a signal", "20s"),
     boolean("wait-drained", "After deregistering, wait until the target is no longer draining", "false"),
     value("wait-drained-timeout", "How long to wait for draining to finish", "5m"),
-    value("pre-register-command", "Command to execute before the target is registered (no shell; words split like sh)", ""),
+    value("pre-register-command", "Command to execute before the target is registered (words split like sh; run with /bin/sh -c if it uses && || | ; > < $( or backquotes)", ""),
     value("pre-register-timeout", "How long to wait for the pre-register command", "5s"),
     value("post-register-command", "Command to execute after the target is registered (and healthy)", ""),
     value("post-register-timeout", "How long to wait for the post-register command", "5s"),

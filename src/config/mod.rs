@@ -23,7 +23,7 @@ mod value;
 
 pub use flags::{env_name, usage};
 pub use hosts::pod_ip_from_hosts;
-pub use value::MAX_DURATION;
+pub use value::{shell_operator, MAX_DURATION, SHELL};
 
 use crate::aws::credentials::Env;
 #[cfg(test)]
@@ -34,8 +34,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 use value::{
-    parse_bool, parse_duration, parse_group_arn, parse_group_name, parse_host_port, parse_http_url,
-    parse_log_level, parse_port, parse_text, split_command,
+    parse_bool, parse_command, parse_duration, parse_group_arn, parse_group_name, parse_host_port,
+    parse_http_url, parse_log_level, parse_port, parse_text,
 };
 
 /// How a target group is named.
@@ -73,6 +73,17 @@ pub struct Hook {
     pub argv: Vec<String>,
     /// How long it may run.
     pub timeout: Duration,
+}
+
+impl Hook {
+    /// The shell operator that makes this hook run as `/bin/sh -c COMMAND`,
+    /// or `None` for a plain command run directly.
+    pub fn shell_syntax(&self) -> Option<&'static str> {
+        match self.argv.as_slice() {
+            [sh, c, cmd] if sh == SHELL && c == "-c" => shell_operator(cmd),
+            _ => None,
+        }
+    }
 }
 
 /// The resolved configuration.
@@ -120,6 +131,38 @@ pub struct Config {
     pub wait_for_timeout: Duration,
     /// Log level given by flag or variable.
     pub log_level: Option<String>,
+}
+
+impl Config {
+    /// The hooks that are set, in the order they run.
+    pub fn hooks(&self) -> impl Iterator<Item = &Hook> {
+        [
+            &self.pre_register,
+            &self.post_register,
+            &self.post_deregister,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// Refuses at start a hook written in shell syntax when the image has no
+/// `/bin/sh` (`has_shell`, checked by the caller): it could never run as
+/// meant.
+///
+/// # Errors
+/// A [`ConfigError`] naming the hook's flag and the operator.
+pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
+    if has_shell {
+        return Ok(());
+    }
+    match cfg.hooks().find_map(|h| h.shell_syntax().map(|op| (h.name, op))) {
+        Some((name, op)) => err(format!(
+            "-{name}-command uses shell syntax ({op}) and needs {SHELL}, which this image does not have: \
+             use an image with a shell, or a command without shell operators"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What the command line asks for.
@@ -230,7 +273,7 @@ impl Settings<'_> {
             None => Ok(None),
             Some((v, from)) => Ok(Some(Hook {
                 name,
-                argv: split_command(&from, &v)?,
+                argv: parse_command(&from, &v)?,
                 timeout,
             })),
         }
@@ -730,6 +773,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("NLB_TARGET_GROUP_ARN"), "{e}");
+    }
+
+    #[test]
+    fn hooks_in_shell_syntax_need_a_shell() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let c = run(
+            &[&base[..], &["-post-register-command", "a && b"]].concat(),
+            &[("NLB_PRE_REGISTER_COMMAND", "echo 'a && b'")],
+        )
+        .unwrap();
+        assert_eq!(c.pre_register.as_ref().unwrap().shell_syntax(), None);
+        let post = c.post_register.as_ref().unwrap();
+        assert_eq!(post.argv, vec!["/bin/sh", "-c", "a && b"]);
+        assert_eq!(post.shell_syntax(), Some("&&"));
+        assert_eq!(check_shell(&c, true), Ok(()));
+        let e = check_shell(&c, false).unwrap_err();
+        assert!(
+            e.0.contains("-post-register-command")
+                && e.0.contains("&&")
+                && e.0.contains("/bin/sh")
+                && !e.0.contains('\n'),
+            "{e}"
+        );
+        let plain = run(
+            &[&base[..], &["-pre-register-command", "true"]].concat(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(check_shell(&plain, false), Ok(()));
     }
 
     #[test]

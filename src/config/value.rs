@@ -219,8 +219,22 @@ pub(super) fn parse_text(_what: &str, v: &str) -> Result<String, ConfigError> {
     Ok(v.to_owned())
 }
 
+/// The shell hooks in shell syntax run with (`sh -c`, as the Go original did).
+pub const SHELL: &str = "/bin/sh";
+
+/// Parses a hook command. A plain one is split into words by POSIX shell
+/// rules and run directly; one that uses a shell operator outside quotes
+/// becomes `/bin/sh -c COMMAND`. Either way its quoting must balance.
+pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
+    let words = split_command(what, v)?;
+    if shell_operator(v).is_some() {
+        return Ok(vec![SHELL.to_owned(), "-c".to_owned(), v.to_owned()]);
+    }
+    Ok(words)
+}
+
 /// Splits a hook command into words by POSIX shell rules.
-pub(super) fn split_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
+fn split_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     match shlex::split(v) {
         Some(words) if words.first().is_some_and(|w| w.is_empty()) => err(format!(
             "empty program name in the command for {what}: {v:?}"
@@ -233,9 +247,101 @@ pub(super) fn split_command(what: &str, v: &str) -> Result<Vec<String>, ConfigEr
     }
 }
 
+/// The first shell operator in `cmd` that only a shell understands:
+/// `&&`, `||`, `|`, `;`, `>`, `<` outside quotes, `$(` or a backquote
+/// outside single quotes. Quoted and backslash-escaped text is plain
+/// (`echo 'a && b'`, `echo a\;b`).
+pub fn shell_operator(cmd: &str) -> Option<&'static str> {
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut quote = Quote::None;
+    let mut word_start = true;
+    let mut chars = cmd.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        let at_word_start = std::mem::replace(&mut word_start, c.is_whitespace());
+        match (&quote, c) {
+            // A comment, as shlex and sh read it, runs to the end of the line.
+            (Quote::None, '#') if at_word_start => {
+                chars.by_ref().find(|&c| c == '\n');
+                word_start = true;
+            }
+            (Quote::Single, '\'') => quote = Quote::None,
+            (Quote::Single, _) => {}
+            (_, '\\') => {
+                chars.next();
+            }
+            (Quote::None, '\'') => quote = Quote::Single,
+            (Quote::None, '"') => quote = Quote::Double,
+            (Quote::Double, '"') => quote = Quote::None,
+            (_, '`') => return Some("`"),
+            (_, '$') if next == Some('(') => return Some("$("),
+            (Quote::Double, _) => {}
+            (Quote::None, '&') if next == Some('&') => return Some("&&"),
+            (Quote::None, '|') if next == Some('|') => return Some("||"),
+            (Quote::None, '|') => return Some("|"),
+            (Quote::None, ';') => return Some(";"),
+            (Quote::None, '>') => return Some(">"),
+            (Quote::None, '<') => return Some("<"),
+            (Quote::None, _) => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_operators_outside_quotes() {
+        for (cmd, op) in [
+            ("curl -sf x && touch /ready", "&&"),
+            ("a || b", "||"),
+            ("a | b", "|"),
+            ("a;b", ";"),
+            ("echo x > f", ">"),
+            ("wc -l < f", "<"),
+            ("echo $(date)", "$("),
+            ("echo \"$(date)\"", "$("),
+            ("echo `date`", "`"),
+            ("echo 'a' && b", "&&"),
+            ("echo \\\\ && b", "&&"),
+            ("echo a # c\nb && c", "&&"),
+            ("echo a#b && c", "&&"),
+        ] {
+            assert_eq!(shell_operator(cmd), Some(op), "{cmd}");
+        }
+        for cmd in [
+            "echo 'a && b'",
+            "echo \"a && b | c; d > e < f\"",
+            "echo a\\;b a\\&\\&b a\\|b",
+            "echo '$(date)' '`x`'",
+            "echo \"\\$(x)\"",
+            "curl -sf http://127.0.0.1:8080/ready",
+            "echo $HOME a&b",
+            "echo a # && b",
+            "echo a#b",
+        ] {
+            assert_eq!(shell_operator(cmd), None, "{cmd}");
+        }
+    }
+
+    #[test]
+    fn commands_in_shell_syntax_run_with_sh() {
+        let c = "curl -sf x && touch /ready";
+        assert_eq!(parse_command("-x", c).unwrap(), vec![SHELL, "-c", c]);
+        assert_eq!(
+            parse_command("-x", "echo 'a && b'").unwrap(),
+            vec!["echo", "a && b"]
+        );
+        // Quoting must balance in both kinds.
+        assert!(parse_command("-x", "a && echo 'x").is_err());
+    }
 
     fn ms(v: &str) -> Result<u128, String> {
         parse_duration("-x", v)
