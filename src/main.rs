@@ -12,6 +12,7 @@ use k8s_nlb_registrator_sidecar::aws::credentials::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::retry::SplitMix;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
+use k8s_nlb_registrator_sidecar::command;
 use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
 use k8s_nlb_registrator_sidecar::effects::SystemEffects;
 use k8s_nlb_registrator_sidecar::lifecycle::{Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
@@ -144,6 +145,12 @@ fn try_main() -> i32 {
         return fail(EXIT_USAGE, &e.to_string());
     }
     init_logging(&cfg);
+    if std::process::id() == 1 {
+        // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
+        if let Err(e) = command::start_reaper() {
+            log::warn!("cannot start the reaper of orphaned hook processes: {e}");
+        }
+    }
 
     let settings = match Settings::from_env(cfg.region.as_deref(), &ProcessEnv, SystemTime::now()) {
         Ok(s) => s,
