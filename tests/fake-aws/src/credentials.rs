@@ -3,10 +3,10 @@
 
 use crate::http::{Kind, Request, Response};
 use crate::routes::error_response;
-use crate::state::*;
+use crate::state::{AwsError, State, ALNUM};
 use crate::time::rfc3339;
 use crate::wire::{json_escape, param, xml_escape};
-use crate::*;
+use crate::{ACCOUNT_ID, IMDS_ROLE, REGION};
 use std::time::{Duration, SystemTime};
 
 impl State {

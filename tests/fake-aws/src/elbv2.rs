@@ -1,10 +1,10 @@
 //! The four ELBv2 actions on the fake's state, answered as AWS documents
 //! them (XML bodies, error codes and messages).
 
-use crate::state::*;
-use crate::wire::param;
-use crate::wire::xml_escape;
-use crate::*;
+use crate::state::{AwsError, Draining, State, Target, TargetGroup, TargetSpec};
+use crate::wire::{param, xml_escape};
+use crate::{ELB_ACTIONS, LOAD_BALANCER_ARN, VPC_ID};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 impl State {
@@ -377,4 +377,106 @@ impl State {
         }
         ("unused".into(), Some("Target.NotRegistered".into()), az)
     }
+}
+
+/// Values of `PREFIXn` parameters, ordered by n.
+fn members(params: &[(String, String)], prefix: &str) -> Vec<String> {
+    let mut found: Vec<(u32, String)> = params
+        .iter()
+        .filter_map(|(k, v)| {
+            let n = k.strip_prefix(prefix)?.parse::<u32>().ok()?;
+            Some((n, v.clone()))
+        })
+        .collect();
+    found.sort_by_key(|(n, _)| *n);
+    found.into_iter().map(|(_, v)| v).collect()
+}
+
+fn parse_targets(params: &[(String, String)]) -> Result<Vec<TargetSpec>, AwsError> {
+    type Fields = (Option<String>, Option<String>, Option<String>);
+    let mut by_n: BTreeMap<u32, Fields> = BTreeMap::new();
+    for (k, v) in params {
+        let Some(rest) = k.strip_prefix("Targets.member.") else {
+            continue;
+        };
+        let (n, field) = rest.split_once('.').unwrap_or((rest, ""));
+        let n = match n.parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(AwsError::validation(format!(
+                    "Invalid parameter name '{k}'"
+                )))
+            }
+        };
+        let e = by_n.entry(n).or_default();
+        match field {
+            "Id" => e.0 = Some(v.clone()),
+            "Port" => e.1 = Some(v.clone()),
+            "AvailabilityZone" => e.2 = Some(v.clone()),
+            _ => return Err(AwsError::validation(format!("Unknown parameter '{k}'"))),
+        }
+    }
+    let mut out = Vec::new();
+    for (n, (id, port, az)) in by_n {
+        let id = id.ok_or_else(|| AwsError::null(&format!("targets.{n}.member.id")))?;
+        let port = match port {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p >= 1 => Some(p),
+                _ => {
+                    return Err(AwsError::validation(format!(
+                        "1 validation error detected: Value '{p}' at 'targets.{n}.member.port' failed to satisfy constraint: Member must have value greater than or equal to 1 and less than or equal to 65535"
+                    )))
+                }
+            },
+        };
+        out.push(TargetSpec { id, port, az });
+    }
+    Ok(out)
+}
+
+/// `arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID16HEX`.
+fn valid_tg_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("arn:aws:elasticloadbalancing:") else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, ':');
+    let (Some(region), Some(account), Some(resource)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Some((name, id)) = resource
+        .strip_prefix("targetgroup/")
+        .and_then(|r| r.split_once('/'))
+    else {
+        return false;
+    };
+    !region.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && name.len() <= 32
+        && id.len() == 16
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn reason_description(reason: &str) -> String {
+    match reason {
+        "Elb.RegistrationInProgress" => "Target registration is in progress",
+        "Elb.InitialHealthChecking" => "Initial health checks in progress",
+        "Elb.InternalError" => "Health checks failed due to an internal error",
+        "Target.ResponseCodeMismatch" => "Health checks failed with these codes: [502]",
+        "Target.Timeout" => "Request timed out",
+        "Target.FailedHealthChecks" => "Health checks failed",
+        "Target.NotRegistered" => "Target is not registered to the target group",
+        "Target.NotInUse" => {
+            "Target group is not configured to receive traffic from the load balancer"
+        }
+        "Target.DeregistrationInProgress" => "Target deregistration is in progress",
+        "Target.InvalidState" => "Target is in the stopped or terminated state",
+        "Target.IpUnusable" => "The target IP address is reserved for use by a load balancer",
+        "Target.HealthCheckDisabled" => "Health checks are disabled",
+        other => return format!("Fake description of {other}"),
+    }
+    .to_string()
 }

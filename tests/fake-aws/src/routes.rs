@@ -4,10 +4,9 @@
 use crate::http::{Kind, Request, Response};
 use crate::server::{Fault, Recorded};
 use crate::sigv4::{check_sigv4, Auth};
-use crate::state::*;
-use crate::wire::param;
-use crate::wire::{json_escape, parse_form, xml_escape};
-use crate::*;
+use crate::state::{AwsError, Shared};
+use crate::wire::{json_escape, param, parse_form, xml_escape};
+use crate::{ACCOUNT_ID, ELB_NS, ELB_SERVICE, STS_NS};
 use std::time::{Instant, SystemTime};
 
 /// Route a request: (kind, action name for faults and records, parameters).

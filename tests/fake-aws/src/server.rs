@@ -4,7 +4,7 @@
 use crate::http::accept_loop;
 use crate::state::{Cred, HealthSeq, Shared, State, TargetGroup, TargetSpec};
 use crate::wire::{header_of, param};
-use crate::*;
+use crate::{ACCOUNT_ID, REGION};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,7 +5,7 @@
 use crate::server::{Fault, Recorded};
 use crate::time::trunc_secs;
 use crate::{DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -273,106 +273,4 @@ impl State {
         self.issued.push(akid.clone());
         (akid, secret, token, expires)
     }
-}
-
-/// Values of `PREFIXn` parameters, ordered by n.
-pub(crate) fn members(params: &[(String, String)], prefix: &str) -> Vec<String> {
-    let mut found: Vec<(u32, String)> = params
-        .iter()
-        .filter_map(|(k, v)| {
-            let n = k.strip_prefix(prefix)?.parse::<u32>().ok()?;
-            Some((n, v.clone()))
-        })
-        .collect();
-    found.sort_by_key(|(n, _)| *n);
-    found.into_iter().map(|(_, v)| v).collect()
-}
-
-pub(crate) fn parse_targets(params: &[(String, String)]) -> Result<Vec<TargetSpec>, AwsError> {
-    type Fields = (Option<String>, Option<String>, Option<String>);
-    let mut by_n: BTreeMap<u32, Fields> = BTreeMap::new();
-    for (k, v) in params {
-        let Some(rest) = k.strip_prefix("Targets.member.") else {
-            continue;
-        };
-        let (n, field) = rest.split_once('.').unwrap_or((rest, ""));
-        let n = match n.parse::<u32>() {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                return Err(AwsError::validation(format!(
-                    "Invalid parameter name '{k}'"
-                )))
-            }
-        };
-        let e = by_n.entry(n).or_default();
-        match field {
-            "Id" => e.0 = Some(v.clone()),
-            "Port" => e.1 = Some(v.clone()),
-            "AvailabilityZone" => e.2 = Some(v.clone()),
-            _ => return Err(AwsError::validation(format!("Unknown parameter '{k}'"))),
-        }
-    }
-    let mut out = Vec::new();
-    for (n, (id, port, az)) in by_n {
-        let id = id.ok_or_else(|| AwsError::null(&format!("targets.{n}.member.id")))?;
-        let port = match port {
-            None => None,
-            Some(p) => match p.parse::<u16>() {
-                Ok(p) if p >= 1 => Some(p),
-                _ => {
-                    return Err(AwsError::validation(format!(
-                        "1 validation error detected: Value '{p}' at 'targets.{n}.member.port' failed to satisfy constraint: Member must have value greater than or equal to 1 and less than or equal to 65535"
-                    )))
-                }
-            },
-        };
-        out.push(TargetSpec { id, port, az });
-    }
-    Ok(out)
-}
-
-/// `arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID16HEX`.
-pub(crate) fn valid_tg_arn(arn: &str) -> bool {
-    let Some(rest) = arn.strip_prefix("arn:aws:elasticloadbalancing:") else {
-        return false;
-    };
-    let mut parts = rest.splitn(3, ':');
-    let (Some(region), Some(account), Some(resource)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let Some((name, id)) = resource
-        .strip_prefix("targetgroup/")
-        .and_then(|r| r.split_once('/'))
-    else {
-        return false;
-    };
-    !region.is_empty()
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && !name.is_empty()
-        && name.len() <= 32
-        && id.len() == 16
-        && id.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-pub(crate) fn reason_description(reason: &str) -> String {
-    match reason {
-        "Elb.RegistrationInProgress" => "Target registration is in progress",
-        "Elb.InitialHealthChecking" => "Initial health checks in progress",
-        "Elb.InternalError" => "Health checks failed due to an internal error",
-        "Target.ResponseCodeMismatch" => "Health checks failed with these codes: [502]",
-        "Target.Timeout" => "Request timed out",
-        "Target.FailedHealthChecks" => "Health checks failed",
-        "Target.NotRegistered" => "Target is not registered to the target group",
-        "Target.NotInUse" => {
-            "Target group is not configured to receive traffic from the load balancer"
-        }
-        "Target.DeregistrationInProgress" => "Target deregistration is in progress",
-        "Target.InvalidState" => "Target is in the stopped or terminated state",
-        "Target.IpUnusable" => "The target IP address is reserved for use by a load balancer",
-        "Target.HealthCheckDisabled" => "Health checks are disabled",
-        other => return format!("Fake description of {other}"),
-    }
-    .to_string()
 }
