@@ -11,10 +11,8 @@
 //! NLB_PODMAN_RUNTIME another runtime. Without root the test fails loudly;
 //! NLB_SKIP_ROOT_TESTS=1 turns that into a loud warning.
 
-mod common;
-
-use common::fake::FakeAws;
-use common::sidecar::{base_env, TempDir};
+use fake_aws::process::{base_env, TempDir};
+use fake_aws::FakeAws;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
