@@ -122,9 +122,7 @@ impl<T: Transport> Client<T> {
     /// When cached temporary credentials should be refreshed ahead of need.
     /// On the local clock: AWS's expiry less the learnt clock offset.
     pub fn refresh_due(&self) -> Option<std::time::SystemTime> {
-        let to_local = Offset {
-            secs: self.clock_offset.secs.saturating_neg(),
-        };
+        let to_local = self.clock_offset.reversed();
         self.cache.refresh_due().map(|due| to_local.apply(due))
     }
 
@@ -805,7 +803,10 @@ mod tests {
         )
         .unwrap();
         // AWS's clock is 1500 s ahead: the refresh is due 1500 s earlier on ours.
-        assert_eq!(c.refresh_due(), Some(due - Duration::from_secs(1500)));
+        assert_eq!(
+            c.refresh_due(),
+            Some(due - Duration::from_millis(1_500_500))
+        );
     }
 
     #[test]

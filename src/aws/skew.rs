@@ -48,31 +48,37 @@ pub const POSSIBLE_CODES: &[&str] = &[
 /// SDK for Java's threshold; AWS itself allows 5 minutes at least).
 pub const THRESHOLD: Duration = Duration::from_secs(4 * 60);
 
-/// A signed difference between AWS's clock and the local one, in whole
-/// seconds (the `Date` header's resolution).
+/// A signed difference between AWS's clock and the local one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offset {
-    /// AWS's time minus the local time, in seconds.
-    pub secs: i64,
+    /// AWS's time minus the local time, in milliseconds.
+    pub millis: i64,
 }
 
 impl Offset {
     /// The offset that turns `local` into `server`.
     pub fn between(server: SystemTime, local: SystemTime) -> Offset {
-        let secs = match server.duration_since(local) {
-            Ok(ahead) => i64::try_from(ahead.as_secs()).unwrap_or(i64::MAX),
-            Err(behind) => i64::try_from(behind.duration().as_secs())
+        let millis = match server.duration_since(local) {
+            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+            Err(behind) => i64::try_from(behind.duration().as_millis())
                 .map(|s| -s)
                 .unwrap_or(i64::MIN),
         };
-        Offset { secs }
+        Offset { millis }
+    }
+
+    /// The opposite offset (AWS's time back to the local one).
+    pub fn reversed(self) -> Offset {
+        Offset {
+            millis: self.millis.saturating_neg(),
+        }
     }
 
     /// `local` corrected by this offset (unchanged if that would overflow
     /// or go before 1970).
     pub fn apply(self, local: SystemTime) -> SystemTime {
-        let by = Duration::from_secs(self.secs.unsigned_abs());
-        let corrected = if self.secs >= 0 {
+        let by = Duration::from_millis(self.millis.unsigned_abs());
+        let corrected = if self.millis >= 0 {
             local.checked_add(by)
         } else {
             local.checked_sub(by)
@@ -82,14 +88,16 @@ impl Offset {
 }
 
 impl std::fmt::Display for Offset {
-    /// `AWS's clock is 900 s ahead` / `... 900 s behind`.
+    /// `AWS's clock is 900 s ahead of the local one` / `... behind ...`,
+    /// to the nearest second.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let dir = if self.secs >= 0 { "ahead of" } else { "behind" };
-        write!(
-            f,
-            "AWS's clock is {} s {dir} the local one",
-            self.secs.unsigned_abs()
-        )
+        let dir = if self.millis >= 0 {
+            "ahead of"
+        } else {
+            "behind"
+        };
+        let secs = self.millis.unsigned_abs().saturating_add(500) / 1000;
+        write!(f, "AWS's clock is {secs} s {dir} the local one")
     }
 }
 
@@ -111,19 +119,22 @@ pub fn is_clock_skew_error(err: &Error) -> bool {
 /// shows that the time we signed with (`received` corrected by
 /// `current`) was at least [`THRESHOLD`] off; `None` otherwise (no `Date`
 /// header, another error, or a clock that is right).
+///
+/// The `Date` header is truncated to the second: AWS's time is taken as
+/// its middle, half a second later.
 pub fn correction(
     err: &Error,
     server: Option<SystemTime>,
     received: SystemTime,
     current: Offset,
 ) -> Option<Offset> {
-    let server = server?;
+    let server = server?.checked_add(Duration::from_millis(500))?;
     if !is_clock_skew_error(err) {
         return None;
     }
     let signed_with = current.apply(received);
     let off_by = Offset::between(server, signed_with);
-    if off_by.secs.unsigned_abs() < THRESHOLD.as_secs() {
+    if u128::from(off_by.millis.unsigned_abs()) < THRESHOLD.as_millis() {
         return None;
     }
     Some(Offset::between(server, received))
@@ -269,13 +280,19 @@ mod tests {
     fn offsets_apply_both_ways() {
         let local = at(1_700_000_000);
         let ahead = Offset::between(at(1_700_000_900), local);
-        assert_eq!(ahead, Offset { secs: 900 });
+        assert_eq!(ahead, Offset { millis: 900_000 });
         assert_eq!(ahead.apply(local), at(1_700_000_900));
+        assert_eq!(ahead.reversed().apply(at(1_700_000_900)), local);
         let behind = Offset::between(at(1_699_999_100), local);
-        assert_eq!(behind, Offset { secs: -900 });
+        assert_eq!(behind, Offset { millis: -900_000 });
         assert_eq!(behind.apply(local), at(1_699_999_100));
         assert_eq!(Offset::default().apply(local), local);
-        assert_eq!(Offset { secs: i64::MIN }.apply(local), local);
+        assert_eq!(Offset { millis: i64::MIN }.apply(local), local);
+        assert_eq!(Offset { millis: i64::MIN }.reversed().millis, i64::MAX);
+        assert_eq!(
+            Offset { millis: 1_799_600 }.to_string(),
+            "AWS's clock is 1800 s ahead of the local one"
+        );
         assert_eq!(
             ahead.to_string(),
             "AWS's clock is 900 s ahead of the local one"
@@ -301,18 +318,19 @@ mod tests {
     #[test]
     fn corrects_only_skew_answers_with_a_far_date() {
         let received = at(1_700_000_000);
-        let server = Some(at(1_700_001_000)); // 1000 s ahead
+        let server = Some(at(1_700_001_000)); // 1000 s ahead, to the second
         let none = Offset::default();
+        let ahead = Some(Offset { millis: 1_000_500 });
         for code in DEFINITE_CODES.iter().chain(POSSIBLE_CODES) {
             assert_eq!(
                 correction(&aws(400, code), server, received, none),
-                Some(Offset { secs: 1000 }),
+                ahead,
                 "{code}"
             );
         }
         assert_eq!(
             correction(&aws(403, "HttpStatus403"), server, received, none),
-            Some(Offset { secs: 1000 })
+            ahead
         );
         // Not a skew answer, no Date, or a Date close to ours: no correction.
         assert_eq!(
@@ -328,18 +346,21 @@ mod tests {
             correction(&aws(403, "SignatureDoesNotMatch"), close, received, none),
             None
         );
+        let far = Some(at(1_700_000_000 + THRESHOLD.as_secs()));
+        assert!(correction(&aws(403, "SignatureDoesNotMatch"), far, received, none).is_some());
         assert_eq!(
             correction(&Error::Interrupted, server, received, none),
             None
         );
         // Already corrected: nothing more to do; corrected the wrong way
         // (the local clock was fixed since): back to the truth.
+        let corrected = Offset { millis: 1_000_000 };
         assert_eq!(
             correction(
                 &aws(403, "SignatureDoesNotMatch"),
                 server,
                 received,
-                Offset { secs: 1000 }
+                corrected
             ),
             None
         );
@@ -348,19 +369,15 @@ mod tests {
                 &aws(400, "RequestExpired"),
                 Some(received),
                 received,
-                Offset { secs: 1000 }
+                corrected
             ),
-            Some(Offset { secs: 0 })
+            Some(Offset { millis: 500 })
         );
         // Behind as well as ahead.
+        let behind = Some(at(1_699_999_000));
         assert_eq!(
-            correction(
-                &aws(400, "RequestTimeTooSkewed"),
-                Some(at(1_699_999_000)),
-                received,
-                none
-            ),
-            Some(Offset { secs: -1000 })
+            correction(&aws(400, "RequestTimeTooSkewed"), behind, received, none),
+            Some(Offset { millis: -999_500 })
         );
     }
 }
