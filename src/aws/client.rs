@@ -96,9 +96,9 @@ pub struct Client<T: Transport> {
     /// AWS's clock minus ours, learnt from a clock skew answer; added to
     /// the wall clock for every signature.
     clock_offset: Offset,
-    /// The last signed answer's `Date` header and our wall-clock time when
-    /// it arrived.
-    last_date: Option<(Option<std::time::SystemTime>, std::time::SystemTime)>,
+    /// The last signed answer's `Date` header (AWS's time) and our
+    /// wall-clock time when it arrived.
+    last_date: Option<(std::time::SystemTime, std::time::SystemTime)>,
 }
 
 impl<T: Transport> Client<T> {
@@ -242,7 +242,7 @@ impl<T: Transport> Client<T> {
             // offset is still kept for the calls that follow.
             let fix = match self.last_date {
                 Some((server, received)) if own_answer => {
-                    skew::correction(&err, server, received, self.clock_offset)
+                    skew::correction(&err, Some(server), received, self.clock_offset)
                 }
                 _ => None,
             };
@@ -314,7 +314,7 @@ impl<T: Transport> Client<T> {
         let started = clock.now();
         let resp = self.transport.send(name, &req)?;
         let server = resp.date.as_deref().and_then(skew::parse_http_date);
-        self.last_date = Some((server, clock.wall()));
+        self.last_date = server.map(|server| (server, clock.wall()));
         debug!(
             "{name} -> HTTP {} in {} ms",
             resp.status,
