@@ -239,10 +239,12 @@ pub const WEB_IDENTITY_RETRY_CODES: &[&str] = &["InvalidIdentityToken"];
 
 /// Whether an error is worth another attempt (throttling, 5xx, network).
 ///
-/// HTTP 429 is throttling whatever the body: the AWS Query APIs answer
-/// throttling as 400 `Throttling`, but IMDS ("query throttling", per
-/// instance) and the EKS Pod Identity agent answer a bare 429, which the
-/// SDKs retry as throttling (aws-sdk-java-v2
+/// HTTP 429 is throttling whatever the body. The AWS Query APIs answer
+/// throttling as 400 `Throttling`, but the credential endpoints have no
+/// error codes: IMDS throttles per instance (the EC2 user guide says to
+/// retry "with an exponential backoff strategy"), and the EKS Pod Identity
+/// agent fronts the EKS Auth API, which throttles too. The SDKs read a
+/// bare 429 as throttling (aws-sdk-java-v2
 /// `SdkServiceException::isThrottlingException` is `statusCode == 429`;
 /// botocore's `too_many_requests` retry policy; botocore's container
 /// fetcher retries every non-200 answer). The IMDS token PUT included: the
