@@ -247,9 +247,12 @@ pub const WEB_IDENTITY_RETRY_CODES: &[&str] = &["InvalidIdentityToken"];
 /// bare 429 as throttling (aws-sdk-java-v2
 /// `SdkServiceException::isThrottlingException` is `statusCode == 429`;
 /// botocore's `too_many_requests` retry policy; botocore's container
-/// fetcher retries every non-200 answer). The IMDS token PUT included: the
-/// SDKs that retry it do so on 5xx (smithy-rs) or fall back to IMDSv1
-/// (aws-sdk-go-v2), which this program does not do.
+/// fetcher retries every non-200 answer, its IMDS fetcher every non-200
+/// answer up to `AWS_METADATA_SERVICE_NUM_ATTEMPTS`), though not all of
+/// them: smithy-rs retries only 5xx (and 401) from IMDS and the container
+/// endpoint. The IMDS token PUT included: on a 429 there, botocore (after
+/// its attempts) and aws-sdk-go-v2 fall back to IMDSv1, which this program
+/// does not do.
 ///
 /// Client errors (AccessDenied, ValidationError, TargetGroupNotFound,
 /// InvalidTarget, SignatureDoesNotMatch, ...) are final: retrying them only
