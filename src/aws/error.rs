@@ -210,8 +210,9 @@ pub const THROTTLING_CODES: &[&str] = &[
 /// that issued a web identity token; every SDK retries it: smithy-rs marks
 /// the shape `@retryable` (`aws/sdk-codegen/.../customize/sts/STSDecorator.kt`),
 /// aws-sdk-go adds it to every STS request's `RetryErrorCodes`
-/// (`service/sts/customizations.go`), aws-sdk-cpp lists it in the web
-/// identity provider's `SpecifiedRetryableErrorsRetryStrategy`.
+/// (`service/sts/customizations.go`), botocore's standard retry mode has
+/// `retries/special.py::RetryIDPCommunicationError`, aws-sdk-cpp lists it
+/// in the web identity provider's `SpecifiedRetryableErrorsRetryStrategy`.
 pub const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeout",
     "RequestTimeoutException",
@@ -233,8 +234,9 @@ pub const TRANSIENT_CODES: &[&str] = &[
 /// request's `RetryErrorCodes` ("InvalidIdentityToken error is a temporary
 /// error that can occur when assuming an Role with a JWT web identity
 /// token"), aws-sdk-cpp's `STSAssumeRoleWebIdentityCredentialsProvider`
-/// retries it too. The SDKs stop at their attempt limit (3 by default);
-/// here the step's deadline bounds it, as it does every other retry.
+/// retries it too (smithy-rs and botocore do not). Those SDKs stop at their
+/// attempt limit (3 by default); here the step's deadline bounds it, as it
+/// does every other retry.
 pub const WEB_IDENTITY_RETRY_CODES: &[&str] = &["InvalidIdentityToken"];
 
 /// Whether an error is worth another attempt (throttling, 5xx, network).
