@@ -233,10 +233,14 @@ pub const TRANSIENT_CODES: &[&str] = &[
 /// aws-sdk-go v1 appends `sts.ErrCodeInvalidIdentityTokenException` to the
 /// request's `RetryErrorCodes` ("InvalidIdentityToken error is a temporary
 /// error that can occur when assuming an Role with a JWT web identity
-/// token"), aws-sdk-cpp's `STSAssumeRoleWebIdentityCredentialsProvider`
-/// retries it too (smithy-rs and botocore do not). Those SDKs stop at their
-/// attempt limit (3 by default); here the step's deadline bounds it, as it
-/// does every other retry.
+/// token"), aws-sdk-java-v2's `StsWebIdentityCredentialsProviderFactory`
+/// has an `StsRetryCondition` for it (aws/aws-sdk-java-v2#1320, after the
+/// SDKs' shared design for web identity), aws-sdk-ruby (#2099), aws-sdk-php
+/// (#1858) and aws-sdk-cpp's `STSAssumeRoleWebIdentityCredentialsProvider`
+/// retry it too; smithy-rs and botocore do not (aws-sdk-rust#827 shows one
+/// failing on "Couldn't retrieve verification key from your identity
+/// provider"). Those SDKs stop at their attempt limit (3 by default); here
+/// the step's deadline bounds it, as it does every other retry.
 pub const WEB_IDENTITY_RETRY_CODES: &[&str] = &["InvalidIdentityToken"];
 
 /// Whether an error is worth another attempt (throttling, 5xx, network).
