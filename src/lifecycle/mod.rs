@@ -15,9 +15,11 @@
 //! RegisterTargets is sent; an event cannot interrupt a request on the wire
 //! (it only cuts backoff sleeps and polling waits short), so the
 //! deregistration is always sent after any RegisterTargets that may have
-//! landed. A RegisterTargets that never answered may still land after AWS
-//! has said "not registered": the shutdown looks again a moment later and
-//! deregisters once more if it did. From the first event on, the event
+//! landed. A RegisterTargets that never answered may still land after the
+//! deregistration, and neither answer to DeregisterTargets rules that out
+//! (AWS answers success for a target that is not registered, moto
+//! `InvalidTarget`): for such a registration the shutdown looks again a
+//! moment later and deregisters once more if it landed. From the first event on, the event
 //! clock is shielded: a second signal is logged and does not skip the
 //! deregistration.
 //!
@@ -222,8 +224,8 @@ impl Registration {
 /// ```
 ///
 /// A registration leaves [`Sent`](Self::Sent) only on an answer from AWS.
-/// Only [`Sent`](Self::Sent) needs the late-landing check after AWS says
-/// "not registered"; a [`Refused`](Self::Refused) one is out even when its
+/// Only [`Sent`](Self::Sent) needs the late-landing check after its
+/// deregistration (one DescribeTargetHealth); a [`Refused`](Self::Refused) one is out even when its
 /// precautionary deregistration fails. A failed deregistration leaves the
 /// state as it was, for the next shutdown to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -124,6 +124,16 @@ struct FakeElb {
     drain_polls: usize,
     /// Health answers after a deregistration, before the draining logic.
     after_deregister: VecDeque<State>,
+    /// The groups the target is in (by ARN), as the fake AWS sees it.
+    registered: Vec<String>,
+    /// moto's DeregisterTargets: `InvalidTarget` for a target that is not
+    /// registered (AWS, the default, answers success).
+    strict_deregister: bool,
+    /// This register call (0-based) is lost: no answer (a timeout), and AWS
+    /// applies it just after the next DeregisterTargets of its group.
+    lost_register: Option<usize>,
+    /// The group of a lost registration not applied yet.
+    landing: Option<String>,
 }
 
 fn aws(code: &str) -> Error {
@@ -198,9 +208,14 @@ impl Elb for FakeElb {
             let now = *self.clock.borrow();
             self.inbox.borrow_mut().push((now, Event::Signal(15)));
         }
+        if self.lost_register == Some(n) {
+            self.landing = Some(arn.into());
+            return Err(transport_timeout());
+        }
         if let Some(pos) = self.register_errors.iter().position(|(i, _)| *i == n) {
             return Err(self.register_errors.remove(pos).1);
         }
+        self.registered.push(arn.into());
         Ok(Some("rid".into()))
     }
     fn deregister(
@@ -211,10 +226,20 @@ impl Elb for FakeElb {
         _tm: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
         self.log("deregister", arn);
-        match self.deregister_errors.pop_front() {
+        let was_in = self.registered.iter().any(|a| a == arn);
+        let answer = match self.deregister_errors.pop_front() {
             Some(e) => Err(e),
-            None => Ok(None),
+            None if !was_in && self.strict_deregister => Err(aws("InvalidTarget")),
+            None => {
+                self.registered.retain(|a| a != arn);
+                Ok(None)
+            }
+        };
+        if self.landing.as_deref() == Some(arn) {
+            self.landing = None;
+            self.registered.push(arn.into());
         }
+        answer
     }
     fn health(
         &mut self,
@@ -225,8 +250,11 @@ impl Elb for FakeElb {
     ) -> Result<WithId<Vec<TargetHealth>>, Error> {
         self.log("health", arn);
         let deregistered = self.calls.iter().any(|c| c.0 == "deregister");
+        let back_in = self.registered.iter().any(|a| a == arn);
         let (state, reason) = if deregistered {
-            if let Some(s) = self.after_deregister.pop_front() {
+            if back_in && self.after_deregister.is_empty() {
+                (State::Initial, None)
+            } else if let Some(s) = self.after_deregister.pop_front() {
                 (s, None)
             } else if self.drain_polls > 0 {
                 self.drain_polls -= 1;
@@ -414,9 +442,15 @@ fn interrupted_register_retry_still_deregisters_that_group() {
     w.elb.signal_during_register = Some(0);
     w.elb.register_errors = vec![(0, Error::Interrupted)];
     assert_eq!(w.run(&config(&["a"])), EXIT_OK);
+    // Its answer never came: one look whether it landed after the deregistration.
     assert_eq!(
         w.elb.names(),
-        ["describe a", "register arn:a", "deregister arn:a"]
+        [
+            "describe a",
+            "register arn:a",
+            "deregister arn:a",
+            "health arn:a"
+        ]
     );
 }
 
@@ -708,4 +742,83 @@ fn registration_states_at_the_end() {
         w.run_with_states(&config(&["a"])),
         (EXIT_FAILURE, vec![Sent])
     );
+}
+
+/// A RegisterTargets whose answer is lost and that AWS applies just after
+/// the deregistration: taken out again, whether DeregisterTargets answers
+/// success for a target that is not registered (AWS) or `InvalidTarget` (moto).
+#[test]
+fn lost_registration_landing_after_the_deregistration_is_taken_out() {
+    for strict in [false, true] {
+        let mut w = world();
+        w.elb.strict_deregister = strict;
+        w.elb.lost_register = Some(0);
+        assert_eq!(
+            w.run_with_states(&config(&["a"])),
+            (EXIT_FAILURE, vec![RegistrationState::Out]),
+            "registration failed; strict {strict}"
+        );
+        assert_eq!(
+            w.elb.names(),
+            [
+                "describe a",
+                "register arn:a",
+                "deregister arn:a",
+                "health arn:a",
+                "deregister arn:a"
+            ],
+            "strict {strict}"
+        );
+        assert!(w.elb.registered.is_empty(), "strict {strict}");
+        // The look comes a second after the deregistration.
+        assert_eq!(w.elb.calls[3].2 - w.elb.calls[2].2, Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn lost_registration_that_never_lands_costs_one_look() {
+    for strict in [false, true] {
+        let mut w = world();
+        w.elb.strict_deregister = strict;
+        w.elb.register_errors = vec![(0, transport_timeout())];
+        assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE);
+        assert_eq!(
+            w.elb.names(),
+            [
+                "describe a",
+                "register arn:a",
+                "deregister arn:a",
+                "health arn:a"
+            ],
+            "strict {strict}"
+        );
+    }
+}
+
+#[test]
+fn late_landing_check_stays_within_the_deregistration_deadline() {
+    let mut w = world();
+    w.elb.lost_register = Some(0);
+    let mut cfg = config(&["a"]);
+    cfg.deregister_timeout = Duration::from_millis(400);
+    assert_eq!(w.run(&cfg), EXIT_FAILURE);
+    let times: Vec<Duration> = w
+        .elb
+        .calls
+        .iter()
+        .filter(|c| c.0 != "describe")
+        .map(|c| c.2)
+        .collect();
+    // register, deregister, the look, deregister again.
+    assert_eq!(
+        times,
+        [
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::from_millis(400),
+            Duration::from_millis(400)
+        ],
+        "the look waits only until the deadline"
+    );
+    assert!(w.elb.registered.is_empty());
 }
