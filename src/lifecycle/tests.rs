@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::mpsc::channel;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 /// Events due at fake times, shared by the fake clock and the fake ELBv2 (which
@@ -118,6 +119,8 @@ struct FakeElb {
     /// A signal arrives while this register call (0-based) is on the wire.
     signal_during_register: Option<usize>,
     health: VecDeque<State>,
+    /// Errors of the first health calls.
+    health_errors: VecDeque<Error>,
     deregister_errors: VecDeque<Error>,
     refresh_due: Option<SystemTime>,
     refreshes: Vec<Duration>,
@@ -134,6 +137,10 @@ struct FakeElb {
     lost_register: Option<usize>,
     /// The group of a lost registration not applied yet.
     landing: Option<String>,
+    /// The status the lifecycle reports to, and whether it said ready at each call.
+    status: Arc<Status>,
+    ready_seen: Vec<bool>,
+    ready_at_refresh: Vec<bool>,
 }
 
 fn aws(code: &str) -> Error {
@@ -152,6 +159,7 @@ impl FakeElb {
     fn log(&mut self, what: &str, arn: &str) {
         let t = *self.clock.borrow();
         self.calls.push((what.into(), arn.into(), t));
+        self.ready_seen.push(self.status.is_ready());
     }
     fn names(&self) -> Vec<String> {
         self.calls
@@ -171,6 +179,7 @@ impl Elb for FakeElb {
     fn refresh_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
         let now = *self.clock.borrow();
         self.refreshes.push(now);
+        self.ready_at_refresh.push(self.status.is_ready());
         self.refresh_due = self.refresh_due.map(|d| d + Duration::from_secs(3600));
         Ok(())
     }
@@ -249,6 +258,9 @@ impl Elb for FakeElb {
         _t: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error> {
         self.log("health", arn);
+        if let Some(e) = self.health_errors.pop_front() {
+            return Err(e);
+        }
         let deregistered = self.calls.iter().any(|c| c.0 == "deregister");
         let back_in = self.registered.iter().any(|a| a == arn);
         let (state, reason) = if deregistered {
@@ -351,22 +363,24 @@ struct World {
     elb: FakeElb,
     effects: FakeEffects,
     clock: FakeClock,
-    status: Status,
+    status: Arc<Status>,
 }
 
 fn world() -> World {
     let inbox: Inbox = Rc::new(RefCell::new(Vec::new()));
     let now = Rc::new(RefCell::new(Duration::ZERO));
+    let status = Status::new();
     World {
         elb: FakeElb {
             clock: now.clone(),
             inbox: inbox.clone(),
+            status: status.clone(),
             ..FakeElb::default()
         },
         clock: FakeClock::new(inbox.clone(), now),
         inbox,
         effects: FakeEffects::default(),
-        status: Status::default(),
+        status,
     }
 }
 
@@ -498,8 +512,16 @@ fn health_wait_timeout_keeps_running_registered_and_not_ready() {
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
     assert_eq!(w.run(&cfg), EXIT_OK);
-    let polls = w.elb.calls.iter().filter(|c| c.0 == "health").count();
-    assert_eq!(polls, 3, "at 5, 10 and 12 s");
+    let polls: Vec<u64> = w
+        .elb
+        .calls
+        .iter()
+        .filter(|c| c.0 == "health")
+        .map(|c| c.2.as_secs())
+        .collect();
+    // The wait: 5, 10 and 12 s; then, blocked, pauses of 5, 10, 20, 40 s.
+    assert_eq!(polls, [5, 10, 12, 17, 27, 47, 87]);
+    assert!(w.elb.ready_seen.iter().all(|r| !r));
     let dereg = w.elb.calls.iter().find(|c| c.0 == "deregister").unwrap();
     assert_eq!(
         dereg.2,
@@ -821,4 +843,84 @@ fn late_landing_check_stays_within_the_deregistration_deadline() {
         "the look waits only until the deadline"
     );
     assert!(w.elb.registered.is_empty());
+}
+
+#[test]
+fn ready_after_a_health_wait_timeout_once_healthy() {
+    let mut w = world();
+    // Unhealthy through the wait (5, 10, 12 s) and two more polls, healthy at the third.
+    w.elb.health = VecDeque::from(vec![State::Unhealthy; 5]);
+    w.elb.health.push_back(State::Healthy);
+    w.at(3600, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    cfg.post_register = Some(hook("post-register"));
+    // A credentials refresh at 1000 s shows whether the pod is ready then.
+    w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 1000));
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let polls: Vec<(u64, bool)> = w
+        .elb
+        .calls
+        .iter()
+        .zip(&w.elb.ready_seen)
+        .filter(|(c, _)| c.0 == "health")
+        .map(|(c, ready)| (c.2.as_secs(), *ready))
+        .collect();
+    // Pauses of 5, 10, 20 s after the timeout; no poll after healthy.
+    assert_eq!(
+        polls,
+        [
+            (5, false),
+            (10, false),
+            (12, false),
+            (17, false),
+            (27, false),
+            (47, false)
+        ]
+    );
+    assert_eq!(w.elb.refreshes, [Duration::from_secs(1000)]);
+    assert_eq!(w.elb.ready_at_refresh, [true], "ready once healthy");
+    assert_eq!(w.effects.hooks, ["post-register"], "at the timeout, once");
+}
+
+#[test]
+fn polls_after_a_health_wait_timeout_grow_to_a_minute_and_stop_at_a_signal() {
+    let mut w = world();
+    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.at(400, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let polls: Vec<u64> = w
+        .elb
+        .calls
+        .iter()
+        .filter(|c| c.0 == "health")
+        .map(|c| c.2.as_secs())
+        .collect();
+    assert_eq!(polls, [5, 10, 12, 17, 27, 47, 87, 147, 207, 267, 327, 387]);
+    assert_eq!(w.elb.calls.last().unwrap().2, Duration::from_secs(400));
+}
+
+#[test]
+fn refused_health_check_is_not_polled_again() {
+    let mut w = world();
+    w.elb.health_errors = VecDeque::from([aws("AccessDenied")]);
+    w.at(400, Event::Signal(15));
+    assert_eq!(w.run(&config(&["a"])), EXIT_OK);
+    assert_eq!(w.elb.calls.iter().filter(|c| c.0 == "health").count(), 1);
+}
+
+#[test]
+fn refresh_and_recovery_polls_share_the_blocked_wait() {
+    let mut w = world();
+    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 100));
+    w.at(400, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    assert_eq!(w.elb.refreshes, [Duration::from_secs(100)]);
+    let polls = w.elb.calls.iter().filter(|c| c.0 == "health").count();
+    assert_eq!(polls, 12);
 }
