@@ -1,6 +1,6 @@
 //! Lifecycle benchmark of the sidecar binary against the fake ELBv2 server.
 //!
-//! `cargo bench --bench lifecycle` (harness = false); `bench/run` drives it
+//! `cargo bench --bench lifecycle` (harness = false); `scripts/bench` drives it
 //! and adds the static build, binary size and the AWS CLI comparison.
 //!
 //! It builds nothing: the binary comes from `NLB_BENCH_BIN`, else the static

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Set up (and inspect) a local moto_server for k8s-nlb-registrator-sidecar.
 
+The one moto set-up of the repository: scripts/quickstart, scripts/bench and
+tests/moto.rs create their VPC, load balancer and target groups with it.
+
 Only talks to the --endpoint given (a local moto_server); never to real AWS.
 Every mode prints one JSON document on stdout; errors go to stderr with exit 1
 (2 for bad usage). Note: GET /moto-api/ does not use up moto's free calls, other
@@ -20,6 +23,9 @@ Modes:
   --health ARN [ARN...]: DescribeTargetHealth of the target group(s), as one
       JSON list of {"target_group_arn", "id", "port", "availability_zone",
       "state", "reason"} (empty when no targets are registered).
+  --answer-time ARN: moto's own answer time: one DescribeTargetHealth of the
+      target group to warm the client and its kept-alive connection, then 21
+      timed ones. Prints {"median_ms"} (used by scripts/bench).
   --exhaust-free-calls: in signature checking mode, spend what is left of
       moto's free (unchecked) calls with a deliberately wrong secret, until
       moto answers with an authentication error; afterwards every call is
@@ -37,6 +43,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import boto3
 import botocore.config
@@ -174,6 +181,18 @@ def target_health(env, arns):
     return out
 
 
+def answer_time(env, arn, calls=21):
+    """Median milliseconds of DescribeTargetHealth from a warm client."""
+    elbv2 = env.client("elbv2")
+    elbv2.describe_target_health(TargetGroupArn=arn)
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        elbv2.describe_target_health(TargetGroupArn=arn)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"median_ms": round(sorted(times)[calls // 2], 2)}
+
+
 def exhaust_free_calls(env, limit=200):
     """Send calls signed with a wrong secret until moto starts verifying them."""
     elbv2 = env.client("elbv2", secret="wrong-secret-to-burn-free-calls")
@@ -223,6 +242,11 @@ def main():
         help="print DescribeTargetHealth of one or more target groups",
     )
     p.add_argument(
+        "--answer-time",
+        metavar="ARN",
+        help="median time moto takes to answer DescribeTargetHealth of ARN",
+    )
+    p.add_argument(
         "--exhaust-free-calls",
         action="store_true",
         help="spend moto's remaining INITIAL_NO_AUTH_ACTION_COUNT calls",
@@ -231,16 +255,24 @@ def main():
 
     if not args.endpoint.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
         p.error(f"refusing a non-local endpoint: {args.endpoint}")
-    modes = [bool(args.iam_user or args.target_group), bool(args.health), args.exhaust_free_calls]
+    modes = [
+        bool(args.iam_user or args.target_group),
+        bool(args.health),
+        bool(args.answer_time),
+        args.exhaust_free_calls,
+    ]
     if sum(modes) != 1:
         p.error(
-            "give --target-group/--iam-user (setup), or --health ARN, or --exhaust-free-calls"
+            "give --target-group/--iam-user (setup), or --health ARN, or --answer-time ARN, "
+            "or --exhaust-free-calls"
         )
 
     env = Env(args)
     try:
         if args.health:
             out = target_health(env, args.health)
+        elif args.answer_time:
+            out = answer_time(env, args.answer_time)
         elif args.exhaust_free_calls:
             out = exhaust_free_calls(env)
         else:

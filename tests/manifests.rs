@@ -1,6 +1,6 @@
 //! The Kubernetes manifests and IAM documents in `examples/` are valid as written.
 //!
-//! Runs `scripts/validate-manifests`: kubernetes-validate (PyPI) checks every
+//! Runs `scripts/validate_manifests.py`: kubernetes-validate (PyPI) checks every
 //! `examples/*.yaml` offline against the Kubernetes API schemas (strict, every version
 //! from 1.29 to the newest it ships), the IAM JSON must parse, and cross-checks cover
 //! what the schemas cannot (env var order, probe and preStop wiring, sidecar flags, IAM
@@ -13,8 +13,8 @@ use std::process::Command;
 #[test]
 fn example_manifests_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("scripts/validate-manifests");
-    let output = Command::new("bash")
+    let script = root.join("scripts/validate_manifests.py");
+    let output = Command::new("python3")
         .arg(&script)
         .env(
             "NLB_SIDECAR_BIN",
@@ -36,7 +36,7 @@ fn example_manifests_validate() {
              `python3 -m pip install kubernetes-validate` and rerun.\n{stderr}"
         ),
         _ => panic!(
-            "scripts/validate-manifests failed ({}): see the FAIL/ERROR lines above",
+            "scripts/validate_manifests.py failed ({}): see the FAIL/ERROR lines above",
             output.status
         ),
     }
@@ -46,6 +46,6 @@ fn example_manifests_validate() {
             && stdout.contains("ok   schema: examples/deployment-native-sidecar.yaml")
             && stdout.contains("ok   checks:")
             && stdout.contains("validate-manifests: "),
-        "scripts/validate-manifests exited 0 without reporting the validated manifests"
+        "scripts/validate_manifests.py exited 0 without reporting the validated manifests"
     );
 }

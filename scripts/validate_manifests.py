@@ -1,120 +1,146 @@
-#!/usr/bin/env bash
-# Validate the example manifests in examples/ offline; no cluster needed.
-#
-#   1. every examples/*.yaml against the Kubernetes OpenAPI schemas shipped by
-#      kubernetes-validate (PyPI), in strict mode (unknown fields are errors), for every
-#      Kubernetes minor version from MIN_K8S (native sidecars need 1.29) up to the
-#      newest that the installed kubernetes-validate ships; a kind without a schema is
-#      an error here, not the tool's warning;
-#   2. every examples/iam/*.json parses (python3 -m json.tool);
-#   3. checks that the API server or the kubelet would do but a schema cannot, and that
-#      the examples agree with each other and with the sidecar's CLI (see the Python
-#      part below): $(VAR) order in env, named ports, probe and preStop wiring of the
-#      status port, grace period vs -wait-drained-timeout, known sidecar flags, IAM
-#      resources vs target group name, IRSA subject vs ServiceAccount.
-#
-# kubernetes-validate is installed with pip into python3 when python3 cannot import it
-# (pinned by KUBERNETES_VALIDATE_PIP_SPEC); if pip is not allowed to install there, into
-# a venv under target/. Exit status: 0 all good, 1 a check failed, 3 kubernetes-validate
-# could not be found nor installed.
-set -euo pipefail
+#!/usr/bin/env python3
+"""Validate the example manifests in examples/ offline; no cluster needed.
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+  1. every examples/*.yaml against the Kubernetes OpenAPI schemas shipped by
+     kubernetes-validate (PyPI), in strict mode (unknown fields are errors), for every
+     Kubernetes minor version from MIN_K8S (native sidecars need 1.29) up to the
+     newest that the installed kubernetes-validate ships; a kind without a schema is
+     an error here, not the tool's warning;
+  2. every examples/iam/*.json parses;
+  3. checks that the API server or the kubelet would do but a schema cannot, and that
+     the examples agree with each other and with the sidecar's CLI (cross_checks
+     below): $(VAR) order in env, named ports, probe and preStop wiring of the status
+     port, grace period vs -wait-drained-timeout, known sidecar flags, IAM resources vs
+     target group name, IRSA subject vs ServiceAccount.
 
-KUBERNETES_VALIDATE_PIP_SPEC=${KUBERNETES_VALIDATE_PIP_SPEC:-kubernetes-validate==1.37.0}
-MIN_K8S=${MIN_K8S:-1.29}
-PY=${PYTHON:-python3}
+Run as `python3 scripts/validate_manifests.py` (tests/manifests.rs does, with
+NLB_SIDECAR_BIN set: the sidecar's flags are then read from its -h).
+kubernetes-validate is installed with pip into $PYTHON (default python3) when that
+python cannot import it (pinned by KUBERNETES_VALIDATE_PIP_SPEC); if pip is not allowed
+to install there, into a venv under target/. The validation then runs in that python.
+Exit status: 0 all good, 1 a check failed, 3 kubernetes-validate could not be found nor
+installed.
+"""
 
-if ! command -v "$PY" >/dev/null 2>&1; then
-    echo "FATAL: $PY not found: kubernetes-validate needs Python 3" >&2
-    exit 3
-fi
-
-if ! "$PY" -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
-    echo "kubernetes-validate is not installed for $PY: pip install $KUBERNETES_VALIDATE_PIP_SPEC" >&2
-    if ! "$PY" -m pip install --disable-pip-version-check --quiet --timeout 60 \
-        "$KUBERNETES_VALIDATE_PIP_SPEC" >&2; then
-        venv="${CARGO_TARGET_DIR:-target}/kubernetes-validate-venv"
-        echo "pip could not install into $PY; trying a venv in $venv" >&2
-        if "$PY" -m venv "$venv" >&2 &&
-            "$venv/bin/python" -m pip install --disable-pip-version-check --quiet --timeout 60 \
-                "$KUBERNETES_VALIDATE_PIP_SPEC" >&2; then
-            PY="$venv/bin/python"
-        fi
-    fi
-    if ! "$PY" -c 'import kubernetes_validate, yaml' >/dev/null 2>&1; then
-        echo "FATAL: kubernetes-validate could not be installed ($KUBERNETES_VALIDATE_PIP_SPEC from PyPI);" \
-            "install it with: python3 -m pip install '$KUBERNETES_VALIDATE_PIP_SPEC'" >&2
-        exit 3
-    fi
-fi
-
-kv=("$PY" -m kubernetes_validate)
-echo "kubernetes-validate $("${kv[@]}" --version) ($PY)"
-
-# The newest Kubernetes version the installed kubernetes-validate ships is its default.
-newest=$("${kv[@]}" --help | tr '\n' ' ' | sed -n 's/.*Defaults to \([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p')
-if [[ -z $newest ]]; then
-    echo "FATAL: could not read the default Kubernetes version from 'kubernetes-validate --help'" >&2
-    exit 3
-fi
-if "${kv[@]}" --help | grep -q -- '--strict'; then
-    strict=(--strict)
-else
-    echo "FATAL: this kubernetes-validate has no --strict" >&2
-    exit 3
-fi
-versions=()
-for ((minor = ${MIN_K8S#*.}; minor <= ${newest#*.}; minor++)); do
-    versions+=(-k "1.$minor")
-done
-echo "schemas: Kubernetes $MIN_K8S to $newest, ${strict[*]}"
-
-shopt -s nullglob
-yamls=(examples/*.yaml)
-jsons=(examples/iam/*.json)
-if ((${#yamls[@]} == 0)); then
-    echo "FATAL: no examples/*.yaml found" >&2
-    exit 1
-fi
-
-failed=0
-for f in "${yamls[@]}"; do
-    rc=0
-    out=$("${kv[@]}" "${strict[@]}" --quiet "${versions[@]}" "$f" 2>&1) || rc=$?
-    # A kind or apiVersion without a schema is only a WARN for kubernetes-validate.
-    if ((rc != 0)) || grep -qE '^(WARN|ERROR|FATAL)' <<<"$out" || [[ -n $out ]]; then
-        printf '%s\n' "$out"
-        echo "FAIL schema: $f"
-        failed=1
-    else
-        echo "ok   schema: $f"
-    fi
-done
-
-for f in "${jsons[@]}"; do
-    if "$PY" -m json.tool "$f" >/dev/null; then
-        echo "ok   json:   $f"
-    else
-        echo "FAIL json:   $f"
-        failed=1
-    fi
-done
-
-# Checks beyond the schemas. PyYAML comes with kubernetes-validate.
-if ! "$PY" - "${yamls[@]}" -- "${jsons[@]}" <<'PYTHON'; then
 import glob
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import traceback
 
-import yaml
+# Set when this script re-runs itself in the python that has kubernetes-validate.
+PY_ENV = "_VALIDATE_MANIFESTS_PYTHON"
 
-args = sys.argv[1:]
-sep = args.index("--")
-YAML_FILES, JSON_FILES = args[:sep], args[sep + 1:]
 
+def env_or(name, default):
+    """$name, or default when it is unset or empty (bash's ${name:-default})."""
+    return os.environ.get(name) or default
+
+
+def fatal(msg, code=3):
+    print(f"FATAL: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------------------
+# 0. A python that can import kubernetes-validate (and PyYAML, which it brings).
+
+
+def has_kubernetes_validate(py):
+    try:
+        return subprocess.run([py, "-c", "import kubernetes_validate, yaml"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except OSError:
+        return False
+
+
+def pip_install(py, spec):
+    sys.stderr.flush()
+    try:
+        return subprocess.run([py, "-m", "pip", "install", "--disable-pip-version-check",
+                               "--quiet", "--timeout", "60", spec],
+                              stdout=sys.stderr.fileno()).returncode == 0
+    except OSError:
+        return False
+
+
+def python_with_kubernetes_validate():
+    """$PYTHON (default python3), with kubernetes-validate installed by pip if need be,
+    else a venv under target/ that has it. Exits 3 when neither works."""
+    spec = env_or("KUBERNETES_VALIDATE_PIP_SPEC", "kubernetes-validate==1.37.0")
+    py = env_or("PYTHON", "python3")
+    if shutil.which(py) is None:
+        fatal(f"{py} not found: kubernetes-validate needs Python 3")
+    if has_kubernetes_validate(py):
+        return py
+    print(f"kubernetes-validate is not installed for {py}: pip install {spec}", file=sys.stderr)
+    if not pip_install(py, spec):
+        venv = os.path.join(env_or("CARGO_TARGET_DIR", "target"), "kubernetes-validate-venv")
+        print(f"pip could not install into {py}; trying a venv in {venv}", file=sys.stderr)
+        sys.stderr.flush()
+        venv_py = os.path.join(venv, "bin", "python")
+        made = subprocess.run([py, "-m", "venv", venv], stdout=sys.stderr.fileno()).returncode == 0
+        if made and pip_install(venv_py, spec):
+            py = venv_py
+    if not has_kubernetes_validate(py):
+        fatal(f"kubernetes-validate could not be installed ({spec} from PyPI); "
+              f"install it with: python3 -m pip install '{spec}'")
+    return py
+
+
+# ---------------------------------------------------------------------------
+# 1. and 2. Schemas and JSON parsing.
+
+
+def kubernetes_versions(kv, min_k8s):
+    """The -k arguments for every minor version from min_k8s to the newest that
+    kubernetes-validate ships (its default), and that newest; exits 3 if unreadable."""
+    help_text = subprocess.run(kv + ["--help"], stdout=subprocess.PIPE, text=True).stdout
+    newest = re.findall(r"Defaults to (\d+\.\d+)", help_text.replace("\n", " "))
+    if not newest:
+        fatal("could not read the default Kubernetes version from 'kubernetes-validate --help'")
+    if "--strict" not in help_text:
+        fatal("this kubernetes-validate has no --strict")
+    newest = newest[-1]
+    versions = []
+    for minor in range(int(min_k8s.split(".", 1)[1]), int(newest.split(".", 1)[1]) + 1):
+        versions += ["-k", f"1.{minor}"]
+    return versions, newest
+
+
+def schemas_ok(kv, versions, path):
+    """Strict schema validation of one file; a WARN (a kind without a schema) or any
+    other output fails it too."""
+    run = subprocess.run(kv + ["--strict", "--quiet"] + versions + [path],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = run.stdout.rstrip("\n")
+    if run.returncode != 0 or out:
+        print(out)
+        print(f"FAIL schema: {path}")
+        return False
+    print(f"ok   schema: {path}")
+    return True
+
+
+def json_ok(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            json.load(f)
+    except (OSError, ValueError) as e:
+        print(e, file=sys.stderr)
+        print(f"FAIL json:   {path}")
+        return False
+    print(f"ok   json:   {path}")
+    return True
+
+
+# ---------------------------------------------------------------------------
+# 3. Checks beyond the schemas.
+
+YAML_FILES, JSON_FILES = [], []
 problems = []
 
 
@@ -136,34 +162,43 @@ FLAGS = {
     "status-addr": "value", "wait-for-tcp": "value", "wait-for-http": "value",
     "wait-for-timeout": "duration", "log-level": "value",
 }
-# With NLB_SIDECAR_BIN (tests/manifests.rs sets it), the flags come from the
-# binary's own -h, so this list cannot drift from the program.
-if os.environ.get("NLB_SIDECAR_BIN"):
-    import subprocess
-    usage = subprocess.run([os.environ["NLB_SIDECAR_BIN"], "-h"], capture_output=True,
-                           text=True, check=True).stdout
-    FLAGS = {}
-    for m in re.finditer(r"^  -([a-z][a-z-]+)( value)?$", usage, re.M):
-        name, takes = m.group(1), m.group(2)
-        if name == "help":
-            continue
-        FLAGS[name] = ("value" if takes else "bool") if not re.search(r"(timeout|interval)$", name) else "duration"
-    if "target-group-name" not in FLAGS:
-        print(f"validate-manifests: cannot read the flags from {os.environ['NLB_SIDECAR_BIN']} -h",
-              file=sys.stderr)
-        sys.exit(1)
-FLAG_ENVS = {"NLB_" + f.upper().replace("-", "_"): f for f in FLAGS}
+FLAG_ENVS = {}
+
+
+def read_flags():
+    """With NLB_SIDECAR_BIN (tests/manifests.rs sets it), the flags come from the
+    binary's own -h, so the list above cannot drift from the program. False when
+    they cannot be read."""
+    global FLAGS, FLAG_ENVS
+    if os.environ.get("NLB_SIDECAR_BIN"):
+        usage = subprocess.run([os.environ["NLB_SIDECAR_BIN"], "-h"], capture_output=True,
+                               text=True, check=True).stdout
+        FLAGS = {}
+        for m in re.finditer(r"^  -([a-z][a-z-]+)( value)?$", usage, re.M):
+            name, takes = m.group(1), m.group(2)
+            if name == "help":
+                continue
+            FLAGS[name] = ("value" if takes else "bool") if not re.search(r"(timeout|interval)$", name) else "duration"
+        if "target-group-name" not in FLAGS:
+            print(f"validate-manifests: cannot read the flags from {os.environ['NLB_SIDECAR_BIN']} -h",
+                  file=sys.stderr)
+            return False
+    FLAG_ENVS = {"NLB_" + f.upper().replace("-", "_"): f for f in FLAGS}
+    return True
 DEFAULT_DEREGISTER_TIMEOUT = 20.0
 BOOLS = {"1", "0", "t", "f", "true", "false", "TRUE", "FALSE", "True", "False"}
-DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+# Go's time.ParseDuration forms, as the sidecar accepts them: "0", an
+# optional "+", numbers like "1", "1.5", ".5", "2." each with a unit.
+DURATION = re.compile(r"^\+?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SIDECAR_IMAGE = "k8s-nlb-registrator-sidecar"
 STATUS_ADDR_ENV = "NLB_STATUS_ADDR"
 
 
 def seconds(duration):
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", duration))
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    pairs = re.findall(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)", duration)
+    return sum(float(n) * units[u] for n, u in pairs)
 
 
 def quantity(q):
@@ -194,6 +229,8 @@ def var_refs(text):
 
 
 def load_all():
+    import yaml  # PyYAML comes with kubernetes-validate
+
     docs = []
     for path in YAML_FILES:
         with open(path) as f:
@@ -388,7 +425,10 @@ def check_sidecar(where, spec, c, init):
     return flags
 
 
-def main():
+def cross_checks():
+    """The checks beyond the schemas; prints them, returns 0 when all pass."""
+    if not read_flags():
+        return 1
     docs = load_all()
     # Alternatives (IRSA, Pod Identity) may define the same ServiceAccount in two files.
     sa_docs = [(d["metadata"].get("namespace", "default"), d["metadata"]["name"], d)
@@ -532,13 +572,54 @@ def main():
     return 0
 
 
-sys.exit(main())
-PYTHON
-    failed=1
-fi
+def validate(py):
+    """Everything, in the python that has kubernetes-validate; returns the exit status."""
+    global YAML_FILES, JSON_FILES
+    kv = [sys.executable, "-m", "kubernetes_validate"]
+    version = subprocess.run(kv + ["--version"], stdout=subprocess.PIPE, text=True).stdout
+    version = version.rstrip("\n")
+    print(f"kubernetes-validate {version} ({py})")
+    min_k8s = env_or("MIN_K8S", "1.29")
+    versions, newest = kubernetes_versions(kv, min_k8s)
+    print(f"schemas: Kubernetes {min_k8s} to {newest}, --strict")
 
-if ((failed)); then
-    echo "validate-manifests: FAILED"
-    exit 1
-fi
-echo "validate-manifests: ${#yamls[@]} manifest files and ${#jsons[@]} IAM documents passed"
+    YAML_FILES = sorted(glob.glob("examples/*.yaml"))
+    JSON_FILES = sorted(glob.glob("examples/iam/*.json"))
+    if not YAML_FILES:
+        fatal("no examples/*.yaml found", code=1)
+    sys.stdout.flush()
+
+    failed = False
+    for path in YAML_FILES:
+        failed |= not schemas_ok(kv, versions, path)
+    for path in JSON_FILES:
+        failed |= not json_ok(path)
+    try:
+        failed |= cross_checks() != 0
+    except Exception:
+        traceback.print_exc()
+        failed = True
+
+    if failed:
+        print("validate-manifests: FAILED")
+        return 1
+    print(f"validate-manifests: {len(YAML_FILES)} manifest files and "
+          f"{len(JSON_FILES)} IAM documents passed")
+    return 0
+
+
+def main():
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    py = os.environ.get(PY_ENV)
+    if py is None:
+        # Re-run in the python that has kubernetes-validate and PyYAML.
+        py = python_with_kubernetes_validate()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execvpe(py, [py, os.path.abspath(__file__)] + sys.argv[1:],
+                   dict(os.environ, **{PY_ENV: py}))
+    return validate(py)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
