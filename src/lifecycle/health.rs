@@ -176,13 +176,17 @@ impl Lifecycle<'_> {
     }
 
     /// Polls each target not yet healthy once; `Some` when the wait must
-    /// end now.
+    /// end now. An event that arrived during a poll ends it before the
+    /// next target's: after an event only the shutdown calls AWS.
     fn poll_until_healthy(
         &mut self,
         watches: &mut [Watch],
         deadline: Instant,
     ) -> Option<HealthWait> {
         for watch in watches.iter_mut().filter(|w| !w.done) {
+            if self.absorb_events() {
+                return Some(HealthWait::Interrupted);
+            }
             let registration = &self.registrations[watch.index];
             match registration.poll_health(self.elb, self.clock, deadline) {
                 Ok(Some(health)) => {

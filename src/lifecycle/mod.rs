@@ -22,9 +22,15 @@
 //! deregistration, and neither answer to DeregisterTargets rules that out
 //! (AWS answers success for a target that is not registered, moto
 //! `InvalidTarget`): for such a registration the shutdown looks again a
-//! moment later and deregisters once more if it landed. From the first event on, the event
-//! clock is shielded: a second signal is logged and does not skip the
-//! deregistration.
+//! moment later and deregisters once more if it landed. From the first
+//! event on, the event clock is shielded: a second signal is logged and
+//! does not skip the deregistration.
+//!
+//! The shutdown's budget: an event is seen at the latest when the request
+//! on the wire ends (one request timeout, a background credentials refresh
+//! included); from then on only the shutdown calls AWS, and each of its
+//! calls, credentials fetches included, ends by the deregistration deadline
+//! (the client cuts every request's timeout to the time left).
 //!
 //! Everything with effects is behind three traits ([`Elb`], [`Effects`],
 //! [`EventClock`]), so the transitions are unit-tested with fakes and a fake

@@ -31,6 +31,10 @@ impl Lifecycle<'_> {
         if let Err(e) = self.elb.ensure_credentials(budget, self.clock) {
             return Err(self.stop_on("cannot get AWS credentials", e));
         }
+        // An event during the fetch: no call but the shutdown's from now on.
+        if self.absorb_events() {
+            return Err(Stop::Event);
+        }
         self.registrations = match self.resolve(budget) {
             Ok(registrations) => registrations,
             Err(e) => return Err(self.stop_on("cannot resolve target groups", e)),

@@ -19,7 +19,6 @@ type Inbox = Rc<RefCell<Vec<(Duration, Event)>>>;
 
 struct FakeClock {
     start: Instant,
-    t: Duration,
     inbox: Inbox,
     pending: VecDeque<Event>,
     shielded: bool,
@@ -30,7 +29,6 @@ impl FakeClock {
     fn new(inbox: Inbox, clock: Rc<RefCell<Duration>>) -> Self {
         FakeClock {
             start: Instant::now(),
-            t: Duration::ZERO,
             inbox,
             pending: VecDeque::new(),
             shielded: false,
@@ -38,9 +36,14 @@ impl FakeClock {
         }
     }
 
+    /// The fake time, shared with the fake ELBv2 (a request may take time).
+    fn t(&self) -> Duration {
+        *self.clock.borrow()
+    }
+
     fn advance(&mut self, to: Duration) {
-        self.t = self.t.max(to);
-        *self.clock.borrow_mut() = self.t;
+        let t = self.t().max(to);
+        *self.clock.borrow_mut() = t;
     }
 
     /// Takes the first event due at or before `until`, moving time to it.
@@ -61,10 +64,10 @@ impl FakeClock {
 
 impl Clock for FakeClock {
     fn now(&self) -> Instant {
-        self.start + self.t
+        self.start + self.t()
     }
     fn wall(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.t
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.t()
     }
     fn random(&mut self) -> f64 {
         0.5
@@ -73,7 +76,7 @@ impl Clock for FakeClock {
         if !self.shielded && !self.pending.is_empty() {
             return Err(Interrupted);
         }
-        let end = self.t + d;
+        let end = self.t() + d;
         while let Some(ev) = self.next_due(end) {
             self.pending.push_back(ev);
             if !self.shielded {
@@ -87,14 +90,14 @@ impl Clock for FakeClock {
 
 impl EventClock for FakeClock {
     fn take_event(&mut self) -> Option<Event> {
-        self.pending.pop_front().or_else(|| self.next_due(self.t))
+        self.pending.pop_front().or_else(|| self.next_due(self.t()))
     }
     fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event> {
         if let Some(ev) = self.pending.pop_front() {
             return Some(ev);
         }
         let until = match timeout {
-            Some(d) => self.t + d,
+            Some(d) => self.t() + d,
             None => Duration::MAX,
         };
         let ev = self.next_due(until);
@@ -118,6 +121,12 @@ struct FakeElb {
     register_errors: Vec<(usize, Error)>,
     /// A signal arrives while this register call (0-based) is on the wire.
     signal_during_register: Option<usize>,
+    /// A signal arrives while this health call (0-based) is on the wire.
+    signal_during_health: Option<usize>,
+    /// A signal arrives while the first credentials fetch is on the wire.
+    signal_during_credentials: bool,
+    /// A background refresh takes this long, and a signal arrives 1 s into it.
+    refresh_takes: Option<Duration>,
     health: VecDeque<State>,
     /// Errors of the first health calls.
     health_errors: VecDeque<Error>,
@@ -161,6 +170,11 @@ impl FakeElb {
         self.calls.push((what.into(), arn.into(), t));
         self.ready_seen.push(self.status.is_ready());
     }
+    /// A SIGTERM arrives now (while a request is on the wire).
+    fn signal_now(&mut self) {
+        let now = *self.clock.borrow();
+        self.inbox.borrow_mut().push((now, Event::Signal(15)));
+    }
     fn names(&self) -> Vec<String> {
         self.calls
             .iter()
@@ -171,6 +185,9 @@ impl FakeElb {
 
 impl Elb for FakeElb {
     fn ensure_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
+        if std::mem::take(&mut self.signal_during_credentials) {
+            self.signal_now();
+        }
         Ok(())
     }
     fn refresh_due(&self) -> Option<SystemTime> {
@@ -179,6 +196,11 @@ impl Elb for FakeElb {
     fn refresh_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
         let now = *self.clock.borrow();
         self.refreshes.push(now);
+        if let Some(d) = self.refresh_takes {
+            let signal_at = now + Duration::from_secs(1);
+            self.inbox.borrow_mut().push((signal_at, Event::Signal(15)));
+            *self.clock.borrow_mut() = now + d;
+        }
         self.ready_at_refresh.push(self.status.is_ready());
         self.refresh_due = self.refresh_due.map(|d| d + Duration::from_secs(3600));
         Ok(())
@@ -214,8 +236,7 @@ impl Elb for FakeElb {
         let n = self.calls.iter().filter(|c| c.0 == "register").count();
         self.log("register", arn);
         if self.signal_during_register == Some(n) {
-            let now = *self.clock.borrow();
-            self.inbox.borrow_mut().push((now, Event::Signal(15)));
+            self.signal_now();
         }
         if self.lost_register == Some(n) {
             self.landing = Some(arn.into());
@@ -257,7 +278,11 @@ impl Elb for FakeElb {
         _b: Budget,
         _t: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error> {
+        let n = self.calls.iter().filter(|c| c.0 == "health").count();
         self.log("health", arn);
+        if self.signal_during_health == Some(n) {
+            self.signal_now();
+        }
         if let Some(e) = self.health_errors.pop_front() {
             return Err(e);
         }
@@ -923,4 +948,64 @@ fn refresh_and_recovery_polls_share_the_blocked_wait() {
     assert_eq!(w.elb.refreshes, [Duration::from_secs(100)]);
     let polls = w.elb.calls.iter().filter(|c| c.0 == "health").count();
     assert_eq!(polls, 12);
+}
+
+#[test]
+fn refresh_in_flight_at_a_signal_delays_the_deregistration_by_itself_only() {
+    let mut w = world();
+    // Unhealthy: the health polls go on while blocked, one is due at 1827 s.
+    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 1800));
+    // The refresh's request is held for its whole timeout (10 s); SIGTERM at 1801 s.
+    w.elb.refresh_takes = Some(Duration::from_secs(10));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    assert_eq!(w.elb.refreshes, [Duration::from_secs(1800)]);
+    let last = w.elb.calls.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.2),
+        ("deregister", Duration::from_secs(1810))
+    );
+    let before = &w.elb.calls[w.elb.calls.len() - 2];
+    assert!(before.2 < Duration::from_secs(1800), "{before:?}");
+}
+
+#[test]
+fn after_a_signal_only_the_shutdown_calls_aws() {
+    // A signal during the credentials fetch: no DescribeTargetGroups.
+    let mut w = world();
+    w.elb.signal_during_credentials = true;
+    assert_eq!(w.run(&config(&["a"])), EXIT_OK);
+    assert!(w.elb.calls.is_empty(), "{:?}", w.elb.names());
+
+    // A signal during the first group's health poll: the second is not polled.
+    let mut w = world();
+    w.elb.signal_during_health = Some(0);
+    assert_eq!(w.run(&config(&["a", "b"])), EXIT_OK);
+    assert_eq!(
+        w.elb.names(),
+        [
+            "describe a,b",
+            "register arn:a",
+            "register arn:b",
+            "health arn:a",
+            "deregister arn:a",
+            "deregister arn:b"
+        ]
+    );
+
+    // The same in a health poll while blocked after a health-wait timeout.
+    let mut w = world();
+    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.signal_during_health = Some(6);
+    let mut cfg = config(&["a", "b"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let names = w.elb.names();
+    assert_eq!(
+        names[names.len() - 3..],
+        ["health arn:a", "deregister arn:a", "deregister arn:b"]
+    );
+    assert_eq!(names.iter().filter(|n| n.starts_with("health")).count(), 7);
 }
