@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::fake::FakeAws;
-use common::sidecar::{base_env, Sidecar, TempDir};
+use common::BIN;
+use fake_aws::process::{base_env, Sidecar, TempDir};
+use fake_aws::FakeAws;
 use std::time::Duration;
 
 #[test]
@@ -16,6 +17,7 @@ fn a_hook_with_and_and_redirections_runs_in_sh() {
     let pre = format!("echo one > {trail} && echo 'two && three' >> {trail}");
     let post_dereg = format!("false || echo gone >> {trail}");
     let mut s = Sidecar::spawn(
+        BIN,
         &[
             "-target-group-name",
             "tg",

@@ -8,8 +8,9 @@
 
 mod common;
 
-use common::fake::FakeAws;
-use common::sidecar::{base_env, Sidecar, BIN};
+use common::BIN;
+use fake_aws::process::{base_env, Sidecar};
+use fake_aws::FakeAws;
 use std::time::{Duration, Instant};
 
 fn is_root() -> bool {
@@ -69,7 +70,7 @@ fn as_pid_1_orphans_of_hooks_are_reaped_and_sigterm_deregisters() {
     // The hook's shell starts a subshell in the background and exits: the
     // subshell is orphaned, reparented to PID 1, and exits 1 s later.
     let hook = "sh -c '(sleep 1; exit 3) >/dev/null 2>&1 &'";
-    let mut s = Sidecar::spawn_program(
+    let mut s = Sidecar::spawn(
         "unshare",
         &[
             "--pid",

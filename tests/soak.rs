@@ -15,8 +15,9 @@
 
 mod common;
 
-use common::fake::{FakeAws, Fault};
-use common::sidecar::{base_env, Sidecar};
+use common::BIN;
+use fake_aws::process::{base_env, Sidecar};
+use fake_aws::{FakeAws, Fault};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,6 +81,7 @@ fn one_lifecycle(seed: u64) -> Outcome {
         fake.set_health_sequence(&arn, "10.9.9.9", seq);
     }
     let mut s = Sidecar::spawn(
+        BIN,
         &[
             "-target-group-name",
             "tg",

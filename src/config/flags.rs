@@ -222,7 +222,7 @@ fn normalize(args: Vec<OsString>) -> Vec<OsString> {
 
 /// The usage text printed by `-h`, in the style of Go's flag package.
 ///
-/// `scripts/validate-manifests` reads the flag list from it: each flag
+/// `scripts/validate_manifests.py` reads the flag list from it: each flag
 /// starts a line `  -NAME` (` value` when it takes one).
 pub fn usage(program: &str) -> String {
     let mut out = format!(
