@@ -803,14 +803,18 @@ impl<'a> Lifecycle<'a> {
         } else {
             EXIT_OK
         };
-        // Drain requests that came in after the last look get the final word.
+        // Drain requests that came in after the last look get the final
+        // word; so do those still on their way (the status listener answers
+        // them from `status` once their request is dropped unanswered).
+        let last: DrainResult = if out {
+            Ok("deregistered".into())
+        } else {
+            Err("deregistration failed; see the sidecar's log".into())
+        };
+        self.status.set_outcome(last.clone());
         while let Some(ev) = self.drv.take_event() {
             if let Event::Drain(tx) = ev {
-                let _ = tx.send(if out {
-                    Ok("deregistered".into())
-                } else {
-                    Err("deregistration failed; see the sidecar's log".into())
-                });
+                let _ = tx.send(last.clone());
             }
         }
         if code == EXIT_OK {
