@@ -150,9 +150,18 @@ impl UreqTransport {
                 builder.proxy(None).build()
             }
         };
+        // A resolver that survives a pids limit (ureq's own spawns a thread
+        // per lookup and panics when it cannot).
+        let agent = |proxy: bool| {
+            ureq::Agent::with_parts(
+                config(proxy),
+                ureq::unversioned::transport::DefaultConnector::new(),
+                super::resolver::SpawnSafeResolver,
+            )
+        };
         Ok(UreqTransport {
-            agent: config(true).new_agent(),
-            direct: config(false).new_agent(),
+            agent: agent(true),
+            direct: agent(false),
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod query;
+pub mod resolver;
 pub mod retry;
 pub mod sign;
 pub mod sts;
