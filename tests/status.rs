@@ -349,3 +349,55 @@ fn threads_that_cannot_start_are_a_clean_exit_1_before_registering() {
     assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
     assert!(fake.registered(&arn).is_empty());
 }
+
+/// `/drain` requests hammering the listener while the process exits: none
+/// is told the deregistration failed or did not finish, since it succeeded
+/// (the lifecycle's outcome answers those it can no longer take). 429 and
+/// `503 busy` are refusals, not results, and allowed.
+#[test]
+fn drains_during_exit_get_the_true_result() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let port = free_port();
+    let mut s = spawn(&fake, port, &[]);
+    wait_status(port, "/readyz", 200, secs(10));
+    assert_eq!(get(port, "/drain").0, 200);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                let end = Instant::now() + secs(20);
+                while Instant::now() < end {
+                    let (code, body) = get(port, "/drain");
+                    if code == 0 && body.contains("refused") {
+                        break;
+                    }
+                    answers.push((code, body.trim().to_owned()));
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    let mut n = 0;
+    for c in clients {
+        for (code, body) in c.join().unwrap() {
+            n += 1;
+            assert!(
+                matches!(
+                    (code, body.as_str()),
+                    (200, "deregistered" | "already deregistered")
+                        | (429, _)
+                        | (503, "busy")
+                        // The connection closed or reset as the process ended.
+                        | (0, _)
+                ),
+                "{code} {body}"
+            );
+        }
+    }
+    assert!(n > 4, "{n} answers");
+    assert!(fake.registered(&arn).is_empty());
+}

@@ -94,13 +94,26 @@ fn random_bytes_never_panic() {
         x ^= x << 17;
         x
     };
+    // The invariants of fuzz/fuzz_targets/status_request.rs.
     let alphabet = b"GET /HTP1.\r\n: \x00\xff";
-    for _ in 0..5_000 {
+    for _ in 0..20_000 {
         let len = usize::try_from(next() % 64).unwrap();
-        let bytes: Vec<u8> = (0..len)
+        let mut bytes: Vec<u8> = (0..len)
             .map(|_| alphabet[usize::try_from(next() % 16).unwrap()])
             .collect();
-        let _ = parse_head(&bytes);
+        if next() % 4 == 0 {
+            bytes.splice(0..0, b"GET /a HTTP/1.1".iter().copied());
+        }
+        match parse_head(&bytes) {
+            Ok(Some(r)) => {
+                assert!(r.path.starts_with('/') && !r.method.is_empty(), "{r:?}");
+                let mut more = bytes.clone();
+                more.extend_from_slice(b"GET /drain HTTP/1.1\r\n\r\n");
+                assert_eq!(parse_head(&more), Ok(Some(r)));
+            }
+            Ok(None) => assert!(bytes.len() <= MAX_HEAD),
+            Err(_) => {}
+        }
     }
 }
 
