@@ -27,8 +27,9 @@
 //! - [`WORKERS`] *worker* threads read one request head each (at most
 //!   [`MAX_HEAD`] bytes, whole head within [`REQUEST_TIMEOUT`] however
 //!   slowly it trickles in, so an idle or slowloris connection holds a
-//!   worker for 2 s at most), answer through [`route`], and close: one
-//!   request per connection (`Connection: close`), as probes do;
+//!   worker for 2 s at most, plus 0.2 s after an answer for the client to
+//!   close), answer through [`route`], and close: one request per
+//!   connection (`Connection: close`), as probes do;
 //! - one *drain* thread holds the `/drain` requests waiting for the
 //!   lifecycle's answer (at most [`MAX_DRAIN_WAITERS`], 429 beyond), so a
 //!   drain in progress never takes a worker away from the probes.
@@ -62,6 +63,8 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time for an answer to be written.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait, after an answer, for the client to close its side.
+const LINGER: Duration = Duration::from_millis(200);
 /// Stack of each listener thread: they parse a few KiB and log a line.
 const STACK_SIZE: usize = 256 * 1024;
 
@@ -396,9 +399,13 @@ fn write_answer(stream: &mut TcpStream, resp: &Response, head_only: bool) {
         return;
     }
     let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let end = Instant::now() + LINGER;
     let mut sink = [0u8; 1024];
-    for _ in 0..16 {
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match stream.read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
