@@ -16,5 +16,6 @@ pub mod config;
 pub mod effects;
 pub mod env;
 pub mod lifecycle;
+pub mod metrics;
 pub mod signals;
 pub mod status;

@@ -1,4 +1,5 @@
-//! The optional status listener: `/healthz`, `/readyz` and `/drain`.
+//! The optional status listener: `/healthz`, `/readyz`, `/drain` and
+//! `/metrics`.
 //!
 //! Off unless `-status-addr` is set.
 //!
@@ -11,6 +12,8 @@
 //!   keeps running; answers 200 once the targets are out (and drained with
 //!   `-wait-drained`), 503 with the reason otherwise. For the app
 //!   container's `preStop: httpGet` hook.
+//! - `GET /metrics`: the [`metrics`](crate::metrics) in Prometheus text
+//!   format 0.0.4, rendered when asked (nothing is computed between scrapes).
 //!
 //! # Bounded by construction
 //!
@@ -176,7 +179,7 @@ pub fn start(
         .map_err(|e| StartError::Bind(format!("cannot listen on -status-addr {addr}: {e}")))?;
     serve(listener, status, events, drain_timeout)
         .map_err(|e| StartError::Thread(format!("cannot start the status listener: {e}")))?;
-    info!("status listener on http://{addr} (/healthz, /readyz, /drain)");
+    info!("status listener on http://{addr} (/healthz, /readyz, /drain, /metrics)");
     Ok(())
 }
 
@@ -354,6 +357,10 @@ impl Worker {
         };
         match route(&req.method, &req.path, &state) {
             Reply::Answer(resp) => write_answer(&mut stream, &resp, head_only),
+            Reply::Metrics => {
+                let resp = Response::metrics(crate::metrics::global().render());
+                write_answer(&mut stream, &resp, head_only);
+            }
             Reply::Drain => self.drain(stream),
         }
     }
@@ -556,16 +563,20 @@ pub struct RouteState {
     pub outcome: Option<DrainResult>,
 }
 
-/// An answer: status code, plain-text body, and `Allow` for 405.
+/// An answer: status code, body, its type, and `Allow` for 405.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// HTTP status code.
     pub code: u16,
-    /// Body (a newline is added when rendered).
+    /// Body (a newline is added when rendered, unless it ends with one).
     pub body: String,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
     /// The `Allow` header of a 405.
     pub allow: Option<&'static str>,
 }
+
+const TEXT: &str = "text/plain; charset=utf-8";
 
 impl Response {
     /// A plain-text answer.
@@ -573,6 +584,17 @@ impl Response {
         Response {
             code,
             body: body.to_owned(),
+            content_type: TEXT,
+            allow: None,
+        }
+    }
+
+    /// The metrics page: 200 with the text exposition format.
+    pub fn metrics(body: String) -> Self {
+        Response {
+            code: 200,
+            body,
+            content_type: crate::metrics::CONTENT_TYPE,
             allow: None,
         }
     }
@@ -593,6 +615,8 @@ pub enum Reply {
     /// Start a drain (or join the one in progress) and answer with its
     /// result.
     Drain,
+    /// Answer with the metrics, rendered now.
+    Metrics,
 }
 
 /// The routes: method and path (no query) to a reply.
@@ -611,6 +635,7 @@ pub fn route(method: &str, path: &str, state: &RouteState) -> Reply {
             Some(result) => Answer(drain_response(result)),
             None => Reply::Drain,
         },
+        "/metrics" => Reply::Metrics,
         _ => Answer(Response::text(404, "not found")),
     }
 }
@@ -631,12 +656,17 @@ fn reason(code: u16) -> &'static str {
 /// The bytes of an answer (headers only for HEAD). The connection is
 /// always closed after it.
 pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
-    let body = format!("{}\n", resp.body);
+    let body = if resp.body.ends_with('\n') {
+        resp.body.clone()
+    } else {
+        format!("{}\n", resp.body)
+    };
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
          Connection: close\r\n",
         resp.code,
         reason(resp.code),
+        resp.content_type,
         body.len()
     );
     if let Some(allow) = resp.allow {

@@ -9,6 +9,7 @@ use crate::aws::elbv2::State;
 use crate::aws::error::Error;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
+use crate::metrics::{self, Step, TargetState};
 use crate::signals::{signal_name, DrainResult, Event};
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
@@ -104,9 +105,10 @@ impl Lifecycle<'_> {
         self.status.set_ready(false);
         self.absorb_events();
         let deadline = self.clock.now() + self.cfg.deregister_timeout;
-        let (all_out, deregistered) = self.deregister_all(deadline);
-        let drained =
-            !self.cfg.wait_drained || deregistered.is_empty() || self.wait_drained(&deregistered);
+        let (all_out, deregistered) = self.timed(Step::Deregister, |l| l.deregister_all(deadline));
+        let drained = !self.cfg.wait_drained
+            || deregistered.is_empty()
+            || self.timed(Step::Drain, |l| l.wait_drained(&deregistered));
         self.absorb_events();
         if let Some(hook) = &self.cfg.post_deregister {
             self.effects.run_hook(hook, self.clock);
@@ -179,10 +181,12 @@ impl Lifecycle<'_> {
                 Ok(seen) => {
                     let state = seen.map_or_else(|| "gone".into(), |h| h.to_string());
                     info!("target {target} in {label} drained ({state})");
+                    registration.seen(TargetState::Out);
                     watch.done = true;
                 }
                 Err(e) if e.is_target_absent() => {
                     info!("target {target} in {label} drained (gone)");
+                    registration.seen(TargetState::Out);
                     watch.done = true;
                 }
                 Err(e) => warn!("draining check of {label} failed: {e}"),
@@ -260,6 +264,10 @@ impl Registration {
             }
         };
         self.state = RegistrationState::Out;
+        self.seen(match removal {
+            Removal::Deregistered => TargetState::Draining,
+            _ => TargetState::Out,
+        });
         removal
     }
 
@@ -310,6 +318,7 @@ impl Registration {
     }
 
     fn log_maybe_still_in(&self, e: &Error) {
+        metrics::global().deregistration_failed(&self.label);
         error!(
             "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
             self.target, self.label
