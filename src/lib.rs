@@ -15,6 +15,7 @@ pub mod command;
 pub mod config;
 pub mod effects;
 pub mod env;
+pub mod http_hook;
 pub mod lifecycle;
 pub mod metrics;
 pub mod signals;

@@ -68,7 +68,7 @@ impl Lifecycle<'_> {
             Outcome::Success => Ok(()),
             Outcome::Interrupted => Err(Stop::Event),
             other => {
-                error!("not registering: pre-register command {other}");
+                error!("not registering: {} {other}", hook.describe());
                 self.failed = true;
                 Err(Stop::Failed)
             }
