@@ -18,3 +18,4 @@ pub mod env;
 pub mod lifecycle;
 pub mod signals;
 pub mod status;
+pub mod tcp_table;
