@@ -152,6 +152,11 @@ pub struct Config {
     pub wait_for_timeout: Duration,
     /// Log level given by flag or variable.
     pub log_level: Option<String>,
+    /// After deregistering, wait until no new connection to the target
+    /// port has been accepted for this long (`-drain-quiet-period`).
+    pub drain_quiet_period: Option<Duration>,
+    /// Address of the listener that serves `/lb-health` alone.
+    pub lb_health_addr: Option<String>,
 }
 
 /// What the command line asks for.
@@ -629,6 +634,8 @@ fn resolve(
         wait_for_http,
         wait_for_timeout: duration("wait-for-timeout", Duration::from_secs(300))?,
         log_level,
+        drain_quiet_period: None,
+        lb_health_addr: None,
     })
 }
 

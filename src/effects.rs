@@ -99,4 +99,8 @@ impl<T: Transport> Effects for SystemEffects<T> {
             }
         }
     }
+
+    fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {
+        crate::tcp_table::read()
+    }
 }

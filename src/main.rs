@@ -170,7 +170,7 @@ fn try_main() -> i32 {
     if let Some(addr) = &cfg.status_addr {
         // A /drain answer waits for the whole shutdown at most.
         let drain_timeout = cfg.deregister_timeout
-            + if cfg.wait_drained {
+            + if cfg.wait_drained || cfg.drain_quiet_period.is_some() {
                 cfg.wait_drained_timeout
             } else {
                 Duration::ZERO

@@ -176,6 +176,7 @@ fn registration(
         GroupRef::Arn(arn) => (arn.clone(), arn.clone()),
         GroupRef::Name(name) => (name.clone(), ip_group_arn(name, found)?),
     };
+    let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);
     Ok(Registration {
         label,
         arn,
@@ -184,6 +185,7 @@ fn registration(
             port: spec.port.or(cfg.target_port),
             availability_zone: cfg.availability_zone.clone(),
         },
+        group_port,
         state: RegistrationState::NotSent,
     })
 }
