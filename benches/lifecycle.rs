@@ -6,7 +6,7 @@
 //! It builds nothing: the binary comes from `NLB_BENCH_BIN`, else the static
 //! musl release build (`target/x86_64-unknown-linux-musl/release/...`) when
 //! it exists, else the binary cargo built for this bench. Each run starts a
-//! fresh fake (tests/common/fake.rs, on 127.0.0.1), spawns the binary with a
+//! fresh fake (the `fake-aws` crate in tests/fake-aws, on 127.0.0.1), spawns the binary with a
 //! controlled environment, waits until it logs that it blocks, sends SIGTERM
 //! and reaps it. Measured:
 //!
@@ -42,21 +42,15 @@
 //! The fake logs each request on stderr.
 #![allow(clippy::cast_precision_loss)]
 
-#[path = "../tests/common/fake.rs"]
-mod fake;
-
-use fake::{FakeAws, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET, REGION};
+use fake_aws::process::{base_env, Sidecar, BLOCKING_LINE};
+use fake_aws::FakeAws;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 const BIN_NAME: &str = "k8s-nlb-registrator-sidecar";
 const TARGET_GROUP: &str = "tg";
 const TARGET_ID: &str = "10.0.0.1";
-const READY_LINE: &str = "blocking until SIGTERM";
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Pause between the "blocking" line and the measurements / SIGTERM, so
 /// the process is parked in the kernel as it would be in a pod.
@@ -331,117 +325,47 @@ struct RunResult {
     api_calls: BTreeMap<String, usize>,
 }
 
-/// The child, killed and reaped on drop unless reaped already.
-struct Child {
-    pid: libc::pid_t,
-    reaped: bool,
-    lines: Receiver<(Instant, String)>,
-    log: Vec<String>,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.reaped {
-            unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
-                let mut status = 0;
-                libc::waitpid(self.pid, &mut status, libc::__WALL);
-            }
-        }
-    }
-}
-
-impl Child {
-    fn describe(&self, what: &str) -> String {
-        format!("{what}; the sidecar's stderr:\n  {}", self.log.join("\n  "))
-    }
-
-    /// Waits for a log line containing `needle`; returns when it was read.
-    fn wait_line(&mut self, needle: &str, timeout: Duration) -> Result<Instant, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((at, line)) => {
-                    let hit = line.contains(needle);
-                    self.log.push(line);
-                    if hit {
-                        return Ok(at);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(self.describe(&format!("no {needle:?} line within {timeout:?}")))
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(self.describe(&format!("the sidecar ended before {needle:?}")))
-                }
-            }
-        }
-    }
-
-    fn drain_log(&mut self) {
-        while let Ok((_, line)) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.log.push(line);
-        }
-    }
+/// `what`, with the sidecar's output so far.
+fn describe(child: &Sidecar, what: &str) -> String {
+    format!(
+        "{what}; the sidecar's output:\n  {}",
+        child.output().replace('\n', "\n  ")
+    )
 }
 
 fn run_once(bin: &Path, opts: &RunOpts) -> Result<RunResult, String> {
     let fake = FakeAws::start();
     let arn = fake.add_target_group(TARGET_GROUP, 8080);
 
-    let mut cmd = Command::new(bin);
-    cmd.env_clear()
-        .env("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", DEFAULT_SECRET)
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", fake.url())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .args([
-            "-target-group-name",
-            TARGET_GROUP,
-            "-target-id",
-            TARGET_ID,
-            "-health-poll-interval",
-            "50ms",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-
-    let spawned_at = Instant::now();
-    let mut std_child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let pid = std_child.id() as libc::pid_t;
-    let stderr = std_child.stderr.take().expect("piped stderr");
-    // From here on `Child` owns the process; std's handle is never waited on.
-    drop(std_child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    let mut child = Child {
-        pid,
-        reaped: false,
-        lines: rx,
-        log: Vec::new(),
-    };
+    let args = [
+        "-target-group-name",
+        TARGET_GROUP,
+        "-target-id",
+        TARGET_ID,
+        "-health-poll-interval",
+        "50ms",
+    ];
+    // Killed on drop unless reaped below (with wait4, for its rusage).
+    let mut child = Sidecar::spawn(bin, &args, &base_env(&fake.url()));
+    let spawned_at = child.started;
+    let pid = libc::pid_t::try_from(child.pid()).map_err(|e| format!("pid: {e}"))?;
 
     let traced = opts.trace_exit && seize_for_exit(pid);
 
-    let ready_at = child.wait_line(READY_LINE, READY_TIMEOUT)?;
+    let ready_at = child
+        .wait_log_at(BLOCKING_LINE, READY_TIMEOUT)
+        .ok_or_else(|| {
+            describe(
+                &child,
+                &format!("no {BLOCKING_LINE:?} line within {READY_TIMEOUT:?} (or it ended)"),
+            )
+        })?;
     std::thread::sleep(SETTLE);
     let first = fake
         .requests()
         .first()
         .map(|r| r.at)
-        .ok_or_else(|| child.describe("blocked without a request"))?;
+        .ok_or_else(|| describe(&child, "blocked without a request"))?;
 
     let status = proc_status(pid);
     let idle_rss_kib = status_kib(&status, "VmRSS:").unwrap_or(0);
@@ -463,35 +387,41 @@ fn run_once(bin: &Path, opts: &RunOpts) -> Result<RunResult, String> {
     let before = fake.count("DeregisterTargets");
     let term_at = Instant::now();
     if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-        return Err(child.describe("kill(SIGTERM) failed"));
+        return Err(describe(&child, "kill(SIGTERM) failed"));
     }
     let (wait_status, rusage, hwm_at_exit_kib) = reap(pid, traced)?;
     let exited_at = Instant::now();
-    child.reaped = true;
-    child.drain_log();
+    child.reaped_elsewhere();
 
     if !(libc::WIFEXITED(wait_status) && libc::WEXITSTATUS(wait_status) == 0) {
-        return Err(child.describe(&format!(
-            "the sidecar did not exit 0 (wait status {wait_status:#x})"
-        )));
+        return Err(describe(
+            &child,
+            &format!("the sidecar did not exit 0 (wait status {wait_status:#x})"),
+        ));
     }
     let reqs = fake.requests();
     let dereg = reqs
         .iter()
         .filter(|r| r.action == "DeregisterTargets")
         .nth(before)
-        .ok_or_else(|| child.describe("no DeregisterTargets after SIGTERM"))?;
+        .ok_or_else(|| describe(&child, "no DeregisterTargets after SIGTERM"))?;
     if let Some(bad) = reqs
         .iter()
         .find(|r| !r.signature_ok || r.status != Some(200))
     {
-        return Err(child.describe(&format!(
-            "request {} was refused or unsigned: status {:?}, {:?}",
-            bad.action, bad.status, bad.auth_error
-        )));
+        return Err(describe(
+            &child,
+            &format!(
+                "request {} was refused or unsigned: status {:?}, {:?}",
+                bad.action, bad.status, bad.auth_error
+            ),
+        ));
     }
     if !fake.registered(&arn).is_empty() {
-        return Err(child.describe("the target is still registered after exit"));
+        return Err(describe(
+            &child,
+            "the target is still registered after exit",
+        ));
     }
     let mut api_calls = BTreeMap::new();
     for r in &reqs {

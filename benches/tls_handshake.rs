@@ -9,6 +9,7 @@
 //! endpoint add the round trips (one for TCP, one for TLS 1.3) and a DNS
 //! lookup. Needs `openssl` (the CLI). Run: `cargo bench --bench tls_handshake`.
 
+use fake_aws::process::free_port;
 use k8s_nlb_registrator_sidecar::aws::http::{HttpRequest, Transport, UreqTransport};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -21,13 +22,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| fail(&format!("no free port: {e}")))
 }
 
 fn fail(msg: &str) -> ! {

@@ -187,15 +187,18 @@ def read_flags():
     return True
 DEFAULT_DEREGISTER_TIMEOUT = 20.0
 BOOLS = {"1", "0", "t", "f", "true", "false", "TRUE", "FALSE", "True", "False"}
-DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+# Go's time.ParseDuration forms, as the sidecar accepts them: "0", an
+# optional "+", numbers like "1", "1.5", ".5", "2." each with a unit.
+DURATION = re.compile(r"^\+?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SIDECAR_IMAGE = "k8s-nlb-registrator-sidecar"
 STATUS_ADDR_ENV = "NLB_STATUS_ADDR"
 
 
 def seconds(duration):
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", duration))
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    pairs = re.findall(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)", duration)
+    return sum(float(n) * units[u] for n, u in pairs)
 
 
 def quantity(q):

@@ -11,6 +11,7 @@
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
+use k8s_nlb_registrator_sidecar::command;
 use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
 use k8s_nlb_registrator_sidecar::effects::SystemEffects;
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
@@ -139,7 +140,17 @@ fn try_main() -> i32 {
         }
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
+    let has_shell = std::path::Path::new(config::SHELL).is_file();
+    if let Err(e) = config::check_shell(&cfg, has_shell) {
+        return fail(EXIT_USAGE, &e.to_string());
+    }
     init_logging(&cfg);
+    if std::process::id() == 1 {
+        // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
+        if let Err(e) = command::start_reaper() {
+            log::warn!("cannot start the reaper of orphaned hook processes: {e}");
+        }
+    }
 
     let settings = match Settings::from_env(cfg.region.as_deref(), &ProcessEnv, SystemTime::now()) {
         Ok(s) => s,

@@ -4,17 +4,14 @@
 
 mod common;
 
-use common::fake::{FakeAws, Fault};
-use common::sidecar::{base_env, free_port, run_to_exit, Sidecar, TempDir};
+use common::BIN;
+use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
+use fake_aws::{FakeAws, Fault};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const IP: &str = "10.0.0.7";
 const ROLE: &str = "arn:aws:iam::123456789012:role/nlb-registrator";
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 fn args(extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
@@ -34,7 +31,7 @@ fn args(extra: &[&str]) -> Vec<String> {
 
 fn spawn(a: &[String], env: &BTreeMap<String, String>) -> Sidecar {
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    Sidecar::spawn(&refs, env)
+    Sidecar::spawn(BIN, &refs, env)
 }
 
 /// The base environment without static keys.
@@ -181,7 +178,8 @@ fn sts_refusal_and_missing_token_file_fail_fast() {
     );
     let dir = TempDir::new("sts-refuse");
     std::fs::write(dir.path("token"), "tok").unwrap();
-    let (code, out) = run_to_exit(
+    let (code, out) = Sidecar::run_to_exit(
+        BIN,
         &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
         &irsa_env(&fake, &dir.path("token")),
     );
@@ -189,7 +187,8 @@ fn sts_refusal_and_missing_token_file_fail_fast() {
     assert!(out.contains("InvalidIdentityToken"), "{out}");
     assert_eq!(fake.count("AssumeRoleWithWebIdentity"), 1);
 
-    let (code, out) = run_to_exit(
+    let (code, out) = Sidecar::run_to_exit(
+        BIN,
         &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
         &irsa_env(&fake, &dir.path("missing")),
     );
@@ -244,7 +243,8 @@ fn container_endpoint_down_fails_with_a_clear_message() {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
         format!("http://127.0.0.1:{}/v1/credentials", free_port()),
     );
-    let (code, out) = run_to_exit(
+    let (code, out) = Sidecar::run_to_exit(
+        BIN,
         &args(&["-register-timeout", "2s"])
             .iter()
             .map(String::as_str)
@@ -267,7 +267,8 @@ fn container_url_not_allowed_is_a_usage_error() {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
         "http://192.0.2.10/creds".into(),
     );
-    let (code, out) = run_to_exit(
+    let (code, out) = Sidecar::run_to_exit(
+        BIN,
         &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
         &env,
     );
@@ -298,7 +299,8 @@ fn imds_v2_credentials_from_a_local_endpoint() {
 #[test]
 fn no_credentials_lists_what_was_tried() {
     let fake = FakeAws::start();
-    let (code, out) = run_to_exit(
+    let (code, out) = Sidecar::run_to_exit(
+        BIN,
         &args(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
         &keyless_env(&fake),
     );

@@ -5,15 +5,12 @@
 
 mod common;
 
-use common::fake::{FakeAws, Fault};
-use common::sidecar::{base_env, run_to_exit, Sidecar, TempDir};
+use common::BIN;
+use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
+use fake_aws::{FakeAws, Fault};
 use std::time::Duration;
 
 const IP: &str = "10.0.0.5";
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// Common arguments: one group by name, fast polling.
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
@@ -38,7 +35,11 @@ fn setup() -> (FakeAws, String) {
 #[test]
 fn full_lifecycle_register_healthy_sigterm_deregister() {
     let (fake, arn) = setup();
-    let mut s = Sidecar::spawn(&args(&["-target-port", "8080"]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(
+        BIN,
+        &args(&["-target-port", "8080"]),
+        &base_env(&fake.url()),
+    );
     s.expect_log("all targets are healthy", secs(10));
     s.expect_log("blocking until SIGTERM", secs(5));
     assert_eq!(fake.registered(&arn), vec![(IP.to_string(), Some(8080))]);
@@ -66,7 +67,7 @@ fn full_lifecycle_register_healthy_sigterm_deregister() {
 #[test]
 fn sigint_also_deregisters() {
     let (fake, arn) = setup();
-    let mut s = Sidecar::spawn(&args(&[]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(BIN, &args(&[]), &base_env(&fake.url()));
     s.expect_log("blocking until SIGTERM", secs(10));
     s.signal(libc::SIGINT);
     assert_eq!(s.wait_exit(secs(10)), 0);
@@ -78,6 +79,7 @@ fn sigint_also_deregisters() {
 fn signal_before_registration_exits_0_without_aws_calls() {
     let (fake, _arn) = setup();
     let mut s = Sidecar::spawn(
+        BIN,
         &args(&[
             "-pre-register-command",
             "sleep 30",
@@ -97,7 +99,7 @@ fn signal_before_registration_exits_0_without_aws_calls() {
 fn signal_during_describe_retries_sends_no_registration() {
     let (fake, _arn) = setup();
     fake.script("DescribeTargetGroups", vec![Fault::Throttle; 50]);
-    let mut s = Sidecar::spawn(&args(&[]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(BIN, &args(&[]), &base_env(&fake.url()));
     assert!(fake.wait_for_count("DescribeTargetGroups", 2, secs(10)));
     s.term();
     assert_eq!(s.wait_exit(secs(10)), 0);
@@ -110,7 +112,7 @@ fn sigterm_while_register_in_flight_deregisters_after_it() {
     for fault in [Fault::Hold, Fault::HoldThenApply] {
         let (fake, arn) = setup();
         fake.script("RegisterTargets", vec![fault.clone()]);
-        let mut s = Sidecar::spawn(&args(&[]), &base_env(&fake.url()));
+        let mut s = Sidecar::spawn(BIN, &args(&[]), &base_env(&fake.url()));
         assert!(fake.wait_held(1, secs(10)), "{fault:?}");
         s.term();
         s.expect_log("received SIGTERM", secs(5));
@@ -139,7 +141,11 @@ fn register_that_landed_but_failed_is_still_deregistered() {
     let (fake, arn) = setup();
     // AWS registered the target, then the client saw only a broken connection.
     fake.script("RegisterTargets", vec![Fault::ApplyThenReset, Fault::Hang]);
-    let mut s = Sidecar::spawn(&args(&["-register-timeout", "30s"]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(
+        BIN,
+        &args(&["-register-timeout", "30s"]),
+        &base_env(&fake.url()),
+    );
     assert!(fake.wait_for_count("RegisterTargets", 2, secs(10)));
     s.term();
     // The second RegisterTargets hangs until the request timeout (10 s).
@@ -155,7 +161,7 @@ fn sigterm_while_waiting_for_health() {
         IP,
         vec![("initial", Some("Elb.RegistrationInProgress"))],
     );
-    let mut s = Sidecar::spawn(&args(&[]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(BIN, &args(&[]), &base_env(&fake.url()));
     s.expect_log("is initial (Elb.RegistrationInProgress)", secs(10));
     s.term();
     assert_eq!(s.wait_exit(secs(10)), 0);
@@ -177,7 +183,7 @@ fn health_sequence_is_followed_and_logged() {
             ("healthy", None),
         ],
     );
-    let mut s = Sidecar::spawn(&args(&[]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(BIN, &args(&[]), &base_env(&fake.url()));
     s.expect_log("all targets are healthy", secs(10));
     let out = s.output();
     let i = out.find("is initial").expect("initial logged");
@@ -199,6 +205,7 @@ fn health_wait_timeout_keeps_target_registered() {
     let (fake, arn) = setup();
     fake.set_health_sequence(&arn, IP, vec![("unhealthy", Some("Target.Timeout"))]);
     let mut s = Sidecar::spawn(
+        BIN,
         &args(&["-wait-in-service-timeout", "400ms"]),
         &base_env(&fake.url()),
     );
@@ -219,7 +226,11 @@ fn health_wait_timeout_keeps_target_registered() {
 #[test]
 fn no_wait_in_service_skips_health_polls() {
     let (fake, arn) = setup();
-    let mut s = Sidecar::spawn(&args(&["-wait-in-service=false"]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(
+        BIN,
+        &args(&["-wait-in-service=false"]),
+        &base_env(&fake.url()),
+    );
     s.expect_log("blocking until SIGTERM", secs(10));
     s.term();
     assert_eq!(s.wait_exit(secs(10)), 0);
@@ -236,7 +247,7 @@ fn registration_refused_exits_1_at_once() {
     ] {
         let (fake, arn) = setup();
         fake.script("RegisterTargets", vec![Fault::Error(status, code)]);
-        let mut s = Sidecar::spawn(&args(&[]), &base_env(&fake.url()));
+        let mut s = Sidecar::spawn(BIN, &args(&[]), &base_env(&fake.url()));
         assert_eq!(s.wait_exit(secs(10)), 1, "{code}");
         assert!(s.output().contains(code), "{}", s.output());
         assert_eq!(
@@ -251,7 +262,7 @@ fn registration_refused_exits_1_at_once() {
 #[test]
 fn unknown_target_group_exits_1() {
     let fake = FakeAws::start();
-    let (code, out) = run_to_exit(&args(&[]), &base_env(&fake.url()));
+    let (code, out) = Sidecar::run_to_exit(BIN, &args(&[]), &base_env(&fake.url()));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("TargetGroupNotFound"), "{out}");
     assert_eq!(fake.count("DescribeTargetGroups"), 1);
@@ -273,7 +284,7 @@ fn deregistration_is_retried_through_faults() {
             Fault::Garbage(b"<DeregisterTargetsResponse><DeregisterTargetsResult>"),
         ],
     );
-    let mut s = Sidecar::spawn(&args(&[]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(BIN, &args(&[]), &base_env(&fake.url()));
     s.expect_log("blocking until SIGTERM", secs(10));
     s.term();
     assert_eq!(s.wait_exit(secs(20)), 0);
@@ -286,6 +297,7 @@ fn deregistration_failure_exits_1() {
     let (fake, arn) = setup();
     fake.script("DeregisterTargets", vec![Fault::Status(500); 200]);
     let mut s = Sidecar::spawn(
+        BIN,
         &args(&["-deregister-timeout", "1500ms"]),
         &base_env(&fake.url()),
     );
@@ -307,7 +319,7 @@ fn second_signal_does_not_skip_deregistration() {
         "DeregisterTargets",
         vec![Fault::Delay(Duration::from_millis(800))],
     );
-    let mut s = Sidecar::spawn(&args(&[]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(BIN, &args(&[]), &base_env(&fake.url()));
     s.expect_log("blocking until SIGTERM", secs(10));
     s.term();
     assert!(fake.wait_for("DeregisterTargets", secs(5)));
@@ -328,6 +340,7 @@ fn hooks_run_in_order_without_a_shell_parser_of_ours() {
         dir.path("trail")
     );
     let mut s = Sidecar::spawn(
+        BIN,
         &args(&[
             "-pre-register-command",
             &pre,
@@ -364,7 +377,8 @@ fn hooks_run_in_order_without_a_shell_parser_of_ours() {
 fn failing_pre_register_command_stops_registration() {
     let (fake, _arn) = setup();
     for cmd in ["false", "/no/such/program", "sleep 10"] {
-        let (code, out) = run_to_exit(
+        let (code, out) = Sidecar::run_to_exit(
+            BIN,
             &args(&[
                 "-pre-register-command",
                 cmd,
@@ -386,6 +400,7 @@ fn failing_pre_register_command_stops_registration() {
 fn post_deregister_hook_that_ignores_sigterm_is_killed_at_its_timeout() {
     let (fake, arn) = setup();
     let mut s = Sidecar::spawn(
+        BIN,
         &args(&[
             "-post-deregister-command",
             "sh -c 'trap \"\" TERM; sleep 60'",
@@ -421,7 +436,7 @@ fn bad_usage_exits_2_with_one_line() {
         (vec!["-target-group-name"], &env, "-target-group-name"),
     ];
     for (a, e, needle) in cases {
-        let (code, out) = run_to_exit(&a, e);
+        let (code, out) = Sidecar::run_to_exit(BIN, &a, e);
         assert_eq!(code, 2, "{a:?}: {out}");
         assert!(out.contains(needle), "{a:?}: {out}");
         assert_eq!(out.trim().lines().count(), 1, "{a:?}: {out}");
@@ -432,13 +447,13 @@ fn bad_usage_exits_2_with_one_line() {
 #[test]
 fn help_and_version_exit_0() {
     let env = base_env("http://127.0.0.1:9");
-    let (code, out) = run_to_exit(&["-h"], &env);
+    let (code, out) = Sidecar::run_to_exit(BIN, &["-h"], &env);
     assert_eq!(code, 0);
     assert!(
         out.contains("-wait-in-service-timeout") && out.contains("(default 5m)"),
         "{out}"
     );
-    let (code, out) = run_to_exit(&["--version"], &env);
+    let (code, out) = Sidecar::run_to_exit(BIN, &["--version"], &env);
     assert_eq!(code, 0);
     assert!(out.starts_with("k8s-nlb-registrator-sidecar "), "{out}");
 }
@@ -458,7 +473,8 @@ fn several_target_groups_and_a_failure_in_one_still_deregisters_the_others() {
         ],
     );
     let c_arg = format!("{c}:7070");
-    let (code, out) = run_to_exit(
+    let (code, out) = Sidecar::run_to_exit(
+        BIN,
         &[
             "-target-group-name",
             "a:8080",
@@ -502,7 +518,7 @@ fn several_target_groups_all_registered_and_all_deregistered() {
     env.insert("POD_IP".into(), IP.into());
     env.insert("NLB_HEALTH_POLL_INTERVAL".into(), "50ms".into());
     env.insert("NLB_TARGET_AVAILABILITY_ZONE".into(), "all".into());
-    let mut s = Sidecar::spawn(&[], &env);
+    let mut s = Sidecar::spawn::<&str>(BIN, &[], &env);
     s.expect_log("all targets are healthy", secs(10));
     assert_eq!(fake.registered(&a), vec![(IP.to_string(), Some(8080))]);
     assert_eq!(fake.registered(&b), vec![(IP.to_string(), None)]);
@@ -528,6 +544,7 @@ fn target_id_detected_from_the_hosts_file() {
     env.insert("HOSTNAME".into(), "web-7c9d-abcde".into());
     env.insert("NLB_HOSTS_FILE".into(), dir.path("hosts"));
     let mut s = Sidecar::spawn(
+        BIN,
         &["-target-group-name", "tg", "-health-poll-interval", "50ms"],
         &env,
     );
@@ -545,7 +562,7 @@ fn target_id_detected_from_the_hosts_file() {
     assert_eq!(s.wait_exit(secs(10)), 0);
 
     env.insert("HOSTNAME".into(), "another-pod".into());
-    let (code, out) = run_to_exit(&["-target-group-name", "tg"], &env);
+    let (code, out) = Sidecar::run_to_exit(BIN, &["-target-group-name", "tg"], &env);
     assert_eq!(code, 2);
     assert!(
         out.contains("no line for hostname \"another-pod\""),
@@ -557,6 +574,7 @@ fn target_id_detected_from_the_hosts_file() {
 fn signal_while_pre_register_hook_ignores_sigterm() {
     let (fake, _arn) = setup();
     let mut s = Sidecar::spawn(
+        BIN,
         &args(&[
             "-pre-register-command",
             "sh -c 'trap \"\" TERM; sleep 60'",
@@ -608,9 +626,13 @@ fn app_server(statuses: Vec<u16>) -> u16 {
 #[test]
 fn wait_for_tcp_holds_registration_until_the_app_listens() {
     let (fake, arn) = setup();
-    let port = common::sidecar::free_port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut s = Sidecar::spawn(&args(&["-wait-for-tcp", &addr]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(
+        BIN,
+        &args(&["-wait-for-tcp", &addr]),
+        &base_env(&fake.url()),
+    );
     s.expect_log("waiting for the app", secs(10));
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(
@@ -630,7 +652,11 @@ fn wait_for_http_needs_a_2xx() {
     let (fake, arn) = setup();
     let port = app_server(vec![503, 503, 200]);
     let url = format!("http://127.0.0.1:{port}/ready");
-    let mut s = Sidecar::spawn(&args(&["-wait-for-http", &url]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(
+        BIN,
+        &args(&["-wait-for-http", &url]),
+        &base_env(&fake.url()),
+    );
     s.expect_log("answered HTTP 503", secs(10));
     s.expect_log("the app is up", secs(10));
     s.expect_log("blocking until SIGTERM", secs(10));
@@ -645,7 +671,8 @@ fn wait_for_timeout_exits_1_without_registering() {
     let (fake, _arn) = setup();
     let port = app_server(vec![500]);
     let url = format!("http://127.0.0.1:{port}/");
-    let (code, out) = run_to_exit(
+    let (code, out) = Sidecar::run_to_exit(
+        BIN,
         &args(&["-wait-for-http", &url, "-wait-for-timeout", "1200ms"]),
         &base_env(&fake.url()),
     );
@@ -657,9 +684,13 @@ fn wait_for_timeout_exits_1_without_registering() {
 #[test]
 fn signal_while_waiting_for_the_app_exits_0() {
     let (fake, _arn) = setup();
-    let port = common::sidecar::free_port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut s = Sidecar::spawn(&args(&["-wait-for-tcp", &addr]), &base_env(&fake.url()));
+    let mut s = Sidecar::spawn(
+        BIN,
+        &args(&["-wait-for-tcp", &addr]),
+        &base_env(&fake.url()),
+    );
     s.expect_log("waiting for the app", secs(10));
     s.term();
     assert_eq!(s.wait_exit(secs(10)), 0);

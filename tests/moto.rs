@@ -11,18 +11,19 @@
 //! `moto_server` (or `$MOTO_SERVER`) and `python3` (or `$PYTHON`) with boto3 must be
 //! installed: when they are missing these tests fail, they never pass without moto.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use common::BIN;
+use fake_aws::process::{base_env, free_port, Sidecar};
+use fake_aws::REGION;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_k8s-nlb-registrator-sidecar");
-const REGION: &str = "us-east-1";
 const TARGET: &str = "10.0.1.5";
 
 fn root() -> &'static Path {
@@ -71,13 +72,6 @@ fn python_command(program: &Path) -> Command {
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true");
     cmd
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("cannot bind 127.0.0.1:0")
-        .port()
 }
 
 /// A moto_server of our own, killed (whole process group) when dropped, even on panic.
@@ -259,144 +253,21 @@ impl Drop for Moto {
 
 const TEST_CREDS: (&str, &str) = ("test", "test");
 
-/// The sidecar as a child process with a cleared environment; stderr read line by
-/// line in a thread. Killed when dropped if it is still running.
-struct Sidecar {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: String,
-    exited: Option<ExitStatus>,
+/// The sidecar with a cleared environment pointed at `moto` only.
+fn spawn(moto: &Moto, creds: (&str, &str), args: &[&str]) -> Sidecar {
+    let mut env = base_env(&moto.endpoint());
+    env.insert("AWS_ACCESS_KEY_ID".into(), creds.0.into());
+    env.insert("AWS_SECRET_ACCESS_KEY".into(), creds.1.into());
+    Sidecar::spawn(BIN, args, &env)
 }
 
-impl Sidecar {
-    fn spawn(moto: &Moto, creds: (&str, &str), args: &[&str]) -> Sidecar {
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AWS_ACCESS_KEY_ID", creds.0)
-            .env("AWS_SECRET_ACCESS_KEY", creds.1)
-            .env("AWS_REGION", REGION)
-            .env("AWS_ENDPOINT_URL", moto.endpoint())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("sidecar: {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Sidecar {
-            child,
-            lines,
-            stderr: String::new(),
-            exited: None,
-        }
-    }
-
-    /// Waits until a stderr line contains `needle`; panics with the log so far if not.
-    fn wait_for_line(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.contains(needle);
-                    self.stderr.push_str(&line);
-                    self.stderr.push('\n');
-                    if found {
-                        return;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no {needle:?} on stderr after {timeout:?}:\n{}",
-                        self.stderr
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "sidecar closed stderr ({:?}) before {needle:?}:\n{}",
-                    self.child.try_wait(),
-                    self.stderr
-                ),
-            }
-        }
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!(
-                "the sidecar exited ({status}) before SIGTERM:\n{}",
-                self.stderr
-            );
-        }
-    }
-
-    fn sigterm(&self) {
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM): {}", std::io::Error::last_os_error());
-    }
-
-    /// Waits for the exit (killing it after `timeout`) and for the rest of stderr;
-    /// returns the exit code and the whole stderr.
-    fn wait_exit(&mut self, timeout: Duration) -> (i32, String) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                self.drain_stderr(Instant::now() + Duration::from_secs(2));
-                panic!(
-                    "the sidecar did not exit within {timeout:?}; killed it:\n{}",
-                    self.stderr
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        self.exited = Some(status);
-        self.drain_stderr(Instant::now() + Duration::from_secs(5));
-        let code = status.code().unwrap_or_else(|| {
-            panic!(
-                "the sidecar died from a signal ({status}):\n{}",
-                self.stderr
-            )
-        });
-        (code, self.stderr.clone())
-    }
-
-    fn drain_stderr(&mut self, deadline: Instant) {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.stderr.push_str(&line);
-                    self.stderr.push('\n');
-                }
-                Err(_) => return,
-            }
-        }
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Panics with the output if the sidecar is no longer running.
+fn assert_running(sidecar: &mut Sidecar) {
+    assert!(
+        sidecar.running(),
+        "the sidecar exited before SIGTERM:\n{}",
+        sidecar.output()
+    );
 }
 
 fn tg_arn(setup: &Value, name: &str) -> String {
@@ -432,7 +303,7 @@ fn end_to_end_register_healthy_sigterm_deregister() {
         "{setup}"
     );
 
-    let mut sidecar = Sidecar::spawn(
+    let mut sidecar = spawn(
         &moto,
         TEST_CREDS,
         &[
@@ -444,18 +315,20 @@ fn end_to_end_register_healthy_sigterm_deregister() {
             "200ms",
         ],
     );
-    sidecar.wait_for_line("all targets are healthy", 10 * SECOND);
+    sidecar.expect_log("all targets are healthy", 10 * SECOND);
     assert!(
-        sidecar.stderr.contains("registered target 10.0.1.5") && sidecar.stderr.contains("my-tg"),
+        sidecar.output().contains("registered target 10.0.1.5")
+            && sidecar.output().contains("my-tg"),
         "{}",
-        sidecar.stderr
+        sidecar.output()
     );
     // The group's own port, since neither the group nor -target-port gives one.
     assert_eq!(moto.targets(&arn), healthy(8080));
-    sidecar.assert_running();
+    assert_running(&mut sidecar);
 
-    sidecar.sigterm();
-    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    sidecar.term();
+    let code = sidecar.wait_exit(10 * SECOND);
+    let stderr = sidecar.output();
     assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
     for needle in [
         "received SIGTERM",
@@ -491,7 +364,7 @@ fn several_target_groups_with_ports() {
     let [a, b, c, d] = ["a", "b", "c", "d"].map(|n| tg_arn(&setup, n));
     let c_with_port = format!("{c}:7070");
 
-    let mut sidecar = Sidecar::spawn(
+    let mut sidecar = spawn(
         &moto,
         TEST_CREDS,
         &[
@@ -511,8 +384,8 @@ fn several_target_groups_with_ports() {
             "200ms",
         ],
     );
-    sidecar.wait_for_line("all targets are healthy", 10 * SECOND);
-    sidecar.assert_running();
+    sidecar.expect_log("all targets are healthy", 10 * SECOND);
+    assert_running(&mut sidecar);
     let groups = [a.as_str(), b.as_str(), c.as_str(), d.as_str()];
     assert_eq!(
         moto.targets_of(TEST_CREDS, &groups),
@@ -520,8 +393,9 @@ fn several_target_groups_with_ports() {
         "groups a:8080, b:9090, c (by ARN):7070, d (-target-port):6060"
     );
 
-    sidecar.sigterm();
-    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    sidecar.term();
+    let code = sidecar.wait_exit(10 * SECOND);
+    let stderr = sidecar.output();
     assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
     assert_eq!(
         moto.targets_of(TEST_CREDS, &groups),
@@ -574,7 +448,7 @@ fn signature_checking_mode() {
     assert_eq!(moto.targets_as(good, &arn), vec![]);
 
     // 1. The real key pair: the whole lifecycle is accepted.
-    let mut sidecar = Sidecar::spawn(
+    let mut sidecar = spawn(
         &moto,
         good,
         &[
@@ -586,11 +460,12 @@ fn signature_checking_mode() {
             "200ms",
         ],
     );
-    sidecar.wait_for_line("all targets are healthy", 10 * SECOND);
-    sidecar.assert_running();
+    sidecar.expect_log("all targets are healthy", 10 * SECOND);
+    assert_running(&mut sidecar);
     assert_eq!(moto.targets_as(good, &arn), healthy(8080));
-    sidecar.sigterm();
-    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    sidecar.term();
+    let code = sidecar.wait_exit(10 * SECOND);
+    let stderr = sidecar.output();
     assert_eq!(code, 0, "exit code with the right key; stderr:\n{stderr}");
     for needle in [
         "resolved 1 target group(s) by name",
@@ -604,12 +479,13 @@ fn signature_checking_mode() {
 
     // 2. A wrong secret: refused at the first call, exit 1 at once, nothing registered.
     let started = Instant::now();
-    let mut sidecar = Sidecar::spawn(
+    let mut sidecar = spawn(
         &moto,
         (&key_id, "wrong-secret"),
         &["-target-group-name", "my-tg", "-target-id", TARGET],
     );
-    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    let code = sidecar.wait_exit(10 * SECOND);
+    let stderr = sidecar.output();
     let took = started.elapsed();
     assert_eq!(code, 1, "exit code with a wrong secret; stderr:\n{stderr}");
     assert!(stderr.contains("SignatureDoesNotMatch"), "{stderr}");
@@ -619,12 +495,13 @@ fn signature_checking_mode() {
 
     // 3. Allowed to describe but not to register: AccessDenied, not retried, exit 1.
     let started = Instant::now();
-    let mut sidecar = Sidecar::spawn(
+    let mut sidecar = spawn(
         &moto,
         (&ro_key_id, &ro_secret),
         &["-target-group-name", "my-tg", "-target-id", TARGET],
     );
-    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    let code = sidecar.wait_exit(10 * SECOND);
+    let stderr = sidecar.output();
     let took = started.elapsed();
     assert_eq!(
         code, 1,
@@ -647,7 +524,7 @@ fn unknown_target_group_name() {
     let arn = tg_arn(&setup, "my-tg");
 
     let started = Instant::now();
-    let mut sidecar = Sidecar::spawn(
+    let mut sidecar = spawn(
         &moto,
         TEST_CREDS,
         &[
@@ -659,7 +536,8 @@ fn unknown_target_group_name() {
             TARGET,
         ],
     );
-    let (code, stderr) = sidecar.wait_exit(10 * SECOND);
+    let code = sidecar.wait_exit(10 * SECOND);
+    let stderr = sidecar.output();
     let took = started.elapsed();
     assert_eq!(code, 1, "exit code; stderr:\n{stderr}");
     assert!(stderr.contains("TargetGroupNotFound"), "{stderr}");

@@ -13,8 +13,9 @@
 
 mod common;
 
-use common::fake::FakeAws;
-use common::sidecar::{base_env, run_to_exit, Sidecar};
+use common::BIN;
+use fake_aws::process::{base_env, Sidecar};
+use fake_aws::FakeAws;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -187,7 +188,7 @@ fn with(mut env: BTreeMap<String, String>, vars: &[(&str, &str)]) -> BTreeMap<St
 
 /// Register, block, SIGTERM, deregister; returns exit code and output.
 fn lifecycle(env: &BTreeMap<String, String>) -> (i32, String) {
-    let mut s = Sidecar::spawn(&args(&[]), env);
+    let mut s = Sidecar::spawn(BIN, &args(&[]), env);
     s.expect_log("blocking until SIGTERM", secs(10));
     s.term();
     let code = s.wait_exit(secs(10));
@@ -196,7 +197,7 @@ fn lifecycle(env: &BTreeMap<String, String>) -> (i32, String) {
 
 /// A start that cannot reach the endpoint: gives up after a second.
 fn unreachable_start(env: &BTreeMap<String, String>) -> (i32, String) {
-    run_to_exit(&args(&["-register-timeout", "1s"]), env)
+    Sidecar::run_to_exit(BIN, &args(&["-register-timeout", "1s"]), env)
 }
 
 #[test]
@@ -335,7 +336,8 @@ fn a_malformed_proxy_url_is_a_configuration_error() {
             "all_proxy: not a proxy URL",
         ),
     ] {
-        let (code, out) = run_to_exit(&args(&[]), &with(env.clone(), &[(var, value)]));
+        let (code, out) =
+            Sidecar::run_to_exit(BIN, &args(&[]), &with(env.clone(), &[(var, value)]));
         assert_eq!(code, 2, "{var}={value}:\n{out}");
         assert_eq!(out.trim().lines().count(), 1, "{out}");
         assert!(out.contains(says), "{var}={value}: {out}");

@@ -7,10 +7,8 @@
 //! be given in NLB_STATIC_BIN). Without root the test fails loudly; set
 //! NLB_SKIP_ROOT_TESTS=1 to turn the failure into a loud warning.
 
-mod common;
-
-use common::fake::FakeAws;
-use common::sidecar::{base_env, Sidecar, TempDir};
+use fake_aws::process::{base_env, Sidecar, TempDir};
+use fake_aws::FakeAws;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -88,7 +86,7 @@ fn static_binary_runs_a_lifecycle_in_an_empty_root() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("chroot(8) from coreutils");
-    let mut s = Sidecar::spawn_program(
+    let mut s = Sidecar::spawn(
         chroot,
         &[
             &dir,
@@ -154,7 +152,7 @@ fn aarch64_static_binary_runs_a_lifecycle_under_qemu() {
     let fake = FakeAws::start();
     let arn = fake.add_target_group("tg", 80);
     let bin = bin.to_string_lossy().into_owned();
-    let mut s = Sidecar::spawn_program(
+    let mut s = Sidecar::spawn(
         qemu,
         &[
             &bin,

@@ -3,15 +3,12 @@
 
 mod common;
 
-use common::fake::{http_request, FakeAws, Fault};
-use common::sidecar::{base_env, free_port, Sidecar};
+use common::BIN;
+use fake_aws::process::{base_env, free_port, secs, Sidecar};
+use fake_aws::{http_request, FakeAws, Fault};
 use std::time::{Duration, Instant};
 
 const IP: &str = "10.0.0.6";
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 fn get(port: u16, path: &str) -> (u16, String) {
     match http_request::<&str, &str>(port, "GET", path, &[], b"") {
@@ -64,7 +61,7 @@ fn spawn(fake: &FakeAws, port: u16, extra: &[&str]) -> Sidecar {
         &addr,
     ];
     a.extend_from_slice(extra);
-    Sidecar::spawn(&a, &base_env(&fake.url()))
+    Sidecar::spawn(BIN, &a, &base_env(&fake.url()))
 }
 
 #[test]

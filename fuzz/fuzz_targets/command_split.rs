@@ -1,10 +1,12 @@
 //! Hook command splitting, through our own code path:
 //! `config::parse(["-pre-register-command", INPUT, ...valid flags])`.
 //!
-//! Invariants: a command whose words shlex can split is accepted with
-//! exactly those words; one it cannot split (or that is empty, or whose
-//! program name is the empty word, as in `''`) is refused
-//! with an error, never a panic; blank input means no hook.
+//! Invariants: a command whose words shlex can split is accepted: with
+//! exactly those words when it is plain, as `/bin/sh -c COMMAND` when it
+//! uses a shell operator outside quotes (and then it has such an operator
+//! word or character); one shlex cannot split (or that is empty, or whose
+//! program name is the empty word, as in `''`) is refused with an error,
+//! never a panic; blank input means no hook.
 #![no_main]
 
 use k8s_nlb_registrator_sidecar::config::{self, Action};
@@ -35,7 +37,23 @@ fuzz_target!(|data: &[u8]| {
             None => assert!(text.trim().is_empty(), "command {text:?} dropped"),
             Some(h) => {
                 assert!(!h.argv.is_empty());
-                assert_eq!(Some(&h.argv), expected.as_ref(), "argv differs from shlex");
+                let words = expected.as_ref().expect("accepted a command shlex cannot split");
+                match config::shell_operator(text) {
+                    Some(op) => {
+                        assert_eq!(h.argv, [config::SHELL, "-c", text], "shell form");
+                        assert_eq!(h.shell_syntax(), Some(op));
+                        // The operator survives shlex somewhere: outside
+                        // quotes it is (part of) a word.
+                        assert!(
+                            words.iter().any(|w| w.contains(op)),
+                            "{op:?} found in {text:?} but not in its words {words:?}"
+                        );
+                    }
+                    None => {
+                        assert_eq!(&h.argv, words, "argv differs from shlex");
+                        assert_eq!(h.shell_syntax(), None);
+                    }
+                }
             }
         },
         Ok(other) => panic!("unexpected {other:?}"),

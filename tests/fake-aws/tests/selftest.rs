@@ -1,9 +1,7 @@
-//! Tests of the fake AWS server in tests/common/fake.rs, with a tiny std-only
-//! HTTP client and the fake's own SigV4 signer.
+//! Tests of the fake AWS server, with its tiny std-only HTTP client and its
+//! own SigV4 signer.
 
-mod common;
-
-use common::fake::*;
+use fake_aws::*;
 use std::io::{BufReader, Read};
 use std::net::TcpStream;
 use std::thread;

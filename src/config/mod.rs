@@ -1,0 +1,1019 @@
+//! Command line and environment: Go's flag syntax, kept compatible with the
+//! original program, and an `NLB_*` variable for every flag.
+//!
+//! Go's `flag` package spells long flags with one dash (`-target-id x`) and
+//! also accepts two (`--target-id=x`); booleans take no separate value
+//! (`-wait-in-service=false`). lexopt parses the double-dash form, so a
+//! first pass rewrites `-name` to `--name` for every argument in a *flag*
+//! position (a value such as `-pre-register-command -x` is left alone,
+//! because the flag table knows which flags take one). Then lexopt does
+//! the parsing and its errors name the flag.
+//!
+//! One table ([`flags`]) describes every flag: the reader, the `NLB_*`
+//! variable names, the defaults and `-h` all come from it. [`value`] holds
+//! the parsers of single values, [`hosts`] the `/etc/hosts` reader.
+//!
+//! Precedence: a flag beats its `NLB_*` variable, which beats the default.
+//! `-target-id` falls back to `POD_IP`, then to the pod's own line in
+//! `/etc/hosts` (found by the caller-supplied detector, so parsing stays pure).
+
+mod flags;
+mod hosts;
+mod value;
+
+pub use flags::{env_name, usage};
+pub use hosts::pod_ip_from_hosts;
+pub use value::{shell_operator, MAX_DURATION, SHELL};
+
+use crate::env::Env;
+#[cfg(test)]
+use flags::FLAGS;
+use flags::{default_of, Parsed, Raw};
+use std::ffi::OsString;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+use value::{
+    parse_bool, parse_command, parse_duration, parse_group_arn, parse_group_name, parse_host_port,
+    parse_http_url, parse_log_level, parse_port, parse_text,
+};
+
+/// How a target group is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRef {
+    /// By name (resolved with DescribeTargetGroups).
+    Name(String),
+    /// By ARN.
+    Arn(String),
+}
+
+impl fmt::Display for GroupRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GroupRef::Name(n) | GroupRef::Arn(n) => f.write_str(n),
+        }
+    }
+}
+
+/// One target group to register in, with its own port if given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// The group.
+    pub group: GroupRef,
+    /// Port of the target in this group (`NAME:PORT`), else `-target-port`.
+    pub port: Option<u16>,
+}
+
+/// A hook command: argv (already split) and timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// Which flag it came from, e.g. `pre-register`.
+    pub name: &'static str,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// How long it may run.
+    pub timeout: Duration,
+}
+
+impl Hook {
+    /// The shell operator that makes this hook run as `/bin/sh -c COMMAND`,
+    /// or `None` for a plain command run directly.
+    pub fn shell_syntax(&self) -> Option<&'static str> {
+        match self.argv.as_slice() {
+            [sh, c, cmd] if sh == SHELL && c == "-c" => shell_operator(cmd),
+            _ => None,
+        }
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Target groups (at least one).
+    pub groups: Vec<GroupSpec>,
+    /// The target's IP.
+    pub target_id: String,
+    /// Where `target_id` came from (flag, variable, /etc/hosts), for the log.
+    pub target_id_source: String,
+    /// Default port.
+    pub target_port: Option<u16>,
+    /// AvailabilityZone of the target.
+    pub availability_zone: Option<String>,
+    /// Region given by flag or `NLB_REGION`.
+    pub region: Option<String>,
+    /// Wait for healthy.
+    pub wait_in_service: bool,
+    /// Health wait timeout.
+    pub wait_in_service_timeout: Duration,
+    /// Health poll interval.
+    pub health_poll_interval: Duration,
+    /// Registration retry window.
+    pub register_timeout: Duration,
+    /// Deregistration retry window.
+    pub deregister_timeout: Duration,
+    /// Wait for draining to end.
+    pub wait_drained: bool,
+    /// Draining wait timeout.
+    pub wait_drained_timeout: Duration,
+    /// Pre-register hook.
+    pub pre_register: Option<Hook>,
+    /// Post-register hook.
+    pub post_register: Option<Hook>,
+    /// Post-deregister hook.
+    pub post_deregister: Option<Hook>,
+    /// Status listener address.
+    pub status_addr: Option<String>,
+    /// Wait for this TCP address before registering.
+    pub wait_for_tcp: Option<String>,
+    /// Wait for this URL before registering.
+    pub wait_for_http: Option<String>,
+    /// Timeout of the wait-for checks.
+    pub wait_for_timeout: Duration,
+    /// Log level given by flag or variable.
+    pub log_level: Option<String>,
+    /// After deregistering, wait until no new connection to the target
+    /// port has been accepted for this long (`-drain-quiet-period`).
+    pub drain_quiet_period: Option<Duration>,
+    /// Address of the listener that serves `/lb-health` alone.
+    pub lb_health_addr: Option<String>,
+}
+
+impl Config {
+    /// The hooks that are set, in the order they run.
+    pub fn hooks(&self) -> impl Iterator<Item = &Hook> {
+        [
+            &self.pre_register,
+            &self.post_register,
+            &self.post_deregister,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// Refuses at start a hook written in shell syntax when the image has no
+/// `/bin/sh` (`has_shell`, checked by the caller): it could never run as
+/// meant.
+///
+/// # Errors
+/// A [`ConfigError`] naming the hook's flag and the operator.
+pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
+    if has_shell {
+        return Ok(());
+    }
+    match cfg.hooks().find_map(|h| h.shell_syntax().map(|op| (h.name, op))) {
+        Some((name, op)) => err(format!(
+            "-{name}-command uses shell syntax ({op}) and needs {SHELL}, which this image does not have: \
+             use an image with a shell, or a command without shell operators"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Run the sidecar.
+    Run(Box<Config>),
+    /// Print usage and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// A usage error: one line naming the flag or variable and the bad value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: String) -> Result<T, ConfigError> {
+    Err(ConfigError(msg))
+}
+
+/// Parses the arguments (without the program name) and the environment.
+///
+/// `detect_ip` is called only when no target id is given by flag,
+/// `NLB_TARGET_ID` or `POD_IP`; it returns the pod's IP or a reason.
+///
+/// # Errors
+/// A [`ConfigError`] naming the flag or variable and the bad value.
+pub fn parse(
+    args: Vec<OsString>,
+    env: &dyn Env,
+    detect_ip: &mut dyn FnMut() -> Result<String, String>,
+) -> Result<Action, ConfigError> {
+    match flags::read_args(args)? {
+        Parsed::Help => Ok(Action::Help),
+        Parsed::Version => Ok(Action::Version),
+        Parsed::Flags(raw) => {
+            let settings = Settings { raw: &raw, env };
+            resolve(&settings, detect_ip).map(|c| Action::Run(Box::new(c)))
+        }
+    }
+}
+
+/// Where settings are looked up: the flags given, then the environment.
+struct Settings<'a> {
+    raw: &'a Raw,
+    env: &'a dyn Env,
+}
+
+/// A value parser: `(where it came from, value)`.
+type ParseFn<T> = fn(&str, &str) -> Result<T, ConfigError>;
+
+impl Settings<'_> {
+    /// The flag's last value, else its `NLB_*` variable, with a label
+    /// naming where it came from.
+    fn lookup(&self, name: &str) -> Option<(String, String)> {
+        if let Some(v) = self.raw.last(name) {
+            return Some((v.to_owned(), format!("-{name}")));
+        }
+        let var = env_name(name);
+        self.env.var(&var).map(|v| (v, var))
+    }
+
+    /// A setting that may be absent; an empty value counts as absent.
+    fn optional<T>(&self, name: &str, parse: ParseFn<T>) -> Result<Option<T>, ConfigError> {
+        match self.lookup(name).filter(|(v, _)| !v.is_empty()) {
+            Some((v, from)) => parse(&from, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A setting with a default in the flag table.
+    fn with_default<T>(&self, name: &str, parse: ParseFn<T>) -> Result<T, ConfigError> {
+        match self.lookup(name) {
+            Some((v, from)) => parse(&from, &v),
+            None => parse(&format!("the default of -{name}"), default_of(name)),
+        }
+    }
+
+    fn duration(&self, name: &str) -> Result<Duration, ConfigError> {
+        self.with_default(name, parse_duration)
+    }
+
+    fn boolean(&self, name: &str) -> Result<bool, ConfigError> {
+        self.with_default(name, parse_bool)
+    }
+
+    /// A hook: its command (absent when blank) and its timeout.
+    fn hook(
+        &self,
+        name: &'static str,
+        command_flag: &str,
+        timeout_flag: &str,
+    ) -> Result<Option<Hook>, ConfigError> {
+        let timeout = self.duration(timeout_flag)?;
+        match self
+            .lookup(command_flag)
+            .filter(|(v, _)| !v.trim().is_empty())
+        {
+            None => Ok(None),
+            Some((v, from)) => Ok(Some(Hook {
+                name,
+                argv: parse_command(&from, &v)?,
+                timeout,
+            })),
+        }
+    }
+
+    /// The target groups: names and ARNs add up; for each, the flags
+    /// (repeatable) beat its own comma-separated variable.
+    fn groups(&self) -> Result<Vec<GroupSpec>, ConfigError> {
+        const SOURCES: [(&str, ParseFn<GroupSpec>); 2] = [
+            ("target-group-name", parse_group_name),
+            ("target-group-arn", parse_group_arn),
+        ];
+        let mut groups = Vec::new();
+        for (name, parse_one) in SOURCES {
+            let flags = self.raw.all(name);
+            let (from, lists) = if !flags.is_empty() {
+                (
+                    format!("-{name}"),
+                    flags.into_iter().map(str::to_owned).collect(),
+                )
+            } else {
+                let var = env_name(name);
+                let list: Vec<String> = self.env.var(&var).into_iter().collect();
+                (var, list)
+            };
+            for list in &lists {
+                for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    groups.push(parse_one(&from, item)?);
+                }
+            }
+        }
+        check_groups(&groups)?;
+        Ok(groups)
+    }
+
+    /// The target's IP and where it came from: flag or variable, `POD_IP`,
+    /// then the detector.
+    fn target_id(
+        &self,
+        detect_ip: &mut dyn FnMut() -> Result<String, String>,
+    ) -> Result<(String, String), ConfigError> {
+        if self.raw.last("target-id").map(str::trim) == Some("") {
+            return err(
+                "empty value for -target-id: give the pod IP, or leave the flag out to use POD_IP"
+                    .into(),
+            );
+        }
+        let (id, from) = match self.lookup("target-id").filter(|(v, _)| !v.is_empty()) {
+            Some(found) => found,
+            None => match self.env.var("POD_IP") {
+                Some(v) => (v, "POD_IP".to_owned()),
+                None => match detect_ip() {
+                    Ok(ip) => (ip, "/etc/hosts".to_owned()),
+                    Err(why) => {
+                        return err(format!(
+                            "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
+                             detecting it from /etc/hosts failed: {why}"
+                        ))
+                    }
+                },
+            },
+        };
+        if id.trim().parse::<IpAddr>().is_err() {
+            return err(format!(
+                "invalid target id {id:?} from {from}: must be an IP address (ip target groups)"
+            ));
+        }
+        Ok((id.trim().to_owned(), from))
+    }
+
+    /// `-health-poll-interval`, at least 10ms.
+    fn health_poll_interval(&self) -> Result<Duration, ConfigError> {
+        let name = "health-poll-interval";
+        let d = self.duration(name)?;
+        if d < Duration::from_millis(10) {
+            let from = self
+                .lookup(name)
+                .map(|(_, from)| from)
+                .unwrap_or_else(|| format!("-{name}"));
+            return err(format!(
+                "{from} {} is too short: at least 10ms",
+                humantime::format_duration(d)
+            ));
+        }
+        Ok(d)
+    }
+}
+
+impl Settings<'_> {
+    /// `-drain-quiet-period` (0 is off): shorter than
+    /// `-wait-drained-timeout`, which bounds it, and with a port known for
+    /// every group (a group given by ARN has none until one is given).
+    fn drain_quiet_period(&self, mut c: Config) -> Result<Config, ConfigError> {
+        let name = "drain-quiet-period";
+        let Some(d) = self
+            .optional(name, parse_duration)?
+            .filter(|d| !d.is_zero())
+        else {
+            return Ok(c);
+        };
+        let from = self
+            .lookup(name)
+            .map(|(_, from)| from)
+            .unwrap_or_else(|| format!("-{name}"));
+        if d >= c.wait_drained_timeout {
+            return err(format!(
+                "{from} {} can never end within -wait-drained-timeout {}, which bounds it: \
+                 raise -wait-drained-timeout",
+                humantime::format_duration(d),
+                humantime::format_duration(c.wait_drained_timeout)
+            ));
+        }
+        let arn_without_port = c.groups.iter().find(|g| {
+            matches!(g.group, GroupRef::Arn(_)) && g.port.is_none() && c.target_port.is_none()
+        });
+        if let Some(g) = arn_without_port {
+            return err(format!(
+                "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
+                g.group
+            ));
+        }
+        c.drain_quiet_period = Some(d);
+        Ok(c)
+    }
+}
+
+/// At least one group, none twice.
+fn check_groups(groups: &[GroupSpec]) -> Result<(), ConfigError> {
+    if groups.is_empty() {
+        return err(
+            "no target group: set -target-group-name or -target-group-arn (or NLB_TARGET_GROUP_NAME / NLB_TARGET_GROUP_ARN)"
+                .into(),
+        );
+    }
+    for (i, g) in groups.iter().enumerate() {
+        if groups[..i].contains(g) {
+            return err(format!("target group {} is given twice", g.group));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the configuration. Fields are checked in the order written, so
+/// the first bad setting is the one reported.
+fn resolve(
+    s: &Settings<'_>,
+    detect_ip: &mut dyn FnMut() -> Result<String, String>,
+) -> Result<Config, ConfigError> {
+    let groups = s.groups()?;
+    let (target_id, target_id_source) = s.target_id(detect_ip)?;
+    Ok(Config {
+        groups,
+        target_id,
+        target_id_source,
+        target_port: s.optional("target-port", parse_port)?,
+        pre_register: s.hook(
+            "pre-register",
+            "pre-register-command",
+            "pre-register-timeout",
+        )?,
+        post_register: s.hook(
+            "post-register",
+            "post-register-command",
+            "post-register-timeout",
+        )?,
+        post_deregister: s.hook(
+            "post-deregister",
+            "post-deregister-command",
+            "post-deregister-timeout",
+        )?,
+        status_addr: s.optional("status-addr", parse_host_port)?,
+        wait_for_tcp: s.optional("wait-for-tcp", parse_host_port)?,
+        wait_for_http: s.optional("wait-for-http", parse_http_url)?,
+        // No default applied: without the flag, RUST_LOG decides.
+        log_level: s.optional("log-level", parse_log_level)?,
+        health_poll_interval: s.health_poll_interval()?,
+        availability_zone: s.optional("target-availability-zone", parse_text)?,
+        region: s.optional("region", parse_text)?,
+        wait_in_service: s.boolean("wait-in-service")?,
+        wait_in_service_timeout: s.duration("wait-in-service-timeout")?,
+        register_timeout: s.duration("register-timeout")?,
+        deregister_timeout: s.duration("deregister-timeout")?,
+        wait_drained: s.boolean("wait-drained")?,
+        wait_drained_timeout: s.duration("wait-drained-timeout")?,
+        wait_for_timeout: s.duration("wait-for-timeout")?,
+        drain_quiet_period: None,
+        lb_health_addr: s.optional("lb-health-addr", parse_host_port)?,
+    })
+    .and_then(|c| s.drain_quiet_period(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        crate::env::test_env(pairs)
+    }
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    fn no_detect() -> impl FnMut() -> Result<String, String> {
+        || Err("no hosts file here".to_string())
+    }
+
+    fn run(a: &[&str], e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        match parse(args(a), &env(e), &mut no_detect())? {
+            Action::Run(c) => Ok(*c),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn go_syntax_forms() {
+        for form in [
+            &["-target-group-name", "tg", "-target-id", "10.0.0.1"][..],
+            &["-target-group-name=tg", "-target-id=10.0.0.1"],
+            &["--target-group-name", "tg", "--target-id", "10.0.0.1"],
+            &["--target-group-name=tg", "--target-id=10.0.0.1"],
+        ] {
+            let c = run(form, &[]).unwrap();
+            assert_eq!(
+                c.groups,
+                vec![GroupSpec {
+                    group: GroupRef::Name("tg".into()),
+                    port: None
+                }]
+            );
+            assert_eq!(c.target_id, "10.0.0.1");
+            assert!(c.wait_in_service);
+            assert_eq!(c.wait_in_service_timeout, Duration::from_secs(300));
+            assert_eq!(c.pre_register, None);
+        }
+    }
+
+    #[test]
+    fn booleans_and_durations() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let with = |extra: &[&str]| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(extra);
+            run(&a, &[])
+        };
+        assert!(!with(&["-wait-in-service=false"]).unwrap().wait_in_service);
+        assert!(with(&["-wait-in-service"]).unwrap().wait_in_service);
+        assert!(with(&["--wait-drained"]).unwrap().wait_drained);
+        assert!(!with(&["-wait-drained=0"]).unwrap().wait_drained);
+        let e = with(&["-wait-in-service=maybe"]).unwrap_err();
+        assert!(
+            e.0.contains("maybe") && e.0.contains("-wait-in-service"),
+            "{e}"
+        );
+        let c = with(&[
+            "-wait-in-service-timeout",
+            "1m30s",
+            "-pre-register-timeout=300ms",
+        ])
+        .unwrap();
+        assert_eq!(c.wait_in_service_timeout, Duration::from_secs(90));
+        let c = with(&[
+            "-wait-in-service-timeout=5m0s",
+            "-deregister-timeout",
+            "1.5s",
+        ])
+        .unwrap();
+        assert_eq!(c.wait_in_service_timeout, Duration::from_secs(300));
+        assert_eq!(c.deregister_timeout, Duration::from_millis(1500));
+        let e = with(&["-deregister-timeout", "1000000000years"]).unwrap_err();
+        assert!(e.0.contains("too long"), "{e}");
+        let e = with(&["-wait-in-service-timeout", "forever"]).unwrap_err();
+        assert!(
+            e.0.contains("forever") && e.0.contains("-wait-in-service-timeout"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn values_starting_with_a_dash_are_values() {
+        let c = run(
+            &[
+                "-target-group-name",
+                "tg",
+                "-target-id",
+                "10.0.0.1",
+                "-pre-register-command",
+                "-x --y",
+            ],
+            &[],
+        );
+        // "-x --y" is one argument: the command, split into words.
+        assert_eq!(c.unwrap().pre_register.unwrap().argv, vec!["-x", "--y"]);
+    }
+
+    #[test]
+    fn drain_quiet_period_and_lb_health_addr() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let with = |extra: &[&str], e: &[(&str, &str)]| {
+            let a: Vec<&str> = base.iter().chain(extra).copied().collect();
+            run(&a, e)
+        };
+        let c = with(&[], &[]).unwrap();
+        assert_eq!((c.drain_quiet_period, c.lb_health_addr), (None, None));
+        let c = with(
+            &[
+                "-drain-quiet-period",
+                "5s",
+                "-lb-health-addr",
+                "0.0.0.0:9091",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.drain_quiet_period, Some(Duration::from_secs(5)));
+        assert_eq!(c.lb_health_addr.as_deref(), Some("0.0.0.0:9091"));
+        let c = with(
+            &[],
+            &[
+                ("NLB_DRAIN_QUIET_PERIOD", "1m30s"),
+                ("NLB_LB_HEALTH_ADDR", "[::]:9091"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.drain_quiet_period, Some(Duration::from_secs(90)));
+        assert_eq!(c.lb_health_addr.as_deref(), Some("[::]:9091"));
+        // 0 is off.
+        assert_eq!(
+            with(&["-drain-quiet-period=0s"], &[])
+                .unwrap()
+                .drain_quiet_period,
+            None
+        );
+        let bad: &[(&[&str], &str)] = &[
+            (&["-drain-quiet-period", "soon"], "-drain-quiet-period"),
+            (&["-lb-health-addr", "9091"], "-lb-health-addr"),
+            (
+                &["-drain-quiet-period=5m"],
+                "-drain-quiet-period 5m can never end within -wait-drained-timeout 5m",
+            ),
+        ];
+        for (extra, want) in bad {
+            let e = with(extra, &[]).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra:?}: {e}");
+        }
+        // A group by ARN has no port until one is given.
+        let arn =
+            "arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/tg/0123456789abcdef";
+        let by_arn = |extra: &[&str]| {
+            let mut a = vec!["-target-group-arn", arn, "-target-id", "10.0.0.1"];
+            a.extend_from_slice(extra);
+            run(&a, &[])
+        };
+        let e = by_arn(&["-drain-quiet-period=5s"]).unwrap_err().to_string();
+        assert!(e.contains("give -target-port or ARN:PORT"), "{e}");
+        assert!(by_arn(&["-drain-quiet-period=5s", "-target-port=8080"]).is_ok());
+        let with_port = format!("{arn}:8080");
+        let a = [
+            "-target-group-arn",
+            &with_port,
+            "-target-id",
+            "10.0.0.1",
+            "-drain-quiet-period=5s",
+        ];
+        assert!(run(&a, &[]).is_ok());
+    }
+
+    #[test]
+    fn bad_usage_is_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["-nope"], "-nope"),
+            (&["-target-group-name"], "-target-group-name"),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "extra",
+                ],
+                "extra",
+            ),
+            (&["-target-group-name", "tg"], "no target id"),
+            (&["-target-id", "10.0.0.1"], "no target group"),
+            (
+                &["-target-group-name", "tg", "-target-id", "pod"],
+                "\"pod\"",
+            ),
+            (
+                &["-target-group-name", "tg:99999", "-target-id", "10.0.0.1"],
+                "99999",
+            ),
+            (
+                &["-target-group-name", "bad_name", "-target-id", "10.0.0.1"],
+                "bad_name",
+            ),
+            (
+                &["-target-group-arn", "arn:nope", "-target-id", "10.0.0.1"],
+                "arn:nope",
+            ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-target-port",
+                    "0",
+                ],
+                "-target-port",
+            ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-status-addr",
+                    "9090",
+                ],
+                "-status-addr",
+            ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-pre-register-command",
+                    "'open",
+                ],
+                "quotes",
+            ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-log-level",
+                    "loud",
+                ],
+                "loud",
+            ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-wait-for-http",
+                    "https://x",
+                ],
+                "http://",
+            ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                ],
+                "twice",
+            ),
+            (&["-x"], "-x"),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-wait-in-service",
+                    "false",
+                ],
+                "-wait-in-service=false",
+            ),
+            (
+                &["-target-group-name", "tg", "-target-id="],
+                "empty value for -target-id",
+            ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-health-poll-interval",
+                    "1ms",
+                ],
+                "-health-poll-interval 1ms",
+            ),
+        ];
+        for (a, needle) in cases {
+            let e = run(a, &[]).unwrap_err();
+            assert!(e.0.contains(needle), "{a:?}: {e}");
+            assert!(!e.0.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn env_fallbacks_and_precedence() {
+        let e = [
+            ("NLB_TARGET_GROUP_NAME", "a:8080, b"),
+            ("NLB_TARGET_ID", "10.0.0.9"),
+            ("POD_IP", "10.0.0.8"),
+            ("NLB_WAIT_IN_SERVICE", "false"),
+            ("NLB_TARGET_PORT", "9000"),
+            ("NLB_PRE_REGISTER_COMMAND", "echo 'hello world'"),
+            ("NLB_PRE_REGISTER_TIMEOUT", "2s"),
+        ];
+        let c = run(&[], &e).unwrap();
+        assert_eq!(
+            c.groups,
+            vec![
+                GroupSpec {
+                    group: GroupRef::Name("a".into()),
+                    port: Some(8080)
+                },
+                GroupSpec {
+                    group: GroupRef::Name("b".into()),
+                    port: None
+                }
+            ]
+        );
+        assert_eq!(c.target_id, "10.0.0.9");
+        assert_eq!(c.target_id_source, "NLB_TARGET_ID");
+        assert!(!c.wait_in_service);
+        assert_eq!(c.target_port, Some(9000));
+        let hook = c.pre_register.unwrap();
+        assert_eq!(hook.argv, vec!["echo", "hello world"]);
+        assert_eq!(hook.timeout, Duration::from_secs(2));
+
+        let c = run(
+            &[
+                "-target-group-name",
+                "z",
+                "-target-id",
+                "10.0.0.1",
+                "-wait-in-service",
+            ],
+            &e,
+        )
+        .unwrap();
+        assert_eq!(c.groups.len(), 1);
+        assert_eq!(c.target_id, "10.0.0.1");
+        assert!(c.wait_in_service);
+
+        let c = run(
+            &[],
+            &[("NLB_TARGET_GROUP_NAME", "a"), ("POD_IP", "10.0.0.8")],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.target_id.as_str(), c.target_id_source.as_str()),
+            ("10.0.0.8", "POD_IP")
+        );
+        let e = run(
+            &[],
+            &[
+                ("NLB_TARGET_GROUP_NAME", "a"),
+                ("POD_IP", "10.0.0.8"),
+                ("NLB_DEREGISTER_TIMEOUT", "x"),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.0.contains("NLB_DEREGISTER_TIMEOUT"), "{e}");
+    }
+
+    #[test]
+    fn groups_from_names_and_arns_add_up_whichever_side_they_come_from() {
+        let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/my-tg/73e2d6bc24d8a067";
+        let by_name = |n: &str| GroupSpec {
+            group: GroupRef::Name(n.into()),
+            port: None,
+        };
+        let by_arn = GroupSpec {
+            group: GroupRef::Arn(arn.into()),
+            port: None,
+        };
+        let id = ["-target-id", "10.0.0.1"];
+        let c = run(
+            &[&id[..], &["-target-group-name", "a"]].concat(),
+            &[("NLB_TARGET_GROUP_ARN", arn)],
+        )
+        .unwrap();
+        assert_eq!(c.groups, vec![by_name("a"), by_arn.clone()]);
+        let c = run(
+            &[&id[..], &["-target-group-arn", arn]].concat(),
+            &[("NLB_TARGET_GROUP_NAME", "b")],
+        )
+        .unwrap();
+        assert_eq!(c.groups, vec![by_name("b"), by_arn.clone()]);
+        // A flag still beats its own variable.
+        let c = run(
+            &[&id[..], &["-target-group-name", "a"]].concat(),
+            &[
+                ("NLB_TARGET_GROUP_NAME", "b"),
+                ("NLB_TARGET_GROUP_ARN", arn),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.groups, vec![by_name("a"), by_arn]);
+        // Errors name the variable a bad item came from.
+        let e = run(
+            &[&id[..], &["-target-group-name", "a"]].concat(),
+            &[("NLB_TARGET_GROUP_ARN", "arn:nope")],
+        )
+        .unwrap_err();
+        assert!(e.0.contains("NLB_TARGET_GROUP_ARN"), "{e}");
+    }
+
+    #[test]
+    fn hooks_in_shell_syntax_need_a_shell() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let c = run(
+            &[&base[..], &["-post-register-command", "a && b"]].concat(),
+            &[("NLB_PRE_REGISTER_COMMAND", "echo 'a && b'")],
+        )
+        .unwrap();
+        assert_eq!(c.pre_register.as_ref().unwrap().shell_syntax(), None);
+        let post = c.post_register.as_ref().unwrap();
+        assert_eq!(post.argv, vec!["/bin/sh", "-c", "a && b"]);
+        assert_eq!(post.shell_syntax(), Some("&&"));
+        assert_eq!(check_shell(&c, true), Ok(()));
+        let e = check_shell(&c, false).unwrap_err();
+        assert!(
+            e.0.contains("-post-register-command")
+                && e.0.contains("&&")
+                && e.0.contains("/bin/sh")
+                && !e.0.contains('\n'),
+            "{e}"
+        );
+        let plain = run(
+            &[&base[..], &["-pre-register-command", "true"]].concat(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(check_shell(&plain, false), Ok(()));
+    }
+
+    #[test]
+    fn arns_with_and_without_port() {
+        let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/my-tg/73e2d6bc24d8a067";
+        let c = run(
+            &[
+                "-target-group-arn",
+                arn,
+                "-target-group-arn",
+                &format!("{arn}:8443"),
+                "-target-id",
+                "10.0.0.1",
+            ],
+            &[],
+        );
+        // The same ARN twice with different ports is two registrations.
+        let c = c.unwrap();
+        assert_eq!(
+            c.groups[0],
+            GroupSpec {
+                group: GroupRef::Arn(arn.into()),
+                port: None
+            }
+        );
+        assert_eq!(
+            c.groups[1],
+            GroupSpec {
+                group: GroupRef::Arn(arn.into()),
+                port: Some(8443)
+            }
+        );
+        let c = run(
+            &[],
+            &[
+                ("NLB_TARGET_GROUP_ARN", &format!("{arn},{arn}:81")),
+                ("POD_IP", "fd00::5"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.groups.len(), 2);
+        assert_eq!(c.target_id, "fd00::5");
+    }
+
+    #[test]
+    fn detection_is_the_last_resort() {
+        let mut calls = 0;
+        let mut detect = || {
+            calls += 1;
+            Ok("10.1.2.3".to_string())
+        };
+        match parse(args(&["-target-group-name", "tg"]), &env(&[]), &mut detect).unwrap() {
+            Action::Run(c) => {
+                assert_eq!(c.target_id, "10.1.2.3");
+                assert_eq!(c.target_id_source, "/etc/hosts");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn help_and_version() {
+        for h in ["-h", "-help", "--help", "--h"] {
+            assert_eq!(
+                parse(args(&[h]), &env(&[]), &mut no_detect()).unwrap(),
+                Action::Help
+            );
+        }
+        assert_eq!(
+            parse(args(&["--version"]), &env(&[]), &mut no_detect()).unwrap(),
+            Action::Version
+        );
+        let u = usage("prog");
+        for f in FLAGS {
+            assert!(u.contains(&format!("-{}", f.name)));
+        }
+        assert!(u.contains("(default 5m)"));
+        assert!(u.contains("NLB_WAIT_IN_SERVICE_TIMEOUT"));
+    }
+
+    #[test]
+    fn hosts_file_detection() {
+        let hosts = "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+                     fe00::0\tip6-localnet\n10.244.1.17\tweb-6d4cf56db6-x2x9z\n";
+        assert_eq!(
+            pod_ip_from_hosts(hosts, "web-6d4cf56db6-x2x9z").as_deref(),
+            Some("10.244.1.17")
+        );
+        assert_eq!(pod_ip_from_hosts(hosts, "other"), None);
+        let sub = "10.0.0.7\tweb-0.web.default.svc.cluster.local\tweb-0\n";
+        assert_eq!(pod_ip_from_hosts(sub, "web-0").as_deref(), Some("10.0.0.7"));
+        assert_eq!(pod_ip_from_hosts("127.0.1.1 box\n", "box"), None);
+        assert_eq!(pod_ip_from_hosts("garbage line\n\n", "garbage"), None);
+        assert_eq!(pod_ip_from_hosts(hosts, ""), None);
+    }
+}

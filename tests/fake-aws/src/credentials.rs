@@ -1,0 +1,186 @@
+//! The credential endpoints: STS AssumeRoleWithWebIdentity, the container
+//! credentials endpoint (ECS / EKS Pod Identity) and IMDSv2.
+
+use crate::http::{Kind, Request, Response};
+use crate::routes::error_response;
+use crate::state::{AwsError, State, ALNUM};
+use crate::time::rfc3339;
+use crate::wire::{json_escape, param, xml_escape};
+use crate::{ACCOUNT_ID, IMDS_ROLE, REGION};
+use std::time::{Duration, SystemTime};
+
+impl State {
+    pub(crate) fn assume_role_with_web_identity(
+        &mut self,
+        params: &[(String, String)],
+        now: SystemTime,
+    ) -> Result<String, AwsError> {
+        if let Some(token) = param(params, "WebIdentityToken") {
+            self.web_identity_tokens.push(token.to_string());
+        }
+        match param(params, "Version") {
+            Some("2011-06-15") => {}
+            v => {
+                return Err(AwsError::new(
+                    400,
+                    "InvalidAction",
+                    format!(
+                        "Could not find operation AssumeRoleWithWebIdentity for version {}",
+                        v.unwrap_or("NO_VERSION_SPECIFIED")
+                    ),
+                ))
+            }
+        }
+        let role_arn = param(params, "RoleArn").ok_or_else(|| AwsError::null("roleArn"))?;
+        let role_name = role_arn.split_once(":role/").map(|(_, r)| r).unwrap_or("");
+        if !role_arn.starts_with("arn:aws:iam::") || role_name.is_empty() {
+            return Err(AwsError::validation(format!("{role_arn} is invalid")));
+        }
+        let session =
+            param(params, "RoleSessionName").ok_or_else(|| AwsError::null("roleSessionName"))?;
+        if !(2..=64).contains(&session.len())
+            || !session
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        {
+            return Err(AwsError::validation(format!(
+                "1 validation error detected: Value '{session}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+            )));
+        }
+        let token =
+            param(params, "WebIdentityToken").ok_or_else(|| AwsError::null("webIdentityToken"))?;
+        if token.is_empty() {
+            return Err(AwsError::new(
+                400,
+                "InvalidIdentityToken",
+                "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)",
+            ));
+        }
+        if let Some(d) = param(params, "DurationSeconds") {
+            if !matches!(d.parse::<u64>(), Ok(900..=43200)) {
+                return Err(AwsError::validation(format!(
+                    "1 validation error detected: Value '{d}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
+                )));
+            }
+        }
+        let role_name = role_name
+            .rsplit('/')
+            .next()
+            .unwrap_or(role_name)
+            .to_string();
+        let (akid, secret, session_token, expires) =
+            self.issue_credentials("ASIAFAKE", self.sts_lifetime, now);
+        Ok(format!(
+            "
+    <SubjectFromWebIdentityToken>system:serviceaccount:default:fake</SubjectFromWebIdentityToken>
+    <Audience>sts.amazonaws.com</Audience>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{session}</Arn>
+      <AssumedRoleId>AROAFAKEROLEID0000000:{session}</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <SessionToken>{token}</SessionToken>
+      <SecretAccessKey>{secret}</SecretAccessKey>
+      <Expiration>{expiration}</Expiration>
+      <AccessKeyId>{akid}</AccessKeyId>
+    </Credentials>
+    <Provider>arn:aws:iam::{ACCOUNT_ID}:oidc-provider/oidc.eks.{REGION}.amazonaws.com/id/FAKE0123456789ABCDEF</Provider>
+  ",
+            role = xml_escape(&role_name),
+            session = xml_escape(session),
+            token = xml_escape(&session_token),
+            secret = xml_escape(&secret),
+            expiration = rfc3339(expires),
+        ))
+    }
+
+    // --- container credentials and IMDS -------------------------------------
+
+    pub(crate) fn container(
+        &mut self,
+        req: &Request,
+        now: SystemTime,
+        request_id: &str,
+    ) -> Response {
+        if req.method != "GET" {
+            let e = AwsError::new(405, "MethodNotAllowed", "only GET is supported");
+            return error_response(Kind::Container, &e, request_id);
+        }
+        if let Some(expected) = &self.container_token {
+            if req.header("authorization") != Some(expected.as_str()) {
+                let e = AwsError::new(
+                    401,
+                    "AccessDenied",
+                    "Authorization token is missing or invalid",
+                );
+                return error_response(Kind::Container, &e, request_id);
+            }
+        }
+        let (akid, secret, token, expires) =
+            self.issue_credentials("ASIACONT", self.container_lifetime, now);
+        let body = format!(
+            "{{\"AccessKeyId\":\"{}\",\"SecretAccessKey\":\"{}\",\"Token\":\"{}\",\"AccountId\":\"{ACCOUNT_ID}\",\"Expiration\":\"{}\",\"RoleArn\":\"arn:aws:iam::{ACCOUNT_ID}:role/fake-pod-role\"}}",
+            json_escape(&akid),
+            json_escape(&secret),
+            json_escape(&token),
+            rfc3339(expires)
+        );
+        Response::new(200, "application/json", body.into_bytes())
+    }
+
+    pub(crate) fn imds(&mut self, req: &Request, now: SystemTime) -> Response {
+        let text =
+            |status: u16, body: &str| Response::new(status, "text/plain", body.as_bytes().to_vec());
+        if req.path == "/latest/api/token" {
+            if req.method != "PUT" {
+                return text(405, "Method Not Allowed");
+            }
+            if req.header("x-forwarded-for").is_some() {
+                return text(403, "Forbidden");
+            }
+            let ttl = match req
+                .header("x-aws-ec2-metadata-token-ttl-seconds")
+                .map(str::parse::<u64>)
+            {
+                Some(Ok(ttl @ 1..=21600)) => ttl,
+                _ => return text(400, "Bad Request"),
+            };
+            let token = format!("AQAEAFAKE{}==", self.random_string(48, ALNUM));
+            self.imds_tokens.retain(|(_, exp)| *exp > now);
+            self.imds_tokens
+                .push((token.clone(), now + Duration::from_secs(ttl)));
+            return text(200, &token)
+                .header("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", &ttl.to_string());
+        }
+        if req.method != "GET" {
+            return text(405, "Method Not Allowed");
+        }
+        let authorized = req
+            .header("x-aws-ec2-metadata-token")
+            .is_some_and(|t| self.imds_tokens.iter().any(|(k, exp)| k == t && *exp > now));
+        if !authorized {
+            return text(401, "Unauthorized");
+        }
+        let creds_path = "/latest/meta-data/iam/security-credentials";
+        let Some(rest) = req.path.strip_prefix(creds_path) else {
+            return text(404, "Not Found");
+        };
+        match rest.trim_end_matches('/') {
+            "" => text(200, IMDS_ROLE),
+            r if r.strip_prefix('/') == Some(IMDS_ROLE) => {
+                let (akid, secret, token, expires) =
+                    self.issue_credentials("ASIAIMDS", self.imds_lifetime, now);
+                let body = format!(
+                    "{{\n  \"Code\" : \"Success\",\n  \"LastUpdated\" : \"{}\",\n  \"Type\" : \"AWS-HMAC\",\n  \"AccessKeyId\" : \"{}\",\n  \"SecretAccessKey\" : \"{}\",\n  \"Token\" : \"{}\",\n  \"Expiration\" : \"{}\"\n}}",
+                    rfc3339(now),
+                    json_escape(&akid),
+                    json_escape(&secret),
+                    json_escape(&token),
+                    rfc3339(expires)
+                );
+                text(200, &body)
+            }
+            _ => text(404, "Not Found"),
+        }
+    }
+}
