@@ -13,7 +13,7 @@ use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::command;
 use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
-use k8s_nlb_registrator_sidecar::effects::SystemEffects;
+use k8s_nlb_registrator_sidecar::effects::{self, SystemEffects};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::lifecycle::{Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use k8s_nlb_registrator_sidecar::signals::{self, EventTimer};
@@ -119,9 +119,12 @@ impl log::Log for Guarded {
 }
 
 fn try_main() -> i32 {
-    // Signals first: before any other thread exists.
+    // Signals first: before any other thread exists. The status exists
+    // already (no thread), so a signal fails /lb-health at once.
     let (tx, rx) = channel();
-    if let Err(e) = signals::forward_signals(tx.clone()) {
+    let status = Status::new();
+    let for_signals = status.clone();
+    if let Err(e) = signals::forward_signals(tx.clone(), move || for_signals.begin_drain()) {
         return fail(
             EXIT_FAILURE,
             &format!("cannot install signal handlers: {e}"),
@@ -177,7 +180,12 @@ fn try_main() -> i32 {
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
 
-    let status = Status::new();
+    status.set_app_check(effects::lb_app_check(&cfg, transport.clone()));
+    if let Some(addr) = &cfg.lb_health_addr {
+        if let Err(e) = status::start_lb_health(addr, status.clone()) {
+            return fail(EXIT_USAGE, &e);
+        }
+    }
     if let Some(addr) = &cfg.status_addr {
         // A /drain answer waits for the whole shutdown at most.
         let drain_timeout = cfg.deregister_timeout

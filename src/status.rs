@@ -1,4 +1,5 @@
-//! The optional status listener: `/healthz`, `/readyz` and `/drain`.
+//! The optional status listener: `/healthz`, `/readyz`, `/drain` and
+//! `/lb-health` (see [`crate::lb_health`]; also alone on `-lb-health-addr`).
 //!
 //! Off unless `-status-addr` is set. Served by `tiny_http` on one thread
 //! (plus one short-lived thread per pending `/drain`, at most
@@ -19,11 +20,12 @@
 //! can take the pod out of the load balancer. Bind it to the pod IP, and
 //! see the README for limiting who can reach it.
 
+use crate::lb_health::{self, AppCheck, LbHealth};
 use crate::signals::{DrainResult, Event};
 use log::{debug, info, warn};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tiny_http::{Method, Response, Server};
 
@@ -35,6 +37,10 @@ pub const MAX_DRAIN_WAITERS: usize = 8;
 pub struct Status {
     ready: AtomicBool,
     drain_responses: AtomicUsize,
+    /// A drain request or a signal has come: `/lb-health` fails from then on.
+    draining: AtomicBool,
+    /// The `/lb-health` app check (none: follow the sidecar alone).
+    lb_health: OnceLock<LbHealth>,
 }
 
 impl Status {
@@ -54,6 +60,33 @@ impl Status {
     /// Current readiness.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Marks the first instant of a drain (a signal, a `/drain` request, or
+    /// the shutdown itself): `/lb-health` answers 503 from now on.
+    pub fn begin_drain(&self) {
+        if !self.draining.swap(true, Ordering::SeqCst) {
+            info!("/lb-health: failing from now on (drain begun)");
+        }
+    }
+
+    /// Whether a drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Sets the app check of `/lb-health`; only the first call counts.
+    pub fn set_app_check(&self, check: Option<AppCheck>) {
+        let _ = self.lb_health.set(LbHealth::new(check));
+    }
+
+    /// The answer to `GET /lb-health` at `now`.
+    pub fn lb_health(&self, now: Instant) -> lb_health::Answer {
+        let draining = self.is_draining();
+        match self.lb_health.get() {
+            Some(h) => h.answer(draining, now),
+            None => LbHealth::new(None).answer(draining, now),
+        }
     }
 
     /// Waits (up to `max`) until every `/drain` answer has been written,
@@ -89,6 +122,38 @@ pub fn start(
     Ok(())
 }
 
+/// Starts the listener of `-lb-health-addr`: `GET /lb-health` and
+/// nothing else, so the VPC can reach the health check without reaching
+/// `/drain`.
+///
+/// # Errors
+/// A one-line message when the address cannot be bound.
+pub fn start_lb_health(addr: &str, status: Arc<Status>) -> Result<(), String> {
+    let server =
+        Server::http(addr).map_err(|e| format!("cannot listen on -lb-health-addr {addr}: {e}"))?;
+    info!("lb-health listener on http://{addr} (/lb-health only)");
+    std::thread::Builder::new()
+        .name("lb-health".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let path = request.url().split('?').next().unwrap_or_default();
+                let answer = match (request.method(), path) {
+                    (Method::Get | Method::Head, "/lb-health") => lb_health_response(&status),
+                    (Method::Get | Method::Head, _) => text(404, "not found"),
+                    _ => text(405, "method not allowed"),
+                };
+                let _ = request.respond(answer);
+            }
+        })
+        .map_err(|e| format!("cannot start the lb-health listener: {e}"))?;
+    Ok(())
+}
+
+fn lb_health_response(status: &Status) -> Response<std::io::Cursor<Vec<u8>>> {
+    let a = status.lb_health(Instant::now());
+    text(a.code, &a.body)
+}
+
 fn text(code: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
     Response::from_string(format!("{body}\n")).with_status_code(code)
 }
@@ -112,6 +177,9 @@ fn serve(server: Server, status: Arc<Status>, events: Sender<Event>, drain_timeo
             "/healthz" => {
                 let _ = request.respond(text(200, "ok"));
             }
+            "/lb-health" => {
+                let _ = request.respond(lb_health_response(&status));
+            }
             "/readyz" => {
                 let _ = request.respond(if status.is_ready() {
                     text(200, "ready")
@@ -125,6 +193,7 @@ fn serve(server: Server, status: Arc<Status>, events: Sender<Event>, drain_timeo
             }
             "/drain" => {
                 info!("received a drain request");
+                status.begin_drain();
                 if waiters.fetch_add(1, Ordering::SeqCst) >= MAX_DRAIN_WAITERS {
                     waiters.fetch_sub(1, Ordering::SeqCst);
                     let _ = request.respond(text(429, "too many drain requests waiting"));

@@ -231,7 +231,12 @@ impl Lifecycle<'_> {
             Err(e) => return self.wait_blind(period, deadline, &e),
         };
         info!(
-            "waiting until no new connection to port {ports:?} for {} (drain quiet period)",
+            "waiting until no new connection to port {} for {} (drain quiet period)",
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             humantime::format_duration(period)
         );
         let mut warned = false;

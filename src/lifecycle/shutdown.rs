@@ -98,6 +98,7 @@ impl Lifecycle<'_> {
     /// answers the drain requests; returns whether every target is out.
     fn shutdown(&mut self) -> bool {
         self.clock.set_shielded(true);
+        self.status.begin_drain();
         self.status.set_ready(false);
         self.absorb_events();
         let deadline = self.clock.now() + self.cfg.deregister_timeout;
