@@ -105,8 +105,10 @@ fn connect(addr: SocketAddr) -> bool {
     true
 }
 
-/// One rolling update of one pod, with `quiet` as `-drain-quiet-period`.
-fn rollout(quiet: Option<&str>) -> (Figures, String) {
+/// One rolling update of one pod, with `quiet` as `-drain-quiet-period`;
+/// `health_checks` false: the load balancer does not check `/lb-health`
+/// (only the lag after DeregisterTargets stops it).
+fn rollout(quiet: Option<&str>, health_checks: bool) -> (Figures, String) {
     let fake = FakeAws::start();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let app_addr = listener.local_addr().unwrap();
@@ -171,7 +173,8 @@ fn rollout(quiet: Option<&str>) -> (Figures, String) {
         // Health checks of /lb-health.
         scope.spawn(|| {
             let mut failures = 0;
-            while !stop.load(Ordering::SeqCst) && !unhealthy.load(Ordering::SeqCst) {
+            while health_checks && !stop.load(Ordering::SeqCst) && !unhealthy.load(Ordering::SeqCst)
+            {
                 if get(lb_port, "/lb-health").0 == 200 {
                     failures = 0;
                 } else {
@@ -272,7 +275,7 @@ fn report(label: &str, f: &Figures) {
 
 #[test]
 fn quiet_period_drops_no_connection_and_without_it_some_are_refused() {
-    let (on, log) = rollout(Some("1s"));
+    let (on, log) = rollout(Some("1s"), true);
     report("with -drain-quiet-period 1s", &on);
     for line in log
         .lines()
@@ -289,11 +292,29 @@ fn quiet_period_drops_no_connection_and_without_it_some_are_refused() {
     assert!(log.contains("drain quiet period reached"), "{log}");
     assert!(log.contains("/lb-health: failing from now on"), "{log}");
 
-    let (off, log) = rollout(None);
+    let (off, log) = rollout(None, true);
     report("without -drain-quiet-period", &off);
     assert_eq!(off.drain_answer.0, 200, "{log}");
     assert!(
         off.dropped_after_drain > 0,
         "without the quiet period connections must be refused: {off:?}"
     );
+}
+
+#[test]
+fn quiet_period_alone_covers_the_load_balancers_lag() {
+    // No health check on /lb-health: the load balancer sends new
+    // connections for the whole lag after DeregisterTargets.
+    let (on, log) = rollout(Some("1s"), false);
+    report("with -drain-quiet-period 1s, no /lb-health check", &on);
+    assert_eq!(on.drain_answer.0, 200, "{log}");
+    assert_eq!(on.dropped, 0, "{on:?}\n{log}");
+    assert_eq!(on.stopped_by, "deregistration lag over");
+    // Held past the whole lag.
+    assert!(on.drain_held >= LAG, "{on:?}");
+
+    let (off, log) = rollout(None, false);
+    report("without -drain-quiet-period, no /lb-health check", &off);
+    assert_eq!(off.drain_answer.0, 200, "{log}");
+    assert!(off.dropped_after_drain > 0, "{off:?}");
 }
