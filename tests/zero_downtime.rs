@@ -105,6 +105,52 @@ fn connect(addr: SocketAddr) -> bool {
     true
 }
 
+/// Starts the sidecar and waits until it is ready; returns it with its
+/// status and lb-health ports. A port picked free can be taken by another
+/// process's connection before the sidecar binds it: then it tries again.
+fn start_sidecar(fake: &FakeAws, app_addr: SocketAddr, quiet: Option<&str>) -> (Sidecar, u16, u16) {
+    for _ in 0..3 {
+        let (status_port, lb_port) = (free_port(), free_port());
+        let status_addr = format!("127.0.0.1:{status_port}");
+        let lb_addr = format!("127.0.0.1:{lb_port}");
+        let wait_for = app_addr.to_string();
+        let mut args = vec![
+            "-target-group-name",
+            "tg",
+            "-target-id",
+            IP,
+            "-health-poll-interval",
+            "50ms",
+            "-status-addr",
+            &status_addr,
+            "-lb-health-addr",
+            &lb_addr,
+            "-wait-for-tcp",
+            &wait_for,
+            "-wait-drained-timeout",
+            "20s",
+        ];
+        if let Some(q) = quiet {
+            args.extend_from_slice(&["-drain-quiet-period", q]);
+        }
+        let mut sidecar = Sidecar::spawn(BIN, &args, &base_env(&fake.url()));
+        let end = Instant::now() + secs(20);
+        loop {
+            if get(status_port, "/readyz").0 == 200 {
+                return (sidecar, status_port, lb_port);
+            }
+            if !sidecar.running() {
+                let out = sidecar.output();
+                assert!(out.contains("Address already in use"), "exited:\n{out}");
+                break;
+            }
+            assert!(Instant::now() < end, "never ready:\n{}", sidecar.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("no free ports for the sidecar in 3 tries");
+}
+
 /// One rolling update of one pod, with `quiet` as `-drain-quiet-period`;
 /// `health_checks` false: the load balancer does not check `/lb-health`
 /// (only the lag after DeregisterTargets stops it).
@@ -120,35 +166,7 @@ fn rollout(quiet: Option<&str>, health_checks: bool) -> (Figures, String) {
         std::thread::spawn(move || app(listener, open))
     };
 
-    let (status_port, lb_port) = (free_port(), free_port());
-    let status_addr = format!("127.0.0.1:{status_port}");
-    let lb_addr = format!("127.0.0.1:{lb_port}");
-    let wait_for = app_addr.to_string();
-    let mut args = vec![
-        "-target-group-name",
-        "tg",
-        "-target-id",
-        IP,
-        "-health-poll-interval",
-        "50ms",
-        "-status-addr",
-        &status_addr,
-        "-lb-health-addr",
-        &lb_addr,
-        "-wait-for-tcp",
-        &wait_for,
-        "-wait-drained-timeout",
-        "20s",
-    ];
-    if let Some(q) = quiet {
-        args.extend_from_slice(&["-drain-quiet-period", q]);
-    }
-    let mut sidecar = Sidecar::spawn(BIN, &args, &base_env(&fake.url()));
-    let end = Instant::now() + secs(20);
-    while get(status_port, "/readyz").0 != 200 {
-        assert!(Instant::now() < end, "never ready:\n{}", sidecar.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut sidecar, status_port, lb_port) = start_sidecar(&fake, app_addr, quiet);
     assert_eq!(get(lb_port, "/lb-health"), (200, "ok\n".into()));
     // The lb-health listener serves nothing else: the VPC cannot drain.
     assert_eq!(get(lb_port, "/drain").0, 404);
@@ -258,6 +276,13 @@ fn rollout(quiet: Option<&str>, health_checks: bool) -> (Figures, String) {
 }
 
 fn report(label: &str, f: &Figures) {
+    // For scripts/bench: label, sent, dropped, /drain held (s).
+    println!(
+        "ZERO_DOWNTIME\t{label}\t{}\t{}\t{:.2}",
+        f.sent,
+        f.dropped,
+        f.drain_held.as_secs_f64()
+    );
     println!(
         "zero-downtime {label}: sent {}, served {}, dropped {} ({} after /drain answered); \
          /drain held {:.2}s ({} {}); data plane stopped by: {} ({:.2}s after DeregisterTargets)",
@@ -276,7 +301,7 @@ fn report(label: &str, f: &Figures) {
 #[test]
 fn quiet_period_drops_no_connection_and_without_it_some_are_refused() {
     let (on, log) = rollout(Some("1s"), true);
-    report("with -drain-quiet-period 1s", &on);
+    report("/lb-health check + -drain-quiet-period 1s", &on);
     for line in log
         .lines()
         .filter(|l| l.contains("quiet period") || l.contains("lb-health"))
@@ -293,7 +318,7 @@ fn quiet_period_drops_no_connection_and_without_it_some_are_refused() {
     assert!(log.contains("/lb-health: failing from now on"), "{log}");
 
     let (off, log) = rollout(None, true);
-    report("without -drain-quiet-period", &off);
+    report("/lb-health check, no quiet period", &off);
     assert_eq!(off.drain_answer.0, 200, "{log}");
     assert!(
         off.dropped_after_drain > 0,
@@ -306,7 +331,7 @@ fn quiet_period_alone_covers_the_load_balancers_lag() {
     // No health check on /lb-health: the load balancer sends new
     // connections for the whole lag after DeregisterTargets.
     let (on, log) = rollout(Some("1s"), false);
-    report("with -drain-quiet-period 1s, no /lb-health check", &on);
+    report("no /lb-health check, -drain-quiet-period 1s", &on);
     assert_eq!(on.drain_answer.0, 200, "{log}");
     assert_eq!(on.dropped, 0, "{on:?}\n{log}");
     assert_eq!(on.stopped_by, "deregistration lag over");
@@ -314,7 +339,7 @@ fn quiet_period_alone_covers_the_load_balancers_lag() {
     assert!(on.drain_held >= LAG, "{on:?}");
 
     let (off, log) = rollout(None, false);
-    report("without -drain-quiet-period, no /lb-health check", &off);
+    report("neither", &off);
     assert_eq!(off.drain_answer.0, 200, "{log}");
     assert!(off.dropped_after_drain > 0, "{off:?}");
 }
