@@ -64,6 +64,8 @@ fn drain_answers_once_no_new_connection_came_for_the_period() {
     w.at(2000, Event::Signal(15));
     assert_eq!(w.run(&quiet_config(2000)), EXIT_OK);
     assert_eq!(rx.try_recv().unwrap(), Ok("deregistered".into()));
+    // /lb-health has failed since the drain began.
+    assert!(w.status.is_draining());
     // The last connection opened at 1002.95 s; quiet for 2 s from then.
     let reads = reads.borrow();
     assert_eq!(reads.first(), Some(&Duration::from_secs(1000)));
