@@ -17,6 +17,7 @@
 //! The decision is pure ([`LbHealth::answer`] takes the time and whether a
 //! drain has begun); the app check is a closure given by the caller.
 
+use log::{info, warn};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,14 @@ impl LbHealth {
                 Some((at, r)) if now.saturating_duration_since(*at) < CACHE_FOR => r.clone(),
                 _ => {
                     let r = check();
+                    // Logged on a change only: health checks come every few seconds.
+                    match (&r, last.as_ref().map(|(_, was)| was.is_ok())) {
+                        (Err(why), None | Some(true)) => {
+                            warn!("/lb-health: the app is not up: {why}")
+                        }
+                        (Ok(()), Some(false)) => info!("/lb-health: the app is up again"),
+                        _ => {}
+                    }
                     *last = Some((now, r.clone()));
                     r
                 }
@@ -91,14 +100,15 @@ impl LbHealth {
             // A check panicked while holding the lock: check without the cache.
             Err(_) => check(),
         };
+        // The reason stays in the log: this answer may reach the whole VPC.
         match result {
             Ok(()) => Answer {
                 code: 200,
                 body: "ok".into(),
             },
-            Err(why) => Answer {
+            Err(_) => Answer {
                 code: 503,
-                body: format!("app not up: {why}"),
+                body: "app not up".into(),
             },
         }
     }
@@ -150,7 +160,7 @@ mod tests {
         // A second later: checked again, the app is down.
         let a = h.answer(false, ms(1000));
         assert_eq!(a.code, 503);
-        assert_eq!(a.body, "app not up: 127.0.0.1:8080: connection refused");
+        assert_eq!(a.body, "app not up");
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         // A drain answers 503 at once, without running the check.
         up.store(1, Ordering::SeqCst);

@@ -90,7 +90,7 @@ fn a_second_signal_does_not_cut_the_wait_short() {
     let mut cfg = quiet_config(2000);
     cfg.post_deregister = Some(hook("post-deregister"));
     assert_eq!(w.run(&cfg), EXIT_OK);
-    assert_eq!(w.clock.t, Duration::from_millis(1_004_950));
+    assert_eq!(w.clock.t(), Duration::from_millis(1_004_950));
     // The post-deregister hook runs after the quiet wait.
     assert_eq!(w.effects.hooks, ["post-deregister"]);
 }
@@ -120,7 +120,7 @@ fn without_a_table_the_period_is_a_fixed_wait() {
     let mut w = world();
     w.at(1000, Event::Signal(15));
     assert_eq!(w.run(&quiet_config(3000)), EXIT_OK);
-    assert_eq!(w.clock.t, Duration::from_secs(1003));
+    assert_eq!(w.clock.t(), Duration::from_secs(1003));
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn the_groups_port_is_watched_when_the_target_has_none() {
         // The fake DescribeTargetGroups gives port 80.
         cfg.target_port = None;
         assert_eq!(w.run(&cfg), EXIT_OK);
-        assert_eq!(w.clock.t, Duration::from_millis(ends_at), "port {port}");
+        assert_eq!(w.clock.t(), Duration::from_millis(ends_at), "port {port}");
     }
 }
 
@@ -157,12 +157,12 @@ fn off_by_default_and_nothing_to_wait_for_when_nothing_was_deregistered() {
     );
     w.at(1000, Event::Signal(15));
     assert_eq!(w.run(&config(&["a"])), EXIT_OK);
-    assert_eq!(w.clock.t, Duration::from_secs(1000));
+    assert_eq!(w.clock.t(), Duration::from_secs(1000));
     assert!(reads.borrow().is_empty());
 
     // A signal before registering: nothing to deregister, no wait.
     let mut w = world();
     w.at(0, Event::Signal(15));
     assert_eq!(w.run(&quiet_config(2000)), EXIT_OK);
-    assert_eq!(w.clock.t, Duration::ZERO);
+    assert_eq!(w.clock.t(), Duration::ZERO);
 }
