@@ -386,6 +386,15 @@ def check_sidecar(where, spec, c, init):
     if host.strip("[]") in ("127.0.0.1", "localhost", "::1"):
         problem(w, f"status address {addr} is loopback: kubelet probes come from the node")
     status_port = int(port)
+    # /lb-health alone, for the target group's health check from the VPC: a
+    # port of its own, reachable from outside the pod.
+    lb = flags.get("lb-health-addr")
+    if lb:
+        lb_host, _, lb_port = lb.rpartition(":")
+        if lb_host.strip("[]") in ("127.0.0.1", "localhost", "::1"):
+            problem(w, f"lb-health address {lb} is loopback: the load balancer's health checks come from the VPC")
+        if lb_port.isdigit() and int(lb_port) == status_port:
+            problem(w, "lb-health address on the status port: it needs a port of its own")
     probes = {}
     for name, h in handlers(c):
         if "httpGet" in h:
