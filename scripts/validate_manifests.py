@@ -152,6 +152,7 @@ def problem(where, msg):
 FLAGS = {
     "target-group-name": "value", "target-group-arn": "value", "target-id": "value",
     "target-port": "value", "target-availability-zone": "value", "region": "value",
+    "role-arn": "value", "role-external-id": "value", "role-session-name": "value",
     "wait-in-service": "bool", "wait-in-service-timeout": "duration",
     "health-poll-interval": "duration", "deregister-timeout": "duration",
     "register-timeout": "duration",
