@@ -275,7 +275,7 @@ fn a_failing_base_layer_is_named() {
     let (fake, _arn) = fake_with_role();
     fake.script(
         "AssumeRoleWithWebIdentity",
-        vec![Fault::Error(400, "InvalidIdentityToken")],
+        vec![Fault::Error(403, "AccessDenied")],
     );
     let dir = TempDir::new("xacct-base-fails");
     std::fs::write(dir.path("token"), "tok").unwrap();
@@ -283,7 +283,7 @@ fn a_failing_base_layer_is_named() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(
-            "base credentials from web identity (IRSA): AssumeRoleWithWebIdentity failed: InvalidIdentityToken"
+            "base credentials from web identity (IRSA): AssumeRoleWithWebIdentity failed: AccessDenied"
         ),
         "{out}"
     );
@@ -297,6 +297,24 @@ fn a_failing_base_layer_is_named() {
     );
     assert_eq!(fake.count("AssumeRole"), 0);
     assert_eq!(fake.count("RegisterTargets"), 0);
+}
+
+#[test]
+fn invalid_identity_token_is_retried_under_a_role_too() {
+    let (fake, arn) = fake_with_role();
+    fake.script(
+        "AssumeRoleWithWebIdentity",
+        vec![Fault::Error(400, "InvalidIdentityToken")],
+    );
+    let dir = TempDir::new("xacct-idp-rotation");
+    std::fs::write(dir.path("token"), "tok").unwrap();
+    let mut s = spawn(&role_args(&[]), &irsa_env(&fake, &dir.path("token")));
+    s.expect_log(BLOCKING_LINE, secs(15));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    assert_eq!(fake.count("AssumeRoleWithWebIdentity"), 2);
+    assert_eq!(fake.count("AssumeRole"), 1);
+    assert!(fake.registered(&arn).is_empty());
 }
 
 #[test]
@@ -366,4 +384,27 @@ fn no_role_secret_in_the_log_at_trace_level() {
         !out.contains(EXTERNAL_ID),
         "the external id is not logged:\n{out}"
     );
+}
+
+#[test]
+fn a_skewed_clock_is_corrected_at_assume_role() {
+    let (fake, arn) = fake_with_role();
+    // AWS's clock half an hour ahead: the first AssumeRole is refused.
+    fake.set_clock_offset(1800);
+    let mut s = spawn(&role_args(&[]), &base_env(&fake.url()));
+    s.expect_log(BLOCKING_LINE, secs(15));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    let calls = fake.requests_for("AssumeRole");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(
+        calls[0].auth_error.as_deref(),
+        Some("SignatureDoesNotMatch")
+    );
+    assert!(calls[1].auth_error.is_none() && calls[1].signature_ok);
+    // Every ELBv2 call, the first included, is signed with AWS's time.
+    let elb = elb_requests(&fake);
+    assert!(elb.iter().all(|r| r.auth_error.is_none()), "{elb:?}");
+    assert!(s.output().contains("AWS's clock is"), "{}", s.output());
 }

@@ -8,15 +8,22 @@
 //! short when the clock reports an event; a request already on the wire is
 //! not (it ends at its timeout), which is what lets the caller order a
 //! DeregisterTargets after a RegisterTargets that may have landed.
+//!
+//! Every request of an attempt, the credentials fetch included, ends by the
+//! call's deadline: its timeout is cut to the time left (`Bounded`),
+//! so a held STS or metadata endpoint cannot stretch a shutdown past
+//! `-deregister-timeout`. The one attempt always made, even past the
+//! deadline, gets [`MIN_CALL_TIMEOUT`].
 
 use super::credentials::assume_role::{Role, RoleLayer, Upstream};
 use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
-use super::error::{is_expired_credentials, is_retryable, Error};
-use super::http::{HttpResponse, Transport};
+use super::error::{is_expired_credentials, is_retryable, Error, TransportKind};
+use super::http::{HttpRequest, HttpResponse, Transport};
 use super::query::{self, Action, Service, CALL_TIMEOUT};
 use super::retry::Backoff;
 use super::sign::{sign, ToSign};
+use super::skew::{self, Offset};
 use crate::clock::Clock;
 use crate::env::Env;
 use log::{debug, warn};
@@ -24,8 +31,9 @@ use std::time::{Duration, Instant};
 
 pub use super::query::WithId;
 
-/// Least overall timeout of a signed request, even when the deadline is
-/// closer (or past, for the one attempt always made).
+/// Least time an attempt gets for all its requests (credentials fetch and
+/// signed request), even when the deadline is closer (or past, for the one
+/// attempt always made).
 pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long and how often a call may be tried.
@@ -118,6 +126,12 @@ pub struct Client<T: Transport> {
     /// With a role: the base layer and how to assume the role with it.
     role: Option<RoleLayer>,
     backoff: Backoff,
+    /// AWS's clock minus ours, learnt from a clock skew answer; added to
+    /// the wall clock for every signature.
+    clock_offset: Offset,
+    /// The last signed answer's `Date` header (AWS's time) and our
+    /// wall-clock time when it arrived.
+    last_date: Option<(std::time::SystemTime, std::time::SystemTime)>,
 }
 
 impl<T: Transport> Client<T> {
@@ -129,6 +143,8 @@ impl<T: Transport> Client<T> {
             settings,
             cache: Cache::default(),
             backoff: Backoff::default(),
+            clock_offset: Offset::default(),
+            last_date: None,
         }
     }
 
@@ -138,13 +154,16 @@ impl<T: Transport> Client<T> {
     }
 
     /// When cached temporary credentials should be refreshed ahead of need
-    /// (with a role, the earlier of its layers).
+    /// (with a role, the earlier of its layers). On the local clock: AWS's
+    /// expiry less the learnt clock offset.
     pub fn refresh_due(&self) -> Option<std::time::SystemTime> {
+        let to_local = self.clock_offset.reversed();
         let base = self.role.as_ref().and_then(RoleLayer::base_refresh_due);
-        match (self.cache.refresh_due(), base) {
+        let due = match (self.cache.refresh_due(), base) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        due.map(|due| to_local.apply(due))
     }
 
     /// Makes sure valid credentials are cached, fetching them (with
@@ -157,8 +176,8 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        self.retrying("credentials", false, budget, clock, |c, clock| {
-            c.credentials(clock).map(|_| ())
+        self.retrying("credentials", false, budget, clock, |c, clock, until| {
+            c.credentials(clock, until).map(|_| ())
         })
     }
 
@@ -175,12 +194,18 @@ impl<T: Transport> Client<T> {
         if matches!(self.settings.source, Source::Static(_)) && self.role.is_none() {
             return Ok(());
         }
-        let result = self.retrying("credentials refresh", false, budget, clock, |c, clock| {
-            c.fetch_credentials(clock.wall())
-                .map(|fresh| c.cache.store(fresh))
-        });
+        let result = self.retrying(
+            "credentials refresh",
+            false,
+            budget,
+            clock,
+            |c, clock, until| {
+                c.fetch_credentials(clock, until)
+                    .map(|fresh| c.cache.store(fresh))
+            },
+        );
         if let Err(e) = &result {
-            if self.cache.usable(clock.wall()) {
+            if self.cache.usable(self.clock_offset.apply(clock.wall())) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
             }
         }
@@ -199,68 +224,115 @@ impl<T: Transport> Client<T> {
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
         let form = action.form();
-        self.retrying(A::NAME, true, budget, clock, |c, clock| {
-            let resp = c.send_signed(A::NAME, A::SERVICE, &form, budget.deadline, clock)?;
+        self.retrying(A::NAME, true, budget, clock, |c, clock, until| {
+            let resp = c.send_signed(A::NAME, A::SERVICE, &form, until, clock)?;
             A::parse_response(resp.status, &resp.body)
         })
     }
 
-    fn credentials(&mut self, clock: &mut dyn Clock) -> Result<Credentials, Error> {
+    /// Valid credentials, fetched by `until` when none are cached or the
+    /// cached ones are due for a refresh. A refresh ahead of expiry, while
+    /// the cached credentials outlive the attempt, gets half the time left:
+    /// the other half is the call's, with the cached credentials if the
+    /// refresh fails.
+    fn credentials(&mut self, clock: &mut dyn Clock, until: Instant) -> Result<Credentials, Error> {
+        // Expiry times are AWS's: compare them with AWS's time.
+        let wall = self.clock_offset.apply(clock.wall());
         let Client {
             transport,
             settings,
             cache,
             role,
+            clock_offset,
             ..
         } = self;
-        let now = clock.wall();
+        let now = clock.now();
+        let left = until.saturating_duration_since(now);
+        let fetch_until = if cache.usable(wall + left) {
+            now + left / 2
+        } else {
+            until
+        };
+        let clock: &dyn Clock = clock;
+        let bounded = Bounded {
+            inner: &*transport,
+            until: fetch_until,
+            clock,
+        };
         match role {
-            None => cache.get(now, settings.source.name(), || {
-                providers::fetch(&settings.source, &settings.sts_url, transport)
+            None => cache.get(wall, settings.source.name(), || {
+                providers::fetch(&settings.source, &settings.sts_url, &bounded)
             }),
             // -role-arn: the role's credentials, assumed with the base layer's.
             Some(layer) => {
                 let label = layer.role().label();
-                cache.get(now, &label, || {
-                    layer.fetch(upstream(settings), transport, now, false)
-                })
+                let up = upstream(settings);
+                let result = cache.get(wall, &label, || layer.fetch(up, &bounded, wall, false));
+                // A clock skew answer to AssumeRole: sign with AWS's time
+                // from now on, and assume the role again once, at once.
+                let received = clock.wall();
+                let fix = match &result {
+                    Err(e) => skew::correction(e, layer.last_date(), received, *clock_offset),
+                    Ok(_) => None,
+                };
+                let Some(offset) = fix else {
+                    return result;
+                };
+                warn!("{offset}: signing AssumeRole again with AWS's time, and from now on");
+                *clock_offset = offset;
+                let wall = offset.apply(received);
+                cache.get(wall, &label, || layer.fetch(up, &bounded, wall, false))
             }
         }
     }
 
     /// Fetches the signing credentials anew (with a role: the base layer
-    /// too when its refresh is due).
-    fn fetch_credentials(&mut self, now: std::time::SystemTime) -> Result<Credentials, Error> {
+    /// too when its refresh is due), every request ending by `until`.
+    fn fetch_credentials(
+        &mut self,
+        clock: &dyn Clock,
+        until: Instant,
+    ) -> Result<Credentials, Error> {
+        let bounded = Bounded {
+            inner: &self.transport,
+            until,
+            clock,
+        };
         match &mut self.role {
-            None => providers::fetch(
-                &self.settings.source,
-                &self.settings.sts_url,
-                &self.transport,
-            ),
-            Some(layer) => layer.fetch(upstream(&self.settings), &self.transport, now, true),
+            None => providers::fetch(&self.settings.source, &self.settings.sts_url, &bounded),
+            Some(layer) => {
+                let wall = self.clock_offset.apply(clock.wall());
+                layer.fetch(upstream(&self.settings), &bounded, wall, true)
+            }
         }
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
-    /// or an event interrupts a backoff sleep. With `signed`, an
-    /// expired-credentials answer to `action` itself drops the cached
-    /// credentials and is retried once at once.
+    /// or an event interrupts a backoff sleep. Each attempt's requests must
+    /// end by the instant `op` is given: the deadline, or
+    /// [`MIN_CALL_TIMEOUT`] after the attempt starts when that is later.
+    /// With `signed`, an answer to `action` itself that says our clock is
+    /// off (see [`skew`]) sets the clock offset and is signed again once at
+    /// once, and an expired-credentials answer drops the cached credentials
+    /// and is retried once at once.
     fn retrying<R>(
         &mut self,
         action: &str,
         signed: bool,
         budget: Budget,
         clock: &mut dyn Clock,
-        mut op: impl FnMut(&mut Self, &mut dyn Clock) -> Result<R, Error>,
+        mut op: impl FnMut(&mut Self, &mut dyn Clock, Instant) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let mut attempts = 0u32;
         let mut retried_expired = false;
+        let mut retried_skew = false;
         loop {
             // The first attempt is always made, even past the deadline: a
             // shutdown that spent its budget on one target group still sends
             // one DeregisterTargets for each of the others.
             attempts += 1;
-            let err = match op(self, clock) {
+            let until = budget.deadline.max(clock.now() + MIN_CALL_TIMEOUT);
+            let err = match op(self, clock, until) {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
@@ -269,6 +341,25 @@ impl<T: Transport> Client<T> {
             // fetching credentials) it is about the web identity token, and
             // the cached credentials must survive it.
             let own_answer = matches!(&err, Error::Aws { action: a, .. } if signed && a == action);
+            // A clock skew answer: sign with AWS's time from now on, and
+            // sign this call again once, at once (the SDKs retry it too; no
+            // backoff: the cause is known and fixed). Past the deadline the
+            // offset is still kept for the calls that follow.
+            let fix = match self.last_date {
+                Some((server, received)) if own_answer => {
+                    skew::correction(&err, Some(server), received, self.clock_offset)
+                }
+                _ => None,
+            };
+            if let Some(offset) = fix {
+                self.clock_offset = offset;
+                if !retried_skew && clock.now() < budget.deadline {
+                    warn!("{err}; {offset}: signing again with AWS's time, and from now on");
+                    retried_skew = true;
+                    continue;
+                }
+                warn!("{offset}: later calls sign with AWS's time");
+            }
             if own_answer
                 && is_expired_credentials(&err)
                 && !retried_expired
@@ -298,19 +389,19 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Sends the action `name` of `service` with parameters `form` once, signed.
+    /// Sends the action `name` of `service` with parameters `form` once,
+    /// signed, the credentials fetch (if any) and the request ending by `until`.
     fn send_signed(
         &mut self,
         name: &str,
         service: Service,
         form: &[(String, String)],
-        deadline: Instant,
+        until: Instant,
         clock: &mut dyn Clock,
     ) -> Result<HttpResponse, Error> {
-        let creds = self.credentials(clock)?;
-        let left = deadline.saturating_duration_since(clock.now());
-        let timeout = CALL_TIMEOUT.min(left.max(MIN_CALL_TIMEOUT));
-        let mut req = query::request(self.settings.url(service), form, timeout);
+        self.last_date = None;
+        let creds = self.credentials(clock, until)?;
+        let mut req = query::request(self.settings.url(service), form, CALL_TIMEOUT);
         let signed = sign(
             ToSign {
                 method: req.method,
@@ -321,11 +412,18 @@ impl<T: Transport> Client<T> {
             &creds,
             &self.settings.region,
             service.signing_name(),
-            clock.wall(),
+            self.clock_offset.apply(clock.wall()),
         )?;
         req.headers.extend(signed);
         let started = clock.now();
-        let resp = self.transport.send(name, &req)?;
+        let resp = Bounded {
+            inner: &self.transport,
+            until,
+            clock,
+        }
+        .send(name, &req)?;
+        let server = resp.date.as_deref().and_then(skew::parse_http_date);
+        self.last_date = server.map(|server| (server, clock.wall()));
         debug!(
             "{name} -> HTTP {} in {} ms",
             resp.status,
@@ -335,12 +433,40 @@ impl<T: Transport> Client<T> {
     }
 }
 
+/// A transport whose requests end by `until`: each request's timeout is
+/// cut to the time left, and none is sent once `until` has passed.
+struct Bounded<'a, T> {
+    inner: &'a T,
+    until: Instant,
+    clock: &'a dyn Clock,
+}
+
+impl<T: Transport> Transport for Bounded<'_, T> {
+    fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        let left = self.until.saturating_duration_since(self.clock.now());
+        if left >= req.timeout {
+            return self.inner.send(action, req);
+        }
+        if left.is_zero() {
+            return Err(Error::Transport {
+                action: action.to_owned(),
+                url: req.url.clone(),
+                kind: TransportKind::Timeout,
+                detail: "not sent: the step's deadline has passed".into(),
+            });
+        }
+        let mut req = req.clone();
+        req.timeout = left;
+        self.inner.send(action, &req)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::aws::credentials::Secret;
     use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, RegisterTargets, Target};
-    use crate::aws::testing::{ok, status, FakeClock, Scripted};
+    use crate::aws::testing::{dated, ok, status, FakeClock, Scripted};
 
     fn settings(source: Source) -> Settings {
         Settings {
@@ -542,6 +668,285 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    fn web_identity_source(dir: &std::path::Path) -> Source {
+        std::fs::create_dir_all(dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "a-token").unwrap();
+        Source::WebIdentity {
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            token_file: token_file.to_string_lossy().into_owned(),
+            session_name: "s".into(),
+        }
+    }
+
+    const STS_OK: &[u8] = include_bytes!("../../tests/data/assume_role_with_web_identity.xml");
+    const STS_INVALID_TOKEN: &[u8] =
+        include_bytes!("../../tests/data/sts_invalid_identity_token.xml");
+
+    #[test]
+    fn invalid_identity_token_is_retried_with_backoff() {
+        let dir = std::env::temp_dir().join(format!("nlb-iit-{}", std::process::id()));
+        let s = Scripted::new([
+            status(400, STS_INVALID_TOKEN),
+            status(400, STS_INVALID_TOKEN),
+            ok(STS_OK),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(web_identity_source(&dir)));
+        let mut t = FakeClock::new();
+        c.call(
+            &RegisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        assert_eq!(s.seen.borrow().len(), 4);
+        assert_eq!(
+            t.slept,
+            vec![Duration::from_millis(100), Duration::from_millis(200)]
+        );
+        // At start (no signed call yet) too, and within the deadline only.
+        let s = Scripted::new((0..100).map(|_| status(400, STS_INVALID_TOKEN)));
+        let mut c = Client::new(&s, settings(web_identity_source(&dir)));
+        let mut t = FakeClock::new();
+        let e = c
+            .ensure_credentials(Budget::until(t.now() + Duration::from_secs(10)), &mut t)
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Deadline { attempts, .. } if attempts > 3),
+            "{e:?}"
+        );
+        assert_eq!(e.aws_code(), Some("InvalidIdentityToken"));
+        assert!(t.elapsed <= Duration::from_secs(10));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn throttled_metadata_endpoints_are_retried_with_backoff() {
+        let creds_json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;
+        let too_many = b"Too Many Requests";
+        // The EKS Pod Identity agent / container endpoint.
+        let s = Scripted::new([
+            status(429, too_many),
+            status(503, b""),
+            ok(creds_json),
+            ok(REGISTERED),
+        ]);
+        let source = Source::Container {
+            url: "http://127.0.0.1:3/creds".into(),
+            token_file: None,
+            token: Some(Secret::new("container-token".into())),
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        c.ensure_credentials(Budget::until(t.now() + Duration::from_secs(20)), &mut t)
+            .unwrap();
+        assert_eq!(
+            t.slept,
+            vec![Duration::from_millis(100), Duration::from_millis(200)]
+        );
+        // IMDS: 429 on the token PUT and on the credentials GET.
+        let imds = include_bytes!("../../tests/data/imds_credentials.json");
+        let s = Scripted::new([
+            status(429, too_many),
+            ok(b"TOKEN"),
+            ok(b"role"),
+            status(429, too_many),
+            ok(b"TOKEN"),
+            ok(b"role"),
+            ok(imds),
+            ok(REGISTERED),
+        ]);
+        let source = Source::Imds {
+            endpoint: "http://127.0.0.1:4".into(),
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        c.call(
+            &RegisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        assert_eq!(s.seen.borrow().len(), 8);
+        assert_eq!(t.slept.len(), 2);
+        // Within the deadline only.
+        let s = Scripted::new((0..100).map(|_| status(429, too_many)));
+        let source = Source::Imds {
+            endpoint: "http://127.0.0.1:4".into(),
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        let e = c
+            .ensure_credentials(Budget::until(t.now() + Duration::from_secs(5)), &mut t)
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("HttpStatus429"), "{e:?}");
+        assert!(t.elapsed <= Duration::from_secs(5));
+    }
+
+    fn amz_date(req: &crate::aws::http::HttpRequest) -> String {
+        req.headers
+            .iter()
+            .find(|(k, _)| k == "x-amz-date")
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+
+    const SIGNATURE_EXPIRED: &[u8] = br#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>Signature expired: 20231114T221320Z is now earlier than 20231114T222320Z (20231114T223820Z - 15 min.)</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
+    // 25 minutes after the fake clock's 2023-11-14T22:13:20Z.
+    const AWS_DATE: &str = "Tue, 14 Nov 2023 22:38:20 GMT";
+
+    #[test]
+    fn clock_skew_is_corrected_from_the_date_header_and_kept() {
+        let s = Scripted::new([
+            dated(403, AWS_DATE, SIGNATURE_EXPIRED),
+            dated(200, AWS_DATE, REGISTERED),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        c.call(
+            &register,
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        // Signed again at once with AWS's time, not after a backoff.
+        assert!(t.slept.is_empty());
+        t.sleep(Duration::from_secs(60)).unwrap();
+        // Later calls sign with the corrected time from the start.
+        c.call(
+            &register,
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        let seen = s.seen.borrow();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(amz_date(&seen[0]), "20231114T221320Z");
+        assert_eq!(amz_date(&seen[1]), "20231114T223820Z");
+        assert_eq!(amz_date(&seen[2]), "20231114T223920Z");
+    }
+
+    #[test]
+    fn clock_skew_is_corrected_once_per_call_and_only_when_the_date_says_so() {
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        // A real signature mismatch (Date agrees with our clock): final.
+        let s = Scripted::new([
+            dated(403, "Tue, 14 Nov 2023 22:13:21 GMT", SIGNATURE_EXPIRED),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let e = c
+            .call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(20)),
+                &mut t,
+            )
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("SignatureDoesNotMatch"));
+        assert_eq!(s.seen.borrow().len(), 1);
+        // No Date header: nothing to correct with.
+        let s = Scripted::new([status(403, SIGNATURE_EXPIRED), ok(REGISTERED)]);
+        let mut c = Client::new(&s, settings(static_source()));
+        assert!(c
+            .call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(20)),
+                &mut t
+            )
+            .is_err());
+        assert_eq!(s.seen.borrow().len(), 1);
+        // Still refused after the correction: final (one correction per call).
+        let expired = br#"<ErrorResponse><Error><Code>RequestExpired</Code><Message>Request has expired.</Message></Error></ErrorResponse>"#;
+        let s = Scripted::new([
+            dated(400, AWS_DATE, expired),
+            dated(400, "Tue, 14 Nov 2023 23:38:20 GMT", expired),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let e = c
+            .call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(20)),
+                &mut t,
+            )
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("RequestExpired"));
+        assert_eq!(s.seen.borrow().len(), 2);
+    }
+
+    #[test]
+    fn clock_skew_seen_past_the_deadline_is_kept_for_the_next_call() {
+        let s = Scripted::new([dated(403, AWS_DATE, SIGNATURE_EXPIRED), ok(REGISTERED)]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        // The one attempt made past the deadline is not signed again...
+        let e = c
+            .call(&register, Budget::until(t.now()), &mut t)
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("SignatureDoesNotMatch"));
+        // ...but the next call signs with AWS's time.
+        c.call(&register, Budget::until(t.now()), &mut t).unwrap();
+        let seen = s.seen.borrow();
+        assert_eq!(amz_date(&seen[1]), "20231114T223820Z");
+    }
+
+    #[test]
+    fn credential_refresh_times_follow_the_corrected_clock() {
+        let creds_json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;
+        let s = Scripted::new([
+            ok(creds_json),
+            dated(403, AWS_DATE, SIGNATURE_EXPIRED),
+            ok(REGISTERED),
+        ]);
+        let source = Source::Container {
+            url: "http://127.0.0.1:3/creds".into(),
+            token_file: None,
+            token: None,
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        let expiry = crate::aws::credentials::parse_expiration("2099-01-01T00:00:00Z").unwrap();
+        let due = expiry - Duration::from_secs(600);
+        c.ensure_credentials(Budget::until(t.now() + Duration::from_secs(20)), &mut t)
+            .unwrap();
+        assert_eq!(c.refresh_due(), Some(due));
+        c.call(
+            &RegisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        // AWS's clock is 1500 s ahead: the refresh is due 1500 s earlier on ours.
+        assert_eq!(
+            c.refresh_due(),
+            Some(due - Duration::from_millis(1_500_500))
+        );
+    }
+
     #[test]
     fn expired_token_answer_forces_one_refresh() {
         let expired = br#"<ErrorResponse><Error><Code>ExpiredToken</Code><Message>The security token included in the request is expired</Message></Error></ErrorResponse>"#;
@@ -653,5 +1058,217 @@ mod tests {
                     - Duration::from_secs(600)
             )
         );
+    }
+
+    /// A clock and a transport sharing one fake time: a request takes its
+    /// latency, or its timeout when that is shorter (then it fails with a
+    /// timeout, as a held endpoint does).
+    mod timed {
+        use super::*;
+        use crate::aws::error::TransportKind;
+        use crate::clock::Interrupted;
+        use std::cell::{Cell, RefCell};
+        use std::collections::VecDeque;
+        use std::rc::Rc;
+        use std::time::{SystemTime, UNIX_EPOCH};
+
+        pub struct Clock {
+            pub start: Instant,
+            pub t: Rc<Cell<Duration>>,
+            /// Every backoff sleep is cut short by an event.
+            pub interrupted: bool,
+        }
+
+        impl crate::clock::Clock for Clock {
+            fn now(&self) -> Instant {
+                self.start + self.t.get()
+            }
+            fn wall(&self) -> SystemTime {
+                UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.t.get()
+            }
+            fn random(&mut self) -> f64 {
+                0.5
+            }
+            fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
+                if self.interrupted {
+                    return Err(Interrupted);
+                }
+                self.t.set(self.t.get() + d);
+                Ok(())
+            }
+        }
+
+        pub struct Transport {
+            pub t: Rc<Cell<Duration>>,
+            /// Latency and answer of each request, in order.
+            pub script: RefCell<VecDeque<(Duration, &'static [u8])>>,
+            /// URL and timeout of each request sent, and the time it was sent.
+            pub seen: RefCell<Vec<(String, Duration, Duration)>>,
+        }
+
+        impl crate::aws::http::Transport for &Transport {
+            fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
+                let sent = self.t.get();
+                self.seen
+                    .borrow_mut()
+                    .push((req.url.clone(), req.timeout, sent));
+                let (latency, body) = self
+                    .script
+                    .borrow_mut()
+                    .pop_front()
+                    .unwrap_or((Duration::from_secs(3600), b""));
+                if latency > req.timeout {
+                    self.t.set(sent + req.timeout);
+                    return Err(Error::Transport {
+                        action: action.to_owned(),
+                        url: req.url.clone(),
+                        kind: TransportKind::Timeout,
+                        detail: "timed out".into(),
+                    });
+                }
+                self.t.set(sent + latency);
+                Ok(HttpResponse {
+                    status: 200,
+                    body: body.to_vec(),
+                    date: None,
+                })
+            }
+        }
+
+        pub fn pair(script: Vec<(Duration, &'static [u8])>) -> (Clock, Transport) {
+            let t = Rc::new(Cell::new(Duration::ZERO));
+            let clock = Clock {
+                start: Instant::now(),
+                t: t.clone(),
+                interrupted: false,
+            };
+            let transport = Transport {
+                t,
+                script: RefCell::new(script.into()),
+                seen: RefCell::new(Vec::new()),
+            };
+            (clock, transport)
+        }
+    }
+
+    /// Web identity credentials from STS at 127.0.0.1:2, the token in a
+    /// file named after `tag`.
+    fn web_identity(tag: &str) -> (Source, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("nlb-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "token").unwrap();
+        let source = Source::WebIdentity {
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            token_file: token_file.to_string_lossy().into_owned(),
+            session_name: "s".into(),
+        };
+        (source, dir)
+    }
+
+    /// STS credentials that expire 4 minutes after the fake clock's start
+    /// (2023-11-14T22:13:20Z): valid, and due for a refresh at once.
+    const STS_4_MIN: &[u8] = br#"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><SessionToken>T</SessionToken><SecretAccessKey>S</SecretAccessKey><Expiration>2023-11-14T22:17:20Z</Expiration><AccessKeyId>ASIA4MIN</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"#;
+
+    fn deregister<T: Transport>(
+        c: &mut Client<T>,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<()>, Error> {
+        c.call(
+            &DeregisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            budget,
+            clock,
+        )
+    }
+
+    #[test]
+    fn a_held_credentials_endpoint_cannot_outlast_the_deadline() {
+        let (source, dir) = web_identity("held");
+        // STS never answers.
+        let (mut clock, transport) = timed::pair(vec![]);
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget::until(clock.now() + Duration::from_secs(5));
+        let e = deregister(&mut c, budget, &mut clock).unwrap_err();
+        assert!(matches!(e, Error::Deadline { .. }), "{e}");
+        let seen = transport.seen.borrow();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, "http://127.0.0.1:2/", "the STS request");
+        assert_eq!(seen[0].1, Duration::from_secs(5), "min(10 s, time left)");
+        assert_eq!(clock.t.get(), Duration::from_secs(5));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn past_the_deadline_an_attempt_gets_the_least_call_timeout_in_all() {
+        let (source, dir) = web_identity("past");
+        // STS takes 1.5 s; the call that follows has 0.5 s of the 2 s left.
+        let dereg = include_bytes!("../../tests/data/deregister_targets.xml");
+        let (mut clock, transport) = timed::pair(vec![
+            (Duration::from_millis(1500), STS_4_MIN),
+            (Duration::ZERO, dereg),
+        ]);
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget::until(clock.now());
+        deregister(&mut c, budget, &mut clock).unwrap();
+        let seen = transport.seen.borrow();
+        let timeouts: Vec<Duration> = seen.iter().map(|s| s.1).collect();
+        assert_eq!(
+            timeouts,
+            [Duration::from_secs(2), Duration::from_millis(500)],
+            "{seen:?}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_refresh_ahead_of_expiry_leaves_the_call_half_the_time() {
+        let (source, dir) = web_identity("ahead");
+        let dereg = include_bytes!("../../tests/data/deregister_targets.xml");
+        let (mut clock, transport) = timed::pair(vec![
+            (Duration::ZERO, STS_4_MIN),
+            (Duration::ZERO, dereg),
+            // The refresh (the credentials expire in 4 minutes) is held.
+            (Duration::from_secs(3600), b""),
+            (Duration::from_millis(100), dereg),
+        ]);
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget::until(clock.now() + Duration::from_secs(60));
+        deregister(&mut c, budget, &mut clock).unwrap();
+        let start = clock.t.get();
+        let budget = Budget::until(clock.now() + Duration::from_secs(6));
+        deregister(&mut c, budget, &mut clock).unwrap();
+        let seen = transport.seen.borrow();
+        let later: Vec<(Duration, Duration)> =
+            seen[2..].iter().map(|s| (s.1, s.2 - start)).collect();
+        assert_eq!(
+            later,
+            [
+                (Duration::from_secs(3), Duration::ZERO),
+                (Duration::from_secs(3), Duration::from_secs(3))
+            ],
+            "the refresh gets 3 s of 6, the call the other 3 with the cached credentials"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_refresh_in_flight_at_a_signal_ends_after_its_one_request() {
+        let (source, dir) = web_identity("refresh");
+        let (mut clock, transport) = timed::pair(vec![]);
+        clock.interrupted = true;
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget {
+            deadline: clock.now() + Duration::from_secs(30),
+            max_attempts: 3,
+        };
+        let e = c.refresh_credentials(budget, &mut clock).unwrap_err();
+        assert_eq!(e, Error::Interrupted);
+        assert_eq!(transport.seen.borrow().len(), 1);
+        assert_eq!(clock.t.get(), CALL_TIMEOUT, "one request timeout");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -12,7 +12,8 @@
 //!   (web identity, container endpoint, IMDS, fetching through a transport),
 //!   its [`cache`](credentials::cache) and the `-role-arn` layer on top
 //!   ([`assume_role`](credentials::assume_role));
-//! - [`endpoint`], [`sign`], [`retry`]: region and URLs, SigV4, backoff.
+//! - [`endpoint`], [`sign`], [`retry`]: region and URLs, SigV4, backoff;
+//!   [`skew`]: the signing time corrected by AWS's `Date` header.
 //!
 //! Then IO: [`http`], the one module that imports the HTTP client, with
 //! its pure proxy decision ([`proxy`]), and
@@ -28,6 +29,7 @@ pub mod proxy;
 pub mod query;
 pub mod retry;
 pub mod sign;
+pub mod skew;
 pub mod sts;
 #[cfg(test)]
 mod testing;

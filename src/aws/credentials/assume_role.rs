@@ -28,6 +28,7 @@ use crate::aws::error::{is_expired_credentials, Error};
 use crate::aws::http::Transport;
 use crate::aws::query::{self, Action, CALL_TIMEOUT};
 use crate::aws::sign::{sign, ToSign};
+use crate::aws::skew::parse_http_date;
 use crate::aws::sts::AssumeRole;
 use log::{debug, info, warn};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -98,6 +99,8 @@ pub struct Upstream<'a> {
 pub struct RoleLayer {
     role: Role,
     base: Cache,
+    /// The `Date` header of the last AssumeRole answer (AWS's time).
+    last_date: Option<SystemTime>,
 }
 
 impl RoleLayer {
@@ -106,12 +109,19 @@ impl RoleLayer {
         RoleLayer {
             role,
             base: Cache::default(),
+            last_date: None,
         }
     }
 
     /// The role.
     pub fn role(&self) -> &Role {
         &self.role
+    }
+
+    /// The `Date` header of the last AssumeRole answer, if it had one: the
+    /// client corrects its signing time with it after a clock skew answer.
+    pub fn last_date(&self) -> Option<SystemTime> {
+        self.last_date
     }
 
     /// When the cached base credentials should be refreshed ahead of need.
@@ -122,7 +132,7 @@ impl RoleLayer {
     /// Assumes the role once: base credentials from the cache (fetched
     /// again when due at `now`; with `background`, already when their
     /// ahead-of-need refresh time has come), then `AssumeRole` signed with
-    /// them at `now`. An `ExpiredToken` answer means the base credentials
+    /// them at `now` (AWS's time: the caller corrects for a known skew). An `ExpiredToken` answer means the base credentials
     /// died early: they are fetched again and the role asked for once more.
     ///
     /// # Errors
@@ -139,7 +149,7 @@ impl RoleLayer {
             self.refresh_base(up, transport, now)?;
         }
         let base = self.base_credentials(up, transport, now)?;
-        match assume(&self.role, &base, up, transport, now) {
+        match self.assume(&base, up, transport, now) {
             Err(e) if is_expired_credentials(&e) && !matches!(up.source, Source::Static(_)) => {
                 warn!(
                     "AssumeRole: the base credentials from {} expired, fetching new ones",
@@ -147,7 +157,7 @@ impl RoleLayer {
                 );
                 self.base.forget();
                 let base = self.base_credentials(up, transport, now)?;
-                assume(&self.role, &base, up, transport, now)
+                self.assume(&base, up, transport, now)
             }
             other => other,
         }
@@ -216,37 +226,42 @@ pub fn sts_signing_region<'a>(region: &'a str, sts_url: &str) -> &'a str {
     }
 }
 
-/// One `AssumeRole` call, signed with `base` at `now`.
-fn assume(
-    role: &Role,
-    base: &Credentials,
-    up: Upstream<'_>,
-    transport: &dyn Transport,
-    now: SystemTime,
-) -> Result<Credentials, Error> {
-    let action = AssumeRole {
-        role_arn: &role.arn,
-        session_name: &role.session_name,
-        external_id: role.external_id.as_deref(),
-        duration_seconds: role.duration.as_secs(),
-    };
-    let mut req = query::request(up.sts_url, &action.form(), CALL_TIMEOUT);
-    let signed = sign(
-        ToSign {
-            method: req.method,
-            url: &req.url,
-            headers: &req.headers,
-            body: &req.body,
-        },
-        base,
-        sts_signing_region(up.region, up.sts_url),
-        AssumeRole::SERVICE.signing_name(),
-        now,
-    )?;
-    req.headers.extend(signed);
-    let resp = transport.send(AssumeRole::NAME, &req)?;
-    debug!("{} -> HTTP {}", AssumeRole::NAME, resp.status);
-    AssumeRole::parse_response(resp.status, &resp.body).map(|r| r.value)
+impl RoleLayer {
+    /// One `AssumeRole` call, signed with `base` at `now`.
+    fn assume(
+        &mut self,
+        base: &Credentials,
+        up: Upstream<'_>,
+        transport: &dyn Transport,
+        now: SystemTime,
+    ) -> Result<Credentials, Error> {
+        let role = &self.role;
+        let action = AssumeRole {
+            role_arn: &role.arn,
+            session_name: &role.session_name,
+            external_id: role.external_id.as_deref(),
+            duration_seconds: role.duration.as_secs(),
+        };
+        let mut req = query::request(up.sts_url, &action.form(), CALL_TIMEOUT);
+        let signed = sign(
+            ToSign {
+                method: req.method,
+                url: &req.url,
+                headers: &req.headers,
+                body: &req.body,
+            },
+            base,
+            sts_signing_region(up.region, up.sts_url),
+            AssumeRole::SERVICE.signing_name(),
+            now,
+        )?;
+        req.headers.extend(signed);
+        self.last_date = None;
+        let resp = transport.send(AssumeRole::NAME, &req)?;
+        self.last_date = resp.date.as_deref().and_then(parse_http_date);
+        debug!("{} -> HTTP {}", AssumeRole::NAME, resp.status);
+        AssumeRole::parse_response(resp.status, &resp.body).map(|r| r.value)
+    }
 }
 
 /// Prefixes the error's subject with `layer`, keeping its kind (and so how
@@ -518,6 +533,20 @@ mod tests {
         );
         let e = layer.fetch(up(&source), &&s, at(0), false).unwrap_err();
         assert!(is_retryable(&e), "{e}");
+
+        // Retried as without a role: InvalidIdentityToken from web identity.
+        let invalid = crate::aws::sts::AssumeRoleWithWebIdentity::parse_response(
+            400,
+            &aws_error("InvalidIdentityToken"),
+        )
+        .unwrap_err();
+        assert!(is_retryable(&invalid));
+        let layered = in_layer(invalid, "base credentials from web identity (IRSA)");
+        assert!(is_retryable(&layered), "{layered}");
+        assert!(!is_retryable(&in_layer(
+            AssumeRole::parse_response(400, &aws_error("InvalidIdentityToken")).unwrap_err(),
+            "assuming role r"
+        )));
 
         let e = in_layer(
             Error::Credentials("no token".into()),

@@ -26,8 +26,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The state, with the late registrations that are due applied.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.land_late_registrations(Instant::now());
+        st
+    }
+
+    /// The fake's wall clock: the real one moved by the scripted offset.
+    /// Its SigV4 time check, credential expiry and `Date` headers use it.
+    pub(crate) fn now(&self) -> SystemTime {
+        let offset = self.lock().clock_offset;
+        let by = Duration::from_secs(offset.unsigned_abs());
+        let real = SystemTime::now();
+        if offset >= 0 {
+            real.checked_add(by).unwrap_or(real)
+        } else {
+            real.checked_sub(by).unwrap_or(real)
+        }
     }
 
     pub(crate) fn stopped(&self) -> bool {
@@ -127,6 +143,20 @@ pub(crate) struct Draining {
     pub(crate) remaining: usize,
 }
 
+/// A registration held back by [`Fault::LandAfterDeregister`].
+pub(crate) struct LateRegistration {
+    /// Group ARN.
+    pub(crate) arn: String,
+    /// Target ids of the RegisterTargets.
+    pub(crate) ids: Vec<String>,
+    /// The RegisterTargets parameters, to apply it.
+    pub(crate) params: Vec<(String, String)>,
+    /// How long after the next DeregisterTargets of one of its targets.
+    pub(crate) delay: Duration,
+    /// When it lands: set by that DeregisterTargets.
+    pub(crate) due: Option<Instant>,
+}
+
 pub(crate) struct HealthSeq {
     pub(crate) states: Vec<(String, Option<String>)>,
     pub(crate) next: usize,
@@ -146,6 +176,7 @@ pub(crate) struct State {
     pub(crate) draining_polls: usize,
     pub(crate) draining: Vec<Draining>,
     pub(crate) strict_deregister: bool,
+    pub(crate) late_registrations: Vec<LateRegistration>,
     pub(crate) requests: Vec<Recorded>,
     pub(crate) sts_lifetime: Duration,
     pub(crate) container_lifetime: Duration,
@@ -163,6 +194,9 @@ pub(crate) struct State {
     pub(crate) hold_generation: u64,
     pub(crate) held: usize,
     pub(crate) region: Option<String>,
+    /// The fake's clock minus the real one, in seconds (see
+    /// [`crate::FakeAws::set_clock_offset`]).
+    pub(crate) clock_offset: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +245,7 @@ impl State {
             draining_polls: 0,
             draining: Vec::new(),
             strict_deregister: false,
+            late_registrations: Vec::new(),
             requests: Vec::new(),
             sts_lifetime: HOUR,
             container_lifetime: HOUR,
@@ -227,6 +262,7 @@ impl State {
             hold_generation: 0,
             held: 0,
             region: None,
+            clock_offset: 0,
         }
     }
 
