@@ -145,6 +145,8 @@ impl RoleLayer {
         now: SystemTime,
         background: bool,
     ) -> Result<Credentials, Error> {
+        // Only an answer to this call's AssumeRole may correct the clock.
+        self.last_date = None;
         if background && self.base.refresh_due().is_some_and(|due| due <= now) {
             self.refresh_base(up, transport, now)?;
         }
