@@ -9,9 +9,9 @@
 //! because the flag table knows which flags take one). Then lexopt does
 //! the parsing and its errors name the flag.
 //!
-//! One table ([`flags`]) describes every flag: the reader, the `NLB_*`
-//! variable names, the defaults and `-h` all come from it. [`value`] holds
-//! the parsers of single values, [`hosts`] the `/etc/hosts` reader.
+//! One table (`flags`) describes every flag: the reader, the `NLB_*`
+//! variable names, the defaults and `-h` all come from it. `value` holds
+//! the parsers of single values, `hosts` the `/etc/hosts` reader.
 //!
 //! Precedence: a flag beats its `NLB_*` variable, which beats the default.
 //! `-target-id` falls back to `POD_IP`, then to the pod's own line in

@@ -207,7 +207,7 @@ impl FakeAws {
         self.shared.lock().region = region.map(str::to_string);
     }
 
-    /// Create an `ip` target group (protocol TCP, on [`LOAD_BALANCER_ARN`]) and
+    /// Create an `ip` target group (protocol TCP, on [`LOAD_BALANCER_ARN`](crate::LOAD_BALANCER_ARN)) and
     /// return its ARN, `arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/NAME/<16 hex>`.
     /// A name that exists already returns the existing ARN.
     pub fn add_target_group(&self, name: &str, port: u16) -> String {
