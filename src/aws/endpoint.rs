@@ -242,7 +242,8 @@ fn regional_host(service: &str, region: &str, variant: Variant) -> String {
     } else {
         p.dns_suffix
     };
-    let fips = variant.fips && !(p.name == "aws-us-gov" && !variant.dual_stack);
+    let govcloud_plain = p.name == "aws-us-gov" && !variant.dual_stack;
+    let fips = variant.fips && !govcloud_plain;
     let service = if fips {
         format!("{service}-fips")
     } else {
@@ -443,6 +444,13 @@ mod tests {
         env(pairs)
     }
 
+    /// Region, variables, expected host or URL.
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+
     const FIPS: (&str, &str) = ("AWS_USE_FIPS_ENDPOINT", "true");
     const DUAL: (&str, &str) = ("AWS_USE_DUALSTACK_ENDPOINT", "true");
 
@@ -452,7 +460,7 @@ mod tests {
     /// us-iso-east-1), the partitions table for the other suffixes.
     #[test]
     fn elbv2_fips_and_dual_stack() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        let cases: &[Case] = &[
             (
                 "us-east-1",
                 &[],
@@ -574,7 +582,7 @@ mod tests {
     /// them.
     #[test]
     fn sts_fips_dual_stack_and_global() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        let cases: &[Case] = &[
             (
                 "us-east-1",
                 &[FIPS],
