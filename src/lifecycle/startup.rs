@@ -2,7 +2,7 @@
 //! the target groups, register in each, wait until healthy, the
 //! post-register hook, ready.
 
-use super::health::HealthWait;
+use super::health::{HealthWait, Recovery};
 use super::{AppWait, Elb, Lifecycle, Registration, RegistrationState};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{Target, TargetGroup};
@@ -22,13 +22,18 @@ pub(super) enum Stop {
 }
 
 impl Lifecycle<'_> {
-    /// Runs the startup. `Ok` when registered (healthy or not): block now.
-    pub(super) fn start(&mut self) -> Result<(), Stop> {
+    /// Runs the startup. `Ok` when registered (healthy or not): block now,
+    /// polling the health on with the [`Recovery`] if the health wait timed out.
+    pub(super) fn start(&mut self) -> Result<Option<Recovery>, Stop> {
         self.wait_for_app()?;
         self.pre_register()?;
         let budget = Budget::until(self.clock.now() + self.cfg.register_timeout);
         if let Err(e) = self.elb.ensure_credentials(budget, self.clock) {
             return Err(self.stop_on("cannot get AWS credentials", e));
+        }
+        // An event during the fetch: no call but the shutdown's from now on.
+        if self.absorb_events() {
+            return Err(Stop::Event);
         }
         self.registrations = match self.resolve(budget) {
             Ok(registrations) => registrations,
@@ -93,28 +98,33 @@ impl Lifecycle<'_> {
     }
 
     /// With `-wait-in-service`, waits until healthy; then the
-    /// post-register hook, and ready unless an event came.
-    fn until_in_service(&mut self) -> Result<(), Stop> {
+    /// post-register hook, and ready unless an event came. After a
+    /// health-wait timeout the hook runs too (as it always has), once: the
+    /// pod turns ready later, from the blocked state, without running it
+    /// again.
+    fn until_in_service(&mut self) -> Result<Option<Recovery>, Stop> {
         if self.cfg.wait_in_service {
-            match self.wait_healthy() {
-                HealthWait::Healthy => {}
-                HealthWait::NotHealthy => {
-                    // Keep the target registered, stay not ready.
-                    self.post_register();
-                    return if self.absorb_events() {
-                        Err(Stop::Event)
-                    } else {
-                        Ok(())
-                    };
-                }
+            let not_healthy = match self.wait_healthy() {
+                HealthWait::Healthy => None,
+                HealthWait::TimedOut(recovery) => Some(Some(recovery)),
+                HealthWait::Refused => Some(None),
                 HealthWait::Interrupted => return Err(Stop::Event),
+            };
+            if let Some(recovery) = not_healthy {
+                // Keep the target registered, stay not ready for now.
+                self.post_register();
+                return if self.absorb_events() {
+                    Err(Stop::Event)
+                } else {
+                    Ok(recovery)
+                };
             }
         }
         if !self.post_register() || self.absorb_events() {
             return Err(Stop::Event);
         }
         self.status.set_ready(true);
-        Ok(())
+        Ok(None)
     }
 
     /// Runs the post-register hook; false when an event interrupted it.

@@ -50,6 +50,15 @@ pub enum Fault {
     ApplyThenFail(u16),
     /// Apply the effect, then close the socket without answering.
     ApplyThenReset,
+    /// RegisterTargets only: close the socket without answering and, for
+    /// now, without effect; then apply the registration this long after the
+    /// next DeregisterTargets of one of its targets in that group, as AWS
+    /// may apply a registration whose answer was lost after the
+    /// deregistration that followed it. It is applied at the first look at
+    /// the fake's state from that time on (any request, or a query such as
+    /// [`FakeAws::registered`]), which nobody outside can tell from "at
+    /// that time".
+    LandAfterDeregister(Duration),
 }
 
 /// One request as the fake received it.

@@ -26,8 +26,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The state, with the late registrations that are due applied.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.land_late_registrations(Instant::now());
+        st
     }
 
     /// The fake's wall clock: the real one moved by the scripted offset.
@@ -120,6 +123,20 @@ pub(crate) struct Draining {
     pub(crate) remaining: usize,
 }
 
+/// A registration held back by [`Fault::LandAfterDeregister`].
+pub(crate) struct LateRegistration {
+    /// Group ARN.
+    pub(crate) arn: String,
+    /// Target ids of the RegisterTargets.
+    pub(crate) ids: Vec<String>,
+    /// The RegisterTargets parameters, to apply it.
+    pub(crate) params: Vec<(String, String)>,
+    /// How long after the next DeregisterTargets of one of its targets.
+    pub(crate) delay: Duration,
+    /// When it lands: set by that DeregisterTargets.
+    pub(crate) due: Option<Instant>,
+}
+
 pub(crate) struct HealthSeq {
     pub(crate) states: Vec<(String, Option<String>)>,
     pub(crate) next: usize,
@@ -139,6 +156,7 @@ pub(crate) struct State {
     pub(crate) draining_polls: usize,
     pub(crate) draining: Vec<Draining>,
     pub(crate) strict_deregister: bool,
+    pub(crate) late_registrations: Vec<LateRegistration>,
     pub(crate) requests: Vec<Recorded>,
     pub(crate) sts_lifetime: Duration,
     pub(crate) container_lifetime: Duration,
@@ -203,6 +221,7 @@ impl State {
             draining_polls: 0,
             draining: Vec::new(),
             strict_deregister: false,
+            late_registrations: Vec::new(),
             requests: Vec::new(),
             sts_lifetime: HOUR,
             container_lifetime: HOUR,
