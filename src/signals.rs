@@ -43,11 +43,13 @@ pub fn signal_name(sig: i32) -> &'static str {
 /// Registers SIGTERM and SIGINT and forwards them to `tx` from a thread.
 ///
 /// # Errors
-/// The OS error if a handler cannot be registered.
+/// The OS error if a handler cannot be registered or the thread cannot be
+/// started (a pids limit): the caller exits before registering anything.
 pub fn forward_signals(tx: Sender<Event>) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()
         .name("signals".into())
+        .stack_size(256 * 1024)
         .spawn(move || {
             for sig in signals.forever() {
                 // Logged here, at once: the main thread may be inside a request.
@@ -56,6 +58,9 @@ pub fn forward_signals(tx: Sender<Event>) -> std::io::Result<()> {
                     break;
                 }
             }
+        })
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot start the signal thread: {e}"))
         })?;
     Ok(())
 }

@@ -100,6 +100,15 @@ impl Settings {
         }
     }
 
+    /// The SigV4 region of requests to `service` (`us-east-1` for the
+    /// global STS endpoint).
+    fn signing_region(&self, service: Service) -> &str {
+        match service {
+            Service::Elbv2 => &self.region,
+            Service::Sts => endpoint::sts_signing_region(&self.sts_url, &self.region),
+        }
+    }
+
     fn url(&self, service: Service) -> &str {
         match service {
             Service::Elbv2 => &self.elbv2_url,
@@ -410,7 +419,7 @@ impl<T: Transport> Client<T> {
                 body: &req.body,
             },
             &creds,
-            &self.settings.region,
+            self.settings.signing_region(service),
             service.signing_name(),
             self.clock_offset.apply(clock.wall()),
         )?;
@@ -536,6 +545,17 @@ mod tests {
         assert!(
             body.starts_with("Action=RegisterTargets&Version=2015-12-01&TargetGroupArn=arn%3Atg")
         );
+    }
+
+    #[test]
+    fn global_sts_endpoint_is_signed_for_us_east_1() {
+        let mut s = settings(static_source());
+        s.region = "eu-west-1".into();
+        assert_eq!(s.signing_region(Service::Sts), "eu-west-1");
+        assert_eq!(s.signing_region(Service::Elbv2), "eu-west-1");
+        s.sts_url = endpoint::STS_GLOBAL.into();
+        assert_eq!(s.signing_region(Service::Sts), "us-east-1");
+        assert_eq!(s.signing_region(Service::Elbv2), "eu-west-1");
     }
 
     #[test]

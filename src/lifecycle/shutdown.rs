@@ -49,12 +49,15 @@ impl Lifecycle<'_> {
         } else {
             EXIT_OK
         };
-        // Drain requests that came in after the last look get the final word.
+        // Drain requests that came in after the last look get the final
+        // word; so do those still on their way (the status listener answers
+        // them from `status` once their request is dropped unanswered).
         let last_word: DrainResult = if out {
             Ok("deregistered".into())
         } else {
             Err("deregistration failed; see the sidecar's log".into())
         };
+        self.status.set_outcome(last_word.clone());
         while let Some(ev) = self.clock.take_event() {
             if let Event::Drain(tx) = ev {
                 let _ = tx.send(last_word.clone());

@@ -221,6 +221,7 @@ impl Elb for FakeElb {
                     port: Some(80),
                     target_type: Some("ip".into()),
                     load_balancer_arns: vec![],
+                    ip_address_type: None,
                 })
                 .collect(),
             request_id: None,

@@ -24,6 +24,7 @@
 
 use super::Cache;
 use super::{providers, Credentials, Source};
+use crate::aws::endpoint::sts_signing_region;
 use crate::aws::error::{is_expired_credentials, Error};
 use crate::aws::http::Transport;
 use crate::aws::query::{self, Action, CALL_TIMEOUT};
@@ -217,17 +218,6 @@ fn base_label(source: &Source) -> String {
     format!("base credentials from {}", source.name())
 }
 
-/// The region to sign STS requests for: the global endpoint
-/// (`sts.amazonaws.com`, under `AWS_STS_REGIONAL_ENDPOINTS=legacy`) is in
-/// us-east-1; a regional endpoint is in the configured region.
-pub fn sts_signing_region<'a>(region: &'a str, sts_url: &str) -> &'a str {
-    if sts_url == "https://sts.amazonaws.com" {
-        "us-east-1"
-    } else {
-        region
-    }
-}
-
 impl RoleLayer {
     /// One `AssumeRole` call, signed with `base` at `now`.
     fn assume(
@@ -253,7 +243,7 @@ impl RoleLayer {
                 body: &req.body,
             },
             base,
-            sts_signing_region(up.region, up.sts_url),
+            sts_signing_region(up.sts_url, up.region),
             AssumeRole::SERVICE.signing_name(),
             now,
         )?;
@@ -423,18 +413,15 @@ mod tests {
 
     #[test]
     fn the_global_endpoint_is_signed_for_us_east_1() {
-        assert_eq!(
-            sts_signing_region("eu-west-1", "https://sts.amazonaws.com"),
-            "us-east-1"
-        );
-        assert_eq!(
-            sts_signing_region("eu-west-1", "https://sts.eu-west-1.amazonaws.com"),
-            "eu-west-1"
-        );
-        assert_eq!(
-            sts_signing_region("eu-west-1", "http://127.0.0.1:9"),
-            "eu-west-1"
-        );
+        let source = static_source();
+        let s = Scripted::new([ok(&role_answer("ASIAROLE1", 1_700_003_600))]);
+        let mut layer = RoleLayer::new(role());
+        let global = Upstream {
+            sts_url: "https://sts.amazonaws.com",
+            ..up(&source)
+        };
+        layer.fetch(global, &&s, at(1_700_000_000), false).unwrap();
+        assert!(auth(&s.seen.borrow()[0]).contains("/20231114/us-east-1/sts/aws4_request"));
     }
 
     #[test]

@@ -209,10 +209,20 @@ impl FakeAws {
         self.shared.lock().region = region.map(str::to_string);
     }
 
-    /// Create an `ip` target group (protocol TCP, on [`LOAD_BALANCER_ARN`]) and
+    /// Create an `ip` target group (protocol TCP, on [`LOAD_BALANCER_ARN`](crate::LOAD_BALANCER_ARN)) and
     /// return its ARN, `arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/NAME/<16 hex>`.
     /// A name that exists already returns the existing ARN.
     pub fn add_target_group(&self, name: &str, port: u16) -> String {
+        self.add_group(name, port, "ipv4")
+    }
+
+    /// As [`FakeAws::add_target_group`], for an `ip` target group whose
+    /// `IpAddressType` is `ipv6`: it takes IPv6 targets only, as AWS's do.
+    pub fn add_ipv6_target_group(&self, name: &str, port: u16) -> String {
+        self.add_group(name, port, "ipv6")
+    }
+
+    fn add_group(&self, name: &str, port: u16, ip_address_type: &'static str) -> String {
         let mut st = self.shared.lock();
         if let Some(g) = st.groups.iter().find(|g| g.name == name) {
             return g.arn.clone();
@@ -225,6 +235,7 @@ impl FakeAws {
             arn: arn.clone(),
             name: name.to_string(),
             port,
+            ip_address_type,
             targets: Vec::new(),
         });
         arn

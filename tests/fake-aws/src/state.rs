@@ -132,6 +132,9 @@ pub(crate) struct TargetGroup {
     pub(crate) arn: String,
     pub(crate) name: String,
     pub(crate) port: u16,
+    /// `IpAddressType`: `ipv4` or `ipv6`; an ip target of the other family
+    /// is refused.
+    pub(crate) ip_address_type: &'static str,
     pub(crate) targets: Vec<Target>,
 }
 

@@ -1162,6 +1162,38 @@ fn assume_role_is_signed_for_sts_and_checks_the_external_id() {
 }
 
 #[test]
+fn ipv6_groups_take_ipv6_targets_only() {
+    let fake = FakeAws::start();
+    let v6 = fake.add_ipv6_target_group("v6", 80);
+    let v4 = fake.add_target_group("v4", 80);
+    let s = default_signer();
+    let r = elb(
+        &fake,
+        Some(&s),
+        &[("Action", "DescribeTargetGroups"), ("Names.member.1", "v6")],
+    );
+    assert_eq!(r.xml("IpAddressType").as_deref(), Some("ipv6"));
+    let r = register(&fake, &v6, "10.0.1.5", "80");
+    assert_eq!(r.xml("Code").as_deref(), Some("ValidationError"));
+    assert!(r
+        .xml("Message")
+        .unwrap()
+        .contains("not a valid IPv6 address"));
+    let r = register(&fake, &v4, "fd00::5", "80");
+    assert_eq!(r.xml("Code").as_deref(), Some("ValidationError"));
+    assert!(r
+        .xml("Message")
+        .unwrap()
+        .contains("not a valid IPv4 address"));
+    assert_eq!(register(&fake, &v6, "fd00::5", "80").status, 200);
+    assert_eq!(
+        fake.registered(&v6),
+        vec![("fd00::5".to_string(), Some(80))]
+    );
+    assert!(fake.registered(&v4).is_empty());
+}
+
+#[test]
 fn lost_registration_lands_after_the_next_deregistration() {
     let fake = FakeAws::start();
     let arn = fake.add_target_group("tg", 80);
