@@ -9,9 +9,9 @@
 //! because the flag table knows which flags take one). Then lexopt does
 //! the parsing and its errors name the flag.
 //!
-//! One table ([`flags`]) describes every flag: the reader, the `NLB_*`
-//! variable names, the defaults and `-h` all come from it. [`value`] holds
-//! the parsers of single values, [`hosts`] the `/etc/hosts` reader.
+//! One table (`flags`) describes every flag: the reader, the `NLB_*`
+//! variable names, the defaults and `-h` all come from it. `value` holds
+//! the parsers of single values, `hosts` the `/etc/hosts` reader.
 //!
 //! Precedence: a flag beats its `NLB_*` variable, which beats the default.
 //! `-target-id` falls back to `POD_IP`, then to the pod's own line in
@@ -19,10 +19,12 @@
 
 mod flags;
 mod hosts;
+mod role;
 mod value;
 
 pub use flags::{env_name, usage};
 pub use hosts::pod_ip_from_hosts;
+pub use role::RoleConfig;
 pub use value::{shell_operator, MAX_DURATION, SHELL};
 
 use crate::env::Env;
@@ -101,6 +103,8 @@ pub struct Config {
     pub availability_zone: Option<String>,
     /// Region given by flag or `NLB_REGION`.
     pub region: Option<String>,
+    /// The role to assume for the ELBv2 calls (`-role-arn` and its companions).
+    pub role: Option<RoleConfig>,
     /// Wait for healthy.
     pub wait_in_service: bool,
     /// Health wait timeout.
@@ -341,12 +345,14 @@ impl Settings<'_> {
                 },
             },
         };
-        if id.trim().parse::<IpAddr>().is_err() {
+        let Ok(ip) = id.trim().parse::<IpAddr>() else {
             return err(format!(
                 "invalid target id {id:?} from {from}: must be an IP address (ip target groups)"
             ));
-        }
-        Ok((id.trim().to_owned(), from))
+        };
+        // The canonical text (RFC 5952 for IPv6: lowercase, zeros
+        // compressed), the form AWS lists targets in.
+        Ok((ip.to_string(), from))
     }
 
     /// `-health-poll-interval`, at least 10ms.
@@ -457,6 +463,7 @@ fn resolve(
         health_poll_interval: s.health_poll_interval()?,
         availability_zone: s.optional("target-availability-zone", parse_text)?,
         region: s.optional("region", parse_text)?,
+        role: s.role()?,
         wait_in_service: s.boolean("wait-in-service")?,
         wait_in_service_timeout: s.duration("wait-in-service-timeout")?,
         register_timeout: s.duration("register-timeout")?,
@@ -782,6 +789,49 @@ mod tests {
     }
 
     #[test]
+    fn role_flags_and_variables() {
+        let base = [("NLB_TARGET_GROUP_NAME", "a"), ("POD_IP", "10.0.0.8")];
+        assert_eq!(run(&[], &base).unwrap().role, None);
+        let arn = "arn:aws:iam::444455556666:role/nlb-registrator";
+        let mut e = base.to_vec();
+        e.extend([
+            ("NLB_ROLE_ARN", arn),
+            ("NLB_ROLE_EXTERNAL_ID", "ext-1"),
+            ("NLB_ROLE_SESSION_NAME", "pod-a"),
+        ]);
+        assert_eq!(
+            run(&[], &e).unwrap().role,
+            Some(RoleConfig {
+                arn: arn.into(),
+                external_id: Some("ext-1".into()),
+                session_name: Some("pod-a".into()),
+            })
+        );
+        let c = run(&["-role-arn", arn, "-role-session-name=pod-b"], &base).unwrap();
+        let role = c.role.unwrap();
+        assert_eq!(
+            (role.external_id, role.session_name.as_deref()),
+            (None, Some("pod-b"))
+        );
+
+        let mut e = base.to_vec();
+        e.push(("NLB_ROLE_EXTERNAL_ID", "ext-1"));
+        let err = run(&[], &e).unwrap_err();
+        assert!(
+            err.0
+                .starts_with("NLB_ROLE_EXTERNAL_ID is set but -role-arn (NLB_ROLE_ARN) is not"),
+            "{err}"
+        );
+        let err = run(&["-role-session-name", "s1"], &base).unwrap_err();
+        assert!(err.0.starts_with("-role-session-name is set"), "{err}");
+        let err = run(&["-role-arn", "my-role"], &base).unwrap_err();
+        assert!(
+            err.0.starts_with("-role-arn: invalid role ARN \"my-role\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn env_fallbacks_and_precedence() {
         let e = [
             ("NLB_TARGET_GROUP_NAME", "a:8080, b"),
@@ -962,6 +1012,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.groups.len(), 2);
         assert_eq!(c.target_id, "fd00::5");
+        let c = run(
+            &[],
+            &[
+                ("NLB_TARGET_GROUP_ARN", arn),
+                ("POD_IP", "2600:1F14:0:0:0:0:0:1A2B"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.target_id, "2600:1f14::1a2b");
+        assert!(run(
+            &[],
+            &[("NLB_TARGET_GROUP_ARN", arn), ("POD_IP", "[fd00::5]")]
+        )
+        .is_err());
     }
 
     #[test]
@@ -1015,5 +1079,24 @@ mod tests {
         assert_eq!(pod_ip_from_hosts("127.0.1.1 box\n", "box"), None);
         assert_eq!(pod_ip_from_hosts("garbage line\n\n", "garbage"), None);
         assert_eq!(pod_ip_from_hosts(hosts, ""), None);
+    }
+
+    #[test]
+    fn hosts_file_detection_ipv6() {
+        // An EKS IPv6 pod's hosts file, as the kubelet writes it.
+        let hosts = "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+                     fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n\
+                     2600:1F14:ABC:DEF0::1A2B\tweb-6d4cf56db6-x2x9z\n";
+        assert_eq!(
+            pod_ip_from_hosts(hosts, "web-6d4cf56db6-x2x9z").as_deref(),
+            Some("2600:1f14:abc:def0::1a2b")
+        );
+        assert_eq!(
+            pod_ip_from_hosts(hosts, "ip6-allnodes").as_deref(),
+            Some("fe00::1")
+        );
+        assert_eq!(pod_ip_from_hosts("fe80::1\tbox\n", "box"), None);
+        assert_eq!(pod_ip_from_hosts("::\tbox\n", "box"), None);
+        assert_eq!(pod_ip_from_hosts("fe80::1%eth0\tbox\n", "box"), None);
     }
 }

@@ -223,6 +223,7 @@ impl Elb for FakeElb {
                     port: Some(80),
                     target_type: Some("ip".into()),
                     load_balancer_arns: vec![],
+                    ip_address_type: None,
                 })
                 .collect(),
             request_id: None,
@@ -368,6 +369,7 @@ fn config(groups: &[&str]) -> Config {
         target_port: Some(8080),
         availability_zone: None,
         region: None,
+        role: None,
         wait_in_service: true,
         wait_in_service_timeout: Duration::from_secs(300),
         health_poll_interval: Duration::from_secs(5),
