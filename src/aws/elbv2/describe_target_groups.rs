@@ -42,6 +42,7 @@ impl Action for DescribeTargetGroups<'_> {
                     .map(|e| e.text.trim().to_owned())
                     .filter(|s| !s.is_empty())
                     .collect(),
+                ip_address_type: m.text_at(&["IpAddressType"]),
                 arn,
             });
         }
@@ -81,6 +82,29 @@ mod tests {
         assert_eq!(g.target_type.as_deref(), Some("ip"));
         assert!(g.arn.ends_with("targetgroup/my-targets/73e2d6bc24d8a067"));
         assert_eq!(g.load_balancer_arns.len(), 1);
+        assert_eq!(g.ip_address_type.as_deref(), Some("ipv4"));
+    }
+
+    #[test]
+    fn parses_ip_address_type() {
+        let body = br#"<DescribeTargetGroupsResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/">
+  <DescribeTargetGroupsResult>
+    <TargetGroups>
+      <member>
+        <TargetGroupArn>arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/v6/0123456789abcdef</TargetGroupArn>
+        <TargetGroupName>v6</TargetGroupName>
+        <Port>80</Port>
+        <TargetType>ip</TargetType>
+        <IpAddressType>ipv6</IpAddressType>
+      </member>
+    </TargetGroups>
+  </DescribeTargetGroupsResult>
+  <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>
+</DescribeTargetGroupsResponse>"#;
+        let groups = DescribeTargetGroups::parse_response(200, body)
+            .unwrap()
+            .value;
+        assert_eq!(groups[0].ip_address_type.as_deref(), Some("ipv6"));
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct TargetGroup {
     pub target_type: Option<String>,
     /// Load balancers that forward to it.
     pub load_balancer_arns: Vec<String>,
+    /// `IpAddressType`: `ipv4` or `ipv6`, the family of its ip targets.
+    pub ip_address_type: Option<String>,
 }
 
 /// A target's health state (`TargetHealth/State`).
