@@ -16,5 +16,7 @@ pub mod config;
 pub mod effects;
 pub mod env;
 pub mod lifecycle;
+pub mod logging;
+pub mod preflight;
 pub mod signals;
 pub mod status;

@@ -180,6 +180,7 @@ impl Elb for FakeElb {
                     port: Some(80),
                     target_type: Some("ip".into()),
                     load_balancer_arns: vec![],
+                    ..Default::default()
                 })
                 .collect(),
             request_id: None,
@@ -306,6 +307,8 @@ fn config(groups: &[&str]) -> Config {
         wait_for_http: None,
         wait_for_timeout: Duration::from_secs(300),
         log_level: None,
+        log_format: Default::default(),
+        check: false,
     }
 }
 

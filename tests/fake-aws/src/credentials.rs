@@ -94,6 +94,49 @@ impl State {
         ))
     }
 
+    /// GetCallerIdentity: signed (the caller checked the signature); the
+    /// ARN of a user for long-term keys, of an assumed role's session for
+    /// the temporary ones the fake issued.
+    pub(crate) fn get_caller_identity(
+        &mut self,
+        params: &[(String, String)],
+        auth: &crate::sigv4::Auth,
+    ) -> Result<String, AwsError> {
+        if param(params, "Version") != Some("2011-06-15") {
+            return Err(AwsError::new(
+                400,
+                "InvalidAction",
+                "Could not find operation GetCallerIdentity for this version",
+            ));
+        }
+        let Some(akid) = auth.access_key_id.as_deref() else {
+            return Err(AwsError::new(
+                403,
+                "MissingAuthenticationToken",
+                "Request is missing Authentication Token",
+            ));
+        };
+        let (arn, user_id) = if akid.starts_with("ASIA") {
+            (
+                format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{IMDS_ROLE}/fake-session"),
+                "AROAFAKEROLEID0000000:fake-session".to_string(),
+            )
+        } else {
+            (
+                format!("arn:aws:iam::{ACCOUNT_ID}:user/fake-user"),
+                "AIDAFAKEUSERID0000000".to_string(),
+            )
+        };
+        Ok(format!(
+            "
+    <Arn>{}</Arn>
+    <UserId>{user_id}</UserId>
+    <Account>{ACCOUNT_ID}</Account>
+  ",
+            xml_escape(&arn)
+        ))
+    }
+
     // --- container credentials and IMDS -------------------------------------
 
     pub(crate) fn container(

@@ -6,6 +6,10 @@
 //!   DeregisterTargets, DescribeTargetHealth): the ELBv2 Query API, every
 //!   request SigV4-verified independently (with `ring`, not aws-sigv4);
 //! - `POST /` with `Action=AssumeRoleWithWebIdentity`: STS, unsigned;
+//!   `Action=GetCallerIdentity`: STS, signed (service `sts`);
+//! - DescribeTargetGroupAttributes, and per-group settings
+//!   ([`GroupSettings`]: target type, IP address type, load balancer,
+//!   deregistration delay) for `-check`;
 //! - `GET /container-credentials...`: the ECS / EKS Pod Identity credentials
 //!   endpoint (point `AWS_CONTAINER_CREDENTIALS_FULL_URI` at it);
 //! - `/latest/...`: IMDSv2 (token, role name, role credentials).
@@ -43,6 +47,7 @@ pub mod wire;
 pub use client::{http_request, read_response, write_request, HttpResponse};
 pub use server::{FakeAws, Fault, Recorded};
 pub use sigv4::{canonical_request, sign_for_test, sigv4_signature, string_to_sign, TestSigner};
+pub use state::GroupSettings;
 pub use time::{format_amz_date, parse_amz_date, rfc3339};
 pub use wire::{form_encode, json_text, parse_form, xml_text, xml_texts};
 
@@ -69,8 +74,9 @@ pub const IMDS_ROLE: &str = "fake-role";
 /// SigV4 signing name of ELBv2.
 pub const ELB_SERVICE: &str = "elasticloadbalancing";
 /// ELBv2 actions the fake implements.
-pub const ELB_ACTIONS: [&str; 4] = [
+pub const ELB_ACTIONS: [&str; 5] = [
     "DescribeTargetGroups",
+    "DescribeTargetGroupAttributes",
     "RegisterTargets",
     "DeregisterTargets",
     "DescribeTargetHealth",

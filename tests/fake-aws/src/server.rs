@@ -2,7 +2,7 @@
 //! read what it received. Dropping it stops the server.
 
 use crate::http::accept_loop;
-use crate::state::{Cred, HealthSeq, Shared, State, TargetGroup, TargetSpec};
+use crate::state::{Cred, GroupSettings, HealthSeq, Shared, State, TargetGroup, TargetSpec};
 use crate::wire::{header_of, param};
 use crate::{ACCOUNT_ID, REGION};
 use std::collections::{HashMap, VecDeque};
@@ -215,8 +215,23 @@ impl FakeAws {
             name: name.to_string(),
             port,
             targets: Vec::new(),
+            settings: GroupSettings::default(),
         });
         arn
+    }
+
+    /// Change what the fake reports of a group (target type, IP address
+    /// type, load balancer, deregistration delay, health check timing).
+    /// Returns whether the group exists.
+    pub fn configure_target_group(&self, tg_arn: &str, settings: GroupSettings) -> bool {
+        let mut st = self.shared.lock();
+        match st.groups.iter_mut().find(|g| g.arn == tg_arn) {
+            Some(g) => {
+                g.settings = settings;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Delete a target group (later calls naming it get `TargetGroupNotFound`).
