@@ -174,7 +174,7 @@ fn sts_refusal_and_missing_token_file_fail_fast() {
     fake.add_target_group("tg", 80);
     fake.script(
         "AssumeRoleWithWebIdentity",
-        vec![Fault::Error(400, "InvalidIdentityToken")],
+        vec![Fault::Error(403, "AccessDenied")],
     );
     let dir = TempDir::new("sts-refuse");
     std::fs::write(dir.path("token"), "tok").unwrap();
@@ -184,7 +184,7 @@ fn sts_refusal_and_missing_token_file_fail_fast() {
         &irsa_env(&fake, &dir.path("token")),
     );
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("InvalidIdentityToken"), "{out}");
+    assert!(out.contains("AccessDenied"), "{out}");
     assert_eq!(fake.count("AssumeRoleWithWebIdentity"), 1);
 
     let (code, out) = Sidecar::run_to_exit(
@@ -195,6 +195,101 @@ fn sts_refusal_and_missing_token_file_fail_fast() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("cannot read web identity token file"), "{out}");
     assert_eq!(fake.count("RegisterTargets"), 0);
+}
+
+/// STS answers `InvalidIdentityToken` while it has not fetched the identity
+/// provider's rotated keys; the SDKs retry it, so does the sidecar: at
+/// start, and for a deregistration that needs fresh credentials.
+#[test]
+fn sts_invalid_identity_token_is_retried_at_start_and_at_deregistration() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.script(
+        "AssumeRoleWithWebIdentity",
+        vec![
+            Fault::Error(400, "InvalidIdentityToken"),
+            Fault::Error(400, "InvalidIdentityToken"),
+        ],
+    );
+    let dir = TempDir::new("sts-iit");
+    std::fs::write(dir.path("token"), "tok").unwrap();
+    let mut s = spawn(&args(&[]), &irsa_env(&fake, &dir.path("token")));
+    s.expect_log("blocking until SIGTERM", secs(15));
+    assert_eq!(fake.count("AssumeRoleWithWebIdentity"), 3);
+    assert_eq!(fake.registered(&arn).len(), 1);
+    // The credentials die on the AWS side while blocked; STS refuses the
+    // token twice more when the deregistration needs new ones.
+    fake.script(
+        "AssumeRoleWithWebIdentity",
+        vec![
+            Fault::Error(400, "InvalidIdentityToken"),
+            Fault::Error(400, "IDPCommunicationError"),
+        ],
+    );
+    fake.expire_temporary_credentials();
+    s.term();
+    assert_eq!(s.wait_exit(secs(15)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    assert_eq!(fake.count("AssumeRoleWithWebIdentity"), 6);
+    assert!(s.output().contains("InvalidIdentityToken"));
+}
+
+/// IMDS and the EKS Pod Identity agent throttle with a bare HTTP 429: retried
+/// with backoff, the IMDS token PUT included.
+#[test]
+fn throttled_metadata_endpoints_are_retried() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.script("container", vec![Fault::Throttle, Fault::Throttle]);
+    let mut env = keyless_env(&fake);
+    env.insert(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+        format!("{}/container-credentials/v1/credentials", fake.url()),
+    );
+    let mut s = spawn(&args(&[]), &env);
+    s.expect_log("blocking until SIGTERM", secs(15));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    let fetches = fake.requests_for("container");
+    assert_eq!(fetches.len(), 3);
+    assert_eq!(fetches[0].status, Some(429));
+    assert_eq!(fetches[2].status, Some(200));
+
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    // The token PUT, then (after a new PUT) the role listing.
+    fake.script(
+        "imds",
+        vec![
+            Fault::Throttle,
+            Fault::Delay(Duration::ZERO),
+            Fault::Throttle,
+        ],
+    );
+    let mut env = keyless_env(&fake);
+    env.remove("AWS_EC2_METADATA_DISABLED");
+    env.insert("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), fake.url());
+    let mut s = spawn(&args(&[]), &env);
+    s.expect_log("blocking until SIGTERM", secs(15));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    let imds: Vec<(String, Option<u16>)> = fake
+        .requests_for("imds")
+        .iter()
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    assert_eq!(
+        imds[..5],
+        [
+            ("PUT".to_string(), Some(429)),
+            ("PUT".to_string(), Some(200)),
+            ("GET".to_string(), Some(429)),
+            ("PUT".to_string(), Some(200)),
+            ("GET".to_string(), Some(200)),
+        ]
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ use super::http::{HttpResponse, Transport};
 use super::query::{self, Action, Service, CALL_TIMEOUT};
 use super::retry::Backoff;
 use super::sign::{sign, ToSign};
+use super::skew::{self, Offset};
 use crate::clock::Clock;
 use crate::env::Env;
 use log::{debug, warn};
@@ -92,6 +93,12 @@ pub struct Client<T: Transport> {
     settings: Settings,
     cache: Cache,
     backoff: Backoff,
+    /// AWS's clock minus ours, learnt from a clock skew answer; added to
+    /// the wall clock for every signature.
+    clock_offset: Offset,
+    /// The last signed answer's `Date` header (AWS's time) and our
+    /// wall-clock time when it arrived.
+    last_date: Option<(std::time::SystemTime, std::time::SystemTime)>,
 }
 
 impl<T: Transport> Client<T> {
@@ -102,6 +109,8 @@ impl<T: Transport> Client<T> {
             settings,
             cache: Cache::default(),
             backoff: Backoff::default(),
+            clock_offset: Offset::default(),
+            last_date: None,
         }
     }
 
@@ -111,8 +120,10 @@ impl<T: Transport> Client<T> {
     }
 
     /// When cached temporary credentials should be refreshed ahead of need.
+    /// On the local clock: AWS's expiry less the learnt clock offset.
     pub fn refresh_due(&self) -> Option<std::time::SystemTime> {
-        self.cache.refresh_due()
+        let to_local = self.clock_offset.reversed();
+        self.cache.refresh_due().map(|due| to_local.apply(due))
     }
 
     /// Makes sure valid credentials are cached, fetching them (with
@@ -147,7 +158,7 @@ impl<T: Transport> Client<T> {
             c.fetch_credentials().map(|fresh| c.cache.store(fresh))
         });
         if let Err(e) = &result {
-            if self.cache.usable(clock.wall()) {
+            if self.cache.usable(self.clock_offset.apply(clock.wall())) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
             }
         }
@@ -173,13 +184,15 @@ impl<T: Transport> Client<T> {
     }
 
     fn credentials(&mut self, clock: &mut dyn Clock) -> Result<Credentials, Error> {
+        // Expiry times are AWS's: compare them with AWS's time.
+        let now = self.clock_offset.apply(clock.wall());
         let Client {
             transport,
             settings,
             cache,
             ..
         } = self;
-        cache.get(clock.wall(), settings.source.name(), || {
+        cache.get(now, settings.source.name(), || {
             providers::fetch(&settings.source, &settings.sts_url, transport)
         })
     }
@@ -193,9 +206,11 @@ impl<T: Transport> Client<T> {
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
-    /// or an event interrupts a backoff sleep. With `signed`, an
-    /// expired-credentials answer to `action` itself drops the cached
-    /// credentials and is retried once at once.
+    /// or an event interrupts a backoff sleep. With `signed`, an answer to
+    /// `action` itself that says our clock is off (see [`skew`]) sets the
+    /// clock offset and is signed again once at once, and an
+    /// expired-credentials answer drops the cached credentials and is
+    /// retried once at once.
     fn retrying<R>(
         &mut self,
         action: &str,
@@ -206,6 +221,7 @@ impl<T: Transport> Client<T> {
     ) -> Result<R, Error> {
         let mut attempts = 0u32;
         let mut retried_expired = false;
+        let mut retried_skew = false;
         loop {
             // The first attempt is always made, even past the deadline: a
             // shutdown that spent its budget on one target group still sends
@@ -220,6 +236,25 @@ impl<T: Transport> Client<T> {
             // fetching credentials) it is about the web identity token, and
             // the cached credentials must survive it.
             let own_answer = matches!(&err, Error::Aws { action: a, .. } if signed && a == action);
+            // A clock skew answer: sign with AWS's time from now on, and
+            // sign this call again once, at once (the SDKs retry it too; no
+            // backoff: the cause is known and fixed). Past the deadline the
+            // offset is still kept for the calls that follow.
+            let fix = match self.last_date {
+                Some((server, received)) if own_answer => {
+                    skew::correction(&err, Some(server), received, self.clock_offset)
+                }
+                _ => None,
+            };
+            if let Some(offset) = fix {
+                self.clock_offset = offset;
+                if !retried_skew && clock.now() < budget.deadline {
+                    warn!("{err}; {offset}: signing again with AWS's time, and from now on");
+                    retried_skew = true;
+                    continue;
+                }
+                warn!("{offset}: later calls sign with AWS's time");
+            }
             if own_answer
                 && is_expired_credentials(&err)
                 && !retried_expired
@@ -258,6 +293,7 @@ impl<T: Transport> Client<T> {
         deadline: Instant,
         clock: &mut dyn Clock,
     ) -> Result<HttpResponse, Error> {
+        self.last_date = None;
         let creds = self.credentials(clock)?;
         let left = deadline.saturating_duration_since(clock.now());
         let timeout = CALL_TIMEOUT.min(left.max(MIN_CALL_TIMEOUT));
@@ -272,11 +308,13 @@ impl<T: Transport> Client<T> {
             &creds,
             &self.settings.region,
             service.signing_name(),
-            clock.wall(),
+            self.clock_offset.apply(clock.wall()),
         )?;
         req.headers.extend(signed);
         let started = clock.now();
         let resp = self.transport.send(name, &req)?;
+        let server = resp.date.as_deref().and_then(skew::parse_http_date);
+        self.last_date = server.map(|server| (server, clock.wall()));
         debug!(
             "{name} -> HTTP {} in {} ms",
             resp.status,
@@ -291,7 +329,7 @@ mod tests {
     use super::*;
     use crate::aws::credentials::Secret;
     use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, RegisterTargets, Target};
-    use crate::aws::testing::{ok, status, FakeClock, Scripted};
+    use crate::aws::testing::{dated, ok, status, FakeClock, Scripted};
 
     fn settings(source: Source) -> Settings {
         Settings {
@@ -490,6 +528,285 @@ mod tests {
         assert!(elb.headers.iter().any(|(k, v)| k == "x-amz-security-token"
             && v == "AQoDYXdzEE0a8ANXXXXXXXXNO1ewxE5TijQyp+IEXAMPLE"));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn web_identity_source(dir: &std::path::Path) -> Source {
+        std::fs::create_dir_all(dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "a-token").unwrap();
+        Source::WebIdentity {
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            token_file: token_file.to_string_lossy().into_owned(),
+            session_name: "s".into(),
+        }
+    }
+
+    const STS_OK: &[u8] = include_bytes!("../../tests/data/assume_role_with_web_identity.xml");
+    const STS_INVALID_TOKEN: &[u8] =
+        include_bytes!("../../tests/data/sts_invalid_identity_token.xml");
+
+    #[test]
+    fn invalid_identity_token_is_retried_with_backoff() {
+        let dir = std::env::temp_dir().join(format!("nlb-iit-{}", std::process::id()));
+        let s = Scripted::new([
+            status(400, STS_INVALID_TOKEN),
+            status(400, STS_INVALID_TOKEN),
+            ok(STS_OK),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(web_identity_source(&dir)));
+        let mut t = FakeClock::new();
+        c.call(
+            &RegisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        assert_eq!(s.seen.borrow().len(), 4);
+        assert_eq!(
+            t.slept,
+            vec![Duration::from_millis(100), Duration::from_millis(200)]
+        );
+        // At start (no signed call yet) too, and within the deadline only.
+        let s = Scripted::new((0..100).map(|_| status(400, STS_INVALID_TOKEN)));
+        let mut c = Client::new(&s, settings(web_identity_source(&dir)));
+        let mut t = FakeClock::new();
+        let e = c
+            .ensure_credentials(Budget::until(t.now() + Duration::from_secs(10)), &mut t)
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Deadline { attempts, .. } if attempts > 3),
+            "{e:?}"
+        );
+        assert_eq!(e.aws_code(), Some("InvalidIdentityToken"));
+        assert!(t.elapsed <= Duration::from_secs(10));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn throttled_metadata_endpoints_are_retried_with_backoff() {
+        let creds_json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;
+        let too_many = b"Too Many Requests";
+        // The EKS Pod Identity agent / container endpoint.
+        let s = Scripted::new([
+            status(429, too_many),
+            status(503, b""),
+            ok(creds_json),
+            ok(REGISTERED),
+        ]);
+        let source = Source::Container {
+            url: "http://127.0.0.1:3/creds".into(),
+            token_file: None,
+            token: Some(Secret::new("container-token".into())),
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        c.ensure_credentials(Budget::until(t.now() + Duration::from_secs(20)), &mut t)
+            .unwrap();
+        assert_eq!(
+            t.slept,
+            vec![Duration::from_millis(100), Duration::from_millis(200)]
+        );
+        // IMDS: 429 on the token PUT and on the credentials GET.
+        let imds = include_bytes!("../../tests/data/imds_credentials.json");
+        let s = Scripted::new([
+            status(429, too_many),
+            ok(b"TOKEN"),
+            ok(b"role"),
+            status(429, too_many),
+            ok(b"TOKEN"),
+            ok(b"role"),
+            ok(imds),
+            ok(REGISTERED),
+        ]);
+        let source = Source::Imds {
+            endpoint: "http://127.0.0.1:4".into(),
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        c.call(
+            &RegisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        assert_eq!(s.seen.borrow().len(), 8);
+        assert_eq!(t.slept.len(), 2);
+        // Within the deadline only.
+        let s = Scripted::new((0..100).map(|_| status(429, too_many)));
+        let source = Source::Imds {
+            endpoint: "http://127.0.0.1:4".into(),
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        let e = c
+            .ensure_credentials(Budget::until(t.now() + Duration::from_secs(5)), &mut t)
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("HttpStatus429"), "{e:?}");
+        assert!(t.elapsed <= Duration::from_secs(5));
+    }
+
+    fn amz_date(req: &crate::aws::http::HttpRequest) -> String {
+        req.headers
+            .iter()
+            .find(|(k, _)| k == "x-amz-date")
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+
+    const SIGNATURE_EXPIRED: &[u8] = br#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>Signature expired: 20231114T221320Z is now earlier than 20231114T222320Z (20231114T223820Z - 15 min.)</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
+    // 25 minutes after the fake clock's 2023-11-14T22:13:20Z.
+    const AWS_DATE: &str = "Tue, 14 Nov 2023 22:38:20 GMT";
+
+    #[test]
+    fn clock_skew_is_corrected_from_the_date_header_and_kept() {
+        let s = Scripted::new([
+            dated(403, AWS_DATE, SIGNATURE_EXPIRED),
+            dated(200, AWS_DATE, REGISTERED),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        c.call(
+            &register,
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        // Signed again at once with AWS's time, not after a backoff.
+        assert!(t.slept.is_empty());
+        t.sleep(Duration::from_secs(60)).unwrap();
+        // Later calls sign with the corrected time from the start.
+        c.call(
+            &register,
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        let seen = s.seen.borrow();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(amz_date(&seen[0]), "20231114T221320Z");
+        assert_eq!(amz_date(&seen[1]), "20231114T223820Z");
+        assert_eq!(amz_date(&seen[2]), "20231114T223920Z");
+    }
+
+    #[test]
+    fn clock_skew_is_corrected_once_per_call_and_only_when_the_date_says_so() {
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        // A real signature mismatch (Date agrees with our clock): final.
+        let s = Scripted::new([
+            dated(403, "Tue, 14 Nov 2023 22:13:21 GMT", SIGNATURE_EXPIRED),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let e = c
+            .call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(20)),
+                &mut t,
+            )
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("SignatureDoesNotMatch"));
+        assert_eq!(s.seen.borrow().len(), 1);
+        // No Date header: nothing to correct with.
+        let s = Scripted::new([status(403, SIGNATURE_EXPIRED), ok(REGISTERED)]);
+        let mut c = Client::new(&s, settings(static_source()));
+        assert!(c
+            .call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(20)),
+                &mut t
+            )
+            .is_err());
+        assert_eq!(s.seen.borrow().len(), 1);
+        // Still refused after the correction: final (one correction per call).
+        let expired = br#"<ErrorResponse><Error><Code>RequestExpired</Code><Message>Request has expired.</Message></Error></ErrorResponse>"#;
+        let s = Scripted::new([
+            dated(400, AWS_DATE, expired),
+            dated(400, "Tue, 14 Nov 2023 23:38:20 GMT", expired),
+            ok(REGISTERED),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let e = c
+            .call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(20)),
+                &mut t,
+            )
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("RequestExpired"));
+        assert_eq!(s.seen.borrow().len(), 2);
+    }
+
+    #[test]
+    fn clock_skew_seen_past_the_deadline_is_kept_for_the_next_call() {
+        let s = Scripted::new([dated(403, AWS_DATE, SIGNATURE_EXPIRED), ok(REGISTERED)]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        // The one attempt made past the deadline is not signed again...
+        let e = c
+            .call(&register, Budget::until(t.now()), &mut t)
+            .unwrap_err();
+        assert_eq!(e.aws_code(), Some("SignatureDoesNotMatch"));
+        // ...but the next call signs with AWS's time.
+        c.call(&register, Budget::until(t.now()), &mut t).unwrap();
+        let seen = s.seen.borrow();
+        assert_eq!(amz_date(&seen[1]), "20231114T223820Z");
+    }
+
+    #[test]
+    fn credential_refresh_times_follow_the_corrected_clock() {
+        let creds_json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;
+        let s = Scripted::new([
+            ok(creds_json),
+            dated(403, AWS_DATE, SIGNATURE_EXPIRED),
+            ok(REGISTERED),
+        ]);
+        let source = Source::Container {
+            url: "http://127.0.0.1:3/creds".into(),
+            token_file: None,
+            token: None,
+        };
+        let mut c = Client::new(&s, settings(source));
+        let mut t = FakeClock::new();
+        let expiry = crate::aws::credentials::parse_expiration("2099-01-01T00:00:00Z").unwrap();
+        let due = expiry - Duration::from_secs(600);
+        c.ensure_credentials(Budget::until(t.now() + Duration::from_secs(20)), &mut t)
+            .unwrap();
+        assert_eq!(c.refresh_due(), Some(due));
+        c.call(
+            &RegisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            Budget::until(t.now() + Duration::from_secs(20)),
+            &mut t,
+        )
+        .unwrap();
+        // AWS's clock is 1500 s ahead: the refresh is due 1500 s earlier on ours.
+        assert_eq!(
+            c.refresh_due(),
+            Some(due - Duration::from_millis(1_500_500))
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! the action or endpoint involved. None ever holds a secret: credentials
 //! errors name variables and files, never their contents.
 
+use crate::aws::query::Action;
+use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::aws::xml;
 use std::fmt;
 
@@ -203,6 +205,14 @@ pub const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// Error codes that mean "a passing fault on AWS's side": retried.
+///
+/// `IDPCommunicationError` is STS failing to reach the identity provider
+/// that issued a web identity token; every SDK retries it: smithy-rs marks
+/// the shape `@retryable` (`aws/sdk-codegen/.../customize/sts/STSDecorator.kt`),
+/// aws-sdk-go adds it to every STS request's `RetryErrorCodes`
+/// (`service/sts/customizations.go`), botocore's standard retry mode has
+/// `retries/special.py::RetryIDPCommunicationError`, aws-sdk-cpp lists it
+/// in the web identity provider's `SpecifiedRetryableErrorsRetryStrategy`.
 pub const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeout",
     "RequestTimeoutException",
@@ -212,17 +222,56 @@ pub const TRANSIENT_CODES: &[&str] = &[
     "IDPCommunicationError",
 ];
 
+/// Error codes of STS `AssumeRoleWithWebIdentity` that are retried like a
+/// transient fault, though AWS answers them as the caller's (HTTP 400).
+///
+/// `InvalidIdentityToken` also comes while the identity provider's signing
+/// keys are being rotated and STS has not fetched the new ones yet, so the
+/// SDKs retry it for this action only: aws-sdk-go-v2
+/// `credentials/stscreds/web_identity_provider.go` wraps the retryer with
+/// `retry.AddWithErrorCodes(options.Retryer, "InvalidIdentityToken")`,
+/// aws-sdk-go v1 appends `sts.ErrCodeInvalidIdentityTokenException` to the
+/// request's `RetryErrorCodes` ("InvalidIdentityToken error is a temporary
+/// error that can occur when assuming an Role with a JWT web identity
+/// token"), aws-sdk-java-v2's `StsWebIdentityCredentialsProviderFactory`
+/// has an `StsRetryCondition` for it (aws/aws-sdk-java-v2#1320, after the
+/// SDKs' shared design for web identity), aws-sdk-ruby (#2099), aws-sdk-php
+/// (#1858) and aws-sdk-cpp's `STSAssumeRoleWebIdentityCredentialsProvider`
+/// retry it too; smithy-rs and botocore do not (aws-sdk-rust#827 shows one
+/// failing on "Couldn't retrieve verification key from your identity
+/// provider"). Those SDKs stop at their attempt limit (3 by default); here
+/// the step's deadline bounds it, as it does every other retry.
+pub const WEB_IDENTITY_RETRY_CODES: &[&str] = &["InvalidIdentityToken"];
+
 /// Whether an error is worth another attempt (throttling, 5xx, network).
+///
+/// HTTP 429 is throttling whatever the body. The AWS Query APIs answer
+/// throttling as 400 `Throttling`, but the credential endpoints have no
+/// error codes: IMDS throttles per instance (the EC2 user guide says to
+/// retry "with an exponential backoff strategy"), and the EKS Pod Identity
+/// agent fronts the EKS Auth API, which throttles too. The SDKs read a
+/// bare 429 as throttling (aws-sdk-java-v2
+/// `SdkServiceException::isThrottlingException` is `statusCode == 429`;
+/// botocore's `too_many_requests` retry policy; botocore's container
+/// fetcher retries every non-200 answer, its IMDS fetcher every non-200
+/// answer up to `AWS_METADATA_SERVICE_NUM_ATTEMPTS`), though not all of
+/// them: smithy-rs retries only 5xx (and 401) from IMDS and the container
+/// endpoint. The IMDS token PUT included: on a 429 there, botocore (after
+/// its attempts) and aws-sdk-go-v2 fall back to IMDSv1, which this program
+/// does not do.
 ///
 /// Client errors (AccessDenied, ValidationError, TargetGroupNotFound,
 /// InvalidTarget, SignatureDoesNotMatch, ...) are final: retrying them only
 /// burns the account's shared API rate limit.
 pub fn is_retryable(err: &Error) -> bool {
     match err {
-        Error::Aws { error, .. } => {
-            THROTTLING_CODES.contains(&error.code.as_str())
-                || TRANSIENT_CODES.contains(&error.code.as_str())
-                || matches!(error.status, 500 | 502 | 503 | 504)
+        Error::Aws { action, error } => {
+            let code = error.code.as_str();
+            THROTTLING_CODES.contains(&code)
+                || TRANSIENT_CODES.contains(&code)
+                || (action == AssumeRoleWithWebIdentity::NAME
+                    && WEB_IDENTITY_RETRY_CODES.contains(&code))
+                || matches!(error.status, 429 | 500 | 502 | 503 | 504)
         }
         Error::Transport { kind, .. } => {
             !matches!(kind, TransportKind::Request | TransportKind::Tls)
@@ -236,10 +285,14 @@ pub fn is_retryable(err: &Error) -> bool {
 }
 
 /// Whether the error says the credentials used have expired (refresh, then retry).
+///
+/// Not `RequestExpired`: that is the request's timestamp, more than 15
+/// minutes from AWS's clock (ELBv2 API reference, Common Errors), a clock
+/// skew answer ([`crate::aws::skew`]), which fresh credentials do not fix.
 pub fn is_expired_credentials(err: &Error) -> bool {
     matches!(
         err.aws_code(),
-        Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired")
+        Some("ExpiredToken" | "ExpiredTokenException")
     )
 }
 
@@ -351,6 +404,8 @@ mod tests {
         assert!(is_retryable(&aws(400, "RequestLimitExceeded")));
         assert!(is_retryable(&aws(503, "ServiceUnavailable")));
         assert!(is_retryable(&aws(500, "HttpStatus500")));
+        assert!(is_retryable(&aws(429, "HttpStatus429")));
+        assert!(!is_retryable(&aws(404, "HttpStatus404")));
         for code in [
             "AccessDenied",
             "ValidationError",
@@ -360,6 +415,20 @@ mod tests {
         ] {
             assert!(!is_retryable(&aws(400, code)), "{code}");
         }
+        let sts = |code: &str| Error::Aws {
+            action: "AssumeRoleWithWebIdentity".into(),
+            error: AwsError {
+                status: 400,
+                code: code.into(),
+                message: String::new(),
+                request_id: None,
+            },
+        };
+        assert!(is_retryable(&sts("InvalidIdentityToken")));
+        assert!(is_retryable(&sts("IDPCommunicationError")));
+        assert!(!is_retryable(&sts("AccessDenied")));
+        assert!(!is_retryable(&sts("ExpiredTokenException")));
+        assert!(!is_retryable(&aws(400, "InvalidIdentityToken")));
         assert!(is_expired_credentials(&aws(400, "ExpiredToken")));
         let t = |kind| Error::Transport {
             action: "x".into(),

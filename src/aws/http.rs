@@ -51,11 +51,13 @@ impl std::fmt::Debug for HttpRequest {
     }
 }
 
-/// An HTTP response: status and body.
+/// An HTTP response: status, `Date` header and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
+    /// The `Date` header, if any: AWS's clock, for clock skew correction.
+    pub date: Option<String>,
     /// Body, at most [`MAX_BODY`] bytes.
     pub body: Vec<u8>,
 }
@@ -231,6 +233,11 @@ impl Transport for UreqTransport {
             .build();
         let mut response = agent.run(request).map_err(fail)?;
         let status = response.status().as_u16();
+        let date = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .body_mut()
             .with_config()
@@ -242,7 +249,7 @@ impl Transport for UreqTransport {
                 kind: classify(&e),
                 detail: format!("reading the response body: {e}"),
             })?;
-        Ok(HttpResponse { status, body })
+        Ok(HttpResponse { status, date, body })
     }
 }
 

@@ -11,7 +11,8 @@
 //! - [`credentials`]: choosing a source, with its [`providers`](credentials::providers)
 //!   (web identity, container endpoint, IMDS, fetching through a transport)
 //!   and its [`cache`](credentials::cache);
-//! - [`endpoint`], [`sign`], [`retry`]: region and URLs, SigV4, backoff.
+//! - [`endpoint`], [`sign`], [`retry`]: region and URLs, SigV4, backoff;
+//!   [`skew`]: the signing time corrected by AWS's `Date` header.
 //!
 //! Then IO: [`http`], the one module that imports the HTTP client, with
 //! its pure proxy decision ([`proxy`]), and
@@ -27,6 +28,7 @@ pub mod proxy;
 pub mod query;
 pub mod retry;
 pub mod sign;
+pub mod skew;
 pub mod sts;
 #[cfg(test)]
 mod testing;

@@ -47,6 +47,16 @@ pub fn ok(body: &[u8]) -> Result<HttpResponse, Error> {
 pub fn status(code: u16, body: &[u8]) -> Result<HttpResponse, Error> {
     Ok(HttpResponse {
         status: code,
+        date: None,
+        body: body.to_vec(),
+    })
+}
+
+/// An answer with status `code`, a `Date` header and `body`.
+pub fn dated(code: u16, date: &str, body: &[u8]) -> Result<HttpResponse, Error> {
+    Ok(HttpResponse {
+        status: code,
+        date: Some(date.to_owned()),
         body: body.to_vec(),
     })
 }

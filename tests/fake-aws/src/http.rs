@@ -140,7 +140,7 @@ pub(crate) fn serve_connection(shared: &Shared, stream: TcpStream) {
             Ok(None) | Err(ReadError::Closed) => break,
             Err(ReadError::Bad(status, msg)) => {
                 let resp = Response::new(status, "text/plain", format!("{msg}\n").into_bytes());
-                let _ = write_response(&mut out, &resp, true);
+                let _ = write_response(&mut out, &resp, true, shared.now());
                 break;
             }
         };
@@ -152,7 +152,7 @@ pub(crate) fn serve_connection(shared: &Shared, stream: TcpStream) {
             break;
         };
         let close = !keep_alive || resp.truncate;
-        if write_response(&mut out, &resp, close).is_err() || close {
+        if write_response(&mut out, &resp, close, shared.now()).is_err() || close {
             break;
         }
     }
@@ -300,12 +300,18 @@ pub(crate) fn read_request<R: BufRead>(
     Ok(Some(req))
 }
 
-pub(crate) fn write_response(out: &mut TcpStream, resp: &Response, close: bool) -> io::Result<()> {
+/// Writes `resp` with `date` (the fake's clock) as its `Date` header.
+pub(crate) fn write_response(
+    out: &mut TcpStream,
+    resp: &Response,
+    close: bool,
+    date: SystemTime,
+) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nDate: {}\r\n",
         resp.status,
         reason_phrase(resp.status),
-        http_date(SystemTime::now())
+        http_date(date)
     );
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));

@@ -7,7 +7,7 @@ use crate::sigv4::{check_sigv4, Auth};
 use crate::state::{AwsError, Shared};
 use crate::wire::{json_escape, param, parse_form, xml_escape};
 use crate::{ACCOUNT_ID, ELB_NS, ELB_SERVICE, STS_NS};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Route a request: (kind, action name for faults and records, parameters).
 pub(crate) fn route(req: &Request) -> (Kind, String, Vec<(String, String)>) {
@@ -49,7 +49,7 @@ pub(crate) struct Ctx<'a> {
 /// Record the request, apply any fault, build the answer (None: close without one).
 pub(crate) fn handle(shared: &Shared, req: &Request) -> Option<Response> {
     let at = Instant::now();
-    let now = SystemTime::now();
+    let now = shared.now();
     let (kind, action, params) = route(req);
     let mut st = shared.lock();
     let auth = match kind {
@@ -162,7 +162,7 @@ pub(crate) fn apply(fault: Option<Fault>, c: &Ctx<'_>) -> Option<Response> {
 
 /// The answer without faults (applies the action's effect).
 pub(crate) fn normal(c: &Ctx<'_>) -> Response {
-    let now = SystemTime::now();
+    let now = c.shared.now();
     let rid = c.request_id;
     match c.kind {
         Kind::Elb => {

@@ -185,7 +185,7 @@ impl FakeAws {
     /// Make every credential issued so far (STS, container, IMDS, session
     /// credentials) expire now. Static keys are not affected.
     pub fn expire_temporary_credentials(&self) {
-        let now = SystemTime::now();
+        let now = self.shared.now();
         for cred in self.shared.lock().creds.values_mut() {
             if cred.expires.is_some() {
                 cred.expires = Some(now);
@@ -390,6 +390,17 @@ impl FakeAws {
     /// then been applied), or timeout. Returns true if so.
     pub fn wait_held(&self, n: usize, timeout: Duration) -> bool {
         self.wait_until(timeout, |st| st.held >= n)
+    }
+
+    /// Moves the fake's clock `secs` seconds ahead of the real one (behind
+    /// when negative), as AWS's clock is ahead of a pod's that drifted or was
+    /// restored from a snapshot. The fake's SigV4 time check (an `x-amz-date`
+    /// more than 5 minutes away is refused with 403 `SignatureDoesNotMatch`
+    /// "Signature expired: ..." or "Signature not yet current: ...", as AWS
+    /// answers), the credentials it issues and enforces, and the `Date`
+    /// header of every answer follow it. Default 0.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.shared.lock().clock_offset = secs;
     }
 
     /// Lifetime of credentials issued by AssumeRoleWithWebIdentity (default 1h;

@@ -30,6 +30,19 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The fake's wall clock: the real one moved by the scripted offset.
+    /// Its SigV4 time check, credential expiry and `Date` headers use it.
+    pub(crate) fn now(&self) -> SystemTime {
+        let offset = self.lock().clock_offset;
+        let by = Duration::from_secs(offset.unsigned_abs());
+        let real = SystemTime::now();
+        if offset >= 0 {
+            real.checked_add(by).unwrap_or(real)
+        } else {
+            real.checked_sub(by).unwrap_or(real)
+        }
+    }
+
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
@@ -168,6 +181,9 @@ pub(crate) struct State {
     pub(crate) hold_generation: u64,
     pub(crate) held: usize,
     pub(crate) region: Option<String>,
+    /// The fake's clock minus the real one, in seconds (see
+    /// [`crate::FakeAws::set_clock_offset`]).
+    pub(crate) clock_offset: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +245,7 @@ impl State {
             hold_generation: 0,
             held: 0,
             region: None,
+            clock_offset: 0,
         }
     }
 

@@ -97,8 +97,8 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
     Some(from_unix(days * 86_400 + h * 3600 + mi * 60 + sec))
 }
 
-/// `Tue, 25 Nov 2026 12:00:00 GMT`.
-pub(crate) fn http_date(t: SystemTime) -> String {
+/// The HTTP `Date` format (IMF-fixdate): `Tue, 25 Nov 2026 12:00:00 GMT`.
+pub fn http_date(t: SystemTime) -> String {
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -1,6 +1,7 @@
 //! Tests of the fake AWS server, with its tiny std-only HTTP client and its
 //! own SigV4 signer.
 
+use fake_aws::time::http_date;
 use fake_aws::*;
 use std::io::{BufReader, Read};
 use std::net::TcpStream;
@@ -332,6 +333,73 @@ fn unsigned_and_badly_signed_requests_are_rejected() {
         (r.status, r.xml("Code").as_deref()),
         (400, Some("InvalidAction"))
     );
+}
+
+/// A scripted clock offset moves the fake's SigV4 time check and its `Date`
+/// header: a client whose clock is right by the real one is refused as AWS
+/// refuses a skewed one, and can read AWS's time from the answer.
+#[test]
+fn clock_offset_moves_the_signature_check_and_the_date_header() {
+    let fake = FakeAws::start();
+    let params = [("Action", "DescribeTargetGroups")];
+    let body = form_encode(&[
+        ("Action", "DescribeTargetGroups"),
+        ("Version", "2015-12-01"),
+    ]);
+    let host = format!("127.0.0.1:{}", fake.port());
+    let signed_at = |t: SystemTime| {
+        let headers = sign_for_test(
+            &default_signer(),
+            "POST",
+            "/",
+            &[("host", &host), ("content-type", FORM)],
+            body.as_bytes(),
+            t,
+        );
+        http_request(fake.port(), "POST", "/", &headers, body.as_bytes()).unwrap()
+    };
+    let half_hour = Duration::from_secs(1800);
+    let dates = |offset: Duration, ahead: bool| {
+        let now = SystemTime::now();
+        let shift = |t: SystemTime| if ahead { t + offset } else { t - offset };
+        [http_date(shift(now)), http_date(shift(now + SECOND))]
+    };
+
+    fake.set_clock_offset(1800);
+    let expected = dates(half_hour, true);
+    let r = elb(&fake, Some(&default_signer()), &params);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.xml("Code").as_deref(), Some("SignatureDoesNotMatch"));
+    assert!(r.xml("Message").unwrap().starts_with("Signature expired: "));
+    assert!(
+        expected
+            .iter()
+            .any(|d| Some(d.as_str()) == r.header("Date")),
+        "{r:?}"
+    );
+    assert_eq!(signed_at(SystemTime::now() + half_hour).status, 200);
+
+    fake.set_clock_offset(-1800);
+    let expected = dates(half_hour, false);
+    let r = elb(&fake, Some(&default_signer()), &params);
+    assert_eq!(r.status, 403);
+    assert!(r
+        .xml("Message")
+        .unwrap()
+        .starts_with("Signature not yet current: "));
+    assert!(
+        expected
+            .iter()
+            .any(|d| Some(d.as_str()) == r.header("Date")),
+        "{r:?}"
+    );
+    assert_eq!(signed_at(SystemTime::now() - half_hour).status, 200);
+
+    fake.set_clock_offset(0);
+    assert_eq!(elb(&fake, Some(&default_signer()), &params).status, 200);
+    let recs = fake.requests();
+    assert_eq!(recs[0].auth_error.as_deref(), Some("SignatureDoesNotMatch"));
+    assert!(recs[0].signature_ok, "a skewed request is well signed");
 }
 
 #[test]
