@@ -16,6 +16,7 @@
 //! filters say, in either format; our own log calls never carry a secret,
 //! in the message or in a field.
 
+use crate::aws::Error;
 use crate::config::{Config, LogFormat};
 use log::kv::{Key, Value, VisitSource, VisitValue};
 use std::io::Write;
@@ -94,6 +95,16 @@ impl log::Log for Guarded {
 
     fn flush(&self) {
         self.inner.flush();
+    }
+}
+
+/// The request id of the AWS error answer behind `e` (looking through a
+/// deadline at its last failure), for the `request_id` log field.
+pub fn request_id_of(e: &Error) -> Option<&str> {
+    match e {
+        Error::Aws { error, .. } => error.request_id.as_deref(),
+        Error::Deadline { last: Some(l), .. } => request_id_of(l),
+        _ => None,
     }
 }
 
