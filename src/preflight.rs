@@ -531,7 +531,7 @@ fn attributes(r: &mut Report, cfg: &Config, subject: &str, g: &GroupFindings) {
             Level::Warn,
             subject,
             format!(
-                "deregistration delay {} is longer than -wait-drained-timeout {}: the wait for draining would time out and the exit code would say so",
+                "deregistration delay {} is longer than -wait-drained-timeout {}: the wait for draining would give up while connections still drain",
                 human(delay),
                 human(cfg.wait_drained_timeout)
             ),
