@@ -18,7 +18,7 @@
 //! children when they are orphaned, and their zombies stay unless it reaps
 //! them. [`start_reaper`] does, without ever collecting a hook's own exit
 //! status: a hook's child exists only while [`run`] holds the lock of
-//! [`CHILDREN`] (from spawn to its wait), and the reaper collects other
+//! `CHILDREN` (from spawn to its wait), and the reaper collects other
 //! children only while holding that lock.
 
 use crate::clock::Clock;
@@ -189,8 +189,9 @@ fn capture(stream: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
     if let Some(mut s) = stream {
         let sink = Arc::clone(&buf);
         // Detached: a grandchild that keeps the pipe open must not block us.
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("hook-output".into())
+            .stack_size(256 * 1024)
             .spawn(move || {
                 let mut chunk = [0u8; 4096];
                 loop {
@@ -205,6 +206,12 @@ fn capture(stream: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
                     }
                 }
             });
+        if let Err(e) = spawned {
+            // The pipe's read end closes with the closure: a hook that
+            // writes output then fails (SIGPIPE), and that failure is
+            // handled like any other; this process goes on.
+            warn!("cannot start a thread to read a hook's output (pids limit?): {e}");
+        }
     }
     buf
 }

@@ -64,7 +64,7 @@ pub fn init(cfg: &Config, rust_log: Option<String>) {
 /// Crates whose debug and trace output may hold secrets: ureq logs the
 /// wire at trace (Authorization, X-Amz-Security-Token, the STS form body
 /// with the web identity token), whatever the filters say.
-const GUARDED: [&str; 4] = ["ureq", "ureq_proto", "rustls", "tiny_http"];
+const GUARDED: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
 
 /// The env_logger, with the guarded crates capped at `info` in a way no
 /// `RUST_LOG` directive (however specific) can lift.

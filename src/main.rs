@@ -138,8 +138,13 @@ fn try_main() -> i32 {
                 .map(|h| h.timeout)
                 .unwrap_or_default()
             + Duration::from_secs(5);
-        if let Err(e) = status::start(addr, status.clone(), tx.clone(), drain_timeout) {
-            return fail(EXIT_USAGE, &e);
+        // Before anything is registered: a listener that cannot bind is a
+        // configuration error, one whose threads cannot start (pids limit)
+        // a runtime failure.
+        match status::start(addr, status.clone(), tx.clone(), drain_timeout) {
+            Ok(()) => {}
+            Err(e @ status::StartError::Bind(_)) => return fail(EXIT_USAGE, &e.to_string()),
+            Err(e @ status::StartError::Thread(_)) => return fail(EXIT_FAILURE, &e.to_string()),
         }
     }
     drop(tx);
@@ -159,7 +164,8 @@ fn try_main() -> i32 {
     let mut client = Client::new(transport, settings);
     let mut clock = EventTimer::new(rx, SplitMix::seed_from_env());
     let code = Lifecycle::new(&cfg, &mut client, &mut effects, &mut clock, &status).run();
-    // Closing the event channel answers any /drain still arriving with 503.
+    // The lifecycle has recorded its outcome in `status`: a /drain still
+    // arriving, or still on its way in the event channel, is answered with it.
     drop(clock);
     status.flush_drain_responses(Duration::from_secs(2));
     code

@@ -43,11 +43,13 @@ pub fn signal_name(sig: i32) -> &'static str {
 /// Registers SIGTERM and SIGINT and forwards them to `tx` from a thread.
 ///
 /// # Errors
-/// The OS error if a handler cannot be registered.
+/// The OS error if a handler cannot be registered or the thread cannot be
+/// started (a pids limit): the caller exits before registering anything.
 pub fn forward_signals(tx: Sender<Event>) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()
         .name("signals".into())
+        .stack_size(256 * 1024)
         .spawn(move || {
             for sig in signals.forever() {
                 // Logged here, at once: the main thread may be inside a request.
@@ -56,6 +58,9 @@ pub fn forward_signals(tx: Sender<Event>) -> std::io::Result<()> {
                     break;
                 }
             }
+        })
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot start the signal thread: {e}"))
         })?;
     Ok(())
 }
@@ -113,10 +118,15 @@ impl Clock for EventTimer {
         let end = Instant::now() + d;
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(());
-            }
-            match self.rx.recv_timeout(left) {
+            // A sleep of zero (a backoff's jitter may draw it) still looks
+            // at the channel: an event that arrived must not let a retry
+            // start a new request.
+            let got = if left.is_zero() {
+                self.rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+            } else {
+                self.rx.recv_timeout(left)
+            };
+            match got {
                 Ok(ev) => {
                     self.pending.push_back(ev);
                     if !self.shielded {
@@ -177,6 +187,13 @@ mod tests {
         assert_eq!(t.sleep(Duration::from_millis(20)), Ok(()));
         assert!(start.elapsed() >= Duration::from_millis(20));
 
+        tx.send(Event::Signal(SIGTERM)).unwrap();
+        assert_eq!(
+            t.sleep(Duration::ZERO),
+            Err(Interrupted),
+            "even a zero sleep"
+        );
+        assert!(matches!(t.take_event(), Some(Event::Signal(SIGTERM))));
         tx.send(Event::Signal(SIGTERM)).unwrap();
         let start = Instant::now();
         assert_eq!(t.sleep(Duration::from_secs(10)), Err(Interrupted));

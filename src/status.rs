@@ -1,9 +1,6 @@
 //! The optional status listener: `/healthz`, `/readyz` and `/drain`.
 //!
-//! Off unless `-status-addr` is set. Served by `tiny_http` on one thread
-//! (plus one short-lived thread per pending `/drain`, at most
-//! [`MAX_DRAIN_WAITERS`]), so probes are answered even while a drain is
-//! in progress.
+//! Off unless `-status-addr` is set.
 //!
 //! - `GET /healthz`: 200 while the process runs its lifecycle.
 //! - `GET /readyz`: 200 only while every target is registered and (with
@@ -15,26 +12,70 @@
 //!   `-wait-drained`), 503 with the reason otherwise. For the app
 //!   container's `preStop: httpGet` hook.
 //!
-//! The listener is reachable from the pod network: anyone who can reach it
-//! can take the pod out of the load balancer. Bind it to the pod IP, and
-//! see the README for limiting who can reach it.
+//! # Bounded by construction
+//!
+//! The listener is reachable from the pod network, and the sidecar runs
+//! under a memory limit of a few MiB: whatever clients do, it must cost a
+//! constant amount of memory and threads, and never slow the deregistration.
+//! So it is a few fixed threads, all started at startup (no thread is ever
+//! started for a connection, so a pids limit cannot hit it later):
+//!
+//! - one *accept* thread hands each connection to a queue of [`QUEUE`]
+//!   places; when the queue is full it answers `503 busy` without reading
+//!   and closes at once (non-blocking write of a few bytes into an empty
+//!   socket buffer), so excess connections cost nothing and are told why;
+//! - [`WORKERS`] *worker* threads read one request head each (at most
+//!   [`MAX_HEAD`] bytes, whole head within [`REQUEST_TIMEOUT`] however
+//!   slowly it trickles in, so an idle or slowloris connection holds a
+//!   worker for 2 s at most, plus 0.2 s after an answer for the client to
+//!   close), answer through [`route`], and close: one request per
+//!   connection (`Connection: close`), as probes do;
+//! - one *drain* thread holds the `/drain` requests waiting for the
+//!   lifecycle's answer (at most [`MAX_DRAIN_WAITERS`], 429 beyond), so a
+//!   drain in progress never takes a worker away from the probes.
+//!
+//! The protocol part is pure and unit-tested: [`parse_head`] (bytes to
+//! method and path), [`route`] (method, path and state to an answer) and
+//! [`render`]. Adding a route is one arm in [`route`].
+//!
+//! Anyone who can reach the listener can take the pod out of the load
+//! balancer: bind it to the pod IP, and see the README for limiting who
+//! can reach it.
 
 use crate::signals::{DrainResult, Event};
 use log::{debug, info, warn};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Sender};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tiny_http::{Method, Response, Server};
 
+/// Connections served at once (one worker thread each).
+pub const WORKERS: usize = 4;
+/// Accepted connections waiting for a worker; beyond this they get 503.
+pub const QUEUE: usize = 8;
 /// Most `/drain` requests waiting at once; more get 429.
 pub const MAX_DRAIN_WAITERS: usize = 8;
+/// Largest request head (request line and headers) read; larger gets 431.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Time for a whole request head to arrive, from the worker's first read.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time for an answer to be written.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait, after an answer, for the client to close its side.
+const LINGER: Duration = Duration::from_millis(200);
+/// Stack of each listener thread: they parse a few KiB and log a line.
+const STACK_SIZE: usize = 256 * 1024;
 
 /// Shared state the lifecycle updates and the listener reports.
 #[derive(Debug, Default)]
 pub struct Status {
     ready: AtomicBool,
-    drain_responses: AtomicUsize,
+    /// Requests read in full whose answer is not written yet.
+    answering: AtomicUsize,
+    /// The lifecycle's final word, once it has finished.
+    outcome: Mutex<Option<DrainResult>>,
 }
 
 impl Status {
@@ -56,114 +97,557 @@ impl Status {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// Waits (up to `max`) until every `/drain` answer has been written,
-    /// so the process does not exit under a hook waiting for its response.
+    /// Records the lifecycle's final result, before it stops reading
+    /// events: from then on every `/drain`, including one whose request
+    /// was already on its way to the lifecycle, is answered with it.
+    pub fn set_outcome(&self, result: DrainResult) {
+        if let Ok(mut o) = self.outcome.lock() {
+            *o = Some(result);
+        }
+    }
+
+    /// The final result, once the lifecycle has finished.
+    pub fn outcome(&self) -> Option<DrainResult> {
+        self.outcome.lock().ok().and_then(|o| o.clone())
+    }
+
+    /// Waits (up to `max`) until every request read in full has its answer
+    /// written, so the process does not exit under a `preStop` hook waiting
+    /// for its response.
     pub fn flush_drain_responses(&self, max: Duration) {
         let end = Instant::now() + max;
-        while self.drain_responses.load(Ordering::SeqCst) > 0 && Instant::now() < end {
+        while self.answering.load(Ordering::SeqCst) > 0 && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
 
-/// Starts the listener on `addr`.
+/// Counts a request as being answered until dropped.
+struct Answering(Arc<Status>);
+
+impl Answering {
+    fn new(status: &Arc<Status>) -> Self {
+        status.answering.fetch_add(1, Ordering::SeqCst);
+        Answering(Arc::clone(status))
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.answering.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Why the listener could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The address could not be bound (a configuration error).
+    Bind(String),
+    /// A listener thread could not be started (a resource limit).
+    Thread(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(m) | StartError::Thread(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Starts the listener on `addr`: binds, then starts every thread it will
+/// ever use.
 ///
 /// `events` is where drain requests go; `drain_timeout` bounds how long a
 /// `/drain` request waits for its answer.
 ///
 /// # Errors
-/// A one-line message when the address cannot be bound.
+/// [`StartError::Bind`] when the address cannot be bound,
+/// [`StartError::Thread`] when a thread cannot be started (pids limit).
 pub fn start(
     addr: &str,
     status: Arc<Status>,
     events: Sender<Event>,
     drain_timeout: Duration,
-) -> Result<(), String> {
-    let server =
-        Server::http(addr).map_err(|e| format!("cannot listen on -status-addr {addr}: {e}"))?;
+) -> Result<(), StartError> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| StartError::Bind(format!("cannot listen on -status-addr {addr}: {e}")))?;
+    serve(listener, status, events, drain_timeout)
+        .map_err(|e| StartError::Thread(format!("cannot start the status listener: {e}")))?;
     info!("status listener on http://{addr} (/healthz, /readyz, /drain)");
-    std::thread::Builder::new()
-        .name("status".into())
-        .spawn(move || serve(server, status, events, drain_timeout))
-        .map_err(|e| format!("cannot start the status listener: {e}"))?;
     Ok(())
 }
 
-fn text(code: u16, body: &str) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string(format!("{body}\n")).with_status_code(code)
+fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(STACK_SIZE)
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start thread {name}: {e}")))
 }
 
-fn serve(server: Server, status: Arc<Status>, events: Sender<Event>, drain_timeout: Duration) {
-    let waiters = Arc::new(AtomicUsize::new(0));
-    for request in server.incoming_requests() {
-        let path = request
-            .url()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let method = request.method().clone();
-        debug!("status request {method} {path}");
-        if !matches!(method, Method::Get | Method::Head) {
-            let _ = request.respond(text(405, "method not allowed"));
-            continue;
-        }
-        match path.as_str() {
-            "/healthz" => {
-                let _ = request.respond(text(200, "ok"));
+/// Serves `listener` from fixed threads started here.
+///
+/// # Errors
+/// When a thread cannot be started; threads already started then stay
+/// blocked, harmlessly, until the process exits.
+pub fn serve(
+    listener: TcpListener,
+    status: Arc<Status>,
+    events: Sender<Event>,
+    drain_timeout: Duration,
+) -> std::io::Result<()> {
+    let (drain_tx, drain_rx) = channel::<Waiter>();
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let st = Arc::clone(&status);
+    thread("status-drain", move || answer_drains(drain_rx, &st))?;
+
+    let (queue_tx, queue_rx) = sync_channel::<TcpStream>(QUEUE);
+    let queue_rx = Arc::new(Mutex::new(queue_rx));
+    for i in 0..WORKERS {
+        let ctx = Worker {
+            status: Arc::clone(&status),
+            events: events.clone(),
+            drains: drain_tx.clone(),
+            waiting: Arc::clone(&waiting),
+            drain_timeout,
+        };
+        let queue = Arc::clone(&queue_rx);
+        thread(&format!("status-{i}"), move || loop {
+            let next = match queue.lock() {
+                Ok(q) => q.recv(),
+                Err(_) => return,
+            };
+            match next {
+                Ok(stream) => ctx.handle(stream),
+                Err(_) => return,
             }
-            "/readyz" => {
-                let _ = request.respond(if status.is_ready() {
-                    text(200, "ready")
-                } else {
-                    text(503, "not ready")
-                });
-            }
-            // Only GET starts a drain: a HEAD probe or `curl -I` must not.
-            "/drain" if method != Method::Get => {
-                let _ = request.respond(text(405, "use GET to drain"));
-            }
-            "/drain" => {
-                info!("received a drain request");
-                if waiters.fetch_add(1, Ordering::SeqCst) >= MAX_DRAIN_WAITERS {
-                    waiters.fetch_sub(1, Ordering::SeqCst);
-                    let _ = request.respond(text(429, "too many drain requests waiting"));
-                    continue;
+        })?;
+    }
+    thread("status-accept", move || accept(&listener, &queue_tx))
+}
+
+/// Takes connections in; refuses them with 503 when every worker and
+/// queue place is taken.
+fn accept(listener: &TcpListener, queue: &std::sync::mpsc::SyncSender<TcpStream>) {
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => match queue.try_send(stream) {
+                Ok(()) => {}
+                Err(TrySendError::Full(stream)) => refuse(stream),
+                Err(TrySendError::Disconnected(_)) => return,
+            },
+            Err(e) => {
+                // Out of descriptors or memory: wait rather than spin.
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    warn!("status listener: cannot accept a connection: {e}");
+                    last_warning = Some(Instant::now());
                 }
-                let (tx, rx) = channel::<DrainResult>();
-                if events.send(Event::Drain(tx)).is_err() {
-                    waiters.fetch_sub(1, Ordering::SeqCst);
-                    let _ = request.respond(text(503, "shutting down"));
-                    continue;
-                }
-                status.drain_responses.fetch_add(1, Ordering::SeqCst);
-                let waiters_for_thread = Arc::clone(&waiters);
-                let status_for_thread = Arc::clone(&status);
-                let spawned = std::thread::Builder::new()
-                    .name("drain".into())
-                    .spawn(move || {
-                        let answer = match rx.recv_timeout(drain_timeout) {
-                            Ok(Ok(msg)) => text(200, &msg),
-                            Ok(Err(why)) => text(503, &why),
-                            Err(_) => text(503, "drain did not finish in time"),
-                        };
-                        let _ = request.respond(answer);
-                        waiters_for_thread.fetch_sub(1, Ordering::SeqCst);
-                        status_for_thread
-                            .drain_responses
-                            .fetch_sub(1, Ordering::SeqCst);
-                    });
-                if let Err(e) = spawned {
-                    // The request went with the closure: the client sees the
-                    // connection close. The drain itself still happens.
-                    warn!("cannot start a drain waiter: {e}");
-                    waiters.fetch_sub(1, Ordering::SeqCst);
-                    status.drain_responses.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-            _ => {
-                let _ = request.respond(text(404, "not found"));
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
 }
+
+/// Answers 503 without reading and closes; never blocks.
+fn refuse(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(true);
+    let busy = Response::text(503, "busy");
+    let _ = stream.write_all(&render(&busy, false));
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// A `/drain` request waiting for the lifecycle's answer.
+struct Waiter {
+    stream: TcpStream,
+    answer: Receiver<DrainResult>,
+    deadline: Instant,
+    _answering: Answering,
+    _slot: Slot,
+}
+
+/// Holds one of the [`MAX_DRAIN_WAITERS`] places until dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>) -> Option<Slot> {
+        if count.fetch_add(1, Ordering::SeqCst) >= MAX_DRAIN_WAITERS {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot(Arc::clone(count)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The drain thread: answers each waiter when its result comes. The
+/// lifecycle answers every waiter at the same moment, and deadlines grow
+/// in arrival order, so waiting for them one after the other is exact.
+fn answer_drains(waiters: Receiver<Waiter>, status: &Status) {
+    for mut w in waiters {
+        let left = w.deadline.saturating_duration_since(Instant::now());
+        let result = match w.answer.recv_timeout(left) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => Err("drain did not finish in time".into()),
+            // The lifecycle let go of the request without answering it: it
+            // has finished, and its outcome is the answer.
+            Err(RecvTimeoutError::Disconnected) => final_answer(status),
+        };
+        write_answer(&mut w.stream, &drain_response(&result), false);
+    }
+}
+
+/// The answer for a drain request the lifecycle can no longer take.
+fn final_answer(status: &Status) -> DrainResult {
+    status
+        .outcome()
+        .unwrap_or_else(|| Err("shutting down before the drain finished".into()))
+}
+
+fn drain_response(result: &DrainResult) -> Response {
+    match result {
+        Ok(msg) => Response::text(200, msg),
+        Err(why) => Response::text(503, why),
+    }
+}
+
+/// What a worker needs.
+struct Worker {
+    status: Arc<Status>,
+    events: Sender<Event>,
+    drains: Sender<Waiter>,
+    waiting: Arc<AtomicUsize>,
+    drain_timeout: Duration,
+}
+
+impl Worker {
+    fn handle(&self, mut stream: TcpStream) {
+        let req = match read_head(&mut stream, REQUEST_TIMEOUT) {
+            Ok(req) => req,
+            Err(HeadError::Parse(e)) => {
+                debug!("status listener: bad request: {e:?}");
+                let _answering = Answering::new(&self.status);
+                let resp = match e {
+                    ParseError::TooLarge => Response::text(431, "request head too large"),
+                    ParseError::Malformed(_) => Response::text(400, "bad request"),
+                };
+                write_answer(&mut stream, &resp, false);
+                return;
+            }
+            Err(HeadError::Timeout | HeadError::Closed) => return,
+        };
+        let _answering = Answering::new(&self.status);
+        debug!("status request {} {}", req.method, req.path);
+        let head_only = req.method == "HEAD";
+        let state = RouteState {
+            ready: self.status.is_ready(),
+            outcome: self.status.outcome(),
+        };
+        match route(&req.method, &req.path, &state) {
+            Reply::Answer(resp) => write_answer(&mut stream, &resp, head_only),
+            Reply::Drain => self.drain(stream),
+        }
+    }
+
+    /// Passes a drain request to the lifecycle and its connection to the
+    /// drain thread.
+    fn drain(&self, mut stream: TcpStream) {
+        info!("received a drain request");
+        let Some(slot) = Slot::take(&self.waiting) else {
+            let resp = Response::text(429, "too many drain requests waiting");
+            write_answer(&mut stream, &resp, false);
+            return;
+        };
+        let (tx, rx) = channel::<DrainResult>();
+        if self.events.send(Event::Drain(tx)).is_err() {
+            // The lifecycle has finished: its outcome is the answer.
+            let resp = drain_response(&final_answer(&self.status));
+            write_answer(&mut stream, &resp, false);
+            return;
+        }
+        let waiter = Waiter {
+            stream,
+            answer: rx,
+            deadline: Instant::now() + self.drain_timeout,
+            _answering: Answering::new(&self.status),
+            _slot: slot,
+        };
+        if let Err(e) = self.drains.send(waiter) {
+            // Only if the drain thread is gone; the drain itself goes on.
+            let mut w = e.0;
+            let resp = Response::text(503, "drain accepted; its result cannot be reported");
+            write_answer(&mut w.stream, &resp, false);
+        }
+    }
+}
+
+/// Writes `resp` and closes the connection gracefully: what the client
+/// may still send is read and dropped for a moment, so the close does not
+/// turn into a reset that could destroy the answer in flight.
+fn write_answer(stream: &mut TcpStream, resp: &Response, head_only: bool) {
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    if stream.write_all(&render(resp, head_only)).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    let end = Instant::now() + LINGER;
+    let mut sink = [0u8; 1024];
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Why no request came from a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// The head did not arrive in time.
+    Timeout,
+    /// The client closed or reset the connection first.
+    Closed,
+    /// The head is not a request we can read.
+    Parse(ParseError),
+}
+
+/// Reads one request head from `stream`, which must arrive whole within
+/// `timeout` however slowly it trickles in.
+///
+/// # Errors
+/// [`HeadError`] on a timeout, an early close or a bad head.
+pub fn read_head(stream: &mut TcpStream, timeout: Duration) -> Result<Request, HeadError> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::Timeout);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|_| HeadError::Closed)?;
+        let room = (MAX_HEAD + 1 - buf.len()).min(chunk.len());
+        let n = match stream.read(&mut chunk[..room]) {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(HeadError::Timeout)
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return Err(HeadError::Closed),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        match parse_head(&buf) {
+            Ok(Some(req)) => return Ok(req),
+            Ok(None) => {}
+            Err(e) => return Err(HeadError::Parse(e)),
+        }
+    }
+}
+
+/// A request's method and path (query string removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// As sent, e.g. `GET`.
+    pub method: String,
+    /// The path without query, e.g. `/healthz`.
+    pub path: String,
+}
+
+/// Why a request head cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Longer than [`MAX_HEAD`] without its end.
+    TooLarge,
+    /// Not an HTTP/1.x request head; the reason.
+    Malformed(&'static str),
+}
+
+/// Parses a request head from the bytes read so far: `Ok(None)` while it
+/// is incomplete. Headers are not needed by any route and are skipped
+/// (but must be within [`MAX_HEAD`]); leading empty lines are ignored, as
+/// RFC 9112 allows.
+///
+/// # Errors
+/// [`ParseError`] for a head that is too large or malformed.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let head = &buf[start..];
+    // The end of the head: an empty line (CRLF CRLF, or bare LFs).
+    let end = head
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| i + 2)
+        .into_iter()
+        .chain(
+            head.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| i + 4),
+        )
+        .min();
+    let Some(end) = end.filter(|&e| e <= MAX_HEAD) else {
+        if buf.len() > MAX_HEAD {
+            return Err(ParseError::TooLarge);
+        }
+        // The request line alone can be judged before the head ends.
+        if let Some(eol) = head.iter().position(|&b| b == b'\n') {
+            request_line(&head[..eol])?;
+        }
+        return Ok(None);
+    };
+    let eol = head[..end]
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(ParseError::Malformed("no request line"))?;
+    request_line(&head[..eol]).map(Some)
+}
+
+fn request_line(line: &[u8]) -> Result<Request, ParseError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = std::str::from_utf8(line).map_err(|_| ParseError::Malformed("not ASCII"))?;
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::Malformed(
+            "request line is not METHOD TARGET VERSION",
+        ));
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ParseError::Malformed("bad method"));
+    }
+    if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ParseError::Malformed("bad request target"));
+    }
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err(ParseError::Malformed("not HTTP/1.x"));
+    }
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    Ok(Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+    })
+}
+
+/// What [`route`] needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct RouteState {
+    /// Whether the sidecar is ready.
+    pub ready: bool,
+    /// The lifecycle's final result, once it has finished.
+    pub outcome: Option<DrainResult>,
+}
+
+/// An answer: status code, plain-text body, and `Allow` for 405.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub code: u16,
+    /// Body (a newline is added when rendered).
+    pub body: String,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl Response {
+    /// A plain-text answer.
+    pub fn text(code: u16, body: &str) -> Self {
+        Response {
+            code,
+            body: body.to_owned(),
+            allow: None,
+        }
+    }
+
+    fn not_allowed(body: &str, allow: &'static str) -> Self {
+        Response {
+            allow: Some(allow),
+            ..Response::text(405, body)
+        }
+    }
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer at once.
+    Answer(Response),
+    /// Start a drain (or join the one in progress) and answer with its
+    /// result.
+    Drain,
+}
+
+/// The routes: method and path (no query) to a reply.
+pub fn route(method: &str, path: &str, state: &RouteState) -> Reply {
+    use Reply::Answer;
+    if method != "GET" && method != "HEAD" {
+        return Answer(Response::not_allowed("method not allowed", "GET, HEAD"));
+    }
+    match path {
+        "/healthz" => Answer(Response::text(200, "ok")),
+        "/readyz" if state.ready => Answer(Response::text(200, "ready")),
+        "/readyz" => Answer(Response::text(503, "not ready")),
+        // Only GET starts a drain: a HEAD probe or `curl -I` must not.
+        "/drain" if method != "GET" => Answer(Response::not_allowed("use GET to drain", "GET")),
+        "/drain" => match &state.outcome {
+            Some(result) => Answer(drain_response(result)),
+            None => Reply::Drain,
+        },
+        _ => Answer(Response::text(404, "not found")),
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// The bytes of an answer (headers only for HEAD). The connection is
+/// always closed after it.
+pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
+    let body = format!("{}\n", resp.body);
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n",
+        resp.code,
+        reason(resp.code),
+        body.len()
+    );
+    if let Some(allow) = resp.allow {
+        out.push_str(&format!("Allow: {allow}\r\n"));
+    }
+    out.push_str("\r\n");
+    if !head_only {
+        out.push_str(&body);
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests;

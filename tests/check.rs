@@ -123,14 +123,7 @@ fn denied_deregistration_fails_with_exit_1_naming_it() {
 #[test]
 fn wrong_family_no_load_balancer_wrong_type_and_missing_groups_fail() {
     let fake = FakeAws::start();
-    let v6 = fake.add_target_group("v6", 80);
-    fake.configure_target_group(
-        &v6,
-        GroupSettings {
-            ip_address_type: "ipv6".into(),
-            ..GroupSettings::default()
-        },
-    );
+    fake.add_ipv6_target_group("v6", 80);
     let lonely = fake.add_target_group("lonely", 80);
     fake.configure_target_group(
         &lonely,

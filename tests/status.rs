@@ -269,3 +269,132 @@ fn status_addr_in_use_is_a_usage_error() {
     );
     assert!(fake.requests().is_empty());
 }
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::geteuid() == 0
+    }
+}
+
+/// Runs the binary as an otherwise unused user whose process limit
+/// (RLIMIT_NPROC, which counts threads) allows `nproc` threads in all.
+fn spawn_with_thread_limit(fake: &FakeAws, port: u16, nproc: u32) -> Sidecar {
+    let limit = format!("--nproc={nproc}:{nproc}");
+    let addr = format!("127.0.0.1:{port}");
+    Sidecar::spawn(
+        "prlimit",
+        &[
+            &limit,
+            "setpriv",
+            "--reuid=54321",
+            "--regid=54321",
+            "--clear-groups",
+            common::BIN,
+            "-target-group-name",
+            "tg",
+            "-target-id",
+            IP,
+            "-status-addr",
+            &addr,
+        ],
+        &base_env(&fake.url()),
+    )
+}
+
+/// A thread that cannot be started (pids limit) is a clear error before
+/// anything is registered, never an abort.
+#[test]
+fn threads_that_cannot_start_are_a_clean_exit_1_before_registering() {
+    if !is_root() {
+        let msg = "threads_that_cannot_start_... needs root (setpriv): NOT tested";
+        if std::env::var("NLB_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+            eprintln!("\n!!!!!!!! WARNING: {msg} (NLB_SKIP_ROOT_TESTS=1) !!!!!!!!\n");
+            return;
+        }
+        panic!("{msg}; run as root or set NLB_SKIP_ROOT_TESTS=1 to skip it knowingly");
+    }
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    // The main thread only: the signal thread cannot start.
+    let mut s = spawn_with_thread_limit(&fake, free_port(), 1);
+    assert_eq!(s.wait_exit(secs(10)), 1, "{}", s.output());
+    assert!(
+        s.output().contains("cannot start the signal thread"),
+        "{}",
+        s.output()
+    );
+    // Main and signal threads: the status listener's cannot start.
+    let mut s = spawn_with_thread_limit(&fake, free_port(), 2);
+    assert_eq!(s.wait_exit(secs(10)), 1, "{}", s.output());
+    assert!(
+        s.output()
+            .contains("cannot start the status listener: cannot start thread status-"),
+        "{}",
+        s.output()
+    );
+    assert!(fake.requests().is_empty());
+    let port = free_port();
+    // With room for the threads started at startup (8: main, signals,
+    // accept, 4 workers, drain) and no more, a whole lifecycle runs: no
+    // request starts a thread (the fake is an IP literal: no lookup).
+    let mut s = spawn_with_thread_limit(&fake, port, 8);
+    wait_status(port, "/readyz", 200, secs(10));
+    assert_eq!(get(port, "/healthz").0, 200);
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+}
+
+/// `/drain` requests hammering the listener while the process exits: none
+/// is told the deregistration failed or did not finish, since it succeeded
+/// (the lifecycle's outcome answers those it can no longer take). 429 and
+/// `503 busy` are refusals, not results, and allowed.
+#[test]
+fn drains_during_exit_get_the_true_result() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let port = free_port();
+    let mut s = spawn(&fake, port, &[]);
+    wait_status(port, "/readyz", 200, secs(10));
+    assert_eq!(get(port, "/drain").0, 200);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                let end = Instant::now() + secs(20);
+                while Instant::now() < end {
+                    let (code, body) = get(port, "/drain");
+                    if code == 0 && body.contains("refused") {
+                        break;
+                    }
+                    answers.push((code, body.trim().to_owned()));
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    let mut n = 0;
+    for c in clients {
+        for (code, body) in c.join().unwrap() {
+            n += 1;
+            assert!(
+                matches!(
+                    (code, body.as_str()),
+                    (200, "deregistered" | "already deregistered")
+                        | (429, _)
+                        | (503, "busy")
+                        // The connection closed or reset as the process ended.
+                        | (0, _)
+                ),
+                "{code} {body}"
+            );
+        }
+    }
+    assert!(n > 4, "{n} answers");
+    assert!(fake.registered(&arn).is_empty());
+}

@@ -8,11 +8,17 @@
 //! short when the clock reports an event; a request already on the wire is
 //! not (it ends at its timeout), which is what lets the caller order a
 //! DeregisterTargets after a RegisterTargets that may have landed.
+//!
+//! Every request of an attempt, the credentials fetch included, ends by the
+//! call's deadline: its timeout is cut to the time left (`Bounded`),
+//! so a held STS or metadata endpoint cannot stretch a shutdown past
+//! `-deregister-timeout`. The one attempt always made, even past the
+//! deadline, gets [`MIN_CALL_TIMEOUT`].
 
 use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
-use super::error::{is_expired_credentials, is_retryable, Error};
-use super::http::{HttpResponse, Transport};
+use super::error::{is_expired_credentials, is_retryable, Error, TransportKind};
+use super::http::{HttpRequest, HttpResponse, Transport};
 use super::query::{self, Action, Service, CALL_TIMEOUT};
 use super::retry::Backoff;
 use super::sign::{sign, ToSign};
@@ -24,8 +30,9 @@ use std::time::{Duration, Instant};
 
 pub use super::query::WithId;
 
-/// Least overall timeout of a signed request, even when the deadline is
-/// closer (or past, for the one attempt always made).
+/// Least time an attempt gets for all its requests (credentials fetch and
+/// signed request), even when the deadline is closer (or past, for the one
+/// attempt always made).
 pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long and how often a call may be tried.
@@ -77,6 +84,15 @@ impl Settings {
             source: select_source(env, now)?,
             region,
         })
+    }
+
+    /// The SigV4 region of requests to `service` (`us-east-1` for the
+    /// global STS endpoint).
+    fn signing_region(&self, service: Service) -> &str {
+        match service {
+            Service::Elbv2 => &self.region,
+            Service::Sts => endpoint::sts_signing_region(&self.sts_url, &self.region),
+        }
     }
 
     fn url(&self, service: Service) -> &str {
@@ -136,8 +152,8 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        self.retrying("credentials", false, budget, clock, |c, clock| {
-            c.credentials(clock).map(|_| ())
+        self.retrying("credentials", false, budget, clock, |c, clock, until| {
+            c.credentials(clock, until).map(|_| ())
         })
     }
 
@@ -154,9 +170,16 @@ impl<T: Transport> Client<T> {
         if matches!(self.settings.source, Source::Static(_)) {
             return Ok(());
         }
-        let result = self.retrying("credentials refresh", false, budget, clock, |c, _clock| {
-            c.fetch_credentials().map(|fresh| c.cache.store(fresh))
-        });
+        let result = self.retrying(
+            "credentials refresh",
+            false,
+            budget,
+            clock,
+            |c, clock, until| {
+                c.fetch_credentials(clock, until)
+                    .map(|fresh| c.cache.store(fresh))
+            },
+        );
         if let Err(e) = &result {
             if self.cache.usable(self.clock_offset.apply(clock.wall())) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
@@ -177,47 +200,69 @@ impl<T: Transport> Client<T> {
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
         let form = action.form();
-        self.retrying(A::NAME, true, budget, clock, |c, clock| {
-            let resp = c.send_signed(A::NAME, A::SERVICE, &form, budget.deadline, clock)?;
+        self.retrying(A::NAME, true, budget, clock, |c, clock, until| {
+            let resp = c.send_signed(A::NAME, A::SERVICE, &form, until, clock)?;
             A::parse_response(resp.status, &resp.body)
         })
     }
 
-    fn credentials(&mut self, clock: &mut dyn Clock) -> Result<Credentials, Error> {
+    /// Valid credentials, fetched by `until` when none are cached or the
+    /// cached ones are due for a refresh. A refresh ahead of expiry, while
+    /// the cached credentials outlive the attempt, gets half the time left:
+    /// the other half is the call's, with the cached credentials if the
+    /// refresh fails.
+    fn credentials(&mut self, clock: &mut dyn Clock, until: Instant) -> Result<Credentials, Error> {
         // Expiry times are AWS's: compare them with AWS's time.
-        let now = self.clock_offset.apply(clock.wall());
+        let wall = self.clock_offset.apply(clock.wall());
         let Client {
             transport,
             settings,
             cache,
             ..
         } = self;
-        cache.get(now, settings.source.name(), || {
-            providers::fetch(&settings.source, &settings.sts_url, transport)
+        let now = clock.now();
+        let left = until.saturating_duration_since(now);
+        let fetch_until = if cache.usable(wall + left) {
+            now + left / 2
+        } else {
+            until
+        };
+        let clock: &dyn Clock = clock;
+        let bounded = Bounded {
+            inner: &*transport,
+            until: fetch_until,
+            clock,
+        };
+        cache.get(wall, settings.source.name(), || {
+            providers::fetch(&settings.source, &settings.sts_url, &bounded)
         })
     }
 
-    fn fetch_credentials(&self) -> Result<Credentials, Error> {
-        providers::fetch(
-            &self.settings.source,
-            &self.settings.sts_url,
-            &self.transport,
-        )
+    /// Fetches credentials from the source, every request ending by `until`.
+    fn fetch_credentials(&self, clock: &dyn Clock, until: Instant) -> Result<Credentials, Error> {
+        let bounded = Bounded {
+            inner: &self.transport,
+            until,
+            clock,
+        };
+        providers::fetch(&self.settings.source, &self.settings.sts_url, &bounded)
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
-    /// or an event interrupts a backoff sleep. With `signed`, an answer to
-    /// `action` itself that says our clock is off (see [`skew`]) sets the
-    /// clock offset and is signed again once at once, and an
-    /// expired-credentials answer drops the cached credentials and is
-    /// retried once at once.
+    /// or an event interrupts a backoff sleep. Each attempt's requests must
+    /// end by the instant `op` is given: the deadline, or
+    /// [`MIN_CALL_TIMEOUT`] after the attempt starts when that is later.
+    /// With `signed`, an answer to `action` itself that says our clock is
+    /// off (see [`skew`]) sets the clock offset and is signed again once at
+    /// once, and an expired-credentials answer drops the cached credentials
+    /// and is retried once at once.
     fn retrying<R>(
         &mut self,
         action: &str,
         signed: bool,
         budget: Budget,
         clock: &mut dyn Clock,
-        mut op: impl FnMut(&mut Self, &mut dyn Clock) -> Result<R, Error>,
+        mut op: impl FnMut(&mut Self, &mut dyn Clock, Instant) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let mut attempts = 0u32;
         let mut retried_expired = false;
@@ -227,7 +272,8 @@ impl<T: Transport> Client<T> {
             // shutdown that spent its budget on one target group still sends
             // one DeregisterTargets for each of the others.
             attempts += 1;
-            let err = match op(self, clock) {
+            let until = budget.deadline.max(clock.now() + MIN_CALL_TIMEOUT);
+            let err = match op(self, clock, until) {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
@@ -284,20 +330,19 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Sends the action `name` of `service` with parameters `form` once, signed.
+    /// Sends the action `name` of `service` with parameters `form` once,
+    /// signed, the credentials fetch (if any) and the request ending by `until`.
     fn send_signed(
         &mut self,
         name: &str,
         service: Service,
         form: &[(String, String)],
-        deadline: Instant,
+        until: Instant,
         clock: &mut dyn Clock,
     ) -> Result<HttpResponse, Error> {
         self.last_date = None;
-        let creds = self.credentials(clock)?;
-        let left = deadline.saturating_duration_since(clock.now());
-        let timeout = CALL_TIMEOUT.min(left.max(MIN_CALL_TIMEOUT));
-        let mut req = query::request(self.settings.url(service), form, timeout);
+        let creds = self.credentials(clock, until)?;
+        let mut req = query::request(self.settings.url(service), form, CALL_TIMEOUT);
         let signed = sign(
             ToSign {
                 method: req.method,
@@ -306,13 +351,18 @@ impl<T: Transport> Client<T> {
                 body: &req.body,
             },
             &creds,
-            &self.settings.region,
+            self.settings.signing_region(service),
             service.signing_name(),
             self.clock_offset.apply(clock.wall()),
         )?;
         req.headers.extend(signed);
         let started = clock.now();
-        let resp = self.transport.send(name, &req)?;
+        let resp = Bounded {
+            inner: &self.transport,
+            until,
+            clock,
+        }
+        .send(name, &req)?;
         let server = resp.date.as_deref().and_then(skew::parse_http_date);
         self.last_date = server.map(|server| (server, clock.wall()));
         debug!(
@@ -321,6 +371,34 @@ impl<T: Transport> Client<T> {
             clock.now().saturating_duration_since(started).as_millis()
         );
         Ok(resp)
+    }
+}
+
+/// A transport whose requests end by `until`: each request's timeout is
+/// cut to the time left, and none is sent once `until` has passed.
+struct Bounded<'a, T> {
+    inner: &'a T,
+    until: Instant,
+    clock: &'a dyn Clock,
+}
+
+impl<T: Transport> Transport for Bounded<'_, T> {
+    fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        let left = self.until.saturating_duration_since(self.clock.now());
+        if left >= req.timeout {
+            return self.inner.send(action, req);
+        }
+        if left.is_zero() {
+            return Err(Error::Transport {
+                action: action.to_owned(),
+                url: req.url.clone(),
+                kind: TransportKind::Timeout,
+                detail: "not sent: the step's deadline has passed".into(),
+            });
+        }
+        let mut req = req.clone();
+        req.timeout = left;
+        self.inner.send(action, &req)
     }
 }
 
@@ -398,6 +476,17 @@ mod tests {
         assert!(
             body.starts_with("Action=RegisterTargets&Version=2015-12-01&TargetGroupArn=arn%3Atg")
         );
+    }
+
+    #[test]
+    fn global_sts_endpoint_is_signed_for_us_east_1() {
+        let mut s = settings(static_source());
+        s.region = "eu-west-1".into();
+        assert_eq!(s.signing_region(Service::Sts), "eu-west-1");
+        assert_eq!(s.signing_region(Service::Elbv2), "eu-west-1");
+        s.sts_url = endpoint::STS_GLOBAL.into();
+        assert_eq!(s.signing_region(Service::Sts), "us-east-1");
+        assert_eq!(s.signing_region(Service::Elbv2), "eu-west-1");
     }
 
     #[test]
@@ -846,5 +935,217 @@ mod tests {
             .iter()
             .any(|(k, v)| k == "authorization" && v.contains("Credential=ASIA2/")));
         assert!(t.slept.is_empty());
+    }
+
+    /// A clock and a transport sharing one fake time: a request takes its
+    /// latency, or its timeout when that is shorter (then it fails with a
+    /// timeout, as a held endpoint does).
+    mod timed {
+        use super::*;
+        use crate::aws::error::TransportKind;
+        use crate::clock::Interrupted;
+        use std::cell::{Cell, RefCell};
+        use std::collections::VecDeque;
+        use std::rc::Rc;
+        use std::time::{SystemTime, UNIX_EPOCH};
+
+        pub struct Clock {
+            pub start: Instant,
+            pub t: Rc<Cell<Duration>>,
+            /// Every backoff sleep is cut short by an event.
+            pub interrupted: bool,
+        }
+
+        impl crate::clock::Clock for Clock {
+            fn now(&self) -> Instant {
+                self.start + self.t.get()
+            }
+            fn wall(&self) -> SystemTime {
+                UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.t.get()
+            }
+            fn random(&mut self) -> f64 {
+                0.5
+            }
+            fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
+                if self.interrupted {
+                    return Err(Interrupted);
+                }
+                self.t.set(self.t.get() + d);
+                Ok(())
+            }
+        }
+
+        pub struct Transport {
+            pub t: Rc<Cell<Duration>>,
+            /// Latency and answer of each request, in order.
+            pub script: RefCell<VecDeque<(Duration, &'static [u8])>>,
+            /// URL and timeout of each request sent, and the time it was sent.
+            pub seen: RefCell<Vec<(String, Duration, Duration)>>,
+        }
+
+        impl crate::aws::http::Transport for &Transport {
+            fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
+                let sent = self.t.get();
+                self.seen
+                    .borrow_mut()
+                    .push((req.url.clone(), req.timeout, sent));
+                let (latency, body) = self
+                    .script
+                    .borrow_mut()
+                    .pop_front()
+                    .unwrap_or((Duration::from_secs(3600), b""));
+                if latency > req.timeout {
+                    self.t.set(sent + req.timeout);
+                    return Err(Error::Transport {
+                        action: action.to_owned(),
+                        url: req.url.clone(),
+                        kind: TransportKind::Timeout,
+                        detail: "timed out".into(),
+                    });
+                }
+                self.t.set(sent + latency);
+                Ok(HttpResponse {
+                    status: 200,
+                    body: body.to_vec(),
+                    date: None,
+                })
+            }
+        }
+
+        pub fn pair(script: Vec<(Duration, &'static [u8])>) -> (Clock, Transport) {
+            let t = Rc::new(Cell::new(Duration::ZERO));
+            let clock = Clock {
+                start: Instant::now(),
+                t: t.clone(),
+                interrupted: false,
+            };
+            let transport = Transport {
+                t,
+                script: RefCell::new(script.into()),
+                seen: RefCell::new(Vec::new()),
+            };
+            (clock, transport)
+        }
+    }
+
+    /// Web identity credentials from STS at 127.0.0.1:2, the token in a
+    /// file named after `tag`.
+    fn web_identity(tag: &str) -> (Source, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("nlb-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "token").unwrap();
+        let source = Source::WebIdentity {
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            token_file: token_file.to_string_lossy().into_owned(),
+            session_name: "s".into(),
+        };
+        (source, dir)
+    }
+
+    /// STS credentials that expire 4 minutes after the fake clock's start
+    /// (2023-11-14T22:13:20Z): valid, and due for a refresh at once.
+    const STS_4_MIN: &[u8] = br#"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><SessionToken>T</SessionToken><SecretAccessKey>S</SecretAccessKey><Expiration>2023-11-14T22:17:20Z</Expiration><AccessKeyId>ASIA4MIN</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"#;
+
+    fn deregister<T: Transport>(
+        c: &mut Client<T>,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<()>, Error> {
+        c.call(
+            &DeregisterTargets {
+                arn: "arn:tg",
+                targets: &target(),
+            },
+            budget,
+            clock,
+        )
+    }
+
+    #[test]
+    fn a_held_credentials_endpoint_cannot_outlast_the_deadline() {
+        let (source, dir) = web_identity("held");
+        // STS never answers.
+        let (mut clock, transport) = timed::pair(vec![]);
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget::until(clock.now() + Duration::from_secs(5));
+        let e = deregister(&mut c, budget, &mut clock).unwrap_err();
+        assert!(matches!(e, Error::Deadline { .. }), "{e}");
+        let seen = transport.seen.borrow();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, "http://127.0.0.1:2/", "the STS request");
+        assert_eq!(seen[0].1, Duration::from_secs(5), "min(10 s, time left)");
+        assert_eq!(clock.t.get(), Duration::from_secs(5));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn past_the_deadline_an_attempt_gets_the_least_call_timeout_in_all() {
+        let (source, dir) = web_identity("past");
+        // STS takes 1.5 s; the call that follows has 0.5 s of the 2 s left.
+        let dereg = include_bytes!("../../tests/data/deregister_targets.xml");
+        let (mut clock, transport) = timed::pair(vec![
+            (Duration::from_millis(1500), STS_4_MIN),
+            (Duration::ZERO, dereg),
+        ]);
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget::until(clock.now());
+        deregister(&mut c, budget, &mut clock).unwrap();
+        let seen = transport.seen.borrow();
+        let timeouts: Vec<Duration> = seen.iter().map(|s| s.1).collect();
+        assert_eq!(
+            timeouts,
+            [Duration::from_secs(2), Duration::from_millis(500)],
+            "{seen:?}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_refresh_ahead_of_expiry_leaves_the_call_half_the_time() {
+        let (source, dir) = web_identity("ahead");
+        let dereg = include_bytes!("../../tests/data/deregister_targets.xml");
+        let (mut clock, transport) = timed::pair(vec![
+            (Duration::ZERO, STS_4_MIN),
+            (Duration::ZERO, dereg),
+            // The refresh (the credentials expire in 4 minutes) is held.
+            (Duration::from_secs(3600), b""),
+            (Duration::from_millis(100), dereg),
+        ]);
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget::until(clock.now() + Duration::from_secs(60));
+        deregister(&mut c, budget, &mut clock).unwrap();
+        let start = clock.t.get();
+        let budget = Budget::until(clock.now() + Duration::from_secs(6));
+        deregister(&mut c, budget, &mut clock).unwrap();
+        let seen = transport.seen.borrow();
+        let later: Vec<(Duration, Duration)> =
+            seen[2..].iter().map(|s| (s.1, s.2 - start)).collect();
+        assert_eq!(
+            later,
+            [
+                (Duration::from_secs(3), Duration::ZERO),
+                (Duration::from_secs(3), Duration::from_secs(3))
+            ],
+            "the refresh gets 3 s of 6, the call the other 3 with the cached credentials"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_refresh_in_flight_at_a_signal_ends_after_its_one_request() {
+        let (source, dir) = web_identity("refresh");
+        let (mut clock, transport) = timed::pair(vec![]);
+        clock.interrupted = true;
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget {
+            deadline: clock.now() + Duration::from_secs(30),
+            max_attempts: 3,
+        };
+        let e = c.refresh_credentials(budget, &mut clock).unwrap_err();
+        assert_eq!(e, Error::Interrupted);
+        assert_eq!(transport.seen.borrow().len(), 1);
+        assert_eq!(clock.t.get(), CALL_TIMEOUT, "one request timeout");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

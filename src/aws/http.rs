@@ -132,8 +132,8 @@ impl UreqTransport {
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
         let tls = tls.build();
-        let config = |proxy: Option<ureq::Proxy>| {
-            ureq::Agent::config_builder()
+        let agent = |proxy: Option<ureq::Proxy>| {
+            let config = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .tls_config(tls.clone())
                 .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -145,8 +145,14 @@ impl UreqTransport {
                 .max_idle_connections_per_host(2)
                 // Always set: `None` turns off ureq's own env detection.
                 .proxy(proxy)
-                .build()
-                .new_agent()
+                .build();
+            // A resolver that survives a pids limit (ureq's own spawns a
+            // thread per lookup and panics when it cannot).
+            ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::new(),
+                super::resolver::SpawnSafeResolver,
+            )
         };
         let mut proxied: Vec<(ProxyUrl, ureq::Agent)> = Vec::new();
         for p in [&proxies.http, &proxies.https].into_iter().flatten() {
@@ -155,7 +161,7 @@ impl UreqTransport {
             }
             let proxy = ureq::Proxy::new(&p.full_url())
                 .map_err(|e| Error::Config(format!("{}: unusable proxy URL: {e}", p.var)))?;
-            proxied.push((p.clone(), config(Some(proxy))));
+            proxied.push((p.clone(), agent(Some(proxy))));
         }
         for (scheme, p) in [("http", &proxies.http), ("https", &proxies.https)] {
             if let Some(p) = p {
@@ -163,7 +169,7 @@ impl UreqTransport {
             }
         }
         Ok(UreqTransport {
-            direct: config(None),
+            direct: agent(None),
             proxied,
             proxies,
         })

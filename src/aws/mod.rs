@@ -26,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod proxy;
 pub mod query;
+pub mod resolver;
 pub mod retry;
 pub mod sign;
 pub mod skew;

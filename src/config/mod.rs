@@ -9,9 +9,9 @@
 //! because the flag table knows which flags take one). Then lexopt does
 //! the parsing and its errors name the flag.
 //!
-//! One table ([`flags`]) describes every flag: the reader, the `NLB_*`
-//! variable names, the defaults and `-h` all come from it. [`value`] holds
-//! the parsers of single values, [`hosts`] the `/etc/hosts` reader.
+//! One table (`flags`) describes every flag: the reader, the `NLB_*`
+//! variable names, the defaults and `-h` all come from it. `value` holds
+//! the parsers of single values, `hosts` the `/etc/hosts` reader.
 //!
 //! Precedence: a flag beats its `NLB_*` variable, which beats the default.
 //! `-target-id` falls back to `POD_IP`, then to the pod's own line in
@@ -350,12 +350,14 @@ impl Settings<'_> {
                 },
             },
         };
-        if id.trim().parse::<IpAddr>().is_err() {
+        let Ok(ip) = id.trim().parse::<IpAddr>() else {
             return err(format!(
                 "invalid target id {id:?} from {from}: must be an IP address (ip target groups)"
             ));
-        }
-        Ok((id.trim().to_owned(), from))
+        };
+        // The canonical text (RFC 5952 for IPv6: lowercase, zeros
+        // compressed), the form AWS lists targets in.
+        Ok((ip.to_string(), from))
     }
 
     /// `-health-poll-interval`, at least 10ms.
@@ -871,6 +873,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.groups.len(), 2);
         assert_eq!(c.target_id, "fd00::5");
+        let c = run(
+            &[],
+            &[
+                ("NLB_TARGET_GROUP_ARN", arn),
+                ("POD_IP", "2600:1F14:0:0:0:0:0:1A2B"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.target_id, "2600:1f14::1a2b");
+        assert!(run(
+            &[],
+            &[("NLB_TARGET_GROUP_ARN", arn), ("POD_IP", "[fd00::5]")]
+        )
+        .is_err());
     }
 
     #[test]
@@ -941,5 +957,24 @@ mod tests {
         assert_eq!(pod_ip_from_hosts("127.0.1.1 box\n", "box"), None);
         assert_eq!(pod_ip_from_hosts("garbage line\n\n", "garbage"), None);
         assert_eq!(pod_ip_from_hosts(hosts, ""), None);
+    }
+
+    #[test]
+    fn hosts_file_detection_ipv6() {
+        // An EKS IPv6 pod's hosts file, as the kubelet writes it.
+        let hosts = "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+                     fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n\
+                     2600:1F14:ABC:DEF0::1A2B\tweb-6d4cf56db6-x2x9z\n";
+        assert_eq!(
+            pod_ip_from_hosts(hosts, "web-6d4cf56db6-x2x9z").as_deref(),
+            Some("2600:1f14:abc:def0::1a2b")
+        );
+        assert_eq!(
+            pod_ip_from_hosts(hosts, "ip6-allnodes").as_deref(),
+            Some("fe00::1")
+        );
+        assert_eq!(pod_ip_from_hosts("fe80::1\tbox\n", "box"), None);
+        assert_eq!(pod_ip_from_hosts("::\tbox\n", "box"), None);
+        assert_eq!(pod_ip_from_hosts("fe80::1%eth0\tbox\n", "box"), None);
     }
 }

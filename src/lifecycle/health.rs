@@ -1,5 +1,6 @@
 //! Polling DescribeTargetHealth: the wait until every target is healthy,
-//! and the one poll ([`Registration::poll_health`]) and state-change log
+//! the polls that go on while blocked after that wait timed out, and the
+//! one poll ([`Registration::poll_health`]) and state-change log
 //! ([`Watch`]) that the drain wait and the late-landing check share.
 
 use super::{Elb, Lifecycle, Registration};
@@ -9,18 +10,50 @@ use crate::aws::error::{is_retryable, Error};
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
 use log::{error, info, warn};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Attempts per DescribeTargetHealth poll (the next poll comes anyway).
 const HEALTH_POLL_ATTEMPTS: u32 = 3;
+
+/// Longest pause between two health polls after the health wait timed out.
+const MAX_RECOVERY_POLL: Duration = Duration::from_secs(60);
+/// How long one of those polls may take (its retries included).
+const RECOVERY_POLL_WINDOW: Duration = Duration::from_secs(30);
 
 /// How the health wait ended.
 pub(super) enum HealthWait {
     /// Every target is healthy.
     Healthy,
-    /// The timeout passed, or AWS refused to tell: the targets stay
-    /// registered, not ready.
-    NotHealthy,
+    /// The timeout passed: the targets stay registered, not ready, and
+    /// the polls go on while blocked.
+    TimedOut(Recovery),
+    /// AWS refused to tell (a final error): the targets stay registered,
+    /// not ready.
+    Refused,
+    /// An event arrived.
+    Interrupted,
+}
+
+/// The health polls that go on while blocked after the health wait timed
+/// out, so a target that turns healthy late still makes the pod ready. The
+/// pause grows from the health poll interval to a minute (doubling,
+/// jittered): a target that stays unhealthy costs one call a minute, and
+/// the API's rate limit is shared by every pod of the account.
+pub(super) struct Recovery {
+    watches: Vec<Watch>,
+    interval: Duration,
+    /// When the next poll is due.
+    pub(super) next: Instant,
+}
+
+/// How one recovery poll ended.
+pub(super) enum Recovered {
+    /// Every target is healthy now: the pod is ready.
+    Ready,
+    /// Not yet: the next poll is scheduled.
+    NotYet,
+    /// AWS refused to tell (a final error): no more polls.
+    GaveUp,
     /// An event arrived.
     Interrupted,
 }
@@ -112,17 +145,50 @@ impl Lifecycle<'_> {
             }
         }
         self.log_not_healthy(&watches);
-        HealthWait::NotHealthy
+        let interval = self.cfg.health_poll_interval;
+        let next = self.clock.now() + jittered(interval, self.clock.random());
+        HealthWait::TimedOut(Recovery {
+            watches,
+            interval,
+            next,
+        })
+    }
+
+    /// One poll of each target not yet healthy, while blocked after the
+    /// health wait timed out; ready when every target is healthy.
+    pub(super) fn poll_recovery(&mut self, recovery: &mut Recovery) -> Recovered {
+        let deadline = self.clock.now() + RECOVERY_POLL_WINDOW;
+        match self.poll_until_healthy(&mut recovery.watches, deadline) {
+            Some(HealthWait::Interrupted) => return Recovered::Interrupted,
+            Some(_) => return Recovered::GaveUp,
+            None => {}
+        }
+        if recovery.watches.iter().all(|w| w.done) {
+            info!(
+                "all targets are healthy now, after the health-wait timeout: ready \
+                 (the post-register command ran at the timeout and does not run again)"
+            );
+            self.status.set_ready(true);
+            return Recovered::Ready;
+        }
+        let cap = MAX_RECOVERY_POLL.max(self.cfg.health_poll_interval);
+        recovery.interval = (recovery.interval * 2).min(cap);
+        recovery.next = self.clock.now() + jittered(recovery.interval, self.clock.random());
+        Recovered::NotYet
     }
 
     /// Polls each target not yet healthy once; `Some` when the wait must
-    /// end now.
+    /// end now. An event that arrived during a poll ends it before the
+    /// next target's: after an event only the shutdown calls AWS.
     fn poll_until_healthy(
         &mut self,
         watches: &mut [Watch],
         deadline: Instant,
     ) -> Option<HealthWait> {
         for watch in watches.iter_mut().filter(|w| !w.done) {
+            if self.absorb_events() {
+                return Some(HealthWait::Interrupted);
+            }
             let registration = &self.registrations[watch.index];
             match registration.poll_health(self.elb, self.clock, deadline) {
                 Ok(Some(health)) => {
@@ -141,9 +207,10 @@ impl Lifecycle<'_> {
                         target_group = registration.label.as_str(), target:% = registration.target,
                         action = "DescribeTargetHealth", error_code = e.aws_code(),
                         request_id = crate::logging::request_id_of(&e);
-                        "cannot check target health: {e}; the target stays registered"
+                        "cannot check target health: {e}; the target stays registered, \
+                         not ready, and its health is not checked again"
                     );
-                    return Some(HealthWait::NotHealthy);
+                    return Some(HealthWait::Refused);
                 }
                 Err(e) => warn!(
                     target_group = registration.label.as_str(), target:% = registration.target,
@@ -162,7 +229,8 @@ impl Lifecycle<'_> {
             warn!(
                 target_group = registration.label.as_str(), target:% = registration.target,
                 state = watch.last();
-                "target {} in {} not healthy after {}: last state {}; it stays registered",
+                "target {} in {} not healthy after {}: last state {}; it stays registered, \
+                 not ready, and its health is checked again at growing intervals (up to a minute)",
                 registration.target,
                 registration.label,
                 humantime::format_duration(self.cfg.wait_in_service_timeout),

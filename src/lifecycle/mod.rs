@@ -8,6 +8,9 @@
 //!  exit ◄── post-deregister ◄── wait drained ◄── deregister ◄── event ◄── wait healthy ─► post-register ─► blocked
 //! ```
 //!
+//! After a health-wait timeout the blocked state polls the health on, at
+//! growing intervals, and the pod turns ready when the targets do.
+//!
 //! The invariant: once an event (SIGTERM, SIGINT, `/drain`) has arrived
 //! and the API can be reached, the process never ends with a target
 //! registered. Every registration is marked
@@ -15,11 +18,19 @@
 //! RegisterTargets is sent; an event cannot interrupt a request on the wire
 //! (it only cuts backoff sleeps and polling waits short), so the
 //! deregistration is always sent after any RegisterTargets that may have
-//! landed. A RegisterTargets that never answered may still land after AWS
-//! has said "not registered": the shutdown looks again a moment later and
-//! deregisters once more if it did. From the first event on, the event
-//! clock is shielded: a second signal is logged and does not skip the
-//! deregistration.
+//! landed. A RegisterTargets that never answered may still land after the
+//! deregistration, and neither answer to DeregisterTargets rules that out
+//! (AWS answers success for a target that is not registered, moto
+//! `InvalidTarget`): for such a registration the shutdown looks again a
+//! moment later and deregisters once more if it landed. From the first
+//! event on, the event clock is shielded: a second signal is logged and
+//! does not skip the deregistration.
+//!
+//! The shutdown's budget: an event is seen at the latest when the request
+//! on the wire ends (one request timeout, a background credentials refresh
+//! included); from then on only the shutdown calls AWS, and each of its
+//! calls, credentials fetches included, ends by the deregistration deadline
+//! (the client cuts every request's timeout to the time left).
 //!
 //! Everything with effects is behind three traits ([`Elb`], [`Effects`],
 //! [`EventClock`]), so the transitions are unit-tested with fakes and a fake
@@ -47,6 +58,7 @@ use crate::command::Outcome;
 use crate::config::{Config, Hook};
 use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
+use health::{Recovered, Recovery};
 use log::{info, warn};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime};
@@ -222,8 +234,8 @@ impl Registration {
 /// ```
 ///
 /// A registration leaves [`Sent`](Self::Sent) only on an answer from AWS.
-/// Only [`Sent`](Self::Sent) needs the late-landing check after AWS says
-/// "not registered"; a [`Refused`](Self::Refused) one is out even when its
+/// Only [`Sent`](Self::Sent) needs the late-landing check after its
+/// deregistration (one DescribeTargetHealth); a [`Refused`](Self::Refused) one is out even when its
 /// precautionary deregistration fails. A failed deregistration leaves the
 /// state as it was, for the next shutdown to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,8 +305,8 @@ impl<'a> Lifecycle<'a> {
 
     /// Runs the whole lifecycle and returns the exit code.
     pub fn run(&mut self) -> i32 {
-        if self.start().is_ok() {
-            self.block();
+        if let Ok(recovery) = self.start() {
+            self.block(recovery);
         }
         self.finish()
     }
@@ -317,26 +329,44 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// Blocks until an event; refreshes temporary credentials ahead of expiry.
-    fn block(&mut self) {
+    /// Blocks until an event; refreshes temporary credentials ahead of
+    /// expiry and, after a health-wait timeout, polls the health on
+    /// (`recovery`) until the targets are healthy. Between those it sleeps
+    /// in a timed wait on the event channel: zero CPU, and an event ends
+    /// the wait at once.
+    fn block(&mut self, mut recovery: Option<Recovery>) {
         info!("blocking until SIGTERM or SIGINT");
+        let mut last_refresh = self.clock.now();
         let mut retry_refresh_at: Option<Instant> = None;
         loop {
-            let timeout = self.until_refresh(retry_refresh_at);
+            let refresh_at = self.next_refresh(last_refresh, retry_refresh_at);
+            let poll_at = recovery.as_ref().map(|r| r.next);
+            let wake = match (refresh_at, poll_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wake.map(|at| at.saturating_duration_since(self.clock.now()));
             if let Some(ev) = self.clock.wait_event(timeout) {
                 self.absorb(ev);
                 return;
             }
-            let budget = Budget {
-                deadline: self.clock.now() + REFRESH_WINDOW,
-                max_attempts: 3,
-            };
-            match self.elb.refresh_credentials(budget, self.clock) {
-                Ok(()) => retry_refresh_at = None,
-                Err(Error::Interrupted) => return,
-                Err(e) => {
-                    warn!("background credentials refresh failed: {e}");
-                    retry_refresh_at = Some(self.clock.now() + REFRESH_RETRY);
+            let now = self.clock.now();
+            if refresh_at.is_some_and(|at| at <= now) {
+                last_refresh = now;
+                match self.refresh_credentials() {
+                    Ok(()) => retry_refresh_at = None,
+                    Err(Error::Interrupted) => return,
+                    Err(e) => {
+                        warn!("background credentials refresh failed: {e}");
+                        retry_refresh_at = Some(self.clock.now() + REFRESH_RETRY);
+                    }
+                }
+            }
+            if let Some(r) = recovery.as_mut().filter(|r| r.next <= now) {
+                match self.poll_recovery(r) {
+                    Recovered::NotYet => {}
+                    Recovered::Ready | Recovered::GaveUp => recovery = None,
+                    Recovered::Interrupted => return,
                 }
             }
             if self.absorb_events() {
@@ -345,19 +375,30 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// How long to block before the next background credentials refresh
-    /// (`None`: no refresh is due, block until an event).
-    fn until_refresh(&self, retry_at: Option<Instant>) -> Option<Duration> {
-        match (self.elb.refresh_due(), retry_at) {
-            (_, Some(at)) => Some(at.saturating_duration_since(self.clock.now())),
-            // At least a minute apart, whatever the expiry says: never a busy loop.
-            (Some(due), None) => Some(
-                due.duration_since(self.clock.wall())
-                    .unwrap_or(Duration::ZERO)
-                    .max(MIN_REFRESH_GAP),
-            ),
-            (None, None) => None,
+    /// One background credentials refresh.
+    fn refresh_credentials(&mut self) -> Result<(), Error> {
+        let budget = Budget {
+            deadline: self.clock.now() + REFRESH_WINDOW,
+            max_attempts: 3,
+        };
+        self.elb.refresh_credentials(budget, self.clock)
+    }
+
+    /// When the next background credentials refresh is due (`None`: none
+    /// is): at the credentials' refresh time, or `retry_at` after a failed
+    /// refresh, and never sooner than a minute after the `last` one (or
+    /// the start of the blocked state), whatever the expiry says: never a
+    /// busy loop.
+    fn next_refresh(&self, last: Instant, retry_at: Option<Instant>) -> Option<Instant> {
+        if retry_at.is_some() {
+            return retry_at;
         }
+        let due = self.elb.refresh_due()?;
+        let now = self.clock.now();
+        let until_due = due
+            .duration_since(self.clock.wall())
+            .unwrap_or(Duration::ZERO);
+        Some((now + until_due).max(last + MIN_REFRESH_GAP))
     }
 }
 

@@ -49,12 +49,15 @@ impl Lifecycle<'_> {
         } else {
             EXIT_OK
         };
-        // Drain requests that came in after the last look get the final word.
+        // Drain requests that came in after the last look get the final
+        // word; so do those still on their way (the status listener answers
+        // them from `status` once their request is dropped unanswered).
         let last_word: DrainResult = if out {
             Ok("deregistered".into())
         } else {
             Err("deregistration failed; see the sidecar's log".into())
         };
+        self.status.set_outcome(last_word.clone());
         while let Some(ev) = self.clock.take_event() {
             if let Event::Drain(tx) = ev {
                 let _ = tx.send(last_word.clone());
@@ -239,6 +242,13 @@ impl Registration {
                     self.label,
                     id.as_deref().unwrap_or("-")
                 );
+                // AWS answers success for a target that is not registered,
+                // so success says nothing about a registration still in flight.
+                if self.state == RegistrationState::Sent
+                    && !self.confirm_not_registered(elb, clock, deadline)
+                {
+                    return Removal::Failed;
+                }
                 Removal::Deregistered
             }
             // Not (or no longer) registered, or the group is gone: the target is out.
@@ -275,17 +285,24 @@ impl Registration {
         removal
     }
 
-    /// After "not registered" for a target whose RegisterTargets never
-    /// answered: that registration may land late. Look again after a
-    /// moment and deregister once more if it did. Returns whether the
-    /// target is out.
+    /// After a deregistration (answered with success, or with "not
+    /// registered") of a target whose RegisterTargets never answered: that
+    /// registration may land after it. AWS answers DeregisterTargets with
+    /// success whether or not the target was registered ("If the specified
+    /// target does not exist, the action returns successfully"), and moto
+    /// with `InvalidTarget`, so neither answer rules a late landing out.
+    /// Look again after a moment (within `deadline`) and deregister once
+    /// more if it landed: a target we deregistered shows `draining` or
+    /// `unused`, a late registration `initial` or `healthy`. Returns
+    /// whether the target is out.
     fn confirm_not_registered(
         &self,
         elb: &mut dyn Elb,
         clock: &mut dyn Clock,
         deadline: Instant,
     ) -> bool {
-        let _ = clock.sleep(CONFIRM_DELAY);
+        let left = deadline.saturating_duration_since(clock.now());
+        let _ = clock.sleep(CONFIRM_DELAY.min(left));
         let landed = match self.poll_health(elb, clock, deadline) {
             Ok(Some(health)) => !health.is_drained() && health.state != State::Draining,
             Ok(None) => false,

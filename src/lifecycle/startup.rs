@@ -2,7 +2,7 @@
 //! the target groups, register in each, wait until healthy, the
 //! post-register hook, ready.
 
-use super::health::HealthWait;
+use super::health::{HealthWait, Recovery};
 use super::{AppWait, Elb, Lifecycle, Registration, RegistrationState};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{Target, TargetGroup};
@@ -22,13 +22,18 @@ pub(super) enum Stop {
 }
 
 impl Lifecycle<'_> {
-    /// Runs the startup. `Ok` when registered (healthy or not): block now.
-    pub(super) fn start(&mut self) -> Result<(), Stop> {
+    /// Runs the startup. `Ok` when registered (healthy or not): block now,
+    /// polling the health on with the [`Recovery`] if the health wait timed out.
+    pub(super) fn start(&mut self) -> Result<Option<Recovery>, Stop> {
         self.wait_for_app()?;
         self.pre_register()?;
         let budget = Budget::until(self.clock.now() + self.cfg.register_timeout);
         if let Err(e) = self.elb.ensure_credentials(budget, self.clock) {
             return Err(self.stop_on("cannot get AWS credentials", e));
+        }
+        // An event during the fetch: no call but the shutdown's from now on.
+        if self.absorb_events() {
+            return Err(Stop::Event);
         }
         self.registrations = match self.resolve(budget) {
             Ok(registrations) => registrations,
@@ -77,7 +82,15 @@ impl Lifecycle<'_> {
             }
             let registration = &mut self.registrations[i];
             if let Err(e) = registration.register(self.elb, self.clock, budget) {
-                let what = format!("cannot register in {}", registration.label);
+                let mut what = format!("cannot register in {}", registration.label);
+                if e.aws_code() == Some("ValidationError") {
+                    // A group given by ARN was not described: say what
+                    // AWS may refuse.
+                    what.push_str(&format!(
+                        " (is {} an address of the group's IpAddressType?)",
+                        registration.target.id
+                    ));
+                }
                 return Err(self.stop_on(&what, e));
             }
         }
@@ -85,28 +98,33 @@ impl Lifecycle<'_> {
     }
 
     /// With `-wait-in-service`, waits until healthy; then the
-    /// post-register hook, and ready unless an event came.
-    fn until_in_service(&mut self) -> Result<(), Stop> {
+    /// post-register hook, and ready unless an event came. After a
+    /// health-wait timeout the hook runs too (as it always has), once: the
+    /// pod turns ready later, from the blocked state, without running it
+    /// again.
+    fn until_in_service(&mut self) -> Result<Option<Recovery>, Stop> {
         if self.cfg.wait_in_service {
-            match self.wait_healthy() {
-                HealthWait::Healthy => {}
-                HealthWait::NotHealthy => {
-                    // Keep the target registered, stay not ready.
-                    self.post_register();
-                    return if self.absorb_events() {
-                        Err(Stop::Event)
-                    } else {
-                        Ok(())
-                    };
-                }
+            let not_healthy = match self.wait_healthy() {
+                HealthWait::Healthy => None,
+                HealthWait::TimedOut(recovery) => Some(Some(recovery)),
+                HealthWait::Refused => Some(None),
                 HealthWait::Interrupted => return Err(Stop::Event),
+            };
+            if let Some(recovery) = not_healthy {
+                // Keep the target registered, stay not ready for now.
+                self.post_register();
+                return if self.absorb_events() {
+                    Err(Stop::Event)
+                } else {
+                    Ok(recovery)
+                };
             }
         }
         if !self.post_register() || self.absorb_events() {
             return Err(Stop::Event);
         }
         self.status.set_ready(true);
-        Ok(())
+        Ok(None)
     }
 
     /// Runs the post-register hook; false when an event interrupted it.
@@ -177,8 +195,14 @@ fn registration(
     found: &[TargetGroup],
 ) -> Result<Registration, Error> {
     let (label, arn) = match &spec.group {
+        // No DescribeTargetGroups for a group given by ARN: a family
+        // mismatch comes back from RegisterTargets as AWS's ValidationError.
         GroupRef::Arn(arn) => (arn.clone(), arn.clone()),
-        GroupRef::Name(name) => (name.clone(), ip_group_arn(name, found)?),
+        GroupRef::Name(name) => {
+            let group = ip_group(name, found)?;
+            check_family(group, &cfg.target_id)?;
+            (name.clone(), group.arn.clone())
+        }
     };
     Ok(Registration {
         label,
@@ -192,8 +216,8 @@ fn registration(
     })
 }
 
-/// The ARN of the group named `name` in `found`, which must take IP targets.
-fn ip_group_arn(name: &str, found: &[TargetGroup]) -> Result<String, Error> {
+/// The group named `name` in `found`, which must take IP targets.
+fn ip_group<'a>(name: &str, found: &'a [TargetGroup]) -> Result<&'a TargetGroup, Error> {
     let group = found.iter().find(|g| g.name == name).ok_or_else(|| {
         Error::Config(format!(
             "target group {name:?} was not in the DescribeTargetGroups answer"
@@ -203,7 +227,31 @@ fn ip_group_arn(name: &str, found: &[TargetGroup]) -> Result<String, Error> {
         Some(tt) if tt != "ip" => Err(Error::Config(format!(
             "target group {name} has target type {tt}; this sidecar registers pod IPs in ip target groups"
         ))),
-        _ => Ok(group.arn.clone()),
+        _ => Ok(group),
+    }
+}
+
+/// Refuses a target whose address family is not the group's
+/// `IpAddressType` (an ipv4 group takes IPv4 targets only, an ipv6 group
+/// IPv6 ones), before any RegisterTargets.
+fn check_family(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
+    let Ok(ip) = target_id.parse::<std::net::IpAddr>() else {
+        return Ok(());
+    };
+    let (family, other) = if ip.is_ipv6() {
+        ("IPv6", "ipv6")
+    } else {
+        ("IPv4", "ipv4")
+    };
+    match group.ip_address_type.as_deref() {
+        Some(t @ ("ipv4" | "ipv6")) if t != other => Err(Error::Config(format!(
+            "target group {} takes {} targets (IpAddressType {t}) but the target {target_id} is an {family} address: \
+             register in an {other} target group, or set -target-id to the pod's {} address",
+            group.name,
+            if t == "ipv6" { "IPv6" } else { "IPv4" },
+            if t == "ipv6" { "IPv6" } else { "IPv4" },
+        ))),
+        _ => Ok(()),
     }
 }
 

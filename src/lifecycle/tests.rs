@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::mpsc::channel;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 /// Events due at fake times, shared by the fake clock and the fake ELBv2 (which
@@ -18,7 +19,6 @@ type Inbox = Rc<RefCell<Vec<(Duration, Event)>>>;
 
 struct FakeClock {
     start: Instant,
-    t: Duration,
     inbox: Inbox,
     pending: VecDeque<Event>,
     shielded: bool,
@@ -29,7 +29,6 @@ impl FakeClock {
     fn new(inbox: Inbox, clock: Rc<RefCell<Duration>>) -> Self {
         FakeClock {
             start: Instant::now(),
-            t: Duration::ZERO,
             inbox,
             pending: VecDeque::new(),
             shielded: false,
@@ -37,9 +36,14 @@ impl FakeClock {
         }
     }
 
+    /// The fake time, shared with the fake ELBv2 (a request may take time).
+    fn t(&self) -> Duration {
+        *self.clock.borrow()
+    }
+
     fn advance(&mut self, to: Duration) {
-        self.t = self.t.max(to);
-        *self.clock.borrow_mut() = self.t;
+        let t = self.t().max(to);
+        *self.clock.borrow_mut() = t;
     }
 
     /// Takes the first event due at or before `until`, moving time to it.
@@ -60,10 +64,10 @@ impl FakeClock {
 
 impl Clock for FakeClock {
     fn now(&self) -> Instant {
-        self.start + self.t
+        self.start + self.t()
     }
     fn wall(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.t
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.t()
     }
     fn random(&mut self) -> f64 {
         0.5
@@ -72,7 +76,7 @@ impl Clock for FakeClock {
         if !self.shielded && !self.pending.is_empty() {
             return Err(Interrupted);
         }
-        let end = self.t + d;
+        let end = self.t() + d;
         while let Some(ev) = self.next_due(end) {
             self.pending.push_back(ev);
             if !self.shielded {
@@ -86,14 +90,14 @@ impl Clock for FakeClock {
 
 impl EventClock for FakeClock {
     fn take_event(&mut self) -> Option<Event> {
-        self.pending.pop_front().or_else(|| self.next_due(self.t))
+        self.pending.pop_front().or_else(|| self.next_due(self.t()))
     }
     fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event> {
         if let Some(ev) = self.pending.pop_front() {
             return Some(ev);
         }
         let until = match timeout {
-            Some(d) => self.t + d,
+            Some(d) => self.t() + d,
             None => Duration::MAX,
         };
         let ev = self.next_due(until);
@@ -117,13 +121,35 @@ struct FakeElb {
     register_errors: Vec<(usize, Error)>,
     /// A signal arrives while this register call (0-based) is on the wire.
     signal_during_register: Option<usize>,
+    /// A signal arrives while this health call (0-based) is on the wire.
+    signal_during_health: Option<usize>,
+    /// A signal arrives while the first credentials fetch is on the wire.
+    signal_during_credentials: bool,
+    /// A background refresh takes this long, and a signal arrives 1 s into it.
+    refresh_takes: Option<Duration>,
     health: VecDeque<State>,
+    /// Errors of the first health calls.
+    health_errors: VecDeque<Error>,
     deregister_errors: VecDeque<Error>,
     refresh_due: Option<SystemTime>,
     refreshes: Vec<Duration>,
     drain_polls: usize,
     /// Health answers after a deregistration, before the draining logic.
     after_deregister: VecDeque<State>,
+    /// The groups the target is in (by ARN), as the fake AWS sees it.
+    registered: Vec<String>,
+    /// moto's DeregisterTargets: `InvalidTarget` for a target that is not
+    /// registered (AWS, the default, answers success).
+    strict_deregister: bool,
+    /// This register call (0-based) is lost: no answer (a timeout), and AWS
+    /// applies it just after the next DeregisterTargets of its group.
+    lost_register: Option<usize>,
+    /// The group of a lost registration not applied yet.
+    landing: Option<String>,
+    /// The status the lifecycle reports to, and whether it said ready at each call.
+    status: Arc<Status>,
+    ready_seen: Vec<bool>,
+    ready_at_refresh: Vec<bool>,
 }
 
 fn aws(code: &str) -> Error {
@@ -142,6 +168,12 @@ impl FakeElb {
     fn log(&mut self, what: &str, arn: &str) {
         let t = *self.clock.borrow();
         self.calls.push((what.into(), arn.into(), t));
+        self.ready_seen.push(self.status.is_ready());
+    }
+    /// A SIGTERM arrives now (while a request is on the wire).
+    fn signal_now(&mut self) {
+        let now = *self.clock.borrow();
+        self.inbox.borrow_mut().push((now, Event::Signal(15)));
     }
     fn names(&self) -> Vec<String> {
         self.calls
@@ -153,6 +185,9 @@ impl FakeElb {
 
 impl Elb for FakeElb {
     fn ensure_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
+        if std::mem::take(&mut self.signal_during_credentials) {
+            self.signal_now();
+        }
         Ok(())
     }
     fn refresh_due(&self) -> Option<SystemTime> {
@@ -161,6 +196,12 @@ impl Elb for FakeElb {
     fn refresh_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
         let now = *self.clock.borrow();
         self.refreshes.push(now);
+        if let Some(d) = self.refresh_takes {
+            let signal_at = now + Duration::from_secs(1);
+            self.inbox.borrow_mut().push((signal_at, Event::Signal(15)));
+            *self.clock.borrow_mut() = now + d;
+        }
+        self.ready_at_refresh.push(self.status.is_ready());
         self.refresh_due = self.refresh_due.map(|d| d + Duration::from_secs(3600));
         Ok(())
     }
@@ -196,12 +237,16 @@ impl Elb for FakeElb {
         let n = self.calls.iter().filter(|c| c.0 == "register").count();
         self.log("register", arn);
         if self.signal_during_register == Some(n) {
-            let now = *self.clock.borrow();
-            self.inbox.borrow_mut().push((now, Event::Signal(15)));
+            self.signal_now();
+        }
+        if self.lost_register == Some(n) {
+            self.landing = Some(arn.into());
+            return Err(transport_timeout());
         }
         if let Some(pos) = self.register_errors.iter().position(|(i, _)| *i == n) {
             return Err(self.register_errors.remove(pos).1);
         }
+        self.registered.push(arn.into());
         Ok(Some("rid".into()))
     }
     fn deregister(
@@ -212,10 +257,20 @@ impl Elb for FakeElb {
         _tm: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
         self.log("deregister", arn);
-        match self.deregister_errors.pop_front() {
+        let was_in = self.registered.iter().any(|a| a == arn);
+        let answer = match self.deregister_errors.pop_front() {
             Some(e) => Err(e),
-            None => Ok(None),
+            None if !was_in && self.strict_deregister => Err(aws("InvalidTarget")),
+            None => {
+                self.registered.retain(|a| a != arn);
+                Ok(None)
+            }
+        };
+        if self.landing.as_deref() == Some(arn) {
+            self.landing = None;
+            self.registered.push(arn.into());
         }
+        answer
     }
     fn health(
         &mut self,
@@ -224,10 +279,20 @@ impl Elb for FakeElb {
         _b: Budget,
         _t: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error> {
+        let n = self.calls.iter().filter(|c| c.0 == "health").count();
         self.log("health", arn);
+        if self.signal_during_health == Some(n) {
+            self.signal_now();
+        }
+        if let Some(e) = self.health_errors.pop_front() {
+            return Err(e);
+        }
         let deregistered = self.calls.iter().any(|c| c.0 == "deregister");
+        let back_in = self.registered.iter().any(|a| a == arn);
         let (state, reason) = if deregistered {
-            if let Some(s) = self.after_deregister.pop_front() {
+            if back_in && self.after_deregister.is_empty() {
+                (State::Initial, None)
+            } else if let Some(s) = self.after_deregister.pop_front() {
                 (s, None)
             } else if self.drain_polls > 0 {
                 self.drain_polls -= 1;
@@ -326,22 +391,24 @@ struct World {
     elb: FakeElb,
     effects: FakeEffects,
     clock: FakeClock,
-    status: Status,
+    status: Arc<Status>,
 }
 
 fn world() -> World {
     let inbox: Inbox = Rc::new(RefCell::new(Vec::new()));
     let now = Rc::new(RefCell::new(Duration::ZERO));
+    let status = Status::new();
     World {
         elb: FakeElb {
             clock: now.clone(),
             inbox: inbox.clone(),
+            status: status.clone(),
             ..FakeElb::default()
         },
         clock: FakeClock::new(inbox.clone(), now),
         inbox,
         effects: FakeEffects::default(),
-        status: Status::default(),
+        status,
     }
 }
 
@@ -417,9 +484,15 @@ fn interrupted_register_retry_still_deregisters_that_group() {
     w.elb.signal_during_register = Some(0);
     w.elb.register_errors = vec![(0, Error::Interrupted)];
     assert_eq!(w.run(&config(&["a"])), EXIT_OK);
+    // Its answer never came: one look whether it landed after the deregistration.
     assert_eq!(
         w.elb.names(),
-        ["describe a", "register arn:a", "deregister arn:a"]
+        [
+            "describe a",
+            "register arn:a",
+            "deregister arn:a",
+            "health arn:a"
+        ]
     );
 }
 
@@ -467,8 +540,16 @@ fn health_wait_timeout_keeps_running_registered_and_not_ready() {
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
     assert_eq!(w.run(&cfg), EXIT_OK);
-    let polls = w.elb.calls.iter().filter(|c| c.0 == "health").count();
-    assert_eq!(polls, 3, "at 5, 10 and 12 s");
+    let polls: Vec<u64> = w
+        .elb
+        .calls
+        .iter()
+        .filter(|c| c.0 == "health")
+        .map(|c| c.2.as_secs())
+        .collect();
+    // The wait: 5, 10 and 12 s; then, blocked, pauses of 5, 10, 20, 40 s.
+    assert_eq!(polls, [5, 10, 12, 17, 27, 47, 87]);
+    assert!(w.elb.ready_seen.iter().all(|r| !r));
     let dereg = w.elb.calls.iter().find(|c| c.0 == "deregister").unwrap();
     assert_eq!(
         dereg.2,
@@ -711,4 +792,223 @@ fn registration_states_at_the_end() {
         w.run_with_states(&config(&["a"])),
         (EXIT_FAILURE, vec![Sent])
     );
+}
+
+/// A RegisterTargets whose answer is lost and that AWS applies just after
+/// the deregistration: taken out again, whether DeregisterTargets answers
+/// success for a target that is not registered (AWS) or `InvalidTarget` (moto).
+#[test]
+fn lost_registration_landing_after_the_deregistration_is_taken_out() {
+    for strict in [false, true] {
+        let mut w = world();
+        w.elb.strict_deregister = strict;
+        w.elb.lost_register = Some(0);
+        assert_eq!(
+            w.run_with_states(&config(&["a"])),
+            (EXIT_FAILURE, vec![RegistrationState::Out]),
+            "registration failed; strict {strict}"
+        );
+        assert_eq!(
+            w.elb.names(),
+            [
+                "describe a",
+                "register arn:a",
+                "deregister arn:a",
+                "health arn:a",
+                "deregister arn:a"
+            ],
+            "strict {strict}"
+        );
+        assert!(w.elb.registered.is_empty(), "strict {strict}");
+        // The look comes a second after the deregistration.
+        assert_eq!(w.elb.calls[3].2 - w.elb.calls[2].2, Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn lost_registration_that_never_lands_costs_one_look() {
+    for strict in [false, true] {
+        let mut w = world();
+        w.elb.strict_deregister = strict;
+        w.elb.register_errors = vec![(0, transport_timeout())];
+        assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE);
+        assert_eq!(
+            w.elb.names(),
+            [
+                "describe a",
+                "register arn:a",
+                "deregister arn:a",
+                "health arn:a"
+            ],
+            "strict {strict}"
+        );
+    }
+}
+
+#[test]
+fn late_landing_check_stays_within_the_deregistration_deadline() {
+    let mut w = world();
+    w.elb.lost_register = Some(0);
+    let mut cfg = config(&["a"]);
+    cfg.deregister_timeout = Duration::from_millis(400);
+    assert_eq!(w.run(&cfg), EXIT_FAILURE);
+    let times: Vec<Duration> = w
+        .elb
+        .calls
+        .iter()
+        .filter(|c| c.0 != "describe")
+        .map(|c| c.2)
+        .collect();
+    // register, deregister, the look, deregister again.
+    assert_eq!(
+        times,
+        [
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::from_millis(400),
+            Duration::from_millis(400)
+        ],
+        "the look waits only until the deadline"
+    );
+    assert!(w.elb.registered.is_empty());
+}
+
+#[test]
+fn ready_after_a_health_wait_timeout_once_healthy() {
+    let mut w = world();
+    // Unhealthy through the wait (5, 10, 12 s) and two more polls, healthy at the third.
+    w.elb.health = VecDeque::from(vec![State::Unhealthy; 5]);
+    w.elb.health.push_back(State::Healthy);
+    w.at(3600, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    cfg.post_register = Some(hook("post-register"));
+    // A credentials refresh at 1000 s shows whether the pod is ready then.
+    w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 1000));
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let polls: Vec<(u64, bool)> = w
+        .elb
+        .calls
+        .iter()
+        .zip(&w.elb.ready_seen)
+        .filter(|(c, _)| c.0 == "health")
+        .map(|(c, ready)| (c.2.as_secs(), *ready))
+        .collect();
+    // Pauses of 5, 10, 20 s after the timeout; no poll after healthy.
+    assert_eq!(
+        polls,
+        [
+            (5, false),
+            (10, false),
+            (12, false),
+            (17, false),
+            (27, false),
+            (47, false)
+        ]
+    );
+    assert_eq!(w.elb.refreshes, [Duration::from_secs(1000)]);
+    assert_eq!(w.elb.ready_at_refresh, [true], "ready once healthy");
+    assert_eq!(w.effects.hooks, ["post-register"], "at the timeout, once");
+}
+
+#[test]
+fn polls_after_a_health_wait_timeout_grow_to_a_minute_and_stop_at_a_signal() {
+    let mut w = world();
+    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.at(400, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let polls: Vec<u64> = w
+        .elb
+        .calls
+        .iter()
+        .filter(|c| c.0 == "health")
+        .map(|c| c.2.as_secs())
+        .collect();
+    assert_eq!(polls, [5, 10, 12, 17, 27, 47, 87, 147, 207, 267, 327, 387]);
+    assert_eq!(w.elb.calls.last().unwrap().2, Duration::from_secs(400));
+}
+
+#[test]
+fn refused_health_check_is_not_polled_again() {
+    let mut w = world();
+    w.elb.health_errors = VecDeque::from([aws("AccessDenied")]);
+    w.at(400, Event::Signal(15));
+    assert_eq!(w.run(&config(&["a"])), EXIT_OK);
+    assert_eq!(w.elb.calls.iter().filter(|c| c.0 == "health").count(), 1);
+}
+
+#[test]
+fn refresh_and_recovery_polls_share_the_blocked_wait() {
+    let mut w = world();
+    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 100));
+    w.at(400, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    assert_eq!(w.elb.refreshes, [Duration::from_secs(100)]);
+    let polls = w.elb.calls.iter().filter(|c| c.0 == "health").count();
+    assert_eq!(polls, 12);
+}
+
+#[test]
+fn refresh_in_flight_at_a_signal_delays_the_deregistration_by_itself_only() {
+    let mut w = world();
+    // Unhealthy: the health polls go on while blocked, one is due at 1827 s.
+    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 1800));
+    // The refresh's request is held for its whole timeout (10 s); SIGTERM at 1801 s.
+    w.elb.refresh_takes = Some(Duration::from_secs(10));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    assert_eq!(w.elb.refreshes, [Duration::from_secs(1800)]);
+    let last = w.elb.calls.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.2),
+        ("deregister", Duration::from_secs(1810))
+    );
+    let before = &w.elb.calls[w.elb.calls.len() - 2];
+    assert!(before.2 < Duration::from_secs(1800), "{before:?}");
+}
+
+#[test]
+fn after_a_signal_only_the_shutdown_calls_aws() {
+    // A signal during the credentials fetch: no DescribeTargetGroups.
+    let mut w = world();
+    w.elb.signal_during_credentials = true;
+    assert_eq!(w.run(&config(&["a"])), EXIT_OK);
+    assert!(w.elb.calls.is_empty(), "{:?}", w.elb.names());
+
+    // A signal during the first group's health poll: the second is not polled.
+    let mut w = world();
+    w.elb.signal_during_health = Some(0);
+    assert_eq!(w.run(&config(&["a", "b"])), EXIT_OK);
+    assert_eq!(
+        w.elb.names(),
+        [
+            "describe a,b",
+            "register arn:a",
+            "register arn:b",
+            "health arn:a",
+            "deregister arn:a",
+            "deregister arn:b"
+        ]
+    );
+
+    // The same in a health poll while blocked after a health-wait timeout.
+    let mut w = world();
+    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.signal_during_health = Some(6);
+    let mut cfg = config(&["a", "b"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(12);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let names = w.elb.names();
+    assert_eq!(
+        names[names.len() - 3..],
+        ["health arn:a", "deregister arn:a", "deregister arn:b"]
+    );
+    assert_eq!(names.iter().filter(|n| n.starts_with("health")).count(), 7);
 }

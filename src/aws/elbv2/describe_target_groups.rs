@@ -166,6 +166,28 @@ mod tests {
     }
 
     #[test]
+    fn parses_ip_address_type() {
+        let body = br#"<DescribeTargetGroupsResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/">
+  <DescribeTargetGroupsResult>
+    <TargetGroups>
+      <member>
+        <TargetGroupArn>arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/v6/0123456789abcdef</TargetGroupArn>
+        <TargetGroupName>v6</TargetGroupName>
+        <Port>80</Port>
+        <TargetType>ip</TargetType>
+        <IpAddressType>ipv6</IpAddressType>
+      </member>
+    </TargetGroups>
+  </DescribeTargetGroupsResult>
+  <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>
+</DescribeTargetGroupsResponse>"#;
+        let groups = DescribeTargetGroups::parse_response(200, body)
+            .unwrap()
+            .value;
+        assert_eq!(groups[0].ip_address_type.as_deref(), Some("ipv6"));
+    }
+
+    #[test]
     fn empty_result_is_no_groups() {
         let body = b"<DescribeTargetGroupsResponse><DescribeTargetGroupsResult/></DescribeTargetGroupsResponse>";
         assert!(DescribeTargetGroups::parse_response(200, body)

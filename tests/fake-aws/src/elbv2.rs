@@ -1,11 +1,12 @@
 //! The four ELBv2 actions on the fake's state, answered as AWS documents
 //! them (XML bodies, error codes and messages).
 
-use crate::state::{AwsError, Draining, State, Target, TargetGroup, TargetSpec};
+use crate::state::{AwsError, Draining, LateRegistration, State, Target, TargetGroup, TargetSpec};
 use crate::wire::{param, xml_escape};
 use crate::{ELB_ACTIONS, LOAD_BALANCER_ARN, VPC_ID};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 impl State {
     pub(crate) fn elb(
@@ -148,7 +149,7 @@ impl State {
                     String::new()
                 },
                 target_type = xml_escape(&g.settings.target_type),
-                ip_type = xml_escape(&g.settings.ip_address_type),
+                ip_type = g.ip_address_type,
             ));
         }
         xml.push_str("\n    </TargetGroups>\n  ");
@@ -221,16 +222,57 @@ impl State {
         if specs.is_empty() {
             return Err(AwsError::null("targets"));
         }
-        if let Some(s) = specs.iter().find(|s| s.id.parse::<IpAddr>().is_err()) {
+        // An ip target group takes addresses of its IpAddressType only.
+        let ipv6 = self.groups[gi].ip_address_type == "ipv6";
+        let fits = |id: &str| match id.parse::<IpAddr>() {
+            Ok(ip) => ip.is_ipv6() == ipv6,
+            Err(_) => false,
+        };
+        if let Some(s) = specs.iter().find(|s| !fits(&s.id)) {
             return Err(AwsError::validation(format!(
-                "The IP address '{}' is not a valid IPv4 address",
-                s.id
+                "The IP address '{}' is not a valid {} address",
+                s.id,
+                if ipv6 { "IPv6" } else { "IPv4" }
             )));
         }
         for s in specs {
             self.add_target(gi, s);
         }
         Ok(String::new())
+    }
+
+    /// Holds a RegisterTargets back ([`crate::Fault::LandAfterDeregister`]);
+    /// false when it names no valid group and targets (it is then dropped).
+    pub(crate) fn hold_registration(
+        &mut self,
+        params: &[(String, String)],
+        delay: Duration,
+    ) -> bool {
+        let (Ok(gi), Ok(specs)) = (self.group_index(params), parse_targets(params)) else {
+            return false;
+        };
+        self.late_registrations.push(LateRegistration {
+            arn: self.groups[gi].arn.clone(),
+            ids: specs.into_iter().map(|s| s.id).collect(),
+            params: params.to_vec(),
+            delay,
+            due: None,
+        });
+        true
+    }
+
+    /// Applies the held-back registrations due at `now`.
+    pub(crate) fn land_late_registrations(&mut self, now: Instant) {
+        if self.late_registrations.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.late_registrations)
+            .into_iter()
+            .partition(|l| l.due.is_some_and(|at| at <= now));
+        self.late_registrations = later;
+        for l in due {
+            let _ = self.register_targets(&l.params);
+        }
     }
 
     pub(crate) fn deregister_targets(
@@ -243,6 +285,17 @@ impl State {
             return Err(AwsError::null("targets"));
         }
         let (arn, gport) = (self.groups[gi].arn.clone(), self.groups[gi].port);
+        // A held-back registration of one of these targets lands a moment
+        // after this deregistration, whatever its answer.
+        let now = Instant::now();
+        for late in &mut self.late_registrations {
+            if late.due.is_none()
+                && late.arn == arn
+                && specs.iter().any(|s| late.ids.contains(&s.id))
+            {
+                late.due = Some(now + late.delay);
+            }
+        }
         // Real AWS answers success when an ip target that is not registered is
         // deregistered; moto answers 400 InvalidTarget (set_strict_deregister).
         if self.strict_deregister {

@@ -8,8 +8,8 @@
 //! - `POST /` with `Action=AssumeRoleWithWebIdentity`: STS, unsigned;
 //!   `Action=GetCallerIdentity`: STS, signed (service `sts`);
 //! - DescribeTargetGroupAttributes, and per-group settings
-//!   ([`GroupSettings`]: target type, IP address type, load balancer,
-//!   deregistration delay) for `-check`;
+//!   ([`GroupSettings`]: target type, load balancer, deregistration delay,
+//!   health check timing) for `-check`;
 //! - `GET /container-credentials...`: the ECS / EKS Pod Identity credentials
 //!   endpoint (point `AWS_CONTAINER_CREDENTIALS_FULL_URI` at it);
 //! - `/latest/...`: IMDSv2 (token, role name, role credentials).

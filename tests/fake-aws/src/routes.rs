@@ -157,6 +157,12 @@ pub(crate) fn apply(fault: Option<Fault>, c: &Ctx<'_>) -> Option<Response> {
             let _ = normal(c);
             None
         }
+        Some(Fault::LandAfterDeregister(d)) => {
+            if c.kind == Kind::Elb && c.action == "RegisterTargets" && c.auth.error.is_none() {
+                c.shared.lock().hold_registration(c.params, d);
+            }
+            None
+        }
     }
 }
 

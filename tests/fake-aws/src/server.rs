@@ -50,6 +50,15 @@ pub enum Fault {
     ApplyThenFail(u16),
     /// Apply the effect, then close the socket without answering.
     ApplyThenReset,
+    /// RegisterTargets only: close the socket without answering and, for
+    /// now, without effect; then apply the registration this long after the
+    /// next DeregisterTargets of one of its targets in that group, as AWS
+    /// may apply a registration whose answer was lost after the
+    /// deregistration that followed it. It is applied at the first look at
+    /// the fake's state from that time on (any request, or a query such as
+    /// [`FakeAws::registered`]), which nobody outside can tell from "at
+    /// that time".
+    LandAfterDeregister(Duration),
 }
 
 /// One request as the fake received it.
@@ -198,10 +207,20 @@ impl FakeAws {
         self.shared.lock().region = region.map(str::to_string);
     }
 
-    /// Create an `ip` target group (protocol TCP, on [`LOAD_BALANCER_ARN`]) and
+    /// Create an `ip` target group (protocol TCP, on [`LOAD_BALANCER_ARN`](crate::LOAD_BALANCER_ARN)) and
     /// return its ARN, `arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/NAME/<16 hex>`.
     /// A name that exists already returns the existing ARN.
     pub fn add_target_group(&self, name: &str, port: u16) -> String {
+        self.add_group(name, port, "ipv4")
+    }
+
+    /// As [`FakeAws::add_target_group`], for an `ip` target group whose
+    /// `IpAddressType` is `ipv6`: it takes IPv6 targets only, as AWS's do.
+    pub fn add_ipv6_target_group(&self, name: &str, port: u16) -> String {
+        self.add_group(name, port, "ipv6")
+    }
+
+    fn add_group(&self, name: &str, port: u16, ip_address_type: &'static str) -> String {
         let mut st = self.shared.lock();
         if let Some(g) = st.groups.iter().find(|g| g.name == name) {
             return g.arn.clone();
@@ -214,14 +233,15 @@ impl FakeAws {
             arn: arn.clone(),
             name: name.to_string(),
             port,
+            ip_address_type,
             targets: Vec::new(),
             settings: GroupSettings::default(),
         });
         arn
     }
 
-    /// Change what the fake reports of a group (target type, IP address
-    /// type, load balancer, deregistration delay, health check timing).
+    /// Change what the fake reports of a group (target type, load
+    /// balancer, deregistration delay, health check timing).
     /// Returns whether the group exists.
     pub fn configure_target_group(&self, tg_arn: &str, settings: GroupSettings) -> bool {
         let mut st = self.shared.lock();

@@ -26,8 +26,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The state, with the late registrations that are due applied.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.land_late_registrations(Instant::now());
+        st
     }
 
     /// The fake's wall clock: the real one moved by the scripted offset.
@@ -106,18 +109,21 @@ pub(crate) struct TargetGroup {
     pub(crate) arn: String,
     pub(crate) name: String,
     pub(crate) port: u16,
+    /// `IpAddressType`: `ipv4` or `ipv6`; an ip target of the other family
+    /// is refused.
+    pub(crate) ip_address_type: &'static str,
     pub(crate) targets: Vec<Target>,
     pub(crate) settings: GroupSettings,
 }
 
 /// What DescribeTargetGroups and DescribeTargetGroupAttributes report of a
-/// group besides its name and port ([`crate::FakeAws::configure_target_group`]).
+/// group besides its name, port and IP address type
+/// ([`crate::FakeAws::configure_target_group`]; `ipv6` groups come from
+/// [`crate::FakeAws::add_ipv6_target_group`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSettings {
     /// `TargetType` (default `ip`).
     pub target_type: String,
-    /// `IpAddressType` (default `ipv4`).
-    pub ip_address_type: String,
     /// Whether `LoadBalancerArns` names [`crate::LOAD_BALANCER_ARN`] (default true).
     pub attached: bool,
     /// `deregistration_delay.timeout_seconds` (default 300, AWS's default).
@@ -132,7 +138,6 @@ impl Default for GroupSettings {
     fn default() -> Self {
         GroupSettings {
             target_type: "ip".into(),
-            ip_address_type: "ipv4".into(),
             attached: true,
             deregistration_delay_seconds: 300,
             health_check_interval_seconds: 30,
@@ -147,6 +152,20 @@ pub(crate) struct Draining {
     pub(crate) port: u16,
     pub(crate) az: Option<String>,
     pub(crate) remaining: usize,
+}
+
+/// A registration held back by [`Fault::LandAfterDeregister`].
+pub(crate) struct LateRegistration {
+    /// Group ARN.
+    pub(crate) arn: String,
+    /// Target ids of the RegisterTargets.
+    pub(crate) ids: Vec<String>,
+    /// The RegisterTargets parameters, to apply it.
+    pub(crate) params: Vec<(String, String)>,
+    /// How long after the next DeregisterTargets of one of its targets.
+    pub(crate) delay: Duration,
+    /// When it lands: set by that DeregisterTargets.
+    pub(crate) due: Option<Instant>,
 }
 
 pub(crate) struct HealthSeq {
@@ -168,6 +187,7 @@ pub(crate) struct State {
     pub(crate) draining_polls: usize,
     pub(crate) draining: Vec<Draining>,
     pub(crate) strict_deregister: bool,
+    pub(crate) late_registrations: Vec<LateRegistration>,
     pub(crate) requests: Vec<Recorded>,
     pub(crate) sts_lifetime: Duration,
     pub(crate) container_lifetime: Duration,
@@ -232,6 +252,7 @@ impl State {
             draining_polls: 0,
             draining: Vec::new(),
             strict_deregister: false,
+            late_registrations: Vec::new(),
             requests: Vec::new(),
             sts_lifetime: HOUR,
             container_lifetime: HOUR,

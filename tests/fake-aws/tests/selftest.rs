@@ -997,3 +997,101 @@ fn keep_alive_and_malformed_http() {
     drop(fake);
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn ipv6_groups_take_ipv6_targets_only() {
+    let fake = FakeAws::start();
+    let v6 = fake.add_ipv6_target_group("v6", 80);
+    let v4 = fake.add_target_group("v4", 80);
+    let s = default_signer();
+    let r = elb(
+        &fake,
+        Some(&s),
+        &[("Action", "DescribeTargetGroups"), ("Names.member.1", "v6")],
+    );
+    assert_eq!(r.xml("IpAddressType").as_deref(), Some("ipv6"));
+    let r = register(&fake, &v6, "10.0.1.5", "80");
+    assert_eq!(r.xml("Code").as_deref(), Some("ValidationError"));
+    assert!(r
+        .xml("Message")
+        .unwrap()
+        .contains("not a valid IPv6 address"));
+    let r = register(&fake, &v4, "fd00::5", "80");
+    assert_eq!(r.xml("Code").as_deref(), Some("ValidationError"));
+    assert!(r
+        .xml("Message")
+        .unwrap()
+        .contains("not a valid IPv4 address"));
+    assert_eq!(register(&fake, &v6, "fd00::5", "80").status, 200);
+    assert_eq!(
+        fake.registered(&v6),
+        vec![("fd00::5".to_string(), Some(80))]
+    );
+    assert!(fake.registered(&v4).is_empty());
+}
+
+#[test]
+fn lost_registration_lands_after_the_next_deregistration() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let s = default_signer();
+    fake.script(
+        "RegisterTargets",
+        vec![Fault::LandAfterDeregister(Duration::from_millis(200))],
+    );
+    let host = format!("127.0.0.1:{}", fake.port());
+    let body = form_encode(&[
+        ("Action", "RegisterTargets"),
+        ("TargetGroupArn", &arn),
+        ("Targets.member.1.Id", "10.0.0.1"),
+        ("Targets.member.1.Port", "80"),
+        ("Version", "2015-12-01"),
+    ]);
+    let headers = sign_for_test(
+        &s,
+        "POST",
+        "/",
+        &[("host", &host), ("content-type", FORM)],
+        body.as_bytes(),
+        SystemTime::now(),
+    );
+    assert!(
+        http_request(fake.port(), "POST", "/", &headers, body.as_bytes()).is_err(),
+        "no answer"
+    );
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        fake.registered(&arn).is_empty(),
+        "not before a deregistration"
+    );
+
+    // Another target's deregistration does not set it off.
+    let dereg = |id: &str| {
+        elb(
+            &fake,
+            Some(&s),
+            &[
+                ("Action", "DeregisterTargets"),
+                ("TargetGroupArn", &arn),
+                ("Targets.member.1.Id", id),
+                ("Targets.member.1.Port", "80"),
+            ],
+        )
+    };
+    assert_eq!(dereg("10.0.0.9").status, 200);
+    thread::sleep(Duration::from_millis(300));
+    assert!(fake.registered(&arn).is_empty());
+
+    // Its own does: AWS answers success (not registered), and 200 ms later it lands.
+    let t = Instant::now();
+    assert_eq!(dereg("10.0.0.1").status, 200);
+    assert!(fake.registered(&arn).is_empty(), "not at once");
+    while fake.registered(&arn).is_empty() {
+        assert!(t.elapsed() < SECOND, "landed within a second");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    assert_eq!(fake.registered(&arn), [("10.0.0.1".to_string(), Some(80))]);
+    assert_eq!(health(&fake, &arn).len(), 1);
+    assert_eq!(fake.requests_for("RegisterTargets")[0].status, None);
+}

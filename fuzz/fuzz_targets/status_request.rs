@@ -1,0 +1,33 @@
+//! The status listener's request parser and router, on any bytes a client
+//! may send: `status::parse_head`, then `status::route` and `render`.
+//!
+//! Invariants: no panic; a head that parses has an upper-case method and a
+//! path that starts with `/` and holds no query; more than `MAX_HEAD` bytes
+//! without a parsed head are refused as too large; a head judged complete
+//! stays the same request when more bytes follow (a body or the next
+//! request never changes it).
+#![no_main]
+
+use k8s_nlb_registrator_sidecar::status::{self, ParseError, Reply, RouteState, MAX_HEAD};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    match status::parse_head(data) {
+        Ok(Some(req)) => {
+            assert!(!req.method.is_empty() && req.method.bytes().all(|b| b.is_ascii_uppercase()));
+            assert!(req.path.starts_with('/') && !req.path.contains('?'), "{req:?}");
+            let mut more = data.to_vec();
+            more.extend_from_slice(b"GET /drain HTTP/1.1\r\n\r\n");
+            assert_eq!(status::parse_head(&more), Ok(Some(req.clone())));
+            for state in [RouteState::default(), RouteState { ready: true, outcome: Some(Ok("deregistered".into())) }] {
+                if let Reply::Answer(resp) = status::route(&req.method, &req.path, &state) {
+                    let bytes = status::render(&resp, req.method == "HEAD");
+                    assert!(bytes.starts_with(b"HTTP/1.1 "));
+                }
+            }
+        }
+        Ok(None) => assert!(data.len() <= MAX_HEAD, "{} bytes and still incomplete", data.len()),
+        Err(ParseError::TooLarge) => assert!(data.len() > MAX_HEAD),
+        Err(ParseError::Malformed(_)) => {}
+    }
+});

@@ -1,0 +1,427 @@
+use super::*;
+use std::net::SocketAddr;
+
+fn req(method: &str, path: &str) -> Request {
+    Request {
+        method: method.into(),
+        path: path.into(),
+    }
+}
+
+#[test]
+fn parses_request_lines() {
+    let ok = |b: &[u8]| parse_head(b).unwrap().unwrap();
+    assert_eq!(
+        ok(b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:9090\r\nUser-Agent: kube-probe/1.29\r\n\r\n"),
+        req("GET", "/healthz")
+    );
+    assert_eq!(
+        ok(b"HEAD /readyz?x=1 HTTP/1.0\r\n\r\n"),
+        req("HEAD", "/readyz")
+    );
+    assert_eq!(ok(b"GET /drain#frag HTTP/1.1\n\n"), req("GET", "/drain"));
+    // Leading empty lines are skipped (RFC 9112 section 2.2).
+    assert_eq!(ok(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"), req("GET", "/"));
+    assert_eq!(
+        ok(b"POST /drain HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+        req("POST", "/drain")
+    );
+}
+
+#[test]
+fn incomplete_heads_wait_for_more() {
+    let full = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    for i in 0..full.len() {
+        assert_eq!(parse_head(&full[..i]), Ok(None), "prefix {i}");
+    }
+    assert!(parse_head(full).unwrap().is_some());
+    assert_eq!(parse_head(b""), Ok(None));
+    assert_eq!(parse_head(b"\r\n\r\n"), Ok(None));
+}
+
+#[test]
+fn garbage_is_malformed_as_soon_as_its_first_line_ends() {
+    for bad in [
+        &b"hello\r\n"[..],
+        b"GET /healthz\r\n\r\n",
+        b"GET  /healthz HTTP/1.1\r\n\r\n",
+        b"get /healthz HTTP/1.1\r\n\r\n",
+        b"GET healthz HTTP/1.1\r\n\r\n",
+        b"GET http://x/healthz HTTP/1.1\r\n\r\n",
+        b"GET * HTTP/1.1\r\n\r\n",
+        b"GET /healthz HTTP/2.0\r\n\r\n",
+        b"GET /healthz HTTP/1.1 extra\r\n\r\n",
+        b"GET /he\x00lthz HTTP/1.1\r\n",
+        b"GET /h\xc3\xa9 HTTP/1.1\r\n\r\n",
+        b"\xff\xfe\xfd\n",
+        b"GET /healthz HTTP/1.1\x7f\r\n",
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+    ] {
+        assert!(
+            matches!(parse_head(bad), Err(ParseError::Malformed(_))),
+            "{:?} -> {:?}",
+            String::from_utf8_lossy(bad),
+            parse_head(bad)
+        );
+    }
+}
+
+#[test]
+fn oversize_heads_are_refused() {
+    let mut big = b"GET /healthz HTTP/1.1\r\n".to_vec();
+    while big.len() <= MAX_HEAD {
+        big.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    assert_eq!(parse_head(&big), Err(ParseError::TooLarge));
+    // A first line that never ends is too large too.
+    assert_eq!(
+        parse_head(&vec![b'A'; MAX_HEAD + 1]),
+        Err(ParseError::TooLarge)
+    );
+    // Just under the limit is fine.
+    let mut fits = b"GET /healthz HTTP/1.1\r\nX-Pad: ".to_vec();
+    fits.resize(MAX_HEAD - 4, b'a');
+    fits.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(parse_head(&fits), Ok(Some(req("GET", "/healthz"))));
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // The invariants of fuzz/fuzz_targets/status_request.rs.
+    let alphabet = b"GET /HTP1.\r\n: \x00\xff";
+    for _ in 0..20_000 {
+        let len = usize::try_from(next() % 64).unwrap();
+        let mut bytes: Vec<u8> = (0..len)
+            .map(|_| alphabet[usize::try_from(next() % 16).unwrap()])
+            .collect();
+        if next() % 4 == 0 {
+            bytes.splice(0..0, b"GET /a HTTP/1.1".iter().copied());
+        }
+        match parse_head(&bytes) {
+            Ok(Some(r)) => {
+                assert!(r.path.starts_with('/') && !r.method.is_empty(), "{r:?}");
+                let mut more = bytes.clone();
+                more.extend_from_slice(b"GET /drain HTTP/1.1\r\n\r\n");
+                assert_eq!(parse_head(&more), Ok(Some(r)));
+            }
+            Ok(None) => assert!(bytes.len() <= MAX_HEAD),
+            Err(_) => {}
+        }
+    }
+}
+
+fn answer(method: &str, path: &str, state: &RouteState) -> (u16, String) {
+    match route(method, path, state) {
+        Reply::Answer(r) => (r.code, r.body),
+        Reply::Drain => (0, "drain".into()),
+    }
+}
+
+#[test]
+fn routes() {
+    let idle = RouteState::default();
+    let ready = RouteState {
+        ready: true,
+        outcome: None,
+    };
+    assert_eq!(answer("GET", "/healthz", &idle), (200, "ok".into()));
+    assert_eq!(answer("HEAD", "/healthz", &idle), (200, "ok".into()));
+    assert_eq!(answer("GET", "/readyz", &idle), (503, "not ready".into()));
+    assert_eq!(answer("GET", "/readyz", &ready), (200, "ready".into()));
+    assert_eq!(answer("GET", "/drain", &ready), (0, "drain".into()));
+    assert_eq!(answer("HEAD", "/drain", &ready).0, 405);
+    assert_eq!(answer("POST", "/drain", &ready).0, 405);
+    assert_eq!(answer("DELETE", "/healthz", &ready).0, 405);
+    assert_eq!(answer("GET", "/", &ready).0, 404);
+    assert_eq!(answer("GET", "/healthz/", &ready).0, 404);
+    // Once the lifecycle has finished, /drain gets its outcome at once.
+    let done = |r: DrainResult| RouteState {
+        ready: false,
+        outcome: Some(r),
+    };
+    assert_eq!(
+        answer("GET", "/drain", &done(Ok("deregistered".into()))),
+        (200, "deregistered".into())
+    );
+    assert_eq!(
+        answer("GET", "/drain", &done(Err("failed".into()))),
+        (503, "failed".into())
+    );
+    match route("PUT", "/drain", &idle) {
+        Reply::Answer(r) => assert_eq!(r.allow, Some("GET, HEAD")),
+        Reply::Drain => panic!("PUT drained"),
+    }
+}
+
+#[test]
+fn renders_answers() {
+    let r = Response::text(200, "ok");
+    assert_eq!(
+        String::from_utf8(render(&r, false)).unwrap(),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\
+         Connection: close\r\n\r\nok\n"
+    );
+    let head = String::from_utf8(render(&r, true)).unwrap();
+    assert!(
+        head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"),
+        "{head}"
+    );
+    let r = Response::not_allowed("use GET to drain", "GET");
+    let text = String::from_utf8(render(&r, false)).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("\r\nAllow: GET\r\n"), "{text}");
+}
+
+/// A connected pair over 127.0.0.1: (client, server side).
+fn pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    (c, s)
+}
+
+#[test]
+fn read_head_over_a_socket() {
+    let (mut c, mut s) = pair();
+    c.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    c.write_all(b"Host: x\r\n\r\n").unwrap();
+    assert_eq!(
+        read_head(&mut s, Duration::from_secs(5)),
+        Ok(req("GET", "/healthz"))
+    );
+
+    let (c, mut s) = pair();
+    drop(c);
+    assert_eq!(
+        read_head(&mut s, Duration::from_secs(5)),
+        Err(HeadError::Closed)
+    );
+
+    let (mut c, mut s) = pair();
+    let w = std::thread::spawn(move || {
+        let _ = c.write_all(&vec![b'A'; MAX_HEAD * 2]);
+        c
+    });
+    assert_eq!(
+        read_head(&mut s, Duration::from_secs(5)),
+        Err(HeadError::Parse(ParseError::TooLarge))
+    );
+    drop(s);
+    drop(w.join());
+}
+
+#[test]
+fn idle_and_slowloris_connections_time_out() {
+    let (_c, mut s) = pair();
+    let start = Instant::now();
+    assert_eq!(
+        read_head(&mut s, Duration::from_millis(300)),
+        Err(HeadError::Timeout)
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    // One byte every 100 ms never lets a per-read timeout fire: the
+    // deadline covers the whole head.
+    let (mut c, mut s) = pair();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let w = std::thread::spawn(move || {
+        for b in b"GET /healthz HTTP/1.1\r\nX-Slow: ".iter().cycle() {
+            if stop2.load(Ordering::SeqCst) || c.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let start = Instant::now();
+    assert_eq!(
+        read_head(&mut s, Duration::from_millis(700)),
+        Err(HeadError::Timeout)
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    stop.store(true, Ordering::SeqCst);
+    drop(s);
+    w.join().unwrap();
+}
+
+/// A listener on 127.0.0.1 served by [`serve`]; returns its address.
+fn listener(status: &Arc<Status>, events: Sender<Event>, drain_timeout: Duration) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    serve(l, Arc::clone(status), events, drain_timeout).unwrap();
+    addr
+}
+
+/// Sends `path` as GET and reads the whole answer: (status, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // A refused connection may be closed before the request is written.
+    let _ = write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_answer(&mut c)
+}
+
+fn read_answer(c: &mut TcpStream) -> (u16, String) {
+    let mut text = String::new();
+    let _ = c.read_to_string(&mut text);
+    let code = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (code, body)
+}
+
+#[test]
+fn serves_probes() {
+    let status = Status::new();
+    let (tx, _rx) = channel();
+    let addr = listener(&status, tx, Duration::from_secs(5));
+    assert_eq!(get(addr, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(get(addr, "/readyz"), (503, "not ready\n".into()));
+    status.set_ready(true);
+    assert_eq!(get(addr, "/readyz?verbose"), (200, "ready\n".into()));
+    assert_eq!(get(addr, "/metrics").0, 404);
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut c).0, 400);
+}
+
+/// The lifecycle took the /drain request, finished, and dropped the
+/// request's sender without answering it (it reached the channel after the
+/// lifecycle's last look): the answer is the lifecycle's outcome, not a 503.
+#[test]
+fn drain_whose_waiter_was_dropped_at_exit_gets_the_outcome() {
+    let status = Status::new();
+    let (tx, rx) = channel();
+    let addr = listener(&status, tx, Duration::from_secs(30));
+    let lifecycle = {
+        let status = Arc::clone(&status);
+        std::thread::spawn(move || {
+            let waiter = match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Event::Drain(w)) => w,
+                other => panic!("{other:?}"),
+            };
+            status.set_outcome(Ok("deregistered".into()));
+            drop(waiter);
+            drop(rx);
+        })
+    };
+    let start = Instant::now();
+    assert_eq!(get(addr, "/drain"), (200, "deregistered\n".into()));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    lifecycle.join().unwrap();
+    // A /drain after the lifecycle has stopped reading events gets it too.
+    assert_eq!(get(addr, "/drain"), (200, "deregistered\n".into()));
+    status.flush_drain_responses(Duration::from_secs(2));
+    assert_eq!(status.answering.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn drain_after_exit_reports_a_failed_outcome_as_503() {
+    let status = Status::new();
+    let (tx, rx) = channel();
+    let addr = listener(&status, tx, Duration::from_secs(30));
+    status.set_outcome(Err("deregistration failed; see the sidecar's log".into()));
+    drop(rx);
+    assert_eq!(
+        get(addr, "/drain"),
+        (503, "deregistration failed; see the sidecar's log\n".into())
+    );
+}
+
+#[test]
+fn pending_drains_take_no_worker_and_are_capped() {
+    let status = Status::new();
+    let (tx, rx) = channel();
+    let addr = listener(&status, tx, Duration::from_secs(30));
+    let mut clients = Vec::new();
+    let mut waiters = Vec::new();
+    for _ in 0..MAX_DRAIN_WAITERS {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /drain HTTP/1.1\r\n\r\n").unwrap();
+        clients.push(c);
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Event::Drain(w)) => waiters.push(w),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Probes still answer, and one more drain is refused.
+    assert_eq!(get(addr, "/healthz").0, 200);
+    assert_eq!(
+        get(addr, "/drain"),
+        (429, "too many drain requests waiting\n".into())
+    );
+    for w in &waiters {
+        w.send(Ok("deregistered".into())).unwrap();
+    }
+    for c in &mut clients {
+        assert_eq!(read_answer(c), (200, "deregistered\n".into()));
+    }
+    status.flush_drain_responses(Duration::from_secs(2));
+    assert_eq!(status.answering.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn drain_that_does_not_finish_in_time_is_503() {
+    let status = Status::new();
+    let (tx, rx) = channel();
+    let addr = listener(&status, tx, Duration::from_millis(300));
+    let (code, body) = get(addr, "/drain");
+    assert_eq!(
+        (code, body.as_str()),
+        (503, "drain did not finish in time\n")
+    );
+    drop(rx);
+}
+
+/// Connections beyond the workers and the queue are refused at once; the
+/// ones held idle are closed after [`REQUEST_TIMEOUT`], and the listener
+/// answers again.
+#[test]
+fn excess_connections_are_refused_and_idle_ones_time_out() {
+    let status = Status::new();
+    let (tx, _rx) = channel();
+    let addr = listener(&status, tx, Duration::from_secs(5));
+    let mut idle = Vec::new();
+    for _ in 0..WORKERS + QUEUE {
+        idle.push(TcpStream::connect(addr).unwrap());
+        // One at a time, so that the workers take the first ones before
+        // the queue fills: a burst fills the queue first.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Refused at once, before it sends anything (a request sent after
+    // the close may meet a reset instead of the answer).
+    let start = Instant::now();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(read_answer(&mut c), (503, "busy\n".into()));
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // Within two rounds of the request timeout every idle one is closed.
+    let end = Instant::now() + REQUEST_TIMEOUT * 3;
+    while get(addr, "/healthz").0 != 200 {
+        assert!(Instant::now() < end, "never answered again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut b = [0u8; 1];
+        assert!(
+            matches!(c.read(&mut b), Ok(0)),
+            "idle connection not closed"
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! The invariant under AWS's semantics, not moto's: a RegisterTargets whose
+//! answer never came, applied by AWS after the deregistration, is taken out
+//! again, whether DeregisterTargets answers success for a target that is
+//! not registered (AWS, the fake's default) or `InvalidTarget` (moto).
+
+mod common;
+
+use common::BIN;
+use fake_aws::process::{base_env, secs, Sidecar};
+use fake_aws::{FakeAws, Fault};
+use std::time::{Duration, Instant};
+
+const IP: &str = "10.0.0.5";
+
+#[test]
+fn lost_registration_landing_after_the_deregistration_is_taken_out() {
+    for strict in [false, true] {
+        let fake = FakeAws::start();
+        let arn = fake.add_target_group("tg", 80);
+        fake.set_strict_deregister(strict);
+        // The first RegisterTargets goes unanswered and lands 300 ms after the
+        // deregistration; its retries meet 503s until SIGTERM cuts them short.
+        let mut faults = vec![Fault::LandAfterDeregister(Duration::from_millis(300))];
+        faults.extend(std::iter::repeat_n(Fault::Status(503), 100));
+        fake.script("RegisterTargets", faults);
+        let args = [
+            "-target-group-name",
+            "tg",
+            "-target-id",
+            IP,
+            "-health-poll-interval",
+            "50ms",
+        ];
+        let mut s = Sidecar::spawn(BIN, &args, &base_env(&fake.url()));
+        assert!(fake.wait_for_count("RegisterTargets", 2, secs(10)));
+        s.term();
+        assert_eq!(s.wait_exit(secs(15)), 0, "strict {strict}:\n{}", s.output());
+        // Look only once the lost registration has had its time to land.
+        let deregs = fake.requests_for("DeregisterTargets");
+        let first = deregs.first().expect("a DeregisterTargets").at;
+        let settle = first + Duration::from_millis(600);
+        std::thread::sleep(settle.saturating_duration_since(Instant::now()));
+        assert!(
+            fake.registered(&arn).is_empty(),
+            "strict {strict}: the late registration stayed\n{}",
+            s.output()
+        );
+        assert_eq!(deregs.len(), 2, "strict {strict}");
+        assert_eq!(
+            fake.count("DescribeTargetHealth"),
+            1,
+            "one look, strict {strict}"
+        );
+        assert!(s.output().contains("landed late; deregistering again"));
+    }
+}
+
+#[test]
+fn answered_registration_costs_no_extra_call() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let args = [
+        "-target-group-name",
+        "tg",
+        "-target-id",
+        IP,
+        "-wait-in-service=false",
+    ];
+    let mut s = Sidecar::spawn(BIN, &args, &base_env(&fake.url()));
+    s.expect_log("blocking until SIGTERM", secs(10));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert!(fake.registered(&arn).is_empty());
+    assert_eq!(fake.count("DeregisterTargets"), 1);
+    assert_eq!(fake.count("DescribeTargetHealth"), 0);
+}
