@@ -12,9 +12,9 @@
 //!
 //! Secrets: the HTTP and TLS crates log the wire (Authorization headers,
 //! session tokens, the STS form body with the web identity token) at
-//! debug and trace. [`Guarded`] caps those crates at `info` whatever the
-//! filters say, in either format; our own log calls never carry a secret,
-//! in the message or in a field.
+//! debug and trace. A guard in the logger caps those crates at `info`
+//! whatever the filters say, in either format; our own log calls never
+//! carry a secret, in the message or in a field.
 
 use crate::aws::Error;
 use crate::config::{Config, LogFormat};

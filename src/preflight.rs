@@ -170,6 +170,14 @@ pub struct Findings {
     pub groups: Vec<GroupFindings>,
 }
 
+/// How long and how often each preflight call may be tried, from now.
+fn budget(clock: &mut dyn Clock) -> Budget {
+    Budget {
+        deadline: clock.now() + CALL_BUDGET,
+        max_attempts: 4,
+    }
+}
+
 /// The calls `-check` makes, in order; stops early only when there are no
 /// credentials (every other call would fail the same way).
 pub fn gather<T: Transport>(
@@ -177,10 +185,6 @@ pub fn gather<T: Transport>(
     client: &mut Client<T>,
     clock: &mut dyn Clock,
 ) -> Findings {
-    let budget = |clock: &mut dyn Clock| Budget {
-        deadline: clock.now() + CALL_BUDGET,
-        max_attempts: 4,
-    };
     let mut findings = Findings {
         region: client.settings().region.clone(),
         source: client.settings().source.name().to_owned(),
@@ -199,71 +203,83 @@ pub fn gather<T: Transport>(
             port: spec.port.or(cfg.target_port),
             availability_zone: cfg.availability_zone.clone(),
         };
-        let one = [spec.group.to_string()];
-        let described = match &spec.group {
-            GroupRef::Name(_) => {
-                client.call(&DescribeTargetGroups { names: &one }, budget(clock), clock)
-            }
-            GroupRef::Arn(_) => client.call(
-                &DescribeTargetGroupsByArn { arns: &one },
-                budget(clock),
-                clock,
-            ),
-        }
-        .map(|r| r.value.into_iter().next())
-        .or_else(|e| match e.aws_code() {
-            Some("TargetGroupNotFound") => Ok(None),
-            _ => Err(e),
-        });
-        // Groups given by ARN need no DescribeTargetGroups to be used.
-        let arn = match (&described, &spec.group) {
-            (Ok(Some(g)), _) => Some(g.arn.clone()),
-            (Err(_), GroupRef::Arn(a)) => Some(a.clone()),
-            _ => None,
-        };
-        let mut g = GroupFindings {
-            group: spec.group.clone(),
-            target,
-            described,
-            attributes: None,
-            registered: None,
-            deregister: None,
-        };
-        if let Some(arn) = arn {
-            let attrs = client.call(
-                &DescribeTargetGroupAttributes { arn: &arn },
-                budget(clock),
-                clock,
-            );
-            g.attributes = Some(attrs.map(|r| r.value));
-            let targets = [g.target.clone()];
-            let health = client.call(
-                &DescribeTargetHealth {
-                    arn: &arn,
-                    targets: &targets,
-                },
-                budget(clock),
-                clock,
-            );
-            let registered = match health {
-                Ok(r) => Ok(find_health(&r.value, &g.target)
-                    .filter(|h| !h.is_gone())
-                    .map(|h| h.to_string())),
-                Err(e) if e.aws_code() == Some("InvalidTarget") => Ok(None),
-                Err(e) => Err(e),
-            };
-            if matches!(registered, Ok(None)) {
-                let probe = DeregisterTargets {
-                    arn: &arn,
-                    targets: &targets,
-                };
-                g.deregister = Some(client.call(&probe, budget(clock), clock).map(|_| ()));
-            }
-            g.registered = Some(registered);
-        }
-        findings.groups.push(g);
+        findings
+            .groups
+            .push(gather_group(&spec.group, target, client, clock));
     }
     findings
+}
+
+/// The calls about one group: DescribeTargetGroups, then (when its ARN is
+/// known) the attributes, the target's health and the deregistration probe.
+fn gather_group<T: Transport>(
+    group: &GroupRef,
+    target: Target,
+    client: &mut Client<T>,
+    clock: &mut dyn Clock,
+) -> GroupFindings {
+    let one = [group.to_string()];
+    let described = match group {
+        GroupRef::Name(_) => {
+            client.call(&DescribeTargetGroups { names: &one }, budget(clock), clock)
+        }
+        GroupRef::Arn(_) => client.call(
+            &DescribeTargetGroupsByArn { arns: &one },
+            budget(clock),
+            clock,
+        ),
+    }
+    .map(|r| r.value.into_iter().next())
+    .or_else(|e| match e.aws_code() {
+        Some("TargetGroupNotFound") => Ok(None),
+        _ => Err(e),
+    });
+    // Groups given by ARN need no DescribeTargetGroups to be used.
+    let arn = match (&described, group) {
+        (Ok(Some(g)), _) => Some(g.arn.clone()),
+        (Err(_), GroupRef::Arn(a)) => Some(a.clone()),
+        _ => None,
+    };
+    let mut g = GroupFindings {
+        group: group.clone(),
+        target,
+        described,
+        attributes: None,
+        registered: None,
+        deregister: None,
+    };
+    let Some(arn) = arn else {
+        return g;
+    };
+    let attrs = client.call(
+        &DescribeTargetGroupAttributes { arn: &arn },
+        budget(clock),
+        clock,
+    );
+    g.attributes = Some(attrs.map(|r| r.value));
+    let targets = [g.target.clone()];
+    let health = DescribeTargetHealth {
+        arn: &arn,
+        targets: &targets,
+    };
+    let registered = match client.call(&health, budget(clock), clock) {
+        Ok(r) => Ok(find_health(&r.value, &g.target)
+            .filter(|h| !h.is_gone())
+            .map(|h| h.to_string())),
+        Err(e) if e.aws_code() == Some("InvalidTarget") => Ok(None),
+        Err(e) => Err(e),
+    };
+    // Only a target known to be out is probed: the probe would take a
+    // registered one out.
+    if matches!(registered, Ok(None)) {
+        let probe = DeregisterTargets {
+            arn: &arn,
+            targets: &targets,
+        };
+        g.deregister = Some(client.call(&probe, budget(clock), clock).map(|_| ()));
+    }
+    g.registered = Some(registered);
+    g
 }
 
 /// Whether an AWS error says "not allowed".
