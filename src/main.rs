@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+use k8s_nlb_registrator_sidecar::aws::credentials::assume_role::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
@@ -87,10 +88,15 @@ fn try_main() -> i32 {
         }
     }
 
-    let settings = match Settings::from_env(cfg.region.as_deref(), &ProcessEnv, SystemTime::now()) {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
-    };
+    let mut settings =
+        match Settings::from_env(cfg.region.as_deref(), &ProcessEnv, SystemTime::now()) {
+            Ok(s) => s,
+            Err(e) => return fail(EXIT_USAGE, &e.to_string()),
+        };
+    settings.role = cfg
+        .role
+        .clone()
+        .map(|r| Role::new(r.arn, r.external_id, r.session_name, SystemTime::now()));
     let bundle = match ProcessEnv.var("AWS_CA_BUNDLE") {
         Some(path) => match std::fs::read(&path) {
             Ok(pem) => Some((pem, path)),
@@ -156,7 +162,7 @@ fn try_main() -> i32 {
         cfg.target_id_source,
         cfg.groups.len(),
         settings.region,
-        settings.source.name()
+        settings.credentials_label()
     );
     let mut effects = SystemEffects {
         transport: transport.clone(),

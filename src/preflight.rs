@@ -160,7 +160,8 @@ pub struct GroupFindings {
 pub struct Findings {
     /// Region in use.
     pub region: String,
-    /// Name of the credentials source.
+    /// Where the credentials come from: the source, or the role
+    /// (`-role-arn`) and the source that assumes it.
     pub source: String,
     /// Whether credentials could be had (fetched, for temporary ones).
     pub credentials: Result<(), Error>,
@@ -187,7 +188,7 @@ pub fn gather<T: Transport>(
 ) -> Findings {
     let mut findings = Findings {
         region: client.settings().region.clone(),
-        source: client.settings().source.name().to_owned(),
+        source: client.settings().credentials_label(),
         credentials: client.ensure_credentials(budget(clock), clock),
         identity: None,
         groups: Vec::new(),

@@ -31,14 +31,16 @@ fn check(fake: &FakeAws, extra: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
-/// No call but reads, the identity and the DeregisterTargets probe.
+/// No call but reads, the identity (and the role's AssumeRole) and the
+/// DeregisterTargets probe.
 fn assert_changed_nothing(fake: &FakeAws) {
     assert_eq!(fake.count("RegisterTargets"), 0);
     for r in fake.requests() {
         assert!(
             matches!(
                 r.action.as_str(),
-                "GetCallerIdentity"
+                "AssumeRole"
+                    | "GetCallerIdentity"
                     | "DescribeTargetGroups"
                     | "DescribeTargetGroupAttributes"
                     | "DescribeTargetHealth"
@@ -215,4 +217,31 @@ fn bad_credentials_fail_and_usage_errors_exit_2() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("-log-format"), "{out}");
     assert_eq!(fake.count("RegisterTargets"), 0);
+}
+
+#[test]
+fn with_a_role_the_identity_is_the_assumed_role() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let role = "arn:aws:iam::210987654321:role/nlb-registrator";
+    fake.add_role(role, None);
+    let (code, out, err) = check(&fake, &["-target-group-name", "tg", "-role-arn", role]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains(&format!(
+            "ok   credentials: source role {role}, assumed with environment; identity arn:aws:sts::210987654321:assumed-role/nlb-registrator/"
+        )),
+        "{out}"
+    );
+    // Every ELBv2 call and GetCallerIdentity signed with the role's keys.
+    let issued = fake.assumed_roles()[0].issued_access_key_id.clone();
+    for r in fake.requests().iter().filter(|r| r.action != "AssumeRole") {
+        assert_eq!(
+            r.access_key_id.as_deref(),
+            Some(issued.as_str()),
+            "{}",
+            r.action
+        );
+    }
+    assert_changed_nothing(&fake);
 }

@@ -19,10 +19,12 @@
 
 mod flags;
 mod hosts;
+mod role;
 mod value;
 
 pub use flags::{env_name, usage};
 pub use hosts::pod_ip_from_hosts;
+pub use role::RoleConfig;
 pub use value::{shell_operator, MAX_DURATION, SHELL};
 
 use crate::env::Env;
@@ -111,6 +113,8 @@ pub struct Config {
     pub availability_zone: Option<String>,
     /// Region given by flag or `NLB_REGION`.
     pub region: Option<String>,
+    /// The role to assume for the ELBv2 calls (`-role-arn` and its companions).
+    pub role: Option<RoleConfig>,
     /// Wait for healthy.
     pub wait_in_service: bool,
     /// Health wait timeout.
@@ -432,6 +436,7 @@ fn resolve(
         health_poll_interval: s.health_poll_interval()?,
         availability_zone: s.optional("target-availability-zone", parse_text)?,
         region: s.optional("region", parse_text)?,
+        role: s.role()?,
         wait_in_service: s.boolean("wait-in-service")?,
         wait_in_service_timeout: s.duration("wait-in-service-timeout")?,
         register_timeout: s.duration("register-timeout")?,
@@ -690,6 +695,49 @@ mod tests {
             assert!(e.0.contains(needle), "{a:?}: {e}");
             assert!(!e.0.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn role_flags_and_variables() {
+        let base = [("NLB_TARGET_GROUP_NAME", "a"), ("POD_IP", "10.0.0.8")];
+        assert_eq!(run(&[], &base).unwrap().role, None);
+        let arn = "arn:aws:iam::444455556666:role/nlb-registrator";
+        let mut e = base.to_vec();
+        e.extend([
+            ("NLB_ROLE_ARN", arn),
+            ("NLB_ROLE_EXTERNAL_ID", "ext-1"),
+            ("NLB_ROLE_SESSION_NAME", "pod-a"),
+        ]);
+        assert_eq!(
+            run(&[], &e).unwrap().role,
+            Some(RoleConfig {
+                arn: arn.into(),
+                external_id: Some("ext-1".into()),
+                session_name: Some("pod-a".into()),
+            })
+        );
+        let c = run(&["-role-arn", arn, "-role-session-name=pod-b"], &base).unwrap();
+        let role = c.role.unwrap();
+        assert_eq!(
+            (role.external_id, role.session_name.as_deref()),
+            (None, Some("pod-b"))
+        );
+
+        let mut e = base.to_vec();
+        e.push(("NLB_ROLE_EXTERNAL_ID", "ext-1"));
+        let err = run(&[], &e).unwrap_err();
+        assert!(
+            err.0
+                .starts_with("NLB_ROLE_EXTERNAL_ID is set but -role-arn (NLB_ROLE_ARN) is not"),
+            "{err}"
+        );
+        let err = run(&["-role-session-name", "s1"], &base).unwrap_err();
+        assert!(err.0.starts_with("-role-session-name is set"), "{err}");
+        let err = run(&["-role-arn", "my-role"], &base).unwrap_err();
+        assert!(
+            err.0.starts_with("-role-arn: invalid role ARN \"my-role\""),
+            "{err}"
+        );
     }
 
     #[test]

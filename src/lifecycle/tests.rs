@@ -357,6 +357,7 @@ fn config(groups: &[&str]) -> Config {
         target_port: Some(8080),
         availability_zone: None,
         region: None,
+        role: None,
         wait_in_service: true,
         wait_in_service_timeout: Duration::from_secs(300),
         health_poll_interval: Duration::from_secs(5),

@@ -14,6 +14,7 @@ fn cfg() -> Config {
         target_port: Some(8080),
         availability_zone: None,
         region: None,
+        role: None,
         wait_in_service: true,
         wait_in_service_timeout: Duration::from_secs(300),
         health_poll_interval: Duration::from_secs(5),

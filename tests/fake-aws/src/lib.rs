@@ -6,7 +6,9 @@
 //!   DeregisterTargets, DescribeTargetHealth): the ELBv2 Query API, every
 //!   request SigV4-verified independently (with `ring`, not aws-sigv4);
 //! - `POST /` with `Action=AssumeRoleWithWebIdentity`: STS, unsigned;
-//!   `Action=GetCallerIdentity`: STS, signed (service `sts`);
+//! - `POST /` with `Action=AssumeRole`: STS, SigV4-verified for service
+//!   `sts` (roles added with [`FakeAws::add_role`], ExternalId checked);
+//! - `POST /` with `Action=GetCallerIdentity`: STS, signed (service `sts`);
 //! - DescribeTargetGroupAttributes, and per-group settings
 //!   ([`GroupSettings`]: target type, load balancer, deregistration delay,
 //!   health check timing) for `-check`;
@@ -47,7 +49,7 @@ pub mod wire;
 pub use client::{http_request, read_response, write_request, HttpResponse};
 pub use server::{FakeAws, Fault, Recorded};
 pub use sigv4::{canonical_request, sign_for_test, sigv4_signature, string_to_sign, TestSigner};
-pub use state::GroupSettings;
+pub use state::{AssumedRole, GroupSettings};
 pub use time::{format_amz_date, parse_amz_date, rfc3339};
 pub use wire::{form_encode, json_text, parse_form, xml_text, xml_texts};
 
