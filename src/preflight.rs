@@ -352,7 +352,7 @@ fn credentials(r: &mut Report, f: &Findings) {
             Level::Warn,
             subject,
             format!(
-                "source {}: GetCallerIdentity failed, identity unknown (the sidecar does not need STS for this): {e}",
+                "source {}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}",
                 f.source
             ),
         ),
