@@ -163,6 +163,7 @@ FLAGS = {
     "post-deregister-command": "value", "post-deregister-timeout": "duration",
     "status-addr": "value", "wait-for-tcp": "value", "wait-for-http": "value",
     "wait-for-timeout": "duration", "log-level": "value",
+    "drain-quiet-period": "duration", "lb-health-addr": "value",
 }
 FLAG_ENVS = {}
 
@@ -180,7 +181,7 @@ def read_flags():
             name, takes = m.group(1), m.group(2)
             if name == "help":
                 continue
-            FLAGS[name] = ("value" if takes else "bool") if not re.search(r"(timeout|interval)$", name) else "duration"
+            FLAGS[name] = ("value" if takes else "bool") if not re.search(r"(timeout|interval|period)$", name) else "duration"
         if "target-group-name" not in FLAGS:
             print(f"validate-manifests: cannot read the flags from {os.environ['NLB_SIDECAR_BIN']} -h",
                   file=sys.stderr)
@@ -387,6 +388,15 @@ def check_sidecar(where, spec, c, init):
     if host.strip("[]") in ("127.0.0.1", "localhost", "::1"):
         problem(w, f"status address {addr} is loopback: kubelet probes come from the node")
     status_port = int(port)
+    # /lb-health alone, for the target group's health check from the VPC: a
+    # port of its own, reachable from outside the pod.
+    lb = flags.get("lb-health-addr")
+    if lb:
+        lb_host, _, lb_port = lb.rpartition(":")
+        if lb_host.strip("[]") in ("127.0.0.1", "localhost", "::1"):
+            problem(w, f"lb-health address {lb} is loopback: the load balancer's health checks come from the VPC")
+        if lb_port.isdigit() and int(lb_port) == status_port:
+            problem(w, "lb-health address on the status port: it needs a port of its own")
     probes = {}
     for name, h in handlers(c):
         if "httpGet" in h:
@@ -416,8 +426,12 @@ def check_sidecar(where, spec, c, init):
         problem(w, "no app container has a preStop httpGet /drain on the status port")
     grace = spec.get("terminationGracePeriodSeconds", 30)
     need = 0.0
-    if flags.get("wait-drained", "false").lower() in ("1", "t", "true"):
+    quiet = flags.get("drain-quiet-period")
+    if flags.get("wait-drained", "false").lower() in ("1", "t", "true") or quiet:
+        # -wait-drained-timeout bounds both waits after the deregistration.
         need += seconds(flags.get("wait-drained-timeout", "5m"))
+    if quiet and seconds(quiet) >= seconds(flags.get("wait-drained-timeout", "5m")):
+        problem(w, f"-drain-quiet-period {quiet} can never end within -wait-drained-timeout")
     need += 1.0
     if grace <= need:
         problem(w, f"terminationGracePeriodSeconds {grace} leaves no time for the app after "

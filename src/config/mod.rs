@@ -149,6 +149,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `-check`: report on the setup and exit, changing nothing.
     pub check: bool,
+    /// After deregistering, wait until no new connection to the target
+    /// port has been accepted for this long (`-drain-quiet-period`).
+    pub drain_quiet_period: Option<Duration>,
+    /// Address of the listener that serves `/lb-health` alone.
+    pub lb_health_addr: Option<String>,
 }
 
 impl Config {
@@ -382,6 +387,44 @@ impl Settings<'_> {
     }
 }
 
+impl Settings<'_> {
+    /// `-drain-quiet-period` (0 is off): shorter than
+    /// `-wait-drained-timeout`, which bounds it, and with a port known for
+    /// every group (a group given by ARN has none until one is given).
+    fn drain_quiet_period(&self, mut c: Config) -> Result<Config, ConfigError> {
+        let name = "drain-quiet-period";
+        let Some(d) = self
+            .optional(name, parse_duration)?
+            .filter(|d| !d.is_zero())
+        else {
+            return Ok(c);
+        };
+        let from = self
+            .lookup(name)
+            .map(|(_, from)| from)
+            .unwrap_or_else(|| format!("-{name}"));
+        if d >= c.wait_drained_timeout {
+            return err(format!(
+                "{from} {} can never end within -wait-drained-timeout {}, which bounds it: \
+                 raise -wait-drained-timeout",
+                humantime::format_duration(d),
+                humantime::format_duration(c.wait_drained_timeout)
+            ));
+        }
+        let arn_without_port = c.groups.iter().find(|g| {
+            matches!(g.group, GroupRef::Arn(_)) && g.port.is_none() && c.target_port.is_none()
+        });
+        if let Some(g) = arn_without_port {
+            return err(format!(
+                "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
+                g.group
+            ));
+        }
+        c.drain_quiet_period = Some(d);
+        Ok(c)
+    }
+}
+
 /// At least one group, none twice.
 fn check_groups(groups: &[GroupSpec]) -> Result<(), ConfigError> {
     if groups.is_empty() {
@@ -444,7 +487,10 @@ fn resolve(
         wait_drained: s.boolean("wait-drained")?,
         wait_drained_timeout: s.duration("wait-drained-timeout")?,
         wait_for_timeout: s.duration("wait-for-timeout")?,
+        drain_quiet_period: None,
+        lb_health_addr: s.optional("lb-health-addr", parse_host_port)?,
     })
+    .and_then(|c| s.drain_quiet_period(c))
 }
 
 #[cfg(test)]
@@ -550,6 +596,78 @@ mod tests {
         );
         // "-x --y" is one argument: the command, split into words.
         assert_eq!(c.unwrap().pre_register.unwrap().argv, vec!["-x", "--y"]);
+    }
+
+    #[test]
+    fn drain_quiet_period_and_lb_health_addr() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let with = |extra: &[&str], e: &[(&str, &str)]| {
+            let a: Vec<&str> = base.iter().chain(extra).copied().collect();
+            run(&a, e)
+        };
+        let c = with(&[], &[]).unwrap();
+        assert_eq!((c.drain_quiet_period, c.lb_health_addr), (None, None));
+        let c = with(
+            &[
+                "-drain-quiet-period",
+                "5s",
+                "-lb-health-addr",
+                "0.0.0.0:9091",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.drain_quiet_period, Some(Duration::from_secs(5)));
+        assert_eq!(c.lb_health_addr.as_deref(), Some("0.0.0.0:9091"));
+        let c = with(
+            &[],
+            &[
+                ("NLB_DRAIN_QUIET_PERIOD", "1m30s"),
+                ("NLB_LB_HEALTH_ADDR", "[::]:9091"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.drain_quiet_period, Some(Duration::from_secs(90)));
+        assert_eq!(c.lb_health_addr.as_deref(), Some("[::]:9091"));
+        // 0 is off.
+        assert_eq!(
+            with(&["-drain-quiet-period=0s"], &[])
+                .unwrap()
+                .drain_quiet_period,
+            None
+        );
+        let bad: &[(&[&str], &str)] = &[
+            (&["-drain-quiet-period", "soon"], "-drain-quiet-period"),
+            (&["-lb-health-addr", "9091"], "-lb-health-addr"),
+            (
+                &["-drain-quiet-period=5m"],
+                "-drain-quiet-period 5m can never end within -wait-drained-timeout 5m",
+            ),
+        ];
+        for (extra, want) in bad {
+            let e = with(extra, &[]).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra:?}: {e}");
+        }
+        // A group by ARN has no port until one is given.
+        let arn =
+            "arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/tg/0123456789abcdef";
+        let by_arn = |extra: &[&str]| {
+            let mut a = vec!["-target-group-arn", arn, "-target-id", "10.0.0.1"];
+            a.extend_from_slice(extra);
+            run(&a, &[])
+        };
+        let e = by_arn(&["-drain-quiet-period=5s"]).unwrap_err().to_string();
+        assert!(e.contains("give -target-port or ARN:PORT"), "{e}");
+        assert!(by_arn(&["-drain-quiet-period=5s", "-target-port=8080"]).is_ok());
+        let with_port = format!("{arn}:8080");
+        let a = [
+            "-target-group-arn",
+            &with_port,
+            "-target-id",
+            "10.0.0.1",
+            "-drain-quiet-period=5s",
+        ];
+        assert!(run(&a, &[]).is_ok());
     }
 
     #[test]

@@ -204,6 +204,7 @@ fn registration(
             (name.clone(), group.arn.clone())
         }
     };
+    let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);
     Ok(Registration {
         label,
         arn,
@@ -212,6 +213,7 @@ fn registration(
             port: spec.port.or(cfg.target_port),
             availability_zone: cfg.availability_zone.clone(),
         },
+        group_port,
         state: RegistrationState::NotSent,
     })
 }

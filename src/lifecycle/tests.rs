@@ -13,6 +13,8 @@ use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+mod quiet;
+
 /// Events due at fake times, shared by the fake clock and the fake ELBv2 (which
 /// can make a signal "arrive" while a request is on the wire).
 type Inbox = Rc<RefCell<Vec<(Duration, Event)>>>;
@@ -323,10 +325,14 @@ impl Elb for FakeElb {
     }
 }
 
+/// A fake TCP table, read at the fake clock's time.
+type TcpSource = Box<dyn FnMut() -> Result<Vec<crate::tcp_table::Entry>, String>>;
+
 #[derive(Default)]
 struct FakeEffects {
     hooks: Vec<&'static str>,
     fail: Option<&'static str>,
+    tcp: Option<TcpSource>,
 }
 
 impl Effects for FakeEffects {
@@ -340,6 +346,12 @@ impl Effects for FakeEffects {
     }
     fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Clock) -> Result<(), AppWait> {
         Ok(())
+    }
+    fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {
+        match &mut self.tcp {
+            Some(source) => source(),
+            None => Err("no table in this test".into()),
+        }
     }
 }
 
@@ -375,6 +387,8 @@ fn config(groups: &[&str]) -> Config {
         log_level: None,
         log_format: Default::default(),
         check: false,
+        drain_quiet_period: None,
+        lb_health_addr: None,
     }
 }
 

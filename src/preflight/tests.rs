@@ -32,6 +32,8 @@ fn cfg() -> Config {
         log_level: None,
         log_format: LogFormat::Text,
         check: true,
+        drain_quiet_period: None,
+        lb_health_addr: None,
     }
 }
 
