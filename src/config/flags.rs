@@ -77,6 +77,8 @@ pub(super) const FLAGS: &[Flag] = &[
     value("wait-for-http", "Before registering, wait until this http:// URL answers 2xx", ""),
     value("wait-for-timeout", "How long to wait for -wait-for-tcp / -wait-for-http", "5m"),
     value("log-level", "error, warn, info, debug or trace (RUST_LOG filters also work)", "info"),
+    value("log-format", "text, or json: one object per line with the step's fields as keys", "text"),
+    boolean("check", "Preflight: report on credentials, target groups and permissions, change nothing, exit (0 would work, 1 would not)", "false"),
 ];
 
 pub(super) fn flag(name: &str) -> Option<&'static Flag> {
@@ -264,6 +266,9 @@ mod tests {
                 (Kind::Bool, _) => crate::config::value::parse_bool(f.name, f.default).is_ok(),
                 (_, "log-level") => {
                     crate::config::value::parse_log_level(f.name, f.default).is_ok()
+                }
+                (_, "log-format") => {
+                    crate::config::value::parse_log_format(f.name, f.default).is_ok()
                 }
                 _ => crate::config::value::parse_duration(f.name, f.default).is_ok(),
             };

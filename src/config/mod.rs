@@ -37,7 +37,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 use value::{
     parse_bool, parse_command, parse_duration, parse_group_arn, parse_group_name, parse_hook_url,
-    parse_host_port, parse_http_url, parse_log_level, parse_port, parse_text,
+    parse_host_port, parse_http_url, parse_log_format, parse_log_level, parse_port, parse_text,
 };
 
 /// How a target group is named.
@@ -64,6 +64,16 @@ pub struct GroupSpec {
     pub group: GroupRef,
     /// Port of the target in this group (`NAME:PORT`), else `-target-port`.
     pub port: Option<u16>,
+}
+
+/// How log lines are written (`-log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `TIMESTAMP LEVEL message`, one line per record.
+    #[default]
+    Text,
+    /// One JSON object per line, the step's fields as their own keys.
+    Json,
 }
 
 /// A hook: a command or an HTTP GET, and its timeout.
@@ -169,6 +179,10 @@ pub struct Config {
     pub wait_for_timeout: Duration,
     /// Log level given by flag or variable.
     pub log_level: Option<String>,
+    /// `-log-format`.
+    pub log_format: LogFormat,
+    /// `-check`: report on the setup and exit, changing nothing.
+    pub check: bool,
     /// After deregistering, wait until no new connection to the target
     /// port has been accepted for this long (`-drain-quiet-period`).
     pub drain_quiet_period: Option<Duration>,
@@ -483,6 +497,8 @@ fn resolve(
         wait_for_http: s.optional("wait-for-http", parse_http_url)?,
         // No default applied: without the flag, RUST_LOG decides.
         log_level: s.optional("log-level", parse_log_level)?,
+        log_format: s.with_default("log-format", parse_log_format)?,
+        check: s.boolean("check")?,
         health_poll_interval: s.health_poll_interval()?,
         availability_zone: s.optional("target-availability-zone", parse_text)?,
         region: s.optional("region", parse_text)?,
@@ -803,6 +819,17 @@ mod tests {
                 ],
                 "-health-poll-interval 1ms",
             ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-log-format",
+                    "xml",
+                ],
+                "\"xml\" for -log-format",
+            ),
         ];
         for (a, needle) in cases {
             let e = run(a, &[]).unwrap_err();
@@ -1118,6 +1145,23 @@ mod tests {
             &[("NLB_TARGET_GROUP_ARN", arn), ("POD_IP", "[fd00::5]")]
         )
         .is_err());
+    }
+
+    #[test]
+    fn log_format_and_check() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let c = run(&base, &[]).unwrap();
+        assert_eq!((c.log_format, c.check), (LogFormat::Text, false));
+        let c = run(
+            &[&base[..], &["-check", "-log-format", "JSON"]].concat(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!((c.log_format, c.check), (LogFormat::Json, true));
+        let c = run(&base, &[("NLB_LOG_FORMAT", "json"), ("NLB_CHECK", "true")]).unwrap();
+        assert_eq!((c.log_format, c.check), (LogFormat::Json, true));
+        let e = run(&base, &[("NLB_LOG_FORMAT", "yaml")]).unwrap_err();
+        assert!(e.0.contains("NLB_LOG_FORMAT"), "{e}");
     }
 
     #[test]

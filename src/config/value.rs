@@ -2,7 +2,7 @@
 //! came from (`-target-port`, `NLB_TARGET_PORT`), so every error says where
 //! to look.
 
-use super::{err, ConfigError, GroupRef, GroupSpec};
+use super::{err, ConfigError, GroupRef, GroupSpec, LogFormat};
 use std::time::Duration;
 
 /// Longest duration accepted for any flag.
@@ -258,6 +258,17 @@ pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError
         ));
     }
     Ok(l)
+}
+
+/// `-log-format`: `text` or `json` (any case).
+pub(super) fn parse_log_format(what: &str, v: &str) -> Result<LogFormat, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => err(format!(
+            "invalid log format {v:?} for {what}: use text or json"
+        )),
+    }
 }
 
 /// Any text, as given.

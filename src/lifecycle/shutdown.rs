@@ -187,16 +187,28 @@ impl Lifecycle<'_> {
                 Ok(Some(health)) if !health.is_drained() => watch.log(registration, &health),
                 Ok(seen) => {
                     let state = seen.map_or_else(|| "gone".into(), |h| h.to_string());
-                    info!("target {target} in {label} drained ({state})");
+                    info!(
+                        target_group = label.as_str(), target:% = target, state = state.as_str();
+                        "target {target} in {label} drained ({state})"
+                    );
                     registration.seen(TargetState::Out);
                     watch.done = true;
                 }
                 Err(e) if e.is_target_absent() => {
-                    info!("target {target} in {label} drained (gone)");
+                    info!(
+                        target_group = label.as_str(), target:% = target, state = "gone",
+                        error_code = e.aws_code();
+                        "target {target} in {label} drained (gone)"
+                    );
                     registration.seen(TargetState::Out);
                     watch.done = true;
                 }
-                Err(e) => warn!("draining check of {label} failed: {e}"),
+                Err(e) => warn!(
+                    target_group = label.as_str(), target:% = target,
+                    action = "DescribeTargetHealth", error_code = e.aws_code(),
+                    request_id = crate::logging::request_id_of(&e);
+                    "draining check of {label} failed: {e}"
+                ),
             }
         }
     }
@@ -205,6 +217,8 @@ impl Lifecycle<'_> {
         for watch in watches.iter().filter(|w| !w.done) {
             let registration = &self.registrations[watch.index];
             warn!(
+                target_group = registration.label.as_str(), target:% = registration.target,
+                state = watch.last();
                 "target {} in {} still {} at -wait-drained-timeout",
                 registration.target,
                 registration.label,
@@ -224,11 +238,16 @@ impl Registration {
         clock: &mut dyn Clock,
         deadline: Instant,
     ) -> Removal {
-        info!("deregistering target {} from {}", self.target, self.label);
+        info!(
+            target_group = self.label.as_str(), target:% = self.target, action = "DeregisterTargets";
+            "deregistering target {} from {}", self.target, self.label
+        );
         let answer = elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock);
         let removal = match answer {
             Ok(id) => {
                 info!(
+                    target_group = self.label.as_str(), target:% = self.target,
+                    action = "DeregisterTargets", request_id = id.as_deref(), state = "deregistered";
                     "deregistered target {} from {} (request id {})",
                     self.target,
                     self.label,
@@ -246,6 +265,9 @@ impl Registration {
             // Not (or no longer) registered, or the group is gone: the target is out.
             Err(e) if e.is_target_absent() => {
                 info!(
+                    target_group = self.label.as_str(), target:% = self.target,
+                    action = "DeregisterTargets", error_code = e.aws_code(),
+                    request_id = crate::logging::request_id_of(&e);
                     "target {} is not registered in {}: {e}",
                     self.target, self.label
                 );
@@ -327,6 +349,9 @@ impl Registration {
     fn log_maybe_still_in(&self, e: &Error) {
         metrics::global().deregistration_failed(&self.label);
         error!(
+            target_group = self.label.as_str(), target:% = self.target,
+            action = "DeregisterTargets", error_code = e.aws_code(),
+            request_id = crate::logging::request_id_of(e);
             "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
             self.target, self.label
         );

@@ -141,7 +141,10 @@ impl Lifecycle<'_> {
         if e == Error::Interrupted {
             return Stop::Event;
         }
-        error!("{what}: {e}");
+        error!(
+            error_code = e.aws_code(), request_id = crate::logging::request_id_of(&e);
+            "{what}: {e}"
+        );
         self.failed = true;
         self.absorb_events();
         Stop::Failed
@@ -176,6 +179,7 @@ impl Lifecycle<'_> {
         names.dedup();
         let got = self.elb.describe_groups(&names, budget, self.clock)?;
         info!(
+            action = "DescribeTargetGroups", request_id = got.request_id.as_deref();
             "resolved {} target group(s) by name (request id {})",
             got.value.len(),
             got.request_id.as_deref().unwrap_or("-")
@@ -267,6 +271,8 @@ impl Registration {
         match elb.register(&self.arn, &self.targets(), budget, clock) {
             Ok(id) => {
                 info!(
+                    target_group = self.label.as_str(), target:% = self.target,
+                    action = "RegisterTargets", request_id = id.as_deref(), state = "registered";
                     "registered target {} in {} (request id {})",
                     self.target,
                     self.label,

@@ -223,7 +223,7 @@ impl Elb for FakeElb {
                     port: Some(80),
                     target_type: Some("ip".into()),
                     load_balancer_arns: vec![],
-                    ip_address_type: None,
+                    ..Default::default()
                 })
                 .collect(),
             request_id: None,
@@ -385,6 +385,8 @@ fn config(groups: &[&str]) -> Config {
         wait_for_http: None,
         wait_for_timeout: Duration::from_secs(300),
         log_level: None,
+        log_format: Default::default(),
+        check: false,
         drain_quiet_period: None,
         lb_health_addr: None,
     }

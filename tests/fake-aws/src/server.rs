@@ -3,7 +3,7 @@
 
 use crate::http::accept_loop;
 use crate::state::{
-    AssumedRole, Cred, HealthSeq, RoleSpec, Shared, State, TargetGroup, TargetSpec,
+    AssumedRole, Cred, GroupSettings, HealthSeq, RoleSpec, Shared, State, TargetGroup, TargetSpec,
 };
 use crate::wire::{header_of, param};
 use crate::{ACCOUNT_ID, REGION};
@@ -237,8 +237,23 @@ impl FakeAws {
             port,
             ip_address_type,
             targets: Vec::new(),
+            settings: GroupSettings::default(),
         });
         arn
+    }
+
+    /// Change what the fake reports of a group (target type, load
+    /// balancer, deregistration delay, health check timing).
+    /// Returns whether the group exists.
+    pub fn configure_target_group(&self, tg_arn: &str, settings: GroupSettings) -> bool {
+        let mut st = self.shared.lock();
+        match st.groups.iter_mut().find(|g| g.arn == tg_arn) {
+            Some(g) => {
+                g.settings = settings;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Delete a target group (later calls naming it get `TargetGroupNotFound`).
