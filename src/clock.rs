@@ -59,6 +59,89 @@ impl SplitMix {
     }
 }
 
+/// The one fake clock of the unit tests.
+#[cfg(test)]
+pub mod testing {
+    use super::{Clock, Interrupted};
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    /// Fake time shared between a [`FakeClock`] and the fakes that take time
+    /// (a transport whose requests have latency, a fake ELBv2): the time
+    /// elapsed since the clock's start.
+    pub type SharedTime = Rc<Cell<Duration>>;
+
+    /// A clock that only moves when slept on or when a holder of its
+    /// [`SharedTime`] moves it. Its wall clock starts at
+    /// 2023-11-14T22:13:20Z (1_700_000_000 s after the epoch), its random
+    /// source is fixed (0.5 unless set), and it records every sleep.
+    pub struct FakeClock {
+        start: Instant,
+        time: SharedTime,
+        /// What [`Clock::random`] returns.
+        pub random: f64,
+        /// Sleeps completed, in order (an interrupted sleep is not recorded).
+        pub slept: Vec<Duration>,
+        /// Once this many sleeps completed, every later sleep is interrupted.
+        pub interrupt_after: Option<usize>,
+    }
+
+    impl Default for FakeClock {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl FakeClock {
+        /// A clock at its start, with random 0.5 and no interrupt.
+        pub fn new() -> Self {
+            FakeClock {
+                start: Instant::now(),
+                time: Rc::new(Cell::new(Duration::ZERO)),
+                random: 0.5,
+                slept: Vec::new(),
+                interrupt_after: None,
+            }
+        }
+
+        /// A handle on this clock's fake time, for fakes that take time.
+        pub fn shared_time(&self) -> SharedTime {
+            self.time.clone()
+        }
+
+        /// Fake time elapsed since the start.
+        pub fn elapsed(&self) -> Duration {
+            self.time.get()
+        }
+
+        /// Moves the fake time to `t` since the start (never backwards).
+        pub fn advance_to(&self, t: Duration) {
+            self.time.set(self.time.get().max(t));
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            self.start + self.elapsed()
+        }
+        fn wall(&self) -> SystemTime {
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.elapsed()
+        }
+        fn random(&mut self) -> f64 {
+            self.random
+        }
+        fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
+            if self.interrupt_after.is_some_and(|n| self.slept.len() >= n) {
+                return Err(Interrupted);
+            }
+            self.slept.push(d);
+            self.time.set(self.time.get() + d);
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -508,7 +508,8 @@ mod tests {
     use super::*;
     use crate::aws::credentials::Secret;
     use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, RegisterTargets, Target};
-    use crate::aws::testing::{dated, ok, status, FakeClock, Scripted};
+    use crate::aws::testing::{dated, ok, status, Scripted};
+    use crate::clock::testing::FakeClock;
 
     fn settings(source: Source) -> Settings {
         Settings {
@@ -635,7 +636,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(t.elapsed <= Duration::from_secs(10));
+        assert!(t.elapsed() <= Duration::from_secs(10));
     }
 
     #[test]
@@ -773,7 +774,7 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(e.aws_code(), Some("InvalidIdentityToken"));
-        assert!(t.elapsed <= Duration::from_secs(10));
+        assert!(t.elapsed() <= Duration::from_secs(10));
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -840,7 +841,7 @@ mod tests {
             .ensure_credentials(Budget::until(t.now() + Duration::from_secs(5)), &mut t)
             .unwrap_err();
         assert_eq!(e.aws_code(), Some("HttpStatus429"), "{e:?}");
-        assert!(t.elapsed <= Duration::from_secs(5));
+        assert!(t.elapsed() <= Duration::from_secs(5));
     }
 
     fn amz_date(req: &crate::aws::http::HttpRequest) -> String {
@@ -1119,40 +1120,12 @@ mod tests {
     mod timed {
         use super::*;
         use crate::aws::error::TransportKind;
-        use crate::clock::Interrupted;
-        use std::cell::{Cell, RefCell};
+        use crate::clock::testing::SharedTime;
+        use std::cell::RefCell;
         use std::collections::VecDeque;
-        use std::rc::Rc;
-        use std::time::{SystemTime, UNIX_EPOCH};
-
-        pub struct Clock {
-            pub start: Instant,
-            pub t: Rc<Cell<Duration>>,
-            /// Every backoff sleep is cut short by an event.
-            pub interrupted: bool,
-        }
-
-        impl crate::clock::Clock for Clock {
-            fn now(&self) -> Instant {
-                self.start + self.t.get()
-            }
-            fn wall(&self) -> SystemTime {
-                UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.t.get()
-            }
-            fn random(&mut self) -> f64 {
-                0.5
-            }
-            fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
-                if self.interrupted {
-                    return Err(Interrupted);
-                }
-                self.t.set(self.t.get() + d);
-                Ok(())
-            }
-        }
 
         pub struct Transport {
-            pub t: Rc<Cell<Duration>>,
+            pub t: SharedTime,
             /// Latency and answer of each request, in order.
             pub script: RefCell<VecDeque<(Duration, &'static [u8])>>,
             /// URL and timeout of each request sent, and the time it was sent.
@@ -1188,15 +1161,10 @@ mod tests {
             }
         }
 
-        pub fn pair(script: Vec<(Duration, &'static [u8])>) -> (Clock, Transport) {
-            let t = Rc::new(Cell::new(Duration::ZERO));
-            let clock = Clock {
-                start: Instant::now(),
-                t: t.clone(),
-                interrupted: false,
-            };
+        pub fn pair(script: Vec<(Duration, &'static [u8])>) -> (FakeClock, Transport) {
+            let clock = FakeClock::new();
             let transport = Transport {
-                t,
+                t: clock.shared_time(),
                 script: RefCell::new(script.into()),
                 seen: RefCell::new(Vec::new()),
             };
@@ -1251,7 +1219,7 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].0, "http://127.0.0.1:2/", "the STS request");
         assert_eq!(seen[0].1, Duration::from_secs(5), "min(10 s, time left)");
-        assert_eq!(clock.t.get(), Duration::from_secs(5));
+        assert_eq!(clock.elapsed(), Duration::from_secs(5));
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -1291,7 +1259,7 @@ mod tests {
         let mut c = Client::new(&transport, settings(source));
         let budget = Budget::until(clock.now() + Duration::from_secs(60));
         deregister(&mut c, budget, &mut clock).unwrap();
-        let start = clock.t.get();
+        let start = clock.elapsed();
         let budget = Budget::until(clock.now() + Duration::from_secs(6));
         deregister(&mut c, budget, &mut clock).unwrap();
         let seen = transport.seen.borrow();
@@ -1312,7 +1280,8 @@ mod tests {
     fn a_refresh_in_flight_at_a_signal_ends_after_its_one_request() {
         let (source, dir) = web_identity("refresh");
         let (mut clock, transport) = timed::pair(vec![]);
-        clock.interrupted = true;
+        // Every backoff sleep is cut short by an event.
+        clock.interrupt_after = Some(0);
         let mut c = Client::new(&transport, settings(source));
         let budget = Budget {
             deadline: clock.now() + Duration::from_secs(30),
@@ -1321,7 +1290,7 @@ mod tests {
         let e = c.refresh_credentials(budget, &mut clock).unwrap_err();
         assert_eq!(e, Error::Interrupted);
         assert_eq!(transport.seen.borrow().len(), 1);
-        assert_eq!(clock.t.get(), CALL_TIMEOUT, "one request timeout");
+        assert_eq!(clock.elapsed(), CALL_TIMEOUT, "one request timeout");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -1,12 +1,10 @@
 //! Test doubles shared by the AWS layer's unit tests: a scripted transport
-//! and a clock that only moves when slept on.
+//! and its answers. The fake clock is [`crate::clock::testing::FakeClock`].
 
 use super::error::{Error, TransportKind};
 use super::http::{HttpRequest, HttpResponse, Transport};
-use crate::clock::{Clock, Interrupted};
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A transport answering from a script and recording what it was sent;
 /// once the script is exhausted every send is a connect error.
@@ -59,44 +57,4 @@ pub fn dated(code: u16, date: &str, body: &[u8]) -> Result<HttpResponse, Error> 
         date: Some(date.to_owned()),
         body: body.to_vec(),
     })
-}
-
-/// A clock that only moves when slept on; its wall clock starts at
-/// 2023-11-14T22:13:20Z.
-pub struct FakeClock {
-    pub start: Instant,
-    pub elapsed: Duration,
-    pub slept: Vec<Duration>,
-    pub interrupt_after: Option<usize>,
-}
-
-impl FakeClock {
-    pub fn new() -> Self {
-        FakeClock {
-            start: Instant::now(),
-            elapsed: Duration::ZERO,
-            slept: Vec::new(),
-            interrupt_after: None,
-        }
-    }
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> Instant {
-        self.start + self.elapsed
-    }
-    fn wall(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.elapsed
-    }
-    fn random(&mut self) -> f64 {
-        0.5
-    }
-    fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
-        if self.interrupt_after == Some(self.slept.len()) {
-            return Err(Interrupted);
-        }
-        self.slept.push(d);
-        self.elapsed += d;
-        Ok(())
-    }
 }

@@ -4,6 +4,7 @@
 use super::*;
 use crate::aws::elbv2::State;
 use crate::aws::error::AwsError;
+use crate::clock::testing::{FakeClock, SharedTime};
 use crate::clock::Interrupted;
 use crate::config::{GroupRef, GroupSpec};
 use std::cell::RefCell;
@@ -15,37 +16,32 @@ use std::time::UNIX_EPOCH;
 
 mod quiet;
 
-/// Events due at fake times, shared by the fake clock and the fake ELBv2 (which
+/// Events due at fake times, shared by the event clock and the fake ELBv2 (which
 /// can make a signal "arrive" while a request is on the wire).
 type Inbox = Rc<RefCell<Vec<(Duration, Event)>>>;
 
-struct FakeClock {
-    start: Instant,
+/// The event clock of these tests: the fake clock's time, plus events
+/// that arrive at fake times and cut unshielded sleeps short.
+struct FakeEventClock {
+    core: FakeClock,
     inbox: Inbox,
     pending: VecDeque<Event>,
     shielded: bool,
-    clock: Rc<RefCell<Duration>>,
 }
 
-impl FakeClock {
-    fn new(inbox: Inbox, clock: Rc<RefCell<Duration>>) -> Self {
-        FakeClock {
-            start: Instant::now(),
+impl FakeEventClock {
+    fn new(inbox: Inbox) -> Self {
+        FakeEventClock {
+            core: FakeClock::new(),
             inbox,
             pending: VecDeque::new(),
             shielded: false,
-            clock,
         }
     }
 
     /// The fake time, shared with the fake ELBv2 (a request may take time).
     fn t(&self) -> Duration {
-        *self.clock.borrow()
-    }
-
-    fn advance(&mut self, to: Duration) {
-        let t = self.t().max(to);
-        *self.clock.borrow_mut() = t;
+        self.core.elapsed()
     }
 
     /// Takes the first event due at or before `until`, moving time to it.
@@ -59,20 +55,20 @@ impl FakeClock {
             .map(|(i, _)| i)?;
         let (at, ev) = inbox.remove(idx);
         drop(inbox);
-        self.advance(at);
+        self.core.advance_to(at);
         Some(ev)
     }
 }
 
-impl Clock for FakeClock {
+impl Clock for FakeEventClock {
     fn now(&self) -> Instant {
-        self.start + self.t()
+        self.core.now()
     }
     fn wall(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.t()
+        self.core.wall()
     }
     fn random(&mut self) -> f64 {
-        0.5
+        self.core.random()
     }
     fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
         if !self.shielded && !self.pending.is_empty() {
@@ -85,12 +81,12 @@ impl Clock for FakeClock {
                 return Err(Interrupted);
             }
         }
-        self.advance(end);
+        self.core.advance_to(end);
         Ok(())
     }
 }
 
-impl EventClock for FakeClock {
+impl EventClock for FakeEventClock {
     fn take_event(&mut self) -> Option<Event> {
         self.pending.pop_front().or_else(|| self.next_due(self.t()))
     }
@@ -105,7 +101,7 @@ impl EventClock for FakeClock {
         let ev = self.next_due(until);
         if ev.is_none() {
             assert!(timeout.is_some(), "blocked forever with no event scheduled");
-            self.advance(until);
+            self.core.advance_to(until);
         }
         ev
     }
@@ -116,7 +112,7 @@ impl EventClock for FakeClock {
 
 #[derive(Default)]
 struct FakeElb {
-    clock: Rc<RefCell<Duration>>,
+    clock: SharedTime,
     inbox: Inbox,
     calls: Vec<(String, String, Duration)>,
     /// Error for the Nth register call (0-based).
@@ -168,13 +164,13 @@ fn aws(code: &str) -> Error {
 
 impl FakeElb {
     fn log(&mut self, what: &str, arn: &str) {
-        let t = *self.clock.borrow();
+        let t = self.clock.get();
         self.calls.push((what.into(), arn.into(), t));
         self.ready_seen.push(self.status.is_ready());
     }
     /// A SIGTERM arrives now (while a request is on the wire).
     fn signal_now(&mut self) {
-        let now = *self.clock.borrow();
+        let now = self.clock.get();
         self.inbox.borrow_mut().push((now, Event::Signal(15)));
     }
     fn names(&self) -> Vec<String> {
@@ -196,12 +192,12 @@ impl Elb for FakeElb {
         self.refresh_due
     }
     fn refresh_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
-        let now = *self.clock.borrow();
+        let now = self.clock.get();
         self.refreshes.push(now);
         if let Some(d) = self.refresh_takes {
             let signal_at = now + Duration::from_secs(1);
             self.inbox.borrow_mut().push((signal_at, Event::Signal(15)));
-            *self.clock.borrow_mut() = now + d;
+            self.clock.set(now + d);
         }
         self.ready_at_refresh.push(self.status.is_ready());
         self.refresh_due = self.refresh_due.map(|d| d + Duration::from_secs(3600));
@@ -401,22 +397,22 @@ struct World {
     inbox: Inbox,
     elb: FakeElb,
     effects: FakeEffects,
-    clock: FakeClock,
+    clock: FakeEventClock,
     status: Arc<Status>,
 }
 
 fn world() -> World {
     let inbox: Inbox = Rc::new(RefCell::new(Vec::new()));
-    let now = Rc::new(RefCell::new(Duration::ZERO));
+    let clock = FakeEventClock::new(inbox.clone());
     let status = Status::new();
     World {
         elb: FakeElb {
-            clock: now.clone(),
+            clock: clock.core.shared_time(),
             inbox: inbox.clone(),
             status: status.clone(),
             ..FakeElb::default()
         },
-        clock: FakeClock::new(inbox.clone(), now),
+        clock,
         inbox,
         effects: FakeEffects::default(),
         status,

@@ -34,7 +34,7 @@ fn serve(w: &mut World, traffic: Traffic) -> Rc<RefCell<Vec<Duration>>> {
     let reads = Rc::new(RefCell::new(Vec::new()));
     let (clock, log) = (w.elb.clock.clone(), reads.clone());
     w.effects.tcp = Some(Box::new(move || {
-        let now = *clock.borrow();
+        let now = clock.get();
         log.borrow_mut().push(now);
         Ok(traffic.table_at(now.as_millis() as u64))
     }));
