@@ -12,6 +12,7 @@
 use k8s_nlb_registrator_sidecar::aws::credentials::assume_role::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::proxy::ProxySettings;
+use k8s_nlb_registrator_sidecar::aws::unsupported;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::command;
@@ -85,6 +86,9 @@ fn try_main() -> i32 {
         return fail(EXIT_USAGE, &e.to_string());
     }
     logging::init(&cfg, ProcessEnv.var("RUST_LOG"));
+    for warning in unsupported::warnings(&ProcessEnv) {
+        log::warn!("{warning}");
+    }
     if std::process::id() == 1 {
         // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
         if let Err(e) = command::start_reaper() {

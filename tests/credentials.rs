@@ -392,6 +392,36 @@ fn imds_v2_credentials_from_a_local_endpoint() {
 }
 
 #[test]
+fn unsupported_sdk_settings_are_warned_about_at_start_and_ignored() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let mut env = base_env(&fake.url());
+    env.insert("AWS_PROFILE".into(), "prod-profile-name".into());
+    env.insert(
+        "AWS_SHARED_CREDENTIALS_FILE".into(),
+        "/nonexistent/creds-path".into(),
+    );
+    let mut s = spawn(&args(&[]), &env);
+    s.expect_log("blocking until SIGTERM", secs(10));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert!(fake.registered(&arn).is_empty());
+    let out = s.output();
+    for name in ["AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+        let warnings: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(&format!("{name} is set but ignored")))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{out}");
+        assert!(warnings[0].contains("WARN"), "{out}");
+    }
+    for line in ["AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE"] {
+        assert!(!out.contains(line), "{out}");
+    }
+    assert!(!out.contains("prod-profile-name") && !out.contains("creds-path"));
+}
+
+#[test]
 fn no_credentials_lists_what_was_tried() {
     let fake = FakeAws::start();
     let (code, out) = Sidecar::run_to_exit(
