@@ -165,7 +165,8 @@ impl Error {
     /// AWS's own DeregisterTargets answers success for a target that is
     /// not registered; moto and older endpoints answer `InvalidTarget`.
     /// DescribeTargetHealth answers either code for a target or group that
-    /// is gone. Looks through [`Error::Deadline`] at its last failure.
+    /// is gone. Only AWS's own answer counts: an [`Error::Deadline`] holds
+    /// a retryable failure, never one of these.
     ///
     /// ```
     /// use k8s_nlb_registrator_sidecar::aws::{AwsError, Error};
@@ -179,10 +180,29 @@ impl Error {
     /// assert!(!Error::Interrupted.is_target_absent());
     /// ```
     pub fn is_target_absent(&self) -> bool {
-        matches!(
-            self.aws_code(),
-            Some("InvalidTarget" | "TargetGroupNotFound")
-        )
+        matches!(self, Error::Aws { error, .. }
+            if matches!(error.code.as_str(), "InvalidTarget" | "TargetGroupNotFound"))
+    }
+
+    /// Whether AWS answered this call with a final refusal: an AWS error
+    /// that is not worth retrying (AccessDenied, ValidationError, ...).
+    /// Not an [`Error::Deadline`]: [`Error::aws_code`] looks through it at
+    /// its last failure, but that failure was retryable (throttling, 5xx)
+    /// and only the time ran out.
+    ///
+    /// ```
+    /// use k8s_nlb_registrator_sidecar::aws::{AwsError, Error};
+    /// let aws = |code: &str| Error::Aws {
+    ///     action: "DescribeTargetHealth".into(),
+    ///     error: AwsError { status: 400, code: code.into(), message: String::new(), request_id: None },
+    /// };
+    /// assert!(aws("AccessDenied").is_refusal());
+    /// assert!(!aws("Throttling").is_refusal());
+    /// let late = Error::Deadline { action: "x".into(), attempts: 1, last: Some(Box::new(aws("Throttling"))) };
+    /// assert!(!late.is_refusal());
+    /// ```
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::Aws { .. }) && !is_retryable(self)
     }
 }
 

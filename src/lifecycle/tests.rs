@@ -953,6 +953,33 @@ fn refused_health_check_is_not_polled_again() {
 }
 
 #[test]
+fn throttled_last_health_poll_is_not_a_refusal() {
+    // The wait's last poll runs into its deadline: a Throttling answer
+    // there comes back wrapped in a Deadline. AWS refused nothing: the
+    // polls go on, and the target turns ready.
+    let mut w = world();
+    w.elb.health_errors = VecDeque::from([Error::Deadline {
+        action: "DescribeTargetHealth".into(),
+        attempts: 1,
+        last: Some(Box::new(aws("Throttling"))),
+    }]);
+    w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 100));
+    w.at(400, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(5);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let polls: Vec<u64> = w
+        .elb
+        .calls
+        .iter()
+        .filter(|c| c.0 == "health")
+        .map(|c| c.2.as_secs())
+        .collect();
+    assert_eq!(polls, [5, 10], "polled again after the throttled answer");
+    assert_eq!(w.elb.ready_at_refresh, [true]);
+}
+
+#[test]
 fn refresh_and_recovery_polls_share_the_blocked_wait() {
     let mut w = world();
     w.elb.health = VecDeque::from([State::Unhealthy]);
