@@ -193,6 +193,12 @@ impl<T: Transport> Client<T> {
     /// Fetches new temporary credentials now (a process at rest calls this
     /// at [`Client::refresh_due`]); the cached ones stay in use if it fails.
     ///
+    /// Each attempt, all its requests included (with a role: the base
+    /// fetch, AssumeRole, and both again after an `ExpiredToken`), ends
+    /// within one [`CALL_TIMEOUT`]: a signal that comes during a refresh
+    /// waits for one request timeout at most, since the backoff sleep
+    /// after the attempt is cut short by it.
+    ///
     /// # Errors
     /// The last fetch error, or [`Error::Interrupted`].
     pub fn refresh_credentials(
@@ -209,6 +215,7 @@ impl<T: Transport> Client<T> {
             budget,
             clock,
             |c, clock, until| {
+                let until = until.min(clock.now() + CALL_TIMEOUT);
                 c.fetch_credentials(clock, until)
                     .map(|fresh| c.cache.store(fresh))
             },
@@ -1289,6 +1296,37 @@ mod tests {
         assert_eq!(e, Error::Interrupted);
         assert_eq!(transport.seen.borrow().len(), 1);
         assert_eq!(clock.t.get(), CALL_TIMEOUT, "one request timeout");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_role_refresh_in_flight_at_a_signal_ends_within_one_request_timeout() {
+        // -role-arn: the base credentials (STS, 9 s to answer), then
+        // AssumeRole (held). The whole attempt shares one request timeout.
+        let (source, dir) = web_identity("role-refresh");
+        let (mut clock, transport) = timed::pair(vec![(Duration::from_secs(9), STS_4_MIN)]);
+        clock.interrupted = true;
+        let mut s = settings(source);
+        s.role = Some(Role::new(
+            "arn:aws:iam::2:role/x".into(),
+            None,
+            Some("s".into()),
+            clock.wall(),
+        ));
+        let mut c = Client::new(&transport, s);
+        let budget = Budget {
+            deadline: clock.now() + Duration::from_secs(30),
+            max_attempts: 3,
+        };
+        let e = c.refresh_credentials(budget, &mut clock).unwrap_err();
+        assert_eq!(e, Error::Interrupted);
+        let timeouts: Vec<Duration> = transport.seen.borrow().iter().map(|s| s.1).collect();
+        assert_eq!(
+            timeouts,
+            [CALL_TIMEOUT, Duration::from_secs(1)],
+            "AssumeRole gets what the base fetch left"
+        );
+        assert_eq!(clock.t.get(), CALL_TIMEOUT, "one request timeout in all");
         std::fs::remove_dir_all(&dir).ok();
     }
 }
