@@ -278,8 +278,9 @@ impl Registration {
     /// with `InvalidTarget`, so neither answer rules a late landing out.
     /// Look again after a moment (within `deadline`) and deregister once
     /// more if it landed: a target we deregistered shows `draining` or
-    /// `unused`, a late registration `initial` or `healthy`. Returns
-    /// whether the target is out.
+    /// `unused`, a late registration `initial` or `healthy`. A look that
+    /// gets no answer deregisters once more too. Returns whether the
+    /// target is out.
     fn confirm_not_registered(
         &self,
         elb: &mut dyn Elb,
@@ -288,24 +289,21 @@ impl Registration {
     ) -> bool {
         let left = deadline.saturating_duration_since(clock.now());
         let _ = clock.sleep(CONFIRM_DELAY.min(left));
-        let landed = match self.poll_health(elb, clock, deadline) {
-            Ok(Some(health)) => !health.is_drained() && health.state != State::Draining,
-            Ok(None) => false,
-            Err(e) => {
-                warn!(
-                    "cannot confirm that {} is out of {}: {e}",
-                    self.target, self.label
-                );
-                false
-            }
-        };
-        if !landed {
-            return true;
+        match self.poll_health(elb, clock, deadline) {
+            Ok(Some(health)) if !health.is_drained() && health.state != State::Draining => warn!(
+                "the registration of {} in {} landed late; deregistering again",
+                self.target, self.label
+            ),
+            // An answer that shows it out, or says it (or its group) is gone.
+            Ok(_) => return true,
+            Err(e) if e.is_target_absent() => return true,
+            // No answer: it may have landed. One more DeregisterTargets
+            // costs one call (AWS answers success for an absent target).
+            Err(e) => warn!(
+                "cannot confirm that {} is out of {}: {e}; deregistering again in case it landed",
+                self.target, self.label
+            ),
         }
-        warn!(
-            "the registration of {} in {} landed late; deregistering again",
-            self.target, self.label
-        );
         match elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock) {
             Ok(_) => true,
             Err(e) if e.is_target_absent() => true,

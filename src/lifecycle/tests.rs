@@ -859,6 +859,28 @@ fn lost_registration_that_never_lands_costs_one_look() {
 }
 
 #[test]
+fn unanswered_late_landing_check_deregisters_once_more() {
+    for strict in [false, true] {
+        let mut w = world();
+        w.elb.strict_deregister = strict;
+        w.elb.register_errors = vec![(0, transport_timeout())];
+        w.elb.health_errors = VecDeque::from([aws("Throttling")]);
+        assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE);
+        assert_eq!(
+            w.elb.names(),
+            [
+                "describe a",
+                "register arn:a",
+                "deregister arn:a",
+                "health arn:a",
+                "deregister arn:a"
+            ],
+            "strict {strict}"
+        );
+    }
+}
+
+#[test]
 fn late_landing_check_stays_within_the_deregistration_deadline() {
     let mut w = world();
     w.elb.lost_register = Some(0);
