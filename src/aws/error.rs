@@ -116,7 +116,12 @@ impl fmt::Display for Error {
                     TransportKind::Tls => "TLS failure calling",
                     TransportKind::Request => "cannot build request to",
                 };
-                write!(f, "{action}: {what} {url}: {detail}")
+                write!(
+                    f,
+                    "{action}: {what} {}: {}",
+                    redact_url(url),
+                    redact_url(detail)
+                )
             }
             Error::Response {
                 action,
@@ -354,6 +359,42 @@ pub fn parse_error(status: u16, body: &[u8]) -> AwsError {
     })
 }
 
+/// `text` with the user info of every URL in it hidden
+/// (`https://user:pass@host/` becomes `https://***@host/`): the form for
+/// any URL shown in a message or a `Debug` output, since an endpoint or
+/// credentials URL from the environment may carry a password.
+///
+/// ```
+/// use k8s_nlb_registrator_sidecar::aws::error::redact_url;
+/// assert_eq!(redact_url("https://u:p@h:1/x@y"), "https://***@h:1/x@y");
+/// assert_eq!(redact_url("http://h/"), "http://h/");
+/// assert_eq!(redact_url("GET \"http://a:b@h\" failed"), "GET \"http://***@h\" failed");
+/// ```
+pub fn redact_url(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let (authority, after) = tail.split_at(end);
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The first 120 printable characters of a body, for error messages.
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
@@ -414,6 +455,27 @@ mod tests {
         assert!(e.message.contains("Bad Gateway"));
         assert_eq!(parse_error(500, b"").message, "empty body");
         assert_eq!(parse_error(500, b"\x00\x01\xff").code, "HttpStatus500");
+    }
+
+    #[test]
+    fn transport_errors_hide_the_password_of_a_url() {
+        let e = Error::Transport {
+            action: "container credentials".into(),
+            url: "https://user:hunter2@creds.example.com:8443/v1?x=1".into(),
+            kind: TransportKind::Timeout,
+            detail: "timed out calling https://user:hunter2@creds.example.com:8443/v1".into(),
+        };
+        let text = e.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("user"), "{text}");
+        assert!(
+            text.contains("https://***@creds.example.com:8443/v1?x=1"),
+            "{text}"
+        );
+        assert_eq!(redact_url("no url here"), "no url here");
+        assert_eq!(redact_url("http://@h"), "http://***@h");
+        assert_eq!(redact_url("a://b@c d://e@f"), "a://***@c d://***@f");
+        assert_eq!(redact_url("x://"), "x://");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! time makes signatures reproducible in tests.
 
 use super::credentials::Credentials;
-use super::error::Error;
+use super::error::{redact_url, Error};
 use aws_sigv4::http_request::{sign as sigv4_sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use std::time::SystemTime;
@@ -58,9 +58,19 @@ pub fn sign(
         req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         SignableBody::Bytes(req.body),
     )
-    .map_err(|e| Error::Config(format!("cannot sign request to {}: {e}", req.url)))?;
+    .map_err(|e| {
+        Error::Config(redact_url(&format!(
+            "cannot sign request to {}: {e}",
+            req.url
+        )))
+    })?;
     let (instructions, _signature) = sigv4_sign(signable, &params)
-        .map_err(|e| Error::Config(format!("cannot sign request to {}: {e}", req.url)))?
+        .map_err(|e| {
+            Error::Config(redact_url(&format!(
+                "cannot sign request to {}: {e}",
+                req.url
+            )))
+        })?
         .into_parts();
     Ok(instructions
         .headers()
