@@ -34,7 +34,7 @@ const MAX_OUTPUT: usize = 16 * 1024;
 /// How often a running child is checked.
 const POLL: Duration = Duration::from_millis(20);
 /// Time a process group gets between SIGTERM and SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(2);
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// The process's children: the lock is held while a hook child exists,
 /// and counts completed hook runs (after each, orphans may be waiting).

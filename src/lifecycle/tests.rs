@@ -1074,3 +1074,21 @@ fn after_a_signal_only_the_shutdown_calls_aws() {
     );
     assert_eq!(names.iter().filter(|n| n.starts_with("health")).count(), 7);
 }
+
+#[test]
+fn shutdown_budget_adds_up_the_readme_table() {
+    let mut cfg = config(&["a"]);
+    // README: "With the defaults, one group, no hooks [...]: 10 + 20 + 6 = 36 s".
+    assert_eq!(shutdown_budget(&cfg), Duration::from_secs(36));
+    cfg.groups = config(&["a", "b"]).groups;
+    cfg.wait_drained = true;
+    cfg.wait_drained_timeout = Duration::from_secs(60);
+    cfg.post_deregister = Some(Hook {
+        timeout: Duration::from_secs(5),
+        ..hook("post-deregister")
+    });
+    // 10 + 20 + 6 x 2 + (60 + 2 x 2) + (5 + 2)
+    assert_eq!(shutdown_budget(&cfg), Duration::from_secs(113));
+    cfg.deregister_timeout = Duration::MAX;
+    assert_eq!(shutdown_budget(&cfg), Duration::MAX, "no overflow");
+}
