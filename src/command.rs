@@ -68,6 +68,7 @@ impl Children {
 pub fn start_reaper() -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("reaper".into())
+        .stack_size(256 * 1024)
         .spawn(reap_forever)
         .map(drop)
 }
