@@ -23,7 +23,7 @@
 //! (role chaining: IRSA, Pod Identity and IMDS all are).
 
 use super::Cache;
-use super::{providers, Credentials, Source};
+use super::{providers, Credentials, Secret, Source};
 use crate::aws::endpoint::sts_signing_region;
 use crate::aws::error::{is_expired_credentials, Error};
 use crate::aws::http::Transport;
@@ -40,8 +40,9 @@ pub const ROLE_DURATION: Duration = Duration::from_secs(3600);
 /// Prefix of the default role session name (then the Unix time).
 pub const SESSION_NAME_PREFIX: &str = "k8s-nlb-registrator-";
 
-/// The role to assume, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The role to assume, and how. Its `Debug` hides the external id (a
+/// shared secret of sorts: the trust policy's condition).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Role {
     /// ARN of the role, in the account that owns the target groups.
     pub arn: String,
@@ -51,6 +52,23 @@ pub struct Role {
     pub session_name: String,
     /// Lifetime asked for.
     pub duration: Duration,
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Role")
+            .field("arn", &self.arn)
+            .field(
+                "external_id",
+                &self
+                    .external_id
+                    .as_ref()
+                    .map(|_| Secret::new(String::new())),
+            )
+            .field("session_name", &self.session_name)
+            .field("duration", &self.duration)
+            .finish()
+    }
 }
 
 impl Role {
@@ -572,11 +590,15 @@ mod tests {
         let got = layer
             .fetch(up(&source), &&s, at(1_700_000_000), false)
             .unwrap();
-        let dbg = format!("{got:?} {layer:?}");
+        let mut with_id = role();
+        with_id.external_id = Some("ext-secret-1".into());
+        let dbg = format!("{got:?} {layer:?} {:?}", RoleLayer::new(with_id));
         assert!(
             !dbg.contains("S-ASIAROLE1") && !dbg.contains("T-ASIAROLE1"),
             "{dbg}"
         );
         assert!(!dbg.contains("base-secret"), "{dbg}");
+        assert!(!dbg.contains("ext-secret-1"), "{dbg}");
+        assert!(dbg.contains("external_id: Some(** redacted **)"), "{dbg}");
     }
 }
