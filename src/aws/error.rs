@@ -152,6 +152,61 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
+    /// The same error with `f` applied to the action it names, for
+    /// [`Error::Aws`], [`Error::Transport`] and [`Error::Response`]; any
+    /// other error unchanged. Its kind stays, and so does how it is
+    /// classified for retries.
+    #[must_use]
+    pub fn map_action(self, f: impl FnOnce(String) -> String) -> Error {
+        match self {
+            Error::Aws { action, error } => Error::Aws {
+                action: f(action),
+                error,
+            },
+            Error::Transport {
+                action,
+                url,
+                kind,
+                detail,
+            } => Error::Transport {
+                action: f(action),
+                url,
+                kind,
+                detail,
+            },
+            Error::Response {
+                action,
+                status,
+                detail,
+            } => Error::Response {
+                action: f(action),
+                status,
+                detail,
+            },
+            other => other,
+        }
+    }
+
+    /// The same error with `f` applied to the detail of an
+    /// [`Error::Transport`]; any other error unchanged.
+    #[must_use]
+    pub fn map_transport_detail(self, f: impl FnOnce(String) -> String) -> Error {
+        match self {
+            Error::Transport {
+                action,
+                url,
+                kind,
+                detail,
+            } => Error::Transport {
+                action,
+                url,
+                kind,
+                detail: f(detail),
+            },
+            other => other,
+        }
+    }
+
     /// The AWS error code, when the service answered with one.
     pub fn aws_code(&self) -> Option<&str> {
         match self {

@@ -277,34 +277,11 @@ impl RoleLayer {
 /// Prefixes the error's subject with `layer`, keeping its kind (and so how
 /// the client classifies it for retries).
 pub fn in_layer(e: Error, layer: &str) -> Error {
+    let prefixed = |s: String| format!("{layer}: {s}");
     match e {
-        Error::Aws { action, error } => Error::Aws {
-            action: format!("{layer}: {action}"),
-            error,
-        },
-        Error::Transport {
-            action,
-            url,
-            kind,
-            detail,
-        } => Error::Transport {
-            action: format!("{layer}: {action}"),
-            url,
-            kind,
-            detail,
-        },
-        Error::Response {
-            action,
-            status,
-            detail,
-        } => Error::Response {
-            action: format!("{layer}: {action}"),
-            status,
-            detail,
-        },
-        Error::Credentials(m) => Error::Credentials(format!("{layer}: {m}")),
-        Error::Config(m) => Error::Config(format!("{layer}: {m}")),
-        other => other,
+        Error::Credentials(m) => Error::Credentials(prefixed(m)),
+        Error::Config(m) => Error::Config(prefixed(m)),
+        other => other.map_action(prefixed),
     }
 }
 
