@@ -20,9 +20,9 @@ use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
 use super::error::{is_expired_credentials, is_retryable, Error, TransportKind};
 use super::http::{HttpRequest, HttpResponse, Transport};
-use super::query::{self, Action, Service, CALL_TIMEOUT};
+use super::query::{Action, Service, CALL_TIMEOUT};
 use super::retry::Backoff;
-use super::sign::{sign, ToSign};
+use super::sign::signed_query;
 use super::skew::{self, Offset};
 use crate::clock::Clock;
 use crate::env::Env;
@@ -417,20 +417,14 @@ impl<T: Transport> Client<T> {
     ) -> Result<HttpResponse, Error> {
         self.last_date = None;
         let creds = self.credentials(clock, until)?;
-        let mut req = query::request(self.settings.url(service), form, CALL_TIMEOUT);
-        let signed = sign(
-            ToSign {
-                method: req.method,
-                url: &req.url,
-                headers: &req.headers,
-                body: &req.body,
-            },
+        let req = signed_query(
+            self.settings.url(service),
+            form,
             &creds,
             self.settings.signing_region(service),
-            service.signing_name(),
+            service,
             self.clock_offset.apply(clock.wall()),
         )?;
-        req.headers.extend(signed);
         let started = clock.now();
         let resp = Bounded {
             inner: &self.transport,

@@ -7,6 +7,8 @@
 
 use super::credentials::Credentials;
 use super::error::{redact_url, Error};
+use super::http::HttpRequest;
+use super::query::{self, Service, CALL_TIMEOUT};
 use aws_sigv4::http_request::{sign as sigv4_sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use std::time::SystemTime;
@@ -76,6 +78,38 @@ pub fn sign(
         .headers()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
+}
+
+/// The Query API request of the parameters `form` to `endpoint` (see
+/// [`query::request`], timeout [`CALL_TIMEOUT`]), signed with `creds` for
+/// `service` in `region` at `time`: how the client and the role layer
+/// build every signed call.
+///
+/// # Errors
+/// As [`sign`].
+pub fn signed_query(
+    endpoint: &str,
+    form: &[(String, String)],
+    creds: &Credentials,
+    region: &str,
+    service: Service,
+    time: SystemTime,
+) -> Result<HttpRequest, Error> {
+    let mut req = query::request(endpoint, form, CALL_TIMEOUT);
+    let signed = sign(
+        ToSign {
+            method: req.method,
+            url: &req.url,
+            headers: &req.headers,
+            body: &req.body,
+        },
+        creds,
+        region,
+        service.signing_name(),
+        time,
+    )?;
+    req.headers.extend(signed);
+    Ok(req)
 }
 
 #[cfg(test)]

@@ -27,8 +27,8 @@ use super::{providers, Credentials, Secret, Source};
 use crate::aws::endpoint::sts_signing_region;
 use crate::aws::error::{is_expired_credentials, Error};
 use crate::aws::http::Transport;
-use crate::aws::query::{self, Action, CALL_TIMEOUT};
-use crate::aws::sign::{sign, ToSign};
+use crate::aws::query::Action;
+use crate::aws::sign::signed_query;
 use crate::aws::skew::parse_http_date;
 use crate::aws::sts::AssumeRole;
 use log::{debug, info, warn};
@@ -252,20 +252,14 @@ impl RoleLayer {
             external_id: role.external_id.as_deref(),
             duration_seconds: role.duration.as_secs(),
         };
-        let mut req = query::request(up.sts_url, &action.form(), CALL_TIMEOUT);
-        let signed = sign(
-            ToSign {
-                method: req.method,
-                url: &req.url,
-                headers: &req.headers,
-                body: &req.body,
-            },
+        let req = signed_query(
+            up.sts_url,
+            &action.form(),
             base,
             sts_signing_region(up.sts_url, up.region),
-            AssumeRole::SERVICE.signing_name(),
+            AssumeRole::SERVICE,
             now,
         )?;
-        req.headers.extend(signed);
         self.last_date = None;
         let resp = transport.send(AssumeRole::NAME, &req)?;
         self.last_date = resp.date.as_deref().and_then(parse_http_date);
