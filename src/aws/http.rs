@@ -8,7 +8,6 @@
 //! timeout on every request.
 
 use super::error::{redact_url, Error, TransportKind};
-pub use super::proxy::is_local_url;
 use super::proxy::{ProxySettings, ProxyUrl};
 use crate::env::ProcessEnv;
 use std::time::Duration;
@@ -261,6 +260,7 @@ impl Transport for UreqTransport {
 
 #[cfg(test)]
 mod tests {
+    use super::super::proxy::is_local_url;
     use super::*;
 
     #[test]

@@ -62,11 +62,6 @@ impl ProxyUrl {
             None => format!("{}://{}", self.scheme, self.host_port),
         }
     }
-
-    /// Whether the URL carries credentials.
-    pub fn has_credentials(&self) -> bool {
-        self.userinfo.is_some()
-    }
 }
 
 /// Shows the proxy without its credentials (safe to log).
@@ -179,12 +174,14 @@ impl ProxySettings {
 ///
 /// # Errors
 /// As [`ProxySettings::from_env`].
-pub fn proxy_for(url: &str, env: &dyn Env) -> Result<Option<ProxyUrl>, Error> {
+#[cfg(test)]
+fn proxy_for(url: &str, env: &dyn Env) -> Result<Option<ProxyUrl>, Error> {
     Ok(ProxySettings::from_env(env)?.proxy_for(url).cloned())
 }
 
 /// Whether a URL's host is loopback or link-local (never proxied).
-pub fn is_local_url(url: &str) -> bool {
+#[cfg(test)]
+pub(crate) fn is_local_url(url: &str) -> bool {
     Target::parse(url).is_some_and(|t| t.is_local())
 }
 
