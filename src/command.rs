@@ -281,13 +281,13 @@ pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
 
 fn run_locked(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     use std::os::unix::process::CommandExt;
-    let Some((program, args)) = hook.argv.split_first() else {
+    let Some((program, args)) = hook.argv().split_first() else {
         return Outcome::NotStarted("empty command".into());
     };
     info!(
         "running {} command: {}",
         hook.name,
-        shlex::try_join(hook.argv.iter().map(String::as_str)).unwrap_or_default()
+        shlex::try_join(hook.argv().iter().map(String::as_str)).unwrap_or_default()
     );
     let spawned = Command::new(program)
         .args(args)
@@ -374,11 +374,11 @@ mod tests {
     }
 
     fn hook(cmd: &str, timeout_ms: u64) -> Hook {
-        Hook {
-            name: "test",
-            argv: shlex::split(cmd).unwrap(),
-            timeout: Duration::from_millis(timeout_ms),
-        }
+        Hook::command(
+            "test",
+            shlex::split(cmd).unwrap(),
+            Duration::from_millis(timeout_ms),
+        )
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use super::credentials::assume_role::{Role, RoleLayer, Upstream};
 use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
-use super::error::{is_expired_credentials, is_retryable, Error, TransportKind};
+use super::error::{is_expired_credentials, is_retryable, Error, TransportKind, THROTTLING_CODES};
 use super::http::{HttpRequest, HttpResponse, Transport};
 use super::query::{Action, Service, CALL_TIMEOUT};
 use super::retry::Backoff;
@@ -26,6 +26,7 @@ use super::sign::signed_query;
 use super::skew::{self, Offset};
 use crate::clock::Clock;
 use crate::env::Env;
+use crate::metrics;
 use log::{debug, warn};
 use std::time::{Duration, Instant};
 
@@ -216,8 +217,8 @@ impl<T: Transport> Client<T> {
             clock,
             |c, clock, until| {
                 let until = until.min(clock.now() + CALL_TIMEOUT);
-                c.fetch_credentials(clock, until)
-                    .map(|fresh| c.cache.store(fresh))
+                let fetched = c.fetch_credentials(clock, until);
+                c.cache.store_fetched(c.settings.source.name(), fetched)
             },
         );
         if let Err(e) = &result {
@@ -348,7 +349,16 @@ impl<T: Transport> Client<T> {
             // one DeregisterTargets for each of the others.
             attempts += 1;
             let until = budget.deadline.max(clock.now() + MIN_CALL_TIMEOUT);
-            let err = match op(self, clock, until) {
+            let started = clock.now();
+            let result = op(self, clock, until);
+            if signed {
+                record_request(
+                    action,
+                    &result,
+                    clock.now().saturating_duration_since(started),
+                );
+            }
+            let err = match result {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
@@ -401,10 +411,33 @@ impl<T: Transport> Client<T> {
                 "{err}; retrying in {} ms (attempt {attempts})",
                 delay.as_millis()
             );
+            metrics::global().aws_retry(action);
             clock.sleep(delay).map_err(|_| Error::Interrupted)?;
         }
     }
+}
 
+/// Counts one attempt of the signed call `action` in the metrics: its
+/// outcome and duration, and whether it was throttled. An attempt that
+/// sent no request (no credentials, interrupted) is not counted.
+fn record_request<R>(action: &str, result: &Result<R, Error>, took: Duration) {
+    let m = metrics::global();
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(Error::Aws { error, .. }) => {
+            if THROTTLING_CODES.contains(&error.code.as_str()) || error.code == "HttpStatus429" {
+                m.aws_throttled(action);
+            }
+            error.code.as_str()
+        }
+        Err(Error::Transport { .. }) => "transport_error",
+        Err(Error::Response { .. }) => "invalid_response",
+        Err(_) => return,
+    };
+    m.aws_request(action, outcome, took);
+}
+
+impl<T: Transport> Client<T> {
     /// Sends the action `name` of `service` with parameters `form` once,
     /// signed, the credentials fetch (if any) and the request ending by `until`.
     fn send_signed(

@@ -8,6 +8,7 @@
 //! timeout on every request.
 
 use super::error::{redact_url, Error, TransportKind};
+pub use super::proxy::is_local_url;
 use super::proxy::{ProxySettings, ProxyUrl};
 use crate::env::ProcessEnv;
 use std::time::Duration;
@@ -260,7 +261,6 @@ impl Transport for UreqTransport {
 
 #[cfg(test)]
 mod tests {
-    use super::super::proxy::is_local_url;
     use super::*;
 
     #[test]

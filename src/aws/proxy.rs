@@ -180,8 +180,7 @@ fn proxy_for(url: &str, env: &dyn Env) -> Result<Option<ProxyUrl>, Error> {
 }
 
 /// Whether a URL's host is loopback or link-local (never proxied).
-#[cfg(test)]
-pub(crate) fn is_local_url(url: &str) -> bool {
+pub fn is_local_url(url: &str) -> bool {
     Target::parse(url).is_some_and(|t| t.is_local())
 }
 

@@ -9,6 +9,7 @@ use crate::aws::elbv2::{find_health, State, TargetHealth};
 use crate::aws::error::Error;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
+use crate::metrics::TargetState;
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,7 @@ impl Watch {
             );
             self.last = Some(text);
         }
+        registration.seen(TargetState::from_health(&health.state));
     }
 
     /// The state last logged.

@@ -12,6 +12,7 @@ use crate::aws::retry::jittered;
 use crate::clock::Clock;
 use crate::command::KILL_GRACE;
 use crate::config::Config;
+use crate::metrics::{self, Step, TargetState};
 use crate::signals::{signal_name, DrainResult, Event};
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
@@ -135,10 +136,11 @@ impl Lifecycle<'_> {
         self.status.set_ready(false);
         self.absorb_events();
         let deadline = self.clock.now() + self.cfg.deregister_timeout;
-        let (all_out, deregistered) = self.deregister_all(deadline);
+        let (all_out, deregistered) = self.timed(Step::Deregister, |l| l.deregister_all(deadline));
         let deregistered_at = self.clock.now();
-        let drained =
-            !self.cfg.wait_drained || deregistered.is_empty() || self.wait_drained(&deregistered);
+        let drained = !self.cfg.wait_drained
+            || deregistered.is_empty()
+            || self.timed(Step::Drain, |l| l.wait_drained(&deregistered));
         let quiet = deregistered.is_empty() || self.quiet_step(deregistered_at);
         self.absorb_events();
         if let Some(hook) = &self.cfg.post_deregister {
@@ -216,10 +218,12 @@ impl Lifecycle<'_> {
                 Ok(seen) => {
                     let state = seen.map_or_else(|| "gone".into(), |h| h.to_string());
                     info!("target {target} in {label} drained ({state})");
+                    registration.seen(TargetState::Out);
                     watch.done = true;
                 }
                 Err(e) if e.is_target_absent() => {
                     info!("target {target} in {label} drained (gone)");
+                    registration.seen(TargetState::Out);
                     watch.done = true;
                 }
                 Err(e) => warn!("draining check of {label} failed: {e}"),
@@ -297,6 +301,10 @@ impl Registration {
             }
         };
         self.state = RegistrationState::Out;
+        self.seen(match removal {
+            Removal::Deregistered => TargetState::Draining,
+            _ => TargetState::Out,
+        });
         removal
     }
 
@@ -345,6 +353,7 @@ impl Registration {
     }
 
     fn log_maybe_still_in(&self, e: &Error) {
+        metrics::global().deregistration_failed(&self.label);
         error!(
             "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
             self.target, self.label

@@ -10,6 +10,7 @@ use crate::aws::error::Error;
 use crate::clock::Clock;
 use crate::command::Outcome;
 use crate::config::{Config, GroupRef, GroupSpec};
+use crate::metrics::{Step, TargetState};
 use log::{error, info};
 
 /// Why the startup stopped short of running; either way the shutdown
@@ -39,7 +40,7 @@ impl Lifecycle<'_> {
             Ok(registrations) => registrations,
             Err(e) => return Err(self.stop_on("cannot resolve target groups", e)),
         };
-        self.register_all(budget)?;
+        self.timed(Step::Register, |l| l.register_all(budget))?;
         self.until_in_service()
     }
 
@@ -67,7 +68,7 @@ impl Lifecycle<'_> {
             Outcome::Success => Ok(()),
             Outcome::Interrupted => Err(Stop::Event),
             other => {
-                error!("not registering: pre-register command {other}");
+                error!("not registering: {} {other}", hook.describe());
                 self.failed = true;
                 Err(Stop::Failed)
             }
@@ -104,7 +105,7 @@ impl Lifecycle<'_> {
     /// again.
     fn until_in_service(&mut self) -> Result<Option<Recovery>, Stop> {
         if self.cfg.wait_in_service {
-            let not_healthy = match self.wait_healthy() {
+            let not_healthy = match self.timed(Step::HealthWait, Self::wait_healthy) {
                 HealthWait::Healthy => None,
                 HealthWait::TimedOut(recovery) => Some(Some(recovery)),
                 HealthWait::Refused => Some(None),
@@ -272,6 +273,7 @@ impl Registration {
                     id.as_deref().unwrap_or("-")
                 );
                 self.state = RegistrationState::Registered;
+                self.seen(TargetState::Registered);
                 Ok(())
             }
             Err(e) => {

@@ -392,11 +392,7 @@ fn config(groups: &[&str]) -> Config {
 
 /// A hook the fake effects "run".
 fn hook(name: &'static str) -> Hook {
-    Hook {
-        name,
-        argv: vec!["x".into()],
-        timeout: Duration::from_secs(1),
-    }
+    Hook::command(name, vec!["x".into()], Duration::from_secs(1))
 }
 
 struct World {
