@@ -14,7 +14,7 @@
 //! (the target id) always goes direct; any other host follows the proxy
 //! variables like every other request ([`crate::aws::proxy`]).
 
-use crate::aws::error::{snippet, Error, TransportKind};
+use crate::aws::error::{redact_url, snippet, Error, TransportKind};
 use crate::aws::http::{is_local_url, HttpRequest, Transport};
 use crate::clock::Clock;
 use crate::command::Outcome;
@@ -46,16 +46,9 @@ pub fn is_pod_local(url: &str, pod_ip: &str) -> bool {
     is_local_url(url) || (pod.is_some() && url_ip(url) == pod)
 }
 
-/// The URL without credentials, for logs.
+/// The URL without credentials, for logs (see [`redact_url`]).
 pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[end..]),
-        None => url.to_owned(),
-    }
+    redact_url(url)
 }
 
 /// What an answer (or its absence) means for the hook.

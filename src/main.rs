@@ -146,19 +146,9 @@ fn try_main() -> i32 {
         }
     }
     if let Some(addr) = &cfg.status_addr {
-        // A /drain answer waits for the whole shutdown at most.
-        let drain_timeout = cfg.deregister_timeout
-            + if cfg.wait_drained || cfg.drain_quiet_period.is_some() {
-                cfg.wait_drained_timeout
-            } else {
-                Duration::ZERO
-            }
-            + cfg
-                .post_deregister
-                .as_ref()
-                .map(|h| h.timeout)
-                .unwrap_or_default()
-            + Duration::from_secs(5);
+        // A /drain answer waits for the whole shutdown at most (and a margin).
+        let drain_timeout = k8s_nlb_registrator_sidecar::lifecycle::shutdown_budget(&cfg)
+            .saturating_add(Duration::from_secs(5));
         // Before anything is registered: a listener that cannot bind is a
         // configuration error, one whose threads cannot start (pids limit)
         // a runtime failure.

@@ -20,9 +20,9 @@ use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
 use super::error::{is_expired_credentials, is_retryable, Error, TransportKind, THROTTLING_CODES};
 use super::http::{HttpRequest, HttpResponse, Transport};
-use super::query::{self, Action, Service, CALL_TIMEOUT};
+use super::query::{Action, Service, CALL_TIMEOUT};
 use super::retry::Backoff;
-use super::sign::{sign, ToSign};
+use super::sign::signed_query;
 use super::skew::{self, Offset};
 use crate::clock::Clock;
 use crate::env::Env;
@@ -194,6 +194,12 @@ impl<T: Transport> Client<T> {
     /// Fetches new temporary credentials now (a process at rest calls this
     /// at [`Client::refresh_due`]); the cached ones stay in use if it fails.
     ///
+    /// Each attempt, all its requests included (with a role: the base
+    /// fetch, AssumeRole, and both again after an `ExpiredToken`), ends
+    /// within one [`CALL_TIMEOUT`]: a signal that comes during a refresh
+    /// waits for one request timeout at most, since the backoff sleep
+    /// after the attempt is cut short by it.
+    ///
     /// # Errors
     /// The last fetch error, or [`Error::Interrupted`].
     pub fn refresh_credentials(
@@ -210,6 +216,7 @@ impl<T: Transport> Client<T> {
             budget,
             clock,
             |c, clock, until| {
+                let until = until.min(clock.now() + CALL_TIMEOUT);
                 let fetched = c.fetch_credentials(clock, until);
                 c.cache.store_fetched(c.settings.source.name(), fetched)
             },
@@ -443,20 +450,14 @@ impl<T: Transport> Client<T> {
     ) -> Result<HttpResponse, Error> {
         self.last_date = None;
         let creds = self.credentials(clock, until)?;
-        let mut req = query::request(self.settings.url(service), form, CALL_TIMEOUT);
-        let signed = sign(
-            ToSign {
-                method: req.method,
-                url: &req.url,
-                headers: &req.headers,
-                body: &req.body,
-            },
+        let req = signed_query(
+            self.settings.url(service),
+            form,
             &creds,
             self.settings.signing_region(service),
-            service.signing_name(),
+            service,
             self.clock_offset.apply(clock.wall()),
         )?;
-        req.headers.extend(signed);
         let started = clock.now();
         let resp = Bounded {
             inner: &self.transport,
@@ -1291,6 +1292,38 @@ mod tests {
         assert_eq!(e, Error::Interrupted);
         assert_eq!(transport.seen.borrow().len(), 1);
         assert_eq!(clock.elapsed(), CALL_TIMEOUT, "one request timeout");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_role_refresh_in_flight_at_a_signal_ends_within_one_request_timeout() {
+        // -role-arn: the base credentials (STS, 9 s to answer), then
+        // AssumeRole (held). The whole attempt shares one request timeout.
+        let (source, dir) = web_identity("role-refresh");
+        let (mut clock, transport) = timed::pair(vec![(Duration::from_secs(9), STS_4_MIN)]);
+        // Every backoff sleep is cut short by an event.
+        clock.interrupt_after = Some(0);
+        let mut s = settings(source);
+        s.role = Some(Role::new(
+            "arn:aws:iam::2:role/x".into(),
+            None,
+            Some("s".into()),
+            clock.wall(),
+        ));
+        let mut c = Client::new(&transport, s);
+        let budget = Budget {
+            deadline: clock.now() + Duration::from_secs(30),
+            max_attempts: 3,
+        };
+        let e = c.refresh_credentials(budget, &mut clock).unwrap_err();
+        assert_eq!(e, Error::Interrupted);
+        let timeouts: Vec<Duration> = transport.seen.borrow().iter().map(|s| s.1).collect();
+        assert_eq!(
+            timeouts,
+            [CALL_TIMEOUT, Duration::from_secs(1)],
+            "AssumeRole gets what the base fetch left"
+        );
+        assert_eq!(clock.elapsed(), CALL_TIMEOUT, "one request timeout in all");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

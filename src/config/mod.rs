@@ -857,6 +857,8 @@ mod tests {
                 session_name: Some("pod-a".into()),
             })
         );
+        let dbg = format!("{:?}", run(&[], &e).unwrap());
+        assert!(dbg.contains("pod-a") && !dbg.contains("ext-1"), "{dbg}");
         let c = run(&["-role-arn", arn, "-role-session-name=pod-b"], &base).unwrap();
         let role = c.role.unwrap();
         assert_eq!(

@@ -6,7 +6,7 @@
 use super::{Elb, Lifecycle, Registration};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{find_health, State, TargetHealth};
-use crate::aws::error::{is_retryable, Error};
+use crate::aws::error::Error;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
 use crate::metrics::TargetState;
@@ -204,7 +204,7 @@ impl Lifecycle<'_> {
                     registration.target, registration.label
                 ),
                 Err(Error::Interrupted) => return Some(HealthWait::Interrupted),
-                Err(e) if !is_retryable(&e) && e.aws_code().is_some() => {
+                Err(e) if e.is_refusal() => {
                     error!(
                         target_group = registration.label.as_str(), target:% = registration.target,
                         action = "DescribeTargetHealth", error_code = e.aws_code(),

@@ -48,6 +48,8 @@ mod quiet;
 mod shutdown;
 mod startup;
 
+pub use shutdown::shutdown_budget;
+
 use crate::aws::client::{Budget, Client, WithId};
 use crate::aws::elbv2::{
     DeregisterTargets, DescribeTargetGroups, DescribeTargetHealth, RegisterTargets,

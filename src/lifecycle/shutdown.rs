@@ -4,11 +4,14 @@
 
 use super::health::Watch;
 use super::{Elb, Lifecycle, Registration, RegistrationState, EXIT_FAILURE, EXIT_OK};
-use crate::aws::client::Budget;
+use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
 use crate::aws::elbv2::State;
 use crate::aws::error::Error;
+use crate::aws::query::CALL_TIMEOUT;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
+use crate::command::KILL_GRACE;
+use crate::config::Config;
 use crate::metrics::{self, Step, TargetState};
 use crate::signals::{signal_name, DrainResult, Event};
 use log::{error, info, warn};
@@ -20,6 +23,33 @@ const CONFIRM_DELAY: Duration = Duration::from_secs(1);
 /// interval and double: draining lasts minutes, and the API's rate limit is
 /// shared by every pod of the account).
 const MAX_DRAIN_POLL: Duration = Duration::from_secs(15);
+
+/// The longest a shutdown takes, from the signal (or `/drain`) to its
+/// outcome, part by part as README.md's "Shutdown budget" table adds it
+/// up (its flush of late `/drain` answers at exit left out): the request
+/// or hook on its way when the signal came, the deregistration deadline,
+/// the attempt each group still gets past it and the late-landing check
+/// (a look and a second DeregisterTargets), the drain wait and its last
+/// poll of each group, and the post-deregister command with its kill grace.
+pub fn shutdown_budget(cfg: &Config) -> Duration {
+    let groups = u32::try_from(cfg.groups.len()).unwrap_or(u32::MAX);
+    let per_group = |d: Duration| d.checked_mul(groups).unwrap_or(Duration::MAX);
+    let in_flight = CALL_TIMEOUT.max(KILL_GRACE);
+    let past_deadline = per_group(MIN_CALL_TIMEOUT * 3);
+    let drain = if cfg.wait_drained || cfg.drain_quiet_period.is_some() {
+        cfg.wait_drained_timeout
+            .saturating_add(per_group(MIN_CALL_TIMEOUT))
+    } else {
+        Duration::ZERO
+    };
+    let hook = cfg
+        .post_deregister
+        .as_ref()
+        .map_or(Duration::ZERO, |h| h.timeout.saturating_add(KILL_GRACE));
+    [cfg.deregister_timeout, past_deadline, drain, hook]
+        .into_iter()
+        .fold(in_flight, Duration::saturating_add)
+}
 
 /// How one DeregisterTargets ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,8 +338,9 @@ impl Registration {
     /// with `InvalidTarget`, so neither answer rules a late landing out.
     /// Look again after a moment (within `deadline`) and deregister once
     /// more if it landed: a target we deregistered shows `draining` or
-    /// `unused`, a late registration `initial` or `healthy`. Returns
-    /// whether the target is out.
+    /// `unused`, a late registration `initial` or `healthy`. A look that
+    /// gets no answer deregisters once more too. Returns whether the
+    /// target is out.
     fn confirm_not_registered(
         &self,
         elb: &mut dyn Elb,
@@ -318,24 +349,21 @@ impl Registration {
     ) -> bool {
         let left = deadline.saturating_duration_since(clock.now());
         let _ = clock.sleep(CONFIRM_DELAY.min(left));
-        let landed = match self.poll_health(elb, clock, deadline) {
-            Ok(Some(health)) => !health.is_drained() && health.state != State::Draining,
-            Ok(None) => false,
-            Err(e) => {
-                warn!(
-                    "cannot confirm that {} is out of {}: {e}",
-                    self.target, self.label
-                );
-                false
-            }
-        };
-        if !landed {
-            return true;
+        match self.poll_health(elb, clock, deadline) {
+            Ok(Some(health)) if !health.is_drained() && health.state != State::Draining => warn!(
+                "the registration of {} in {} landed late; deregistering again",
+                self.target, self.label
+            ),
+            // An answer that shows it out, or says it (or its group) is gone.
+            Ok(_) => return true,
+            Err(e) if e.is_target_absent() => return true,
+            // No answer: it may have landed. One more DeregisterTargets
+            // costs one call (AWS answers success for an absent target).
+            Err(e) => warn!(
+                "cannot confirm that {} is out of {}: {e}; deregistering again in case it landed",
+                self.target, self.label
+            ),
         }
-        warn!(
-            "the registration of {} in {} landed late; deregistering again",
-            self.target, self.label
-        );
         match elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock) {
             Ok(_) => true,
             Err(e) if e.is_target_absent() => true,

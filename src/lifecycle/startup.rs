@@ -6,7 +6,7 @@ use super::health::{HealthWait, Recovery};
 use super::{AppWait, Elb, Lifecycle, Registration, RegistrationState};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{Target, TargetGroup};
-use crate::aws::error::{is_retryable, Error};
+use crate::aws::error::Error;
 use crate::clock::Clock;
 use crate::command::Outcome;
 use crate::config::{Config, GroupRef, GroupSpec};
@@ -285,7 +285,7 @@ impl Registration {
             Err(e) => {
                 // A final answer from AWS; anything else (timeout, broken
                 // connection, interruption) leaves it Sent: it may land.
-                if matches!(e, Error::Aws { .. }) && !is_retryable(&e) {
+                if e.is_refusal() {
                     self.state = RegistrationState::Refused;
                 }
                 Err(e)

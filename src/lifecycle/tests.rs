@@ -853,6 +853,28 @@ fn lost_registration_that_never_lands_costs_one_look() {
 }
 
 #[test]
+fn unanswered_late_landing_check_deregisters_once_more() {
+    for strict in [false, true] {
+        let mut w = world();
+        w.elb.strict_deregister = strict;
+        w.elb.register_errors = vec![(0, transport_timeout())];
+        w.elb.health_errors = VecDeque::from([aws("Throttling")]);
+        assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE);
+        assert_eq!(
+            w.elb.names(),
+            [
+                "describe a",
+                "register arn:a",
+                "deregister arn:a",
+                "health arn:a",
+                "deregister arn:a"
+            ],
+            "strict {strict}"
+        );
+    }
+}
+
+#[test]
 fn late_landing_check_stays_within_the_deregistration_deadline() {
     let mut w = world();
     w.elb.lost_register = Some(0);
@@ -947,6 +969,33 @@ fn refused_health_check_is_not_polled_again() {
 }
 
 #[test]
+fn throttled_last_health_poll_is_not_a_refusal() {
+    // The wait's last poll runs into its deadline: a Throttling answer
+    // there comes back wrapped in a Deadline. AWS refused nothing: the
+    // polls go on, and the target turns ready.
+    let mut w = world();
+    w.elb.health_errors = VecDeque::from([Error::Deadline {
+        action: "DescribeTargetHealth".into(),
+        attempts: 1,
+        last: Some(Box::new(aws("Throttling"))),
+    }]);
+    w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 100));
+    w.at(400, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(5);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let polls: Vec<u64> = w
+        .elb
+        .calls
+        .iter()
+        .filter(|c| c.0 == "health")
+        .map(|c| c.2.as_secs())
+        .collect();
+    assert_eq!(polls, [5, 10], "polled again after the throttled answer");
+    assert_eq!(w.elb.ready_at_refresh, [true]);
+}
+
+#[test]
 fn refresh_and_recovery_polls_share_the_blocked_wait() {
     let mut w = world();
     w.elb.health = VecDeque::from([State::Unhealthy]);
@@ -1018,4 +1067,22 @@ fn after_a_signal_only_the_shutdown_calls_aws() {
         ["health arn:a", "deregister arn:a", "deregister arn:b"]
     );
     assert_eq!(names.iter().filter(|n| n.starts_with("health")).count(), 7);
+}
+
+#[test]
+fn shutdown_budget_adds_up_the_readme_table() {
+    let mut cfg = config(&["a"]);
+    // README: "With the defaults, one group, no hooks [...]: 10 + 20 + 6 = 36 s".
+    assert_eq!(shutdown_budget(&cfg), Duration::from_secs(36));
+    cfg.groups = config(&["a", "b"]).groups;
+    cfg.wait_drained = true;
+    cfg.wait_drained_timeout = Duration::from_secs(60);
+    cfg.post_deregister = Some(Hook {
+        timeout: Duration::from_secs(5),
+        ..hook("post-deregister")
+    });
+    // 10 + 20 + 6 x 2 + (60 + 2 x 2) + (5 + 2)
+    assert_eq!(shutdown_budget(&cfg), Duration::from_secs(113));
+    cfg.deregister_timeout = Duration::MAX;
+    assert_eq!(shutdown_budget(&cfg), Duration::MAX, "no overflow");
 }
