@@ -3,7 +3,7 @@
 //!
 //! Retry, polling and lifecycle logic take a `&mut dyn Clock`, so tests
 //! drive them with a fake clock that never sleeps; the real one
-//! ([`crate::signals::EventTimer`]) also cuts sleeps short when a signal
+//! ([`crate::signals::SignalClock`]) also cuts sleeps short when a signal
 //! or a drain request arrives.
 
 use std::time::{Duration, Instant, SystemTime};

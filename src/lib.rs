@@ -11,11 +11,9 @@
 
 pub mod aws;
 pub mod clock;
-pub mod command;
 pub mod config;
-pub mod effects;
 pub mod env;
-pub mod http_hook;
+pub mod hooks;
 pub mod lb_health;
 pub mod lifecycle;
 pub mod logging;
@@ -23,4 +21,5 @@ pub mod metrics;
 pub mod preflight;
 pub mod signals;
 pub mod status;
+pub mod system;
 pub mod tcp_table;

@@ -15,15 +15,15 @@ use k8s_nlb_registrator_sidecar::aws::proxy::ProxySettings;
 use k8s_nlb_registrator_sidecar::aws::unsupported;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
-use k8s_nlb_registrator_sidecar::command;
 use k8s_nlb_registrator_sidecar::config::{self, Action};
-use k8s_nlb_registrator_sidecar::effects::{self, SystemEffects};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
+use k8s_nlb_registrator_sidecar::hooks::reaper;
 use k8s_nlb_registrator_sidecar::lifecycle::{Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use k8s_nlb_registrator_sidecar::logging;
 use k8s_nlb_registrator_sidecar::preflight;
-use k8s_nlb_registrator_sidecar::signals::{self, EventTimer};
+use k8s_nlb_registrator_sidecar::signals::{self, SignalClock};
 use k8s_nlb_registrator_sidecar::status::{self, Status};
+use k8s_nlb_registrator_sidecar::system::{self, SystemEffects};
 use std::sync::mpsc::channel;
 use std::time::{Duration, SystemTime};
 
@@ -91,7 +91,7 @@ fn try_main() -> i32 {
     }
     if std::process::id() == 1 {
         // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
-        if let Err(e) = command::start_reaper() {
+        if let Err(e) = reaper::start_reaper() {
             log::warn!("cannot start the reaper of orphaned hook processes: {e}");
         }
     }
@@ -130,14 +130,14 @@ fn try_main() -> i32 {
         // -check: report and exit; no status listener, nothing registered.
         drop(tx);
         let mut client = Client::new(transport, settings);
-        let mut clock = EventTimer::new(rx, SplitMix::seed_from_env());
+        let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
         let findings = preflight::gather(&cfg, &mut client, &mut clock);
         let report = preflight::report(&cfg, &findings);
         print!("{}", report.render());
         return report.exit_code();
     }
 
-    status.set_app_check(effects::lb_app_check(&cfg, transport.clone()));
+    status.set_app_check(system::lb_app_check(&cfg, transport.clone()));
     if let Some(addr) = &cfg.lb_health_addr {
         match status::start_lb_health(addr, status.clone()) {
             Ok(()) => {}
@@ -181,7 +181,7 @@ fn try_main() -> i32 {
         pod_ip: cfg.target_id.clone(),
     };
     let mut client = Client::new(transport, settings);
-    let mut clock = EventTimer::new(rx, SplitMix::seed_from_env());
+    let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
     let code = Lifecycle::new(&cfg, &mut client, &mut effects, &mut clock, &status).run();
     // The lifecycle has recorded its outcome in `status`: a /drain still
     // arriving, or still on its way in the event channel, is answered with it.

@@ -3,7 +3,7 @@
 //! SIGTERM and SIGINT are registered with signal-hook first thing in
 //! `main`, before any other thread starts; a small thread forwards each one
 //! into an mpsc channel, where the status listener's `/drain` requests
-//! arrive too. [`EventTimer`] is the program's [`Clock`]: its sleeps are
+//! arrive too. [`SignalClock`] is the program's [`Clock`]: its sleeps are
 //! `recv_timeout` on that channel, so an event cuts any wait short, and
 //! while the program is blocked it sleeps in the kernel (no polling, zero
 //! CPU). During shutdown the clock is *shielded*: events are still
@@ -73,17 +73,17 @@ pub fn forward_signals(
 
 /// The program's clock: real clock, SplitMix jitter, and sleeps that end
 /// early when an event arrives.
-pub struct EventTimer {
+pub struct SignalClock {
     rx: Receiver<Event>,
     pending: VecDeque<Event>,
     shielded: bool,
     rng: SplitMix,
 }
 
-impl EventTimer {
+impl SignalClock {
     /// A clock reading events from `rx`.
     pub fn new(rx: Receiver<Event>, seed: u64) -> Self {
-        EventTimer {
+        SignalClock {
             rx,
             pending: VecDeque::new(),
             shielded: false,
@@ -104,7 +104,7 @@ pub trait EventClock: Clock {
     fn set_shielded(&mut self, shielded: bool);
 }
 
-impl Clock for EventTimer {
+impl Clock for SignalClock {
     fn now(&self) -> Instant {
         Instant::now()
     }
@@ -149,7 +149,7 @@ impl Clock for EventTimer {
     }
 }
 
-impl EventClock for EventTimer {
+impl EventClock for SignalClock {
     fn take_event(&mut self) -> Option<Event> {
         if let Some(ev) = self.pending.pop_front() {
             return Some(ev);
@@ -198,7 +198,7 @@ mod tests {
     fn waits_last_their_time_when_no_event_can_come() {
         let (tx, rx) = channel::<Event>();
         drop(tx);
-        let mut t = EventTimer::new(rx, 1);
+        let mut t = SignalClock::new(rx, 1);
         let start = Instant::now();
         assert!(t.wait_event(Some(Duration::from_millis(50))).is_none());
         assert!(start.elapsed() >= Duration::from_millis(50), "no spin");
@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn events_cut_sleeps_short_unless_shielded() {
         let (tx, rx) = channel();
-        let mut t = EventTimer::new(rx, 1);
+        let mut t = SignalClock::new(rx, 1);
         let start = Instant::now();
         assert_eq!(t.sleep(Duration::from_millis(20)), Ok(()));
         assert!(start.elapsed() >= Duration::from_millis(20));

@@ -34,7 +34,9 @@
 //!
 //! Everything with effects is behind three traits ([`Elb`], [`Effects`],
 //! [`EventClock`]), so the transitions are unit-tested with fakes and a fake
-//! clock, without sleeping.
+//! clock, without sleeping. Their real implementations: the AWS
+//! [`Client`], [`SystemEffects`](crate::system::SystemEffects) and
+//! [`SignalClock`](crate::signals::SignalClock).
 //!
 //! This file holds the types, the run loop and the blocked state;
 //! `startup.rs` goes from waiting for the app to ready, `health.rs` polls
@@ -58,8 +60,8 @@ use crate::aws::elbv2::{Target, TargetGroup, TargetHealth};
 use crate::aws::error::Error;
 use crate::aws::http::Transport;
 use crate::clock::Clock;
-use crate::command::Outcome;
 use crate::config::{Config, Hook};
+use crate::hooks::Outcome;
 use crate::metrics::{self, Step, TargetState};
 use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
@@ -200,9 +202,10 @@ pub enum AppWait {
     TimedOut(String),
 }
 
-/// The lifecycle's other effects: hooks and waiting for the app.
+/// The lifecycle's other effects: hooks, waiting for the app and the TCP
+/// table; [`SystemEffects`](crate::system::SystemEffects) on the real system.
 pub trait Effects {
-    /// Runs a hook command.
+    /// Runs a hook (a command or an HTTP GET).
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome;
     /// Waits for `-wait-for-tcp` / `-wait-for-http` (returns at once when neither is set).
     ///

@@ -8,8 +8,8 @@ use crate::aws::client::Budget;
 use crate::aws::elbv2::{Target, TargetGroup};
 use crate::aws::error::Error;
 use crate::clock::Clock;
-use crate::command::Outcome;
 use crate::config::{Config, GroupRef, GroupSpec};
+use crate::hooks::Outcome;
 use crate::metrics::{Step, TargetState};
 use log::{error, info};
 

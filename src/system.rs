@@ -1,5 +1,7 @@
-//! The real [`Effects`]: hooks (commands, and HTTP GETs through
-//! [`http_hook`]) and waiting for the app.
+//! The real system behind the lifecycle: [`SystemEffects`] implements its
+//! [`Effects`] with real processes, sockets and `/proc` (hooks through
+//! [`hooks`], waiting for the app, the TCP table), where the lifecycle's
+//! tests use a fake.
 //!
 //! `-wait-for-tcp HOST:PORT` and `-wait-for-http URL` let a scratch image
 //! (where no command can run) hold the registration until the app listens
@@ -9,9 +11,8 @@
 use crate::aws::error::snippet;
 use crate::aws::http::{HttpRequest, Transport};
 use crate::clock::Clock;
-use crate::command::{self, Outcome};
-use crate::config::{Config, Hook, HookAction};
-use crate::http_hook;
+use crate::config::{Config, Hook};
+use crate::hooks::{self, HttpRoutes, Outcome};
 use crate::lb_health::{AppCheck, CHECK_TIMEOUT};
 use crate::lifecycle::{AppWait, Effects};
 use log::info;
@@ -20,8 +21,9 @@ use std::time::Duration;
 
 const APP_POLL: Duration = Duration::from_millis(500);
 
-/// Hooks through [`command::run`] and [`http_hook::run`]; app checks
-/// over TCP and `transport`.
+/// The lifecycle's [`Effects`] on the real system: hooks through
+/// [`hooks::run`], app checks over TCP and `transport`, the TCP table from
+/// `/proc`.
 pub struct SystemEffects<T: Transport> {
     /// Used for `-wait-for-http`, and HTTP hooks to other hosts.
     pub transport: T,
@@ -94,17 +96,12 @@ impl<T: Transport> SystemEffects<T> {
 
 impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome {
-        match &hook.action {
-            HookAction::Command(_) => command::run(hook, clock),
-            HookAction::Http(url) => {
-                let transport = if http_hook::is_pod_local(url, &self.pod_ip) {
-                    &self.direct
-                } else {
-                    &self.transport
-                };
-                http_hook::run(hook.name, url, hook.timeout, transport, clock)
-            }
-        }
+        let routes = HttpRoutes {
+            proxied: &self.transport,
+            direct: &self.direct,
+            pod_ip: &self.pod_ip,
+        };
+        hooks::run(hook, routes, clock)
     }
 
     fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait> {

@@ -1,4 +1,5 @@
-//! Hook commands: run a program, bounded in time.
+//! Command hooks (`-pre-register`, `-post-register`, `-post-deregister`):
+//! run a program, bounded in time.
 //!
 //! A FROM scratch image has no `/bin/sh`, so a plain command string is
 //! split into words by POSIX shell rules (quotes and backslashes, no
@@ -13,21 +14,18 @@
 //! cannot hold the shutdown hostage. Output is captured (up to 16 KiB per
 //! stream) and logged line by line after the command ends.
 //!
-//! In a scratch image the sidecar is its container's PID 1, so processes a
-//! hook leaves behind (a daemon it started, a double fork) become its
-//! children when they are orphaned, and their zombies stay unless it reaps
-//! them. [`start_reaper`] does, without ever collecting a hook's own exit
-//! status: a hook's child exists only while [`run`] holds the lock of
-//! `CHILDREN` (from spawn to its wait), and the reaper collects other
-//! children only while holding that lock.
+//! A hook's child exists only inside `reaper::while_hook_runs`, so the
+//! reaper of orphans (when the sidecar is PID 1) never takes its exit
+//! status.
 
+use super::{reaper, Outcome};
 use crate::clock::Clock;
 use crate::config::Hook;
 use log::{info, warn};
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Bytes of output kept per stream.
@@ -39,130 +37,6 @@ const POLL: Duration = Duration::from_millis(20);
 const OUTPUT_WAIT: Duration = Duration::from_millis(200);
 /// Time a process group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
-
-/// The process's children: the lock is held while a hook child exists,
-/// and counts completed hook runs (after each, orphans may be waiting).
-struct Children {
-    runs: Mutex<u64>,
-    done: Condvar,
-}
-
-static CHILDREN: Children = Children {
-    runs: Mutex::new(0),
-    done: Condvar::new(),
-};
-
-impl Children {
-    fn lock(&self) -> MutexGuard<'_, u64> {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Starts a thread that reaps orphaned processes, for when this process is
-/// PID 1 of its namespace (orphans are reparented to it). It sleeps in the
-/// kernel until a child is waitable, and while there is no child at all,
-/// until a hook has run.
-///
-/// # Errors
-/// The OS error if the thread cannot be started.
-pub fn start_reaper() -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("reaper".into())
-        .stack_size(256 * 1024)
-        .spawn(reap_forever)
-        .map(drop)
-}
-
-fn reap_forever() {
-    loop {
-        let runs_before = *CHILDREN.lock();
-        match wait_for_any_child() {
-            Ok(()) => {
-                let _hooks_done = CHILDREN.lock();
-                let n = reap_waiting_children();
-                if n > 0 {
-                    info!("reaped {n} orphaned process(es)");
-                }
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                // No children: none can appear before a hook runs.
-                let runs = CHILDREN.lock();
-                drop(CHILDREN.done.wait_while(runs, |runs| *runs == runs_before));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                warn!("reaping orphaned processes stopped: {e}");
-                return;
-            }
-        }
-    }
-}
-
-/// Blocks until some child has exited, without reaping it.
-#[allow(unsafe_code)]
-fn wait_for_any_child() -> std::io::Result<()> {
-    // SAFETY: siginfo_t is plain data, valid when zeroed; waitid(2) writes
-    // into it and has no other memory-safety preconditions.
-    let rc = unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Reaps every child that has exited; the caller holds [`CHILDREN`]'s lock,
-/// so none of them is a hook's. Returns how many.
-#[allow(unsafe_code)]
-fn reap_waiting_children() -> usize {
-    let mut reaped = 0;
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid(2) writes only into `status`, a valid c_int.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return reaped;
-        }
-        reaped += 1;
-    }
-}
-
-/// How a hook ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Exit status 0.
-    Success,
-    /// Non-zero exit or killed by a signal; the text says which.
-    Failed(String),
-    /// It ran past its timeout and was killed.
-    TimedOut,
-    /// A signal or drain request arrived; the command was killed.
-    Interrupted,
-    /// It could not be started (not found, not executable).
-    NotStarted(String),
-}
-
-impl Outcome {
-    /// Whether the command succeeded.
-    pub fn ok(&self) -> bool {
-        *self == Outcome::Success
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Outcome::Success => f.write_str("succeeded"),
-            Outcome::Failed(why) => write!(f, "failed: {why}"),
-            Outcome::TimedOut => f.write_str("timed out and was killed"),
-            Outcome::Interrupted => f.write_str("interrupted and killed"),
-            Outcome::NotStarted(why) => write!(f, "could not be started: {why}"),
-        }
-    }
-}
 
 fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -267,19 +141,14 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Runs a hook to completion, timeout, or interruption by an event the
-/// `clock` reports (its sleep returns `Interrupted`).
+/// Runs a command hook to completion, timeout, or interruption by an
+/// event the `clock` reports (its sleep returns `Interrupted`).
 pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
-    // Held until the child is reaped, so the reaper cannot take its status.
-    let mut runs = CHILDREN.lock();
-    let outcome = run_locked(hook, clock);
-    *runs += 1;
-    drop(runs);
-    CHILDREN.done.notify_all();
-    outcome
+    // From spawn to wait, so the reaper cannot take the child's status.
+    reaper::while_hook_runs(|| run_child(hook, clock))
 }
 
-fn run_locked(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
+fn run_child(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     use std::os::unix::process::CommandExt;
     let Some((program, args)) = hook.argv().split_first() else {
         return Outcome::NotStarted("empty command".into());
@@ -411,7 +280,7 @@ mod tests {
     fn the_reaper_never_takes_a_hooks_exit_status() {
         // The reaper sees every child of this process exit; hooks must
         // still get their own statuses, every time.
-        start_reaper().unwrap();
+        reaper::start_reaper().unwrap();
         let mut t = Wall { interrupt_at: None };
         for _ in 0..30 {
             assert_eq!(

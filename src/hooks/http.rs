@@ -14,10 +14,10 @@
 //! (the target id) always goes direct; any other host follows the proxy
 //! variables like every other request ([`crate::aws::proxy`]).
 
+use super::Outcome;
 use crate::aws::error::{redact_url, snippet, Error, TransportKind};
 use crate::aws::http::{is_local_url, HttpRequest, Transport};
 use crate::clock::Clock;
-use crate::command::Outcome;
 use log::{info, warn};
 use std::net::IpAddr;
 use std::sync::mpsc::{channel, TryRecvError};
