@@ -13,7 +13,10 @@
 //! call's deadline: its timeout is cut to the time left (`Bounded`),
 //! so a held STS or metadata endpoint cannot stretch a shutdown past
 //! `-deregister-timeout`. The one attempt always made, even past the
-//! deadline, gets [`MIN_CALL_TIMEOUT`].
+//! deadline, gets [`MIN_CALL_TIMEOUT`]. And one attempt, credentials fetch
+//! (metadata, STS, AssumeRole) and call together, takes at most one
+//! [`CALL_TIMEOUT`]: a request on the wire when a signal comes delays the
+//! deregistration by that much at most, whatever it had to fetch first.
 
 use super::credentials::assume_role::{Role, RoleLayer, Upstream};
 use super::credentials::{providers, select_source, Cache, Credentials, Source};
@@ -36,6 +39,15 @@ pub use super::query::WithId;
 /// signed request), even when the deadline is closer (or past, for the one
 /// attempt always made).
 pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The instant one attempt that starts at `started` must end by: one
+/// [`CALL_TIMEOUT`] for everything it sends (credentials included), cut to
+/// the `deadline`, but never less than [`MIN_CALL_TIMEOUT`].
+pub fn attempt_until(deadline: Instant, started: Instant) -> Instant {
+    deadline
+        .min(started + CALL_TIMEOUT)
+        .max(started + MIN_CALL_TIMEOUT)
+}
 
 /// How long and how often a call may be tried.
 #[derive(Debug, Clone, Copy)]
@@ -326,8 +338,7 @@ impl<T: Transport> Client<T> {
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
     /// or an event interrupts a backoff sleep. Each attempt's requests must
-    /// end by the instant `op` is given: the deadline, or
-    /// [`MIN_CALL_TIMEOUT`] after the attempt starts when that is later.
+    /// end by the instant `op` is given ([`attempt_until`]).
     /// With `signed`, an answer to `action` itself that says our clock is
     /// off (see [`skew`]) sets the clock offset and is signed again once at
     /// once, and an expired-credentials answer drops the cached credentials
@@ -348,8 +359,8 @@ impl<T: Transport> Client<T> {
             // shutdown that spent its budget on one target group still sends
             // one DeregisterTargets for each of the others.
             attempts += 1;
-            let until = budget.deadline.max(clock.now() + MIN_CALL_TIMEOUT);
             let started = clock.now();
+            let until = attempt_until(budget.deadline, started);
             let result = op(self, clock, until);
             if signed {
                 record_request(
@@ -1292,6 +1303,37 @@ mod tests {
         assert_eq!(e, Error::Interrupted);
         assert_eq!(transport.seen.borrow().len(), 1);
         assert_eq!(clock.elapsed(), CALL_TIMEOUT, "one request timeout");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_call_that_must_fetch_credentials_first_takes_one_request_timeout_in_all() {
+        // No cached credentials: the web identity fetch (STS, 9 s to
+        // answer), then the call itself (held) share one request timeout,
+        // so a signal that comes meanwhile waits 10 s at most.
+        let (source, dir) = web_identity("call-with-fetch");
+        let (mut clock, transport) = timed::pair(vec![(Duration::from_secs(9), STS_4_MIN)]);
+        // Every backoff sleep is cut short by an event.
+        clock.interrupt_after = Some(0);
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget {
+            deadline: clock.now() + Duration::from_secs(30),
+            max_attempts: 3,
+        };
+        let targets = target();
+        let action = DescribeTargetHealth {
+            arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/tg/1",
+            targets: &targets,
+        };
+        let e = c.call(&action, budget, &mut clock).unwrap_err();
+        assert_eq!(e, Error::Interrupted);
+        let timeouts: Vec<Duration> = transport.seen.borrow().iter().map(|s| s.1).collect();
+        assert_eq!(
+            timeouts,
+            [CALL_TIMEOUT, Duration::from_secs(1)],
+            "the call gets what the credentials fetch left"
+        );
+        assert_eq!(clock.elapsed(), CALL_TIMEOUT, "one request timeout in all");
         std::fs::remove_dir_all(&dir).ok();
     }
 
