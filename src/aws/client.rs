@@ -17,10 +17,10 @@
 
 use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
-use super::error::{is_expired_credentials, is_retryable, Error, TransportKind};
+use super::error::{is_expired_credentials, is_retryable, is_throttling, Error, TransportKind};
 use super::http::{HttpRequest, HttpResponse, Transport};
 use super::query::{self, Action, Service, CALL_TIMEOUT};
-use super::retry::Backoff;
+use super::retry::{Adaptive, Backoff, Bucket};
 use super::sign::{sign, ToSign};
 use super::skew::{self, Offset};
 use crate::clock::Clock;
@@ -34,6 +34,10 @@ pub use super::query::WithId;
 /// signed request), even when the deadline is closer (or past, for the one
 /// attempt always made).
 pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A throttled call retries within the time left to its deadline when its
+/// paced slot would fall past it, as long as this much is left.
+const MIN_PACED_LEFT: Duration = Duration::from_secs(1);
 
 /// How long and how often a call may be tried.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +110,10 @@ pub struct Client<T: Transport> {
     /// The last signed answer's `Date` header (AWS's time) and our
     /// wall-clock time when it arrived.
     last_date: Option<(std::time::SystemTime, std::time::SystemTime)>,
+    /// Pacing of the `Describe*` calls after throttling answers.
+    describe: Adaptive,
+    /// Pacing of RegisterTargets / DeregisterTargets after throttling answers.
+    mutating: Adaptive,
 }
 
 impl<T: Transport> Client<T> {
@@ -118,6 +126,26 @@ impl<T: Transport> Client<T> {
             backoff: Backoff::default(),
             clock_offset: Offset::default(),
             last_date: None,
+            describe: Adaptive::default(),
+            mutating: Adaptive::default(),
+        }
+    }
+
+    /// The pacing state of the ELBv2 bucket `bucket` (`None` for
+    /// [`Bucket::Other`]).
+    pub fn adaptive(&self, bucket: Bucket) -> Option<&Adaptive> {
+        match bucket {
+            Bucket::Describe => Some(&self.describe),
+            Bucket::Mutating => Some(&self.mutating),
+            Bucket::Other => None,
+        }
+    }
+
+    fn adaptive_mut(&mut self, bucket: Bucket) -> Option<&mut Adaptive> {
+        match bucket {
+            Bucket::Describe => Some(&mut self.describe),
+            Bucket::Mutating => Some(&mut self.mutating),
+            Bucket::Other => None,
         }
     }
 
@@ -179,7 +207,11 @@ impl<T: Transport> Client<T> {
         result
     }
 
-    /// Sends `action`, signed, retrying within `budget`.
+    /// Sends `action`, signed, retrying within `budget`. After a throttling
+    /// answer in its bucket a `Describe*` call first waits for its slot
+    /// ([`Adaptive::send_delay`], never past the deadline); a
+    /// RegisterTargets or DeregisterTargets goes at once (a shutdown never
+    /// waits for a slot before its first try).
     ///
     /// # Errors
     /// The AWS error (e.g. `TargetGroupNotFound`), a transport or
@@ -191,7 +223,25 @@ impl<T: Transport> Client<T> {
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
         let form = action.form();
+        let bucket = Bucket::of(A::NAME);
+        if bucket == Bucket::Describe {
+            let now = clock.now();
+            let wait = self.describe.send_delay(now, clock.random());
+            let wait = wait.min(budget.deadline.saturating_duration_since(now));
+            if !wait.is_zero() {
+                debug!(
+                    "{}: waiting {} ms for this pod's slot after throttling",
+                    A::NAME,
+                    wait.as_millis()
+                );
+                clock.sleep(wait).map_err(|_| Error::Interrupted)?;
+            }
+        }
         self.retrying(A::NAME, true, budget, clock, |c, clock, until| {
+            let now = clock.now();
+            if let Some(a) = c.adaptive_mut(bucket) {
+                a.on_send(now);
+            }
             let resp = c.send_signed(A::NAME, A::SERVICE, &form, until, clock)?;
             A::parse_response(resp.status, &resp.body)
         })
@@ -265,7 +315,13 @@ impl<T: Transport> Client<T> {
             attempts += 1;
             let until = budget.deadline.max(clock.now() + MIN_CALL_TIMEOUT);
             let err = match op(self, clock, until) {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    let now = clock.now();
+                    if let Some(a) = self.adaptive_mut(Bucket::of(action)) {
+                        a.on_success(now);
+                    }
+                    return Ok(r);
+                }
                 Err(e) => e,
             };
             // ExpiredToken in the answer to a signed call means our cached
@@ -302,10 +358,32 @@ impl<T: Transport> Client<T> {
                 retried_expired = true;
                 continue;
             }
+            // A throttling answer cuts this bucket's rate: the retry waits
+            // for a slot of the cut rate instead of the short backoff.
+            let throttled = is_throttling(&err);
+            let now = clock.now();
+            let paced = match self.adaptive_mut(Bucket::of(action)) {
+                Some(a) if throttled => {
+                    a.on_throttle(now);
+                    Some(a.clone())
+                }
+                _ => None,
+            };
             if !is_retryable(&err) || attempts >= budget.max_attempts {
                 return Err(err);
             }
-            let delay = self.backoff.delay(attempts - 1, clock.random());
+            let random = clock.random();
+            let mut delay = match &paced {
+                Some(a) => a.retry_delay(random),
+                None => self.backoff.delay(attempts - 1, random),
+            };
+            // A throttled call whose slot falls past the deadline retries
+            // within the time left instead (a deregistration must get
+            // through the bucket before its deadline, not give up early).
+            let left = budget.deadline.saturating_duration_since(now);
+            if paced.is_some() && now + delay >= budget.deadline && left >= MIN_PACED_LEFT {
+                delay = left.mul_f64(random.clamp(0.0, 0.9));
+            }
             if clock.now() + delay >= budget.deadline {
                 return Err(Error::Deadline {
                     action: action.to_owned(),
@@ -449,9 +527,11 @@ mod tests {
             id.request_id.as_deref(),
             Some("f9a1e3a7-f3a9-11e5-ae48-cff02092876b")
         );
+        // Throttling: a slot of the cut rate (0.5 calls/s: 0.5 × 4 s); the
+        // 503: the short backoff (0.5 × 400 ms).
         assert_eq!(
             t.slept,
-            vec![Duration::from_millis(100), Duration::from_millis(200)]
+            vec![Duration::from_secs(2), Duration::from_millis(200)]
         );
         let seen = s.seen.borrow();
         assert_eq!(seen.len(), 3);
@@ -467,6 +547,63 @@ mod tests {
         assert!(
             body.starts_with("Action=RegisterTargets&Version=2015-12-01&TargetGroupArn=arn%3Atg")
         );
+    }
+
+    const HEALTH: &[u8] = include_bytes!("../../tests/data/describe_target_health.xml");
+
+    #[test]
+    fn throttling_paces_its_bucket_only() {
+        let s = Scripted::new([
+            status(400, THROTTLED),
+            ok(HEALTH),
+            ok(REGISTERED),
+            ok(HEALTH),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let budget = Budget::until(t.now() + Duration::from_secs(60));
+        let health = DescribeTargetHealth {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        c.call(&health, budget, &mut t).unwrap();
+        assert_eq!(t.slept, vec![Duration::from_secs(2)]);
+        assert_eq!(c.adaptive(Bucket::Describe).unwrap().throttles(), 1);
+        // The mutating bucket was not throttled: RegisterTargets goes at once.
+        let reg = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        c.call(&reg, budget, &mut t).unwrap();
+        assert_eq!(t.slept.len(), 1);
+        assert_eq!(c.adaptive(Bucket::Mutating).unwrap().throttles(), 0);
+        // The next Describe waits for the rest of its slot after the last send.
+        c.call(&health, budget, &mut t).unwrap();
+        assert_eq!(t.slept.len(), 2);
+        assert!(t.slept[1] > Duration::ZERO && t.slept[1] < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn throttled_deregistration_retries_within_its_deadline() {
+        let s = Scripted::new(
+            (0..40)
+                .map(|_| status(400, THROTTLED))
+                .chain([ok(REGISTERED)]),
+        );
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let deadline = t.now() + Duration::from_secs(20);
+        let dereg = DeregisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        let e = c.call(&dereg, Budget::until(deadline), &mut t).unwrap_err();
+        assert!(matches!(e, Error::Deadline { .. }), "{e:?}");
+        // Slots of 2, 4, 8 s...; then the rest within the time left, never past it.
+        assert_eq!(&t.slept[..3], &[2, 4, 8].map(Duration::from_secs));
+        assert!(t.elapsed < Duration::from_secs(20));
+        assert!(t.elapsed > Duration::from_secs(18), "{:?}", t.slept);
+        assert!(s.seen.borrow().len() < 10, "{}", s.seen.borrow().len());
     }
 
     #[test]

@@ -284,6 +284,12 @@ pub fn is_retryable(err: &Error) -> bool {
     }
 }
 
+/// Whether AWS answered with a throttling code (`Throttling`, ...): its
+/// token bucket for this account is empty.
+pub fn is_throttling(err: &Error) -> bool {
+    matches!(err, Error::Aws { error, .. } if THROTTLING_CODES.contains(&error.code.as_str()))
+}
+
 /// Whether the error says the credentials used have expired (refresh, then retry).
 ///
 /// Not `RequestExpired`: that is the request's timestamp, more than 15
