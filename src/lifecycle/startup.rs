@@ -182,9 +182,12 @@ fn registration(
     spec: &GroupSpec,
     found: &[TargetGroup],
 ) -> Result<Registration, Error> {
-    let (label, arn) = match &spec.group {
-        GroupRef::Arn(arn) => (arn.clone(), arn.clone()),
-        GroupRef::Name(name) => (name.clone(), ip_group_arn(name, found)?),
+    let (label, arn, pace) = match &spec.group {
+        GroupRef::Arn(arn) => (arn.clone(), arn.clone(), None),
+        GroupRef::Name(name) => {
+            let group = ip_group(name, found)?;
+            (name.clone(), group.arn.clone(), group.health_pace())
+        }
     };
     Ok(Registration {
         label,
@@ -195,11 +198,13 @@ fn registration(
             availability_zone: cfg.availability_zone.clone(),
         },
         state: RegistrationState::NotSent,
+        pace,
+        registered_at: None,
     })
 }
 
-/// The ARN of the group named `name` in `found`, which must take IP targets.
-fn ip_group_arn(name: &str, found: &[TargetGroup]) -> Result<String, Error> {
+/// The group named `name` in `found`, which must take IP targets.
+fn ip_group<'a>(name: &str, found: &'a [TargetGroup]) -> Result<&'a TargetGroup, Error> {
     let group = found.iter().find(|g| g.name == name).ok_or_else(|| {
         Error::Config(format!(
             "target group {name:?} was not in the DescribeTargetGroups answer"
@@ -209,7 +214,7 @@ fn ip_group_arn(name: &str, found: &[TargetGroup]) -> Result<String, Error> {
         Some(tt) if tt != "ip" => Err(Error::Config(format!(
             "target group {name} has target type {tt}; this sidecar registers pod IPs in ip target groups"
         ))),
-        _ => Ok(group.arn.clone()),
+        _ => Ok(group),
     }
 }
 
@@ -232,6 +237,7 @@ impl Registration {
                     id.as_deref().unwrap_or("-")
                 );
                 self.state = RegistrationState::Registered;
+                self.registered_at = Some(clock.now());
                 Ok(())
             }
             Err(e) => {

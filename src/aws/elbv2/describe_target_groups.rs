@@ -42,10 +42,24 @@ impl Action for DescribeTargetGroups<'_> {
                     .map(|e| e.text.trim().to_owned())
                     .filter(|s| !s.is_empty())
                     .collect(),
+                health_check_interval_seconds: count_at(m, "HealthCheckIntervalSeconds")?,
+                healthy_threshold_count: count_at(m, "HealthyThresholdCount")?,
                 arn,
             });
         }
         Ok(groups)
+    }
+}
+
+/// A positive whole number at `name`, if present: an error when it is
+/// something else.
+fn count_at(m: &Element, name: &str) -> Result<Option<u32>, String> {
+    match m.text_at(&[name]) {
+        None => Ok(None),
+        Some(t) => match t.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!("{name} is not a positive whole number: {t:?}")),
+        },
     }
 }
 
@@ -81,6 +95,27 @@ mod tests {
         assert_eq!(g.target_type.as_deref(), Some("ip"));
         assert!(g.arn.ends_with("targetgroup/my-targets/73e2d6bc24d8a067"));
         assert_eq!(g.load_balancer_arns.len(), 1);
+        assert_eq!(g.health_check_interval_seconds, Some(30));
+        assert_eq!(g.healthy_threshold_count, Some(3));
+        let (earliest, interval) = g.health_pace().unwrap();
+        assert_eq!(earliest, std::time::Duration::from_secs(90));
+        assert_eq!(interval, std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn health_check_settings_are_optional_but_checked() {
+        let body = |interval: &str| {
+            format!(
+                "<DescribeTargetGroupsResponse><DescribeTargetGroupsResult><TargetGroups><member>\
+                 <TargetGroupArn>arn:tg</TargetGroupArn>{interval}\
+                 </member></TargetGroups></DescribeTargetGroupsResult></DescribeTargetGroupsResponse>"
+            )
+        };
+        let g = DescribeTargetGroups::parse_response(200, body("").as_bytes()).unwrap();
+        assert_eq!(g.value[0].health_check_interval_seconds, None);
+        assert_eq!(g.value[0].health_pace(), None);
+        let bad = "<HealthCheckIntervalSeconds>-5</HealthCheckIntervalSeconds>";
+        assert!(DescribeTargetGroups::parse_response(200, body(bad).as_bytes()).is_err());
     }
 
     #[test]

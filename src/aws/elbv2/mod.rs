@@ -54,6 +54,23 @@ pub struct TargetGroup {
     pub target_type: Option<String>,
     /// Load balancers that forward to it.
     pub load_balancer_arns: Vec<String>,
+    /// `HealthCheckIntervalSeconds`: seconds between two health checks of a target.
+    pub health_check_interval_seconds: Option<u32>,
+    /// `HealthyThresholdCount`: consecutive passing checks before a target is healthy.
+    pub healthy_threshold_count: Option<u32>,
+}
+
+impl TargetGroup {
+    /// The earliest a new target can be healthy, `HealthyThresholdCount ×
+    /// HealthCheckIntervalSeconds` after its registration, and the interval
+    /// between two of its health checks; `None` when the group did not say.
+    pub fn health_pace(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        let interval =
+            std::time::Duration::from_secs(u64::from(self.health_check_interval_seconds?));
+        let threshold = self.healthy_threshold_count?;
+        (!interval.is_zero() && threshold > 0)
+            .then(|| (interval.saturating_mul(threshold), interval))
+    }
 }
 
 /// A target's health state (`TargetHealth/State`).
