@@ -129,9 +129,9 @@ impl State {
         <HealthCheckProtocol>TCP</HealthCheckProtocol>
         <HealthCheckPort>traffic-port</HealthCheckPort>
         <HealthCheckEnabled>true</HealthCheckEnabled>
-        <HealthCheckIntervalSeconds>30</HealthCheckIntervalSeconds>
+        <HealthCheckIntervalSeconds>{interval}</HealthCheckIntervalSeconds>
         <HealthCheckTimeoutSeconds>10</HealthCheckTimeoutSeconds>
-        <HealthyThresholdCount>5</HealthyThresholdCount>
+        <HealthyThresholdCount>{threshold}</HealthyThresholdCount>
         <UnhealthyThresholdCount>2</UnhealthyThresholdCount>
         <LoadBalancerArns>
           <member>{LOAD_BALANCER_ARN}</member>
@@ -141,7 +141,9 @@ impl State {
       </member>",
                 arn = xml_escape(&g.arn),
                 name = xml_escape(&g.name),
-                port = g.port
+                port = g.port,
+                interval = self.health_check.0,
+                threshold = self.health_check.1,
             ));
         }
         xml.push_str("\n    </TargetGroups>\n  ");
@@ -163,6 +165,7 @@ impl State {
             t.az = spec.az;
         } else {
             g.targets.push(Target {
+                registered_at: Instant::now(),
                 id: spec.id.clone(),
                 port,
                 sent_port: spec.port,
@@ -417,6 +420,15 @@ impl State {
                     seq.next = seq.next.saturating_add(1);
                     let (s, r) = seq.states[i].clone();
                     return (s, r, az);
+                }
+            }
+            if let Some(after) = self.healthy_after {
+                if t.registered_at.elapsed() < after {
+                    return (
+                        "initial".into(),
+                        Some("Elb.RegistrationInProgress".into()),
+                        az,
+                    );
                 }
             }
             return ("healthy".into(), None, az);

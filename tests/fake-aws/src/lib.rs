@@ -41,7 +41,7 @@ pub mod time;
 pub mod wire;
 
 pub use client::{http_request, read_response, write_request, HttpResponse};
-pub use server::{FakeAws, Fault, Recorded};
+pub use server::{FakeAws, Fault, RateLimits, Recorded};
 pub use sigv4::{canonical_request, sign_for_test, sigv4_signature, string_to_sign, TestSigner};
 pub use time::{format_amz_date, parse_amz_date, rfc3339};
 pub use wire::{form_encode, json_text, parse_form, xml_text, xml_texts};
