@@ -18,7 +18,9 @@
 //! failing test.
 //!
 //! Beside the fake, [`process`] runs the sidecar binary against it: a
-//! controlled environment, captured output, real signals, a kill on drop.
+//! controlled environment, captured output, real signals, a kill on drop;
+//! [`fleet`] runs many of them at once against one fake with ELBv2's
+//! token buckets.
 //!
 //! Modules follow the parts of the fake: [`server`] is the handle tests hold,
 //! `state` (with `elbv2` and `credentials`) the ELBv2, STS, container and
@@ -31,6 +33,7 @@
 pub mod client;
 mod credentials;
 mod elbv2;
+pub mod fleet;
 mod http;
 pub mod process;
 mod routes;
