@@ -599,8 +599,9 @@ mod tests {
         };
         let e = c.call(&dereg, Budget::until(deadline), &mut t).unwrap_err();
         assert!(matches!(e, Error::Deadline { .. }), "{e:?}");
-        // Slots of 2, 4, 8 s...; then the rest within the time left, never past it.
-        assert_eq!(&t.slept[..3], &[2, 4, 8].map(Duration::from_secs));
+        // Slots of 2 and 4 s, then of the lowest rate (random 0.5: 5 s); then
+        // within the time left, never past it.
+        assert_eq!(&t.slept[..3], &[2, 4, 5].map(Duration::from_secs));
         assert!(t.elapsed < Duration::from_secs(20));
         assert!(t.elapsed > Duration::from_secs(18), "{:?}", t.slept);
         assert!(s.seen.borrow().len() < 10, "{}", s.seen.borrow().len());

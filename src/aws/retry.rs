@@ -17,7 +17,7 @@
 //! one busy client; a sidecar sends a handful of calls in its whole life, so
 //! its pace must be set by the fleet it is part of: the rate starts at one
 //! call a second at the first throttling answer, halves on each further
-//! one (down to one call in 10 s), and a retry after a throttling answer
+//! one (down to one call in 5 s), and a retry after a throttling answer
 //! waits `random[0,1) × 2 / rate` (a mean of one slot), so 100 pods
 //! throttled together spread their retries over seconds, not milliseconds.
 //! ELBv2 keeps one bucket for `Describe*` and one for the mutating calls
@@ -106,8 +106,8 @@ const START_RATE: f64 = 1.0;
 /// The rate is multiplied by this on each throttling answer (CUBIC's β; the
 /// SDKs use 0.7 on a measured rate, we cut harder from an assumed one).
 const BETA: f64 = 0.5;
-/// Lowest rate: one call in 10 s (a retry waits at most 20 s).
-const MIN_RATE: f64 = 0.1;
+/// Lowest rate: one call in 5 s (a retry waits at most 10 s).
+const MIN_RATE: f64 = 0.2;
 /// Highest rate the recovery reaches.
 const MAX_RATE: f64 = 10.0;
 /// CUBIC's scale constant, in calls/s per s³: back at the rate of the last
@@ -275,13 +275,13 @@ mod tests {
         a.on_throttle(t0);
         assert!((a.rate().unwrap() - 0.25).abs() < 1e-9);
         assert_eq!(a.retry_delay(1.0), secs(8.0));
-        // Many more: never below one call in 10 s.
+        // Many more: never below one call in 5 s.
         for _ in 0..10 {
             a.on_throttle(t0);
         }
         assert_eq!(a.rate(), Some(MIN_RATE));
-        assert_eq!(a.retry_delay(1.0), secs(20.0));
-        assert_eq!(a.retry_delay(f64::NAN), secs(20.0));
+        assert_eq!(a.retry_delay(1.0), secs(10.0));
+        assert_eq!(a.retry_delay(f64::NAN), secs(10.0));
         assert_eq!(a.throttles(), 12);
     }
 
