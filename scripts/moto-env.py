@@ -12,8 +12,11 @@ requests (even GET /) do: probe readiness with /moto-api/.
 Modes:
   resources (default): a VPC, two subnets, a network load balancer and one IP
       target group (TCP) per --target-group NAME:PORT, each with a TCP listener.
-      Prints {"vpc_id", "subnet_ids", "load_balancer_arn", "target_groups":
-      {NAME: {"arn", "port", "listener_arn"}}, "calls"}.
+      Prints {"vpc_id", "subnet_ids", "load_balancer_arn", "load_balancer_type",
+      "target_groups": {NAME: {"arn", "port", "listener_arn"}}, "calls"}.
+      With --alb: an application load balancer (with a security group) instead,
+      and each IP target group is HTTP (health check GET --health-check-path,
+      matcher 200) with an HTTP listener on PORT.
   --iam-user NAME: an IAM user with an attached managed policy allowing
       elasticloadbalancing:* (or the actions of --iam-actions A,B,...) and an
       access key. Prints {"user", "policy_arn", "access_key_id",
@@ -119,7 +122,7 @@ def create_iam_user(env, user, actions):
     }
 
 
-def create_resources(env, lb_name, target_groups):
+def create_resources(env, lb_name, target_groups, alb=False, health_check_path="/"):
     ec2 = env.client("ec2")
     elbv2 = env.client("elbv2")
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -129,23 +132,34 @@ def create_resources(env, lb_name, target_groups):
         )["Subnet"]["SubnetId"]
         for cidr, zone in (("10.0.1.0/24", "a"), ("10.0.2.0/24", "b"))
     ]
-    lb = elbv2.create_load_balancer(
-        Name=lb_name, Subnets=subnet_ids, Type="network", Scheme="internal"
-    )["LoadBalancers"][0]
+    lb_args = {"Name": lb_name, "Subnets": subnet_ids, "Scheme": "internal"}
+    if alb:
+        # An ALB takes security groups (an NLB may too, but needs none).
+        sg_id = ec2.create_security_group(
+            GroupName=f"{lb_name}-sg", Description="ALB", VpcId=vpc_id
+        )["GroupId"]
+        lb_args.update(Type="application", SecurityGroups=[sg_id])
+    else:
+        lb_args.update(Type="network")
+    lb = elbv2.create_load_balancer(**lb_args)["LoadBalancers"][0]
     lb_arn = lb["LoadBalancerArn"]
+    protocol = "HTTP" if alb else "TCP"
     groups = {}
     for name, port in target_groups:
-        tg = elbv2.create_target_group(
-            Name=name,
-            Protocol="TCP",
-            Port=port,
-            VpcId=vpc_id,
-            TargetType="ip",
-            HealthCheckProtocol="TCP",
-        )["TargetGroups"][0]
+        tg_args = {
+            "Name": name,
+            "Protocol": protocol,
+            "Port": port,
+            "VpcId": vpc_id,
+            "TargetType": "ip",
+            "HealthCheckProtocol": protocol,
+        }
+        if alb:
+            tg_args.update(HealthCheckPath=health_check_path, Matcher={"HttpCode": "200"})
+        tg = elbv2.create_target_group(**tg_args)["TargetGroups"][0]
         listener = elbv2.create_listener(
             LoadBalancerArn=lb_arn,
-            Protocol="TCP",
+            Protocol=protocol,
             Port=port,
             DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
         )["Listeners"][0]
@@ -158,6 +172,7 @@ def create_resources(env, lb_name, target_groups):
         "vpc_id": vpc_id,
         "subnet_ids": subnet_ids,
         "load_balancer_arn": lb_arn,
+        "load_balancer_type": lb.get("Type", "application" if alb else "network"),
         "target_groups": groups,
     }
 
@@ -228,7 +243,21 @@ def main():
         type=parse_target_group,
         help="IP target group (TCP) to create, with a TCP listener on PORT; repeatable",
     )
-    p.add_argument("--lb-name", default="sidecar-nlb", help="name of the network load balancer")
+    p.add_argument(
+        "--lb-name",
+        help="name of the load balancer (default: sidecar-nlb, with --alb sidecar-alb)",
+    )
+    p.add_argument(
+        "--alb",
+        action="store_true",
+        help="an application load balancer with HTTP target groups and HTTP listeners "
+        "instead of the network load balancer with TCP ones",
+    )
+    p.add_argument(
+        "--health-check-path",
+        default="/",
+        help="with --alb: the HTTP health check path of the target groups (default: %(default)s)",
+    )
     p.add_argument("--iam-user", metavar="NAME", help="create an IAM user, policy and access key")
     p.add_argument(
         "--iam-actions",
@@ -280,7 +309,12 @@ def main():
             if args.iam_user:
                 out.update(create_iam_user(env, args.iam_user, args.iam_actions.split(",")))
             if args.target_group:
-                out.update(create_resources(env, args.lb_name, args.target_group))
+                lb_name = args.lb_name or ("sidecar-alb" if args.alb else "sidecar-nlb")
+                out.update(
+                    create_resources(
+                        env, lb_name, args.target_group, args.alb, args.health_check_path
+                    )
+                )
             out["calls"] = env.calls
     except botocore.exceptions.ClientError as e:
         err = e.response.get("Error", {})

@@ -11,7 +11,8 @@
      the examples agree with each other and with the sidecar's CLI (cross_checks
      below): $(VAR) order in env, named ports, probe and preStop wiring of the status
      port, grace period vs -wait-drained-timeout, known sidecar flags, IAM resources vs
-     target group name, IRSA subject vs ServiceAccount.
+     target group name, IRSA subject vs ServiceAccount, the cross-account (-role-arn)
+     documents: trust in the IRSA role with an ExternalId, two distinct accounts.
 
 Run as `python3 scripts/validate_manifests.py` (tests/manifests.rs does, with
 NLB_SIDECAR_BIN set: the sidecar's flags are then read from its -h).
@@ -152,6 +153,7 @@ def problem(where, msg):
 FLAGS = {
     "target-group-name": "value", "target-group-arn": "value", "target-id": "value",
     "target-port": "value", "target-availability-zone": "value", "region": "value",
+    "role-arn": "value", "role-external-id": "value", "role-session-name": "value",
     "wait-in-service": "bool", "wait-in-service-timeout": "duration",
     "health-poll-interval": "duration", "deregister-timeout": "duration",
     "register-timeout": "duration",
@@ -161,6 +163,7 @@ FLAGS = {
     "post-deregister-command": "value", "post-deregister-timeout": "duration",
     "status-addr": "value", "wait-for-tcp": "value", "wait-for-http": "value",
     "wait-for-timeout": "duration", "log-level": "value",
+    "drain-quiet-period": "duration", "lb-health-addr": "value",
 }
 FLAG_ENVS = {}
 
@@ -178,7 +181,7 @@ def read_flags():
             name, takes = m.group(1), m.group(2)
             if name == "help":
                 continue
-            FLAGS[name] = ("value" if takes else "bool") if not re.search(r"(timeout|interval)$", name) else "duration"
+            FLAGS[name] = ("value" if takes else "bool") if not re.search(r"(timeout|interval|period)$", name) else "duration"
         if "target-group-name" not in FLAGS:
             print(f"validate-manifests: cannot read the flags from {os.environ['NLB_SIDECAR_BIN']} -h",
                   file=sys.stderr)
@@ -385,6 +388,15 @@ def check_sidecar(where, spec, c, init):
     if host.strip("[]") in ("127.0.0.1", "localhost", "::1"):
         problem(w, f"status address {addr} is loopback: kubelet probes come from the node")
     status_port = int(port)
+    # /lb-health alone, for the target group's health check from the VPC: a
+    # port of its own, reachable from outside the pod.
+    lb = flags.get("lb-health-addr")
+    if lb:
+        lb_host, _, lb_port = lb.rpartition(":")
+        if lb_host.strip("[]") in ("127.0.0.1", "localhost", "::1"):
+            problem(w, f"lb-health address {lb} is loopback: the load balancer's health checks come from the VPC")
+        if lb_port.isdigit() and int(lb_port) == status_port:
+            problem(w, "lb-health address on the status port: it needs a port of its own")
     probes = {}
     for name, h in handlers(c):
         if "httpGet" in h:
@@ -414,8 +426,12 @@ def check_sidecar(where, spec, c, init):
         problem(w, "no app container has a preStop httpGet /drain on the status port")
     grace = spec.get("terminationGracePeriodSeconds", 30)
     need = 0.0
-    if flags.get("wait-drained", "false").lower() in ("1", "t", "true"):
+    quiet = flags.get("drain-quiet-period")
+    if flags.get("wait-drained", "false").lower() in ("1", "t", "true") or quiet:
+        # -wait-drained-timeout bounds both waits after the deregistration.
         need += seconds(flags.get("wait-drained-timeout", "5m"))
+    if quiet and seconds(quiet) >= seconds(flags.get("wait-drained-timeout", "5m")):
+        problem(w, f"-drain-quiet-period {quiet} can never end within -wait-drained-timeout")
     need += 1.0
     if grace <= need:
         problem(w, f"terminationGracePeriodSeconds {grace} leaves no time for the app after "
@@ -552,6 +568,66 @@ def cross_checks():
             sa = cond.get("aws:RequestTag/kubernetes-service-account")
             if (ns or sa) and (ns, sa) not in service_accounts:
                 problem(path, f"session tag conditions name {ns}/{sa}, not a ServiceAccount in examples/")
+
+    # Cross-account (-role-arn): the networking account's role (its permissions and
+    # its trust in the workload role, with an ExternalId), and the workload role's
+    # permission to assume it. The networking account is the one other account.
+    net_accounts, net_roles = set(), set()
+    elb_actions = {"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+                   "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
+    if "cross-account-role-policy.json" in iam:
+        path, pol = iam["cross-account-role-policy.json"]
+        actions = {}
+        for s in pol["Statement"]:
+            for a in as_list(s.get("Action", [])):
+                actions[a] = as_list(s.get("Resource"))
+        if set(actions) != elb_actions:
+            problem(path, f"actions {sorted(actions)} are not exactly {sorted(elb_actions)}")
+        for a in ("elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"):
+            for r in actions.get(a, []):
+                m = re.fullmatch(r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:(\d{12}):targetgroup/([^/]+)/\*", r or "")
+                if not m:
+                    problem(path, f"{a} is not scoped to a target group ARN: {r!r}")
+                    continue
+                net_accounts.add(m.group(1))
+                if tg_names and m.group(2) not in tg_names:
+                    problem(path, f"{a} allows target group {m.group(2)!r}, the examples use {sorted(tg_names)}")
+    if "workload-assume-role-policy.json" in iam:
+        path, pol = iam["workload-assume-role-policy.json"]
+        for s in pol["Statement"]:
+            if as_list(s.get("Action")) != ["sts:AssumeRole"]:
+                problem(path, "Action must be sts:AssumeRole only")
+            for r in as_list(s.get("Resource")):
+                m = re.fullmatch(r"arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+", r or "")
+                if not m:
+                    problem(path, f"Resource {r!r} is not an IAM role ARN (never '*')")
+                    continue
+                net_accounts.add(m.group(1))
+                net_roles.add(r)
+    if "cross-account-role-trust-policy.json" in iam:
+        path, pol = iam["cross-account-role-trust-policy.json"]
+        irsa_roles = {d["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] for _, d in irsa_sa}
+        for s in pol["Statement"]:
+            if s.get("Action") != "sts:AssumeRole":
+                problem(path, "Action must be sts:AssumeRole")
+            for who in as_list(s.get("Principal", {}).get("AWS")):
+                m = re.fullmatch(r"arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+", who or "")
+                if not m:
+                    problem(path, f"Principal.AWS {who!r} is not the workload's IAM role ARN")
+                    continue
+                accounts.add(m.group(1))
+                if irsa_roles and who not in irsa_roles:
+                    problem(path, f"Principal.AWS {who!r} is not the role of an annotated "
+                                  f"ServiceAccount in examples/ ({sorted(irsa_roles)})")
+            ext = s.get("Condition", {}).get("StringEquals", {}).get("sts:ExternalId")
+            if not isinstance(ext, str) or not re.fullmatch(r"[\w+=,.@:/-]{2,1224}", ext):
+                problem(path, "missing condition StringEquals sts:ExternalId (what -role-external-id sends)")
+    if len(net_accounts) > 1:
+        problem("examples/iam", f"several networking account ids in the cross-account documents: "
+                                f"{sorted(net_accounts)}")
+    if net_accounts & accounts:
+        problem("examples/iam", f"the networking account {sorted(net_accounts & accounts)} is also the "
+                                f"workload account: cross-account examples need two accounts")
 
     if len(accounts) > 1:
         problem("examples/iam", f"several AWS account ids in use: {sorted(accounts)}")

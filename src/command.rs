@@ -18,7 +18,7 @@
 //! children when they are orphaned, and their zombies stay unless it reaps
 //! them. [`start_reaper`] does, without ever collecting a hook's own exit
 //! status: a hook's child exists only while [`run`] holds the lock of
-//! [`CHILDREN`] (from spawn to its wait), and the reaper collects other
+//! `CHILDREN` (from spawn to its wait), and the reaper collects other
 //! children only while holding that lock.
 
 use crate::clock::Clock;

@@ -10,6 +10,7 @@ use crate::aws::http::{HttpRequest, Transport};
 use crate::clock::Clock;
 use crate::command::{self, Outcome};
 use crate::config::{Config, Hook};
+use crate::lb_health::{AppCheck, CHECK_TIMEOUT};
 use crate::lifecycle::{AppWait, Effects};
 use log::info;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -21,6 +22,28 @@ const APP_POLL: Duration = Duration::from_millis(500);
 pub struct SystemEffects<T: Transport> {
     /// Used for `-wait-for-http`.
     pub transport: T,
+}
+
+/// The app check of `/lb-health`: `-wait-for-tcp` then `-wait-for-http`
+/// (`None` when neither is set), each bounded by
+/// [`lb_health::CHECK_TIMEOUT`](crate::lb_health::CHECK_TIMEOUT).
+pub fn lb_app_check<T: Transport + Send + Sync + 'static>(
+    cfg: &Config,
+    transport: T,
+) -> Option<AppCheck> {
+    let (tcp, http) = (cfg.wait_for_tcp.clone(), cfg.wait_for_http.clone());
+    if tcp.is_none() && http.is_none() {
+        return None;
+    }
+    Some(Box::new(move || {
+        if let Some(addr) = &tcp {
+            tcp_ready(addr)?;
+        }
+        if let Some(url) = &http {
+            http_ready(&transport, url, CHECK_TIMEOUT)?;
+        }
+        Ok(())
+    }))
 }
 
 fn tcp_ready(addr: &str) -> Result<(), String> {
@@ -37,24 +60,28 @@ fn tcp_ready(addr: &str) -> Result<(), String> {
     Err(last)
 }
 
+fn http_ready<T: Transport>(transport: &T, url: &str, timeout: Duration) -> Result<(), String> {
+    let req = HttpRequest {
+        method: "GET",
+        url: url.to_owned(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        timeout,
+    };
+    match transport.send("wait-for-http", &req) {
+        Ok(r) if (200..300).contains(&r.status) => Ok(()),
+        Ok(r) => Err(format!(
+            "{url} answered HTTP {}: {}",
+            r.status,
+            snippet(&r.body)
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl<T: Transport> SystemEffects<T> {
     fn http_ready(&self, url: &str) -> Result<(), String> {
-        let req = HttpRequest {
-            method: "GET",
-            url: url.to_owned(),
-            headers: Vec::new(),
-            body: Vec::new(),
-            timeout: Duration::from_secs(2),
-        };
-        match self.transport.send("wait-for-http", &req) {
-            Ok(r) if (200..300).contains(&r.status) => Ok(()),
-            Ok(r) => Err(format!(
-                "{url} answered HTTP {}: {}",
-                r.status,
-                snippet(&r.body)
-            )),
-            Err(e) => Err(e.to_string()),
-        }
+        http_ready(&self.transport, url, Duration::from_secs(2))
     }
 }
 
@@ -98,5 +125,9 @@ impl<T: Transport> Effects for SystemEffects<T> {
                 }
             }
         }
+    }
+
+    fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {
+        crate::tcp_table::read()
     }
 }

@@ -15,6 +15,8 @@ pub mod command;
 pub mod config;
 pub mod effects;
 pub mod env;
+pub mod lb_health;
 pub mod lifecycle;
 pub mod signals;
 pub mod status;
+pub mod tcp_table;

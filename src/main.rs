@@ -8,12 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+use k8s_nlb_registrator_sidecar::aws::credentials::assume_role::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::command;
 use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
-use k8s_nlb_registrator_sidecar::effects::SystemEffects;
+use k8s_nlb_registrator_sidecar::effects::{self, SystemEffects};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::lifecycle::{Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use k8s_nlb_registrator_sidecar::signals::{self, EventTimer};
@@ -119,9 +120,12 @@ impl log::Log for Guarded {
 }
 
 fn try_main() -> i32 {
-    // Signals first: before any other thread exists.
+    // Signals first: before any other thread exists. The status exists
+    // already (no thread), so a signal fails /lb-health at once.
     let (tx, rx) = channel();
-    if let Err(e) = signals::forward_signals(tx.clone()) {
+    let status = Status::new();
+    let for_signals = status.clone();
+    if let Err(e) = signals::forward_signals(tx.clone(), move || for_signals.begin_drain()) {
         return fail(
             EXIT_FAILURE,
             &format!("cannot install signal handlers: {e}"),
@@ -152,10 +156,15 @@ fn try_main() -> i32 {
         }
     }
 
-    let settings = match Settings::from_env(cfg.region.as_deref(), &ProcessEnv, SystemTime::now()) {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
-    };
+    let mut settings =
+        match Settings::from_env(cfg.region.as_deref(), &ProcessEnv, SystemTime::now()) {
+            Ok(s) => s,
+            Err(e) => return fail(EXIT_USAGE, &e.to_string()),
+        };
+    settings.role = cfg
+        .role
+        .clone()
+        .map(|r| Role::new(r.arn, r.external_id, r.session_name, SystemTime::now()));
     let bundle = match ProcessEnv.var("AWS_CA_BUNDLE") {
         Some(path) => match std::fs::read(&path) {
             Ok(pem) => Some((pem, path)),
@@ -177,11 +186,18 @@ fn try_main() -> i32 {
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
 
-    let status = Status::new();
+    status.set_app_check(effects::lb_app_check(&cfg, transport.clone()));
+    if let Some(addr) = &cfg.lb_health_addr {
+        match status::start_lb_health(addr, status.clone()) {
+            Ok(()) => {}
+            Err(e @ status::StartError::Bind(_)) => return fail(EXIT_USAGE, &e.to_string()),
+            Err(e @ status::StartError::Thread(_)) => return fail(EXIT_FAILURE, &e.to_string()),
+        }
+    }
     if let Some(addr) = &cfg.status_addr {
         // A /drain answer waits for the whole shutdown at most.
         let drain_timeout = cfg.deregister_timeout
-            + if cfg.wait_drained {
+            + if cfg.wait_drained || cfg.drain_quiet_period.is_some() {
                 cfg.wait_drained_timeout
             } else {
                 Duration::ZERO
@@ -210,7 +226,7 @@ fn try_main() -> i32 {
         cfg.target_id_source,
         cfg.groups.len(),
         settings.region,
-        settings.source.name()
+        settings.credentials_label()
     );
     let mut effects = SystemEffects {
         transport: transport.clone(),

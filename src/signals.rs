@@ -40,12 +40,17 @@ pub fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-/// Registers SIGTERM and SIGINT and forwards them to `tx` from a thread.
+/// Registers SIGTERM and SIGINT and forwards them to `tx` from a thread,
+/// calling `on_signal` first, at once (the main thread may be inside a
+/// request): it marks the drain begun for `/lb-health`.
 ///
 /// # Errors
 /// The OS error if a handler cannot be registered or the thread cannot be
 /// started (a pids limit): the caller exits before registering anything.
-pub fn forward_signals(tx: Sender<Event>) -> std::io::Result<()> {
+pub fn forward_signals(
+    tx: Sender<Event>,
+    on_signal: impl Fn() + Send + 'static,
+) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -54,6 +59,7 @@ pub fn forward_signals(tx: Sender<Event>) -> std::io::Result<()> {
             for sig in signals.forever() {
                 // Logged here, at once: the main thread may be inside a request.
                 info!("received {}", signal_name(sig));
+                on_signal();
                 if tx.send(Event::Signal(sig)).is_err() {
                     break;
                 }

@@ -1,6 +1,7 @@
-//! The optional status listener: `/healthz`, `/readyz` and `/drain`.
+//! The optional status listener: `/healthz`, `/readyz`, `/drain` and
+//! `/lb-health`; and the `-lb-health-addr` listener, `/lb-health` alone.
 //!
-//! Off unless `-status-addr` is set.
+//! Off unless `-status-addr` (or `-lb-health-addr`) is set.
 //!
 //! - `GET /healthz`: 200 while the process runs its lifecycle.
 //! - `GET /readyz`: 200 only while every target is registered and (with
@@ -11,6 +12,10 @@
 //!   keeps running; answers 200 once the targets are out (and drained with
 //!   `-wait-drained`), 503 with the reason otherwise. For the app
 //!   container's `preStop: httpGet` hook.
+//! - `GET /lb-health`: the target group's health check (see
+//!   [`crate::lb_health`]): 503 from the first instant of a drain or
+//!   signal, else the app check. The `-lb-health-addr` listener serves
+//!   it and nothing else (404), so the VPC can reach it without `/drain`.
 //!
 //! # Bounded by construction
 //!
@@ -42,13 +47,14 @@
 //! balancer: bind it to the pod IP, and see the README for limiting who
 //! can reach it.
 
+use crate::lb_health::{self, AppCheck, LbHealth};
 use crate::signals::{DrainResult, Event};
 use log::{debug, info, warn};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Connections served at once (one worker thread each).
@@ -76,6 +82,10 @@ pub struct Status {
     answering: AtomicUsize,
     /// The lifecycle's final word, once it has finished.
     outcome: Mutex<Option<DrainResult>>,
+    /// A drain request or a signal has come: `/lb-health` fails from then on.
+    draining: AtomicBool,
+    /// The `/lb-health` app check (none: follow the sidecar alone).
+    lb_health: OnceLock<LbHealth>,
 }
 
 impl Status {
@@ -95,6 +105,33 @@ impl Status {
     /// Current readiness.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Marks the first instant of a drain (a signal, a `/drain` request, or
+    /// the shutdown itself): `/lb-health` answers 503 from now on.
+    pub fn begin_drain(&self) {
+        if !self.draining.swap(true, Ordering::SeqCst) {
+            info!("/lb-health: failing from now on (drain begun)");
+        }
+    }
+
+    /// Whether a drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Sets the app check of `/lb-health`; only the first call counts.
+    pub fn set_app_check(&self, check: Option<AppCheck>) {
+        let _ = self.lb_health.set(LbHealth::new(check));
+    }
+
+    /// The answer to `GET /lb-health` at `now` (may run the app check).
+    pub fn lb_health(&self, now: Instant) -> lb_health::Answer {
+        let draining = self.is_draining();
+        match self.lb_health.get() {
+            Some(h) => h.answer(draining, now),
+            None => LbHealth::new(None).answer(draining, now),
+        }
     }
 
     /// Records the lifecycle's final result, before it stops reading
@@ -176,7 +213,25 @@ pub fn start(
         .map_err(|e| StartError::Bind(format!("cannot listen on -status-addr {addr}: {e}")))?;
     serve(listener, status, events, drain_timeout)
         .map_err(|e| StartError::Thread(format!("cannot start the status listener: {e}")))?;
-    info!("status listener on http://{addr} (/healthz, /readyz, /drain)");
+    info!("status listener on http://{addr} (/healthz, /readyz, /drain, /lb-health)");
+    Ok(())
+}
+
+/// Starts the `-lb-health-addr` listener on `addr`: `GET /lb-health` and
+/// nothing else, on fixed threads like the status listener's (no drain
+/// thread: it can never drain).
+///
+/// # Errors
+/// [`StartError::Bind`] when the address cannot be bound,
+/// [`StartError::Thread`] when a thread cannot be started (pids limit).
+pub fn start_lb_health(addr: &str, status: Arc<Status>) -> Result<(), StartError> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| StartError::Bind(format!("cannot listen on -lb-health-addr {addr}: {e}")))?;
+    // Never used: the routes of this listener cannot drain.
+    let (events, _) = channel();
+    serve_with(listener, status, events, Duration::ZERO, true)
+        .map_err(|e| StartError::Thread(format!("cannot start the lb-health listener: {e}")))?;
+    info!("lb-health listener on http://{addr} (/lb-health only)");
     Ok(())
 }
 
@@ -200,10 +255,24 @@ pub fn serve(
     events: Sender<Event>,
     drain_timeout: Duration,
 ) -> std::io::Result<()> {
+    serve_with(listener, status, events, drain_timeout, false)
+}
+
+/// [`serve`]; `lb_only`: `/lb-health` alone, and no drain thread.
+fn serve_with(
+    listener: TcpListener,
+    status: Arc<Status>,
+    events: Sender<Event>,
+    drain_timeout: Duration,
+    lb_only: bool,
+) -> std::io::Result<()> {
     let (drain_tx, drain_rx) = channel::<Waiter>();
     let waiting = Arc::new(AtomicUsize::new(0));
     let st = Arc::clone(&status);
-    thread("status-drain", move || answer_drains(drain_rx, &st))?;
+    let prefix = if lb_only { "lb-health" } else { "status" };
+    if !lb_only {
+        thread("status-drain", move || answer_drains(drain_rx, &st))?;
+    }
 
     let (queue_tx, queue_rx) = sync_channel::<TcpStream>(QUEUE);
     let queue_rx = Arc::new(Mutex::new(queue_rx));
@@ -214,9 +283,10 @@ pub fn serve(
             drains: drain_tx.clone(),
             waiting: Arc::clone(&waiting),
             drain_timeout,
+            lb_only,
         };
         let queue = Arc::clone(&queue_rx);
-        thread(&format!("status-{i}"), move || loop {
+        thread(&format!("{prefix}-{i}"), move || loop {
             let next = match queue.lock() {
                 Ok(q) => q.recv(),
                 Err(_) => return,
@@ -227,7 +297,9 @@ pub fn serve(
             }
         })?;
     }
-    thread("status-accept", move || accept(&listener, &queue_tx))
+    thread(&format!("{prefix}-accept"), move || {
+        accept(&listener, &queue_tx)
+    })
 }
 
 /// Takes connections in; refuses them with 503 when every worker and
@@ -327,6 +399,8 @@ struct Worker {
     drains: Sender<Waiter>,
     waiting: Arc<AtomicUsize>,
     drain_timeout: Duration,
+    /// The `-lb-health-addr` listener: `/lb-health` only.
+    lb_only: bool,
 }
 
 impl Worker {
@@ -351,6 +425,9 @@ impl Worker {
         let state = RouteState {
             ready: self.status.is_ready(),
             outcome: self.status.outcome(),
+            // Only for its path: it may run the app check.
+            lb_health: (req.path == "/lb-health").then(|| self.status.lb_health(Instant::now())),
+            lb_only: self.lb_only,
         };
         match route(&req.method, &req.path, &state) {
             Reply::Answer(resp) => write_answer(&mut stream, &resp, head_only),
@@ -362,6 +439,7 @@ impl Worker {
     /// drain thread.
     fn drain(&self, mut stream: TcpStream) {
         info!("received a drain request");
+        self.status.begin_drain();
         let Some(slot) = Slot::take(&self.waiting) else {
             let resp = Response::text(429, "too many drain requests waiting");
             write_answer(&mut stream, &resp, false);
@@ -554,6 +632,11 @@ pub struct RouteState {
     pub ready: bool,
     /// The lifecycle's final result, once it has finished.
     pub outcome: Option<DrainResult>,
+    /// The answer to `/lb-health` (looked up for that path only; 503
+    /// when absent).
+    pub lb_health: Option<lb_health::Answer>,
+    /// The `-lb-health-addr` listener: every path but `/lb-health` is 404.
+    pub lb_only: bool,
 }
 
 /// An answer: status code, plain-text body, and `Allow` for 405.
@@ -601,7 +684,14 @@ pub fn route(method: &str, path: &str, state: &RouteState) -> Reply {
     if method != "GET" && method != "HEAD" {
         return Answer(Response::not_allowed("method not allowed", "GET, HEAD"));
     }
+    if state.lb_only && path != "/lb-health" {
+        return Answer(Response::text(404, "not found"));
+    }
     match path {
+        "/lb-health" => Answer(match &state.lb_health {
+            Some(a) => Response::text(a.code, &a.body),
+            None => Response::text(503, "unknown"),
+        }),
         "/healthz" => Answer(Response::text(200, "ok")),
         "/readyz" if state.ready => Answer(Response::text(200, "ready")),
         "/readyz" => Answer(Response::text(503, "not ready")),

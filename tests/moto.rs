@@ -549,3 +549,61 @@ fn unknown_target_group_name() {
         "registered despite the unknown group"
     );
 }
+
+/// An Application Load Balancer's IP target group (HTTP, health check path and
+/// matcher, HTTP listener): the same API, the same lifecycle. By name and by ARN, one
+/// group each, the second with its own port.
+#[test]
+fn application_load_balancer_http_target_groups() {
+    let moto = Moto::start();
+    let setup = moto.setup(&[
+        "--alb",
+        "--health-check-path",
+        "/healthz",
+        "--target-group",
+        "web:8080",
+        "--target-group",
+        "api:9090",
+    ]);
+    assert_eq!(setup["load_balancer_type"], "application", "{setup}");
+    assert!(
+        setup["load_balancer_arn"]
+            .as_str()
+            .is_some_and(|a| a.contains(":loadbalancer/app/")),
+        "{setup}"
+    );
+    let (web, api) = (tg_arn(&setup, "web"), tg_arn(&setup, "api"));
+    let api_with_port = format!("{api}:9091");
+
+    let mut sidecar = spawn(
+        &moto,
+        TEST_CREDS,
+        &[
+            "-target-group-name",
+            "web",
+            "-target-group-arn",
+            &api_with_port,
+            "-target-id",
+            TARGET,
+            "-health-poll-interval",
+            "200ms",
+        ],
+    );
+    sidecar.expect_log("all targets are healthy", 10 * SECOND);
+    assert_eq!(
+        moto.targets_of(TEST_CREDS, &[&web, &api]),
+        vec![healthy(8080), healthy(9091)]
+    );
+    assert_running(&mut sidecar);
+
+    sidecar.term();
+    let code = sidecar.wait_exit(10 * SECOND);
+    let stderr = sidecar.output();
+    assert_eq!(code, 0, "exit code; stderr:\n{stderr}");
+    assert!(stderr.contains("deregistered target 10.0.1.5"), "{stderr}");
+    assert_eq!(
+        moto.targets_of(TEST_CREDS, &[&web, &api]),
+        vec![vec![], vec![]],
+        "targets still in moto after exit 0"
+    );
+}

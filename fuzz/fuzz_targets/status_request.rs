@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             let mut more = data.to_vec();
             more.extend_from_slice(b"GET /drain HTTP/1.1\r\n\r\n");
             assert_eq!(status::parse_head(&more), Ok(Some(req.clone())));
-            for state in [RouteState::default(), RouteState { ready: true, outcome: Some(Ok("deregistered".into())) }] {
+            for state in [RouteState::default(), RouteState { ready: true, outcome: Some(Ok("deregistered".into())), ..RouteState::default() }, RouteState { lb_only: true, ..RouteState::default() }] {
                 if let Reply::Answer(resp) = status::route(&req.method, &req.path, &state) {
                     let bytes = status::render(&resp, req.method == "HEAD");
                     assert!(bytes.starts_with(b"HTTP/1.1 "));

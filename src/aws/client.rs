@@ -15,6 +15,7 @@
 //! `-deregister-timeout`. The one attempt always made, even past the
 //! deadline, gets [`MIN_CALL_TIMEOUT`].
 
+use super::credentials::assume_role::{Role, RoleLayer, Upstream};
 use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
 use super::error::{is_expired_credentials, is_retryable, is_throttling, Error, TransportKind};
@@ -69,6 +70,9 @@ pub struct Settings {
     pub sts_url: String,
     /// Where credentials come from.
     pub source: Source,
+    /// The role to assume with them (`-role-arn`), whose credentials then
+    /// sign the ELBv2 calls.
+    pub role: Option<Role>,
 }
 
 impl Settings {
@@ -87,7 +91,26 @@ impl Settings {
             sts_url: endpoint::sts_endpoint(&region, env)?,
             source: select_source(env, now)?,
             region,
+            role: None,
         })
+    }
+
+    /// Where the credentials of the signed calls come from, for logs:
+    /// the source, or the role and the source that assumes it.
+    pub fn credentials_label(&self) -> String {
+        match &self.role {
+            None => self.source.name().to_owned(),
+            Some(role) => format!("{}, assumed with {}", role.label(), self.source.name()),
+        }
+    }
+
+    /// The SigV4 region of requests to `service` (`us-east-1` for the
+    /// global STS endpoint).
+    fn signing_region(&self, service: Service) -> &str {
+        match service {
+            Service::Elbv2 => &self.region,
+            Service::Sts => endpoint::sts_signing_region(&self.sts_url, &self.region),
+        }
     }
 
     fn url(&self, service: Service) -> &str {
@@ -98,11 +121,23 @@ impl Settings {
     }
 }
 
+/// Where the role layer fetches from.
+fn upstream(settings: &Settings) -> Upstream<'_> {
+    Upstream {
+        source: &settings.source,
+        sts_url: &settings.sts_url,
+        region: &settings.region,
+    }
+}
+
 /// The AWS client: sends signed Query API calls over a [`Transport`].
 pub struct Client<T: Transport> {
     transport: T,
     settings: Settings,
+    /// The credentials that sign the calls: the source's, or the role's.
     cache: Cache,
+    /// With a role: the base layer and how to assume the role with it.
+    role: Option<RoleLayer>,
     backoff: Backoff,
     /// AWS's clock minus ours, learnt from a clock skew answer; added to
     /// the wall clock for every signature.
@@ -120,6 +155,7 @@ impl<T: Transport> Client<T> {
     /// A client over `transport` with resolved `settings`.
     pub fn new(transport: T, settings: Settings) -> Self {
         Client {
+            role: settings.role.clone().map(RoleLayer::new),
             transport,
             settings,
             cache: Cache::default(),
@@ -154,11 +190,17 @@ impl<T: Transport> Client<T> {
         &self.settings
     }
 
-    /// When cached temporary credentials should be refreshed ahead of need.
-    /// On the local clock: AWS's expiry less the learnt clock offset.
+    /// When cached temporary credentials should be refreshed ahead of need
+    /// (with a role, the earlier of its layers). On the local clock: AWS's
+    /// expiry less the learnt clock offset.
     pub fn refresh_due(&self) -> Option<std::time::SystemTime> {
         let to_local = self.clock_offset.reversed();
-        self.cache.refresh_due().map(|due| to_local.apply(due))
+        let base = self.role.as_ref().and_then(RoleLayer::base_refresh_due);
+        let due = match (self.cache.refresh_due(), base) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        due.map(|due| to_local.apply(due))
     }
 
     /// Makes sure valid credentials are cached, fetching them (with
@@ -186,7 +228,7 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        if matches!(self.settings.source, Source::Static(_)) {
+        if matches!(self.settings.source, Source::Static(_)) && self.role.is_none() {
             return Ok(());
         }
         let result = self.retrying(
@@ -259,6 +301,8 @@ impl<T: Transport> Client<T> {
             transport,
             settings,
             cache,
+            role,
+            clock_offset,
             ..
         } = self;
         let now = clock.now();
@@ -274,19 +318,52 @@ impl<T: Transport> Client<T> {
             until: fetch_until,
             clock,
         };
-        cache.get(wall, settings.source.name(), || {
-            providers::fetch(&settings.source, &settings.sts_url, &bounded)
-        })
+        match role {
+            None => cache.get(wall, settings.source.name(), || {
+                providers::fetch(&settings.source, &settings.sts_url, &bounded)
+            }),
+            // -role-arn: the role's credentials, assumed with the base layer's.
+            Some(layer) => {
+                let label = layer.role().label();
+                let up = upstream(settings);
+                let result = cache.get(wall, &label, || layer.fetch(up, &bounded, wall, false));
+                // A clock skew answer to AssumeRole: sign with AWS's time
+                // from now on, and assume the role again once, at once.
+                let received = clock.wall();
+                let fix = match &result {
+                    Err(e) => skew::correction(e, layer.last_date(), received, *clock_offset),
+                    Ok(_) => None,
+                };
+                let Some(offset) = fix else {
+                    return result;
+                };
+                warn!("{offset}: signing AssumeRole again with AWS's time, and from now on");
+                *clock_offset = offset;
+                let wall = offset.apply(received);
+                cache.get(wall, &label, || layer.fetch(up, &bounded, wall, false))
+            }
+        }
     }
 
-    /// Fetches credentials from the source, every request ending by `until`.
-    fn fetch_credentials(&self, clock: &dyn Clock, until: Instant) -> Result<Credentials, Error> {
+    /// Fetches the signing credentials anew (with a role: the base layer
+    /// too when its refresh is due), every request ending by `until`.
+    fn fetch_credentials(
+        &mut self,
+        clock: &dyn Clock,
+        until: Instant,
+    ) -> Result<Credentials, Error> {
         let bounded = Bounded {
             inner: &self.transport,
             until,
             clock,
         };
-        providers::fetch(&self.settings.source, &self.settings.sts_url, &bounded)
+        match &mut self.role {
+            None => providers::fetch(&self.settings.source, &self.settings.sts_url, &bounded),
+            Some(layer) => {
+                let wall = self.clock_offset.apply(clock.wall());
+                layer.fetch(upstream(&self.settings), &bounded, wall, true)
+            }
+        }
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
@@ -420,7 +497,7 @@ impl<T: Transport> Client<T> {
                 body: &req.body,
             },
             &creds,
-            &self.settings.region,
+            self.settings.signing_region(service),
             service.signing_name(),
             self.clock_offset.apply(clock.wall()),
         )?;
@@ -484,6 +561,7 @@ mod tests {
             elbv2_url: "http://127.0.0.1:1".into(),
             sts_url: "http://127.0.0.1:2".into(),
             source,
+            role: None,
         }
     }
 
@@ -605,6 +683,17 @@ mod tests {
         assert!(t.elapsed < Duration::from_secs(20));
         assert!(t.elapsed > Duration::from_secs(18), "{:?}", t.slept);
         assert!(s.seen.borrow().len() < 10, "{}", s.seen.borrow().len());
+    }
+
+    #[test]
+    fn global_sts_endpoint_is_signed_for_us_east_1() {
+        let mut s = settings(static_source());
+        s.region = "eu-west-1".into();
+        assert_eq!(s.signing_region(Service::Sts), "eu-west-1");
+        assert_eq!(s.signing_region(Service::Elbv2), "eu-west-1");
+        s.sts_url = endpoint::STS_GLOBAL.into();
+        assert_eq!(s.signing_region(Service::Sts), "us-east-1");
+        assert_eq!(s.signing_region(Service::Elbv2), "eu-west-1");
     }
 
     #[test]
@@ -1053,6 +1142,80 @@ mod tests {
             .iter()
             .any(|(k, v)| k == "authorization" && v.contains("Credential=ASIA2/")));
         assert!(t.slept.is_empty());
+    }
+
+    /// -role-arn: AssumeRole signed with the base keys for `sts`, the
+    /// ELBv2 calls with the role's; an ExpiredToken answer to an ELBv2
+    /// call assumes the role again; the background refresh renews it.
+    #[test]
+    fn a_role_signs_the_elbv2_calls() {
+        let role_answer = |id: &str| {
+            format!(
+                "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>{id}</AccessKeyId>\
+                 <SecretAccessKey>S</SecretAccessKey><SessionToken>T-{id}</SessionToken>\
+                 <Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>"
+            )
+            .into_bytes()
+        };
+        let expired = br#"<ErrorResponse><Error><Code>ExpiredToken</Code><Message>expired</Message></Error></ErrorResponse>"#;
+        let s = Scripted::new([
+            ok(&role_answer("ASIAROLE1")),
+            ok(REGISTERED),
+            status(400, expired),
+            ok(&role_answer("ASIAROLE2")),
+            ok(REGISTERED),
+            ok(&role_answer("ASIAROLE3")),
+        ]);
+        let mut settings = settings(static_source());
+        settings.role = Some(Role::new(
+            "arn:aws:iam::444455556666:role/nlb".into(),
+            None,
+            Some("pod-a".into()),
+            std::time::SystemTime::UNIX_EPOCH,
+        ));
+        assert_eq!(
+            settings.credentials_label(),
+            "role arn:aws:iam::444455556666:role/nlb, assumed with environment"
+        );
+        let mut c = Client::new(&s, settings);
+        let mut t = FakeClock::new();
+        let register = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        for _ in 0..2 {
+            c.call(
+                &register,
+                Budget::until(t.now() + Duration::from_secs(60)),
+                &mut t,
+            )
+            .unwrap();
+        }
+        c.refresh_credentials(Budget::until(t.now() + Duration::from_secs(60)), &mut t)
+            .unwrap();
+        let seen = s.seen.borrow();
+        assert_eq!(seen.len(), 6);
+        let auth = |i: usize| {
+            seen[i]
+                .headers
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(seen[0].url, "http://127.0.0.1:2/");
+        assert!(auth(0).contains("Credential=AKID/20231114/us-east-1/sts/aws4_request"));
+        assert!(auth(1).contains("Credential=ASIAROLE1/20231114/us-east-1/elasticloadbalancing/"));
+        assert!(auth(3).contains("Credential=AKID/"));
+        assert!(auth(4).contains("Credential=ASIAROLE2/"));
+        assert!(auth(5).contains("Credential=AKID/"));
+        assert_eq!(
+            c.refresh_due(),
+            Some(
+                crate::aws::credentials::parse_expiration("2099-01-01T00:00:00Z").unwrap()
+                    - Duration::from_secs(600)
+            )
+        );
     }
 
     /// A clock and a transport sharing one fake time: a request takes its

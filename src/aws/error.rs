@@ -269,7 +269,7 @@ pub fn is_retryable(err: &Error) -> bool {
             let code = error.code.as_str();
             THROTTLING_CODES.contains(&code)
                 || TRANSIENT_CODES.contains(&code)
-                || (action == AssumeRoleWithWebIdentity::NAME
+                || (unlayered(action) == AssumeRoleWithWebIdentity::NAME
                     && WEB_IDENTITY_RETRY_CODES.contains(&code))
                 || matches!(error.status, 429 | 500 | 502 | 503 | 504)
         }
@@ -288,6 +288,13 @@ pub fn is_retryable(err: &Error) -> bool {
 /// token bucket for this account is empty.
 pub fn is_throttling(err: &Error) -> bool {
     matches!(err, Error::Aws { error, .. } if THROTTLING_CODES.contains(&error.code.as_str()))
+}
+
+/// The API action an error names, without the prefix of the credentials
+/// layer it came from (`base credentials from web identity (IRSA): ` under
+/// `-role-arn`, see [`crate::aws::credentials::assume_role::in_layer`]).
+fn unlayered(action: &str) -> &str {
+    action.rsplit(": ").next().unwrap_or(action)
 }
 
 /// Whether the error says the credentials used have expired (refresh, then retry).

@@ -6,11 +6,12 @@
 //! - [`query`]: the Query protocol and the [`Action`] trait
 //!   (an action's name, parameters and response parser);
 //! - [`elbv2`]: the target and health types and one file per ELBv2 action;
-//!   [`sts`]: AssumeRoleWithWebIdentity;
+//!   [`sts`]: AssumeRoleWithWebIdentity and AssumeRole;
 //! - [`xml`], [`error`]: reading answers and AWS errors;
 //! - [`credentials`]: choosing a source, with its [`providers`](credentials::providers)
-//!   (web identity, container endpoint, IMDS, fetching through a transport)
-//!   and its [`cache`](credentials::cache);
+//!   (web identity, container endpoint, IMDS, fetching through a transport),
+//!   its [`cache`](credentials::cache) and the `-role-arn` layer on top
+//!   ([`assume_role`](credentials::assume_role));
 //! - [`endpoint`], [`sign`], [`retry`]: region and URLs, SigV4, backoff;
 //!   [`skew`]: the signing time corrected by AWS's `Date` header.
 //!

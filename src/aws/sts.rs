@@ -1,8 +1,13 @@
-//! STS `AssumeRoleWithWebIdentity`: the IRSA credential exchange.
+//! STS: `AssumeRoleWithWebIdentity`, the IRSA credential exchange, and
+//! `AssumeRole`, the cross-account step of `-role-arn`.
 //!
-//! API reference: <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>.
-//! The request is unsigned (the web identity token is the proof); it goes
-//! to the STS endpoint as a Query API POST like ELBv2.
+//! API references:
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>,
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>.
+//! AssumeRoleWithWebIdentity is unsigned (the web identity token is the
+//! proof); AssumeRole is signed (service `sts`) with the caller's
+//! credentials. Both go to the STS endpoint as a Query API POST like ELBv2,
+//! and both answer a `<Credentials>` element read by one parser.
 
 use super::credentials::{parse_expiration, Credentials, Secret};
 use super::query::{Action, Params, Service};
@@ -41,24 +46,79 @@ impl Action for AssumeRoleWithWebIdentity<'_> {
     /// The credentials; an error when any of the four fields is missing or
     /// the expiration is unreadable.
     fn parse(result: &Element) -> Result<Credentials, String> {
-        let creds = result
-            .child("Credentials")
-            .ok_or("no Credentials in the response")?;
-        let field = |name: &str| {
-            creds
-                .text_at(&[name])
-                .ok_or_else(|| format!("no {name} in the response"))
-        };
-        let expiration = field("Expiration")?;
-        let expiry = parse_expiration(&expiration)
-            .ok_or_else(|| format!("unreadable Expiration {expiration:?}"))?;
-        Ok(Credentials {
-            access_key_id: field("AccessKeyId")?,
-            secret_access_key: Secret::new(field("SecretAccessKey")?),
-            session_token: Some(Secret::new(field("SessionToken")?)),
-            expiry: Some(expiry),
-        })
+        parse_credentials(result)
     }
+}
+
+/// AssumeRole: the temporary credentials of `role_arn`, asked for with
+/// (and signed by) the caller's credentials.
+///
+/// `ExternalId` is sent only when given. Not a secret by AWS's own
+/// account, it is still never logged.
+#[derive(Debug, Clone, Copy)]
+pub struct AssumeRole<'a> {
+    /// Role to assume.
+    pub role_arn: &'a str,
+    /// Role session name (shows in CloudTrail of the role's account).
+    pub session_name: &'a str,
+    /// `ExternalId` the role's trust policy asks for.
+    pub external_id: Option<&'a str>,
+    /// Lifetime asked for, in seconds (`DurationSeconds`).
+    pub duration_seconds: u64,
+}
+
+impl Action for AssumeRole<'_> {
+    const SERVICE: Service = Service::Sts;
+    const NAME: &'static str = "AssumeRole";
+    type Output = Credentials;
+
+    fn params(&self) -> Params {
+        let mut p = vec![
+            ("RoleArn".to_owned(), self.role_arn.to_owned()),
+            ("RoleSessionName".to_owned(), self.session_name.to_owned()),
+            (
+                "DurationSeconds".to_owned(),
+                self.duration_seconds.to_string(),
+            ),
+        ];
+        if let Some(id) = self.external_id {
+            p.push(("ExternalId".to_owned(), id.to_owned()));
+        }
+        p
+    }
+
+    /// The credentials; an error when any of the four fields is missing or
+    /// the expiration is unreadable.
+    fn parse(result: &Element) -> Result<Credentials, String> {
+        parse_credentials(result)
+    }
+}
+
+/// Reads the `<Credentials>` element of an STS result. White space inside
+/// the session token is dropped: a token is base64, and the API
+/// reference's own examples wrap it over several lines.
+fn parse_credentials(result: &Element) -> Result<Credentials, String> {
+    let creds = result
+        .child("Credentials")
+        .ok_or("no Credentials in the response")?;
+    let field = |name: &str| {
+        creds
+            .text_at(&[name])
+            .ok_or_else(|| format!("no {name} in the response"))
+    };
+    let expiration = field("Expiration")?;
+    let expiry = parse_expiration(&expiration)
+        .ok_or_else(|| format!("unreadable Expiration {expiration:?}"))?;
+    let token: String = field("SessionToken")?
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    Ok(Credentials {
+        access_key_id: field("AccessKeyId")?,
+        secret_access_key: Secret::new(field("SecretAccessKey")?),
+        session_token: Some(Secret::new(token)),
+        expiry: Some(expiry),
+    })
 }
 
 #[cfg(test)]
@@ -117,6 +177,81 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.aws_code(), Some("InvalidIdentityToken"));
+    }
+
+    #[test]
+    fn builds_assume_role_request() {
+        let action = AssumeRole {
+            role_arn: "arn:aws:iam::444455556666:role/nlb-registrator",
+            session_name: "pod-a",
+            external_id: Some("ext-1"),
+            duration_seconds: 3600,
+        };
+        assert_eq!(
+            crate::aws::query::encode_form(&action.form()),
+            "Action=AssumeRole&Version=2011-06-15\
+             &RoleArn=arn%3Aaws%3Aiam%3A%3A444455556666%3Arole%2Fnlb-registrator\
+             &RoleSessionName=pod-a&DurationSeconds=3600&ExternalId=ext-1"
+        );
+        let without = AssumeRole {
+            external_id: None,
+            ..action
+        }
+        .form();
+        assert!(without.iter().all(|(k, _)| k != "ExternalId"));
+        assert_eq!(AssumeRole::SERVICE.signing_name(), "sts");
+    }
+
+    /// The example answer of the AssumeRole API reference, as published
+    /// (its session token wrapped over five lines).
+    #[test]
+    fn parses_recorded_assume_role_response() {
+        let r = AssumeRole::parse_response(200, include_bytes!("../../tests/data/assume_role.xml"))
+            .unwrap();
+        assert_eq!(
+            r.request_id.as_deref(),
+            Some("c6104cbe-af31-11e0-8154-cbc7ccf896c7")
+        );
+        let c = r.value;
+        assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
+        assert_eq!(
+            c.secret_access_key.expose(),
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
+        );
+        let token = c.session_token.as_ref().map(Secret::expose).unwrap();
+        assert!(token.starts_with(
+            "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqw"
+        ));
+        assert!(
+            token.ends_with("+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA==")
+        );
+        assert!(!token.contains(char::is_whitespace));
+        assert_eq!(token.len(), 336);
+        // 2019-11-09T13:34:41Z
+        assert_eq!(
+            c.expiry,
+            Some(UNIX_EPOCH + Duration::from_secs(1_573_306_481))
+        );
+    }
+
+    #[test]
+    fn assume_role_errors_keep_their_code() {
+        let body = br#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <Error>
+    <Type>Sender</Type>
+    <Code>AccessDenied</Code>
+    <Message>User: arn:aws:sts::111122223333:assumed-role/workload/pod-a is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::444455556666:role/nlb-registrator</Message>
+  </Error>
+  <RequestId>4a3d1d3b-2d34-4f0f-9f1c-6f3b5c1d2e3f</RequestId>
+</ErrorResponse>"#;
+        let e = AssumeRole::parse_response(403, body).unwrap_err();
+        assert_eq!(e.aws_code(), Some("AccessDenied"));
+        assert!(
+            e.to_string().starts_with(
+                "AssumeRole failed: AccessDenied (HTTP 403): User: arn:aws:sts::111122223333"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The pod's own IP from `/etc/hosts`, the last fallback for `-target-id`.
 //!
-//! Kubernetes writes `IP<TAB>HOSTNAME` for the pod into its hosts file. The
-//! reading is the caller's (`main`); finding the line is pure.
+//! Kubernetes writes `IP<TAB>HOSTNAME` for the pod into its hosts file (an
+//! IPv6 address in an IPv6 cluster). The reading is the caller's (`main`);
+//! finding the line is pure.
 
 use std::net::IpAddr;
 
 /// Finds the pod's own IP in a hosts file: the address on the line that
 /// names `hostname` (Kubernetes writes `IP<TAB>HOSTNAME` there), skipping
-/// loopback addresses.
+/// loopback, unspecified and link-local addresses. The address comes back
+/// in its canonical text (lowercase, zeros compressed for IPv6).
 pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
     let hostname = hostname.trim();
     if hostname.is_empty() {
@@ -20,7 +22,7 @@ pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
         let Ok(ip) = addr.parse::<IpAddr>() else {
             continue;
         };
-        if ip.is_loopback() || ip.is_unspecified() {
+        if ip.is_loopback() || ip.is_unspecified() || is_link_local(ip) {
             continue;
         }
         let matches = fields.any(|name| {
@@ -35,4 +37,12 @@ pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// `fe80::/10` and `169.254.0.0/16`: never a pod's address in a target group.
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
 }

@@ -9,9 +9,9 @@
 //! because the flag table knows which flags take one). Then lexopt does
 //! the parsing and its errors name the flag.
 //!
-//! One table ([`flags`]) describes every flag: the reader, the `NLB_*`
-//! variable names, the defaults and `-h` all come from it. [`value`] holds
-//! the parsers of single values, [`hosts`] the `/etc/hosts` reader.
+//! One table (`flags`) describes every flag: the reader, the `NLB_*`
+//! variable names, the defaults and `-h` all come from it. `value` holds
+//! the parsers of single values, `hosts` the `/etc/hosts` reader.
 //!
 //! Precedence: a flag beats its `NLB_*` variable, which beats the default.
 //! `-target-id` falls back to `POD_IP`, then to the pod's own line in
@@ -19,10 +19,12 @@
 
 mod flags;
 mod hosts;
+mod role;
 mod value;
 
 pub use flags::{env_name, usage};
 pub use hosts::pod_ip_from_hosts;
+pub use role::RoleConfig;
 pub use value::{shell_operator, MAX_DURATION, SHELL};
 
 use crate::env::Env;
@@ -101,6 +103,8 @@ pub struct Config {
     pub availability_zone: Option<String>,
     /// Region given by flag or `NLB_REGION`.
     pub region: Option<String>,
+    /// The role to assume for the ELBv2 calls (`-role-arn` and its companions).
+    pub role: Option<RoleConfig>,
     /// Wait for healthy.
     pub wait_in_service: bool,
     /// Health wait timeout.
@@ -135,6 +139,11 @@ pub struct Config {
     pub wait_for_timeout: Duration,
     /// Log level given by flag or variable.
     pub log_level: Option<String>,
+    /// After deregistering, wait until no new connection to the target
+    /// port has been accepted for this long (`-drain-quiet-period`).
+    pub drain_quiet_period: Option<Duration>,
+    /// Address of the listener that serves `/lb-health` alone.
+    pub lb_health_addr: Option<String>,
 }
 
 impl Config {
@@ -340,12 +349,14 @@ impl Settings<'_> {
                 },
             },
         };
-        if id.trim().parse::<IpAddr>().is_err() {
+        let Ok(ip) = id.trim().parse::<IpAddr>() else {
             return err(format!(
                 "invalid target id {id:?} from {from}: must be an IP address (ip target groups)"
             ));
-        }
-        Ok((id.trim().to_owned(), from))
+        };
+        // The canonical text (RFC 5952 for IPv6: lowercase, zeros
+        // compressed), the form AWS lists targets in.
+        Ok((ip.to_string(), from))
     }
 
     /// `-health-poll-interval`, at least 10ms.
@@ -363,6 +374,44 @@ impl Settings<'_> {
             ));
         }
         Ok(d)
+    }
+}
+
+impl Settings<'_> {
+    /// `-drain-quiet-period` (0 is off): shorter than
+    /// `-wait-drained-timeout`, which bounds it, and with a port known for
+    /// every group (a group given by ARN has none until one is given).
+    fn drain_quiet_period(&self, mut c: Config) -> Result<Config, ConfigError> {
+        let name = "drain-quiet-period";
+        let Some(d) = self
+            .optional(name, parse_duration)?
+            .filter(|d| !d.is_zero())
+        else {
+            return Ok(c);
+        };
+        let from = self
+            .lookup(name)
+            .map(|(_, from)| from)
+            .unwrap_or_else(|| format!("-{name}"));
+        if d >= c.wait_drained_timeout {
+            return err(format!(
+                "{from} {} can never end within -wait-drained-timeout {}, which bounds it: \
+                 raise -wait-drained-timeout",
+                humantime::format_duration(d),
+                humantime::format_duration(c.wait_drained_timeout)
+            ));
+        }
+        let arn_without_port = c.groups.iter().find(|g| {
+            matches!(g.group, GroupRef::Arn(_)) && g.port.is_none() && c.target_port.is_none()
+        });
+        if let Some(g) = arn_without_port {
+            return err(format!(
+                "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
+                g.group
+            ));
+        }
+        c.drain_quiet_period = Some(d);
+        Ok(c)
     }
 }
 
@@ -421,6 +470,7 @@ fn resolve(
             .is_some_and(|(v, _)| !v.is_empty()),
         availability_zone: s.optional("target-availability-zone", parse_text)?,
         region: s.optional("region", parse_text)?,
+        role: s.role()?,
         wait_in_service: s.boolean("wait-in-service")?,
         wait_in_service_timeout: s.duration("wait-in-service-timeout")?,
         register_timeout: s.duration("register-timeout")?,
@@ -428,7 +478,10 @@ fn resolve(
         wait_drained: s.boolean("wait-drained")?,
         wait_drained_timeout: s.duration("wait-drained-timeout")?,
         wait_for_timeout: s.duration("wait-for-timeout")?,
+        drain_quiet_period: None,
+        lb_health_addr: s.optional("lb-health-addr", parse_host_port)?,
     })
+    .and_then(|c| s.drain_quiet_period(c))
 }
 
 #[cfg(test)]
@@ -550,6 +603,78 @@ mod tests {
         );
         // "-x --y" is one argument: the command, split into words.
         assert_eq!(c.unwrap().pre_register.unwrap().argv, vec!["-x", "--y"]);
+    }
+
+    #[test]
+    fn drain_quiet_period_and_lb_health_addr() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let with = |extra: &[&str], e: &[(&str, &str)]| {
+            let a: Vec<&str> = base.iter().chain(extra).copied().collect();
+            run(&a, e)
+        };
+        let c = with(&[], &[]).unwrap();
+        assert_eq!((c.drain_quiet_period, c.lb_health_addr), (None, None));
+        let c = with(
+            &[
+                "-drain-quiet-period",
+                "5s",
+                "-lb-health-addr",
+                "0.0.0.0:9091",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.drain_quiet_period, Some(Duration::from_secs(5)));
+        assert_eq!(c.lb_health_addr.as_deref(), Some("0.0.0.0:9091"));
+        let c = with(
+            &[],
+            &[
+                ("NLB_DRAIN_QUIET_PERIOD", "1m30s"),
+                ("NLB_LB_HEALTH_ADDR", "[::]:9091"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.drain_quiet_period, Some(Duration::from_secs(90)));
+        assert_eq!(c.lb_health_addr.as_deref(), Some("[::]:9091"));
+        // 0 is off.
+        assert_eq!(
+            with(&["-drain-quiet-period=0s"], &[])
+                .unwrap()
+                .drain_quiet_period,
+            None
+        );
+        let bad: &[(&[&str], &str)] = &[
+            (&["-drain-quiet-period", "soon"], "-drain-quiet-period"),
+            (&["-lb-health-addr", "9091"], "-lb-health-addr"),
+            (
+                &["-drain-quiet-period=5m"],
+                "-drain-quiet-period 5m can never end within -wait-drained-timeout 5m",
+            ),
+        ];
+        for (extra, want) in bad {
+            let e = with(extra, &[]).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra:?}: {e}");
+        }
+        // A group by ARN has no port until one is given.
+        let arn =
+            "arn:aws:elasticloadbalancing:us-east-1:111122223333:targetgroup/tg/0123456789abcdef";
+        let by_arn = |extra: &[&str]| {
+            let mut a = vec!["-target-group-arn", arn, "-target-id", "10.0.0.1"];
+            a.extend_from_slice(extra);
+            run(&a, &[])
+        };
+        let e = by_arn(&["-drain-quiet-period=5s"]).unwrap_err().to_string();
+        assert!(e.contains("give -target-port or ARN:PORT"), "{e}");
+        assert!(by_arn(&["-drain-quiet-period=5s", "-target-port=8080"]).is_ok());
+        let with_port = format!("{arn}:8080");
+        let a = [
+            "-target-group-arn",
+            &with_port,
+            "-target-id",
+            "10.0.0.1",
+            "-drain-quiet-period=5s",
+        ];
+        assert!(run(&a, &[]).is_ok());
     }
 
     #[test]
@@ -684,6 +809,49 @@ mod tests {
             assert!(e.0.contains(needle), "{a:?}: {e}");
             assert!(!e.0.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn role_flags_and_variables() {
+        let base = [("NLB_TARGET_GROUP_NAME", "a"), ("POD_IP", "10.0.0.8")];
+        assert_eq!(run(&[], &base).unwrap().role, None);
+        let arn = "arn:aws:iam::444455556666:role/nlb-registrator";
+        let mut e = base.to_vec();
+        e.extend([
+            ("NLB_ROLE_ARN", arn),
+            ("NLB_ROLE_EXTERNAL_ID", "ext-1"),
+            ("NLB_ROLE_SESSION_NAME", "pod-a"),
+        ]);
+        assert_eq!(
+            run(&[], &e).unwrap().role,
+            Some(RoleConfig {
+                arn: arn.into(),
+                external_id: Some("ext-1".into()),
+                session_name: Some("pod-a".into()),
+            })
+        );
+        let c = run(&["-role-arn", arn, "-role-session-name=pod-b"], &base).unwrap();
+        let role = c.role.unwrap();
+        assert_eq!(
+            (role.external_id, role.session_name.as_deref()),
+            (None, Some("pod-b"))
+        );
+
+        let mut e = base.to_vec();
+        e.push(("NLB_ROLE_EXTERNAL_ID", "ext-1"));
+        let err = run(&[], &e).unwrap_err();
+        assert!(
+            err.0
+                .starts_with("NLB_ROLE_EXTERNAL_ID is set but -role-arn (NLB_ROLE_ARN) is not"),
+            "{err}"
+        );
+        let err = run(&["-role-session-name", "s1"], &base).unwrap_err();
+        assert!(err.0.starts_with("-role-session-name is set"), "{err}");
+        let err = run(&["-role-arn", "my-role"], &base).unwrap_err();
+        assert!(
+            err.0.starts_with("-role-arn: invalid role ARN \"my-role\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -867,6 +1035,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.groups.len(), 2);
         assert_eq!(c.target_id, "fd00::5");
+        let c = run(
+            &[],
+            &[
+                ("NLB_TARGET_GROUP_ARN", arn),
+                ("POD_IP", "2600:1F14:0:0:0:0:0:1A2B"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.target_id, "2600:1f14::1a2b");
+        assert!(run(
+            &[],
+            &[("NLB_TARGET_GROUP_ARN", arn), ("POD_IP", "[fd00::5]")]
+        )
+        .is_err());
     }
 
     #[test]
@@ -920,5 +1102,24 @@ mod tests {
         assert_eq!(pod_ip_from_hosts("127.0.1.1 box\n", "box"), None);
         assert_eq!(pod_ip_from_hosts("garbage line\n\n", "garbage"), None);
         assert_eq!(pod_ip_from_hosts(hosts, ""), None);
+    }
+
+    #[test]
+    fn hosts_file_detection_ipv6() {
+        // An EKS IPv6 pod's hosts file, as the kubelet writes it.
+        let hosts = "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+                     fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n\
+                     2600:1F14:ABC:DEF0::1A2B\tweb-6d4cf56db6-x2x9z\n";
+        assert_eq!(
+            pod_ip_from_hosts(hosts, "web-6d4cf56db6-x2x9z").as_deref(),
+            Some("2600:1f14:abc:def0::1a2b")
+        );
+        assert_eq!(
+            pod_ip_from_hosts(hosts, "ip6-allnodes").as_deref(),
+            Some("fe00::1")
+        );
+        assert_eq!(pod_ip_from_hosts("fe80::1\tbox\n", "box"), None);
+        assert_eq!(pod_ip_from_hosts("::\tbox\n", "box"), None);
+        assert_eq!(pod_ip_from_hosts("fe80::1%eth0\tbox\n", "box"), None);
     }
 }

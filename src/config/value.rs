@@ -190,6 +190,25 @@ pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError
             "invalid address {v:?} for {what}: empty host (use 0.0.0.0:PORT to listen everywhere)"
         ));
     }
+    // An IPv6 address goes in brackets (`[::]:9090`, `[fd00::1]:80`), as in
+    // a URL: without them `fd00::1:80` could be `fd00::1` port 80 or
+    // `fd00::1:80` with no port.
+    match host.strip_prefix('[') {
+        Some(inner) => match inner.strip_suffix(']') {
+            Some(ip) if ip.parse::<std::net::Ipv6Addr>().is_ok() => {}
+            _ => {
+                return err(format!(
+                    "invalid address {v:?} for {what}: brackets must hold an IPv6 address, as in [::]:9090"
+                ))
+            }
+        },
+        None if host.contains([':', '[', ']']) => {
+            return err(format!(
+                "invalid address {v:?} for {what}: write an IPv6 address in brackets, as in [::]:9090 or [fd00::1]:80"
+            ))
+        }
+        None => {}
+    }
     Ok(v.to_owned())
 }
 
@@ -296,6 +315,36 @@ pub fn shell_operator(cmd: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_port_ipv6_in_brackets() {
+        for ok in [
+            "0.0.0.0:9090",
+            "[::]:9090",
+            "[::1]:8080",
+            "[fd00::1]:80",
+            "localhost:80",
+            "app.default.svc:8080",
+        ] {
+            assert_eq!(parse_host_port("-status-addr", ok).unwrap(), ok);
+        }
+        for (bad, why) in [
+            ("::1:80", "in brackets"),
+            ("fd00::1:80", "in brackets"),
+            ("[fd00::1]", "invalid port"),
+            ("[fd00::zz]:80", "must hold an IPv6 address"),
+            ("[10.0.0.1]:80", "must hold an IPv6 address"),
+            ("[::1:80", "must hold an IPv6 address"),
+            ("::1]:80", "in brackets"),
+            ("[]:80", "must hold an IPv6 address"),
+            (":80", "empty host"),
+        ] {
+            let e = parse_host_port("-wait-for-tcp", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why) && e.contains("-wait-for-tcp"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn shell_operators_outside_quotes() {

@@ -40,9 +40,11 @@
 //! `startup.rs` goes from waiting for the app to ready, `health.rs` polls
 //! DescribeTargetHealth (the health wait, and the one poll the drain wait
 //! and the late-landing check share), `shutdown.rs` deregisters, waits for
-//! draining and decides the exit code.
+//! draining and decides the exit code, `quiet.rs` holds the drain until no
+//! new connection has reached the target port for `-drain-quiet-period`.
 
 mod health;
+mod quiet;
 mod shutdown;
 mod startup;
 
@@ -59,6 +61,7 @@ use crate::command::Outcome;
 use crate::config::{Config, Hook};
 use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
+use crate::tcp_table::Entry as TcpEntry;
 use health::{Recovered, Recovery};
 use log::{info, warn};
 use std::sync::mpsc::Sender;
@@ -213,6 +216,13 @@ pub trait Effects {
     /// # Errors
     /// [`AppWait`] on interruption or timeout.
     fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait>;
+    /// The pod's TCP sockets, for the drain quiet period.
+    ///
+    /// # Errors
+    /// Why the table cannot be read (by default: none is available).
+    fn tcp_table(&mut self) -> Result<Vec<TcpEntry>, String> {
+        Err("no TCP table available".into())
+    }
 }
 
 /// One registration: a target in a target group.
@@ -224,6 +234,9 @@ pub struct Registration {
     pub arn: String,
     /// The target.
     pub target: Target,
+    /// The group's own port (from DescribeTargetGroups), the target's
+    /// port when it has none: what the drain quiet period watches.
+    pub group_port: Option<u16>,
     /// What is known of its RegisterTargets, and so what the shutdown must do.
     pub state: RegistrationState,
     /// The group's health pace, from DescribeTargetGroups: the earliest a

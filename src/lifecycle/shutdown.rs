@@ -101,18 +101,25 @@ impl Lifecycle<'_> {
     /// answers the drain requests; returns whether every target is out.
     fn shutdown(&mut self) -> bool {
         self.clock.set_shielded(true);
+        self.status.begin_drain();
         self.status.set_ready(false);
         self.absorb_events();
         let deadline = self.clock.now() + self.cfg.deregister_timeout;
         let (all_out, deregistered) = self.deregister_all(deadline);
+        let deregistered_at = self.clock.now();
         let drained =
             !self.cfg.wait_drained || deregistered.is_empty() || self.wait_drained(&deregistered);
+        let quiet = deregistered.is_empty() || self.quiet_step(deregistered_at);
         self.absorb_events();
         if let Some(hook) = &self.cfg.post_deregister {
             self.effects.run_hook(hook, self.clock);
         }
         self.absorb_events();
         let result: DrainResult = match (all_out, drained) {
+            (true, true) if !quiet => Err(
+                "deregistered, but new connections kept arriving until -wait-drained-timeout"
+                    .into(),
+            ),
             (true, true) if self.cfg.wait_drained => Ok("deregistered and drained".into()),
             (true, true) => Ok("deregistered".into()),
             (true, false) => {

@@ -82,7 +82,15 @@ impl Lifecycle<'_> {
             }
             let registration = &mut self.registrations[i];
             if let Err(e) = registration.register(self.elb, self.clock, budget) {
-                let what = format!("cannot register in {}", registration.label);
+                let mut what = format!("cannot register in {}", registration.label);
+                if e.aws_code() == Some("ValidationError") {
+                    // A group given by ARN was not described: say what
+                    // AWS may refuse.
+                    what.push_str(&format!(
+                        " (is {} an address of the group's IpAddressType?)",
+                        registration.target.id
+                    ));
+                }
                 return Err(self.stop_on(&what, e));
             }
         }
@@ -183,12 +191,17 @@ fn registration(
     found: &[TargetGroup],
 ) -> Result<Registration, Error> {
     let (label, arn, pace) = match &spec.group {
+        // No DescribeTargetGroups for a group given by ARN: a family
+        // mismatch comes back from RegisterTargets as AWS's ValidationError,
+        // and the health wait polls at -health-poll-interval.
         GroupRef::Arn(arn) => (arn.clone(), arn.clone(), None),
         GroupRef::Name(name) => {
             let group = ip_group(name, found)?;
+            check_family(group, &cfg.target_id)?;
             (name.clone(), group.arn.clone(), group.health_pace())
         }
     };
+    let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);
     Ok(Registration {
         label,
         arn,
@@ -197,6 +210,7 @@ fn registration(
             port: spec.port.or(cfg.target_port),
             availability_zone: cfg.availability_zone.clone(),
         },
+        group_port,
         state: RegistrationState::NotSent,
         pace,
         registered_at: None,
@@ -215,6 +229,30 @@ fn ip_group<'a>(name: &str, found: &'a [TargetGroup]) -> Result<&'a TargetGroup,
             "target group {name} has target type {tt}; this sidecar registers pod IPs in ip target groups"
         ))),
         _ => Ok(group),
+    }
+}
+
+/// Refuses a target whose address family is not the group's
+/// `IpAddressType` (an ipv4 group takes IPv4 targets only, an ipv6 group
+/// IPv6 ones), before any RegisterTargets.
+fn check_family(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
+    let Ok(ip) = target_id.parse::<std::net::IpAddr>() else {
+        return Ok(());
+    };
+    let (family, other) = if ip.is_ipv6() {
+        ("IPv6", "ipv6")
+    } else {
+        ("IPv4", "ipv4")
+    };
+    match group.ip_address_type.as_deref() {
+        Some(t @ ("ipv4" | "ipv6")) if t != other => Err(Error::Config(format!(
+            "target group {} takes {} targets (IpAddressType {t}) but the target {target_id} is an {family} address: \
+             register in an {other} target group, or set -target-id to the pod's {} address",
+            group.name,
+            if t == "ipv6" { "IPv6" } else { "IPv4" },
+            if t == "ipv6" { "IPv6" } else { "IPv4" },
+        ))),
+        _ => Ok(()),
     }
 }
 

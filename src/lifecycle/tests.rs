@@ -13,6 +13,8 @@ use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+mod quiet;
+
 /// Events due at fake times, shared by the fake clock and the fake ELBv2 (which
 /// can make a signal "arrive" while a request is on the wire).
 type Inbox = Rc<RefCell<Vec<(Duration, Event)>>>;
@@ -230,6 +232,7 @@ impl Elb for FakeElb {
                     load_balancer_arns: vec![],
                     health_check_interval_seconds: self.group_pace.map(|p| p.0),
                     healthy_threshold_count: self.group_pace.map(|p| p.1),
+                    ip_address_type: None,
                 })
                 .collect(),
             request_id: None,
@@ -331,10 +334,14 @@ impl Elb for FakeElb {
     }
 }
 
+/// A fake TCP table, read at the fake clock's time.
+type TcpSource = Box<dyn FnMut() -> Result<Vec<crate::tcp_table::Entry>, String>>;
+
 #[derive(Default)]
 struct FakeEffects {
     hooks: Vec<&'static str>,
     fail: Option<&'static str>,
+    tcp: Option<TcpSource>,
 }
 
 impl Effects for FakeEffects {
@@ -348,6 +355,12 @@ impl Effects for FakeEffects {
     }
     fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Clock) -> Result<(), AppWait> {
         Ok(())
+    }
+    fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {
+        match &mut self.tcp {
+            Some(source) => source(),
+            None => Err("no table in this test".into()),
+        }
     }
 }
 
@@ -365,6 +378,7 @@ fn config(groups: &[&str]) -> Config {
         target_port: Some(8080),
         availability_zone: None,
         region: None,
+        role: None,
         wait_in_service: true,
         wait_in_service_timeout: Duration::from_secs(300),
         health_poll_interval: Duration::from_secs(5),
@@ -381,6 +395,8 @@ fn config(groups: &[&str]) -> Config {
         wait_for_http: None,
         wait_for_timeout: Duration::from_secs(300),
         log_level: None,
+        drain_quiet_period: None,
+        lb_health_addr: None,
     }
 }
 

@@ -125,11 +125,45 @@ fn answer(method: &str, path: &str, state: &RouteState) -> (u16, String) {
 }
 
 #[test]
+fn lb_health_routes() {
+    let answered = |code: u16, body: &str, lb_only: bool| RouteState {
+        lb_health: Some(crate::lb_health::Answer {
+            code,
+            body: body.into(),
+        }),
+        lb_only,
+        ..RouteState::default()
+    };
+    for lb_only in [false, true] {
+        let up = answered(200, "ok", lb_only);
+        assert_eq!(answer("GET", "/lb-health", &up), (200, "ok".into()));
+        assert_eq!(answer("HEAD", "/lb-health", &up), (200, "ok".into()));
+        let draining = answered(503, "draining", lb_only);
+        assert_eq!(
+            answer("GET", "/lb-health", &draining),
+            (503, "draining".into())
+        );
+        assert_eq!(answer("POST", "/lb-health", &up).0, 405);
+    }
+    // Not looked up: never a 200 by default.
+    assert_eq!(answer("GET", "/lb-health", &RouteState::default()).0, 503);
+    // The lb-health listener serves nothing else: above all, no drain.
+    let lb = answered(200, "ok", true);
+    for path in ["/drain", "/healthz", "/readyz", "/"] {
+        assert_eq!(
+            answer("GET", path, &lb),
+            (404, "not found".into()),
+            "{path}"
+        );
+    }
+}
+
+#[test]
 fn routes() {
     let idle = RouteState::default();
     let ready = RouteState {
         ready: true,
-        outcome: None,
+        ..RouteState::default()
     };
     assert_eq!(answer("GET", "/healthz", &idle), (200, "ok".into()));
     assert_eq!(answer("HEAD", "/healthz", &idle), (200, "ok".into()));
@@ -143,8 +177,8 @@ fn routes() {
     assert_eq!(answer("GET", "/healthz/", &ready).0, 404);
     // Once the lifecycle has finished, /drain gets its outcome at once.
     let done = |r: DrainResult| RouteState {
-        ready: false,
         outcome: Some(r),
+        ..RouteState::default()
     };
     assert_eq!(
         answer("GET", "/drain", &done(Ok("deregistered".into()))),

@@ -15,8 +15,11 @@
 //! parsing the JSON documents of the container and IMDS endpoints, and the
 //! refresh rule. [`providers`] fetches from the sources that need IO
 //! (through a [`Transport`](super::http::Transport)), and [`cache`] keeps
-//! what was fetched until it is due for a refresh.
+//! what was fetched until it is due for a refresh. [`assume_role`] layers
+//! `-role-arn` on top: the chain's credentials sign an STS AssumeRole, and
+//! the role's credentials sign the ELBv2 calls.
 
+pub mod assume_role;
 pub mod cache;
 pub mod providers;
 

@@ -44,6 +44,7 @@ impl Action for DescribeTargetGroups<'_> {
                     .collect(),
                 health_check_interval_seconds: count_at(m, "HealthCheckIntervalSeconds")?,
                 healthy_threshold_count: count_at(m, "HealthyThresholdCount")?,
+                ip_address_type: m.text_at(&["IpAddressType"]),
                 arn,
             });
         }
@@ -100,6 +101,7 @@ mod tests {
         let (earliest, interval) = g.health_pace().unwrap();
         assert_eq!(earliest, std::time::Duration::from_secs(90));
         assert_eq!(interval, std::time::Duration::from_secs(30));
+        assert_eq!(g.ip_address_type.as_deref(), Some("ipv4"));
     }
 
     #[test]
@@ -116,6 +118,28 @@ mod tests {
         assert_eq!(g.value[0].health_pace(), None);
         let bad = "<HealthCheckIntervalSeconds>-5</HealthCheckIntervalSeconds>";
         assert!(DescribeTargetGroups::parse_response(200, body(bad).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn parses_ip_address_type() {
+        let body = br#"<DescribeTargetGroupsResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/">
+  <DescribeTargetGroupsResult>
+    <TargetGroups>
+      <member>
+        <TargetGroupArn>arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/v6/0123456789abcdef</TargetGroupArn>
+        <TargetGroupName>v6</TargetGroupName>
+        <Port>80</Port>
+        <TargetType>ip</TargetType>
+        <IpAddressType>ipv6</IpAddressType>
+      </member>
+    </TargetGroups>
+  </DescribeTargetGroupsResult>
+  <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>
+</DescribeTargetGroupsResponse>"#;
+        let groups = DescribeTargetGroups::parse_response(200, body)
+            .unwrap()
+            .value;
+        assert_eq!(groups[0].ip_address_type.as_deref(), Some("ipv6"));
     }
 
     #[test]

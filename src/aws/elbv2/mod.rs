@@ -54,6 +54,8 @@ pub struct TargetGroup {
     pub target_type: Option<String>,
     /// Load balancers that forward to it.
     pub load_balancer_arns: Vec<String>,
+    /// `IpAddressType`: `ipv4` or `ipv6`, the family of its ip targets.
+    pub ip_address_type: Option<String>,
     /// `HealthCheckIntervalSeconds`: seconds between two health checks of a target.
     pub health_check_interval_seconds: Option<u32>,
     /// `HealthyThresholdCount`: consecutive passing checks before a target is healthy.

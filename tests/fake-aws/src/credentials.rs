@@ -1,9 +1,10 @@
-//! The credential endpoints: STS AssumeRoleWithWebIdentity, the container
-//! credentials endpoint (ECS / EKS Pod Identity) and IMDSv2.
+//! The credential endpoints: STS AssumeRoleWithWebIdentity and AssumeRole,
+//! the container credentials endpoint (ECS / EKS Pod Identity) and IMDSv2.
 
 use crate::http::{Kind, Request, Response};
 use crate::routes::error_response;
-use crate::state::{AwsError, State, ALNUM};
+use crate::sigv4::Auth;
+use crate::state::{AssumedRole, AwsError, State, ALNUM};
 use crate::time::rfc3339;
 use crate::wire::{json_escape, param, xml_escape};
 use crate::{ACCOUNT_ID, IMDS_ROLE, REGION};
@@ -36,17 +37,7 @@ impl State {
         if !role_arn.starts_with("arn:aws:iam::") || role_name.is_empty() {
             return Err(AwsError::validation(format!("{role_arn} is invalid")));
         }
-        let session =
-            param(params, "RoleSessionName").ok_or_else(|| AwsError::null("roleSessionName"))?;
-        if !(2..=64).contains(&session.len())
-            || !session
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
-        {
-            return Err(AwsError::validation(format!(
-                "1 validation error detected: Value '{session}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
-            )));
-        }
+        let session = check_session_name(params)?;
         let token =
             param(params, "WebIdentityToken").ok_or_else(|| AwsError::null("webIdentityToken"))?;
         if token.is_empty() {
@@ -56,13 +47,7 @@ impl State {
                 "The ID Token provided is not a valid JWT. (You may see this error if you sent an Access Token)",
             ));
         }
-        if let Some(d) = param(params, "DurationSeconds") {
-            if !matches!(d.parse::<u64>(), Ok(900..=43200)) {
-                return Err(AwsError::validation(format!(
-                    "1 validation error detected: Value '{d}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
-                )));
-            }
-        }
+        check_duration(params)?;
         let role_name = role_name
             .rsplit('/')
             .next()
@@ -87,6 +72,93 @@ impl State {
     <Provider>arn:aws:iam::{ACCOUNT_ID}:oidc-provider/oidc.eks.{REGION}.amazonaws.com/id/FAKE0123456789ABCDEF</Provider>
   ",
             role = xml_escape(&role_name),
+            session = xml_escape(session),
+            token = xml_escape(&session_token),
+            secret = xml_escape(&secret),
+            expiration = rfc3339(expires),
+        ))
+    }
+
+    /// STS AssumeRole, signed (service `sts`) with the caller's credentials:
+    /// the role must be known ([`crate::FakeAws::add_role`]), its ExternalId
+    /// must match, and a caller with temporary credentials (role chaining)
+    /// may ask for one hour at most, as AWS rules.
+    pub(crate) fn assume_role(
+        &mut self,
+        params: &[(String, String)],
+        auth: &Auth,
+        now: SystemTime,
+    ) -> Result<String, AwsError> {
+        if let Some(e) = &auth.error {
+            return Err(e.clone());
+        }
+        let caller = auth.access_key_id.clone().unwrap_or_default();
+        if param(params, "Version") != Some("2011-06-15") {
+            return Err(AwsError::new(
+                400,
+                "InvalidAction",
+                "Could not find operation AssumeRole for this version",
+            ));
+        }
+        let role_arn = param(params, "RoleArn").ok_or_else(|| AwsError::null("roleArn"))?;
+        let Some((account, role_name)) = role_arn
+            .strip_prefix("arn:aws:iam::")
+            .and_then(|r| r.split_once(":role/"))
+            .filter(|(a, r)| a.len() == 12 && !r.is_empty())
+        else {
+            return Err(AwsError::validation(format!("{role_arn} is invalid")));
+        };
+        let session = check_session_name(params)?;
+        let duration = check_duration(params)?;
+        let denied = || {
+            AwsError::new(
+                403,
+                "AccessDenied",
+                format!(
+                    "User: arn:aws:sts::{ACCOUNT_ID}:assumed-role/fake-caller/{caller} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
+                ),
+            )
+        };
+        let spec = self.roles.get(role_arn).ok_or_else(denied)?;
+        if spec.external_id.is_some() && spec.external_id.as_deref() != param(params, "ExternalId")
+        {
+            return Err(denied());
+        }
+        let chained = self.creds.get(&caller).is_some_and(|c| c.token.is_some());
+        if chained && duration.is_some_and(|d| d > 3600) {
+            return Err(AwsError::validation(
+                "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+            ));
+        }
+        let lifetime = self
+            .assume_role_lifetime
+            .unwrap_or(Duration::from_secs(duration.unwrap_or(3600)));
+        let (akid, secret, session_token, expires) =
+            self.issue_credentials("ASIAROLE", lifetime, now);
+        self.assumed_roles.push(AssumedRole {
+            role_arn: role_arn.to_string(),
+            session_name: session.to_string(),
+            external_id: param(params, "ExternalId").map(str::to_string),
+            duration_seconds: duration,
+            caller_access_key_id: caller,
+            issued_access_key_id: akid.clone(),
+        });
+        let role_name = role_name.rsplit('/').next().unwrap_or(role_name);
+        Ok(format!(
+            "
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::{account}:assumed-role/{role}/{session}</Arn>
+      <AssumedRoleId>AROAFAKECROSSACCOUNT0:{session}</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>{akid}</AccessKeyId>
+      <SecretAccessKey>{secret}</SecretAccessKey>
+      <SessionToken>{token}</SessionToken>
+      <Expiration>{expiration}</Expiration>
+    </Credentials>
+  ",
+            account = xml_escape(account),
+            role = xml_escape(role_name),
             session = xml_escape(session),
             token = xml_escape(&session_token),
             secret = xml_escape(&secret),
@@ -182,5 +254,34 @@ impl State {
             }
             _ => text(404, "Not Found"),
         }
+    }
+}
+
+/// `RoleSessionName`, present and as STS constrains it.
+fn check_session_name(params: &[(String, String)]) -> Result<&str, AwsError> {
+    let session =
+        param(params, "RoleSessionName").ok_or_else(|| AwsError::null("roleSessionName"))?;
+    if !(2..=64).contains(&session.len())
+        || !session
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+    {
+        return Err(AwsError::validation(format!(
+            "1 validation error detected: Value '{session}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+        )));
+    }
+    Ok(session)
+}
+
+/// `DurationSeconds`, when present: 900 to 43200.
+fn check_duration(params: &[(String, String)]) -> Result<Option<u64>, AwsError> {
+    match param(params, "DurationSeconds") {
+        None => Ok(None),
+        Some(d) => match d.parse::<u64>() {
+            Ok(secs @ 900..=43200) => Ok(Some(secs)),
+            _ => Err(AwsError::validation(format!(
+                "1 validation error detected: Value '{d}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
+            ))),
+        },
     }
 }

@@ -137,13 +137,14 @@ impl State {
           <member>{LOAD_BALANCER_ARN}</member>
         </LoadBalancerArns>
         <TargetType>ip</TargetType>
-        <IpAddressType>ipv4</IpAddressType>
+        <IpAddressType>{ip_address_type}</IpAddressType>
       </member>",
                 arn = xml_escape(&g.arn),
                 name = xml_escape(&g.name),
                 port = g.port,
                 interval = self.health_check.0,
                 threshold = self.health_check.1,
+                ip_address_type = g.ip_address_type,
             ));
         }
         xml.push_str("\n    </TargetGroups>\n  ");
@@ -185,10 +186,17 @@ impl State {
         if specs.is_empty() {
             return Err(AwsError::null("targets"));
         }
-        if let Some(s) = specs.iter().find(|s| s.id.parse::<IpAddr>().is_err()) {
+        // An ip target group takes addresses of its IpAddressType only.
+        let ipv6 = self.groups[gi].ip_address_type == "ipv6";
+        let fits = |id: &str| match id.parse::<IpAddr>() {
+            Ok(ip) => ip.is_ipv6() == ipv6,
+            Err(_) => false,
+        };
+        if let Some(s) = specs.iter().find(|s| !fits(&s.id)) {
             return Err(AwsError::validation(format!(
-                "The IP address '{}' is not a valid IPv4 address",
-                s.id
+                "The IP address '{}' is not a valid {} address",
+                s.id,
+                if ipv6 { "IPv6" } else { "IPv4" }
             )));
         }
         for s in specs {

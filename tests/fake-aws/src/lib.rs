@@ -6,6 +6,8 @@
 //!   DeregisterTargets, DescribeTargetHealth): the ELBv2 Query API, every
 //!   request SigV4-verified independently (with `ring`, not aws-sigv4);
 //! - `POST /` with `Action=AssumeRoleWithWebIdentity`: STS, unsigned;
+//! - `POST /` with `Action=AssumeRole`: STS, SigV4-verified for service
+//!   `sts` (roles added with [`FakeAws::add_role`], ExternalId checked);
 //! - `GET /container-credentials...`: the ECS / EKS Pod Identity credentials
 //!   endpoint (point `AWS_CONTAINER_CREDENTIALS_FULL_URI` at it);
 //! - `/latest/...`: IMDSv2 (token, role name, role credentials).
@@ -46,6 +48,7 @@ pub mod wire;
 pub use client::{http_request, read_response, write_request, HttpResponse};
 pub use server::{FakeAws, Fault, RateLimits, Recorded};
 pub use sigv4::{canonical_request, sign_for_test, sigv4_signature, string_to_sign, TestSigner};
+pub use state::AssumedRole;
 pub use time::{format_amz_date, parse_amz_date, rfc3339};
 pub use wire::{form_encode, json_text, parse_form, xml_text, xml_texts};
 

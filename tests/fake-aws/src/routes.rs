@@ -22,7 +22,7 @@ pub(crate) fn route(req: &Request) -> (Kind, String, Vec<(String, String)>) {
         }
         let kind = match param(&params, "Action") {
             None => Kind::MissingAction,
-            Some("AssumeRoleWithWebIdentity") => Kind::Sts,
+            Some("AssumeRoleWithWebIdentity" | "AssumeRole") => Kind::Sts,
             Some(_) => Kind::Elb,
         };
         let action = param(&params, "Action").unwrap_or("").to_string();
@@ -54,7 +54,9 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Option<Response> {
     let mut st = shared.lock();
     let auth = match kind {
         Kind::Elb => check_sigv4(&st, req, ELB_SERVICE, now),
-        Kind::Sts if req.header("authorization").is_some() => check_sigv4(&st, req, "sts", now),
+        Kind::Sts if action == "AssumeRole" || req.header("authorization").is_some() => {
+            check_sigv4(&st, req, "sts", now)
+        }
         _ => Auth::default(),
     };
     let request_id = st.request_id();
@@ -197,7 +199,11 @@ pub(crate) fn normal(c: &Ctx<'_>) -> Response {
             }
         }
         Kind::Sts => {
-            let result = c.shared.lock().assume_role_with_web_identity(c.params, now);
+            let result = if c.action == "AssumeRole" {
+                c.shared.lock().assume_role(c.params, c.auth, now)
+            } else {
+                c.shared.lock().assume_role_with_web_identity(c.params, now)
+            };
             match result {
                 Ok(inner) => ok_xml(STS_NS, c.action, &inner, rid),
                 Err(e) => error_response(Kind::Sts, &e, rid),

@@ -2,7 +2,9 @@
 //! read what it received. Dropping it stops the server.
 
 use crate::http::accept_loop;
-use crate::state::{Cred, HealthSeq, Shared, State, TargetGroup, TargetSpec, TokenBucket};
+use crate::state::{
+    AssumedRole, Cred, HealthSeq, RoleSpec, Shared, State, TargetGroup, TargetSpec, TokenBucket,
+};
 use crate::wire::{header_of, param};
 use crate::{ACCOUNT_ID, REGION};
 use std::collections::{HashMap, VecDeque};
@@ -262,10 +264,20 @@ impl FakeAws {
         self.shared.lock().region = region.map(str::to_string);
     }
 
-    /// Create an `ip` target group (protocol TCP, on [`LOAD_BALANCER_ARN`]) and
+    /// Create an `ip` target group (protocol TCP, on [`LOAD_BALANCER_ARN`](crate::LOAD_BALANCER_ARN)) and
     /// return its ARN, `arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/NAME/<16 hex>`.
     /// A name that exists already returns the existing ARN.
     pub fn add_target_group(&self, name: &str, port: u16) -> String {
+        self.add_group(name, port, "ipv4")
+    }
+
+    /// As [`FakeAws::add_target_group`], for an `ip` target group whose
+    /// `IpAddressType` is `ipv6`: it takes IPv6 targets only, as AWS's do.
+    pub fn add_ipv6_target_group(&self, name: &str, port: u16) -> String {
+        self.add_group(name, port, "ipv6")
+    }
+
+    fn add_group(&self, name: &str, port: u16, ip_address_type: &'static str) -> String {
         let mut st = self.shared.lock();
         if let Some(g) = st.groups.iter().find(|g| g.name == name) {
             return g.arn.clone();
@@ -278,6 +290,7 @@ impl FakeAws {
             arn: arn.clone(),
             name: name.to_string(),
             port,
+            ip_address_type,
             targets: Vec::new(),
         });
         arn
@@ -311,7 +324,7 @@ impl FakeAws {
 
     /// Queue faults for the next calls of an action ("RegisterTargets",
     /// "DeregisterTargets", "DescribeTargetGroups", "DescribeTargetHealth",
-    /// "AssumeRoleWithWebIdentity", "container" (credentials GET), "imds" (any
+    /// "AssumeRoleWithWebIdentity", "AssumeRole", "container" (credentials GET), "imds" (any
     /// IMDS call), or "*" for any). Each call pops one fault, from its own
     /// action's queue first, then from "*"; when both are empty calls behave
     /// normally. Appends to what is queued already.
@@ -458,6 +471,32 @@ impl FakeAws {
         self.shared.lock().sts_lifetime = d;
     }
 
+    /// Let STS AssumeRole assume `role_arn` (`arn:aws:iam::ACCOUNT:role/NAME`),
+    /// requiring this `ExternalId` when given (the trust policy's
+    /// `sts:ExternalId` condition). Calls must be signed for service `sts` by
+    /// credentials the fake accepts; an unknown role, a missing or wrong
+    /// ExternalId get 403 `AccessDenied`, as from AWS. Issued access key ids
+    /// start with `ASIAROLE`.
+    pub fn add_role(&self, role_arn: &str, external_id: Option<&str>) {
+        self.shared.lock().roles.insert(
+            role_arn.to_string(),
+            RoleSpec {
+                external_id: external_id.map(str::to_string),
+            },
+        );
+    }
+
+    /// Lifetime of credentials issued by AssumeRole (default: the request's
+    /// `DurationSeconds`, else 1h; rounded down to the second like STS lifetimes).
+    pub fn set_assume_role_lifetime(&self, d: Duration) {
+        self.shared.lock().assume_role_lifetime = Some(d);
+    }
+
+    /// Every AssumeRole the fake granted, in order.
+    pub fn assumed_roles(&self) -> Vec<AssumedRole> {
+        self.shared.lock().assumed_roles.clone()
+    }
+
     /// WebIdentityToken values seen by STS, in order (including refused ones).
     pub fn web_identity_tokens(&self) -> Vec<String> {
         self.shared.lock().web_identity_tokens.clone()
@@ -478,7 +517,7 @@ impl FakeAws {
         self.shared.lock().imds_lifetime = d;
     }
 
-    /// Access key ids issued so far by STS, the container endpoint and IMDS, in order.
+    /// Access key ids issued so far by STS (both actions), the container endpoint and IMDS, in order.
     pub fn issued_access_keys(&self) -> Vec<String> {
         self.shared.lock().issued.clone()
     }

@@ -97,6 +97,29 @@ pub(crate) struct Cred {
     pub(crate) expires: Option<SystemTime>,
 }
 
+/// A role that AssumeRole may assume (see `FakeAws::add_role`).
+pub(crate) struct RoleSpec {
+    /// `ExternalId` the trust policy requires (None: the condition is absent).
+    pub(crate) external_id: Option<String>,
+}
+
+/// One successful AssumeRole, as the fake granted it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssumedRole {
+    /// `RoleArn`.
+    pub role_arn: String,
+    /// `RoleSessionName`.
+    pub session_name: String,
+    /// `ExternalId`, when sent.
+    pub external_id: Option<String>,
+    /// `DurationSeconds`, when sent.
+    pub duration_seconds: Option<u64>,
+    /// The access key that signed the call (the caller's, base layer).
+    pub caller_access_key_id: String,
+    /// The access key issued for the role.
+    pub issued_access_key_id: String,
+}
+
 pub(crate) struct Target {
     pub(crate) id: String,
     /// When it was registered (a re-registration keeps the first time).
@@ -111,6 +134,9 @@ pub(crate) struct TargetGroup {
     pub(crate) arn: String,
     pub(crate) name: String,
     pub(crate) port: u16,
+    /// `IpAddressType`: `ipv4` or `ipv6`; an ip target of the other family
+    /// is refused.
+    pub(crate) ip_address_type: &'static str,
     pub(crate) targets: Vec<Target>,
 }
 
@@ -160,6 +186,10 @@ pub(crate) struct State {
     pub(crate) sts_lifetime: Duration,
     pub(crate) container_lifetime: Duration,
     pub(crate) imds_lifetime: Duration,
+    /// Lifetime of AssumeRole credentials; None: `DurationSeconds` (default 1 h).
+    pub(crate) assume_role_lifetime: Option<Duration>,
+    pub(crate) roles: HashMap<String, RoleSpec>,
+    pub(crate) assumed_roles: Vec<AssumedRole>,
     pub(crate) container_token: Option<String>,
     pub(crate) web_identity_tokens: Vec<String>,
     pub(crate) imds_tokens: Vec<(String, SystemTime)>,
@@ -269,6 +299,9 @@ impl State {
             sts_lifetime: HOUR,
             container_lifetime: HOUR,
             imds_lifetime: HOUR,
+            assume_role_lifetime: None,
+            roles: HashMap::new(),
+            assumed_roles: Vec::new(),
             container_token: None,
             web_identity_tokens: Vec::new(),
             imds_tokens: Vec::new(),

@@ -998,6 +998,201 @@ fn keep_alive_and_malformed_http() {
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
+/// POST a signed STS AssumeRole (Version added).
+fn assume_role(fake: &FakeAws, signer: &TestSigner<'_>, params: &[(&str, &str)]) -> HttpResponse {
+    let mut all = vec![("Action", "AssumeRole"), ("Version", "2011-06-15")];
+    all.extend_from_slice(params);
+    let body = form_encode(&all);
+    let host = format!("127.0.0.1:{}", fake.port());
+    let base = [("host", host.as_str()), ("content-type", FORM)];
+    let headers = sign_for_test(
+        signer,
+        "POST",
+        "/",
+        &base,
+        body.as_bytes(),
+        SystemTime::now(),
+    );
+    http_request(fake.port(), "POST", "/", &headers, body.as_bytes()).expect("STS request")
+}
+
+#[test]
+fn assume_role_is_signed_for_sts_and_checks_the_external_id() {
+    let fake = FakeAws::start();
+    let role = "arn:aws:iam::444455556666:role/nlb-registrator";
+    fake.add_role(role, Some("ext-1"));
+    let sts_signer = TestSigner {
+        service: "sts",
+        ..default_signer()
+    };
+    let ok_params = [
+        ("RoleArn", role),
+        ("RoleSessionName", "pod-a"),
+        ("ExternalId", "ext-1"),
+        ("DurationSeconds", "3600"),
+    ];
+    let r = assume_role(&fake, &sts_signer, &ok_params);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r
+        .text()
+        .starts_with(&format!("<AssumeRoleResponse xmlns=\"{STS_NS}\">")));
+    assert_eq!(
+        r.xml("Arn").as_deref(),
+        Some("arn:aws:sts::444455556666:assumed-role/nlb-registrator/pod-a")
+    );
+    let (akid, secret, token) = (
+        r.xml("AccessKeyId").unwrap(),
+        r.xml("SecretAccessKey").unwrap(),
+        r.xml("SessionToken").unwrap(),
+    );
+    assert!(akid.starts_with("ASIAROLE"), "{akid}");
+    let granted = fake.assumed_roles();
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0].caller_access_key_id, DEFAULT_ACCESS_KEY_ID);
+    assert_eq!(granted[0].issued_access_key_id, akid);
+    assert_eq!(granted[0].external_id.as_deref(), Some("ext-1"));
+    assert_eq!(granted[0].duration_seconds, Some(3600));
+    // The role's keys sign ELBv2 calls.
+    let role_signer = TestSigner {
+        session_token: Some(&token),
+        ..TestSigner::elb(&akid, &secret)
+    };
+    assert_eq!(
+        elb(
+            &fake,
+            Some(&role_signer),
+            &[("Action", "DescribeTargetGroups")]
+        )
+        .status,
+        200
+    );
+
+    // Signed for the wrong service, with a wrong secret, unsigned.
+    let r = assume_role(&fake, &default_signer(), &ok_params);
+    assert_eq!(
+        (r.status, r.xml("Code").as_deref()),
+        (403, Some("SignatureDoesNotMatch"))
+    );
+    let wrong = TestSigner {
+        secret: "nope",
+        ..sts_signer
+    };
+    let r = assume_role(&fake, &wrong, &ok_params);
+    assert_eq!(
+        (r.status, r.xml("Code").as_deref()),
+        (403, Some("SignatureDoesNotMatch"))
+    );
+    assert!(!fake.requests().last().unwrap().signature_ok);
+    let body = form_encode(&[("Action", "AssumeRole"), ("Version", "2011-06-15")]);
+    let r = http_request(
+        fake.port(),
+        "POST",
+        "/",
+        &[("content-type", FORM)],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status, r.xml("Code").as_deref()),
+        (403, Some("MissingAuthenticationToken"))
+    );
+
+    // ExternalId missing or wrong, unknown role: AccessDenied.
+    for params in [
+        &ok_params[..2],
+        &[
+            ("RoleArn", role),
+            ("RoleSessionName", "pod-a"),
+            ("ExternalId", "ext-2"),
+        ][..],
+        &[
+            ("RoleArn", "arn:aws:iam::444455556666:role/other"),
+            ("RoleSessionName", "pod-a"),
+        ][..],
+    ] {
+        let r = assume_role(&fake, &sts_signer, params);
+        assert_eq!(
+            (r.status, r.xml("Code").as_deref()),
+            (403, Some("AccessDenied")),
+            "{params:?}"
+        );
+        assert!(r
+            .text()
+            .contains("is not authorized to perform: sts:AssumeRole on resource"));
+    }
+
+    // Role chaining (temporary caller credentials) is limited to one hour.
+    let chained = TestSigner {
+        service: "sts",
+        ..role_signer
+    };
+    let mut long = ok_params.to_vec();
+    long[3] = ("DurationSeconds", "7200");
+    let r = assume_role(&fake, &chained, &long);
+    assert_eq!(
+        (r.status, r.xml("Code").as_deref()),
+        (400, Some("ValidationError"))
+    );
+    assert_eq!(assume_role(&fake, &chained, &ok_params).status, 200);
+
+    // Short lifetimes for refresh tests; scripted faults.
+    fake.set_assume_role_lifetime(Duration::ZERO);
+    let r = assume_role(&fake, &sts_signer, &ok_params);
+    let (akid, secret, token) = (
+        r.xml("AccessKeyId").unwrap(),
+        r.xml("SecretAccessKey").unwrap(),
+        r.xml("SessionToken").unwrap(),
+    );
+    let expired = TestSigner {
+        session_token: Some(&token),
+        ..TestSigner::elb(&akid, &secret)
+    };
+    let r = elb(&fake, Some(&expired), &[("Action", "DescribeTargetGroups")]);
+    assert_eq!(
+        (r.status, r.xml("Code").as_deref()),
+        (400, Some("ExpiredToken"))
+    );
+    fake.script("AssumeRole", vec![Fault::Error(403, "AccessDenied")]);
+    let r = assume_role(&fake, &sts_signer, &ok_params);
+    assert_eq!(
+        (r.status, r.xml("Code").as_deref()),
+        (403, Some("AccessDenied"))
+    );
+    assert_eq!(fake.count("AssumeRole"), 11);
+}
+
+#[test]
+fn ipv6_groups_take_ipv6_targets_only() {
+    let fake = FakeAws::start();
+    let v6 = fake.add_ipv6_target_group("v6", 80);
+    let v4 = fake.add_target_group("v4", 80);
+    let s = default_signer();
+    let r = elb(
+        &fake,
+        Some(&s),
+        &[("Action", "DescribeTargetGroups"), ("Names.member.1", "v6")],
+    );
+    assert_eq!(r.xml("IpAddressType").as_deref(), Some("ipv6"));
+    let r = register(&fake, &v6, "10.0.1.5", "80");
+    assert_eq!(r.xml("Code").as_deref(), Some("ValidationError"));
+    assert!(r
+        .xml("Message")
+        .unwrap()
+        .contains("not a valid IPv6 address"));
+    let r = register(&fake, &v4, "fd00::5", "80");
+    assert_eq!(r.xml("Code").as_deref(), Some("ValidationError"));
+    assert!(r
+        .xml("Message")
+        .unwrap()
+        .contains("not a valid IPv4 address"));
+    assert_eq!(register(&fake, &v6, "fd00::5", "80").status, 200);
+    assert_eq!(
+        fake.registered(&v6),
+        vec![("fd00::5".to_string(), Some(80))]
+    );
+    assert!(fake.registered(&v4).is_empty());
+}
+
 #[test]
 fn lost_registration_lands_after_the_next_deregistration() {
     let fake = FakeAws::start();
