@@ -1,7 +1,7 @@
 //! The fleet bench: N real sidecar processes (release build) against one
 //! fake with ELBv2's token buckets (`Describe*` 40 + 10/s, registration
 //! calls 20 + 5/s), targets healthy 3 s after registration (the group says
-//! 1 s x 3). A scale-up (all start within a second) and a scale-down (all
+//! `HealthCheckIntervalSeconds` 3: one passing check). A scale-up (all start within a second) and a scale-down (all
 //! get SIGTERM at once, 30 s grace period), for groups given by name and by
 //! ARN. Prints a Markdown section (what `scripts/bench fleet` puts into
 //! benches/results.md) on stdout, details on stderr.
@@ -52,7 +52,7 @@ fn main() {
         "Real sidecar processes (release build) against one fake ELBv2 with AWS's token buckets\n\
          (`Describe*` 40 tokens + 10/s, RegisterTargets/DeregisterTargets modelled as 20 + 5/s,\n\
          HTTP 400 `Throttling` when empty); a target is healthy 3 s after its registration and\n\
-         its group reports `HealthCheckIntervalSeconds` 1 x `HealthyThresholdCount` 3. All pods\n\
+         its group reports `HealthCheckIntervalSeconds` 3 (a new target passes one check). All pods\n\
          start within one second; once all are ready, all get SIGTERM at once (grace period 30 s).\n\
          Default flags (`-deregister-timeout 20s`, no `-health-poll-interval`: groups by name\n\
          are polled at their own pace, groups by ARN every 5 s). \"all ready\" counts from the\n\

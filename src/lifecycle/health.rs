@@ -9,10 +9,11 @@
 //! - one look right after RegisterTargets: a sidecar restarted inside a
 //!   running pod finds its target healthy already and is ready at once;
 //! - then, for a group resolved by name, the group's own pace: a new target
-//!   cannot be healthy before `HealthyThresholdCount ×
-//!   HealthCheckIntervalSeconds` after its registration, so no poll comes
-//!   before that, and later polls come at the group's health check interval
-//!   (±20%), when its state can change;
+//!   must pass one health check, so it cannot be healthy before one
+//!   `HealthCheckIntervalSeconds` after its registration
+//!   ([`TargetGroup::health_pace`](crate::aws::elbv2::TargetGroup::health_pace));
+//!   no poll comes before that, and later polls come at the group's health
+//!   check interval (±20%), when its state can change;
 //! - a group given by ARN (no DescribeTargetGroups call, which is the point
 //!   of giving ARNs) and any group when `-health-poll-interval` is given
 //!   explicitly are polled at `-health-poll-interval` (±20%);
@@ -283,7 +284,7 @@ impl Lifecycle<'_> {
             match r.pace {
                 Some((earliest, interval)) if !self.cfg.health_poll_explicit => info!(
                     "checking the health of {} in {} now, then from {} after registering \
-                     (HealthyThresholdCount x HealthCheckIntervalSeconds) every {}",
+                     every {} (the group's HealthCheckIntervalSeconds)",
                     r.target,
                     r.label,
                     every(earliest),

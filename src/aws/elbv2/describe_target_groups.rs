@@ -99,7 +99,7 @@ mod tests {
         assert_eq!(g.health_check_interval_seconds, Some(30));
         assert_eq!(g.healthy_threshold_count, Some(3));
         let (earliest, interval) = g.health_pace().unwrap();
-        assert_eq!(earliest, std::time::Duration::from_secs(90));
+        assert_eq!(earliest, std::time::Duration::from_secs(30));
         assert_eq!(interval, std::time::Duration::from_secs(30));
         assert_eq!(g.ip_address_type.as_deref(), Some("ipv4"));
     }

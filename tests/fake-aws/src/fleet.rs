@@ -43,14 +43,15 @@ pub struct FleetSpec {
 
 impl FleetSpec {
     /// `pods` sidecars with the setting: AWS's buckets, healthy
-    /// 3 s after registration, a group that says so (1 s x 3), all started
-    /// within a second, a 30 s grace period.
+    /// 3 s after registration, a group that says so (one passing check of
+    /// a 3 s `HealthCheckIntervalSeconds`), all started within a second, a
+    /// 30 s grace period.
     pub fn new(pods: usize) -> FleetSpec {
         FleetSpec {
             pods,
             by_arn: false,
             healthy_after: Duration::from_secs(3),
-            health_check: (1, 3),
+            health_check: (3, 3),
             limits: RateLimits::ELB,
             start_window: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(120),
