@@ -249,11 +249,9 @@ impl<T: Transport> Client<T> {
         result
     }
 
-    /// Sends `action`, signed, retrying within `budget`. After a throttling
-    /// answer in its bucket a `Describe*` call first waits for its slot
-    /// ([`Adaptive::send_delay`], never past the deadline); a
-    /// RegisterTargets or DeregisterTargets goes at once (a shutdown never
-    /// waits for a slot before its first try).
+    /// Sends `action`, signed, retrying within `budget`. The first attempt
+    /// always goes at once; after a throttling answer the retry waits a
+    /// slot of its bucket's cut rate ([`Adaptive::retry_delay`]).
     ///
     /// # Errors
     /// The AWS error (e.g. `TargetGroupNotFound`), a transport or
@@ -265,25 +263,7 @@ impl<T: Transport> Client<T> {
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
         let form = action.form();
-        let bucket = Bucket::of(A::NAME);
-        if bucket == Bucket::Describe {
-            let now = clock.now();
-            let wait = self.describe.send_delay(now, clock.random());
-            let wait = wait.min(budget.deadline.saturating_duration_since(now));
-            if !wait.is_zero() {
-                debug!(
-                    "{}: waiting {} ms for this pod's slot after throttling",
-                    A::NAME,
-                    wait.as_millis()
-                );
-                clock.sleep(wait).map_err(|_| Error::Interrupted)?;
-            }
-        }
         self.retrying(A::NAME, true, budget, clock, |c, clock, until| {
-            let now = clock.now();
-            if let Some(a) = c.adaptive_mut(bucket) {
-                a.on_send(now);
-            }
             let resp = c.send_signed(A::NAME, A::SERVICE, &form, until, clock)?;
             A::parse_response(resp.status, &resp.body)
         })
@@ -655,10 +635,9 @@ mod tests {
         c.call(&reg, budget, &mut t).unwrap();
         assert_eq!(t.slept.len(), 1);
         assert_eq!(c.adaptive(Bucket::Mutating).unwrap().throttles(), 0);
-        // The next Describe waits for the rest of its slot after the last send.
+        // A new call goes at once (its retries would be paced).
         c.call(&health, budget, &mut t).unwrap();
-        assert_eq!(t.slept.len(), 2);
-        assert!(t.slept[1] > Duration::ZERO && t.slept[1] < Duration::from_secs(2));
+        assert_eq!(t.slept.len(), 1);
     }
 
     #[test]

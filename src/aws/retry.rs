@@ -20,6 +20,11 @@
 //! one (down to one call in 5 s), and a retry after a throttling answer
 //! waits `random[0,1) × 2 / rate` (a mean of one slot), so 100 pods
 //! throttled together spread their retries over seconds, not milliseconds.
+//! Unlike the SDKs' token bucket, a new call (not a retry) is not held
+//! back: a sidecar's new calls are few and already spaced by its polling
+//! intervals, which [`Adaptive::widen`] widens after throttling for the rest
+//! of the process's life; holding back the look right after RegisterTargets
+//! too only made pods ready later in the fleet bench.
 //! ELBv2 keeps one bucket for `Describe*` and one for the mutating calls
 //! ([`Bucket`]): each has its own [`Adaptive`], so throttled health polls
 //! never slow the DeregisterTargets of the shutdown.
@@ -132,8 +137,6 @@ pub struct Adaptive {
     rate: f64,
     /// When the last throttling answer came.
     last_throttle: Option<Instant>,
-    /// When the last request of this bucket was sent.
-    last_send: Option<Instant>,
 }
 
 impl Adaptive {
@@ -174,11 +177,6 @@ impl Adaptive {
         }
     }
 
-    /// Records that a request is sent at `now`.
-    pub fn on_send(&mut self, now: Instant) {
-        self.last_send = Some(now);
-    }
-
     /// The delay before retrying after a throttling answer (recorded with
     /// [`Adaptive::on_throttle`]): `random × 2 / rate`, full jitter over two
     /// slots of the cut rate. Zero before any throttling.
@@ -187,18 +185,6 @@ impl Adaptive {
             Some(rate) => Duration::from_secs_f64(2.0 / rate).mul_f64(unit(random)),
             None => Duration::ZERO,
         }
-    }
-
-    /// How long a new request (not a retry) should wait at `now` so that
-    /// this bucket's requests keep to the rate: the rest of a jittered slot
-    /// (`(0.5 + random) / rate`) since the last send. Zero before any
-    /// throttling.
-    pub fn send_delay(&self, now: Instant, random: f64) -> Duration {
-        let (Some(rate), Some(last)) = (self.rate(), self.last_send) else {
-            return Duration::ZERO;
-        };
-        let slot = Duration::from_secs_f64((0.5 + unit(random)) / rate);
-        (last + slot).saturating_duration_since(now)
     }
 
     /// A polling interval widened for the rest of the process's life after
@@ -254,10 +240,8 @@ mod tests {
     #[test]
     fn inactive_until_throttled() {
         let a = Adaptive::default();
-        let t0 = Instant::now();
         assert_eq!(a.rate(), None);
         assert_eq!(a.retry_delay(0.9), Duration::ZERO);
-        assert_eq!(a.send_delay(t0, 0.9), Duration::ZERO);
         assert_eq!(a.widen(secs(5.0)), secs(5.0));
     }
 
@@ -306,19 +290,6 @@ mod tests {
         assert_eq!(a.rate(), Some(mid));
         a.on_throttle(t0 + secs(4.0));
         assert!((a.rate().unwrap() - mid * BETA).abs() < 1e-9);
-    }
-
-    #[test]
-    fn new_requests_keep_a_jittered_slot() {
-        let mut a = Adaptive::default();
-        let t0 = Instant::now();
-        a.on_send(t0);
-        assert_eq!(a.send_delay(t0, 0.5), Duration::ZERO);
-        a.on_throttle(t0);
-        // 0.5 calls/s: a slot of 2 s × (0.5 + random).
-        assert_eq!(a.send_delay(t0, 0.5), secs(2.0));
-        assert_eq!(a.send_delay(t0 + secs(0.5), 0.0), secs(0.5));
-        assert_eq!(a.send_delay(t0 + secs(5.0), 1.0), Duration::ZERO);
     }
 
     #[test]
