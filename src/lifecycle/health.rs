@@ -18,7 +18,12 @@
 //!   of giving ARNs) and any group when `-health-poll-interval` is given
 //!   explicitly are polled at `-health-poll-interval` (±20%);
 //! - after a throttling answer to a `Describe*` call, every interval is
-//!   widened for the rest of the process's life ([`Elb::widen`]).
+//!   widened for the rest of the process's life ([`Elb::widen`]), and the
+//!   look right after RegisterTargets is skipped: the first poll comes
+//!   when the target can be healthy. A throttled account means many pods
+//!   are starting together, most of them new, and each look costs a token
+//!   of the bucket all of them wait for; a sidecar restarted in a running
+//!   pod then waits one interval for its ready.
 
 use super::{Elb, Lifecycle, Registration};
 use crate::aws::client::Budget;
@@ -141,8 +146,8 @@ impl Lifecycle<'_> {
         let start = self.clock.now();
         let deadline = start + self.cfg.wait_in_service_timeout;
         let mut watches: Vec<Watch> = (0..self.registrations.len()).map(Watch::new).collect();
-        // The first look is due at once.
-        let mut due: Vec<Instant> = vec![start; watches.len()];
+        // The first look is due at once (unless throttled already).
+        let mut due: Vec<Instant> = (0..watches.len()).map(|i| self.first_poll(i)).collect();
         self.log_pace();
         loop {
             let now = self.clock.now();
@@ -274,6 +279,27 @@ impl Lifecycle<'_> {
                 }
             }
             None => now + jittered(self.elb.widen(self.cfg.health_poll_interval), random),
+        }
+    }
+
+    /// When registration `index` is first polled: at once, or, after
+    /// throttling answers to `Describe*` calls, when its target can be
+    /// healthy (the group's earliest moment, jittered by up to a fifth of
+    /// its interval), else after a widened `-health-poll-interval`.
+    fn first_poll(&mut self, index: usize) -> Instant {
+        let now = self.clock.now();
+        let unit = Duration::from_secs(1);
+        if self.elb.widen(unit) <= unit {
+            return now;
+        }
+        let random = self.clock.random();
+        let registration = &self.registrations[index];
+        let pace = registration.pace.filter(|_| !self.cfg.health_poll_explicit);
+        match (pace, registration.registered_at) {
+            (Some((earliest, interval)), Some(at)) => {
+                (at + earliest + interval.mul_f64(0.2 * random)).max(now)
+            }
+            _ => now + jittered(self.elb.widen(self.cfg.health_poll_interval), random),
         }
     }
 

@@ -1103,5 +1103,20 @@ fn groups_by_arn_are_polled_at_the_flag_interval_and_widened_after_throttling() 
     }];
     assert_eq!(w.run(&cfg), EXIT_OK);
     assert!(!w.elb.names().iter().any(|n| n.starts_with("describe")));
-    assert_eq!(health_polls(&w), [0, 10, 20]);
+    // Throttled already: no look at once, the first poll after a widened interval.
+    assert_eq!(health_polls(&w), [10, 20, 30]);
+}
+
+#[test]
+fn after_throttling_the_first_poll_comes_when_the_target_can_be_healthy() {
+    let mut w = world();
+    w.elb.group_pace = Some((30, 5));
+    w.elb.widen = 2;
+    w.elb.health = VecDeque::from([State::Initial, State::Healthy]);
+    w.at(1000, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(600);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    // No look at once: 30 s + a tenth of 30 s; then the widened interval.
+    assert_eq!(health_polls(&w), [33, 93]);
 }
