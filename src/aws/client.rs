@@ -37,7 +37,7 @@ pub use super::query::WithId;
 pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A throttled call retries within the time left to its deadline when its
-/// paced slot would fall past it, as long as this much is left.
+/// paced slot is longer than half of it, as long as this much is left.
 const MIN_PACED_LEFT: Duration = Duration::from_secs(1);
 
 /// How long and how often a call may be tried.
@@ -434,12 +434,13 @@ impl<T: Transport> Client<T> {
                 Some(a) => a.retry_delay(random),
                 None => self.backoff.delay(attempts - 1, random),
             };
-            // A throttled call whose slot falls past the deadline retries
-            // within the time left instead (a deregistration must get
-            // through the bucket before its deadline, not give up early).
+            // A throttled call never waits more than half the time left: a
+            // longer slot is redrawn in [0.2, 0.7) of it, so a deregistration
+            // keeps trying, spread, until its deadline instead of giving up
+            // early or sleeping through the last tokens.
             let left = budget.deadline.saturating_duration_since(now);
-            if paced.is_some() && now + delay >= budget.deadline && left >= MIN_PACED_LEFT {
-                delay = left.mul_f64(random.clamp(0.0, 0.9));
+            if paced.is_some() && delay > left / 2 && left >= MIN_PACED_LEFT {
+                delay = left.mul_f64(0.2 + 0.5 * random.clamp(0.0, 1.0));
             }
             if clock.now() + delay >= budget.deadline {
                 return Err(Error::Deadline {
