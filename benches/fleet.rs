@@ -78,6 +78,16 @@ fn main() {
     for (report, _) in &rows {
         println!("- {}", report.details());
     }
+    if sizes.iter().any(|&n| n > 120) {
+        println!();
+        println!(
+            "The registration bucket sets a hard limit on the scale-down: 20 + 5 x 20 = 120\n\
+             DeregisterTargets can succeed within the default 20 s `-deregister-timeout`, so of more\n\
+             than 120 pods stopping at once the rest exit 1 with their target left (and say so).\n\
+             N pods stopping together need a `-deregister-timeout` of at least (N - 20) / 5 s, and a\n\
+             `terminationGracePeriodSeconds` above it: 60 s and 70 s for 300 pods."
+        );
+    }
     if !goals.is_empty() {
         println!();
         println!("Goals for 100 pods (issue 15):");

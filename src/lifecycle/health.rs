@@ -147,7 +147,9 @@ impl Lifecycle<'_> {
         let deadline = start + self.cfg.wait_in_service_timeout;
         let mut watches: Vec<Watch> = (0..self.registrations.len()).map(Watch::new).collect();
         // The first look is due at once (unless throttled already).
-        let mut due: Vec<Instant> = (0..watches.len()).map(|i| self.first_poll(i)).collect();
+        let mut due: Vec<Instant> = (0..watches.len())
+            .map(|i| self.first_poll(i).min(deadline))
+            .collect();
         self.log_pace();
         loop {
             let now = self.clock.now();
