@@ -161,6 +161,7 @@ FLAGS = {
     "pre-register-command": "value", "pre-register-timeout": "duration",
     "post-register-command": "value", "post-register-timeout": "duration",
     "post-deregister-command": "value", "post-deregister-timeout": "duration",
+    "pre-register-http": "value", "post-register-http": "value", "post-deregister-http": "value",
     "status-addr": "value", "wait-for-tcp": "value", "wait-for-http": "value",
     "wait-for-timeout": "duration", "log-level": "value",
     "drain-quiet-period": "duration", "lb-health-addr": "value",

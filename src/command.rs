@@ -26,15 +26,19 @@ use crate::config::Hook;
 use log::{info, warn};
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes of output kept per stream.
 const MAX_OUTPUT: usize = 16 * 1024;
 /// How often a running child is checked.
 const POLL: Duration = Duration::from_millis(20);
+/// How long the output of a hook that has ended may take to reach the end
+/// of its pipes (a grandchild may hold them open).
+const OUTPUT_WAIT: Duration = Duration::from_millis(200);
 /// Time a process group gets between SIGTERM and SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(2);
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// The process's children: the lock is held while a hook child exists,
 /// and counts completed hook runs (after each, orphans may be waiting).
@@ -64,6 +68,7 @@ impl Children {
 pub fn start_reaper() -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("reaper".into())
+        .stack_size(256 * 1024)
         .spawn(reap_forever)
         .map(drop)
 }
@@ -184,7 +189,9 @@ fn kill_group(pid: u32, sig: libc::c_int) {
     }
 }
 
-fn capture(stream: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
+/// Reads `stream` into the returned buffer on a thread of its own, which
+/// drops `eof` when the stream ends (see [`wait_for_output`]).
+fn capture(stream: Option<impl Read + Send + 'static>, eof: Sender<()>) -> Arc<Mutex<Vec<u8>>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
     if let Some(mut s) = stream {
         let sink = Arc::clone(&buf);
@@ -193,6 +200,7 @@ fn capture(stream: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
             .name("hook-output".into())
             .stack_size(256 * 1024)
             .spawn(move || {
+                let _eof = eof;
                 let mut chunk = [0u8; 4096];
                 loop {
                     match s.read(&mut chunk) {
@@ -214,6 +222,21 @@ fn capture(stream: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
         }
     }
     buf
+}
+
+/// Waits until every reader thread of [`capture`] has reached the end of
+/// its stream (all the senders of `eof` are gone), `max` at most.
+fn wait_for_output(eof: &Receiver<()>, max: Duration) {
+    let end = Instant::now() + max;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match eof.recv_timeout(left) {
+            Ok(()) => {}
+            // Both at their end; or still open past `max` (a process the
+            // hook left running holds them): what was read is logged.
+            Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => return,
+        }
+    }
 }
 
 fn log_output(hook: &str, stream: &str, buf: &Arc<Mutex<Vec<u8>>>) {
@@ -258,13 +281,13 @@ pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
 
 fn run_locked(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     use std::os::unix::process::CommandExt;
-    let Some((program, args)) = hook.argv.split_first() else {
+    let Some((program, args)) = hook.argv().split_first() else {
         return Outcome::NotStarted("empty command".into());
     };
     info!(
         "running {} command: {}",
         hook.name,
-        shlex::try_join(hook.argv.iter().map(String::as_str)).unwrap_or_default()
+        shlex::try_join(hook.argv().iter().map(String::as_str)).unwrap_or_default()
     );
     let spawned = Command::new(program)
         .args(args)
@@ -281,8 +304,9 @@ fn run_locked(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
             return out;
         }
     };
-    let out_buf = capture(child.stdout.take());
-    let err_buf = capture(child.stderr.take());
+    let (eof_tx, eof) = mpsc::channel();
+    let out_buf = capture(child.stdout.take(), eof_tx.clone());
+    let err_buf = capture(child.stderr.take(), eof_tx);
     let deadline = clock.now() + hook.timeout;
     let outcome = loop {
         match child.try_wait() {
@@ -304,8 +328,7 @@ fn run_locked(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
             break Outcome::Interrupted;
         }
     };
-    // Give the reader threads a moment to drain what is left in the pipes.
-    std::thread::sleep(Duration::from_millis(5));
+    wait_for_output(&eof, OUTPUT_WAIT);
     log_output(hook.name, "stdout", &out_buf);
     log_output(hook.name, "stderr", &err_buf);
     if outcome.ok() {
@@ -320,7 +343,7 @@ fn run_locked(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
 mod tests {
     use super::*;
     use crate::clock::Interrupted;
-    use std::time::{Instant, SystemTime};
+    use std::time::SystemTime;
 
     /// Real time, interrupted after a given instant.
     struct Wall {
@@ -351,11 +374,11 @@ mod tests {
     }
 
     fn hook(cmd: &str, timeout_ms: u64) -> Hook {
-        Hook {
-            name: "test",
-            argv: shlex::split(cmd).unwrap(),
-            timeout: Duration::from_millis(timeout_ms),
-        }
+        Hook::command(
+            "test",
+            shlex::split(cmd).unwrap(),
+            Duration::from_millis(timeout_ms),
+        )
     }
 
     #[test]
@@ -397,6 +420,38 @@ mod tests {
             );
             assert_eq!(run(&hook("true", 5000), &mut t), Outcome::Success);
         }
+    }
+
+    #[test]
+    fn output_written_after_the_hook_exits_is_read_to_its_end() {
+        // The leader exits at once; a process it left writes 50 ms later.
+        let mut child = Command::new("sh")
+            .args(["-c", "(sleep 0.05; echo late) & echo early"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, eof) = mpsc::channel();
+        let buf = capture(child.stdout.take(), tx);
+        child.wait().unwrap();
+        let started = Instant::now();
+        wait_for_output(&eof, Duration::from_secs(5));
+        assert!(started.elapsed() < Duration::from_secs(4), "returns at EOF");
+        assert_eq!(*buf.lock().unwrap(), b"early\nlate\n");
+        // A pipe held open: the wait ends at its bound.
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30 & echo x"])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let (tx, eof) = mpsc::channel();
+        let _buf = capture(child.stdout.take(), tx);
+        child.wait().unwrap();
+        let started = Instant::now();
+        wait_for_output(&eof, Duration::from_millis(100));
+        kill_group(child.id(), libc::SIGKILL);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

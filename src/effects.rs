@@ -1,4 +1,5 @@
-//! The real [`Effects`]: hook commands and waiting for the app.
+//! The real [`Effects`]: hooks (commands, and HTTP GETs through
+//! [`http_hook`]) and waiting for the app.
 //!
 //! `-wait-for-tcp HOST:PORT` and `-wait-for-http URL` let a scratch image
 //! (where no command can run) hold the registration until the app listens
@@ -9,7 +10,8 @@ use crate::aws::error::snippet;
 use crate::aws::http::{HttpRequest, Transport};
 use crate::clock::Clock;
 use crate::command::{self, Outcome};
-use crate::config::{Config, Hook};
+use crate::config::{Config, Hook, HookAction};
+use crate::http_hook;
 use crate::lb_health::{AppCheck, CHECK_TIMEOUT};
 use crate::lifecycle::{AppWait, Effects};
 use log::info;
@@ -18,10 +20,15 @@ use std::time::Duration;
 
 const APP_POLL: Duration = Duration::from_millis(500);
 
-/// Hooks through [`command::run`]; app checks over TCP and `transport`.
+/// Hooks through [`command::run`] and [`http_hook::run`]; app checks
+/// over TCP and `transport`.
 pub struct SystemEffects<T: Transport> {
-    /// Used for `-wait-for-http`.
+    /// Used for `-wait-for-http`, and HTTP hooks to other hosts.
     pub transport: T,
+    /// Never proxied: HTTP hooks to loopback, link-local and pod-local URLs.
+    pub direct: T,
+    /// The pod's IP (the target id): URLs on it are pod-local.
+    pub pod_ip: String,
 }
 
 /// The app check of `/lb-health`: `-wait-for-tcp` then `-wait-for-http`
@@ -85,9 +92,19 @@ impl<T: Transport> SystemEffects<T> {
     }
 }
 
-impl<T: Transport> Effects for SystemEffects<T> {
+impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome {
-        command::run(hook, clock)
+        match &hook.action {
+            HookAction::Command(_) => command::run(hook, clock),
+            HookAction::Http(url) => {
+                let transport = if http_hook::is_pod_local(url, &self.pod_ip) {
+                    &self.direct
+                } else {
+                    &self.transport
+                };
+                http_hook::run(hook.name, url, hook.timeout, transport, clock)
+            }
+        }
     }
 
     fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait> {

@@ -2,24 +2,27 @@
 //!
 //! `main` registers the signal handlers before anything else (before any
 //! thread starts), parses the command line, starts logging and the optional
-//! status listener, then hands over to the lifecycle. Every error ends in
-//! one line on stderr and a documented exit code: 0 clean, 1 runtime
-//! failure, 2 bad usage or configuration.
+//! status listener, then hands over to the lifecycle (or, with `-check`,
+//! to the preflight report). Every error ends in one line on stderr and a
+//! documented exit code: 0 clean, 1 runtime failure, 2 bad usage or
+//! configuration.
 
 #![forbid(unsafe_code)]
 
 use k8s_nlb_registrator_sidecar::aws::credentials::assume_role::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
+use k8s_nlb_registrator_sidecar::aws::proxy::ProxySettings;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::command;
-use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
+use k8s_nlb_registrator_sidecar::config::{self, Action};
 use k8s_nlb_registrator_sidecar::effects::{self, SystemEffects};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::lifecycle::{Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use k8s_nlb_registrator_sidecar::logging;
+use k8s_nlb_registrator_sidecar::preflight;
 use k8s_nlb_registrator_sidecar::signals::{self, EventTimer};
 use k8s_nlb_registrator_sidecar::status::{self, Status};
-use std::io::Write;
 use std::sync::mpsc::channel;
 use std::time::{Duration, SystemTime};
 
@@ -52,73 +55,6 @@ fn detect_ip() -> Result<String, String> {
         .ok_or_else(|| format!("no line for hostname {hostname:?} in {hosts_path}"))
 }
 
-fn init_logging(cfg: &Config) {
-    let mut b = env_logger::Builder::new();
-    match (&cfg.log_level, ProcessEnv.var("RUST_LOG")) {
-        (Some(level), _) => {
-            b.parse_filters(level);
-        }
-        (None, Some(filters)) => {
-            b.parse_filters(&filters);
-        }
-        (None, None) => {
-            b.parse_filters("info");
-        }
-    }
-    b.format(|buf, record| {
-        writeln!(
-            buf,
-            "{} {:<5} {}",
-            humantime::format_rfc3339_millis(SystemTime::now()),
-            record.level(),
-            record.args()
-        )
-    });
-    b.target(env_logger::Target::Stderr);
-    let inner = b.build();
-    let max = inner.filter();
-    if log::set_boxed_logger(Box::new(Guarded { inner })).is_ok() {
-        log::set_max_level(max);
-    }
-}
-
-/// Crates whose debug and trace output may hold secrets: ureq logs the
-/// wire at trace (Authorization, X-Amz-Security-Token, the STS form body
-/// with the web identity token), whatever the filters say.
-const GUARDED: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
-
-/// The env_logger, with the guarded crates capped at `info` in a way no
-/// `RUST_LOG` directive (however specific) can lift.
-struct Guarded {
-    inner: env_logger::Logger,
-}
-
-fn guarded(target: &str) -> bool {
-    GUARDED.iter().any(|c| {
-        target == *c
-            || target
-                .strip_prefix(c)
-                .is_some_and(|rest| rest.starts_with("::"))
-    })
-}
-
-impl log::Log for Guarded {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        (metadata.level() <= log::Level::Info || !guarded(metadata.target()))
-            && self.inner.enabled(metadata)
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            self.inner.log(record);
-        }
-    }
-
-    fn flush(&self) {
-        self.inner.flush();
-    }
-}
-
 fn try_main() -> i32 {
     // Signals first: before any other thread exists. The status exists
     // already (no thread), so a signal fails /lb-health at once.
@@ -148,7 +84,7 @@ fn try_main() -> i32 {
     if let Err(e) = config::check_shell(&cfg, has_shell) {
         return fail(EXIT_USAGE, &e.to_string());
     }
-    init_logging(&cfg);
+    logging::init(&cfg, ProcessEnv.var("RUST_LOG"));
     if std::process::id() == 1 {
         // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
         if let Err(e) = command::start_reaper() {
@@ -186,6 +122,17 @@ fn try_main() -> i32 {
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
 
+    if cfg.check {
+        // -check: report and exit; no status listener, nothing registered.
+        drop(tx);
+        let mut client = Client::new(transport, settings);
+        let mut clock = EventTimer::new(rx, SplitMix::seed_from_env());
+        let findings = preflight::gather(&cfg, &mut client, &mut clock);
+        let report = preflight::report(&cfg, &findings);
+        print!("{}", report.render());
+        return report.exit_code();
+    }
+
     status.set_app_check(effects::lb_app_check(&cfg, transport.clone()));
     if let Some(addr) = &cfg.lb_health_addr {
         match status::start_lb_health(addr, status.clone()) {
@@ -195,19 +142,9 @@ fn try_main() -> i32 {
         }
     }
     if let Some(addr) = &cfg.status_addr {
-        // A /drain answer waits for the whole shutdown at most.
-        let drain_timeout = cfg.deregister_timeout
-            + if cfg.wait_drained || cfg.drain_quiet_period.is_some() {
-                cfg.wait_drained_timeout
-            } else {
-                Duration::ZERO
-            }
-            + cfg
-                .post_deregister
-                .as_ref()
-                .map(|h| h.timeout)
-                .unwrap_or_default()
-            + Duration::from_secs(5);
+        // A /drain answer waits for the whole shutdown at most (and a margin).
+        let drain_timeout = k8s_nlb_registrator_sidecar::lifecycle::shutdown_budget(&cfg)
+            .saturating_add(Duration::from_secs(5));
         // Before anything is registered: a listener that cannot bind is a
         // configuration error, one whose threads cannot start (pids limit)
         // a runtime failure.
@@ -228,8 +165,16 @@ fn try_main() -> i32 {
         settings.region,
         settings.credentials_label()
     );
+    // HTTP hooks to loopback, link-local or the pod's own IP never go
+    // through a proxy (http:// only: no CA bundle needed).
+    let direct = match UreqTransport::with_proxies(None, ProxySettings::default()) {
+        Ok(t) => t,
+        Err(e) => return fail(EXIT_FAILURE, &e.to_string()),
+    };
     let mut effects = SystemEffects {
         transport: transport.clone(),
+        direct,
+        pod_ip: cfg.target_id.clone(),
     };
     let mut client = Client::new(transport, settings);
     let mut clock = EventTimer::new(rx, SplitMix::seed_from_env());

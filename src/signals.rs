@@ -162,7 +162,16 @@ impl EventClock for EventTimer {
             return Some(ev);
         }
         let got = match timeout {
-            Some(t) => self.rx.recv_timeout(t).ok(),
+            Some(t) => match self.rx.recv_timeout(t) {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) => None,
+                // Every sender is gone: still wait, as `sleep` does, so
+                // that a caller looping on this never spins.
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(t);
+                    None
+                }
+            },
             None => match self.rx.recv() {
                 Ok(ev) => Some(ev),
                 Err(_) => {
@@ -184,6 +193,18 @@ impl EventClock for EventTimer {
 mod tests {
     use super::*;
     use std::sync::mpsc::channel;
+
+    #[test]
+    fn waits_last_their_time_when_no_event_can_come() {
+        let (tx, rx) = channel::<Event>();
+        drop(tx);
+        let mut t = EventTimer::new(rx, 1);
+        let start = Instant::now();
+        assert!(t.wait_event(Some(Duration::from_millis(50))).is_none());
+        assert!(start.elapsed() >= Duration::from_millis(50), "no spin");
+        assert_eq!(t.sleep(Duration::from_millis(20)), Ok(()));
+        assert!(start.elapsed() >= Duration::from_millis(70));
+    }
 
     #[test]
     fn events_cut_sleeps_short_unless_shielded() {

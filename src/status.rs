@@ -1,5 +1,6 @@
-//! The optional status listener: `/healthz`, `/readyz`, `/drain` and
-//! `/lb-health`; and the `-lb-health-addr` listener, `/lb-health` alone.
+//! The optional status listener: `/healthz`, `/readyz`, `/drain`,
+//! `/lb-health` and `/metrics`; and the `-lb-health-addr` listener,
+//! `/lb-health` alone.
 //!
 //! Off unless `-status-addr` (or `-lb-health-addr`) is set.
 //!
@@ -16,6 +17,8 @@
 //!   [`crate::lb_health`]): 503 from the first instant of a drain or
 //!   signal, else the app check. The `-lb-health-addr` listener serves
 //!   it and nothing else (404), so the VPC can reach it without `/drain`.
+//! - `GET /metrics`: the [`metrics`](crate::metrics) in Prometheus text
+//!   format 0.0.4, rendered when asked (nothing is computed between scrapes).
 //!
 //! # Bounded by construction
 //!
@@ -213,7 +216,7 @@ pub fn start(
         .map_err(|e| StartError::Bind(format!("cannot listen on -status-addr {addr}: {e}")))?;
     serve(listener, status, events, drain_timeout)
         .map_err(|e| StartError::Thread(format!("cannot start the status listener: {e}")))?;
-    info!("status listener on http://{addr} (/healthz, /readyz, /drain, /lb-health)");
+    info!("status listener on http://{addr} (/healthz, /readyz, /drain, /lb-health, /metrics)");
     Ok(())
 }
 
@@ -431,6 +434,10 @@ impl Worker {
         };
         match route(&req.method, &req.path, &state) {
             Reply::Answer(resp) => write_answer(&mut stream, &resp, head_only),
+            Reply::Metrics => {
+                let resp = Response::metrics(crate::metrics::global().render());
+                write_answer(&mut stream, &resp, head_only);
+            }
             Reply::Drain => self.drain(stream),
         }
     }
@@ -639,16 +646,20 @@ pub struct RouteState {
     pub lb_only: bool,
 }
 
-/// An answer: status code, plain-text body, and `Allow` for 405.
+/// An answer: status code, body, its type, and `Allow` for 405.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// HTTP status code.
     pub code: u16,
-    /// Body (a newline is added when rendered).
+    /// Body (a newline is added when rendered, unless it ends with one).
     pub body: String,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
     /// The `Allow` header of a 405.
     pub allow: Option<&'static str>,
 }
+
+const TEXT: &str = "text/plain; charset=utf-8";
 
 impl Response {
     /// A plain-text answer.
@@ -656,6 +667,17 @@ impl Response {
         Response {
             code,
             body: body.to_owned(),
+            content_type: TEXT,
+            allow: None,
+        }
+    }
+
+    /// The metrics page: 200 with the text exposition format.
+    pub fn metrics(body: String) -> Self {
+        Response {
+            code: 200,
+            body,
+            content_type: crate::metrics::CONTENT_TYPE,
             allow: None,
         }
     }
@@ -676,6 +698,8 @@ pub enum Reply {
     /// Start a drain (or join the one in progress) and answer with its
     /// result.
     Drain,
+    /// Answer with the metrics, rendered now.
+    Metrics,
 }
 
 /// The routes: method and path (no query) to a reply.
@@ -701,6 +725,7 @@ pub fn route(method: &str, path: &str, state: &RouteState) -> Reply {
             Some(result) => Answer(drain_response(result)),
             None => Reply::Drain,
         },
+        "/metrics" => Reply::Metrics,
         _ => Answer(Response::text(404, "not found")),
     }
 }
@@ -721,12 +746,17 @@ fn reason(code: u16) -> &'static str {
 /// The bytes of an answer (headers only for HEAD). The connection is
 /// always closed after it.
 pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
-    let body = format!("{}\n", resp.body);
+    let body = if resp.body.ends_with('\n') {
+        resp.body.clone()
+    } else {
+        format!("{}\n", resp.body)
+    };
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
          Connection: close\r\n",
         resp.code,
         reason(resp.code),
+        resp.content_type,
         body.len()
     );
     if let Some(allow) = resp.allow {

@@ -441,8 +441,10 @@ fn no_secret_in_the_log_at_trace_level() {
         None,
     );
 
+    // The same secrets, in the JSON format (-log-format json), with IRSA.
+    let mut irsa_json = irsa.clone();
     let mut outputs = Vec::new();
-    for (i, env) in [&mut irsa, &mut container, &mut statik]
+    for (i, env) in [&mut irsa, &mut container, &mut statik, &mut irsa_json]
         .into_iter()
         .enumerate()
     {
@@ -452,9 +454,16 @@ fn no_secret_in_the_log_at_trace_level() {
             "RUST_LOG".into(),
             "trace,ureq=trace,ureq_proto::util=trace,rustls=trace".into(),
         );
-        let level: &[&str] = if i < 2 { &["-log-level", "trace"] } else { &[] };
+        let level: &[&str] = if i != 2 {
+            &["-log-level", "trace"]
+        } else {
+            &[]
+        };
         let mut a = vec!["-post-register-command", "true"];
         a.extend_from_slice(level);
+        if i == 3 {
+            a.extend_from_slice(&["-log-format", "json"]);
+        }
         let mut s = spawn(&args(&a), env);
         s.expect_log("blocking until SIGTERM", secs(10));
         std::thread::sleep(Duration::from_millis(1200));
@@ -463,6 +472,17 @@ fn no_secret_in_the_log_at_trace_level() {
         assert!(fake.registered(&arn).is_empty());
         outputs.push(s.output());
     }
+    // Every line of the JSON run is one JSON object.
+    let json = &outputs[3];
+    for line in json.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            v.get("timestamp").is_some() && v.get("message").is_some(),
+            "{line}"
+        );
+    }
+    assert!(json.contains("\"level\":\"DEBUG\""), "{json}");
     let mut secrets: Vec<String> = fake.issued_secrets();
     secrets.extend([
         web_token.to_string(),

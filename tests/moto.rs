@@ -550,6 +550,142 @@ fn unknown_target_group_name() {
     );
 }
 
+/// Runs `-check` against `moto` with `args`; (exit code, stdout). Nothing
+/// but the report goes to stdout.
+fn run_check(moto: &Moto, creds: (&str, &str), args: &[&str]) -> (i32, String) {
+    let mut env = base_env(&moto.endpoint());
+    env.insert("AWS_ACCESS_KEY_ID".into(), creds.0.into());
+    env.insert("AWS_SECRET_ACCESS_KEY".into(), creds.1.into());
+    let mut all = vec!["-check", "-target-id", TARGET];
+    all.extend_from_slice(args);
+    let out = Command::new(BIN)
+        .args(&all)
+        .env_clear()
+        .envs(&env)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// `-check` against moto: groups by name and by ARN pass (moto answers the
+/// DeregisterTargets probe with InvalidTarget, AWS with success: both show
+/// the permission), an unknown group fails with exit 1, and nothing is
+/// ever registered.
+#[test]
+fn check_passes_against_moto_and_registers_nothing() {
+    let moto = Moto::start();
+    let setup = moto.setup(&[
+        "--target-group",
+        "my-tg:8080",
+        "--target-group",
+        "other:9090",
+    ]);
+    let arn = tg_arn(&setup, "my-tg");
+    let other = tg_arn(&setup, "other");
+    let (code, out) = run_check(
+        &moto,
+        TEST_CREDS,
+        &["-target-group-name", "my-tg", "-target-group-arn", &other],
+    );
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "ok   config: target 10.0.1.5 (from -target-id), 2 target group(s), region us-east-1",
+        "ok   credentials: source environment; identity arn:aws:",
+        &format!("ok   target group my-tg: exists ({arn})"),
+        "ok   target group my-tg: target type ip",
+        "ok   target group my-tg: IP address type ipv4 matches target 10.0.1.5",
+        "ok   target group my-tg: attached to 1 load balancer(s)",
+        "ok   target group my-tg: health check TCP",
+        "ok   target group my-tg: deregistration delay",
+        "ok   target group my-tg: target 10.0.1.5 is not registered yet",
+        "ok   target group my-tg: may deregister (DeregisterTargets of the unregistered target answered InvalidTarget, not AccessDenied)",
+        &format!("ok   target group {other}: exists ({other})"),
+        &format!("ok   target group {other}: may deregister"),
+        "check passed",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    assert_eq!(
+        moto.targets_of(TEST_CREDS, &[&arn, &other]),
+        vec![vec![], vec![]]
+    );
+
+    let (code, out) = run_check(&moto, TEST_CREDS, &["-target-group-name", "no-such-tg"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL target group no-such-tg: not found (TargetGroupNotFound)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("check FAILED: 1 problem(s) in target group no-such-tg"),
+        "{out}"
+    );
+}
+
+/// `-check` in moto's signature checking mode: a user without
+/// DeregisterTargets fails with exit 1 naming it; a wrong secret fails on
+/// the credentials.
+#[test]
+fn check_names_a_missing_permission_against_moto() {
+    let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "40")]);
+    let user = moto.setup(&["--iam-user", "sidecar"]);
+    let readonly = moto.setup(&[
+        "--iam-user",
+        "readonly",
+        "--iam-actions",
+        "elasticloadbalancing:DescribeTargetGroups,elasticloadbalancing:DescribeTargetHealth,elasticloadbalancing:DescribeTargetGroupAttributes",
+    ]);
+    let setup = moto.setup(&["--target-group", "my-tg:8080"]);
+    let arn = tg_arn(&setup, "my-tg");
+    let key = |v: &Value| {
+        (
+            v["access_key_id"].as_str().expect("key id").to_owned(),
+            v["secret_access_key"].as_str().expect("secret").to_owned(),
+        )
+    };
+    let (key_id, secret) = key(&user);
+    let (ro_key_id, ro_secret) = key(&readonly);
+    let good = (key_id.as_str(), secret.as_str());
+    let burned = moto.setup_as((&key_id, "not-the-secret"), &["--exhaust-free-calls"]);
+    assert_eq!(burned["code"], "SignatureDoesNotMatch", "{burned}");
+
+    let (code, out) = run_check(&moto, good, &["-target-group-name", "my-tg"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok   target group my-tg: may deregister"),
+        "{out}"
+    );
+
+    let (code, out) = run_check(
+        &moto,
+        (&ro_key_id, &ro_secret),
+        &["-target-group-name", "my-tg"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL target group my-tg: may not deregister"),
+        "{out}"
+    );
+    assert!(out.contains("AccessDenied"), "{out}");
+
+    let (code, out) = run_check(
+        &moto,
+        (&key_id, "wrong-secret"),
+        &["-target-group-name", "my-tg"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL credentials: source environment: AWS refuses them"),
+        "{out}"
+    );
+    assert!(!out.contains("wrong-secret"), "{out}");
+    assert_eq!(moto.targets_as(good, &arn), vec![]);
+}
+
 /// An Application Load Balancer's IP target group (HTTP, health check path and
 /// matcher, HTTP listener): the same API, the same lifecycle. By name and by ARN, one
 /// group each, the second with its own port.

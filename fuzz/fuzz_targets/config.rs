@@ -75,7 +75,14 @@ fuzz_target!(|data: &[u8]| {
             assert_ne!(c.target_port, Some(0));
             assert!(c.health_poll_interval >= Duration::from_millis(10));
             for h in [&c.pre_register, &c.post_register, &c.post_deregister].into_iter().flatten() {
-                assert!(!h.argv.is_empty(), "hook {} with no argv", h.name);
+                match &h.action {
+                    config::HookAction::Command(argv) => {
+                        assert!(!argv.is_empty(), "hook {} with no argv", h.name)
+                    }
+                    config::HookAction::Http(url) => {
+                        assert!(url.starts_with("http://"), "hook {} with URL {url:?}", h.name)
+                    }
+                }
             }
             if let Some(l) = &c.log_level {
                 assert!(["off", "error", "warn", "info", "debug", "trace"].contains(&l.as_str()));

@@ -5,7 +5,8 @@
 #![no_main]
 
 use k8s_nlb_registrator_sidecar::aws::elbv2::{
-    self, DescribeTargetGroups, DescribeTargetHealth, RegisterTargets,
+    self, DescribeTargetGroupAttributes, DescribeTargetGroups, DescribeTargetHealth,
+    RegisterTargets,
 };
 use k8s_nlb_registrator_sidecar::aws::error::{parse_error, snippet, Error};
 use k8s_nlb_registrator_sidecar::aws::{Action, WithId};
@@ -65,15 +66,25 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(e) => check_err(&e, "DescribeTargetHealth", status),
         },
-        2 => match RegisterTargets::parse_response(status, body) {
-            Ok(WithId { request_id: id, .. }) => {
-                assert!(ok_status(status));
-                if let Some(id) = id {
-                    assert!(!id.is_empty());
+        2 => {
+            match RegisterTargets::parse_response(status, body) {
+                Ok(WithId { request_id: id, .. }) => {
+                    assert!(ok_status(status));
+                    if let Some(id) = id {
+                        assert!(!id.is_empty());
+                    }
                 }
+                Err(e) => check_err(&e, "RegisterTargets", status),
             }
-            Err(e) => check_err(&e, "RegisterTargets", status),
-        },
+            // The same body to DescribeTargetGroupAttributes (-check).
+            match DescribeTargetGroupAttributes::parse_response(status, body) {
+                Ok(WithId { value: attrs, .. }) => {
+                    assert!(ok_status(status));
+                    assert!(attrs.iter().all(|(k, _)| !k.is_empty()));
+                }
+                Err(e) => check_err(&e, "DescribeTargetGroupAttributes", status),
+            }
+        }
         _ => {
             let e = parse_error(status, body);
             assert_eq!(e.status, status);

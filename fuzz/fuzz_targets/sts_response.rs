@@ -1,11 +1,11 @@
-//! STS AssumeRoleWithWebIdentity response parser.
+//! STS AssumeRoleWithWebIdentity and GetCallerIdentity response parsers.
 //!
 //! Input: first byte picks the HTTP status from `STATUSES`, the rest is the body.
 #![no_main]
 
 use k8s_nlb_registrator_sidecar::aws::credentials::Secret;
 use k8s_nlb_registrator_sidecar::aws::error::Error;
-use k8s_nlb_registrator_sidecar::aws::sts::AssumeRoleWithWebIdentity;
+use k8s_nlb_registrator_sidecar::aws::sts::{AssumeRoleWithWebIdentity, GetCallerIdentity};
 use k8s_nlb_registrator_sidecar::aws::Action;
 use libfuzzer_sys::fuzz_target;
 
@@ -14,6 +14,16 @@ const STATUSES: [u16; 8] = [200, 200, 200, 200, 400, 403, 500, 503];
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, body)) = data.split_first() else { return };
     let status = STATUSES[usize::from(sel & 7)];
+    match GetCallerIdentity::parse_response(status, body) {
+        Ok(id) => {
+            assert!((200..300).contains(&status));
+            let _ = format!("{:?}", id.value);
+        }
+        Err(e) => {
+            let _ = e.to_string();
+            assert!(matches!(e, Error::Aws { .. } | Error::Response { .. }), "{e:?}");
+        }
+    }
     match AssumeRoleWithWebIdentity::parse_response(status, body).map(|r| r.value) {
         Ok(creds) => {
             assert!((200..300).contains(&status));

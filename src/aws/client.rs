@@ -13,19 +13,25 @@
 //! call's deadline: its timeout is cut to the time left (`Bounded`),
 //! so a held STS or metadata endpoint cannot stretch a shutdown past
 //! `-deregister-timeout`. The one attempt always made, even past the
-//! deadline, gets [`MIN_CALL_TIMEOUT`].
+//! deadline, gets [`MIN_CALL_TIMEOUT`]. And one attempt, credentials fetch
+//! (metadata, STS, AssumeRole) and call together, takes at most one
+//! [`CALL_TIMEOUT`]: a request on the wire when a signal comes delays the
+//! deregistration by that much at most, whatever it had to fetch first.
 
 use super::credentials::assume_role::{Role, RoleLayer, Upstream};
 use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
-use super::error::{is_expired_credentials, is_retryable, is_throttling, Error, TransportKind};
+use super::error::{
+    is_expired_credentials, is_retryable, is_throttling, Error, TransportKind, THROTTLING_CODES,
+};
 use super::http::{HttpRequest, HttpResponse, Transport};
-use super::query::{self, Action, Service, CALL_TIMEOUT};
+use super::query::{Action, Service, CALL_TIMEOUT};
 use super::retry::{Adaptive, Backoff, Bucket};
-use super::sign::{sign, ToSign};
+use super::sign::signed_query;
 use super::skew::{self, Offset};
 use crate::clock::Clock;
 use crate::env::Env;
+use crate::metrics;
 use log::{debug, warn};
 use std::time::{Duration, Instant};
 
@@ -39,6 +45,14 @@ pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// A throttled call retries within the time left to its deadline when its
 /// paced slot is longer than half of it, as long as this much is left.
 const MIN_PACED_LEFT: Duration = Duration::from_secs(1);
+/// The instant one attempt that starts at `started` must end by: one
+/// [`CALL_TIMEOUT`] for everything it sends (credentials included), cut to
+/// the `deadline`, but never less than [`MIN_CALL_TIMEOUT`].
+pub fn attempt_until(deadline: Instant, started: Instant) -> Instant {
+    deadline
+        .min(started + CALL_TIMEOUT)
+        .max(started + MIN_CALL_TIMEOUT)
+}
 
 /// How long and how often a call may be tried.
 #[derive(Debug, Clone, Copy)]
@@ -221,6 +235,12 @@ impl<T: Transport> Client<T> {
     /// Fetches new temporary credentials now (a process at rest calls this
     /// at [`Client::refresh_due`]); the cached ones stay in use if it fails.
     ///
+    /// Each attempt, all its requests included (with a role: the base
+    /// fetch, AssumeRole, and both again after an `ExpiredToken`), ends
+    /// within one [`CALL_TIMEOUT`]: a signal that comes during a refresh
+    /// waits for one request timeout at most, since the backoff sleep
+    /// after the attempt is cut short by it.
+    ///
     /// # Errors
     /// The last fetch error, or [`Error::Interrupted`].
     pub fn refresh_credentials(
@@ -237,8 +257,9 @@ impl<T: Transport> Client<T> {
             budget,
             clock,
             |c, clock, until| {
-                c.fetch_credentials(clock, until)
-                    .map(|fresh| c.cache.store(fresh))
+                let until = until.min(clock.now() + CALL_TIMEOUT);
+                let fetched = c.fetch_credentials(clock, until);
+                c.cache.store_fetched(c.settings.source.name(), fetched)
             },
         );
         if let Err(e) = &result {
@@ -348,8 +369,7 @@ impl<T: Transport> Client<T> {
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
     /// or an event interrupts a backoff sleep. Each attempt's requests must
-    /// end by the instant `op` is given: the deadline, or
-    /// [`MIN_CALL_TIMEOUT`] after the attempt starts when that is later.
+    /// end by the instant `op` is given ([`attempt_until`]).
     /// With `signed`, an answer to `action` itself that says our clock is
     /// off (see [`skew`]) sets the clock offset and is signed again once at
     /// once, and an expired-credentials answer drops the cached credentials
@@ -370,8 +390,17 @@ impl<T: Transport> Client<T> {
             // shutdown that spent its budget on one target group still sends
             // one DeregisterTargets for each of the others.
             attempts += 1;
-            let until = budget.deadline.max(clock.now() + MIN_CALL_TIMEOUT);
-            let err = match op(self, clock, until) {
+            let started = clock.now();
+            let until = attempt_until(budget.deadline, started);
+            let result = op(self, clock, until);
+            if signed {
+                record_request(
+                    action,
+                    &result,
+                    clock.now().saturating_duration_since(started),
+                );
+            }
+            let err = match result {
                 Ok(r) => {
                     let now = clock.now();
                     if let Some(a) = self.adaptive_mut(Bucket::of(action)) {
@@ -453,10 +482,33 @@ impl<T: Transport> Client<T> {
                 "{err}; retrying in {} ms (attempt {attempts})",
                 delay.as_millis()
             );
+            metrics::global().aws_retry(action);
             clock.sleep(delay).map_err(|_| Error::Interrupted)?;
         }
     }
+}
 
+/// Counts one attempt of the signed call `action` in the metrics: its
+/// outcome and duration, and whether it was throttled. An attempt that
+/// sent no request (no credentials, interrupted) is not counted.
+fn record_request<R>(action: &str, result: &Result<R, Error>, took: Duration) {
+    let m = metrics::global();
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(Error::Aws { error, .. }) => {
+            if THROTTLING_CODES.contains(&error.code.as_str()) || error.code == "HttpStatus429" {
+                m.aws_throttled(action);
+            }
+            error.code.as_str()
+        }
+        Err(Error::Transport { .. }) => "transport_error",
+        Err(Error::Response { .. }) => "invalid_response",
+        Err(_) => return,
+    };
+    m.aws_request(action, outcome, took);
+}
+
+impl<T: Transport> Client<T> {
     /// Sends the action `name` of `service` with parameters `form` once,
     /// signed, the credentials fetch (if any) and the request ending by `until`.
     fn send_signed(
@@ -469,20 +521,14 @@ impl<T: Transport> Client<T> {
     ) -> Result<HttpResponse, Error> {
         self.last_date = None;
         let creds = self.credentials(clock, until)?;
-        let mut req = query::request(self.settings.url(service), form, CALL_TIMEOUT);
-        let signed = sign(
-            ToSign {
-                method: req.method,
-                url: &req.url,
-                headers: &req.headers,
-                body: &req.body,
-            },
+        let req = signed_query(
+            self.settings.url(service),
+            form,
             &creds,
             self.settings.signing_region(service),
-            service.signing_name(),
+            service,
             self.clock_offset.apply(clock.wall()),
         )?;
-        req.headers.extend(signed);
         let started = clock.now();
         let resp = Bounded {
             inner: &self.transport,
@@ -1407,6 +1453,67 @@ mod tests {
         assert_eq!(e, Error::Interrupted);
         assert_eq!(transport.seen.borrow().len(), 1);
         assert_eq!(clock.t.get(), CALL_TIMEOUT, "one request timeout");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_call_that_must_fetch_credentials_first_takes_one_request_timeout_in_all() {
+        // No cached credentials: the web identity fetch (STS, 9 s to
+        // answer), then the call itself (held) share one request timeout,
+        // so a signal that comes meanwhile waits 10 s at most.
+        let (source, dir) = web_identity("call-with-fetch");
+        let (mut clock, transport) = timed::pair(vec![(Duration::from_secs(9), STS_4_MIN)]);
+        clock.interrupted = true;
+        let mut c = Client::new(&transport, settings(source));
+        let budget = Budget {
+            deadline: clock.now() + Duration::from_secs(30),
+            max_attempts: 3,
+        };
+        let targets = target();
+        let action = DescribeTargetHealth {
+            arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/tg/1",
+            targets: &targets,
+        };
+        let e = c.call(&action, budget, &mut clock).unwrap_err();
+        assert_eq!(e, Error::Interrupted);
+        let timeouts: Vec<Duration> = transport.seen.borrow().iter().map(|s| s.1).collect();
+        assert_eq!(
+            timeouts,
+            [CALL_TIMEOUT, Duration::from_secs(1)],
+            "the call gets what the credentials fetch left"
+        );
+        assert_eq!(clock.t.get(), CALL_TIMEOUT, "one request timeout in all");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_role_refresh_in_flight_at_a_signal_ends_within_one_request_timeout() {
+        // -role-arn: the base credentials (STS, 9 s to answer), then
+        // AssumeRole (held). The whole attempt shares one request timeout.
+        let (source, dir) = web_identity("role-refresh");
+        let (mut clock, transport) = timed::pair(vec![(Duration::from_secs(9), STS_4_MIN)]);
+        clock.interrupted = true;
+        let mut s = settings(source);
+        s.role = Some(Role::new(
+            "arn:aws:iam::2:role/x".into(),
+            None,
+            Some("s".into()),
+            clock.wall(),
+        ));
+        let mut c = Client::new(&transport, s);
+        let budget = Budget {
+            deadline: clock.now() + Duration::from_secs(30),
+            max_attempts: 3,
+        };
+        let e = c.refresh_credentials(budget, &mut clock).unwrap_err();
+        assert_eq!(e, Error::Interrupted);
+        let timeouts: Vec<Duration> = transport.seen.borrow().iter().map(|s| s.1).collect();
+        assert_eq!(
+            timeouts,
+            [CALL_TIMEOUT, Duration::from_secs(1)],
+            "AssumeRole gets what the base fetch left"
+        );
+        assert_eq!(clock.t.get(), CALL_TIMEOUT, "one request timeout in all");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

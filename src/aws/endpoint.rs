@@ -22,7 +22,7 @@
 //! generated from its rule set in aws-sdk-net
 //! `sdk/test/Services/ElasticLoadBalancingV2/UnitTests/Generated/Endpoints`.
 
-use super::error::Error;
+use super::error::{redact_url, Error};
 use crate::env::Env;
 
 /// Regions whose STS endpoint was the global one under the legacy setting.
@@ -262,7 +262,8 @@ fn checked(url: String, from: &str) -> Result<String, Error> {
             Ok(trimmed)
         }
         _ => Err(Error::Config(format!(
-            "{from} must be an http:// or https:// URL with a host: {url:?}"
+            "{from} must be an http:// or https:// URL with a host: {:?}",
+            redact_url(&url)
         ))),
     }
 }

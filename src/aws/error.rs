@@ -116,7 +116,12 @@ impl fmt::Display for Error {
                     TransportKind::Tls => "TLS failure calling",
                     TransportKind::Request => "cannot build request to",
                 };
-                write!(f, "{action}: {what} {url}: {detail}")
+                write!(
+                    f,
+                    "{action}: {what} {}: {}",
+                    redact_url(url),
+                    redact_url(detail)
+                )
             }
             Error::Response {
                 action,
@@ -147,6 +152,61 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
+    /// The same error with `f` applied to the action it names, for
+    /// [`Error::Aws`], [`Error::Transport`] and [`Error::Response`]; any
+    /// other error unchanged. Its kind stays, and so does how it is
+    /// classified for retries.
+    #[must_use]
+    pub fn map_action(self, f: impl FnOnce(String) -> String) -> Error {
+        match self {
+            Error::Aws { action, error } => Error::Aws {
+                action: f(action),
+                error,
+            },
+            Error::Transport {
+                action,
+                url,
+                kind,
+                detail,
+            } => Error::Transport {
+                action: f(action),
+                url,
+                kind,
+                detail,
+            },
+            Error::Response {
+                action,
+                status,
+                detail,
+            } => Error::Response {
+                action: f(action),
+                status,
+                detail,
+            },
+            other => other,
+        }
+    }
+
+    /// The same error with `f` applied to the detail of an
+    /// [`Error::Transport`]; any other error unchanged.
+    #[must_use]
+    pub fn map_transport_detail(self, f: impl FnOnce(String) -> String) -> Error {
+        match self {
+            Error::Transport {
+                action,
+                url,
+                kind,
+                detail,
+            } => Error::Transport {
+                action,
+                url,
+                kind,
+                detail: f(detail),
+            },
+            other => other,
+        }
+    }
+
     /// The AWS error code, when the service answered with one.
     pub fn aws_code(&self) -> Option<&str> {
         match self {
@@ -165,7 +225,8 @@ impl Error {
     /// AWS's own DeregisterTargets answers success for a target that is
     /// not registered; moto and older endpoints answer `InvalidTarget`.
     /// DescribeTargetHealth answers either code for a target or group that
-    /// is gone. Looks through [`Error::Deadline`] at its last failure.
+    /// is gone. Only AWS's own answer counts: an [`Error::Deadline`] holds
+    /// a retryable failure, never one of these.
     ///
     /// ```
     /// use k8s_nlb_registrator_sidecar::aws::{AwsError, Error};
@@ -179,10 +240,29 @@ impl Error {
     /// assert!(!Error::Interrupted.is_target_absent());
     /// ```
     pub fn is_target_absent(&self) -> bool {
-        matches!(
-            self.aws_code(),
-            Some("InvalidTarget" | "TargetGroupNotFound")
-        )
+        matches!(self, Error::Aws { error, .. }
+            if matches!(error.code.as_str(), "InvalidTarget" | "TargetGroupNotFound"))
+    }
+
+    /// Whether AWS answered this call with a final refusal: an AWS error
+    /// that is not worth retrying (AccessDenied, ValidationError, ...).
+    /// Not an [`Error::Deadline`]: [`Error::aws_code`] looks through it at
+    /// its last failure, but that failure was retryable (throttling, 5xx)
+    /// and only the time ran out.
+    ///
+    /// ```
+    /// use k8s_nlb_registrator_sidecar::aws::{AwsError, Error};
+    /// let aws = |code: &str| Error::Aws {
+    ///     action: "DescribeTargetHealth".into(),
+    ///     error: AwsError { status: 400, code: code.into(), message: String::new(), request_id: None },
+    /// };
+    /// assert!(aws("AccessDenied").is_refusal());
+    /// assert!(!aws("Throttling").is_refusal());
+    /// let late = Error::Deadline { action: "x".into(), attempts: 1, last: Some(Box::new(aws("Throttling"))) };
+    /// assert!(!late.is_refusal());
+    /// ```
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::Aws { .. }) && !is_retryable(self)
     }
 }
 
@@ -340,6 +420,42 @@ pub fn parse_error(status: u16, body: &[u8]) -> AwsError {
     })
 }
 
+/// `text` with the user info of every URL in it hidden
+/// (`https://user:pass@host/` becomes `https://***@host/`): the form for
+/// any URL shown in a message or a `Debug` output, since an endpoint or
+/// credentials URL from the environment may carry a password.
+///
+/// ```
+/// use k8s_nlb_registrator_sidecar::aws::error::redact_url;
+/// assert_eq!(redact_url("https://u:p@h:1/x@y"), "https://***@h:1/x@y");
+/// assert_eq!(redact_url("http://h/"), "http://h/");
+/// assert_eq!(redact_url("GET \"http://a:b@h\" failed"), "GET \"http://***@h\" failed");
+/// ```
+pub fn redact_url(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let (authority, after) = tail.split_at(end);
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The first 120 printable characters of a body, for error messages.
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
@@ -400,6 +516,27 @@ mod tests {
         assert!(e.message.contains("Bad Gateway"));
         assert_eq!(parse_error(500, b"").message, "empty body");
         assert_eq!(parse_error(500, b"\x00\x01\xff").code, "HttpStatus500");
+    }
+
+    #[test]
+    fn transport_errors_hide_the_password_of_a_url() {
+        let e = Error::Transport {
+            action: "container credentials".into(),
+            url: "https://user:hunter2@creds.example.com:8443/v1?x=1".into(),
+            kind: TransportKind::Timeout,
+            detail: "timed out calling https://user:hunter2@creds.example.com:8443/v1".into(),
+        };
+        let text = e.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("user"), "{text}");
+        assert!(
+            text.contains("https://***@creds.example.com:8443/v1?x=1"),
+            "{text}"
+        );
+        assert_eq!(redact_url("no url here"), "no url here");
+        assert_eq!(redact_url("http://@h"), "http://***@h");
+        assert_eq!(redact_url("a://b@c d://e@f"), "a://***@c d://***@f");
+        assert_eq!(redact_url("x://"), "x://");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! (AWS's XML errors are in them), and puts a connect and an overall
 //! timeout on every request.
 
-use super::error::{Error, TransportKind};
+use super::error::{redact_url, Error, TransportKind};
 pub use super::proxy::is_local_url;
 use super::proxy::{ProxySettings, ProxyUrl};
 use crate::env::ProcessEnv;
@@ -36,7 +36,7 @@ impl std::fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field(
                 "headers",
                 &self
@@ -289,7 +289,7 @@ mod tests {
     fn request_debug_hides_headers_and_body() {
         let r = HttpRequest {
             method: "POST",
-            url: "https://x/".into(),
+            url: "https://u:hunter2@x/".into(),
             headers: vec![(
                 "authorization".into(),
                 "AWS4-HMAC-SHA256 Signature=abc".into(),
@@ -300,6 +300,10 @@ mod tests {
         let d = format!("{r:?}");
         assert!(
             d.contains("authorization") && !d.contains("Signature") && !d.contains("secret"),
+            "{d}"
+        );
+        assert!(
+            d.contains("https://***@x/") && !d.contains("hunter2"),
             "{d}"
         );
     }

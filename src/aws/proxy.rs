@@ -62,11 +62,6 @@ impl ProxyUrl {
             None => format!("{}://{}", self.scheme, self.host_port),
         }
     }
-
-    /// Whether the URL carries credentials.
-    pub fn has_credentials(&self) -> bool {
-        self.userinfo.is_some()
-    }
 }
 
 /// Shows the proxy without its credentials (safe to log).
@@ -163,7 +158,7 @@ impl ProxySettings {
         self.no_proxy.iter().any(|e| match (e, &t.host) {
             (NoProxyEntry::All, _) => true,
             (NoProxyEntry::Ip(ip, port), Host::Ip(h)) => canonical(*ip) == *h && port_ok(port),
-            (NoProxyEntry::Net(net, bits), Host::Ip(h)) => in_net(*h, canonical(*net), *bits),
+            (NoProxyEntry::Net(net, bits), Host::Ip(h)) => in_net(*h, *net, *bits),
             (NoProxyEntry::Domain(d, port), Host::Name(h)) => {
                 let under = h.len() > d.len()
                     && h.ends_with(d.as_str())
@@ -179,7 +174,8 @@ impl ProxySettings {
 ///
 /// # Errors
 /// As [`ProxySettings::from_env`].
-pub fn proxy_for(url: &str, env: &dyn Env) -> Result<Option<ProxyUrl>, Error> {
+#[cfg(test)]
+fn proxy_for(url: &str, env: &dyn Env) -> Result<Option<ProxyUrl>, Error> {
     Ok(ProxySettings::from_env(env)?.proxy_for(url).cloned())
 }
 
@@ -285,12 +281,15 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     let (a, b, width) = match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(a.to_bits()), u128::from(b.to_bits()), 32),
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(a.to_bits()), u128::from(b.to_bits()), 32u32),
         (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits(), b.to_bits(), 128),
         _ => return false,
     };
-    let shift = width - u32::from(bits);
-    shift >= width || (a >> shift) == (b >> shift)
+    let Some(shift) = width.checked_sub(u32::from(bits)) else {
+        return false;
+    };
+    // A shift by the whole width (a /0 block) leaves nothing to compare.
+    a.checked_shr(shift).unwrap_or(0) == b.checked_shr(shift).unwrap_or(0)
 }
 
 fn parse_no_proxy(value: &str) -> Vec<NoProxyEntry> {
@@ -311,7 +310,18 @@ fn parse_no_proxy_entry(e: &str) -> Option<NoProxyEntry> {
         let ip = addr.parse::<IpAddr>().ok()?;
         let bits = bits.parse::<u8>().ok()?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
-        return (bits <= max).then_some(NoProxyEntry::Net(ip, bits));
+        if bits > max {
+            return None;
+        }
+        // Hosts are compared in canonical form (an IPv4-mapped address as
+        // IPv4), so an IPv4-mapped block becomes the IPv4 block; one wider
+        // than the mapped range (under /96) cannot be written in IPv4.
+        return match (ip, canonical(ip)) {
+            (IpAddr::V6(_), v4 @ IpAddr::V4(_)) => {
+                Some(NoProxyEntry::Net(v4, bits.checked_sub(96)?))
+            }
+            _ => Some(NoProxyEntry::Net(ip, bits)),
+        };
     }
     let (host, port) = split_host_port(e)?;
     if let Ok(ip) = host.parse::<IpAddr>() {
@@ -526,6 +536,14 @@ mod tests {
             ("2001:db8::/32", "http://[2001:db8:1::5]/", true),
             ("2001:db8::/32", "http://[2001:db9::5]/", false),
             ("10.0.0.0/8", "http://[::ffff:10.1.1.1]/", true),
+            // An IPv4-mapped block is the IPv4 block (bits - 96); one
+            // wider than the mapped range is skipped.
+            ("::ffff:10.0.0.0/104", "http://10.1.2.3/", true),
+            ("::ffff:10.0.0.0/104", "http://[::ffff:10.1.2.3]/", true),
+            ("::ffff:10.0.0.0/104", "http://11.0.0.1/", false),
+            ("::ffff:0.0.0.0/96", "http://8.8.8.8/", true),
+            ("::ffff:0.0.0.0/95", "http://8.8.8.8/", false),
+            ("::ffff:0.0.0.0/80", "http://[2001:db8::1]/", false),
             // An IP entry does not match as a domain suffix (Go does).
             ("0.1", "http://10.0.0.1/", false),
             // Unusable entries are skipped.
@@ -543,6 +561,19 @@ mod tests {
             let got = route(&pairs, url) == "direct";
             assert_eq!(got, *bypassed, "NO_PROXY={no_proxy:?} {url}");
         }
+    }
+
+    #[test]
+    fn in_net_never_overflows() {
+        let v4 = IpAddr::from([10, 0, 0, 1]);
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert!(!in_net(v4, v4, 33));
+        assert!(!in_net(v4, v4, 255));
+        assert!(!in_net(v6, v6, 129));
+        assert!(in_net(v4, IpAddr::from([0, 0, 0, 0]), 0));
+        assert!(in_net(v6, "::".parse().unwrap(), 0));
+        assert!(in_net(v4, v4, 32));
+        assert!(in_net(v6, v6, 128));
     }
 
     #[test]

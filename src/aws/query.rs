@@ -175,7 +175,13 @@ pub fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<Answer, Err
         status,
         detail,
     };
-    let root = xml::parse(body).map_err(|e| bad(format!("{e}; body starts: {}", snippet(body))))?;
+    let root = xml::parse(body).map_err(|e| {
+        if may_hold_credentials(action, body) {
+            bad(format!("{e} (body not shown: it may hold credentials)"))
+        } else {
+            bad(format!("{e}; body starts: {}", snippet(body)))
+        }
+    })?;
     if root.name == "ErrorResponse" {
         // Some proxies and fakes answer errors with 200: still an error.
         return Err(Error::Aws {
@@ -193,6 +199,18 @@ pub fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<Answer, Err
         result,
         request_id: root.text_at(&["ResponseMetadata", "RequestId"]),
     })
+}
+
+/// Whether a success answer may carry credentials, so that no part of it
+/// may be shown: STS's AssumeRole* answers, or any body that names a
+/// credentials element (`<Credentials>` may come first, and a cut-off
+/// snippet would hold part of a session token).
+fn may_hold_credentials(action: &str, body: &[u8]) -> bool {
+    const MARKERS: [&[u8]; 3] = [b"Credentials", b"SessionToken", b"SecretAccessKey"];
+    action.contains("AssumeRole")
+        || MARKERS
+            .iter()
+            .any(|m| body.windows(m.len()).any(|w| w.eq_ignore_ascii_case(m)))
 }
 
 #[cfg(test)]
@@ -263,5 +281,22 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.aws_code(), Some("Throttling"));
+        let e = read_answer("RegisterTargets", 200, b"<a><b></a>").unwrap_err();
+        assert!(e.to_string().contains("body starts: <a><b></a>"), "{e}");
+    }
+
+    #[test]
+    fn a_garbled_answer_with_credentials_is_not_shown() {
+        let cut = b"<AssumeRoleResponse><AssumeRoleResult><Credentials>\
+            <SessionToken>FQoGZXIvYXdzEXAMPLETOKEN";
+        for action in ["AssumeRole", "AssumeRoleWithWebIdentity", "RegisterTargets"] {
+            let e = read_answer(action, 200, cut).unwrap_err().to_string();
+            assert!(!e.contains("EXAMPLETOKEN"), "{e}");
+            assert!(e.contains("body not shown"), "{e}");
+        }
+        let e = read_answer("AssumeRole", 200, b"<x>secret")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
     }
 }

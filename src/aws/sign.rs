@@ -6,7 +6,9 @@
 //! time makes signatures reproducible in tests.
 
 use super::credentials::Credentials;
-use super::error::Error;
+use super::error::{redact_url, Error};
+use super::http::HttpRequest;
+use super::query::{self, Service, CALL_TIMEOUT};
 use aws_sigv4::http_request::{sign as sigv4_sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use std::time::SystemTime;
@@ -58,14 +60,56 @@ pub fn sign(
         req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         SignableBody::Bytes(req.body),
     )
-    .map_err(|e| Error::Config(format!("cannot sign request to {}: {e}", req.url)))?;
+    .map_err(|e| {
+        Error::Config(redact_url(&format!(
+            "cannot sign request to {}: {e}",
+            req.url
+        )))
+    })?;
     let (instructions, _signature) = sigv4_sign(signable, &params)
-        .map_err(|e| Error::Config(format!("cannot sign request to {}: {e}", req.url)))?
+        .map_err(|e| {
+            Error::Config(redact_url(&format!(
+                "cannot sign request to {}: {e}",
+                req.url
+            )))
+        })?
         .into_parts();
     Ok(instructions
         .headers()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
+}
+
+/// The Query API request of the parameters `form` to `endpoint` (see
+/// [`query::request`], timeout [`CALL_TIMEOUT`]), signed with `creds` for
+/// `service` in `region` at `time`: how the client and the role layer
+/// build every signed call.
+///
+/// # Errors
+/// As [`sign`].
+pub fn signed_query(
+    endpoint: &str,
+    form: &[(String, String)],
+    creds: &Credentials,
+    region: &str,
+    service: Service,
+    time: SystemTime,
+) -> Result<HttpRequest, Error> {
+    let mut req = query::request(endpoint, form, CALL_TIMEOUT);
+    let signed = sign(
+        ToSign {
+            method: req.method,
+            url: &req.url,
+            headers: &req.headers,
+            body: &req.body,
+        },
+        creds,
+        region,
+        service.signing_name(),
+        time,
+    )?;
+    req.headers.extend(signed);
+    Ok(req)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! STS: `AssumeRoleWithWebIdentity`, the IRSA credential exchange, and
-//! `AssumeRole`, the cross-account step of `-role-arn`.
+//! STS: `AssumeRoleWithWebIdentity`, the IRSA credential exchange,
+//! `AssumeRole`, the cross-account step of `-role-arn`, and
+//! `GetCallerIdentity`, signed, which `-check` uses to name the identity.
 //!
 //! API references:
 //! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>,
-//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>.
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>,
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html>.
 //! AssumeRoleWithWebIdentity is unsigned (the web identity token is the
 //! proof); AssumeRole is signed (service `sts`) with the caller's
 //! credentials. Both go to the STS endpoint as a Query API POST like ELBv2,
@@ -262,5 +264,81 @@ mod tests {
         let body = br#"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken><Expiration>soon</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"#;
         assert!(parse(200, body).is_err());
         assert!(parse(200, b"<x/>").is_err());
+    }
+}
+
+/// GetCallerIdentity: who the credentials belong to (`-check` reports it).
+///
+/// API reference: <https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html>.
+/// A signed call that needs no permission: AWS answers it even when a
+/// policy denies `sts:GetCallerIdentity`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GetCallerIdentity;
+
+/// What GetCallerIdentity answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The account that owns the calling entity.
+    pub account: String,
+    /// The ARN of the calling entity (a user, or an assumed role's session).
+    pub arn: String,
+    /// Its unique id (`aws:userid`).
+    pub user_id: String,
+}
+
+impl Action for GetCallerIdentity {
+    const SERVICE: Service = Service::Sts;
+    const NAME: &'static str = "GetCallerIdentity";
+    type Output = CallerIdentity;
+
+    fn params(&self) -> Params {
+        Vec::new()
+    }
+
+    /// The identity; an error when `Arn` is missing (the other two may be
+    /// empty).
+    fn parse(result: &Element) -> Result<CallerIdentity, String> {
+        Ok(CallerIdentity {
+            arn: result.text_at(&["Arn"]).ok_or("no Arn in the response")?,
+            account: result.text_at(&["Account"]).unwrap_or_default(),
+            user_id: result.text_at(&["UserId"]).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod caller_identity_tests {
+    use super::*;
+
+    #[test]
+    fn builds_request_and_parses_the_recorded_aws_response() {
+        let p = GetCallerIdentity.form();
+        assert_eq!(
+            p,
+            vec![
+                ("Action".to_owned(), "GetCallerIdentity".to_owned()),
+                ("Version".to_owned(), "2011-06-15".to_owned()),
+            ]
+        );
+        let r = GetCallerIdentity::parse_response(
+            200,
+            include_bytes!("../../tests/data/get_caller_identity.xml"),
+        )
+        .unwrap();
+        assert_eq!(
+            r.value,
+            CallerIdentity {
+                account: "123456789012".into(),
+                arn: "arn:aws:iam::123456789012:user/Alice".into(),
+                user_id: "AKIAI44QH8DHBEXAMPLE".into(),
+            }
+        );
+        assert_eq!(
+            r.request_id.as_deref(),
+            Some("01234567-89ab-cdef-0123-456789abcdef")
+        );
+        let body =
+            b"<GetCallerIdentityResponse><GetCallerIdentityResult/></GetCallerIdentityResponse>";
+        assert!(GetCallerIdentity::parse_response(200, body).is_err());
     }
 }

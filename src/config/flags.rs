@@ -63,17 +63,22 @@ pub(super) const FLAGS: &[Flag] = &[
     value("wait-drained-timeout", "How long to wait for draining to finish; also bounds -drain-quiet-period (both counted from the deregistration)", "5m"),
     value("drain-quiet-period", "After deregistering (and -wait-drained), hold /drain until no new connection to the target port has come for this long (read from /proc/net/tcp*); off when empty or 0", ""),
     value("pre-register-command", "Command to execute before the target is registered (words split like sh; run with /bin/sh -c if it uses && || | ; > < $( or backquotes)", ""),
-    value("pre-register-timeout", "How long to wait for the pre-register command", "5s"),
+    value("pre-register-http", "http:// URL to GET before the target is registered (2xx is success; instead of -pre-register-command)", ""),
+    value("pre-register-timeout", "How long to wait for the pre-register command or HTTP hook", "5s"),
     value("post-register-command", "Command to execute after the target is registered (and healthy)", ""),
-    value("post-register-timeout", "How long to wait for the post-register command", "5s"),
+    value("post-register-http", "http:// URL to GET after the target is registered (and healthy)", ""),
+    value("post-register-timeout", "How long to wait for the post-register command or HTTP hook", "5s"),
     value("post-deregister-command", "Command to execute after the target is deregistered", ""),
-    value("post-deregister-timeout", "How long to wait for the post-deregister command", "5s"),
-    value("status-addr", "HOST:PORT of the status listener (/healthz, /readyz, /drain, /lb-health); off when empty", ""),
+    value("post-deregister-http", "http:// URL to GET after the target is deregistered", ""),
+    value("post-deregister-timeout", "How long to wait for the post-deregister command or HTTP hook", "5s"),
+    value("status-addr", "HOST:PORT of the status listener (/healthz, /readyz, /drain, /lb-health, /metrics); off when empty", ""),
     value("lb-health-addr", "HOST:PORT of a listener serving only GET /lb-health, for the target group's health check; off when empty", ""),
     value("wait-for-tcp", "Before registering, wait until HOST:PORT accepts TCP connections", ""),
     value("wait-for-http", "Before registering, wait until this http:// URL answers 2xx", ""),
     value("wait-for-timeout", "How long to wait for -wait-for-tcp / -wait-for-http", "5m"),
     value("log-level", "error, warn, info, debug or trace (RUST_LOG filters also work)", "info"),
+    value("log-format", "text, or json: one object per line with the step's fields as keys", "text"),
+    boolean("check", "Preflight: report on credentials, target groups and permissions, change nothing, exit (0 would work, 1 would not)", "false"),
 ];
 
 pub(super) fn flag(name: &str) -> Option<&'static Flag> {
@@ -261,6 +266,9 @@ mod tests {
                 (Kind::Bool, _) => crate::config::value::parse_bool(f.name, f.default).is_ok(),
                 (_, "log-level") => {
                     crate::config::value::parse_log_level(f.name, f.default).is_ok()
+                }
+                (_, "log-format") => {
+                    crate::config::value::parse_log_format(f.name, f.default).is_ok()
                 }
                 _ => crate::config::value::parse_duration(f.name, f.default).is_ok(),
             };

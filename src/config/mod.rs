@@ -36,8 +36,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 use value::{
-    parse_bool, parse_command, parse_duration, parse_group_arn, parse_group_name, parse_host_port,
-    parse_http_url, parse_log_level, parse_port, parse_text,
+    parse_bool, parse_command, parse_duration, parse_group_arn, parse_group_name, parse_hook_url,
+    parse_host_port, parse_http_url, parse_log_format, parse_log_level, parse_port, parse_text,
 };
 
 /// How a target group is named.
@@ -66,22 +66,66 @@ pub struct GroupSpec {
     pub port: Option<u16>,
 }
 
-/// A hook command: argv (already split) and timeout.
+/// How log lines are written (`-log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `TIMESTAMP LEVEL message`, one line per record.
+    #[default]
+    Text,
+    /// One JSON object per line, the step's fields as their own keys.
+    Json,
+}
+
+/// A hook: a command or an HTTP GET, and its timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hook {
-    /// Which flag it came from, e.g. `pre-register`.
+    /// Which step it belongs to, e.g. `pre-register`.
     pub name: &'static str,
-    /// Program and arguments.
-    pub argv: Vec<String>,
+    /// What it does.
+    pub action: HookAction,
     /// How long it may run.
     pub timeout: Duration,
 }
 
+/// What a hook does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookAction {
+    /// Runs this program with these arguments (`-*-command`).
+    Command(Vec<String>),
+    /// GETs this `http://` URL; 2xx is success (`-*-http`).
+    Http(String),
+}
+
 impl Hook {
+    /// A command hook.
+    pub fn command(name: &'static str, argv: Vec<String>, timeout: Duration) -> Self {
+        Hook {
+            name,
+            action: HookAction::Command(argv),
+            timeout,
+        }
+    }
+
+    /// The program and arguments of a command hook (empty for an HTTP hook).
+    pub fn argv(&self) -> &[String] {
+        match &self.action {
+            HookAction::Command(argv) => argv,
+            HookAction::Http(_) => &[],
+        }
+    }
+
+    /// What it is, for logs: `pre-register command`, `pre-register HTTP hook`.
+    pub fn describe(&self) -> String {
+        match self.action {
+            HookAction::Command(_) => format!("{} command", self.name),
+            HookAction::Http(_) => format!("{} HTTP hook", self.name),
+        }
+    }
+
     /// The shell operator that makes this hook run as `/bin/sh -c COMMAND`,
-    /// or `None` for a plain command run directly.
+    /// or `None` for a plain command run directly (or an HTTP hook).
     pub fn shell_syntax(&self) -> Option<&'static str> {
-        match self.argv.as_slice() {
+        match self.argv() {
             [sh, c, cmd] if sh == SHELL && c == "-c" => shell_operator(cmd),
             _ => None,
         }
@@ -139,6 +183,10 @@ pub struct Config {
     pub wait_for_timeout: Duration,
     /// Log level given by flag or variable.
     pub log_level: Option<String>,
+    /// `-log-format`.
+    pub log_format: LogFormat,
+    /// `-check`: report on the setup and exit, changing nothing.
+    pub check: bool,
     /// After deregistering, wait until no new connection to the target
     /// port has been accepted for this long (`-drain-quiet-period`).
     pub drain_quiet_period: Option<Duration>,
@@ -271,25 +319,26 @@ impl Settings<'_> {
         self.with_default(name, parse_bool)
     }
 
-    /// A hook: its command (absent when blank) and its timeout.
-    fn hook(
-        &self,
-        name: &'static str,
-        command_flag: &str,
-        timeout_flag: &str,
-    ) -> Result<Option<Hook>, ConfigError> {
-        let timeout = self.duration(timeout_flag)?;
-        match self
-            .lookup(command_flag)
-            .filter(|(v, _)| !v.trim().is_empty())
-        {
-            None => Ok(None),
-            Some((v, from)) => Ok(Some(Hook {
-                name,
-                argv: parse_command(&from, &v)?,
-                timeout,
-            })),
-        }
+    /// The hook of step `name`: `-NAME-command` or `-NAME-http` (absent
+    /// when blank; both set is an error), and `-NAME-timeout`.
+    fn hook(&self, name: &'static str) -> Result<Option<Hook>, ConfigError> {
+        let timeout = self.duration(&format!("{name}-timeout"))?;
+        let set = |flag: String| self.lookup(&flag).filter(|(v, _)| !v.trim().is_empty());
+        let action = match (set(format!("{name}-command")), set(format!("{name}-http"))) {
+            (None, None) => return Ok(None),
+            (Some((_, cmd_from)), Some((_, http_from))) => {
+                return err(format!(
+                "{cmd_from} and {http_from} are both set: a step runs one hook, give one of them"
+            ))
+            }
+            (Some((v, from)), None) => HookAction::Command(parse_command(&from, &v)?),
+            (None, Some((v, from))) => HookAction::Http(parse_hook_url(&from, v.trim())?),
+        };
+        Ok(Some(Hook {
+            name,
+            action,
+            timeout,
+        }))
     }
 
     /// The target groups: names and ARNs add up; for each, the flags
@@ -444,26 +493,16 @@ fn resolve(
         target_id,
         target_id_source,
         target_port: s.optional("target-port", parse_port)?,
-        pre_register: s.hook(
-            "pre-register",
-            "pre-register-command",
-            "pre-register-timeout",
-        )?,
-        post_register: s.hook(
-            "post-register",
-            "post-register-command",
-            "post-register-timeout",
-        )?,
-        post_deregister: s.hook(
-            "post-deregister",
-            "post-deregister-command",
-            "post-deregister-timeout",
-        )?,
+        pre_register: s.hook("pre-register")?,
+        post_register: s.hook("post-register")?,
+        post_deregister: s.hook("post-deregister")?,
         status_addr: s.optional("status-addr", parse_host_port)?,
         wait_for_tcp: s.optional("wait-for-tcp", parse_host_port)?,
         wait_for_http: s.optional("wait-for-http", parse_http_url)?,
         // No default applied: without the flag, RUST_LOG decides.
         log_level: s.optional("log-level", parse_log_level)?,
+        log_format: s.with_default("log-format", parse_log_format)?,
+        check: s.boolean("check")?,
         health_poll_interval: s.health_poll_interval()?,
         health_poll_explicit: s
             .lookup("health-poll-interval")
@@ -602,7 +641,7 @@ mod tests {
             &[],
         );
         // "-x --y" is one argument: the command, split into words.
-        assert_eq!(c.unwrap().pre_register.unwrap().argv, vec!["-x", "--y"]);
+        assert_eq!(c.unwrap().pre_register.unwrap().argv(), ["-x", "--y"]);
     }
 
     #[test]
@@ -803,6 +842,17 @@ mod tests {
                 ],
                 "-health-poll-interval 1ms",
             ),
+            (
+                &[
+                    "-target-group-name",
+                    "tg",
+                    "-target-id",
+                    "10.0.0.1",
+                    "-log-format",
+                    "xml",
+                ],
+                "\"xml\" for -log-format",
+            ),
         ];
         for (a, needle) in cases {
             let e = run(a, &[]).unwrap_err();
@@ -830,6 +880,8 @@ mod tests {
                 session_name: Some("pod-a".into()),
             })
         );
+        let dbg = format!("{:?}", run(&[], &e).unwrap());
+        assert!(dbg.contains("pod-a") && !dbg.contains("ext-1"), "{dbg}");
         let c = run(&["-role-arn", arn, "-role-session-name=pod-b"], &base).unwrap();
         let role = c.role.unwrap();
         assert_eq!(
@@ -884,7 +936,7 @@ mod tests {
         assert!(!c.wait_in_service);
         assert_eq!(c.target_port, Some(9000));
         let hook = c.pre_register.unwrap();
-        assert_eq!(hook.argv, vec!["echo", "hello world"]);
+        assert_eq!(hook.argv(), ["echo", "hello world"]);
         assert_eq!(hook.timeout, Duration::from_secs(2));
 
         let c = run(
@@ -967,6 +1019,75 @@ mod tests {
     }
 
     #[test]
+    fn http_hooks_take_http_urls_and_exclude_the_command_of_their_step() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let c = run(
+            &[
+                &base[..],
+                &["-pre-register-http", "http://127.0.0.1:8080/ready"],
+                &["-pre-register-timeout", "2s"],
+                &["-post-deregister-command", "true"],
+            ]
+            .concat(),
+            &[("NLB_POST_REGISTER_HTTP", "http://10.0.0.1/in")],
+        )
+        .unwrap();
+        let pre = c.pre_register.unwrap();
+        assert_eq!(
+            pre.action,
+            HookAction::Http("http://127.0.0.1:8080/ready".into())
+        );
+        assert_eq!(pre.timeout, Duration::from_secs(2));
+        assert_eq!(pre.describe(), "pre-register HTTP hook");
+        assert_eq!(
+            c.post_register.unwrap().action,
+            HookAction::Http("http://10.0.0.1/in".into())
+        );
+        assert_eq!(
+            c.post_deregister.unwrap().describe(),
+            "post-deregister command"
+        );
+
+        let refused =
+            |a: &[&str], e: &[(&str, &str)]| run(&[&base[..], a].concat(), e).unwrap_err().0;
+        let e = refused(&["-post-register-http", "https://app/in"], &[]);
+        assert!(
+            e.contains("-post-register-http") && e.contains("https:// is not supported"),
+            "{e}"
+        );
+        let e = refused(&[], &[("NLB_POST_DEREGISTER_HTTP", "ftp://app/out")]);
+        assert!(
+            e.contains("NLB_POST_DEREGISTER_HTTP") && e.contains("http://"),
+            "{e}"
+        );
+        for bad in ["http://", "http:///x", "http://a b/", "127.0.0.1:80/x"] {
+            let e = refused(&["-pre-register-http", bad], &[]);
+            assert!(e.contains("-pre-register-http"), "{bad}: {e}");
+        }
+        let e = refused(
+            &["-pre-register-command", "true"],
+            &[("NLB_PRE_REGISTER_HTTP", "http://127.0.0.1/")],
+        );
+        assert!(
+            e.contains("-pre-register-command")
+                && e.contains("NLB_PRE_REGISTER_HTTP")
+                && e.contains("both"),
+            "{e}"
+        );
+        // Blank counts as absent, as for commands.
+        let c = run(
+            &[
+                &base[..],
+                &["-pre-register-http", " ", "-pre-register-command", "true"],
+            ]
+            .concat(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.pre_register.unwrap().argv(), ["true"]);
+    }
+
+    #[test]
     fn hooks_in_shell_syntax_need_a_shell() {
         let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
         let c = run(
@@ -976,7 +1097,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.pre_register.as_ref().unwrap().shell_syntax(), None);
         let post = c.post_register.as_ref().unwrap();
-        assert_eq!(post.argv, vec!["/bin/sh", "-c", "a && b"]);
+        assert_eq!(post.argv(), ["/bin/sh", "-c", "a && b"]);
         assert_eq!(post.shell_syntax(), Some("&&"));
         assert_eq!(check_shell(&c, true), Ok(()));
         let e = check_shell(&c, false).unwrap_err();
@@ -1049,6 +1170,23 @@ mod tests {
             &[("NLB_TARGET_GROUP_ARN", arn), ("POD_IP", "[fd00::5]")]
         )
         .is_err());
+    }
+
+    #[test]
+    fn log_format_and_check() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let c = run(&base, &[]).unwrap();
+        assert_eq!((c.log_format, c.check), (LogFormat::Text, false));
+        let c = run(
+            &[&base[..], &["-check", "-log-format", "JSON"]].concat(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!((c.log_format, c.check), (LogFormat::Json, true));
+        let c = run(&base, &[("NLB_LOG_FORMAT", "json"), ("NLB_CHECK", "true")]).unwrap();
+        assert_eq!((c.log_format, c.check), (LogFormat::Json, true));
+        let e = run(&base, &[("NLB_LOG_FORMAT", "yaml")]).unwrap_err();
+        assert!(e.0.contains("NLB_LOG_FORMAT"), "{e}");
     }
 
     #[test]

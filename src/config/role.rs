@@ -7,8 +7,8 @@
 
 use super::{ConfigError, Settings};
 
-/// The role to assume, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The role to assume, as configured. Its `Debug` hides the external id.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RoleConfig {
     /// `-role-arn`: `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME`.
     pub arn: String,
@@ -16,6 +16,19 @@ pub struct RoleConfig {
     pub external_id: Option<String>,
     /// `-role-session-name`; `None`: the default (prefix and time).
     pub session_name: Option<String>,
+}
+
+impl std::fmt::Debug for RoleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleConfig")
+            .field("arn", &self.arn)
+            .field(
+                "external_id",
+                &self.external_id.as_ref().map(|_| "** redacted **"),
+            )
+            .field("session_name", &self.session_name)
+            .finish()
+    }
 }
 
 impl Settings<'_> {

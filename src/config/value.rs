@@ -2,7 +2,7 @@
 //! came from (`-target-port`, `NLB_TARGET_PORT`), so every error says where
 //! to look.
 
-use super::{err, ConfigError, GroupRef, GroupSpec};
+use super::{err, ConfigError, GroupRef, GroupSpec, LogFormat};
 use std::time::Duration;
 
 /// Longest duration accepted for any flag.
@@ -222,6 +222,33 @@ pub(super) fn parse_http_url(what: &str, v: &str) -> Result<String, ConfigError>
     Ok(v.to_owned())
 }
 
+/// Parses the URL of an HTTP hook: `http://HOST[:PORT][/PATH]`. HTTPS and
+/// other schemes are refused: the hook talks to the app in the pod, and
+/// this program has no client certificates or CA for it.
+pub(super) fn parse_hook_url(what: &str, v: &str) -> Result<String, ConfigError> {
+    let scheme = v.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if scheme.as_deref() == Some("https") {
+        return err(format!(
+            "{what} {v:?}: https:// is not supported, only http:// (a hook calls the app in the pod, or a service next to it)"
+        ));
+    }
+    let Some(rest) = v.strip_prefix("http://") else {
+        return err(format!(
+            "invalid URL {v:?} for {what}: must start with http://"
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.ends_with('@') || authority.ends_with(':') {
+        return err(format!("invalid URL {v:?} for {what}: no host"));
+    }
+    if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return err(format!(
+            "invalid URL {v:?} for {what}: spaces and control characters must be percent-encoded"
+        ));
+    }
+    Ok(v.to_owned())
+}
+
 /// Parses a log level, any case; returns it in lower case.
 pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError> {
     let l = v.to_ascii_lowercase();
@@ -231,6 +258,17 @@ pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError
         ));
     }
     Ok(l)
+}
+
+/// `-log-format`: `text` or `json` (any case).
+pub(super) fn parse_log_format(what: &str, v: &str) -> Result<LogFormat, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => err(format!(
+            "invalid log format {v:?} for {what}: use text or json"
+        )),
+    }
 }
 
 /// Any text, as given.

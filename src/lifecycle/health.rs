@@ -28,9 +28,10 @@
 use super::{Elb, Lifecycle, Registration};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{find_health, State, TargetHealth};
-use crate::aws::error::{is_retryable, Error};
+use crate::aws::error::Error;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
+use crate::metrics::TargetState;
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
 
@@ -125,11 +126,14 @@ impl Watch {
         let text = health.to_string();
         if self.last.as_deref() != Some(&text) {
             info!(
+                target_group = registration.label.as_str(), target:% = registration.target,
+                state:% = health.state, reason = health.reason.as_deref();
                 "target {} in {} is {text}",
                 registration.target, registration.label
             );
             self.last = Some(text);
         }
+        registration.seen(TargetState::from_health(&health.state));
     }
 
     /// The state last logged.
@@ -246,18 +250,28 @@ impl Lifecycle<'_> {
                 watch.done = health.state == State::Healthy;
             }
             Ok(None) => warn!(
+                target_group = registration.label.as_str(), target:% = registration.target,
+                action = "DescribeTargetHealth";
                 "DescribeTargetHealth did not report {} in {}",
                 registration.target, registration.label
             ),
             Err(Error::Interrupted) => return Some(HealthWait::Interrupted),
-            Err(e) if !is_retryable(&e) && e.aws_code().is_some() => {
+            Err(e) if e.is_refusal() => {
                 error!(
+                    target_group = registration.label.as_str(), target:% = registration.target,
+                    action = "DescribeTargetHealth", error_code = e.aws_code(),
+                    request_id = crate::logging::request_id_of(&e);
                     "cannot check target health: {e}; the target stays registered, \
                      not ready, and its health is not checked again"
                 );
                 return Some(HealthWait::Refused);
             }
-            Err(e) => warn!("health check of {} failed: {e}", registration.label),
+            Err(e) => warn!(
+                target_group = registration.label.as_str(), target:% = registration.target,
+                action = "DescribeTargetHealth", error_code = e.aws_code(),
+                request_id = crate::logging::request_id_of(&e);
+                "health check of {} failed: {e}", registration.label
+            ),
         }
         None
     }
@@ -332,6 +346,8 @@ impl Lifecycle<'_> {
         for watch in watches.iter().filter(|w| !w.done) {
             let registration = &self.registrations[watch.index];
             warn!(
+                target_group = registration.label.as_str(), target:% = registration.target,
+                state = watch.last();
                 "target {} in {} not healthy after {}: last state {}; it stays registered, \
                  not ready, and its health is checked again at growing intervals (up to a minute)",
                 registration.target,

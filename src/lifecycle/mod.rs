@@ -48,6 +48,8 @@ mod quiet;
 mod shutdown;
 mod startup;
 
+pub use shutdown::shutdown_budget;
+
 use crate::aws::client::{Budget, Client, WithId};
 use crate::aws::elbv2::{
     DeregisterTargets, DescribeTargetGroups, DescribeTargetHealth, RegisterTargets,
@@ -59,6 +61,7 @@ use crate::aws::retry::Bucket;
 use crate::clock::Clock;
 use crate::command::Outcome;
 use crate::config::{Config, Hook};
+use crate::metrics::{self, Step, TargetState};
 use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
 use crate::tcp_table::Entry as TcpEntry;
@@ -253,6 +256,11 @@ impl Registration {
     fn targets(&self) -> Vec<Target> {
         vec![self.target.clone()]
     }
+
+    /// Records the state this target was last seen in, in the metrics.
+    fn seen(&self, state: TargetState) {
+        metrics::global().target_state(&self.label, &self.target.to_string(), state);
+    }
 }
 
 /// What is known of one registration's RegisterTargets.
@@ -403,6 +411,15 @@ impl<'a> Lifecycle<'a> {
                 return;
             }
         }
+    }
+
+    /// Runs `step`, recording how long it took in the metrics.
+    fn timed<R>(&mut self, step: Step, f: impl FnOnce(&mut Self) -> R) -> R {
+        let started = self.clock.now();
+        let r = f(self);
+        let took = self.clock.now().saturating_duration_since(started);
+        metrics::global().step_took(step, took);
+        r
     }
 
     /// One background credentials refresh.

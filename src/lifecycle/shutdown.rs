@@ -4,11 +4,15 @@
 
 use super::health::Watch;
 use super::{Elb, Lifecycle, Registration, RegistrationState, EXIT_FAILURE, EXIT_OK};
-use crate::aws::client::Budget;
+use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
 use crate::aws::elbv2::State;
 use crate::aws::error::Error;
+use crate::aws::query::CALL_TIMEOUT;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
+use crate::command::KILL_GRACE;
+use crate::config::Config;
+use crate::metrics::{self, Step, TargetState};
 use crate::signals::{signal_name, DrainResult, Event};
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
@@ -19,6 +23,33 @@ const CONFIRM_DELAY: Duration = Duration::from_secs(1);
 /// interval and double: draining lasts minutes, and the API's rate limit is
 /// shared by every pod of the account).
 const MAX_DRAIN_POLL: Duration = Duration::from_secs(15);
+
+/// The longest a shutdown takes, from the signal (or `/drain`) to its
+/// outcome, part by part as README.md's "Shutdown budget" table adds it
+/// up (its flush of late `/drain` answers at exit left out): the request
+/// or hook on its way when the signal came, the deregistration deadline,
+/// the attempt each group still gets past it and the late-landing check
+/// (a look and a second DeregisterTargets), the drain wait and its last
+/// poll of each group, and the post-deregister command with its kill grace.
+pub fn shutdown_budget(cfg: &Config) -> Duration {
+    let groups = u32::try_from(cfg.groups.len()).unwrap_or(u32::MAX);
+    let per_group = |d: Duration| d.checked_mul(groups).unwrap_or(Duration::MAX);
+    let in_flight = CALL_TIMEOUT.max(KILL_GRACE);
+    let past_deadline = per_group(MIN_CALL_TIMEOUT * 3);
+    let drain = if cfg.wait_drained || cfg.drain_quiet_period.is_some() {
+        cfg.wait_drained_timeout
+            .saturating_add(per_group(MIN_CALL_TIMEOUT))
+    } else {
+        Duration::ZERO
+    };
+    let hook = cfg
+        .post_deregister
+        .as_ref()
+        .map_or(Duration::ZERO, |h| h.timeout.saturating_add(KILL_GRACE));
+    [cfg.deregister_timeout, past_deadline, drain, hook]
+        .into_iter()
+        .fold(in_flight, Duration::saturating_add)
+}
 
 /// How one DeregisterTargets ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,10 +136,11 @@ impl Lifecycle<'_> {
         self.status.set_ready(false);
         self.absorb_events();
         let deadline = self.clock.now() + self.cfg.deregister_timeout;
-        let (all_out, deregistered) = self.deregister_all(deadline);
+        let (all_out, deregistered) = self.timed(Step::Deregister, |l| l.deregister_all(deadline));
         let deregistered_at = self.clock.now();
-        let drained =
-            !self.cfg.wait_drained || deregistered.is_empty() || self.wait_drained(&deregistered);
+        let drained = !self.cfg.wait_drained
+            || deregistered.is_empty()
+            || self.timed(Step::Drain, |l| l.wait_drained(&deregistered));
         let quiet = deregistered.is_empty() || self.quiet_step(deregistered_at);
         self.absorb_events();
         if let Some(hook) = &self.cfg.post_deregister {
@@ -185,14 +217,28 @@ impl Lifecycle<'_> {
                 Ok(Some(health)) if !health.is_drained() => watch.log(registration, &health),
                 Ok(seen) => {
                     let state = seen.map_or_else(|| "gone".into(), |h| h.to_string());
-                    info!("target {target} in {label} drained ({state})");
+                    info!(
+                        target_group = label.as_str(), target:% = target, state = state.as_str();
+                        "target {target} in {label} drained ({state})"
+                    );
+                    registration.seen(TargetState::Out);
                     watch.done = true;
                 }
                 Err(e) if e.is_target_absent() => {
-                    info!("target {target} in {label} drained (gone)");
+                    info!(
+                        target_group = label.as_str(), target:% = target, state = "gone",
+                        error_code = e.aws_code();
+                        "target {target} in {label} drained (gone)"
+                    );
+                    registration.seen(TargetState::Out);
                     watch.done = true;
                 }
-                Err(e) => warn!("draining check of {label} failed: {e}"),
+                Err(e) => warn!(
+                    target_group = label.as_str(), target:% = target,
+                    action = "DescribeTargetHealth", error_code = e.aws_code(),
+                    request_id = crate::logging::request_id_of(&e);
+                    "draining check of {label} failed: {e}"
+                ),
             }
         }
     }
@@ -201,6 +247,8 @@ impl Lifecycle<'_> {
         for watch in watches.iter().filter(|w| !w.done) {
             let registration = &self.registrations[watch.index];
             warn!(
+                target_group = registration.label.as_str(), target:% = registration.target,
+                state = watch.last();
                 "target {} in {} still {} at -wait-drained-timeout",
                 registration.target,
                 registration.label,
@@ -220,11 +268,16 @@ impl Registration {
         clock: &mut dyn Clock,
         deadline: Instant,
     ) -> Removal {
-        info!("deregistering target {} from {}", self.target, self.label);
+        info!(
+            target_group = self.label.as_str(), target:% = self.target, action = "DeregisterTargets";
+            "deregistering target {} from {}", self.target, self.label
+        );
         let answer = elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock);
         let removal = match answer {
             Ok(id) => {
                 info!(
+                    target_group = self.label.as_str(), target:% = self.target,
+                    action = "DeregisterTargets", request_id = id.as_deref(), state = "deregistered";
                     "deregistered target {} from {} (request id {})",
                     self.target,
                     self.label,
@@ -242,6 +295,9 @@ impl Registration {
             // Not (or no longer) registered, or the group is gone: the target is out.
             Err(e) if e.is_target_absent() => {
                 info!(
+                    target_group = self.label.as_str(), target:% = self.target,
+                    action = "DeregisterTargets", error_code = e.aws_code(),
+                    request_id = crate::logging::request_id_of(&e);
                     "target {} is not registered in {}: {e}",
                     self.target, self.label
                 );
@@ -267,6 +323,10 @@ impl Registration {
             }
         };
         self.state = RegistrationState::Out;
+        self.seen(match removal {
+            Removal::Deregistered => TargetState::Draining,
+            _ => TargetState::Out,
+        });
         removal
     }
 
@@ -278,8 +338,9 @@ impl Registration {
     /// with `InvalidTarget`, so neither answer rules a late landing out.
     /// Look again after a moment (within `deadline`) and deregister once
     /// more if it landed: a target we deregistered shows `draining` or
-    /// `unused`, a late registration `initial` or `healthy`. Returns
-    /// whether the target is out.
+    /// `unused`, a late registration `initial` or `healthy`. A look that
+    /// gets no answer deregisters once more too. Returns whether the
+    /// target is out.
     fn confirm_not_registered(
         &self,
         elb: &mut dyn Elb,
@@ -288,24 +349,21 @@ impl Registration {
     ) -> bool {
         let left = deadline.saturating_duration_since(clock.now());
         let _ = clock.sleep(CONFIRM_DELAY.min(left));
-        let landed = match self.poll_health(elb, clock, deadline) {
-            Ok(Some(health)) => !health.is_drained() && health.state != State::Draining,
-            Ok(None) => false,
-            Err(e) => {
-                warn!(
-                    "cannot confirm that {} is out of {}: {e}",
-                    self.target, self.label
-                );
-                false
-            }
-        };
-        if !landed {
-            return true;
+        match self.poll_health(elb, clock, deadline) {
+            Ok(Some(health)) if !health.is_drained() && health.state != State::Draining => warn!(
+                "the registration of {} in {} landed late; deregistering again",
+                self.target, self.label
+            ),
+            // An answer that shows it out, or says it (or its group) is gone.
+            Ok(_) => return true,
+            Err(e) if e.is_target_absent() => return true,
+            // No answer: it may have landed. One more DeregisterTargets
+            // costs one call (AWS answers success for an absent target).
+            Err(e) => warn!(
+                "cannot confirm that {} is out of {}: {e}; deregistering again in case it landed",
+                self.target, self.label
+            ),
         }
-        warn!(
-            "the registration of {} in {} landed late; deregistering again",
-            self.target, self.label
-        );
         match elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock) {
             Ok(_) => true,
             Err(e) if e.is_target_absent() => true,
@@ -317,7 +375,11 @@ impl Registration {
     }
 
     fn log_maybe_still_in(&self, e: &Error) {
+        metrics::global().deregistration_failed(&self.label);
         error!(
+            target_group = self.label.as_str(), target:% = self.target,
+            action = "DeregisterTargets", error_code = e.aws_code(),
+            request_id = crate::logging::request_id_of(e);
             "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
             self.target, self.label
         );

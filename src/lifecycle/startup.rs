@@ -6,10 +6,11 @@ use super::health::{HealthWait, Recovery};
 use super::{AppWait, Elb, Lifecycle, Registration, RegistrationState};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{Target, TargetGroup};
-use crate::aws::error::{is_retryable, Error};
+use crate::aws::error::Error;
 use crate::clock::Clock;
 use crate::command::Outcome;
 use crate::config::{Config, GroupRef, GroupSpec};
+use crate::metrics::{Step, TargetState};
 use log::{error, info};
 
 /// Why the startup stopped short of running; either way the shutdown
@@ -39,7 +40,7 @@ impl Lifecycle<'_> {
             Ok(registrations) => registrations,
             Err(e) => return Err(self.stop_on("cannot resolve target groups", e)),
         };
-        self.register_all(budget)?;
+        self.timed(Step::Register, |l| l.register_all(budget))?;
         self.until_in_service()
     }
 
@@ -67,7 +68,7 @@ impl Lifecycle<'_> {
             Outcome::Success => Ok(()),
             Outcome::Interrupted => Err(Stop::Event),
             other => {
-                error!("not registering: pre-register command {other}");
+                error!("not registering: {} {other}", hook.describe());
                 self.failed = true;
                 Err(Stop::Failed)
             }
@@ -104,7 +105,7 @@ impl Lifecycle<'_> {
     /// again.
     fn until_in_service(&mut self) -> Result<Option<Recovery>, Stop> {
         if self.cfg.wait_in_service {
-            let not_healthy = match self.wait_healthy() {
+            let not_healthy = match self.timed(Step::HealthWait, Self::wait_healthy) {
                 HealthWait::Healthy => None,
                 HealthWait::TimedOut(recovery) => Some(Some(recovery)),
                 HealthWait::Refused => Some(None),
@@ -140,7 +141,10 @@ impl Lifecycle<'_> {
         if e == Error::Interrupted {
             return Stop::Event;
         }
-        error!("{what}: {e}");
+        error!(
+            error_code = e.aws_code(), request_id = crate::logging::request_id_of(&e);
+            "{what}: {e}"
+        );
         self.failed = true;
         self.absorb_events();
         Stop::Failed
@@ -175,6 +179,7 @@ impl Lifecycle<'_> {
         names.dedup();
         let got = self.elb.describe_groups(&names, budget, self.clock)?;
         info!(
+            action = "DescribeTargetGroups", request_id = got.request_id.as_deref();
             "resolved {} target group(s) by name (request id {})",
             got.value.len(),
             got.request_id.as_deref().unwrap_or("-")
@@ -269,6 +274,8 @@ impl Registration {
         match elb.register(&self.arn, &self.targets(), budget, clock) {
             Ok(id) => {
                 info!(
+                    target_group = self.label.as_str(), target:% = self.target,
+                    action = "RegisterTargets", request_id = id.as_deref(), state = "registered";
                     "registered target {} in {} (request id {})",
                     self.target,
                     self.label,
@@ -276,12 +283,13 @@ impl Registration {
                 );
                 self.state = RegistrationState::Registered;
                 self.registered_at = Some(clock.now());
+                self.seen(TargetState::Registered);
                 Ok(())
             }
             Err(e) => {
                 // A final answer from AWS; anything else (timeout, broken
                 // connection, interruption) leaves it Sent: it may land.
-                if matches!(e, Error::Aws { .. }) && !is_retryable(&e) {
+                if e.is_refusal() {
                     self.state = RegistrationState::Refused;
                 }
                 Err(e)

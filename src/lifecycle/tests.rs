@@ -2,7 +2,7 @@
 //! scripted events: no sleeping, no network, no processes.
 
 use super::*;
-use crate::aws::elbv2::State;
+use crate::aws::elbv2::{HealthCheck, State};
 use crate::aws::error::AwsError;
 use crate::clock::Interrupted;
 use crate::config::{GroupRef, GroupSpec};
@@ -230,9 +230,12 @@ impl Elb for FakeElb {
                     port: Some(80),
                     target_type: Some("ip".into()),
                     load_balancer_arns: vec![],
-                    health_check_interval_seconds: self.group_pace.map(|p| p.0),
-                    healthy_threshold_count: self.group_pace.map(|p| p.1),
-                    ip_address_type: None,
+                    health_check: HealthCheck {
+                        interval_seconds: self.group_pace.map(|p| p.0),
+                        healthy_threshold: self.group_pace.map(|p| p.1),
+                        ..Default::default()
+                    },
+                    ..Default::default()
                 })
                 .collect(),
             request_id: None,
@@ -395,6 +398,8 @@ fn config(groups: &[&str]) -> Config {
         wait_for_http: None,
         wait_for_timeout: Duration::from_secs(300),
         log_level: None,
+        log_format: Default::default(),
+        check: false,
         drain_quiet_period: None,
         lb_health_addr: None,
     }
@@ -402,11 +407,7 @@ fn config(groups: &[&str]) -> Config {
 
 /// A hook the fake effects "run".
 fn hook(name: &'static str) -> Hook {
-    Hook {
-        name,
-        argv: vec!["x".into()],
-        timeout: Duration::from_secs(1),
-    }
+    Hook::command(name, vec!["x".into()], Duration::from_secs(1))
 }
 
 struct World {
@@ -870,6 +871,28 @@ fn lost_registration_that_never_lands_costs_one_look() {
 }
 
 #[test]
+fn unanswered_late_landing_check_deregisters_once_more() {
+    for strict in [false, true] {
+        let mut w = world();
+        w.elb.strict_deregister = strict;
+        w.elb.register_errors = vec![(0, transport_timeout())];
+        w.elb.health_errors = VecDeque::from([aws("Throttling")]);
+        assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE);
+        assert_eq!(
+            w.elb.names(),
+            [
+                "describe a",
+                "register arn:a",
+                "deregister arn:a",
+                "health arn:a",
+                "deregister arn:a"
+            ],
+            "strict {strict}"
+        );
+    }
+}
+
+#[test]
 fn late_landing_check_stays_within_the_deregistration_deadline() {
     let mut w = world();
     w.elb.lost_register = Some(0);
@@ -964,6 +987,35 @@ fn refused_health_check_is_not_polled_again() {
     w.at(400, Event::Signal(15));
     assert_eq!(w.run(&config(&["a"])), EXIT_OK);
     assert_eq!(w.elb.calls.iter().filter(|c| c.0 == "health").count(), 1);
+}
+
+#[test]
+fn throttled_last_health_poll_is_not_a_refusal() {
+    // The wait's last poll runs into its deadline: a Throttling answer
+    // there comes back wrapped in a Deadline. AWS refused nothing: the
+    // polls go on, and the target turns ready.
+    let mut w = world();
+    w.elb.health_errors = VecDeque::from([Error::Deadline {
+        action: "DescribeTargetHealth".into(),
+        attempts: 1,
+        last: Some(Box::new(aws("Throttling"))),
+    }]);
+    w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 100));
+    w.at(400, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(5);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let polls: Vec<u64> = w
+        .elb
+        .calls
+        .iter()
+        .filter(|c| c.0 == "health")
+        .map(|c| c.2.as_secs())
+        .collect();
+    // The look at once is the throttled one; the next poll, at the wait's
+    // deadline, finds the target healthy.
+    assert_eq!(polls, [0, 5], "polled again after the throttled answer");
+    assert_eq!(w.elb.ready_at_refresh, [true]);
 }
 
 #[test]
@@ -1119,4 +1171,22 @@ fn after_throttling_the_first_poll_comes_when_the_target_can_be_healthy() {
     assert_eq!(w.run(&cfg), EXIT_OK);
     // No look at once: 30 s + a tenth of 30 s; then the widened interval.
     assert_eq!(health_polls(&w), [33, 93]);
+}
+
+#[test]
+fn shutdown_budget_adds_up_the_readme_table() {
+    let mut cfg = config(&["a"]);
+    // README: "With the defaults, one group, no hooks [...]: 10 + 20 + 6 = 36 s".
+    assert_eq!(shutdown_budget(&cfg), Duration::from_secs(36));
+    cfg.groups = config(&["a", "b"]).groups;
+    cfg.wait_drained = true;
+    cfg.wait_drained_timeout = Duration::from_secs(60);
+    cfg.post_deregister = Some(Hook {
+        timeout: Duration::from_secs(5),
+        ..hook("post-deregister")
+    });
+    // 10 + 20 + 6 x 2 + (60 + 2 x 2) + (5 + 2)
+    assert_eq!(shutdown_budget(&cfg), Duration::from_secs(113));
+    cfg.deregister_timeout = Duration::MAX;
+    assert_eq!(shutdown_budget(&cfg), Duration::MAX, "no overflow");
 }

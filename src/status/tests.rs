@@ -121,6 +121,7 @@ fn answer(method: &str, path: &str, state: &RouteState) -> (u16, String) {
     match route(method, path, state) {
         Reply::Answer(r) => (r.code, r.body),
         Reply::Drain => (0, "drain".into()),
+        Reply::Metrics => (0, "metrics".into()),
     }
 }
 
@@ -175,6 +176,9 @@ fn routes() {
     assert_eq!(answer("DELETE", "/healthz", &ready).0, 405);
     assert_eq!(answer("GET", "/", &ready).0, 404);
     assert_eq!(answer("GET", "/healthz/", &ready).0, 404);
+    assert_eq!(answer("GET", "/metrics", &idle), (0, "metrics".into()));
+    assert_eq!(answer("HEAD", "/metrics", &idle), (0, "metrics".into()));
+    assert_eq!(answer("POST", "/metrics", &idle).0, 405);
     // Once the lifecycle has finished, /drain gets its outcome at once.
     let done = |r: DrainResult| RouteState {
         outcome: Some(r),
@@ -190,8 +194,22 @@ fn routes() {
     );
     match route("PUT", "/drain", &idle) {
         Reply::Answer(r) => assert_eq!(r.allow, Some("GET, HEAD")),
-        Reply::Drain => panic!("PUT drained"),
+        other => panic!("PUT: {other:?}"),
     }
+}
+
+#[test]
+fn renders_the_metrics_in_the_text_format() {
+    let text = String::from_utf8(render(
+        &Response::metrics("# TYPE x gauge\nx 1\n".into()),
+        false,
+    ))
+    .unwrap();
+    assert_eq!(
+        text,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: 19\r\nConnection: close\r\n\r\n# TYPE x gauge\nx 1\n"
+    );
 }
 
 #[test]
@@ -326,7 +344,13 @@ fn serves_probes() {
     assert_eq!(get(addr, "/readyz"), (503, "not ready\n".into()));
     status.set_ready(true);
     assert_eq!(get(addr, "/readyz?verbose"), (200, "ready\n".into()));
-    assert_eq!(get(addr, "/metrics").0, 404);
+    let (code, body) = get(addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("# TYPE nlb_registrator_target_state gauge\n"),
+        "{body}"
+    );
+    assert_eq!(get(addr, "/nothing").0, 404);
     let mut c = TcpStream::connect(addr).unwrap();
     c.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n")
         .unwrap();

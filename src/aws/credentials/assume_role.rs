@@ -23,12 +23,12 @@
 //! (role chaining: IRSA, Pod Identity and IMDS all are).
 
 use super::Cache;
-use super::{providers, Credentials, Source};
+use super::{providers, Credentials, Secret, Source};
 use crate::aws::endpoint::sts_signing_region;
 use crate::aws::error::{is_expired_credentials, Error};
 use crate::aws::http::Transport;
-use crate::aws::query::{self, Action, CALL_TIMEOUT};
-use crate::aws::sign::{sign, ToSign};
+use crate::aws::query::Action;
+use crate::aws::sign::signed_query;
 use crate::aws::skew::parse_http_date;
 use crate::aws::sts::AssumeRole;
 use log::{debug, info, warn};
@@ -40,8 +40,9 @@ pub const ROLE_DURATION: Duration = Duration::from_secs(3600);
 /// Prefix of the default role session name (then the Unix time).
 pub const SESSION_NAME_PREFIX: &str = "k8s-nlb-registrator-";
 
-/// The role to assume, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The role to assume, and how. Its `Debug` hides the external id (a
+/// shared secret of sorts: the trust policy's condition).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Role {
     /// ARN of the role, in the account that owns the target groups.
     pub arn: String,
@@ -51,6 +52,23 @@ pub struct Role {
     pub session_name: String,
     /// Lifetime asked for.
     pub duration: Duration,
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Role")
+            .field("arn", &self.arn)
+            .field(
+                "external_id",
+                &self
+                    .external_id
+                    .as_ref()
+                    .map(|_| Secret::new(String::new())),
+            )
+            .field("session_name", &self.session_name)
+            .field("duration", &self.duration)
+            .finish()
+    }
 }
 
 impl Role {
@@ -234,20 +252,14 @@ impl RoleLayer {
             external_id: role.external_id.as_deref(),
             duration_seconds: role.duration.as_secs(),
         };
-        let mut req = query::request(up.sts_url, &action.form(), CALL_TIMEOUT);
-        let signed = sign(
-            ToSign {
-                method: req.method,
-                url: &req.url,
-                headers: &req.headers,
-                body: &req.body,
-            },
+        let req = signed_query(
+            up.sts_url,
+            &action.form(),
             base,
             sts_signing_region(up.sts_url, up.region),
-            AssumeRole::SERVICE.signing_name(),
+            AssumeRole::SERVICE,
             now,
         )?;
-        req.headers.extend(signed);
         self.last_date = None;
         let resp = transport.send(AssumeRole::NAME, &req)?;
         self.last_date = resp.date.as_deref().and_then(parse_http_date);
@@ -259,34 +271,11 @@ impl RoleLayer {
 /// Prefixes the error's subject with `layer`, keeping its kind (and so how
 /// the client classifies it for retries).
 pub fn in_layer(e: Error, layer: &str) -> Error {
+    let prefixed = |s: String| format!("{layer}: {s}");
     match e {
-        Error::Aws { action, error } => Error::Aws {
-            action: format!("{layer}: {action}"),
-            error,
-        },
-        Error::Transport {
-            action,
-            url,
-            kind,
-            detail,
-        } => Error::Transport {
-            action: format!("{layer}: {action}"),
-            url,
-            kind,
-            detail,
-        },
-        Error::Response {
-            action,
-            status,
-            detail,
-        } => Error::Response {
-            action: format!("{layer}: {action}"),
-            status,
-            detail,
-        },
-        Error::Credentials(m) => Error::Credentials(format!("{layer}: {m}")),
-        Error::Config(m) => Error::Config(format!("{layer}: {m}")),
-        other => other,
+        Error::Credentials(m) => Error::Credentials(prefixed(m)),
+        Error::Config(m) => Error::Config(prefixed(m)),
+        other => other.map_action(prefixed),
     }
 }
 
@@ -572,11 +561,15 @@ mod tests {
         let got = layer
             .fetch(up(&source), &&s, at(1_700_000_000), false)
             .unwrap();
-        let dbg = format!("{got:?} {layer:?}");
+        let mut with_id = role();
+        with_id.external_id = Some("ext-secret-1".into());
+        let dbg = format!("{got:?} {layer:?} {:?}", RoleLayer::new(with_id));
         assert!(
             !dbg.contains("S-ASIAROLE1") && !dbg.contains("T-ASIAROLE1"),
             "{dbg}"
         );
         assert!(!dbg.contains("base-secret"), "{dbg}");
+        assert!(!dbg.contains("ext-secret-1"), "{dbg}");
+        assert!(dbg.contains("external_id: Some(** redacted **)"), "{dbg}");
     }
 }

@@ -4,6 +4,7 @@
 
 use super::Credentials;
 use crate::aws::error::Error;
+use crate::metrics;
 use log::{info, warn};
 use std::time::SystemTime;
 
@@ -32,7 +33,9 @@ impl Cache {
                 return Ok(c.clone());
             }
         }
-        match fetch() {
+        let fetched = fetch();
+        record(source, &fetched);
+        match fetched {
             Ok(fresh) => {
                 if let Some(expiry) = fresh.expiry {
                     info!(
@@ -60,6 +63,21 @@ impl Cache {
         self.cached = Some(fresh);
     }
 
+    /// Stores the result of a fetch from `source` when it succeeded (a
+    /// failed one leaves the cached credentials in place), and counts it
+    /// in the metrics.
+    ///
+    /// # Errors
+    /// The fetch error.
+    pub fn store_fetched(
+        &mut self,
+        source: &str,
+        fetched: Result<Credentials, Error>,
+    ) -> Result<(), Error> {
+        record(source, &fetched);
+        fetched.map(|fresh| self.store(fresh))
+    }
+
     /// Drops the cached credentials (AWS said they expired).
     pub fn forget(&mut self) {
         self.cached = None;
@@ -76,6 +94,12 @@ impl Cache {
     pub fn refresh_due(&self) -> Option<SystemTime> {
         self.cached.as_ref().and_then(Credentials::refresh_due)
     }
+}
+
+/// Counts a fetch from `source` in the metrics, with the new expiry.
+fn record(source: &str, fetched: &Result<Credentials, Error>) {
+    let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
+    metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub mod providers;
 
 pub use cache::Cache;
 
-use super::error::Error;
+use super::error::{redact_url, Error};
 use crate::env::Env;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -260,28 +260,36 @@ pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
     };
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         return Err(cfg_err(format!(
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT must be an http(s) URL: {endpoint:?}"
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT must be an http(s) URL: {:?}",
+            redact_url(&endpoint)
         )));
     }
     Ok(Source::Imds { endpoint })
 }
 
 /// Checks a container credentials full URI: https anywhere, http only to
-/// loopback and the EKS / ECS link-local agents (as the SDKs require).
+/// loopback and the EKS / ECS link-local agents (as the SDKs require). No
+/// user info with either scheme (the SDKs do not use it; it would be a
+/// password in the logs), and the message does not echo it.
 fn check_container_url(url: &str) -> Result<(), Error> {
-    if url.starts_with("https://") {
-        return Ok(());
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(cfg_err(format!(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI must be an http(s) URL: {url:?}"
-        )));
+    let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => {
+            return Err(cfg_err(format!(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI must be an http(s) URL: {:?}",
+                redact_url(url)
+            )))
+        }
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
-        return Err(cfg_err(format!(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI must not hold user info ('@'): {url:?}"
-        )));
+        return Err(cfg_err(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI must not hold user info ('user:password@')".into(),
+        ));
+    }
+    if https {
+        return Ok(());
     }
     let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or_default()
@@ -482,6 +490,16 @@ mod tests {
         assert!(!ok("ftp://127.0.0.1/"));
         assert!(!ok("http://127.0.0.1:80@evil.example/creds"));
         assert!(!ok("http://[::1]@evil.example/creds"));
+        for url in [
+            "https://user:hunter2@creds.example.com/x",
+            "http://user:hunter2@127.0.0.1/creds",
+            "ftp://user:hunter2@127.0.0.1/",
+        ] {
+            let e = select_source(&env(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", url)]), now())
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
         let s = select_source(
             &env(&[
                 (

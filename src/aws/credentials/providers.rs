@@ -175,23 +175,12 @@ fn check_status(what: &str, resp: &HttpResponse) -> Result<(), Error> {
 }
 
 fn imds_hint(e: Error) -> Error {
-    match e {
-        Error::Transport {
-            action,
-            url,
-            kind,
-            detail,
-        } => Error::Transport {
-            action,
-            url,
-            kind,
-            detail: format!(
-                "{detail} (pods reach IMDS only with a hop limit of 2; prefer IRSA or EKS Pod Identity, \
-                 or set AWS_EC2_METADATA_DISABLED=true)"
-            ),
-        },
-        other => other,
-    }
+    e.map_transport_detail(|detail| {
+        format!(
+            "{detail} (pods reach IMDS only with a hop limit of 2; prefer IRSA or EKS Pod Identity, \
+             or set AWS_EC2_METADATA_DISABLED=true)"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -3,16 +3,19 @@
 //!
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/>.
 //! Each action is a type implementing [`Action`](super::query::Action):
-//! [`DescribeTargetGroups`], [`RegisterTargets`], [`DeregisterTargets`] and
-//! [`DescribeTargetHealth`]. Nothing here does IO.
+//! [`DescribeTargetGroups`] (and [`DescribeTargetGroupsByArn`]),
+//! [`RegisterTargets`], [`DeregisterTargets`], [`DescribeTargetHealth`] and,
+//! for `-check`, [`DescribeTargetGroupAttributes`]. Nothing here does IO.
 
 mod deregister_targets;
+mod describe_target_group_attributes;
 mod describe_target_groups;
 mod describe_target_health;
 mod register_targets;
 
 pub use deregister_targets::DeregisterTargets;
-pub use describe_target_groups::DescribeTargetGroups;
+pub use describe_target_group_attributes::{DescribeTargetGroupAttributes, DEREGISTRATION_DELAY};
+pub use describe_target_groups::{DescribeTargetGroups, DescribeTargetGroupsByArn};
 pub use describe_target_health::DescribeTargetHealth;
 pub use register_targets::RegisterTargets;
 
@@ -52,14 +55,34 @@ pub struct TargetGroup {
     pub port: Option<u16>,
     /// `ip`, `instance`, `lambda` or `alb`.
     pub target_type: Option<String>,
-    /// Load balancers that forward to it.
+    /// Load balancers that forward to it (none: its targets stay `unused`).
     pub load_balancer_arns: Vec<String>,
-    /// `IpAddressType`: `ipv4` or `ipv6`, the family of its ip targets.
+    /// `ipv4` or `ipv6`: the family of the IPs it takes.
     pub ip_address_type: Option<String>,
-    /// `HealthCheckIntervalSeconds`: seconds between two health checks of a target.
-    pub health_check_interval_seconds: Option<u32>,
-    /// `HealthyThresholdCount`: consecutive passing checks before a target is healthy.
-    pub healthy_threshold_count: Option<u32>,
+    /// Its health check settings.
+    pub health_check: HealthCheck,
+}
+
+/// A target group's health check settings, as DescribeTargetGroups reports
+/// them (each `None` when the answer leaves it out).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthCheck {
+    /// `HealthCheckEnabled`.
+    pub enabled: Option<bool>,
+    /// `HealthCheckProtocol`: `TCP`, `HTTP`, `HTTPS`...
+    pub protocol: Option<String>,
+    /// `HealthCheckPort`: a port or `traffic-port`.
+    pub port: Option<String>,
+    /// `HealthCheckPath` (HTTP and HTTPS checks).
+    pub path: Option<String>,
+    /// `HealthCheckIntervalSeconds`.
+    pub interval_seconds: Option<u32>,
+    /// `HealthCheckTimeoutSeconds`.
+    pub timeout_seconds: Option<u32>,
+    /// `HealthyThresholdCount`.
+    pub healthy_threshold: Option<u32>,
+    /// `UnhealthyThresholdCount`.
+    pub unhealthy_threshold: Option<u32>,
 }
 
 impl TargetGroup {
@@ -77,7 +100,7 @@ impl TargetGroup {
     /// registration process ("a few minutes" on an NLB), which no API tells.
     pub fn health_pace(&self) -> Option<(std::time::Duration, std::time::Duration)> {
         let interval =
-            std::time::Duration::from_secs(u64::from(self.health_check_interval_seconds?));
+            std::time::Duration::from_secs(u64::from(self.health_check.interval_seconds?));
         (!interval.is_zero()).then_some((interval, interval))
     }
 }
@@ -200,6 +223,18 @@ fn port_at(el: &Element, name: &str) -> Result<Option<u16>, String> {
             .parse::<u16>()
             .map(Some)
             .map_err(|_| format!("{name} is not a port: {t:?}")),
+    }
+}
+
+/// Reads the optional unsigned number in child `name` of `el`.
+fn number_at(el: &Element, name: &str) -> Result<Option<u32>, String> {
+    match el.text_at(&[name]) {
+        None => Ok(None),
+        Some(t) => t
+            .trim()
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| format!("{name} is not a number: {t:?}")),
     }
 }
 

@@ -166,6 +166,68 @@ impl State {
         ))
     }
 
+    /// GetCallerIdentity: signed (the caller checked the signature); the
+    /// ARN of a user for long-term keys, of the assumed role's session for
+    /// keys AssumeRole issued, of the fake role's for the other temporary
+    /// ones.
+    pub(crate) fn get_caller_identity(
+        &mut self,
+        params: &[(String, String)],
+        auth: &Auth,
+    ) -> Result<String, AwsError> {
+        if param(params, "Version") != Some("2011-06-15") {
+            return Err(AwsError::new(
+                400,
+                "InvalidAction",
+                "Could not find operation GetCallerIdentity for this version",
+            ));
+        }
+        let Some(akid) = auth.access_key_id.as_deref() else {
+            return Err(AwsError::new(
+                403,
+                "MissingAuthenticationToken",
+                "Request is missing Authentication Token",
+            ));
+        };
+        let assumed = self
+            .assumed_roles
+            .iter()
+            .find(|r| r.issued_access_key_id == akid);
+        let (arn, user_id) = if let Some(r) = assumed {
+            let (account, role) = r
+                .role_arn
+                .strip_prefix("arn:aws:iam::")
+                .and_then(|x| x.split_once(":role/"))
+                .unwrap_or((ACCOUNT_ID, "role"));
+            let role = role.rsplit('/').next().unwrap_or(role);
+            (
+                format!(
+                    "arn:aws:sts::{account}:assumed-role/{role}/{}",
+                    r.session_name
+                ),
+                format!("AROAFAKECROSSACCOUNT0:{}", r.session_name),
+            )
+        } else if akid.starts_with("ASIA") {
+            (
+                format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{IMDS_ROLE}/fake-session"),
+                "AROAFAKEROLEID0000000:fake-session".to_string(),
+            )
+        } else {
+            (
+                format!("arn:aws:iam::{ACCOUNT_ID}:user/fake-user"),
+                "AIDAFAKEUSERID0000000".to_string(),
+            )
+        };
+        Ok(format!(
+            "
+    <Arn>{}</Arn>
+    <UserId>{user_id}</UserId>
+    <Account>{ACCOUNT_ID}</Account>
+  ",
+            xml_escape(&arn)
+        ))
+    }
+
     // --- container credentials and IMDS -------------------------------------
 
     pub(crate) fn container(

@@ -36,6 +36,7 @@ impl State {
         }
         match action {
             "DescribeTargetGroups" => self.describe_target_groups(params),
+            "DescribeTargetGroupAttributes" => self.describe_target_group_attributes(params),
             "RegisterTargets" => self.register_targets(params),
             "DeregisterTargets" => self.deregister_targets(params),
             _ => self.describe_target_health(params),
@@ -131,23 +132,59 @@ impl State {
         <HealthCheckEnabled>true</HealthCheckEnabled>
         <HealthCheckIntervalSeconds>{interval}</HealthCheckIntervalSeconds>
         <HealthCheckTimeoutSeconds>10</HealthCheckTimeoutSeconds>
-        <HealthyThresholdCount>{threshold}</HealthyThresholdCount>
+        <HealthyThresholdCount>{healthy}</HealthyThresholdCount>
         <UnhealthyThresholdCount>2</UnhealthyThresholdCount>
-        <LoadBalancerArns>
-          <member>{LOAD_BALANCER_ARN}</member>
-        </LoadBalancerArns>
-        <TargetType>ip</TargetType>
-        <IpAddressType>{ip_address_type}</IpAddressType>
+        <LoadBalancerArns>{lbs}</LoadBalancerArns>
+        <TargetType>{target_type}</TargetType>
+        <IpAddressType>{ip_type}</IpAddressType>
       </member>",
                 arn = xml_escape(&g.arn),
                 name = xml_escape(&g.name),
                 port = g.port,
-                interval = self.health_check.0,
-                threshold = self.health_check.1,
-                ip_address_type = g.ip_address_type,
+                interval = g.settings.health_check_interval_seconds,
+                healthy = g.settings.healthy_threshold,
+                lbs = if g.settings.attached {
+                    format!("\n          <member>{LOAD_BALANCER_ARN}</member>\n        ")
+                } else {
+                    String::new()
+                },
+                target_type = xml_escape(&g.settings.target_type),
+                ip_type = g.ip_address_type,
             ));
         }
         xml.push_str("\n    </TargetGroups>\n  ");
+        Ok(xml)
+    }
+
+    /// The attributes AWS reports for a new NLB target group (its defaults),
+    /// with the configured deregistration delay.
+    pub(crate) fn describe_target_group_attributes(
+        &self,
+        params: &[(String, String)],
+    ) -> Result<String, AwsError> {
+        let g = &self.groups[self.group_index(params)?];
+        let attrs = [
+            (
+                "deregistration_delay.timeout_seconds",
+                g.settings.deregistration_delay_seconds.to_string(),
+            ),
+            (
+                "deregistration_delay.connection_termination.enabled",
+                "false".into(),
+            ),
+            ("proxy_protocol_v2.enabled", "false".into()),
+            ("preserve_client_ip.enabled", "true".into()),
+            ("stickiness.enabled", "false".into()),
+            ("stickiness.type", "source_ip".into()),
+        ];
+        let mut xml = String::from("\n    <Attributes>");
+        for (k, v) in attrs {
+            xml.push_str(&format!(
+                "\n      <member>\n        <Value>{}</Value>\n        <Key>{k}</Key>\n      </member>",
+                xml_escape(&v)
+            ));
+        }
+        xml.push_str("\n    </Attributes>\n  ");
         Ok(xml)
     }
 

@@ -13,7 +13,7 @@
 //! whole life).
 
 use crate::process::{base_env, Sidecar, BLOCKING_LINE};
-use crate::{FakeAws, RateLimits};
+use crate::{FakeAws, GroupSettings, RateLimits};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -208,7 +208,14 @@ pub fn run_fleet(binary: &Path, spec: &FleetSpec) -> FleetReport {
     fake.set_quiet(true);
     let arn = fake.add_target_group("fleet-tg", 8080);
     fake.set_healthy_after(Some(spec.healthy_after));
-    fake.set_health_check(spec.health_check.0, spec.health_check.1);
+    fake.configure_target_group(
+        &arn,
+        GroupSettings {
+            health_check_interval_seconds: spec.health_check.0,
+            healthy_threshold: spec.health_check.1,
+            ..GroupSettings::default()
+        },
+    );
     fake.set_rate_limits(Some(spec.limits));
     let env = base_env(&fake.url());
     let group = if spec.by_arn {

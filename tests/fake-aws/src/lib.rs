@@ -8,6 +8,10 @@
 //! - `POST /` with `Action=AssumeRoleWithWebIdentity`: STS, unsigned;
 //! - `POST /` with `Action=AssumeRole`: STS, SigV4-verified for service
 //!   `sts` (roles added with [`FakeAws::add_role`], ExternalId checked);
+//! - `POST /` with `Action=GetCallerIdentity`: STS, signed (service `sts`);
+//! - DescribeTargetGroupAttributes, and per-group settings
+//!   ([`GroupSettings`]: target type, load balancer, deregistration delay,
+//!   health check timing) for `-check`;
 //! - `GET /container-credentials...`: the ECS / EKS Pod Identity credentials
 //!   endpoint (point `AWS_CONTAINER_CREDENTIALS_FULL_URI` at it);
 //! - `/latest/...`: IMDSv2 (token, role name, role credentials).
@@ -48,7 +52,7 @@ pub mod wire;
 pub use client::{http_request, read_response, write_request, HttpResponse};
 pub use server::{FakeAws, Fault, RateLimits, Recorded};
 pub use sigv4::{canonical_request, sign_for_test, sigv4_signature, string_to_sign, TestSigner};
-pub use state::AssumedRole;
+pub use state::{AssumedRole, GroupSettings};
 pub use time::{format_amz_date, parse_amz_date, rfc3339};
 pub use wire::{form_encode, json_text, parse_form, xml_text, xml_texts};
 
@@ -75,8 +79,9 @@ pub const IMDS_ROLE: &str = "fake-role";
 /// SigV4 signing name of ELBv2.
 pub const ELB_SERVICE: &str = "elasticloadbalancing";
 /// ELBv2 actions the fake implements.
-pub const ELB_ACTIONS: [&str; 4] = [
+pub const ELB_ACTIONS: [&str; 5] = [
     "DescribeTargetGroups",
+    "DescribeTargetGroupAttributes",
     "RegisterTargets",
     "DeregisterTargets",
     "DescribeTargetHealth",

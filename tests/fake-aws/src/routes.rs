@@ -22,7 +22,7 @@ pub(crate) fn route(req: &Request) -> (Kind, String, Vec<(String, String)>) {
         }
         let kind = match param(&params, "Action") {
             None => Kind::MissingAction,
-            Some("AssumeRoleWithWebIdentity" | "AssumeRole") => Kind::Sts,
+            Some("AssumeRoleWithWebIdentity" | "AssumeRole" | "GetCallerIdentity") => Kind::Sts,
             Some(_) => Kind::Elb,
         };
         let action = param(&params, "Action").unwrap_or("").to_string();
@@ -196,6 +196,16 @@ pub(crate) fn normal(c: &Ctx<'_>) -> Response {
             match result {
                 Ok(inner) => ok_xml(ELB_NS, c.action, &inner, rid),
                 Err(e) => error_response(Kind::Elb, &e, rid),
+            }
+        }
+        Kind::Sts if c.action == "GetCallerIdentity" => {
+            let result = match &c.auth.error {
+                Some(e) => Err(e.clone()),
+                None => c.shared.lock().get_caller_identity(c.params, c.auth),
+            };
+            match result {
+                Ok(inner) => ok_xml(STS_NS, c.action, &inner, rid),
+                Err(e) => error_response(Kind::Sts, &e, rid),
             }
         }
         Kind::Sts => {

@@ -3,7 +3,8 @@
 
 use crate::http::accept_loop;
 use crate::state::{
-    AssumedRole, Cred, HealthSeq, RoleSpec, Shared, State, TargetGroup, TargetSpec, TokenBucket,
+    AssumedRole, Cred, GroupSettings, HealthSeq, RoleSpec, Shared, State, TargetGroup, TargetSpec,
+    TokenBucket,
 };
 use crate::wire::{header_of, param};
 use crate::{ACCOUNT_ID, REGION};
@@ -240,17 +241,11 @@ impl FakeAws {
     /// Time-based health: a registered target without a health sequence is
     /// `initial` (`Elb.RegistrationInProgress`) for this long after its
     /// registration, then `healthy` (None: `healthy` at once, the default).
-    /// A re-registration of a registered target does not restart it.
+    /// A re-registration of a registered target does not restart it. What
+    /// DescribeTargetGroups reports of the group's health check does not
+    /// change with it: see [`FakeAws::configure_target_group`].
     pub fn set_healthy_after(&self, after: Option<Duration>) {
         self.shared.lock().healthy_after = after;
-    }
-
-    /// `HealthCheckIntervalSeconds` and `HealthyThresholdCount` that
-    /// DescribeTargetGroups reports for every group (default 30 and 5, an
-    /// NLB's defaults). The fake's health does not follow them: see
-    /// [`FakeAws::set_healthy_after`].
-    pub fn set_health_check(&self, interval_secs: u32, healthy_threshold: u32) {
-        self.shared.lock().health_check = (interval_secs, healthy_threshold);
     }
 
     /// No `fake-aws: ...` line on stderr per request (for benches with
@@ -292,8 +287,23 @@ impl FakeAws {
             port,
             ip_address_type,
             targets: Vec::new(),
+            settings: GroupSettings::default(),
         });
         arn
+    }
+
+    /// Change what the fake reports of a group (target type, load
+    /// balancer, deregistration delay, health check timing).
+    /// Returns whether the group exists.
+    pub fn configure_target_group(&self, tg_arn: &str, settings: GroupSettings) -> bool {
+        let mut st = self.shared.lock();
+        match st.groups.iter_mut().find(|g| g.arn == tg_arn) {
+            Some(g) => {
+                g.settings = settings;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Delete a target group (later calls naming it get `TargetGroupNotFound`).

@@ -138,6 +138,37 @@ pub(crate) struct TargetGroup {
     /// is refused.
     pub(crate) ip_address_type: &'static str,
     pub(crate) targets: Vec<Target>,
+    pub(crate) settings: GroupSettings,
+}
+
+/// What DescribeTargetGroups and DescribeTargetGroupAttributes report of a
+/// group besides its name, port and IP address type
+/// ([`crate::FakeAws::configure_target_group`]; `ipv6` groups come from
+/// [`crate::FakeAws::add_ipv6_target_group`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSettings {
+    /// `TargetType` (default `ip`).
+    pub target_type: String,
+    /// Whether `LoadBalancerArns` names [`crate::LOAD_BALANCER_ARN`] (default true).
+    pub attached: bool,
+    /// `deregistration_delay.timeout_seconds` (default 300, AWS's default).
+    pub deregistration_delay_seconds: u32,
+    /// `HealthCheckIntervalSeconds` (default 30).
+    pub health_check_interval_seconds: u32,
+    /// `HealthyThresholdCount` (default 5).
+    pub healthy_threshold: u32,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            target_type: "ip".into(),
+            attached: true,
+            deregistration_delay_seconds: 300,
+            health_check_interval_seconds: 30,
+            healthy_threshold: 5,
+        }
+    }
 }
 
 pub(crate) struct Draining {
@@ -207,8 +238,6 @@ pub(crate) struct State {
     /// Targets without a health sequence are `initial` this long after
     /// their registration, then `healthy`; None: `healthy` at once.
     pub(crate) healthy_after: Option<Duration>,
-    /// HealthCheckIntervalSeconds and HealthyThresholdCount of every group.
-    pub(crate) health_check: (u32, u32),
     /// No `fake-aws: ...` line on stderr per request.
     pub(crate) quiet: bool,
 }
@@ -314,7 +343,6 @@ impl State {
             clock_offset: 0,
             buckets: None,
             healthy_after: None,
-            health_check: (30, 5),
             quiet: false,
         }
     }

@@ -1317,7 +1317,14 @@ fn time_based_health_and_reported_health_check_settings() {
     let fake = FakeAws::start();
     let arn = fake.add_target_group("tg", 80);
     fake.set_healthy_after(Some(Duration::from_millis(600)));
-    fake.set_health_check(1, 3);
+    fake.configure_target_group(
+        &arn,
+        GroupSettings {
+            health_check_interval_seconds: 1,
+            healthy_threshold: 3,
+            ..GroupSettings::default()
+        },
+    );
     let r = elb(
         &fake,
         Some(&default_signer()),

@@ -1,0 +1,628 @@
+//! `-check`: a preflight that changes nothing.
+//!
+//! It answers "would the sidecar work here?" before a rollout does: which
+//! credentials it would use and whose they are (STS GetCallerIdentity),
+//! then for each target group whether it exists, takes IP targets of the
+//! target's family, is attached to a load balancer (a group without one
+//! never reports a target healthy), how long its health checks take to
+//! pass against `-wait-in-service-timeout`, how long it drains against
+//! `-wait-drained-timeout`, and whether the identity may read target health
+//! and deregister.
+//!
+//! Nothing is registered. The deregistration probe is a DeregisterTargets
+//! of the sidecar's own target, sent only when DescribeTargetHealth has
+//! just said that target is not registered: AWS answers such a call with
+//! success ("If the specified target does not exist, the action returns
+//! successfully"), moto with `InvalidTarget`; both prove the permission,
+//! `AccessDenied` disproves it. When the target is registered (another pod
+//! with the same IP, a leftover) or its state is unknown, the probe is
+//! skipped: it would take a live target out.
+//!
+//! [`gather`] does the calls and records what came back ([`Findings`]);
+//! [`report`] turns that into lines, a pure function tested on its own.
+
+use crate::aws::elbv2::{
+    find_health, DeregisterTargets, DescribeTargetGroupAttributes, DescribeTargetGroups,
+    DescribeTargetGroupsByArn, DescribeTargetHealth, Target, TargetGroup, DEREGISTRATION_DELAY,
+};
+use crate::aws::http::Transport;
+use crate::aws::sts::{CallerIdentity, GetCallerIdentity};
+use crate::aws::{Budget, Client, Error};
+use crate::clock::Clock;
+use crate::config::{Config, GroupRef};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// How long each preflight call may be retried.
+const CALL_BUDGET: Duration = Duration::from_secs(30);
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Worth knowing; the sidecar would still work.
+    Warn,
+    /// The sidecar would not work.
+    Fail,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        })
+    }
+}
+
+/// One line of the report: a verdict on a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The verdict.
+    pub level: Level,
+    /// What it is about: `config`, `credentials`, `target group NAME`.
+    pub subject: String,
+    /// What was found, and why it matters when it is not ok.
+    pub text: String,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// The lines, in the order checked.
+    pub lines: Vec<Line>,
+}
+
+impl Report {
+    /// Adds a line; AWS messages spread over lines (SignatureDoesNotMatch
+    /// quotes the canonical request) are folded into one.
+    fn push(&mut self, level: Level, subject: &str, text: String) {
+        let text = if text.contains(['\n', '\r']) {
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        } else {
+            text
+        };
+        self.lines.push(Line {
+            level,
+            subject: subject.to_owned(),
+            text,
+        });
+    }
+
+    /// Whether the sidecar would work: no line failed.
+    pub fn passed(&self) -> bool {
+        self.lines.iter().all(|l| l.level != Level::Fail)
+    }
+
+    /// The exit code of `-check`: 0 when it would work, 1 when not.
+    pub fn exit_code(&self) -> i32 {
+        if self.passed() {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// The text printed on stdout: one line per check, then a verdict.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for l in &self.lines {
+            out.push_str(&format!("{:<4} {}: {}\n", l.level, l.subject, l.text));
+        }
+        let failed: Vec<&str> = self
+            .lines
+            .iter()
+            .filter(|l| l.level == Level::Fail)
+            .map(|l| l.subject.as_str())
+            .collect();
+        if failed.is_empty() {
+            out.push_str(
+                "check passed: the sidecar would work here \
+                 (RegisterTargets is not tried: it would change the group)\n",
+            );
+        } else {
+            let mut subjects = failed.clone();
+            subjects.dedup();
+            out.push_str(&format!(
+                "check FAILED: {} problem(s) in {}\n",
+                failed.len(),
+                subjects.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// What the calls found about one configured target group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupFindings {
+    /// The group as configured.
+    pub group: GroupRef,
+    /// The target the sidecar would register there.
+    pub target: Target,
+    /// DescribeTargetGroups: the group, `None` when not in the answer.
+    pub described: Result<Option<TargetGroup>, Error>,
+    /// DescribeTargetGroupAttributes (not called when the group is unknown).
+    pub attributes: Option<Result<Vec<(String, String)>, Error>>,
+    /// DescribeTargetHealth of the target: `Some(state)` when registered,
+    /// `None` when not (not called when the group is unknown).
+    pub registered: Option<Result<Option<String>, Error>>,
+    /// The DeregisterTargets probe (only sent for a target known not to
+    /// be registered).
+    pub deregister: Option<Result<(), Error>>,
+}
+
+/// Everything [`gather`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Findings {
+    /// Region in use.
+    pub region: String,
+    /// Where the credentials come from: the source, or the role
+    /// (`-role-arn`) and the source that assumes it.
+    pub source: String,
+    /// Whether credentials could be had (fetched, for temporary ones).
+    pub credentials: Result<(), Error>,
+    /// GetCallerIdentity (not called without credentials).
+    pub identity: Option<Result<CallerIdentity, Error>>,
+    /// One per configured group, in order.
+    pub groups: Vec<GroupFindings>,
+}
+
+/// How long and how often each preflight call may be tried, from now.
+fn budget(clock: &mut dyn Clock) -> Budget {
+    Budget {
+        deadline: clock.now() + CALL_BUDGET,
+        max_attempts: 4,
+    }
+}
+
+/// The calls `-check` makes, in order; stops early only when there are no
+/// credentials (every other call would fail the same way).
+pub fn gather<T: Transport>(
+    cfg: &Config,
+    client: &mut Client<T>,
+    clock: &mut dyn Clock,
+) -> Findings {
+    let mut findings = Findings {
+        region: client.settings().region.clone(),
+        source: client.settings().credentials_label(),
+        credentials: client.ensure_credentials(budget(clock), clock),
+        identity: None,
+        groups: Vec::new(),
+    };
+    if findings.credentials.is_err() {
+        return findings;
+    }
+    let identity = client.call(&GetCallerIdentity, budget(clock), clock);
+    findings.identity = Some(identity.map(|r| r.value));
+    for spec in &cfg.groups {
+        let target = Target {
+            id: cfg.target_id.clone(),
+            port: spec.port.or(cfg.target_port),
+            availability_zone: cfg.availability_zone.clone(),
+        };
+        findings
+            .groups
+            .push(gather_group(&spec.group, target, client, clock));
+    }
+    findings
+}
+
+/// The calls about one group: DescribeTargetGroups, then (when its ARN is
+/// known) the attributes, the target's health and the deregistration probe.
+fn gather_group<T: Transport>(
+    group: &GroupRef,
+    target: Target,
+    client: &mut Client<T>,
+    clock: &mut dyn Clock,
+) -> GroupFindings {
+    let one = [group.to_string()];
+    let described = match group {
+        GroupRef::Name(_) => {
+            client.call(&DescribeTargetGroups { names: &one }, budget(clock), clock)
+        }
+        GroupRef::Arn(_) => client.call(
+            &DescribeTargetGroupsByArn { arns: &one },
+            budget(clock),
+            clock,
+        ),
+    }
+    .map(|r| r.value.into_iter().next())
+    .or_else(|e| match e.aws_code() {
+        Some("TargetGroupNotFound") => Ok(None),
+        _ => Err(e),
+    });
+    // Groups given by ARN need no DescribeTargetGroups to be used.
+    let arn = match (&described, group) {
+        (Ok(Some(g)), _) => Some(g.arn.clone()),
+        (Err(_), GroupRef::Arn(a)) => Some(a.clone()),
+        _ => None,
+    };
+    let mut g = GroupFindings {
+        group: group.clone(),
+        target,
+        described,
+        attributes: None,
+        registered: None,
+        deregister: None,
+    };
+    let Some(arn) = arn else {
+        return g;
+    };
+    let attrs = client.call(
+        &DescribeTargetGroupAttributes { arn: &arn },
+        budget(clock),
+        clock,
+    );
+    g.attributes = Some(attrs.map(|r| r.value));
+    let targets = [g.target.clone()];
+    let health = DescribeTargetHealth {
+        arn: &arn,
+        targets: &targets,
+    };
+    let registered = match client.call(&health, budget(clock), clock) {
+        Ok(r) => Ok(find_health(&r.value, &g.target)
+            .filter(|h| !h.is_gone())
+            .map(|h| h.to_string())),
+        Err(e) if e.aws_code() == Some("InvalidTarget") => Ok(None),
+        Err(e) => Err(e),
+    };
+    // Only a target known to be out is probed: the probe would take a
+    // registered one out.
+    if matches!(registered, Ok(None)) {
+        let probe = DeregisterTargets {
+            arn: &arn,
+            targets: &targets,
+        };
+        g.deregister = Some(client.call(&probe, budget(clock), clock).map(|_| ()));
+    }
+    g.registered = Some(registered);
+    g
+}
+
+/// Whether an AWS error says "not allowed".
+fn denied(e: &Error) -> bool {
+    matches!(
+        e.aws_code(),
+        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")
+    )
+}
+
+/// Seconds as `humantime` writes them (`5m`, `1m 30s`).
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// The report on `findings` for `cfg`. Pure.
+pub fn report(cfg: &Config, f: &Findings) -> Report {
+    let mut r = Report::default();
+    r.push(
+        Level::Ok,
+        "config",
+        format!(
+            "target {} (from {}), {} target group(s), region {}",
+            cfg.target_id,
+            cfg.target_id_source,
+            cfg.groups.len(),
+            f.region
+        ),
+    );
+    credentials(&mut r, f);
+    for g in &f.groups {
+        group(&mut r, cfg, g);
+    }
+    r
+}
+
+fn credentials(r: &mut Report, f: &Findings) {
+    let subject = "credentials";
+    if let Err(e) = &f.credentials {
+        r.push(
+            Level::Fail,
+            subject,
+            format!("source {}: none could be had: {e}", f.source),
+        );
+        return;
+    }
+    match &f.identity {
+        Some(Ok(id)) => r.push(
+            Level::Ok,
+            subject,
+            format!(
+                "source {}; identity {} (account {})",
+                f.source, id.arn, id.account
+            ),
+        ),
+        Some(Err(e))
+            if matches!(
+                e.aws_code(),
+                Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")
+            ) =>
+        {
+            r.push(
+                Level::Fail,
+                subject,
+                format!("source {}: AWS refuses them: {e}", f.source),
+            );
+        }
+        Some(Err(e)) => r.push(
+            Level::Warn,
+            subject,
+            format!(
+                "source {}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}",
+                f.source
+            ),
+        ),
+        None => r.push(Level::Ok, subject, format!("source {}", f.source)),
+    }
+}
+
+fn group(r: &mut Report, cfg: &Config, g: &GroupFindings) {
+    let subject = format!("target group {}", g.group);
+    let subject = subject.as_str();
+    let described = match &g.described {
+        Ok(Some(tg)) => {
+            r.push(Level::Ok, subject, format!("exists ({})", tg.arn));
+            Some(tg)
+        }
+        Ok(None) => {
+            r.push(Level::Fail, subject, "not found (TargetGroupNotFound): check the name or ARN, the region and the account".into());
+            return;
+        }
+        Err(e) => {
+            // The sidecar resolves names with DescribeTargetGroups; ARNs it
+            // uses as given.
+            let level = match g.group {
+                GroupRef::Name(_) => Level::Fail,
+                GroupRef::Arn(_) => Level::Warn,
+            };
+            let why = if denied(e) {
+                "the identity may not call DescribeTargetGroups"
+            } else {
+                "DescribeTargetGroups failed"
+            };
+            r.push(level, subject, format!("cannot describe it: {why}: {e}"));
+            None
+        }
+    };
+    if let Some(tg) = described {
+        group_settings(r, cfg, subject, g, tg);
+    }
+    attributes(r, cfg, subject, g);
+    permissions(r, cfg, subject, g);
+}
+
+/// Target type, IP family, load balancers and health checks.
+fn group_settings(
+    r: &mut Report,
+    cfg: &Config,
+    subject: &str,
+    g: &GroupFindings,
+    tg: &TargetGroup,
+) {
+    match tg.target_type.as_deref() {
+        Some("ip") | None => r.push(Level::Ok, subject, "target type ip".into()),
+        Some(other) => r.push(
+            Level::Fail,
+            subject,
+            format!(
+                "target type {other}: this sidecar registers pod IPs, which needs target type ip"
+            ),
+        ),
+    }
+    let family = tg.ip_address_type.as_deref().unwrap_or("ipv4");
+    let is_v6 = g.target.id.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6());
+    let wanted = if is_v6 { "ipv6" } else { "ipv4" };
+    if family == wanted {
+        r.push(
+            Level::Ok,
+            subject,
+            format!("IP address type {family} matches target {}", g.target.id),
+        );
+    } else {
+        r.push(
+            Level::Fail,
+            subject,
+            format!(
+                "IP address type {family}, but target {} is {wanted}: AWS refuses it (set -target-id, or use an {wanted} group)",
+                g.target.id
+            ),
+        );
+    }
+    let lbs = tg.load_balancer_arns.len();
+    if lbs > 0 {
+        r.push(
+            Level::Ok,
+            subject,
+            format!("attached to {lbs} load balancer(s)"),
+        );
+    } else {
+        let (level, then) = if cfg.wait_in_service {
+            (Level::Fail, "-wait-in-service would time out")
+        } else {
+            (Level::Warn, "it would get no traffic")
+        };
+        r.push(
+            level,
+            subject,
+            format!("not attached to a load balancer (no listener forwards to it): its targets stay unused and never turn healthy, so {then}"),
+        );
+    }
+    health_check(r, cfg, subject, tg);
+}
+
+fn health_check(r: &mut Report, cfg: &Config, subject: &str, tg: &TargetGroup) {
+    let hc = &tg.health_check;
+    if hc.enabled == Some(false) {
+        r.push(
+            Level::Warn,
+            subject,
+            "health checks disabled: targets report unavailable, never healthy".into(),
+        );
+        return;
+    }
+    let mut what = format!(
+        "health check {} on {}",
+        hc.protocol.as_deref().unwrap_or("?"),
+        hc.port.as_deref().unwrap_or("traffic-port")
+    );
+    if let Some(path) = hc
+        .path
+        .as_deref()
+        .filter(|_| matches!(hc.protocol.as_deref(), Some("HTTP" | "HTTPS")))
+    {
+        what.push_str(&format!(" {path}"));
+    }
+    let (Some(interval), Some(healthy)) = (hc.interval_seconds, hc.healthy_threshold) else {
+        r.push(Level::Ok, subject, what);
+        return;
+    };
+    let least = Duration::from_secs(u64::from(interval) * u64::from(healthy));
+    what.push_str(&format!(
+        " every {interval}s; healthy after {healthy} passing check(s) (at least {})",
+        human(least)
+    ));
+    if let Some(u) = hc.unhealthy_threshold {
+        what.push_str(&format!(", unhealthy after {u} failing"));
+    }
+    if cfg.wait_in_service && least >= cfg.wait_in_service_timeout {
+        r.push(
+            Level::Fail,
+            subject,
+            format!(
+                "{what}: longer than -wait-in-service-timeout {}, so the wait would time out",
+                human(cfg.wait_in_service_timeout)
+            ),
+        );
+    } else {
+        r.push(Level::Ok, subject, what);
+    }
+}
+
+/// `deregistration_delay.timeout_seconds` against `-wait-drained-timeout`.
+fn attributes(r: &mut Report, cfg: &Config, subject: &str, g: &GroupFindings) {
+    let attrs = match &g.attributes {
+        None => return,
+        Some(Err(e)) => {
+            let why = if denied(e) {
+                "the identity may not call DescribeTargetGroupAttributes (the sidecar does not need it)"
+            } else {
+                "DescribeTargetGroupAttributes failed"
+            };
+            r.push(
+                Level::Warn,
+                subject,
+                format!("deregistration delay unknown: {why}: {e}"),
+            );
+            return;
+        }
+        Some(Ok(a)) => a,
+    };
+    let delay = attrs
+        .iter()
+        .find(|(k, _)| k == DEREGISTRATION_DELAY)
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+    let Some(delay) = delay else {
+        r.push(
+            Level::Warn,
+            subject,
+            format!("deregistration delay unknown: no readable {DEREGISTRATION_DELAY}"),
+        );
+        return;
+    };
+    let delay = Duration::from_secs(delay);
+    if !cfg.wait_drained {
+        r.push(
+            Level::Ok,
+            subject,
+            format!(
+                "deregistration delay {} (not waited for: -wait-drained is off)",
+                human(delay)
+            ),
+        );
+    } else if delay > cfg.wait_drained_timeout {
+        r.push(
+            Level::Warn,
+            subject,
+            format!(
+                "deregistration delay {} is longer than -wait-drained-timeout {}: the wait for draining would give up while connections still drain",
+                human(delay),
+                human(cfg.wait_drained_timeout)
+            ),
+        );
+    } else {
+        r.push(
+            Level::Ok,
+            subject,
+            format!(
+                "deregistration delay {} within -wait-drained-timeout {}",
+                human(delay),
+                human(cfg.wait_drained_timeout)
+            ),
+        );
+    }
+}
+
+/// DescribeTargetHealth and DeregisterTargets.
+fn permissions(r: &mut Report, cfg: &Config, subject: &str, g: &GroupFindings) {
+    let needs_health = cfg.wait_in_service || cfg.wait_drained;
+    match &g.registered {
+        None => {}
+        Some(Ok(None)) => r.push(
+            Level::Ok,
+            subject,
+            format!("target {} is not registered yet", g.target),
+        ),
+        Some(Ok(Some(state))) => r.push(
+            Level::Warn,
+            subject,
+            format!(
+                "target {} is registered already ({state}): another pod with this IP, or a leftover; \
+                 DeregisterTargets is not tried, it would take it out",
+                g.target
+            ),
+        ),
+        Some(Err(e)) => {
+            let level = if needs_health { Level::Fail } else { Level::Warn };
+            let why = if denied(e) {
+                "the identity may not call DescribeTargetHealth"
+            } else {
+                "DescribeTargetHealth failed"
+            };
+            r.push(
+                level,
+                subject,
+                format!("{why}: {e}; DeregisterTargets is not tried without knowing the target is out"),
+            );
+        }
+    }
+    match &g.deregister {
+        None => {}
+        Some(Ok(())) => r.push(
+            Level::Ok,
+            subject,
+            "may deregister (DeregisterTargets of the unregistered target answered success)".into(),
+        ),
+        Some(Err(e)) if e.aws_code() == Some("InvalidTarget") => r.push(
+            Level::Ok,
+            subject,
+            "may deregister (DeregisterTargets of the unregistered target answered InvalidTarget, not AccessDenied)".into(),
+        ),
+        Some(Err(e)) if denied(e) => r.push(
+            Level::Fail,
+            subject,
+            format!("may not deregister: the target would stay in the load balancer after the pod is gone: {e}"),
+        ),
+        Some(Err(e)) => r.push(
+            Level::Fail,
+            subject,
+            format!("DeregisterTargets failed: {e}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

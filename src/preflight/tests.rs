@@ -1,0 +1,346 @@
+use super::*;
+use crate::aws::elbv2::HealthCheck;
+use crate::aws::AwsError;
+use crate::config::{GroupSpec, LogFormat};
+
+fn cfg() -> Config {
+    Config {
+        groups: vec![GroupSpec {
+            group: GroupRef::Name("web".into()),
+            port: None,
+        }],
+        target_id: "10.0.0.1".into(),
+        target_id_source: "POD_IP".into(),
+        target_port: Some(8080),
+        availability_zone: None,
+        region: None,
+        role: None,
+        wait_in_service: true,
+        wait_in_service_timeout: Duration::from_secs(300),
+        health_poll_interval: Duration::from_secs(5),
+        health_poll_explicit: false,
+        register_timeout: Duration::from_secs(120),
+        deregister_timeout: Duration::from_secs(20),
+        wait_drained: true,
+        wait_drained_timeout: Duration::from_secs(300),
+        pre_register: None,
+        post_register: None,
+        post_deregister: None,
+        status_addr: None,
+        wait_for_tcp: None,
+        wait_for_http: None,
+        wait_for_timeout: Duration::from_secs(300),
+        log_level: None,
+        log_format: LogFormat::Text,
+        check: true,
+        drain_quiet_period: None,
+        lb_health_addr: None,
+    }
+}
+
+fn aws(action: &str, code: &str) -> Error {
+    Error::Aws {
+        action: action.into(),
+        error: AwsError {
+            status: 400,
+            code: code.into(),
+            message: format!("{code} message"),
+            request_id: Some("rid-1".into()),
+        },
+    }
+}
+
+fn group() -> TargetGroup {
+    TargetGroup {
+        arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef"
+            .into(),
+        name: "web".into(),
+        port: Some(8080),
+        target_type: Some("ip".into()),
+        load_balancer_arns: vec!["arn:lb".into()],
+        ip_address_type: Some("ipv4".into()),
+        health_check: HealthCheck {
+            enabled: Some(true),
+            protocol: Some("HTTP".into()),
+            port: Some("traffic-port".into()),
+            path: Some("/healthz".into()),
+            interval_seconds: Some(10),
+            timeout_seconds: Some(5),
+            healthy_threshold: Some(3),
+            unhealthy_threshold: Some(2),
+        },
+    }
+}
+
+fn good() -> Findings {
+    Findings {
+        region: "us-east-1".into(),
+        source: "web identity (IRSA)".into(),
+        credentials: Ok(()),
+        identity: Some(Ok(CallerIdentity {
+            account: "123456789012".into(),
+            arn: "arn:aws:sts::123456789012:assumed-role/nlb/pod".into(),
+            user_id: "AROA:pod".into(),
+        })),
+        groups: vec![GroupFindings {
+            group: GroupRef::Name("web".into()),
+            target: Target {
+                id: "10.0.0.1".into(),
+                port: Some(8080),
+                availability_zone: None,
+            },
+            described: Ok(Some(group())),
+            attributes: Some(Ok(vec![(DEREGISTRATION_DELAY.into(), "60".into())])),
+            registered: Some(Ok(None)),
+            deregister: Some(Ok(())),
+        }],
+    }
+}
+
+/// The (level, text) lines of a report, for compact asserts.
+fn lines(r: &Report) -> Vec<(Level, String)> {
+    r.lines.iter().map(|l| (l.level, l.text.clone())).collect()
+}
+
+fn has(r: &Report, level: Level, needle: &str) -> bool {
+    r.lines
+        .iter()
+        .any(|l| l.level == level && l.text.contains(needle))
+}
+
+#[test]
+fn a_working_setup_passes_with_one_line_per_check() {
+    let r = report(&cfg(), &good());
+    assert!(r.passed(), "{}", r.render());
+    assert_eq!(r.exit_code(), 0);
+    let text = r.render();
+    assert_eq!(
+        text,
+        "ok   config: target 10.0.0.1 (from POD_IP), 1 target group(s), region us-east-1
+ok   credentials: source web identity (IRSA); identity arn:aws:sts::123456789012:assumed-role/nlb/pod (account 123456789012)
+ok   target group web: exists (arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef)
+ok   target group web: target type ip
+ok   target group web: IP address type ipv4 matches target 10.0.0.1
+ok   target group web: attached to 1 load balancer(s)
+ok   target group web: health check HTTP on traffic-port /healthz every 10s; healthy after 3 passing check(s) (at least 30s), unhealthy after 2 failing
+ok   target group web: deregistration delay 1m within -wait-drained-timeout 5m
+ok   target group web: target 10.0.0.1:8080 is not registered yet
+ok   target group web: may deregister (DeregisterTargets of the unregistered target answered success)
+check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)
+",
+    );
+}
+
+#[test]
+fn moto_invalid_target_answer_counts_as_permission() {
+    let mut f = good();
+    f.groups[0].deregister = Some(Err(aws("DeregisterTargets", "InvalidTarget")));
+    let r = report(&cfg(), &f);
+    assert!(r.passed());
+    assert!(has(
+        &r,
+        Level::Ok,
+        "answered InvalidTarget, not AccessDenied"
+    ));
+}
+
+#[test]
+fn denied_deregistration_fails_naming_what_and_why() {
+    let mut f = good();
+    f.groups[0].deregister = Some(Err(aws("DeregisterTargets", "AccessDenied")));
+    let r = report(&cfg(), &f);
+    assert_eq!(r.exit_code(), 1);
+    assert!(has(&r, Level::Fail, "may not deregister"));
+    assert!(has(&r, Level::Fail, "AccessDenied"));
+    assert!(r
+        .render()
+        .ends_with("check FAILED: 1 problem(s) in target group web\n"));
+}
+
+#[test]
+fn missing_wrong_type_wrong_family_and_unattached_groups_fail() {
+    let mut f = good();
+    f.groups[0].described = Ok(None);
+    let r = report(&cfg(), &f);
+    assert!(has(&r, Level::Fail, "not found"));
+    // Nothing else is said about a group that does not exist.
+    assert_eq!(r.lines.len(), 3, "{:?}", lines(&r));
+
+    let mut f = good();
+    let mut g = group();
+    g.target_type = Some("instance".into());
+    g.ip_address_type = Some("ipv6".into());
+    g.load_balancer_arns.clear();
+    f.groups[0].described = Ok(Some(g));
+    let r = report(&cfg(), &f);
+    assert!(has(&r, Level::Fail, "target type instance"));
+    assert!(has(
+        &r,
+        Level::Fail,
+        "IP address type ipv6, but target 10.0.0.1 is ipv4"
+    ));
+    assert!(has(&r, Level::Fail, "not attached to a load balancer"));
+    let fails = r.lines.iter().filter(|l| l.level == Level::Fail).count();
+    assert_eq!(fails, 3);
+
+    // Without -wait-in-service an unattached group only warns.
+    let mut c = cfg();
+    c.wait_in_service = false;
+    let mut f = good();
+    let mut g = group();
+    g.load_balancer_arns.clear();
+    f.groups[0].described = Ok(Some(g));
+    let r = report(&c, &f);
+    assert!(r.passed());
+    assert!(has(&r, Level::Warn, "no traffic"));
+}
+
+#[test]
+fn ipv6_targets_need_ipv6_groups() {
+    let mut c = cfg();
+    c.target_id = "fd00::5".into();
+    let mut f = good();
+    f.groups[0].target.id = "fd00::5".into();
+    let r = report(&c, &f);
+    assert!(has(
+        &r,
+        Level::Fail,
+        "IP address type ipv4, but target fd00::5 is ipv6"
+    ));
+    let mut g = group();
+    g.ip_address_type = Some("ipv6".into());
+    f.groups[0].described = Ok(Some(g));
+    assert!(report(&c, &f).passed());
+    // An answer without IpAddressType means ipv4 (older API answers).
+    let mut f = good();
+    let mut g = group();
+    g.ip_address_type = None;
+    f.groups[0].described = Ok(Some(g));
+    assert!(report(&cfg(), &f).passed());
+}
+
+#[test]
+fn health_checks_slower_than_the_wait_fail() {
+    let mut c = cfg();
+    c.wait_in_service_timeout = Duration::from_secs(20);
+    let r = report(&c, &good());
+    assert!(has(
+        &r,
+        Level::Fail,
+        "longer than -wait-in-service-timeout 20s"
+    ));
+    let mut f = good();
+    let mut g = group();
+    g.health_check.enabled = Some(false);
+    f.groups[0].described = Ok(Some(g));
+    assert!(has(
+        &report(&cfg(), &f),
+        Level::Warn,
+        "health checks disabled"
+    ));
+}
+
+#[test]
+fn deregistration_delay_against_the_drain_wait() {
+    let mut f = good();
+    f.groups[0].attributes = Some(Ok(vec![(DEREGISTRATION_DELAY.into(), "300".into())]));
+    let mut c = cfg();
+    c.wait_drained_timeout = Duration::from_secs(120);
+    let r = report(&c, &f);
+    assert!(r.passed());
+    assert!(has(
+        &r,
+        Level::Warn,
+        "deregistration delay 5m is longer than -wait-drained-timeout 2m"
+    ));
+    c.wait_drained = false;
+    assert!(has(&report(&c, &f), Level::Ok, "not waited for"));
+    // AccessDenied on the attributes is tolerated with a note.
+    f.groups[0].attributes = Some(Err(aws("DescribeTargetGroupAttributes", "AccessDenied")));
+    let r = report(&cfg(), &f);
+    assert!(r.passed());
+    assert!(has(
+        &r,
+        Level::Warn,
+        "may not call DescribeTargetGroupAttributes"
+    ));
+}
+
+#[test]
+fn a_registered_target_is_not_probed_and_denied_health_fails_when_needed() {
+    let mut f = good();
+    f.groups[0].registered = Some(Ok(Some("healthy".into())));
+    f.groups[0].deregister = None;
+    let r = report(&cfg(), &f);
+    assert!(r.passed());
+    assert!(has(&r, Level::Warn, "registered already (healthy)"));
+
+    let mut f = good();
+    f.groups[0].registered = Some(Err(aws("DescribeTargetHealth", "AccessDenied")));
+    f.groups[0].deregister = None;
+    let r = report(&cfg(), &f);
+    assert!(has(&r, Level::Fail, "may not call DescribeTargetHealth"));
+    let mut c = cfg();
+    c.wait_in_service = false;
+    c.wait_drained = false;
+    assert!(report(&c, &f).passed());
+}
+
+#[test]
+fn credentials_and_identity() {
+    let mut f = good();
+    f.credentials = Err(Error::Credentials(
+        "AWS_WEB_IDENTITY_TOKEN_FILE /x: not found".into(),
+    ));
+    f.identity = None;
+    f.groups.clear();
+    let r = report(&cfg(), &f);
+    assert_eq!(r.exit_code(), 1);
+    assert!(has(&r, Level::Fail, "none could be had"));
+    assert!(r.render().contains("in credentials"));
+
+    let mut f = good();
+    f.identity = Some(Err(aws("GetCallerIdentity", "InvalidClientTokenId")));
+    assert!(!report(&cfg(), &f).passed());
+    // A message over several lines still makes one line.
+    let mut e = aws("GetCallerIdentity", "SignatureDoesNotMatch");
+    if let Error::Aws { error, .. } = &mut e {
+        error.message = "The Canonical String should have been\n'POST\n/\n'".into();
+    }
+    f.identity = Some(Err(e));
+    let r = report(&cfg(), &f);
+    assert!(has(&r, Level::Fail, "should have been 'POST / '"));
+    assert_eq!(r.render().lines().count(), r.lines.len() + 1);
+    f.identity = Some(Err(Error::Transport {
+        action: "GetCallerIdentity".into(),
+        url: "https://sts.us-east-1.amazonaws.com/".into(),
+        kind: crate::aws::error::TransportKind::Timeout,
+        detail: "timed out".into(),
+    }));
+    let r = report(&cfg(), &f);
+    assert!(r.passed());
+    assert!(has(&r, Level::Warn, "identity unknown"));
+}
+
+#[test]
+fn describe_denied_fails_for_names_and_warns_for_arns() {
+    let mut f = good();
+    f.groups[0].described = Err(aws("DescribeTargetGroups", "AccessDenied"));
+    f.groups[0].attributes = None;
+    f.groups[0].registered = None;
+    f.groups[0].deregister = None;
+    assert!(has(
+        &report(&cfg(), &f),
+        Level::Fail,
+        "may not call DescribeTargetGroups"
+    ));
+    let arn =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
+    f.groups[0].group = GroupRef::Arn(arn.into());
+    f.groups[0].attributes = Some(Ok(vec![]));
+    f.groups[0].registered = Some(Ok(None));
+    f.groups[0].deregister = Some(Ok(()));
+    let r = report(&cfg(), &f);
+    assert!(r.passed(), "{}", r.render());
+    assert!(has(&r, Level::Warn, "cannot describe it"));
+}

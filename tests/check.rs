@@ -1,0 +1,247 @@
+//! `-check` as a process against the fake ELBv2/STS: the report on stdout,
+//! the exit code, and that nothing was ever registered.
+//!
+//! The happy path against moto lives in tests/moto.rs; here are the
+//! failures moto cannot be made to answer (AccessDenied, an IPv6 group, a
+//! group without load balancer, a registered target).
+
+mod common;
+
+use common::BIN;
+use fake_aws::process::{base_env, Sidecar};
+use fake_aws::{FakeAws, Fault, GroupSettings};
+use std::process::{Command, Stdio};
+
+const IP: &str = "10.0.0.5";
+
+/// Runs `-check` with `extra` arguments; returns (exit code, stdout, stderr).
+fn check(fake: &FakeAws, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["-check", "-target-id", IP, "-target-port", "8080"];
+    args.extend_from_slice(extra);
+    let out = Command::new(BIN)
+        .args(&args)
+        .env_clear()
+        .envs(base_env(&fake.url()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// No call but reads, the identity (and the role's AssumeRole) and the
+/// DeregisterTargets probe.
+fn assert_changed_nothing(fake: &FakeAws) {
+    assert_eq!(fake.count("RegisterTargets"), 0);
+    for r in fake.requests() {
+        assert!(
+            matches!(
+                r.action.as_str(),
+                "AssumeRole"
+                    | "GetCallerIdentity"
+                    | "DescribeTargetGroups"
+                    | "DescribeTargetGroupAttributes"
+                    | "DescribeTargetHealth"
+                    | "DeregisterTargets"
+            ),
+            "unexpected call {}",
+            r.action
+        );
+        assert!(r.signature_ok, "{} was not signed right", r.action);
+    }
+}
+
+#[test]
+fn a_working_setup_reports_ok_and_exits_0() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let (code, out, err) = check(
+        &fake,
+        &[
+            "-target-group-name",
+            "tg",
+            "-wait-drained",
+            "-wait-drained-timeout",
+            "10m",
+        ],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for line in [
+        "ok   config: target 10.0.0.5 (from -target-id), 1 target group(s), region us-east-1",
+        "ok   credentials: source environment; identity arn:aws:iam::123456789012:user/fake-user (account 123456789012)",
+        &format!("ok   target group tg: exists ({arn})"),
+        "ok   target group tg: target type ip",
+        "ok   target group tg: IP address type ipv4 matches target 10.0.0.5",
+        "ok   target group tg: attached to 1 load balancer(s)",
+        "ok   target group tg: health check TCP on traffic-port every 30s; healthy after 5 passing check(s) (at least 2m 30s), unhealthy after 2 failing",
+        "ok   target group tg: deregistration delay 5m within -wait-drained-timeout 10m",
+        "ok   target group tg: target 10.0.0.5:8080 is not registered yet",
+        "ok   target group tg: may deregister (DeregisterTargets of the unregistered target answered success)",
+        "check passed: the sidecar would work here",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    assert_changed_nothing(&fake);
+    // GetCallerIdentity went to STS, signed for it.
+    let id = fake.requests_for("GetCallerIdentity");
+    assert_eq!(id.len(), 1);
+    assert_eq!(id[0].service.as_deref(), Some("sts"));
+    assert_eq!(id[0].param("Version"), Some("2011-06-15"));
+    assert!(fake.registered(&arn).is_empty());
+}
+
+#[test]
+fn denied_deregistration_fails_with_exit_1_naming_it() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.script("DeregisterTargets", vec![Fault::Error(403, "AccessDenied")]);
+    fake.script(
+        "DescribeTargetGroupAttributes",
+        vec![Fault::Error(403, "AccessDenied")],
+    );
+    let (code, out, err) = check(&fake, &["-target-group-arn", &arn]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains(&format!("FAIL target group {arn}: may not deregister")),
+        "{out}"
+    );
+    assert!(out.contains("AccessDenied"), "{out}");
+    // AccessDenied on the attributes is only a note.
+    assert!(
+        out.contains(&format!(
+            "warn target group {arn}: deregistration delay unknown: the identity may not call DescribeTargetGroupAttributes"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("check FAILED: 1 problem(s) in target group {arn}")),
+        "{out}"
+    );
+    assert_changed_nothing(&fake);
+}
+
+#[test]
+fn wrong_family_no_load_balancer_wrong_type_and_missing_groups_fail() {
+    let fake = FakeAws::start();
+    fake.add_ipv6_target_group("v6", 80);
+    let lonely = fake.add_target_group("lonely", 80);
+    fake.configure_target_group(
+        &lonely,
+        GroupSettings {
+            attached: false,
+            ..GroupSettings::default()
+        },
+    );
+    let inst = fake.add_target_group("inst", 80);
+    fake.configure_target_group(
+        &inst,
+        GroupSettings {
+            target_type: "instance".into(),
+            ..GroupSettings::default()
+        },
+    );
+    let (code, out, _) = check(
+        &fake,
+        &[
+            "-target-group-name",
+            "v6",
+            "-target-group-name",
+            "lonely",
+            "-target-group-name",
+            "inst",
+            "-target-group-name",
+            "gone",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    for line in [
+        "FAIL target group v6: IP address type ipv6, but target 10.0.0.5 is ipv4",
+        "FAIL target group lonely: not attached to a load balancer",
+        "FAIL target group inst: target type instance",
+        "FAIL target group gone: not found (TargetGroupNotFound)",
+        "check FAILED: 4 problem(s) in target group v6, target group lonely, target group inst, target group gone",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    assert_changed_nothing(&fake);
+}
+
+#[test]
+fn a_registered_target_is_left_alone() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.register_target(&arn, IP, Some(8080));
+    let (code, out, _) = check(&fake, &["-target-group-name", "tg"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warn target group tg: target 10.0.0.5:8080 is registered already (healthy)"),
+        "{out}"
+    );
+    assert_eq!(fake.count("DeregisterTargets"), 0);
+    assert_eq!(fake.registered(&arn), vec![(IP.to_string(), Some(8080))]);
+    assert_changed_nothing(&fake);
+}
+
+#[test]
+fn bad_credentials_fail_and_usage_errors_exit_2() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let mut env = base_env(&fake.url());
+    env.insert("AWS_SECRET_ACCESS_KEY".into(), "wrong-secret".into());
+    let (code, out) = Sidecar::run_to_exit(
+        BIN,
+        &["-check", "-target-id", IP, "-target-group-name", "tg"],
+        &env,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL credentials: source environment: AWS refuses them: GetCallerIdentity failed: SignatureDoesNotMatch"),
+        "{out}"
+    );
+    assert!(!out.contains("wrong-secret"), "{out}");
+    let (code, out) = Sidecar::run_to_exit(
+        BIN,
+        &[
+            "-check",
+            "-target-id",
+            IP,
+            "-target-group-name",
+            "tg",
+            "-log-format",
+            "xml",
+        ],
+        &base_env(&fake.url()),
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("-log-format"), "{out}");
+    assert_eq!(fake.count("RegisterTargets"), 0);
+}
+
+#[test]
+fn with_a_role_the_identity_is_the_assumed_role() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let role = "arn:aws:iam::210987654321:role/nlb-registrator";
+    fake.add_role(role, None);
+    let (code, out, err) = check(&fake, &["-target-group-name", "tg", "-role-arn", role]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains(&format!(
+            "ok   credentials: source role {role}, assumed with environment; identity arn:aws:sts::210987654321:assumed-role/nlb-registrator/"
+        )),
+        "{out}"
+    );
+    // Every ELBv2 call and GetCallerIdentity signed with the role's keys.
+    let issued = fake.assumed_roles()[0].issued_access_key_id.clone();
+    for r in fake.requests().iter().filter(|r| r.action != "AssumeRole") {
+        assert_eq!(
+            r.access_key_id.as_deref(),
+            Some(issued.as_str()),
+            "{}",
+            r.action
+        );
+    }
+    assert_changed_nothing(&fake);
+}
