@@ -21,10 +21,12 @@
 use super::credentials::assume_role::{Role, RoleLayer, Upstream};
 use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
-use super::error::{is_expired_credentials, is_retryable, Error, TransportKind, THROTTLING_CODES};
+use super::error::{
+    is_expired_credentials, is_retryable, is_throttling, Error, TransportKind, THROTTLING_CODES,
+};
 use super::http::{HttpRequest, HttpResponse, Transport};
 use super::query::{Action, Service, CALL_TIMEOUT};
-use super::retry::Backoff;
+use super::retry::{Adaptive, Backoff, Bucket};
 use super::sign::signed_query;
 use super::skew::{self, Offset};
 use crate::clock::Clock;
@@ -40,6 +42,9 @@ pub use super::query::WithId;
 /// attempt always made).
 pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A throttled call retries within the time left to its deadline when its
+/// paced slot is longer than half of it, as long as this much is left.
+const MIN_PACED_LEFT: Duration = Duration::from_secs(1);
 /// The instant one attempt that starts at `started` must end by: one
 /// [`CALL_TIMEOUT`] for everything it sends (credentials included), cut to
 /// the `deadline`, but never less than [`MIN_CALL_TIMEOUT`].
@@ -154,6 +159,10 @@ pub struct Client<T: Transport> {
     /// The last signed answer's `Date` header (AWS's time) and our
     /// wall-clock time when it arrived.
     last_date: Option<(std::time::SystemTime, std::time::SystemTime)>,
+    /// Pacing of the `Describe*` calls after throttling answers.
+    describe: Adaptive,
+    /// Pacing of RegisterTargets / DeregisterTargets after throttling answers.
+    mutating: Adaptive,
 }
 
 impl<T: Transport> Client<T> {
@@ -167,6 +176,26 @@ impl<T: Transport> Client<T> {
             backoff: Backoff::default(),
             clock_offset: Offset::default(),
             last_date: None,
+            describe: Adaptive::default(),
+            mutating: Adaptive::default(),
+        }
+    }
+
+    /// The pacing state of the ELBv2 bucket `bucket` (`None` for
+    /// [`Bucket::Other`]).
+    pub fn adaptive(&self, bucket: Bucket) -> Option<&Adaptive> {
+        match bucket {
+            Bucket::Describe => Some(&self.describe),
+            Bucket::Mutating => Some(&self.mutating),
+            Bucket::Other => None,
+        }
+    }
+
+    fn adaptive_mut(&mut self, bucket: Bucket) -> Option<&mut Adaptive> {
+        match bucket {
+            Bucket::Describe => Some(&mut self.describe),
+            Bucket::Mutating => Some(&mut self.mutating),
+            Bucket::Other => None,
         }
     }
 
@@ -241,7 +270,9 @@ impl<T: Transport> Client<T> {
         result
     }
 
-    /// Sends `action`, signed, retrying within `budget`.
+    /// Sends `action`, signed, retrying within `budget`. The first attempt
+    /// always goes at once; after a throttling answer the retry waits a
+    /// slot of its bucket's cut rate ([`Adaptive::retry_delay`]).
     ///
     /// # Errors
     /// The AWS error (e.g. `TargetGroupNotFound`), a transport or
@@ -370,7 +401,13 @@ impl<T: Transport> Client<T> {
                 );
             }
             let err = match result {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    let now = clock.now();
+                    if let Some(a) = self.adaptive_mut(Bucket::of(action)) {
+                        a.on_success(now);
+                    }
+                    return Ok(r);
+                }
                 Err(e) => e,
             };
             // ExpiredToken in the answer to a signed call means our cached
@@ -407,10 +444,33 @@ impl<T: Transport> Client<T> {
                 retried_expired = true;
                 continue;
             }
+            // A throttling answer cuts this bucket's rate: the retry waits
+            // for a slot of the cut rate instead of the short backoff.
+            let throttled = is_throttling(&err);
+            let now = clock.now();
+            let paced = match self.adaptive_mut(Bucket::of(action)) {
+                Some(a) if throttled => {
+                    a.on_throttle(now);
+                    Some(a.clone())
+                }
+                _ => None,
+            };
             if !is_retryable(&err) || attempts >= budget.max_attempts {
                 return Err(err);
             }
-            let delay = self.backoff.delay(attempts - 1, clock.random());
+            let random = clock.random();
+            let mut delay = match &paced {
+                Some(a) => a.retry_delay(random),
+                None => self.backoff.delay(attempts - 1, random),
+            };
+            // A throttled call never waits more than half the time left: a
+            // longer slot is redrawn in [0.2, 0.7) of it, so a deregistration
+            // keeps trying, spread, until its deadline instead of giving up
+            // early or sleeping through the last tokens.
+            let left = budget.deadline.saturating_duration_since(now);
+            if paced.is_some() && delay > left / 2 && left >= MIN_PACED_LEFT {
+                delay = left.mul_f64(0.2 + 0.5 * random.clamp(0.0, 1.0));
+            }
             if clock.now() + delay >= budget.deadline {
                 return Err(Error::Deadline {
                     action: action.to_owned(),
@@ -573,9 +633,11 @@ mod tests {
             id.request_id.as_deref(),
             Some("f9a1e3a7-f3a9-11e5-ae48-cff02092876b")
         );
+        // Throttling: a slot of the cut rate (0.5 calls/s: 0.5 × 4 s); the
+        // 503: the short backoff (0.5 × 400 ms).
         assert_eq!(
             t.slept,
-            vec![Duration::from_millis(100), Duration::from_millis(200)]
+            vec![Duration::from_secs(2), Duration::from_millis(200)]
         );
         let seen = s.seen.borrow();
         assert_eq!(seen.len(), 3);
@@ -591,6 +653,63 @@ mod tests {
         assert!(
             body.starts_with("Action=RegisterTargets&Version=2015-12-01&TargetGroupArn=arn%3Atg")
         );
+    }
+
+    const HEALTH: &[u8] = include_bytes!("../../tests/data/describe_target_health.xml");
+
+    #[test]
+    fn throttling_paces_its_bucket_only() {
+        let s = Scripted::new([
+            status(400, THROTTLED),
+            ok(HEALTH),
+            ok(REGISTERED),
+            ok(HEALTH),
+        ]);
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let budget = Budget::until(t.now() + Duration::from_secs(60));
+        let health = DescribeTargetHealth {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        c.call(&health, budget, &mut t).unwrap();
+        assert_eq!(t.slept, vec![Duration::from_secs(2)]);
+        assert_eq!(c.adaptive(Bucket::Describe).unwrap().throttles(), 1);
+        // The mutating bucket was not throttled: RegisterTargets goes at once.
+        let reg = RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        c.call(&reg, budget, &mut t).unwrap();
+        assert_eq!(t.slept.len(), 1);
+        assert_eq!(c.adaptive(Bucket::Mutating).unwrap().throttles(), 0);
+        // A new call goes at once (its retries would be paced).
+        c.call(&health, budget, &mut t).unwrap();
+        assert_eq!(t.slept.len(), 1);
+    }
+
+    #[test]
+    fn throttled_deregistration_retries_within_its_deadline() {
+        let s = Scripted::new(
+            (0..40)
+                .map(|_| status(400, THROTTLED))
+                .chain([ok(REGISTERED)]),
+        );
+        let mut c = Client::new(&s, settings(static_source()));
+        let mut t = FakeClock::new();
+        let deadline = t.now() + Duration::from_secs(20);
+        let dereg = DeregisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        };
+        let e = c.call(&dereg, Budget::until(deadline), &mut t).unwrap_err();
+        assert!(matches!(e, Error::Deadline { .. }), "{e:?}");
+        // Slots of 2 and 4 s, then of the lowest rate (random 0.5: 5 s); then
+        // within the time left, never past it.
+        assert_eq!(&t.slept[..3], &[2, 4, 5].map(Duration::from_secs));
+        assert!(t.elapsed() < Duration::from_secs(20));
+        assert!(t.elapsed() > Duration::from_secs(18), "{:?}", t.slept);
+        assert!(s.seen.borrow().len() < 10, "{}", s.seen.borrow().len());
     }
 
     #[test]

@@ -364,6 +364,12 @@ pub fn is_retryable(err: &Error) -> bool {
     }
 }
 
+/// Whether AWS answered with a throttling code (`Throttling`, ...): its
+/// token bucket for this account is empty.
+pub fn is_throttling(err: &Error) -> bool {
+    matches!(err, Error::Aws { error, .. } if THROTTLING_CODES.contains(&error.code.as_str()))
+}
+
 /// The API action an error names, without the prefix of the credentials
 /// layer it came from (`base credentials from web identity (IRSA): ` under
 /// `-role-arn`, see [`crate::aws::credentials::assume_role::in_layer`]).

@@ -155,6 +155,10 @@ pub struct Config {
     pub wait_in_service_timeout: Duration,
     /// Health poll interval.
     pub health_poll_interval: Duration,
+    /// `-health-poll-interval` (or its variable) was given: the user's
+    /// interval overrides the pace the target group's health check settings
+    /// would give.
+    pub health_poll_explicit: bool,
     /// Registration retry window.
     pub register_timeout: Duration,
     /// Deregistration retry window.
@@ -500,6 +504,9 @@ fn resolve(
         log_format: s.with_default("log-format", parse_log_format)?,
         check: s.boolean("check")?,
         health_poll_interval: s.health_poll_interval()?,
+        health_poll_explicit: s
+            .lookup("health-poll-interval")
+            .is_some_and(|(v, _)| !v.is_empty()),
         availability_zone: s.optional("target-availability-zone", parse_text)?,
         region: s.optional("region", parse_text)?,
         role: s.role()?,
@@ -561,6 +568,22 @@ mod tests {
             assert_eq!(c.wait_in_service_timeout, Duration::from_secs(300));
             assert_eq!(c.pre_register, None);
         }
+    }
+
+    #[test]
+    fn health_poll_interval_given_or_default() {
+        let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+        let c = run(&base, &[]).unwrap();
+        assert_eq!(c.health_poll_interval, Duration::from_secs(5));
+        assert!(!c.health_poll_explicit);
+        let mut a = base.to_vec();
+        a.extend(["-health-poll-interval", "5s"]);
+        let c = run(&a, &[]).unwrap();
+        assert_eq!(c.health_poll_interval, Duration::from_secs(5));
+        assert!(c.health_poll_explicit);
+        let c = run(&base, &[("NLB_HEALTH_POLL_INTERVAL", "2s")]).unwrap();
+        assert_eq!(c.health_poll_interval, Duration::from_secs(2));
+        assert!(c.health_poll_explicit);
     }
 
     #[test]

@@ -2,6 +2,28 @@
 //! the polls that go on while blocked after that wait timed out, and the
 //! one poll ([`Registration::poll_health`]) and state-change log
 //! ([`Watch`]) that the drain wait and the late-landing check share.
+//!
+//! The pace of the health wait, for economy under ELBv2's rate limits
+//! (one `Describe*` bucket of 40 tokens refilled at 10 a second, shared by
+//! every pod of the account):
+//! - one look right after RegisterTargets: a sidecar restarted inside a
+//!   running pod finds its target healthy already and is ready at once;
+//! - then, for a group resolved by name, the group's own pace: a new target
+//!   must pass one health check, so it cannot be healthy before one
+//!   `HealthCheckIntervalSeconds` after its registration
+//!   ([`TargetGroup::health_pace`](crate::aws::elbv2::TargetGroup::health_pace));
+//!   no poll comes before that, and later polls come at the group's health
+//!   check interval (±20%), when its state can change;
+//! - a group given by ARN (no DescribeTargetGroups call, which is the point
+//!   of giving ARNs) and any group when `-health-poll-interval` is given
+//!   explicitly are polled at `-health-poll-interval` (±20%);
+//! - after a throttling answer to a `Describe*` call, every interval is
+//!   widened for the rest of the process's life ([`Elb::widen`]), and the
+//!   look right after RegisterTargets is skipped: the first poll comes
+//!   when the target can be healthy. A throttled account means many pods
+//!   are starting together, most of them new, and each look costs a token
+//!   of the bucket all of them wait for; a sidecar restarted in a running
+//!   pod then waits one interval for its ready.
 
 use super::{Elb, Lifecycle, Registration};
 use crate::aws::client::Budget;
@@ -121,22 +143,42 @@ impl Watch {
 }
 
 impl Lifecycle<'_> {
-    /// Polls at the health poll interval until every target is healthy,
-    /// `-wait-in-service-timeout` passes, or an event arrives.
+    /// Looks at once, then polls each target at its pace (see the module
+    /// docs) until every target is healthy, `-wait-in-service-timeout`
+    /// passes, or an event arrives.
     pub(super) fn wait_healthy(&mut self) -> HealthWait {
-        let deadline = self.clock.now() + self.cfg.wait_in_service_timeout;
+        let start = self.clock.now();
+        let deadline = start + self.cfg.wait_in_service_timeout;
         let mut watches: Vec<Watch> = (0..self.registrations.len()).map(Watch::new).collect();
+        // The first look is due at once (unless throttled already).
+        let mut due: Vec<Instant> = (0..watches.len())
+            .map(|i| self.first_poll(i).min(deadline))
+            .collect();
+        self.log_pace();
         loop {
-            let pause = jittered(self.cfg.health_poll_interval, self.clock.random());
             let now = self.clock.now();
             if now >= deadline {
                 break;
             }
-            if self.clock.sleep(pause.min(deadline - now)).is_err() {
+            let next = watches
+                .iter()
+                .filter(|w| !w.done)
+                .map(|w| due[w.index])
+                .min()
+                .unwrap_or(now);
+            if next > now && self.clock.sleep((next - now).min(deadline - now)).is_err() {
                 return HealthWait::Interrupted;
             }
-            if let Some(end) = self.poll_until_healthy(&mut watches, deadline) {
-                return end;
+            let now = self.clock.now();
+            for watch in watches.iter_mut() {
+                if watch.done || due[watch.index] > now {
+                    continue;
+                }
+                if let Some(end) = self.poll_watch(watch, deadline) {
+                    return end;
+                }
+                // One last look at the deadline when the next is later.
+                due[watch.index] = self.next_poll(watch.index).min(deadline);
             }
             if watches.iter().all(|w| w.done) {
                 info!("all targets are healthy");
@@ -147,7 +189,7 @@ impl Lifecycle<'_> {
             }
         }
         self.log_not_healthy(&watches);
-        let interval = self.cfg.health_poll_interval;
+        let interval = self.elb.widen(self.cfg.health_poll_interval);
         let next = self.clock.now() + jittered(interval, self.clock.random());
         HealthWait::TimedOut(Recovery {
             watches,
@@ -174,7 +216,7 @@ impl Lifecycle<'_> {
             return Recovered::Ready;
         }
         let cap = MAX_RECOVERY_POLL.max(self.cfg.health_poll_interval);
-        recovery.interval = (recovery.interval * 2).min(cap);
+        recovery.interval = self.elb.widen(recovery.interval * 2).min(cap);
         recovery.next = self.clock.now() + jittered(recovery.interval, self.clock.random());
         Recovered::NotYet
     }
@@ -188,41 +230,116 @@ impl Lifecycle<'_> {
         deadline: Instant,
     ) -> Option<HealthWait> {
         for watch in watches.iter_mut().filter(|w| !w.done) {
-            if self.absorb_events() {
-                return Some(HealthWait::Interrupted);
-            }
-            let registration = &self.registrations[watch.index];
-            match registration.poll_health(self.elb, self.clock, deadline) {
-                Ok(Some(health)) => {
-                    watch.log(registration, &health);
-                    watch.done = health.state == State::Healthy;
-                }
-                Ok(None) => warn!(
-                    target_group = registration.label.as_str(), target:% = registration.target,
-                    action = "DescribeTargetHealth";
-                    "DescribeTargetHealth did not report {} in {}",
-                    registration.target, registration.label
-                ),
-                Err(Error::Interrupted) => return Some(HealthWait::Interrupted),
-                Err(e) if e.is_refusal() => {
-                    error!(
-                        target_group = registration.label.as_str(), target:% = registration.target,
-                        action = "DescribeTargetHealth", error_code = e.aws_code(),
-                        request_id = crate::logging::request_id_of(&e);
-                        "cannot check target health: {e}; the target stays registered, \
-                         not ready, and its health is not checked again"
-                    );
-                    return Some(HealthWait::Refused);
-                }
-                Err(e) => warn!(
-                    target_group = registration.label.as_str(), target:% = registration.target,
-                    action = "DescribeTargetHealth", error_code = e.aws_code(),
-                    request_id = crate::logging::request_id_of(&e);
-                    "health check of {} failed: {e}", registration.label
-                ),
+            if let Some(end) = self.poll_watch(watch, deadline) {
+                return Some(end);
             }
         }
         None
+    }
+
+    /// Polls one target once (unless an event came first); `Some` when the
+    /// wait must end now.
+    fn poll_watch(&mut self, watch: &mut Watch, deadline: Instant) -> Option<HealthWait> {
+        if self.absorb_events() {
+            return Some(HealthWait::Interrupted);
+        }
+        let registration = &self.registrations[watch.index];
+        match registration.poll_health(self.elb, self.clock, deadline) {
+            Ok(Some(health)) => {
+                watch.log(registration, &health);
+                watch.done = health.state == State::Healthy;
+            }
+            Ok(None) => warn!(
+                target_group = registration.label.as_str(), target:% = registration.target,
+                action = "DescribeTargetHealth";
+                "DescribeTargetHealth did not report {} in {}",
+                registration.target, registration.label
+            ),
+            Err(Error::Interrupted) => return Some(HealthWait::Interrupted),
+            Err(e) if e.is_refusal() => {
+                error!(
+                    target_group = registration.label.as_str(), target:% = registration.target,
+                    action = "DescribeTargetHealth", error_code = e.aws_code(),
+                    request_id = crate::logging::request_id_of(&e);
+                    "cannot check target health: {e}; the target stays registered, \
+                     not ready, and its health is not checked again"
+                );
+                return Some(HealthWait::Refused);
+            }
+            Err(e) => warn!(
+                target_group = registration.label.as_str(), target:% = registration.target,
+                action = "DescribeTargetHealth", error_code = e.aws_code(),
+                request_id = crate::logging::request_id_of(&e);
+                "health check of {} failed: {e}", registration.label
+            ),
+        }
+        None
+    }
+
+    /// When registration `index` is polled next, after a poll just now: at
+    /// the group's pace when known and `-health-poll-interval` was not
+    /// given (never before the earliest moment its target can be healthy,
+    /// that plus up to a fifth of the interval to spread a fleet), else at
+    /// `-health-poll-interval`; either widened after throttling, jittered.
+    fn next_poll(&mut self, index: usize) -> Instant {
+        let now = self.clock.now();
+        let random = self.clock.random();
+        let registration = &self.registrations[index];
+        let pace = registration.pace.filter(|_| !self.cfg.health_poll_explicit);
+        match pace {
+            Some((earliest, interval)) => {
+                let next = now + jittered(self.elb.widen(interval), random);
+                match registration.registered_at {
+                    Some(at) => next.max(at + earliest + interval.mul_f64(0.2 * random)),
+                    None => next,
+                }
+            }
+            None => now + jittered(self.elb.widen(self.cfg.health_poll_interval), random),
+        }
+    }
+
+    /// When registration `index` is first polled: at once, or, after
+    /// throttling answers to `Describe*` calls, when its target can be
+    /// healthy (the group's earliest moment, jittered by up to a fifth of
+    /// its interval), else after a widened `-health-poll-interval`.
+    fn first_poll(&mut self, index: usize) -> Instant {
+        let now = self.clock.now();
+        let unit = Duration::from_secs(1);
+        if self.elb.widen(unit) <= unit {
+            return now;
+        }
+        let random = self.clock.random();
+        let registration = &self.registrations[index];
+        let pace = registration.pace.filter(|_| !self.cfg.health_poll_explicit);
+        match (pace, registration.registered_at) {
+            (Some((earliest, interval)), Some(at)) => {
+                (at + earliest + interval.mul_f64(0.2 * random)).max(now)
+            }
+            _ => now + jittered(self.elb.widen(self.cfg.health_poll_interval), random),
+        }
+    }
+
+    /// Logs how the health wait will poll each group.
+    fn log_pace(&self) {
+        for r in &self.registrations {
+            let every = |d: Duration| humantime::format_duration(d).to_string();
+            match r.pace {
+                Some((earliest, interval)) if !self.cfg.health_poll_explicit => info!(
+                    "checking the health of {} in {} now, then from {} after registering \
+                     every {} (the group's HealthCheckIntervalSeconds)",
+                    r.target,
+                    r.label,
+                    every(earliest),
+                    every(interval)
+                ),
+                _ => info!(
+                    "checking the health of {} in {} now, then every {} (-health-poll-interval)",
+                    r.target,
+                    r.label,
+                    every(self.cfg.health_poll_interval)
+                ),
+            }
+        }
     }
 
     fn log_not_healthy(&self, watches: &[Watch]) {

@@ -59,6 +59,7 @@ use crate::aws::elbv2::{
 use crate::aws::elbv2::{Target, TargetGroup, TargetHealth};
 use crate::aws::error::Error;
 use crate::aws::http::Transport;
+use crate::aws::retry::Bucket;
 use crate::clock::Clock;
 use crate::config::{Config, Hook};
 use crate::hooks::Outcome;
@@ -142,6 +143,11 @@ pub trait Elb {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error>;
+    /// A `Describe*` polling interval, widened for the rest of the process's
+    /// life after throttling answers (unchanged by default).
+    fn widen(&self, interval: Duration) -> Duration {
+        interval
+    }
 }
 
 impl<T: Transport> Elb for Client<T> {
@@ -191,6 +197,10 @@ impl<T: Transport> Elb for Client<T> {
     ) -> Result<WithId<Vec<TargetHealth>>, Error> {
         self.call(&DescribeTargetHealth { arn, targets }, budget, clock)
     }
+    fn widen(&self, interval: Duration) -> Duration {
+        self.adaptive(Bucket::Describe)
+            .map_or(interval, |a| a.widen(interval))
+    }
 }
 
 /// Why waiting for the app failed.
@@ -235,6 +245,13 @@ pub struct Registration {
     pub group_port: Option<u16>,
     /// What is known of its RegisterTargets, and so what the shutdown must do.
     pub state: RegistrationState,
+    /// The group's health pace, from DescribeTargetGroups: the earliest a
+    /// new target can be healthy after its registration, and the group's
+    /// health check interval. `None` for a group given by ARN (no
+    /// DescribeTargetGroups call for it) or one that did not say.
+    pub pace: Option<(Duration, Duration)>,
+    /// When AWS answered its RegisterTargets with success.
+    pub registered_at: Option<Instant>,
 }
 
 impl Registration {

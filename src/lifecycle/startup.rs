@@ -195,14 +195,15 @@ fn registration(
     spec: &GroupSpec,
     found: &[TargetGroup],
 ) -> Result<Registration, Error> {
-    let (label, arn) = match &spec.group {
+    let (label, arn, pace) = match &spec.group {
         // No DescribeTargetGroups for a group given by ARN: a family
-        // mismatch comes back from RegisterTargets as AWS's ValidationError.
-        GroupRef::Arn(arn) => (arn.clone(), arn.clone()),
+        // mismatch comes back from RegisterTargets as AWS's ValidationError,
+        // and the health wait polls at -health-poll-interval.
+        GroupRef::Arn(arn) => (arn.clone(), arn.clone(), None),
         GroupRef::Name(name) => {
             let group = ip_group(name, found)?;
             check_family(group, &cfg.target_id)?;
-            (name.clone(), group.arn.clone())
+            (name.clone(), group.arn.clone(), group.health_pace())
         }
     };
     let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);
@@ -216,6 +217,8 @@ fn registration(
         },
         group_port,
         state: RegistrationState::NotSent,
+        pace,
+        registered_at: None,
     })
 }
 
@@ -279,6 +282,7 @@ impl Registration {
                     id.as_deref().unwrap_or("-")
                 );
                 self.state = RegistrationState::Registered;
+                self.registered_at = Some(clock.now());
                 self.seen(TargetState::Registered);
                 Ok(())
             }

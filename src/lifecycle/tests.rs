@@ -2,7 +2,7 @@
 //! scripted events: no sleeping, no network, no processes.
 
 use super::*;
-use crate::aws::elbv2::State;
+use crate::aws::elbv2::{HealthCheck, State};
 use crate::aws::error::AwsError;
 use crate::clock::testing::{FakeClock, SharedTime};
 use crate::clock::Interrupted;
@@ -148,6 +148,10 @@ struct FakeElb {
     status: Arc<Status>,
     ready_seen: Vec<bool>,
     ready_at_refresh: Vec<bool>,
+    /// HealthCheckIntervalSeconds and HealthyThresholdCount of every group.
+    group_pace: Option<(u32, u32)>,
+    /// Polling intervals are widened by this factor (throttling seen).
+    widen: u32,
 }
 
 fn aws(code: &str) -> Error {
@@ -182,6 +186,9 @@ impl FakeElb {
 }
 
 impl Elb for FakeElb {
+    fn widen(&self, interval: Duration) -> Duration {
+        interval * self.widen.max(1)
+    }
     fn ensure_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
         if std::mem::take(&mut self.signal_during_credentials) {
             self.signal_now();
@@ -219,6 +226,11 @@ impl Elb for FakeElb {
                     port: Some(80),
                     target_type: Some("ip".into()),
                     load_balancer_arns: vec![],
+                    health_check: HealthCheck {
+                        interval_seconds: self.group_pace.map(|p| p.0),
+                        healthy_threshold: self.group_pace.map(|p| p.1),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 })
                 .collect(),
@@ -369,6 +381,7 @@ fn config(groups: &[&str]) -> Config {
         wait_in_service: true,
         wait_in_service_timeout: Duration::from_secs(300),
         health_poll_interval: Duration::from_secs(5),
+        health_poll_explicit: false,
         register_timeout: Duration::from_secs(120),
         deregister_timeout: Duration::from_secs(20),
         wait_drained: false,
@@ -457,8 +470,8 @@ fn happy_path_calls_in_order_and_exits_0() {
             "deregister arn:a"
         ]
     );
-    // First poll after one jittered interval (random 0.5: exactly 5 s), then blocked until the signal.
-    assert_eq!(w.elb.calls[2].2, Duration::from_secs(5));
+    // The first look right after registering, then blocked until the signal.
+    assert_eq!(w.elb.calls[2].2, Duration::ZERO);
     assert_eq!(w.elb.calls[3].2, Duration::from_secs(1000));
     assert!(!w.status.is_ready());
 }
@@ -535,7 +548,8 @@ fn health_wait_polls_at_the_interval_until_healthy() {
         .filter(|c| c.0 == "health")
         .map(|c| c.2.as_secs())
         .collect();
-    assert_eq!(polls, [5, 10, 15]);
+    // A look at once, then every jittered interval (random 0.5: exactly 5 s).
+    assert_eq!(polls, [0, 5, 10]);
     assert_eq!(w.effects.hooks, ["post-register"]);
 }
 
@@ -554,8 +568,8 @@ fn health_wait_timeout_keeps_running_registered_and_not_ready() {
         .filter(|c| c.0 == "health")
         .map(|c| c.2.as_secs())
         .collect();
-    // The wait: 5, 10 and 12 s; then, blocked, pauses of 5, 10, 20, 40 s.
-    assert_eq!(polls, [5, 10, 12, 17, 27, 47, 87]);
+    // The wait: 0, 5, 10 and 12 s; then, blocked, pauses of 5, 10, 20, 40 s.
+    assert_eq!(polls, [0, 5, 10, 12, 17, 27, 47, 87]);
     assert!(w.elb.ready_seen.iter().all(|r| !r));
     let dereg = w.elb.calls.iter().find(|c| c.0 == "deregister").unwrap();
     assert_eq!(
@@ -905,7 +919,7 @@ fn late_landing_check_stays_within_the_deregistration_deadline() {
 #[test]
 fn ready_after_a_health_wait_timeout_once_healthy() {
     let mut w = world();
-    // Unhealthy through the wait (5, 10, 12 s) and two more polls, healthy at the third.
+    // Unhealthy through the wait (0, 5, 10, 12 s) and one more poll, healthy at the second.
     w.elb.health = VecDeque::from(vec![State::Unhealthy; 5]);
     w.elb.health.push_back(State::Healthy);
     w.at(3600, Event::Signal(15));
@@ -923,16 +937,16 @@ fn ready_after_a_health_wait_timeout_once_healthy() {
         .filter(|(c, _)| c.0 == "health")
         .map(|(c, ready)| (c.2.as_secs(), *ready))
         .collect();
-    // Pauses of 5, 10, 20 s after the timeout; no poll after healthy.
+    // Pauses of 5, 10 s after the timeout; no poll after healthy.
     assert_eq!(
         polls,
         [
+            (0, false),
             (5, false),
             (10, false),
             (12, false),
             (17, false),
-            (27, false),
-            (47, false)
+            (27, false)
         ]
     );
     assert_eq!(w.elb.refreshes, [Duration::from_secs(1000)]);
@@ -955,7 +969,10 @@ fn polls_after_a_health_wait_timeout_grow_to_a_minute_and_stop_at_a_signal() {
         .filter(|c| c.0 == "health")
         .map(|c| c.2.as_secs())
         .collect();
-    assert_eq!(polls, [5, 10, 12, 17, 27, 47, 87, 147, 207, 267, 327, 387]);
+    assert_eq!(
+        polls,
+        [0, 5, 10, 12, 17, 27, 47, 87, 147, 207, 267, 327, 387]
+    );
     assert_eq!(w.elb.calls.last().unwrap().2, Duration::from_secs(400));
 }
 
@@ -991,7 +1008,9 @@ fn throttled_last_health_poll_is_not_a_refusal() {
         .filter(|c| c.0 == "health")
         .map(|c| c.2.as_secs())
         .collect();
-    assert_eq!(polls, [5, 10], "polled again after the throttled answer");
+    // The look at once is the throttled one; the next poll, at the wait's
+    // deadline, finds the target healthy.
+    assert_eq!(polls, [0, 5], "polled again after the throttled answer");
     assert_eq!(w.elb.ready_at_refresh, [true]);
 }
 
@@ -1006,7 +1025,8 @@ fn refresh_and_recovery_polls_share_the_blocked_wait() {
     assert_eq!(w.run(&cfg), EXIT_OK);
     assert_eq!(w.elb.refreshes, [Duration::from_secs(100)]);
     let polls = w.elb.calls.iter().filter(|c| c.0 == "health").count();
-    assert_eq!(polls, 12);
+    // The look at once, then the same 12 polls as without the refresh.
+    assert_eq!(polls, 13);
 }
 
 #[test]
@@ -1067,6 +1087,86 @@ fn after_a_signal_only_the_shutdown_calls_aws() {
         ["health arn:a", "deregister arn:a", "deregister arn:b"]
     );
     assert_eq!(names.iter().filter(|n| n.starts_with("health")).count(), 7);
+}
+
+#[test]
+fn a_target_healthy_at_once_is_ready_at_once() {
+    let mut w = world();
+    w.elb.health = VecDeque::from([State::Healthy]);
+    w.at(100, Event::Signal(15));
+    assert_eq!(w.run(&config(&["a"])), EXIT_OK);
+    let health: Vec<_> = w.elb.calls.iter().filter(|c| c.0 == "health").collect();
+    assert_eq!(health.len(), 1);
+    assert_eq!(health[0].2, Duration::ZERO);
+    assert!(w.status.is_ready() || w.elb.calls.last().unwrap().0 == "deregister");
+}
+
+fn health_polls(w: &World) -> Vec<u64> {
+    w.elb
+        .calls
+        .iter()
+        .filter(|c| c.0 == "health")
+        .map(|c| c.2.as_secs())
+        .collect()
+}
+
+#[test]
+fn named_groups_are_polled_at_their_own_pace() {
+    let mut w = world();
+    // Every 30 s: not healthy before 30 s (one passing check); then every
+    // 30 s (random 0.5: the earliest plus a tenth of the interval, then
+    // exact intervals).
+    w.elb.group_pace = Some((30, 5));
+    w.elb.health = VecDeque::from([State::Initial, State::Initial, State::Healthy]);
+    w.at(1000, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(600);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    assert_eq!(health_polls(&w), [0, 33, 63]);
+}
+
+#[test]
+fn an_explicit_poll_interval_overrides_the_group_pace() {
+    let mut w = world();
+    w.elb.group_pace = Some((30, 5));
+    w.elb.health = VecDeque::from([State::Initial, State::Initial, State::Healthy]);
+    w.at(1000, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.health_poll_explicit = true;
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    assert_eq!(health_polls(&w), [0, 5, 10]);
+}
+
+#[test]
+fn groups_by_arn_are_polled_at_the_flag_interval_and_widened_after_throttling() {
+    let mut w = world();
+    w.elb.group_pace = Some((30, 5));
+    w.elb.widen = 2;
+    w.elb.health = VecDeque::from([State::Initial, State::Initial, State::Healthy]);
+    w.at(1000, Event::Signal(15));
+    let mut cfg = config(&[]);
+    cfg.groups = vec![GroupSpec {
+        group: GroupRef::Arn("arn:x".into()),
+        port: None,
+    }];
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    assert!(!w.elb.names().iter().any(|n| n.starts_with("describe")));
+    // Throttled already: no look at once, the first poll after a widened interval.
+    assert_eq!(health_polls(&w), [10, 20, 30]);
+}
+
+#[test]
+fn after_throttling_the_first_poll_comes_when_the_target_can_be_healthy() {
+    let mut w = world();
+    w.elb.group_pace = Some((30, 5));
+    w.elb.widen = 2;
+    w.elb.health = VecDeque::from([State::Initial, State::Healthy]);
+    w.at(1000, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_in_service_timeout = Duration::from_secs(600);
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    // No look at once: 30 s + a tenth of 30 s; then the widened interval.
+    assert_eq!(health_polls(&w), [33, 93]);
 }
 
 #[test]

@@ -18,6 +18,7 @@ fn cfg() -> Config {
         wait_in_service: true,
         wait_in_service_timeout: Duration::from_secs(300),
         health_poll_interval: Duration::from_secs(5),
+        health_poll_explicit: false,
         register_timeout: Duration::from_secs(120),
         deregister_timeout: Duration::from_secs(20),
         wait_drained: true,

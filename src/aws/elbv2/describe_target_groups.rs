@@ -125,6 +125,11 @@ mod tests {
         assert_eq!(g.target_type.as_deref(), Some("ip"));
         assert!(g.arn.ends_with("targetgroup/my-targets/73e2d6bc24d8a067"));
         assert_eq!(g.load_balancer_arns.len(), 1);
+        assert_eq!(g.health_check.interval_seconds, Some(30));
+        assert_eq!(g.health_check.healthy_threshold, Some(3));
+        let (earliest, interval) = g.health_pace().unwrap();
+        assert_eq!(earliest, std::time::Duration::from_secs(30));
+        assert_eq!(interval, std::time::Duration::from_secs(30));
         assert_eq!(g.ip_address_type.as_deref(), Some("ipv4"));
         let hc = &g.health_check;
         assert_eq!(hc.protocol.as_deref(), Some("TCP"));
@@ -163,6 +168,22 @@ mod tests {
         </TargetGroups></DescribeTargetGroupsResult></DescribeTargetGroupsResponse>"#;
         let e = DescribeTargetGroupsByArn::parse_response(200, bad).unwrap_err();
         assert!(e.to_string().contains("HealthyThresholdCount"), "{e}");
+    }
+
+    #[test]
+    fn health_check_settings_are_optional_but_checked() {
+        let body = |interval: &str| {
+            format!(
+                "<DescribeTargetGroupsResponse><DescribeTargetGroupsResult><TargetGroups><member>\
+                 <TargetGroupArn>arn:tg</TargetGroupArn>{interval}\
+                 </member></TargetGroups></DescribeTargetGroupsResult></DescribeTargetGroupsResponse>"
+            )
+        };
+        let g = DescribeTargetGroups::parse_response(200, body("").as_bytes()).unwrap();
+        assert_eq!(g.value[0].health_check.interval_seconds, None);
+        assert_eq!(g.value[0].health_pace(), None);
+        let bad = "<HealthCheckIntervalSeconds>-5</HealthCheckIntervalSeconds>";
+        assert!(DescribeTargetGroups::parse_response(200, body(bad).as_bytes()).is_err());
     }
 
     #[test]

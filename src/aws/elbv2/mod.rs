@@ -85,6 +85,26 @@ pub struct HealthCheck {
     pub unhealthy_threshold: Option<u32>,
 }
 
+impl TargetGroup {
+    /// The earliest a new target can be healthy after its registration,
+    /// and the interval between two of its health checks; `None` when the
+    /// group did not say.
+    ///
+    /// A newly registered target must pass one health check to be healthy
+    /// (NLB user guide, "Health checks for your target groups": "After your
+    /// target is registered, it must pass one health check to be considered
+    /// healthy"; `HealthyThresholdCount` is "the number of consecutive
+    /// health checks successes required before considering an unhealthy
+    /// target healthy", API reference): so the earliest is one
+    /// `HealthCheckIntervalSeconds` after the registration, plus the
+    /// registration process ("a few minutes" on an NLB), which no API tells.
+    pub fn health_pace(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        let interval =
+            std::time::Duration::from_secs(u64::from(self.health_check.interval_seconds?));
+        (!interval.is_zero()).then_some((interval, interval))
+    }
+}
+
 /// A target's health state (`TargetHealth/State`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {

@@ -203,6 +203,7 @@ impl State {
             t.az = spec.az;
         } else {
             g.targets.push(Target {
+                registered_at: Instant::now(),
                 id: spec.id.clone(),
                 port,
                 sent_port: spec.port,
@@ -464,6 +465,15 @@ impl State {
                     seq.next = seq.next.saturating_add(1);
                     let (s, r) = seq.states[i].clone();
                     return (s, r, az);
+                }
+            }
+            if let Some(after) = self.healthy_after {
+                if t.registered_at.elapsed() < after {
+                    return (
+                        "initial".into(),
+                        Some("Elb.RegistrationInProgress".into()),
+                        az,
+                    );
                 }
             }
             return ("healthy".into(), None, az);

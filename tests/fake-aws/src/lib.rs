@@ -24,7 +24,9 @@
 //! failing test.
 //!
 //! Beside the fake, [`process`] runs the sidecar binary against it: a
-//! controlled environment, captured output, real signals, a kill on drop.
+//! controlled environment, captured output, real signals, a kill on drop;
+//! [`fleet`] runs many of them at once against one fake with ELBv2's
+//! token buckets.
 //!
 //! Modules follow the parts of the fake: [`server`] is the handle tests hold,
 //! `state` (with `elbv2` and `credentials`) the ELBv2, STS, container and
@@ -37,6 +39,7 @@
 pub mod client;
 mod credentials;
 mod elbv2;
+pub mod fleet;
 mod http;
 pub mod process;
 mod routes;
@@ -47,7 +50,7 @@ pub mod time;
 pub mod wire;
 
 pub use client::{http_request, read_response, write_request, HttpResponse};
-pub use server::{FakeAws, Fault, Recorded};
+pub use server::{FakeAws, Fault, RateLimits, Recorded};
 pub use sigv4::{canonical_request, sign_for_test, sigv4_signature, string_to_sign, TestSigner};
 pub use state::{AssumedRole, GroupSettings};
 pub use time::{format_amz_date, parse_amz_date, rfc3339};

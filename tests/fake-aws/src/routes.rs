@@ -60,7 +60,15 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Option<Response> {
         _ => Auth::default(),
     };
     let request_id = st.request_id();
-    let fault = st.pop_fault(&action);
+    // An empty token bucket throttles the call before anything else (a
+    // scripted fault stays queued for the next call).
+    let throttled = kind == Kind::Elb && !st.take_token(&action, at);
+    let fault = if throttled {
+        None
+    } else {
+        st.pop_fault(&action)
+    };
+    let quiet = st.quiet;
     st.requests.push(Recorded {
         action: action.clone(),
         params: params.clone(),
@@ -92,7 +100,11 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Option<Response> {
         auth: &auth,
         request_id: &request_id,
     };
-    let resp = apply(fault.clone(), &ctx);
+    let resp = if throttled {
+        apply(Some(Fault::Throttle), &ctx)
+    } else {
+        apply(fault.clone(), &ctx)
+    };
 
     let mut st = shared.lock();
     if let Some(r) = st.requests.get_mut(index) {
@@ -100,6 +112,9 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Option<Response> {
         r.error_code = resp.as_ref().and_then(|r| r.error_code.clone());
     }
     drop(st);
+    if quiet {
+        return resp;
+    }
     eprintln!(
         "fake-aws: {} {} action={:?} key={} sig_ok={} fault={:?} -> {}",
         req.method,

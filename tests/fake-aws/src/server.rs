@@ -4,6 +4,7 @@
 use crate::http::accept_loop;
 use crate::state::{
     AssumedRole, Cred, GroupSettings, HealthSeq, RoleSpec, Shared, State, TargetGroup, TargetSpec,
+    TokenBucket,
 };
 use crate::wire::{header_of, param};
 use crate::{ACCOUNT_ID, REGION};
@@ -61,6 +62,27 @@ pub enum Fault {
     /// [`FakeAws::registered`]), which nobody outside can tell from "at
     /// that time".
     LandAfterDeregister(Duration),
+}
+
+/// ELBv2 API throttling: token buckets per account and region (ELB user
+/// guide, "Request throttling for the ELB API"). A call takes a token from
+/// its action's bucket; when the bucket is empty it is answered HTTP 400
+/// `Throttling` "Rate exceeded", without effect, and takes none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimits {
+    /// `Describe*` calls: (bucket capacity, refill per second).
+    pub describe: (f64, f64),
+    /// RegisterTargets and DeregisterTargets: (capacity, refill per second).
+    pub mutating: (f64, f64),
+}
+
+impl RateLimits {
+    /// AWS's documented `Describe*` bucket (40 tokens, 10 a second) and the
+    /// registration calls modelled as 20 tokens, 5 a second.
+    pub const ELB: RateLimits = RateLimits {
+        describe: (40.0, 10.0),
+        mutating: (20.0, 5.0),
+    };
 }
 
 /// One request as the fake received it.
@@ -202,6 +224,34 @@ impl FakeAws {
                 cred.expires = Some(now);
             }
         }
+    }
+
+    /// Throttle ELBv2 calls with these token buckets, full from now on
+    /// (None: no throttling, the default).
+    pub fn set_rate_limits(&self, limits: Option<RateLimits>) {
+        let now = Instant::now();
+        self.shared.lock().buckets = limits.map(|l| {
+            [
+                TokenBucket::new(l.describe.0, l.describe.1, now),
+                TokenBucket::new(l.mutating.0, l.mutating.1, now),
+            ]
+        });
+    }
+
+    /// Time-based health: a registered target without a health sequence is
+    /// `initial` (`Elb.RegistrationInProgress`) for this long after its
+    /// registration, then `healthy` (None: `healthy` at once, the default).
+    /// A re-registration of a registered target does not restart it. What
+    /// DescribeTargetGroups reports of the group's health check does not
+    /// change with it: see [`FakeAws::configure_target_group`].
+    pub fn set_healthy_after(&self, after: Option<Duration>) {
+        self.shared.lock().healthy_after = after;
+    }
+
+    /// No `fake-aws: ...` line on stderr per request (for benches with
+    /// thousands of calls). Default: a line each.
+    pub fn set_quiet(&self, quiet: bool) {
+        self.shared.lock().quiet = quiet;
     }
 
     /// Require this region in the SigV4 credential scope (None: any region, the default).

@@ -122,6 +122,8 @@ pub struct AssumedRole {
 
 pub(crate) struct Target {
     pub(crate) id: String,
+    /// When it was registered (a re-registration keeps the first time).
+    pub(crate) registered_at: Instant,
     /// Effective port (the group's when the request had none).
     pub(crate) port: u16,
     pub(crate) sent_port: Option<u16>,
@@ -231,6 +233,48 @@ pub(crate) struct State {
     /// The fake's clock minus the real one, in seconds (see
     /// [`crate::FakeAws::set_clock_offset`]).
     pub(crate) clock_offset: i64,
+    /// ELBv2 token buckets (`Describe*`, registration calls); off when None.
+    pub(crate) buckets: Option<[TokenBucket; 2]>,
+    /// Targets without a health sequence are `initial` this long after
+    /// their registration, then `healthy`; None: `healthy` at once.
+    pub(crate) healthy_after: Option<Duration>,
+    /// No `fake-aws: ...` line on stderr per request.
+    pub(crate) quiet: bool,
+}
+
+/// A token bucket as AWS describes its API throttling: `capacity` tokens,
+/// refilled at `rate` a second; a call takes one or is throttled (and takes
+/// none).
+#[derive(Clone, Debug)]
+pub(crate) struct TokenBucket {
+    pub(crate) capacity: f64,
+    pub(crate) rate: f64,
+    pub(crate) tokens: f64,
+    pub(crate) last: Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(capacity: f64, rate: f64, now: Instant) -> TokenBucket {
+        TokenBucket {
+            capacity,
+            rate,
+            tokens: capacity,
+            last: now,
+        }
+    }
+
+    /// Takes a token at `now`; false when the bucket is empty.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.capacity);
+        self.last = self.last.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -297,7 +341,26 @@ impl State {
             held: 0,
             region: None,
             clock_offset: 0,
+            buckets: None,
+            healthy_after: None,
+            quiet: false,
         }
+    }
+
+    /// Takes a token for ELBv2 `action` at `now` when the buckets are on;
+    /// false when its bucket is empty (the call is throttled).
+    pub(crate) fn take_token(&mut self, action: &str, now: Instant) -> bool {
+        let Some(buckets) = self.buckets.as_mut() else {
+            return true;
+        };
+        let bucket = if action.starts_with("Describe") {
+            &mut buckets[0]
+        } else if matches!(action, "RegisterTargets" | "DeregisterTargets") {
+            &mut buckets[1]
+        } else {
+            return true;
+        };
+        bucket.take(now)
     }
 
     /// splitmix64.

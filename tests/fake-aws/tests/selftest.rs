@@ -1258,3 +1258,105 @@ fn lost_registration_lands_after_the_next_deregistration() {
     assert_eq!(health(&fake, &arn).len(), 1);
     assert_eq!(fake.requests_for("RegisterTargets")[0].status, None);
 }
+
+#[test]
+fn token_buckets_throttle_as_aws_documents() {
+    let fake = FakeAws::start();
+    fake.set_quiet(true);
+    let arn = fake.add_target_group("tg", 80);
+    // Small buckets with a slow refill, so the test does not race it.
+    fake.set_rate_limits(Some(RateLimits {
+        describe: (3.0, 0.5),
+        mutating: (2.0, 0.5),
+    }));
+    let statuses: Vec<u16> = (0..4).map(|_| health_status(&fake, &arn)).collect();
+    assert_eq!(statuses, [200, 200, 200, 400]);
+    // The other bucket is separate.
+    assert_eq!(register(&fake, &arn, "10.0.0.1", "80").status, 200);
+    assert_eq!(register(&fake, &arn, "10.0.0.2", "80").status, 200);
+    let r = register(&fake, &arn, "10.0.0.3", "80");
+    assert_eq!(r.status, 400);
+    assert_eq!(xml_text(&r.text(), "Code").as_deref(), Some("Throttling"));
+    assert_eq!(
+        xml_text(&r.text(), "Message").as_deref(),
+        Some("Rate exceeded")
+    );
+    // A throttled call has no effect and is recorded with its answer.
+    assert_eq!(fake.registered(&arn).len(), 2);
+    let throttled = fake
+        .requests()
+        .iter()
+        .filter(|r| r.error_code.as_deref() == Some("Throttling"))
+        .count();
+    assert_eq!(throttled, 2);
+    // A token comes back after 2 s (0.5 a second); a scripted fault waits
+    // for an answered call.
+    fake.script("DescribeTargetHealth", vec![Fault::Status(503)]);
+    thread::sleep(Duration::from_millis(2100));
+    assert_eq!(health_status(&fake, &arn), 503);
+    assert_eq!(health_status(&fake, &arn), 400);
+    // Off again: no throttling.
+    fake.set_rate_limits(None);
+    assert!((0..10).all(|_| health_status(&fake, &arn) == 200));
+    // The AWS figures.
+    assert_eq!(RateLimits::ELB.describe, (40.0, 10.0));
+    assert_eq!(RateLimits::ELB.mutating, (20.0, 5.0));
+}
+
+fn health_status(fake: &FakeAws, arn: &str) -> u16 {
+    elb(
+        fake,
+        Some(&default_signer()),
+        &[("Action", "DescribeTargetHealth"), ("TargetGroupArn", arn)],
+    )
+    .status
+}
+
+#[test]
+fn time_based_health_and_reported_health_check_settings() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.set_healthy_after(Some(Duration::from_millis(600)));
+    fake.configure_target_group(
+        &arn,
+        GroupSettings {
+            health_check_interval_seconds: 1,
+            healthy_threshold: 3,
+            ..GroupSettings::default()
+        },
+    );
+    let r = elb(
+        &fake,
+        Some(&default_signer()),
+        &[("Action", "DescribeTargetGroups"), ("Names.member.1", "tg")],
+    );
+    assert_eq!(
+        xml_text(&r.text(), "HealthCheckIntervalSeconds").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        xml_text(&r.text(), "HealthyThresholdCount").as_deref(),
+        Some("3")
+    );
+    assert_eq!(register(&fake, &arn, "10.0.0.1", "80").status, 200);
+    let r = elb(
+        &fake,
+        Some(&default_signer()),
+        &[("Action", "DescribeTargetHealth"), ("TargetGroupArn", &arn)],
+    );
+    assert_eq!(
+        target_health(&r.text()),
+        [(
+            "initial".to_string(),
+            Some("Elb.RegistrationInProgress".to_string())
+        )]
+    );
+    thread::sleep(Duration::from_millis(300));
+    // Registering again does not restart the clock.
+    assert_eq!(register(&fake, &arn, "10.0.0.1", "80").status, 200);
+    thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        health(&fake, &arn),
+        [("10.0.0.1".to_string(), "healthy".to_string())]
+    );
+}
