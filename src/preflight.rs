@@ -476,15 +476,22 @@ fn health_check(r: &mut Report, cfg: &Config, subject: &str, tg: &TargetGroup) {
     {
         what.push_str(&format!(" {path}"));
     }
-    let (Some(interval), Some(healthy)) = (hc.interval_seconds, hc.healthy_threshold) else {
+    let Some(interval) = hc.interval_seconds else {
         r.push(Level::Ok, subject, what);
         return;
     };
-    let least = Duration::from_secs(u64::from(interval) * u64::from(healthy));
+    // A newly registered target is healthy after one passing check (NLB and
+    // ALB user guides: "After your target is registered, it must pass one
+    // health check to be considered healthy"); HealthyThresholdCount counts
+    // the checks that bring an unhealthy target back.
+    let least = Duration::from_secs(u64::from(interval));
     what.push_str(&format!(
-        " every {interval}s; healthy after {healthy} passing check(s) (at least {})",
+        " every {interval}s; a new target healthy after one passing check (at least {})",
         human(least)
     ));
+    if let Some(h) = hc.healthy_threshold {
+        what.push_str(&format!(", healthy again after {h} passing"));
+    }
     if let Some(u) = hc.unhealthy_threshold {
         what.push_str(&format!(", unhealthy after {u} failing"));
     }

@@ -122,7 +122,7 @@ ok   target group web: exists (arn:aws:elasticloadbalancing:us-east-1:1234567890
 ok   target group web: target type ip
 ok   target group web: IP address type ipv4 matches target 10.0.0.1
 ok   target group web: attached to 1 load balancer(s)
-ok   target group web: health check HTTP on traffic-port /healthz every 10s; healthy after 3 passing check(s) (at least 30s), unhealthy after 2 failing
+ok   target group web: health check HTTP on traffic-port /healthz every 10s; a new target healthy after one passing check (at least 10s), healthy again after 3 passing, unhealthy after 2 failing
 ok   target group web: deregistration delay 1m within -wait-drained-timeout 5m
 ok   target group web: target 10.0.0.1:8080 is not registered yet
 ok   target group web: may deregister (DeregisterTargets of the unregistered target answered success)
@@ -221,13 +221,18 @@ fn ipv6_targets_need_ipv6_groups() {
 
 #[test]
 fn health_checks_slower_than_the_wait_fail() {
+    // A new target needs one passing check: the 10 s interval fails a 10 s
+    // wait, while 3 checks (the healthy threshold) x 10 s against a 20 s
+    // wait would have failed a working setup.
     let mut c = cfg();
     c.wait_in_service_timeout = Duration::from_secs(20);
+    assert!(report(&c, &good()).passed());
+    c.wait_in_service_timeout = Duration::from_secs(10);
     let r = report(&c, &good());
     assert!(has(
         &r,
         Level::Fail,
-        "longer than -wait-in-service-timeout 20s"
+        "longer than -wait-in-service-timeout 10s"
     ));
     let mut f = good();
     let mut g = group();
