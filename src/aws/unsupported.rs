@@ -3,9 +3,9 @@
 //! no effect.
 //!
 //! The SDKs' shared config and credentials files, and the profiles that
-//! live in them, are not supported on purpose (README, "AWS credentials and
-//! endpoints", *Not supported on purpose*): a pod has no home directory
-//! worth reading. They are ignored, not refused, so a pod spec copied from
+//! live in them, are not supported on purpose (README, "AWS credentials,
+//! endpoints and proxies", *Not supported on purpose*): a pod has no home
+//! directory worth reading. They are ignored, not refused, so a pod spec copied from
 //! one using an SDK keeps working; each one set gets one warning.
 
 use crate::env::Env;
