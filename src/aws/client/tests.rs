@@ -284,7 +284,8 @@ fn web_identity_source(dir: &std::path::Path) -> Source {
 }
 
 const STS_OK: &[u8] = include_bytes!("../../../tests/data/assume_role_with_web_identity.xml");
-const STS_INVALID_TOKEN: &[u8] = include_bytes!("../../../tests/data/sts_invalid_identity_token.xml");
+const STS_INVALID_TOKEN: &[u8] =
+    include_bytes!("../../../tests/data/sts_invalid_identity_token.xml");
 
 #[test]
 fn invalid_identity_token_is_retried_with_backoff() {
