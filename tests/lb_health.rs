@@ -5,35 +5,11 @@
 mod common;
 
 use common::BIN;
-use fake_aws::process::{base_env, free_port, secs, Sidecar};
-use fake_aws::{http_request, FakeAws, Fault};
+use fake_aws::process::{base_env, free_port, get, secs, wait_status, Sidecar};
+use fake_aws::{FakeAws, Fault};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
 
 const IP: &str = "10.0.0.8";
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    match http_request::<&str, &str>(port, "GET", path, &[], b"") {
-        Ok(r) => (r.status, r.text()),
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-/// Polls `path` until it answers `want` (or panics after `timeout`).
-fn wait_status(port: u16, path: &str, want: u16, timeout: Duration) {
-    let end = Instant::now() + timeout;
-    loop {
-        let (code, body) = get(port, path);
-        if code == want {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "{path} never answered {want}; last {code} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn spawn(fake: &FakeAws, lb_port: u16, extra: &[&str]) -> Sidecar {
     let addr = format!("127.0.0.1:{lb_port}");

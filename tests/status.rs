@@ -4,18 +4,11 @@
 mod common;
 
 use common::BIN;
-use fake_aws::process::{base_env, free_port, secs, Sidecar};
+use fake_aws::process::{base_env, free_port, get, secs, wait_status, Sidecar};
 use fake_aws::{http_request, FakeAws, Fault};
 use std::time::{Duration, Instant};
 
 const IP: &str = "10.0.0.6";
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    match http_request::<&str, &str>(port, "GET", path, &[], b"") {
-        Ok(r) => (r.status, r.text()),
-        Err(e) => (0, e.to_string()),
-    }
-}
 
 /// The status line's start of a HEAD request (read raw: no body follows).
 fn head_status(port: u16, path: &str) -> String {
@@ -30,22 +23,6 @@ fn head_status(port: u16, path: &str) -> String {
     let mut buf = [0u8; 12];
     c.read_exact(&mut buf).unwrap();
     String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// Polls `path` until it answers `want` (or panics after `timeout`).
-fn wait_status(port: u16, path: &str, want: u16, timeout: Duration) {
-    let end = Instant::now() + timeout;
-    loop {
-        let (code, body) = get(port, path);
-        if code == want {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "{path} never answered {want}; last {code} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn spawn(fake: &FakeAws, port: u16, extra: &[&str]) -> Sidecar {

@@ -20,8 +20,8 @@
 mod common;
 
 use common::BIN;
-use fake_aws::process::{base_env, free_port, secs, Sidecar};
-use fake_aws::{http_request, FakeAws};
+use fake_aws::process::{base_env, free_port, get, secs, Sidecar};
+use fake_aws::FakeAws;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -57,13 +57,6 @@ struct Figures {
     last_after_deregistration: Duration,
     /// Why the data plane stopped.
     stopped_by: &'static str,
-}
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    match http_request::<&str, &str>(port, "GET", path, &[], b"") {
-        Ok(r) => (r.status, r.text()),
-        Err(e) => (0, e.to_string()),
-    }
 }
 
 /// The app: greets each connection and holds it until the client closes;

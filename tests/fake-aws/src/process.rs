@@ -294,3 +294,31 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `GET path` on the sidecar's listener at 127.0.0.1:`port`: the status
+/// and body, or status 0 and the error when there was no answer.
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    match crate::http_request::<&str, &str>(port, "GET", path, &[], b"") {
+        Ok(r) => (r.status, r.text()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Polls `path` until it answers `want`.
+///
+/// # Panics
+/// When it has not by `timeout`, with the last answer.
+pub fn wait_status(port: u16, path: &str, want: u16, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    loop {
+        let (code, body) = get(port, path);
+        if code == want {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{path} never answered {want}; last {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
