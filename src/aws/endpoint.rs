@@ -271,8 +271,14 @@ fn checked(url: String, from: &str) -> Result<String, Error> {
 /// An explicit endpoint from the first of `vars` that is set. It wins over
 /// the FIPS and dual-stack settings, as in the SDKs ("Service-specific
 /// endpoints ... override this setting", SDKs and Tools reference guide,
-/// Dual-stack and FIPS endpoints).
+/// Dual-stack and FIPS endpoints). `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`
+/// turns every one of them off, as in the SDKs (same guide,
+/// "Service-specific endpoints"): the endpoint is then built from the
+/// region, and the variables are not even checked.
 fn explicit(env: &dyn Env, vars: &[&str]) -> Result<Option<String>, Error> {
+    if env_bool(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")? {
+        return Ok(None);
+    }
     for var in vars {
         if let Some(url) = env.var(var) {
             return checked(url, var).map(Some);
@@ -663,6 +669,43 @@ mod tests {
         assert_eq!(
             elbv2_endpoint("aws-global", &e).unwrap(),
             "http://127.0.0.1:1"
+        );
+    }
+
+    #[test]
+    fn ignore_configured_endpoint_urls() {
+        let urls = [
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+            ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:2"),
+            ("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", "not a url"),
+        ];
+        for on in ["true", "TRUE", " True "] {
+            let mut e = with(&urls);
+            e.insert("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS".into(), on.into());
+            assert_eq!(
+                elbv2_endpoint("eu-west-1", &e).unwrap(),
+                "https://elasticloadbalancing.eu-west-1.amazonaws.com"
+            );
+            assert_eq!(
+                sts_endpoint("eu-west-1", &e).unwrap(),
+                "https://sts.eu-west-1.amazonaws.com"
+            );
+        }
+        for off in ["false", ""] {
+            let mut e = with(&urls[..2]);
+            e.insert("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS".into(), off.into());
+            assert_eq!(
+                elbv2_endpoint("eu-west-1", &e).unwrap(),
+                "http://127.0.0.1:1"
+            );
+            assert_eq!(sts_endpoint("eu-west-1", &e).unwrap(), "http://127.0.0.1:2");
+        }
+        let mut e = with(&urls);
+        e.insert("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS".into(), "yes".into());
+        let err = elbv2_endpoint("eu-west-1", &e).unwrap_err().to_string();
+        assert!(
+            err.contains("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS must be true or false"),
+            "{err}"
         );
     }
 
