@@ -397,6 +397,7 @@ fn unsupported_sdk_settings_are_warned_about_at_start_and_ignored() {
     let arn = fake.add_target_group("tg", 80);
     let mut env = base_env(&fake.url());
     env.insert("AWS_PROFILE".into(), "prod-profile-name".into());
+    env.insert("AWS_RETRY_MODE".into(), "adaptive".into());
     env.insert(
         "AWS_SHARED_CREDENTIALS_FILE".into(),
         "/nonexistent/creds-path".into(),
@@ -407,7 +408,11 @@ fn unsupported_sdk_settings_are_warned_about_at_start_and_ignored() {
     assert_eq!(s.wait_exit(secs(10)), 0);
     assert!(fake.registered(&arn).is_empty());
     let out = s.output();
-    for name in ["AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+    for name in [
+        "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_RETRY_MODE",
+    ] {
         let warnings: Vec<&str> = out
             .lines()
             .filter(|l| l.contains(&format!("{name} is set but ignored")))
@@ -415,7 +420,7 @@ fn unsupported_sdk_settings_are_warned_about_at_start_and_ignored() {
         assert_eq!(warnings.len(), 1, "{out}");
         assert!(warnings[0].contains("WARN"), "{out}");
     }
-    for line in ["AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE"] {
+    for line in ["AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_MAX_ATTEMPTS"] {
         assert!(!out.contains(line), "{out}");
     }
     assert!(!out.contains("prod-profile-name") && !out.contains("creds-path"));

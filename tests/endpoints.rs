@@ -18,6 +18,7 @@ fn invalid_booleans_exit_2() {
     for (var, value) in [
         ("AWS_USE_FIPS_ENDPOINT", "yes"),
         ("AWS_USE_DUALSTACK_ENDPOINT", "1"),
+        ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "on"),
     ] {
         let mut env = base_env(&fake.url());
         env.insert(var.into(), value.into());
@@ -45,6 +46,36 @@ fn aws_global_has_no_elbv2_endpoint() {
         out.contains("region aws-global has no ELBv2 endpoint"),
         "{out}"
     );
+}
+
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true` drops `AWS_ENDPOINT_URL`:
+/// the endpoint is built from the region, which for `aws-global` is the
+/// usage error above (seen without sending anything anywhere), and the
+/// fake gets no call.
+#[test]
+fn ignore_configured_endpoint_urls_drops_the_explicit_endpoint() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let mut env = base_env(&fake.url());
+    env.insert("AWS_REGION".into(), "aws-global".into());
+    // With the explicit endpoint, aws-global is fine.
+    let mut s = Sidecar::spawn(
+        BIN,
+        &[ARGS, &["-health-poll-interval", "50ms"]].concat(),
+        &env,
+    );
+    s.expect_log("blocking until SIGTERM", secs(10));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    env.insert("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS".into(), "true".into());
+    let calls = fake.count("DescribeTargetGroups");
+    let (code, out) = Sidecar::run_to_exit(BIN, ARGS, &env);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("region aws-global has no ELBv2 endpoint"),
+        "{out}"
+    );
+    assert_eq!(fake.count("DescribeTargetGroups"), calls);
 }
 
 /// An explicit endpoint wins over FIPS and dual-stack, as in the SDKs: the
