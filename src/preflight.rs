@@ -7,7 +7,9 @@
 //! never reports a target healthy), how long its health checks take to
 //! pass against `-wait-in-service-timeout`, how long it drains against
 //! `-wait-drained-timeout`, and whether the identity may read target health
-//! and deregister.
+//! and deregister. It also looks for each command hook's program as
+//! execvp(3) would (HTTP hooks are listed, not called: a GET may change the
+//! app's state).
 //!
 //! Nothing is registered. The deregistration probe is a DeregisterTargets
 //! of the sidecar's own target, sent only when DescribeTargetHealth has
@@ -25,13 +27,16 @@ use crate::aws::elbv2::{
     find_health, DeregisterTargets, DescribeTargetGroupAttributes, DescribeTargetGroups,
     DescribeTargetGroupsByArn, DescribeTargetHealth, Target, TargetGroup, DEREGISTRATION_DELAY,
 };
+use crate::aws::error::redact_url;
 use crate::aws::http::Transport;
 use crate::aws::sts::{CallerIdentity, GetCallerIdentity};
 use crate::aws::{Budget, Client, Error};
 use crate::clock::Clock;
-use crate::config::{Config, GroupRef};
+use crate::config::{Config, GroupRef, Hook, HookAction};
+use crate::hooks::program::{locate, PathKind};
 use std::fmt;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long each preflight call may be retried.
@@ -169,6 +174,37 @@ pub struct Findings {
     pub identity: Option<Result<CallerIdentity, Error>>,
     /// One per configured group, in order.
     pub groups: Vec<GroupFindings>,
+    /// One per configured hook, in the order they run ([`gather_hooks`]).
+    pub hooks: Vec<HookFindings>,
+}
+
+/// What `-check` found about one hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookFindings {
+    /// The hook as configured.
+    pub hook: Hook,
+    /// Where its program is, for a command hook (`None` for an HTTP hook).
+    pub program: Option<Result<PathBuf, String>>,
+}
+
+/// Looks for each command hook's program in `path` (the `PATH` the hooks
+/// would run with) on the filesystem `kind` describes.
+pub fn gather_hooks(
+    cfg: &Config,
+    path: Option<&str>,
+    kind: &dyn Fn(&Path) -> PathKind,
+) -> Vec<HookFindings> {
+    cfg.hooks()
+        .map(|hook| HookFindings {
+            hook: hook.clone(),
+            program: match &hook.action {
+                HookAction::Command(argv) => {
+                    Some(locate(argv.first().map_or("", String::as_str), path, kind))
+                }
+                HookAction::Http(_) => None,
+            },
+        })
+        .collect()
 }
 
 /// How long and how often each preflight call may be tried, from now.
@@ -192,6 +228,7 @@ pub fn gather<T: Transport>(
         credentials: client.ensure_credentials(budget(clock), clock),
         identity: None,
         groups: Vec::new(),
+        hooks: Vec::new(),
     };
     if findings.credentials.is_err() {
         return findings;
@@ -314,7 +351,57 @@ pub fn report(cfg: &Config, f: &Findings) -> Report {
     for g in &f.groups {
         group(&mut r, cfg, g);
     }
+    for h in &f.hooks {
+        hook(&mut r, h);
+    }
     r
+}
+
+/// A command hook's program found or not; an HTTP hook listed. A missing
+/// pre-register program fails (nothing would ever be registered), a
+/// missing post-* program warns (the sidecar logs the failure and goes on).
+fn hook(r: &mut Report, h: &HookFindings) {
+    let subject = h.hook.describe();
+    match (&h.hook.action, &h.program) {
+        (HookAction::Http(url), _) => r.push(
+            Level::Ok,
+            &subject,
+            format!(
+                "GET {} (not called by -check: it may change the app's state)",
+                redact_url(url)
+            ),
+        ),
+        (HookAction::Command(_), Some(Ok(path))) => {
+            let shell = h
+                .hook
+                .shell_syntax()
+                .map(|op| format!(", shell syntax ({op})"))
+                .unwrap_or_default();
+            r.push(
+                Level::Ok,
+                &subject,
+                format!("runs {}{shell}", path.display()),
+            );
+        }
+        (HookAction::Command(_), found) => {
+            let why = match found {
+                Some(Err(why)) => why.as_str(),
+                _ => "not looked for",
+            };
+            let (level, effect) = if h.hook.name == "pre-register" {
+                (
+                    Level::Fail,
+                    "the hook would fail and nothing would be registered",
+                )
+            } else {
+                (
+                    Level::Warn,
+                    "the hook would fail (the sidecar logs it and goes on)",
+                )
+            };
+            r.push(level, &subject, format!("cannot run: {why}: {effect}"));
+        }
+    }
 }
 
 fn credentials(r: &mut Report, f: &Findings) {

@@ -8,20 +8,27 @@
 mod common;
 
 use common::BIN;
-use fake_aws::process::{base_env, Sidecar};
+use fake_aws::process::{base_env, Sidecar, TempDir};
 use fake_aws::{FakeAws, Fault, GroupSettings};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 const IP: &str = "10.0.0.5";
 
 /// Runs `-check` with `extra` arguments; returns (exit code, stdout, stderr).
 fn check(fake: &FakeAws, extra: &[&str]) -> (i32, String, String) {
+    check_env(extra, &base_env(&fake.url()))
+}
+
+/// [`check`] with the whole environment given.
+fn check_env(extra: &[&str], env: &BTreeMap<String, String>) -> (i32, String, String) {
     let mut args = vec!["-check", "-target-id", IP, "-target-port", "8080"];
     args.extend_from_slice(extra);
     let out = Command::new(BIN)
         .args(&args)
         .env_clear()
-        .envs(base_env(&fake.url()))
+        .envs(env)
         .stdin(Stdio::null())
         .output()
         .expect("run the binary");
@@ -243,5 +250,64 @@ fn with_a_role_the_identity_is_the_assumed_role() {
             r.action
         );
     }
+    assert_changed_nothing(&fake);
+}
+
+/// Each command hook's program is looked for in PATH as execvp(3) would:
+/// a missing pre-register program fails the check (nothing would ever be
+/// registered), a post-* one that cannot run only warns; HTTP hooks are
+/// listed, never called.
+#[test]
+fn hook_programs_are_looked_for_in_path() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let dir = TempDir::new("check-hooks");
+    let notify = dir.0.join("notify");
+    let plain = dir.0.join("plain");
+    // Leaves a mark if it ever runs: -check must not run it.
+    std::fs::write(&notify, "#!/bin/sh\ntouch \"$0.ran\"\n").unwrap();
+    std::fs::write(&plain, "not a program\n").unwrap();
+    std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut env = base_env(&fake.url());
+    env.insert("PATH".into(), dir.0.display().to_string());
+    let base = [
+        "-target-group-name",
+        "tg",
+        "-post-register-http",
+        "http://127.0.0.1:1/lb/in",
+        "-post-deregister-command",
+        "plain out",
+    ];
+    let (code, out, err) = check_env(
+        &[&base[..], &["-pre-register-command", "notify in"]].concat(),
+        &env,
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let d = dir.0.display();
+    for line in [
+        format!("ok   pre-register command: runs {d}/notify\n"),
+        "ok   post-register HTTP hook: GET http://127.0.0.1:1/lb/in (not called by -check: it may change the app's state)\n".into(),
+        format!("warn post-deregister command: cannot run: {d}/plain is not executable: the hook would fail (the sidecar logs it and goes on)\n"),
+    ] {
+        assert!(out.contains(&line), "missing {line:?} in\n{out}");
+    }
+    assert!(!dir.0.join("notify.ran").exists(), "-check ran the hook");
+
+    let (code, out, err) = check_env(
+        &[&base[..], &["-pre-register-command", "no-such-tool --flag"]].concat(),
+        &env,
+    );
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains(&format!(
+            "FAIL pre-register command: cannot run: no-such-tool is in no directory of the search path {d}: the hook would fail and nothing would be registered\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("check FAILED: 1 problem(s) in pre-register command\n"),
+        "{out}"
+    );
     assert_changed_nothing(&fake);
 }

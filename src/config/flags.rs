@@ -78,7 +78,7 @@ pub(super) const FLAGS: &[Flag] = &[
     value("wait-for-timeout", "How long to wait for -wait-for-tcp / -wait-for-http", "5m"),
     value("log-level", "error, warn, info, debug or trace (RUST_LOG filters also work)", "info"),
     value("log-format", "text, or json: one object per line with the step's fields as keys", "text"),
-    boolean("check", "Preflight: report on credentials, target groups and permissions, change nothing, exit (0 would work, 1 would not)", "false"),
+    boolean("check", "Preflight: report on credentials, target groups, permissions and hook programs, change nothing, exit (0 would work, 1 would not)", "false"),
 ];
 
 pub(super) fn flag(name: &str) -> Option<&'static Flag> {

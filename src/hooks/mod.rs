@@ -7,10 +7,12 @@
 //!
 //! [`reaper`] collects the orphans a command hook leaves behind when the
 //! sidecar is PID 1 (a scratch image), without ever taking a hook's own
-//! exit status.
+//! exit status. [`program`] finds a command hook's program as execvp(3)
+//! would, for `-check`.
 
 pub mod command;
 pub mod http;
+pub mod program;
 pub mod reaper;
 
 use crate::aws::http::Transport;

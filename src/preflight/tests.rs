@@ -2,6 +2,7 @@ use super::*;
 use crate::aws::elbv2::HealthCheck;
 use crate::aws::AwsError;
 use crate::config::{GroupSpec, LogFormat};
+use std::path::Path;
 
 fn cfg() -> Config {
     Config {
@@ -94,6 +95,7 @@ fn good() -> Findings {
             registered: Some(Ok(None)),
             deregister: Some(Ok(())),
         }],
+        hooks: Vec::new(),
     }
 }
 
@@ -348,4 +350,122 @@ fn describe_denied_fails_for_names_and_warns_for_arns() {
     let r = report(&cfg(), &f);
     assert!(r.passed(), "{}", r.render());
     assert!(has(&r, Level::Warn, "cannot describe it"));
+}
+
+/// The filesystem of an image with curl and a shell, nothing else.
+fn image_fs(p: &Path) -> PathKind {
+    match p.to_str() {
+        Some("/usr/bin/curl" | "/bin/sh") => PathKind::Executable,
+        Some("/app/notify") => PathKind::NotExecutable,
+        _ => PathKind::Missing,
+    }
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split(' ').map(str::to_owned).collect()
+}
+
+#[test]
+fn hook_programs_are_looked_for_as_execvp_would() {
+    let mut c = cfg();
+    c.pre_register = Some(Hook::command(
+        "pre-register",
+        words("curl -fsS http://127.0.0.1:8080/warm"),
+        Duration::from_secs(5),
+    ));
+    c.post_register = Some(Hook {
+        name: "post-register",
+        action: HookAction::Http("http://user:secret@127.0.0.1:8080/lb/in".into()),
+        timeout: Duration::from_secs(5),
+    });
+    c.post_deregister = Some(Hook::command(
+        "post-deregister",
+        words("/bin/sh -c sleep&&true"),
+        Duration::from_secs(5),
+    ));
+    let mut f = good();
+    f.hooks = gather_hooks(&c, Some("/usr/local/bin:/usr/bin"), &image_fs);
+    assert_eq!(f.hooks.len(), 3);
+    let r = report(&c, &f);
+    assert!(r.passed(), "{}", r.render());
+    let out = r.render();
+    let all: Vec<&str> = out.lines().collect();
+    let hooks = &all[all.len() - 4..];
+    assert_eq!(
+        hooks,
+        [
+            "ok   pre-register command: runs /usr/bin/curl",
+            "ok   post-register HTTP hook: GET http://***@127.0.0.1:8080/lb/in (not called by -check: it may change the app's state)",
+            "ok   post-deregister command: runs /bin/sh, shell syntax (&&)",
+            "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)",
+        ],
+        "{out}"
+    );
+    assert!(!r.render().contains("secret"));
+}
+
+#[test]
+fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
+    let mut c = cfg();
+    c.pre_register = Some(Hook::command(
+        "pre-register",
+        words("wget -q http://127.0.0.1/"),
+        Duration::from_secs(5),
+    ));
+    c.post_deregister = Some(Hook::command(
+        "post-deregister",
+        words("/app/notify out"),
+        Duration::from_secs(5),
+    ));
+    let mut f = good();
+    f.hooks = gather_hooks(&c, None, &image_fs);
+    let r = report(&c, &f);
+    assert_eq!(r.exit_code(), 1);
+    let out = r.render();
+    assert!(
+        out.contains(
+            "FAIL pre-register command: cannot run: wget is in no directory of the search path \
+         /usr/local/bin:/bin:/usr/bin: the hook would fail and nothing would be registered\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "warn post-deregister command: cannot run: /app/notify is not executable: \
+         the hook would fail (the sidecar logs it and goes on)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("check FAILED: 1 problem(s) in pre-register command\n"),
+        "{out}"
+    );
+
+    // Only the post-deregister hook missing: a warning, the check passes.
+    c.pre_register = None;
+    f.hooks = gather_hooks(&c, None, &image_fs);
+    let r = report(&c, &f);
+    assert!(r.passed(), "{}", r.render());
+    assert!(has(&r, Level::Warn, "/app/notify is not executable"));
+}
+
+#[test]
+fn hooks_are_reported_even_without_credentials() {
+    let mut c = cfg();
+    c.pre_register = Some(Hook::command(
+        "pre-register",
+        words("nope"),
+        Duration::from_secs(5),
+    ));
+    let mut f = good();
+    f.credentials = Err(Error::Credentials("no source".into()));
+    f.identity = None;
+    f.groups.clear();
+    f.hooks = gather_hooks(&c, Some("/bin"), &image_fs);
+    let r = report(&c, &f);
+    assert!(has(
+        &r,
+        Level::Fail,
+        "nope is in no directory of the search path /bin"
+    ));
 }
