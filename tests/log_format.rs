@@ -123,6 +123,53 @@ fn errors_carry_the_aws_code_and_request_id() {
     assert_eq!(r["request_id"], rid.as_str());
 }
 
+/// A retried call says which action, what AWS answered (code and request
+/// id), which attempt and how long until the next, as fields.
+#[test]
+fn retries_carry_the_action_code_attempt_and_delay() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    fake.script("RegisterTargets", vec![Fault::Throttle]);
+    fake.script(
+        "DeregisterTargets",
+        vec![Fault::Error(503, "ServiceUnavailable")],
+    );
+    let mut s = Sidecar::spawn(BIN, &args(&[]), &base_env(&fake.url()));
+    s.expect_log("blocking until SIGTERM", secs(15));
+    s.term();
+    assert_eq!(s.wait_exit(secs(15)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    let records = parse(&s.output());
+    let retries: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["retry_in_ms"].is_u64())
+        .collect();
+    assert_eq!(retries.len(), 2, "{records:#?}");
+    let ids = |action: &str| -> Vec<String> {
+        fake.requests_for(action)
+            .iter()
+            .map(|r| r.request_id.clone())
+            .collect()
+    };
+    for (r, action, code, throttled) in [
+        (retries[0], "RegisterTargets", "Throttling", true),
+        (retries[1], "DeregisterTargets", "ServiceUnavailable", false),
+    ] {
+        assert_eq!(r["level"], "WARN", "{r}");
+        assert_eq!(r["action"], action, "{r}");
+        assert_eq!(r["error_code"], code, "{r}");
+        assert_eq!(r["attempt"], 1, "{r}");
+        assert_eq!(r["throttled"], throttled, "{r}");
+        assert_eq!(r["request_id"], ids(action)[0].as_str(), "{r}");
+        let ms = r["retry_in_ms"].as_u64().unwrap_or_default();
+        let message = r["message"].as_str().unwrap_or_default();
+        assert!(
+            message.ends_with(&format!("retrying in {ms} ms (attempt 1)")),
+            "{r}"
+        );
+    }
+}
+
 #[test]
 fn text_stays_the_default() {
     let fake = FakeAws::start();

@@ -428,18 +428,26 @@ impl<T: Transport> Client<T> {
             if let Some(offset) = fix {
                 self.clock_offset = offset;
                 if !retried_skew && clock.now() < budget.deadline {
-                    warn!("{err}; {offset}: signing again with AWS's time, and from now on");
+                    warn!(
+                        action = action, error_code = err.aws_code(),
+                        request_id = crate::logging::request_id_of(&err);
+                        "{err}; {offset}: signing again with AWS's time, and from now on"
+                    );
                     retried_skew = true;
                     continue;
                 }
-                warn!("{offset}: later calls sign with AWS's time");
+                warn!(action = action; "{offset}: later calls sign with AWS's time");
             }
             if own_answer
                 && is_expired_credentials(&err)
                 && !retried_expired
                 && clock.now() < budget.deadline
             {
-                warn!("{action}: credentials expired, fetching new ones");
+                warn!(
+                    action = action, error_code = err.aws_code(),
+                    request_id = crate::logging::request_id_of(&err);
+                    "{action}: credentials expired, fetching new ones"
+                );
                 self.cache.forget();
                 retried_expired = true;
                 continue;
@@ -478,9 +486,12 @@ impl<T: Transport> Client<T> {
                     last: Some(Box::new(err)),
                 });
             }
+            let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
             warn!(
-                "{err}; retrying in {} ms (attempt {attempts})",
-                delay.as_millis()
+                action = action, error_code = err.aws_code(),
+                request_id = crate::logging::request_id_of(&err),
+                attempt = attempts, retry_in_ms = retry_in_ms, throttled = throttled;
+                "{err}; retrying in {retry_in_ms} ms (attempt {attempts})"
             );
             metrics::global().aws_retry(action);
             clock.sleep(delay).map_err(|_| Error::Interrupted)?;
