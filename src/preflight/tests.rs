@@ -361,28 +361,22 @@ fn image_fs(p: &Path) -> PathKind {
     }
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.split(' ').map(str::to_owned).collect()
+/// A command hook of step `name` running `line` (split at spaces).
+fn command(name: &'static str, line: &str) -> Option<Hook> {
+    let argv = line.split(' ').map(str::to_owned).collect();
+    Some(Hook::command(name, argv, Duration::from_secs(5)))
 }
 
 #[test]
 fn hook_programs_are_looked_for_as_execvp_would() {
     let mut c = cfg();
-    c.pre_register = Some(Hook::command(
-        "pre-register",
-        words("curl -fsS http://127.0.0.1:8080/warm"),
-        Duration::from_secs(5),
-    ));
+    c.pre_register = command("pre-register", "curl -fsS http://127.0.0.1:8080/warm");
     c.post_register = Some(Hook {
         name: "post-register",
         action: HookAction::Http("http://user:secret@127.0.0.1:8080/lb/in".into()),
         timeout: Duration::from_secs(5),
     });
-    c.post_deregister = Some(Hook::command(
-        "post-deregister",
-        words("/bin/sh -c sleep&&true"),
-        Duration::from_secs(5),
-    ));
+    c.post_deregister = command("post-deregister", "/bin/sh -c sleep&&true");
     let mut f = good();
     f.hooks = gather_hooks(&c, Some("/usr/local/bin:/usr/bin"), &image_fs);
     assert_eq!(f.hooks.len(), 3);
@@ -407,16 +401,8 @@ fn hook_programs_are_looked_for_as_execvp_would() {
 #[test]
 fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
     let mut c = cfg();
-    c.pre_register = Some(Hook::command(
-        "pre-register",
-        words("wget -q http://127.0.0.1/"),
-        Duration::from_secs(5),
-    ));
-    c.post_deregister = Some(Hook::command(
-        "post-deregister",
-        words("/app/notify out"),
-        Duration::from_secs(5),
-    ));
+    c.pre_register = command("pre-register", "wget -q http://127.0.0.1/");
+    c.post_deregister = command("post-deregister", "/app/notify out");
     let mut f = good();
     f.hooks = gather_hooks(&c, None, &image_fs);
     let r = report(&c, &f);
@@ -452,11 +438,7 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
 #[test]
 fn hooks_are_reported_even_without_credentials() {
     let mut c = cfg();
-    c.pre_register = Some(Hook::command(
-        "pre-register",
-        words("nope"),
-        Duration::from_secs(5),
-    ));
+    c.pre_register = command("pre-register", "nope");
     let mut f = good();
     f.credentials = Err(Error::Credentials("no source".into()));
     f.identity = None;
