@@ -21,7 +21,11 @@
 //! `AccessDenied`...), `transport_error` (no HTTP answer) or
 //! `invalid_response` (an answer that could not be read). Each attempt is
 //! one request; its duration includes signing (and a credentials fetch
-//! when one was due). A credentials refresh's `outcome` is `ok` or `error`.
+//! when one was due). The STS calls that fetch credentials
+//! (`AssumeRoleWithWebIdentity`, `AssumeRole`) are requests of their own
+//! action; an ELBv2 attempt that failed for want of credentials is not
+//! counted (no ELBv2 request was sent). A credentials refresh's `outcome`
+//! is `ok` or `error`.
 //!
 //! `target_state` has one series per target group, target and `state`
 //! (`registered`, `healthy`, `draining`, `out`): 1 for the state the
@@ -111,7 +115,8 @@ pub enum Step {
     HealthWait,
     /// DeregisterTargets in every group.
     Deregister,
-    /// The wait until draining is over (`-wait-drained`).
+    /// The wait until draining is over (`-wait-drained`) and no new
+    /// connection came for `-drain-quiet-period`, whichever are set.
     Drain,
 }
 

@@ -8,7 +8,7 @@
 mod common;
 
 use common::BIN;
-use fake_aws::process::{base_env, free_port, secs, Sidecar};
+use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
 use fake_aws::{http_request, FakeAws, Fault};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -239,6 +239,91 @@ fn a_refused_deregistration_is_counted() {
     // Still registered as far as the sidecar knows.
     m.expect(&format!("{} 1.0", state("tg", "registered")));
     // SIGTERM tries again, and succeeds now.
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+}
+
+/// Credentials from IRSA: the STS calls are counted under their own
+/// action (a throttled one and the one that succeeded), and the ELBv2 call
+/// that waited for them is counted once, as sent, never under the STS
+/// answer's outcome.
+#[test]
+fn sts_calls_for_credentials_are_counted_under_their_own_action() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    fake.script("AssumeRoleWithWebIdentity", vec![Fault::Throttle]);
+    let dir = TempDir::new("metrics-irsa");
+    std::fs::write(dir.path("token"), "eyJhbGciOiJSUzI1NiJ9.metrics.sig\n").unwrap();
+    let mut env = base_env(&fake.url());
+    env.remove("AWS_ACCESS_KEY_ID");
+    env.remove("AWS_SECRET_ACCESS_KEY");
+    env.insert("AWS_WEB_IDENTITY_TOKEN_FILE".into(), dir.path("token"));
+    env.insert(
+        "AWS_ROLE_ARN".into(),
+        "arn:aws:iam::123456789012:role/nlb-registrator".into(),
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let args = [
+        "-target-group-name",
+        "tg",
+        "-target-id",
+        IP,
+        "-target-port",
+        "80",
+        "-health-poll-interval",
+        "50ms",
+        "-status-addr",
+        &addr,
+    ];
+    let mut s = Sidecar::spawn(BIN, &args, &env);
+    wait_ready(port);
+    let m = scrape(port);
+    let sts = "nlb_registrator_aws_requests_total{action=\"AssumeRoleWithWebIdentity\"";
+    m.expect(&format!("{sts},outcome=\"Throttling\"}} 1.0"));
+    m.expect(&format!("{sts},outcome=\"ok\"}} 1.0"));
+    m.expect("nlb_registrator_aws_throttled_total{action=\"AssumeRoleWithWebIdentity\"} 1.0");
+    m.expect(
+        "nlb_registrator_aws_request_duration_seconds_count{action=\"AssumeRoleWithWebIdentity\"} 2.0",
+    );
+    m.expect(
+        "nlb_registrator_aws_requests_total{action=\"DescribeTargetGroups\",outcome=\"ok\"} 1.0",
+    );
+    let elb: Vec<&String> = m
+        .lines
+        .iter()
+        .filter(|l| {
+            (l.starts_with("nlb_registrator_aws_requests_total{")
+                || l.starts_with("nlb_registrator_aws_throttled_total{"))
+                && !l.contains("AssumeRoleWithWebIdentity")
+                && !l.contains("outcome=\"ok\"")
+        })
+        .collect();
+    assert!(elb.is_empty(), "ELBv2 counted with STS's answer: {elb:?}");
+    assert_eq!(fake.count("DescribeTargetGroups"), 1);
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+}
+
+/// With `-drain-quiet-period` alone the drain step is the quiet wait: its
+/// duration is there, and at least the period long.
+#[test]
+fn the_drain_step_covers_the_quiet_period() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let port = free_port();
+    let mut s = spawn(
+        &fake,
+        port,
+        &["-wait-in-service=false", "-drain-quiet-period", "300ms"],
+    );
+    wait_ready(port);
+    let drain = "nlb_registrator_step_duration_seconds{step=\"drain\"}";
+    assert_eq!(scrape(port).value(drain), None);
+    let r = http_request::<&str, &str>(port, "GET", "/drain", &[], b"").unwrap();
+    assert_eq!((r.status, r.text()), (200, "deregistered\n".into()));
+    let took = scrape(port).value(drain).expect("a drain duration");
+    assert!((0.3..15.0).contains(&took), "{took}");
     s.term();
     assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
 }

@@ -22,13 +22,15 @@ use super::credentials::assume_role::{Role, RoleLayer, Upstream};
 use super::credentials::{providers, select_source, Cache, Credentials, Source};
 use super::endpoint;
 use super::error::{
-    is_expired_credentials, is_retryable, is_throttling, Error, TransportKind, THROTTLING_CODES,
+    is_expired_credentials, is_retryable, is_throttling, parse_error, Error, TransportKind,
+    THROTTLING_CODES,
 };
 use super::http::{HttpRequest, HttpResponse, Transport};
 use super::query::{Action, Service, CALL_TIMEOUT};
 use super::retry::{Adaptive, Backoff, Bucket};
 use super::sign::signed_query;
 use super::skew::{self, Offset};
+use super::sts::{AssumeRole, AssumeRoleWithWebIdentity};
 use crate::clock::Clock;
 use crate::env::Env;
 use crate::metrics;
@@ -501,21 +503,53 @@ impl<T: Transport> Client<T> {
 
 /// Counts one attempt of the signed call `action` in the metrics: its
 /// outcome and duration, and whether it was throttled. An attempt that
-/// sent no request (no credentials, interrupted) is not counted.
+/// sent no request (no credentials, interrupted) is not counted, nor one
+/// whose failure came from fetching credentials: the error then names
+/// another action (an STS call, counted by [`record_sts`] where it is
+/// sent, or IMDS, counted among the credential refreshes).
 fn record_request<R>(action: &str, result: &Result<R, Error>, took: Duration) {
-    let m = metrics::global();
     let outcome = match result {
         Ok(_) => "ok",
-        Err(Error::Aws { error, .. }) => {
-            if THROTTLING_CODES.contains(&error.code.as_str()) || error.code == "HttpStatus429" {
-                m.aws_throttled(action);
-            }
-            error.code.as_str()
+        Err(Error::Aws { action: a, .. } | Error::Transport { action: a, .. }) if a != action => {
+            return
         }
+        Err(Error::Aws { error, .. }) => error.code.as_str(),
         Err(Error::Transport { .. }) => "transport_error",
         Err(Error::Response { .. }) => "invalid_response",
         Err(_) => return,
     };
+    count_request(action, outcome, took);
+}
+
+/// Counts one STS request sent to fetch credentials
+/// (`AssumeRoleWithWebIdentity`, `AssumeRole`) from its HTTP answer: `ok`
+/// for a 2xx, else the error code of the body; other requests for
+/// credentials (IMDS, the container endpoint) are not AWS API calls and
+/// are not counted here.
+fn record_sts(action: &str, result: &Result<HttpResponse, Error>, took: Duration) {
+    if action != AssumeRoleWithWebIdentity::NAME && action != AssumeRole::NAME {
+        return;
+    }
+    let code;
+    let outcome = match result {
+        Ok(r) if (200..300).contains(&r.status) => "ok",
+        Ok(r) => {
+            code = parse_error(r.status, &r.body).code;
+            code.as_str()
+        }
+        Err(Error::Transport { .. }) => "transport_error",
+        Err(_) => return,
+    };
+    count_request(action, outcome, took);
+}
+
+/// One request of `action` with `outcome` in the metrics, and a throttled
+/// one when the outcome is a throttling code.
+fn count_request(action: &str, outcome: &str, took: Duration) {
+    let m = metrics::global();
+    if THROTTLING_CODES.contains(&outcome) || outcome == "HttpStatus429" {
+        m.aws_throttled(action);
+    }
     m.aws_request(action, outcome, took);
 }
 
@@ -568,21 +602,25 @@ struct Bounded<'a, T> {
 
 impl<T: Transport> Transport for Bounded<'_, T> {
     fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        let left = self.until.saturating_duration_since(self.clock.now());
-        if left >= req.timeout {
-            return self.inner.send(action, req);
-        }
-        if left.is_zero() {
+        let started = self.clock.now();
+        let left = self.until.saturating_duration_since(started);
+        let result = if left >= req.timeout {
+            self.inner.send(action, req)
+        } else if left.is_zero() {
             return Err(Error::Transport {
                 action: action.to_owned(),
                 url: req.url.clone(),
                 kind: TransportKind::Timeout,
                 detail: "not sent: the step's deadline has passed".into(),
             });
-        }
-        let mut req = req.clone();
-        req.timeout = left;
-        self.inner.send(action, &req)
+        } else {
+            let mut req = req.clone();
+            req.timeout = left;
+            self.inner.send(action, &req)
+        };
+        let took = self.clock.now().saturating_duration_since(started);
+        record_sts(action, &result, took);
+        result
     }
 }
 

@@ -138,10 +138,18 @@ impl Lifecycle<'_> {
         let deadline = self.clock.now() + self.cfg.deregister_timeout;
         let (all_out, deregistered) = self.timed(Step::Deregister, |l| l.deregister_all(deadline));
         let deregistered_at = self.clock.now();
-        let drained = !self.cfg.wait_drained
-            || deregistered.is_empty()
-            || self.timed(Step::Drain, |l| l.wait_drained(&deregistered));
-        let quiet = deregistered.is_empty() || self.quiet_step(deregistered_at);
+        // The drain step: the wait for draining to end (-wait-drained),
+        // then for the connections to stop (-drain-quiet-period).
+        let draining = !deregistered.is_empty()
+            && (self.cfg.wait_drained || self.cfg.drain_quiet_period.is_some());
+        let (drained, quiet) = if draining {
+            self.timed(Step::Drain, |l| {
+                let drained = !l.cfg.wait_drained || l.wait_drained(&deregistered);
+                (drained, l.quiet_step(deregistered_at))
+            })
+        } else {
+            (true, true)
+        };
         self.absorb_events();
         if let Some(hook) = &self.cfg.post_deregister {
             self.effects.run_hook(hook, self.clock);
