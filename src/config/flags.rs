@@ -56,7 +56,7 @@ pub(super) const FLAGS: &[Flag] = &[
     value("role-session-name", "Role session name when assuming -role-arn (default: k8s-nlb-registrator-<unix time>)", ""),
     boolean("wait-in-service", "Whether to wait for the target to become healthy", "true"),
     value("wait-in-service-timeout", "How long to wait for the target to become healthy", "5m"),
-    value("health-poll-interval", "Interval between DescribeTargetHealth calls (jittered +-20%); when not given, groups resolved by name are polled at their own HealthCheckIntervalSeconds, the first poll one interval after registering", "5s"),
+    value("health-poll-interval", "Interval between DescribeTargetHealth calls (jittered +-20%) after the first look, right after registering; when not given, groups resolved by name are polled at their own HealthCheckIntervalSeconds from when the target can first be healthy", "5s"),
     value("register-timeout", "How long DescribeTargetGroups/RegisterTargets are retried on throttling and faults", "2m"),
     value("deregister-timeout", "How long DeregisterTargets is retried after a signal", "20s"),
     boolean("wait-drained", "After deregistering, wait until the target is no longer draining", "false"),

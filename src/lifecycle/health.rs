@@ -321,11 +321,18 @@ impl Lifecycle<'_> {
 
     /// Logs how the health wait will poll each group.
     fn log_pace(&self) {
+        // The same test as first_poll's: no look at once after throttling.
+        let unit = Duration::from_secs(1);
+        let first = if self.elb.widen(unit) <= unit {
+            "now"
+        } else {
+            "after a pause (this account has throttled our calls)"
+        };
         for r in &self.registrations {
             let every = |d: Duration| humantime::format_duration(d).to_string();
             match r.pace {
                 Some((earliest, interval)) if !self.cfg.health_poll_explicit => info!(
-                    "checking the health of {} in {} now, then from {} after registering \
+                    "checking the health of {} in {} {first}, then from {} after registering \
                      every {} (the group's HealthCheckIntervalSeconds)",
                     r.target,
                     r.label,
@@ -333,7 +340,7 @@ impl Lifecycle<'_> {
                     every(interval)
                 ),
                 _ => info!(
-                    "checking the health of {} in {} now, then every {} (-health-poll-interval)",
+                    "checking the health of {} in {} {first}, then every {} (-health-poll-interval)",
                     r.target,
                     r.label,
                     every(self.cfg.health_poll_interval)

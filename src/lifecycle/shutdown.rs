@@ -206,7 +206,8 @@ impl Lifecycle<'_> {
                 self.log_still_draining(&watches);
                 return false;
             }
-            let pause = jittered(interval, self.clock.random());
+            // Widened for life after throttling, like the health wait's.
+            let pause = jittered(self.elb.widen(interval), self.clock.random());
             interval = (interval * 2).min(MAX_DRAIN_POLL.max(self.cfg.health_poll_interval));
             let _ = self.clock.sleep(pause.min(deadline - now));
             self.poll_until_drained(&mut watches, deadline);

@@ -1155,6 +1155,38 @@ fn groups_by_arn_are_polled_at_the_flag_interval_and_widened_after_throttling() 
     assert_eq!(health_polls(&w), [10, 20, 30]);
 }
 
+/// The drain wait's polls: doubling from `-health-poll-interval` up to
+/// 15 s, and, after throttling, widened like the health wait's.
+#[test]
+fn drain_polls_double_and_are_widened_after_throttling() {
+    let drain_polls = |widen: u32| {
+        let mut w = world();
+        w.elb.widen = widen;
+        w.elb.drain_polls = 4;
+        w.at(100, Event::Signal(15));
+        let mut cfg = config(&["a"]);
+        cfg.health_poll_explicit = true;
+        cfg.wait_drained = true;
+        assert_eq!(w.run(&cfg), EXIT_OK);
+        let deregistered = w
+            .elb
+            .calls
+            .iter()
+            .find(|c| c.0 == "deregister")
+            .map(|c| c.2.as_secs())
+            .expect("deregistered");
+        health_polls(&w)
+            .into_iter()
+            .filter(|t| *t >= deregistered)
+            .map(|t| t - deregistered)
+            .collect::<Vec<u64>>()
+    };
+    // 5 s, 10 s, 15 s, 15 s apart.
+    assert_eq!(drain_polls(1), [5, 15, 30, 45, 60]);
+    // Doubled: 10 s, 20 s, 30 s, 30 s apart.
+    assert_eq!(drain_polls(2), [10, 30, 60, 90, 120]);
+}
+
 #[test]
 fn after_throttling_the_first_poll_comes_when_the_target_can_be_healthy() {
     let mut w = world();
