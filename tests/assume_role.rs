@@ -1,6 +1,6 @@
 //! Cross-account target groups as a process: `-role-arn` (and its
-//! `NLB_ROLE_*` variables) on top of static keys, IRSA and EKS Pod
-//! Identity. The fake verifies AssumeRole's SigV4 signature for service
+//! `NLB_ROLE_*` variables) on top of static keys, IRSA, EKS Pod Identity
+//! and IMDS. The fake verifies AssumeRole's SigV4 signature for service
 //! `sts` with the base keys and every ELBv2 signature with the role's
 //! keys; both layers expire within seconds and must be refreshed before
 //! the deregistration; a failing layer is named in the error.
@@ -237,6 +237,43 @@ fn pod_identity_base_layer() {
     assert_eq!(base_keys.len(), 1);
     assert_assume_role_signed_by(&fake, &base_keys);
     assert_eq!(fake.count("AssumeRole"), 1, "cached for its hour");
+    assert_elb_signed_by_the_role(&fake);
+}
+
+/// The node's role through IMDSv2 (a local fake, never the real address)
+/// as the base layer: it signs AssumeRole, the role signs ELBv2.
+#[test]
+fn imds_base_layer() {
+    let (fake, arn) = fake_with_role();
+    let mut env = base_env(&fake.url());
+    env.remove("AWS_ACCESS_KEY_ID");
+    env.remove("AWS_SECRET_ACCESS_KEY");
+    env.remove("AWS_EC2_METADATA_DISABLED");
+    env.insert("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), fake.url());
+    let mut s = spawn(&role_args(&[]), &env);
+    s.expect_log(BLOCKING_LINE, secs(10));
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    assert!(
+        s.output().contains(&format!(
+            "credentials from role {ROLE}, assumed with IMDSv2"
+        )),
+        "{}",
+        s.output()
+    );
+    let imds = fake.requests_for("imds");
+    assert_eq!(imds[0].method, "PUT");
+    let base_keys: Vec<String> = fake
+        .issued_access_keys()
+        .into_iter()
+        .filter(|k| k.starts_with("ASIAIMDS"))
+        .collect();
+    assert_eq!(base_keys.len(), 1, "{base_keys:?}");
+    assert_assume_role_signed_by(&fake, &base_keys);
+    for r in fake.requests_for("AssumeRole") {
+        assert!(r.header("x-amz-security-token").is_some());
+    }
     assert_elb_signed_by_the_role(&fake);
 }
 

@@ -215,3 +215,52 @@ fn ipv6_addresses_need_brackets() {
     // `[fd00::1]:80` itself is accepted (config unit tests): not run here,
     // the wait would connect outside loopback.
 }
+
+/// `-status-addr [::]:PORT`, the README's example: the listener takes
+/// IPv6 and (with Linux's default `net.ipv6.bindv6only=0`) IPv4 too.
+/// Requests go to `[::1]` and `127.0.0.1` only.
+#[test]
+fn status_listener_on_all_addresses_answers_ipv6_and_ipv4_loopback() {
+    let Some(probe) = ipv6_loopback() else {
+        return;
+    };
+    drop(probe);
+    // A port free on every address: bound on [::] once, then released.
+    let port = match TcpListener::bind("[::]:0") {
+        Ok(l) => l.local_addr().unwrap().port(),
+        Err(e) => {
+            eprintln!("SKIPPED: cannot bind [::] on this machine: {e}");
+            return;
+        }
+    };
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let addr = format!("[::]:{port}");
+    let mut s = Sidecar::spawn(
+        BIN,
+        &[
+            "-target-group-name",
+            "tg",
+            "-target-id",
+            "10.0.0.5",
+            "-health-poll-interval",
+            "50ms",
+            "-status-addr",
+            &addr,
+        ],
+        &base_env(&fake.url()),
+    );
+    s.expect_log("blocking until SIGTERM", secs(10));
+    assert_eq!(get_v6(port, "/readyz"), 200);
+    let v6only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
+        .map(|v| v.trim() == "1")
+        .unwrap_or(false);
+    if v6only {
+        eprintln!("SKIPPED: net.ipv6.bindv6only=1 here: [::] takes no IPv4, not tested");
+    } else {
+        assert_eq!(fake_aws::process::get(port, "/readyz").0, 200);
+        assert_eq!(fake_aws::process::get(port, "/healthz").0, 200);
+    }
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+}
