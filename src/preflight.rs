@@ -268,9 +268,12 @@ fn gather_group<T: Transport>(
         ),
     }
     .map(|r| r.value.into_iter().next())
-    .or_else(|e| match e.aws_code() {
-        Some("TargetGroupNotFound") => Ok(None),
-        _ => Err(e),
+    .or_else(|e| {
+        if e.is_group_not_found() {
+            Ok(None)
+        } else {
+            Err(e)
+        }
     });
     // Groups given by ARN need no DescribeTargetGroups to be used.
     let arn = match (&described, group) {
@@ -304,7 +307,7 @@ fn gather_group<T: Transport>(
         Ok(r) => Ok(find_health(&r.value, &g.target)
             .filter(|h| !h.is_gone())
             .map(|h| h.to_string())),
-        Err(e) if e.aws_code() == Some("InvalidTarget") => Ok(None),
+        Err(e) if e.is_invalid_target() => Ok(None),
         Err(e) => Err(e),
     };
     // Only a target known to be out is probed: the probe would take a
@@ -318,14 +321,6 @@ fn gather_group<T: Transport>(
     }
     g.registered = Some(registered);
     g
-}
-
-/// Whether an AWS error says "not allowed".
-fn denied(e: &Error) -> bool {
-    matches!(
-        e.aws_code(),
-        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")
-    )
 }
 
 /// Seconds as `humantime` writes them (`5m`, `1m 30s`).
@@ -466,7 +461,7 @@ fn group(r: &mut Report, cfg: &Config, g: &GroupFindings) {
                 GroupRef::Name(_) => Level::Fail,
                 GroupRef::Arn(_) => Level::Warn,
             };
-            let why = if denied(e) {
+            let why = if e.is_access_denied() {
                 "the identity may not call DescribeTargetGroups"
             } else {
                 "DescribeTargetGroups failed"
@@ -601,7 +596,7 @@ fn attributes(r: &mut Report, cfg: &Config, subject: &str, g: &GroupFindings) {
     let attrs = match &g.attributes {
         None => return,
         Some(Err(e)) => {
-            let why = if denied(e) {
+            let why = if e.is_access_denied() {
                 "the identity may not call DescribeTargetGroupAttributes (the sidecar does not need it)"
             } else {
                 "DescribeTargetGroupAttributes failed"
@@ -681,7 +676,7 @@ fn permissions(r: &mut Report, cfg: &Config, subject: &str, g: &GroupFindings) {
         ),
         Some(Err(e)) => {
             let level = if needs_health { Level::Fail } else { Level::Warn };
-            let why = if denied(e) {
+            let why = if e.is_access_denied() {
                 "the identity may not call DescribeTargetHealth"
             } else {
                 "DescribeTargetHealth failed"
@@ -700,12 +695,12 @@ fn permissions(r: &mut Report, cfg: &Config, subject: &str, g: &GroupFindings) {
             subject,
             "may deregister (DeregisterTargets of the unregistered target answered success)".into(),
         ),
-        Some(Err(e)) if e.aws_code() == Some("InvalidTarget") => r.push(
+        Some(Err(e)) if e.is_invalid_target() => r.push(
             Level::Ok,
             subject,
             "may deregister (DeregisterTargets of the unregistered target answered InvalidTarget, not AccessDenied)".into(),
         ),
-        Some(Err(e)) if denied(e) => r.push(
+        Some(Err(e)) if e.is_access_denied() => r.push(
             Level::Fail,
             subject,
             format!("may not deregister: the target would stay in the load balancer after the pod is gone: {e}"),

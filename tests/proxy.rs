@@ -14,7 +14,7 @@
 mod common;
 
 use common::BIN;
-use fake_aws::process::{base_env, Sidecar};
+use fake_aws::process::{base_env, secs, Sidecar};
 use fake_aws::FakeAws;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -22,14 +22,9 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 const IP: &str = "10.0.0.5";
 const HOST: &str = "elbv2.proxy-test.invalid";
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// One request head the proxy received.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@
 mod common;
 
 use common::BIN;
-use fake_aws::process::{base_env, free_port, Sidecar};
+use fake_aws::process::{base_env, free_port, secs, Sidecar};
 use fake_aws::{http_request, FakeAws};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -22,10 +22,6 @@ const IP: &str = "10.0.0.7";
 const CONNECTIONS: usize = 2_000;
 /// The smallest memory limit in examples/*.yaml.
 const LIMIT_KIB: u64 = 16 * 1024;
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// A field of /proc/PID/status, as its first number (VmRSS is in kB).
 fn proc_status(pid: u32, field: &str) -> u64 {

@@ -240,8 +240,7 @@ impl Error {
     /// assert!(!Error::Interrupted.is_target_absent());
     /// ```
     pub fn is_target_absent(&self) -> bool {
-        matches!(self, Error::Aws { error, .. }
-            if matches!(error.code.as_str(), "InvalidTarget" | "TargetGroupNotFound"))
+        self.is_invalid_target() || self.is_group_not_found()
     }
 
     /// Whether AWS answered this call with a final refusal: an AWS error
@@ -263,6 +262,56 @@ impl Error {
     /// ```
     pub fn is_refusal(&self) -> bool {
         matches!(self, Error::Aws { .. }) && !is_retryable(self)
+    }
+
+    /// The code of AWS's own answer: an [`Error::Aws`] only, never the
+    /// last failure inside an [`Error::Deadline`] (that one was retryable).
+    fn own_code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { error, .. } => Some(error.code.as_str()),
+            _ => None,
+        }
+    }
+
+    /// AWS said the target is not registered in the group: `InvalidTarget`
+    /// (moto's and older endpoints' answer to DeregisterTargets of an
+    /// absent target; DescribeTargetHealth's for a target it does not know).
+    pub fn is_invalid_target(&self) -> bool {
+        self.own_code() == Some("InvalidTarget")
+    }
+
+    /// AWS said there is no such target group: `TargetGroupNotFound`.
+    pub fn is_group_not_found(&self) -> bool {
+        self.own_code() == Some("TargetGroupNotFound")
+    }
+
+    /// AWS refused the request's content: `ValidationError` (for
+    /// RegisterTargets, e.g. an address of the wrong family for the group).
+    pub fn is_validation(&self) -> bool {
+        self.own_code() == Some("ValidationError")
+    }
+
+    /// The identity may not make this call: `AccessDenied` and the other
+    /// spellings AWS services use.
+    ///
+    /// ```
+    /// use k8s_nlb_registrator_sidecar::aws::{AwsError, Error};
+    /// let aws = |code: &str| Error::Aws {
+    ///     action: "DeregisterTargets".into(),
+    ///     error: AwsError { status: 403, code: code.into(), message: String::new(), request_id: None },
+    /// };
+    /// assert!(aws("AccessDenied").is_access_denied());
+    /// assert!(aws("UnauthorizedOperation").is_access_denied());
+    /// assert!(!aws("InvalidTarget").is_access_denied());
+    /// assert!(aws("InvalidTarget").is_invalid_target());
+    /// assert!(aws("ValidationError").is_validation());
+    /// assert!(aws("TargetGroupNotFound").is_group_not_found());
+    /// ```
+    pub fn is_access_denied(&self) -> bool {
+        matches!(
+            self.own_code(),
+            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")
+        )
     }
 }
 

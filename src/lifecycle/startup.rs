@@ -84,7 +84,7 @@ impl Lifecycle<'_> {
             let registration = &mut self.registrations[i];
             if let Err(e) = registration.register(self.elb, self.clock, budget) {
                 let mut what = format!("cannot register in {}", registration.label);
-                if e.aws_code() == Some("ValidationError") {
+                if e.is_validation() {
                     // A group given by ARN was not described: say what
                     // AWS may refuse.
                     what.push_str(&format!(
