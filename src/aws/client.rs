@@ -229,9 +229,14 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        self.retrying("credentials", false, budget, clock, |c, clock, until| {
-            c.credentials(clock, until).map(|_| ())
-        })
+        self.retrying(
+            "credentials",
+            Bucket::Other,
+            false,
+            budget,
+            clock,
+            |c, clock, until| c.credentials(clock, until).map(|_| ()),
+        )
     }
 
     /// Fetches new temporary credentials now (a process at rest calls this
@@ -255,6 +260,7 @@ impl<T: Transport> Client<T> {
         }
         let result = self.retrying(
             "credentials refresh",
+            Bucket::Other,
             false,
             budget,
             clock,
@@ -286,10 +292,17 @@ impl<T: Transport> Client<T> {
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
         let form = action.form();
-        self.retrying(A::NAME, true, budget, clock, |c, clock, until| {
-            let resp = c.send_signed(A::NAME, A::SERVICE, &form, until, clock)?;
-            A::parse_response(resp.status, &resp.body)
-        })
+        self.retrying(
+            A::NAME,
+            A::BUCKET,
+            true,
+            budget,
+            clock,
+            |c, clock, until| {
+                let resp = c.send_signed(A::NAME, A::SERVICE, &form, until, clock)?;
+                A::parse_response(resp.status, &resp.body)
+            },
+        )
     }
 
     /// Valid credentials, fetched by `until` when none are cached or the
@@ -372,6 +385,7 @@ impl<T: Transport> Client<T> {
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
     /// or an event interrupts a backoff sleep. Each attempt's requests must
     /// end by the instant `op` is given ([`attempt_until`]).
+    /// Throttling answers pace the calls of `bucket`.
     /// With `signed`, an answer to `action` itself that says our clock is
     /// off (see [`skew`]) sets the clock offset and is signed again once at
     /// once, and an expired-credentials answer drops the cached credentials
@@ -379,6 +393,7 @@ impl<T: Transport> Client<T> {
     fn retrying<R>(
         &mut self,
         action: &str,
+        bucket: Bucket,
         signed: bool,
         budget: Budget,
         clock: &mut dyn Clock,
@@ -405,7 +420,7 @@ impl<T: Transport> Client<T> {
             let err = match result {
                 Ok(r) => {
                     let now = clock.now();
-                    if let Some(a) = self.adaptive_mut(Bucket::of(action)) {
+                    if let Some(a) = self.adaptive_mut(bucket) {
                         a.on_success(now);
                     }
                     return Ok(r);
@@ -458,7 +473,7 @@ impl<T: Transport> Client<T> {
             // for a slot of the cut rate instead of the short backoff.
             let throttled = is_throttling(&err);
             let now = clock.now();
-            let paced = match self.adaptive_mut(Bucket::of(action)) {
+            let paced = match self.adaptive_mut(bucket) {
                 Some(a) if throttled => {
                     a.on_throttle(now);
                     Some(a.clone())

@@ -13,6 +13,7 @@
 
 use super::error::{parse_error, snippet, Error};
 use super::http::HttpRequest;
+use super::retry::Bucket;
 use crate::aws::xml::{self, Element};
 use std::time::Duration;
 
@@ -68,6 +69,9 @@ pub trait Action {
     /// The action's name, e.g. `RegisterTargets`: the `Action` parameter and
     /// the prefix of the answer's `<NameResponse>` and `<NameResult>`.
     const NAME: &'static str;
+    /// The ELBv2 token bucket the action draws from; [`Bucket::Other`]
+    /// (no shared bucket) unless the action says otherwise.
+    const BUCKET: Bucket = Bucket::Other;
     /// What a successful answer holds.
     type Output;
 

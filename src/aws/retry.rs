@@ -93,19 +93,6 @@ pub enum Bucket {
     Other,
 }
 
-impl Bucket {
-    /// The bucket of the API action `name`.
-    pub fn of(name: &str) -> Bucket {
-        if name.starts_with("Describe") {
-            Bucket::Describe
-        } else if matches!(name, "RegisterTargets" | "DeregisterTargets") {
-            Bucket::Mutating
-        } else {
-            Bucket::Other
-        }
-    }
-}
-
 /// The rate assumed when the first throttling answer comes (calls/s).
 const START_RATE: f64 = 1.0;
 /// The rate is multiplied by this on each throttling answer (CUBIC's β; the
@@ -226,15 +213,6 @@ mod tests {
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
-    }
-
-    #[test]
-    fn buckets_of_actions() {
-        assert_eq!(Bucket::of("DescribeTargetHealth"), Bucket::Describe);
-        assert_eq!(Bucket::of("DescribeTargetGroups"), Bucket::Describe);
-        assert_eq!(Bucket::of("RegisterTargets"), Bucket::Mutating);
-        assert_eq!(Bucket::of("DeregisterTargets"), Bucket::Mutating);
-        assert_eq!(Bucket::of("AssumeRoleWithWebIdentity"), Bucket::Other);
     }
 
     #[test]

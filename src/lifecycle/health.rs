@@ -27,8 +27,9 @@
 
 use super::{Elb, Lifecycle, Registration};
 use crate::aws::client::Budget;
-use crate::aws::elbv2::{find_health, State, TargetHealth};
+use crate::aws::elbv2::{find_health, DescribeTargetHealth, State, TargetHealth};
 use crate::aws::error::Error;
+use crate::aws::query::Action;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
 use crate::metrics::TargetState;
@@ -251,7 +252,7 @@ impl Lifecycle<'_> {
             }
             Ok(None) => warn!(
                 target_group = registration.label.as_str(), target:% = registration.target,
-                action = "DescribeTargetHealth";
+                action = DescribeTargetHealth::NAME;
                 "DescribeTargetHealth did not report {} in {}",
                 registration.target, registration.label
             ),
@@ -259,7 +260,7 @@ impl Lifecycle<'_> {
             Err(e) if e.is_refusal() => {
                 error!(
                     target_group = registration.label.as_str(), target:% = registration.target,
-                    action = "DescribeTargetHealth", error_code = e.aws_code(),
+                    action = DescribeTargetHealth::NAME, error_code = e.aws_code(),
                     request_id = crate::logging::request_id_of(&e);
                     "cannot check target health: {e}; the target stays registered, \
                      not ready, and its health is not checked again"
@@ -268,7 +269,7 @@ impl Lifecycle<'_> {
             }
             Err(e) => warn!(
                 target_group = registration.label.as_str(), target:% = registration.target,
-                action = "DescribeTargetHealth", error_code = e.aws_code(),
+                action = DescribeTargetHealth::NAME, error_code = e.aws_code(),
                 request_id = crate::logging::request_id_of(&e);
                 "health check of {} failed: {e}", registration.label
             ),

@@ -5,9 +5,9 @@
 use super::health::Watch;
 use super::{Elb, Lifecycle, Registration, RegistrationState, EXIT_FAILURE, EXIT_OK};
 use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
-use crate::aws::elbv2::State;
+use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, State};
 use crate::aws::error::Error;
-use crate::aws::query::CALL_TIMEOUT;
+use crate::aws::query::{Action, CALL_TIMEOUT};
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -244,7 +244,7 @@ impl Lifecycle<'_> {
                 }
                 Err(e) => warn!(
                     target_group = label.as_str(), target:% = target,
-                    action = "DescribeTargetHealth", error_code = e.aws_code(),
+                    action = DescribeTargetHealth::NAME, error_code = e.aws_code(),
                     request_id = crate::logging::request_id_of(&e);
                     "draining check of {label} failed: {e}"
                 ),
@@ -278,7 +278,7 @@ impl Registration {
         deadline: Instant,
     ) -> Removal {
         info!(
-            target_group = self.label.as_str(), target:% = self.target, action = "DeregisterTargets";
+            target_group = self.label.as_str(), target:% = self.target, action = DeregisterTargets::NAME;
             "deregistering target {} from {}", self.target, self.label
         );
         let answer = elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock);
@@ -286,7 +286,7 @@ impl Registration {
             Ok(id) => {
                 info!(
                     target_group = self.label.as_str(), target:% = self.target,
-                    action = "DeregisterTargets", request_id = id.as_deref(), state = "deregistered";
+                    action = DeregisterTargets::NAME, request_id = id.as_deref(), state = "deregistered";
                     "deregistered target {} from {} (request id {})",
                     self.target,
                     self.label,
@@ -305,7 +305,7 @@ impl Registration {
             Err(e) if e.is_target_absent() => {
                 info!(
                     target_group = self.label.as_str(), target:% = self.target,
-                    action = "DeregisterTargets", error_code = e.aws_code(),
+                    action = DeregisterTargets::NAME, error_code = e.aws_code(),
                     request_id = crate::logging::request_id_of(&e);
                     "target {} is not registered in {}: {e}",
                     self.target, self.label
@@ -387,7 +387,7 @@ impl Registration {
         metrics::global().deregistration_failed(&self.label);
         error!(
             target_group = self.label.as_str(), target:% = self.target,
-            action = "DeregisterTargets", error_code = e.aws_code(),
+            action = DeregisterTargets::NAME, error_code = e.aws_code(),
             request_id = crate::logging::request_id_of(e);
             "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
             self.target, self.label

@@ -5,8 +5,9 @@
 use super::health::{HealthWait, Recovery};
 use super::{AppWait, Elb, Lifecycle, Registration, RegistrationState};
 use crate::aws::client::Budget;
-use crate::aws::elbv2::{Target, TargetGroup};
+use crate::aws::elbv2::{DescribeTargetGroups, RegisterTargets, Target, TargetGroup};
 use crate::aws::error::Error;
+use crate::aws::query::Action;
 use crate::clock::Clock;
 use crate::config::{Config, GroupRef, GroupSpec};
 use crate::hooks::Outcome;
@@ -179,7 +180,7 @@ impl Lifecycle<'_> {
         names.dedup();
         let got = self.elb.describe_groups(&names, budget, self.clock)?;
         info!(
-            action = "DescribeTargetGroups", request_id = got.request_id.as_deref();
+            action = DescribeTargetGroups::NAME, request_id = got.request_id.as_deref();
             "resolved {} target group(s) by name (request id {})",
             got.value.len(),
             got.request_id.as_deref().unwrap_or("-")
@@ -275,7 +276,7 @@ impl Registration {
             Ok(id) => {
                 info!(
                     target_group = self.label.as_str(), target:% = self.target,
-                    action = "RegisterTargets", request_id = id.as_deref(), state = "registered";
+                    action = RegisterTargets::NAME, request_id = id.as_deref(), state = "registered";
                     "registered target {} in {} (request id {})",
                     self.target,
                     self.label,

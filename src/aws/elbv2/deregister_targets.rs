@@ -6,6 +6,7 @@
 
 use super::{group_and_targets, Target};
 use crate::aws::query::{Action, Params, Service};
+use crate::aws::retry::Bucket;
 use crate::aws::xml::Element;
 
 /// DeregisterTargets of `targets` from the group `arn`. The answer holds
@@ -21,6 +22,7 @@ pub struct DeregisterTargets<'a> {
 impl Action for DeregisterTargets<'_> {
     const SERVICE: Service = Service::Elbv2;
     const NAME: &'static str = "DeregisterTargets";
+    const BUCKET: Bucket = Bucket::Mutating;
     type Output = ();
 
     fn params(&self) -> Params {

@@ -4,6 +4,7 @@
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetGroupAttributes.html>.
 
 use crate::aws::query::{Action, Params, Service};
+use crate::aws::retry::Bucket;
 use crate::aws::xml::Element;
 
 /// The attribute that says how long a deregistered target drains.
@@ -20,6 +21,7 @@ pub struct DescribeTargetGroupAttributes<'a> {
 impl Action for DescribeTargetGroupAttributes<'_> {
     const SERVICE: Service = Service::Elbv2;
     const NAME: &'static str = "DescribeTargetGroupAttributes";
+    const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<(String, String)>;
 
     fn params(&self) -> Params {

@@ -6,6 +6,7 @@
 
 use super::{number_at, port_at, HealthCheck, TargetGroup};
 use crate::aws::query::{Action, Params, Service};
+use crate::aws::retry::Bucket;
 use crate::aws::xml::Element;
 
 /// DescribeTargetGroups of the groups named `names` (AWS documents a limit
@@ -19,6 +20,7 @@ pub struct DescribeTargetGroups<'a> {
 impl Action for DescribeTargetGroups<'_> {
     const SERVICE: Service = Service::Elbv2;
     const NAME: &'static str = "DescribeTargetGroups";
+    const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<TargetGroup>;
 
     fn params(&self) -> Params {
@@ -43,6 +45,7 @@ pub struct DescribeTargetGroupsByArn<'a> {
 impl Action for DescribeTargetGroupsByArn<'_> {
     const SERVICE: Service = Service::Elbv2;
     const NAME: &'static str = "DescribeTargetGroups";
+    const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<TargetGroup>;
 
     fn params(&self) -> Params {

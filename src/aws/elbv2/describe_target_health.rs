@@ -4,6 +4,7 @@
 
 use super::{group_and_targets, port_at, State, Target, TargetHealth};
 use crate::aws::query::{Action, Params, Service};
+use crate::aws::retry::Bucket;
 use crate::aws::xml::Element;
 
 /// DescribeTargetHealth of `targets` in the group `arn` (all of the
@@ -19,6 +20,7 @@ pub struct DescribeTargetHealth<'a> {
 impl Action for DescribeTargetHealth<'_> {
     const SERVICE: Service = Service::Elbv2;
     const NAME: &'static str = "DescribeTargetHealth";
+    const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<TargetHealth>;
 
     fn params(&self) -> Params {

@@ -253,6 +253,24 @@ pub fn find_health<'a>(entries: &'a [TargetHealth], target: &Target) -> Option<&
 mod tests {
     use super::*;
 
+    /// Each action draws from its ELBv2 token bucket (ELB user guide,
+    /// "Request throttling for the ELB API"); STS calls from none.
+    #[test]
+    fn buckets_of_actions() {
+        use crate::aws::query::Action;
+        use crate::aws::retry::Bucket;
+        use crate::aws::sts::{AssumeRole, AssumeRoleWithWebIdentity, GetCallerIdentity};
+        assert_eq!(DescribeTargetGroups::BUCKET, Bucket::Describe);
+        assert_eq!(DescribeTargetGroupsByArn::BUCKET, Bucket::Describe);
+        assert_eq!(DescribeTargetHealth::BUCKET, Bucket::Describe);
+        assert_eq!(DescribeTargetGroupAttributes::BUCKET, Bucket::Describe);
+        assert_eq!(RegisterTargets::BUCKET, Bucket::Mutating);
+        assert_eq!(DeregisterTargets::BUCKET, Bucket::Mutating);
+        assert_eq!(AssumeRoleWithWebIdentity::BUCKET, Bucket::Other);
+        assert_eq!(AssumeRole::BUCKET, Bucket::Other);
+        assert_eq!(GetCallerIdentity::BUCKET, Bucket::Other);
+    }
+
     pub(super) fn t(id: &str, port: Option<u16>, az: Option<&str>) -> Target {
         Target {
             id: id.into(),

@@ -4,6 +4,7 @@
 
 use super::{group_and_targets, Target};
 use crate::aws::query::{Action, Params, Service};
+use crate::aws::retry::Bucket;
 use crate::aws::xml::Element;
 
 /// RegisterTargets of `targets` in the group `arn`. The answer holds
@@ -19,6 +20,7 @@ pub struct RegisterTargets<'a> {
 impl Action for RegisterTargets<'_> {
     const SERVICE: Service = Service::Elbv2;
     const NAME: &'static str = "RegisterTargets";
+    const BUCKET: Bucket = Bucket::Mutating;
     type Output = ();
 
     fn params(&self) -> Params {
