@@ -5,9 +5,9 @@ The one moto set-up of the repository: scripts/quickstart, scripts/bench and
 tests/moto.rs create their VPC, load balancer and target groups with it.
 
 Only talks to the --endpoint given (a local moto_server); never to real AWS.
-Every mode prints one JSON document on stdout; errors go to stderr with exit 1
-(2 for bad usage). Note: GET /moto-api/ does not use up moto's free calls, other
-requests (even GET /) do: probe readiness with /moto-api/.
+Every mode but --get prints one JSON document on stdout; errors go to stderr
+with exit 1 (2 for bad usage). Note: GET /moto-api/ does not use up moto's free
+calls, other requests (even GET /) do: probe readiness with /moto-api/ (--ready).
 
 Modes:
   resources (default): a VPC, two subnets, a network load balancer and one IP
@@ -26,6 +26,18 @@ Modes:
   --health ARN [ARN...]: DescribeTargetHealth of the target group(s), as one
       JSON list of {"target_group_arn", "id", "port", "availability_zone",
       "state", "reason"} (empty when no targets are registered).
+      With --expect registered --expect-target ID:PORT: also checks that the
+      groups hold exactly that target, healthy, on PORT; with --expect gone,
+      that they hold no target at all. The list is printed either way; a
+      mismatch prints "expected ..., moto has ..." on stderr and exits 3
+      (used by scripts/quickstart).
+  --ready: one GET /moto-api/ (1 s timeout), which does not count as an API
+      call: exit 0 and {"ready": true} once moto_server answers, exit 1
+      before (used by scripts/quickstart to wait for moto_server).
+  --get FILE [KEY...]: the value at that path of the JSON document in FILE
+      (keys of objects; list indexes as numbers): a string as it is,
+      anything else as JSON. Needs no --endpoint and sends nothing (used
+      by scripts/bench to read this script's output).
   --answer-time ARN: moto's own answer time: one DescribeTargetHealth of the
       target group to warm the client and its kept-alive connection, then 21
       timed ones. Prints {"median_ms"} (used by scripts/bench).
@@ -43,10 +55,12 @@ $AWS_SECRET_ACCESS_KEY, then "test"/"test".
 """
 
 import argparse
+import http.client
 import json
 import os
 import sys
 import time
+import urllib.request
 
 import boto3
 import botocore.config
@@ -91,6 +105,13 @@ def parse_target_group(spec):
     if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected NAME:PORT, got {spec!r}")
     return name, int(port)
+
+
+def parse_target(spec):
+    target, sep, port = spec.rpartition(":")
+    if not sep or not target or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected ID:PORT, got {spec!r}")
+    return target, int(port)
 
 
 def create_iam_user(env, user, actions):
@@ -196,6 +217,33 @@ def target_health(env, arns):
     return out
 
 
+def check_targets(health, expect, target):
+    """None when the DescribeTargetHealth list matches --expect, else why not."""
+    got = [(d["id"], d["port"], d["state"]) for d in health]
+    want = [(target[0], target[1], "healthy")] if expect == "registered" else []
+    if got != want:
+        return f"expected {want or 'no targets'}, moto has {got or 'no targets'}"
+    return None
+
+
+def ready(endpoint):
+    """True once moto_server answers GET /moto-api/ (not an API call)."""
+    try:
+        with urllib.request.urlopen(endpoint.rstrip("/") + "/moto-api/", timeout=1):
+            return True
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def json_get(path, keys):
+    """The value at KEYS of the JSON document in PATH (list indexes as numbers)."""
+    with open(path, encoding="utf-8") as f:
+        value = json.load(f)
+    for key in keys:
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    return value
+
+
 def answer_time(env, arn, calls=21):
     """Median milliseconds of DescribeTargetHealth from a warm client."""
     elbv2 = env.client("elbv2")
@@ -229,7 +277,9 @@ def main():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--endpoint", required=True, help="moto_server URL, e.g. http://127.0.0.1:5000")
+    p.add_argument(
+        "--endpoint", help="moto_server URL, e.g. http://127.0.0.1:5000 (every mode but --get)"
+    )
     p.add_argument("--region", default=os.environ.get("AWS_REGION") or "us-east-1")
     p.add_argument("--access-key-id", default=os.environ.get("AWS_ACCESS_KEY_ID") or "test")
     p.add_argument(
@@ -271,6 +321,29 @@ def main():
         help="print DescribeTargetHealth of one or more target groups",
     )
     p.add_argument(
+        "--expect",
+        choices=("registered", "gone"),
+        help="with --health: exit 3 unless the groups hold exactly --expect-target, "
+        "healthy (registered), or no target (gone)",
+    )
+    p.add_argument(
+        "--expect-target",
+        metavar="ID:PORT",
+        type=parse_target,
+        help="with --expect registered: the one target the groups must hold",
+    )
+    p.add_argument(
+        "--ready",
+        action="store_true",
+        help="exit 0 when moto_server answers GET /moto-api/ (1 s timeout), else 1",
+    )
+    p.add_argument(
+        "--get",
+        metavar=("FILE", "KEY"),
+        nargs="+",
+        help="print the value at KEY... of the JSON file FILE (no --endpoint needed)",
+    )
+    p.add_argument(
         "--answer-time",
         metavar="ARN",
         help="median time moto takes to answer DescribeTargetHealth of ARN",
@@ -282,24 +355,52 @@ def main():
     )
     args = p.parse_args()
 
-    if not args.endpoint.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-        p.error(f"refusing a non-local endpoint: {args.endpoint}")
     modes = [
         bool(args.iam_user or args.target_group),
         bool(args.health),
         bool(args.answer_time),
         args.exhaust_free_calls,
+        args.ready,
+        bool(args.get),
     ]
     if sum(modes) != 1:
         p.error(
             "give --target-group/--iam-user (setup), or --health ARN, or --answer-time ARN, "
-            "or --exhaust-free-calls"
+            "or --exhaust-free-calls, or --ready, or --get FILE [KEY...]"
         )
+    if args.expect and not args.health:
+        p.error("--expect goes with --health")
+    if args.expect == "registered" and not args.expect_target:
+        p.error("--expect registered needs --expect-target ID:PORT")
+
+    if args.get:
+        try:
+            value = json_get(args.get[0], args.get[1:])
+        except (OSError, ValueError, LookupError, TypeError) as e:
+            what = f"{type(e).__name__}: {e}"
+            print(f"moto-env.py: --get {' '.join(args.get)}: {what}", file=sys.stderr)
+            return 1
+        print(value if isinstance(value, str) else json.dumps(value))
+        return 0
+
+    if not args.endpoint:
+        p.error("--endpoint is required")
+    if not args.endpoint.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
+        p.error(f"refusing a non-local endpoint: {args.endpoint}")
+    if args.ready:
+        if not ready(args.endpoint):
+            print(f"moto-env.py: no answer from {args.endpoint}/moto-api/", file=sys.stderr)
+            return 1
+        print(json.dumps({"ready": True}))
+        return 0
 
     env = Env(args)
+    mismatch = None
     try:
         if args.health:
             out = target_health(env, args.health)
+            if args.expect:
+                mismatch = check_targets(out, args.expect, args.expect_target)
         elif args.answer_time:
             out = answer_time(env, args.answer_time)
         elif args.exhaust_free_calls:
@@ -328,6 +429,10 @@ def main():
         return 1
     json.dump(out, sys.stdout, indent=2, sort_keys=True)
     print()
+    if mismatch:
+        sys.stdout.flush()
+        print(mismatch, file=sys.stderr)
+        return 3
     return 0
 
 
