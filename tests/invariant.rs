@@ -55,6 +55,46 @@ fn lost_registration_landing_after_the_deregistration_is_taken_out() {
     }
 }
 
+/// The first RegisterTargets attempt goes unanswered, its retry is
+/// answered with success; the lost attempt lands after the deregistration
+/// all the same, and is taken out again.
+#[test]
+fn lost_attempt_before_an_answered_retry_is_taken_out() {
+    for strict in [false, true] {
+        let fake = FakeAws::start();
+        let arn = fake.add_target_group("tg", 80);
+        fake.set_strict_deregister(strict);
+        fake.script(
+            "RegisterTargets",
+            vec![Fault::LandAfterDeregister(Duration::from_millis(300))],
+        );
+        let args = [
+            "-target-group-name",
+            "tg",
+            "-target-id",
+            IP,
+            "-health-poll-interval",
+            "50ms",
+        ];
+        let mut s = Sidecar::spawn(BIN, &args, &base_env(&fake.url()));
+        s.expect_log("blocking until SIGTERM", secs(10));
+        assert_eq!(fake.count("RegisterTargets"), 2);
+        s.term();
+        assert_eq!(s.wait_exit(secs(15)), 0, "strict {strict}:\n{}", s.output());
+        let deregs = fake.requests_for("DeregisterTargets");
+        let first = deregs.first().expect("a DeregisterTargets").at;
+        let settle = first + Duration::from_millis(600);
+        std::thread::sleep(settle.saturating_duration_since(Instant::now()));
+        assert!(
+            fake.registered(&arn).is_empty(),
+            "strict {strict}: the late registration stayed\n{}",
+            s.output()
+        );
+        assert_eq!(deregs.len(), 2, "strict {strict}");
+        assert!(s.output().contains("landed late; deregistering again"));
+    }
+}
+
 #[test]
 fn answered_registration_costs_no_extra_call() {
     let fake = FakeAws::start();

@@ -233,6 +233,43 @@ fn https_proxy_alone_is_not_used_for_an_http_endpoint() {
     assert!(!out.contains("proxy for http:// endpoints"), "{out}");
 }
 
+/// The route real AWS takes: an `https://` endpoint goes through
+/// `HTTPS_PROXY` (a `CONNECT` tunnel; the fake behind it speaks plain
+/// HTTP, so the TLS handshake then fails and the start gives up), and
+/// `HTTP_PROXY` alone is not used for it.
+#[test]
+fn https_endpoints_go_through_https_proxy_only() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let env = base_env(&format!("https://{HOST}:{}", fake.port()));
+    for var in ["HTTPS_PROXY", "https_proxy"] {
+        let proxy = RecordingProxy::start();
+        let (code, out) = unreachable_start(&with(env.clone(), &[(var, &proxy.url())]));
+        assert_eq!(code, 1, "{var}: {out}");
+        assert!(
+            out.contains(&format!(
+                "proxy for https:// endpoints: {} from {var}",
+                proxy.url()
+            )),
+            "{var}: {out}"
+        );
+        let seen = proxy.seen();
+        let connect = format!("CONNECT {HOST}:{} HTTP/1.1", fake.port());
+        assert!(!seen.is_empty(), "{var}: the proxy saw nothing");
+        assert!(
+            seen.iter().all(|s| s.request_line == connect),
+            "{var}: {seen:?}"
+        );
+    }
+    let proxy = RecordingProxy::start();
+    let (code, out) = unreachable_start(&with(env, &[("HTTP_PROXY", &proxy.url())]));
+    assert_eq!(code, 1, "{out}");
+    // Direct: the name did not resolve, the proxy saw nothing.
+    assert!(out.contains(HOST), "{out}");
+    assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
+    assert_eq!(fake.count("RegisterTargets"), 0);
+}
+
 #[test]
 fn http_proxy_wins_over_all_proxy_for_http_endpoints() {
     let (fake, arn, env) = setup();

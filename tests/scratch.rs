@@ -86,6 +86,39 @@ fn static_binary_runs_a_lifecycle_in_an_empty_root() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("chroot(8) from coreutils");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            dir.as_str(),
+            "/k8s-nlb-registrator-sidecar",
+            "-target-group-name",
+            "tg",
+        ];
+        args.extend_from_slice(extra);
+        Sidecar::run_to_exit(chroot, &args, &env)
+    };
+    // No /bin/sh here: a hook in shell syntax is refused at start.
+    let (code, out) = run(&[
+        "-pre-register-command",
+        "curl -fsS http://127.0.0.1:8080/ && true",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("-pre-register-command uses shell syntax (&&) and needs /bin/sh, which this image does not have"),
+        "{out}"
+    );
+    // -check finds that a plain command's program is not in the image.
+    let (code, out) = run(&[
+        "-check",
+        "-post-deregister-command",
+        "curl -fsS http://127.0.0.1:8080/out",
+    ]);
+    assert_eq!(code, 0, "a missing post-* program only warns: {out}");
+    assert!(
+        out.contains("warn post-deregister command: cannot run: curl is in no directory of the search path /usr/local/bin:/bin:/usr/bin"),
+        "{out}"
+    );
+    assert_eq!(fake.count("RegisterTargets"), 0);
+
     let mut s = Sidecar::spawn(
         chroot,
         &[

@@ -165,6 +165,9 @@ pub struct Client<T: Transport> {
     describe: Adaptive,
     /// Pacing of RegisterTargets / DeregisterTargets after throttling answers.
     mutating: Adaptive,
+    /// Attempts of the last call that may have reached AWS without their
+    /// answer reaching us ([`Client::unanswered_attempts`]).
+    unanswered: u32,
 }
 
 impl<T: Transport> Client<T> {
@@ -180,7 +183,16 @@ impl<T: Transport> Client<T> {
             last_date: None,
             describe: Adaptive::default(),
             mutating: Adaptive::default(),
+            unanswered: 0,
         }
+    }
+
+    /// How many attempts of the last call ([`Client::call`]) ended without
+    /// an answer after they may have reached AWS: a timeout or a broken
+    /// connection. AWS may have applied such an attempt even when a later
+    /// one was answered, and may apply it late, after a call that undoes it.
+    pub fn unanswered_attempts(&self) -> u32 {
+        self.unanswered
     }
 
     /// The pacing state of the ELBv2 bucket `bucket` (`None` for
@@ -402,6 +414,7 @@ impl<T: Transport> Client<T> {
         let mut attempts = 0u32;
         let mut retried_expired = false;
         let mut retried_skew = false;
+        self.unanswered = 0;
         loop {
             // The first attempt is always made, even past the deadline: a
             // shutdown that spent its budget on one target group still sends
@@ -410,6 +423,9 @@ impl<T: Transport> Client<T> {
             let started = clock.now();
             let until = attempt_until(budget.deadline, started);
             let result = op(self, clock, until);
+            if may_have_landed(action, &result) {
+                self.unanswered += 1;
+            }
             if signed {
                 record_request(
                     action,
@@ -514,6 +530,13 @@ impl<T: Transport> Client<T> {
             clock.sleep(delay).map_err(|_| Error::Interrupted)?;
         }
     }
+}
+
+/// Whether an attempt of `action` ended without an answer after its
+/// request may have been sent: a timeout or a broken connection of its
+/// own (not of a credentials fetch before it, not a refused connection).
+fn may_have_landed<R>(action: &str, result: &Result<R, Error>) -> bool {
+    matches!(result, Err(Error::Transport { action: a, kind: TransportKind::Timeout | TransportKind::Io, .. }) if a == action)
 }
 
 /// Counts one attempt of the signed call `action` in the metrics: its

@@ -121,6 +121,9 @@ pub trait Elb {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error>;
+    /// How many attempts of the last call may have reached AWS without
+    /// their answer reaching us (timeouts, broken connections).
+    fn unanswered_attempts(&self) -> u32;
     /// DeregisterTargets.
     ///
     /// # Errors
@@ -177,6 +180,9 @@ impl<T: Transport> Elb for Client<T> {
     ) -> Result<Option<String>, Error> {
         let action = RegisterTargets { arn, targets };
         self.call(&action, budget, clock).map(|r| r.request_id)
+    }
+    fn unanswered_attempts(&self) -> u32 {
+        Client::unanswered_attempts(self)
     }
     fn deregister(
         &mut self,
@@ -252,6 +258,19 @@ pub struct Registration {
     pub pace: Option<(Duration, Duration)>,
     /// When AWS answered its RegisterTargets with success.
     pub registered_at: Option<Instant>,
+    /// An attempt of its RegisterTargets went unanswered (timeout, broken
+    /// connection) before the call ended, answered or not: that attempt
+    /// may still land after a deregistration.
+    pub lost_attempt: bool,
+}
+
+impl Registration {
+    /// Whether a RegisterTargets of this target may still land (after a
+    /// deregistration): its call got no answer, or one of its attempts
+    /// did not.
+    pub fn may_land_late(&self) -> bool {
+        self.state == RegistrationState::Sent || self.lost_attempt && self.state.may_be_registered()
+    }
 }
 
 impl Registration {

@@ -294,9 +294,7 @@ impl Registration {
                 );
                 // AWS answers success for a target that is not registered,
                 // so success says nothing about a registration still in flight.
-                if self.state == RegistrationState::Sent
-                    && !self.confirm_not_registered(elb, clock, deadline)
-                {
+                if self.may_land_late() && !self.confirm_not_registered(elb, clock, deadline) {
                     return Removal::Failed;
                 }
                 Removal::Deregistered
@@ -310,9 +308,7 @@ impl Registration {
                     "target {} is not registered in {}: {e}",
                     self.target, self.label
                 );
-                if self.state == RegistrationState::Sent
-                    && !self.confirm_not_registered(elb, clock, deadline)
-                {
+                if self.may_land_late() && !self.confirm_not_registered(elb, clock, deadline) {
                     return Removal::Failed;
                 }
                 Removal::NotThere

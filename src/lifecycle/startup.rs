@@ -220,6 +220,7 @@ fn registration(
         state: RegistrationState::NotSent,
         pace,
         registered_at: None,
+        lost_attempt: false,
     })
 }
 
@@ -272,7 +273,9 @@ impl Registration {
         budget: Budget,
     ) -> Result<(), Error> {
         self.state = RegistrationState::Sent;
-        match elb.register(&self.arn, &self.targets(), budget, clock) {
+        let result = elb.register(&self.arn, &self.targets(), budget, clock);
+        self.lost_attempt = elb.unanswered_attempts() > 0;
+        match result {
             Ok(id) => {
                 info!(
                     target_group = self.label.as_str(), target:% = self.target,

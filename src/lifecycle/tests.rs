@@ -142,6 +142,12 @@ struct FakeElb {
     /// This register call (0-based) is lost: no answer (a timeout), and AWS
     /// applies it just after the next DeregisterTargets of its group.
     lost_register: Option<usize>,
+    /// This register call (0-based) has its first attempt lost (AWS applies
+    /// it just after the next DeregisterTargets of its group) and a retry
+    /// answered with success.
+    lost_attempt_then_ok: Option<usize>,
+    /// Attempts of the last call that went unanswered.
+    unanswered: u32,
     /// The group of a lost registration not applied yet.
     landing: Option<String>,
     /// The status the lifecycle reports to, and whether it said ready at each call.
@@ -169,6 +175,7 @@ fn aws(code: &str) -> Error {
 impl FakeElb {
     fn log(&mut self, what: &str, arn: &str) {
         let t = self.clock.get();
+        self.unanswered = 0;
         self.calls.push((what.into(), arn.into(), t));
         self.ready_seen.push(self.status.is_ready());
     }
@@ -188,6 +195,9 @@ impl FakeElb {
 impl Elb for FakeElb {
     fn widen(&self, interval: Duration) -> Duration {
         interval * self.widen.max(1)
+    }
+    fn unanswered_attempts(&self) -> u32 {
+        self.unanswered
     }
     fn ensure_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
         if std::mem::take(&mut self.signal_during_credentials) {
@@ -251,7 +261,12 @@ impl Elb for FakeElb {
         }
         if self.lost_register == Some(n) {
             self.landing = Some(arn.into());
+            self.unanswered = 1;
             return Err(transport_timeout());
+        }
+        if self.lost_attempt_then_ok == Some(n) {
+            self.landing = Some(arn.into());
+            self.unanswered = 1;
         }
         if let Some(pos) = self.register_errors.iter().position(|(i, _)| *i == n) {
             return Err(self.register_errors.remove(pos).1);
@@ -844,6 +859,47 @@ fn lost_registration_landing_after_the_deregistration_is_taken_out() {
         // The look comes a second after the deregistration.
         assert_eq!(w.elb.calls[3].2 - w.elb.calls[2].2, Duration::from_secs(1));
     }
+}
+
+/// RegisterTargets answered with success after a first attempt timed
+/// out: that attempt may land after the deregistration (as AWS may apply
+/// it late), so the shutdown looks once more and deregisters again.
+#[test]
+fn a_lost_attempt_before_an_answered_retry_is_looked_for_after_deregistering() {
+    for strict in [false, true] {
+        let mut w = world();
+        w.elb.strict_deregister = strict;
+        w.elb.lost_attempt_then_ok = Some(0);
+        w.at(10, Event::Signal(15));
+        assert_eq!(
+            w.run_with_states(&config(&["a"])),
+            (EXIT_OK, vec![RegistrationState::Out]),
+            "strict {strict}"
+        );
+        let after: Vec<String> = w
+            .elb
+            .names()
+            .into_iter()
+            .skip_while(|n| !n.starts_with("deregister"))
+            .collect();
+        assert_eq!(
+            after,
+            ["deregister arn:a", "health arn:a", "deregister arn:a"],
+            "strict {strict}"
+        );
+        assert!(w.elb.registered.is_empty(), "strict {strict}");
+    }
+    // Every attempt answered: no look after the deregistration.
+    let mut w = world();
+    w.at(10, Event::Signal(15));
+    assert_eq!(w.run(&config(&["a"])), EXIT_OK);
+    let after: Vec<String> = w
+        .elb
+        .names()
+        .into_iter()
+        .skip_while(|n| !n.starts_with("deregister"))
+        .collect();
+    assert_eq!(after, ["deregister arn:a"]);
 }
 
 #[test]

@@ -905,3 +905,39 @@ fn a_role_refresh_in_flight_at_a_signal_ends_within_one_request_timeout() {
     assert_eq!(clock.elapsed(), CALL_TIMEOUT, "one request timeout in all");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn transport(kind: TransportKind) -> Result<HttpResponse, Error> {
+    Err(Error::Transport {
+        action: "RegisterTargets".into(),
+        url: "http://127.0.0.1:1".into(),
+        kind,
+        detail: "scripted".into(),
+    })
+}
+
+/// A timed-out or broken attempt may have reached AWS: the call says how
+/// many there were, answered in the end or not; a refused connection
+/// never reached it. Each call starts counting afresh.
+#[test]
+fn unanswered_attempts_of_the_last_call() {
+    let s = Scripted::new([
+        transport(TransportKind::Timeout),
+        transport(TransportKind::Connect),
+        transport(TransportKind::Io),
+        ok(REGISTERED),
+        ok(REGISTERED),
+    ]);
+    let mut c = Client::new(&s, settings(static_source()));
+    let mut t = FakeClock::new();
+    let targets = target();
+    let register = RegisterTargets {
+        arn: "arn:tg",
+        targets: &targets,
+    };
+    let deadline = t.now() + Duration::from_secs(60);
+    c.call(&register, Budget::until(deadline), &mut t).unwrap();
+    assert_eq!(s.seen.borrow().len(), 4);
+    assert_eq!(c.unanswered_attempts(), 2);
+    c.call(&register, Budget::until(deadline), &mut t).unwrap();
+    assert_eq!(c.unanswered_attempts(), 0);
+}
