@@ -165,6 +165,7 @@ FLAGS = {
     "status-addr": "value", "wait-for-tcp": "value", "wait-for-http": "value",
     "wait-for-timeout": "duration", "log-level": "value",
     "drain-quiet-period": "duration", "lb-health-addr": "value",
+    "log-format": "value", "check": "bool",
 }
 FLAG_ENVS = {}
 
@@ -191,6 +192,7 @@ def read_flags():
     return True
 DEFAULT_DEREGISTER_TIMEOUT = 20.0
 BOOLS = {"1", "0", "t", "f", "true", "false", "TRUE", "FALSE", "True", "False"}
+BOOLS_TRUE = {"1", "t", "true"}  # lower-cased
 # Go's time.ParseDuration forms, as the sidecar accepts them: "0", an
 # optional "+", numbers like "1", "1.5", ".5", "2." each with a unit.
 DURATION = re.compile(r"^\+?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
@@ -380,6 +382,11 @@ def check_sidecar(where, spec, c, init):
             problem(w, f"securityContext.{key} must be {want}")
     if "ALL" not in sc.get("capabilities", {}).get("drop", []):
         problem(w, "securityContext.capabilities.drop must contain ALL")
+    if flags.get("check", "false").lower() in BOOLS_TRUE:
+        # -check reports and exits: no listener, probes or /drain to wire up.
+        if spec.get("restartPolicy") != "Never":
+            problem(w, "-check reports and exits: its pod needs restartPolicy: Never")
+        return flags
     # The status listener, its probes and the app's preStop /drain must agree.
     addr = flags.get("status-addr")
     if not addr:

@@ -81,7 +81,7 @@ const STACK_SIZE: usize = 256 * 1024;
 #[derive(Debug, Default)]
 pub struct Status {
     ready: AtomicBool,
-    /// Requests read in full whose answer is not written yet.
+    /// Connections accepted whose answer is not written yet.
     answering: AtomicUsize,
     /// The lifecycle's final word, once it has finished.
     outcome: Mutex<Option<DrainResult>>,
@@ -151,9 +151,10 @@ impl Status {
         self.outcome.lock().ok().and_then(|o| o.clone())
     }
 
-    /// Waits (up to `max`) until every request read in full has its answer
-    /// written, so the process does not exit under a `preStop` hook waiting
-    /// for its response.
+    /// Waits (up to `max`) until every connection accepted has its answer
+    /// written (a request still queued or being read included), so the
+    /// process does not exit under a `preStop` hook waiting for its
+    /// response.
     pub fn flush_drain_responses(&self, max: Duration) {
         let end = Instant::now() + max;
         while self.answering.load(Ordering::SeqCst) > 0 && Instant::now() < end {
@@ -277,7 +278,9 @@ fn serve_with(
         thread("status-drain", move || answer_drains(drain_rx, &st))?;
     }
 
-    let (queue_tx, queue_rx) = sync_channel::<TcpStream>(QUEUE);
+    // Each connection counts as being answered from its accept on: one
+    // still queued or being read at exit is waited for too.
+    let (queue_tx, queue_rx) = sync_channel::<(TcpStream, Answering)>(QUEUE);
     let queue_rx = Arc::new(Mutex::new(queue_rx));
     for i in 0..WORKERS {
         let ctx = Worker {
@@ -295,25 +298,29 @@ fn serve_with(
                 Err(_) => return,
             };
             match next {
-                Ok(stream) => ctx.handle(stream),
+                Ok((stream, _answering)) => ctx.handle(stream),
                 Err(_) => return,
             }
         })?;
     }
     thread(&format!("{prefix}-accept"), move || {
-        accept(&listener, &queue_tx)
+        accept(&listener, &queue_tx, &status)
     })
 }
 
 /// Takes connections in; refuses them with 503 when every worker and
 /// queue place is taken.
-fn accept(listener: &TcpListener, queue: &std::sync::mpsc::SyncSender<TcpStream>) {
+fn accept(
+    listener: &TcpListener,
+    queue: &std::sync::mpsc::SyncSender<(TcpStream, Answering)>,
+    status: &Arc<Status>,
+) {
     let mut last_warning: Option<Instant> = None;
     loop {
         match listener.accept() {
-            Ok((stream, _)) => match queue.try_send(stream) {
+            Ok((stream, _)) => match queue.try_send((stream, Answering::new(status))) {
                 Ok(()) => {}
-                Err(TrySendError::Full(stream)) => refuse(stream),
+                Err(TrySendError::Full((stream, _))) => refuse(stream),
                 Err(TrySendError::Disconnected(_)) => return,
             },
             Err(e) => {

@@ -258,32 +258,45 @@ fn is_root() -> bool {
 /// Runs the binary as an otherwise unused user whose process limit
 /// (RLIMIT_NPROC, which counts threads) allows `nproc` threads in all.
 fn spawn_with_thread_limit(fake: &FakeAws, port: u16, nproc: u32) -> Sidecar {
+    spawn_limited(nproc, &[], &port_addr(port), &base_env(&fake.url()))
+}
+
+fn port_addr(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// The sidecar as uid 54321 with at most `nproc` processes and threads
+/// (RLIMIT_NPROC counts both, per user).
+fn spawn_limited(
+    nproc: u32,
+    extra: &[&str],
+    status_addr: &str,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Sidecar {
     let limit = format!("--nproc={nproc}:{nproc}");
-    let addr = format!("127.0.0.1:{port}");
-    Sidecar::spawn(
-        "prlimit",
-        &[
-            &limit,
-            "setpriv",
-            "--reuid=54321",
-            "--regid=54321",
-            "--clear-groups",
-            common::BIN,
-            "-target-group-name",
-            "tg",
-            "-target-id",
-            IP,
-            "-status-addr",
-            &addr,
-        ],
-        &base_env(&fake.url()),
-    )
+    let mut args = vec![
+        limit.as_str(),
+        "setpriv",
+        "--reuid=54321",
+        "--regid=54321",
+        "--clear-groups",
+        common::BIN,
+        "-target-group-name",
+        "tg",
+        "-target-id",
+        IP,
+        "-status-addr",
+        status_addr,
+    ];
+    args.extend_from_slice(extra);
+    Sidecar::spawn("prlimit", &args, env)
 }
 
 /// A thread that cannot be started (pids limit) is a clear error before
-/// anything is registered, never an abort.
+/// anything is registered, never an abort; later, while running, it is
+/// logged and survived.
 #[test]
-fn threads_that_cannot_start_are_a_clean_exit_1_before_registering() {
+fn threads_that_cannot_start_stop_the_start_cleanly_and_are_survived_later() {
     if !is_root() {
         let msg = "threads_that_cannot_start_... needs root (setpriv): NOT tested";
         if std::env::var("NLB_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
@@ -322,6 +335,35 @@ fn threads_that_cannot_start_are_a_clean_exit_1_before_registering() {
     s.term();
     assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
     assert!(fake.registered(&arn).is_empty());
+
+    // The same room, and now requests and a hook want more threads: the
+    // endpoint is a name (`localhost`: a lookup thread per request) and a
+    // post-register command (a process, and threads for its output). The
+    // lookups run on the calling thread instead, the hook fails to start
+    // and is logged; the target is still registered and deregistered.
+    let port = free_port();
+    let mut env = base_env(&format!("http://localhost:{}", fake.port()));
+    env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
+    let mut s = spawn_limited(
+        8,
+        &["-post-register-command", "/bin/true"],
+        &port_addr(port),
+        &env,
+    );
+    wait_status(port, "/readyz", 200, secs(10));
+    assert_eq!(fake.registered(&arn).len(), 1);
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
+    assert!(fake.registered(&arn).is_empty());
+    let out = s.output();
+    assert!(
+        out.contains("cannot start a thread to resolve a host name"),
+        "{out}"
+    );
+    assert!(
+        out.contains("post-register command could not be started: /bin/true: "),
+        "{out}"
+    );
 }
 
 /// `/drain` requests hammering the listener while the process exits: none

@@ -485,9 +485,12 @@ impl<T: Transport> Client<T> {
                 retried_expired = true;
                 continue;
             }
-            // A throttling answer cuts this bucket's rate: the retry waits
-            // for a slot of the cut rate instead of the short backoff.
-            let throttled = is_throttling(&err);
+            // A throttling answer to this call cuts its bucket's rate: the
+            // retry waits for a slot of the cut rate instead of the short
+            // backoff. STS throttling a credentials fetch on the way says
+            // nothing of the ELBv2 bucket: the short backoff then.
+            let throttled =
+                is_throttling(&err) && matches!(&err, Error::Aws { action: a, .. } if a == action);
             let now = clock.now();
             let paced = match self.adaptive_mut(bucket) {
                 Some(a) if throttled => {

@@ -483,3 +483,32 @@ fn excess_connections_are_refused_and_idle_ones_time_out() {
         );
     }
 }
+
+/// A connection counts as being answered from its accept on, before a
+/// byte of its request has come: the exit waits for it too
+/// ([`Status::flush_drain_responses`]).
+#[test]
+fn a_connection_counts_from_its_accept_until_answered() {
+    let status = Status::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, _rx) = std::sync::mpsc::channel();
+    serve(l, Arc::clone(&status), tx, Duration::from_secs(5)).unwrap();
+    let count = || status.answering.load(Ordering::SeqCst);
+    let until = |want: usize| {
+        let end = Instant::now() + Duration::from_secs(5);
+        while count() != want && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        count()
+    };
+    assert_eq!(count(), 0);
+    let mut c = TcpStream::connect(addr).unwrap();
+    assert_eq!(until(1), 1, "an accepted connection is counted");
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert_eq!(until(0), 0, "answered: no longer counted");
+}

@@ -941,3 +941,33 @@ fn unanswered_attempts_of_the_last_call() {
     c.call(&register, Budget::until(deadline), &mut t).unwrap();
     assert_eq!(c.unanswered_attempts(), 0);
 }
+
+/// STS throttling the credentials fetch before a DescribeTargetHealth is
+/// retried after the short backoff: it says nothing of ELBv2's `Describe*`
+/// bucket, which stays unpaced (and the health polls unwidened).
+#[test]
+fn sts_throttling_does_not_pace_the_elbv2_bucket() {
+    let (source, dir) = web_identity("sts-throttle");
+    let s = Scripted::new([status(400, THROTTLED), ok(STS_OK), ok(HEALTH)]);
+    let mut c = Client::new(&s, settings(source));
+    let mut t = FakeClock::new();
+    let health = DescribeTargetHealth {
+        arn: "arn:tg",
+        targets: &target(),
+    };
+    c.call(
+        &health,
+        Budget::until(t.now() + Duration::from_secs(60)),
+        &mut t,
+    )
+    .unwrap();
+    // The short backoff (0.5 × 200 ms), not a slot of a cut rate.
+    assert_eq!(t.slept, vec![Duration::from_millis(100)]);
+    assert_eq!(c.adaptive(Bucket::Describe).unwrap().throttles(), 0);
+    let describe = c.adaptive(Bucket::Describe).unwrap();
+    assert_eq!(
+        describe.widen(Duration::from_secs(5)),
+        Duration::from_secs(5)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
