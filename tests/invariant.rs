@@ -12,6 +12,35 @@ use std::time::{Duration, Instant};
 
 const IP: &str = "10.0.0.5";
 
+/// The sidecar on group `tg`, polling health every 50 ms.
+fn spawn(fake: &FakeAws) -> Sidecar {
+    let args = [
+        "-target-group-name",
+        "tg",
+        "-target-id",
+        IP,
+        "-health-poll-interval",
+        "50ms",
+    ];
+    Sidecar::spawn(BIN, &args, &base_env(&fake.url()))
+}
+
+/// After the exit: once the lost registration has had its time to land,
+/// the target is out, taken out by a second DeregisterTargets.
+fn assert_taken_out_again(fake: &FakeAws, arn: &str, s: &Sidecar, strict: bool) {
+    let deregs = fake.requests_for("DeregisterTargets");
+    let first = deregs.first().expect("a DeregisterTargets").at;
+    let settle = first + Duration::from_millis(600);
+    std::thread::sleep(settle.saturating_duration_since(Instant::now()));
+    assert!(
+        fake.registered(arn).is_empty(),
+        "strict {strict}: the late registration stayed\n{}",
+        s.output()
+    );
+    assert_eq!(deregs.len(), 2, "strict {strict}");
+    assert!(s.output().contains("landed late; deregistering again"));
+}
+
 #[test]
 fn lost_registration_landing_after_the_deregistration_is_taken_out() {
     for strict in [false, true] {
@@ -23,35 +52,16 @@ fn lost_registration_landing_after_the_deregistration_is_taken_out() {
         let mut faults = vec![Fault::LandAfterDeregister(Duration::from_millis(300))];
         faults.extend(std::iter::repeat_n(Fault::Status(503), 100));
         fake.script("RegisterTargets", faults);
-        let args = [
-            "-target-group-name",
-            "tg",
-            "-target-id",
-            IP,
-            "-health-poll-interval",
-            "50ms",
-        ];
-        let mut s = Sidecar::spawn(BIN, &args, &base_env(&fake.url()));
+        let mut s = spawn(&fake);
         assert!(fake.wait_for_count("RegisterTargets", 2, secs(10)));
         s.term();
         assert_eq!(s.wait_exit(secs(15)), 0, "strict {strict}:\n{}", s.output());
-        // Look only once the lost registration has had its time to land.
-        let deregs = fake.requests_for("DeregisterTargets");
-        let first = deregs.first().expect("a DeregisterTargets").at;
-        let settle = first + Duration::from_millis(600);
-        std::thread::sleep(settle.saturating_duration_since(Instant::now()));
-        assert!(
-            fake.registered(&arn).is_empty(),
-            "strict {strict}: the late registration stayed\n{}",
-            s.output()
-        );
-        assert_eq!(deregs.len(), 2, "strict {strict}");
+        assert_taken_out_again(&fake, &arn, &s, strict);
         assert_eq!(
             fake.count("DescribeTargetHealth"),
             1,
             "one look, strict {strict}"
         );
-        assert!(s.output().contains("landed late; deregistering again"));
     }
 }
 
@@ -68,30 +78,12 @@ fn lost_attempt_before_an_answered_retry_is_taken_out() {
             "RegisterTargets",
             vec![Fault::LandAfterDeregister(Duration::from_millis(300))],
         );
-        let args = [
-            "-target-group-name",
-            "tg",
-            "-target-id",
-            IP,
-            "-health-poll-interval",
-            "50ms",
-        ];
-        let mut s = Sidecar::spawn(BIN, &args, &base_env(&fake.url()));
+        let mut s = spawn(&fake);
         s.expect_log("blocking until SIGTERM", secs(10));
         assert_eq!(fake.count("RegisterTargets"), 2);
         s.term();
         assert_eq!(s.wait_exit(secs(15)), 0, "strict {strict}:\n{}", s.output());
-        let deregs = fake.requests_for("DeregisterTargets");
-        let first = deregs.first().expect("a DeregisterTargets").at;
-        let settle = first + Duration::from_millis(600);
-        std::thread::sleep(settle.saturating_duration_since(Instant::now()));
-        assert!(
-            fake.registered(&arn).is_empty(),
-            "strict {strict}: the late registration stayed\n{}",
-            s.output()
-        );
-        assert_eq!(deregs.len(), 2, "strict {strict}");
-        assert!(s.output().contains("landed late; deregistering again"));
+        assert_taken_out_again(&fake, &arn, &s, strict);
     }
 }
 

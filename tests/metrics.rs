@@ -10,6 +10,7 @@ mod common;
 use common::BIN;
 use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
 use fake_aws::{http_request, FakeAws, Fault};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -122,6 +123,11 @@ fn state(group: &str, st: &str) -> String {
 }
 
 fn spawn(fake: &FakeAws, port: u16, extra: &[&str]) -> Sidecar {
+    spawn_env(port, extra, &base_env(&fake.url()))
+}
+
+/// [`spawn`] with the whole environment given.
+fn spawn_env(port: u16, extra: &[&str], env: &BTreeMap<String, String>) -> Sidecar {
     let addr = format!("127.0.0.1:{port}");
     let mut a = vec![
         "-target-group-name",
@@ -136,7 +142,7 @@ fn spawn(fake: &FakeAws, port: u16, extra: &[&str]) -> Sidecar {
         &addr,
     ];
     a.extend_from_slice(extra);
-    Sidecar::spawn(BIN, &a, &base_env(&fake.url()))
+    Sidecar::spawn(BIN, &a, env)
 }
 
 #[test]
@@ -263,20 +269,7 @@ fn sts_calls_for_credentials_are_counted_under_their_own_action() {
         "arn:aws:iam::123456789012:role/nlb-registrator".into(),
     );
     let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let args = [
-        "-target-group-name",
-        "tg",
-        "-target-id",
-        IP,
-        "-target-port",
-        "80",
-        "-health-poll-interval",
-        "50ms",
-        "-status-addr",
-        &addr,
-    ];
-    let mut s = Sidecar::spawn(BIN, &args, &env);
+    let mut s = spawn_env(port, &[], &env);
     wait_ready(port);
     let m = scrape(port);
     let sts = "nlb_registrator_aws_requests_total{action=\"AssumeRoleWithWebIdentity\"";
