@@ -191,7 +191,7 @@ impl FakeElb {
             .collect()
     }
     /// [`FakeElb::names`] from the first DeregisterTargets on.
-    fn from_first_deregister(&self) -> Vec<String> {
+    fn names_since_deregistering(&self) -> Vec<String> {
         self.names()
             .into_iter()
             .skip_while(|n| !n.starts_with("deregister"))
@@ -673,7 +673,7 @@ fn wait_drained_polls_until_the_target_is_gone() {
     cfg.wait_drained = true;
     cfg.post_deregister = Some(hook("post-deregister"));
     assert_eq!(w.run(&cfg), EXIT_OK);
-    let after = w.elb.from_first_deregister();
+    let after = w.elb.names_since_deregistering();
     assert_eq!(
         after,
         [
@@ -878,7 +878,7 @@ fn a_lost_attempt_before_an_answered_retry_is_looked_for_after_deregistering() {
             (EXIT_OK, vec![RegistrationState::Out]),
             "strict {strict}"
         );
-        let after = w.elb.from_first_deregister();
+        let after = w.elb.names_since_deregistering();
         assert_eq!(
             after,
             ["deregister arn:a", "health arn:a", "deregister arn:a"],
@@ -890,7 +890,7 @@ fn a_lost_attempt_before_an_answered_retry_is_looked_for_after_deregistering() {
     let mut w = world();
     w.at(10, Event::Signal(15));
     assert_eq!(w.run(&config(&["a"])), EXIT_OK);
-    let after = w.elb.from_first_deregister();
+    let after = w.elb.names_since_deregistering();
     assert_eq!(after, ["deregister arn:a"]);
 }
 
