@@ -274,7 +274,7 @@ impl Registration {
     ) -> Result<(), Error> {
         self.state = RegistrationState::Sent;
         let result = elb.register(&self.arn, &self.targets(), budget, clock);
-        self.lost_attempt = elb.unanswered_attempts() > 0;
+        self.lost_attempt |= elb.unanswered_attempts() > 0;
         match result {
             Ok(id) => {
                 info!(
