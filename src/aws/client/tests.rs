@@ -40,16 +40,7 @@ fn retries_throttling_then_succeeds_with_jittered_backoff() {
     let mut c = Client::new(&s, settings(static_source()));
     let mut t = FakeClock::new();
     let deadline = t.now() + Duration::from_secs(60);
-    let id = c
-        .call(
-            &RegisterTargets {
-                arn: "arn:tg",
-                targets: &target(),
-            },
-            Budget::until(deadline),
-            &mut t,
-        )
-        .unwrap();
+    let id = register_target(&mut c, Budget::until(deadline), &mut t).unwrap();
     assert_eq!(
         id.request_id.as_deref(),
         Some("f9a1e3a7-f3a9-11e5-ae48-cff02092876b")
@@ -95,11 +86,7 @@ fn throttling_paces_its_bucket_only() {
     assert_eq!(t.slept, vec![Duration::from_secs(2)]);
     assert_eq!(c.adaptive(Bucket::Describe).unwrap().throttles(), 1);
     // The mutating bucket was not throttled: RegisterTargets goes at once.
-    let reg = RegisterTargets {
-        arn: "arn:tg",
-        targets: &target(),
-    };
-    c.call(&reg, budget, &mut t).unwrap();
+    register_target(&mut c, budget, &mut t).unwrap();
     assert_eq!(t.slept.len(), 1);
     assert_eq!(c.adaptive(Bucket::Mutating).unwrap().throttles(), 0);
     // A new call goes at once (its retries would be paced).
@@ -149,16 +136,7 @@ fn never_retries_client_errors() {
     let mut c = Client::new(&s, settings(static_source()));
     let mut t = FakeClock::new();
     let deadline = t.now() + Duration::from_secs(60);
-    let e = c
-        .call(
-            &RegisterTargets {
-                arn: "arn:tg",
-                targets: &target(),
-            },
-            Budget::until(deadline),
-            &mut t,
-        )
-        .unwrap_err();
+    let e = register_target(&mut c, Budget::until(deadline), &mut t).unwrap_err();
     assert_eq!(e.aws_code(), Some("AccessDenied"));
     assert_eq!(s.seen.borrow().len(), 1);
 }
@@ -241,25 +219,9 @@ fn web_identity_fetch_caches_and_refreshes() {
     let mut c = Client::new(&s, settings(source));
     let mut t = FakeClock::new();
     let budget = Budget::until(t.now() + Duration::from_secs(60));
-    c.call(
-        &RegisterTargets {
-            arn: "arn:tg",
-            targets: &target(),
-        },
-        budget,
-        &mut t,
-    )
-    .unwrap();
+    register_target(&mut c, budget, &mut t).unwrap();
     std::fs::write(&token_file, "second-token").unwrap();
-    c.call(
-        &RegisterTargets {
-            arn: "arn:tg",
-            targets: &target(),
-        },
-        budget,
-        &mut t,
-    )
-    .unwrap();
+    register_target(&mut c, budget, &mut t).unwrap();
     let seen = s.seen.borrow();
     let sts1 = String::from_utf8(seen[0].body.clone()).unwrap();
     let sts2 = String::from_utf8(seen[2].body.clone()).unwrap();
@@ -298,11 +260,8 @@ fn invalid_identity_token_is_retried_with_backoff() {
     ]);
     let mut c = Client::new(&s, settings(web_identity_source(&dir)));
     let mut t = FakeClock::new();
-    c.call(
-        &RegisterTargets {
-            arn: "arn:tg",
-            targets: &target(),
-        },
+    register_target(
+        &mut c,
         Budget::until(t.now() + Duration::from_secs(20)),
         &mut t,
     )
@@ -369,11 +328,8 @@ fn throttled_metadata_endpoints_are_retried_with_backoff() {
     };
     let mut c = Client::new(&s, settings(source));
     let mut t = FakeClock::new();
-    c.call(
-        &RegisterTargets {
-            arn: "arn:tg",
-            targets: &target(),
-        },
+    register_target(
+        &mut c,
         Budget::until(t.now() + Duration::from_secs(20)),
         &mut t,
     )
@@ -415,12 +371,8 @@ fn clock_skew_is_corrected_from_the_date_header_and_kept() {
     ]);
     let mut c = Client::new(&s, settings(static_source()));
     let mut t = FakeClock::new();
-    let register = RegisterTargets {
-        arn: "arn:tg",
-        targets: &target(),
-    };
-    c.call(
-        &register,
+    register_target(
+        &mut c,
         Budget::until(t.now() + Duration::from_secs(20)),
         &mut t,
     )
@@ -429,8 +381,8 @@ fn clock_skew_is_corrected_from_the_date_header_and_kept() {
     assert!(t.slept.is_empty());
     t.sleep(Duration::from_secs(60)).unwrap();
     // Later calls sign with the corrected time from the start.
-    c.call(
-        &register,
+    register_target(
+        &mut c,
         Budget::until(t.now() + Duration::from_secs(20)),
         &mut t,
     )
@@ -444,10 +396,6 @@ fn clock_skew_is_corrected_from_the_date_header_and_kept() {
 
 #[test]
 fn clock_skew_is_corrected_once_per_call_and_only_when_the_date_says_so() {
-    let register = RegisterTargets {
-        arn: "arn:tg",
-        targets: &target(),
-    };
     // A real signature mismatch (Date agrees with our clock): final.
     let s = Scripted::new([
         dated(403, "Tue, 14 Nov 2023 22:13:21 GMT", SIGNATURE_EXPIRED),
@@ -455,25 +403,23 @@ fn clock_skew_is_corrected_once_per_call_and_only_when_the_date_says_so() {
     ]);
     let mut c = Client::new(&s, settings(static_source()));
     let mut t = FakeClock::new();
-    let e = c
-        .call(
-            &register,
-            Budget::until(t.now() + Duration::from_secs(20)),
-            &mut t,
-        )
-        .unwrap_err();
+    let e = register_target(
+        &mut c,
+        Budget::until(t.now() + Duration::from_secs(20)),
+        &mut t,
+    )
+    .unwrap_err();
     assert_eq!(e.aws_code(), Some("SignatureDoesNotMatch"));
     assert_eq!(s.seen.borrow().len(), 1);
     // No Date header: nothing to correct with.
     let s = Scripted::new([status(403, SIGNATURE_EXPIRED), ok(REGISTERED)]);
     let mut c = Client::new(&s, settings(static_source()));
-    assert!(c
-        .call(
-            &register,
-            Budget::until(t.now() + Duration::from_secs(20)),
-            &mut t
-        )
-        .is_err());
+    assert!(register_target(
+        &mut c,
+        Budget::until(t.now() + Duration::from_secs(20)),
+        &mut t
+    )
+    .is_err());
     assert_eq!(s.seen.borrow().len(), 1);
     // Still refused after the correction: final (one correction per call).
     let expired = br#"<ErrorResponse><Error><Code>RequestExpired</Code><Message>Request has expired.</Message></Error></ErrorResponse>"#;
@@ -484,13 +430,12 @@ fn clock_skew_is_corrected_once_per_call_and_only_when_the_date_says_so() {
     ]);
     let mut c = Client::new(&s, settings(static_source()));
     let mut t = FakeClock::new();
-    let e = c
-        .call(
-            &register,
-            Budget::until(t.now() + Duration::from_secs(20)),
-            &mut t,
-        )
-        .unwrap_err();
+    let e = register_target(
+        &mut c,
+        Budget::until(t.now() + Duration::from_secs(20)),
+        &mut t,
+    )
+    .unwrap_err();
     assert_eq!(e.aws_code(), Some("RequestExpired"));
     assert_eq!(s.seen.borrow().len(), 2);
 }
@@ -500,17 +445,11 @@ fn clock_skew_seen_past_the_deadline_is_kept_for_the_next_call() {
     let s = Scripted::new([dated(403, AWS_DATE, SIGNATURE_EXPIRED), ok(REGISTERED)]);
     let mut c = Client::new(&s, settings(static_source()));
     let mut t = FakeClock::new();
-    let register = RegisterTargets {
-        arn: "arn:tg",
-        targets: &target(),
-    };
     // The one attempt made past the deadline is not signed again...
-    let e = c
-        .call(&register, Budget::until(t.now()), &mut t)
-        .unwrap_err();
+    let e = register_target(&mut c, Budget::until(t.now()), &mut t).unwrap_err();
     assert_eq!(e.aws_code(), Some("SignatureDoesNotMatch"));
     // ...but the next call signs with AWS's time.
-    c.call(&register, Budget::until(t.now()), &mut t).unwrap();
+    register_target(&mut c, Budget::until(t.now()), &mut t).unwrap();
     let seen = s.seen.borrow();
     assert_eq!(amz_date(&seen[1]), "20231114T223820Z");
 }
@@ -535,11 +474,8 @@ fn credential_refresh_times_follow_the_corrected_clock() {
     c.ensure_credentials(Budget::until(t.now() + Duration::from_secs(20)), &mut t)
         .unwrap();
     assert_eq!(c.refresh_due(), Some(due));
-    c.call(
-        &RegisterTargets {
-            arn: "arn:tg",
-            targets: &target(),
-        },
+    register_target(
+        &mut c,
         Budget::until(t.now() + Duration::from_secs(20)),
         &mut t,
     )
@@ -569,11 +505,8 @@ fn expired_token_answer_forces_one_refresh() {
     };
     let mut c = Client::new(&s, settings(source));
     let mut t = FakeClock::new();
-    c.call(
-        &RegisterTargets {
-            arn: "arn:tg",
-            targets: &target(),
-        },
+    register_target(
+        &mut c,
         Budget::until(t.now() + Duration::from_secs(60)),
         &mut t,
     )
@@ -625,13 +558,9 @@ fn a_role_signs_the_elbv2_calls() {
     );
     let mut c = Client::new(&s, settings);
     let mut t = FakeClock::new();
-    let register = RegisterTargets {
-        arn: "arn:tg",
-        targets: &target(),
-    };
     for _ in 0..2 {
-        c.call(
-            &register,
+        register_target(
+            &mut c,
             Budget::until(t.now() + Duration::from_secs(60)),
             &mut t,
         )
@@ -740,6 +669,21 @@ fn web_identity(tag: &str) -> (Source, std::path::PathBuf) {
 /// STS credentials that expire 4 minutes after the fake clock's start
 /// (2023-11-14T22:13:20Z): valid, and due for a refresh at once.
 const STS_4_MIN: &[u8] = br#"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><SessionToken>T</SessionToken><SecretAccessKey>S</SecretAccessKey><Expiration>2023-11-14T22:17:20Z</Expiration><AccessKeyId>ASIA4MIN</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"#;
+
+fn register_target<T: Transport>(
+    c: &mut Client<T>,
+    budget: Budget,
+    clock: &mut dyn Clock,
+) -> Result<WithId<()>, Error> {
+    c.call(
+        &RegisterTargets {
+            arn: "arn:tg",
+            targets: &target(),
+        },
+        budget,
+        clock,
+    )
+}
 
 fn deregister<T: Transport>(
     c: &mut Client<T>,
@@ -929,16 +873,11 @@ fn unanswered_attempts_of_the_last_call() {
     ]);
     let mut c = Client::new(&s, settings(static_source()));
     let mut t = FakeClock::new();
-    let targets = target();
-    let register = RegisterTargets {
-        arn: "arn:tg",
-        targets: &targets,
-    };
     let deadline = t.now() + Duration::from_secs(60);
-    c.call(&register, Budget::until(deadline), &mut t).unwrap();
+    register_target(&mut c, Budget::until(deadline), &mut t).unwrap();
     assert_eq!(s.seen.borrow().len(), 4);
     assert_eq!(c.unanswered_attempts(), 2);
-    c.call(&register, Budget::until(deadline), &mut t).unwrap();
+    register_target(&mut c, Budget::until(deadline), &mut t).unwrap();
     assert_eq!(c.unanswered_attempts(), 0);
 }
 
