@@ -563,13 +563,7 @@ fn health_wait_polls_at_the_interval_until_healthy() {
     let mut cfg = config(&["a"]);
     cfg.post_register = Some(hook("post-register"));
     assert_eq!(w.run(&cfg), EXIT_OK);
-    let polls: Vec<u64> = w
-        .elb
-        .calls
-        .iter()
-        .filter(|c| c.0 == "health")
-        .map(|c| c.2.as_secs())
-        .collect();
+    let polls = health_polls(&w);
     // A look at once, then every jittered interval (random 0.5: exactly 5 s).
     assert_eq!(polls, [0, 5, 10]);
     assert_eq!(w.effects.hooks, ["post-register"]);
@@ -583,13 +577,7 @@ fn health_wait_timeout_keeps_running_registered_and_not_ready() {
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
     assert_eq!(w.run(&cfg), EXIT_OK);
-    let polls: Vec<u64> = w
-        .elb
-        .calls
-        .iter()
-        .filter(|c| c.0 == "health")
-        .map(|c| c.2.as_secs())
-        .collect();
+    let polls = health_polls(&w);
     // The wait: 0, 5, 10 and 12 s; then, blocked, pauses of 5, 10, 20, 40 s.
     assert_eq!(polls, [0, 5, 10, 12, 17, 27, 47, 87]);
     assert!(w.elb.ready_seen.iter().all(|r| !r));
@@ -1010,13 +998,7 @@ fn polls_after_a_health_wait_timeout_grow_to_a_minute_and_stop_at_a_signal() {
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
     assert_eq!(w.run(&cfg), EXIT_OK);
-    let polls: Vec<u64> = w
-        .elb
-        .calls
-        .iter()
-        .filter(|c| c.0 == "health")
-        .map(|c| c.2.as_secs())
-        .collect();
+    let polls = health_polls(&w);
     assert_eq!(
         polls,
         [0, 5, 10, 12, 17, 27, 47, 87, 147, 207, 267, 327, 387]
@@ -1049,13 +1031,7 @@ fn throttled_last_health_poll_is_not_a_refusal() {
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(5);
     assert_eq!(w.run(&cfg), EXIT_OK);
-    let polls: Vec<u64> = w
-        .elb
-        .calls
-        .iter()
-        .filter(|c| c.0 == "health")
-        .map(|c| c.2.as_secs())
-        .collect();
+    let polls = health_polls(&w);
     // The look at once is the throttled one; the next poll, at the wait's
     // deadline, finds the target healthy.
     assert_eq!(polls, [0, 5], "polled again after the throttled answer");
