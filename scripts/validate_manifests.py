@@ -449,6 +449,38 @@ def check_sidecar(where, spec, c, init):
     return flags
 
 
+def as_list(x):
+    """An IAM field that may hold one value or a list, as a list."""
+    return x if isinstance(x, list) else [x]
+
+
+ELB_ACTIONS = {"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+               "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
+
+
+def check_elb_policy(path, pol, tg_names):
+    """An ELBv2 permissions policy: exactly the sidecar's four actions, the two
+    that change a group scoped to target group ARNs of the examples' groups.
+    Returns the account ids those ARNs name."""
+    accounts = set()
+    actions = {}
+    for s in pol["Statement"]:
+        for a in as_list(s.get("Action", [])):
+            actions[a] = as_list(s.get("Resource"))
+    if set(actions) != ELB_ACTIONS:
+        problem(path, f"actions {sorted(actions)} are not exactly {sorted(ELB_ACTIONS)}")
+    for a in ("elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"):
+        for r in actions.get(a, []):
+            m = re.fullmatch(r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:(\d{12}):targetgroup/([^/]+)/\*", r or "")
+            if not m:
+                problem(path, f"{a} is not scoped to a target group ARN: {r!r}")
+                continue
+            accounts.add(m.group(1))
+            if tg_names and m.group(2) not in tg_names:
+                problem(path, f"{a} allows target group {m.group(2)!r}, the examples use {sorted(tg_names)}")
+    return accounts
+
+
 def cross_checks():
     """The checks beyond the schemas; prints them, returns 0 when all pass."""
     if not read_flags():
@@ -510,9 +542,6 @@ def cross_checks():
             if s.get("Effect") not in ("Allow", "Deny"):
                 problem(path, f"bad Effect in {s}")
 
-    def as_list(x):
-        return x if isinstance(x, list) else [x]
-
     irsa_sa = [((ns, name), d) for ns, name, d in sa_docs
                if "eks.amazonaws.com/role-arn" in d["metadata"].get("annotations", {})]
     accounts = set()
@@ -526,23 +555,7 @@ def cross_checks():
 
     if "policy.json" in iam:
         path, pol = iam["policy.json"]
-        actions = {}
-        for s in pol["Statement"]:
-            for a in as_list(s.get("Action", [])):
-                actions[a] = as_list(s.get("Resource"))
-        want = {"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
-                "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
-        if set(actions) != want:
-            problem(path, f"actions {sorted(actions)} are not exactly {sorted(want)}")
-        for a in ("elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"):
-            for r in actions.get(a, []):
-                m = re.fullmatch(r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:(\d{12}):targetgroup/([^/]+)/\*", r or "")
-                if not m:
-                    problem(path, f"{a} is not scoped to a target group ARN: {r!r}")
-                    continue
-                accounts.add(m.group(1))
-                if tg_names and m.group(2) not in tg_names:
-                    problem(path, f"{a} allows target group {m.group(2)!r}, the examples use {sorted(tg_names)}")
+        accounts |= check_elb_policy(path, pol, tg_names)
 
     if "trust-policy-irsa.json" in iam:
         path, pol = iam["trust-policy-irsa.json"]
@@ -581,25 +594,9 @@ def cross_checks():
     # its trust in the workload role, with an ExternalId), and the workload role's
     # permission to assume it. The networking account is the one other account.
     net_accounts, net_roles = set(), set()
-    elb_actions = {"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
-                   "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
     if "cross-account-role-policy.json" in iam:
         path, pol = iam["cross-account-role-policy.json"]
-        actions = {}
-        for s in pol["Statement"]:
-            for a in as_list(s.get("Action", [])):
-                actions[a] = as_list(s.get("Resource"))
-        if set(actions) != elb_actions:
-            problem(path, f"actions {sorted(actions)} are not exactly {sorted(elb_actions)}")
-        for a in ("elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"):
-            for r in actions.get(a, []):
-                m = re.fullmatch(r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:(\d{12}):targetgroup/([^/]+)/\*", r or "")
-                if not m:
-                    problem(path, f"{a} is not scoped to a target group ARN: {r!r}")
-                    continue
-                net_accounts.add(m.group(1))
-                if tg_names and m.group(2) not in tg_names:
-                    problem(path, f"{a} allows target group {m.group(2)!r}, the examples use {sorted(tg_names)}")
+        net_accounts |= check_elb_policy(path, pol, tg_names)
     if "workload-assume-role-policy.json" in iam:
         path, pol = iam["workload-assume-role-policy.json"]
         for s in pol["Statement"]:
