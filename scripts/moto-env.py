@@ -2,7 +2,7 @@
 """Set up (and inspect) a local moto_server for k8s-nlb-registrator-sidecar.
 
 The one moto set-up of the repository: scripts/quickstart, scripts/bench and
-tests/moto.rs create their VPC, load balancer and target groups with it.
+tests/it/moto.rs create their VPC, load balancer and target groups with it.
 
 Only talks to the --endpoint given (a local moto_server); never to real AWS.
 Every mode but --get prints one JSON document on stdout; errors go to stderr

@@ -14,7 +14,7 @@
      target group name, IRSA subject vs ServiceAccount, the cross-account (-role-arn)
      documents: trust in the IRSA role with an ExternalId, two distinct accounts.
 
-Run as `python3 scripts/validate_manifests.py` (tests/manifests.rs does, with
+Run as `python3 scripts/validate_manifests.py` (tests/it/manifests.rs does, with
 NLB_SIDECAR_BIN set: the sidecar's flags are then read from its -h).
 kubernetes-validate is installed with pip into $PYTHON (default python3) when that
 python cannot import it (pinned by KUBERNETES_VALIDATE_PIP_SPEC); if pip is not allowed
@@ -171,7 +171,7 @@ FLAG_ENVS = {}
 
 
 def read_flags():
-    """With NLB_SIDECAR_BIN (tests/manifests.rs sets it), the flags come from the
+    """With NLB_SIDECAR_BIN (tests/it/manifests.rs sets it), the flags come from the
     binary's own -h, so the list above cannot drift from the program. False when
     they cannot be read."""
     global FLAGS, FLAG_ENVS

@@ -1,7 +1,7 @@
 //! A fleet of real sidecar processes against one fake with ELBv2's token
 //! buckets: the scale-up (all start within a second) and the scale-down
 //! (all get SIGTERM at once) of a Deployment whose pods all register in one
-//! target group of one account. Used by `tests/fleet.rs` (small N) and the
+//! target group of one account. Used by `tests/it/fleet.rs` (small N) and the
 //! fleet bench (`benches/fleet.rs`, N = 100 and 300).
 //!
 //! Each sidecar gets its own target id (`10.0.x.y`; the fake only stores

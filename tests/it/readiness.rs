@@ -2,9 +2,7 @@
 //! checking while it blocks and turns `/readyz` ready once the target is
 //! healthy, against the fake's health sequence.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, secs, Sidecar};
 use fake_aws::{http_request, FakeAws};
 use std::time::{Duration, Instant};

@@ -31,7 +31,8 @@ fn is_root() -> bool {
 #[test]
 fn static_binary_runs_a_lifecycle_in_an_empty_root() {
     if !is_root() {
-        let msg = "tests/scratch.rs needs root to chroot: the FROM scratch property was NOT tested";
+        let msg =
+            "tests/it/scratch.rs needs root to chroot: the FROM scratch property was NOT tested";
         if std::env::var("NLB_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
             eprintln!("\n!!!!!!!! WARNING: {msg} (NLB_SKIP_ROOT_TESTS=1) !!!!!!!!\n");
             return;

@@ -10,7 +10,7 @@ use fake_aws::fleet::{run_fleet, FleetSpec};
 use std::path::Path;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_k8s-nlb-registrator-sidecar");
+use crate::common::BIN;
 
 fn check(by_arn: bool) {
     let mut spec = FleetSpec::new(25);

@@ -13,9 +13,7 @@
 //! fake stays reachable, so every lifecycle must end with exit 0 and its
 //! target out of the load balancer.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, Sidecar};
 use fake_aws::{FakeAws, Fault};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;

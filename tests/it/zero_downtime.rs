@@ -14,12 +14,10 @@
 //!
 //! With `-drain-quiet-period` none may be dropped; without it, the same
 //! rollout must drop some, so the test can fail. The figures are printed
-//! (`cargo test --test zero_downtime -- --nocapture`) and recorded in the
+//! (`cargo test --test it zero_downtime:: -- --nocapture`) and recorded in the
 //! README and `benches/results.md`.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, get, secs, Sidecar};
 use fake_aws::FakeAws;
 use std::io::{ErrorKind, Read, Write};

@@ -1,13 +1,11 @@
 //! `-check` as a process against the fake ELBv2/STS: the report on stdout,
 //! the exit code, and that nothing was ever registered.
 //!
-//! The happy path against moto lives in tests/moto.rs; here are the
+//! The happy path against moto lives in tests/it/moto.rs; here are the
 //! failures moto cannot be made to answer (AccessDenied, an IPv6 group, a
 //! group without load balancer, a registered target).
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, Sidecar, TempDir};
 use fake_aws::{FakeAws, Fault, GroupSettings};
 use std::collections::BTreeMap;

@@ -2,9 +2,7 @@
 //! the first instant of a signal, before DeregisterTargets is sent, and it
 //! follows the app check (`-wait-for-tcp`) while no drain has begun.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, get, secs, wait_status, Sidecar};
 use fake_aws::{FakeAws, Fault};
 use std::net::TcpListener;

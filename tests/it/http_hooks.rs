@@ -2,9 +2,7 @@
 //! `-post-deregister-http`) over real HTTP: a small server on 127.0.0.1
 //! records every GET and answers as told per path (a status, or never).
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar};
 use fake_aws::FakeAws;
 use std::io::{Read, Write};

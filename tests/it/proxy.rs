@@ -11,9 +11,7 @@
 //! proxy records the request lines it gets and answers anything other than
 //! CONNECT with 405, so a change of that behaviour shows up here.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar};
 use fake_aws::FakeAws;
 use std::collections::BTreeMap;

@@ -3,9 +3,7 @@
 //! again, whether DeregisterTargets answers success for a target that is
 //! not registered (AWS, the fake's default) or `InvalidTarget` (moto).
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar};
 use fake_aws::{FakeAws, Fault};
 use std::time::{Duration, Instant};

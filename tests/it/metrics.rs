@@ -5,9 +5,7 @@
 //! wait, a drain with `-wait-drained`, a refused deregistration) and each
 //! scrape must parse and show what happened.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
 use fake_aws::{http_request, FakeAws, Fault};
 use std::collections::BTreeMap;

@@ -1,9 +1,7 @@
 //! The status listener over real HTTP: /healthz, /readyz, /drain, and
 //! draining (`-wait-drained`) against the fake's draining sequence.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, get, secs, wait_status, Sidecar};
 use fake_aws::{http_request, FakeAws, Fault};
 use std::time::{Duration, Instant};
@@ -280,7 +278,7 @@ fn spawn_limited(
         "--reuid=54321",
         "--regid=54321",
         "--clear-groups",
-        common::BIN,
+        crate::common::BIN,
         "-target-group-name",
         "tg",
         "-target-id",

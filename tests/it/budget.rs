@@ -2,9 +2,7 @@
 //! arrives, every call the shutdown makes, its credentials fetch included,
 //! still ends by `-deregister-timeout`.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar, TempDir};
 use fake_aws::{FakeAws, Fault};
 use std::collections::BTreeMap;

@@ -11,9 +11,7 @@
 //! `moto_server` (or `$MOTO_SERVER`) and `python3` (or `$PYTHON`) with boto3 must be
 //! installed: when they are missing these tests fail, they never pass without moto.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, Sidecar};
 use fake_aws::REGION;
 use serde_json::Value;

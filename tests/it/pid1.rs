@@ -6,9 +6,7 @@
 //! fails loudly; set NLB_SKIP_ROOT_TESTS=1 to turn the failure into a loud
 //! warning.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, Sidecar};
 use fake_aws::FakeAws;
 use std::time::{Duration, Instant};

@@ -10,9 +10,7 @@
 //! connections stop coming, even while their sockets stay open; a signal
 //! deregisters as promptly as without them.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, secs, Sidecar};
 use fake_aws::{http_request, FakeAws};
 use std::net::{SocketAddr, TcpStream};

@@ -5,9 +5,7 @@
 //! keys; both layers expire within seconds and must be refreshed before
 //! the deregistration; a failing layer is named in the error.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar, TempDir, BLOCKING_LINE};
 use fake_aws::{FakeAws, Fault, Recorded, DEFAULT_ACCESS_KEY_ID};
 use std::collections::BTreeMap;

@@ -124,7 +124,7 @@ fn proc_status(pid: &str, key: &str) -> Vec<String> {
 #[test]
 fn image_runs_a_lifecycle_as_pid_1_on_podman() {
     if !is_root() {
-        let msg = "tests/image.rs needs root to run podman: the image was NOT tested";
+        let msg = "tests/it/image.rs needs root to run podman: the image was NOT tested";
         if std::env::var("NLB_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
             eprintln!("\n!!!!!!!! WARNING: {msg} (NLB_SKIP_ROOT_TESTS=1) !!!!!!!!\n");
             return;

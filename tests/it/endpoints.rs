@@ -3,9 +3,7 @@
 //! `aws-global` (the host names themselves are unit tests in
 //! `src/aws/endpoint.rs`). Nothing here leaves 127.0.0.1.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar};
 use fake_aws::FakeAws;
 

@@ -3,9 +3,7 @@
 //! Each test asserts the final registration state on the fake and the exit
 //! code; `Sidecar::wait_exit` also fails the test if the output holds a panic.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
 use fake_aws::{FakeAws, Fault};
 use std::time::Duration;

@@ -2,9 +2,7 @@
 //! Identity (container endpoint), IMDSv2, expiry and rotation, failures,
 //! and that no secret ever reaches the log, even at trace level.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
 use fake_aws::{FakeAws, Fault};
 use std::collections::BTreeMap;

@@ -8,9 +8,7 @@
 //! this machine has no IPv6 loopback the `[::1]` parts are skipped with a
 //! message on stderr.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar, TempDir};
 use fake_aws::FakeAws;
 use std::io::{Read, Write};

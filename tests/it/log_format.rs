@@ -1,9 +1,7 @@
 //! `-log-format json` as a process against the fake ELBv2: every line is
 //! one JSON object, and the steps carry their fields as their own keys.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar};
 use fake_aws::{FakeAws, Fault};
 use serde_json::Value;

@@ -1,9 +1,7 @@
 //! Hooks written in shell syntax run with `/bin/sh -c`, as the Go original
 //! ran them; plain commands run directly.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, Sidecar, TempDir};
 use fake_aws::FakeAws;
 use std::time::Duration;

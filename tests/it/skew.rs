@@ -4,9 +4,7 @@
 //! current"); the sidecar takes AWS's time from the answer's `Date` header,
 //! signs again, and keeps signing with it.
 
-mod common;
-
-use common::BIN;
+use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar};
 use fake_aws::{FakeAws, Recorded};
 
