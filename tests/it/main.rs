@@ -7,6 +7,7 @@ mod budget;
 mod check;
 mod common;
 mod credentials;
+mod docs;
 mod endpoints;
 mod fleet;
 mod hooks;
