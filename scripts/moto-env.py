@@ -143,7 +143,7 @@ def create_iam_user(env, user, actions):
     }
 
 
-def create_resources(env, lb_name, target_groups, alb=False, health_check_path="/"):
+def create_resources(env, lb_name, target_groups, alb=False, health_check_path="/", attributes=()):
     ec2 = env.client("ec2")
     elbv2 = env.client("elbv2")
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -178,6 +178,11 @@ def create_resources(env, lb_name, target_groups, alb=False, health_check_path="
         if alb:
             tg_args.update(HealthCheckPath=health_check_path, Matcher={"HttpCode": "200"})
         tg = elbv2.create_target_group(**tg_args)["TargetGroups"][0]
+        if attributes:
+            elbv2.modify_target_group_attributes(
+                TargetGroupArn=tg["TargetGroupArn"],
+                Attributes=[dict(zip(("Key", "Value"), a.split("=", 1))) for a in attributes],
+            )
         listener = elbv2.create_listener(
             LoadBalancerArn=lb_arn,
             Protocol=protocol,
@@ -308,6 +313,13 @@ def main():
         default="/",
         help="with --alb: the HTTP health check path of the target groups (default: %(default)s)",
     )
+    p.add_argument(
+        "--target-group-attribute",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="set this attribute on every --target-group created; repeatable",
+    )
     p.add_argument("--iam-user", metavar="NAME", help="create an IAM user, policy and access key")
     p.add_argument(
         "--iam-actions",
@@ -413,7 +425,12 @@ def main():
                 lb_name = args.lb_name or ("sidecar-alb" if args.alb else "sidecar-nlb")
                 out.update(
                     create_resources(
-                        env, lb_name, args.target_group, args.alb, args.health_check_path
+                        env,
+                        lb_name,
+                        args.target_group,
+                        args.alb,
+                        args.health_check_path,
+                        args.target_group_attribute,
                     )
                 )
             out["calls"] = env.calls

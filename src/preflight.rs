@@ -6,8 +6,9 @@
 //! target's family, is attached to a load balancer (a group without one
 //! never reports a target healthy), how long its health checks take to
 //! pass against `-wait-in-service-timeout`, how long it drains against
-//! `-wait-drained-timeout`, and whether the identity may read target health
-//! and deregister. It also looks for each command hook's program as
+//! `-wait-drained-timeout`, whether a failing `/lb-health` would reset
+//! established connections (`-lb-health-addr` on a TCP/TLS group), and
+//! whether the identity may read target health and deregister. It also looks for each command hook's program as
 //! execvp(3) would (HTTP hooks are listed, not called: a GET may change the
 //! app's state).
 //!
@@ -26,6 +27,7 @@
 use crate::aws::elbv2::{
     find_health, DeregisterTargets, DescribeTargetGroupAttributes, DescribeTargetGroups,
     DescribeTargetGroupsByArn, DescribeTargetHealth, Target, TargetGroup, DEREGISTRATION_DELAY,
+    UNHEALTHY_DRAINING, UNHEALTHY_TERMINATION,
 };
 use crate::aws::error::redact_url;
 use crate::aws::http::Transport;
@@ -342,6 +344,16 @@ pub fn report(cfg: &Config, f: &Findings) -> Report {
             f.region
         ),
     );
+    if cfg.status_addr.is_some() && !cfg.has_app_check() {
+        r.push(
+            Level::Warn,
+            "config",
+            "/drain is served (-status-addr) but no app check (-wait-for-tcp / -wait-for-http) is set: \
+             the sidecar cannot tell an app container restart (its preStop hook drains too) from a pod deletion, \
+             so after a restart the target stays out until the pod is deleted"
+                .into(),
+        );
+    }
     credentials(&mut r, f);
     for g in &f.groups {
         group(&mut r, cfg, g);
@@ -474,7 +486,41 @@ fn group(r: &mut Report, cfg: &Config, g: &GroupFindings) {
         group_settings(r, cfg, subject, g, tg);
     }
     attributes(r, cfg, subject, g);
+    if let (Some(tg), Some(_)) = (described, &cfg.lb_health_addr) {
+        unhealthy_termination(r, subject, g, tg);
+    }
     permissions(r, cfg, subject, g);
+}
+
+/// With `-lb-health-addr`, a TCP/TLS group resets every established
+/// connection once `/lb-health` fails (at the drain), unless
+/// [`UNHEALTHY_TERMINATION`] is false.
+fn unhealthy_termination(r: &mut Report, subject: &str, g: &GroupFindings, tg: &TargetGroup) {
+    let (Some("TCP" | "TLS"), Some(Ok(attrs))) = (tg.protocol.as_deref(), &g.attributes) else {
+        return;
+    };
+    let value = |key: &str| attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
+    match value(UNHEALTHY_TERMINATION) {
+        Some("false") => r.push(
+            Level::Ok,
+            subject,
+            format!(
+                "{UNHEALTHY_TERMINATION} false: a failing /lb-health keeps established connections \
+                 ({UNHEALTHY_DRAINING} {})",
+                value(UNHEALTHY_DRAINING).unwrap_or("unset")
+            ),
+        ),
+        v => r.push(
+            Level::Warn,
+            subject,
+            format!(
+                "{UNHEALTHY_TERMINATION} is {}: once /lb-health fails at the drain, the load balancer \
+                 resets every established connection; set it to false and {UNHEALTHY_DRAINING} to at \
+                 least the app's longest connection (aws elbv2 modify-target-group-attributes)",
+                v.unwrap_or("unset (default true)")
+            ),
+        ),
+    }
 }
 
 /// Target type, IP family, load balancers and health checks.

@@ -10,7 +10,8 @@
 //!   deregistration starts. As the sidecar's readinessProbe it holds a
 //!   rolling update until the NLB really sends traffic to the new pod.
 //! - `GET /drain`: starts deregistration like SIGTERM, but the process
-//!   keeps running; answers 200 once the targets are out (and drained with
+//!   keeps running (and registers again if the app check shows the app
+//!   restarted); answers 200 once the targets are out (and drained with
 //!   `-wait-drained`), 503 with the reason otherwise. For the app
 //!   container's `preStop: httpGet` hook.
 //! - `GET /lb-health`: the target group's health check (see
@@ -115,6 +116,14 @@ impl Status {
     pub fn begin_drain(&self) {
         if !self.draining.swap(true, Ordering::SeqCst) {
             info!("/lb-health: failing from now on (drain begun)");
+        }
+    }
+
+    /// Ends a drain by request when the app restarted and the target goes
+    /// back in: `/lb-health` follows the app check again.
+    pub fn end_drain(&self) {
+        if self.draining.swap(false, Ordering::SeqCst) {
+            info!("/lb-health: following the app check again");
         }
     }
 

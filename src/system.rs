@@ -89,8 +89,15 @@ fn http_ready<T: Transport>(transport: &T, url: &str, timeout: Duration) -> Resu
 }
 
 impl<T: Transport> SystemEffects<T> {
-    fn http_ready(&self, url: &str) -> Result<(), String> {
-        http_ready(&self.transport, url, Duration::from_secs(2))
+    /// `-wait-for-tcp` then `-wait-for-http`, once.
+    fn check_app(&self, cfg: &Config) -> Result<(), String> {
+        if let Some(addr) = &cfg.wait_for_tcp {
+            tcp_ready(addr)?;
+        }
+        match &cfg.wait_for_http {
+            Some(url) => http_ready(&self.transport, url, Duration::from_secs(2)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -105,21 +112,13 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     }
 
     fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait> {
-        if cfg.wait_for_tcp.is_none() && cfg.wait_for_http.is_none() {
+        if !cfg.has_app_check() {
             return Ok(());
         }
         let deadline = clock.now() + cfg.wait_for_timeout;
         let mut logged = false;
         loop {
-            let check = match (&cfg.wait_for_tcp, &cfg.wait_for_http) {
-                (Some(addr), _) => tcp_ready(addr).and_then(|()| match &cfg.wait_for_http {
-                    Some(url) => self.http_ready(url),
-                    None => Ok(()),
-                }),
-                (None, Some(url)) => self.http_ready(url),
-                (None, None) => Ok(()),
-            };
-            match check {
+            match self.check_app(cfg) {
                 Ok(()) => {
                     info!("the app is up");
                     return Ok(());
@@ -139,6 +138,10 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
                 }
             }
         }
+    }
+
+    fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>> {
+        cfg.has_app_check().then(|| self.check_app(cfg))
     }
 
     fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {

@@ -205,6 +205,11 @@ impl Config {
         .into_iter()
         .flatten()
     }
+
+    /// Whether an app check (`-wait-for-tcp` / `-wait-for-http`) is set.
+    pub fn has_app_check(&self) -> bool {
+        self.wait_for_tcp.is_some() || self.wait_for_http.is_some()
+    }
 }
 
 /// Refuses at start a hook written in shell syntax when the image has no

@@ -11,6 +11,11 @@
 //! After a health-wait timeout the blocked state polls the health on, at
 //! growing intervals, and the pod turns ready when the targets do.
 //!
+//! After a `/drain` that no signal followed, the app check (if set) runs
+//! every second: once it has failed and passed again (the app container
+//! restarted, and its preStop hook drained), the whole registration runs
+//! again, from the pre-register hook to ready.
+//!
 //! The invariant: once an event (SIGTERM, SIGINT, `/drain`) has arrived
 //! and the API can be reached, the process never ends with a target
 //! registered. Every registration is marked
@@ -85,6 +90,9 @@ const REFRESH_WINDOW: Duration = Duration::from_secs(30);
 const REFRESH_RETRY: Duration = Duration::from_secs(60);
 /// Least time between two background refreshes.
 const MIN_REFRESH_GAP: Duration = Duration::from_secs(60);
+/// How often the app check runs while drained by request (each run has
+/// its own short timeout).
+const APP_POLL_AFTER_DRAIN: Duration = Duration::from_secs(1);
 
 /// The ELBv2 operations the lifecycle needs.
 pub trait Elb {
@@ -228,6 +236,8 @@ pub trait Effects {
     /// # Errors
     /// [`AppWait`] on interruption or timeout.
     fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait>;
+    /// Runs the app check once (`None` when neither flag is set).
+    fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>>;
     /// The pod's TCP sockets, for the drain quiet period.
     ///
     /// # Errors
@@ -363,12 +373,18 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// Runs the whole lifecycle and returns the exit code.
+    /// Runs the whole lifecycle and returns the exit code. After a drain
+    /// by request, an app restart (see `wait_signal_after_drain`) runs the
+    /// registration again.
     pub fn run(&mut self) -> i32 {
-        if let Ok(recovery) = self.start() {
-            self.block(recovery);
+        loop {
+            if let Ok(recovery) = self.start() {
+                self.block(recovery);
+            }
+            if let Some(code) = self.finish() {
+                return code;
+            }
         }
-        self.finish()
     }
 
     /// Takes queued events: signals set the flag, drain requests are kept

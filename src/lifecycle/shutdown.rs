@@ -3,7 +3,9 @@
 //! hook, the answer to drain requests and the exit code.
 
 use super::health::Watch;
-use super::{Elb, Lifecycle, Registration, RegistrationState, EXIT_FAILURE, EXIT_OK};
+use super::{
+    Elb, Lifecycle, Registration, RegistrationState, APP_POLL_AFTER_DRAIN, EXIT_FAILURE, EXIT_OK,
+};
 use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
 use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, State};
 use crate::aws::error::Error;
@@ -64,13 +66,16 @@ enum Removal {
 
 impl Lifecycle<'_> {
     /// Shutdown (when anything may be registered) and the exit code;
-    /// after a drain request alone, keeps running until a signal.
-    pub(super) fn finish(&mut self) -> i32 {
+    /// after a drain request alone, keeps running until a signal, or
+    /// returns `None` when the app restarted: register again.
+    pub(super) fn finish(&mut self) -> Option<i32> {
         self.absorb_events();
         let mut out = self.shutdown();
         if !self.signalled && !self.failed {
             // Drained by request: keep running (not ready) until a signal.
-            self.wait_signal_after_drain(out);
+            if self.wait_signal_after_drain(out) {
+                return None;
+            }
             if !out {
                 out = self.shutdown();
             }
@@ -101,20 +106,26 @@ impl Lifecycle<'_> {
         } else {
             error!("exiting with failure");
         }
-        code
+        Some(code)
     }
 
     /// After a drain request, unshielded, answers further drain requests
-    /// until a signal comes.
-    fn wait_signal_after_drain(&mut self, out: bool) {
+    /// until a signal comes (false). The kubelet runs the app's preStop
+    /// hook (which drains) on a container restart too, with no signal to
+    /// follow: with an app check, returns true once the check has failed
+    /// and passed again, so the target goes back in. A drain asked for by
+    /// hand, the app up throughout, holds.
+    fn wait_signal_after_drain(&mut self, out: bool) -> bool {
+        let poll = self.cfg.has_app_check().then_some(APP_POLL_AFTER_DRAIN);
         info!("drained on request; waiting for SIGTERM");
         self.clock.set_shielded(false);
+        let mut app_went_down = false;
         loop {
-            match self.clock.wait_event(None) {
+            match self.clock.wait_event(poll) {
                 Some(Event::Signal(s)) => {
                     info!("{} after drain", signal_name(s));
                     self.signalled = true;
-                    return;
+                    return false;
                 }
                 Some(Event::Drain(tx)) => {
                     let _ = tx.send(if out {
@@ -123,7 +134,18 @@ impl Lifecycle<'_> {
                         Err("deregistration failed earlier; retrying on SIGTERM".into())
                     });
                 }
-                None => {}
+                None => match self.effects.app_up(self.cfg) {
+                    Some(Err(why)) if !app_went_down => {
+                        info!("the app is down ({why}); registering again when it is back");
+                        app_went_down = true;
+                    }
+                    Some(Ok(())) if app_went_down => {
+                        info!("the app is back after a restart: registering again");
+                        self.status.end_drain();
+                        return true;
+                    }
+                    _ => {}
+                },
             }
         }
     }

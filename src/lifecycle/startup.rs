@@ -37,10 +37,13 @@ impl Lifecycle<'_> {
         if self.absorb_events() {
             return Err(Stop::Event);
         }
-        self.registrations = match self.resolve(budget) {
-            Ok(registrations) => registrations,
-            Err(e) => return Err(self.stop_on("cannot resolve target groups", e)),
-        };
+        // Registering again after an app restart: the groups are known.
+        if self.registrations.is_empty() {
+            self.registrations = match self.resolve(budget) {
+                Ok(registrations) => registrations,
+                Err(e) => return Err(self.stop_on("cannot resolve target groups", e)),
+            };
+        }
         self.timed(Step::Register, |l| l.register_all(budget))?;
         self.until_in_service()
     }
@@ -274,7 +277,7 @@ impl Registration {
     ) -> Result<(), Error> {
         self.state = RegistrationState::Sent;
         let result = elb.register(&self.arn, &self.targets(), budget, clock);
-        self.lost_attempt |= elb.unanswered_attempts() > 0;
+        self.lost_attempt = elb.unanswered_attempts() > 0;
         match result {
             Ok(id) => {
                 info!(

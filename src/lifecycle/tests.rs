@@ -154,6 +154,8 @@ struct FakeElb {
     status: Arc<Status>,
     ready_seen: Vec<bool>,
     ready_at_refresh: Vec<bool>,
+    /// Whether `/lb-health` was failing (a drain begun) at each register call.
+    draining_at_register: Vec<bool>,
     /// HealthCheckIntervalSeconds and HealthyThresholdCount of every group.
     group_pace: Option<(u32, u32)>,
     /// Polling intervals are widened by this factor (throttling seen).
@@ -263,6 +265,7 @@ impl Elb for FakeElb {
     ) -> Result<Option<String>, Error> {
         let n = self.calls.iter().filter(|c| c.0 == "register").count();
         self.log("register", arn);
+        self.draining_at_register.push(self.status.is_draining());
         if self.signal_during_register == Some(n) {
             self.signal_now();
         }
@@ -319,7 +322,9 @@ impl Elb for FakeElb {
         if let Some(e) = self.health_errors.pop_front() {
             return Err(e);
         }
-        let deregistered = self.calls.iter().any(|c| c.0 == "deregister");
+        // Since the last RegisterTargets (an app restart registers again).
+        let last = |what: &str| self.calls.iter().rposition(|c| c.0 == what);
+        let deregistered = last("deregister") > last("register");
         let back_in = self.registered.iter().any(|a| a == arn);
         let (state, reason) = if deregistered {
             if back_in && self.after_deregister.is_empty() {
@@ -363,6 +368,10 @@ struct FakeEffects {
     hooks: Vec<&'static str>,
     fail: Option<&'static str>,
     tcp: Option<TcpSource>,
+    /// The app check: down during this fake time span, up otherwise
+    /// (checked only when the config sets an app check).
+    app_down: Option<(Duration, Duration)>,
+    clock: SharedTime,
 }
 
 impl Effects for FakeEffects {
@@ -376,6 +385,12 @@ impl Effects for FakeEffects {
     }
     fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Clock) -> Result<(), AppWait> {
         Ok(())
+    }
+    fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>> {
+        let now = self.clock.get();
+        let down = self.app_down.is_some_and(|(a, b)| a <= now && now < b);
+        cfg.has_app_check()
+            .then(|| if down { Err("refused".into()) } else { Ok(()) })
     }
     fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {
         match &mut self.tcp {
@@ -447,9 +462,12 @@ fn world() -> World {
             status: status.clone(),
             ..FakeElb::default()
         },
+        effects: FakeEffects {
+            clock: clock.core.shared_time(),
+            ..FakeEffects::default()
+        },
         clock,
         inbox,
-        effects: FakeEffects::default(),
         status,
     }
 }
@@ -1241,4 +1259,101 @@ fn shutdown_budget_adds_up_the_readme_table() {
     assert_eq!(shutdown_budget(&cfg), Duration::from_secs(113));
     cfg.deregister_timeout = Duration::MAX;
     assert_eq!(shutdown_budget(&cfg), Duration::MAX, "no overflow");
+}
+
+/// Drained by request (the app's preStop), the app down from 20 s to 25 s
+/// (a container restart) and SIGTERM at 100 s; `with` adjusts the world.
+fn restart(with: impl FnOnce(&mut World, &mut Config)) -> (World, i32) {
+    let mut w = world();
+    let (tx, rx) = channel();
+    w.at(10, Event::Drain(tx));
+    w.at(100, Event::Signal(15));
+    w.effects.app_down = Some((Duration::from_secs(20), Duration::from_secs(25)));
+    let mut cfg = config(&["a"]);
+    cfg.wait_for_tcp = Some("127.0.0.1:8080".into());
+    cfg.pre_register = Some(hook("pre-register"));
+    cfg.post_register = Some(hook("post-register"));
+    with(&mut w, &mut cfg);
+    let code = w.run(&cfg);
+    assert_eq!(rx.try_recv().unwrap(), Ok("deregistered".to_string()));
+    (w, code)
+}
+
+fn call_times(w: &World, what: &str) -> Vec<u64> {
+    let calls = w.elb.calls.iter().filter(|c| c.0 == what);
+    calls.map(|c| c.2.as_secs()).collect()
+}
+
+#[test]
+fn app_restart_after_a_drain_registers_again() {
+    // A credentials refresh in the second blocked state (at 85 s) shows
+    // whether the pod is ready again.
+    let due = UNIX_EPOCH + Duration::from_secs(1_700_000_060);
+    let (w, code) = restart(|w, _| w.elb.refresh_due = Some(due));
+    assert_eq!(code, EXIT_OK);
+    // The groups are known: no second DescribeTargetGroups.
+    assert_eq!(
+        w.elb.names(),
+        [
+            "describe a",
+            "register arn:a",
+            "health arn:a",
+            "deregister arn:a",
+            "register arn:a",
+            "health arn:a",
+            "deregister arn:a"
+        ]
+    );
+    // Seen back at the first app check (every second) after 25 s.
+    assert_eq!(call_times(&w, "register"), [0, 25]);
+    assert_eq!(call_times(&w, "deregister"), [10, 100]);
+    assert_eq!(
+        w.effects.hooks,
+        [
+            "pre-register",
+            "post-register",
+            "pre-register",
+            "post-register"
+        ]
+    );
+    // /lb-health passes again for the new registration; ready again after it.
+    assert_eq!(w.elb.draining_at_register, [false, false]);
+    assert_eq!(w.elb.refreshes, [Duration::from_secs(85)]);
+    assert_eq!(w.elb.ready_at_refresh, [true]);
+}
+
+#[test]
+fn a_second_drain_after_registering_again_drains_the_same_way() {
+    let (tx, rx) = channel();
+    let (w, code) = restart(|w, _| w.at(50, Event::Drain(tx)));
+    assert_eq!(code, EXIT_OK);
+    assert_eq!(rx.try_recv().unwrap(), Ok("deregistered".to_string()));
+    assert_eq!(call_times(&w, "deregister"), [10, 50]);
+}
+
+#[test]
+fn signal_during_the_second_registration_deregisters_after_it() {
+    let (w, code) = restart(|w, _| w.elb.signal_during_register = Some(1));
+    assert_eq!(code, EXIT_OK);
+    assert_eq!(
+        w.elb.names_since_deregistering(),
+        ["deregister arn:a", "register arn:a", "deregister arn:a"]
+    );
+    assert_eq!(call_times(&w, "deregister"), [10, 25]);
+}
+
+#[test]
+fn drain_holds_while_the_app_stays_up_or_without_an_app_check() {
+    // Without an app check, a restart cannot be told from a deletion.
+    for no_app_check in [false, true] {
+        let (w, code) = restart(|w, cfg| {
+            w.effects.app_down = None;
+            if no_app_check {
+                cfg.wait_for_tcp = None;
+            }
+        });
+        assert_eq!(code, EXIT_OK);
+        assert_eq!(call_times(&w, "register"), [0]);
+        assert_eq!(call_times(&w, "deregister"), [10]);
+    }
 }

@@ -57,6 +57,7 @@ fn group() -> TargetGroup {
             .into(),
         name: "web".into(),
         port: Some(8080),
+        protocol: Some("TCP".into()),
         target_type: Some("ip".into()),
         load_balancer_arns: vec!["arn:lb".into()],
         ip_address_type: Some("ipv4".into()),
@@ -450,4 +451,45 @@ fn hooks_are_reported_even_without_credentials() {
         Level::Fail,
         "nope is in no directory of the search path /bin"
     ));
+}
+
+#[test]
+fn lb_health_on_a_group_that_resets_connections_warns_naming_the_attribute() {
+    let mut c = cfg();
+    c.lb_health_addr = Some("10.0.0.1:8081".into());
+    let termination = "target_health_state.unhealthy.connection_termination.enabled";
+    let warned = |c: &Config, f: &Findings| has(&report(c, f), Level::Warn, termination);
+    // Unset (AWS's default, true) and true warn; false does not.
+    let mut f = good();
+    assert!(warned(&c, &f));
+    f.groups[0].attributes = Some(Ok(vec![(termination.into(), "true".into())]));
+    assert!(warned(&c, &f));
+    f.groups[0].attributes = Some(Ok(vec![
+        (termination.into(), "false".into()),
+        (UNHEALTHY_DRAINING.into(), "300".into()),
+    ]));
+    assert!(!warned(&c, &f));
+    assert!(has(
+        &report(&c, &f),
+        Level::Ok,
+        "draining_interval_seconds 300"
+    ));
+    // Nothing without -lb-health-addr, nor on a UDP group.
+    assert!(!warned(&cfg(), &good()));
+    let mut f = good();
+    if let Ok(Some(g)) = &mut f.groups[0].described {
+        g.protocol = Some("UDP".into());
+    }
+    assert!(!warned(&c, &f));
+}
+
+#[test]
+fn drain_without_an_app_check_warns_that_restarts_stay_out() {
+    let mut c = cfg();
+    c.status_addr = Some("10.0.0.1:8081".into());
+    let needle = "cannot tell an app container restart";
+    assert!(has(&report(&c, &good()), Level::Warn, needle));
+    c.wait_for_tcp = Some("127.0.0.1:8080".into());
+    assert!(!has(&report(&c, &good()), Level::Warn, needle));
+    assert!(!has(&report(&cfg(), &good()), Level::Warn, needle));
 }

@@ -97,6 +97,32 @@ fn a_working_setup_reports_ok_and_exits_0() {
     assert!(fake.registered(&arn).is_empty());
 }
 
+/// `/lb-health` on a group left at AWS's default resets connections at
+/// the drain; `/drain` without an app check cannot see an app restart.
+/// Both warn; the check still passes.
+#[test]
+fn lb_health_and_drain_settings_that_lose_connections_or_pods_warn() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    let args = ["-target-group-name", "tg", "-status-addr", "127.0.0.1:8081"];
+    let (code, out, _) = check(
+        &fake,
+        &[&args[..], &["-lb-health-addr", "127.0.0.1:8082"]].concat(),
+    );
+    assert_eq!(code, 0, "{out}");
+    for line in [
+        "warn config: /drain is served (-status-addr) but no app check",
+        "warn target group tg: target_health_state.unhealthy.connection_termination.enabled is unset (default true)",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    let (_, out, _) = check(
+        &fake,
+        &[&args[..], &["-wait-for-tcp", "127.0.0.1:8080"]].concat(),
+    );
+    assert!(!out.contains("warn"), "{out}");
+}
+
 #[test]
 fn denied_deregistration_fails_with_exit_1_naming_it() {
     let fake = FakeAws::start();

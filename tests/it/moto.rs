@@ -624,6 +624,46 @@ fn check_passes_against_moto_and_registers_nothing() {
     );
 }
 
+/// `-check -lb-health-addr` reads moto's target group attributes: a group
+/// that resets connections to unhealthy targets (the attribute unset: AWS's
+/// default, true) warns naming it; one set to false with a draining
+/// interval does not.
+#[test]
+fn check_warns_when_a_failing_lb_health_would_reset_connections() {
+    let moto = Moto::start();
+    let attr = "target_health_state.unhealthy.connection_termination.enabled";
+    moto.setup(&["--target-group", "resets:8080"]);
+    moto.setup(&[
+        "--target-group",
+        "keeps:8081",
+        "--lb-name",
+        "keeps-nlb",
+        "--target-group-attribute",
+        &format!("{attr}=false"),
+        "--target-group-attribute",
+        "target_health_state.unhealthy.draining_interval_seconds=300",
+    ]);
+    let check = |group: &str| {
+        let args = [
+            "-target-group-name",
+            group,
+            "-lb-health-addr",
+            "127.0.0.1:8082",
+        ];
+        run_check(&moto, TEST_CREDS, &args)
+    };
+    let (code, out) = check("resets");
+    assert_eq!(code, 0, "{out}");
+    let warning = format!("warn target group resets: {attr} is unset (default true)");
+    assert!(out.contains(&warning), "{out}");
+    let (code, out) = check("keeps");
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warn"), "{out}");
+    let ok = format!("ok   target group keeps: {attr} false");
+    assert!(out.contains(&ok), "{out}");
+    assert!(out.contains("draining_interval_seconds 300"), "{out}");
+}
+
 /// `-check` in moto's signature checking mode: a user without
 /// DeregisterTargets fails with exit 1 naming it; a wrong secret fails on
 /// the credentials.

@@ -100,6 +100,34 @@ fn drain_deregisters_answers_after_and_keeps_running_until_sigterm() {
     assert_eq!(fake.count("DeregisterTargets"), 1);
 }
 
+/// The kubelet restarts the app container (its preStop drains; no
+/// SIGTERM follows): while the app check passes the drain holds; once it
+/// has failed and passed again, the target goes back in.
+#[test]
+fn app_restart_after_a_drain_registers_again() {
+    use std::net::TcpListener;
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_addr = app.local_addr().unwrap();
+    let port = free_port();
+    let mut s = spawn(&fake, port, &["-wait-for-tcp", &app_addr.to_string()]);
+    wait_status(port, "/readyz", 200, secs(10));
+    assert_eq!(get(port, "/drain"), (200, "deregistered\n".to_string()));
+    std::thread::sleep(secs(2));
+    assert_eq!(fake.count("RegisterTargets"), 1, "a drain by hand holds");
+    drop(app);
+    std::thread::sleep(secs(2));
+    let _app = TcpListener::bind(app_addr).unwrap();
+    wait_status(port, "/readyz", 200, secs(15));
+    assert_eq!(fake.count("RegisterTargets"), 2);
+    assert_eq!(fake.registered(&arn).len(), 1);
+    s.term();
+    assert_eq!(s.wait_exit(secs(10)), 0);
+    assert!(fake.registered(&arn).is_empty());
+    assert_eq!(fake.count("DeregisterTargets"), 2);
+}
+
 #[test]
 fn drain_waits_for_draining_with_wait_drained() {
     let fake = FakeAws::start();

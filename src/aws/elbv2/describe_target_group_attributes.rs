@@ -9,6 +9,13 @@ use crate::aws::xml::Element;
 
 /// The attribute that says how long a deregistered target drains.
 pub const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
+/// Whether an NLB resets established connections to an unhealthy target
+/// (default true).
+pub const UNHEALTHY_TERMINATION: &str =
+    "target_health_state.unhealthy.connection_termination.enabled";
+/// How long an unhealthy target keeps its connections when
+/// [`UNHEALTHY_TERMINATION`] is false (default 0).
+pub const UNHEALTHY_DRAINING: &str = "target_health_state.unhealthy.draining_interval_seconds";
 
 /// DescribeTargetGroupAttributes of the group `arn`: its attributes as
 /// `(Key, Value)` pairs, in the answer's order.

@@ -70,6 +70,7 @@ fn parse_groups(result: &Element) -> Result<Vec<TargetGroup>, String> {
         groups.push(TargetGroup {
             name: m.text_at(&["TargetGroupName"]).unwrap_or_default(),
             port: port_at(m, "Port")?,
+            protocol: m.text_at(&["Protocol"]),
             target_type: m.text_at(&["TargetType"]),
             load_balancer_arns: m
                 .members(&["LoadBalancerArns"])
@@ -125,6 +126,7 @@ mod tests {
         let g = &groups[0];
         assert_eq!(g.name, "my-targets");
         assert_eq!(g.port, Some(80));
+        assert_eq!(g.protocol.as_deref(), Some("TCP"));
         assert_eq!(g.target_type.as_deref(), Some("ip"));
         assert!(g.arn.ends_with("targetgroup/my-targets/73e2d6bc24d8a067"));
         assert_eq!(g.load_balancer_arns.len(), 1);

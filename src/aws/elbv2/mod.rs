@@ -14,7 +14,9 @@ mod describe_target_health;
 mod register_targets;
 
 pub use deregister_targets::DeregisterTargets;
-pub use describe_target_group_attributes::{DescribeTargetGroupAttributes, DEREGISTRATION_DELAY};
+pub use describe_target_group_attributes::{
+    DescribeTargetGroupAttributes, DEREGISTRATION_DELAY, UNHEALTHY_DRAINING, UNHEALTHY_TERMINATION,
+};
 pub use describe_target_groups::{DescribeTargetGroups, DescribeTargetGroupsByArn};
 pub use describe_target_health::DescribeTargetHealth;
 pub use register_targets::RegisterTargets;
@@ -53,6 +55,8 @@ pub struct TargetGroup {
     pub name: String,
     /// Default port of its targets.
     pub port: Option<u16>,
+    /// `Protocol`: `TCP`, `TLS`, `UDP`, `HTTP`...
+    pub protocol: Option<String>,
     /// `ip`, `instance`, `lambda` or `alb`.
     pub target_type: Option<String>,
     /// Load balancers that forward to it (none: its targets stay `unused`).
