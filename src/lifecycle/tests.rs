@@ -132,8 +132,12 @@ struct FakeElb {
     refresh_due: Option<SystemTime>,
     refreshes: Vec<Duration>,
     drain_polls: usize,
-    /// Health answers after a deregistration, before the draining logic.
+    /// Health answers after a deregistration, before the draining logic
+    /// (`unused` with reason `Target.NotInUse`: registered in a group no
+    /// load balancer uses).
     after_deregister: VecDeque<State>,
+    /// No load balancer uses the groups: a registered target shows `unused`.
+    not_in_use: bool,
     /// The groups the target is in (by ARN), as the fake AWS sees it.
     registered: Vec<String>,
     /// moto's DeregisterTargets: `InvalidTarget` for a target that is not
@@ -322,10 +326,17 @@ impl Elb for FakeElb {
         let deregistered = self.calls.iter().any(|c| c.0 == "deregister");
         let back_in = self.registered.iter().any(|a| a == arn);
         let (state, reason) = if deregistered {
-            if back_in && self.after_deregister.is_empty() {
+            let not_in_use = || (State::Unused, Some("Target.NotInUse".to_string()));
+            if back_in && self.after_deregister.is_empty() && self.not_in_use {
+                not_in_use()
+            } else if back_in && self.after_deregister.is_empty() {
                 (State::Initial, None)
             } else if let Some(s) = self.after_deregister.pop_front() {
-                (s, None)
+                if s == State::Unused {
+                    not_in_use()
+                } else {
+                    (s, None)
+                }
             } else if self.drain_polls > 0 {
                 self.drain_polls -= 1;
                 (
@@ -922,6 +933,32 @@ fn unanswered_late_landing_check_deregisters_once_more() {
             "strict {strict}"
         );
     }
+}
+
+/// In a group no load balancer uses, AWS shows a registered target as
+/// `unused` (`Target.NotInUse`): neither the late-landing check nor the
+/// drain wait takes that for out.
+#[test]
+fn unused_but_registered_is_not_out() {
+    let mut w = world();
+    w.elb.not_in_use = true;
+    w.elb.lost_register = Some(0);
+    assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE);
+    let after = w.elb.names_since_deregistering();
+    assert_eq!(
+        after,
+        ["deregister arn:a", "health arn:a", "deregister arn:a"]
+    );
+    assert!(w.elb.registered.is_empty());
+
+    let mut w = world();
+    w.elb.after_deregister = VecDeque::from([State::Unused]);
+    w.at(10, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_drained = true;
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let after = w.elb.names_since_deregistering();
+    assert_eq!(after, ["deregister arn:a", "health arn:a", "health arn:a"]);
 }
 
 #[test]
