@@ -467,6 +467,7 @@ impl<T: Transport> Client<T> {
                         "{err}; {offset}: signing again with AWS's time, and from now on"
                     );
                     retried_skew = true;
+                    look_for_event(clock)?;
                     continue;
                 }
                 warn!(action = action; "{offset}: later calls sign with AWS's time");
@@ -483,6 +484,7 @@ impl<T: Transport> Client<T> {
                 );
                 self.cache.forget();
                 retried_expired = true;
+                look_for_event(clock)?;
                 continue;
             }
             // A throttling answer to this call cuts its bucket's rate: the
@@ -533,6 +535,12 @@ impl<T: Transport> Client<T> {
             clock.sleep(delay).map_err(|_| Error::Interrupted)?;
         }
     }
+}
+
+/// Ends the call when a signal or drain request has come (a zero sleep
+/// looks for one): a retry at once must not send a new request after it.
+fn look_for_event(clock: &mut dyn Clock) -> Result<(), Error> {
+    clock.sleep(Duration::ZERO).map_err(|_| Error::Interrupted)
 }
 
 /// Whether an attempt of `action` ended without an answer after its

@@ -487,6 +487,34 @@ fn credential_refresh_times_follow_the_corrected_clock() {
     );
 }
 
+/// A signal that came while the call was on the wire: an answer that
+/// calls for a retry at once (expired credentials, clock skew) sends
+/// nothing more.
+#[test]
+fn no_retry_at_once_after_a_signal() {
+    let expired = br#"<ErrorResponse><Error><Code>ExpiredToken</Code></Error></ErrorResponse>"#;
+    let creds_json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;
+    let source = Source::Container {
+        url: "http://127.0.0.1:3/creds".into(),
+        token_file: None,
+        token: None,
+    };
+    let s = Scripted::new([ok(creds_json), status(400, expired), ok(creds_json)]);
+    let mut c = Client::new(&s, settings(source));
+    let mut t = FakeClock::new();
+    t.interrupt_after = Some(0);
+    let budget = Budget::until(t.now() + Duration::from_secs(20));
+    let e = register_target(&mut c, budget, &mut t).unwrap_err();
+    assert_eq!(e, Error::Interrupted);
+    assert_eq!(s.seen.borrow().len(), 2);
+
+    let s = Scripted::new([dated(403, AWS_DATE, SIGNATURE_EXPIRED), ok(REGISTERED)]);
+    let mut c = Client::new(&s, settings(static_source()));
+    let e = register_target(&mut c, budget, &mut t).unwrap_err();
+    assert_eq!(e, Error::Interrupted);
+    assert_eq!(s.seen.borrow().len(), 1);
+}
+
 #[test]
 fn expired_token_answer_forces_one_refresh() {
     let expired = br#"<ErrorResponse><Error><Code>ExpiredToken</Code><Message>The security token included in the request is expired</Message></Error></ErrorResponse>"#;
