@@ -313,8 +313,8 @@ impl Registration {
                 }
                 Removal::NotThere
             }
-            Err(e) if self.state == RegistrationState::Refused => {
-                // Its registration was refused: this was a precaution.
+            // Refused, and no attempt of it lost: this was a precaution.
+            Err(e) if self.state == RegistrationState::Refused && !self.lost_attempt => {
                 warn!(
                     "target {} was refused by {}, so it is most likely not registered; \
                      the precautionary deregistration failed too: {e}",

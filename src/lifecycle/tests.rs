@@ -893,6 +893,25 @@ fn a_lost_attempt_before_an_answered_retry_is_looked_for_after_deregistering() {
     assert_eq!(after, ["deregister arn:a"]);
 }
 
+/// RegisterTargets refused after an attempt of it went unanswered: that
+/// attempt may have landed, so a failed deregistration is a failure like
+/// any other (state kept, metric, drain answer), not a precaution.
+#[test]
+fn refused_registration_with_a_lost_attempt_may_be_in() {
+    let mut w = world();
+    w.elb.lost_attempt_then_ok = Some(0);
+    w.elb.register_errors = vec![(0, aws("AccessDenied"))];
+    w.elb.deregister_errors = VecDeque::from([aws("AccessDenied")]);
+    let cfg = config(&["refused-lost"]);
+    assert_eq!(
+        w.run_with_states(&cfg),
+        (EXIT_FAILURE, vec![RegistrationState::Refused])
+    );
+    assert!(w.status.outcome().is_some_and(|o| o.is_err()));
+    let metric = r#"deregistration_failures_total{target_group="refused-lost"} 1"#;
+    assert!(metrics::global().render().contains(metric));
+}
+
 #[test]
 fn lost_registration_that_never_lands_costs_one_look() {
     for strict in [false, true] {
