@@ -437,6 +437,11 @@ fn clock_skew_is_corrected_once_per_call_and_only_when_the_date_says_so() {
     )
     .unwrap_err();
     assert_eq!(e.aws_code(), Some("RequestExpired"));
+    assert!(
+        e.to_string()
+            .contains("(signed again: AWS's clock is 5101 s ahead of the local one)"),
+        "{e}"
+    );
     assert_eq!(s.seen.borrow().len(), 2);
 }
 
