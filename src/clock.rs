@@ -81,7 +81,8 @@ pub mod testing {
         time: SharedTime,
         /// What [`Clock::random`] returns.
         pub random: f64,
-        /// Sleeps completed, in order (an interrupted sleep is not recorded).
+        /// Sleeps completed, in order (an interrupted sleep or one of zero,
+        /// a look for events, is not recorded).
         pub slept: Vec<Duration>,
         /// Once this many sleeps completed, every later sleep is interrupted.
         pub interrupt_after: Option<usize>,
@@ -135,7 +136,9 @@ pub mod testing {
             if self.interrupt_after.is_some_and(|n| self.slept.len() >= n) {
                 return Err(Interrupted);
             }
-            self.slept.push(d);
+            if !d.is_zero() {
+                self.slept.push(d);
+            }
             self.time.set(self.time.get() + d);
             Ok(())
         }

@@ -29,13 +29,14 @@ use super::http::{HttpRequest, HttpResponse, Transport};
 use super::query::{Action, Service, CALL_TIMEOUT};
 use super::retry::{Adaptive, Backoff, Bucket};
 use super::sign::signed_query;
-use super::skew::{self, Offset};
+use super::skew::{self, shift, Offset};
 use super::sts::{AssumeRole, AssumeRoleWithWebIdentity};
 use crate::clock::Clock;
 use crate::env::Env;
 use crate::metrics;
 use log::{debug, warn};
-use std::time::{Duration, Instant};
+use std::cell::Cell;
+use std::time::{Duration, Instant, SystemTime};
 
 pub use super::query::WithId;
 
@@ -158,9 +159,8 @@ pub struct Client<T: Transport> {
     /// AWS's clock minus ours, learnt from a clock skew answer; added to
     /// the wall clock for every signature.
     clock_offset: Offset,
-    /// The last signed answer's `Date` header (AWS's time) and our
-    /// wall-clock time when it arrived.
-    last_date: Option<(std::time::SystemTime, std::time::SystemTime)>,
+    /// The `Date` header (AWS's time) of the last answer of this attempt.
+    last_date: Cell<Option<SystemTime>>,
     /// Pacing of the `Describe*` calls after throttling answers.
     describe: Adaptive,
     /// Pacing of RegisterTargets / DeregisterTargets after throttling answers.
@@ -179,8 +179,8 @@ impl<T: Transport> Client<T> {
             settings,
             cache: Cache::default(),
             backoff: Backoff::default(),
-            clock_offset: Offset::default(),
-            last_date: None,
+            clock_offset: 0,
+            last_date: Cell::new(None),
             describe: Adaptive::default(),
             mutating: Adaptive::default(),
             unanswered: 0,
@@ -221,14 +221,13 @@ impl<T: Transport> Client<T> {
     /// When cached temporary credentials should be refreshed ahead of need
     /// (with a role, the earlier of its layers). On the local clock: AWS's
     /// expiry less the learnt clock offset.
-    pub fn refresh_due(&self) -> Option<std::time::SystemTime> {
-        let to_local = self.clock_offset.reversed();
+    pub fn refresh_due(&self) -> Option<SystemTime> {
         let base = self.role.as_ref().and_then(RoleLayer::base_refresh_due);
         let due = match (self.cache.refresh_due(), base) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        due.map(|due| to_local.apply(due))
+        due.map(|due| shift(due, self.clock_offset.saturating_neg()))
     }
 
     /// Makes sure valid credentials are cached, fetching them (with
@@ -283,7 +282,7 @@ impl<T: Transport> Client<T> {
             },
         );
         if let Err(e) = &result {
-            if self.cache.usable(self.clock_offset.apply(clock.wall())) {
+            if self.cache.usable(shift(clock.wall(), self.clock_offset)) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
             }
         }
@@ -324,13 +323,13 @@ impl<T: Transport> Client<T> {
     /// refresh fails.
     fn credentials(&mut self, clock: &mut dyn Clock, until: Instant) -> Result<Credentials, Error> {
         // Expiry times are AWS's: compare them with AWS's time.
-        let wall = self.clock_offset.apply(clock.wall());
+        let wall = shift(clock.wall(), self.clock_offset);
         let Client {
             transport,
             settings,
             cache,
             role,
-            clock_offset,
+            last_date,
             ..
         } = self;
         let now = clock.now();
@@ -345,6 +344,7 @@ impl<T: Transport> Client<T> {
             inner: &*transport,
             until: fetch_until,
             clock,
+            last_date,
         };
         match role {
             None => cache.get(wall, settings.source.name(), || {
@@ -352,23 +352,10 @@ impl<T: Transport> Client<T> {
             }),
             // -role-arn: the role's credentials, assumed with the base layer's.
             Some(layer) => {
-                let label = layer.role().label();
                 let up = upstream(settings);
-                let result = cache.get(wall, &label, || layer.fetch(up, &bounded, wall, false));
-                // A clock skew answer to AssumeRole: sign with AWS's time
-                // from now on, and assume the role again once, at once.
-                let received = clock.wall();
-                let fix = match &result {
-                    Err(e) => skew::correction(e, layer.last_date(), received, *clock_offset),
-                    Ok(_) => None,
-                };
-                let Some(offset) = fix else {
-                    return result;
-                };
-                warn!("{offset}: signing AssumeRole again with AWS's time, and from now on");
-                *clock_offset = offset;
-                let wall = offset.apply(received);
-                cache.get(wall, &label, || layer.fetch(up, &bounded, wall, false))
+                cache.get(wall, &layer.role().label(), || {
+                    layer.fetch(up, &bounded, wall, false)
+                })
             }
         }
     }
@@ -384,11 +371,12 @@ impl<T: Transport> Client<T> {
             inner: &self.transport,
             until,
             clock,
+            last_date: &self.last_date,
         };
         match &mut self.role {
             None => providers::fetch(&self.settings.source, &self.settings.sts_url, &bounded),
             Some(layer) => {
-                let wall = self.clock_offset.apply(clock.wall());
+                let wall = shift(clock.wall(), self.clock_offset);
                 layer.fetch(upstream(&self.settings), &bounded, wall, true)
             }
         }
@@ -398,10 +386,10 @@ impl<T: Transport> Client<T> {
     /// or an event interrupts a backoff sleep. Each attempt's requests must
     /// end by the instant `op` is given ([`attempt_until`]).
     /// Throttling answers pace the calls of `bucket`.
-    /// With `signed`, an answer to `action` itself that says our clock is
-    /// off (see [`skew`]) sets the clock offset and is signed again once at
-    /// once, and an expired-credentials answer drops the cached credentials
-    /// and is retried once at once.
+    /// An answer that says our clock is off (see [`skew`]), to the call or
+    /// to AssumeRole on its way, sets the clock offset and is signed again
+    /// once at once; with `signed`, an expired-credentials answer to
+    /// `action` itself drops the cached credentials and is retried once at once.
     fn retrying<R>(
         &mut self,
         action: &str,
@@ -422,6 +410,7 @@ impl<T: Transport> Client<T> {
             attempts += 1;
             let started = clock.now();
             let until = attempt_until(budget.deadline, started);
+            self.last_date.set(None);
             let result = op(self, clock, until);
             if may_have_landed(action, &result) {
                 self.unanswered += 1;
@@ -449,27 +438,24 @@ impl<T: Transport> Client<T> {
             // the cached credentials must survive it.
             let own_answer = matches!(&err, Error::Aws { action: a, .. } if signed && a == action);
             // A clock skew answer: sign with AWS's time from now on, and
-            // sign this call again once, at once (the SDKs retry it too; no
-            // backoff: the cause is known and fixed). Past the deadline the
-            // offset is still kept for the calls that follow.
-            let fix = match self.last_date {
-                Some((server, received)) if own_answer => {
-                    skew::correction(&err, Some(server), received, self.clock_offset)
-                }
-                _ => None,
-            };
-            if let Some(offset) = fix {
+            // sign again once, at once (no backoff: the cause is fixed).
+            let wall = clock.wall();
+            if let Some(offset) =
+                skew::correction(&err, self.last_date.get(), wall, self.clock_offset)
+            {
                 self.clock_offset = offset;
+                let skew = skew::describe(offset);
                 if !retried_skew && clock.now() < budget.deadline {
                     warn!(
                         action = action, error_code = err.aws_code(),
                         request_id = crate::logging::request_id_of(&err);
-                        "{err}; {offset}: signing again with AWS's time, and from now on"
+                        "{err}; {skew}: signing again with AWS's time, and from now on"
                     );
                     retried_skew = true;
+                    look_for_event(clock)?;
                     continue;
                 }
-                warn!(action = action; "{offset}: later calls sign with AWS's time");
+                warn!(action = action; "{skew}: later calls sign with AWS's time");
             }
             if own_answer
                 && is_expired_credentials(&err)
@@ -483,6 +469,7 @@ impl<T: Transport> Client<T> {
                 );
                 self.cache.forget();
                 retried_expired = true;
+                look_for_event(clock)?;
                 continue;
             }
             // A throttling answer to this call cuts its bucket's rate: the
@@ -500,7 +487,15 @@ impl<T: Transport> Client<T> {
                 _ => None,
             };
             if !is_retryable(&err) || attempts >= budget.max_attempts {
-                return Err(err);
+                return Err(match err {
+                    // Refused even with AWS's time: say what was measured.
+                    Error::Aws { action, mut error } if retried_skew => {
+                        let skew = skew::describe(self.clock_offset);
+                        error.message = format!("{} (signed again: {skew})", error.message);
+                        Error::Aws { action, error }
+                    }
+                    other => other,
+                });
             }
             let random = clock.random();
             let mut delay = match &paced {
@@ -533,6 +528,12 @@ impl<T: Transport> Client<T> {
             clock.sleep(delay).map_err(|_| Error::Interrupted)?;
         }
     }
+}
+
+/// Ends the call when a signal or drain request has come (a zero sleep
+/// looks for one): a retry at once must not send a new request after it.
+fn look_for_event(clock: &mut dyn Clock) -> Result<(), Error> {
+    clock.sleep(Duration::ZERO).map_err(|_| Error::Interrupted)
 }
 
 /// Whether an attempt of `action` ended without an answer after its
@@ -605,7 +606,6 @@ impl<T: Transport> Client<T> {
         until: Instant,
         clock: &mut dyn Clock,
     ) -> Result<HttpResponse, Error> {
-        self.last_date = None;
         let creds = self.credentials(clock, until)?;
         let req = signed_query(
             self.settings.url(service),
@@ -613,17 +613,16 @@ impl<T: Transport> Client<T> {
             &creds,
             self.settings.signing_region(service),
             service,
-            self.clock_offset.apply(clock.wall()),
+            shift(clock.wall(), self.clock_offset),
         )?;
         let started = clock.now();
         let resp = Bounded {
             inner: &self.transport,
             until,
             clock,
+            last_date: &self.last_date,
         }
         .send(name, &req)?;
-        let server = resp.date.as_deref().and_then(skew::parse_http_date);
-        self.last_date = server.map(|server| (server, clock.wall()));
         debug!(
             "{name} -> HTTP {} in {} ms",
             resp.status,
@@ -634,11 +633,13 @@ impl<T: Transport> Client<T> {
 }
 
 /// A transport whose requests end by `until`: each request's timeout is
-/// cut to the time left, and none is sent once `until` has passed.
+/// cut to the time left, and none is sent once `until` has passed. It
+/// keeps each answer's `Date` header in `last_date`.
 struct Bounded<'a, T> {
     inner: &'a T,
     until: Instant,
     clock: &'a dyn Clock,
+    last_date: &'a Cell<Option<SystemTime>>,
 }
 
 impl<T: Transport> Transport for Bounded<'_, T> {
@@ -661,6 +662,10 @@ impl<T: Transport> Transport for Bounded<'_, T> {
         };
         let took = self.clock.now().saturating_duration_since(started);
         record_sts(action, &result, took);
+        if let Ok(resp) = &result {
+            let date = resp.date.as_deref().and_then(skew::parse_http_date);
+            self.last_date.set(date);
+        }
         result
     }
 }

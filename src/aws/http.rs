@@ -200,6 +200,8 @@ fn classify(err: &ureq::Error) -> TransportKind {
             | std::io::ErrorKind::NetworkUnreachable
             | std::io::ErrorKind::HostUnreachable => TransportKind::Connect,
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => TransportKind::Timeout,
+            // rustls's certificate and handshake errors (ureq wraps them so).
+            std::io::ErrorKind::InvalidData => TransportKind::Tls,
             _ => TransportKind::Io,
         },
         ureq::Error::Tls(_) => TransportKind::Tls,

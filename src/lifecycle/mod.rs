@@ -306,7 +306,7 @@ impl Registration {
 /// A registration leaves [`Sent`](Self::Sent) only on an answer from AWS.
 /// Only [`Sent`](Self::Sent) needs the late-landing check after its
 /// deregistration (one DescribeTargetHealth); a [`Refused`](Self::Refused) one is out even when its
-/// precautionary deregistration fails. A failed deregistration leaves the
+/// precautionary deregistration fails, unless an attempt of it went unanswered. A failed deregistration leaves the
 /// state as it was, for the next shutdown to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistrationState {

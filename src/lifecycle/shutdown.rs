@@ -243,9 +243,9 @@ impl Lifecycle<'_> {
             let registration = &self.registrations[watch.index];
             let (target, label) = (&registration.target, &registration.label);
             match registration.poll_health(self.elb, self.clock, deadline) {
-                // Only "unused"/"not registered" is drained: an eventually
-                // consistent answer may still say healthy.
-                Ok(Some(health)) if !health.is_drained() => watch.log(registration, &health),
+                // Only "not registered" is drained: an eventually consistent
+                // answer may still say healthy, and `unused` may be in.
+                Ok(Some(health)) if !health.is_gone() => watch.log(registration, &health),
                 Ok(seen) => {
                     let state = seen.map_or_else(|| "gone".into(), |h| h.to_string());
                     info!(
@@ -335,8 +335,8 @@ impl Registration {
                 }
                 Removal::NotThere
             }
-            Err(e) if self.state == RegistrationState::Refused => {
-                // Its registration was refused: this was a precaution.
+            // Refused, and no attempt of it lost: this was a precaution.
+            Err(e) if self.state == RegistrationState::Refused && !self.lost_attempt => {
                 warn!(
                     "target {} was refused by {}, so it is most likely not registered; \
                      the precautionary deregistration failed too: {e}",
@@ -364,8 +364,9 @@ impl Registration {
     /// target does not exist, the action returns successfully"), and moto
     /// with `InvalidTarget`, so neither answer rules a late landing out.
     /// Look again after a moment (within `deadline`) and deregister once
-    /// more if it landed: a target we deregistered shows `draining` or
-    /// `unused`, a late registration `initial` or `healthy`. A look that
+    /// more unless it shows out: `draining` or not registered (a late
+    /// registration shows anything else, `unused` included in a group no
+    /// load balancer uses). A look that
     /// gets no answer deregisters once more too. Returns whether the
     /// target is out.
     fn confirm_not_registered(
@@ -377,7 +378,7 @@ impl Registration {
         let left = deadline.saturating_duration_since(clock.now());
         let _ = clock.sleep(CONFIRM_DELAY.min(left));
         match self.poll_health(elb, clock, deadline) {
-            Ok(Some(health)) if !health.is_drained() && health.state != State::Draining => warn!(
+            Ok(Some(health)) if !health.is_gone() && health.state != State::Draining => warn!(
                 "the registration of {} in {} landed late; deregistering again",
                 self.target, self.label
             ),

@@ -132,8 +132,12 @@ struct FakeElb {
     refresh_due: Option<SystemTime>,
     refreshes: Vec<Duration>,
     drain_polls: usize,
-    /// Health answers after a deregistration, before the draining logic.
+    /// Health answers after a deregistration, before the draining logic
+    /// (`unused` with reason `Target.NotInUse`: registered in a group no
+    /// load balancer uses).
     after_deregister: VecDeque<State>,
+    /// No load balancer uses the groups: a registered target shows `unused`.
+    not_in_use: bool,
     /// The groups the target is in (by ARN), as the fake AWS sees it.
     registered: Vec<String>,
     /// moto's DeregisterTargets: `InvalidTarget` for a target that is not
@@ -327,10 +331,17 @@ impl Elb for FakeElb {
         let deregistered = last("deregister") > last("register");
         let back_in = self.registered.iter().any(|a| a == arn);
         let (state, reason) = if deregistered {
-            if back_in && self.after_deregister.is_empty() {
+            let not_in_use = || (State::Unused, Some("Target.NotInUse".to_string()));
+            if back_in && self.after_deregister.is_empty() && self.not_in_use {
+                not_in_use()
+            } else if back_in && self.after_deregister.is_empty() {
                 (State::Initial, None)
             } else if let Some(s) = self.after_deregister.pop_front() {
-                (s, None)
+                if s == State::Unused {
+                    not_in_use()
+                } else {
+                    (s, None)
+                }
             } else if self.drain_polls > 0 {
                 self.drain_polls -= 1;
                 (
@@ -900,6 +911,25 @@ fn a_lost_attempt_before_an_answered_retry_is_looked_for_after_deregistering() {
     assert_eq!(after, ["deregister arn:a"]);
 }
 
+/// RegisterTargets refused after an attempt of it went unanswered: that
+/// attempt may have landed, so a failed deregistration is a failure like
+/// any other (state kept, metric, drain answer), not a precaution.
+#[test]
+fn refused_registration_with_a_lost_attempt_may_be_in() {
+    let mut w = world();
+    w.elb.lost_attempt_then_ok = Some(0);
+    w.elb.register_errors = vec![(0, aws("AccessDenied"))];
+    w.elb.deregister_errors = VecDeque::from([aws("AccessDenied")]);
+    let cfg = config(&["refused-lost"]);
+    assert_eq!(
+        w.run_with_states(&cfg),
+        (EXIT_FAILURE, vec![RegistrationState::Refused])
+    );
+    assert!(w.status.outcome().is_some_and(|o| o.is_err()));
+    let metric = r#"deregistration_failures_total{target_group="refused-lost"} 1"#;
+    assert!(metrics::global().render().contains(metric));
+}
+
 #[test]
 fn lost_registration_that_never_lands_costs_one_look() {
     for strict in [false, true] {
@@ -940,6 +970,32 @@ fn unanswered_late_landing_check_deregisters_once_more() {
             "strict {strict}"
         );
     }
+}
+
+/// In a group no load balancer uses, AWS shows a registered target as
+/// `unused` (`Target.NotInUse`): neither the late-landing check nor the
+/// drain wait takes that for out.
+#[test]
+fn unused_but_registered_is_not_out() {
+    let mut w = world();
+    w.elb.not_in_use = true;
+    w.elb.lost_register = Some(0);
+    assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE);
+    let after = w.elb.names_since_deregistering();
+    assert_eq!(
+        after,
+        ["deregister arn:a", "health arn:a", "deregister arn:a"]
+    );
+    assert!(w.elb.registered.is_empty());
+
+    let mut w = world();
+    w.elb.after_deregister = VecDeque::from([State::Unused]);
+    w.at(10, Event::Signal(15));
+    let mut cfg = config(&["a"]);
+    cfg.wait_drained = true;
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    let after = w.elb.names_since_deregistering();
+    assert_eq!(after, ["deregister arn:a", "health arn:a", "health arn:a"]);
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! `src/aws/endpoint.rs`). Nothing here leaves 127.0.0.1.
 
 use crate::common::BIN;
-use fake_aws::process::{base_env, secs, Sidecar};
+use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
 use fake_aws::FakeAws;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const ARGS: &[&str] = &["-target-group-name", "tg", "-target-id", "10.0.0.5"];
 
@@ -95,4 +97,73 @@ fn explicit_endpoint_wins_over_fips_and_dual_stack() {
     s.term();
     assert_eq!(s.wait_exit(secs(10)), 0);
     assert!(fake.registered(&arn).is_empty());
+}
+
+/// An `openssl s_server` on 127.0.0.1 with a self-signed certificate;
+/// killed on drop.
+struct TlsServer(std::process::Child);
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn untrusted_tls_server(port: u16) -> TlsServer {
+    let dir = TempDir::new("tls");
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-keyout", &key, "-out", &cert])
+        .stderr(Stdio::null())
+        .status()
+        .expect("the openssl CLI");
+    assert!(made.success());
+    let server = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
+        .args(["-cert", &cert, "-key", &key, "-www", "-quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < secs(10), "s_server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Listening: it has read its certificate, the files can go.
+    TlsServer(server)
+}
+
+/// A certificate no root trusts (a wrong `AWS_CA_BUNDLE`, a
+/// TLS-intercepting proxy) is final: exit 1 at once, naming it, not
+/// retries until `-register-timeout`.
+#[test]
+fn an_untrusted_certificate_fails_at_once() {
+    let port = free_port();
+    let _server = untrusted_tls_server(port);
+    let env = base_env(&format!("https://127.0.0.1:{port}"));
+    let started = Instant::now();
+    let (code, out) = Sidecar::run_to_exit(BIN, ARGS, &env);
+    assert_eq!(code, 1, "{out}");
+    assert!(started.elapsed() < secs(5), "{out}");
+    assert!(out.contains("certificate"), "{out}");
+    assert!(!out.contains("retrying"), "{out}");
+    // A failed handshake (here: a plain HTTP server) is final too.
+    let fake = FakeAws::start();
+    let env = base_env(&format!("https://127.0.0.1:{}", fake.port()));
+    let (code, out) = Sidecar::run_to_exit(BIN, ARGS, &env);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("TLS failure"), "{out}");
+    assert!(!out.contains("retrying"), "{out}");
 }

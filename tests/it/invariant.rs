@@ -5,7 +5,7 @@
 
 use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar};
-use fake_aws::{FakeAws, Fault};
+use fake_aws::{FakeAws, Fault, GroupSettings};
 use std::time::{Duration, Instant};
 
 const IP: &str = "10.0.0.5";
@@ -61,6 +61,27 @@ fn lost_registration_landing_after_the_deregistration_is_taken_out() {
             "one look, strict {strict}"
         );
     }
+}
+
+/// A group no load balancer uses (a blue/green idle group): AWS shows the
+/// late registration as `unused` (`Target.NotInUse`), which is not out.
+#[test]
+fn late_landing_in_a_group_no_load_balancer_uses_is_taken_out() {
+    let fake = FakeAws::start();
+    let arn = fake.add_target_group("tg", 80);
+    let idle = GroupSettings {
+        attached: false,
+        ..GroupSettings::default()
+    };
+    fake.configure_target_group(&arn, idle);
+    let mut faults = vec![Fault::LandAfterDeregister(Duration::from_millis(300))];
+    faults.extend(std::iter::repeat_n(Fault::Status(503), 100));
+    fake.script("RegisterTargets", faults);
+    let mut s = spawn(&fake);
+    assert!(fake.wait_for_count("RegisterTargets", 2, secs(10)));
+    s.term();
+    assert_eq!(s.wait_exit(secs(15)), 0, "{}", s.output());
+    assert_taken_out_again(&fake, &arn, &s, false);
 }
 
 /// The first RegisterTargets attempt goes unanswered, its retry is

@@ -443,3 +443,27 @@ fn drains_during_exit_get_the_true_result() {
     assert!(n > 4, "{n} answers");
     assert!(fake.registered(&arn).is_empty());
 }
+
+/// RegisterTargets refused after an attempt of it went unanswered: that
+/// attempt may have landed, so a failed deregistration fails `/drain`
+/// and the exit, and the log says the target may be in.
+#[test]
+fn refused_registration_with_a_lost_attempt_fails_its_failed_deregistration() {
+    let fake = FakeAws::start();
+    fake.add_target_group("tg", 80);
+    fake.script(
+        "RegisterTargets",
+        vec![Fault::Reset, Fault::Error(403, "AccessDenied")],
+    );
+    fake.script("DeregisterTargets", vec![Fault::Status(503); 200]);
+    let port = free_port();
+    let mut s = spawn(&fake, port, &["-deregister-timeout", "2s"]);
+    assert!(fake.wait_for("DeregisterTargets", secs(10)));
+    let (code, body) = get(port, "/drain");
+    assert_ne!(code, 200, "{body}");
+    assert!(body.contains("deregistration failed"), "{body}");
+    assert_eq!(s.wait_exit(secs(10)), 1);
+    let out = s.output();
+    assert!(out.contains("may still be in tg"), "{out}");
+    assert!(!out.contains("most likely not registered"), "{out}");
+}

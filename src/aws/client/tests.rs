@@ -437,6 +437,11 @@ fn clock_skew_is_corrected_once_per_call_and_only_when_the_date_says_so() {
     )
     .unwrap_err();
     assert_eq!(e.aws_code(), Some("RequestExpired"));
+    assert!(
+        e.to_string()
+            .contains("(signed again: AWS's clock is 5101 s ahead of the local one)"),
+        "{e}"
+    );
     assert_eq!(s.seen.borrow().len(), 2);
 }
 
@@ -485,6 +490,34 @@ fn credential_refresh_times_follow_the_corrected_clock() {
         c.refresh_due(),
         Some(due - Duration::from_millis(1_500_500))
     );
+}
+
+/// A signal that came while the call was on the wire: an answer that
+/// calls for a retry at once (expired credentials, clock skew) sends
+/// nothing more.
+#[test]
+fn no_retry_at_once_after_a_signal() {
+    let expired = br#"<ErrorResponse><Error><Code>ExpiredToken</Code></Error></ErrorResponse>"#;
+    let creds_json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;
+    let source = Source::Container {
+        url: "http://127.0.0.1:3/creds".into(),
+        token_file: None,
+        token: None,
+    };
+    let s = Scripted::new([ok(creds_json), status(400, expired), ok(creds_json)]);
+    let mut c = Client::new(&s, settings(source));
+    let mut t = FakeClock::new();
+    t.interrupt_after = Some(0);
+    let budget = Budget::until(t.now() + Duration::from_secs(20));
+    let e = register_target(&mut c, budget, &mut t).unwrap_err();
+    assert_eq!(e, Error::Interrupted);
+    assert_eq!(s.seen.borrow().len(), 2);
+
+    let s = Scripted::new([dated(403, AWS_DATE, SIGNATURE_EXPIRED), ok(REGISTERED)]);
+    let mut c = Client::new(&s, settings(static_source()));
+    let e = register_target(&mut c, budget, &mut t).unwrap_err();
+    assert_eq!(e, Error::Interrupted);
+    assert_eq!(s.seen.borrow().len(), 1);
 }
 
 #[test]

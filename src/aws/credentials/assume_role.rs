@@ -29,7 +29,6 @@ use crate::aws::error::{is_expired_credentials, Error};
 use crate::aws::http::Transport;
 use crate::aws::query::Action;
 use crate::aws::sign::signed_query;
-use crate::aws::skew::parse_http_date;
 use crate::aws::sts::AssumeRole;
 use log::{debug, info, warn};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -118,8 +117,6 @@ pub struct Upstream<'a> {
 pub struct RoleLayer {
     role: Role,
     base: Cache,
-    /// The `Date` header of the last AssumeRole answer (AWS's time).
-    last_date: Option<SystemTime>,
 }
 
 impl RoleLayer {
@@ -128,19 +125,12 @@ impl RoleLayer {
         RoleLayer {
             role,
             base: Cache::default(),
-            last_date: None,
         }
     }
 
     /// The role.
     pub fn role(&self) -> &Role {
         &self.role
-    }
-
-    /// The `Date` header of the last AssumeRole answer, if it had one: the
-    /// client corrects its signing time with it after a clock skew answer.
-    pub fn last_date(&self) -> Option<SystemTime> {
-        self.last_date
     }
 
     /// When the cached base credentials should be refreshed ahead of need.
@@ -164,8 +154,6 @@ impl RoleLayer {
         now: SystemTime,
         background: bool,
     ) -> Result<Credentials, Error> {
-        // Only an answer to this call's AssumeRole may correct the clock.
-        self.last_date = None;
         if background && self.base.refresh_due().is_some_and(|due| due <= now) {
             self.refresh_base(up, transport, now)?;
         }
@@ -239,7 +227,7 @@ fn base_label(source: &Source) -> String {
 impl RoleLayer {
     /// One `AssumeRole` call, signed with `base` at `now`.
     fn assume(
-        &mut self,
+        &self,
         base: &Credentials,
         up: Upstream<'_>,
         transport: &dyn Transport,
@@ -260,9 +248,7 @@ impl RoleLayer {
             AssumeRole::SERVICE,
             now,
         )?;
-        self.last_date = None;
         let resp = transport.send(AssumeRole::NAME, &req)?;
-        self.last_date = resp.date.as_deref().and_then(parse_http_date);
         debug!("{} -> HTTP {}", AssumeRole::NAME, resp.status);
         AssumeRole::parse_response(resp.status, &resp.body).map(|r| r.value)
     }

@@ -116,14 +116,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h[0].state, State::Draining);
-        assert!(!h[0].is_drained());
+        assert!(!h[0].is_gone());
         let h = parse(
             200,
             include_bytes!("../../../tests/data/describe_target_health_unused.xml"),
         )
         .unwrap();
         assert_eq!(h[0].state, State::Unused);
-        assert!(h[0].is_gone() && h[0].is_drained());
+        assert!(h[0].is_gone());
     }
 
     #[test]

@@ -120,7 +120,8 @@ pub enum State {
     Unhealthy,
     /// Failing health checks and being deregistered (draining).
     UnhealthyDraining,
-    /// Not used: not registered, or its group is not attached to a load balancer.
+    /// Not used: not registered (`Target.NotRegistered`), or registered in
+    /// a group or AZ no load balancer uses (`Target.NotInUse`).
     Unused,
     /// Being deregistered; connections are drained.
     Draining,
@@ -174,14 +175,12 @@ pub struct TargetHealth {
 }
 
 impl TargetHealth {
-    /// Whether the target is not (or no longer) registered at all.
+    /// Whether the target is not (or no longer) registered at all. Not
+    /// `unused` alone: AWS shows a registered target as `unused`
+    /// (`Target.NotInUse`) in a group no load balancer uses, or in an AZ
+    /// the load balancer has not enabled.
     pub fn is_gone(&self) -> bool {
         self.reason.as_deref() == Some("Target.NotRegistered")
-    }
-
-    /// Whether draining is over: the target is gone or unused.
-    pub fn is_drained(&self) -> bool {
-        self.is_gone() || self.state == State::Unused
     }
 }
 

@@ -459,6 +459,10 @@ impl State {
             .find(|t| t.id == id && t.port == port)
         {
             let az = t.az.clone().or(az);
+            // AWS: registered, but no load balancer uses the group.
+            if !self.groups[gi].settings.attached {
+                return ("unused".into(), Some("Target.NotInUse".into()), az);
+            }
             if let Some(seq) = self.health.get_mut(&(arn, id.to_string())) {
                 if !seq.states.is_empty() {
                     let i = seq.next.min(seq.states.len() - 1);

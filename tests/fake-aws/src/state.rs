@@ -149,7 +149,8 @@ pub(crate) struct TargetGroup {
 pub struct GroupSettings {
     /// `TargetType` (default `ip`).
     pub target_type: String,
-    /// Whether `LoadBalancerArns` names [`crate::LOAD_BALANCER_ARN`] (default true).
+    /// Whether `LoadBalancerArns` names [`crate::LOAD_BALANCER_ARN`] (default
+    /// true); when not, a registered target shows `unused` (`Target.NotInUse`).
     pub attached: bool,
     /// `deregistration_delay.timeout_seconds` (default 300, AWS's default).
     pub deregistration_delay_seconds: u32,
