@@ -188,6 +188,11 @@ pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
                 .map(Secret::new),
         });
     }
+    imds_source(env)
+}
+
+/// IMDSv2, unless disabled (then no source is configured at all).
+fn imds_source(env: &dyn Env) -> Result<Source, Error> {
     if env
         .var("AWS_EC2_METADATA_DISABLED")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
