@@ -1,16 +1,9 @@
-//! Time and chance, passed in: the [`Clock`] trait every wait, clock
-//! reading and random draw of the program goes through, and a small PRNG.
-//!
-//! Retry, polling and lifecycle logic take a `&mut dyn Clock`, so tests
-//! drive them with a fake clock that never sleeps; the real one
-//! ([`crate::signals::SignalClock`]) also cuts sleeps short when a signal
-//! or a drain request arrives.
+//! Time and chance, passed in: retry, polling and lifecycle logic take a
+//! `&mut dyn Clock`, so tests drive them with a fake that never sleeps.
 
 use std::time::{Duration, Instant, SystemTime};
 
-/// The program's view of time and chance: everything that waits, reads a
-/// clock or draws a random number goes through it, so retry and polling
-/// logic is tested with a fake that never sleeps.
+/// Everything that waits, reads a clock or draws a random number.
 pub trait Clock {
     /// Monotonic now.
     fn now(&self) -> Instant;

@@ -1,6 +1,4 @@
-//! Environment variables behind a trait, so configuration, endpoint and
-//! credential selection are tested with a map instead of the real process
-//! environment.
+//! Environment variables behind a trait: tests pass a map.
 
 use std::collections::HashMap;
 

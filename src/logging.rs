@@ -1,20 +1,11 @@
-//! Logging: env_logger's filters, our two line formats, and a guard that
-//! keeps secrets out of the log.
+//! Logging: env_logger's filters and our two line formats (`-log-format
+//! text`: `TIMESTAMP LEVEL message`; `json`: one object a line with the
+//! `log` crate's key-values as keys, written here rather than pulled in
+//! with serde or env_logger's `kv` feature).
 //!
-//! `-log-format text` (the default) writes `TIMESTAMP LEVEL message`, the
-//! format the README and the tests match. `-log-format json` writes one
-//! JSON object per line: `timestamp` (RFC 3339, UTC, milliseconds),
-//! `level`, `message`, then the record's structured fields (the `log`
-//! crate's key-values: `target_group`, `target`, `action`, `request_id`,
-//! `state`, `reason`, `error_code`...) as their own keys. The JSON writer
-//! is written here over `log::kv` rather than pulled in with env_logger's
-//! `kv` feature or serde: a few dozen lines, and a smaller binary.
-//!
-//! Secrets: the HTTP and TLS crates log the wire (Authorization headers,
-//! session tokens, the STS form body with the web identity token) at
-//! debug and trace. A guard in the logger caps those crates at `info`
-//! whatever the filters say, in either format; our own log calls never
-//! carry a secret, in the message or in a field.
+//! The HTTP and TLS crates log the wire (Authorization, session tokens, the
+//! web identity token) at debug and trace: a guard caps them at `info`
+//! whatever the filters say.
 
 use crate::aws::Error;
 use crate::config::{Config, LogFormat};
@@ -26,26 +17,16 @@ use std::time::SystemTime;
 /// (`RUST_LOG`), else `info`; lines in `cfg.log_format`.
 pub fn init(cfg: &Config, rust_log: Option<String>) {
     let mut b = env_logger::Builder::new();
-    match (&cfg.log_level, rust_log) {
-        (Some(level), _) => {
-            b.parse_filters(level);
-        }
-        (None, Some(filters)) => {
-            b.parse_filters(&filters);
-        }
-        (None, None) => {
-            b.parse_filters("info");
-        }
-    }
+    b.parse_filters(
+        cfg.log_level
+            .as_deref()
+            .or(rust_log.as_deref())
+            .unwrap_or("info"),
+    );
     match cfg.log_format {
         LogFormat::Text => b.format(|buf, record| {
-            writeln!(
-                buf,
-                "{} {:<5} {}",
-                humantime::format_rfc3339_millis(SystemTime::now()),
-                record.level(),
-                record.args()
-            )
+            let now = humantime::format_rfc3339_millis(SystemTime::now());
+            writeln!(buf, "{now} {:<5} {}", record.level(), record.args())
         }),
         LogFormat::Json => b.format(|buf, record| {
             let mut line = String::with_capacity(256);
@@ -61,23 +42,17 @@ pub fn init(cfg: &Config, rust_log: Option<String>) {
     }
 }
 
-/// Crates whose debug and trace output may hold secrets: ureq logs the
-/// wire at trace (Authorization, X-Amz-Security-Token, the STS form body
-/// with the web identity token), whatever the filters say.
-const GUARDED: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
-
-/// The env_logger, with the guarded crates capped at `info` in a way no
-/// `RUST_LOG` directive (however specific) can lift.
+/// env_logger with the crates that log secrets at debug and trace capped
+/// at `info`, which no `RUST_LOG` directive can lift.
 struct Guarded {
     inner: env_logger::Logger,
 }
 
 fn guarded(target: &str) -> bool {
-    GUARDED.iter().any(|c| {
-        target == *c
-            || target
-                .strip_prefix(c)
-                .is_some_and(|rest| rest.starts_with("::"))
+    ["ureq", "ureq_proto", "rustls"].iter().any(|c| {
+        target
+            .strip_prefix(c)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
     })
 }
 
@@ -110,7 +85,7 @@ pub fn request_id_of(e: &Error) -> Option<&str> {
 
 /// Appends `record` as one JSON object and a newline to `out`:
 /// `timestamp`, `level`, `message`, `module` (the log target), then each
-/// key-value field whose value is not null. Pure but for the record.
+/// key-value field whose value is not null.
 pub fn json_line(out: &mut String, time: SystemTime, record: &log::Record<'_>) {
     out.push_str("{\"timestamp\":\"");
     out.push_str(&humantime::format_rfc3339_millis(time).to_string());
@@ -123,15 +98,13 @@ pub fn json_line(out: &mut String, time: SystemTime, record: &log::Record<'_>) {
     }
     out.push_str(",\"module\":");
     json_string(out, record.target());
-    let mut fields = Fields { out };
     // Visiting our own in-memory fields cannot fail.
-    let _ = record.key_values().visit(&mut fields);
+    let _ = record.key_values().visit(&mut Fields(out));
     out.push_str("}\n");
 }
 
-/// Appends `s` as a JSON string (RFC 8259): quotes, backslashes and
-/// control characters escaped, everything else (non-ASCII included) as
-/// UTF-8.
+/// Appends `s` as a JSON string: quotes, backslashes and control
+/// characters escaped, other characters as UTF-8.
 pub fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -141,13 +114,10 @@ pub fn json_string(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+            // U+2028/9: valid JSON, but not in JavaScript that evals lines.
+            c if u32::from(c) < 0x20 || matches!(c, '\u{7f}' | '\u{2028}' | '\u{2029}') => {
                 out.push_str(&format!("\\u{:04x}", u32::from(c)));
             }
-            // JSON allows these raw, JavaScript did not: escaped for
-            // consumers that eval or embed lines.
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
             c => out.push(c),
         }
     }
@@ -155,19 +125,17 @@ pub fn json_string(out: &mut String, s: &str) {
 }
 
 /// Writes each field as `,"key":value`.
-struct Fields<'a> {
-    out: &'a mut String,
-}
+struct Fields<'a>(&'a mut String);
 
 impl<'kvs> VisitSource<'kvs> for Fields<'_> {
     fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
         let mut v = JsonValue(None);
         value.visit(&mut v)?;
         if let Some(json) = v.0 {
-            self.out.push(',');
-            json_string(self.out, key.as_str());
-            self.out.push(':');
-            self.out.push_str(&json);
+            self.0.push(',');
+            json_string(self.0, key.as_str());
+            self.0.push(':');
+            self.0.push_str(&json);
         }
         Ok(())
     }
@@ -176,51 +144,41 @@ impl<'kvs> VisitSource<'kvs> for Fields<'_> {
 /// One value as JSON; `None` for null (the key is left out).
 struct JsonValue(Option<String>);
 
-impl JsonValue {
-    fn string(&mut self, s: &str) {
-        let mut out = String::with_capacity(s.len() + 2);
-        json_string(&mut out, s);
-        self.0 = Some(out);
-    }
-}
+type KvResult = Result<(), log::kv::Error>;
 
 impl<'v> VisitValue<'v> for JsonValue {
-    fn visit_any(&mut self, value: Value<'_>) -> Result<(), log::kv::Error> {
-        self.string(&value.to_string());
+    fn visit_any(&mut self, value: Value<'_>) -> KvResult {
+        let mut out = String::new();
+        json_string(&mut out, &value.to_string());
+        self.0 = Some(out);
         Ok(())
     }
 
-    fn visit_null(&mut self) -> Result<(), log::kv::Error> {
+    fn visit_null(&mut self) -> KvResult {
         self.0 = None;
         Ok(())
     }
 
-    fn visit_u64(&mut self, value: u64) -> Result<(), log::kv::Error> {
+    fn visit_u64(&mut self, value: u64) -> KvResult {
         self.0 = Some(value.to_string());
         Ok(())
     }
 
-    fn visit_i64(&mut self, value: i64) -> Result<(), log::kv::Error> {
+    fn visit_i64(&mut self, value: i64) -> KvResult {
         self.0 = Some(value.to_string());
         Ok(())
     }
 
-    fn visit_f64(&mut self, value: f64) -> Result<(), log::kv::Error> {
-        if value.is_finite() {
-            self.0 = Some(value.to_string());
-        } else {
-            self.string(&value.to_string());
+    fn visit_f64(&mut self, value: f64) -> KvResult {
+        if !value.is_finite() {
+            return self.visit_any(Value::from(value));
         }
-        Ok(())
-    }
-
-    fn visit_bool(&mut self, value: bool) -> Result<(), log::kv::Error> {
         self.0 = Some(value.to_string());
         Ok(())
     }
 
-    fn visit_str(&mut self, value: &str) -> Result<(), log::kv::Error> {
-        self.string(value);
+    fn visit_bool(&mut self, value: bool) -> KvResult {
+        self.0 = Some(value.to_string());
         Ok(())
     }
 }

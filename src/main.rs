@@ -1,11 +1,8 @@
-//! `k8s-nlb-registrator-sidecar`: the binary. See the crate docs and README.
-//!
-//! `main` registers the signal handlers before anything else (before any
-//! thread starts), parses the command line, starts logging and the optional
-//! status listener, then hands over to the lifecycle (or, with `-check`,
-//! to the preflight report). Every error ends in one line on stderr and a
-//! documented exit code: 0 clean, 1 runtime failure, 2 bad usage or
-//! configuration.
+//! `k8s-nlb-registrator-sidecar`: the binary. Signal handlers first (before
+//! any thread starts), then config, logging, listeners and the lifecycle
+//! (or, with `-check`, the preflight report). Every error ends in one line
+//! on stderr and a documented exit code: 0 clean, 1 runtime failure, 2 bad
+//! usage or configuration.
 
 #![forbid(unsafe_code)]
 
@@ -15,27 +12,36 @@ use k8s_nlb_registrator_sidecar::aws::proxy::ProxySettings;
 use k8s_nlb_registrator_sidecar::aws::unsupported;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
-use k8s_nlb_registrator_sidecar::config::{self, Action};
+use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::hooks::{program, reaper};
-use k8s_nlb_registrator_sidecar::lifecycle::{Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
-use k8s_nlb_registrator_sidecar::logging;
-use k8s_nlb_registrator_sidecar::preflight;
-use k8s_nlb_registrator_sidecar::signals::{self, SignalClock};
-use k8s_nlb_registrator_sidecar::status::{self, Status};
+use k8s_nlb_registrator_sidecar::lifecycle::{self, Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use k8s_nlb_registrator_sidecar::signals::{self, Event, SignalClock};
+use k8s_nlb_registrator_sidecar::status::{self, StartError, Status};
 use k8s_nlb_registrator_sidecar::system::{self, SystemEffects};
-use std::sync::mpsc::channel;
+use k8s_nlb_registrator_sidecar::{logging, preflight};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 const PROGRAM: &str = "k8s-nlb-registrator-sidecar";
 
+/// An exit code and the one line that explains it.
+type Failure = (i32, String);
+
 fn main() {
-    std::process::exit(try_main());
+    std::process::exit(try_main().unwrap_or_else(|(code, msg)| {
+        eprintln!("{PROGRAM}: {msg}");
+        code
+    }));
 }
 
-fn fail(code: i32, msg: &str) -> i32 {
-    eprintln!("{PROGRAM}: {msg}");
-    code
+fn usage(e: impl ToString) -> Failure {
+    (EXIT_USAGE, e.to_string())
+}
+
+fn runtime(e: impl ToString) -> Failure {
+    (EXIT_FAILURE, e.to_string())
 }
 
 /// The pod's IP from /etc/hosts, for when no target id is configured.
@@ -56,112 +62,55 @@ fn detect_ip() -> Result<String, String> {
         .ok_or_else(|| format!("no line for hostname {hostname:?} in {hosts_path}"))
 }
 
-fn try_main() -> i32 {
+fn try_main() -> Result<i32, Failure> {
     // Signals first: before any other thread exists. The status exists
     // already (no thread), so a signal fails /lb-health at once.
     let (tx, rx) = channel();
     let status = Status::new();
     let for_signals = status.clone();
-    if let Err(e) = signals::forward_signals(tx.clone(), move || for_signals.begin_drain()) {
-        return fail(
-            EXIT_FAILURE,
-            &format!("cannot install signal handlers: {e}"),
-        );
-    }
+    signals::forward_signals(tx.clone(), move || for_signals.begin_drain())
+        .map_err(|e| runtime(format!("cannot install signal handlers: {e}")))?;
     let args = std::env::args_os().skip(1).collect();
-    let cfg = match config::parse(args, &ProcessEnv, &mut detect_ip) {
-        Ok(Action::Run(cfg)) => cfg,
-        Ok(Action::Help) => {
+    let cfg = match config::parse(args, &ProcessEnv, &mut detect_ip).map_err(usage)? {
+        Action::Run(cfg) => cfg,
+        Action::Help => {
             print!("{}", config::usage(PROGRAM));
-            return EXIT_OK;
+            return Ok(EXIT_OK);
         }
-        Ok(Action::Version) => {
+        Action::Version => {
             println!("{PROGRAM} {}", env!("CARGO_PKG_VERSION"));
-            return EXIT_OK;
+            return Ok(EXIT_OK);
         }
-        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
     };
     let has_shell = std::path::Path::new(config::SHELL).is_file();
-    if let Err(e) = config::check_shell(&cfg, has_shell) {
-        return fail(EXIT_USAGE, &e.to_string());
-    }
-    logging::init(&cfg, ProcessEnv.var("RUST_LOG"));
-    for warning in unsupported::warnings(&ProcessEnv) {
-        log::warn!("{warning}");
-    }
-    if std::process::id() == 1 {
-        // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
-        if let Err(e) = reaper::start_reaper() {
-            log::warn!("cannot start the reaper of orphaned hook processes: {e}");
-        }
-    }
-
+    config::check_shell(&cfg, has_shell).map_err(usage)?;
+    start_logging(&cfg);
+    let now = SystemTime::now();
     let mut settings =
-        match Settings::from_env(cfg.region.as_deref(), &ProcessEnv, SystemTime::now()) {
-            Ok(s) => s,
-            Err(e) => return fail(EXIT_USAGE, &e.to_string()),
-        };
+        Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now).map_err(usage)?;
     settings.role = cfg
         .role
         .clone()
-        .map(|r| Role::new(r.arn, r.external_id, r.session_name, SystemTime::now()));
-    let bundle = match ProcessEnv.var("AWS_CA_BUNDLE") {
-        Some(path) => match std::fs::read(&path) {
-            Ok(pem) => Some((pem, path)),
-            Err(e) => {
-                return fail(
-                    EXIT_USAGE,
-                    &format!("cannot read AWS_CA_BUNDLE {path}: {e}"),
-                )
-            }
-        },
-        None => None,
-    };
-    let transport = match UreqTransport::new(
-        bundle
-            .as_ref()
-            .map(|(pem, path)| (pem.as_slice(), path.as_str())),
-    ) {
-        Ok(t) => t,
-        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
-    };
-
+        .map(|r| Role::new(r.arn, r.external_id, r.session_name, now));
+    let transport = aws_transport()?;
+    let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
     if cfg.check {
         // -check: report and exit; no status listener, nothing registered.
         drop(tx);
-        let mut client = Client::new(transport, settings);
-        let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
-        let mut findings = preflight::gather(&cfg, &mut client, &mut clock);
-        let path = std::env::var("PATH").ok();
-        findings.hooks = preflight::gather_hooks(&cfg, path.as_deref(), &program::path_kind);
-        let report = preflight::report(&cfg, &findings);
-        print!("{}", report.render());
-        return report.exit_code();
+        return Ok(check(&cfg, Client::new(transport, settings), &mut clock));
     }
+    start_listeners(&cfg, &status, tx, transport.clone())?;
+    run(&cfg, &status, transport, settings, clock)
+}
 
-    status.set_app_check(system::lb_app_check(&cfg, transport.clone()));
-    if let Some(addr) = &cfg.lb_health_addr {
-        match status::start_lb_health(addr, status.clone()) {
-            Ok(()) => {}
-            Err(e @ status::StartError::Bind(_)) => return fail(EXIT_USAGE, &e.to_string()),
-            Err(e @ status::StartError::Thread(_)) => return fail(EXIT_FAILURE, &e.to_string()),
-        }
-    }
-    if let Some(addr) = &cfg.status_addr {
-        // A /drain answer waits for the whole shutdown at most (and a margin).
-        let drain_timeout = k8s_nlb_registrator_sidecar::lifecycle::shutdown_budget(&cfg)
-            .saturating_add(Duration::from_secs(5));
-        // Before anything is registered: a listener that cannot bind is a
-        // configuration error, one whose threads cannot start (pids limit)
-        // a runtime failure.
-        match status::start(addr, status.clone(), tx.clone(), drain_timeout) {
-            Ok(()) => {}
-            Err(e @ status::StartError::Bind(_)) => return fail(EXIT_USAGE, &e.to_string()),
-            Err(e @ status::StartError::Thread(_)) => return fail(EXIT_FAILURE, &e.to_string()),
-        }
-    }
-    drop(tx);
-
+/// The lifecycle, from registration to exit.
+fn run(
+    cfg: &Config,
+    status: &Arc<Status>,
+    transport: UreqTransport,
+    settings: Settings,
+    mut clock: SignalClock,
+) -> Result<i32, Failure> {
     log::info!(
         "{PROGRAM} {}: target {} (from {}), {} target group(s), region {}, credentials from {}",
         env!("CARGO_PKG_VERSION"),
@@ -173,21 +122,79 @@ fn try_main() -> i32 {
     );
     // HTTP hooks to loopback, link-local or the pod's own IP never go
     // through a proxy (http:// only: no CA bundle needed).
-    let direct = match UreqTransport::with_proxies(None, ProxySettings::default()) {
-        Ok(t) => t,
-        Err(e) => return fail(EXIT_FAILURE, &e.to_string()),
-    };
+    let direct = UreqTransport::with_proxies(None, ProxySettings::default()).map_err(runtime)?;
     let mut effects = SystemEffects {
         transport: transport.clone(),
         direct,
         pod_ip: cfg.target_id.clone(),
     };
     let mut client = Client::new(transport, settings);
-    let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
-    let code = Lifecycle::new(&cfg, &mut client, &mut effects, &mut clock, &status).run();
+    let code = Lifecycle::new(cfg, &mut client, &mut effects, &mut clock, status).run();
     // The lifecycle has recorded its outcome in `status`: a /drain still
     // arriving, or still on its way in the event channel, is answered with it.
     drop(clock);
     status.flush_drain_responses(Duration::from_secs(2));
-    code
+    Ok(code)
+}
+
+/// Logging, warnings about ignored SDK settings, and the reaper when PID 1.
+fn start_logging(cfg: &Config) {
+    logging::init(cfg, ProcessEnv.var("RUST_LOG"));
+    for warning in unsupported::warnings(&ProcessEnv) {
+        log::warn!("{warning}");
+    }
+    // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
+    if std::process::id() == 1 {
+        if let Err(e) = reaper::start_reaper() {
+            log::warn!("cannot start the reaper of orphaned hook processes: {e}");
+        }
+    }
+}
+
+/// The transport of AWS calls, trusting `AWS_CA_BUNDLE`'s roots when set.
+fn aws_transport() -> Result<UreqTransport, Failure> {
+    let bundle = match ProcessEnv.var("AWS_CA_BUNDLE") {
+        Some(path) => match std::fs::read(&path) {
+            Ok(pem) => Some((pem, path)),
+            Err(e) => return Err(usage(format!("cannot read AWS_CA_BUNDLE {path}: {e}"))),
+        },
+        None => None,
+    };
+    let roots = bundle.as_ref();
+    UreqTransport::new(roots.map(|(pem, path)| (pem.as_slice(), path.as_str()))).map_err(usage)
+}
+
+/// `-check`: the preflight report on stdout; its exit code.
+fn check(cfg: &Config, mut client: Client<UreqTransport>, clock: &mut SignalClock) -> i32 {
+    let mut findings = preflight::gather(cfg, &mut client, clock);
+    let path = std::env::var("PATH").ok();
+    findings.hooks = preflight::gather_hooks(cfg, path.as_deref(), &program::path_kind);
+    let report = preflight::report(cfg, &findings);
+    print!("{}", report.render());
+    report.exit_code()
+}
+
+/// Starts `/lb-health` and the status listener, before anything is
+/// registered: an address that cannot be bound is a configuration error,
+/// a thread that cannot start (pids limit) a runtime failure.
+fn start_listeners(
+    cfg: &Config,
+    status: &Arc<Status>,
+    tx: Sender<Event>,
+    transport: UreqTransport,
+) -> Result<(), Failure> {
+    let started = |r: Result<(), StartError>| match r {
+        Err(e @ StartError::Bind(_)) => Err(usage(e)),
+        r => r.map_err(runtime),
+    };
+    status.set_app_check(system::lb_app_check(cfg, transport));
+    if let Some(addr) = &cfg.lb_health_addr {
+        started(status::start_lb_health(addr, status.clone()))?;
+    }
+    if let Some(addr) = &cfg.status_addr {
+        // A /drain answer waits for the whole shutdown at most (and a margin).
+        let drain_timeout = lifecycle::shutdown_budget(cfg).saturating_add(Duration::from_secs(5));
+        started(status::start(addr, status.clone(), tx, drain_timeout))?;
+    }
+    Ok(())
 }

@@ -1,17 +1,14 @@
-//! Signals and drain requests, delivered as events on one channel.
-//!
-//! SIGTERM and SIGINT are registered with signal-hook first thing in
-//! `main`, before any other thread starts; a small thread forwards each one
-//! into an mpsc channel, where the status listener's `/drain` requests
-//! arrive too. [`SignalClock`] is the program's [`Clock`]: its sleeps are
-//! `recv_timeout` on that channel, so an event cuts any wait short, and
-//! while the program is blocked it sleeps in the kernel (no polling, zero
-//! CPU). During shutdown the clock is *shielded*: events are still
-//! collected (a drain request must be answered) but no longer interrupt, so
-//! a second SIGTERM cannot skip the deregistration.
+//! Signals and drain requests, as events on one channel. SIGTERM and SIGINT
+//! are registered first thing in `main`, before any other thread; a thread
+//! forwards them into the channel where `/drain` requests arrive too.
+//! [`SignalClock`]'s sleeps wait on that channel, so an event cuts any wait
+//! short and a blocked process sleeps in the kernel. During shutdown the
+//! clock is *shielded*: events are queued (a drain request must be
+//! answered) but do not interrupt, so a second SIGTERM cannot skip the
+//! deregistration.
 
 use crate::clock::{Clock, Interrupted, SplitMix};
-use log::{info, warn};
+use log::info;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::collections::VecDeque;
@@ -162,26 +159,19 @@ impl EventClock for SignalClock {
             return Some(ev);
         }
         let got = match timeout {
-            Some(t) => match self.rx.recv_timeout(t) {
-                Ok(ev) => Some(ev),
-                Err(RecvTimeoutError::Timeout) => None,
-                // Every sender is gone: still wait, as `sleep` does, so
-                // that a caller looping on this never spins.
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(t);
-                    None
-                }
-            },
-            None => match self.rx.recv() {
-                Ok(ev) => Some(ev),
-                Err(_) => {
-                    warn!("event channel closed; no signal can reach this process any more");
-                    std::thread::sleep(Duration::from_secs(3600));
-                    None
-                }
-            },
+            Some(t) => self.rx.recv_timeout(t),
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        got
+        match got {
+            Ok(ev) => Some(ev),
+            Err(RecvTimeoutError::Timeout) => None,
+            // Every sender is gone: still wait, as `sleep` does, so that a
+            // caller looping on this never spins.
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(timeout.unwrap_or(Duration::from_secs(3600)));
+                None
+            }
+        }
     }
 
     fn set_shielded(&mut self, shielded: bool) {

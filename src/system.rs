@@ -1,12 +1,10 @@
-//! The real system behind the lifecycle: [`SystemEffects`] implements its
-//! [`Effects`] with real processes, sockets and `/proc` (hooks through
-//! [`hooks`], waiting for the app, the TCP table), where the lifecycle's
-//! tests use a fake.
+//! The lifecycle's [`Effects`] on the real system: hooks, waiting for the
+//! app, the TCP table (its tests use a fake).
 //!
-//! `-wait-for-tcp HOST:PORT` and `-wait-for-http URL` let a scratch image
-//! (where no command can run) hold the registration until the app listens
-//! or answers 2xx. Both poll every 500 ms, each try bounded by a 1 s
-//! connect / 2 s request timeout, and an event ends the wait at once.
+//! `-wait-for-tcp` and `-wait-for-http` let a scratch image (where no
+//! command can run) hold the registration until the app listens or answers
+//! 2xx: a try every 500 ms (1 s connect / 2 s request timeout), and an
+//! event ends the wait at once.
 
 use crate::aws::error::snippet;
 use crate::aws::http::{HttpRequest, Transport};
@@ -45,14 +43,24 @@ pub fn lb_app_check<T: Transport + Send + Sync + 'static>(
         return None;
     }
     Some(Box::new(move || {
-        if let Some(addr) = &tcp {
-            tcp_ready(addr)?;
-        }
-        if let Some(url) = &http {
-            http_ready(&transport, url, CHECK_TIMEOUT)?;
-        }
-        Ok(())
+        app_ready(tcp.as_deref(), http.as_deref(), &transport, CHECK_TIMEOUT)
     }))
+}
+
+/// `-wait-for-tcp`, then `-wait-for-http` with a request `timeout`.
+fn app_ready<T: Transport>(
+    tcp: Option<&str>,
+    http: Option<&str>,
+    transport: &T,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(addr) = tcp {
+        tcp_ready(addr)?;
+    }
+    if let Some(url) = http {
+        http_ready(transport, url, timeout)?;
+    }
+    Ok(())
 }
 
 fn tcp_ready(addr: &str) -> Result<(), String> {
@@ -88,19 +96,6 @@ fn http_ready<T: Transport>(transport: &T, url: &str, timeout: Duration) -> Resu
     }
 }
 
-impl<T: Transport> SystemEffects<T> {
-    /// `-wait-for-tcp` then `-wait-for-http`, once.
-    fn check_app(&self, cfg: &Config) -> Result<(), String> {
-        if let Some(addr) = &cfg.wait_for_tcp {
-            tcp_ready(addr)?;
-        }
-        match &cfg.wait_for_http {
-            Some(url) => http_ready(&self.transport, url, Duration::from_secs(2)),
-            None => Ok(()),
-        }
-    }
-}
-
 impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome {
         let routes = HttpRoutes {
@@ -116,32 +111,31 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
             return Ok(());
         }
         let deadline = clock.now() + cfg.wait_for_timeout;
-        let mut logged = false;
-        loop {
-            match self.check_app(cfg) {
-                Ok(()) => {
-                    info!("the app is up");
-                    return Ok(());
-                }
-                Err(why) => {
-                    if !logged {
-                        info!("waiting for the app: {why}");
-                        logged = true;
-                    }
-                    let now = clock.now();
-                    if now >= deadline {
-                        return Err(AppWait::TimedOut(why));
-                    }
-                    clock
-                        .sleep(APP_POLL.min(deadline - now))
-                        .map_err(|_| AppWait::Interrupted)?;
-                }
+        let (tcp, http) = (cfg.wait_for_tcp.as_deref(), cfg.wait_for_http.as_deref());
+        for attempt in 0u64.. {
+            let Err(why) = app_ready(tcp, http, &self.transport, Duration::from_secs(2)) else {
+                break;
+            };
+            if attempt == 0 {
+                info!("waiting for the app: {why}");
             }
+            let now = clock.now();
+            if now >= deadline {
+                return Err(AppWait::TimedOut(why));
+            }
+            clock
+                .sleep(APP_POLL.min(deadline - now))
+                .map_err(|_| AppWait::Interrupted)?;
         }
+        info!("the app is up");
+        Ok(())
     }
 
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>> {
-        cfg.has_app_check().then(|| self.check_app(cfg))
+        cfg.has_app_check().then(|| {
+            let (tcp, http) = (cfg.wait_for_tcp.as_deref(), cfg.wait_for_http.as_deref());
+            app_ready(tcp, http, &self.transport, Duration::from_secs(2))
+        })
     }
 
     fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {

@@ -1,24 +1,14 @@
-//! STS: `AssumeRoleWithWebIdentity`, the IRSA credential exchange,
-//! `AssumeRole`, the cross-account step of `-role-arn`, and
-//! `GetCallerIdentity`, signed, which `-check` uses to name the identity.
-//!
-//! API references:
-//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRoleWithWebIdentity.html>,
-//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>,
-//! <https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html>.
-//! AssumeRoleWithWebIdentity is unsigned (the web identity token is the
-//! proof); AssumeRole is signed (service `sts`) with the caller's
-//! credentials. Both go to the STS endpoint as a Query API POST like ELBv2,
-//! and both answer a `<Credentials>` element read by one parser.
+//! STS over the Query API: `AssumeRoleWithWebIdentity` (IRSA; unsigned,
+//! the token is the proof), `AssumeRole` (`-role-arn`; signed) and
+//! `GetCallerIdentity` (`-check` names the identity). API reference:
+//! <https://docs.aws.amazon.com/STS/latest/APIReference/>.
 
 use super::credentials::{parse_expiration, Credentials, Secret};
 use super::query::{Action, Params, Service};
 use super::xml::Element;
 
-/// AssumeRoleWithWebIdentity: exchanges a web identity token for the
-/// temporary credentials of `role_arn`.
-///
-/// The token is a secret: the request's parameters must never be logged.
+/// AssumeRoleWithWebIdentity: a web identity token for the temporary
+/// credentials of `role_arn`. The token is a secret: never log the form.
 #[derive(Debug, Clone, Copy)]
 pub struct AssumeRoleWithWebIdentity<'a> {
     /// Role to assume.
@@ -45,18 +35,13 @@ impl Action for AssumeRoleWithWebIdentity<'_> {
         ]
     }
 
-    /// The credentials; an error when any of the four fields is missing or
-    /// the expiration is unreadable.
     fn parse(result: &Element) -> Result<Credentials, String> {
         parse_credentials(result)
     }
 }
 
-/// AssumeRole: the temporary credentials of `role_arn`, asked for with
-/// (and signed by) the caller's credentials.
-///
-/// `ExternalId` is sent only when given. Not a secret by AWS's own
-/// account, it is still never logged.
+/// AssumeRole: the temporary credentials of `role_arn`, signed with the
+/// caller's. `ExternalId` is sent only when given, and never logged.
 #[derive(Debug, Clone, Copy)]
 pub struct AssumeRole<'a> {
     /// Role to assume.
@@ -89,16 +74,14 @@ impl Action for AssumeRole<'_> {
         p
     }
 
-    /// The credentials; an error when any of the four fields is missing or
-    /// the expiration is unreadable.
     fn parse(result: &Element) -> Result<Credentials, String> {
         parse_credentials(result)
     }
 }
 
-/// Reads the `<Credentials>` element of an STS result. White space inside
-/// the session token is dropped: a token is base64, and the API
-/// reference's own examples wrap it over several lines.
+/// Reads the `<Credentials>` element of an STS result (all four fields).
+/// White space inside the session token is dropped: AWS's own examples
+/// wrap the base64 over several lines.
 fn parse_credentials(result: &Element) -> Result<Credentials, String> {
     let creds = result
         .child("Credentials")
@@ -111,16 +94,48 @@ fn parse_credentials(result: &Element) -> Result<Credentials, String> {
     let expiration = field("Expiration")?;
     let expiry = parse_expiration(&expiration)
         .ok_or_else(|| format!("unreadable Expiration {expiration:?}"))?;
-    let token: String = field("SessionToken")?
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
+    let mut token = field("SessionToken")?;
+    token.retain(|c| !c.is_ascii_whitespace());
     Ok(Credentials {
         access_key_id: field("AccessKeyId")?,
         secret_access_key: Secret::new(field("SecretAccessKey")?),
         session_token: Some(Secret::new(token)),
         expiry: Some(expiry),
     })
+}
+
+/// GetCallerIdentity: who the credentials belong to. It needs no
+/// permission: AWS answers it even when a policy denies it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GetCallerIdentity;
+
+/// What GetCallerIdentity answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The account that owns the calling entity.
+    pub account: String,
+    /// The ARN of the calling entity (a user, or an assumed role's session).
+    pub arn: String,
+    /// Its unique id (`aws:userid`).
+    pub user_id: String,
+}
+
+impl Action for GetCallerIdentity {
+    const SERVICE: Service = Service::Sts;
+    const NAME: &'static str = "GetCallerIdentity";
+    type Output = CallerIdentity;
+
+    fn params(&self) -> Params {
+        Vec::new()
+    }
+
+    fn parse(result: &Element) -> Result<CallerIdentity, String> {
+        Ok(CallerIdentity {
+            arn: result.text_at(&["Arn"]).ok_or("no Arn in the response")?,
+            account: result.text_at(&["Account"]).unwrap_or_default(),
+            user_id: result.text_at(&["UserId"]).unwrap_or_default(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -264,45 +279,6 @@ mod tests {
         let body = br#"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken><Expiration>soon</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"#;
         assert!(parse(200, body).is_err());
         assert!(parse(200, b"<x/>").is_err());
-    }
-}
-
-/// GetCallerIdentity: who the credentials belong to (`-check` reports it).
-///
-/// API reference: <https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html>.
-/// A signed call that needs no permission: AWS answers it even when a
-/// policy denies `sts:GetCallerIdentity`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GetCallerIdentity;
-
-/// What GetCallerIdentity answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerIdentity {
-    /// The account that owns the calling entity.
-    pub account: String,
-    /// The ARN of the calling entity (a user, or an assumed role's session).
-    pub arn: String,
-    /// Its unique id (`aws:userid`).
-    pub user_id: String,
-}
-
-impl Action for GetCallerIdentity {
-    const SERVICE: Service = Service::Sts;
-    const NAME: &'static str = "GetCallerIdentity";
-    type Output = CallerIdentity;
-
-    fn params(&self) -> Params {
-        Vec::new()
-    }
-
-    /// The identity; an error when `Arn` is missing (the other two may be
-    /// empty).
-    fn parse(result: &Element) -> Result<CallerIdentity, String> {
-        Ok(CallerIdentity {
-            arn: result.text_at(&["Arn"]).ok_or("no Arn in the response")?,
-            account: result.text_at(&["Account"]).unwrap_or_default(),
-            user_id: result.text_at(&["UserId"]).unwrap_or_default(),
-        })
     }
 }
 

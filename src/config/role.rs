@@ -1,34 +1,19 @@
-//! `-role-arn`, `-role-external-id`, `-role-session-name`: the role to
-//! assume in the account that owns the target groups.
-//!
-//! The values are checked here against STS's own constraints (the
-//! AssumeRole API reference), so a typo fails at start with exit 2 and
-//! the flag's name instead of as a `ValidationError` from STS.
+//! `-role-arn`, `-role-external-id`, `-role-session-name`, checked against
+//! STS's constraints (the AssumeRole API reference), so a typo fails at
+//! start with exit 2 and the flag's name, not as a `ValidationError` later.
 
 use super::{ConfigError, Settings};
+use crate::aws::credentials::Secret;
 
-/// The role to assume, as configured. Its `Debug` hides the external id.
-#[derive(Clone, PartialEq, Eq)]
+/// The role to assume, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleConfig {
     /// `-role-arn`: `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME`.
     pub arn: String,
     /// `-role-external-id`, when the role's trust policy asks for one.
-    pub external_id: Option<String>,
+    pub external_id: Option<Secret>,
     /// `-role-session-name`; `None`: the default (prefix and time).
     pub session_name: Option<String>,
-}
-
-impl std::fmt::Debug for RoleConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoleConfig")
-            .field("arn", &self.arn)
-            .field(
-                "external_id",
-                &self.external_id.as_ref().map(|_| "** redacted **"),
-            )
-            .field("session_name", &self.session_name)
-            .finish()
-    }
 }
 
 impl Settings<'_> {
@@ -37,28 +22,21 @@ impl Settings<'_> {
         let arn = self.optional("role-arn", parse_role_arn)?;
         let external_id = self.optional("role-external-id", parse_external_id)?;
         let session_name = self.optional("role-session-name", parse_session_name)?;
-        match arn {
-            Some(arn) => Ok(Some(RoleConfig {
-                arn,
-                external_id,
-                session_name,
-            })),
-            None => {
-                for (name, set) in [
-                    ("role-external-id", external_id.is_some()),
-                    ("role-session-name", session_name.is_some()),
-                ] {
-                    if set {
-                        let from = self.lookup(name).map(|(_, from)| from).unwrap_or_default();
-                        return Err(ConfigError(format!(
-                            "{from} is set but -role-arn (NLB_ROLE_ARN) is not: \
-                             it only applies to the role to assume"
-                        )));
-                    }
-                }
-                Ok(None)
+        if arn.is_none() {
+            let set = external_id.is_some().then_some("role-external-id");
+            if let Some(name) = set.or(session_name.is_some().then_some("role-session-name")) {
+                let from = self.lookup(name).map(|(_, from)| from).unwrap_or_default();
+                return Err(ConfigError(format!(
+                    "{from} is set but -role-arn (NLB_ROLE_ARN) is not: \
+                     it only applies to the role to assume"
+                )));
             }
         }
+        Ok(arn.map(|arn| RoleConfig {
+            arn,
+            external_id,
+            session_name,
+        }))
     }
 }
 
@@ -92,11 +70,11 @@ fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn parse_external_id(what: &str, v: &str) -> Result<String, ConfigError> {
+fn parse_external_id(what: &str, v: &str) -> Result<Secret, ConfigError> {
     if (2..=1224).contains(&v.chars().count()) && word_chars(v, "+=,.@:/-") {
-        Ok(v.to_owned())
+        Ok(v.into())
     } else {
-        // The value is not a secret (AWS says so), but it is not echoed either.
+        // Not a secret by AWS's account, but not echoed either.
         Err(ConfigError(format!(
             "{what}: invalid external id: 2 to 1224 characters of letters, digits and _+=,.@:/-"
         )))

@@ -1,97 +1,48 @@
-//! Cross-account credentials: `-role-arn` on top of the usual chain.
-//!
-//! Central networking accounts own the load balancers while the pods run
-//! in workload accounts. With a [`Role`], the credentials of the chain
-//! (environment, IRSA, Pod Identity, IMDS: the *base* layer) only sign an
-//! STS `AssumeRole`; the ELBv2 calls are signed with the role's
-//! credentials. Both layers are temporary (except static base keys), so
-//! both are cached and refreshed ahead of expiry: [`RoleLayer`] owns the
-//! base layer's cache and fetches the base credentials again when they are
-//! due before it assumes the role, and the client's own cache holds the
-//! role's credentials. A pod that lives for weeks still deregisters.
-//!
-//! A failure names its layer: `base credentials from web identity (IRSA):
-//! ...` or `assuming role arn:...: AssumeRole failed: AccessDenied ...`.
-//! The error keeps its kind, so throttling and 5xx from STS are retried
-//! like any other call and AccessDenied is final.
-//!
-//! Defaults follow the SDKs' assume-role providers: the session name is a
-//! fixed prefix and the time (aws-sdk-go-v2 `aws-go-sdk-<nanos>`, smithy-rs
-//! `assume-role-provider-<millis>`; here the prefix of the IRSA default),
-//! and the lifetime is STS's default of one hour, which is also the most
-//! AWS allows when the base credentials are themselves a role session
-//! (role chaining: IRSA, Pod Identity and IMDS all are).
+//! `-role-arn`: the chain's credentials (the *base* layer) only sign an
+//! STS AssumeRole, and the role's credentials sign the ELBv2 calls. Both
+//! layers are cached and refreshed ahead of expiry ([`RoleLayer`] holds
+//! the base layer's cache, the client the role's), so a pod that lives
+//! for weeks still deregisters. An error names its layer and keeps its
+//! kind: STS throttling is retried, AccessDenied is final.
 
-use super::Cache;
-use super::{providers, Credentials, Secret, Source};
+use super::{default_session_name, providers, Cache, Credentials, Secret, Source};
 use crate::aws::endpoint::sts_signing_region;
 use crate::aws::error::{is_expired_credentials, Error};
 use crate::aws::http::Transport;
 use crate::aws::query::Action;
 use crate::aws::sign::signed_query;
 use crate::aws::sts::AssumeRole;
-use log::{debug, info, warn};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use log::{debug, warn};
+use std::time::{Duration, SystemTime};
 
-/// Lifetime asked for the role's credentials (`DurationSeconds`).
+/// Lifetime asked for: STS's default, and the most AWS allows when the
+/// base credentials are a role session themselves (IRSA, Pod Identity, IMDS).
 pub const ROLE_DURATION: Duration = Duration::from_secs(3600);
 
-/// Prefix of the default role session name (then the Unix time).
-pub const SESSION_NAME_PREFIX: &str = "k8s-nlb-registrator-";
-
-/// The role to assume, and how. Its `Debug` hides the external id (a
-/// shared secret of sorts: the trust policy's condition).
-#[derive(Clone, PartialEq, Eq)]
+/// The role to assume.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
     /// ARN of the role, in the account that owns the target groups.
     pub arn: String,
     /// `ExternalId` the role's trust policy requires, if any.
-    pub external_id: Option<String>,
+    pub external_id: Option<Secret>,
     /// Role session name.
     pub session_name: String,
-    /// Lifetime asked for.
-    pub duration: Duration,
-}
-
-impl std::fmt::Debug for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Role")
-            .field("arn", &self.arn)
-            .field(
-                "external_id",
-                &self
-                    .external_id
-                    .as_ref()
-                    .map(|_| Secret::new(String::new())),
-            )
-            .field("session_name", &self.session_name)
-            .field("duration", &self.duration)
-            .finish()
-    }
 }
 
 impl Role {
-    /// A role with the given session name, or the default one derived
-    /// from `now` (`k8s-nlb-registrator-<unix seconds>`), and the default
-    /// lifetime.
+    /// A role with the given session name, or the default one from `now`.
     pub fn new(
         arn: String,
-        external_id: Option<String>,
+        external_id: Option<Secret>,
         session_name: Option<String>,
         now: SystemTime,
     ) -> Self {
-        let session_name = session_name.unwrap_or_else(|| {
-            let secs = now
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            format!("{SESSION_NAME_PREFIX}{secs}")
-        });
+        let session_name = session_name.unwrap_or_else(|| default_session_name(now));
         Role {
             arn,
             external_id,
             session_name,
-            duration: ROLE_DURATION,
         }
     }
 
@@ -138,11 +89,11 @@ impl RoleLayer {
         self.base.refresh_due()
     }
 
-    /// Assumes the role once: base credentials from the cache (fetched
-    /// again when due at `now`; with `background`, already when their
-    /// ahead-of-need refresh time has come), then `AssumeRole` signed with
-    /// them at `now` (AWS's time: the caller corrects for a known skew). An `ExpiredToken` answer means the base credentials
-    /// died early: they are fetched again and the role asked for once more.
+    /// Assumes the role once, signed at `now` (AWS's time) with the base
+    /// credentials from the cache (fetched again when due; with
+    /// `background`, already at their ahead-of-need refresh time). An
+    /// `ExpiredToken` answer means the base credentials died early: they
+    /// are fetched again and the role asked for once more.
     ///
     /// # Errors
     /// The base layer's error, prefixed `base credentials from <source>`,
@@ -154,77 +105,33 @@ impl RoleLayer {
         now: SystemTime,
         background: bool,
     ) -> Result<Credentials, Error> {
+        let source = up.source.name();
+        let base_label = format!("base credentials from {source}");
+        let fetch = || providers::fetch(up.source, up.sts_url, transport);
         if background && self.base.refresh_due().is_some_and(|due| due <= now) {
-            self.refresh_base(up, transport, now)?;
+            if let Err(e) = self.base.store_fetched(source, fetch()) {
+                if !self.base.usable(now) {
+                    return Err(in_layer(e, &base_label));
+                }
+                warn!("{base_label}: refresh failed, the cached ones stay in use until they expire: {e}");
+            }
         }
-        let base = self.base_credentials(up, transport, now)?;
-        match self.assume(&base, up, transport, now) {
+        let base = |cache: &mut Cache| {
+            (cache.get(now, source, fetch)).map_err(|e| in_layer(e, &base_label))
+        };
+        let first = base(&mut self.base)?;
+        match self.assume(&first, up, transport, now) {
             Err(e) if is_expired_credentials(&e) && !matches!(up.source, Source::Static(_)) => {
-                warn!(
-                    "AssumeRole: the base credentials from {} expired, fetching new ones",
-                    up.source.name()
-                );
+                warn!("AssumeRole: the base credentials from {source} expired, fetching new ones");
                 self.base.forget();
-                let base = self.base_credentials(up, transport, now)?;
-                self.assume(&base, up, transport, now)
+                let again = base(&mut self.base)?;
+                self.assume(&again, up, transport, now)
             }
             other => other,
         }
         .map_err(|e| in_layer(e, &format!("assuming {}", self.role.label())))
     }
 
-    fn base_credentials(
-        &mut self,
-        up: Upstream<'_>,
-        transport: &dyn Transport,
-        now: SystemTime,
-    ) -> Result<Credentials, Error> {
-        let name = up.source.name();
-        self.base
-            .get(now, name, || {
-                providers::fetch(up.source, up.sts_url, transport)
-            })
-            .map_err(|e| in_layer(e, &base_label(up.source)))
-    }
-
-    /// Fetches the base credentials now; the cached ones stay in use when
-    /// that fails and they have not expired.
-    fn refresh_base(
-        &mut self,
-        up: Upstream<'_>,
-        transport: &dyn Transport,
-        now: SystemTime,
-    ) -> Result<(), Error> {
-        match providers::fetch(up.source, up.sts_url, transport) {
-            Ok(fresh) => {
-                if let Some(expiry) = fresh.expiry {
-                    info!(
-                        "credentials from {} for {} valid until {}",
-                        up.source.name(),
-                        fresh.access_key_id,
-                        humantime::format_rfc3339_seconds(expiry)
-                    );
-                }
-                self.base.store(fresh);
-                Ok(())
-            }
-            Err(e) if self.base.usable(now) => {
-                warn!(
-                    "{}: refresh failed, the cached ones stay in use until they expire: {e}",
-                    base_label(up.source)
-                );
-                Ok(())
-            }
-            Err(e) => Err(in_layer(e, &base_label(up.source))),
-        }
-    }
-}
-
-fn base_label(source: &Source) -> String {
-    format!("base credentials from {}", source.name())
-}
-
-impl RoleLayer {
     /// One `AssumeRole` call, signed with `base` at `now`.
     fn assume(
         &self,
@@ -237,14 +144,15 @@ impl RoleLayer {
         let action = AssumeRole {
             role_arn: &role.arn,
             session_name: &role.session_name,
-            external_id: role.external_id.as_deref(),
-            duration_seconds: role.duration.as_secs(),
+            external_id: role.external_id.as_ref().map(Secret::expose),
+            duration_seconds: ROLE_DURATION.as_secs(),
         };
+        let region = sts_signing_region(up.sts_url, up.region);
         let req = signed_query(
             up.sts_url,
             &action.form(),
             base,
-            sts_signing_region(up.sts_url, up.region),
+            region,
             AssumeRole::SERVICE,
             now,
         )?;
@@ -271,6 +179,7 @@ mod tests {
     use crate::aws::credentials::Secret;
     use crate::aws::error::is_retryable;
     use crate::aws::testing::{ok, status, Scripted};
+    use std::time::UNIX_EPOCH;
 
     const ROLE_ARN: &str = "arn:aws:iam::444455556666:role/nlb-registrator";
 
@@ -347,10 +256,9 @@ mod tests {
     }
 
     #[test]
-    fn default_session_name_and_duration() {
+    fn default_and_given_session_names() {
         let r = role();
         assert_eq!(r.session_name, "k8s-nlb-registrator-1700000000");
-        assert_eq!(r.duration, Duration::from_secs(3600));
         let named = Role::new(ROLE_ARN.into(), None, Some("pod-a".into()), at(0));
         assert_eq!(named.session_name, "pod-a");
         assert_eq!(r.label(), format!("role {ROLE_ARN}"));

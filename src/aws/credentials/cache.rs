@@ -1,6 +1,6 @@
-//! The credentials cache: fetched temporary credentials are reused until
-//! [`REFRESH_BEFORE`](super::REFRESH_BEFORE) their expiry, and kept in use
-//! while a refresh fails and they have not expired yet.
+//! The credentials cache: reused until [`REFRESH_BEFORE`](super::REFRESH_BEFORE)
+//! their expiry, and kept in use while a refresh fails and they have not
+//! expired yet.
 
 use super::Credentials;
 use crate::aws::error::Error;
@@ -15,10 +15,9 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Valid credentials at `now`: the cached ones unless they are due for
-    /// a refresh, else the result of `fetch` (stored), else, when `fetch`
-    /// fails, the cached ones until they expire. `source` names the
-    /// source in logs.
+    /// Valid credentials at `now`: the cached ones unless due for a
+    /// refresh, else those `fetch` gets from `source` (stored), else, when
+    /// it fails, the cached ones until they expire.
     ///
     /// # Errors
     /// The fetch error when no unexpired credentials are cached.
@@ -28,29 +27,14 @@ impl Cache {
         source: &str,
         fetch: impl FnOnce() -> Result<Credentials, Error>,
     ) -> Result<Credentials, Error> {
-        if let Some(c) = &self.cached {
-            if !c.needs_refresh(now) {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.cached.as_ref().filter(|c| !c.needs_refresh(now)) {
+            return Ok(c.clone());
         }
-        let fetched = fetch();
-        record(source, &fetched);
-        match fetched {
-            Ok(fresh) => {
-                if let Some(expiry) = fresh.expiry {
-                    info!(
-                        "credentials from {source} for {} valid until {}",
-                        fresh.access_key_id,
-                        humantime::format_rfc3339_seconds(expiry)
-                    );
-                }
-                self.cached = Some(fresh.clone());
-                Ok(fresh)
-            }
+        match self.store(source, fetch()) {
+            Ok(fresh) => Ok(fresh.clone()),
             Err(e) => match &self.cached {
-                // Refresh failed but the old credentials still work: use them.
                 Some(old) if self.usable(now) => {
-                    warn!("refreshing credentials failed, using the cached ones until they expire: {e}");
+                    warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
                     Ok(old.clone())
                 }
                 _ => Err(e),
@@ -58,14 +42,8 @@ impl Cache {
         }
     }
 
-    /// Replaces the cached credentials.
-    pub fn store(&mut self, fresh: Credentials) {
-        self.cached = Some(fresh);
-    }
-
     /// Stores the result of a fetch from `source` when it succeeded (a
-    /// failed one leaves the cached credentials in place), and counts it
-    /// in the metrics.
+    /// failed one leaves the cache as it was), and counts it in the metrics.
     ///
     /// # Errors
     /// The fetch error.
@@ -74,8 +52,25 @@ impl Cache {
         source: &str,
         fetched: Result<Credentials, Error>,
     ) -> Result<(), Error> {
-        record(source, &fetched);
-        fetched.map(|fresh| self.store(fresh))
+        self.store(source, fetched).map(|_| ())
+    }
+
+    fn store(
+        &mut self,
+        source: &str,
+        fetched: Result<Credentials, Error>,
+    ) -> Result<&Credentials, Error> {
+        let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
+        metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
+        let fresh = fetched?;
+        if let Some(expiry) = expiry {
+            let until = humantime::format_rfc3339_seconds(expiry);
+            info!(
+                "credentials from {source} for {} valid until {until}",
+                fresh.access_key_id
+            );
+        }
+        Ok(self.cached.insert(fresh))
     }
 
     /// Drops the cached credentials (AWS said they expired).
@@ -87,19 +82,13 @@ impl Cache {
     pub fn usable(&self, now: SystemTime) -> bool {
         self.cached
             .as_ref()
-            .is_some_and(|c| c.expiry.map(|x| x > now).unwrap_or(true))
+            .is_some_and(|c| c.expiry.is_none_or(|x| x > now))
     }
 
     /// When the cached credentials should be refreshed ahead of need.
     pub fn refresh_due(&self) -> Option<SystemTime> {
         self.cached.as_ref().and_then(Credentials::refresh_due)
     }
-}
-
-/// Counts a fetch from `source` in the metrics, with the new expiry.
-fn record(source: &str, fetched: &Result<Credentials, Error>) {
-    let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
-    metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
 }
 
 #[cfg(test)]
@@ -141,7 +130,7 @@ mod tests {
         // Expired: the error.
         assert!(c.get(at(1000), "x", down).is_err());
         assert!(!c.usable(at(1000)));
-        c.store(creds("B", 5000));
+        c.store_fetched("x", Ok(creds("B", 5000))).unwrap();
         assert_eq!(c.get(at(1000), "x", down).unwrap().access_key_id, "B");
         c.forget();
         assert!(c.get(at(1000), "x", down).is_err());

@@ -1,23 +1,12 @@
-//! Where credentials come from, and when to fetch them again.
+//! Credentials as the AWS SDKs find them: static keys from the environment,
+//! web identity (IRSA), container credentials (EKS Pod Identity, ECS), then
+//! IMDSv2. The first *configured* source wins, and one that fails is an
+//! error, not a reason to try the next: a pod whose IRSA token file is
+//! missing must say so, not fall back to the node's role.
 //!
-//! The chain follows the AWS SDKs: the first *configured* source wins, and
-//! a configured source that fails is an error rather than a reason to try
-//! the next one (a pod with IRSA whose token file is missing must say so,
-//! not silently fall back to the node's role):
-//!
-//! 1. static keys from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`;
-//! 2. web identity (IRSA): `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`;
-//! 3. container credentials (EKS Pod Identity, ECS): `AWS_CONTAINER_CREDENTIALS_FULL_URI`
-//!    or `_RELATIVE_URI`;
-//! 4. IMDSv2, unless `AWS_EC2_METADATA_DISABLED=true`.
-//!
-//! This module holds the pure parts: choosing a [`Source`] from an [`Env`],
-//! parsing the JSON documents of the container and IMDS endpoints, and the
-//! refresh rule. [`providers`] fetches from the sources that need IO
-//! (through a [`Transport`](super::http::Transport)), and [`cache`] keeps
-//! what was fetched until it is due for a refresh. [`assume_role`] layers
-//! `-role-arn` on top: the chain's credentials sign an STS AssumeRole, and
-//! the role's credentials sign the ELBv2 calls.
+//! Here the pure parts: choosing a [`Source`], parsing the endpoints' JSON,
+//! the refresh rule. [`providers`] fetches, [`cache`] keeps, and
+//! [`assume_role`] layers `-role-arn` on top.
 
 pub mod assume_role;
 pub mod cache;
@@ -33,14 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Refresh temporary credentials this long before they expire.
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 
-/// Default IMDS endpoint (IPv4).
-pub const IMDS_DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
-/// IMDS endpoint in IPv6 mode.
-pub const IMDS_IPV6_ENDPOINT: &str = "http://[fd00:ec2::254]";
-/// Host of the ECS / container credentials relative URI.
-pub const CONTAINER_RELATIVE_HOST: &str = "http://169.254.170.2";
-
-/// A secret string: its `Debug` and `Display` never show the value.
+/// A secret string: its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -56,13 +38,13 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("** redacted **")
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
     }
 }
 
-impl fmt::Display for Secret {
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("** redacted **")
     }
@@ -91,21 +73,16 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Whether these credentials should be fetched again at `now`
-    /// (they expire within [`REFRESH_BEFORE`]).
+    /// Whether they expire within [`REFRESH_BEFORE`] of `now`.
     pub fn needs_refresh(&self, now: SystemTime) -> bool {
-        match self.expiry {
-            None => false,
-            Some(exp) => exp
-                .duration_since(now)
-                .map(|left| left < REFRESH_BEFORE)
-                .unwrap_or(true),
-        }
+        self.expiry.is_some_and(|exp| {
+            exp.duration_since(now)
+                .map_or(true, |left| left < REFRESH_BEFORE)
+        })
     }
 
-    /// When a process at rest should wake up to refresh these credentials
-    /// ahead of need: twice [`REFRESH_BEFORE`] before expiry, or `None` for
-    /// long-term credentials.
+    /// When a process at rest should refresh them ahead of need: twice
+    /// [`REFRESH_BEFORE`] before expiry (`None` for long-term keys).
     pub fn refresh_due(&self) -> Option<SystemTime> {
         self.expiry
             .map(|e| e.checked_sub(REFRESH_BEFORE * 2).unwrap_or(UNIX_EPOCH))
@@ -117,18 +94,18 @@ impl Credentials {
 pub enum Source {
     /// Keys from the environment.
     Static(Credentials),
-    /// IRSA: exchange the token in `token_file` for role credentials at STS.
+    /// IRSA: the token in `token_file` (re-read on each fetch) exchanged at STS.
     WebIdentity {
         /// Role to assume.
         role_arn: String,
-        /// File holding the projected service account token (re-read on each fetch).
+        /// The projected service account token's file.
         token_file: String,
         /// Role session name.
         session_name: String,
     },
     /// Container credentials endpoint (EKS Pod Identity, ECS).
     Container {
-        /// Full URL to GET.
+        /// URL to GET.
         url: String,
         /// File holding the `Authorization` value (re-read on each fetch).
         token_file: Option<String>,
@@ -143,7 +120,7 @@ pub enum Source {
 }
 
 impl Source {
-    /// A short name for logs: `environment`, `web identity`, `container`, `IMDS`.
+    /// A short name for logs.
     pub fn name(&self) -> &'static str {
         match self {
             Source::Static(_) => "environment",
@@ -154,23 +131,31 @@ impl Source {
     }
 }
 
-fn cfg_err(msg: String) -> Error {
+fn cred_err(msg: String) -> Error {
     Error::Credentials(msg)
 }
 
-/// Chooses the credentials source from the environment, in the SDKs' order.
-///
-/// `now` only seeds the default role session name.
+fn half_set(set: &str, unset: &str) -> Error {
+    cred_err(format!("{set} is set but {unset} is not"))
+}
+
+/// The default role session name: `k8s-nlb-registrator-<unix seconds>`.
+pub fn default_session_name(now: SystemTime) -> String {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("k8s-nlb-registrator-{secs}")
+}
+
+/// Chooses the credentials source from the environment, in the SDKs' order
+/// (`now` seeds the default role session name).
 ///
 /// # Errors
-/// [`Error::Credentials`] when a source is half-configured (a key id
-/// without its secret, a token file without a role), a container URL
-/// points at a host the SDKs do not allow, or no source is configured
-/// (the message lists what was tried).
+/// [`Error::Credentials`] for a half-configured source, a container URL
+/// the SDKs would refuse, or no source at all (listing what was tried).
 pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
-    let key = env.var("AWS_ACCESS_KEY_ID");
-    let secret = env.var("AWS_SECRET_ACCESS_KEY");
-    match (key, secret) {
+    match (
+        env.var("AWS_ACCESS_KEY_ID"),
+        env.var("AWS_SECRET_ACCESS_KEY"),
+    ) {
         (Some(access_key_id), Some(secret)) => {
             return Ok(Source::Static(Credentials {
                 access_key_id,
@@ -179,56 +164,22 @@ pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
                 expiry: None,
             }))
         }
-        (Some(_), None) => {
-            return Err(cfg_err(
-                "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into(),
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(cfg_err(
-                "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not".into(),
-            ))
-        }
+        (Some(_), None) => return Err(half_set("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
+        (None, Some(_)) => return Err(half_set("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")),
         (None, None) => {}
     }
-
     if let Some(token_file) = env.var("AWS_WEB_IDENTITY_TOKEN_FILE") {
-        let role_arn = env.var("AWS_ROLE_ARN").ok_or_else(|| {
-            cfg_err("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not".into())
-        })?;
-        let session_name = env.var("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| {
-            let secs = now
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            format!("k8s-nlb-registrator-{secs}")
-        });
         return Ok(Source::WebIdentity {
-            role_arn,
+            role_arn: env
+                .var("AWS_ROLE_ARN")
+                .ok_or_else(|| half_set("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"))?,
             token_file,
-            session_name,
+            session_name: env
+                .var("AWS_ROLE_SESSION_NAME")
+                .unwrap_or_else(|| default_session_name(now)),
         });
     }
-
-    let full = env.var("AWS_CONTAINER_CREDENTIALS_FULL_URI");
-    let relative = env.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
-    if full.is_some() || relative.is_some() {
-        let url = match relative {
-            // The SDKs prefer the relative URI when both are set.
-            Some(rel) => {
-                if !rel.starts_with('/') {
-                    return Err(cfg_err(format!(
-                        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start with '/': {rel:?}"
-                    )));
-                }
-                format!("{CONTAINER_RELATIVE_HOST}{rel}")
-            }
-            None => {
-                let url = full.unwrap_or_default();
-                check_container_url(&url)?;
-                url
-            }
-        };
+    if let Some(url) = container_url(env)? {
         return Ok(Source::Container {
             url,
             token_file: env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
@@ -237,13 +188,16 @@ pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
                 .map(Secret::new),
         });
     }
+    imds_source(env)
+}
 
-    let disabled = env
+/// IMDSv2, unless disabled (then no source is configured at all).
+fn imds_source(env: &dyn Env) -> Result<Source, Error> {
+    if env
         .var("AWS_EC2_METADATA_DISABLED")
-        .map(|v| v.eq_ignore_ascii_case("true"))
-        .unwrap_or(false);
-    if disabled {
-        return Err(cfg_err(
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Err(cred_err(
             "no credentials found; tried: environment (AWS_ACCESS_KEY_ID unset), \
              web identity (AWS_WEB_IDENTITY_TOKEN_FILE unset), container \
              (AWS_CONTAINER_CREDENTIALS_FULL_URI and _RELATIVE_URI unset), IMDS \
@@ -251,15 +205,16 @@ pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
                 .into(),
         ));
     }
+    let ipv6 = env
+        .var("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")
+        .is_some_and(|m| m.eq_ignore_ascii_case("ipv6"));
     let endpoint = match env.var("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
         Some(e) => e.trim_end_matches('/').to_owned(),
-        None => match env.var("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") {
-            Some(m) if m.eq_ignore_ascii_case("ipv6") => IMDS_IPV6_ENDPOINT.to_owned(),
-            _ => IMDS_DEFAULT_ENDPOINT.to_owned(),
-        },
+        None if ipv6 => "http://[fd00:ec2::254]".to_owned(),
+        None => "http://169.254.169.254".to_owned(),
     };
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        return Err(cfg_err(format!(
+        return Err(cred_err(format!(
             "AWS_EC2_METADATA_SERVICE_ENDPOINT must be an http(s) URL: {:?}",
             redact_url(&endpoint)
         )));
@@ -267,93 +222,71 @@ pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
     Ok(Source::Imds { endpoint })
 }
 
-/// Checks a container credentials full URI: https anywhere, http only to
-/// loopback and the EKS / ECS link-local agents (as the SDKs require). No
-/// user info with either scheme (the SDKs do not use it; it would be a
-/// password in the logs), and the message does not echo it.
-fn check_container_url(url: &str) -> Result<(), Error> {
+/// The container credentials URL, if configured: the relative URI (which
+/// the SDKs prefer) on the ECS agent's host, else the checked full URI.
+fn container_url(env: &dyn Env) -> Result<Option<String>, Error> {
+    if let Some(rel) = env.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+        if !rel.starts_with('/') {
+            return Err(cred_err(format!(
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start with '/': {rel:?}"
+            )));
+        }
+        return Ok(Some(format!("http://169.254.170.2{rel}")));
+    }
+    let Some(url) = env.var("AWS_CONTAINER_CREDENTIALS_FULL_URI") else {
+        return Ok(None);
+    };
+    const VAR: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
     let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
         (Some(rest), _) => (true, rest),
         (None, Some(rest)) => (false, rest),
         (None, None) => {
-            return Err(cfg_err(format!(
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI must be an http(s) URL: {:?}",
-                redact_url(url)
-            )))
+            let shown = redact_url(&url);
+            return Err(cred_err(format!("{VAR} must be an http(s) URL: {shown:?}")));
         }
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // User info would be a password in the logs; the SDKs do not use it.
     if authority.contains('@') {
-        return Err(cfg_err(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI must not hold user info ('user:password@')".into(),
-        ));
+        return Err(cred_err(format!(
+            "{VAR} must not hold user info ('user:password@')"
+        )));
     }
-    if https {
-        return Ok(());
-    }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        authority
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(authority)
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
-    let allowed = host == "localhost"
-        || host == "169.254.170.2"
-        || host == "169.254.170.23"
-        || host.eq_ignore_ascii_case("fd00:ec2::23")
-        || host == "::1"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false);
-    if allowed {
-        Ok(())
-    } else {
-        Err(cfg_err(format!(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI host {host:?} is not allowed over http \
+    // Over http the SDKs allow only loopback and the EKS / ECS agents.
+    let agent = [
+        "localhost",
+        "169.254.170.2",
+        "169.254.170.23",
+        "fd00:ec2::23",
+    ]
+    .contains(&host.to_ascii_lowercase().as_str());
+    let loopback = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    if !(https || agent || loopback) {
+        return Err(cred_err(format!(
+            "{VAR} host {host:?} is not allowed over http \
              (only loopback, 169.254.170.2, 169.254.170.23 and fd00:ec2::23; use https)"
-        )))
+        )));
     }
+    Ok(Some(url))
 }
 
-/// Reads the Authorization value for the container endpoint from the file
-/// contents: trailing newline removed; CR/LF inside is refused.
-///
-/// # Errors
-/// [`Error::Credentials`] for an empty token or one with line breaks (it
-/// would break the HTTP header).
-pub fn container_token_from(contents: &[u8], path: &str) -> Result<Secret, Error> {
-    let text = std::str::from_utf8(contents).map_err(|_| {
-        cfg_err(format!(
-            "container authorization token file {path} is not UTF-8"
-        ))
-    })?;
-    let token = text.trim_end_matches(['\r', '\n']);
+/// A token from its file's contents, surrounding white space removed; the
+/// error says what is wrong with it (it goes into a header or a form).
+pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
+    let token = std::str::from_utf8(contents)
+        .map_err(|_| "is not UTF-8")?
+        .trim();
     if token.is_empty() {
-        return Err(cfg_err(format!(
-            "container authorization token file {path} is empty"
-        )));
+        return Err("is empty");
     }
     if token.contains(['\r', '\n']) {
-        return Err(cfg_err(format!(
-            "container authorization token file {path} holds a line break"
-        )));
-    }
-    Ok(Secret::new(token.to_owned()))
-}
-
-/// Reads a web identity token from the file contents (surrounding white space removed).
-///
-/// # Errors
-/// [`Error::Credentials`] for an empty or non-UTF-8 file.
-pub fn web_identity_token_from(contents: &[u8], path: &str) -> Result<Secret, Error> {
-    let text = std::str::from_utf8(contents)
-        .map_err(|_| cfg_err(format!("web identity token file {path} is not UTF-8")))?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(cfg_err(format!("web identity token file {path} is empty")));
+        return Err("holds a line break");
     }
     Ok(Secret::new(token.to_owned()))
 }
@@ -363,8 +296,7 @@ pub fn web_identity_token_from(contents: &[u8], path: &str) -> Result<Secret, Er
 /// `Code`, which must be `Success`).
 ///
 /// # Errors
-/// [`Error::Response`] naming `what` for invalid JSON, a missing field, a
-/// non-`Success` code or an unreadable expiration.
+/// [`Error::Response`] naming `what` for any answer without credentials.
 pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Credentials, Error> {
     let bad = |detail: String| Error::Response {
         action: what.to_owned(),
@@ -373,24 +305,18 @@ pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Cr
     };
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| bad("JSON is not an object".into()))?;
     let field = |name: &str| -> Option<String> {
-        obj.get(name)
+        v.get(name)
             .and_then(|x| x.as_str())
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    if let Some(code) = field("Code") {
-        if code != "Success" {
-            let msg = field("Message").unwrap_or_default();
-            return Err(bad(format!("Code is {code:?}: {msg}")));
-        }
+    if let Some(code) = field("Code").filter(|c| c != "Success") {
+        let msg = field("Message").unwrap_or_default();
+        return Err(bad(format!("Code is {code:?}: {msg}")));
     }
     let need = |name: &str| field(name).ok_or_else(|| bad(format!("no {name} in the response")));
-    let access_key_id = need("AccessKeyId")?;
-    let secret = need("SecretAccessKey")?;
+    let (access_key_id, secret) = (need("AccessKeyId")?, need("SecretAccessKey")?);
     let expiry = match field("Expiration") {
         None => None,
         Some(e) => {
@@ -409,11 +335,11 @@ pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Cr
 /// (`2026-11-25T18:04:33Z`, with optional fraction, or `+00:00`).
 pub fn parse_expiration(s: &str) -> Option<SystemTime> {
     let s = s.trim();
-    let normalized = match s.strip_suffix("+00:00") {
-        Some(base) => format!("{base}Z"),
-        None => s.to_owned(),
-    };
-    humantime::parse_rfc3339_weak(normalized.trim_end_matches('Z')).ok()
+    let s = s
+        .strip_suffix("+00:00")
+        .or(s.strip_suffix('Z'))
+        .unwrap_or(s);
+    humantime::parse_rfc3339_weak(s).ok()
 }
 
 #[cfg(test)]
@@ -525,7 +451,7 @@ mod tests {
         assert_eq!(
             select_source(&env(&[]), now()).unwrap(),
             Source::Imds {
-                endpoint: IMDS_DEFAULT_ENDPOINT.into()
+                endpoint: "http://169.254.169.254".into()
             }
         );
         assert_eq!(
@@ -616,18 +542,10 @@ mod tests {
 
     #[test]
     fn token_files() {
-        assert_eq!(
-            container_token_from(b"abc\n", "/f").unwrap().expose(),
-            "abc"
-        );
-        assert!(container_token_from(b"a\nb", "/f").is_err());
-        assert!(container_token_from(b"\n", "/f").is_err());
-        assert_eq!(
-            web_identity_token_from(b" eyJ \n", "/f").unwrap().expose(),
-            "eyJ"
-        );
-        assert!(web_identity_token_from(b"  ", "/f").is_err());
-        assert!(web_identity_token_from(b"\xff", "/f").is_err());
+        assert_eq!(token_from(b" eyJ \n").unwrap().expose(), "eyJ");
+        assert_eq!(token_from(b"a\nb").unwrap_err(), "holds a line break");
+        assert_eq!(token_from(b"\n").unwrap_err(), "is empty");
+        assert_eq!(token_from(b"\xff").unwrap_err(), "is not UTF-8");
         assert_eq!(format!("{:?}", Secret::new("x".into())), "** redacted **");
     }
 }

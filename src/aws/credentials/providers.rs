@@ -1,10 +1,8 @@
-//! Fetching credentials from the sources that need IO: STS web identity
-//! (IRSA), the container credentials endpoint (EKS Pod Identity, ECS) and
-//! IMDSv2. Each fetch is one pass with no retries (the client retries it
-//! within its budget) and goes through a [`Transport`], so tests script it.
+//! Fetching from the sources that need IO: STS web identity, the container
+//! endpoint and IMDSv2. One pass, no retries (the client retries within its
+//! budget), through a [`Transport`] so tests script it.
 
-use super::{container_token_from, parse_credentials_json, web_identity_token_from};
-use super::{Credentials, Source};
+use super::{parse_credentials_json, token_from, Credentials, Secret, Source};
 use crate::aws::error::{snippet, AwsError, Error};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::aws::query::{self, Action, CALL_TIMEOUT};
@@ -12,16 +10,16 @@ use crate::aws::sts::AssumeRoleWithWebIdentity;
 use log::debug;
 use std::time::Duration;
 
-/// Overall timeout of one IMDS or container-credentials request: short, so
-/// a pod that cannot reach them fails fast.
+/// Timeout of one IMDS or container request: short, so a pod that cannot
+/// reach them fails fast.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Fetches credentials from `source` once (STS at `sts_url` for web identity).
 ///
 /// # Errors
 /// [`Error::Credentials`] for an unreadable token file or an unreachable
-/// IMDS (with a hint); the AWS, HTTP-status or transport error of the
-/// endpoint; [`Error::Response`] for an answer that holds no credentials.
+/// IMDS; the endpoint's AWS, HTTP-status or transport error;
+/// [`Error::Response`] for an answer without credentials.
 pub fn fetch(
     source: &Source,
     sts_url: &str,
@@ -33,129 +31,99 @@ pub fn fetch(
             role_arn,
             token_file,
             session_name,
-        } => web_identity(role_arn, token_file, session_name, sts_url, transport),
+        } => {
+            let token = read_token(token_file, "web identity token file")?;
+            let action = AssumeRoleWithWebIdentity {
+                role_arn,
+                session_name,
+                token: &token,
+            };
+            let req = query::request(sts_url, &action.form(), CALL_TIMEOUT);
+            let resp = transport.send(AssumeRoleWithWebIdentity::NAME, &req)?;
+            debug!("AssumeRoleWithWebIdentity -> HTTP {}", resp.status);
+            AssumeRoleWithWebIdentity::parse_response(resp.status, &resp.body).map(|r| r.value)
+        }
         Source::Container {
             url,
             token_file,
             token,
         } => {
-            let auth = match (token_file, token) {
-                (Some(path), _) => Some(container_token_from(
-                    &read(path, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?,
-                    path,
-                )?),
-                (None, Some(t)) => Some(t.clone()),
-                (None, None) => None,
+            let auth = match token_file {
+                Some(path) => Some(read_token(path, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?),
+                None => token.clone(),
             };
-            container(url, auth.as_ref().map(|a| a.expose()), transport)
+            let headers = auth.map(|a| ("authorization", a.expose().to_owned()));
+            const WHAT: &str = "container credentials";
+            let resp = transport.send(WHAT, &metadata("GET", url.clone(), headers))?;
+            check_status(WHAT, &resp)?;
+            parse_credentials_json(WHAT, resp.status, &resp.body)
         }
         Source::Imds { endpoint } => imds(endpoint, transport),
     }
 }
 
-fn read(path: &str, what: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::Credentials(format!("cannot read {what} {path}: {e}")))
+/// Reads a token file afresh (they rotate).
+fn read_token(path: &str, what: &str) -> Result<Secret, Error> {
+    let contents = std::fs::read(path)
+        .map_err(|e| Error::Credentials(format!("cannot read {what} {path}: {e}")))?;
+    token_from(&contents).map_err(|why| Error::Credentials(format!("{what} {path} {why}")))
 }
 
-/// IRSA: reads the token file afresh and exchanges it at STS (unsigned).
-fn web_identity(
-    role_arn: &str,
-    token_file: &str,
-    session_name: &str,
-    sts_url: &str,
-    transport: &dyn Transport,
-) -> Result<Credentials, Error> {
-    let token = web_identity_token_from(&read(token_file, "web identity token file")?, token_file)?;
-    let action = AssumeRoleWithWebIdentity {
-        role_arn,
-        session_name,
-        token: &token,
-    };
-    let req = query::request(sts_url, &action.form(), CALL_TIMEOUT);
-    let name = AssumeRoleWithWebIdentity::NAME;
-    let resp = transport.send(name, &req)?;
-    debug!("{name} -> HTTP {}", resp.status);
-    AssumeRoleWithWebIdentity::parse_response(resp.status, &resp.body).map(|r| r.value)
-}
-
-/// The container endpoint: a GET of `url` with the `Authorization` value, if any.
-fn container(
-    url: &str,
-    auth: Option<&str>,
-    transport: &dyn Transport,
-) -> Result<Credentials, Error> {
-    const WHAT: &str = "container credentials";
-    let req = HttpRequest {
-        method: "GET",
-        url: url.to_owned(),
-        headers: auth
-            .map(|a| ("authorization".to_owned(), a.to_owned()))
-            .into_iter()
-            .collect(),
+fn metadata(method: &'static str, url: String, header: Option<(&str, String)>) -> HttpRequest {
+    HttpRequest {
+        method,
+        url,
+        headers: header.map(|(k, v)| (k.to_owned(), v)).into_iter().collect(),
         body: Vec::new(),
         timeout: METADATA_TIMEOUT,
-    };
-    let resp = transport.send(WHAT, &req)?;
-    check_status(WHAT, &resp)?;
-    parse_credentials_json(WHAT, resp.status, &resp.body)
+    }
 }
 
 /// IMDSv2: a session token, the role name, then the role's credentials.
 fn imds(endpoint: &str, transport: &dyn Transport) -> Result<Credentials, Error> {
     const WHAT: &str = "IMDSv2";
-    let token_req = HttpRequest {
-        method: "PUT",
-        url: format!("{endpoint}/latest/api/token"),
-        headers: vec![(
-            "x-aws-ec2-metadata-token-ttl-seconds".into(),
-            "21600".into(),
-        )],
-        body: Vec::new(),
-        timeout: METADATA_TIMEOUT,
-    };
+    let ttl = Some(("x-aws-ec2-metadata-token-ttl-seconds", "21600".to_owned()));
+    let token_req = metadata("PUT", format!("{endpoint}/latest/api/token"), ttl);
     // Unreachable IMDS (a pod behind a hop limit of 1, or no EC2 at all)
     // is final: fail fast with the hint instead of retrying for minutes.
     let resp = transport
         .send(WHAT, &token_req)
         .map_err(|e| Error::Credentials(imds_hint(e).to_string()))?;
     check_status(WHAT, &resp)?;
-    let token = String::from_utf8(resp.body).map_err(|_| Error::Response {
-        action: WHAT.into(),
-        status: resp.status,
-        detail: "token is not UTF-8".into(),
-    })?;
-    let get = |path: &str| HttpRequest {
-        method: "GET",
-        url: format!("{endpoint}/latest/meta-data/iam/security-credentials/{path}"),
-        headers: vec![("x-aws-ec2-metadata-token".into(), token.trim().to_owned())],
-        body: Vec::new(),
-        timeout: METADATA_TIMEOUT,
+    let token = String::from_utf8_lossy(&resp.body).trim().to_owned();
+    let get = |role: &str| {
+        let url = format!("{endpoint}/latest/meta-data/iam/security-credentials/{role}");
+        let resp = transport
+            .send(
+                WHAT,
+                &metadata(
+                    "GET",
+                    url,
+                    Some(("x-aws-ec2-metadata-token", token.clone())),
+                ),
+            )
+            .map_err(imds_hint)?;
+        check_status(WHAT, &resp).map(|()| resp)
     };
-    let resp = transport.send(WHAT, &get("")).map_err(imds_hint)?;
-    if resp.status == 404 {
-        return Err(Error::Credentials(
-            "IMDSv2: no IAM role is attached to this instance".into(),
-        ));
-    }
-    check_status(WHAT, &resp)?;
-    let listing = String::from_utf8_lossy(&resp.body).into_owned();
-    let role = listing
+    let no_role = || Error::Credentials("IMDSv2: no IAM role is attached to this instance".into());
+    let listing = get("").map_err(|e| match e.aws_code() {
+        Some("HttpStatus404") => no_role(),
+        _ => e,
+    })?;
+    let role = String::from_utf8_lossy(&listing.body);
+    let role = role
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .ok_or_else(|| {
-            Error::Credentials("IMDSv2: no IAM role is attached to this instance".into())
-        })?
-        .to_owned();
+        .ok_or_else(no_role)?;
     if role.contains(['/', '?', '#', ' ']) {
         return Err(Error::Response {
             action: WHAT.into(),
-            status: resp.status,
+            status: listing.status,
             detail: format!("unexpected role name {role:?}"),
         });
     }
-    let resp = transport.send(WHAT, &get(&role)).map_err(imds_hint)?;
-    check_status(WHAT, &resp)?;
+    let resp = get(role)?;
     parse_credentials_json(WHAT, resp.status, &resp.body)
 }
 
