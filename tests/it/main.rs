@@ -19,6 +19,7 @@ mod lifecycle;
 mod log_format;
 mod manifests;
 mod metrics;
+mod monitoring;
 mod moto;
 mod pid1;
 mod proxy;

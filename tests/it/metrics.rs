@@ -3,7 +3,7 @@
 //! `prometheus_client`, installed by scripts/install-test-deps). A
 //! lifecycle runs against the fake (a throttled RegisterTargets, a health
 //! wait, a drain with `-wait-drained`, a refused deregistration) and each
-//! scrape must parse and show what happened.
+//! scrape must parse, pass `promtool check metrics` and show what happened.
 
 use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
@@ -83,6 +83,14 @@ fn scrape(port: u16) -> Scrape {
             r.text()
         ),
     }
+    let lint = crate::monitoring::promtool(&["check", "metrics"], &r.body);
+    assert!(
+        lint.status.success(),
+        "promtool check metrics: {}{}\n{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr),
+        r.text()
+    );
     let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
