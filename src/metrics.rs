@@ -16,6 +16,8 @@
 //! | `nlb_registrator_target_state` | gauge | `target_group`, `target`, `state` |
 //! | `nlb_registrator_step_duration_seconds` | gauge | `step` |
 //! | `nlb_registrator_deregistration_failures_total` | counter | `target_group` |
+//! | `nlb_registrator_health_wait_timeouts_total` | counter | |
+//! | `nlb_registrator_ready` | gauge | |
 //!
 //! `outcome` of a request is `ok`, the AWS error code (`Throttling`,
 //! `AccessDenied`...), `transport_error` (no HTTP answer) or
@@ -209,6 +211,8 @@ struct Inner {
     targets: Series<Option<TargetState>>,
     steps: [Option<f64>; 4],
     dereg_failures: Series<u64>,
+    health_wait_timeouts: u64,
+    ready: bool,
 }
 
 /// The registry: every family, behind one lock.
@@ -264,6 +268,8 @@ impl Metrics {
                 targets: Series::new(),
                 steps: [None; 4],
                 dereg_failures: Series::new(),
+                health_wait_timeouts: 0,
+                ready: false,
             }),
         }
     }
@@ -329,6 +335,16 @@ impl Metrics {
         if let Some(n) = self.lock().dereg_failures.get(&[group]) {
             *n += 1;
         }
+    }
+
+    /// The health wait ended at `-wait-in-service-timeout`, not healthy.
+    pub fn health_wait_timed_out(&self) {
+        self.lock().health_wait_timeouts += 1;
+    }
+
+    /// What `/readyz` answers now (ready or not).
+    pub fn set_ready(&self, ready: bool) {
+        self.lock().ready = ready;
     }
 
     /// The text exposition format (version 0.0.4) of every family.
@@ -417,6 +433,24 @@ impl Metrics {
             &["target_group"],
             &m.dereg_failures,
         );
+        // Unlabelled and shown from the start (0), so `increase()` sees the
+        // first timeout.
+        let name = format!("{p}health_wait_timeouts_total");
+        head(
+            &mut out,
+            &name,
+            "Health waits that ended at -wait-in-service-timeout with a target not healthy.",
+            "counter",
+        );
+        sample(&mut out, &name, &[], m.health_wait_timeouts as f64);
+        let name = format!("{p}ready");
+        head(
+            &mut out,
+            &name,
+            "1 while /readyz answers ready, else 0.",
+            "gauge",
+        );
+        sample(&mut out, &name, &[], if m.ready { 1.0 } else { 0.0 });
         out
     }
 }
@@ -522,7 +556,7 @@ mod tests {
     fn an_empty_registry_has_every_family_with_help_and_type() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
-        assert_eq!(types.len(), 9, "{text}");
+        assert_eq!(types.len(), 11, "{text}");
         for t in &types {
             let name = t.split(' ').nth(2).unwrap();
             assert!(name.starts_with("nlb_registrator_"), "{t}");
@@ -532,8 +566,28 @@ mod tests {
             );
         }
         assert!(text.ends_with('\n'));
-        // No samples at all.
-        assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
+        // No samples but the two unlabelled families', at 0.
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "nlb_registrator_health_wait_timeouts_total 0",
+                "nlb_registrator_ready 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn health_wait_timeouts_and_readiness() {
+        let m = Metrics::new();
+        m.health_wait_timed_out();
+        m.health_wait_timed_out();
+        m.set_ready(true);
+        let text = m.render();
+        assert!(text.contains("\nnlb_registrator_health_wait_timeouts_total 2\n"));
+        assert!(text.contains("\nnlb_registrator_ready 1\n"));
+        m.set_ready(false);
+        assert!(m.render().contains("\nnlb_registrator_ready 0\n"));
     }
 
     #[test]

@@ -101,6 +101,7 @@ impl Status {
     /// Sets readiness.
     pub fn set_ready(&self, ready: bool) {
         let was = self.ready.swap(ready, Ordering::SeqCst);
+        crate::metrics::global().set_ready(ready);
         if was != ready {
             info!("readiness: {}", if ready { "ready" } else { "not ready" });
         }

@@ -190,6 +190,7 @@ impl Lifecycle<'_> {
             }
         }
         self.log_not_healthy(&watches);
+        crate::metrics::global().health_wait_timed_out();
         let interval = self.elb.widen(self.cfg.health_poll_interval);
         let next = self.clock.now() + jittered(interval, self.clock.random());
         HealthWait::TimedOut(Recovery {

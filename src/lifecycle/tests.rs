@@ -605,7 +605,17 @@ fn health_wait_timeout_keeps_running_registered_and_not_ready() {
     w.at(100, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
+    // The global registry: other tests only add to it.
+    let timeouts = || {
+        crate::metrics::global().render().lines().find_map(|l| {
+            l.strip_prefix("nlb_registrator_health_wait_timeouts_total ")?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let before = timeouts();
     assert_eq!(w.run(&cfg), EXIT_OK);
+    assert!(timeouts() > before, "the timeout is counted");
     let polls = health_polls(&w);
     // The wait: 0, 5, 10 and 12 s; then, blocked, pauses of 5, 10, 20, 40 s.
     assert_eq!(polls, [0, 5, 10, 12, 17, 27, 47, 87]);

@@ -137,6 +137,17 @@ fn image_runs_a_lifecycle_as_pid_1_on_podman() {
         podman_ok(&["image", "inspect", "--format", "{{.Config.User}}", &image]),
         "65532:65532"
     );
+    // A manifest list (scripts/build-image) resolves to the host's image.
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let labels = "{{.Architecture}} {{index .Labels \"org.opencontainers.image.version\"}}";
+    assert_eq!(
+        podman_ok(&["image", "inspect", "--format", labels, &image]),
+        format!("{arch} {}", env!("CARGO_PKG_VERSION"))
+    );
 
     let fake = FakeAws::start();
     let arn = fake.add_target_group("tg", 80);

@@ -20,6 +20,7 @@ mod lifecycle;
 mod log_format;
 mod manifests;
 mod metrics;
+mod monitoring;
 mod moto;
 mod pid1;
 mod proxy;

@@ -3,7 +3,7 @@
 //! `prometheus_client`, installed by scripts/install-test-deps). A
 //! lifecycle runs against the fake (a throttled RegisterTargets, a health
 //! wait, a drain with `-wait-drained`, a refused deregistration) and each
-//! scrape must parse and show what happened.
+//! scrape must parse, pass `promtool check metrics` and show what happened.
 
 use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, secs, Sidecar, TempDir};
@@ -83,6 +83,14 @@ fn scrape(port: u16) -> Scrape {
             r.text()
         ),
     }
+    let lint = crate::monitoring::promtool(&["check", "metrics"], &r.body);
+    assert!(
+        lint.status.success(),
+        "promtool check metrics: {}{}\n{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr),
+        r.text()
+    );
     let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
@@ -98,6 +106,8 @@ fn scrape(port: u16) -> Scrape {
         "family nlb_registrator_target_state gauge",
         "family nlb_registrator_step_duration_seconds gauge",
         "family nlb_registrator_deregistration_failures counter",
+        "family nlb_registrator_health_wait_timeouts counter",
+        "family nlb_registrator_ready gauge",
     ] {
         assert!(lines.iter().any(|l| l == family), "no {family}: {lines:#?}");
     }
@@ -179,6 +189,8 @@ fn a_lifecycle_shows_in_the_metrics_as_prometheus_reads_them() {
     m.expect("nlb_registrator_aws_request_duration_seconds_bucket{action=\"RegisterTargets\",le=\"+Inf\"} 2.0");
     m.expect(&format!("{} 1.0", state("tg", "healthy")));
     m.expect(&format!("{} 0.0", state("tg", "registered")));
+    m.expect("nlb_registrator_ready{} 1.0");
+    m.expect("nlb_registrator_health_wait_timeouts_total{} 0.0");
     m.expect(&format!("{} 0.0", state("tg", "out")));
     for step in ["register", "health_wait"] {
         let v = m
@@ -208,6 +220,7 @@ fn a_lifecycle_shows_in_the_metrics_as_prometheus_reads_them() {
     m.expect(&format!("{} 1.0", req("DeregisterTargets", "ok")));
     m.expect(&format!("{} 1.0", state("tg", "out")));
     m.expect(&format!("{} 0.0", state("tg", "healthy")));
+    m.expect("nlb_registrator_ready{} 0.0");
     for step in ["deregister", "drain"] {
         assert!(
             m.value(&format!(

@@ -205,3 +205,66 @@ fn aarch64_static_binary_runs_a_lifecycle_under_qemu() {
     assert_eq!(s.wait_exit(Duration::from_secs(20)), 0);
     assert!(fake.registered(&arn).is_empty());
 }
+
+/// The static binaries carry their crate list as cargo-auditable writes it
+/// (a `.dep-v0` section of zlib-compressed JSON, which Trivy, Grype and
+/// Syft read), and it survives `strip = true`.
+#[test]
+fn static_binaries_carry_their_crate_list() {
+    let x86 = static_binary();
+    let arm = x86.to_string_lossy().replace("x86_64", "aarch64");
+    for bin in [x86.clone(), PathBuf::from(arm)] {
+        if bin != x86 && !bin.exists() {
+            continue; // aarch64_static_binary_runs_a_lifecycle_under_qemu says so
+        }
+        assert!(
+            bin.exists(),
+            "static binary {} missing: build it with scripts/build-static",
+            bin.display()
+        );
+        let dir = TempDir::new("dep-v0");
+        let section = dir.path("dep-v0");
+        let out = std::process::Command::new("objcopy")
+            // elf64-little: the host's objcopy reads an aarch64 ELF so.
+            .args(["-I", "elf64-little"])
+            .arg(format!("--dump-section=.dep-v0={section}"))
+            .arg(&bin)
+            .arg(dir.path("copy"))
+            .output()
+            .expect("objcopy (binutils)");
+        assert!(out.status.success(), "{out:?}");
+        let size = std::fs::metadata(&section).map_or(0, |m| m.len());
+        assert!(
+            (1..20_000).contains(&size),
+            "{}: .dep-v0 is {size} bytes: build with scripts/build-static (cargo auditable build)",
+            bin.display()
+        );
+        let names = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, zlib; print(*(p['name'] for p in json.loads(zlib.decompress(open(sys.argv[1], 'rb').read()))['packages']))",
+                &section,
+            ])
+            .output()
+            .expect("python3");
+        let names = String::from_utf8_lossy(&names.stdout);
+        let names: Vec<&str> = names.split_whitespace().collect();
+        for krate in [
+            "k8s-nlb-registrator-sidecar",
+            "ureq",
+            "rustls",
+            "ring",
+            "aws-sigv4",
+        ] {
+            assert!(
+                names.contains(&krate),
+                "{}: no {krate} in {names:?}",
+                bin.display()
+            );
+        }
+        assert!(
+            !names.contains(&"fake-aws"),
+            "a dev-dependency is listed: {names:?}"
+        );
+    }
+}
