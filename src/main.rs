@@ -11,7 +11,6 @@
 
 use k8s_nlb_registrator_sidecar::aws::credentials::assume_role::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
-use k8s_nlb_registrator_sidecar::aws::proxy::ProxySettings;
 use k8s_nlb_registrator_sidecar::aws::unsupported;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
@@ -121,6 +120,7 @@ fn try_main() -> i32 {
         bundle
             .as_ref()
             .map(|(pem, path)| (pem.as_slice(), path.as_str())),
+        cfg.target_id.parse().ok(),
     ) {
         Ok(t) => t,
         Err(e) => return fail(EXIT_USAGE, &e.to_string()),
@@ -171,16 +171,8 @@ fn try_main() -> i32 {
         settings.region,
         settings.credentials_label()
     );
-    // HTTP hooks to loopback, link-local or the pod's own IP never go
-    // through a proxy (http:// only: no CA bundle needed).
-    let direct = match UreqTransport::with_proxies(None, ProxySettings::default()) {
-        Ok(t) => t,
-        Err(e) => return fail(EXIT_FAILURE, &e.to_string()),
-    };
     let mut effects = SystemEffects {
         transport: transport.clone(),
-        direct,
-        pod_ip: cfg.target_id.clone(),
     };
     let mut client = Client::new(transport, settings);
     let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());

@@ -16,8 +16,7 @@
 //!   [`skew`]: the signing time corrected by AWS's `Date` header;
 //!   [`unsupported`]: the SDK settings we ignore, warned about at start.
 //!
-//! Then IO: [`http`], the one module that imports the HTTP client, with
-//! its pure proxy decision ([`proxy`]), and
+//! Then IO: [`http`], the one module that imports the HTTP client, and
 //! [`client`], which signs, sends and retries any action.
 
 pub mod client;
@@ -26,9 +25,7 @@ pub mod elbv2;
 pub mod endpoint;
 pub mod error;
 pub mod http;
-pub mod proxy;
 pub mod query;
-pub mod resolver;
 pub mod retry;
 pub mod sign;
 pub mod skew;
