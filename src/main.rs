@@ -11,7 +11,6 @@
 
 use k8s_nlb_registrator_sidecar::aws::credentials::assume_role::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
-use k8s_nlb_registrator_sidecar::aws::unsupported;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::config::{self, Action};
@@ -27,6 +26,21 @@ use std::sync::mpsc::channel;
 use std::time::{Duration, SystemTime};
 
 const PROGRAM: &str = "k8s-nlb-registrator-sidecar";
+
+/// SDK settings we do not read, and what to use instead: a user who set
+/// one is told it is ignored (never its value).
+const IGNORED: [(&str, &str); 6] = [
+    ("AWS_PROFILE", NO_FILES),
+    ("AWS_DEFAULT_PROFILE", NO_FILES),
+    ("AWS_CONFIG_FILE", NO_FILES),
+    ("AWS_SHARED_CREDENTIALS_FILE", NO_FILES),
+    ("AWS_MAX_ATTEMPTS", NO_RETRY_COUNT),
+    ("AWS_RETRY_MODE", NO_RETRY_COUNT),
+];
+const NO_FILES: &str = "profiles and the shared config files are not supported; use IRSA, \
+    EKS Pod Identity, IMDS or AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL*";
+const NO_RETRY_COUNT: &str = "retries are bounded by time; use -register-timeout, \
+    -deregister-timeout and -wait-in-service-timeout";
 
 fn main() {
     std::process::exit(try_main());
@@ -85,8 +99,10 @@ fn try_main() -> i32 {
         return fail(EXIT_USAGE, &e.to_string());
     }
     logging::init(&cfg, ProcessEnv.var("RUST_LOG"));
-    for warning in unsupported::warnings(&ProcessEnv) {
-        log::warn!("{warning}");
+    for (name, instead) in IGNORED {
+        if ProcessEnv.var(name).is_some() {
+            log::warn!("{name} is set but ignored: {instead}");
+        }
     }
     if std::process::id() == 1 {
         // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
