@@ -53,7 +53,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn time_get(url: &str, ca: Option<&[u8]>) -> f64 {
     // A new transport each time: a new pool, so a new connection (and handshake).
-    let t = UreqTransport::new(ca.map(|pem| (pem, "bench-ca.pem")))
+    let t = UreqTransport::new(ca.map(|pem| (pem, "bench-ca.pem")), None)
         .unwrap_or_else(|e| fail(&e.to_string()));
     let req = HttpRequest {
         method: "GET",

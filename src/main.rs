@@ -8,8 +8,6 @@
 
 use k8s_nlb_registrator_sidecar::aws::credentials::assume_role::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
-use k8s_nlb_registrator_sidecar::aws::proxy::ProxySettings;
-use k8s_nlb_registrator_sidecar::aws::unsupported;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
@@ -28,6 +26,21 @@ const PROGRAM: &str = "k8s-nlb-registrator-sidecar";
 
 /// An exit code and the one line that explains it.
 type Failure = (i32, String);
+
+/// SDK settings we do not read, and what to use instead: a user who set
+/// one is told it is ignored (never its value).
+const IGNORED: [(&str, &str); 6] = [
+    ("AWS_PROFILE", NO_FILES),
+    ("AWS_DEFAULT_PROFILE", NO_FILES),
+    ("AWS_CONFIG_FILE", NO_FILES),
+    ("AWS_SHARED_CREDENTIALS_FILE", NO_FILES),
+    ("AWS_MAX_ATTEMPTS", NO_RETRY_COUNT),
+    ("AWS_RETRY_MODE", NO_RETRY_COUNT),
+];
+const NO_FILES: &str = "profiles and the shared config files are not supported; use IRSA, \
+    EKS Pod Identity, IMDS or AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL*";
+const NO_RETRY_COUNT: &str = "retries are bounded by time; use -register-timeout, \
+    -deregister-timeout and -wait-in-service-timeout";
 
 fn main() {
     std::process::exit(try_main().unwrap_or_else(|(code, msg)| {
@@ -92,7 +105,7 @@ fn try_main() -> Result<i32, Failure> {
         .role
         .clone()
         .map(|r| Role::new(r.arn, r.external_id, r.session_name, now));
-    let transport = aws_transport()?;
+    let transport = aws_transport(&cfg)?;
     let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
     if cfg.check {
         // -check: report and exit; no status listener, nothing registered.
@@ -120,13 +133,8 @@ fn run(
         settings.region,
         settings.credentials_label()
     );
-    // HTTP hooks to loopback, link-local or the pod's own IP never go
-    // through a proxy (http:// only: no CA bundle needed).
-    let direct = UreqTransport::with_proxies(None, ProxySettings::default()).map_err(runtime)?;
     let mut effects = SystemEffects {
         transport: transport.clone(),
-        direct,
-        pod_ip: cfg.target_id.clone(),
     };
     let mut client = Client::new(transport, settings);
     let code = Lifecycle::new(cfg, &mut client, &mut effects, &mut clock, status).run();
@@ -140,8 +148,10 @@ fn run(
 /// Logging, warnings about ignored SDK settings, and the reaper when PID 1.
 fn start_logging(cfg: &Config) {
     logging::init(cfg, ProcessEnv.var("RUST_LOG"));
-    for warning in unsupported::warnings(&ProcessEnv) {
-        log::warn!("{warning}");
+    for (name, instead) in IGNORED {
+        if ProcessEnv.var(name).is_some() {
+            log::warn!("{name} is set but ignored: {instead}");
+        }
     }
     // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
     if std::process::id() == 1 {
@@ -151,8 +161,9 @@ fn start_logging(cfg: &Config) {
     }
 }
 
-/// The transport of AWS calls, trusting `AWS_CA_BUNDLE`'s roots when set.
-fn aws_transport() -> Result<UreqTransport, Failure> {
+/// The transport, trusting `AWS_CA_BUNDLE`'s roots when set; requests to
+/// the pod itself go direct.
+fn aws_transport(cfg: &Config) -> Result<UreqTransport, Failure> {
     let bundle = match ProcessEnv.var("AWS_CA_BUNDLE") {
         Some(path) => match std::fs::read(&path) {
             Ok(pem) => Some((pem, path)),
@@ -161,7 +172,8 @@ fn aws_transport() -> Result<UreqTransport, Failure> {
         None => None,
     };
     let roots = bundle.as_ref();
-    UreqTransport::new(roots.map(|(pem, path)| (pem.as_slice(), path.as_str()))).map_err(usage)
+    let roots = roots.map(|(pem, path)| (pem.as_slice(), path.as_str()));
+    UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(usage)
 }
 
 /// `-check`: the preflight report on stdout; its exit code.

@@ -10,7 +10,7 @@ use crate::aws::error::snippet;
 use crate::aws::http::{HttpRequest, Transport};
 use crate::clock::Clock;
 use crate::config::{Config, Hook};
-use crate::hooks::{self, HttpRoutes, Outcome};
+use crate::hooks::{self, Outcome};
 use crate::lb_health::{AppCheck, CHECK_TIMEOUT};
 use crate::lifecycle::{AppWait, Effects};
 use log::info;
@@ -23,12 +23,8 @@ const APP_POLL: Duration = Duration::from_millis(500);
 /// [`hooks::run`], app checks over TCP and `transport`, the TCP table from
 /// `/proc`.
 pub struct SystemEffects<T: Transport> {
-    /// Used for `-wait-for-http`, and HTTP hooks to other hosts.
+    /// For `-wait-for-http` and HTTP hooks.
     pub transport: T,
-    /// Never proxied: HTTP hooks to loopback, link-local and pod-local URLs.
-    pub direct: T,
-    /// The pod's IP (the target id): URLs on it are pod-local.
-    pub pod_ip: String,
 }
 
 /// The app check of `/lb-health`: `-wait-for-tcp` then `-wait-for-http`
@@ -98,12 +94,7 @@ fn http_ready<T: Transport>(transport: &T, url: &str, timeout: Duration) -> Resu
 
 impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome {
-        let routes = HttpRoutes {
-            proxied: &self.transport,
-            direct: &self.direct,
-            pod_ip: &self.pod_ip,
-        };
-        hooks::run(hook, routes, clock)
+        hooks::run(hook, &self.transport, clock)
     }
 
     fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait> {

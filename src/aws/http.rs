@@ -1,16 +1,16 @@
 //! The HTTP client: the only module that imports `ureq`.
 //!
-//! One [`UreqTransport`] (a ureq `Agent`) is built at start-up and keeps
-//! connections alive between calls. It honours the proxy variables as the
-//! SDKs read them (decided in [`super::proxy`], not by ureq), replaces the compiled-in webpki roots with the PEM
-//! bundle of `AWS_CA_BUNDLE` when set (as the SDKs do), reads 4xx/5xx bodies
-//! (AWS's XML errors are in them), and puts a connect and an overall
+//! One [`UreqTransport`] is built at start-up and keeps connections alive
+//! between calls. It follows the proxy variables as ureq reads them
+//! (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), except for the
+//! hosts of [`goes_direct`]; replaces the compiled-in webpki roots with the
+//! PEM bundle of `AWS_CA_BUNDLE` when set (as the SDKs do); reads 4xx/5xx
+//! bodies (AWS's XML errors are in them); and puts a connect and an overall
 //! timeout on every request.
 
 use super::error::{redact_url, Error, TransportKind};
-pub use super::proxy::is_local_url;
-use super::proxy::{ProxySettings, ProxyUrl};
-use crate::env::ProcessEnv;
+use crate::env::{Env, ProcessEnv};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Largest response body read (AWS answers are a few KiB).
@@ -71,47 +71,78 @@ pub trait Transport {
     fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error>;
 }
 
-/// The ureq-backed transport (cheap to clone: clones share the connection pool).
-///
-/// A ureq `Agent` has one proxy, so there is one agent per route, all built
-/// at start: a direct one, and one per distinct proxy of [`ProxySettings`]
-/// (at most two: for `http://` and `https://` URLs). Each request picks its
-/// agent with [`ProxySettings::proxy_for`]; ureq's own reading of the proxy
-/// variables is never used.
+/// The ureq-backed transport (cheap to clone: clones share the connection pools).
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
-    /// For URLs that no proxy applies to, including loopback and link-local
-    /// hosts (IMDS, the EKS Pod Identity agent, the app check).
+    /// Follows the proxy variables.
+    proxied: ureq::Agent,
+    /// Never proxied: for the URLs of [`goes_direct`].
     direct: ureq::Agent,
-    /// One agent per proxy in use.
-    proxied: Vec<(ProxyUrl, ureq::Agent)>,
-    /// Which route each URL takes.
-    proxies: ProxySettings,
+    /// The pod's own IP (the target id).
+    pod_ip: Option<IpAddr>,
 }
 
 /// Connect timeout of every request.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The proxy variables ureq reads, in its order: the first usable one is
+/// the proxy for every URL.
+const PROXY_VARS: [&str; 6] = [
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+];
+
+/// Whether `url` skips the proxy: loopback and link-local hosts (IMDS, the
+/// EKS Pod Identity agent: a proxy cannot reach them and would see their
+/// tokens) and `pod_ip` (app checks and hooks to the pod itself).
+pub fn goes_direct(url: &str, pod_ip: Option<IpAddr>) -> bool {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
+        return false;
+    };
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(ip) = host.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
+        return host.eq_ignore_ascii_case("localhost");
+    };
+    let link_local = match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        // fe80::/10, and fd00:ec2::/32 (IMDS and Pod Identity over IPv6).
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            s[0] & 0xffc0 == 0xfe80 || (s[0] == 0xfd00 && s[1] == 0x0ec2)
+        }
+    };
+    ip.is_loopback() || link_local || Some(ip) == pod_ip.map(|p| p.to_canonical())
+}
+
 impl UreqTransport {
-    /// Builds the agents, with the proxy variables of the process
-    /// environment. `ca_bundle` is the PEM content of `AWS_CA_BUNDLE`, if
-    /// set, and its path (named in errors).
+    /// Builds the agents. `ca_bundle` is the PEM content of
+    /// `AWS_CA_BUNDLE`, if set, and its path (named in errors); URLs on
+    /// `pod_ip` go direct.
     ///
     /// # Errors
     /// [`Error::Config`] when the bundle holds no certificate or bad PEM, or
-    /// a proxy variable is malformed.
-    pub fn new(ca_bundle: Option<(&[u8], &str)>) -> Result<Self, Error> {
-        Self::with_proxies(ca_bundle, ProxySettings::from_env(&ProcessEnv)?)
-    }
-
-    /// Builds the agents with the given proxy settings.
-    ///
-    /// # Errors
-    /// As [`UreqTransport::new`].
-    pub fn with_proxies(
-        ca_bundle: Option<(&[u8], &str)>,
-        proxies: ProxySettings,
-    ) -> Result<Self, Error> {
+    /// a proxy variable is not an `http://` or `https://` proxy URL (ureq
+    /// would skip it, or cannot speak SOCKS, and go direct).
+    pub fn new(ca_bundle: Option<(&[u8], &str)>, pod_ip: Option<IpAddr>) -> Result<Self, Error> {
+        for var in PROXY_VARS {
+            let Some(value) = ProcessEnv.var(var) else {
+                continue;
+            };
+            let usable = ureq::Proxy::new(&value).is_ok_and(|p| {
+                use ureq::ProxyProtocol::{Http, Https};
+                matches!(p.protocol(), Http | Https) && !p.host().is_empty()
+            });
+            if !usable {
+                return Err(Error::Config(format!(
+                    "{var}: not a proxy URL like http://proxy.example.com:3128"
+                )));
+            }
+        }
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some((pem, path)) = ca_bundle {
             let mut certs = Vec::new();
@@ -133,7 +164,7 @@ impl UreqTransport {
         }
         let tls = tls.build();
         let agent = |proxy: Option<ureq::Proxy>| {
-            let config = ureq::Agent::config_builder()
+            ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .tls_config(tls.clone())
                 .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -143,50 +174,34 @@ impl UreqTransport {
                     env!("CARGO_PKG_VERSION")
                 ))
                 .max_idle_connections_per_host(2)
-                // Always set: `None` turns off ureq's own env detection.
                 .proxy(proxy)
-                .build();
-            // A resolver that survives a pids limit (ureq's own spawns a
-            // thread per lookup and panics when it cannot).
-            ureq::Agent::with_parts(
-                config,
-                ureq::unversioned::transport::DefaultConnector::new(),
-                super::resolver::SpawnSafeResolver,
-            )
+                .build()
+                .new_agent()
         };
-        let mut proxied: Vec<(ProxyUrl, ureq::Agent)> = Vec::new();
-        for p in [&proxies.http, &proxies.https].into_iter().flatten() {
-            if proxied.iter().any(|(q, _)| q.full_url() == p.full_url()) {
-                continue;
-            }
-            let proxy = ureq::Proxy::new(&p.full_url())
-                .map_err(|e| Error::Config(format!("{}: unusable proxy URL: {e}", p.var)))?;
-            proxied.push((p.clone(), agent(Some(proxy))));
-        }
-        for (scheme, p) in [("http", &proxies.http), ("https", &proxies.https)] {
-            if let Some(p) = p {
-                log::info!("proxy for {scheme}:// endpoints: {p}");
-            }
+        let proxy = ureq::Proxy::try_from_env();
+        if let Some(p) = &proxy {
+            let creds = if p.username().is_some() {
+                " (with credentials)"
+            } else {
+                ""
+            };
+            let scheme = p.protocol().to_string().to_ascii_lowercase();
+            log::info!("proxy: {scheme}://{}:{}{creds}", p.host(), p.port());
         }
         Ok(UreqTransport {
+            proxied: agent(proxy),
             direct: agent(None),
-            proxied,
-            proxies,
+            pod_ip,
         })
     }
-}
 
-impl UreqTransport {
-    /// The agent for `url`: its proxy's, or the direct one.
+    /// The agent for `url`.
     fn agent_for(&self, url: &str) -> &ureq::Agent {
-        self.proxies
-            .proxy_for(url)
-            .and_then(|p| {
-                self.proxied
-                    .iter()
-                    .find(|(q, _)| q.full_url() == p.full_url())
-            })
-            .map_or(&self.direct, |(_, agent)| agent)
+        if goes_direct(url, self.pod_ip) {
+            &self.direct
+        } else {
+            &self.proxied
+        }
     }
 }
 
@@ -266,7 +281,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn local_urls_bypass_the_proxy() {
+    fn direct_hosts() {
+        let pod = "10.0.0.5".parse().ok();
         for url in [
             "http://169.254.169.254/latest/api/token",
             "http://169.254.170.23/v1/credentials",
@@ -275,16 +291,24 @@ mod tests {
             "http://127.0.0.1:8080/",
             "http://localhost:9090/healthz",
             "http://[::1]:80/",
+            "http://[::ffff:127.0.0.1]/",
+            "https://[fe80::1]/",
+            "http://10.0.0.5:8080/ready",
+            "http://u:p@10.0.0.5/",
         ] {
-            assert!(is_local_url(url), "{url}");
+            assert!(goes_direct(url, pod), "{url}");
         }
         for url in [
             "https://elasticloadbalancing.eu-west-1.amazonaws.com/",
             "https://sts.amazonaws.com/",
-            "http://10.0.0.1/",
+            "http://10.0.0.50/",
+            "http://[fd00::1]/",
+            "http://app.default.svc/in",
+            "http://localhost.example.com/",
         ] {
-            assert!(!is_local_url(url), "{url}");
+            assert!(!goes_direct(url, pod), "{url}");
         }
+        assert!(!goes_direct("http://10.0.0.5/", None));
     }
 
     #[test]
@@ -311,71 +335,9 @@ mod tests {
     }
 
     #[test]
-    fn each_url_takes_its_route() {
-        let env: std::collections::HashMap<String, String> = [
-            ("HTTP_PROXY", "http://u:p@proxy.corp:3128"),
-            ("HTTPS_PROXY", "proxy.corp:3129"),
-            ("NO_PROXY", ".internal"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let t = UreqTransport::with_proxies(None, ProxySettings::from_env(&env).unwrap()).unwrap();
-        assert_eq!(t.proxied.len(), 2);
-        let via = |url: &str| {
-            let agent = t.agent_for(url);
-            if std::ptr::eq(agent, &t.direct) {
-                "direct".to_string()
-            } else {
-                let (p, _) = t
-                    .proxied
-                    .iter()
-                    .find(|(_, a)| std::ptr::eq(a, agent))
-                    .unwrap();
-                p.host_port.clone()
-            }
-        };
-        assert_eq!(
-            via("https://elasticloadbalancing.us-east-1.amazonaws.com/"),
-            "proxy.corp:3129"
-        );
-        assert_eq!(via("http://elbv2.example.com/"), "proxy.corp:3128");
-        assert_eq!(via("https://sts.vpce.internal/"), "direct");
-        assert_eq!(via("http://169.254.169.254/latest/api/token"), "direct");
-        // One proxy for both schemes: one agent.
-        let env: std::collections::HashMap<String, String> =
-            [("ALL_PROXY".to_string(), "proxy.corp:3128".to_string())].into();
-        let t = UreqTransport::with_proxies(None, ProxySettings::from_env(&env).unwrap()).unwrap();
-        assert_eq!(t.proxied.len(), 1);
-        assert!(!std::ptr::eq(t.agent_for("https://x.example/"), &t.direct));
-    }
-
-    #[test]
-    fn ureq_accepts_every_proxy_url_we_accept() {
-        for value in [
-            "http://proxy:3128",
-            "proxy.corp:3128",
-            "https://proxy.corp",
-            "http://10.0.0.9:8080",
-            "http://[fd00::9]:8080",
-            "fd00::9",
-            "http://u:p%40ss@proxy:3128",
-            "http://user@my_proxy-1.corp/",
-        ] {
-            let env: std::collections::HashMap<String, String> =
-                [("HTTPS_PROXY".to_string(), value.to_string())].into();
-            let settings = ProxySettings::from_env(&env).unwrap();
-            assert!(
-                UreqTransport::with_proxies(None, settings).is_ok(),
-                "{value}"
-            );
-        }
-    }
-
-    #[test]
     fn ca_bundle_errors_are_named() {
-        let e = UreqTransport::new(Some((b"not pem", "/etc/bundle.pem"))).unwrap_err();
+        let e = UreqTransport::new(Some((b"not pem", "/etc/bundle.pem")), None).unwrap_err();
         assert!(e.to_string().contains("/etc/bundle.pem"), "{e}");
-        assert!(UreqTransport::new(None).is_ok());
+        assert!(UreqTransport::new(None, None).is_ok());
     }
 }

@@ -13,11 +13,9 @@
 //!   its [`cache`](credentials::cache) and the `-role-arn` layer on top
 //!   ([`assume_role`](credentials::assume_role));
 //! - [`endpoint`], [`sign`], [`retry`]: region and URLs, SigV4, backoff;
-//!   [`skew`]: the signing time corrected by AWS's `Date` header;
-//!   [`unsupported`]: the SDK settings we ignore, warned about at start.
+//!   [`skew`]: the signing time corrected by AWS's `Date` header.
 //!
-//! Then IO: [`http`], the one module that imports the HTTP client, with
-//! its pure proxy decision ([`proxy`]), and
+//! Then IO: [`http`], the one module that imports the HTTP client, and
 //! [`client`], which signs, sends and retries any action.
 
 pub mod client;
@@ -26,16 +24,13 @@ pub mod elbv2;
 pub mod endpoint;
 pub mod error;
 pub mod http;
-pub mod proxy;
 pub mod query;
-pub mod resolver;
 pub mod retry;
 pub mod sign;
 pub mod skew;
 pub mod sts;
 #[cfg(test)]
 mod testing;
-pub mod unsupported;
 pub mod xml;
 
 pub use client::{Budget, Client, Settings};

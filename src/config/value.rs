@@ -19,23 +19,20 @@ pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// Parses a duration in Go's form (`time.ParseDuration`: `0`, `+5s`, `.5s`,
-/// `1h2m3.5s`, units ns us µs ms s m h) or humantime's (`2m 10s`, `1min`).
-/// Negative durations are refused.
+/// Parses a duration in Go's syntax (`time.ParseDuration`: `0`, `+5s`,
+/// `.5s`, `1h2m3.5s`, units ns us µs ms s m h). Negative durations are
+/// refused.
 pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
     let (negative, body) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
-    let d = match go_duration(body) {
-        Some(d) => d,
-        None => humantime::parse_duration(body).map_err(|e| {
-            ConfigError(format!(
-                "invalid duration {v:?} for {what}: {e} (examples: 5s, 1m30s, 300ms)"
-            ))
-        })?,
-    };
+    let d = go_duration(body).ok_or_else(|| {
+        ConfigError(format!(
+            "invalid duration {v:?} for {what} (examples: 5s, 1m30s, 300ms, .5s, 1.5h, 0)"
+        ))
+    })?;
     if negative && !d.is_zero() {
         return err(format!(
             "negative duration {v:?} for {what}: must be 0 or more"
@@ -469,17 +466,23 @@ mod tests {
     }
 
     #[test]
-    fn humantime_forms_still_work() {
-        assert_eq!(ms("2m 10s"), Ok(130_000));
-        assert_eq!(ms("1min"), Ok(60_000));
+    fn one_grammar_go_s() {
         assert_eq!(ms("1m30s"), Ok(90_000));
         assert_eq!(ms("300ms"), Ok(300));
         assert_eq!(ms(" 5s "), Ok(5000));
+        // humantime's forms are not Go's.
+        for v in ["2m 10s", "1min", "5sec", "1 h"] {
+            let e = ms(v).unwrap_err();
+            assert!(
+                e.contains("invalid duration") && e.contains("1m30s"),
+                "{v}: {e}"
+            );
+        }
     }
 
     #[test]
     fn negative_and_malformed_durations_are_refused() {
-        for v in ["-5s", "-1h2m", "-.5s", "-2m 10s"] {
+        for v in ["-5s", "-1h2m", "-.5s"] {
             let e = ms(v).unwrap_err();
             assert!(e.contains("negative") && e.contains("-x"), "{v}: {e}");
         }

@@ -10,16 +10,13 @@
 //! (the request is left to end by its own timeout on a thread of its own,
 //! as a killed command's pipes are left to their reader threads).
 //!
-//! Proxies: a URL on loopback, a link-local address or the pod's own IP
-//! (the target id) always goes direct; any other host follows the proxy
-//! variables like every other request ([`crate::aws::proxy`]).
+//! Proxies: as every request ([`crate::aws::http::goes_direct`]).
 
 use super::Outcome;
 use crate::aws::error::{redact_url, snippet, Error, TransportKind};
-use crate::aws::http::{is_local_url, HttpRequest, Transport};
+use crate::aws::http::{HttpRequest, Transport};
 use crate::clock::Clock;
 use log::{info, warn};
-use std::net::IpAddr;
 use std::sync::mpsc::{channel, TryRecvError};
 use std::time::Duration;
 
@@ -27,24 +24,6 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_millis(20);
 /// Stack of the request thread (name resolution may need some).
 const STACK_SIZE: usize = 1024 * 1024;
-
-/// The host of an `http://` URL as an IP address, when it is one.
-pub fn url_ip(url: &str) -> Option<IpAddr> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split_once(']')?.0,
-        None => host_port.split(':').next()?,
-    };
-    host.parse().ok()
-}
-
-/// Whether `url` must go direct: loopback, link-local, or `pod_ip`.
-pub fn is_pod_local(url: &str, pod_ip: &str) -> bool {
-    let pod: Option<IpAddr> = pod_ip.parse().ok();
-    is_local_url(url) || (pod.is_some() && url_ip(url) == pod)
-}
 
 /// The URL without credentials, for logs (see [`redact_url`]).
 pub fn redacted(url: &str) -> String {
@@ -129,20 +108,6 @@ where
 mod tests {
     use super::*;
     use crate::aws::http::HttpResponse;
-
-    #[test]
-    fn pod_local_urls_go_direct() {
-        assert!(is_pod_local("http://127.0.0.1:8080/ready", "10.0.0.5"));
-        assert!(is_pod_local("http://localhost/x", "10.0.0.5"));
-        assert!(is_pod_local("http://[::1]:80/", "10.0.0.5"));
-        assert!(is_pod_local("http://169.254.1.1/", "10.0.0.5"));
-        assert!(is_pod_local("http://10.0.0.5:8080/in", "10.0.0.5"));
-        assert!(is_pod_local("http://[fd00::5]:8080/in", "fd00::5"));
-        assert!(is_pod_local("http://u:p@10.0.0.5/", "10.0.0.5"));
-        assert!(!is_pod_local("http://10.0.0.6:8080/in", "10.0.0.5"));
-        assert!(!is_pod_local("http://app.default.svc/in", "10.0.0.5"));
-        assert!(!is_pod_local("http://10.0.0.50/", "10.0.0.5"));
-    }
 
     #[test]
     fn credentials_are_not_logged() {

@@ -55,35 +55,15 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// How HTTP hooks reach their URL: a URL on loopback, a link-local address
-/// or the pod's own IP goes `direct`; any other through `proxied`, which
-/// follows the proxy variables.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpRoutes<'a, T> {
-    /// The transport that follows the proxy variables.
-    pub proxied: &'a T,
-    /// Never proxied.
-    pub direct: &'a T,
-    /// The pod's IP (the target id): URLs on it are pod-local.
-    pub pod_ip: &'a str,
-}
-
 /// Runs `hook`: a command through [`command::run`], an HTTP GET through
-/// [`http::run`] on the transport `routes` picks for its URL. The
-/// `clock`'s events (a sleep that says `Interrupted`) end the wait.
-pub fn run<T>(hook: &Hook, routes: HttpRoutes<'_, T>, clock: &mut dyn Clock) -> Outcome
+/// [`http::run`] on `transport`. The `clock`'s events (a sleep that says
+/// `Interrupted`) end the wait.
+pub fn run<T>(hook: &Hook, transport: &T, clock: &mut dyn Clock) -> Outcome
 where
     T: Transport + Clone + Send + 'static,
 {
     match &hook.action {
         HookAction::Command(_) => command::run(hook, clock),
-        HookAction::Http(url) => {
-            let transport = if http::is_pod_local(url, routes.pod_ip) {
-                routes.direct
-            } else {
-                routes.proxied
-            };
-            http::run(hook.name, url, hook.timeout, transport, clock)
-        }
+        HookAction::Http(url) => http::run(hook.name, url, hook.timeout, transport, clock),
     }
 }
