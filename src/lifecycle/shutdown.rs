@@ -5,7 +5,7 @@
 use super::health::Watch;
 use super::{Elb, Lifecycle, Registration, RegistrationState, EXIT_FAILURE, EXIT_OK};
 use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
-use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, State};
+use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth};
 use crate::aws::error::Error;
 use crate::aws::query::{Action, CALL_TIMEOUT};
 use crate::aws::retry::jittered;
@@ -342,8 +342,9 @@ impl Registration {
     /// target does not exist, the action returns successfully"), and moto
     /// with `InvalidTarget`, so neither answer rules a late landing out.
     /// Look again after a moment (within `deadline`) and deregister once
-    /// more if it landed: a target we deregistered shows `draining` or
-    /// `unused`, a late registration `initial` or `healthy`. A look that
+    /// more if it landed: a target we deregistered shows `draining` (or
+    /// `unhealthy.draining`) or `unused`, a late registration `initial` or
+    /// `healthy`. A look that
     /// gets no answer deregisters once more too. Returns whether the
     /// target is out.
     fn confirm_not_registered(
@@ -355,7 +356,7 @@ impl Registration {
         let left = deadline.saturating_duration_since(clock.now());
         let _ = clock.sleep(CONFIRM_DELAY.min(left));
         match self.poll_health(elb, clock, deadline) {
-            Ok(Some(health)) if !health.is_drained() && health.state != State::Draining => warn!(
+            Ok(Some(health)) if !health.is_drained() && !health.state.is_draining() => warn!(
                 "the registration of {} in {} landed late; deregistering again",
                 self.target, self.label
             ),
