@@ -363,6 +363,8 @@ struct FakeEffects {
     hooks: Vec<&'static str>,
     fail: Option<&'static str>,
     tcp: Option<TcpSource>,
+    /// The PassiveOpens counter (none: it never moves).
+    opened: Option<Box<dyn FnMut() -> u64>>,
 }
 
 impl Effects for FakeEffects {
@@ -382,6 +384,9 @@ impl Effects for FakeEffects {
             Some(source) => source(),
             None => Err("no table in this test".into()),
         }
+    }
+    fn passive_opens(&mut self) -> Result<u64, String> {
+        Ok(self.opened.as_mut().map_or(0, |f| f()))
     }
 }
 
@@ -420,6 +425,7 @@ fn config(groups: &[&str]) -> Config {
         check: false,
         drain_quiet_period: None,
         lb_health_addr: None,
+        drain_ignore_from: vec![],
     }
 }
 
