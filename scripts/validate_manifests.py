@@ -164,7 +164,7 @@ FLAGS = {
     "pre-register-http": "value", "post-register-http": "value", "post-deregister-http": "value",
     "status-addr": "value", "wait-for-tcp": "value", "wait-for-http": "value",
     "wait-for-timeout": "duration", "log-level": "value",
-    "drain-quiet-period": "duration", "lb-health-addr": "value",
+    "drain-quiet-period": "duration", "drain-ignore-from": "value", "lb-health-addr": "value",
     "log-format": "value", "check": "bool",
 }
 FLAG_ENVS = {}

@@ -92,7 +92,7 @@ impl TargetState {
     pub fn from_health(state: &State) -> TargetState {
         match state {
             State::Healthy => TargetState::Healthy,
-            State::Draining | State::UnhealthyDraining => TargetState::Draining,
+            s if s.is_draining() => TargetState::Draining,
             _ => TargetState::Registered,
         }
     }

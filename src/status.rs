@@ -56,7 +56,7 @@ use crate::signals::{DrainResult, Event};
 use log::{debug, info, warn};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -90,6 +90,10 @@ pub struct Status {
     draining: AtomicBool,
     /// The `/lb-health` app check (none: follow the sidecar alone).
     lb_health: OnceLock<LbHealth>,
+    /// The ports this process listens on, and the connections they
+    /// accepted: the drain quiet period leaves them out.
+    own_ports: Mutex<Vec<u16>>,
+    accepted: AtomicU64,
 }
 
 impl Status {
@@ -154,6 +158,13 @@ impl Status {
         if let Ok(mut o) = self.outcome.lock() {
             *o = Some(result);
         }
+    }
+
+    /// The ports of this process's listeners, and how many connections
+    /// they have accepted.
+    pub fn own_connections(&self) -> (Vec<u16>, u64) {
+        let ports = self.own_ports.lock().map(|p| p.clone()).unwrap_or_default();
+        (ports, self.accepted.load(Ordering::SeqCst))
     }
 
     /// The final result, once the lifecycle has finished.
@@ -280,6 +291,9 @@ fn serve_with(
     drain_timeout: Duration,
     lb_only: bool,
 ) -> std::io::Result<()> {
+    if let (Ok(addr), Ok(mut ports)) = (listener.local_addr(), status.own_ports.lock()) {
+        ports.push(addr.port());
+    }
     let (drain_tx, drain_rx) = channel::<Waiter>();
     let waiting = Arc::new(AtomicUsize::new(0));
     let st = Arc::clone(&status);
@@ -328,11 +342,14 @@ fn accept(
     let mut last_warning: Option<Instant> = None;
     loop {
         match listener.accept() {
-            Ok((stream, _)) => match queue.try_send((stream, Answering::new(status))) {
-                Ok(()) => {}
-                Err(TrySendError::Full((stream, _))) => refuse(stream),
-                Err(TrySendError::Disconnected(_)) => return,
-            },
+            Ok((stream, _)) => {
+                status.accepted.fetch_add(1, Ordering::SeqCst);
+                match queue.try_send((stream, Answering::new(status))) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full((stream, _))) => refuse(stream),
+                    Err(TrySendError::Disconnected(_)) => return,
+                }
+            }
             Err(e) => {
                 // Out of descriptors or memory: wait rather than spin.
                 if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {

@@ -132,4 +132,8 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {
         crate::tcp_table::read()
     }
+
+    fn passive_opens(&mut self) -> Result<u64, String> {
+        crate::tcp_table::read_passive_opens()
+    }
 }

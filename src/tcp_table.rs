@@ -250,6 +250,32 @@ pub fn read() -> Result<Vec<Entry>, String> {
     Ok(all)
 }
 
+/// The namespace's count of accepted TCP connections: `PassiveOpens` of
+/// the `Tcp:` lines of `/proc/net/snmp` (a line of names, then a line of
+/// values). It counts the connections too short-lived for any sample of
+/// the tables to show.
+///
+/// # Errors
+/// A one-line message when the text has no such counter.
+pub fn passive_opens(snmp: &str) -> Result<u64, String> {
+    let mut tcp = snmp.lines().filter_map(|l| l.strip_prefix("Tcp:"));
+    let (names, values) = (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
+    let at = names.split_whitespace().position(|n| n == "PassiveOpens");
+    at.and_then(|i| values.split_whitespace().nth(i))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "no Tcp PassiveOpens counter in /proc/net/snmp".into())
+}
+
+/// Reads [`passive_opens`] of this process's network namespace.
+///
+/// # Errors
+/// A one-line message naming the file.
+pub fn read_passive_opens() -> Result<u64, String> {
+    let text = std::fs::read_to_string("/proc/net/snmp")
+        .map_err(|e| format!("cannot read /proc/net/snmp: {e}"))?;
+    passive_opens(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +424,23 @@ mod tests {
         // Whatever is open here, the real files parse.
         if std::path::Path::new("/proc/net/tcp").exists() {
             read().unwrap();
+            read_passive_opens().unwrap();
+        }
+    }
+
+    #[test]
+    fn passive_opens_of_a_real_snmp_file() {
+        let snmp = include_str!("../tests/data/proc_net_snmp.txt");
+        assert_eq!(passive_opens(snmp), Ok(57238));
+        let bad = "no Tcp PassiveOpens counter in /proc/net/snmp";
+        for text in [
+            "",
+            "Tcp: RtoAlgorithm PassiveOpens\n",
+            "Tcp: RtoAlgorithm PassiveOpens\nTcp: 1\n",
+            "Tcp: RtoAlgorithm PassiveOpens\nTcp: 1 -3\n",
+            "Udp: PassiveOpens\nUdp: 5\n",
+        ] {
+            assert_eq!(passive_opens(text).unwrap_err(), bad, "{text:?}");
         }
     }
 }

@@ -62,6 +62,7 @@ pub(super) const FLAGS: &[Flag] = &[
     boolean("wait-drained", "After deregistering, wait until the target is no longer draining", "false"),
     value("wait-drained-timeout", "How long to wait for draining to finish; also bounds -drain-quiet-period (both counted from the deregistration)", "5m"),
     value("drain-quiet-period", "After deregistering (and -wait-drained), hold /drain until no new connection to the target port has come for this long (read from /proc/net/tcp*); off when empty or 0", ""),
+    value("drain-ignore-from", "CIDR whose connections never count as new in -drain-quiet-period, e.g. the node's IP for the kubelet's probes: $(HOST_IP)/32; repeatable (env: comma-separated)", ""),
     value("pre-register-command", "Command to execute before the target is registered (words split like sh; run with /bin/sh -c if it uses && || | ; > < $( or backquotes)", ""),
     value("pre-register-http", "http:// URL to GET before the target is registered (2xx is success; instead of -pre-register-command)", ""),
     value("pre-register-timeout", "How long to wait for the pre-register command or HTTP hook", "5s"),

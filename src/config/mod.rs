@@ -36,8 +36,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 use value::{
-    parse_bool, parse_command, parse_duration, parse_group_arn, parse_group_name, parse_hook_url,
-    parse_host_port, parse_http_url, parse_log_format, parse_log_level, parse_port, parse_text,
+    parse_bool, parse_cidr, parse_command, parse_duration, parse_group_arn, parse_group_name,
+    parse_hook_url, parse_host_port, parse_http_url, parse_log_format, parse_log_level, parse_port,
+    parse_text,
 };
 
 /// How a target group is named.
@@ -192,6 +193,50 @@ pub struct Config {
     pub drain_quiet_period: Option<Duration>,
     /// Address of the listener that serves `/lb-health` alone.
     pub lb_health_addr: Option<String>,
+    /// Peers whose connections never count as new in the drain quiet
+    /// period (`-drain-ignore-from`; the kubelet's probes).
+    pub drain_ignore_from: Vec<Cidr>,
+}
+
+/// An address range (`-drain-ignore-from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    ip: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range. An IPv4-mapped IPv6 address (how
+    /// `/proc/net/tcp6` shows an IPv4 peer of a dual-stack socket) is
+    /// matched as its IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let (net, ip, bits) = match (self.ip, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n).into(), u32::from(a).into(), 32),
+            (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
+            _ => return false,
+        };
+        (net ^ ip)
+            .checked_shr(bits - u32::from(self.prefix))
+            .unwrap_or(0)
+            == 0
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        value::parse_cidr("a CIDR", s)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix)
+    }
 }
 
 impl Config {
@@ -355,25 +400,31 @@ impl Settings<'_> {
         ];
         let mut groups = Vec::new();
         for (name, parse_one) in SOURCES {
-            let flags = self.raw.all(name);
-            let (from, lists) = if !flags.is_empty() {
-                (
-                    format!("-{name}"),
-                    flags.into_iter().map(str::to_owned).collect(),
-                )
-            } else {
-                let var = env_name(name);
-                let list: Vec<String> = self.env.var(&var).into_iter().collect();
-                (var, list)
-            };
-            for list in &lists {
-                for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    groups.push(parse_one(&from, item)?);
-                }
-            }
+            groups.extend(self.list(name, parse_one)?);
         }
         check_groups(&groups)?;
         Ok(groups)
+    }
+
+    /// A repeatable setting: every value of the flag, else its
+    /// variable's; each value a comma-separated list.
+    fn list<T>(&self, name: &str, parse_one: ParseFn<T>) -> Result<Vec<T>, ConfigError> {
+        let flags = self.raw.all(name);
+        let (from, lists) = if !flags.is_empty() {
+            (
+                format!("-{name}"),
+                flags.into_iter().map(str::to_owned).collect::<Vec<_>>(),
+            )
+        } else {
+            let var = env_name(name);
+            (var.clone(), self.env.var(&var).into_iter().collect())
+        };
+        let items = lists.iter().flat_map(|l| l.split(','));
+        items
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|item| parse_one(&from, item))
+            .collect()
     }
 
     /// The target's IP and where it came from: flag or variable, `POD_IP`,
@@ -524,6 +575,7 @@ fn resolve(
         wait_for_timeout: s.duration("wait-for-timeout")?,
         drain_quiet_period: None,
         lb_health_addr: s.optional("lb-health-addr", parse_host_port)?,
+        drain_ignore_from: s.list("drain-ignore-from", parse_cidr)?,
     })
     .and_then(|c| s.drain_quiet_period(c))
 }

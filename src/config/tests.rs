@@ -733,3 +733,73 @@ fn hosts_file_detection_ipv6() {
     assert_eq!(pod_ip_from_hosts("::\tbox\n", "box"), None);
     assert_eq!(pod_ip_from_hosts("fe80::1%eth0\tbox\n", "box"), None);
 }
+
+#[test]
+fn drain_ignore_from_is_a_repeatable_list_of_cidrs() {
+    let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
+    let with = |extra: &[&str], e: &[(&str, &str)]| {
+        let a: Vec<&str> = base.iter().chain(extra).copied().collect();
+        run(&a, e).map(|c| {
+            c.drain_ignore_from
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(with(&[], &[]).unwrap(), Vec::<String>::new());
+    let var = [(
+        "NLB_DRAIN_IGNORE_FROM",
+        "10.0.0.0/8, fd00::/64,,192.168.1.2",
+    )];
+    assert_eq!(
+        with(&[], &var).unwrap(),
+        ["10.0.0.0/8", "fd00::/64", "192.168.1.2/32"]
+    );
+    // Flags beat the variable.
+    let flags = [
+        "-drain-ignore-from",
+        "10.1.2.3/32",
+        "-drain-ignore-from=::1/128",
+    ];
+    assert_eq!(with(&flags, &var).unwrap(), ["10.1.2.3/32", "::1/128"]);
+    for bad in [
+        "$(HOST_IP)/32",
+        "10.0.0.1/33",
+        "::1/129",
+        "10.0.0.1/",
+        "10.0.0/8",
+        "/8",
+    ] {
+        let e = with(&["-drain-ignore-from", bad], &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "invalid CIDR {bad:?} for -drain-ignore-from: expected ADDRESS/PREFIX, \
+                 e.g. 10.0.0.5/32 or fd00::/64"
+            )
+        );
+    }
+}
+
+#[test]
+fn cidr_contains() {
+    let cidr = |s: &str| value::parse_cidr("t", s).unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let node = cidr("10.0.3.7/32");
+    assert!(node.contains(ip("10.0.3.7")));
+    assert!(!node.contains(ip("10.0.3.8")));
+    // An IPv4 peer of a dual-stack socket, as /proc/net/tcp6 shows it.
+    assert!(node.contains(ip("::ffff:10.0.3.7")));
+    assert!(!node.contains(ip("::ffff:10.0.3.8")));
+    assert!(cidr("10.0.0.0/8").contains(ip("10.255.0.1")));
+    assert!(!cidr("10.0.0.0/8").contains(ip("11.0.0.1")));
+    assert!(cidr("0.0.0.0/0").contains(ip("192.0.2.1")));
+    assert!(!cidr("0.0.0.0/0").contains(ip("2001:db8::1")));
+    assert!(cidr("::/0").contains(ip("2001:db8::1")));
+    assert!(cidr("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
+    assert!(!cidr("2001:db8::/32").contains(ip("2001:db9::1")));
+    assert!(cidr("2001:db8::5/128").contains(ip("2001:db8::5")));
+    assert!(!cidr("2001:db8::5/128").contains(ip("10.0.3.7")));
+}

@@ -2,11 +2,33 @@
 //! came from (`-target-port`, `NLB_TARGET_PORT`), so every error says where
 //! to look.
 
-use super::{err, ConfigError, GroupRef, GroupSpec, LogFormat};
+use super::{err, Cidr, ConfigError, GroupRef, GroupSpec, LogFormat};
 use std::time::Duration;
 
 /// Longest duration accepted for any flag.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `ADDRESS/PREFIX` (IPv4 or IPv6); a bare address is the one host.
+pub(super) fn parse_cidr(what: &str, v: &str) -> Result<Cidr, ConfigError> {
+    let (ip, prefix) = v.split_once('/').unwrap_or((v, ""));
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad_cidr(what, v))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        "" if !v.contains('/') => max,
+        p => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| bad_cidr(what, v))?,
+    };
+    Ok(Cidr { ip, prefix })
+}
+
+fn bad_cidr(what: &str, v: &str) -> ConfigError {
+    ConfigError(format!(
+        "invalid CIDR {v:?} for {what}: expected ADDRESS/PREFIX, e.g. 10.0.0.5/32 or fd00::/64"
+    ))
+}
 
 /// Parses a Go boolean (`1 0 t f T F true false TRUE FALSE True False`).
 pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {

@@ -245,6 +245,13 @@ pub trait Effects {
     fn tcp_table(&mut self) -> Result<Vec<TcpEntry>, String> {
         Err("no TCP table available".into())
     }
+    /// The network namespace's count of accepted TCP connections.
+    ///
+    /// # Errors
+    /// Why it cannot be read (by default: none is available).
+    fn passive_opens(&mut self) -> Result<u64, String> {
+        Err("no connection counter available".into())
+    }
 }
 
 /// One registration: a target in a target group.

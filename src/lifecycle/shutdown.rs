@@ -7,7 +7,7 @@ use super::{
     Elb, Lifecycle, Registration, RegistrationState, APP_POLL_AFTER_DRAIN, EXIT_FAILURE, EXIT_OK,
 };
 use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
-use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, State};
+use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth};
 use crate::aws::error::Error;
 use crate::aws::query::{Action, CALL_TIMEOUT};
 use crate::aws::retry::jittered;
@@ -378,7 +378,7 @@ impl Registration {
         let left = deadline.saturating_duration_since(clock.now());
         let _ = clock.sleep(CONFIRM_DELAY.min(left));
         match self.poll_health(elb, clock, deadline) {
-            Ok(Some(health)) if !health.is_gone() && health.state != State::Draining => warn!(
+            Ok(Some(health)) if !health.is_gone() && !health.state.is_draining() => warn!(
                 "the registration of {} in {} landed late; deregistering again",
                 self.target, self.label
             ),

@@ -383,6 +383,8 @@ struct FakeEffects {
     /// (checked only when the config sets an app check).
     app_down: Option<(Duration, Duration)>,
     clock: SharedTime,
+    /// The PassiveOpens counter (none: it never moves).
+    opened: Option<Box<dyn FnMut() -> u64>>,
 }
 
 impl Effects for FakeEffects {
@@ -408,6 +410,9 @@ impl Effects for FakeEffects {
             Some(source) => source(),
             None => Err("no table in this test".into()),
         }
+    }
+    fn passive_opens(&mut self) -> Result<u64, String> {
+        Ok(self.opened.as_mut().map_or(0, |f| f()))
     }
 }
 
@@ -446,6 +451,7 @@ fn config(groups: &[&str]) -> Config {
         check: false,
         drain_quiet_period: None,
         lb_health_addr: None,
+        drain_ignore_from: vec![],
     }
 }
 
@@ -587,7 +593,9 @@ fn refusal_in_second_group_deregisters_both_and_exits_1() {
 #[test]
 fn health_wait_polls_at_the_interval_until_healthy() {
     let mut w = world();
-    w.elb.health = VecDeque::from([State::Initial, State::Unhealthy, State::Healthy]);
+    // unhealthy.draining (NLB draining_interval_seconds) takes no new
+    // connection: not healthy either.
+    w.elb.health = VecDeque::from([State::Initial, State::UnhealthyDraining, State::Healthy]);
     w.at(500, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.post_register = Some(hook("post-register"));
@@ -778,6 +786,23 @@ fn unanswered_registration_that_lands_late_is_deregistered_again() {
             "deregister arn:a",
             "health arn:a",
             "deregister arn:a"
+        ]
+    );
+}
+
+#[test]
+fn unhealthy_draining_after_the_deregistration_is_not_a_late_landing() {
+    let mut w = world();
+    w.elb.register_errors = vec![(0, transport_timeout())];
+    w.elb.after_deregister = VecDeque::from([State::UnhealthyDraining]);
+    assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE, "registration failed");
+    assert_eq!(
+        w.elb.names(),
+        [
+            "describe a",
+            "register arn:a",
+            "deregister arn:a",
+            "health arn:a"
         ]
     );
 }

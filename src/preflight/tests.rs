@@ -36,6 +36,7 @@ fn cfg() -> Config {
         check: true,
         drain_quiet_period: None,
         lb_health_addr: None,
+        drain_ignore_from: vec![],
     }
 }
 

@@ -116,7 +116,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h[0].state, State::Draining);
-        assert!(!h[0].is_gone());
+        assert!(!h[0].is_gone() && h[0].state.is_draining());
+        let text = include_str!("../../../tests/data/describe_target_health_draining.xml");
+        let text = text.replace(">draining<", ">unhealthy.draining<");
+        let h = parse(200, text.as_bytes()).unwrap();
+        assert_eq!(h[0].state, State::UnhealthyDraining);
+        assert!(!h[0].is_gone() && h[0].state.is_draining());
+        assert!(!State::Unhealthy.is_draining());
         let h = parse(
             200,
             include_bytes!("../../../tests/data/describe_target_health_unused.xml"),

@@ -132,6 +132,13 @@ pub enum State {
 }
 
 impl State {
+    /// Draining: `draining` (deregistered) or `unhealthy.draining` (failing
+    /// its checks, NLB `draining_interval_seconds`). Either way the load
+    /// balancer sends it no new connection and keeps the existing ones.
+    pub fn is_draining(&self) -> bool {
+        matches!(self, State::Draining | State::UnhealthyDraining)
+    }
+
     fn parse(s: &str) -> State {
         match s {
             "initial" => State::Initial,

@@ -166,3 +166,28 @@ fn off_by_default_and_nothing_to_wait_for_when_nothing_was_deregistered() {
     assert_eq!(w.run(&quiet_config(2000)), EXIT_OK);
     assert_eq!(w.clock.t(), Duration::ZERO);
 }
+
+#[test]
+fn connections_too_short_to_see_are_counted() {
+    let mut w = world();
+    let nothing = Traffic {
+        port: 8080,
+        from: 0,
+        until: 0,
+    };
+    let reads = serve(&mut w, nothing);
+    // A connection accepted every 50 ms until 1003 s, never in a table.
+    let clock = w.elb.clock.clone();
+    w.effects.opened = Some(Box::new(move || {
+        (clock.get().as_millis() as u64).min(1_003_000) / 50
+    }));
+    let (tx, rx) = channel();
+    w.at(1000, Event::Drain(tx));
+    w.at(2000, Event::Signal(15));
+    assert_eq!(w.run(&quiet_config(2000)), EXIT_OK);
+    assert_eq!(rx.try_recv().unwrap(), Ok("deregistered".into()));
+    assert_eq!(
+        reads.borrow().last(),
+        Some(&Duration::from_millis(1_005_000))
+    );
+}
