@@ -641,7 +641,7 @@ def cross_checks():
     for md in glob.glob("examples/*.md"):
         with open(md) as f:
             text = f.read()
-        for ref in set(re.findall(r"[`(/]((?:iam/)?[\w.-]+\.(?:yaml|json|md))[`)]", text)):
+        for ref in set(re.findall(r"[`(]((?:iam/|monitoring/|\.\./docs/)?[\w.-]+\.(?:yaml|json|md))[`)]", text)):
             if not os.path.exists(os.path.join("examples", ref)):
                 problem(md, f"mentions {ref}, which is not in examples/")
 
