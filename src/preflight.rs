@@ -16,6 +16,7 @@ use crate::aws::{Action, Budget, Client, Error};
 use crate::clock::Clock;
 use crate::config::{Config, GroupRef, GroupSpec, Hook, HookAction};
 use crate::hooks::program::{locate, PathKind};
+use humantime::format_duration as human;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -81,27 +82,21 @@ pub fn gather<T: Transport>(
     client: &mut Client<T>,
     clock: &mut dyn Clock,
 ) -> Findings {
-    let (region, source) = (
-        client.settings().region.clone(),
-        client.settings().credentials_label(),
-    );
-    let credentials = client.ensure_credentials(budget(clock), clock);
-    let (mut identity, mut groups) = (None, Vec::new());
-    if credentials.is_ok() {
-        identity = Some(call(client, &GetCallerIdentity, clock));
+    let mut f = Findings {
+        region: client.settings().region.clone(),
+        source: client.settings().credentials_label(),
+        credentials: client.ensure_credentials(budget(clock), clock),
+        identity: None,
+        groups: Vec::new(),
+        hooks: Vec::new(),
+    };
+    if f.credentials.is_ok() {
+        f.identity = Some(call(client, &GetCallerIdentity, clock));
         for spec in &cfg.groups {
-            groups.push(gather_group(cfg, spec, client, clock));
+            f.groups.push(gather_group(cfg, spec, client, clock));
         }
     }
-    let hooks = Vec::new();
-    Findings {
-        region,
-        source,
-        credentials,
-        identity,
-        groups,
-        hooks,
-    }
+    f
 }
 
 /// DescribeTargetGroups, then, once the ARN is known, the attributes, the
@@ -117,64 +112,53 @@ fn gather_group<T: Transport>(
         GroupRef::Name(_) => call(client, &DescribeTargetGroups { names: &one }, clock),
         GroupRef::Arn(_) => call(client, &DescribeTargetGroupsByArn { arns: &one }, clock),
     };
-    let described = match described {
-        Err(e) if e.is_group_not_found() => Ok(None),
-        d => d.map(|groups| groups.into_iter().next()),
-    };
-    let port = spec.port.or(cfg.target_port);
-    let (id, availability_zone) = (cfg.target_id.clone(), cfg.availability_zone.clone());
-    let target = Target {
-        id,
-        port,
-        availability_zone,
+    let mut g = GroupFindings {
+        group: spec.group.clone(),
+        target: Target {
+            id: cfg.target_id.clone(),
+            port: spec.port.or(cfg.target_port),
+            availability_zone: cfg.availability_zone.clone(),
+        },
+        described: match described {
+            Err(e) if e.is_group_not_found() => Ok(None),
+            d => d.map(|groups| groups.into_iter().next()),
+        },
+        attributes: None,
+        registered: None,
+        deregister: None,
     };
     // The sidecar uses an ARN as given, even one it may not describe.
-    let arn = match (&described, &spec.group) {
-        (Ok(Some(tg)), _) => Some(tg.arn.clone()),
-        (Err(_), GroupRef::Arn(arn)) => Some(arn.clone()),
-        _ => None,
+    let arn = match (&g.described, &spec.group) {
+        (Ok(Some(tg)), _) => tg.arn.clone(),
+        (Err(_), GroupRef::Arn(arn)) => arn.clone(),
+        _ => return g,
     };
-    let (group, targets) = (spec.group.clone(), [target.clone()]);
-    let (mut attributes, mut registered, mut deregister) = (None, None, None);
-    if let Some(arn) = &arn {
-        attributes = Some(call(client, &DescribeTargetGroupAttributes { arn }, clock));
-        let health = call(
-            client,
-            &DescribeTargetHealth {
-                arn,
-                targets: &targets,
-            },
-            clock,
-        );
-        let state = match health {
-            Ok(all) => Ok(find_health(&all, &target)
-                .filter(|h| !h.is_gone())
-                .map(|h| h.to_string())),
-            Err(e) if e.is_invalid_target() => Ok(None),
-            Err(e) => Err(e),
+    let (arn, targets) = (arn.as_str(), [g.target.clone()]);
+    g.attributes = Some(call(client, &DescribeTargetGroupAttributes { arn }, clock));
+    let health = DescribeTargetHealth {
+        arn,
+        targets: &targets,
+    };
+    let state = match call(client, &health, clock) {
+        Ok(all) => Ok(find_health(&all, &g.target)
+            .filter(|h| !h.is_gone())
+            .map(ToString::to_string)),
+        Err(e) if e.is_invalid_target() => Ok(None),
+        Err(e) => Err(e),
+    };
+    // Deregistering a target that is not registered proves the permission
+    // and changes nothing (AWS: "If the specified target does not exist,
+    // the action returns successfully"; moto: InvalidTarget). A registered
+    // one (another pod with this IP, a leftover) it would take out.
+    if matches!(state, Ok(None)) {
+        let probe = DeregisterTargets {
+            arn,
+            targets: &targets,
         };
-        // Deregistering a target that is not registered proves the
-        // permission and changes nothing: AWS answers success ("If the
-        // specified target does not exist, the action returns
-        // successfully"), moto InvalidTarget. A registered one (another pod
-        // with this IP, a leftover) it would take out: no probe then.
-        if matches!(state, Ok(None)) {
-            let probe = DeregisterTargets {
-                arn,
-                targets: &targets,
-            };
-            deregister = Some(call(client, &probe, clock));
-        }
-        registered = Some(state);
+        g.deregister = Some(call(client, &probe, clock));
     }
-    GroupFindings {
-        group,
-        target,
-        described,
-        attributes,
-        registered,
-        deregister,
-    }
+    g.registered = Some(state);
+    g
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +168,7 @@ enum Level {
     Fail, // the sidecar would not work
 }
 
-/// A check's line, if it has one to say.
+/// A check's line, if it has one.
 type Verdict = Option<(Level, String)>;
 
 fn ok(text: impl Into<String>) -> Verdict {
@@ -230,9 +214,10 @@ impl Report {
         }
         let problems = failed.len();
         failed.dedup();
+        let failed = failed.join(", ");
         match problems {
             0 => out + "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)\n",
-            n => out + &format!("check FAILED: {n} problem(s) in {}\n", failed.join(", ")),
+            n => out + &format!("check FAILED: {n} problem(s) in {failed}\n"),
         }
     }
 }
@@ -240,24 +225,18 @@ impl Report {
 /// The report on `f` for `cfg`: each check gives at most one line. Pure.
 pub fn report(cfg: &Config, f: &Findings) -> Report {
     let mut r = Report::default();
-    let (id, from, n, region) = (
-        &cfg.target_id,
-        &cfg.target_id_source,
-        cfg.groups.len(),
-        &f.region,
+    let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
+    let config = format!(
+        "target {id} (from {from}), {n} target group(s), region {}",
+        f.region
     );
-    r.add(
-        "config",
-        ok(format!(
-            "target {id} (from {from}), {n} target group(s), region {region}"
-        )),
-    );
+    r.add("config", ok(config));
     r.add("config", drain_without_app_check(cfg));
     r.add("credentials", credentials(f));
     for g in &f.groups {
         let subject = format!("target group {}", g.group);
         let checks = [
-            exists, ip_target, family, attached, health, delay, resets, registered, probe,
+            exists, ip_type, family, attached, health, delay, resets, state, probe,
         ];
         for check in checks {
             r.add(&subject, check(cfg, g));
@@ -284,20 +263,24 @@ fn drain_without_app_check(cfg: &Config) -> Verdict {
 
 fn credentials(f: &Findings) -> Verdict {
     let source = &f.source;
-    let refused = [
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-    ];
     match (&f.credentials, &f.identity) {
         (Err(e), _) => fail(format!("source {source}: none could be had: {e}")),
-        (_, Some(Ok(id))) => ok(format!("source {source}; identity {} (account {})", id.arn, id.account)),
-        (_, Some(Err(e))) if e.aws_code().is_some_and(|c| refused.contains(&c)) => {
-            fail(format!("source {source}: AWS refuses them: {e}"))
+        (_, Some(Ok(id))) => {
+            let (arn, account) = (&id.arn, &id.account);
+            ok(format!("source {source}; identity {arn} (account {account})"))
         }
+        (_, Some(Err(e))) if refused(e.aws_code()) => fail(format!("source {source}: AWS refuses them: {e}")),
         (_, Some(Err(e))) => warn(format!("source {source}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}")),
         (_, None) => ok(format!("source {source}")),
     }
+}
+
+/// AWS's answers to credentials it does not take.
+fn refused(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")
+    )
 }
 
 /// Why `action` failed: a missing permission, or anything else.
@@ -317,29 +300,23 @@ fn attribute<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim())
 }
 
-fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
 fn exists(_: &Config, g: &GroupFindings) -> Verdict {
-    let text = |e| format!("cannot describe it: {}", why(e, "DescribeTargetGroups"));
+    let cannot = |e| format!("cannot describe it: {}", why(e, "DescribeTargetGroups"));
     match (&g.described, &g.group) {
         (Ok(Some(tg)), _) => ok(format!("exists ({})", tg.arn)),
-        (Ok(None), _) => fail(
-            "not found (TargetGroupNotFound): check the name or ARN, the region and the account",
-        ),
+        (Ok(None), _) => {
+            fail("not found (TargetGroupNotFound): check the name, region and account")
+        }
         // The sidecar needs DescribeTargetGroups for a name, not for an ARN.
-        (Err(e), GroupRef::Name(_)) => fail(text(e)),
-        (Err(e), GroupRef::Arn(_)) => warn(text(e)),
+        (Err(e), GroupRef::Name(_)) => fail(cannot(e)),
+        (Err(e), GroupRef::Arn(_)) => warn(cannot(e)),
     }
 }
 
-fn ip_target(_: &Config, g: &GroupFindings) -> Verdict {
+fn ip_type(_: &Config, g: &GroupFindings) -> Verdict {
     match tg(g)?.target_type.as_deref() {
         Some("ip") | None => ok("target type ip"),
-        Some(t) => fail(format!(
-            "target type {t}: this sidecar registers pod IPs, which needs target type ip"
-        )),
+        Some(t) => fail(format!("target type {t}: pod IPs need target type ip")),
     }
 }
 
@@ -405,19 +382,18 @@ fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
 
 /// `deregistration_delay.timeout_seconds` against `-wait-drained-timeout`.
 fn delay(cfg: &Config, g: &GroupFindings) -> Verdict {
+    let unknown = "deregistration delay unknown";
     let delay = match g.attributes.as_ref()? {
         Ok(attrs) => attribute(attrs, DEREGISTRATION_DELAY).and_then(|v| v.parse().ok()),
         Err(e) => {
             let why = why(e, "DescribeTargetGroupAttributes");
             return warn(format!(
-                "deregistration delay unknown: {why} (the sidecar itself does not need it)"
+                "{unknown}: {why} (the sidecar itself does not need it)"
             ));
         }
     };
     let Some(delay) = delay.map(Duration::from_secs) else {
-        return warn(format!(
-            "deregistration delay unknown: no readable {DEREGISTRATION_DELAY}"
-        ));
+        return warn(format!("{unknown}: no readable {DEREGISTRATION_DELAY}"));
     };
     let (d, limit) = (human(delay), human(cfg.wait_drained_timeout));
     if !cfg.wait_drained {
@@ -442,26 +418,26 @@ fn resets(cfg: &Config, g: &GroupFindings) -> Verdict {
     };
     let (on, draining) = (UNHEALTHY_TERMINATION, UNHEALTHY_DRAINING);
     let interval = attribute(attrs, draining).unwrap_or("unset");
-    match attribute(attrs, on) {
-        Some("false") => ok(format!("{on} false: a failing /lb-health keeps established connections ({draining} {interval})")),
-        v => warn(format!("{on} is {}: once /lb-health fails at the drain, the load balancer resets every established connection; set it to false and {draining} to at least the app's longest connection (aws elbv2 modify-target-group-attributes)", v.unwrap_or("unset (default true)"))),
+    match attribute(attrs, on).unwrap_or("unset (default true)") {
+        "false" => ok(format!("{on} false: a failing /lb-health keeps established connections ({draining} {interval})")),
+        v => warn(format!("{on} is {v}: once /lb-health fails at the drain, the load balancer resets every established connection; set it to false and {draining} to at least the app's longest connection (aws elbv2 modify-target-group-attributes)")),
     }
 }
 
-fn registered(cfg: &Config, g: &GroupFindings) -> Verdict {
-    let t = &g.target;
-    let not_tried = "DeregisterTargets is not tried";
-    let text = |e| {
+/// Whether the target is registered already (DescribeTargetHealth).
+fn state(cfg: &Config, g: &GroupFindings) -> Verdict {
+    let (t, untried) = (&g.target, "DeregisterTargets is not tried");
+    let unknown = |e| {
         format!(
-            "{}; {not_tried} without knowing the target is out",
+            "{}; {untried} without knowing the target is out",
             why(e, "DescribeTargetHealth")
         )
     };
     match g.registered.as_ref()? {
         Ok(None) => ok(format!("target {t} is not registered yet")),
-        Ok(Some(state)) => warn(format!("target {t} is registered already ({state}): another pod with this IP, or a leftover; {not_tried}, it would take it out")),
-        Err(e) if cfg.wait_in_service || cfg.wait_drained => fail(text(e)),
-        Err(e) => warn(text(e)),
+        Ok(Some(state)) => warn(format!("target {t} is registered already ({state}): another pod with this IP, or a leftover; {untried}, it would take it out")),
+        Err(e) if cfg.wait_in_service || cfg.wait_drained => fail(unknown(e)),
+        Err(e) => warn(unknown(e)),
     }
 }
 
