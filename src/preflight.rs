@@ -1,28 +1,8 @@
-//! `-check`: a preflight that changes nothing.
+//! `-check`: would the sidecar work here? A preflight that changes nothing.
 //!
-//! It answers "would the sidecar work here?" before a rollout does: which
-//! credentials it would use and whose they are (STS GetCallerIdentity),
-//! then for each target group whether it exists, takes IP targets of the
-//! target's family, is attached to a load balancer (a group without one
-//! never reports a target healthy), how long its health checks take to
-//! pass against `-wait-in-service-timeout`, how long it drains against
-//! `-wait-drained-timeout`, whether a failing `/lb-health` would reset
-//! established connections (`-lb-health-addr` on a TCP/TLS group), and
-//! whether the identity may read target health and deregister. It also looks for each command hook's program as
-//! execvp(3) would (HTTP hooks are listed, not called: a GET may change the
-//! app's state).
-//!
-//! Nothing is registered. The deregistration probe is a DeregisterTargets
-//! of the sidecar's own target, sent only when DescribeTargetHealth has
-//! just said that target is not registered: AWS answers such a call with
-//! success ("If the specified target does not exist, the action returns
-//! successfully"), moto with `InvalidTarget`; both prove the permission,
-//! `AccessDenied` disproves it. When the target is registered (another pod
-//! with the same IP, a leftover) or its state is unknown, the probe is
-//! skipped: it would take a live target out.
-//!
-//! [`gather`] does the calls and records what came back ([`Findings`]);
-//! [`report`] turns that into lines, a pure function tested on its own.
+//! [`gather`] makes the read-only calls (and one harmless DeregisterTargets
+//! probe) and keeps the answers in [`Findings`]; [`report`] runs a list of
+//! small pure checks over them, each giving at most one ok/warn/FAIL line.
 
 use crate::aws::elbv2::{
     find_health, DeregisterTargets, DescribeTargetGroupAttributes, DescribeTargetGroups,
@@ -32,199 +12,77 @@ use crate::aws::elbv2::{
 use crate::aws::error::redact_url;
 use crate::aws::http::Transport;
 use crate::aws::sts::{CallerIdentity, GetCallerIdentity};
-use crate::aws::{Budget, Client, Error};
+use crate::aws::{Action, Budget, Client, Error};
 use crate::clock::Clock;
-use crate::config::{Config, GroupRef, Hook, HookAction};
+use crate::config::{Config, GroupRef, GroupSpec, Hook, HookAction};
 use crate::hooks::program::{locate, PathKind};
-use std::fmt;
+use humantime::format_duration as human;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How long each preflight call may be retried.
-const CALL_BUDGET: Duration = Duration::from_secs(30);
-
-/// The verdict of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// Fine.
-    Ok,
-    /// Worth knowing; the sidecar would still work.
-    Warn,
-    /// The sidecar would not work.
-    Fail,
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(match self {
-            Level::Ok => "ok",
-            Level::Warn => "warn",
-            Level::Fail => "FAIL",
-        })
-    }
-}
-
-/// One line of the report: a verdict on a subject.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    /// The verdict.
-    pub level: Level,
-    /// What it is about: `config`, `credentials`, `target group NAME`.
-    pub subject: String,
-    /// What was found, and why it matters when it is not ok.
-    pub text: String,
-}
-
-/// The whole report.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Report {
-    /// The lines, in the order checked.
-    pub lines: Vec<Line>,
-}
-
-impl Report {
-    /// Adds a line; AWS messages spread over lines (SignatureDoesNotMatch
-    /// quotes the canonical request) are folded into one.
-    fn push(&mut self, level: Level, subject: &str, text: String) {
-        let text = if text.contains(['\n', '\r']) {
-            text.split_whitespace().collect::<Vec<_>>().join(" ")
-        } else {
-            text
-        };
-        self.lines.push(Line {
-            level,
-            subject: subject.to_owned(),
-            text,
-        });
-    }
-
-    /// Whether the sidecar would work: no line failed.
-    pub fn passed(&self) -> bool {
-        self.lines.iter().all(|l| l.level != Level::Fail)
-    }
-
-    /// The exit code of `-check`: 0 when it would work, 1 when not.
-    pub fn exit_code(&self) -> i32 {
-        if self.passed() {
-            0
-        } else {
-            1
-        }
-    }
-
-    /// The text printed on stdout: one line per check, then a verdict.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for l in &self.lines {
-            out.push_str(&format!("{:<4} {}: {}\n", l.level, l.subject, l.text));
-        }
-        let failed: Vec<&str> = self
-            .lines
-            .iter()
-            .filter(|l| l.level == Level::Fail)
-            .map(|l| l.subject.as_str())
-            .collect();
-        if failed.is_empty() {
-            out.push_str(
-                "check passed: the sidecar would work here \
-                 (RegisterTargets is not tried: it would change the group)\n",
-            );
-        } else {
-            let mut subjects = failed.clone();
-            subjects.dedup();
-            out.push_str(&format!(
-                "check FAILED: {} problem(s) in {}\n",
-                failed.len(),
-                subjects.join(", ")
-            ));
-        }
-        out
-    }
-}
-
-/// What the calls found about one configured target group.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupFindings {
-    /// The group as configured.
-    pub group: GroupRef,
-    /// The target the sidecar would register there.
-    pub target: Target,
-    /// DescribeTargetGroups: the group, `None` when not in the answer.
-    pub described: Result<Option<TargetGroup>, Error>,
-    /// DescribeTargetGroupAttributes (not called when the group is unknown).
-    pub attributes: Option<Result<Vec<(String, String)>, Error>>,
-    /// DescribeTargetHealth of the target: `Some(state)` when registered,
-    /// `None` when not (not called when the group is unknown).
-    pub registered: Option<Result<Option<String>, Error>>,
-    /// The DeregisterTargets probe (only sent for a target known not to
-    /// be registered).
-    pub deregister: Option<Result<(), Error>>,
-}
-
-/// Everything [`gather`] found.
-#[derive(Debug, Clone, PartialEq)]
+/// What `-check` found: the answers of its calls, unjudged.
+#[derive(Debug)]
 pub struct Findings {
-    /// Region in use.
-    pub region: String,
-    /// Where the credentials come from: the source, or the role
-    /// (`-role-arn`) and the source that assumes it.
-    pub source: String,
-    /// Whether credentials could be had (fetched, for temporary ones).
-    pub credentials: Result<(), Error>,
-    /// GetCallerIdentity (not called without credentials).
-    pub identity: Option<Result<CallerIdentity, Error>>,
-    /// One per configured group, in order.
-    pub groups: Vec<GroupFindings>,
-    /// One per configured hook, in the order they run ([`gather_hooks`]).
-    pub hooks: Vec<HookFindings>,
+    region: String,
+    source: String, // of the credentials, with the role (-role-arn) if any
+    credentials: Result<(), Error>,
+    identity: Option<Result<CallerIdentity, Error>>, // None: no credentials
+    groups: Vec<GroupFindings>,
+    /// Each hook, with where its program is for a command hook ([`gather_hooks`]).
+    pub hooks: Vec<(Hook, Option<Result<PathBuf, String>>)>,
 }
 
-/// What `-check` found about one hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookFindings {
-    /// The hook as configured.
-    pub hook: Hook,
-    /// Where its program is, for a command hook (`None` for an HTTP hook).
-    pub program: Option<Result<PathBuf, String>>,
+/// What the calls found about one configured group; the last three are
+/// `None` when its ARN is not known.
+#[derive(Debug)]
+struct GroupFindings {
+    group: GroupRef,
+    target: Target,                                // as it would be registered there
+    described: Result<Option<TargetGroup>, Error>, // Ok(None): not found
+    attributes: Option<Result<Vec<(String, String)>, Error>>,
+    registered: Option<Result<Option<String>, Error>>, // the target's state
+    deregister: Option<Result<(), Error>>, // the probe, sent only for a target known to be out
 }
 
-/// Looks for each command hook's program in `path` (the `PATH` the hooks
-/// would run with) on the filesystem `kind` describes.
+/// Looks for each command hook's program as execvp(3) would, in `path`
+/// (the hooks' `PATH`) on the filesystem `kind` describes. HTTP hooks are
+/// not called: a GET may change the app's state.
 pub fn gather_hooks(
     cfg: &Config,
     path: Option<&str>,
     kind: &dyn Fn(&Path) -> PathKind,
-) -> Vec<HookFindings> {
-    cfg.hooks()
-        .map(|hook| HookFindings {
-            hook: hook.clone(),
-            program: match &hook.action {
-                HookAction::Command(argv) => {
-                    Some(locate(argv.first().map_or("", String::as_str), path, kind))
-                }
-                HookAction::Http(_) => None,
-            },
-        })
-        .collect()
+) -> Vec<(Hook, Option<Result<PathBuf, String>>)> {
+    let program = |hook: &Hook| match &hook.action {
+        HookAction::Command(argv) => Some(locate(argv.first().map_or("", |s| s), path, kind)),
+        HookAction::Http(_) => None,
+    };
+    cfg.hooks().map(|h| (h.clone(), program(h))).collect()
 }
 
-/// How long and how often each preflight call may be tried, from now.
 fn budget(clock: &mut dyn Clock) -> Budget {
+    let deadline = clock.now() + Duration::from_secs(30);
     Budget {
-        deadline: clock.now() + CALL_BUDGET,
+        deadline,
         max_attempts: 4,
     }
 }
 
-/// The calls `-check` makes, in order; stops early only when there are no
-/// credentials (every other call would fail the same way).
+fn call<T: Transport, A: Action>(
+    c: &mut Client<T>,
+    a: &A,
+    clock: &mut dyn Clock,
+) -> Result<A::Output, Error> {
+    c.call(a, budget(clock), clock).map(|r| r.value)
+}
+
+/// The calls `-check` makes, in order; without credentials, none after.
 pub fn gather<T: Transport>(
     cfg: &Config,
     client: &mut Client<T>,
     clock: &mut dyn Clock,
 ) -> Findings {
-    let mut findings = Findings {
+    let mut f = Findings {
         region: client.settings().region.clone(),
         source: client.settings().credentials_label(),
         credentials: client.ensure_credentials(budget(clock), clock),
@@ -232,530 +90,393 @@ pub fn gather<T: Transport>(
         groups: Vec::new(),
         hooks: Vec::new(),
     };
-    if findings.credentials.is_err() {
-        return findings;
+    if f.credentials.is_ok() {
+        f.identity = Some(call(client, &GetCallerIdentity, clock));
+        for spec in &cfg.groups {
+            f.groups.push(gather_group(cfg, spec, client, clock));
+        }
     }
-    let identity = client.call(&GetCallerIdentity, budget(clock), clock);
-    findings.identity = Some(identity.map(|r| r.value));
-    for spec in &cfg.groups {
-        let target = Target {
-            id: cfg.target_id.clone(),
-            port: spec.port.or(cfg.target_port),
-            availability_zone: cfg.availability_zone.clone(),
-        };
-        findings
-            .groups
-            .push(gather_group(&spec.group, target, client, clock));
-    }
-    findings
+    f
 }
 
-/// The calls about one group: DescribeTargetGroups, then (when its ARN is
-/// known) the attributes, the target's health and the deregistration probe.
+/// DescribeTargetGroups, then, once the ARN is known, the attributes, the
+/// target's health and the deregistration probe.
 fn gather_group<T: Transport>(
-    group: &GroupRef,
-    target: Target,
+    cfg: &Config,
+    spec: &GroupSpec,
     client: &mut Client<T>,
     clock: &mut dyn Clock,
 ) -> GroupFindings {
-    let one = [group.to_string()];
-    let described = match group {
-        GroupRef::Name(_) => {
-            client.call(&DescribeTargetGroups { names: &one }, budget(clock), clock)
-        }
-        GroupRef::Arn(_) => client.call(
-            &DescribeTargetGroupsByArn { arns: &one },
-            budget(clock),
-            clock,
-        ),
-    }
-    .map(|r| r.value.into_iter().next())
-    .or_else(|e| {
-        if e.is_group_not_found() {
-            Ok(None)
-        } else {
-            Err(e)
-        }
-    });
-    // Groups given by ARN need no DescribeTargetGroups to be used.
-    let arn = match (&described, group) {
-        (Ok(Some(g)), _) => Some(g.arn.clone()),
-        (Err(_), GroupRef::Arn(a)) => Some(a.clone()),
-        _ => None,
+    let one = [spec.group.to_string()];
+    let described = match &spec.group {
+        GroupRef::Name(_) => call(client, &DescribeTargetGroups { names: &one }, clock),
+        GroupRef::Arn(_) => call(client, &DescribeTargetGroupsByArn { arns: &one }, clock),
     };
     let mut g = GroupFindings {
-        group: group.clone(),
-        target,
-        described,
+        group: spec.group.clone(),
+        target: Target {
+            id: cfg.target_id.clone(),
+            port: spec.port.or(cfg.target_port),
+            availability_zone: cfg.availability_zone.clone(),
+        },
+        described: match described {
+            Err(e) if e.is_group_not_found() => Ok(None),
+            d => d.map(|groups| groups.into_iter().next()),
+        },
         attributes: None,
         registered: None,
         deregister: None,
     };
-    let Some(arn) = arn else {
-        return g;
+    // The sidecar uses an ARN as given, even one it may not describe.
+    let arn = match (&g.described, &spec.group) {
+        (Ok(Some(tg)), _) => tg.arn.clone(),
+        (Err(_), GroupRef::Arn(arn)) => arn.clone(),
+        _ => return g,
     };
-    let attrs = client.call(
-        &DescribeTargetGroupAttributes { arn: &arn },
-        budget(clock),
-        clock,
-    );
-    g.attributes = Some(attrs.map(|r| r.value));
-    let targets = [g.target.clone()];
+    let (arn, targets) = (arn.as_str(), [g.target.clone()]);
+    g.attributes = Some(call(client, &DescribeTargetGroupAttributes { arn }, clock));
     let health = DescribeTargetHealth {
-        arn: &arn,
+        arn,
         targets: &targets,
     };
-    let registered = match client.call(&health, budget(clock), clock) {
-        Ok(r) => Ok(find_health(&r.value, &g.target)
+    let state = match call(client, &health, clock) {
+        Ok(all) => Ok(find_health(&all, &g.target)
             .filter(|h| !h.is_gone())
-            .map(|h| h.to_string())),
+            .map(ToString::to_string)),
         Err(e) if e.is_invalid_target() => Ok(None),
         Err(e) => Err(e),
     };
-    // Only a target known to be out is probed: the probe would take a
-    // registered one out.
-    if matches!(registered, Ok(None)) {
+    // Deregistering a target that is not registered proves the permission
+    // and changes nothing (AWS: "If the specified target does not exist,
+    // the action returns successfully"; moto: InvalidTarget). A registered
+    // one (another pod with this IP, a leftover) it would take out.
+    if matches!(state, Ok(None)) {
         let probe = DeregisterTargets {
-            arn: &arn,
+            arn,
             targets: &targets,
         };
-        g.deregister = Some(client.call(&probe, budget(clock), clock).map(|_| ()));
+        g.deregister = Some(call(client, &probe, clock));
     }
-    g.registered = Some(registered);
+    g.registered = Some(state);
     g
 }
 
-/// Seconds as `humantime` writes them (`5m`, `1m 30s`).
-fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail, // the sidecar would not work
 }
 
-/// The report on `findings` for `cfg`. Pure.
+/// A check's line, if it has one.
+type Verdict = Option<(Level, String)>;
+
+fn ok(text: impl Into<String>) -> Verdict {
+    Some((Level::Ok, text.into()))
+}
+
+fn warn(text: impl Into<String>) -> Verdict {
+    Some((Level::Warn, text.into()))
+}
+
+fn fail(text: impl Into<String>) -> Verdict {
+    Some((Level::Fail, text.into()))
+}
+
+/// The `-check` report: (level, subject, text) per check, in order.
+#[derive(Debug, Default)]
+pub struct Report(Vec<(Level, String, String)>);
+
+impl Report {
+    /// Adds a check's line, if any, folded onto one line (AWS's
+    /// SignatureDoesNotMatch message quotes the canonical request).
+    fn add(&mut self, subject: &str, verdict: Verdict) {
+        if let Some((level, text)) = verdict {
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            self.0.push((level, subject.to_owned(), text));
+        }
+    }
+
+    /// The exit code of `-check`: 0 when the sidecar would work, 1 when not.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.0.iter().any(|l| l.0 == Level::Fail))
+    }
+
+    /// The text printed on stdout: one line per check, then the verdict.
+    pub fn render(&self) -> String {
+        let (mut out, mut failed) = (String::new(), Vec::new());
+        for (level, subject, text) in &self.0 {
+            let tag = ["ok  ", "warn", "FAIL"][*level as usize];
+            out += &format!("{tag} {subject}: {text}\n");
+            if *level == Level::Fail {
+                failed.push(subject.as_str());
+            }
+        }
+        let problems = failed.len();
+        failed.dedup();
+        let failed = failed.join(", ");
+        match problems {
+            0 => out + "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)\n",
+            n => out + &format!("check FAILED: {n} problem(s) in {failed}\n"),
+        }
+    }
+}
+
+/// The report on `f` for `cfg`: each check gives at most one line. Pure.
 pub fn report(cfg: &Config, f: &Findings) -> Report {
     let mut r = Report::default();
-    r.push(
-        Level::Ok,
-        "config",
-        format!(
-            "target {} (from {}), {} target group(s), region {}",
-            cfg.target_id,
-            cfg.target_id_source,
-            cfg.groups.len(),
-            f.region
-        ),
+    let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
+    let config = format!(
+        "target {id} (from {from}), {n} target group(s), region {}",
+        f.region
     );
-    if cfg.status_addr.is_some() && !cfg.has_app_check() {
-        r.push(
-            Level::Warn,
-            "config",
-            "/drain is served (-status-addr) but no app check (-wait-for-tcp / -wait-for-http) is set: \
-             the sidecar cannot tell an app container restart (its preStop hook drains too) from a pod deletion, \
-             so after a restart the target stays out until the pod is deleted"
-                .into(),
-        );
-    }
-    credentials(&mut r, f);
+    r.add("config", ok(config));
+    r.add("config", drain_without_app_check(cfg));
+    r.add("credentials", credentials(f));
     for g in &f.groups {
-        group(&mut r, cfg, g);
+        let subject = format!("target group {}", g.group);
+        let checks = [
+            exists, ip_type, family, attached, health, delay, resets, state, probe,
+        ];
+        for check in checks {
+            r.add(&subject, check(cfg, g));
+            // Nothing more to say about a group that does not exist.
+            if matches!(g.described, Ok(None)) {
+                break;
+            }
+        }
     }
-    for h in &f.hooks {
-        hook(&mut r, h);
+    for (h, program) in &f.hooks {
+        r.add(&h.describe(), hook(h, program.as_ref()));
     }
     r
 }
 
-/// A command hook's program found or not; an HTTP hook listed. A missing
-/// pre-register program fails (nothing would ever be registered), a
-/// missing post-* program warns (the sidecar logs the failure and goes on).
-fn hook(r: &mut Report, h: &HookFindings) {
-    let subject = h.hook.describe();
-    match (&h.hook.action, &h.program) {
-        (HookAction::Http(url), _) => r.push(
-            Level::Ok,
-            &subject,
-            format!(
-                "GET {} (not called by -check: it may change the app's state)",
-                redact_url(url)
-            ),
-        ),
-        (HookAction::Command(_), Some(Ok(path))) => {
-            let shell = h
-                .hook
-                .shell_syntax()
-                .map(|op| format!(", shell syntax ({op})"))
-                .unwrap_or_default();
-            r.push(
-                Level::Ok,
-                &subject,
-                format!("runs {}{shell}", path.display()),
-            );
+/// An app container's restart runs its preStop hook, which drains too;
+/// only an app check tells it from a pod deletion and registers again.
+fn drain_without_app_check(cfg: &Config) -> Verdict {
+    if cfg.status_addr.is_none() || cfg.has_app_check() {
+        return None;
+    }
+    warn("/drain is served (-status-addr) but no app check (-wait-for-tcp / -wait-for-http) is set: the sidecar cannot tell an app container restart from a pod deletion, so after a restart the target stays out until the pod is deleted")
+}
+
+fn credentials(f: &Findings) -> Verdict {
+    let source = &f.source;
+    match (&f.credentials, &f.identity) {
+        (Err(e), _) => fail(format!("source {source}: none could be had: {e}")),
+        (_, Some(Ok(id))) => {
+            let (arn, account) = (&id.arn, &id.account);
+            ok(format!("source {source}; identity {arn} (account {account})"))
         }
-        (HookAction::Command(_), found) => {
-            let why = match found {
-                Some(Err(why)) => why.as_str(),
-                _ => "not looked for",
-            };
-            let (level, effect) = if h.hook.name == "pre-register" {
-                (
-                    Level::Fail,
-                    "the hook would fail and nothing would be registered",
-                )
-            } else {
-                (
-                    Level::Warn,
-                    "the hook would fail (the sidecar logs it and goes on)",
-                )
-            };
-            r.push(level, &subject, format!("cannot run: {why}: {effect}"));
-        }
+        (_, Some(Err(e))) if refused(e.aws_code()) => fail(format!("source {source}: AWS refuses them: {e}")),
+        (_, Some(Err(e))) => warn(format!("source {source}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}")),
+        (_, None) => ok(format!("source {source}")),
     }
 }
 
-fn credentials(r: &mut Report, f: &Findings) {
-    let subject = "credentials";
-    if let Err(e) = &f.credentials {
-        r.push(
-            Level::Fail,
-            subject,
-            format!("source {}: none could be had: {e}", f.source),
-        );
-        return;
-    }
-    match &f.identity {
-        Some(Ok(id)) => r.push(
-            Level::Ok,
-            subject,
-            format!(
-                "source {}; identity {} (account {})",
-                f.source, id.arn, id.account
-            ),
-        ),
-        Some(Err(e))
-            if matches!(
-                e.aws_code(),
-                Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")
-            ) =>
-        {
-            r.push(
-                Level::Fail,
-                subject,
-                format!("source {}: AWS refuses them: {e}", f.source),
-            );
-        }
-        Some(Err(e)) => r.push(
-            Level::Warn,
-            subject,
-            format!(
-                "source {}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}",
-                f.source
-            ),
-        ),
-        None => r.push(Level::Ok, subject, format!("source {}", f.source)),
+/// AWS's answers to credentials it does not take.
+fn refused(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")
+    )
+}
+
+/// Why `action` failed: a missing permission, or anything else.
+fn why(e: &Error, action: &str) -> String {
+    match e.is_access_denied() {
+        true => format!("the identity may not call {action}: {e}"),
+        false => format!("{action} failed: {e}"),
     }
 }
 
-fn group(r: &mut Report, cfg: &Config, g: &GroupFindings) {
-    let subject = format!("target group {}", g.group);
-    let subject = subject.as_str();
-    let described = match &g.described {
-        Ok(Some(tg)) => {
-            r.push(Level::Ok, subject, format!("exists ({})", tg.arn));
-            Some(tg)
+/// The group as AWS described it.
+fn tg(g: &GroupFindings) -> Option<&TargetGroup> {
+    g.described.as_ref().ok()?.as_ref()
+}
+
+fn attribute<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim())
+}
+
+fn exists(_: &Config, g: &GroupFindings) -> Verdict {
+    let cannot = |e| format!("cannot describe it: {}", why(e, "DescribeTargetGroups"));
+    match (&g.described, &g.group) {
+        (Ok(Some(tg)), _) => ok(format!("exists ({})", tg.arn)),
+        (Ok(None), _) => {
+            fail("not found (TargetGroupNotFound): check the name, region and account")
         }
-        Ok(None) => {
-            r.push(Level::Fail, subject, "not found (TargetGroupNotFound): check the name or ARN, the region and the account".into());
-            return;
-        }
-        Err(e) => {
-            // The sidecar resolves names with DescribeTargetGroups; ARNs it
-            // uses as given.
-            let level = match g.group {
-                GroupRef::Name(_) => Level::Fail,
-                GroupRef::Arn(_) => Level::Warn,
-            };
-            let why = if e.is_access_denied() {
-                "the identity may not call DescribeTargetGroups"
-            } else {
-                "DescribeTargetGroups failed"
-            };
-            r.push(level, subject, format!("cannot describe it: {why}: {e}"));
-            None
-        }
+        // The sidecar needs DescribeTargetGroups for a name, not for an ARN.
+        (Err(e), GroupRef::Name(_)) => fail(cannot(e)),
+        (Err(e), GroupRef::Arn(_)) => warn(cannot(e)),
+    }
+}
+
+fn ip_type(_: &Config, g: &GroupFindings) -> Verdict {
+    match tg(g)?.target_type.as_deref() {
+        Some("ip") | None => ok("target type ip"),
+        Some(t) => fail(format!("target type {t}: pod IPs need target type ip")),
+    }
+}
+
+fn family(_: &Config, g: &GroupFindings) -> Verdict {
+    // Answers without IpAddressType (older API versions) mean ipv4.
+    let family = tg(g)?.ip_address_type.as_deref().unwrap_or("ipv4");
+    let id = &g.target.id;
+    let wanted = match id.parse() {
+        Ok(IpAddr::V6(_)) => "ipv6",
+        _ => "ipv4",
     };
-    if let Some(tg) = described {
-        group_settings(r, cfg, subject, g, tg);
-    }
-    attributes(r, cfg, subject, g);
-    if let (Some(tg), Some(_)) = (described, &cfg.lb_health_addr) {
-        unhealthy_termination(r, subject, g, tg);
-    }
-    permissions(r, cfg, subject, g);
-}
-
-/// With `-lb-health-addr`, a TCP/TLS group resets every established
-/// connection once `/lb-health` fails (at the drain), unless
-/// [`UNHEALTHY_TERMINATION`] is false.
-fn unhealthy_termination(r: &mut Report, subject: &str, g: &GroupFindings, tg: &TargetGroup) {
-    let (Some("TCP" | "TLS"), Some(Ok(attrs))) = (tg.protocol.as_deref(), &g.attributes) else {
-        return;
-    };
-    let value = |key: &str| attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
-    match value(UNHEALTHY_TERMINATION) {
-        Some("false") => r.push(
-            Level::Ok,
-            subject,
-            format!(
-                "{UNHEALTHY_TERMINATION} false: a failing /lb-health keeps established connections \
-                 ({UNHEALTHY_DRAINING} {})",
-                value(UNHEALTHY_DRAINING).unwrap_or("unset")
-            ),
-        ),
-        v => r.push(
-            Level::Warn,
-            subject,
-            format!(
-                "{UNHEALTHY_TERMINATION} is {}: once /lb-health fails at the drain, the load balancer \
-                 resets every established connection; set it to false and {UNHEALTHY_DRAINING} to at \
-                 least the app's longest connection (aws elbv2 modify-target-group-attributes)",
-                v.unwrap_or("unset (default true)")
-            ),
-        ),
+    match family == wanted {
+        true => ok(format!("IP address type {family} matches target {id}")),
+        false => fail(format!("IP address type {family}, but target {id} is {wanted}: AWS refuses it (set -target-id, or use an {wanted} group)")),
     }
 }
 
-/// Target type, IP family, load balancers and health checks.
-fn group_settings(
-    r: &mut Report,
-    cfg: &Config,
-    subject: &str,
-    g: &GroupFindings,
-    tg: &TargetGroup,
-) {
-    match tg.target_type.as_deref() {
-        Some("ip") | None => r.push(Level::Ok, subject, "target type ip".into()),
-        Some(other) => r.push(
-            Level::Fail,
-            subject,
-            format!(
-                "target type {other}: this sidecar registers pod IPs, which needs target type ip"
-            ),
-        ),
+fn attached(cfg: &Config, g: &GroupFindings) -> Verdict {
+    let text = "not attached to a load balancer (no listener forwards to it): its targets stay unused and never turn healthy, so";
+    match tg(g)?.load_balancer_arns.len() {
+        0 if cfg.wait_in_service => fail(format!("{text} -wait-in-service would time out")),
+        0 => warn(format!("{text} it would get no traffic")),
+        n => ok(format!("attached to {n} load balancer(s)")),
     }
-    let family = tg.ip_address_type.as_deref().unwrap_or("ipv4");
-    let is_v6 = g.target.id.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6());
-    let wanted = if is_v6 { "ipv6" } else { "ipv4" };
-    if family == wanted {
-        r.push(
-            Level::Ok,
-            subject,
-            format!("IP address type {family} matches target {}", g.target.id),
-        );
-    } else {
-        r.push(
-            Level::Fail,
-            subject,
-            format!(
-                "IP address type {family}, but target {} is {wanted}: AWS refuses it (set -target-id, or use an {wanted} group)",
-                g.target.id
-            ),
-        );
-    }
-    let lbs = tg.load_balancer_arns.len();
-    if lbs > 0 {
-        r.push(
-            Level::Ok,
-            subject,
-            format!("attached to {lbs} load balancer(s)"),
-        );
-    } else {
-        let (level, then) = if cfg.wait_in_service {
-            (Level::Fail, "-wait-in-service would time out")
-        } else {
-            (Level::Warn, "it would get no traffic")
-        };
-        r.push(
-            level,
-            subject,
-            format!("not attached to a load balancer (no listener forwards to it): its targets stay unused and never turn healthy, so {then}"),
-        );
-    }
-    health_check(r, cfg, subject, tg);
 }
 
-fn health_check(r: &mut Report, cfg: &Config, subject: &str, tg: &TargetGroup) {
-    let hc = &tg.health_check;
+fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
+    let hc = &tg(g)?.health_check;
     if hc.enabled == Some(false) {
-        r.push(
-            Level::Warn,
-            subject,
-            "health checks disabled: targets report unavailable, never healthy".into(),
-        );
-        return;
+        return warn("health checks disabled: targets report unavailable, never healthy");
     }
-    let mut what = format!(
-        "health check {} on {}",
-        hc.protocol.as_deref().unwrap_or("?"),
-        hc.port.as_deref().unwrap_or("traffic-port")
-    );
-    if let Some(path) = hc
-        .path
-        .as_deref()
-        .filter(|_| matches!(hc.protocol.as_deref(), Some("HTTP" | "HTTPS")))
-    {
-        what.push_str(&format!(" {path}"));
+    let protocol = hc.protocol.as_deref().unwrap_or("?");
+    let port = hc.port.as_deref().unwrap_or("traffic-port");
+    let mut what = format!("health check {protocol} on {port}");
+    if let (Some(path), "HTTP" | "HTTPS") = (&hc.path, protocol) {
+        what += &format!(" {path}");
     }
     let Some(interval) = hc.interval_seconds else {
-        r.push(Level::Ok, subject, what);
-        return;
+        return ok(what);
     };
-    // A newly registered target is healthy after one passing check (NLB and
-    // ALB user guides: "After your target is registered, it must pass one
-    // health check to be considered healthy"); HealthyThresholdCount counts
-    // the checks that bring an unhealthy target back.
-    let least = Duration::from_secs(u64::from(interval));
-    what.push_str(&format!(
-        " every {interval}s; a new target healthy after one passing check (at least {})",
-        human(least)
-    ));
-    if let Some(h) = hc.healthy_threshold {
-        what.push_str(&format!(", healthy again after {h} passing"));
+    // A new target must pass one check ("After your target is registered,
+    // it must pass one health check to be considered healthy", NLB and ALB
+    // guides); HealthyThresholdCount counts those that bring one back.
+    let least = Duration::from_secs(interval.into());
+    let at_least = human(least);
+    what += &format!(
+        " every {interval}s; a new target healthy after one passing check (at least {at_least})"
+    );
+    if let Some(n) = hc.healthy_threshold {
+        what += &format!(", healthy again after {n} passing");
     }
-    if let Some(u) = hc.unhealthy_threshold {
-        what.push_str(&format!(", unhealthy after {u} failing"));
+    if let Some(n) = hc.unhealthy_threshold {
+        what += &format!(", unhealthy after {n} failing");
     }
-    if cfg.wait_in_service && least >= cfg.wait_in_service_timeout {
-        r.push(
-            Level::Fail,
-            subject,
-            format!(
-                "{what}: longer than -wait-in-service-timeout {}, so the wait would time out",
-                human(cfg.wait_in_service_timeout)
-            ),
-        );
-    } else {
-        r.push(Level::Ok, subject, what);
+    let limit = human(cfg.wait_in_service_timeout);
+    match cfg.wait_in_service && least >= cfg.wait_in_service_timeout {
+        true => fail(format!(
+            "{what}: longer than -wait-in-service-timeout {limit}, so the wait would time out"
+        )),
+        false => ok(what),
     }
 }
 
 /// `deregistration_delay.timeout_seconds` against `-wait-drained-timeout`.
-fn attributes(r: &mut Report, cfg: &Config, subject: &str, g: &GroupFindings) {
-    let attrs = match &g.attributes {
-        None => return,
-        Some(Err(e)) => {
-            let why = if e.is_access_denied() {
-                "the identity may not call DescribeTargetGroupAttributes (the sidecar does not need it)"
-            } else {
-                "DescribeTargetGroupAttributes failed"
-            };
-            r.push(
-                Level::Warn,
-                subject,
-                format!("deregistration delay unknown: {why}: {e}"),
-            );
-            return;
+fn delay(cfg: &Config, g: &GroupFindings) -> Verdict {
+    let unknown = "deregistration delay unknown";
+    let delay = match g.attributes.as_ref()? {
+        Ok(attrs) => attribute(attrs, DEREGISTRATION_DELAY).and_then(|v| v.parse().ok()),
+        Err(e) => {
+            let why = why(e, "DescribeTargetGroupAttributes");
+            return warn(format!(
+                "{unknown}: {why} (the sidecar itself does not need it)"
+            ));
         }
-        Some(Ok(a)) => a,
     };
-    let delay = attrs
-        .iter()
-        .find(|(k, _)| k == DEREGISTRATION_DELAY)
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-    let Some(delay) = delay else {
-        r.push(
-            Level::Warn,
-            subject,
-            format!("deregistration delay unknown: no readable {DEREGISTRATION_DELAY}"),
-        );
-        return;
+    let Some(delay) = delay.map(Duration::from_secs) else {
+        return warn(format!("{unknown}: no readable {DEREGISTRATION_DELAY}"));
     };
-    let delay = Duration::from_secs(delay);
+    let (d, limit) = (human(delay), human(cfg.wait_drained_timeout));
     if !cfg.wait_drained {
-        r.push(
-            Level::Ok,
-            subject,
-            format!(
-                "deregistration delay {} (not waited for: -wait-drained is off)",
-                human(delay)
-            ),
-        );
+        ok(format!(
+            "deregistration delay {d} (not waited for: -wait-drained is off)"
+        ))
     } else if delay > cfg.wait_drained_timeout {
-        r.push(
-            Level::Warn,
-            subject,
-            format!(
-                "deregistration delay {} is longer than -wait-drained-timeout {}: the wait for draining would give up while connections still drain",
-                human(delay),
-                human(cfg.wait_drained_timeout)
-            ),
-        );
+        warn(format!("deregistration delay {d} is longer than -wait-drained-timeout {limit}: the wait for draining would give up while connections still drain"))
     } else {
-        r.push(
-            Level::Ok,
-            subject,
-            format!(
-                "deregistration delay {} within -wait-drained-timeout {}",
-                human(delay),
-                human(cfg.wait_drained_timeout)
-            ),
-        );
+        ok(format!(
+            "deregistration delay {d} within -wait-drained-timeout {limit}"
+        ))
     }
 }
 
-/// DescribeTargetHealth and DeregisterTargets.
-fn permissions(r: &mut Report, cfg: &Config, subject: &str, g: &GroupFindings) {
-    let needs_health = cfg.wait_in_service || cfg.wait_drained;
-    match &g.registered {
-        None => {}
-        Some(Ok(None)) => r.push(
-            Level::Ok,
-            subject,
-            format!("target {} is not registered yet", g.target),
-        ),
-        Some(Ok(Some(state))) => r.push(
-            Level::Warn,
-            subject,
-            format!(
-                "target {} is registered already ({state}): another pod with this IP, or a leftover; \
-                 DeregisterTargets is not tried, it would take it out",
-                g.target
-            ),
-        ),
-        Some(Err(e)) => {
-            let level = if needs_health { Level::Fail } else { Level::Warn };
-            let why = if e.is_access_denied() {
-                "the identity may not call DescribeTargetHealth"
-            } else {
-                "DescribeTargetHealth failed"
-            };
-            r.push(
-                level,
-                subject,
-                format!("{why}: {e}; DeregisterTargets is not tried without knowing the target is out"),
-            );
-        }
+/// With `-lb-health-addr`, a TCP/TLS group resets every established
+/// connection once `/lb-health` fails at the drain, unless told not to.
+fn resets(cfg: &Config, g: &GroupFindings) -> Verdict {
+    cfg.lb_health_addr.as_ref()?;
+    let (Some("TCP" | "TLS"), Some(Ok(attrs))) = (tg(g)?.protocol.as_deref(), &g.attributes) else {
+        return None;
+    };
+    let (on, draining) = (UNHEALTHY_TERMINATION, UNHEALTHY_DRAINING);
+    let interval = attribute(attrs, draining).unwrap_or("unset");
+    match attribute(attrs, on).unwrap_or("unset (default true)") {
+        "false" => ok(format!("{on} false: a failing /lb-health keeps established connections ({draining} {interval})")),
+        v => warn(format!("{on} is {v}: once /lb-health fails at the drain, the load balancer resets every established connection; set it to false and {draining} to at least the app's longest connection (aws elbv2 modify-target-group-attributes)")),
     }
-    match &g.deregister {
-        None => {}
-        Some(Ok(())) => r.push(
-            Level::Ok,
-            subject,
-            "may deregister (DeregisterTargets of the unregistered target answered success)".into(),
-        ),
-        Some(Err(e)) if e.is_invalid_target() => r.push(
-            Level::Ok,
-            subject,
-            "may deregister (DeregisterTargets of the unregistered target answered InvalidTarget, not AccessDenied)".into(),
-        ),
-        Some(Err(e)) if e.is_access_denied() => r.push(
-            Level::Fail,
-            subject,
-            format!("may not deregister: the target would stay in the load balancer after the pod is gone: {e}"),
-        ),
-        Some(Err(e)) => r.push(
-            Level::Fail,
-            subject,
-            format!("DeregisterTargets failed: {e}"),
-        ),
+}
+
+/// Whether the target is registered already (DescribeTargetHealth).
+fn state(cfg: &Config, g: &GroupFindings) -> Verdict {
+    let (t, untried) = (&g.target, "DeregisterTargets is not tried");
+    let unknown = |e| {
+        format!(
+            "{}; {untried} without knowing the target is out",
+            why(e, "DescribeTargetHealth")
+        )
+    };
+    match g.registered.as_ref()? {
+        Ok(None) => ok(format!("target {t} is not registered yet")),
+        Ok(Some(state)) => warn(format!("target {t} is registered already ({state}): another pod with this IP, or a leftover; {untried}, it would take it out")),
+        Err(e) if cfg.wait_in_service || cfg.wait_drained => fail(unknown(e)),
+        Err(e) => warn(unknown(e)),
+    }
+}
+
+/// The DeregisterTargets probe.
+fn probe(_: &Config, g: &GroupFindings) -> Verdict {
+    let answered = "may deregister (DeregisterTargets of the unregistered target answered";
+    match g.deregister.as_ref()? {
+        Ok(()) => ok(format!("{answered} success)")),
+        Err(e) if e.is_invalid_target() => ok(format!("{answered} InvalidTarget, not AccessDenied)")),
+        Err(e) if e.is_access_denied() => fail(format!("may not deregister: the target would stay in the load balancer after the pod is gone: {e}")),
+        Err(e) => fail(format!("DeregisterTargets failed: {e}")),
+    }
+}
+
+/// A missing pre-register program fails (nothing would be registered); a
+/// missing post-* one warns (the sidecar logs the failure and goes on).
+fn hook(h: &Hook, program: Option<&Result<PathBuf, String>>) -> Verdict {
+    match (&h.action, program) {
+        (HookAction::Http(url), _) => {
+            let url = redact_url(url);
+            ok(format!(
+                "GET {url} (not called by -check: it may change the app's state)"
+            ))
+        }
+        (_, Some(Ok(path))) => {
+            let shell = h.shell_syntax().map(|op| format!(", shell syntax ({op})"));
+            ok(format!(
+                "runs {}{}",
+                path.display(),
+                shell.unwrap_or_default()
+            ))
+        }
+        (_, Some(Err(why))) if h.name == "pre-register" => fail(format!(
+            "cannot run: {why}: the hook would fail and nothing would be registered"
+        )),
+        (_, Some(Err(why))) => warn(format!(
+            "cannot run: {why}: the hook would fail (the sidecar logs it and goes on)"
+        )),
+        (_, None) => None,
     }
 }
 
