@@ -163,7 +163,7 @@ pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError
     let name = !host.is_empty() && !host.contains([':', '[', ']']);
     if !name && v.parse::<SocketAddr>().is_err() {
         return err(format!(
-            "invalid address {v:?} for {what}: expected HOST:PORT, an IPv6 address in brackets ([::]:9090)"
+            "invalid address {v:?} for {what}: expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090"
         ));
     }
     Ok(v.to_owned())
