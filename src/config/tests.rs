@@ -280,6 +280,17 @@ fn bad_usage_is_named() {
             &[
                 "-target-group-name",
                 "tg",
+                "-target-id",
+                "10.0.0.1",
+                "-wait-for-http",
+                "http://app/a b",
+            ],
+            "-wait-for-http",
+        ),
+        (
+            &[
+                "-target-group-name",
+                "tg",
                 "-target-group-name",
                 "tg",
                 "-target-id",
