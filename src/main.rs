@@ -1,8 +1,6 @@
-//! `k8s-nlb-registrator-sidecar`: the binary. Signal handlers first (before
-//! any thread starts), then config, logging, listeners and the lifecycle
-//! (or, with `-check`, the preflight report). Every error ends in one line
-//! on stderr and a documented exit code: 0 clean, 1 runtime failure, 2 bad
-//! usage or configuration.
+//! The binary: signal handlers first (before any thread), then config,
+//! logging, listeners and the lifecycle (or `-check`'s report). An error is
+//! one line on stderr and exit 1 (runtime) or 2 (usage or configuration).
 
 #![forbid(unsafe_code)]
 
@@ -171,8 +169,9 @@ fn aws_transport(cfg: &Config) -> Result<UreqTransport, Failure> {
         },
         None => None,
     };
-    let roots = bundle.as_ref();
-    let roots = roots.map(|(pem, path)| (pem.as_slice(), path.as_str()));
+    let roots = bundle
+        .as_ref()
+        .map(|(p, path)| (p.as_slice(), path.as_str()));
     UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(usage)
 }
 

@@ -280,6 +280,17 @@ fn bad_usage_is_named() {
             &[
                 "-target-group-name",
                 "tg",
+                "-target-id",
+                "10.0.0.1",
+                "-wait-for-http",
+                "http://app/a b",
+            ],
+            "-wait-for-http",
+        ),
+        (
+            &[
+                "-target-group-name",
+                "tg",
                 "-target-group-name",
                 "tg",
                 "-target-id",
@@ -692,8 +703,8 @@ fn help_and_version() {
         Action::Version
     );
     let u = usage("prog");
-    for f in FLAGS {
-        assert!(u.contains(&format!("-{}", f.name)));
+    for (name, ..) in flags::FLAGS {
+        assert!(u.contains(&format!("  -{name}")));
     }
     assert!(u.contains("(default 5m)"));
     assert!(u.contains("NLB_WAIT_IN_SERVICE_TIMEOUT"));
@@ -785,7 +796,7 @@ fn drain_ignore_from_is_a_repeatable_list_of_cidrs() {
 
 #[test]
 fn cidr_contains() {
-    let cidr = |s: &str| value::parse_cidr("t", s).unwrap();
+    let cidr = |s: &str| parse_cidr("t", s).unwrap();
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     let node = cidr("10.0.3.7/32");
     assert!(node.contains(ip("10.0.3.7")));
@@ -802,4 +813,17 @@ fn cidr_contains() {
     assert!(!cidr("2001:db8::/32").contains(ip("2001:db9::1")));
     assert!(cidr("2001:db8::5/128").contains(ip("2001:db8::5")));
     assert!(!cidr("2001:db8::5/128").contains(ip("10.0.3.7")));
+}
+
+#[test]
+fn every_default_is_a_valid_value() {
+    for (name, default, _) in flags::FLAGS.iter().filter(|f| !f.1.is_empty()) {
+        let ok = match *name {
+            _ if is_bool(default) => parse_bool(name, default).is_ok(),
+            "log-level" => parse_log_level(name, default).is_ok(),
+            "log-format" => parse_log_format(name, default).is_ok(),
+            _ => parse_duration(name, default).is_ok(),
+        };
+        assert!(ok, "default of -{name} is {default:?}");
+    }
 }

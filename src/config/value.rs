@@ -1,73 +1,17 @@
-//! Parsers for one value each. `what` names the flag or variable the value
-//! came from (`-target-port`, `NLB_TARGET_PORT`), so every error says where
-//! to look.
+//! Parsers of single values. `what` names the flag or variable the value
+//! came from (`-target-port`, `NLB_TARGET_PORT`), so every error says
+//! where to look.
 
 use super::{err, Cidr, ConfigError, GroupRef, GroupSpec, LogFormat};
+use crate::aws::credentials::Secret;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// Longest duration accepted for any flag.
+/// Longest duration accepted: deadlines are `now + d`, far from overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// Parses `ADDRESS/PREFIX` (IPv4 or IPv6); a bare address is the one host.
-pub(super) fn parse_cidr(what: &str, v: &str) -> Result<Cidr, ConfigError> {
-    let (ip, prefix) = v.split_once('/').unwrap_or((v, ""));
-    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad_cidr(what, v))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        "" if !v.contains('/') => max,
-        p => p
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| bad_cidr(what, v))?,
-    };
-    Ok(Cidr { ip, prefix })
-}
-
-fn bad_cidr(what: &str, v: &str) -> ConfigError {
-    ConfigError(format!(
-        "invalid CIDR {v:?} for {what}: expected ADDRESS/PREFIX, e.g. 10.0.0.5/32 or fd00::/64"
-    ))
-}
-
-/// Parses a Go boolean (`1 0 t f T F true false TRUE FALSE True False`).
-pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => err(format!(
-            "invalid boolean value {v:?} for {what}: use true or false"
-        )),
-    }
-}
-
-/// Parses a duration in Go's syntax (`time.ParseDuration`: `0`, `+5s`,
-/// `.5s`, `1h2m3.5s`, units ns us µs ms s m h). Negative durations are
-/// refused.
-pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
-    let t = v.trim();
-    let (negative, body) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let d = go_duration(body).ok_or_else(|| {
-        ConfigError(format!(
-            "invalid duration {v:?} for {what} (examples: 5s, 1m30s, 300ms, .5s, 1.5h, 0)"
-        ))
-    })?;
-    if negative && !d.is_zero() {
-        return err(format!(
-            "negative duration {v:?} for {what}: must be 0 or more"
-        ));
-    }
-    // Deadlines are computed as `now + d`: keep them far from overflow.
-    if d > MAX_DURATION {
-        return err(format!(
-            "duration {v:?} for {what} is too long: at most 365 days"
-        ));
-    }
-    Ok(d)
-}
+/// The shell that hooks in shell syntax run with (`sh -c`, as in the Go original).
+pub const SHELL: &str = "/bin/sh";
 
 /// Nanoseconds per unit of Go's `time.ParseDuration`.
 const GO_UNITS: [(&str, u128); 8] = [
@@ -81,61 +25,74 @@ const GO_UNITS: [(&str, u128); 8] = [
     ("h", 3_600_000_000_000),
 ];
 
-/// An unsigned duration in Go's syntax: `0`, or one or more `NUMBER UNIT`
-/// where NUMBER is `12`, `1.5`, `.5` or `5.`; `None` when it is not Go's.
-/// Values beyond `u64` nanoseconds saturate (the caller refuses them).
-fn go_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let mut rest = s;
-    let mut nanos: u128 = 0;
-    while !rest.is_empty() {
-        let (amount, after) = go_element(rest)?;
-        nanos = nanos.saturating_add(amount);
-        rest = after;
-    }
-    Some(Duration::from_nanos(
-        u64::try_from(nanos).unwrap_or(u64::MAX),
-    ))
-}
-
-/// One `NUMBER UNIT` at the start of `s`: its nanoseconds and the rest.
-fn go_element(s: &str) -> Option<(u128, &str)> {
-    let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (int, rest) = s.split_at(int_len);
-    let (frac, rest) = match rest.strip_prefix('.') {
-        Some(r) => r.split_at(r.bytes().take_while(u8::is_ascii_digit).count()),
-        None => ("", rest),
+/// A duration in Go's syntax (`0`, `+5s`, `.5s`, `5.s`, `1h2m3.5s`);
+/// negative ones are refused.
+pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
+    let t = v.trim();
+    let (negative, body) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
-    if int.is_empty() && frac.is_empty() {
-        return None;
+    let nanos = if body == "0" { Some(0) } else { go_nanos(body) };
+    match nanos {
+        None => err(format!(
+            "invalid duration {v:?} for {what} (examples: 5s, 1m30s, 300ms, .5s, 1.5h, 0)"
+        )),
+        Some(n) if negative && n > 0 => err(format!(
+            "negative duration {v:?} for {what}: must be 0 or more"
+        )),
+        Some(n) if n > MAX_DURATION.as_nanos() => err(format!(
+            "duration {v:?} for {what} is too long: at most 365 days"
+        )),
+        Some(n) => Ok(Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))),
     }
-    let unit_len = rest
-        .char_indices()
-        .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-        .map_or(rest.len(), |(i, _)| i);
-    let (unit, rest) = rest.split_at(unit_len);
-    let per_unit = GO_UNITS.iter().find(|(u, _)| *u == unit)?.1;
-    let whole = int.bytes().fold(0u128, |n, d| {
-        n.saturating_mul(10).saturating_add(u128::from(d - b'0'))
-    });
-    // Up to 20 fraction digits count, as finer ones are below a nanosecond.
-    let (num, scale) = frac.bytes().take(20).fold((0u128, 1u128), |(n, sc), d| {
-        (n * 10 + u128::from(d - b'0'), sc * 10)
-    });
-    Some((
-        whole
-            .saturating_mul(per_unit)
-            .saturating_add(num * per_unit / scale),
-        rest,
-    ))
 }
 
-/// Parses a TCP port, 1-65535.
+/// The nanoseconds of one or more `NUMBER UNIT` (NUMBER `12`, `1.5`, `.5`
+/// or `5.`), saturating; `None` when `s` is not in Go's syntax.
+fn go_nanos(mut s: &str) -> Option<u128> {
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let number = |d: &str| {
+        d.bytes().fold(0u128, |n, b| {
+            n.saturating_mul(10).saturating_add(u128::from(b - b'0'))
+        })
+    };
+    let mut total: u128 = (!s.is_empty()).then_some(0)?;
+    while !s.is_empty() {
+        let (int, rest) = s.split_at(digits(s));
+        let (frac, rest) = match rest.strip_prefix('.') {
+            Some(r) => r.split_at(digits(r)),
+            None => ("", rest),
+        };
+        let unit_len = rest.find(|c: char| c == '.' || c.is_ascii_digit());
+        let (unit, rest) = rest.split_at(unit_len.unwrap_or(rest.len()));
+        let per_unit = GO_UNITS.iter().find(|(u, _)| *u == unit)?.1;
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        // Digits past the 20th are below a nanosecond.
+        let frac = &frac[..frac.len().min(20)];
+        let frac_nanos = number(frac) * per_unit / 10u128.pow(frac.len() as u32);
+        total = total
+            .saturating_add(number(int).saturating_mul(per_unit))
+            .saturating_add(frac_nanos);
+        s = rest;
+    }
+    Some(total)
+}
+
+/// A Go boolean (`1 0 t f T F true false TRUE FALSE True False`).
+pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => err(format!(
+            "invalid boolean value {v:?} for {what}: use true or false"
+        )),
+    }
+}
+
+/// A TCP port, 1-65535.
 pub(super) fn parse_port(what: &str, v: &str) -> Result<u16, ConfigError> {
     match v.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
@@ -143,60 +100,59 @@ pub(super) fn parse_port(what: &str, v: &str) -> Result<u16, ConfigError> {
     }
 }
 
-/// Target group names: 1-32 alphanumerics and hyphens, not starting or ending with a hyphen.
-fn valid_group_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 32
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !n.starts_with('-')
-        && !n.ends_with('-')
+/// `BASE` or `BASE:PORT`, where `BASE` itself has `colons` colons.
+fn with_port<'a>(
+    what: &str,
+    v: &'a str,
+    colons: usize,
+) -> Result<(&'a str, Option<u16>), ConfigError> {
+    match v.rsplit_once(':') {
+        Some((base, port)) if v.matches(':').count() > colons => {
+            Ok((base, Some(parse_port(what, port)?)))
+        }
+        _ => Ok((v, None)),
+    }
 }
 
-/// Parses `NAME` or `NAME:PORT`.
+/// `NAME` or `NAME:PORT`; a name is 1-32 letters, digits and inner hyphens.
 pub(super) fn parse_group_name(what: &str, v: &str) -> Result<GroupSpec, ConfigError> {
-    let v = v.trim();
-    let (name, port) = match v.split_once(':') {
-        Some((n, p)) => (n, Some(parse_port(what, p)?)),
-        None => (v, None),
-    };
-    if !valid_group_name(name) {
+    let (name, port) = with_port(what, v.trim(), 0)?;
+    let ok = (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !ok {
         return err(format!(
             "invalid target group name {name:?} for {what}: 1-32 letters, digits and hyphens (NAME or NAME:PORT)"
         ));
     }
-    Ok(GroupSpec {
-        group: GroupRef::Name(name.to_owned()),
-        port,
-    })
+    let group = GroupRef::Name(name.to_owned());
+    Ok(GroupSpec { group, port })
 }
 
-/// Parses `ARN` or `ARN:PORT`.
+/// `ARN` or `ARN:PORT`.
 pub(super) fn parse_group_arn(what: &str, v: &str) -> Result<GroupSpec, ConfigError> {
     let v = v.trim();
-    let parts: Vec<&str> = v.split(':').collect();
-    // arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID[:PORT]
-    let (arn, port) = match parts.len() {
-        6 => (v.to_owned(), None),
-        7 => (parts[..6].join(":"), Some(parse_port(what, parts[6])?)),
-        _ => return err(format!("invalid target group ARN {v:?} for {what}: expected arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID (optionally :PORT)")),
-    };
-    let ok = parts[0] == "arn"
-        && !parts[1].is_empty()
-        && parts[2] == "elasticloadbalancing"
-        && parts[5].starts_with("targetgroup/")
-        && parts[5].split('/').count() == 3;
+    // arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID
+    let (arn, port) = with_port(what, v, 5)?;
+    let p: Vec<&str> = arn.split(':').collect();
+    let ok = p.len() == 6
+        && p[0] == "arn"
+        && !p[1].is_empty()
+        && p[2] == "elasticloadbalancing"
+        && p[5].starts_with("targetgroup/")
+        && p[5].split('/').count() == 3;
     if !ok {
         return err(format!(
-            "invalid target group ARN {v:?} for {what}: expected arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID"
+            "invalid target group ARN {v:?} for {what}: expected arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID (optionally :PORT)"
         ));
     }
-    Ok(GroupSpec {
-        group: GroupRef::Arn(arn),
-        port,
-    })
+    let group = GroupRef::Arn(arn.to_owned());
+    Ok(GroupSpec { group, port })
 }
 
-/// Parses `HOST:PORT` (host non-empty).
+/// `HOST:PORT`; an IPv6 host in brackets (`[::]:9090`), as in a URL:
+/// `fd00::1:80` could be either.
 pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError> {
     let Some((host, port)) = v.rsplit_once(':') else {
         return err(format!(
@@ -204,49 +160,22 @@ pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError
         ));
     };
     parse_port(what, port)?;
-    if host.is_empty() {
+    let name = !host.is_empty() && !host.contains([':', '[', ']']);
+    if !name && v.parse::<SocketAddr>().is_err() {
         return err(format!(
-            "invalid address {v:?} for {what}: empty host (use 0.0.0.0:PORT to listen everywhere)"
+            "invalid address {v:?} for {what}: expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090"
         ));
-    }
-    // An IPv6 address goes in brackets (`[::]:9090`, `[fd00::1]:80`), as in
-    // a URL: without them `fd00::1:80` could be `fd00::1` port 80 or
-    // `fd00::1:80` with no port.
-    match host.strip_prefix('[') {
-        Some(inner) => match inner.strip_suffix(']') {
-            Some(ip) if ip.parse::<std::net::Ipv6Addr>().is_ok() => {}
-            _ => {
-                return err(format!(
-                    "invalid address {v:?} for {what}: brackets must hold an IPv6 address, as in [::]:9090"
-                ))
-            }
-        },
-        None if host.contains([':', '[', ']']) => {
-            return err(format!(
-                "invalid address {v:?} for {what}: write an IPv6 address in brackets, as in [::]:9090 or [fd00::1]:80"
-            ))
-        }
-        None => {}
     }
     Ok(v.to_owned())
 }
 
-/// Accepts an `http://` URL with something after the scheme.
+/// An `http://HOST[:PORT][/PATH]` URL (hooks and `-wait-for-http`). No
+/// HTTPS: these call the app in the pod, for which there is no CA.
 pub(super) fn parse_http_url(what: &str, v: &str) -> Result<String, ConfigError> {
-    if !v.starts_with("http://") || v.len() <= "http://".len() {
-        return err(format!(
-            "invalid URL {v:?} for {what}: must start with http://"
-        ));
-    }
-    Ok(v.to_owned())
-}
-
-/// Parses the URL of an HTTP hook: `http://HOST[:PORT][/PATH]`. HTTPS and
-/// other schemes are refused: the hook talks to the app in the pod, and
-/// this program has no client certificates or CA for it.
-pub(super) fn parse_hook_url(what: &str, v: &str) -> Result<String, ConfigError> {
-    let scheme = v.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    if scheme.as_deref() == Some("https") {
+    let v = v.trim();
+    if v.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
         return err(format!(
             "{what} {v:?}: https:// is not supported, only http:// (a hook calls the app in the pod, or a service next to it)"
         ));
@@ -257,10 +186,10 @@ pub(super) fn parse_hook_url(what: &str, v: &str) -> Result<String, ConfigError>
         ));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.ends_with('@') || authority.ends_with(':') {
+    if authority.is_empty() || authority.ends_with(['@', ':']) {
         return err(format!("invalid URL {v:?} for {what}: no host"));
     }
-    if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if v.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return err(format!(
             "invalid URL {v:?} for {what}: spaces and control characters must be percent-encoded"
         ));
@@ -268,7 +197,25 @@ pub(super) fn parse_hook_url(what: &str, v: &str) -> Result<String, ConfigError>
     Ok(v.to_owned())
 }
 
-/// Parses a log level, any case; returns it in lower case.
+/// `ADDRESS/PREFIX` (IPv4 or IPv6); a bare address is the one host.
+pub(super) fn parse_cidr(what: &str, v: &str) -> Result<Cidr, ConfigError> {
+    let (ip, prefix) = v.split_once('/').map_or((v, None), |(a, p)| (a, Some(p)));
+    let ip: Option<IpAddr> = ip.parse().ok();
+    let max = if ip.is_some_and(|ip| ip.is_ipv4()) {
+        32
+    } else {
+        128
+    };
+    let prefix = prefix.map_or(Some(max), |p| p.parse().ok());
+    match (ip, prefix.filter(|p| *p <= max)) {
+        (Some(ip), Some(prefix)) => Ok(Cidr { ip, prefix }),
+        _ => err(format!(
+            "invalid CIDR {v:?} for {what}: expected ADDRESS/PREFIX, e.g. 10.0.0.5/32 or fd00::/64"
+        )),
+    }
+}
+
+/// A log level, any case; returned in lower case.
 pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError> {
     let l = v.to_ascii_lowercase();
     if !["off", "error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
@@ -279,7 +226,7 @@ pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError
     Ok(l)
 }
 
-/// `-log-format`: `text` or `json` (any case).
+/// `text` or `json`, any case.
 pub(super) fn parse_log_format(what: &str, v: &str) -> Result<LogFormat, ConfigError> {
     match v.to_ascii_lowercase().as_str() {
         "text" => Ok(LogFormat::Text),
@@ -295,38 +242,24 @@ pub(super) fn parse_text(_what: &str, v: &str) -> Result<String, ConfigError> {
     Ok(v.to_owned())
 }
 
-/// The shell hooks in shell syntax run with (`sh -c`, as the Go original did).
-pub const SHELL: &str = "/bin/sh";
-
-/// Parses a hook command. A plain one is split into words by POSIX shell
-/// rules and run directly; one that uses a shell operator outside quotes
-/// becomes `/bin/sh -c COMMAND`. Either way its quoting must balance.
+/// A hook command: split into words by POSIX shell rules and run directly,
+/// or, when it uses a shell operator, run as `/bin/sh -c COMMAND`.
 pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
-    let words = split_command(what, v)?;
-    if shell_operator(v).is_some() {
-        return Ok(vec![SHELL.to_owned(), "-c".to_owned(), v.to_owned()]);
-    }
-    Ok(words)
-}
-
-/// Splits a hook command into words by POSIX shell rules.
-fn split_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     match shlex::split(v) {
-        Some(words) if words.first().is_some_and(|w| w.is_empty()) => err(format!(
-            "empty program name in the command for {what}: {v:?}"
-        )),
-        Some(words) if !words.is_empty() => Ok(words),
-        Some(_) => err(format!("empty command for {what}")),
         None => err(format!(
             "cannot split command for {what} into words (unbalanced quotes?): {v:?}"
         )),
+        Some(w) if w.first().is_none_or(String::is_empty) => err(format!(
+            "empty program name in the command for {what}: {v:?}"
+        )),
+        Some(_) if shell_operator(v).is_some() => Ok(vec![SHELL.into(), "-c".into(), v.into()]),
+        Some(words) => Ok(words),
     }
 }
 
-/// The first shell operator in `cmd` that only a shell understands:
-/// `&&`, `||`, `|`, `;`, `>`, `<` outside quotes, `$(` or a backquote
-/// outside single quotes. Quoted and backslash-escaped text is plain
-/// (`echo 'a && b'`, `echo a\;b`).
+/// The first operator in `cmd` only a shell understands: `&&`, `||`, `|`,
+/// `;`, `>`, `<` outside quotes, `$(` or a backquote outside single
+/// quotes. Quoted and backslash-escaped text is plain.
 pub fn shell_operator(cmd: &str) -> Option<&'static str> {
     #[derive(PartialEq)]
     enum Quote {
@@ -369,6 +302,57 @@ pub fn shell_operator(cmd: &str) -> Option<&'static str> {
     None
 }
 
+/// Whether every character is a word character or in `extra` (STS's
+/// `[\w+=,.@-]*` patterns).
+fn word_chars(v: &str, extra: &str) -> bool {
+    v.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
+}
+
+/// `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME` (STS's AssumeRole
+/// constraints, so a typo fails at start and not as a ValidationError).
+pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError> {
+    let v = v.trim();
+    let p: Vec<&str> = v.splitn(6, ':').collect();
+    let ok = p.len() == 6
+        && p[0] == "arn"
+        && p[1].starts_with("aws")
+        && p[2] == "iam"
+        && p[3].is_empty()
+        && p[4].len() == 12
+        && p[4].bytes().all(|b| b.is_ascii_digit())
+        && p[5].strip_prefix("role/").is_some_and(|name| {
+            !name.is_empty() && !name.ends_with('/') && word_chars(name, "+=,.@-/")
+        })
+        && v.len() <= 2048;
+    if !ok {
+        return err(format!(
+            "{what}: invalid role ARN {v:?}: expected arn:aws:iam::ACCOUNT_ID:role/NAME"
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// An AssumeRole `ExternalId`; not a secret by AWS's account, but never echoed.
+pub(super) fn parse_external_id(what: &str, v: &str) -> Result<Secret, ConfigError> {
+    if !(2..=1224).contains(&v.chars().count()) || !word_chars(v, "+=,.@:/-") {
+        return err(format!(
+            "{what}: invalid external id: 2 to 1224 characters of letters, digits and _+=,.@:/-"
+        ));
+    }
+    Ok(v.into())
+}
+
+/// An AssumeRole `RoleSessionName`.
+pub(super) fn parse_session_name(what: &str, v: &str) -> Result<String, ConfigError> {
+    if !(2..=64).contains(&v.len()) || !word_chars(v, "+=,.@-") {
+        return err(format!(
+            "{what}: invalid role session name {v:?}: 2 to 64 characters of letters, digits and _+=,.@-"
+        ));
+    }
+    Ok(v.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,22 +369,62 @@ mod tests {
         ] {
             assert_eq!(parse_host_port("-status-addr", ok).unwrap(), ok);
         }
-        for (bad, why) in [
-            ("::1:80", "in brackets"),
-            ("fd00::1:80", "in brackets"),
-            ("[fd00::1]", "invalid port"),
-            ("[fd00::zz]:80", "must hold an IPv6 address"),
-            ("[10.0.0.1]:80", "must hold an IPv6 address"),
-            ("[::1:80", "must hold an IPv6 address"),
-            ("::1]:80", "in brackets"),
-            ("[]:80", "must hold an IPv6 address"),
-            (":80", "empty host"),
+        for bad in [
+            "::1:80",
+            "fd00::1:80",
+            "[fd00::1]",
+            "[fd00::zz]:80",
+            "[10.0.0.1]:80",
+            "[::1:80",
+            "::1]:80",
+            "[]:80",
+            ":80",
+            "9090",
+            "[::]:0",
         ] {
-            let e = parse_host_port("-wait-for-tcp", bad)
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(why) && e.contains("-wait-for-tcp"), "{bad}: {e}");
+            let e = parse_host_port("-wait-for-tcp", bad).unwrap_err().0;
+            assert!(
+                e.starts_with("invalid ") && e.contains("-wait-for-tcp"),
+                "{bad}: {e}"
+            );
         }
+    }
+
+    #[test]
+    fn role_arns() {
+        for ok in [
+            "arn:aws:iam::444455556666:role/nlb-registrator",
+            "arn:aws:iam::444455556666:role/service-role/team.a/nlb_registrator+x=y,z@w",
+            "arn:aws-cn:iam::444455556666:role/r",
+            "arn:aws-us-gov:iam::444455556666:role/r",
+        ] {
+            assert_eq!(parse_role_arn("-role-arn", ok).unwrap(), ok);
+        }
+        for bad in [
+            "nlb-registrator",
+            "arn:aws:iam::4444555566:role/r",
+            "arn:aws:iam::444455556666:user/r",
+            "arn:aws:iam::444455556666:role/",
+            "arn:aws:iam:us-east-1:444455556666:role/r",
+            "arn:aws:sts::444455556666:assumed-role/r/s",
+            "arn:aws:iam::444455556666:role/a b",
+        ] {
+            let e = parse_role_arn("-role-arn", bad).unwrap_err();
+            assert!(e.0.starts_with("-role-arn: invalid role ARN"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn external_ids_and_session_names() {
+        assert!(parse_external_id("x", "a1:b/c=d@e,f.g+h_i-j").is_ok());
+        assert!(parse_external_id("x", "a").is_err());
+        assert!(parse_external_id("x", "has space").is_err());
+        let e = parse_external_id("NLB_ROLE_EXTERNAL_ID", "sec ret").unwrap_err();
+        assert!(!e.0.contains("sec ret"), "{e}");
+        assert!(parse_session_name("x", "pod-a.b@c").is_ok());
+        assert!(parse_session_name("x", &"a".repeat(64)).is_ok());
+        assert!(parse_session_name("x", &"a".repeat(65)).is_err());
+        assert!(parse_session_name("x", "a/b").is_err());
     }
 
     #[test]
