@@ -1,57 +1,29 @@
-//! `GET /lb-health`: the answer meant for the target group's own health
-//! check.
-//!
-//! 200 while the app check passes (`-wait-for-tcp` / `-wait-for-http`, run
-//! again with a short timeout, at most once per [`CACHE_FOR`]) and no drain
-//! has begun; 503 from the first instant of a drain request or a signal,
-//! before DeregisterTargets is sent. With no app check configured it
-//! follows the sidecar alone: 200 until a drain or signal.
-//!
-//! Why: a Network Load Balancer keeps opening new connections to a target
-//! for a while after DeregisterTargets, but stops sending new connections
-//! to a target its health checks find unhealthy after `interval x
-//! unhealthy threshold`. Failing the health check at the first instant of
-//! the drain closes that window sooner; the drain quiet period
-//! (`-drain-quiet-period`) then sees when the connections really stopped.
-//!
-//! The decision is pure ([`LbHealth::answer`] takes the time and whether a
-//! drain has begun); the app check is a closure given by the caller.
+//! `GET /lb-health`, the answer for the target group's own health check:
+//! 503 from the first instant of a drain request or a signal, before
+//! DeregisterTargets is sent (an NLB stops new connections to a target
+//! failing its checks after `interval x threshold`, sooner than after a
+//! deregistration); otherwise the app check (`-wait-for-tcp` /
+//! `-wait-for-http`), run at most once per [`CACHE_FOR`]. Without an app
+//! check: 200 until a drain.
 
 use log::{info, warn};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long an app check's result is reused.
 pub const CACHE_FOR: Duration = Duration::from_secs(1);
 
+/// Timeout of one app check run for `/lb-health`.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// An app check: `Ok` when the app is up, else why not. It must bound its
 /// own time (the real ones time out after [`CHECK_TIMEOUT`]).
 pub type AppCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-/// Timeout of one app check run for `/lb-health`.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The answer to `/lb-health`: HTTP status and a short body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// 200 or 503.
-    pub code: u16,
-    /// `ok`, `draining`, or why the app is not up.
-    pub body: String,
-}
-
-/// The `/lb-health` state: the app check and its last result.
+/// The `/lb-health` state: the app check and when it last ran, with what result.
 pub struct LbHealth {
     check: Option<AppCheck>,
-    last: Mutex<Option<(Instant, Result<(), String>)>>,
-}
-
-impl std::fmt::Debug for LbHealth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LbHealth")
-            .field("check", &self.check.is_some())
-            .finish_non_exhaustive()
-    }
+    last: Mutex<Option<(Instant, bool)>>,
 }
 
 impl LbHealth {
@@ -63,53 +35,35 @@ impl LbHealth {
         }
     }
 
-    /// The answer at `now`; `draining` says whether a drain or signal has
-    /// begun. Runs the app check when its last result is older than
-    /// [`CACHE_FOR`] (one request at a time runs it; the others wait for
-    /// its result).
-    pub fn answer(&self, draining: bool, now: Instant) -> Answer {
+    /// The status code and body at `now`; `draining`: a drain or signal has
+    /// begun. One request at a time runs the check; the others wait for it.
+    pub fn answer(&self, draining: bool, now: Instant) -> (u16, &'static str) {
         if draining {
-            return Answer {
-                code: 503,
-                body: "draining".into(),
-            };
+            return (503, "draining");
         }
         let Some(check) = &self.check else {
-            return Answer {
-                code: 200,
-                body: "ok".into(),
-            };
+            return (200, "ok");
         };
-        let result = match self.last.lock() {
-            Ok(mut last) => match &*last {
-                Some((at, r)) if now.saturating_duration_since(*at) < CACHE_FOR => r.clone(),
-                _ => {
-                    let r = check();
-                    // Logged on a change only: health checks come every few seconds.
-                    match (&r, last.as_ref().map(|(_, was)| was.is_ok())) {
-                        (Err(why), None | Some(true)) => {
-                            warn!("/lb-health: the app is not up: {why}")
-                        }
-                        (Ok(()), Some(false)) => info!("/lb-health: the app is up again"),
-                        _ => {}
-                    }
-                    *last = Some((now, r.clone()));
-                    r
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let up = match *last {
+            Some((at, up)) if now.saturating_duration_since(at) < CACHE_FOR => up,
+            was => {
+                let r = check();
+                // Logged on a change only: health checks come every few seconds.
+                match (&r, was.map(|(_, up)| up)) {
+                    (Err(why), None | Some(true)) => warn!("/lb-health: the app is not up: {why}"),
+                    (Ok(()), Some(false)) => info!("/lb-health: the app is up again"),
+                    _ => {}
                 }
-            },
-            // A check panicked while holding the lock: check without the cache.
-            Err(_) => check(),
+                *last = Some((now, r.is_ok()));
+                r.is_ok()
+            }
         };
         // The reason stays in the log: this answer may reach the whole VPC.
-        match result {
-            Ok(()) => Answer {
-                code: 200,
-                body: "ok".into(),
-            },
-            Err(_) => Answer {
-                code: 503,
-                body: "app not up".into(),
-            },
+        if up {
+            (200, "ok")
+        } else {
+            (503, "app not up")
         }
     }
 }
@@ -135,14 +89,8 @@ mod tests {
     fn without_app_check_follows_the_drain() {
         let h = LbHealth::new(None);
         let now = Instant::now();
-        assert_eq!(h.answer(false, now).code, 200);
-        assert_eq!(
-            h.answer(true, now),
-            Answer {
-                code: 503,
-                body: "draining".into()
-            }
-        );
+        assert_eq!(h.answer(false, now), (200, "ok"));
+        assert_eq!(h.answer(true, now), (503, "draining"));
     }
 
     #[test]
@@ -152,20 +100,18 @@ mod tests {
         let h = LbHealth::new(Some(counting(up.clone(), runs.clone())));
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        assert_eq!(h.answer(false, ms(0)).code, 200);
+        assert_eq!(h.answer(false, ms(0)).0, 200);
         up.store(0, Ordering::SeqCst);
         // Cached: still 200, no new run.
-        assert_eq!(h.answer(false, ms(999)).code, 200);
+        assert_eq!(h.answer(false, ms(999)).0, 200);
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // A second later: checked again, the app is down.
-        let a = h.answer(false, ms(1000));
-        assert_eq!(a.code, 503);
-        assert_eq!(a.body, "app not up");
+        assert_eq!(h.answer(false, ms(1000)), (503, "app not up"));
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         // A drain answers 503 at once, without running the check.
         up.store(1, Ordering::SeqCst);
-        assert_eq!(h.answer(true, ms(5000)).code, 503);
+        assert_eq!(h.answer(true, ms(5000)).0, 503);
         assert_eq!(runs.load(Ordering::SeqCst), 2);
-        assert_eq!(h.answer(false, ms(5000)).code, 200);
+        assert_eq!(h.answer(false, ms(5000)).0, 200);
     }
 }

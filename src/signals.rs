@@ -49,23 +49,36 @@ pub fn forward_signals(
     on_signal: impl Fn() + Send + 'static,
 ) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            for sig in signals.forever() {
-                // Logged here, at once: the main thread may be inside a request.
-                info!("received {}", signal_name(sig));
-                on_signal();
-                if tx.send(Event::Signal(sig)).is_err() {
-                    break;
-                }
+    let forward = move || {
+        for sig in signals.forever() {
+            // Logged here, at once: the main thread may be inside a request.
+            info!("received {}", signal_name(sig));
+            on_signal();
+            if tx.send(Event::Signal(sig)).is_err() {
+                break;
             }
-        })
-        .map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot start the signal thread: {e}"))
-        })?;
-    Ok(())
+        }
+    };
+    let thread = std::thread::Builder::new().name("signals".into());
+    match thread.stack_size(256 * 1024).spawn(forward) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot start the signal thread: {e}"),
+        )),
+    }
+}
+
+/// A [`Clock`] that also delivers the events (signals, drain requests)
+/// that cut its sleeps short: the lifecycle's only source of time and
+/// events.
+pub trait EventClock: Clock {
+    /// Takes the oldest event that has arrived, without waiting.
+    fn take_event(&mut self) -> Option<Event>;
+    /// Waits for the next event, up to `timeout` (forever when `None`).
+    fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event>;
+    /// While shielded, events are queued but do not interrupt sleeps.
+    fn set_shielded(&mut self, shielded: bool);
 }
 
 /// The program's clock: real clock, SplitMix jitter, and sleeps that end
@@ -87,18 +100,21 @@ impl SignalClock {
             rng: SplitMix::new(seed),
         }
     }
-}
 
-/// A [`Clock`] that also delivers the events (signals, drain requests)
-/// that cut its sleeps short: the lifecycle's only source of time and
-/// events.
-pub trait EventClock: Clock {
-    /// Takes the oldest event that has arrived, without waiting.
-    fn take_event(&mut self) -> Option<Event>;
-    /// Waits for the next event, up to `timeout` (forever when `None`).
-    fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event>;
-    /// While shielded, events are queued but do not interrupt sleeps.
-    fn set_shielded(&mut self, shielded: bool);
+    /// The next event from the channel within `timeout` (`None`: no end).
+    /// Once every sender is gone it still waits, so a caller never spins.
+    fn recv(&self, timeout: Option<Duration>) -> Option<Event> {
+        let got = match timeout {
+            // Looks at the channel even for zero: an event that arrived must
+            // not let a retry start a new request.
+            Some(t) => self.rx.recv_timeout(t),
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        if let Err(RecvTimeoutError::Disconnected) = got {
+            std::thread::sleep(timeout.unwrap_or(Duration::from_secs(3600)));
+        }
+        got.ok()
+    }
 }
 
 impl Clock for SignalClock {
@@ -115,32 +131,14 @@ impl Clock for SignalClock {
     }
 
     fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
-        if !self.shielded && !self.pending.is_empty() {
-            return Err(Interrupted);
-        }
         let end = Instant::now() + d;
         loop {
-            let left = end.saturating_duration_since(Instant::now());
-            // A sleep of zero (a backoff's jitter may draw it) still looks
-            // at the channel: an event that arrived must not let a retry
-            // start a new request.
-            let got = if left.is_zero() {
-                self.rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
-            } else {
-                self.rx.recv_timeout(left)
-            };
-            match got {
-                Ok(ev) => {
-                    self.pending.push_back(ev);
-                    if !self.shielded {
-                        return Err(Interrupted);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => return Ok(()),
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(left);
-                    return Ok(());
-                }
+            if !self.shielded && !self.pending.is_empty() {
+                return Err(Interrupted);
+            }
+            match self.recv(Some(end.saturating_duration_since(Instant::now()))) {
+                Some(ev) => self.pending.push_back(ev),
+                None => return Ok(()),
             }
         }
     }
@@ -148,30 +146,11 @@ impl Clock for SignalClock {
 
 impl EventClock for SignalClock {
     fn take_event(&mut self) -> Option<Event> {
-        if let Some(ev) = self.pending.pop_front() {
-            return Some(ev);
-        }
-        self.rx.try_recv().ok()
+        self.pending.pop_front().or_else(|| self.rx.try_recv().ok())
     }
 
     fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event> {
-        if let Some(ev) = self.pending.pop_front() {
-            return Some(ev);
-        }
-        let got = match timeout {
-            Some(t) => self.rx.recv_timeout(t),
-            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match got {
-            Ok(ev) => Some(ev),
-            Err(RecvTimeoutError::Timeout) => None,
-            // Every sender is gone: still wait, as `sleep` does, so that a
-            // caller looping on this never spins.
-            Err(RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(timeout.unwrap_or(Duration::from_secs(3600)));
-                None
-            }
-        }
+        self.pending.pop_front().or_else(|| self.recv(timeout))
     }
 
     fn set_shielded(&mut self, shielded: bool) {

@@ -1,5 +1,5 @@
 //! The status listener's request parser and router, on any bytes a client
-//! may send: `status::parse_head`, then `status::route` and `render`.
+//! may send: `status::http::parse_head`, then `status::route` and `render`.
 //!
 //! Invariants: no panic; a head that parses has an upper-case method and a
 //! path that starts with `/` and holds no query; more than `MAX_HEAD` bytes
@@ -8,21 +8,23 @@
 //! request never changes it).
 #![no_main]
 
-use k8s_nlb_registrator_sidecar::status::{self, ParseError, Reply, RouteState, MAX_HEAD};
+use k8s_nlb_registrator_sidecar::status::http::{parse_head, render, ParseError, MAX_HEAD};
+use k8s_nlb_registrator_sidecar::status::{route, Status};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match status::parse_head(data) {
+    match parse_head(data) {
         Ok(Some(req)) => {
             assert!(!req.method.is_empty() && req.method.bytes().all(|b| b.is_ascii_uppercase()));
             assert!(req.path.starts_with('/') && !req.path.contains('?'), "{req:?}");
             let mut more = data.to_vec();
             more.extend_from_slice(b"GET /drain HTTP/1.1\r\n\r\n");
-            assert_eq!(status::parse_head(&more), Ok(Some(req.clone())));
-            for state in [RouteState::default(), RouteState { ready: true, outcome: Some(Ok("deregistered".into())), ..RouteState::default() }, RouteState { lb_only: true, ..RouteState::default() }] {
-                if let Reply::Answer(resp) = status::route(&req.method, &req.path, &state) {
-                    let bytes = status::render(&resp, req.method == "HEAD");
-                    assert!(bytes.starts_with(b"HTTP/1.1 "));
+            assert_eq!(parse_head(&more), Ok(Some(req.clone())));
+            let done = Status::new();
+            done.set_outcome(Ok("deregistered".into()));
+            for (status, lb_only) in [(Status::new(), false), (done, false), (Status::new(), true)] {
+                if let Some(resp) = route(&req, &status, lb_only) {
+                    assert!(render(&resp, req.method == "HEAD").starts_with(b"HTTP/1.1 "));
                 }
             }
         }

@@ -1,5 +1,8 @@
+use super::http::*;
 use super::*;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 
 fn req(method: &str, path: &str) -> Request {
     Request {
@@ -117,94 +120,75 @@ fn random_bytes_never_panic() {
     }
 }
 
-fn answer(method: &str, path: &str, state: &RouteState) -> (u16, String) {
-    match route(method, path, state) {
-        Reply::Answer(r) => (r.code, r.body),
-        Reply::Drain => (0, "drain".into()),
-        Reply::Metrics => (0, "metrics".into()),
+/// The answer to `method path`: (status, body), `(0, "drain")` for a drain.
+fn answer(method: &str, path: &str, status: &Status, lb_only: bool) -> (u16, String) {
+    match route(&req(method, path), status, lb_only) {
+        Some(r) => (r.code, r.body),
+        None => (0, "drain".into()),
     }
 }
 
 #[test]
 fn lb_health_routes() {
-    let answered = |code: u16, body: &str, lb_only: bool| RouteState {
-        lb_health: Some(crate::lb_health::Answer {
-            code,
-            body: body.into(),
-        }),
-        lb_only,
-        ..RouteState::default()
-    };
     for lb_only in [false, true] {
-        let up = answered(200, "ok", lb_only);
-        assert_eq!(answer("GET", "/lb-health", &up), (200, "ok".into()));
-        assert_eq!(answer("HEAD", "/lb-health", &up), (200, "ok".into()));
-        let draining = answered(503, "draining", lb_only);
-        assert_eq!(
-            answer("GET", "/lb-health", &draining),
-            (503, "draining".into())
-        );
-        assert_eq!(answer("POST", "/lb-health", &up).0, 405);
+        let status = Status::new();
+        let get = |method| answer(method, "/lb-health", &status, lb_only);
+        assert_eq!(get("GET"), (200, "ok".into()));
+        assert_eq!(get("HEAD"), (200, "ok".into()));
+        assert_eq!(get("POST").0, 405);
+        status.begin_drain();
+        assert_eq!(get("GET"), (503, "draining".into()));
     }
-    // Not looked up: never a 200 by default.
-    assert_eq!(answer("GET", "/lb-health", &RouteState::default()).0, 503);
     // The lb-health listener serves nothing else: above all, no drain.
-    let lb = answered(200, "ok", true);
-    for path in ["/drain", "/healthz", "/readyz", "/"] {
-        assert_eq!(
-            answer("GET", path, &lb),
-            (404, "not found".into()),
-            "{path}"
-        );
+    let status = Status::new();
+    status.set_ready(true);
+    for path in ["/drain", "/healthz", "/readyz", "/metrics", "/"] {
+        let got = answer("GET", path, &status, true);
+        assert_eq!(got, (404, "not found".into()), "{path}");
     }
 }
 
 #[test]
 fn routes() {
-    let idle = RouteState::default();
-    let ready = RouteState {
-        ready: true,
-        ..RouteState::default()
-    };
-    assert_eq!(answer("GET", "/healthz", &idle), (200, "ok".into()));
-    assert_eq!(answer("HEAD", "/healthz", &idle), (200, "ok".into()));
-    assert_eq!(answer("GET", "/readyz", &idle), (503, "not ready".into()));
-    assert_eq!(answer("GET", "/readyz", &ready), (200, "ready".into()));
-    assert_eq!(answer("GET", "/drain", &ready), (0, "drain".into()));
-    assert_eq!(answer("HEAD", "/drain", &ready).0, 405);
-    assert_eq!(answer("POST", "/drain", &ready).0, 405);
-    assert_eq!(answer("DELETE", "/healthz", &ready).0, 405);
-    assert_eq!(answer("GET", "/", &ready).0, 404);
-    assert_eq!(answer("GET", "/healthz/", &ready).0, 404);
-    assert_eq!(answer("GET", "/metrics", &idle), (0, "metrics".into()));
-    assert_eq!(answer("HEAD", "/metrics", &idle), (0, "metrics".into()));
-    assert_eq!(answer("POST", "/metrics", &idle).0, 405);
-    // Once the lifecycle has finished, /drain gets its outcome at once.
-    let done = |r: DrainResult| RouteState {
-        outcome: Some(r),
-        ..RouteState::default()
-    };
-    assert_eq!(
-        answer("GET", "/drain", &done(Ok("deregistered".into()))),
-        (200, "deregistered".into())
-    );
-    assert_eq!(
-        answer("GET", "/drain", &done(Err("failed".into()))),
-        (503, "failed".into())
-    );
-    match route("PUT", "/drain", &idle) {
-        Reply::Answer(r) => assert_eq!(r.allow, Some("GET, HEAD")),
-        other => panic!("PUT: {other:?}"),
+    let status = Status::new();
+    let get = |method, path| answer(method, path, &status, false);
+    assert_eq!(get("GET", "/healthz"), (200, "ok".into()));
+    assert_eq!(get("HEAD", "/healthz"), (200, "ok".into()));
+    assert_eq!(get("GET", "/readyz"), (503, "not ready".into()));
+    status.set_ready(true);
+    assert_eq!(get("GET", "/readyz"), (200, "ready".into()));
+    assert_eq!(get("GET", "/drain"), (0, "drain".into()));
+    assert_eq!(get("HEAD", "/drain").0, 405);
+    assert_eq!(get("POST", "/drain").0, 405);
+    assert_eq!(get("DELETE", "/healthz").0, 405);
+    assert_eq!(get("GET", "/").0, 404);
+    assert_eq!(get("GET", "/healthz/").0, 404);
+    for method in ["GET", "HEAD"] {
+        let metrics = route(&req(method, "/metrics"), &status, false).unwrap();
+        assert_eq!(metrics.content_type, crate::metrics::CONTENT_TYPE);
+        assert!(metrics
+            .body
+            .contains("# TYPE nlb_registrator_target_state gauge\n"));
     }
+    assert_eq!(get("POST", "/metrics").0, 405);
+    let allow = |method, path| route(&req(method, path), &status, false).unwrap().allow;
+    assert_eq!(allow("PUT", "/drain"), Some("GET, HEAD"));
+    assert_eq!(allow("HEAD", "/drain"), Some("GET"));
+    // Once the lifecycle has finished, /drain gets its outcome at once.
+    status.set_outcome(Ok("deregistered".into()));
+    assert_eq!(get("GET", "/drain"), (200, "deregistered".into()));
+    status.set_outcome(Err("failed".into()));
+    assert_eq!(get("GET", "/drain"), (503, "failed".into()));
 }
 
 #[test]
 fn renders_the_metrics_in_the_text_format() {
-    let text = String::from_utf8(render(
-        &Response::metrics("# TYPE x gauge\nx 1\n".into()),
-        false,
-    ))
-    .unwrap();
+    let metrics = Response {
+        body: "# TYPE x gauge\nx 1\n".into(),
+        content_type: crate::metrics::CONTENT_TYPE,
+        ..Response::text(200, "")
+    };
+    let text = String::from_utf8(render(&metrics, false)).unwrap();
     assert_eq!(
         text,
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
@@ -249,15 +233,12 @@ fn read_head_over_a_socket() {
     c.write_all(b"Host: x\r\n\r\n").unwrap();
     assert_eq!(
         read_head(&mut s, Duration::from_secs(5)),
-        Ok(req("GET", "/healthz"))
+        Ok(Some(req("GET", "/healthz")))
     );
 
     let (c, mut s) = pair();
     drop(c);
-    assert_eq!(
-        read_head(&mut s, Duration::from_secs(5)),
-        Err(HeadError::Closed)
-    );
+    assert_eq!(read_head(&mut s, Duration::from_secs(5)), Ok(None));
 
     let (mut c, mut s) = pair();
     let w = std::thread::spawn(move || {
@@ -266,7 +247,7 @@ fn read_head_over_a_socket() {
     });
     assert_eq!(
         read_head(&mut s, Duration::from_secs(5)),
-        Err(HeadError::Parse(ParseError::TooLarge))
+        Err(ParseError::TooLarge)
     );
     drop(s);
     drop(w.join());
@@ -276,10 +257,7 @@ fn read_head_over_a_socket() {
 fn idle_and_slowloris_connections_time_out() {
     let (_c, mut s) = pair();
     let start = Instant::now();
-    assert_eq!(
-        read_head(&mut s, Duration::from_millis(300)),
-        Err(HeadError::Timeout)
-    );
+    assert_eq!(read_head(&mut s, Duration::from_millis(300)), Ok(None));
     assert!(start.elapsed() < Duration::from_secs(2));
 
     // One byte every 100 ms never lets a per-read timeout fire: the
@@ -289,23 +267,20 @@ fn idle_and_slowloris_connections_time_out() {
     let stop2 = Arc::clone(&stop);
     let w = std::thread::spawn(move || {
         for b in b"GET /healthz HTTP/1.1\r\nX-Slow: ".iter().cycle() {
-            if stop2.load(Ordering::SeqCst) || c.write_all(&[*b]).is_err() {
+            if stop2.load(SeqCst) || c.write_all(&[*b]).is_err() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     });
     let start = Instant::now();
-    assert_eq!(
-        read_head(&mut s, Duration::from_millis(700)),
-        Err(HeadError::Timeout)
-    );
+    assert_eq!(read_head(&mut s, Duration::from_millis(700)), Ok(None));
     let took = start.elapsed();
     assert!(
         took >= Duration::from_millis(700) && took < Duration::from_secs(3),
         "{took:?}"
     );
-    stop.store(true, Ordering::SeqCst);
+    stop.store(true, SeqCst);
     drop(s);
     w.join().unwrap();
 }
@@ -314,7 +289,7 @@ fn idle_and_slowloris_connections_time_out() {
 fn listener(status: &Arc<Status>, events: Sender<Event>, drain_timeout: Duration) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    serve(l, Arc::clone(status), events, drain_timeout).unwrap();
+    serve(l, Arc::clone(status), Some((events, drain_timeout))).unwrap();
     addr
 }
 
@@ -384,7 +359,7 @@ fn drain_whose_waiter_was_dropped_at_exit_gets_the_outcome() {
     // A /drain after the lifecycle has stopped reading events gets it too.
     assert_eq!(get(addr, "/drain"), (200, "deregistered\n".into()));
     status.flush_drain_responses(Duration::from_secs(2));
-    assert_eq!(status.answering.load(Ordering::SeqCst), 0);
+    assert_eq!(status.answering.load(SeqCst), 0);
 }
 
 #[test]
@@ -401,7 +376,7 @@ fn drain_after_exit_reports_a_failed_outcome_as_503() {
 }
 
 #[test]
-fn pending_drains_take_no_worker_and_are_capped() {
+fn pending_drains_leave_workers_to_the_probes_and_are_capped() {
     let status = Status::new();
     let (tx, rx) = channel();
     let addr = listener(&status, tx, Duration::from_secs(30));
@@ -430,7 +405,7 @@ fn pending_drains_take_no_worker_and_are_capped() {
         assert_eq!(read_answer(c), (200, "deregistered\n".into()));
     }
     status.flush_drain_responses(Duration::from_secs(2));
-    assert_eq!(status.answering.load(Ordering::SeqCst), 0);
+    assert_eq!(status.answering.load(SeqCst), 0);
 }
 
 #[test]
@@ -455,7 +430,7 @@ fn excess_connections_are_refused_and_idle_ones_time_out() {
     let (tx, _rx) = channel();
     let addr = listener(&status, tx, Duration::from_secs(5));
     let mut idle = Vec::new();
-    for _ in 0..WORKERS + QUEUE {
+    for _ in 0..WORKERS + MAX_DRAIN_WAITERS + QUEUE {
         idle.push(TcpStream::connect(addr).unwrap());
         // One at a time, so that the workers take the first ones before
         // the queue fills: a burst fills the queue first.
@@ -493,8 +468,8 @@ fn a_connection_counts_from_its_accept_until_answered() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, _rx) = std::sync::mpsc::channel();
-    serve(l, Arc::clone(&status), tx, Duration::from_secs(5)).unwrap();
-    let count = || status.answering.load(Ordering::SeqCst);
+    serve(l, Arc::clone(&status), Some((tx, Duration::from_secs(5)))).unwrap();
+    let count = || status.answering.load(SeqCst);
     let until = |want: usize| {
         let end = Instant::now() + Duration::from_secs(5);
         while count() != want && Instant::now() < end {

@@ -1,0 +1,189 @@
+//! The HTTP/1.x the listeners speak: one request head read (headers
+//! skipped: no route needs them), one answer, `Connection: close`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Largest request head (request line and headers); larger gets 431.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Time for an answer to be written.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait, after an answer, for the client to close its side.
+const LINGER: Duration = Duration::from_millis(200);
+
+/// A request's method and path (query string removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// As sent, e.g. `GET`.
+    pub method: String,
+    /// The path without query, e.g. `/healthz`.
+    pub path: String,
+}
+
+/// Why a request head cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Longer than [`MAX_HEAD`] without its end.
+    TooLarge,
+    /// Not an HTTP/1.x request head; the reason.
+    Malformed(&'static str),
+}
+
+/// Reads one request head, which must arrive whole within `timeout`
+/// however slowly it trickles in; `Ok(None)` when it does not, or when the
+/// client closes first.
+pub(super) fn read_head(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> Result<Option<Request>, ParseError> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; MAX_HEAD + 1];
+    let mut len = 0;
+    while len < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Ok(None);
+        }
+        match stream.read(&mut buf[len..]) {
+            Ok(0) => return Ok(None),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return Ok(None),
+        }
+        if let Some(req) = parse_head(&buf[..len])? {
+            return Ok(Some(req));
+        }
+    }
+    Err(ParseError::TooLarge)
+}
+
+/// Parses a request head from the bytes read so far: `Ok(None)` while it
+/// is incomplete. Leading empty lines are ignored, as RFC 9112 allows.
+///
+/// # Errors
+/// [`ParseError`] for a head that is too large or malformed.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
+    let head = &buf[..buf.len().min(MAX_HEAD)];
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n');
+    let head = &head[start.unwrap_or(head.len())..];
+    // The request line is judged as soon as it ends.
+    if let Some(eol) = head.iter().position(|&b| b == b'\n') {
+        let req = request_line(&head[..eol])?;
+        // The head ends at an empty line (CRLF or bare LF).
+        let rest = &head[eol..];
+        if rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n") {
+            return Ok(Some(req));
+        }
+    }
+    if buf.len() > MAX_HEAD {
+        return Err(ParseError::TooLarge);
+    }
+    Ok(None)
+}
+
+fn request_line(line: &[u8]) -> Result<Request, ParseError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = std::str::from_utf8(line).map_err(|_| ParseError::Malformed("not ASCII"))?;
+    let [method, target, version] = line.split(' ').collect::<Vec<_>>()[..] else {
+        return Err(ParseError::Malformed("not METHOD TARGET VERSION"));
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ParseError::Malformed("bad method"));
+    }
+    if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ParseError::Malformed("bad request target"));
+    }
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err(ParseError::Malformed("not HTTP/1.x"));
+    }
+    Ok(Request {
+        method: method.to_owned(),
+        path: target
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+/// An answer: status code, body, its type, and `Allow` for 405.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub code: u16,
+    /// Body (a newline is added when rendered, unless it ends with one).
+    pub body: String,
+    /// The `Content-Type` header.
+    pub content_type: &'static str,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl Response {
+    /// A plain-text answer.
+    pub fn text(code: u16, body: &str) -> Self {
+        Response {
+            code,
+            body: body.to_owned(),
+            content_type: "text/plain; charset=utf-8",
+            allow: None,
+        }
+    }
+
+    /// 405, with the methods allowed.
+    pub fn not_allowed(body: &str, allow: &'static str) -> Self {
+        Response {
+            allow: Some(allow),
+            ..Response::text(405, body)
+        }
+    }
+}
+
+/// The bytes of an answer (headers only for HEAD).
+pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
+    let reason = match resp.code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    let nl = if resp.body.ends_with('\n') { "" } else { "\n" };
+    let allow = resp.allow.map(|a| format!("Allow: {a}\r\n"));
+    let mut out = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n{}\r\n",
+        resp.code,
+        resp.content_type,
+        resp.body.len() + nl.len(),
+        allow.unwrap_or_default(),
+    );
+    if !head_only {
+        out = out + &resp.body + nl;
+    }
+    out.into_bytes()
+}
+
+/// Writes `resp` and closes gracefully: what the client still sends is
+/// read and dropped for a moment, so the close does not turn into a reset
+/// that could destroy the answer in flight.
+pub(super) fn write_and_close(s: &mut TcpStream, resp: &Response, head_only: bool) {
+    let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
+    if s.write_all(&render(resp, head_only)).is_err() || s.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let end = Instant::now() + LINGER;
+    let mut sink = [0u8; 1024];
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        if matches!(s.read(&mut sink), Ok(0) | Err(_)) {
+            break;
+        }
+    }
+}
