@@ -2,7 +2,7 @@
 //! (`TIMESTAMP LEVEL message`) and `json` (one object a line, the `log`
 //! crate's key-values as keys; written here rather than with serde).
 //! The HTTP and TLS crates log the wire (Authorization, session tokens,
-//! the web identity token) at debug and trace: [`Guarded`] caps them at
+//! the web identity token) at debug and trace: `Guarded` caps them at
 //! `info` whatever the filters say.
 
 use crate::aws::Error;

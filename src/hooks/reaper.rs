@@ -2,7 +2,7 @@
 //! scratch image): processes a hook leaves behind (a daemon, a double fork)
 //! are reparented to it and stay zombies unless reaped. It never takes a
 //! hook's own exit status: a hook's child exists only inside
-//! [`while_hook_runs`], which holds `RUNS`'s lock, and the reaper reaps
+//! `while_hook_runs`, which holds `RUNS`'s lock, and the reaper reaps
 //! only while holding it.
 
 use log::{info, warn};
