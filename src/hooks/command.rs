@@ -13,7 +13,7 @@ use log::{info, warn};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,12 +60,6 @@ fn capture(stream: Option<impl Read + Send + 'static>, eof: Sender<()>) -> Arc<M
         warn!("cannot start a thread to read a hook's output (pids limit?): {e}");
     }
     buf
-}
-
-/// Waits until every sender of `eof` is gone, `max` at most.
-fn wait_for_output(eof: &Receiver<()>, max: Duration) {
-    let end = Instant::now() + max;
-    while eof.recv_timeout(end.saturating_duration_since(Instant::now())) == Ok(()) {}
 }
 
 fn log_output(hook: &str, stream: &str, buf: &Mutex<Vec<u8>>) {
@@ -129,7 +123,8 @@ fn run_child(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     if !matches!(child.try_wait(), Ok(Some(_))) {
         stop(&mut child); // timed out, interrupted or cannot be waited for
     }
-    wait_for_output(&eof, OUTPUT_WAIT);
+    // Nothing is sent: this waits until both readers are at their end.
+    let _ = eof.recv_timeout(OUTPUT_WAIT);
     log_output(hook.name, "stdout", &out_buf);
     log_output(hook.name, "stderr", &err_buf);
     outcome
@@ -230,7 +225,7 @@ mod tests {
         let buf = capture(child.stdout.take(), tx);
         child.wait().unwrap();
         let started = Instant::now();
-        wait_for_output(&eof, Duration::from_secs(5));
+        let _ = eof.recv_timeout(Duration::from_secs(5));
         assert!(started.elapsed() < Duration::from_secs(4), "returns at EOF");
         assert_eq!(*buf.lock().unwrap(), b"early\nlate\n");
         // A pipe held open: the wait ends at its bound.
@@ -245,7 +240,7 @@ mod tests {
         let _buf = capture(child.stdout.take(), tx);
         child.wait().unwrap();
         let started = Instant::now();
-        wait_for_output(&eof, Duration::from_millis(100));
+        let _ = eof.recv_timeout(Duration::from_millis(100));
         kill_group(child.id(), libc::SIGKILL);
         assert!(started.elapsed() < Duration::from_secs(1));
     }
