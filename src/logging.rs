@@ -1,11 +1,9 @@
-//! Logging: env_logger's filters and our two line formats (`-log-format
-//! text`: `TIMESTAMP LEVEL message`; `json`: one object a line with the
-//! `log` crate's key-values as keys, written here rather than pulled in
-//! with serde or env_logger's `kv` feature).
-//!
-//! The HTTP and TLS crates log the wire (Authorization, session tokens, the
-//! web identity token) at debug and trace: a guard caps them at `info`
-//! whatever the filters say.
+//! Logging to stderr: env_logger's filters and two line formats, `text`
+//! (`TIMESTAMP LEVEL message`) and `json` (one object a line, the `log`
+//! crate's key-values as keys; written here rather than with serde).
+//! The HTTP and TLS crates log the wire (Authorization, session tokens,
+//! the web identity token) at debug and trace: `Guarded` caps them at
+//! `info` whatever the filters say.
 
 use crate::aws::Error;
 use crate::config::{Config, LogFormat};
@@ -13,7 +11,7 @@ use log::kv::{Key, Value, VisitSource, VisitValue};
 use std::io::Write;
 use std::time::SystemTime;
 
-/// Starts logging to stderr: filters from `-log-level`, else `rust_log`
+/// Starts logging: filters from `-log-level`, else `rust_log`
 /// (`RUST_LOG`), else `info`; lines in `cfg.log_format`.
 pub fn init(cfg: &Config, rust_log: Option<String>) {
     let mut b = env_logger::Builder::new();
@@ -34,42 +32,37 @@ pub fn init(cfg: &Config, rust_log: Option<String>) {
             buf.write_all(line.as_bytes())
         }),
     };
-    b.target(env_logger::Target::Stderr);
-    let inner = b.build();
+    let inner = b.target(env_logger::Target::Stderr).build();
     let max = inner.filter();
-    if log::set_boxed_logger(Box::new(Guarded { inner })).is_ok() {
+    if log::set_boxed_logger(Box::new(Guarded(inner))).is_ok() {
         log::set_max_level(max);
     }
 }
 
-/// env_logger with the crates that log secrets at debug and trace capped
-/// at `info`, which no `RUST_LOG` directive can lift.
-struct Guarded {
-    inner: env_logger::Logger,
-}
+/// env_logger with the crates that log secrets capped at `info`, which no
+/// `RUST_LOG` directive can lift.
+struct Guarded(env_logger::Logger);
 
 fn guarded(target: &str) -> bool {
-    ["ureq", "ureq_proto", "rustls"].iter().any(|c| {
-        target
-            .strip_prefix(c)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-    })
+    matches!(
+        target.split("::").next(),
+        Some("ureq" | "ureq_proto" | "rustls")
+    )
 }
 
 impl log::Log for Guarded {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        (metadata.level() <= log::Level::Info || !guarded(metadata.target()))
-            && self.inner.enabled(metadata)
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        (m.level() <= log::Level::Info || !guarded(m.target())) && self.0.enabled(m)
     }
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            self.inner.log(record);
+            self.0.log(record);
         }
     }
 
     fn flush(&self) {
-        self.inner.flush();
+        self.0.flush();
     }
 }
 
@@ -83,19 +76,16 @@ pub fn request_id_of(e: &Error) -> Option<&str> {
     }
 }
 
-/// Appends `record` as one JSON object and a newline to `out`:
-/// `timestamp`, `level`, `message`, `module` (the log target), then each
-/// key-value field whose value is not null.
-pub fn json_line(out: &mut String, time: SystemTime, record: &log::Record<'_>) {
-    out.push_str("{\"timestamp\":\"");
-    out.push_str(&humantime::format_rfc3339_millis(time).to_string());
-    out.push_str("\",\"level\":\"");
-    out.push_str(record.level().as_str());
-    out.push_str("\",\"message\":");
-    match record.args().as_str() {
-        Some(s) => json_string(out, s),
-        None => json_string(out, &record.args().to_string()),
-    }
+/// Appends `record` as one JSON object and a newline: `timestamp`,
+/// `level`, `message`, `module` (the target), then each key-value that is
+/// not null.
+fn json_line(out: &mut String, time: SystemTime, record: &log::Record<'_>) {
+    let time = humantime::format_rfc3339_millis(time);
+    out.push_str(&format!(
+        "{{\"timestamp\":\"{time}\",\"level\":\"{}\",\"message\":",
+        record.level()
+    ));
+    json_string(out, &record.args().to_string());
     out.push_str(",\"module\":");
     json_string(out, record.target());
     // Visiting our own in-memory fields cannot fail.
@@ -103,9 +93,8 @@ pub fn json_line(out: &mut String, time: SystemTime, record: &log::Record<'_>) {
     out.push_str("}\n");
 }
 
-/// Appends `s` as a JSON string: quotes, backslashes and control
-/// characters escaped, other characters as UTF-8.
-pub fn json_string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string.
+fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -124,61 +113,35 @@ pub fn json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Writes each field as `,"key":value`.
+/// Writes each non-null field as `,"key":value`: numbers and booleans as
+/// they are, anything else as a string.
 struct Fields<'a>(&'a mut String);
 
 impl<'kvs> VisitSource<'kvs> for Fields<'_> {
     fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
-        let mut v = JsonValue(None);
-        value.visit(&mut v)?;
-        if let Some(json) = v.0 {
+        struct IsNull(bool);
+        impl VisitValue<'_> for IsNull {
+            fn visit_any(&mut self, _: Value<'_>) -> Result<(), log::kv::Error> {
+                Ok(())
+            }
+            fn visit_null(&mut self) -> Result<(), log::kv::Error> {
+                self.0 = true;
+                Ok(())
+            }
+        }
+        let mut null = IsNull(false);
+        value.visit(&mut null)?;
+        if !null.0 {
             self.0.push(',');
             json_string(self.0, key.as_str());
             self.0.push(':');
-            self.0.push_str(&json);
+            let number = value.to_i64().is_some() || value.to_u64().is_some();
+            if number || value.to_bool().is_some() || value.to_f64().is_some_and(f64::is_finite) {
+                self.0.push_str(&value.to_string());
+            } else {
+                json_string(self.0, &value.to_string());
+            }
         }
-        Ok(())
-    }
-}
-
-/// One value as JSON; `None` for null (the key is left out).
-struct JsonValue(Option<String>);
-
-type KvResult = Result<(), log::kv::Error>;
-
-impl<'v> VisitValue<'v> for JsonValue {
-    fn visit_any(&mut self, value: Value<'_>) -> KvResult {
-        let mut out = String::new();
-        json_string(&mut out, &value.to_string());
-        self.0 = Some(out);
-        Ok(())
-    }
-
-    fn visit_null(&mut self) -> KvResult {
-        self.0 = None;
-        Ok(())
-    }
-
-    fn visit_u64(&mut self, value: u64) -> KvResult {
-        self.0 = Some(value.to_string());
-        Ok(())
-    }
-
-    fn visit_i64(&mut self, value: i64) -> KvResult {
-        self.0 = Some(value.to_string());
-        Ok(())
-    }
-
-    fn visit_f64(&mut self, value: f64) -> KvResult {
-        if !value.is_finite() {
-            return self.visit_any(Value::from(value));
-        }
-        self.0 = Some(value.to_string());
-        Ok(())
-    }
-
-    fn visit_bool(&mut self, value: bool) -> KvResult {
-        self.0 = Some(value.to_string());
         Ok(())
     }
 }

@@ -1,143 +1,85 @@
-//! Command hooks (`-pre-register`, `-post-register`, `-post-deregister`):
-//! run a program, bounded in time.
-//!
-//! A FROM scratch image has no `/bin/sh`, so a plain command string is
-//! split into words by POSIX shell rules (quotes and backslashes, no
-//! expansion; done in `config`) and the program is executed directly. A
-//! command that uses shell operators outside quotes (`&&`, `|`, `>`, `$(`...)
-//! arrives here as `/bin/sh -c COMMAND`, as the Go original ran every hook;
-//! `main` refuses it at start when the image has no `/bin/sh`.
-//!
-//! The child runs in its own process group. On timeout, or when a signal
-//! interrupts the wait, the whole group is sent SIGTERM and, if it is
-//! still there after a short grace, SIGKILL: a hook that ignores SIGTERM
-//! cannot hold the shutdown hostage. Output is captured (up to 16 KiB per
-//! stream) and logged line by line after the command ends.
-//!
-//! A hook's child exists only inside `reaper::while_hook_runs`, so the
-//! reaper of orphans (when the sidecar is PID 1) never takes its exit
-//! status.
+//! Command hooks: a program run without a shell (its words split by
+//! `config`; a command with shell operators arrives as `/bin/sh -c ...`),
+//! in a process group of its own that is sent SIGTERM, then SIGKILL after
+//! [`KILL_GRACE`], on timeout or interruption: a hook that ignores SIGTERM
+//! cannot hold the shutdown hostage. Its output (16 KiB per stream) is
+//! logged line by line once it ends. Its child exists only inside
+//! `reaper::while_hook_runs`, so the reaper never takes its exit status.
 
-use super::{reaper, Outcome};
+use super::{reaper, wait, Outcome, POLL};
 use crate::clock::Clock;
 use crate::config::Hook;
 use log::{info, warn};
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Bytes of output kept per stream.
 const MAX_OUTPUT: usize = 16 * 1024;
-/// How often a running child is checked.
-const POLL: Duration = Duration::from_millis(20);
-/// How long the output of a hook that has ended may take to reach the end
-/// of its pipes (a grandchild may hold them open).
+/// How long an ended hook's output may take to reach the end of its pipes
+/// (a process it left running may hold them open).
 const OUTPUT_WAIT: Duration = Duration::from_millis(200);
 /// Time a process group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        (None, None) => "unknown exit status".to_owned(),
-    }
-}
-
 /// Sends `sig` to the process group led by `pid`.
 #[allow(unsafe_code)]
 fn kill_group(pid: u32, sig: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid
-    // addresses the process group we created for this child (process_group(0)).
-    unsafe {
-        libc::kill(-pgid, sig);
+    if let Ok(pgid @ 2..) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions; a negative
+        // pid addresses the group made for this child (process_group(0)).
+        unsafe { libc::kill(-pgid, sig) };
     }
 }
 
-/// Reads `stream` into the returned buffer on a thread of its own, which
-/// drops `eof` when the stream ends (see [`wait_for_output`]).
+/// Reads `stream` into the returned buffer on a detached thread (a process
+/// that keeps the pipe open must not block us), which drops `eof` at the end.
 fn capture(stream: Option<impl Read + Send + 'static>, eof: Sender<()>) -> Arc<Mutex<Vec<u8>>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
-    if let Some(mut s) = stream {
-        let sink = Arc::clone(&buf);
-        // Detached: a grandchild that keeps the pipe open must not block us.
-        let spawned = std::thread::Builder::new()
-            .name("hook-output".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let _eof = eof;
-                let mut chunk = [0u8; 4096];
-                loop {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if let Ok(mut b) = sink.lock() {
-                                let room = MAX_OUTPUT.saturating_sub(b.len());
-                                b.extend_from_slice(&chunk[..n.min(room)]);
-                            }
-                        }
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            // The pipe's read end closes with the closure: a hook that
-            // writes output then fails (SIGPIPE), and that failure is
-            // handled like any other; this process goes on.
-            warn!("cannot start a thread to read a hook's output (pids limit?): {e}");
+    let sink = Arc::clone(&buf);
+    let Some(mut s) = stream else { return buf };
+    let read = move || {
+        let _eof = eof;
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = s.read(&mut chunk) {
+            if let Ok(mut b) = sink.lock() {
+                let room = MAX_OUTPUT.saturating_sub(b.len());
+                b.extend_from_slice(&chunk[..n.min(room)]);
+            }
         }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("hook-output".into())
+        .stack_size(256 * 1024)
+        .spawn(read);
+    if let Err(e) = spawned {
+        // The pipe closes: a hook that writes then fails (SIGPIPE).
+        warn!("cannot start a thread to read a hook's output (pids limit?): {e}");
     }
     buf
 }
 
-/// Waits until every reader thread of [`capture`] has reached the end of
-/// its stream (all the senders of `eof` are gone), `max` at most.
-fn wait_for_output(eof: &Receiver<()>, max: Duration) {
-    let end = Instant::now() + max;
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match eof.recv_timeout(left) {
-            Ok(()) => {}
-            // Both at their end; or still open past `max` (a process the
-            // hook left running holds them): what was read is logged.
-            Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => return,
+fn log_output(hook: &str, stream: &str, buf: &Mutex<Vec<u8>>) {
+    let Ok(b) = buf.lock() else { return };
+    for line in String::from_utf8_lossy(&b).lines() {
+        if !line.trim().is_empty() {
+            info!("[{hook} {stream}] {line}");
         }
     }
 }
 
-fn log_output(hook: &str, stream: &str, buf: &Arc<Mutex<Vec<u8>>>) {
-    let Ok(b) = buf.lock() else { return };
-    for line in String::from_utf8_lossy(&b)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-    {
-        info!("[{hook} {stream}] {line}");
-    }
-}
-
-/// Stops a child's whole group: SIGTERM, a grace period, then SIGKILL.
+/// Stops a child's whole group: SIGTERM, up to [`KILL_GRACE`], SIGKILL.
 fn stop(child: &mut Child) {
     kill_group(child.id(), libc::SIGTERM);
-    let mut waited = Duration::ZERO;
-    while waited < KILL_GRACE {
-        if let Ok(Some(_)) = child.try_wait() {
-            // The leader is gone; make sure the rest of its group is too.
-            kill_group(child.id(), libc::SIGKILL);
-            return;
-        }
+    let end = Instant::now() + KILL_GRACE;
+    while Instant::now() < end && matches!(child.try_wait(), Ok(None)) {
         std::thread::sleep(POLL);
-        waited += POLL;
     }
+    // Also when the leader is gone: the rest of its group may not be.
     kill_group(child.id(), libc::SIGKILL);
-    let _ = child.kill();
     let _ = child.wait();
 }
 
@@ -149,14 +91,14 @@ pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
 }
 
 fn run_child(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
-    use std::os::unix::process::CommandExt;
     let Some((program, args)) = hook.argv().split_first() else {
         return Outcome::NotStarted("empty command".into());
     };
+    let shown = shlex::try_join(hook.argv().iter().map(String::as_str));
     info!(
         "running {} command: {}",
         hook.name,
-        shlex::try_join(hook.argv().iter().map(String::as_str)).unwrap_or_default()
+        shown.unwrap_or_default()
     );
     let spawned = Command::new(program)
         .args(args)
@@ -167,44 +109,24 @@ fn run_child(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
         .spawn();
     let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => {
-            let out = Outcome::NotStarted(format!("{program}: {e}"));
-            warn!("{} command {out}", hook.name);
-            return out;
-        }
+        Err(e) => return Outcome::NotStarted(format!("{program}: {e}")),
     };
     let (eof_tx, eof) = mpsc::channel();
     let out_buf = capture(child.stdout.take(), eof_tx.clone());
     let err_buf = capture(child.stderr.take(), eof_tx);
-    let deadline = clock.now() + hook.timeout;
-    let outcome = loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => break Outcome::Success,
-            Ok(Some(status)) => break Outcome::Failed(describe(status)),
-            Ok(None) => {}
-            Err(e) => {
-                stop(&mut child);
-                break Outcome::Failed(format!("cannot wait for it: {e}"));
-            }
-        }
-        let now = clock.now();
-        if now >= deadline {
-            stop(&mut child);
-            break Outcome::TimedOut;
-        }
-        if clock.sleep(POLL.min(deadline - now)).is_err() {
-            stop(&mut child);
-            break Outcome::Interrupted;
-        }
-    };
-    wait_for_output(&eof, OUTPUT_WAIT);
+    let outcome = wait(clock, hook.timeout, || match child.try_wait() {
+        Ok(Some(status)) if status.success() => Some(Outcome::Success),
+        Ok(Some(status)) => Some(Outcome::Failed(status.to_string())),
+        Ok(None) => None,
+        Err(e) => Some(Outcome::Failed(format!("cannot wait for it: {e}"))),
+    });
+    if !matches!(child.try_wait(), Ok(Some(_))) {
+        stop(&mut child); // timed out, interrupted or cannot be waited for
+    }
+    // Nothing is sent: this waits until both readers are at their end.
+    let _ = eof.recv_timeout(OUTPUT_WAIT);
     log_output(hook.name, "stdout", &out_buf);
     log_output(hook.name, "stderr", &err_buf);
-    if outcome.ok() {
-        info!("{} command succeeded", hook.name);
-    } else {
-        warn!("{} command {outcome}", hook.name);
-    }
     outcome
 }
 
@@ -256,7 +178,7 @@ mod tests {
         assert_eq!(run(&hook("true", 5000), &mut t), Outcome::Success);
         assert_eq!(
             run(&hook("false", 5000), &mut t),
-            Outcome::Failed("exit status 1".into())
+            Outcome::Failed("exit status: 1".into())
         );
         match run(&hook("/nonexistent/program arg", 5000), &mut t) {
             Outcome::NotStarted(why) => assert!(why.contains("/nonexistent/program"), "{why}"),
@@ -285,7 +207,7 @@ mod tests {
         for _ in 0..30 {
             assert_eq!(
                 run(&hook("sh -c 'exit 7'", 5000), &mut t),
-                Outcome::Failed("exit status 7".into())
+                Outcome::Failed("exit status: 7".into())
             );
             assert_eq!(run(&hook("true", 5000), &mut t), Outcome::Success);
         }
@@ -303,7 +225,7 @@ mod tests {
         let buf = capture(child.stdout.take(), tx);
         child.wait().unwrap();
         let started = Instant::now();
-        wait_for_output(&eof, Duration::from_secs(5));
+        let _ = eof.recv_timeout(Duration::from_secs(5));
         assert!(started.elapsed() < Duration::from_secs(4), "returns at EOF");
         assert_eq!(*buf.lock().unwrap(), b"early\nlate\n");
         // A pipe held open: the wait ends at its bound.
@@ -318,7 +240,7 @@ mod tests {
         let _buf = capture(child.stdout.take(), tx);
         child.wait().unwrap();
         let started = Instant::now();
-        wait_for_output(&eof, Duration::from_millis(100));
+        let _ = eof.recv_timeout(Duration::from_millis(100));
         kill_group(child.id(), libc::SIGKILL);
         assert!(started.elapsed() < Duration::from_secs(1));
     }

@@ -1,37 +1,19 @@
-//! HTTP hooks (`-pre-register-http`, `-post-register-http`,
-//! `-post-deregister-http`): a GET to an `http://` URL, for images where
-//! no command can run (`FROM scratch`), so the sidecar can tell the app
-//! "you are in the load balancer" or "you are out".
-//!
-//! Same semantics as the command hooks: 2xx is success (redirects are not
-//! followed), anything else, no answer or a broken connection is a
-//! failure, the step's `-*-timeout` bounds the whole request, and a
-//! signal or drain request ends the wait where it ends a command hook's
-//! (the request is left to end by its own timeout on a thread of its own,
-//! as a killed command's pipes are left to their reader threads).
-//!
-//! Proxies: as every request ([`crate::aws::http::goes_direct`]).
+//! HTTP hooks: a GET to an `http://` URL, for images where no command can
+//! run (`FROM scratch`). 2xx is success (redirects are not followed); the
+//! request runs on a thread of its own, so a signal or drain request ends
+//! the wait as it ends a command hook's (the request then ends by its own
+//! timeout). Proxies: as every request ([`crate::aws::http::goes_direct`]).
 
-use super::Outcome;
+use super::{wait, Outcome};
 use crate::aws::error::{redact_url, snippet, Error, TransportKind};
-use crate::aws::http::{HttpRequest, Transport};
+use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::clock::Clock;
-use log::{info, warn};
+use crate::config::Hook;
+use log::info;
 use std::sync::mpsc::{channel, TryRecvError};
-use std::time::Duration;
-
-/// How often a request in flight is checked (as a command hook's child is).
-const POLL: Duration = Duration::from_millis(20);
-/// Stack of the request thread (name resolution may need some).
-const STACK_SIZE: usize = 1024 * 1024;
-
-/// The URL without credentials, for logs (see [`redact_url`]).
-pub fn redacted(url: &str) -> String {
-    redact_url(url)
-}
 
 /// What an answer (or its absence) means for the hook.
-pub fn outcome(answer: &Result<crate::aws::http::HttpResponse, Error>) -> Outcome {
+pub fn outcome(answer: &Result<HttpResponse, Error>) -> Outcome {
     match answer {
         Ok(r) if (200..300).contains(&r.status) => Outcome::Success,
         Ok(r) => Outcome::Failed(format!("HTTP {}: {}", r.status, snippet(&r.body))),
@@ -43,80 +25,43 @@ pub fn outcome(answer: &Result<crate::aws::http::HttpResponse, Error>) -> Outcom
     }
 }
 
-/// GETs `url` for the hook `name` through `transport` within `timeout`;
-/// a signal or drain request (the `clock`'s sleep says `Interrupted`)
-/// ends the wait.
-pub fn run<T>(
-    name: &str,
-    url: &str,
-    timeout: Duration,
-    transport: &T,
-    clock: &mut dyn Clock,
-) -> Outcome
+/// GETs `url` for `hook` through `transport` within the hook's timeout,
+/// unless the `clock`'s sleep is interrupted first.
+pub fn run<T>(hook: &Hook, url: &str, transport: &T, clock: &mut dyn Clock) -> Outcome
 where
     T: Transport + Clone + Send + 'static,
 {
-    let shown = redacted(url);
-    info!("calling {name} HTTP hook: GET {shown}");
+    info!("calling {} HTTP hook: GET {}", hook.name, redact_url(url));
     let req = HttpRequest {
         method: "GET",
         url: url.to_owned(),
         headers: Vec::new(),
         body: Vec::new(),
-        timeout,
+        timeout: hook.timeout,
     };
-    let action = format!("{name} HTTP hook");
+    let action = format!("{} HTTP hook", hook.name);
     let (tx, rx) = channel();
     let t = transport.clone();
     let spawned = std::thread::Builder::new()
         .name("http-hook".into())
-        .stack_size(STACK_SIZE)
-        .spawn(move || {
-            let _ = tx.send(t.send(&action, &req));
-        });
+        .stack_size(1024 * 1024) // name resolution may need some
+        .spawn(move || tx.send(t.send(&action, &req)));
     if let Err(e) = spawned {
-        let out = Outcome::NotStarted(format!("cannot start a thread (pids limit?): {e}"));
-        warn!("{name} HTTP hook {out}");
-        return out;
+        return Outcome::NotStarted(format!("cannot start a thread (pids limit?): {e}"));
     }
-    let deadline = clock.now() + timeout;
-    let out = loop {
-        match rx.try_recv() {
-            Ok(answer) => break outcome(&answer),
-            Err(TryRecvError::Disconnected) => {
-                break Outcome::Failed("the request thread ended without an answer".into())
-            }
-            Err(TryRecvError::Empty) => {}
-        }
-        let now = clock.now();
-        if now >= deadline {
-            break Outcome::TimedOut;
-        }
-        if clock.sleep(POLL.min(deadline - now)).is_err() {
-            break Outcome::Interrupted;
-        }
-    };
-    if out.ok() {
-        info!("{name} HTTP hook succeeded");
-    } else {
-        warn!("{name} HTTP hook {out}");
-    }
-    out
+    wait(clock, hook.timeout, || match rx.try_recv() {
+        Ok(answer) => Some(outcome(&answer)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Disconnected) => Some(Outcome::Failed(
+            "the request thread ended without an answer".into(),
+        )),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::aws::http::HttpResponse;
-
-    #[test]
-    fn credentials_are_not_logged() {
-        assert_eq!(
-            redacted("http://user:pw@10.0.0.5:80/a@b"),
-            "http://***@10.0.0.5:80/a@b"
-        );
-        assert_eq!(redacted("http://10.0.0.5/a@b"), "http://10.0.0.5/a@b");
-    }
 
     #[test]
     fn two_hundreds_succeed_the_rest_fail() {

@@ -1,14 +1,9 @@
-//! Hooks: what the sidecar runs around its registration steps
-//! (`-pre-register`, `-post-register`, `-post-deregister`, and their
-//! `-*-http` twins), a command ([`command`]) or an HTTP GET ([`http`]),
-//! each bounded by its step's timeout and cut short by a signal or drain
-//! request. [`run`] dispatches on the hook's [`HookAction`]; both kinds end
-//! in one [`Outcome`].
-//!
-//! [`reaper`] collects the orphans a command hook leaves behind when the
-//! sidecar is PID 1 (a scratch image), without ever taking a hook's own
-//! exit status. [`program`] finds a command hook's program as execvp(3)
-//! would, for `-check`.
+//! Hooks around the registration steps (`-pre-register`, `-post-register`,
+//! `-post-deregister` and their `-*-http` twins): a command ([`command`]) or
+//! an HTTP GET ([`http`]), bounded by the step's timeout and cut short by a
+//! signal or drain request. [`reaper`] collects the orphans a command
+//! leaves when the sidecar is PID 1; [`program`] finds a command's program
+//! for `-check`.
 
 pub mod command;
 pub mod http;
@@ -18,14 +13,17 @@ pub mod reaper;
 use crate::aws::http::Transport;
 use crate::clock::Clock;
 use crate::config::{Hook, HookAction};
+use std::time::Duration;
+
+/// How often a running hook is checked.
+const POLL: Duration = Duration::from_millis(20);
 
 /// How a hook ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Exit status 0, or an HTTP 2xx answer.
     Success,
-    /// Non-zero exit, killed by a signal, another HTTP answer or none; the
-    /// text says which.
+    /// Non-zero exit, killed by a signal, another HTTP answer or none.
     Failed(String),
     /// It ran past its timeout (a command is killed).
     TimedOut,
@@ -55,15 +53,43 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// Runs `hook`: a command through [`command::run`], an HTTP GET through
-/// [`http::run`] on `transport`. The `clock`'s events (a sleep that says
-/// `Interrupted`) end the wait.
+/// Runs `hook` (an HTTP GET through `transport`) and logs how it ended;
+/// the `clock`'s events (a sleep that says `Interrupted`) end the wait.
 pub fn run<T>(hook: &Hook, transport: &T, clock: &mut dyn Clock) -> Outcome
 where
     T: Transport + Clone + Send + 'static,
 {
-    match &hook.action {
-        HookAction::Command(_) => command::run(hook, clock),
-        HookAction::Http(url) => http::run(hook.name, url, hook.timeout, transport, clock),
+    let (kind, out) = match &hook.action {
+        HookAction::Command(_) => ("command", command::run(hook, clock)),
+        HookAction::Http(url) => ("HTTP hook", http::run(hook, url, transport, clock)),
+    };
+    let level = if out.ok() {
+        log::Level::Info
+    } else {
+        log::Level::Warn
+    };
+    log::log!(level, "{} {kind} {out}", hook.name);
+    out
+}
+
+/// Calls `done` every [`POLL`] until it has an outcome, `timeout` passes
+/// or the `clock`'s sleep is interrupted.
+fn wait(
+    clock: &mut dyn Clock,
+    timeout: Duration,
+    mut done: impl FnMut() -> Option<Outcome>,
+) -> Outcome {
+    let deadline = clock.now() + timeout;
+    loop {
+        if let Some(out) = done() {
+            return out;
+        }
+        let now = clock.now();
+        if now >= deadline {
+            return Outcome::TimedOut;
+        }
+        if clock.sleep(POLL.min(deadline - now)).is_err() {
+            return Outcome::Interrupted;
+        }
     }
 }

@@ -1,15 +1,10 @@
-//! Where a command hook's program would be found, for `-check`: the
-//! lookup execvp(3) does, so a typo or a program the image lacks shows up
-//! before a rollout instead of as a failing hook in one.
-//!
-//! [`locate`] is the rule, given the filesystem as a function;
-//! [`path_kind`] is that function for the real one.
+//! Where a command hook's program would be found, as execvp(3) finds it:
+//! `-check` reports a typo or a program the image lacks before a rollout.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// The search path when `PATH` is unset: musl's (the static binary's C
-/// library) default for execvp(3).
+/// musl's execvp(3) search path when `PATH` is unset.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/bin:/usr/bin";
 
 /// What the filesystem holds at a path (symbolic links followed).
@@ -35,14 +30,13 @@ pub fn path_kind(path: &Path) -> PathKind {
     }
 }
 
-/// Finds `program` as execvp(3) would: a name with a `/` is taken as it
-/// is (relative to the working directory), any other name is looked up
-/// in the directories of `path` (`PATH`; [`DEFAULT_PATH`] when unset or
-/// empty), an empty entry meaning the working directory.
+/// Finds `program` as execvp(3) would: a name with a `/` as it is, any
+/// other in the directories of `path` (`PATH`, else [`DEFAULT_PATH`]; an
+/// empty entry is the working directory), given the filesystem as `kind`.
 ///
 /// # Errors
-/// One line saying what is wrong: missing, a directory, not executable,
-/// or not in any directory of the search path (which it names).
+/// One line: missing, a directory, not executable, or in no directory of
+/// the search path.
 pub fn locate(
     program: &str,
     path: Option<&str>,

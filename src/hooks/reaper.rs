@@ -1,42 +1,28 @@
-//! The reaper of orphaned processes, for when the sidecar is PID 1.
-//!
-//! In a scratch image the sidecar is its container's PID 1, so processes a
-//! hook leaves behind (a daemon it started, a double fork) become its
-//! children when they are orphaned, and their zombies stay unless it reaps
-//! them. [`start_reaper`] does, without ever collecting a hook's own exit
-//! status: a hook's child exists only inside `while_hook_runs`, which
-//! holds the lock of `CHILDREN` (from spawn to its wait), and the reaper
-//! collects other children only while holding that lock.
+//! The reaper of orphans, for when the sidecar is its container's PID 1 (a
+//! scratch image): processes a hook leaves behind (a daemon, a double fork)
+//! are reparented to it and stay zombies unless reaped. It never takes a
+//! hook's own exit status: a hook's child exists only inside
+//! `while_hook_runs`, which holds `RUNS`'s lock, and the reaper reaps
+//! only while holding it.
 
 use log::{info, warn};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::io;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-/// The process's children: the lock is held while a hook child exists,
-/// and counts completed hook runs (after each, orphans may be waiting).
-struct Children {
-    runs: Mutex<u64>,
-    done: Condvar,
+/// Completed hook runs (after each, orphans may be waiting).
+static RUNS: Mutex<u64> = Mutex::new(0);
+static RAN: Condvar = Condvar::new();
+
+fn runs() -> MutexGuard<'static, u64> {
+    RUNS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-static CHILDREN: Children = Children {
-    runs: Mutex::new(0),
-    done: Condvar::new(),
-};
-
-impl Children {
-    fn lock(&self) -> MutexGuard<'_, u64> {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Starts a thread that reaps orphaned processes, for when this process is
-/// PID 1 of its namespace (orphans are reparented to it). It sleeps in the
-/// kernel until a child is waitable, and while there is no child at all,
-/// until a hook has run.
+/// Starts the thread that reaps orphans. It sleeps in the kernel until a
+/// child has exited and, while there is no child at all, until a hook ran.
 ///
 /// # Errors
 /// The OS error if the thread cannot be started.
-pub fn start_reaper() -> std::io::Result<()> {
+pub fn start_reaper() -> io::Result<()> {
     std::thread::Builder::new()
         .name("reaper".into())
         .stack_size(256 * 1024)
@@ -46,34 +32,30 @@ pub fn start_reaper() -> std::io::Result<()> {
 
 fn reap_forever() {
     loop {
-        let runs_before = *CHILDREN.lock();
+        let before = *runs();
         match wait_for_any_child() {
             Ok(()) => {
-                let _hooks_done = CHILDREN.lock();
-                let n = reap_waiting_children();
+                let _no_hook_child = runs();
+                let n = reap_exited();
                 if n > 0 {
                     info!("reaped {n} orphaned process(es)");
                 }
             }
+            // No children: none can appear before a hook runs.
             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                // No children: none can appear before a hook runs.
-                let runs = CHILDREN.lock();
-                drop(CHILDREN.done.wait_while(runs, |runs| *runs == runs_before));
+                drop(RAN.wait_while(runs(), |r| *r == before));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                warn!("reaping orphaned processes stopped: {e}");
-                return;
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return warn!("reaping orphaned processes stopped: {e}"),
         }
     }
 }
 
 /// Blocks until some child has exited, without reaping it.
 #[allow(unsafe_code)]
-fn wait_for_any_child() -> std::io::Result<()> {
-    // SAFETY: siginfo_t is plain data, valid when zeroed; waitid(2) writes
-    // into it and has no other memory-safety preconditions.
+fn wait_for_any_child() -> io::Result<()> {
+    // SAFETY: siginfo_t is plain data, valid when zeroed; waitid(2) only
+    // writes into it.
     let rc = unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
         libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT)
@@ -81,34 +63,26 @@ fn wait_for_any_child() -> std::io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error())
+        Err(io::Error::last_os_error())
     }
 }
 
-/// Reaps every child that has exited; the caller holds [`CHILDREN`]'s lock,
-/// so none of them is a hook's. Returns how many.
+/// Reaps every child that has exited; returns how many.
 #[allow(unsafe_code)]
-fn reap_waiting_children() -> usize {
-    let mut reaped = 0;
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid(2) writes only into `status`, a valid c_int.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return reaped;
-        }
-        reaped += 1;
-    }
+fn reap_exited() -> usize {
+    // SAFETY: waitpid(2) writes only into the c_int it is given.
+    std::iter::repeat_with(|| unsafe { libc::waitpid(-1, &mut 0, libc::WNOHANG) })
+        .take_while(|pid| *pid > 0)
+        .count()
 }
 
-/// Runs `f`, which spawns a hook's child and waits for it, holding the
-/// lock that keeps the reaper off; then wakes a reaper waiting for
-/// children to appear (orphans of the hook may be waiting).
+/// Runs `f` (a hook's spawn and wait) with the reaper kept off, then wakes
+/// a reaper waiting for children (the hook's orphans may be waiting).
 pub(super) fn while_hook_runs<R>(f: impl FnOnce() -> R) -> R {
-    let mut runs = CHILDREN.lock();
+    let mut runs = runs();
     let result = f();
     *runs += 1;
     drop(runs);
-    CHILDREN.done.notify_all();
+    RAN.notify_all();
     result
 }

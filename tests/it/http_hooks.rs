@@ -171,6 +171,8 @@ fn the_three_hooks_are_called_in_their_places() {
         ("/out", Answer::Status(200)),
     ]);
     let (pre, post, out) = (hooks.url("/pre"), hooks.url("/in"), hooks.url("/out"));
+    // A password in a hook's URL never reaches the log.
+    let post = post.replace("http://", "http://hook:hunter2@");
     let mut env = base_env(&fake.url());
     // Loopback goes direct whatever the proxy variables say.
     env.insert("HTTP_PROXY".into(), "http://127.0.0.1:1".into());
@@ -193,6 +195,8 @@ fn the_three_hooks_are_called_in_their_places() {
         "{log}"
     );
     assert!(log.contains("post-deregister HTTP hook succeeded"), "{log}");
+    assert!(log.contains("calling post-register HTTP hook: GET http://***@127.0.0.1:"));
+    assert!(!log.contains("hunter2"), "{log}");
 }
 
 #[test]
