@@ -90,7 +90,7 @@ impl QuietWatch {
     fn take(&mut self, sample: &Sample) -> (u64, u64) {
         let scope = &self.scope;
         let listening: HashSet<u16> = (sample.table.iter())
-            .filter(|e| e.state == TcpState::Listen)
+            .filter(|e| e.state == TcpState::LISTEN)
             .map(|e| e.local.port())
             .collect();
         let mut current = HashSet::new();
@@ -283,7 +283,7 @@ mod tests {
         Entry {
             local: SocketAddr::from(([0, 0, 0, 0], port)),
             remote: "0.0.0.0:0".parse().unwrap(),
-            state: TcpState::Listen,
+            state: TcpState::LISTEN,
             inode: 1,
         }
     }
@@ -308,12 +308,12 @@ mod tests {
         let outgoing = Entry {
             local: "10.0.0.1:40000".parse().unwrap(),
             remote: "10.9.9.9:8080".parse().unwrap(),
-            state: TcpState::Established,
+            state: TcpState::ESTABLISHED,
             inode: 1,
         };
         let other = Entry {
             local: "10.0.0.1:8081".parse().unwrap(),
-            ..conn(5000, TcpState::Established)
+            ..conn(5000, TcpState::ESTABLISHED)
         };
         let t0 = Instant::now();
         let mut w = QuietWatch::new(scope(&[8080]), t0, t0, &at(&[listener(8080)]));
@@ -321,8 +321,8 @@ mod tests {
             listener(8080),
             outgoing,
             other,
-            conn(1, TcpState::Established),
-            conn(2, TcpState::TimeWait),
+            conn(1, TcpState::ESTABLISHED),
+            conn(2, TcpState::TIME_WAIT),
         ];
         assert_eq!(w.observe(Some(&at(&table)), t0), 2);
         assert_eq!(w.open, 1);
@@ -342,9 +342,9 @@ mod tests {
         let mapped = Entry {
             local: "[::ffff:10.0.0.1]:8080".parse().unwrap(),
             remote: "[::ffff:10.1.2.3]:7".parse().unwrap(),
-            ..conn(7, TcpState::Established)
+            ..conn(7, TcpState::ESTABLISHED)
         };
-        let probes = at(&[listener(8080), conn(1, TcpState::TimeWait), mapped]);
+        let probes = at(&[listener(8080), conn(1, TcpState::TIME_WAIT), mapped]);
         assert_eq!(
             w.observe(
                 Some(&Sample {
@@ -359,7 +359,7 @@ mod tests {
         let lb = SocketAddr::from(([10, 9, 9, 9], 1));
         let from_lb = Entry {
             remote: lb,
-            ..conn(0, TcpState::Established)
+            ..conn(0, TcpState::ESTABLISHED)
         };
         let lb_table = [listener(8080), from_lb];
         assert_eq!(
@@ -389,12 +389,12 @@ mod tests {
         };
         let mut w = QuietWatch::new(own, t0, t0, &sample(100, 10, &[]));
         // Three accepted: two by the sidecar's listeners, one seen.
-        let seen = [listener(8080), conn(1, TcpState::Established)];
+        let seen = [listener(8080), conn(1, TcpState::ESTABLISHED)];
         assert_eq!(w.observe(Some(&sample(103, 12, &seen)), ms(50)), 1);
         // A connection to the sidecar, seen too: counted once (as its own).
         let to_own = Entry {
             local: "10.0.0.1:9090".parse().unwrap(),
-            ..conn(2, TcpState::TimeWait)
+            ..conn(2, TcpState::TIME_WAIT)
         };
         let mut table = seen.to_vec();
         table.extend([listener(9090), to_own]);
@@ -406,7 +406,7 @@ mod tests {
         // An app listener's connection on another port, seen: explained.
         let other = Entry {
             local: "10.0.0.1:7000".parse().unwrap(),
-            ..conn(3, TcpState::Established)
+            ..conn(3, TcpState::ESTABLISHED)
         };
         table.extend([listener(7000), other]);
         assert_eq!(w.observe(Some(&sample(107, 13, &table)), ms(200)), 0);
@@ -417,7 +417,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let period = Duration::from_secs(1);
-        let open = TcpState::Established;
+        let open = TcpState::ESTABLISHED;
         // Deregistered at 0; the watch begins 100 ms later with one connection.
         let mut w = QuietWatch::new(scope(&[8080]), t0, ms(100), &at(&[conn(1, open)]));
         assert_eq!(w.open, 1);
@@ -431,7 +431,7 @@ mod tests {
         // One that opened and closed between samples shows as TIME_WAIT.
         assert_eq!(
             w.observe(
-                Some(&at(&[conn(2, open), conn(3, TcpState::TimeWait)])),
+                Some(&at(&[conn(2, open), conn(3, TcpState::TIME_WAIT)])),
                 ms(450)
             ),
             1
@@ -439,7 +439,7 @@ mod tests {
         assert_eq!(w.open, 1);
         // The same address pair gone and back is a new connection.
         assert_eq!(
-            w.observe(Some(&at(&[conn(3, TcpState::TimeWait)])), ms(500)),
+            w.observe(Some(&at(&[conn(3, TcpState::TIME_WAIT)])), ms(500)),
             0
         );
         assert_eq!(w.observe(Some(&at(&[conn(2, open)])), ms(550)), 1);
