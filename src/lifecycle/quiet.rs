@@ -199,26 +199,13 @@ impl Lifecycle<'_> {
             .collect();
         ports.sort_unstable();
         ports.dedup();
-        let first = if ports.is_empty() {
-            Err("the target port is unknown (give -target-port)".to_owned())
-        } else {
-            self.sample()
+        let first = match ports.is_empty() {
+            true => Err("the target port is unknown (give -target-port)".to_owned()),
+            false => self.sample(),
         };
         let first = match first {
             Ok(sample) => sample,
-            Err(why) => {
-                // No table: the quiet period becomes a fixed wait.
-                warn!(
-                    "cannot watch connections: {why}; waiting the whole -drain-quiet-period ({}) instead",
-                    humantime::format_duration(period)
-                );
-                let end = (self.clock.now() + period).min(deadline);
-                let reached = self.clock.now() + period <= deadline;
-                while self.clock.now() < end {
-                    let _ = self.clock.sleep(end - self.clock.now());
-                }
-                return reached;
-            }
+            Err(why) => return self.wait_blind(period, deadline, &why),
         };
         info!(
             "waiting until no new connection to port {} for {} (drain quiet period)",
@@ -234,13 +221,12 @@ impl Lifecycle<'_> {
         let mut warned = false;
         loop {
             let now = self.clock.now();
-            if watch.quiet_for(now) >= period || now >= deadline {
-                let reached = watch.quiet_for(now) >= period;
+            let reached = watch.quiet_for(now) >= period;
+            if reached || now >= deadline {
                 let summary = watch.summary(now, reached);
-                if reached {
-                    info!("{summary}");
-                } else {
-                    warn!("{summary}");
+                match reached {
+                    true => info!("{summary}"),
+                    false => warn!("{summary}"),
                 }
                 return reached;
             }
@@ -254,6 +240,20 @@ impl Lifecycle<'_> {
             }
             watch.observe(sample.as_ref().ok(), now);
         }
+    }
+
+    /// Without a TCP table the quiet period is a fixed wait.
+    fn wait_blind(&mut self, period: Duration, deadline: Instant, why: &str) -> bool {
+        warn!(
+            "cannot watch connections: {why}; waiting the whole -drain-quiet-period ({}) instead",
+            humantime::format_duration(period)
+        );
+        let end = (self.clock.now() + period).min(deadline);
+        let reached = self.clock.now() + period <= deadline;
+        while self.clock.now() < end {
+            let _ = self.clock.sleep(end - self.clock.now());
+        }
+        reached
     }
 
     /// Reads the counter, the tables, then the sidecar's own count: a
