@@ -172,13 +172,9 @@ pub trait Effects {
     /// Runs the app check once (`None` when neither flag is set).
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>>;
     /// The pod's TCP sockets, for the drain quiet period.
-    fn tcp_table(&mut self) -> Result<Vec<TcpEntry>, String> {
-        Err("no TCP table available".into())
-    }
+    fn tcp_table(&mut self) -> Result<Vec<TcpEntry>, String>;
     /// The network namespace's count of accepted TCP connections.
-    fn passive_opens(&mut self) -> Result<u64, String> {
-        Err("no connection counter available".into())
-    }
+    fn passive_opens(&mut self) -> Result<u64, String>;
 }
 
 /// One registration: a target in a target group.

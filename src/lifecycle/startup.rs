@@ -211,18 +211,16 @@ fn check_group(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
     let Ok(ip) = target_id.parse::<std::net::IpAddr>() else {
         return Ok(());
     };
-    let family = |v6: bool| {
-        if v6 {
-            ("IPv6", "ipv6")
-        } else {
-            ("IPv4", "ipv4")
-        }
+    let (ours, theirs) = if ip.is_ipv6() {
+        ("IPv6", "IPv4")
+    } else {
+        ("IPv4", "IPv6")
     };
-    let ((theirs, _), (ours, ours_lower)) = (family(!ip.is_ipv6()), family(ip.is_ipv6()));
     match group.ip_address_type.as_deref() {
-        Some(t) if t == family(!ip.is_ipv6()).1 => Err(Error::Config(format!(
+        Some(t) if t == theirs.to_lowercase() => Err(Error::Config(format!(
             "target group {name} takes {theirs} targets (IpAddressType {t}) but the target {target_id} is an {ours} \
-             address: register in an {ours_lower} target group, or set -target-id to the pod's {theirs} address"
+             address: register in an {} target group, or set -target-id to the pod's {theirs} address",
+            ours.to_lowercase()
         ))),
         _ => Ok(()),
     }
