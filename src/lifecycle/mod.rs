@@ -179,30 +179,27 @@ pub trait Effects {
 
 /// One registration: a target in a target group.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registration {
+struct Registration {
     /// Group name or ARN, as the user gave it (for logs).
-    pub label: String,
-    /// Target group ARN.
-    pub arn: String,
-    /// The target.
-    pub target: Target,
+    label: String,
+    arn: String,
+    target: Target,
     /// The group's port, watched by the quiet period when the target has none.
-    pub group_port: Option<u16>,
-    /// What is known of its RegisterTargets.
-    pub state: RegistrationState,
+    group_port: Option<u16>,
+    state: RegistrationState,
     /// The group's health pace (earliest healthy after registering, check
     /// interval); `None` for a group given by ARN.
-    pub pace: Option<(Duration, Duration)>,
+    pace: Option<(Duration, Duration)>,
     /// When AWS answered its RegisterTargets with success.
-    pub registered_at: Option<Instant>,
+    registered_at: Option<Instant>,
     /// An attempt of its RegisterTargets went unanswered: it may still land.
-    pub lost_attempt: bool,
+    lost_attempt: bool,
 }
 
 impl Registration {
     /// Whether a RegisterTargets of this target may still land after a
     /// deregistration: its call, or one of its attempts, got no answer.
-    pub fn may_land_late(&self) -> bool {
+    fn may_land_late(&self) -> bool {
         self.state == RegistrationState::Sent || self.lost_attempt && self.state.may_be_registered()
     }
 
@@ -225,7 +222,7 @@ impl Registration {
 /// ```
 /// A failed deregistration leaves the state as it was, for a later shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegistrationState {
+enum RegistrationState {
     /// RegisterTargets not sent: nothing to take out.
     NotSent,
     /// Sent without an answer from AWS: it may have landed, or land later.
@@ -241,7 +238,7 @@ pub enum RegistrationState {
 
 impl RegistrationState {
     /// Whether the target may be in the group (the shutdown deregisters it).
-    pub fn may_be_registered(self) -> bool {
+    fn may_be_registered(self) -> bool {
         matches!(self, Self::Sent | Self::Registered | Self::Refused)
     }
 }
