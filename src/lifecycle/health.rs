@@ -143,6 +143,12 @@ impl Lifecycle<'_> {
                 return HealthWait::Interrupted;
             }
         }
+        self.timed_out(watches)
+    }
+
+    /// The health wait timed out: log each target not healthy, and poll
+    /// on while blocked.
+    fn timed_out(&mut self, watches: Vec<Watch>) -> HealthWait {
         for w in watches.iter().filter(|w| !w.done) {
             let (r, last) = (&self.registrations[w.index], w.last.as_deref());
             warn!(
