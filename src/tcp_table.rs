@@ -1,157 +1,79 @@
-//! The kernel's TCP socket tables, `/proc/net/tcp` and `/proc/net/tcp6`.
-//!
-//! The sidecar shares the pod's network namespace with the app, so these
-//! two files list every connection the app has: the drain quiet period
-//! (`-drain-quiet-period`) reads them to see when the load balancer has
-//! stopped opening new connections to the target port.
-//!
-//! The format (`net/ipv4/tcp_ipv4.c`, `get_tcp4_sock`): a header line, then
-//! one line per socket, fields separated by spaces:
+//! The kernel's TCP socket tables, `/proc/net/tcp` and `/proc/net/tcp6`,
+//! which list every connection of the pod's network namespace (read by
+//! the drain quiet period), and the `PassiveOpens` counter of
+//! `/proc/net/snmp`. A table line (`net/ipv4/tcp_ipv4.c`):
 //!
 //! ```text
 //!   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
 //!    5: 0100007F:8193 0100007F:B9B2 01 00000000:00000000 00:00000000 00000000     0        0 210049 1 ...
 //! ```
 //!
-//! An address is the raw network-order bytes printed as 32-bit words in
-//! the host's byte order (one word for IPv4, four for IPv6), a colon, and
-//! the port in hex. `st` is the state number of `include/net/tcp_states.h`.
-//! Only the fields up to the inode are read; later ones vary by kernel.
-//!
-//! [`parse`] is pure (bytes in, entries or a one-line error out) and
-//! fuzzed; [`read`] is the thin IO shell.
+//! An address is its network-order bytes printed as 32-bit words in host
+//! byte order, then the port in hex; `st` is a state of `tcp_states.h`.
+//! Fields after the inode vary by kernel and are not read.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-/// A TCP state, as numbered in the kernel's `tcp_states.h`.
+/// A TCP state number of the kernel's `include/net/tcp_states.h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TcpState {
-    /// 1: connected.
-    Established,
-    /// 2: connecting (outgoing).
-    SynSent,
-    /// 3: a handshake in progress (incoming).
-    SynRecv,
-    /// 4: closed by us, waiting for the peer's ACK.
-    FinWait1,
-    /// 5: closed by us, waiting for the peer's FIN.
-    FinWait2,
-    /// 6: closed, lingering so late segments are not misread.
-    TimeWait,
-    /// 7: closed (unbound sockets).
-    Close,
-    /// 8: closed by the peer, not yet by us.
-    CloseWait,
-    /// 9: closed by both, waiting for the last ACK.
-    LastAck,
-    /// 10 (`0A`): a listening socket.
-    Listen,
-    /// 11: both closed at once.
-    Closing,
-    /// 12: a request socket in the handshake.
-    NewSynRecv,
-    /// Any other number (a future kernel's).
-    Other(u8),
-}
+pub struct TcpState(pub u8);
 
 impl TcpState {
-    /// The state of a kernel state number.
-    pub fn from_number(n: u8) -> Self {
-        match n {
-            1 => Self::Established,
-            2 => Self::SynSent,
-            3 => Self::SynRecv,
-            4 => Self::FinWait1,
-            5 => Self::FinWait2,
-            6 => Self::TimeWait,
-            7 => Self::Close,
-            8 => Self::CloseWait,
-            9 => Self::LastAck,
-            10 => Self::Listen,
-            11 => Self::Closing,
-            12 => Self::NewSynRecv,
-            n => Self::Other(n),
-        }
-    }
+    /// Connected.
+    pub const ESTABLISHED: Self = Self(1);
+    /// An incoming handshake in progress.
+    pub const SYN_RECV: Self = Self(3);
+    /// Closed by us first, lingering.
+    pub const TIME_WAIT: Self = Self(6);
+    /// Unbound.
+    pub const CLOSE: Self = Self(7);
+    /// A listening socket.
+    pub const LISTEN: Self = Self(10);
+    /// A request socket in the handshake.
+    pub const NEW_SYN_RECV: Self = Self(12);
 
-    /// A connection that can still carry the app's data: in its handshake
-    /// or established.
+    /// A connection that can still carry the app's data.
     pub fn is_open(self) -> bool {
-        matches!(self, Self::SynRecv | Self::NewSynRecv | Self::Established)
+        [Self::SYN_RECV, Self::NEW_SYN_RECV, Self::ESTABLISHED].contains(&self)
     }
 
-    /// A connection (open or closing), as opposed to a listening or
-    /// unbound socket.
+    /// A connection (open or closing), not a listening or unbound socket.
     pub fn is_connection(self) -> bool {
-        !matches!(self, Self::Listen | Self::Close)
+        self != Self::LISTEN && self != Self::CLOSE
     }
 }
 
 /// One socket of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Entry {
-    /// Our side: for a connection the app accepted, the port it listens on.
+    /// Our side: for an accepted connection, the port the app listens on.
     pub local: SocketAddr,
     /// The peer's side (`0.0.0.0:0` for a listener).
     pub remote: SocketAddr,
     /// The TCP state.
     pub state: TcpState,
-    /// The socket's inode; 0 when no process holds it (not yet accepted,
-    /// or closed and lingering).
+    /// The socket's inode; 0 when no process holds it.
     pub inode: u64,
 }
 
-/// Why a table could not be read or parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableError {
-    /// Line number, from 1 (0: the whole input).
-    pub line: usize,
-    /// What was wrong.
-    pub what: String,
-}
-
-impl fmt::Display for TableError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "TCP table: {}", self.what)
-        } else {
-            write!(f, "TCP table line {}: {}", self.line, self.what)
-        }
-    }
-}
-
-impl std::error::Error for TableError {}
-
-/// Parses the text of `/proc/net/tcp` or `/proc/net/tcp6` (either; each
-/// address's width says which). The first line must be the header.
+/// Parses the text of `/proc/net/tcp` or `/proc/net/tcp6` (the address
+/// width says which). The first line must be the header.
 ///
 /// # Errors
-/// [`TableError`] naming the first malformed line.
-pub fn parse(text: &[u8]) -> Result<Vec<Entry>, TableError> {
-    let text = std::str::from_utf8(text).map_err(|e| TableError {
-        line: 0,
-        what: format!("not UTF-8: {e}"),
-    })?;
+/// One line naming the first malformed line.
+pub fn parse(text: &[u8]) -> Result<Vec<Entry>, String> {
+    let text = std::str::from_utf8(text).map_err(|e| format!("TCP table: not UTF-8: {e}"))?;
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, header)) if header.split_whitespace().next() == Some("sl") => {}
         Some(_) => {
-            return Err(TableError {
-                line: 1,
-                what: "no header (expected a line starting with \"sl\")".into(),
-            })
+            return Err("TCP table line 1: no header (expected a line starting with \"sl\")".into())
         }
-        None => {
-            return Err(TableError {
-                line: 0,
-                what: "empty".into(),
-            })
-        }
+        None => return Err("TCP table: empty".into()),
     }
     lines
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| parse_line(l).map_err(|what| TableError { line: i + 1, what }))
+        .map(|(i, l)| parse_line(l).map_err(|what| format!("TCP table line {}: {what}", i + 1)))
         .collect()
 }
 
@@ -171,22 +93,19 @@ fn parse_line(line: &str) -> Result<Entry, String> {
         return Err("local and remote addresses of different families".into());
     }
     let st = next("st")?;
-    let state = u8::from_str_radix(st, 16)
-        .ok()
+    let state = (u8::from_str_radix(st, 16).ok())
         .filter(|_| st.len() == 2)
         .ok_or_else(|| format!("bad state {:?}", clip(st)))?;
-    // tx_queue:rx_queue, tr:tm->when, retrnsmt, uid, timeout: not used.
     for name in ["tx_queue", "tr", "retrnsmt", "uid", "timeout"] {
         next(name)?;
     }
     let inode = next("inode")?;
-    let inode = inode
-        .parse::<u64>()
-        .map_err(|_| format!("bad inode {:?}", clip(inode)))?;
+    let inode = (inode.parse::<u64>()).map_err(|_| format!("bad inode {:?}", clip(inode)))?;
+    let state = TcpState(state);
     Ok(Entry {
         local,
         remote,
-        state: TcpState::from_number(state),
+        state,
         inode,
     })
 }
@@ -194,32 +113,23 @@ fn parse_line(line: &str) -> Result<Entry, String> {
 /// `HEX:PORT`, the address as 32-bit words in host byte order.
 fn address(field: &str) -> Result<SocketAddr, String> {
     let bad = || format!("bad address {:?}", clip(field));
-    let (ip, port) = field.split_once(':').ok_or_else(bad)?;
-    if port.len() != 4 || !is_hex(port) || !is_hex(ip) {
+    let (hex, port) = field.split_once(':').ok_or_else(bad)?;
+    if port.len() != 4 || !is_hex(port) || !is_hex(hex) || !matches!(hex.len(), 8 | 32) {
         return Err(bad());
     }
-    let port = u16::from_str_radix(port, 16).map_err(|_| bad())?;
-    let words = |n: usize| -> Result<Vec<[u8; 4]>, String> {
-        (0..n)
-            .map(|i| {
-                u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16)
-                    .map(u32::to_ne_bytes)
-                    .map_err(|_| bad())
-            })
-            .collect()
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..hex.len()).step_by(8) {
+        let word = u32::from_str_radix(&hex[i..i + 8], 16).map_err(|_| bad())?;
+        bytes.extend(word.to_ne_bytes());
+    }
+    let ip = match <[u8; 4]>::try_from(&bytes[..]) {
+        Ok(v4) => IpAddr::from(v4),
+        Err(_) => IpAddr::from(<[u8; 16]>::try_from(&bytes[..]).map_err(|_| bad())?),
     };
-    let ip = match ip.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(words(1)?[0])),
-        32 => {
-            let mut bytes = [0u8; 16];
-            for (i, w) in words(4)?.into_iter().enumerate() {
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&w);
-            }
-            IpAddr::V6(Ipv6Addr::from(bytes))
-        }
-        _ => return Err(bad()),
-    };
-    Ok(SocketAddr::new(ip, port))
+    Ok(SocketAddr::new(
+        ip,
+        u16::from_str_radix(port, 16).map_err(|_| bad())?,
+    ))
 }
 
 fn is_hex(s: &str) -> bool {
@@ -231,9 +141,8 @@ fn clip(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-/// Reads and parses `/proc/net/tcp` and `/proc/net/tcp6` of this
-/// process's network namespace (the pod's). A missing `tcp6` (IPv6 off)
-/// is an empty table.
+/// Reads and parses this network namespace's `/proc/net/tcp` and
+/// `/proc/net/tcp6` (missing when IPv6 is off: empty).
 ///
 /// # Errors
 /// A one-line message naming the file.
@@ -250,10 +159,9 @@ pub fn read() -> Result<Vec<Entry>, String> {
     Ok(all)
 }
 
-/// The namespace's count of accepted TCP connections: `PassiveOpens` of
-/// the `Tcp:` lines of `/proc/net/snmp` (a line of names, then a line of
-/// values). It counts the connections too short-lived for any sample of
-/// the tables to show.
+/// `PassiveOpens` of the `Tcp:` lines of `/proc/net/snmp` (names, then
+/// values): every connection the namespace accepted, even those too
+/// short-lived for any table sample to show.
 ///
 /// # Errors
 /// A one-line message when the text has no such counter.
@@ -297,23 +205,23 @@ mod tests {
             Entry {
                 local: sa("127.0.0.1:33171"),
                 remote: sa("0.0.0.0:0"),
-                state: TcpState::Listen,
+                state: TcpState::LISTEN,
                 inode: 210046,
             }
         );
         // An accepted connection, and the client's side of it.
         assert_eq!(t[4].local, sa("127.0.0.1:33171"));
         assert_eq!(t[4].remote, sa("127.0.0.1:47538"));
-        assert_eq!(t[4].state, TcpState::Established);
+        assert_eq!(t[4].state, TcpState::ESTABLISHED);
         assert_eq!(t[4].inode, 210049);
         assert_eq!(t[5].local, sa("127.0.0.1:47538"));
-        assert_eq!(t[3].state, TcpState::TimeWait);
+        assert_eq!(t[3].state, TcpState::TIME_WAIT);
         assert_eq!(t[3].inode, 0);
         // Never accepted, closed by the client: no inode.
-        assert_eq!(t[9].state, TcpState::CloseWait);
+        assert_eq!(t[9].state, TcpState(8));
         assert_eq!(t[9].inode, 0);
         let states: Vec<_> = t.iter().map(|e| e.state).collect();
-        assert!(states.contains(&TcpState::FinWait2));
+        assert!(states.contains(&TcpState(5)));
     }
 
     #[test]
@@ -321,12 +229,12 @@ mod tests {
         let t = parse(TCP6.as_bytes()).unwrap();
         assert_eq!(t.len(), 5);
         assert_eq!(t[0].local, sa("[::1]:55587"));
-        assert_eq!(t[0].state, TcpState::Listen);
+        assert_eq!(t[0].state, TcpState::LISTEN);
         assert_eq!(t[1].local, sa("[::]:33151"));
         // IPv4 on a dual-stack listener: a v4-mapped address.
         assert_eq!(t[2].local, sa("[::ffff:127.0.0.1]:33151"));
         assert_eq!(t[2].remote, sa("[::ffff:127.0.0.1]:47636"));
-        assert_eq!(t[2].state, TcpState::Established);
+        assert_eq!(t[2].state, TcpState::ESTABLISHED);
         assert_eq!(t[3].remote, sa("[::1]:38674"));
         assert_eq!(t[3].inode, 210052);
     }
@@ -412,11 +320,9 @@ mod tests {
 
     #[test]
     fn states() {
-        assert_eq!(TcpState::from_number(0x0A), TcpState::Listen);
-        assert_eq!(TcpState::from_number(99), TcpState::Other(99));
-        assert!(TcpState::Established.is_open() && TcpState::SynRecv.is_open());
-        assert!(!TcpState::TimeWait.is_open() && TcpState::TimeWait.is_connection());
-        assert!(!TcpState::Listen.is_connection());
+        assert!(TcpState::ESTABLISHED.is_open() && TcpState::SYN_RECV.is_open());
+        assert!(!TcpState::TIME_WAIT.is_open() && TcpState::TIME_WAIT.is_connection());
+        assert!(!TcpState::LISTEN.is_connection());
     }
 
     #[test]

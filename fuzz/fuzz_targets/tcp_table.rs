@@ -5,7 +5,7 @@
 //! that parses keeps parsing the same when a blank line is appended.
 #![no_main]
 
-use k8s_nlb_registrator_sidecar::tcp_table::{parse, TcpState};
+use k8s_nlb_registrator_sidecar::tcp_table::parse;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,9 +13,6 @@ fuzz_target!(|data: &[u8]| {
         Ok(entries) => {
             for e in &entries {
                 assert_eq!(e.local.is_ipv4(), e.remote.is_ipv4());
-                if let TcpState::Other(n) = e.state {
-                    assert!(n == 0 || n > 12, "known state {n} as Other");
-                }
             }
             let mut more = data.to_vec();
             more.extend_from_slice(b"\n\n");

@@ -1,54 +1,13 @@
-//! The lifecycle: register, wait for healthy, block, deregister.
+//! The lifecycle state machine: wait for the app, register, wait until
+//! healthy, block, deregister, wait for draining, exit; after a `/drain`
+//! that no signal followed, register again once the app has restarted.
+//! The invariant and the shutdown budget it serves are in docs/design.md.
 //!
-//! ```text
-//!  wait for app ─► pre-register ─► credentials ─► resolve groups ─► register each
-//!        │               │               │               │               │
-//!        └── event: nothing registered yet: exit 0 ──────┘               │
-//!                                                                        ▼
-//!  exit ◄── post-deregister ◄── wait drained ◄── deregister ◄── event ◄── wait healthy ─► post-register ─► blocked
-//! ```
-//!
-//! After a health-wait timeout the blocked state polls the health on, at
-//! growing intervals, and the pod turns ready when the targets do.
-//!
-//! After a `/drain` that no signal followed, the app check (if set) runs
-//! every second: once it has failed and passed again (the app container
-//! restarted, and its preStop hook drained), the whole registration runs
-//! again, from the pre-register hook to ready.
-//!
-//! The invariant: once an event (SIGTERM, SIGINT, `/drain`) has arrived
-//! and the API can be reached, the process never ends with a target
-//! registered. Every registration is marked
-//! [`Sent`](RegistrationState::Sent) (it may be registered) before its
-//! RegisterTargets is sent; an event cannot interrupt a request on the wire
-//! (it only cuts backoff sleeps and polling waits short), so the
-//! deregistration is always sent after any RegisterTargets that may have
-//! landed. A RegisterTargets that never answered may still land after the
-//! deregistration, and neither answer to DeregisterTargets rules that out
-//! (AWS answers success for a target that is not registered, moto
-//! `InvalidTarget`): for such a registration the shutdown looks again a
-//! moment later and deregisters once more if it landed. From the first
-//! event on, the event clock is shielded: a second signal is logged and
-//! does not skip the deregistration.
-//!
-//! The shutdown's budget: an event is seen at the latest when the request
-//! on the wire ends (one request timeout, a background credentials refresh
-//! included); from then on only the shutdown calls AWS, and each of its
-//! calls, credentials fetches included, ends by the deregistration deadline
-//! (the client cuts every request's timeout to the time left).
-//!
-//! Everything with effects is behind three traits ([`Elb`], [`Effects`],
-//! [`EventClock`]), so the transitions are unit-tested with fakes and a fake
-//! clock, without sleeping. Their real implementations: the AWS
-//! [`Client`], [`SystemEffects`](crate::system::SystemEffects) and
-//! [`SignalClock`](crate::signals::SignalClock).
-//!
-//! This file holds the types, the run loop and the blocked state;
-//! `startup.rs` goes from waiting for the app to ready, `health.rs` polls
-//! DescribeTargetHealth (the health wait, and the one poll the drain wait
-//! and the late-landing check share), `shutdown.rs` deregisters, waits for
-//! draining and decides the exit code, `quiet.rs` holds the drain until no
-//! new connection has reached the target port for `-drain-quiet-period`.
+//! Effects sit behind [`Elb`], [`Effects`] and [`EventClock`], so the
+//! transitions are unit-tested with fakes and a fake clock (`tests.rs`).
+//! `startup.rs` runs up to ready, `health.rs` polls DescribeTargetHealth,
+//! `shutdown.rs` deregisters and decides the exit code, `quiet.rs` holds
+//! the drain until no new connection reaches the target port.
 
 mod health;
 mod quiet;
@@ -86,42 +45,28 @@ pub const EXIT_USAGE: i32 = 2;
 
 /// How long a background credentials refresh may take.
 const REFRESH_WINDOW: Duration = Duration::from_secs(30);
-/// Retry a failed background refresh after this long.
-const REFRESH_RETRY: Duration = Duration::from_secs(60);
-/// Least time between two background refreshes.
-const MIN_REFRESH_GAP: Duration = Duration::from_secs(60);
-/// How often the app check runs while drained by request (each run has
-/// its own short timeout).
+/// Retry a failed background refresh after this long; also the least
+/// time between two refreshes (never a busy loop).
+const REFRESH_GAP: Duration = Duration::from_secs(60);
+/// How often the app check runs while drained by request.
 const APP_POLL_AFTER_DRAIN: Duration = Duration::from_secs(1);
 
-/// The ELBv2 operations the lifecycle needs.
+/// The ELBv2 operations the lifecycle needs (errors: AWS's or the transport's).
 pub trait Elb {
     /// Fetches credentials now if needed.
-    ///
-    /// # Errors
-    /// The fetch error.
     fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
     /// When cached credentials should be refreshed ahead of need.
     fn refresh_due(&self) -> Option<SystemTime>;
     /// Fetches new credentials now, keeping the old ones if that fails.
-    ///
-    /// # Errors
-    /// The fetch error.
     fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
     /// DescribeTargetGroups by names.
-    ///
-    /// # Errors
-    /// The AWS or transport error.
     fn describe_groups(
         &mut self,
         names: &[String],
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetGroup>>, Error>;
-    /// RegisterTargets.
-    ///
-    /// # Errors
-    /// The AWS or transport error.
+    /// RegisterTargets; the request id.
     fn register(
         &mut self,
         arn: &str,
@@ -129,13 +74,9 @@ pub trait Elb {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error>;
-    /// How many attempts of the last call may have reached AWS without
-    /// their answer reaching us (timeouts, broken connections).
+    /// Attempts of the last call that may have reached AWS unanswered.
     fn unanswered_attempts(&self) -> u32;
-    /// DeregisterTargets.
-    ///
-    /// # Errors
-    /// The AWS or transport error.
+    /// DeregisterTargets; the request id.
     fn deregister(
         &mut self,
         arn: &str,
@@ -144,9 +85,6 @@ pub trait Elb {
         clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error>;
     /// DescribeTargetHealth.
-    ///
-    /// # Errors
-    /// The AWS or transport error.
     fn health(
         &mut self,
         arn: &str,
@@ -154,8 +92,7 @@ pub trait Elb {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetHealth>>, Error>;
-    /// A `Describe*` polling interval, widened for the rest of the process's
-    /// life after throttling answers (unchanged by default).
+    /// A `Describe*` polling interval, widened for life after throttling.
     fn widen(&self, interval: Duration) -> Duration {
         interval
     }
@@ -226,72 +163,46 @@ pub enum AppWait {
     TimedOut(String),
 }
 
-/// The lifecycle's other effects: hooks, waiting for the app and the TCP
-/// table; [`SystemEffects`](crate::system::SystemEffects) on the real system.
+/// The lifecycle's other effects; [`SystemEffects`](crate::system::SystemEffects) on the real system.
 pub trait Effects {
     /// Runs a hook (a command or an HTTP GET).
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome;
-    /// Waits for `-wait-for-tcp` / `-wait-for-http` (returns at once when neither is set).
-    ///
-    /// # Errors
-    /// [`AppWait`] on interruption or timeout.
+    /// Waits for `-wait-for-tcp` / `-wait-for-http` (at once when neither is set).
     fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait>;
     /// Runs the app check once (`None` when neither flag is set).
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>>;
     /// The pod's TCP sockets, for the drain quiet period.
-    ///
-    /// # Errors
-    /// Why the table cannot be read (by default: none is available).
-    fn tcp_table(&mut self) -> Result<Vec<TcpEntry>, String> {
-        Err("no TCP table available".into())
-    }
+    fn tcp_table(&mut self) -> Result<Vec<TcpEntry>, String>;
     /// The network namespace's count of accepted TCP connections.
-    ///
-    /// # Errors
-    /// Why it cannot be read (by default: none is available).
-    fn passive_opens(&mut self) -> Result<u64, String> {
-        Err("no connection counter available".into())
-    }
+    fn passive_opens(&mut self) -> Result<u64, String>;
 }
 
 /// One registration: a target in a target group.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registration {
+struct Registration {
     /// Group name or ARN, as the user gave it (for logs).
-    pub label: String,
-    /// Target group ARN.
-    pub arn: String,
-    /// The target.
-    pub target: Target,
-    /// The group's own port (from DescribeTargetGroups), the target's
-    /// port when it has none: what the drain quiet period watches.
-    pub group_port: Option<u16>,
-    /// What is known of its RegisterTargets, and so what the shutdown must do.
-    pub state: RegistrationState,
-    /// The group's health pace, from DescribeTargetGroups: the earliest a
-    /// new target can be healthy after its registration, and the group's
-    /// health check interval. `None` for a group given by ARN (no
-    /// DescribeTargetGroups call for it) or one that did not say.
-    pub pace: Option<(Duration, Duration)>,
+    label: String,
+    arn: String,
+    target: Target,
+    /// The group's port, watched by the quiet period when the target has none.
+    group_port: Option<u16>,
+    state: RegistrationState,
+    /// The group's health pace (earliest healthy after registering, check
+    /// interval); `None` for a group given by ARN.
+    pace: Option<(Duration, Duration)>,
     /// When AWS answered its RegisterTargets with success.
-    pub registered_at: Option<Instant>,
-    /// An attempt of its RegisterTargets went unanswered (timeout, broken
-    /// connection) before the call ended, answered or not: that attempt
-    /// may still land after a deregistration.
-    pub lost_attempt: bool,
+    registered_at: Option<Instant>,
+    /// An attempt of its RegisterTargets went unanswered: it may still land.
+    lost_attempt: bool,
 }
 
 impl Registration {
-    /// Whether a RegisterTargets of this target may still land (after a
-    /// deregistration): its call got no answer, or one of its attempts
-    /// did not.
-    pub fn may_land_late(&self) -> bool {
+    /// Whether a RegisterTargets of this target may still land after a
+    /// deregistration: its call, or one of its attempts, got no answer.
+    fn may_land_late(&self) -> bool {
         self.state == RegistrationState::Sent || self.lost_attempt && self.state.may_be_registered()
     }
-}
 
-impl Registration {
-    /// The target as the ELBv2 calls take it: a list of one.
     fn targets(&self) -> Vec<Target> {
         vec![self.target.clone()]
     }
@@ -306,37 +217,28 @@ impl Registration {
 ///
 /// ```text
 ///  NotSent ─► Sent ─┬─(success)─────► Registered ─┐
-///                   ├─(final error)─► Refused ────┼─(deregistered, or AWS says
-///                   └─(no answer)─────────────────┘  not registered)─► Out
+///                   ├─(final error)─► Refused ────┼─(deregistered, or not there)─► Out
+///                   └─(no answer)─────────────────┘
 /// ```
-///
-/// A registration leaves [`Sent`](Self::Sent) only on an answer from AWS.
-/// Only [`Sent`](Self::Sent) needs the late-landing check after its
-/// deregistration (one DescribeTargetHealth); a [`Refused`](Self::Refused) one is out even when its
-/// precautionary deregistration fails, unless an attempt of it went unanswered. A failed deregistration leaves the
-/// state as it was, for the next shutdown to retry.
+/// A failed deregistration leaves the state as it was, for a later shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegistrationState {
+enum RegistrationState {
     /// RegisterTargets not sent: nothing to take out.
     NotSent,
-    /// RegisterTargets sent without an answer from AWS: on the wire, or
-    /// ended in a timeout, a broken connection or an interruption. AWS may
-    /// have applied it, or may still apply it after a deregistration.
+    /// Sent without an answer from AWS: it may have landed, or land later.
     Sent,
     /// AWS answered RegisterTargets with success.
     Registered,
-    /// AWS refused RegisterTargets with a final error (AccessDenied,
-    /// ValidationError...): most likely not registered, but an earlier
-    /// attempt of the same call may have landed, so it is still cleaned up.
+    /// AWS refused it with a final error; an earlier attempt may have
+    /// landed, so it is still cleaned up.
     Refused,
-    /// Taken out: deregistered, or AWS said it is not registered.
+    /// Deregistered, or AWS said it is not registered.
     Out,
 }
 
 impl RegistrationState {
-    /// Whether the target may be in the group, so the shutdown must send
-    /// DeregisterTargets for it.
-    pub fn may_be_registered(self) -> bool {
+    /// Whether the target may be in the group (the shutdown deregisters it).
+    fn may_be_registered(self) -> bool {
         matches!(self, Self::Sent | Self::Registered | Self::Refused)
     }
 }
@@ -380,9 +282,7 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// Runs the whole lifecycle and returns the exit code. After a drain
-    /// by request, an app restart (see `wait_signal_after_drain`) runs the
-    /// registration again.
+    /// Runs the whole lifecycle and returns the exit code.
     pub fn run(&mut self) -> i32 {
         loop {
             if let Ok(recovery) = self.start() {
@@ -394,8 +294,7 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// Takes queued events: signals set the flag, drain requests are kept
-    /// for their answer. Returns whether any event was taken.
+    /// Takes queued events; returns whether there was any.
     fn absorb_events(&mut self) -> bool {
         let mut any = false;
         while let Some(ev) = self.clock.take_event() {
@@ -412,43 +311,43 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// Blocks until an event; refreshes temporary credentials ahead of
-    /// expiry and, after a health-wait timeout, polls the health on
-    /// (`recovery`) until the targets are healthy. Between those it sleeps
-    /// in a timed wait on the event channel: zero CPU, and an event ends
-    /// the wait at once.
+    /// Sleeps on the event channel until an event (zero CPU), waking only
+    /// to refresh credentials ahead of expiry and, after a health-wait
+    /// timeout, to poll the health on (`recovery`).
     fn block(&mut self, mut recovery: Option<Recovery>) {
         info!("blocking until SIGTERM or SIGINT");
         let mut last_refresh = self.clock.now();
-        let mut retry_refresh_at: Option<Instant> = None;
+        let mut retry_at = None;
         loop {
-            let refresh_at = self.next_refresh(last_refresh, retry_refresh_at);
-            let poll_at = recovery.as_ref().map(|r| r.next);
-            let wake = match (refresh_at, poll_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let refresh_at = self.next_refresh(last_refresh, retry_at);
+            let wake = [refresh_at, recovery.as_ref().map(|r| r.next)]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = wake.map(|at| at.saturating_duration_since(self.clock.now()));
             if let Some(ev) = self.clock.wait_event(timeout) {
-                self.absorb(ev);
-                return;
+                return self.absorb(ev);
             }
             let now = self.clock.now();
             if refresh_at.is_some_and(|at| at <= now) {
                 last_refresh = now;
-                match self.refresh_credentials() {
-                    Ok(()) => retry_refresh_at = None,
+                let budget = Budget {
+                    deadline: now + REFRESH_WINDOW,
+                    max_attempts: 3,
+                };
+                retry_at = match self.elb.refresh_credentials(budget, self.clock) {
+                    Ok(()) => None,
                     Err(Error::Interrupted) => return,
                     Err(e) => {
                         warn!("background credentials refresh failed: {e}");
-                        retry_refresh_at = Some(self.clock.now() + REFRESH_RETRY);
+                        Some(self.clock.now() + REFRESH_GAP)
                     }
-                }
+                };
             }
             if let Some(r) = recovery.as_mut().filter(|r| r.next <= now) {
                 match self.poll_recovery(r) {
                     Recovered::NotYet => {}
-                    Recovered::Ready | Recovered::GaveUp => recovery = None,
+                    Recovered::Done => recovery = None,
                     Recovered::Interrupted => return,
                 }
             }
@@ -458,39 +357,24 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// Runs `step`, recording how long it took in the metrics.
-    fn timed<R>(&mut self, step: Step, f: impl FnOnce(&mut Self) -> R) -> R {
-        let started = self.clock.now();
-        let r = f(self);
-        let took = self.clock.now().saturating_duration_since(started);
-        metrics::global().step_took(step, took);
-        r
-    }
-
-    /// One background credentials refresh.
-    fn refresh_credentials(&mut self) -> Result<(), Error> {
-        let budget = Budget {
-            deadline: self.clock.now() + REFRESH_WINDOW,
-            max_attempts: 3,
-        };
-        self.elb.refresh_credentials(budget, self.clock)
-    }
-
-    /// When the next background credentials refresh is due (`None`: none
-    /// is): at the credentials' refresh time, or `retry_at` after a failed
-    /// refresh, and never sooner than a minute after the `last` one (or
-    /// the start of the blocked state), whatever the expiry says: never a
-    /// busy loop.
+    /// When the next background refresh is due: `retry_at` after a failed
+    /// one, else at the credentials' refresh time but never sooner than a
+    /// minute after the `last` one.
     fn next_refresh(&self, last: Instant, retry_at: Option<Instant>) -> Option<Instant> {
         if retry_at.is_some() {
             return retry_at;
         }
         let due = self.elb.refresh_due()?;
-        let now = self.clock.now();
-        let until_due = due
-            .duration_since(self.clock.wall())
-            .unwrap_or(Duration::ZERO);
-        Some((now + until_due).max(last + MIN_REFRESH_GAP))
+        let until_due = due.duration_since(self.clock.wall()).unwrap_or_default();
+        Some((self.clock.now() + until_due).max(last + REFRESH_GAP))
+    }
+
+    /// Runs `f`, recording how long it took as `step` in the metrics.
+    fn timed<R>(&mut self, step: Step, f: impl FnOnce(&mut Self) -> R) -> R {
+        let started = self.clock.now();
+        let r = f(self);
+        metrics::global().step_took(step, self.clock.now().saturating_duration_since(started));
+        r
     }
 }
 

@@ -22,7 +22,7 @@ impl Traffic {
                 local: SocketAddr::from(([10, 0, 0, 1], self.port)),
                 // A fresh client port per connection.
                 remote: SocketAddr::from(([10, 9, 0, 1], 10_000 + (at / 50 % 50_000) as u16)),
-                state: TcpState::Established,
+                state: TcpState::ESTABLISHED,
                 inode: at,
             })
             .collect()
