@@ -1,48 +1,24 @@
-//! Fetching from the sources that need IO: STS web identity, the container
-//! endpoint and IMDSv2. One pass, no retries (the client retries within its
-//! budget), through a [`Transport`] so tests script it.
+//! Fetching from the metadata endpoints: the container endpoint and IMDSv2.
+//! One pass, no retries (the client retries within its budget), through a
+//! [`Transport`] so tests script it.
 
 use super::{parse_credentials_json, token_from, Credentials, Secret, Source};
 use crate::aws::error::{snippet, AwsError, Error};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
-use crate::aws::query::{self, Action, CALL_TIMEOUT};
-use crate::aws::sts::AssumeRoleWithWebIdentity;
-use log::debug;
 use std::time::Duration;
 
 /// Timeout of one IMDS or container request: short, so a pod that cannot
 /// reach them fails fast.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Fetches credentials from `source` once (STS at `sts_url` for web identity).
+/// Fetches credentials once from the container endpoint or IMDS.
 ///
 /// # Errors
-/// [`Error::Credentials`] for an unreadable token file or an unreachable
-/// IMDS; the endpoint's AWS, HTTP-status or transport error;
+/// [`Error::Credentials`] for an unreadable token file, an unreachable
+/// IMDS or another source; the endpoint's HTTP-status or transport error;
 /// [`Error::Response`] for an answer without credentials.
-pub fn fetch(
-    source: &Source,
-    sts_url: &str,
-    transport: &dyn Transport,
-) -> Result<Credentials, Error> {
+pub fn fetch(source: &Source, transport: &dyn Transport) -> Result<Credentials, Error> {
     match source {
-        Source::Static(c) => Ok(c.clone()),
-        Source::WebIdentity {
-            role_arn,
-            token_file,
-            session_name,
-        } => {
-            let token = read_token(token_file, "web identity token file")?;
-            let action = AssumeRoleWithWebIdentity {
-                role_arn,
-                session_name,
-                token: &token,
-            };
-            let req = query::request(sts_url, &action.form(), CALL_TIMEOUT);
-            let resp = transport.send(AssumeRoleWithWebIdentity::NAME, &req)?;
-            debug!("AssumeRoleWithWebIdentity -> HTTP {}", resp.status);
-            AssumeRoleWithWebIdentity::parse_response(resp.status, &resp.body).map(|r| r.value)
-        }
         Source::Container {
             url,
             token_file,
@@ -59,11 +35,15 @@ pub fn fetch(
             parse_credentials_json(WHAT, resp.status, &resp.body)
         }
         Source::Imds { endpoint } => imds(endpoint, transport),
+        other => Err(Error::Credentials(format!(
+            "{} is no metadata endpoint",
+            other.name()
+        ))),
     }
 }
 
 /// Reads a token file afresh (they rotate).
-fn read_token(path: &str, what: &str) -> Result<Secret, Error> {
+pub fn read_token(path: &str, what: &str) -> Result<Secret, Error> {
     let contents = std::fs::read(path)
         .map_err(|e| Error::Credentials(format!("cannot read {what} {path}: {e}")))?;
     token_from(&contents).map_err(|why| Error::Credentials(format!("{what} {path} {why}")))
@@ -143,12 +123,18 @@ fn check_status(what: &str, resp: &HttpResponse) -> Result<(), Error> {
 }
 
 fn imds_hint(e: Error) -> Error {
-    e.map_transport_detail(|detail| {
-        format!(
-            "{detail} (pods reach IMDS only with a hop limit of 2; prefer IRSA or EKS Pod Identity, \
-             or set AWS_EC2_METADATA_DISABLED=true)"
-        )
-    })
+    match e {
+        Error::Transport { detail, action, url, kind } => Error::Transport {
+            detail: format!(
+                "{detail} (pods reach IMDS only with a hop limit of 2; prefer IRSA or EKS Pod Identity, \
+                 or set AWS_EC2_METADATA_DISABLED=true)"
+            ),
+            action,
+            url,
+            kind,
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -191,12 +177,12 @@ mod tests {
             token: Some(super::super::Secret::new("container-token".into())),
         };
         let s = Scripted::new([ok(json), status(500, b"down")]);
-        let got = fetch(&source, "http://127.0.0.1:2", &&s).unwrap();
+        let got = fetch(&source, &&s).unwrap();
         assert_eq!(got.access_key_id, "ASIA1");
         assert!(s.seen.borrow()[0]
             .headers
             .contains(&("authorization".into(), "container-token".into())));
-        let e = fetch(&source, "http://127.0.0.1:2", &&s).unwrap_err();
+        let e = fetch(&source, &&s).unwrap_err();
         assert_eq!(e.aws_code(), Some("HttpStatus500"));
     }
 }
