@@ -13,7 +13,7 @@
 
 use super::credentials::{providers, Cache, Credentials, Role, Secret, Source};
 use super::endpoint;
-use super::error::{Error, Layer, TransportKind, THROTTLING_CODES};
+use super::error::{is_throttling_code, Error, Layer, TransportKind};
 use super::http::{HttpRequest, HttpResponse, Transport};
 pub use super::query::WithId;
 use super::query::{self, Action, Service, CALL_TIMEOUT};
@@ -302,12 +302,10 @@ impl<T: Transport> Client<T> {
         clock: &mut dyn Clock,
         mut op: impl FnMut(&mut Self, &mut dyn Clock, Instant) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let (mut attempts, mut retried_expired, mut retried_skew) = (0u32, false, false);
+        let (mut attempts, mut once) = (0u32, [false; 2]);
         self.unanswered = 0;
         loop {
-            // The first attempt is made even past the deadline: a shutdown
-            // that spent its budget on one group still sends one
-            // DeregisterTargets for each of the others.
+            // Even past the deadline: each group gets one DeregisterTargets.
             attempts += 1;
             let until = attempt_until(budget.deadline, clock.now());
             self.wire.last_date.set(None);
@@ -320,49 +318,16 @@ impl<T: Transport> Client<T> {
                 }
                 Err(e) => e,
             };
-            // Fetch errors are wrapped: an unwrapped error is the call's own.
-            if matches!(
-                err,
-                Error::Transport {
-                    kind: TransportKind::Timeout | TransportKind::Io,
-                    ..
-                }
-            ) {
-                self.unanswered += 1;
-            }
-            let log_fields = (err.aws_code(), crate::logging::request_id_of(&err));
-            let date = self.wire.last_date.get();
-            if let Some(offset) = skew::correction(&err, date, clock.wall(), self.wire.offset) {
-                self.wire.offset = offset;
-                let skew = skew::describe(offset);
-                if !retried_skew && clock.now() < budget.deadline {
-                    warn!(action = action, error_code = log_fields.0, request_id = log_fields.1;
-                        "{err}; {skew}: signing again with AWS's time, and from now on");
-                    retried_skew = true;
-                    look_for_event(clock)?;
-                    continue;
-                }
-                warn!(action = action; "{skew}: later calls sign with AWS's time");
-            }
-            let own = matches!(err, Error::Aws { .. });
-            if own
-                && err.is_expired_credentials()
-                && !retried_expired
-                && clock.now() < budget.deadline
-            {
-                warn!(action = action, error_code = log_fields.0, request_id = log_fields.1;
-                    "{action}: credentials expired, fetching new ones");
-                self.cache.forget();
-                retried_expired = true;
+            if self.again_at_once(action, &err, &mut once, budget.deadline, clock) {
                 look_for_event(clock)?;
                 continue;
             }
             let retryable = err.is_retryable()
-                || (own && err.aws_code().is_some_and(|c| retry_codes.contains(&c)));
+                || matches!(&err, Error::Aws { error, .. } if retry_codes.contains(&&*error.code));
             if !retryable || attempts >= budget.max_attempts {
                 return Err(match err {
                     // Refused even with AWS's time: say what was measured.
-                    Error::Aws { action, mut error } if retried_skew => {
+                    Error::Aws { action, mut error } if once[0] => {
                         let skew = skew::describe(self.wire.offset);
                         error.message = format!("{} (signed again: {skew})", error.message);
                         Error::Aws { action, error }
@@ -372,20 +337,65 @@ impl<T: Transport> Client<T> {
             }
             let delay = self.retry_delay(&err, bucket, attempts, budget.deadline, clock);
             if clock.now() + delay >= budget.deadline {
-                let last = Some(Box::new(err));
+                let (action, last) = (action.to_owned(), Some(Box::new(err)));
                 return Err(Error::Deadline {
-                    action: action.to_owned(),
+                    action,
                     attempts,
                     last,
                 });
             }
             let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-            warn!(action = action, error_code = log_fields.0, request_id = log_fields.1,
+            let (code, id) = (err.aws_code(), crate::logging::request_id_of(&err));
+            warn!(action = action, error_code = code, request_id = id,
                 attempt = attempts, retry_in_ms = retry_in_ms, throttled = err.is_throttling();
                 "{err}; retrying in {retry_in_ms} ms (attempt {attempts})");
             metrics::global().aws_retry(action);
             clock.sleep(delay).map_err(|_| Error::Interrupted)?;
         }
+    }
+
+    /// Counts an unanswered attempt, and says whether to send again at once: once after a clock skew answer
+    /// (signing with AWS's time from now on, `once[0]`), once after the
+    /// call's own expired-credentials answer (`once[1]`).
+    fn again_at_once(
+        &mut self,
+        action: &str,
+        err: &Error,
+        once: &mut [bool; 2],
+        deadline: Instant,
+        clock: &dyn Clock,
+    ) -> bool {
+        // Fetch errors are wrapped: an unwrapped error is the call's own.
+        if let Error::Transport {
+            kind: TransportKind::Timeout | TransportKind::Io,
+            ..
+        } = err
+        {
+            self.unanswered += 1;
+        }
+        let (code, id) = (err.aws_code(), crate::logging::request_id_of(err));
+        let in_time = clock.now() < deadline;
+        let date = self.wire.last_date.get();
+        if let Some(offset) = skew::correction(err, date, clock.wall(), self.wire.offset) {
+            self.wire.offset = offset;
+            let skew = skew::describe(offset);
+            if !once[0] && in_time {
+                warn!(action = action, error_code = code, request_id = id;
+                    "{err}; {skew}: signing again with AWS's time, and from now on");
+                once[0] = true;
+                return true;
+            }
+            warn!(action = action; "{skew}: later calls sign with AWS's time");
+        }
+        let own = matches!(err, Error::Aws { .. });
+        if own && err.is_expired_credentials() && !once[1] && in_time {
+            warn!(action = action, error_code = code, request_id = id;
+                "{action}: credentials expired, fetching new ones");
+            self.cache.forget();
+            once[1] = true;
+            return true;
+        }
+        false
     }
 
     /// The wait before the next attempt: after a throttling answer to the
@@ -494,7 +504,7 @@ impl<T: Transport> Wire<T> {
         };
         debug!("{} -> {outcome} in {} ms", A::NAME, took.as_millis());
         let m = metrics::global();
-        if THROTTLING_CODES.contains(&outcome) || outcome == "HttpStatus429" {
+        if is_throttling_code(outcome) || outcome == "HttpStatus429" {
             m.aws_throttled(A::NAME);
         }
         m.aws_request(A::NAME, outcome, took);

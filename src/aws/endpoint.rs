@@ -14,24 +14,9 @@ use super::error::{redact_url, Error};
 use crate::env::Env;
 
 /// Regions whose STS endpoint was the global one under the legacy setting.
-const STS_LEGACY_GLOBAL_REGIONS: &[&str] = &[
-    "ap-northeast-1",
-    "ap-south-1",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "aws-global",
-    "ca-central-1",
-    "eu-central-1",
-    "eu-north-1",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "sa-east-1",
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-];
+const STS_LEGACY_GLOBAL_REGIONS: &str = "ap-northeast-1 ap-south-1 ap-southeast-1 \
+    ap-southeast-2 aws-global ca-central-1 eu-central-1 eu-north-1 eu-west-1 eu-west-2 \
+    eu-west-3 sa-east-1 us-east-1 us-east-2 us-west-1 us-west-2";
 
 /// Resolves the region: `explicit`, then `AWS_REGION`, then `AWS_DEFAULT_REGION`.
 ///
@@ -194,7 +179,11 @@ pub fn sts_endpoint(region: &str, env: &dyn Env) -> Result<String, Error> {
         }
     };
     if variant == (false, false)
-        && (region == "aws-global" || legacy && STS_LEGACY_GLOBAL_REGIONS.contains(&region))
+        && (region == "aws-global"
+            || legacy
+                && STS_LEGACY_GLOBAL_REGIONS
+                    .split_whitespace()
+                    .any(|r| r == region))
     {
         return Ok(STS_GLOBAL.to_owned());
     }

@@ -174,33 +174,20 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Error codes that mean "slow down".
-pub const THROTTLING_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "TransactionInProgressException",
-    "RequestLimitExceeded",
-    "BandwidthLimitExceeded",
-    "LimitExceededException",
-    "RequestThrottled",
-    "SlowDown",
-    "PriorRequestNotComplete",
-    "EC2ThrottledException",
-];
+const THROTTLING_CODES: &str = "Throttling ThrottlingException ThrottledException \
+    RequestThrottledException TooManyRequestsException ProvisionedThroughputExceededException \
+    TransactionInProgressException RequestLimitExceeded BandwidthLimitExceeded \
+    LimitExceededException RequestThrottled SlowDown PriorRequestNotComplete EC2ThrottledException";
 
 /// Error codes of a passing fault on AWS's side. `IDPCommunicationError`
 /// is STS failing to reach the identity provider: every SDK retries it.
-pub const TRANSIENT_CODES: &[&str] = &[
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "InternalError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "IDPCommunicationError",
-];
+const TRANSIENT_CODES: &str = "RequestTimeout RequestTimeoutException InternalError \
+    InternalFailure ServiceUnavailable IDPCommunicationError";
+
+/// Whether `code` means "slow down" (`Throttling`, ...).
+pub fn is_throttling_code(code: &str) -> bool {
+    THROTTLING_CODES.split_whitespace().any(|c| c == code)
+}
 
 impl Error {
     /// The AWS error code, when the service answered with one (looking
@@ -224,8 +211,8 @@ impl Error {
         match self {
             Error::Aws { error, .. } => {
                 let code = error.code.as_str();
-                THROTTLING_CODES.contains(&code)
-                    || TRANSIENT_CODES.contains(&code)
+                is_throttling_code(code)
+                    || TRANSIENT_CODES.split_whitespace().any(|c| c == code)
                     || matches!(error.status, 429 | 500 | 502 | 503 | 504)
             }
             Error::Transport { kind, .. } => {
@@ -239,7 +226,7 @@ impl Error {
 
     /// Whether AWS answered this call itself with a throttling code.
     pub fn is_throttling(&self) -> bool {
-        matches!(self, Error::Aws { error, .. } if THROTTLING_CODES.contains(&error.code.as_str()))
+        matches!(self, Error::Aws { error, .. } if is_throttling_code(&error.code))
     }
 
     /// Whether the credentials used have expired (fetch new ones, retry).

@@ -119,6 +119,23 @@ pub fn goes_direct(url: &str, pod_ip: Option<IpAddr>) -> bool {
     ip.is_loopback() || link_local || Some(ip) == pod_ip.map(|p| p.to_canonical())
 }
 
+/// The roots of the PEM bundle `pem` (`AWS_CA_BUNDLE`, at `path`).
+fn roots(pem: &[u8], path: &str) -> Result<ureq::tls::RootCerts, Error> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(Error::Config(format!("AWS_CA_BUNDLE {path}: bad PEM: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        let msg = format!("AWS_CA_BUNDLE {path}: no certificate in the file");
+        return Err(Error::Config(msg));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
 impl UreqTransport {
     /// Builds the agents. `ca_bundle` is the PEM content of
     /// `AWS_CA_BUNDLE`, if set, and its path (named in errors); URLs on
@@ -145,22 +162,7 @@ impl UreqTransport {
         }
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some((pem, path)) = ca_bundle {
-            let mut certs = Vec::new();
-            for item in ureq::tls::parse_pem(pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(Error::Config(format!("AWS_CA_BUNDLE {path}: bad PEM: {e}")))
-                    }
-                }
-            }
-            if certs.is_empty() {
-                return Err(Error::Config(format!(
-                    "AWS_CA_BUNDLE {path}: no certificate in the file"
-                )));
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+            tls = tls.root_certs(roots(pem, path)?);
         }
         let tls = tls.build();
         let agent = |proxy: Option<ureq::Proxy>| {

@@ -28,7 +28,7 @@ pub mod sign;
 pub mod skew;
 pub mod sts;
 #[cfg(test)]
-mod testing;
+mod tests;
 pub mod xml;
 
 pub use client::{Budget, Client, Settings};

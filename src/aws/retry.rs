@@ -1,33 +1,7 @@
-//! Retry timing: capped exponential backoff with full jitter. The clock,
-//! randomness and interruptible sleep it needs are passed in
-//! ([`crate::clock::Clock`]).
-//!
-//! ELBv2's rate limits are per account and region, shared by every pod that
-//! calls it. A rolling update of a large Deployment makes many sidecars call
-//! at once; full jitter (`random[0,1) × min(cap, base × 2^attempt)`) spreads
-//! their retries so they do not hit the limit in lockstep again.
-//!
-//! A `Throttling` answer is also a signal about the whole fleet: the
-//! account's token bucket is empty, and every pod that retries at once
-//! finds it empty again. [`Adaptive`] is this program's take on the SDKs'
-//! "adaptive" retry mode (smithy-rs `client_rate_limiter.rs`, aws-sdk-go-v2
-//! `aws/retry/adaptive*.go`): a client-side rate that is cut on each
-//! throttling answer and recovers along a CUBIC curve. The SDKs measure the
-//! client's own send rate and never go below 0.5 calls a second, which fits
-//! one busy client; a sidecar sends a handful of calls in its whole life, so
-//! its pace must be set by the fleet it is part of: the rate starts at one
-//! call a second at the first throttling answer, halves on each further
-//! one (down to one call in 5 s), and a retry after a throttling answer
-//! waits `random[0,1) × 2 / rate` (a mean of one slot), so 100 pods
-//! throttled together spread their retries over seconds, not milliseconds.
-//! Unlike the SDKs' token bucket, a new call (not a retry) is not held
-//! back: a sidecar's new calls are few and already spaced by its polling
-//! intervals, which [`Adaptive::widen`] widens after throttling for the rest
-//! of the process's life; holding back the look right after RegisterTargets
-//! too only made pods ready later in the fleet bench.
-//! ELBv2 keeps one bucket for `Describe*` and one for the mutating calls
-//! ([`Bucket`]): each has its own [`Adaptive`], so throttled health polls
-//! never slow the DeregisterTargets of the shutdown.
+//! Retry timing: capped exponential backoff with full jitter, and the
+//! pacing after throttling answers ([`Adaptive`], one per ELBv2 token
+//! [`Bucket`]); see docs/design.md, "The pacing model". Pure: time and
+//! randomness are passed in.
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::aws::credentials::Secret;
 use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, RegisterTargets, Target};
-use crate::aws::testing::{dated, ok, status, Scripted};
+use crate::aws::tests::{dated, ok, status, Scripted};
 use crate::clock::testing::FakeClock;
 
 fn settings(source: Source) -> Settings {

@@ -140,7 +140,7 @@ fn imds_hint(e: Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::testing::{ok, status, Scripted};
+    use crate::aws::tests::{ok, status, Scripted};
 
     #[test]
     fn imds_flow_and_errors() {
