@@ -108,8 +108,7 @@ pub enum Error {
         layer: Layer,
         /// What failed.
         error: Box<Error>,
-        /// Whether another attempt may succeed, as the fetching action says
-        /// (web identity also retries `InvalidIdentityToken`).
+        /// The fetching action's verdict: web identity also retries `InvalidIdentityToken`.
         retry: bool,
     },
 }
@@ -241,19 +240,6 @@ impl Error {
     /// Whether AWS answered that the target is not in the group
     /// (`InvalidTarget`, `TargetGroupNotFound`): for taking it out, as
     /// good as success. Only AWS's own answer counts, never a deadline.
-    ///
-    /// ```
-    /// use k8s_nlb_registrator_sidecar::aws::{AwsError, Error};
-    /// let aws = |code: &str| Error::Aws {
-    ///     action: "DeregisterTargets".into(),
-    ///     error: AwsError { status: 400, code: code.into(), message: String::new(), request_id: None },
-    /// };
-    /// assert!(aws("InvalidTarget").is_target_absent());
-    /// assert!(aws("TargetGroupNotFound").is_target_absent());
-    /// assert!(!aws("AccessDenied").is_target_absent());
-    /// assert!(aws("AccessDenied").is_refusal() && aws("AccessDenied").is_access_denied());
-    /// assert!(!aws("Throttling").is_refusal());
-    /// ```
     pub fn is_target_absent(&self) -> bool {
         self.is_invalid_target() || self.is_group_not_found()
     }
@@ -303,12 +289,6 @@ impl Error {
 
 /// `text` with the user info of every URL in it hidden
 /// (`https://user:pass@host/` becomes `https://***@host/`).
-///
-/// ```
-/// use k8s_nlb_registrator_sidecar::aws::error::redact_url;
-/// assert_eq!(redact_url("https://u:p@h:1/x@y"), "https://***@h:1/x@y");
-/// assert_eq!(redact_url("GET \"http://a:b@h\" failed"), "GET \"http://***@h\" failed");
-/// ```
 pub fn redact_url(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -370,6 +350,11 @@ mod tests {
         assert_eq!(redact_url("http://@h"), "http://***@h");
         assert_eq!(redact_url("a://b@c d://e@f"), "a://***@c d://***@f");
         assert_eq!(redact_url("x://"), "x://");
+        assert_eq!(redact_url("https://u:p@h:1/x@y"), "https://***@h:1/x@y");
+        assert_eq!(
+            redact_url("GET \"http://a:b@h\" x"),
+            "GET \"http://***@h\" x"
+        );
     }
 
     #[test]
@@ -390,6 +375,16 @@ mod tests {
         assert!(aws(429, "HttpStatus429").is_retryable());
         assert!(aws(400, "IDPCommunicationError").is_retryable());
         assert!(!aws(404, "HttpStatus404").is_retryable());
+        for code in ["InvalidTarget", "TargetGroupNotFound"] {
+            assert!(aws(400, code).is_target_absent() && aws(400, code).is_refusal());
+        }
+        assert!(
+            aws(403, "AccessDenied").is_access_denied()
+                && aws(400, "ValidationError").is_validation()
+        );
+        assert!(
+            !aws(403, "AccessDenied").is_target_absent() && !aws(400, "Throttling").is_refusal()
+        );
         for code in [
             "AccessDenied",
             "ValidationError",
