@@ -18,7 +18,7 @@ use super::error::{Error, Layer, TransportKind};
 use super::http::Transport;
 pub use super::query::WithId;
 use super::query::{Action, CALL_TIMEOUT};
-use super::retry::{Adaptive, Backoff, Bucket};
+use super::retry::{backoff, Adaptive, Bucket};
 use super::skew::{self, shift};
 use crate::clock::Clock;
 use crate::metrics;
@@ -69,7 +69,6 @@ pub struct Client<T: Transport> {
     cache: Cache,
     /// With a role: the source's credentials, which sign AssumeRole.
     base: Cache,
-    backoff: Backoff,
     /// Pacing of the `Describe*` calls after throttling answers.
     describe: Adaptive,
     /// Pacing of RegisterTargets / DeregisterTargets after throttling answers.
@@ -90,7 +89,6 @@ impl<T: Transport> Client<T> {
             },
             cache: Cache::default(),
             base: Cache::default(),
-            backoff: Backoff::default(),
             describe: Adaptive::default(),
             mutating: Adaptive::default(),
             unanswered: 0,
@@ -366,7 +364,7 @@ impl<T: Transport> Client<T> {
                 a.on_throttle(now);
                 a.retry_delay(random)
             }
-            _ => return self.backoff.delay(attempts - 1, random),
+            _ => return backoff(attempts - 1, random),
         };
         let left = deadline.saturating_duration_since(now);
         if paced > left / 2 && left >= MIN_PACED_LEFT {

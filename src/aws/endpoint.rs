@@ -1,14 +1,8 @@
-//! Region and endpoints, as the AWS SDKs resolve them.
-//!
-//! Region: `-region`, then `AWS_REGION`, then `AWS_DEFAULT_REGION`.
-//! Endpoint: `AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2` or
-//! `AWS_ENDPOINT_URL_STS`, then `AWS_ENDPOINT_URL` (all off under
-//! `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), then
-//! `{service}[-fips].{region}.{suffix}` with the partition's suffix (the
-//! SDKs' `partitions.json`), dual-stack under `AWS_USE_DUALSTACK_ENDPOINT`.
-//! STS is regional unless `AWS_STS_REGIONAL_ENDPOINTS=legacy` (or the
-//! pseudo-region `aws-global`) asks for the global endpoint, signed for
-//! `us-east-1`.
+//! Region and endpoints, as the AWS SDKs resolve them: the service's
+//! `AWS_ENDPOINT_URL_*`, then `AWS_ENDPOINT_URL`, then
+//! `{service}[-fips].{region}.{suffix}` by partition (dual-stack too). STS
+//! is regional unless `AWS_STS_REGIONAL_ENDPOINTS=legacy` (or the
+//! pseudo-region `aws-global`) asks for the global endpoint.
 
 use super::error::{redact_url, Error};
 use crate::env::Env;

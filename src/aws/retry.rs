@@ -5,37 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-/// Backoff parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// Upper bound of the first retry's delay.
-    pub base: Duration,
-    /// Upper bound of any delay.
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    /// 200 ms doubling up to 5 s: a sidecar's shutdown has a grace period
-    /// of tens of seconds, so waits stay short.
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(200),
-            cap: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Backoff {
-    /// Delay before retry number `attempt` (0 for the first retry), given a
-    /// random draw in `[0, 1)`: `random × min(cap, base × 2^attempt)`.
-    pub fn delay(&self, attempt: u32, random: f64) -> Duration {
-        let ceiling = self
-            .base
-            .checked_mul(1u32 << attempt.min(20))
-            .unwrap_or(self.cap)
-            .min(self.cap);
-        ceiling.mul_f64(unit(random))
-    }
+/// The delay before retry number `attempt` (0 for the first), given a
+/// random draw in `[0, 1)`: `random × min(5 s, 200 ms × 2^attempt)`
+/// (short: a shutdown's grace period is tens of seconds).
+pub fn backoff(attempt: u32, random: f64) -> Duration {
+    let cap = Duration::from_secs(5);
+    let ceiling = Duration::from_millis(200).saturating_mul(1 << attempt.min(20));
+    ceiling.min(cap).mul_f64(unit(random))
 }
 
 /// A jittered polling interval: `interval × (0.8 + 0.4 × random)`, so pods
@@ -44,8 +20,7 @@ pub fn jittered(interval: Duration, random: f64) -> Duration {
     interval.mul_f64(0.8 + 0.4 * unit(random))
 }
 
-/// Clamps a random draw into `[0, 1]`; NaN counts as 1 (never a panic in
-/// `Duration::mul_f64`).
+/// A random draw clamped into `[0, 1]`, NaN as 1 (`mul_f64` panics on NaN).
 fn unit(random: f64) -> f64 {
     if random.is_nan() {
         1.0
@@ -163,17 +138,16 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        let b = Backoff::default();
         assert_eq!(
-            b.delay(0, 0.999_999),
+            backoff(0, 0.999_999),
             Duration::from_millis(200).mul_f64(0.999_999)
         );
-        assert_eq!(b.delay(1, 0.5), Duration::from_millis(200));
-        assert_eq!(b.delay(3, 1.0), Duration::from_millis(1600));
-        assert_eq!(b.delay(10, 1.0), Duration::from_secs(5));
-        assert_eq!(b.delay(u32::MAX, 1.0), Duration::from_secs(5));
-        assert_eq!(b.delay(5, 0.0), Duration::ZERO);
-        assert_eq!(b.delay(5, f64::NAN), Duration::from_secs(5));
+        assert_eq!(backoff(1, 0.5), Duration::from_millis(200));
+        assert_eq!(backoff(3, 1.0), Duration::from_millis(1600));
+        assert_eq!(backoff(10, 1.0), Duration::from_secs(5));
+        assert_eq!(backoff(u32::MAX, 1.0), Duration::from_secs(5));
+        assert_eq!(backoff(5, 0.0), Duration::ZERO);
+        assert_eq!(backoff(5, f64::NAN), Duration::from_secs(5));
     }
 
     #[test]
