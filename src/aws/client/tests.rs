@@ -976,3 +976,31 @@ fn sts_throttling_does_not_pace_the_elbv2_bucket() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A web identity refusal on a call's way is final, shown as STS said it,
+/// and its request id still reaches the log fields.
+#[test]
+fn a_web_identity_refusal_keeps_its_message_and_request_id() {
+    let (source, dir) = web_identity("refusal");
+    let denied = br#"<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error><RequestId>req-1</RequestId></ErrorResponse>"#;
+    let s = Scripted::new([status(403, denied)]);
+    let mut c = Client::new(&s, settings(source));
+    let mut t = FakeClock::new();
+    let e = register_target(
+        &mut c,
+        Budget::until(t.now() + Duration::from_secs(60)),
+        &mut t,
+    )
+    .unwrap_err();
+    std::fs::remove_dir_all(dir).ok();
+    assert_eq!(s.seen.borrow().len(), 1, "AccessDenied is final");
+    assert_eq!(
+        e.to_string(),
+        "AssumeRoleWithWebIdentity failed: AccessDenied (HTTP 403): no [request id req-1]"
+    );
+    assert_eq!(crate::logging::request_id_of(&e), Some("req-1"));
+    assert!(
+        e.is_refusal() && !e.is_access_denied(),
+        "not the call's own answer"
+    );
+}

@@ -55,8 +55,12 @@ impl Settings {
     /// Where the signing credentials come from, for logs.
     pub fn credentials_label(&self) -> String {
         match &self.role {
-            None => self.source.name().to_owned(),
-            Some(role) => format!("role {}, assumed with {}", role.arn, self.source.name()),
+            None => self.cache_label(),
+            Some(_) => format!(
+                "{}, assumed with {}",
+                self.cache_label(),
+                self.source.name()
+            ),
         }
     }
 
