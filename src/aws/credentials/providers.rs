@@ -2,7 +2,7 @@
 //! One pass, no retries (the client retries within its budget), through a
 //! [`Transport`] so tests script it.
 
-use super::{parse_credentials_json, token_from, Credentials, Secret, Source};
+use super::{parse_expiration, Credentials, Secret, Source};
 use crate::aws::error::{snippet, AwsError, Error};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use std::time::Duration;
@@ -137,6 +137,61 @@ fn imds_hint(e: Error) -> Error {
     }
 }
 
+/// A token from its file's contents, surrounding white space removed; the
+/// error says what is wrong with it (it goes into a header or a form).
+pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
+    let token = std::str::from_utf8(contents)
+        .map_err(|_| "is not UTF-8")?
+        .trim();
+    if token.is_empty() {
+        return Err("is empty");
+    }
+    if token.contains(['\r', '\n']) {
+        return Err("holds a line break");
+    }
+    Ok(Secret::new(token.to_owned()))
+}
+
+/// Parses the JSON of a container credentials endpoint or of IMDS
+/// (`AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`; IMDS adds
+/// `Code`, which must be `Success`).
+///
+/// # Errors
+/// [`Error::Response`] naming `what` for any answer without credentials.
+pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Credentials, Error> {
+    let bad = |detail: String| Error::Response {
+        action: what.to_owned(),
+        status,
+        detail,
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let field = |name: &str| -> Option<String> {
+        v.get(name)
+            .and_then(|x| x.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(code) = field("Code").filter(|c| c != "Success") {
+        let msg = field("Message").unwrap_or_default();
+        return Err(bad(format!("Code is {code:?}: {msg}")));
+    }
+    let need = |name: &str| field(name).ok_or_else(|| bad(format!("no {name} in the response")));
+    let (access_key_id, secret) = (need("AccessKeyId")?, need("SecretAccessKey")?);
+    let expiry = match field("Expiration") {
+        None => None,
+        Some(e) => {
+            Some(parse_expiration(&e).ok_or_else(|| bad(format!("unreadable Expiration {e:?}")))?)
+        }
+    };
+    Ok(Credentials {
+        access_key_id,
+        secret_access_key: Secret::new(secret),
+        session_token: field("Token").map(Secret::new),
+        expiry,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +239,53 @@ mod tests {
             .contains(&("authorization".into(), "container-token".into())));
         let e = fetch(&source, &&s).unwrap_err();
         assert_eq!(e.aws_code(), Some("HttpStatus500"));
+    }
+
+    #[test]
+    fn parses_recorded_credentials_json() {
+        let c = parse_credentials_json(
+            "container",
+            200,
+            include_bytes!("../../../tests/data/container_credentials.json"),
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
+        assert_eq!(
+            c.session_token.as_ref().unwrap().expose(),
+            "IQoJb3JpZ2luX2VjEXAMPLETOKEN"
+        );
+        assert_eq!(c.expiry, parse_expiration("2026-11-25T18:04:33Z"));
+        let c = parse_credentials_json(
+            "IMDS",
+            200,
+            include_bytes!("../../../tests/data/imds_credentials.json"),
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
+        assert!(!format!("{c:?}").contains("wJalr"));
+    }
+
+    #[test]
+    fn rejects_bad_credentials_json() {
+        for body in [
+            &b""[..],
+            b"[]",
+            b"{",
+            br#"{"AccessKeyId":"A"}"#,
+            br#"{"AccessKeyId":1,"SecretAccessKey":"S"}"#,
+            br#"{"Code":"AssumeRoleUnauthorizedAccess","Message":"no"}"#,
+            br#"{"AccessKeyId":"A","SecretAccessKey":"S","Expiration":"tomorrow"}"#,
+        ] {
+            assert!(parse_credentials_json("c", 200, body).is_err(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn token_files() {
+        assert_eq!(token_from(b" eyJ \n").unwrap().expose(), "eyJ");
+        assert_eq!(token_from(b"a\nb").unwrap_err(), "holds a line break");
+        assert_eq!(token_from(b"\n").unwrap_err(), "is empty");
+        assert_eq!(token_from(b"\xff").unwrap_err(), "is not UTF-8");
+        assert_eq!(format!("{:?}", Secret::new("x".into())), "** redacted **");
     }
 }
