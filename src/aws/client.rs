@@ -291,7 +291,7 @@ impl<T: Transport> Client<T> {
                 });
             }
             let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-            let (code, id) = (err.aws_code(), crate::logging::request_id_of(&err));
+            let (code, id) = (err.aws_code(), err.request_id());
             warn!(action = action, error_code = code, request_id = id,
                 attempt = attempts, retry_in_ms = retry_in_ms, throttled = err.is_throttling();
                 "{err}; retrying in {retry_in_ms} ms (attempt {attempts})");
@@ -319,7 +319,7 @@ impl<T: Transport> Client<T> {
         {
             self.unanswered += 1;
         }
-        let (code, id) = (err.aws_code(), crate::logging::request_id_of(err));
+        let (code, id) = (err.aws_code(), err.request_id());
         let in_time = clock.now() < deadline;
         let date = self.wire.last_date.get();
         if let Some(offset) = skew::correction(err, date, clock.wall(), self.wire.offset) {

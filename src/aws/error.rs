@@ -200,6 +200,16 @@ impl Error {
         }
     }
 
+    /// The request id of the AWS answer behind the error, for logs.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Error::Aws { error, .. } => error.request_id.as_deref(),
+            Error::Deadline { last: Some(l), .. } => l.request_id(),
+            Error::Fetch { error, .. } => error.request_id(),
+            _ => None,
+        }
+    }
+
     /// Whether another attempt may succeed: throttling and transient codes,
     /// 429 and 5xx (IMDS and the Pod Identity agent throttle with a bare
     /// 429), connection faults and garbled bodies. Client errors
