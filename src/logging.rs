@@ -67,13 +67,9 @@ impl log::Log for Guarded {
 }
 
 /// The request id of the AWS error answer behind `e` (looking through a
-/// deadline at its last failure), for the `request_id` log field.
+/// deadline at its last failure, and a credentials fetch), for the `request_id` log field.
 pub fn request_id_of(e: &Error) -> Option<&str> {
-    match e {
-        Error::Aws { error, .. } => error.request_id.as_deref(),
-        Error::Deadline { last: Some(l), .. } => request_id_of(l),
-        _ => None,
-    }
+    e.request_id()
 }
 
 /// Appends `record` as one JSON object and a newline: `timestamp`,

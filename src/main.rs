@@ -4,7 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-use k8s_nlb_registrator_sidecar::aws::credentials::assume_role::Role;
+use k8s_nlb_registrator_sidecar::aws::credentials::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;

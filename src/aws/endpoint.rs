@@ -1,37 +1,16 @@
-//! Region and endpoints, as the AWS SDKs resolve them.
-//!
-//! Region: `-region`, then `AWS_REGION`, then `AWS_DEFAULT_REGION`.
-//! Endpoint: `AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2` or
-//! `AWS_ENDPOINT_URL_STS`, then `AWS_ENDPOINT_URL` (all off under
-//! `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), then
-//! `{service}[-fips].{region}.{suffix}` with the partition's suffix (the
-//! SDKs' `partitions.json`), dual-stack under `AWS_USE_DUALSTACK_ENDPOINT`.
-//! STS is regional unless `AWS_STS_REGIONAL_ENDPOINTS=legacy` (or the
-//! pseudo-region `aws-global`) asks for the global endpoint, signed for
-//! `us-east-1`.
+//! Region and endpoints, as the AWS SDKs resolve them: the service's
+//! `AWS_ENDPOINT_URL_*`, then `AWS_ENDPOINT_URL`, then
+//! `{service}[-fips].{region}.{suffix}` by partition (dual-stack too). STS
+//! is regional unless `AWS_STS_REGIONAL_ENDPOINTS=legacy` (or the
+//! pseudo-region `aws-global`) asks for the global endpoint.
 
 use super::error::{redact_url, Error};
 use crate::env::Env;
 
 /// Regions whose STS endpoint was the global one under the legacy setting.
-const STS_LEGACY_GLOBAL_REGIONS: &[&str] = &[
-    "ap-northeast-1",
-    "ap-south-1",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "aws-global",
-    "ca-central-1",
-    "eu-central-1",
-    "eu-north-1",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "sa-east-1",
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-];
+const STS_LEGACY_GLOBAL_REGIONS: &str = "ap-northeast-1 ap-south-1 ap-southeast-1 \
+    ap-southeast-2 aws-global ca-central-1 eu-central-1 eu-north-1 eu-west-1 eu-west-2 \
+    eu-west-3 sa-east-1 us-east-1 us-east-2 us-west-1 us-west-2";
 
 /// Resolves the region: `explicit`, then `AWS_REGION`, then `AWS_DEFAULT_REGION`.
 ///
@@ -194,7 +173,11 @@ pub fn sts_endpoint(region: &str, env: &dyn Env) -> Result<String, Error> {
         }
     };
     if variant == (false, false)
-        && (region == "aws-global" || legacy && STS_LEGACY_GLOBAL_REGIONS.contains(&region))
+        && (region == "aws-global"
+            || legacy
+                && STS_LEGACY_GLOBAL_REGIONS
+                    .split_whitespace()
+                    .any(|r| r == region))
     {
         return Ok(STS_GLOBAL.to_owned());
     }

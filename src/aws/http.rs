@@ -1,12 +1,7 @@
-//! The HTTP client: the only module that imports `ureq`.
-//!
-//! One [`UreqTransport`] is built at start-up and keeps connections alive
-//! between calls. It follows the proxy variables as ureq reads them
-//! (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), except for the
-//! hosts of [`goes_direct`]; replaces the compiled-in webpki roots with the
-//! PEM bundle of `AWS_CA_BUNDLE` when set (as the SDKs do); reads 4xx/5xx
-//! bodies (AWS's XML errors are in them); and puts a connect and an overall
-//! timeout on every request.
+//! The HTTP client, the only module that imports `ureq`: proxies as ureq
+//! reads them (but for [`goes_direct`] hosts), `AWS_CA_BUNDLE` replacing the
+//! webpki roots (as the SDKs do), 4xx/5xx bodies read (AWS's XML errors),
+//! a connect and an overall timeout on every request.
 
 use super::error::{redact_url, Error, TransportKind};
 use crate::env::{Env, ProcessEnv};
@@ -34,20 +29,13 @@ pub struct HttpRequest {
 
 impl std::fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpRequest")
-            .field("method", &self.method)
-            .field("url", &redact_url(&self.url))
-            .field(
-                "headers",
-                &self
-                    .headers
-                    .iter()
-                    .map(|(k, _)| k.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .field("body_len", &self.body.len())
-            .field("timeout", &self.timeout)
-            .finish()
+        let headers: Vec<_> = self.headers.iter().map(|(k, _)| k).collect();
+        let (method, url) = (self.method, redact_url(&self.url));
+        let (len, timeout) = (self.body.len(), self.timeout);
+        write!(
+            f,
+            "HttpRequest {method} {url} {headers:?} body_len {len} timeout {timeout:?}"
+        )
     }
 }
 
@@ -85,16 +73,8 @@ pub struct UreqTransport {
 /// Connect timeout of every request.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The proxy variables ureq reads, in its order: the first usable one is
-/// the proxy for every URL.
-const PROXY_VARS: [&str; 6] = [
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-];
+/// The proxy variables ureq reads, in its order.
+const PROXY_VARS: &str = "ALL_PROXY all_proxy HTTPS_PROXY https_proxy HTTP_PROXY http_proxy";
 
 /// Whether `url` skips the proxy: loopback and link-local hosts (IMDS, the
 /// EKS Pod Identity agent: a proxy cannot reach them and would see their
@@ -119,6 +99,23 @@ pub fn goes_direct(url: &str, pod_ip: Option<IpAddr>) -> bool {
     ip.is_loopback() || link_local || Some(ip) == pod_ip.map(|p| p.to_canonical())
 }
 
+/// The roots of the PEM bundle `pem` (`AWS_CA_BUNDLE`, at `path`).
+fn roots(pem: &[u8], path: &str) -> Result<ureq::tls::RootCerts, Error> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(Error::Config(format!("AWS_CA_BUNDLE {path}: bad PEM: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        let msg = format!("AWS_CA_BUNDLE {path}: no certificate in the file");
+        return Err(Error::Config(msg));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
 impl UreqTransport {
     /// Builds the agents. `ca_bundle` is the PEM content of
     /// `AWS_CA_BUNDLE`, if set, and its path (named in errors); URLs on
@@ -129,7 +126,7 @@ impl UreqTransport {
     /// a proxy variable is not an `http://` or `https://` proxy URL (ureq
     /// would skip it, or cannot speak SOCKS, and go direct).
     pub fn new(ca_bundle: Option<(&[u8], &str)>, pod_ip: Option<IpAddr>) -> Result<Self, Error> {
-        for var in PROXY_VARS {
+        for var in PROXY_VARS.split_whitespace() {
             let Some(value) = ProcessEnv.var(var) else {
                 continue;
             };
@@ -145,22 +142,7 @@ impl UreqTransport {
         }
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some((pem, path)) = ca_bundle {
-            let mut certs = Vec::new();
-            for item in ureq::tls::parse_pem(pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(Error::Config(format!("AWS_CA_BUNDLE {path}: bad PEM: {e}")))
-                    }
-                }
-            }
-            if certs.is_empty() {
-                return Err(Error::Config(format!(
-                    "AWS_CA_BUNDLE {path}: no certificate in the file"
-                )));
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+            tls = tls.root_certs(roots(pem, path)?);
         }
         let tls = tls.build();
         let agent = |proxy: Option<ureq::Proxy>| {

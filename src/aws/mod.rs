@@ -8,10 +8,8 @@
 //! - [`elbv2`]: the target and health types and one file per ELBv2 action;
 //!   [`sts`]: AssumeRoleWithWebIdentity and AssumeRole;
 //! - [`xml`], [`error`]: reading answers and AWS errors;
-//! - [`credentials`]: choosing a source, with its [`providers`](credentials::providers)
-//!   (web identity, container endpoint, IMDS, fetching through a transport),
-//!   its [`cache`](credentials::cache) and the `-role-arn` layer on top
-//!   ([`assume_role`](credentials::assume_role));
+//! - [`credentials`]: choosing a source, the cache, the `-role-arn` role,
+//!   and the metadata endpoints ([`providers`](credentials::providers));
 //! - [`endpoint`], [`sign`], [`retry`]: region and URLs, SigV4, backoff;
 //!   [`skew`]: the signing time corrected by AWS's `Date` header.
 //!
@@ -30,9 +28,10 @@ pub mod sign;
 pub mod skew;
 pub mod sts;
 #[cfg(test)]
-mod testing;
+mod tests;
 pub mod xml;
 
 pub use client::{Budget, Client, Settings};
+pub use credentials::Role;
 pub use error::{AwsError, Error};
 pub use query::{Action, WithId};

@@ -1,17 +1,9 @@
-//! The AWS Query protocol: form-encoded requests, XML envelopes back.
-//!
-//! A Query API request is a POST of `application/x-www-form-urlencoded`
-//! parameters (`Action`, `Version`, then the action's own, lists flattened
-//! as `Name.member.N`). A success answer is `<ActionResponse>` holding
-//! `<ActionResult>` and `<ResponseMetadata><RequestId>`; a failure is an
-//! `<ErrorResponse>` with a 4xx/5xx status. Both directions are plain
-//! functions here, so the signing and sending code never sees a parameter.
-//!
-//! Each action the program calls is one type implementing [`Action`] (its
-//! name, parameters and response parser, in one file under
-//! [`super::elbv2`] or in [`super::sts`]), as rusty-s3 does for S3.
+//! The AWS Query protocol: a POST of form parameters (`Action`, `Version`,
+//! then the action's own), an `<ActionResponse>` or `<ErrorResponse>` back.
+//! Each action is one type implementing [`Action`] (one file under
+//! [`super::elbv2`], or in [`super::sts`]), as rusty-s3 does for S3.
 
-use super::error::{parse_error, snippet, Error};
+use super::error::{snippet, AwsError, Error};
 use super::http::HttpRequest;
 use super::retry::Bucket;
 use crate::aws::xml::{self, Element};
@@ -20,15 +12,12 @@ use std::time::Duration;
 /// Overall timeout of one ELBv2 or STS request.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Content type of a Query API request body.
-const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
-
-/// The AWS services this program calls, with what their requests share.
+/// The AWS services this program calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
-    /// Elastic Load Balancing v2 (signed).
+    /// Elastic Load Balancing v2.
     Elbv2,
-    /// Security Token Service (AssumeRoleWithWebIdentity is unsigned).
+    /// Security Token Service.
     Sts,
 }
 
@@ -59,19 +48,22 @@ pub struct WithId<T> {
     pub request_id: Option<String>,
 }
 
-/// One Query API action: its name, its parameters and its response parser.
-///
-/// Implementors build requests and parse answers without IO; the client
-/// signs, sends and retries any of them.
+/// Form parameters of one Query API request, in order.
+pub type Params = Vec<(String, String)>;
+
+/// One Query API action: name, parameters, response parser, and what is
+/// specific to it; no IO (the client signs, sends and retries any of them).
 pub trait Action {
     /// The service the action belongs to.
     const SERVICE: Service;
-    /// The action's name, e.g. `RegisterTargets`: the `Action` parameter and
-    /// the prefix of the answer's `<NameResponse>` and `<NameResult>`.
+    /// The `Action` parameter, and the prefix of `<NameResponse>` and `<NameResult>`.
     const NAME: &'static str;
-    /// The ELBv2 token bucket the action draws from; [`Bucket::Other`]
-    /// (no shared bucket) unless the action says otherwise.
+    /// The ELBv2 token bucket the action draws from.
     const BUCKET: Bucket = Bucket::Other;
+    /// Whether it is sent unsigned (AssumeRoleWithWebIdentity: the token is the proof).
+    const UNSIGNED: bool = false;
+    /// Error codes retried for this action only, though final elsewhere.
+    const RETRY_CODES: &'static [&'static str] = &[];
     /// What a successful answer holds.
     type Output;
 
@@ -84,7 +76,7 @@ pub trait Action {
     /// A one-line description of what is missing or malformed.
     fn parse(result: &Element) -> Result<Self::Output, String>;
 
-    /// All form parameters of the request: `Action`, `Version`, then [`Action::params`].
+    /// All form parameters: `Action`, `Version`, then [`Action::params`].
     fn form(&self) -> Params {
         let mut p = vec![
             ("Action".to_owned(), Self::NAME.to_owned()),
@@ -94,14 +86,13 @@ pub trait Action {
         p
     }
 
-    /// Parses a whole HTTP answer (status and body) to this action.
+    /// Parses a whole HTTP answer to this action.
     ///
     /// # Errors
     /// [`Error::Aws`] for a non-2xx status or an `<ErrorResponse>`;
-    /// [`Error::Response`] naming the action for a body that is not its
-    /// response or that [`Action::parse`] refuses.
+    /// [`Error::Response`] for a body that is not this action's response.
     fn parse_response(status: u16, body: &[u8]) -> Result<WithId<Self::Output>, Error> {
-        let Answer { result, request_id } = read_answer(Self::NAME, status, body)?;
+        let (result, request_id) = read_answer(Self::NAME, status, body)?;
         let value = Self::parse(&result).map_err(|detail| Error::Response {
             action: Self::NAME.to_owned(),
             status,
@@ -111,68 +102,58 @@ pub trait Action {
     }
 }
 
-/// The unsigned POST of the parameters `form` (see [`Action::form`]) to
-/// the service endpoint `endpoint` (a base URL without the trailing `/`),
-/// with overall timeout `timeout`.
-pub fn request(endpoint: &str, form: &[(String, String)], timeout: Duration) -> HttpRequest {
+/// The unsigned POST of `form` to `endpoint` (a base URL without the trailing `/`).
+pub fn request(endpoint: &str, form: &[(String, String)]) -> HttpRequest {
     HttpRequest {
         method: "POST",
         url: format!("{endpoint}/"),
-        headers: vec![("content-type".to_owned(), FORM.to_owned())],
+        headers: vec![(
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+        )],
         body: encode_form(form).into_bytes(),
-        timeout,
+        timeout: CALL_TIMEOUT,
     }
 }
 
-/// Form parameters of one Query API request, in order.
-pub type Params = Vec<(String, String)>;
-
-/// Encodes parameters as an `application/x-www-form-urlencoded` body, with
-/// AWS's percent-encoding (only `A-Z a-z 0-9 - _ . ~` stay literal).
+/// Encodes parameters as a form body, with AWS's percent-encoding (only
+/// `A-Z a-z 0-9 - _ . ~` stay literal).
 pub fn encode_form(params: &[(String, String)]) -> String {
-    let mut out = String::new();
-    for (i, (k, v)) in params.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        percent_encode_into(k, &mut out);
-        out.push('=');
-        percent_encode_into(v, &mut out);
-    }
-    out
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let pairs: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
+    pairs.join("&")
 }
 
-fn percent_encode_into(s: &str, out: &mut String) {
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-}
-
-/// A successful Query API answer: the `<ActionResult>` element and the request id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// The `<ActionResult>` element (empty when the response has none).
-    pub result: Element,
-    /// `ResponseMetadata/RequestId`, when present.
-    pub request_id: Option<String>,
-}
-
-/// Reads a Query API response for `action`.
+/// Reads a Query API response for `action`: its `<ActionResult>` element
+/// (empty when absent) and request id.
 ///
 /// # Errors
-/// [`Error::Aws`] for a non-2xx status (the `<ErrorResponse>` parsed, or a
-/// synthetic `HttpStatusN` code for a body that is not one);
-/// [`Error::Response`] for a 2xx body that is not `<ActionResponse>` XML.
-pub fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<Answer, Error> {
+/// [`Error::Aws`] for a non-2xx status or an `<ErrorResponse>` (some
+/// proxies and fakes answer errors with 200); [`Error::Response`] for a
+/// 2xx body that is not `<ActionResponse>` XML.
+pub fn read_answer(
+    action: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<(Element, Option<String>), Error> {
+    let aws = || Error::Aws {
+        action: action.to_owned(),
+        error: parse_error(status, body),
+    };
     if !(200..300).contains(&status) {
-        return Err(Error::Aws {
-            action: action.to_owned(),
-            error: parse_error(status, body),
-        });
+        return Err(aws());
     }
     let bad = |detail: String| Error::Response {
         action: action.to_owned(),
@@ -187,34 +168,57 @@ pub fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<Answer, Err
         }
     })?;
     if root.name == "ErrorResponse" {
-        // Some proxies and fakes answer errors with 200: still an error.
-        return Err(Error::Aws {
-            action: action.to_owned(),
-            error: parse_error(status, body),
-        });
+        return Err(aws());
     }
-    let expected = format!("{action}Response");
-    if root.name != expected {
-        return Err(bad(format!("expected <{expected}>, got <{}>", root.name)));
+    if root.name != format!("{action}Response") {
+        return Err(bad(format!(
+            "expected <{action}Response>, got <{}>",
+            root.name
+        )));
     }
-    let result_name = format!("{action}Result");
-    let result = root.child(&result_name).cloned().unwrap_or_default();
-    Ok(Answer {
-        result,
-        request_id: root.text_at(&["ResponseMetadata", "RequestId"]),
-    })
+    let result = root.child(&format!("{action}Result")).cloned();
+    Ok((
+        result.unwrap_or_default(),
+        root.text_at(&["ResponseMetadata", "RequestId"]),
+    ))
 }
 
-/// Whether a success answer may carry credentials, so that no part of it
-/// may be shown: STS's AssumeRole* answers, or any body that names a
-/// credentials element (`<Credentials>` may come first, and a cut-off
-/// snippet would hold part of a session token).
+/// Whether no part of a body may be shown: STS's AssumeRole* answers, or
+/// any body naming a credentials element (a snippet could cut a token).
 fn may_hold_credentials(action: &str, body: &[u8]) -> bool {
     const MARKERS: [&[u8]; 3] = [b"Credentials", b"SessionToken", b"SecretAccessKey"];
     action.contains("AssumeRole")
         || MARKERS
             .iter()
             .any(|m| body.windows(m.len()).any(|w| w.eq_ignore_ascii_case(m)))
+}
+
+/// Parses an AWS error body: `ErrorResponse/Error` (ELBv2, STS) or
+/// `.../Errors/Error` (moto's auth errors, EC2 style). Anything else (a
+/// proxy's HTML page, nothing) gives code `HttpStatus<N>` and the start of
+/// the body as message.
+pub fn parse_error(status: u16, body: &[u8]) -> AwsError {
+    let parsed = xml::parse(body).ok().and_then(|root| {
+        let err = root
+            .child("Error")
+            .or_else(|| root.path(&["Errors", "Error"]))?;
+        let request_id = root
+            .text_at(&["RequestId"])
+            .or_else(|| root.text_at(&["RequestID"]))
+            .or_else(|| err.text_at(&["RequestId"]));
+        Some(AwsError {
+            status,
+            code: err.text_at(&["Code"])?,
+            message: err.text_at(&["Message"]).unwrap_or_default(),
+            request_id,
+        })
+    });
+    parsed.unwrap_or_else(|| AwsError {
+        status,
+        code: format!("HttpStatus{status}"),
+        message: snippet(body),
+        request_id: None,
+    })
 }
 
 #[cfg(test)]
@@ -239,14 +243,14 @@ mod tests {
 
     #[test]
     fn reads_success_envelope() {
-        let a = read_answer(
+        let (_, request_id) = read_answer(
             "RegisterTargets",
             200,
             include_bytes!("../../tests/data/register_targets.xml"),
         )
         .unwrap();
         assert_eq!(
-            a.request_id.as_deref(),
+            request_id.as_deref(),
             Some("f9a1e3a7-f3a9-11e5-ae48-cff02092876b")
         );
     }
@@ -302,5 +306,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn parses_elbv2_error_response() {
+        let body =
+            br#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/">
+  <Error>
+    <Type>Sender</Type>
+    <Code>TargetGroupNotFound</Code>
+    <Message>One or more target groups not found</Message>
+  </Error>
+  <RequestId>7c7a3b1e-8b9b-4a37-9a3c-1d2f3e4a5b6c</RequestId>
+</ErrorResponse>"#;
+        let e = parse_error(400, body);
+        assert_eq!(
+            e.to_string(),
+            "TargetGroupNotFound (HTTP 400): One or more target groups not found [request id 7c7a3b1e-8b9b-4a37-9a3c-1d2f3e4a5b6c]"
+        );
+        let moto = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error></Errors><RequestID>abc</RequestID></ErrorResponse>"#;
+        let e = parse_error(403, moto);
+        assert_eq!(e.code, "SignatureDoesNotMatch");
+        assert_eq!(e.request_id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn garbage_error_bodies_still_give_an_error() {
+        let e = parse_error(502, b"<html><body>Bad Gateway</body></html>");
+        assert_eq!(e.code, "HttpStatus502");
+        assert!(e.message.contains("Bad Gateway"));
+        assert_eq!(parse_error(500, b"").message, "empty body");
+        assert_eq!(parse_error(500, b"\x00\x01\xff").code, "HttpStatus500");
     }
 }

@@ -1,67 +1,17 @@
-//! Retry timing: capped exponential backoff with full jitter. The clock,
-//! randomness and interruptible sleep it needs are passed in
-//! ([`crate::clock::Clock`]).
-//!
-//! ELBv2's rate limits are per account and region, shared by every pod that
-//! calls it. A rolling update of a large Deployment makes many sidecars call
-//! at once; full jitter (`random[0,1) × min(cap, base × 2^attempt)`) spreads
-//! their retries so they do not hit the limit in lockstep again.
-//!
-//! A `Throttling` answer is also a signal about the whole fleet: the
-//! account's token bucket is empty, and every pod that retries at once
-//! finds it empty again. [`Adaptive`] is this program's take on the SDKs'
-//! "adaptive" retry mode (smithy-rs `client_rate_limiter.rs`, aws-sdk-go-v2
-//! `aws/retry/adaptive*.go`): a client-side rate that is cut on each
-//! throttling answer and recovers along a CUBIC curve. The SDKs measure the
-//! client's own send rate and never go below 0.5 calls a second, which fits
-//! one busy client; a sidecar sends a handful of calls in its whole life, so
-//! its pace must be set by the fleet it is part of: the rate starts at one
-//! call a second at the first throttling answer, halves on each further
-//! one (down to one call in 5 s), and a retry after a throttling answer
-//! waits `random[0,1) × 2 / rate` (a mean of one slot), so 100 pods
-//! throttled together spread their retries over seconds, not milliseconds.
-//! Unlike the SDKs' token bucket, a new call (not a retry) is not held
-//! back: a sidecar's new calls are few and already spaced by its polling
-//! intervals, which [`Adaptive::widen`] widens after throttling for the rest
-//! of the process's life; holding back the look right after RegisterTargets
-//! too only made pods ready later in the fleet bench.
-//! ELBv2 keeps one bucket for `Describe*` and one for the mutating calls
-//! ([`Bucket`]): each has its own [`Adaptive`], so throttled health polls
-//! never slow the DeregisterTargets of the shutdown.
+//! Retry timing: capped exponential backoff with full jitter, and the
+//! pacing after throttling answers ([`Adaptive`], one per ELBv2 token
+//! [`Bucket`]); see docs/design.md, "The pacing model". Pure: time and
+//! randomness are passed in.
 
 use std::time::{Duration, Instant};
 
-/// Backoff parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// Upper bound of the first retry's delay.
-    pub base: Duration,
-    /// Upper bound of any delay.
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    /// 200 ms doubling up to 5 s: a sidecar's shutdown has a grace period
-    /// of tens of seconds, so waits stay short.
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(200),
-            cap: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Backoff {
-    /// Delay before retry number `attempt` (0 for the first retry), given a
-    /// random draw in `[0, 1)`: `random × min(cap, base × 2^attempt)`.
-    pub fn delay(&self, attempt: u32, random: f64) -> Duration {
-        let ceiling = self
-            .base
-            .checked_mul(1u32 << attempt.min(20))
-            .unwrap_or(self.cap)
-            .min(self.cap);
-        ceiling.mul_f64(unit(random))
-    }
+/// The delay before retry number `attempt` (0 for the first), given a
+/// random draw in `[0, 1)`: `random × min(5 s, 200 ms × 2^attempt)`
+/// (short: a shutdown's grace period is tens of seconds).
+pub fn backoff(attempt: u32, random: f64) -> Duration {
+    let cap = Duration::from_secs(5);
+    let ceiling = Duration::from_millis(200).saturating_mul(1 << attempt.min(20));
+    ceiling.min(cap).mul_f64(unit(random))
 }
 
 /// A jittered polling interval: `interval × (0.8 + 0.4 × random)`, so pods
@@ -70,8 +20,7 @@ pub fn jittered(interval: Duration, random: f64) -> Duration {
     interval.mul_f64(0.8 + 0.4 * unit(random))
 }
 
-/// Clamps a random draw into `[0, 1]`; NaN counts as 1 (never a panic in
-/// `Duration::mul_f64`).
+/// A random draw clamped into `[0, 1]`, NaN as 1 (`mul_f64` panics on NaN).
 fn unit(random: f64) -> f64 {
     if random.is_nan() {
         1.0
@@ -93,36 +42,21 @@ pub enum Bucket {
     Other,
 }
 
-/// The rate assumed when the first throttling answer comes (calls/s).
-const START_RATE: f64 = 1.0;
-/// The rate is multiplied by this on each throttling answer (CUBIC's β; the
-/// SDKs use 0.7 on a measured rate, we cut harder from an assumed one).
-const BETA: f64 = 0.5;
-/// Lowest rate: one call in 5 s (a retry waits at most 10 s).
-const MIN_RATE: f64 = 0.2;
-/// Highest rate the recovery reaches.
-const MAX_RATE: f64 = 10.0;
-/// CUBIC's scale constant, in calls/s per s³: back at the rate of the last
-/// throttling answer after `cbrt(last × (1 − β) / C)` seconds (about 8 s
-/// from 1 call/s, 6 s from 0.5).
-const SCALE: f64 = 0.001;
-/// Largest factor [`Adaptive::widen`] applies to a polling interval.
-const MAX_WIDEN: u32 = 4;
+/// A throttled retry waits `random × slot`: 4 s after a first throttling
+/// answer (one call in 2 s), doubling with each one in a row up to 10 s.
+const FIRST_SLOT: Duration = Duration::from_secs(4);
+const MAX_SLOT: Duration = Duration::from_secs(10);
+/// A success this long after the last throttling answer starts the slot over.
+const RECOVERY: Duration = Duration::from_secs(8);
 
-/// A client-side rate limiter for one [`Bucket`], driven by throttling
-/// answers (see the module docs). Inactive (no pacing at all) until the
-/// first throttling answer; pure: time and randomness are passed in.
+/// The pacing of one [`Bucket`] after throttling answers; inactive until
+/// the first. Pure: time and randomness are passed in.
 #[derive(Debug, Clone, Default)]
 pub struct Adaptive {
-    /// Throttling answers seen in this process's life.
+    /// Throttling answers in this process's life.
     throttles: u32,
-    /// The rate at the last throttling answer, before the cut (CUBIC's W_max).
-    last_max: f64,
-    /// The allowed rate (calls/s): cut on a throttling answer, set from the
-    /// CUBIC curve on a success (as the SDKs do: throttling answers in a
-    /// row keep cutting).
-    rate: f64,
-    /// When the last throttling answer came.
+    /// Throttling answers since the slot last started over.
+    streak: u32,
     last_throttle: Option<Instant>,
 }
 
@@ -132,54 +66,40 @@ impl Adaptive {
         self.throttles
     }
 
-    /// The allowed rate (calls/s); `None` before any throttling.
-    pub fn rate(&self) -> Option<f64> {
-        self.last_throttle.map(|_| self.rate)
-    }
-
-    /// The CUBIC curve at `now`: `C × (t − K)³ + W_max` with
-    /// `K = cbrt(W_max × (1 − β) / C)`, `t` the time since the last
-    /// throttling answer; `β × W_max` right after it.
-    fn cubic(&self, now: Instant) -> Option<f64> {
-        let at = self.last_throttle?;
-        let t = now.saturating_duration_since(at).as_secs_f64();
-        let k = (self.last_max * (1.0 - BETA) / SCALE).cbrt();
-        let cubic = SCALE * (t - k).powi(3) + self.last_max;
-        Some(cubic.clamp(MIN_RATE, MAX_RATE))
-    }
-
-    /// Records a throttling answer at `now`: the rate is cut by β.
+    /// Records a throttling answer at `now`: the slot doubles.
     pub fn on_throttle(&mut self, now: Instant) {
-        self.last_max = self.rate().unwrap_or(START_RATE);
-        self.rate = (self.last_max * BETA).max(MIN_RATE);
-        self.last_throttle = Some(now);
         self.throttles = self.throttles.saturating_add(1);
+        self.streak = self.streak.saturating_add(1);
+        self.last_throttle = Some(now);
     }
 
-    /// Records a successful answer at `now`: the rate follows the CUBIC
-    /// recovery.
+    /// Records a successful answer at `now`.
     pub fn on_success(&mut self, now: Instant) {
-        if let Some(rate) = self.cubic(now) {
-            self.rate = rate;
+        if self
+            .last_throttle
+            .is_some_and(|t| now.saturating_duration_since(t) >= RECOVERY)
+        {
+            self.streak = 0;
         }
     }
 
-    /// The delay before retrying after a throttling answer (recorded with
-    /// [`Adaptive::on_throttle`]): `random × 2 / rate`, full jitter over two
-    /// slots of the cut rate. Zero before any throttling.
+    /// The delay before retrying after a throttling answer: `random × slot`
+    /// (zero before any).
     pub fn retry_delay(&self, random: f64) -> Duration {
-        match self.rate() {
-            Some(rate) => Duration::from_secs_f64(2.0 / rate).mul_f64(unit(random)),
-            None => Duration::ZERO,
-        }
+        let doubled = FIRST_SLOT.saturating_mul(1 << (self.streak.clamp(1, 3) - 1));
+        let slot = if self.streak == 0 {
+            Duration::ZERO
+        } else {
+            doubled.min(MAX_SLOT)
+        };
+        slot.mul_f64(unit(random))
     }
 
     /// A polling interval widened for the rest of the process's life after
     /// throttling: doubled after the first throttling answer, quadrupled
-    /// after the second and later ones.
+    /// after later ones.
     pub fn widen(&self, interval: Duration) -> Duration {
-        let factor = 1u32 << self.throttles.min(MAX_WIDEN.trailing_zeros());
-        interval.saturating_mul(factor)
+        interval.saturating_mul(1 << self.throttles.min(2))
     }
 }
 
@@ -189,17 +109,16 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        let b = Backoff::default();
         assert_eq!(
-            b.delay(0, 0.999_999),
+            backoff(0, 0.999_999),
             Duration::from_millis(200).mul_f64(0.999_999)
         );
-        assert_eq!(b.delay(1, 0.5), Duration::from_millis(200));
-        assert_eq!(b.delay(3, 1.0), Duration::from_millis(1600));
-        assert_eq!(b.delay(10, 1.0), Duration::from_secs(5));
-        assert_eq!(b.delay(u32::MAX, 1.0), Duration::from_secs(5));
-        assert_eq!(b.delay(5, 0.0), Duration::ZERO);
-        assert_eq!(b.delay(5, f64::NAN), Duration::from_secs(5));
+        assert_eq!(backoff(1, 0.5), Duration::from_millis(200));
+        assert_eq!(backoff(3, 1.0), Duration::from_millis(1600));
+        assert_eq!(backoff(10, 1.0), Duration::from_secs(5));
+        assert_eq!(backoff(u32::MAX, 1.0), Duration::from_secs(5));
+        assert_eq!(backoff(5, 0.0), Duration::ZERO);
+        assert_eq!(backoff(5, f64::NAN), Duration::from_secs(5));
     }
 
     #[test]
@@ -218,56 +137,29 @@ mod tests {
     #[test]
     fn inactive_until_throttled() {
         let a = Adaptive::default();
-        assert_eq!(a.rate(), None);
         assert_eq!(a.retry_delay(0.9), Duration::ZERO);
         assert_eq!(a.widen(secs(5.0)), secs(5.0));
     }
 
     #[test]
-    fn throttling_cuts_the_rate_and_spreads_retries() {
+    fn throttling_in_a_row_doubles_the_slot_and_a_late_success_starts_it_over() {
         let mut a = Adaptive::default();
         let t0 = Instant::now();
         a.on_throttle(t0);
-        // β × 1 call/s: retries spread over [0, 4 s).
-        let r = a.rate().unwrap();
-        assert!((r - 0.5).abs() < 1e-9, "{r}");
         assert_eq!(a.retry_delay(0.5), secs(2.0));
         assert_eq!(a.retry_delay(0.0), Duration::ZERO);
-        // A second throttling answer at once: 0.25 calls/s, over [0, 8 s).
-        a.on_throttle(t0);
-        assert!((a.rate().unwrap() - 0.25).abs() < 1e-9);
+        a.on_success(t0 + secs(1.0));
+        a.on_throttle(t0 + secs(1.0));
         assert_eq!(a.retry_delay(1.0), secs(8.0));
-        // Many more: never below one call in 5 s.
         for _ in 0..10 {
-            a.on_throttle(t0);
+            a.on_throttle(t0 + secs(1.0));
         }
-        assert_eq!(a.rate(), Some(MIN_RATE));
         assert_eq!(a.retry_delay(1.0), secs(10.0));
         assert_eq!(a.retry_delay(f64::NAN), secs(10.0));
         assert_eq!(a.throttles(), 12);
-    }
-
-    #[test]
-    fn recovers_along_a_cubic_curve() {
-        let mut a = Adaptive::default();
-        let t0 = Instant::now();
-        a.on_throttle(t0);
-        let k = (1.0f64 * (1.0 - BETA) / SCALE).cbrt();
-        let at = |s: f64| a.cubic(t0 + secs(s)).unwrap();
-        // Concave up to W_max at K, flat around it, then growing, capped.
-        assert!(at(1.0) > 0.5 && at(1.0) < at(4.0));
-        assert!((at(k) - 1.0).abs() < 1e-6);
-        assert!(at(k + 1.0) - 1.0 < 0.01);
-        assert!(at(k + 20.0) > 5.0);
-        assert_eq!(at(1000.0), MAX_RATE);
-        // Throttling answers in a row keep cutting; one after a success
-        // cuts from the rate reached.
-        assert!((a.rate().unwrap() - 0.5).abs() < 1e-9);
-        let mid = at(4.0);
-        a.on_success(t0 + secs(4.0));
-        assert_eq!(a.rate(), Some(mid));
-        a.on_throttle(t0 + secs(4.0));
-        assert!((a.rate().unwrap() - mid * BETA).abs() < 1e-9);
+        a.on_success(t0 + secs(9.0));
+        a.on_throttle(t0 + secs(9.0));
+        assert_eq!(a.retry_delay(1.0), secs(4.0));
     }
 
     #[test]
@@ -279,10 +171,7 @@ mod tests {
         a.on_throttle(t0);
         assert_eq!(a.widen(secs(5.0)), secs(20.0));
         a.on_throttle(t0);
-        assert_eq!(a.widen(secs(5.0)), secs(20.0));
-        // Long after, the rate has recovered, the widening stays.
         a.on_success(t0 + secs(3600.0));
-        assert_eq!(a.rate(), Some(MAX_RATE));
         assert_eq!(a.widen(secs(5.0)), secs(20.0));
     }
 }

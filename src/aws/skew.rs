@@ -36,8 +36,10 @@ pub fn correction(
     now: SystemTime,
     current: Offset,
 ) -> Option<Offset> {
-    let Error::Aws { error, .. } = err else {
-        return None;
+    let error = match err {
+        Error::Aws { error, .. } => error,
+        Error::Fetch { error, .. } => return correction(error, date, now, current),
+        _ => return None,
     };
     let refused = matches!(error.status, 401 | 403)
         || matches!(

@@ -22,6 +22,11 @@ pub struct AssumeRoleWithWebIdentity<'a> {
 impl Action for AssumeRoleWithWebIdentity<'_> {
     const SERVICE: Service = Service::Sts;
     const NAME: &'static str = "AssumeRoleWithWebIdentity";
+    const UNSIGNED: bool = true;
+    /// Also answered while the identity provider's signing keys rotate:
+    /// aws-sdk-go(-v2), the Java, Ruby, PHP and C++ SDKs retry it for this
+    /// action (smithy-rs and botocore do not: aws-sdk-rust#827).
+    const RETRY_CODES: &'static [&'static str] = &["InvalidIdentityToken"];
     type Output = Credentials;
 
     fn params(&self) -> Params {

@@ -93,43 +93,26 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
         let event = reader
             .read_event()
             .map_err(|e| XmlError(format!("{e} at byte {}", reader.error_position())))?;
+        let empty = matches!(event, Event::Empty(_));
         match event {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(XmlError("content after the root element".into()));
             }
-            Event::Start(start) => {
+            Event::Start(start) | Event::Empty(start) => {
                 count += 1;
                 if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
                     return Err(XmlError("document too deep or too large".into()));
                 }
+                let name = start.local_name().as_ref().to_owned();
                 stack.push(Element {
-                    name: start.local_name().as_ref().to_owned(),
+                    name,
                     ..Element::default()
                 });
-            }
-            Event::Empty(start) => {
-                count += 1;
-                if count > MAX_ELEMENTS {
-                    return Err(XmlError("document too large".into()));
-                }
-                let el = Element {
-                    name: start.local_name().as_ref().to_owned(),
-                    ..Element::default()
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => root = Some(el),
+                if empty {
+                    close(&mut stack, &mut root)?;
                 }
             }
-            Event::End(_) => {
-                let el = stack
-                    .pop()
-                    .ok_or_else(|| XmlError("closing tag without opening tag".into()))?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => root = Some(el),
-                }
-            }
+            Event::End(_) => close(&mut stack, &mut root)?,
             Event::Text(t) => push_text(&mut stack, &root, &t.xml10_content())?,
             Event::CData(t) => push_text(&mut stack, &root, &t.xml10_content())?,
             Event::GeneralRef(r) => {
@@ -153,6 +136,18 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
         return Err(XmlError("document ends inside an element".into()));
     }
     root.ok_or_else(|| XmlError("no root element".into()))
+}
+
+/// Closes the innermost open element.
+fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) -> Result<(), XmlError> {
+    let el = stack
+        .pop()
+        .ok_or_else(|| XmlError("closing tag without opening tag".into()))?;
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None => *root = Some(el),
+    }
+    Ok(())
 }
 
 fn predefined(name: &str) -> Option<&'static str> {

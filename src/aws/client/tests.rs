@@ -1,7 +1,10 @@
 use super::*;
+use crate::aws::credentials::Role;
 use crate::aws::credentials::Secret;
 use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, RegisterTargets, Target};
-use crate::aws::testing::{dated, ok, status, Scripted};
+use crate::aws::endpoint;
+use crate::aws::http::{HttpRequest, HttpResponse};
+use crate::aws::tests::{dated, ok, status, Scripted};
 use crate::clock::testing::FakeClock;
 
 fn settings(source: Source) -> Settings {
@@ -118,15 +121,45 @@ fn throttled_deregistration_retries_within_its_deadline() {
     assert!(s.seen.borrow().len() < 10, "{}", s.seen.borrow().len());
 }
 
+/// AssumeRole goes the ELBv2 calls' way: signed for `sts` (in `us-east-1`
+/// at the global endpoint), counted, and its errors name their layer and
+/// keep their kind (AccessDenied final, 503 retried).
 #[test]
-fn global_sts_endpoint_is_signed_for_us_east_1() {
-    let mut s = settings(static_source());
-    s.region = "eu-west-1".into();
-    assert_eq!(s.signing_region(Service::Sts), "eu-west-1");
-    assert_eq!(s.signing_region(Service::Elbv2), "eu-west-1");
-    s.sts_url = endpoint::STS_GLOBAL.into();
-    assert_eq!(s.signing_region(Service::Sts), "us-east-1");
-    assert_eq!(s.signing_region(Service::Elbv2), "eu-west-1");
+fn assume_role_is_signed_for_sts_and_its_errors_name_the_role() {
+    let denied = br#"<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error></ErrorResponse>"#;
+    let s = Scripted::new([status(503, b""), status(403, denied)]);
+    let mut settings = settings(static_source());
+    settings.region = "eu-west-1".into();
+    settings.sts_url = endpoint::STS_GLOBAL.into();
+    settings.role = Some(Role::new(
+        "arn:r".into(),
+        None,
+        None,
+        SystemTime::UNIX_EPOCH,
+    ));
+    let mut c = Client::new(&s, settings);
+    let mut t = FakeClock::new();
+    let e = c
+        .ensure_credentials(Budget::until(t.now() + Duration::from_secs(60)), &mut t)
+        .unwrap_err();
+    assert_eq!(t.slept.len(), 1, "the 503 is retried");
+    assert_eq!(
+        e.to_string(),
+        "assuming role arn:r: AssumeRole failed: AccessDenied (HTTP 403): no"
+    );
+    assert!(!e.is_retryable() && e.aws_code() == Some("AccessDenied"));
+    let seen = s.seen.borrow();
+    assert_eq!(seen[0].url, "https://sts.amazonaws.com/");
+    let auth = &seen[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .unwrap()
+        .1;
+    assert!(
+        auth.contains("Credential=AKID/20231114/us-east-1/sts/aws4_request"),
+        "{auth}"
+    );
 }
 
 #[test]
@@ -942,4 +975,32 @@ fn sts_throttling_does_not_pace_the_elbv2_bucket() {
         Duration::from_secs(5)
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A web identity refusal on a call's way is final, shown as STS said it,
+/// and its request id still reaches the log fields.
+#[test]
+fn a_web_identity_refusal_keeps_its_message_and_request_id() {
+    let (source, dir) = web_identity("refusal");
+    let denied = br#"<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error><RequestId>req-1</RequestId></ErrorResponse>"#;
+    let s = Scripted::new([status(403, denied)]);
+    let mut c = Client::new(&s, settings(source));
+    let mut t = FakeClock::new();
+    let e = register_target(
+        &mut c,
+        Budget::until(t.now() + Duration::from_secs(60)),
+        &mut t,
+    )
+    .unwrap_err();
+    std::fs::remove_dir_all(dir).ok();
+    assert_eq!(s.seen.borrow().len(), 1, "AccessDenied is final");
+    assert_eq!(
+        e.to_string(),
+        "AssumeRoleWithWebIdentity failed: AccessDenied (HTTP 403): no [request id req-1]"
+    );
+    assert_eq!(crate::logging::request_id_of(&e), Some("req-1"));
+    assert!(
+        e.is_refusal() && !e.is_access_denied(),
+        "not the call's own answer"
+    );
 }

@@ -4,18 +4,16 @@
 //! error, not a reason to try the next: a pod whose IRSA token file is
 //! missing must say so, not fall back to the node's role.
 //!
-//! Here the pure parts: choosing a [`Source`], parsing the endpoints' JSON,
-//! the refresh rule. [`providers`] fetches, [`cache`] keeps, and
-//! [`assume_role`] layers `-role-arn` on top.
+//! Here the pure parts, the [`Cache`] and the `-role-arn` [`Role`];
+//! [`providers`] fetches from the metadata endpoints, and the client sends
+//! the STS calls ([`crate::aws::sts`]).
 
-pub mod assume_role;
-pub mod cache;
 pub mod providers;
-
-pub use cache::Cache;
 
 use super::error::{redact_url, Error};
 use crate::env::Env;
+use crate::metrics;
+use log::{info, warn};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -86,6 +84,35 @@ impl Credentials {
     pub fn refresh_due(&self) -> Option<SystemTime> {
         self.expiry
             .map(|e| e.checked_sub(REFRESH_BEFORE * 2).unwrap_or(UNIX_EPOCH))
+    }
+}
+
+/// The role to assume with the source's credentials (`-role-arn`), whose
+/// credentials then sign the ELBv2 calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// ARN of the role, in the account that owns the target groups.
+    pub arn: String,
+    /// `ExternalId` the role's trust policy requires, if any.
+    pub external_id: Option<Secret>,
+    /// Role session name.
+    pub session_name: String,
+}
+
+impl Role {
+    /// A role with the given session name, or the default one from `now`.
+    pub fn new(
+        arn: String,
+        external_id: Option<Secret>,
+        session_name: Option<String>,
+        now: SystemTime,
+    ) -> Self {
+        let session_name = session_name.unwrap_or_else(|| default_session_name(now));
+        Role {
+            arn,
+            external_id,
+            session_name,
+        }
     }
 }
 
@@ -276,61 +303,6 @@ fn container_url(env: &dyn Env) -> Result<Option<String>, Error> {
     Ok(Some(url))
 }
 
-/// A token from its file's contents, surrounding white space removed; the
-/// error says what is wrong with it (it goes into a header or a form).
-pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
-    let token = std::str::from_utf8(contents)
-        .map_err(|_| "is not UTF-8")?
-        .trim();
-    if token.is_empty() {
-        return Err("is empty");
-    }
-    if token.contains(['\r', '\n']) {
-        return Err("holds a line break");
-    }
-    Ok(Secret::new(token.to_owned()))
-}
-
-/// Parses the JSON of a container credentials endpoint or of IMDS
-/// (`AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`; IMDS adds
-/// `Code`, which must be `Success`).
-///
-/// # Errors
-/// [`Error::Response`] naming `what` for any answer without credentials.
-pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Credentials, Error> {
-    let bad = |detail: String| Error::Response {
-        action: what.to_owned(),
-        status,
-        detail,
-    };
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-    let field = |name: &str| -> Option<String> {
-        v.get(name)
-            .and_then(|x| x.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    if let Some(code) = field("Code").filter(|c| c != "Success") {
-        let msg = field("Message").unwrap_or_default();
-        return Err(bad(format!("Code is {code:?}: {msg}")));
-    }
-    let need = |name: &str| field(name).ok_or_else(|| bad(format!("no {name} in the response")));
-    let (access_key_id, secret) = (need("AccessKeyId")?, need("SecretAccessKey")?);
-    let expiry = match field("Expiration") {
-        None => None,
-        Some(e) => {
-            Some(parse_expiration(&e).ok_or_else(|| bad(format!("unreadable Expiration {e:?}")))?)
-        }
-    };
-    Ok(Credentials {
-        access_key_id,
-        secret_access_key: Secret::new(secret),
-        session_token: field("Token").map(Secret::new),
-        expiry,
-    })
-}
-
 /// Parses an RFC 3339 UTC timestamp as AWS writes expirations
 /// (`2026-11-25T18:04:33Z`, with optional fraction, or `+00:00`).
 pub fn parse_expiration(s: &str) -> Option<SystemTime> {
@@ -340,6 +312,83 @@ pub fn parse_expiration(s: &str) -> Option<SystemTime> {
         .or(s.strip_suffix('Z'))
         .unwrap_or(s);
     humantime::parse_rfc3339_weak(s).ok()
+}
+
+/// The last credentials fetched: reused until [`REFRESH_BEFORE`] their
+/// expiry, kept in use while a refresh fails and they have not expired.
+#[derive(Debug, Default)]
+pub struct Cache {
+    cached: Option<Credentials>,
+}
+
+impl Cache {
+    /// Valid credentials at `now`: the cached ones unless due for a
+    /// refresh, else those `fetch` gets from `source` (stored), else, when
+    /// it fails, the cached ones until they expire.
+    ///
+    /// # Errors
+    /// The fetch error when no unexpired credentials are cached.
+    pub fn get(
+        &mut self,
+        now: SystemTime,
+        source: &str,
+        fetch: impl FnOnce() -> Result<Credentials, Error>,
+    ) -> Result<Credentials, Error> {
+        if let Some(c) = self.cached.as_ref().filter(|c| !c.needs_refresh(now)) {
+            return Ok(c.clone());
+        }
+        match self.store(source, fetch()) {
+            Ok(fresh) => Ok(fresh),
+            Err(e) => match &self.cached {
+                Some(old) if self.usable(now) => {
+                    warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
+                    Ok(old.clone())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Stores a successful fetch from `source` (a failed one leaves the
+    /// cache as it was), counts it in the metrics and returns it.
+    ///
+    /// # Errors
+    /// The fetch error.
+    pub fn store(
+        &mut self,
+        source: &str,
+        fetched: Result<Credentials, Error>,
+    ) -> Result<Credentials, Error> {
+        let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
+        metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
+        let fresh = fetched?;
+        if let Some(expiry) = expiry {
+            let until = humantime::format_rfc3339_seconds(expiry);
+            info!(
+                "credentials from {source} for {} valid until {until}",
+                fresh.access_key_id
+            );
+        }
+        self.cached = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Drops the cached credentials (AWS said they expired).
+    pub fn forget(&mut self) {
+        self.cached = None;
+    }
+
+    /// Whether credentials are cached that have not expired at `now`.
+    pub fn usable(&self, now: SystemTime) -> bool {
+        self.cached
+            .as_ref()
+            .is_some_and(|c| c.expiry.is_none_or(|x| x > now))
+    }
+
+    /// When the cached credentials should be refreshed ahead of need.
+    pub fn refresh_due(&self) -> Option<SystemTime> {
+        self.cached.as_ref().and_then(Credentials::refresh_due)
+    }
 }
 
 #[cfg(test)]
@@ -472,45 +521,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_recorded_credentials_json() {
-        let c = parse_credentials_json(
-            "container",
-            200,
-            include_bytes!("../../../tests/data/container_credentials.json"),
-        )
-        .unwrap();
-        assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
-        assert_eq!(
-            c.session_token.as_ref().unwrap().expose(),
-            "IQoJb3JpZ2luX2VjEXAMPLETOKEN"
-        );
-        assert_eq!(c.expiry, parse_expiration("2026-11-25T18:04:33Z"));
-        let c = parse_credentials_json(
-            "IMDS",
-            200,
-            include_bytes!("../../../tests/data/imds_credentials.json"),
-        )
-        .unwrap();
-        assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
-        assert!(!format!("{c:?}").contains("wJalr"));
-    }
-
-    #[test]
-    fn rejects_bad_credentials_json() {
-        for body in [
-            &b""[..],
-            b"[]",
-            b"{",
-            br#"{"AccessKeyId":"A"}"#,
-            br#"{"AccessKeyId":1,"SecretAccessKey":"S"}"#,
-            br#"{"Code":"AssumeRoleUnauthorizedAccess","Message":"no"}"#,
-            br#"{"AccessKeyId":"A","SecretAccessKey":"S","Expiration":"tomorrow"}"#,
-        ] {
-            assert!(parse_credentials_json("c", 200, body).is_err(), "{body:?}");
-        }
-    }
-
-    #[test]
     fn expiration_formats() {
         let base = parse_expiration("2026-11-25T18:04:33Z").unwrap();
         assert_eq!(parse_expiration("2026-11-25T18:04:33+00:00"), Some(base));
@@ -541,11 +551,35 @@ mod tests {
     }
 
     #[test]
-    fn token_files() {
-        assert_eq!(token_from(b" eyJ \n").unwrap().expose(), "eyJ");
-        assert_eq!(token_from(b"a\nb").unwrap_err(), "holds a line break");
-        assert_eq!(token_from(b"\n").unwrap_err(), "is empty");
-        assert_eq!(token_from(b"\xff").unwrap_err(), "is not UTF-8");
-        assert_eq!(format!("{:?}", Secret::new("x".into())), "** redacted **");
+    fn cache_reuses_until_due_then_keeps_old_ones_until_expiry() {
+        let creds = |id: &str, expiry_secs| Credentials {
+            access_key_id: id.into(),
+            secret_access_key: Secret::new("s".into()),
+            session_token: None,
+            expiry: Some(UNIX_EPOCH + Duration::from_secs(expiry_secs)),
+        };
+        let down = || Err(Error::Credentials("down".into()));
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        let mut c = Cache::default();
+        assert!(c.get(at(0), "x", down).is_err());
+        assert_eq!(
+            c.get(at(0), "x", || Ok(creds("A", 1000)))
+                .unwrap()
+                .access_key_id,
+            "A"
+        );
+        // Not due: no fetch.
+        assert_eq!(c.get(at(100), "x", down).unwrap().access_key_id, "A");
+        assert_eq!(c.refresh_due(), Some(at(400)));
+        // Due, the fetch fails, still valid: the old ones.
+        assert_eq!(c.get(at(800), "x", down).unwrap().access_key_id, "A");
+        assert!(c.usable(at(800)));
+        // Expired: the error.
+        assert!(c.get(at(1000), "x", down).is_err());
+        assert!(!c.usable(at(1000)));
+        c.store("x", Ok(creds("B", 5000))).unwrap();
+        assert_eq!(c.get(at(1000), "x", down).unwrap().access_key_id, "B");
+        c.forget();
+        assert!(c.get(at(1000), "x", down).is_err());
     }
 }

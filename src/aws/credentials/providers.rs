@@ -1,48 +1,24 @@
-//! Fetching from the sources that need IO: STS web identity, the container
-//! endpoint and IMDSv2. One pass, no retries (the client retries within its
-//! budget), through a [`Transport`] so tests script it.
+//! Fetching from the metadata endpoints: the container endpoint and IMDSv2.
+//! One pass, no retries (the client retries within its budget), through a
+//! [`Transport`] so tests script it.
 
-use super::{parse_credentials_json, token_from, Credentials, Secret, Source};
+use super::{parse_expiration, Credentials, Secret, Source};
 use crate::aws::error::{snippet, AwsError, Error};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
-use crate::aws::query::{self, Action, CALL_TIMEOUT};
-use crate::aws::sts::AssumeRoleWithWebIdentity;
-use log::debug;
 use std::time::Duration;
 
 /// Timeout of one IMDS or container request: short, so a pod that cannot
 /// reach them fails fast.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Fetches credentials from `source` once (STS at `sts_url` for web identity).
+/// Fetches credentials once from the container endpoint or IMDS.
 ///
 /// # Errors
-/// [`Error::Credentials`] for an unreadable token file or an unreachable
-/// IMDS; the endpoint's AWS, HTTP-status or transport error;
+/// [`Error::Credentials`] for an unreadable token file, an unreachable
+/// IMDS or another source; the endpoint's HTTP-status or transport error;
 /// [`Error::Response`] for an answer without credentials.
-pub fn fetch(
-    source: &Source,
-    sts_url: &str,
-    transport: &dyn Transport,
-) -> Result<Credentials, Error> {
+pub fn fetch(source: &Source, transport: &dyn Transport) -> Result<Credentials, Error> {
     match source {
-        Source::Static(c) => Ok(c.clone()),
-        Source::WebIdentity {
-            role_arn,
-            token_file,
-            session_name,
-        } => {
-            let token = read_token(token_file, "web identity token file")?;
-            let action = AssumeRoleWithWebIdentity {
-                role_arn,
-                session_name,
-                token: &token,
-            };
-            let req = query::request(sts_url, &action.form(), CALL_TIMEOUT);
-            let resp = transport.send(AssumeRoleWithWebIdentity::NAME, &req)?;
-            debug!("AssumeRoleWithWebIdentity -> HTTP {}", resp.status);
-            AssumeRoleWithWebIdentity::parse_response(resp.status, &resp.body).map(|r| r.value)
-        }
         Source::Container {
             url,
             token_file,
@@ -59,11 +35,15 @@ pub fn fetch(
             parse_credentials_json(WHAT, resp.status, &resp.body)
         }
         Source::Imds { endpoint } => imds(endpoint, transport),
+        other => Err(Error::Credentials(format!(
+            "{} is no metadata endpoint",
+            other.name()
+        ))),
     }
 }
 
 /// Reads a token file afresh (they rotate).
-fn read_token(path: &str, what: &str) -> Result<Secret, Error> {
+pub fn read_token(path: &str, what: &str) -> Result<Secret, Error> {
     let contents = std::fs::read(path)
         .map_err(|e| Error::Credentials(format!("cannot read {what} {path}: {e}")))?;
     token_from(&contents).map_err(|why| Error::Credentials(format!("{what} {path} {why}")))
@@ -143,18 +123,79 @@ fn check_status(what: &str, resp: &HttpResponse) -> Result<(), Error> {
 }
 
 fn imds_hint(e: Error) -> Error {
-    e.map_transport_detail(|detail| {
-        format!(
-            "{detail} (pods reach IMDS only with a hop limit of 2; prefer IRSA or EKS Pod Identity, \
-             or set AWS_EC2_METADATA_DISABLED=true)"
-        )
+    match e {
+        Error::Transport { detail, action, url, kind } => Error::Transport {
+            detail: format!(
+                "{detail} (pods reach IMDS only with a hop limit of 2; prefer IRSA or EKS Pod Identity, \
+                 or set AWS_EC2_METADATA_DISABLED=true)"
+            ),
+            action,
+            url,
+            kind,
+        },
+        other => other,
+    }
+}
+
+/// A token from its file's contents, surrounding white space removed; the
+/// error says what is wrong with it (it goes into a header or a form).
+pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
+    let token = std::str::from_utf8(contents)
+        .map_err(|_| "is not UTF-8")?
+        .trim();
+    if token.is_empty() {
+        return Err("is empty");
+    }
+    if token.contains(['\r', '\n']) {
+        return Err("holds a line break");
+    }
+    Ok(Secret::new(token.to_owned()))
+}
+
+/// Parses the JSON of a container credentials endpoint or of IMDS
+/// (`AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`; IMDS adds
+/// `Code`, which must be `Success`).
+///
+/// # Errors
+/// [`Error::Response`] naming `what` for any answer without credentials.
+pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Credentials, Error> {
+    let bad = |detail: String| Error::Response {
+        action: what.to_owned(),
+        status,
+        detail,
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let field = |name: &str| -> Option<String> {
+        v.get(name)
+            .and_then(|x| x.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(code) = field("Code").filter(|c| c != "Success") {
+        let msg = field("Message").unwrap_or_default();
+        return Err(bad(format!("Code is {code:?}: {msg}")));
+    }
+    let need = |name: &str| field(name).ok_or_else(|| bad(format!("no {name} in the response")));
+    let (access_key_id, secret) = (need("AccessKeyId")?, need("SecretAccessKey")?);
+    let expiry = match field("Expiration") {
+        None => None,
+        Some(e) => {
+            Some(parse_expiration(&e).ok_or_else(|| bad(format!("unreadable Expiration {e:?}")))?)
+        }
+    };
+    Ok(Credentials {
+        access_key_id,
+        secret_access_key: Secret::new(secret),
+        session_token: field("Token").map(Secret::new),
+        expiry,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::testing::{ok, status, Scripted};
+    use crate::aws::tests::{ok, status, Scripted};
 
     #[test]
     fn imds_flow_and_errors() {
@@ -191,12 +232,60 @@ mod tests {
             token: Some(super::super::Secret::new("container-token".into())),
         };
         let s = Scripted::new([ok(json), status(500, b"down")]);
-        let got = fetch(&source, "http://127.0.0.1:2", &&s).unwrap();
+        let got = fetch(&source, &&s).unwrap();
         assert_eq!(got.access_key_id, "ASIA1");
         assert!(s.seen.borrow()[0]
             .headers
             .contains(&("authorization".into(), "container-token".into())));
-        let e = fetch(&source, "http://127.0.0.1:2", &&s).unwrap_err();
+        let e = fetch(&source, &&s).unwrap_err();
         assert_eq!(e.aws_code(), Some("HttpStatus500"));
+    }
+
+    #[test]
+    fn parses_recorded_credentials_json() {
+        let c = parse_credentials_json(
+            "container",
+            200,
+            include_bytes!("../../../tests/data/container_credentials.json"),
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
+        assert_eq!(
+            c.session_token.as_ref().unwrap().expose(),
+            "IQoJb3JpZ2luX2VjEXAMPLETOKEN"
+        );
+        assert_eq!(c.expiry, parse_expiration("2026-11-25T18:04:33Z"));
+        let c = parse_credentials_json(
+            "IMDS",
+            200,
+            include_bytes!("../../../tests/data/imds_credentials.json"),
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "ASIAIOSFODNN7EXAMPLE");
+        assert!(!format!("{c:?}").contains("wJalr"));
+    }
+
+    #[test]
+    fn rejects_bad_credentials_json() {
+        for body in [
+            &b""[..],
+            b"[]",
+            b"{",
+            br#"{"AccessKeyId":"A"}"#,
+            br#"{"AccessKeyId":1,"SecretAccessKey":"S"}"#,
+            br#"{"Code":"AssumeRoleUnauthorizedAccess","Message":"no"}"#,
+            br#"{"AccessKeyId":"A","SecretAccessKey":"S","Expiration":"tomorrow"}"#,
+        ] {
+            assert!(parse_credentials_json("c", 200, body).is_err(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn token_files() {
+        assert_eq!(token_from(b" eyJ \n").unwrap().expose(), "eyJ");
+        assert_eq!(token_from(b"a\nb").unwrap_err(), "holds a line break");
+        assert_eq!(token_from(b"\n").unwrap_err(), "is empty");
+        assert_eq!(token_from(b"\xff").unwrap_err(), "is not UTF-8");
+        assert_eq!(format!("{:?}", Secret::new("x".into())), "** redacted **");
     }
 }

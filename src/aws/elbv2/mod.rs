@@ -140,16 +140,18 @@ impl State {
     }
 
     fn parse(s: &str) -> State {
-        match s {
-            "initial" => State::Initial,
-            "healthy" => State::Healthy,
-            "unhealthy" => State::Unhealthy,
-            "unhealthy.draining" => State::UnhealthyDraining,
-            "unused" => State::Unused,
-            "draining" => State::Draining,
-            "unavailable" => State::Unavailable,
-            other => State::Other(other.to_owned()),
-        }
+        use State::*;
+        let known = [
+            Initial,
+            Healthy,
+            Unhealthy,
+            UnhealthyDraining,
+            Unused,
+            Draining,
+            Unavailable,
+        ];
+        let found = known.into_iter().find(|k| k.to_string() == s);
+        found.unwrap_or_else(|| Other(s.to_owned()))
     }
 }
 

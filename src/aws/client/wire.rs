@@ -1,0 +1,269 @@
+//! The one path of every request (sign at AWS's time, send by the
+//! attempt's end, count, parse), and the credentials fetches on a call's way.
+
+use crate::aws::credentials::select_source;
+use crate::aws::credentials::{providers, Cache, Credentials, Role, Secret, Source};
+use crate::aws::endpoint;
+use crate::aws::error::{is_throttling_code, Error, Layer, TransportKind};
+use crate::aws::http::{HttpRequest, HttpResponse, Transport};
+use crate::aws::query::{self, Action, Service, WithId};
+use crate::aws::sign::sign;
+use crate::aws::skew::{self, shift, Offset};
+use crate::aws::sts::{AssumeRole, AssumeRoleWithWebIdentity};
+use crate::clock::Clock;
+use crate::env::Env;
+use crate::metrics;
+use log::{debug, warn};
+use std::cell::Cell;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Lifetime asked of AssumeRole: STS's default, and the most AWS allows
+/// when the base credentials are a role session themselves.
+const ROLE_DURATION: Duration = Duration::from_secs(3600);
+
+/// Resolved region, endpoints and credentials source.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// AWS region.
+    pub region: String,
+    /// ELBv2 endpoint URL.
+    pub elbv2_url: String,
+    /// STS endpoint URL.
+    pub sts_url: String,
+    /// Where credentials come from.
+    pub source: Source,
+    /// The role to assume with them (`-role-arn`).
+    pub role: Option<Role>,
+}
+
+impl Settings {
+    /// Resolves everything from the environment (and the `-region` flag).
+    ///
+    /// # Errors
+    /// [`Error::Config`] or [`Error::Credentials`] naming the bad variable.
+    pub fn from_env(region: Option<&str>, env: &dyn Env, now: SystemTime) -> Result<Self, Error> {
+        let region = endpoint::resolve_region(region, env)?;
+        Ok(Settings {
+            elbv2_url: endpoint::elbv2_endpoint(&region, env)?,
+            sts_url: endpoint::sts_endpoint(&region, env)?,
+            source: select_source(env, now)?,
+            region,
+            role: None,
+        })
+    }
+
+    /// Where the signing credentials come from, for logs.
+    pub fn credentials_label(&self) -> String {
+        match &self.role {
+            None => self.cache_label(),
+            Some(_) => format!(
+                "{}, assumed with {}",
+                self.cache_label(),
+                self.source.name()
+            ),
+        }
+    }
+
+    /// The name of the signing credentials in logs and metrics.
+    pub(super) fn cache_label(&self) -> String {
+        match &self.role {
+            None => self.source.name().to_owned(),
+            Some(role) => format!("role {}", role.arn),
+        }
+    }
+}
+
+/// The transport and what every request needs: settings, AWS's clock
+/// offset, and the `Date` of the last answer (for skew correction).
+pub(super) struct Wire<T> {
+    pub(super) transport: T,
+    pub(super) settings: Settings,
+    /// AWS's clock minus ours, learnt from a clock skew answer.
+    pub(super) offset: Offset,
+    pub(super) last_date: Cell<Option<SystemTime>>,
+}
+
+impl<T: Transport> Wire<T> {
+    /// AWS's time: the wall clock moved by the learnt offset.
+    pub(super) fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
+        shift(clock.wall(), self.offset)
+    }
+
+    /// Sends `action` once, signed with `creds` unless it is unsigned,
+    /// ending by `until`; counts the request in the metrics.
+    pub(super) fn send<A: Action>(
+        &self,
+        action: &A,
+        creds: Option<&Credentials>,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<WithId<A::Output>, Error> {
+        let (s, service) = (&self.settings, A::SERVICE);
+        let (url, region) = match service {
+            Service::Elbv2 => (&s.elbv2_url, s.region.as_str()),
+            Service::Sts => (
+                &s.sts_url,
+                endpoint::sts_signing_region(&s.sts_url, &s.region),
+            ),
+        };
+        let mut req = query::request(url, &action.form());
+        if let (Some(creds), false) = (creds, A::UNSIGNED) {
+            sign(
+                &mut req,
+                creds,
+                region,
+                service.signing_name(),
+                self.aws_time(clock),
+            )?;
+        }
+        let started = clock.now();
+        let result = self
+            .bounded(until, clock)
+            .send(A::NAME, &req)
+            .and_then(|r| A::parse_response(r.status, &r.body));
+        let took = clock.now().saturating_duration_since(started);
+        let code;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Error::Aws { error, .. }) => {
+                code = error.code.clone();
+                &code
+            }
+            Err(Error::Transport { .. }) => "transport_error",
+            Err(Error::Response { .. }) => "invalid_response",
+            Err(_) => return result,
+        };
+        debug!("{} -> {outcome} in {} ms", A::NAME, took.as_millis());
+        let m = metrics::global();
+        if is_throttling_code(outcome) || outcome == "HttpStatus429" {
+            m.aws_throttled(A::NAME);
+        }
+        m.aws_request(A::NAME, outcome, took);
+        result
+    }
+
+    fn bounded<'a>(&'a self, until: Instant, clock: &'a dyn Clock) -> Bounded<'a, T> {
+        Bounded {
+            wire: self,
+            until,
+            clock,
+        }
+    }
+
+    /// The source's credentials, fetched once by `until`; errors wrapped
+    /// as fetched for `layer`.
+    pub(super) fn fetch_source(
+        &self,
+        layer: Layer,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<Credentials, Error> {
+        let mut codes: &[&str] = &[];
+        let fetched = match &self.settings.source {
+            Source::Static(c) => Ok(c.clone()),
+            Source::WebIdentity {
+                role_arn,
+                token_file,
+                session_name,
+            } => {
+                codes = AssumeRoleWithWebIdentity::RETRY_CODES;
+                providers::read_token(token_file, "web identity token file").and_then(|token| {
+                    let action = AssumeRoleWithWebIdentity {
+                        role_arn,
+                        session_name,
+                        token: &token,
+                    };
+                    self.send(&action, None, until, clock).map(|r| r.value)
+                })
+            }
+            other => providers::fetch(other, &self.bounded(until, clock)),
+        };
+        fetched.map_err(|e| fetch_error(layer, e, codes))
+    }
+
+    /// The role's credentials, assumed with the base layer's (`base`,
+    /// fetched again when due; with `background`, at their ahead-of-need
+    /// time). An `ExpiredToken` answer means the base credentials died
+    /// early: they are fetched again and the role asked once more.
+    pub(super) fn assume_role(
+        &self,
+        base: &mut Cache,
+        role: &Role,
+        background: bool,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<Credentials, Error> {
+        let now = self.aws_time(clock);
+        let source = self.settings.source.name();
+        let fetch = || self.fetch_source(Layer::Base(source), until, clock);
+        if background && base.refresh_due().is_some_and(|due| due <= now) {
+            if let Err(e) = base.store(source, fetch()) {
+                if !base.usable(now) {
+                    return Err(e);
+                }
+                warn!("{e}; the cached ones stay in use until they expire");
+            }
+        }
+        let assume = |base: &Credentials| {
+            let action = AssumeRole {
+                role_arn: &role.arn,
+                session_name: &role.session_name,
+                external_id: role.external_id.as_ref().map(Secret::expose),
+                duration_seconds: ROLE_DURATION.as_secs(),
+            };
+            self.send(&action, Some(base), until, clock)
+                .map(|r| r.value)
+        };
+        let result = match assume(&base.get(now, source, fetch)?) {
+            Err(e)
+                if e.is_expired_credentials()
+                    && !matches!(self.settings.source, Source::Static(_)) =>
+            {
+                warn!("AssumeRole: the base credentials from {source} expired, fetching new ones");
+                base.forget();
+                assume(&base.get(now, source, fetch)?)
+            }
+            other => other,
+        };
+        result.map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
+    }
+}
+
+/// `error`, met while fetching credentials for `layer`; retried when
+/// generally retryable or one of the fetching action's own `codes`.
+fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
+    let retry = error.is_retryable() || error.aws_code().is_some_and(|c| codes.contains(&c));
+    Error::Fetch {
+        layer,
+        error: Box::new(error),
+        retry,
+    }
+}
+
+/// A transport whose requests end by `until` (each timeout cut to the time
+/// left, none sent past it), keeping each answer's `Date` header.
+struct Bounded<'a, T> {
+    wire: &'a Wire<T>,
+    until: Instant,
+    clock: &'a dyn Clock,
+}
+
+impl<T: Transport> Transport for Bounded<'_, T> {
+    fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        let left = self.until.saturating_duration_since(self.clock.now());
+        if left.is_zero() {
+            return Err(Error::Transport {
+                action: action.to_owned(),
+                url: req.url.clone(),
+                kind: TransportKind::Timeout,
+                detail: "not sent: the step's deadline has passed".into(),
+            });
+        }
+        let mut req = req.clone();
+        req.timeout = req.timeout.min(left);
+        let resp = self.wire.transport.send(action, &req)?;
+        let date = resp.date.as_deref().and_then(skew::parse_http_date);
+        self.wire.last_date.set(date);
+        Ok(resp)
+    }
+}
