@@ -1,7 +1,6 @@
-//! The kernel's TCP socket tables, `/proc/net/tcp` and `/proc/net/tcp6`,
-//! which list every connection of the pod's network namespace (read by
-//! the drain quiet period), and the `PassiveOpens` counter of
-//! `/proc/net/snmp`. A table line (`net/ipv4/tcp_ipv4.c`):
+//! The pod's TCP tables (`/proc/net/tcp`, `/proc/net/tcp6`) and the
+//! `PassiveOpens` counter of `/proc/net/snmp`, for the drain quiet period.
+//! A table line (`net/ipv4/tcp_ipv4.c`):
 //!
 //! ```text
 //!   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -9,8 +8,7 @@
 //! ```
 //!
 //! An address is its network-order bytes printed as 32-bit words in host
-//! byte order, then the port in hex; `st` is a state of `tcp_states.h`.
-//! Fields after the inode vary by kernel and are not read.
+//! byte order; fields after the inode vary by kernel and are not read.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -56,8 +54,7 @@ pub struct Entry {
     pub inode: u64,
 }
 
-/// Parses the text of `/proc/net/tcp` or `/proc/net/tcp6` (the address
-/// width says which). The first line must be the header.
+/// Parses `/proc/net/tcp` or `/proc/net/tcp6`, header first.
 ///
 /// # Errors
 /// One line naming the first malformed line.
@@ -110,7 +107,6 @@ fn parse_line(line: &str) -> Result<Entry, String> {
     })
 }
 
-/// `HEX:PORT`, the address as 32-bit words in host byte order.
 fn address(field: &str) -> Result<SocketAddr, String> {
     let bad = || format!("bad address {:?}", clip(field));
     let (hex, port) = field.split_once(':').ok_or_else(bad)?;
@@ -136,13 +132,11 @@ fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// At most 40 characters of a bad field, for an error message.
 fn clip(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-/// Reads and parses this network namespace's `/proc/net/tcp` and
-/// `/proc/net/tcp6` (missing when IPv6 is off: empty).
+/// Reads this network namespace's tables (no `tcp6` when IPv6 is off).
 ///
 /// # Errors
 /// A one-line message naming the file.
@@ -159,13 +153,8 @@ pub fn read() -> Result<Vec<Entry>, String> {
     Ok(all)
 }
 
-/// `PassiveOpens` of the `Tcp:` lines of `/proc/net/snmp` (names, then
-/// values): every connection the namespace accepted, even those too
-/// short-lived for any table sample to show.
-///
-/// # Errors
-/// A one-line message when the text has no such counter.
-pub fn passive_opens(snmp: &str) -> Result<u64, String> {
+/// `PassiveOpens` of the `Tcp:` lines (names, then values) of `/proc/net/snmp`.
+fn passive_opens(snmp: &str) -> Result<u64, String> {
     let mut tcp = snmp.lines().filter_map(|l| l.strip_prefix("Tcp:"));
     let (names, values) = (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
     let at = names.split_whitespace().position(|n| n == "PassiveOpens");
@@ -174,7 +163,8 @@ pub fn passive_opens(snmp: &str) -> Result<u64, String> {
         .ok_or_else(|| "no Tcp PassiveOpens counter in /proc/net/snmp".into())
 }
 
-/// Reads [`passive_opens`] of this process's network namespace.
+/// Every connection this network namespace accepted, even those too
+/// short-lived for a table sample to show.
 ///
 /// # Errors
 /// A one-line message naming the file.

@@ -1,8 +1,5 @@
-//! Polling DescribeTargetHealth: the wait until healthy, the polls that go
-//! on while blocked after it timed out, and the poll and state log
-//! ([`Watch`]) that the drain wait and the late-landing check share. The
-//! pace (one look at once, then the group's health check interval, all
-//! widened after throttling) is docs/design.md's pacing model.
+//! Polling DescribeTargetHealth: the wait until healthy, and the polls while
+//! blocked after it timed out (pace: docs/design.md's pacing model).
 
 use super::{Elb, Lifecycle, Registration};
 use crate::aws::client::Budget;
@@ -20,15 +17,12 @@ use std::time::{Duration, Instant};
 const HEALTH_POLL_ATTEMPTS: u32 = 3;
 /// Longest pause between two polls after the health wait timed out.
 const MAX_RECOVERY_POLL: Duration = Duration::from_secs(60);
-/// How long one of those polls may take.
 const RECOVERY_POLL_WINDOW: Duration = Duration::from_secs(30);
 
-/// How the health wait ended.
+/// How the health wait ended (`Refused`: a final error from AWS).
 pub(super) enum HealthWait {
     Healthy,
-    /// Timed out: still registered, not ready; polls go on while blocked.
     TimedOut(Recovery),
-    /// AWS refused to tell (a final error): registered, not ready.
     Refused,
     Interrupted,
 }
@@ -38,15 +32,12 @@ pub(super) enum HealthWait {
 pub(super) struct Recovery {
     watches: Vec<Watch>,
     interval: Duration,
-    /// When the next poll is due.
     pub(super) next: Instant,
 }
 
-/// How one recovery poll ended.
+/// How one recovery poll ended (`Done`: ready, or AWS refused to tell).
 pub(super) enum Recovered {
-    /// Not healthy yet: the next poll is scheduled.
     NotYet,
-    /// Ready now, or AWS refused to tell: no more polls.
     Done,
     Interrupted,
 }
@@ -69,11 +60,10 @@ impl Registration {
     }
 }
 
-/// A registration polled until it reaches a state; logs each state once.
+/// A registration (its index) polled until done (healthy, or drained); logs each state once.
+#[derive(Default)]
 pub(super) struct Watch {
-    /// An index into the lifecycle's registrations.
     pub(super) index: usize,
-    /// It reached the state waited for (healthy, or drained).
     pub(super) done: bool,
     /// The state last logged.
     pub(super) last: Option<String>,
@@ -83,12 +73,10 @@ impl Watch {
     pub(super) fn new(index: usize) -> Self {
         Watch {
             index,
-            done: false,
-            last: None,
+            ..Watch::default()
         }
     }
 
-    /// Logs "target T in G is STATE" unless that state was the last logged.
     pub(super) fn log(&mut self, r: &Registration, health: &TargetHealth) {
         let text = health.to_string();
         if self.last.as_deref() != Some(&text) {
@@ -146,8 +134,6 @@ impl Lifecycle<'_> {
         self.timed_out(watches)
     }
 
-    /// The health wait timed out: log each target not healthy, and poll
-    /// on while blocked.
     fn timed_out(&mut self, watches: Vec<Watch>) -> HealthWait {
         for w in watches.iter().filter(|w| !w.done) {
             let (r, last) = (&self.registrations[w.index], w.last.as_deref());
@@ -170,8 +156,7 @@ impl Lifecycle<'_> {
         })
     }
 
-    /// One poll of each target not yet healthy, while blocked after the
-    /// health wait timed out; ready once all are.
+    /// One poll of each target not yet healthy; ready once all are.
     pub(super) fn poll_recovery(&mut self, recovery: &mut Recovery) -> Recovered {
         let deadline = self.clock.now() + RECOVERY_POLL_WINDOW;
         for watch in recovery.watches.iter_mut().filter(|w| !w.done) {
@@ -195,8 +180,8 @@ impl Lifecycle<'_> {
         Recovered::NotYet
     }
 
-    /// Polls one target once (unless an event came first: after an event
-    /// only the shutdown calls AWS); `Some` when the wait must end now.
+    /// Polls one target unless an event came (then only the shutdown calls
+    /// AWS); `Some` when the wait must end now.
     fn poll_watch(&mut self, watch: &mut Watch, deadline: Instant) -> Option<HealthWait> {
         if self.absorb_events() {
             return Some(HealthWait::Interrupted);
@@ -231,17 +216,15 @@ impl Lifecycle<'_> {
         None
     }
 
-    /// Whether `Describe*` calls have been throttled (intervals widened).
     fn throttled(&self) -> bool {
         let unit = Duration::from_secs(1);
         self.elb.widen(unit) > unit
     }
 
-    /// When registration `index` is polled next (`first`: its first look,
-    /// at once unless throttled). At the group's pace when known and
-    /// `-health-poll-interval` was not given, never before its target can
-    /// be healthy (plus up to a fifth of the interval, to spread a fleet);
-    /// else at `-health-poll-interval`; widened after throttling, jittered.
+    /// When registration `index` is polled next (the `first` look at once
+    /// unless throttled). At the group's pace unless `-health-poll-interval`
+    /// was given, never before it can be healthy (plus up to a fifth of the
+    /// interval, to spread a fleet); widened after throttling, jittered.
     fn poll_at(&mut self, index: usize, first: bool) -> Instant {
         let now = self.clock.now();
         if first && !self.throttled() {

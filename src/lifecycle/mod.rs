@@ -1,13 +1,6 @@
-//! The lifecycle state machine: wait for the app, register, wait until
-//! healthy, block, deregister, wait for draining, exit; after a `/drain`
-//! that no signal followed, register again once the app has restarted.
-//! The invariant and the shutdown budget it serves are in docs/design.md.
-//!
-//! Effects sit behind [`Elb`], [`Effects`] and [`EventClock`], so the
-//! transitions are unit-tested with fakes and a fake clock (`tests.rs`).
-//! `startup.rs` runs up to ready, `health.rs` polls DescribeTargetHealth,
-//! `shutdown.rs` deregisters and decides the exit code, `quiet.rs` holds
-//! the drain until no new connection reaches the target port.
+//! The lifecycle state machine (docs/design.md): register, wait until
+//! healthy, block, deregister, drain, exit; effects sit behind [`Elb`],
+//! [`Effects`] and [`EventClock`] so `tests.rs` drives it with fakes.
 
 mod health;
 mod quiet;
@@ -43,12 +36,9 @@ pub const EXIT_FAILURE: i32 = 1;
 /// Exit code: bad usage or configuration.
 pub const EXIT_USAGE: i32 = 2;
 
-/// How long a background credentials refresh may take.
 const REFRESH_WINDOW: Duration = Duration::from_secs(30);
-/// Retry a failed background refresh after this long; also the least
-/// time between two refreshes (never a busy loop).
+/// Also the least time between two refreshes (never a busy loop).
 const REFRESH_GAP: Duration = Duration::from_secs(60);
-/// How often the app check runs while drained by request.
 const APP_POLL_AFTER_DRAIN: Duration = Duration::from_secs(1);
 
 /// The ELBv2 operations the lifecycle needs (errors: AWS's or the transport's).
@@ -123,8 +113,7 @@ impl<T: Transport> Elb for Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
-        let action = RegisterTargets { arn, targets };
-        self.call(&action, budget, clock).map(|r| r.request_id)
+        (self.call(&RegisterTargets { arn, targets }, budget, clock)).map(|r| r.request_id)
     }
     fn unanswered_attempts(&self) -> u32 {
         Client::unanswered_attempts(self)
@@ -136,8 +125,7 @@ impl<T: Transport> Elb for Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<Option<String>, Error> {
-        let action = DeregisterTargets { arn, targets };
-        self.call(&action, budget, clock).map(|r| r.request_id)
+        (self.call(&DeregisterTargets { arn, targets }, budget, clock)).map(|r| r.request_id)
     }
     fn health(
         &mut self,
@@ -177,28 +165,24 @@ pub trait Effects {
     fn passive_opens(&mut self) -> Result<u64, String>;
 }
 
-/// One registration: a target in a target group.
+/// One target in one target group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Registration {
     /// Group name or ARN, as the user gave it (for logs).
     label: String,
     arn: String,
     target: Target,
-    /// The group's port, watched by the quiet period when the target has none.
     group_port: Option<u16>,
     state: RegistrationState,
-    /// The group's health pace (earliest healthy after registering, check
-    /// interval); `None` for a group given by ARN.
+    /// (earliest healthy after registering, check interval); `None` for a group given by ARN.
     pace: Option<(Duration, Duration)>,
-    /// When AWS answered its RegisterTargets with success.
     registered_at: Option<Instant>,
     /// An attempt of its RegisterTargets went unanswered: it may still land.
     lost_attempt: bool,
 }
 
 impl Registration {
-    /// Whether a RegisterTargets of this target may still land after a
-    /// deregistration: its call, or one of its attempts, got no answer.
+    /// Whether a RegisterTargets may land after a deregistration.
     fn may_land_late(&self) -> bool {
         self.state == RegistrationState::Sent || self.lost_attempt && self.state.may_be_registered()
     }
@@ -207,14 +191,13 @@ impl Registration {
         vec![self.target.clone()]
     }
 
-    /// Records the state this target was last seen in, in the metrics.
     fn seen(&self, state: TargetState) {
         metrics::global().target_state(&self.label, &self.target.to_string(), state);
     }
 }
 
-/// What is known of one registration's RegisterTargets.
-///
+/// What is known of one RegisterTargets. `Sent`: no answer yet (it may
+/// land); `Refused`: a final error, but an earlier attempt may have landed.
 /// ```text
 ///  NotSent ─► Sent ─┬─(success)─────► Registered ─┐
 ///                   ├─(final error)─► Refused ────┼─(deregistered, or not there)─► Out
@@ -223,21 +206,15 @@ impl Registration {
 /// A failed deregistration leaves the state as it was, for a later shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RegistrationState {
-    /// RegisterTargets not sent: nothing to take out.
     NotSent,
-    /// Sent without an answer from AWS: it may have landed, or land later.
     Sent,
-    /// AWS answered RegisterTargets with success.
     Registered,
-    /// AWS refused it with a final error; an earlier attempt may have
-    /// landed, so it is still cleaned up.
     Refused,
-    /// Deregistered, or AWS said it is not registered.
     Out,
 }
 
 impl RegistrationState {
-    /// Whether the target may be in the group (the shutdown deregisters it).
+    /// Whether the shutdown must deregister it.
     fn may_be_registered(self) -> bool {
         matches!(self, Self::Sent | Self::Registered | Self::Refused)
     }
@@ -250,9 +227,7 @@ pub struct Lifecycle<'a> {
     effects: &'a mut dyn Effects,
     clock: &'a mut dyn EventClock,
     status: &'a Status,
-    /// One per configured target group, once resolved.
     registrations: Vec<Registration>,
-    /// Drain requests waiting for the shutdown's result.
     drain_waiters: Vec<Sender<DrainResult>>,
     /// A signal (not just a drain request) has arrived: exit after shutdown.
     signalled: bool,
@@ -357,9 +332,8 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    /// When the next background refresh is due: `retry_at` after a failed
-    /// one, else at the credentials' refresh time but never sooner than a
-    /// minute after the `last` one.
+    /// `retry_at` after a failed refresh, else the credentials' refresh time,
+    /// but never sooner than [`REFRESH_GAP`] after the `last` one.
     fn next_refresh(&self, last: Instant, retry_at: Option<Instant>) -> Option<Instant> {
         if retry_at.is_some() {
             return retry_at;
@@ -369,7 +343,7 @@ impl<'a> Lifecycle<'a> {
         Some((self.clock.now() + until_due).max(last + REFRESH_GAP))
     }
 
-    /// Runs `f`, recording how long it took as `step` in the metrics.
+    /// Runs `f`, recording its duration as `step` in the metrics.
     fn timed<R>(&mut self, step: Step, f: impl FnOnce(&mut Self) -> R) -> R {
         let started = self.clock.now();
         let r = f(self);

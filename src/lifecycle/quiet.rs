@@ -1,17 +1,9 @@
-//! The drain quiet period (`-drain-quiet-period`): after the deregistration
-//! (and `-wait-drained`), wait until no new connection to the target port
-//! has been accepted for the period (docs/zero-downtime.md says why).
-//!
-//! The sidecar shares the pod's network namespace, so the kernel's TCP
-//! tables show the app's connections: a connection whose (local, remote)
-//! pair was not in the previous sample is new, whatever its state (one
-//! that opened and closed between samples shows as TIME_WAIT when the app
-//! closed first). One the client closed first leaves nothing to see, so
-//! what `PassiveOpens` counts beyond the sidecar's own listeners and the
-//! samples counts as new too. Peers in `-drain-ignore-from` never count.
-//! Signals do not cut the wait short (the shutdown is shielded: a SIGTERM
-//! while the app's preStop waits on `/drain` is the case it is for); it
-//! ends at the latest `-wait-drained-timeout` after the deregistration.
+//! The drain quiet period (`-drain-quiet-period`, docs/zero-downtime.md):
+//! wait until no new connection to the target port was accepted for the
+//! period. New: a (local, remote) pair not in the previous sample of the
+//! pod's TCP tables, plus what `PassiveOpens` counts beyond the samples
+//! and the sidecar's own listeners (a client that closes first leaves no
+//! trace in the tables). Signals do not cut it short (shielded shutdown).
 
 use super::Lifecycle;
 use crate::config::Cidr;
@@ -21,12 +13,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// How often the TCP tables are read (often enough to see a connection
-/// that lives 300 ms).
+/// Often enough to see a connection that lives 300 ms.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-/// What counts: connections to `ports` except from `ignore`; `own` are the
-/// sidecar's listening ports, whose connections are counted apart.
+/// Connections to `ports` count, except from `ignore`; `own`: the sidecar's ports.
 #[derive(Debug, Clone, Default)]
 struct Scope {
     ports: Vec<u16>,
@@ -34,8 +24,7 @@ struct Scope {
     own: Vec<u16>,
 }
 
-/// One reading: the TCP tables, `PassiveOpens`, and how many of those the
-/// sidecar's own listeners accepted.
+/// The TCP tables, `PassiveOpens`, and how many of those the sidecar accepted.
 #[derive(Debug, Clone, Default)]
 struct Sample {
     table: Vec<Entry>,
@@ -43,19 +32,16 @@ struct Sample {
     own: u64,
 }
 
-/// The pure part of the wait: samples in, the decision and the summary
-/// out; times are passed in.
+/// The pure part of the wait: samples and times in, the decision and summary out.
 #[derive(Debug, Clone)]
 struct QuietWatch {
     scope: Scope,
-    /// Every connection (local, remote) of the last sample, whatever its port.
     previous: HashSet<(SocketAddr, SocketAddr)>,
     /// The counters (opened, own) of the last sample.
     counters: (u64, u64),
     deregistered_at: Instant,
     started: Instant,
-    /// Since when nothing new was seen (a sample that could not be read
-    /// restarts it too).
+    /// An unreadable sample restarts it too.
     quiet_since: Instant,
     last_new: Option<Instant>,
     new_connections: u64,
@@ -84,9 +70,8 @@ impl QuietWatch {
         watch
     }
 
-    /// Keeps `sample` as the previous one; returns how many connections to
-    /// the target ports are new in it, and how many accepted connections
-    /// no sample showed.
+    /// Returns how many connections to the target ports are new in `sample`,
+    /// and how many accepted connections no sample showed.
     fn take(&mut self, sample: &Sample) -> (u64, u64) {
         let scope = &self.scope;
         let listening: HashSet<u16> = (sample.table.iter())
@@ -121,8 +106,7 @@ impl QuietWatch {
         (new, unseen)
     }
 
-    /// Takes a sample read at `now` (`None`: it could not be read, so the
-    /// quiet clock restarts); returns how many new connections it shows.
+    /// Takes a sample read at `now` (`None`: unreadable); returns how many are new.
     fn observe(&mut self, sample: Option<&Sample>, now: Instant) -> u64 {
         let Some(sample) = sample else {
             self.quiet_since = now;
@@ -142,7 +126,6 @@ impl QuietWatch {
         now.saturating_duration_since(self.quiet_since)
     }
 
-    /// The one summary line.
     fn summary(&self, now: Instant, reached: bool) -> String {
         let ports = join(&self.scope.ports);
         let since = |t: Instant| secs(t.saturating_duration_since(self.deregistered_at));
@@ -185,10 +168,7 @@ fn join(ports: &[u16]) -> String {
 }
 
 impl Lifecycle<'_> {
-    /// With `-drain-quiet-period`, waits until no new connection to the
-    /// target ports (each registration's, else its group's) for the
-    /// period; false when `-wait-drained-timeout` after `deregistered_at`
-    /// came first.
+    /// False when `-wait-drained-timeout` after `deregistered_at` came first.
     pub(super) fn wait_quiet(&mut self, deregistered_at: Instant) -> bool {
         let Some(period) = self.cfg.drain_quiet_period else {
             return true;
@@ -212,11 +192,12 @@ impl Lifecycle<'_> {
             join(&ports),
             humantime::format_duration(period)
         );
-        let (ignore, own) = (
-            self.cfg.drain_ignore_from.clone(),
-            self.status.own_connections().0,
-        );
-        let scope = Scope { ports, ignore, own };
+        let ignore = self.cfg.drain_ignore_from.clone();
+        let scope = Scope {
+            ports,
+            ignore,
+            own: self.status.own_connections().0,
+        };
         let mut watch = QuietWatch::new(scope, deregistered_at, self.clock.now(), &first);
         let mut warned = false;
         loop {
@@ -242,22 +223,19 @@ impl Lifecycle<'_> {
         }
     }
 
-    /// Without a TCP table the quiet period is a fixed wait.
     fn wait_blind(&mut self, period: Duration, deadline: Instant, why: &str) -> bool {
         warn!(
             "cannot watch connections: {why}; waiting the whole -drain-quiet-period ({}) instead",
             humantime::format_duration(period)
         );
-        let end = (self.clock.now() + period).min(deadline);
-        let reached = self.clock.now() + period <= deadline;
-        while self.clock.now() < end {
-            let _ = self.clock.sleep(end - self.clock.now());
+        let end = self.clock.now() + period;
+        while self.clock.now() < end.min(deadline) {
+            let _ = self.clock.sleep(end.min(deadline) - self.clock.now());
         }
-        reached
+        end <= deadline
     }
 
-    /// Reads the counter, the tables, then the sidecar's own count: a
-    /// connection is counted before any sample can show it.
+    /// The counter first: a connection is counted before any table shows it.
     fn sample(&mut self) -> Result<Sample, String> {
         let opened = self.effects.passive_opens()?;
         let table = self.effects.tcp_table()?;

@@ -1,6 +1,5 @@
-//! Shutdown: deregister every target that may be in (and again if an
-//! unanswered registration landed late), wait for draining, the
-//! post-deregister hook, the answers to drain requests and the exit code.
+//! Shutdown: deregister, wait for draining, the post-deregister hook, the
+//! answers to drain requests and the exit code.
 
 use super::health::Watch;
 use super::{Elb, Lifecycle, Registration, RegistrationState, APP_POLL_AFTER_DRAIN};
@@ -26,11 +25,7 @@ const MAX_DRAIN_POLL: Duration = Duration::from_secs(15);
 const FAILED: &str = "deregistration failed; see the sidecar's log";
 
 /// The longest a shutdown takes, from the signal (or `/drain`) to its
-/// outcome, as docs/kubernetes.md's "Shutdown budget" table adds it up:
-/// the request or hook in flight at the signal, the deregistration
-/// deadline, per group the attempt past it and the late-landing check (a
-/// look and a second DeregisterTargets), the drain wait and its last poll
-/// per group, and the post-deregister command with its kill grace.
+/// outcome, summed as in docs/kubernetes.md's "Shutdown budget" table.
 pub fn shutdown_budget(cfg: &Config) -> Duration {
     let groups = u32::try_from(cfg.groups.len()).unwrap_or(u32::MAX);
     let per_group = |d: Duration| d.checked_mul(groups).unwrap_or(Duration::MAX);
@@ -51,14 +46,11 @@ pub fn shutdown_budget(cfg: &Config) -> Duration {
         .fold(in_flight, Duration::saturating_add)
 }
 
-/// How one DeregisterTargets ended.
+/// How one DeregisterTargets ended (`Deregistered`: the target drains now).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Removal {
-    /// Deregistered: the target drains now.
     Deregistered,
-    /// Not registered there (or its registration was refused): nothing drains.
     NotThere,
-    /// The target may still be in the group.
     Failed,
 }
 
@@ -78,11 +70,7 @@ impl Lifecycle<'_> {
         }
         // Drain requests that came after the last look (or are still on
         // their way: the listener answers those from `status`) get the last word.
-        let last_word: DrainResult = if out {
-            Ok("deregistered".into())
-        } else {
-            Err(FAILED.into())
-        };
+        let last_word = out.then(|| "deregistered".into()).ok_or(FAILED.into());
         self.status.set_outcome(last_word.clone());
         while let Some(ev) = self.clock.take_event() {
             if let Event::Drain(tx) = ev {
@@ -101,9 +89,8 @@ impl Lifecycle<'_> {
     }
 
     /// After a drain request, answers further ones until a signal (false).
-    /// The kubelet also runs the app's preStop hook (which drains) when it
-    /// restarts the app container, with no signal to follow: with an app
-    /// check, true once the check has failed and passed again.
+    /// A container restart also runs the app's preStop (a drain) with no
+    /// signal to follow: with an app check, true once it failed and passed again.
     fn wait_signal_after_drain(&mut self, out: bool) -> bool {
         let poll = self.cfg.has_app_check().then_some(APP_POLL_AFTER_DRAIN);
         info!("drained on request; waiting for SIGTERM");
@@ -139,8 +126,8 @@ impl Lifecycle<'_> {
         }
     }
 
-    /// Deregisters, waits for draining, runs the post-deregister hook,
-    /// answers the drain requests; returns whether every target is out.
+    /// Deregisters, drains, runs the hook, answers the drain requests;
+    /// returns whether every target is out.
     fn shutdown(&mut self) -> bool {
         self.clock.set_shielded(true);
         self.status.begin_drain();
@@ -182,8 +169,7 @@ impl Lifecycle<'_> {
         all_out
     }
 
-    /// DeregisterTargets for each registration that may be in. Returns
-    /// whether all are out now, and which were deregistered (they drain).
+    /// Returns whether all are out now, and which were deregistered (they drain).
     fn deregister_all(&mut self, deadline: Instant) -> (bool, Vec<usize>) {
         let mut all_out = true;
         let mut deregistered = Vec::new();
@@ -201,8 +187,7 @@ impl Lifecycle<'_> {
     }
 
     /// Polls the deregistered targets, the pause doubling from the health
-    /// poll interval (widened after throttling), until none is draining;
-    /// false at `-wait-drained-timeout`.
+    /// poll interval, until none is draining; false at the timeout.
     fn wait_drained(&mut self, deregistered: &[usize]) -> bool {
         let deadline = self.clock.now() + self.cfg.wait_drained_timeout;
         let mut watches: Vec<Watch> = deregistered.iter().map(|&i| Watch::new(i)).collect();
@@ -234,9 +219,8 @@ impl Lifecycle<'_> {
         true
     }
 
-    /// Polls one draining target once. Only "not registered" is drained:
-    /// an eventually consistent answer may still say healthy, and an
-    /// `unused` target may be in.
+    /// Only "not registered" is drained: an eventually consistent answer may
+    /// still say healthy, and an `unused` target may be in.
     fn poll_drained(&mut self, watch: &mut Watch, deadline: Instant) {
         let r = &self.registrations[watch.index];
         let (target, label) = (&r.target, r.label.as_str());
@@ -263,8 +247,7 @@ impl Lifecycle<'_> {
 }
 
 impl Registration {
-    /// Sends DeregisterTargets; the state becomes `Out` when AWS's answer
-    /// shows the target out, and stays as it was when it may still be in.
+    /// The state becomes `Out` unless the target may still be in.
     fn deregister(
         &mut self,
         elb: &mut dyn Elb,
@@ -322,12 +305,10 @@ impl Registration {
         removal
     }
 
-    /// After deregistering a target whose RegisterTargets never answered:
-    /// AWS answers DeregisterTargets of an absent target with success (moto
-    /// with `InvalidTarget`), so look again a moment later (within
-    /// `deadline`) and deregister once more unless it shows out: `draining`
-    /// or not registered (`unused` with `Target.NotInUse` is in). A look
-    /// without an answer deregisters once more too. Returns whether it is out.
+    /// After a RegisterTargets that never answered: AWS answers
+    /// DeregisterTargets of an absent target with success, so look again a
+    /// moment later and deregister once more unless it shows `draining` or
+    /// not registered (`unused` is in), or the look failed. Whether it is out.
     fn confirm_not_registered(
         &self,
         elb: &mut dyn Elb,

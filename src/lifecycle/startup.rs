@@ -1,6 +1,5 @@
-//! Startup: wait for the app, the pre-register hook, credentials, resolve
-//! the target groups, register in each, wait until healthy, the
-//! post-register hook, ready.
+//! Startup: wait for the app, pre-register hook, credentials, resolve the
+//! groups, register, wait until healthy, post-register hook, ready.
 
 use super::health::{HealthWait, Recovery};
 use super::{AppWait, Elb, Lifecycle, Registration, RegistrationState};
@@ -14,8 +13,7 @@ use crate::hooks::Outcome;
 use crate::metrics::{Step, TargetState};
 use log::{error, info};
 
-/// The startup stopped short (an event, or a failure that sets `failed`):
-/// the shutdown comes next.
+/// The startup stopped short (an event, or a failure): the shutdown comes next.
 pub(super) struct Stop;
 
 impl Lifecycle<'_> {
@@ -71,7 +69,6 @@ impl Lifecycle<'_> {
         Stop
     }
 
-    /// Sends RegisterTargets to each group in turn, unless an event came.
     fn register_all(&mut self, budget: Budget) -> Result<(), Stop> {
         for i in 0..self.registrations.len() {
             self.stop_if_event()?;
@@ -90,31 +87,28 @@ impl Lifecycle<'_> {
     }
 
     /// With `-wait-in-service`, waits until healthy; then the post-register
-    /// hook, and ready unless an event came. After a health-wait timeout
-    /// (or a refusal to tell) the hook runs too, once, and the target stays
-    /// registered, not ready; after a timeout the blocked state polls on.
+    /// hook (also after a timeout or refusal, which leave it not ready).
     fn until_in_service(&mut self) -> Result<Option<Recovery>, Stop> {
-        let recovery = match self.cfg.wait_in_service {
-            false => None,
-            true => match self.timed(Step::HealthWait, Self::wait_healthy) {
-                HealthWait::Healthy => None,
-                HealthWait::TimedOut(recovery) => Some(Some(recovery)),
-                HealthWait::Refused => Some(None),
-                HealthWait::Interrupted => return Err(Stop),
-            },
+        let wait = match self.cfg.wait_in_service {
+            true => self.timed(Step::HealthWait, Self::wait_healthy),
+            false => HealthWait::Healthy,
         };
+        if let HealthWait::Interrupted = wait {
+            return Err(Stop);
+        }
         let hook_done = match &self.cfg.post_register {
             Some(hook) => self.effects.run_hook(hook, self.clock) != Outcome::Interrupted,
             None => true,
         };
-        match recovery {
-            Some(recovery) => self.stop_if_event().map(|()| recovery),
-            None if !hook_done => Err(Stop),
-            None => {
-                self.stop_if_event()?;
+        self.stop_if_event()?;
+        match wait {
+            HealthWait::TimedOut(recovery) => Ok(Some(recovery)),
+            HealthWait::Refused => Ok(None),
+            HealthWait::Healthy if hook_done => {
                 self.status.set_ready(true);
                 Ok(None)
             }
+            _ => Err(Stop),
         }
     }
 
@@ -130,8 +124,7 @@ impl Lifecycle<'_> {
         Stop
     }
 
-    /// One registration per configured group; the groups given by name
-    /// looked up with one DescribeTargetGroups (none when all are ARNs).
+    /// The groups given by name are looked up with one DescribeTargetGroups.
     fn resolve(&mut self, budget: Budget) -> Result<Vec<Registration>, Error> {
         let mut names: Vec<String> = (self.cfg.groups.iter())
             .filter_map(|g| match &g.group {
@@ -160,16 +153,13 @@ impl Lifecycle<'_> {
     }
 }
 
-/// The registration for one configured group; `found` holds the groups
-/// DescribeTargetGroups returned.
 fn registration(
     cfg: &Config,
     spec: &GroupSpec,
     found: &[TargetGroup],
 ) -> Result<Registration, Error> {
     let (label, arn, pace) = match &spec.group {
-        // Not described: a family mismatch comes back from RegisterTargets
-        // as a ValidationError, and health polls at -health-poll-interval.
+        // Not described: a family mismatch comes back as a ValidationError.
         GroupRef::Arn(arn) => (arn.clone(), arn.clone(), None),
         GroupRef::Name(name) => {
             let group = found.iter().find(|g| &g.name == name).ok_or_else(|| {
@@ -199,8 +189,7 @@ fn registration(
     })
 }
 
-/// Refuses, before any RegisterTargets, a group that does not take IP
-/// targets or whose `IpAddressType` is not the target's address family.
+/// Refuses a group that does not take IP targets of the target's family.
 fn check_group(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
     let name = &group.name;
     if let Some(tt) = group.target_type.as_deref().filter(|&t| t != "ip") {
@@ -227,8 +216,6 @@ fn check_group(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
 }
 
 impl Registration {
-    /// Sends RegisterTargets, marked `Sent` first, and records AWS's
-    /// answer in the state.
     fn register(
         &mut self,
         elb: &mut dyn Elb,
@@ -253,8 +240,7 @@ impl Registration {
                 Ok(())
             }
             Err(e) => {
-                // A final answer from AWS; anything else (timeout, broken
-                // connection, interruption) leaves it Sent: it may land.
+                // Anything but a final answer leaves it Sent: it may land.
                 if e.is_refusal() {
                     self.state = RegistrationState::Refused;
                 }
