@@ -168,9 +168,6 @@ impl std::error::Error for StartError {}
 
 /// Starts the status listener on `addr`; `/drain` requests go to `events`
 /// and their answers wait at most `drain_timeout`.
-///
-/// # Errors
-/// [`StartError`] when `addr` cannot be bound or a thread cannot start.
 pub fn start(
     addr: &str,
     status: Arc<Status>,
@@ -183,9 +180,6 @@ pub fn start(
 }
 
 /// Starts the `-lb-health-addr` listener on `addr`: `GET /lb-health` only.
-///
-/// # Errors
-/// As [`start`].
 pub fn start_lb_health(addr: &str, status: Arc<Status>) -> Result<(), StartError> {
     serve(bind(addr, "lb-health")?, status, None)?;
     info!("lb-health listener on http://{addr} (/lb-health only)");

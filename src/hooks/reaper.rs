@@ -17,9 +17,6 @@ fn runs() -> MutexGuard<'static, u64> {
 
 /// Starts the thread that reaps orphans; it sleeps until a child exits
 /// (until a hook ran, while there is no child).
-///
-/// # Errors
-/// The OS error if the thread cannot be started.
 pub fn start_reaper() -> io::Result<()> {
     std::thread::Builder::new()
         .name("reaper".into())
