@@ -1,26 +1,20 @@
-//! `GET /lb-health`, the answer for the target group's own health check:
-//! 503 from the first instant of a drain request or a signal, before
-//! DeregisterTargets is sent (an NLB stops new connections to a target
-//! failing its checks after `interval x threshold`, sooner than after a
-//! deregistration); otherwise the app check (`-wait-for-tcp` /
-//! `-wait-for-http`), run at most once per [`CACHE_FOR`]. Without an app
-//! check: 200 until a drain.
+//! `GET /lb-health`, for the target group's own health check: 503 from the
+//! first instant of a drain (an NLB stops new connections to a failing
+//! target sooner than to a deregistered one), else the app check's result.
 
 use log::{info, warn};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long an app check's result is reused.
-pub const CACHE_FOR: Duration = Duration::from_secs(1);
-
+const CACHE_FOR: Duration = Duration::from_secs(1);
 /// Timeout of one app check run for `/lb-health`.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// An app check: `Ok` when the app is up, else why not. It must bound its
-/// own time (the real ones time out after [`CHECK_TIMEOUT`]).
+/// An app check: `Ok` when the app is up, else why not; it bounds its own time.
 pub type AppCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-/// The `/lb-health` state: the app check and when it last ran, with what result.
+/// The app check, and when it last ran with what result.
 pub struct LbHealth {
     check: Option<AppCheck>,
     last: Mutex<Option<(Instant, bool)>>,
@@ -35,8 +29,8 @@ impl LbHealth {
         }
     }
 
-    /// The status code and body at `now`; `draining`: a drain or signal has
-    /// begun. One request at a time runs the check; the others wait for it.
+    /// The status code and body at `now`. One request at a time runs the
+    /// check; the others wait for it.
     pub fn answer(&self, draining: bool, now: Instant) -> (u16, &'static str) {
         if draining {
             return (503, "draining");
@@ -49,7 +43,7 @@ impl LbHealth {
             Some((at, up)) if now.saturating_duration_since(at) < CACHE_FOR => up,
             was => {
                 let r = check();
-                // Logged on a change only: health checks come every few seconds.
+                // Logged on a change only: checks come every few seconds.
                 match (&r, was.map(|(_, up)| up)) {
                     (Err(why), None | Some(true)) => warn!("/lb-health: the app is not up: {why}"),
                     (Ok(()), Some(false)) => info!("/lb-health: the app is up again"),
@@ -60,10 +54,9 @@ impl LbHealth {
             }
         };
         // The reason stays in the log: this answer may reach the whole VPC.
-        if up {
-            (200, "ok")
-        } else {
-            (503, "app not up")
+        match up {
+            true => (200, "ok"),
+            false => (503, "app not up"),
         }
     }
 }

@@ -1,9 +1,5 @@
-//! Logging to stderr: env_logger's filters and two line formats, `text`
-//! (`TIMESTAMP LEVEL message`) and `json` (one object a line, the `log`
-//! crate's key-values as keys; written here rather than with serde).
-//! The HTTP and TLS crates log the wire (Authorization, session tokens,
-//! the web identity token) at debug and trace: `Guarded` caps them at
-//! `info` whatever the filters say.
+//! Logging to stderr, as `text` (`TIMESTAMP LEVEL message`) or `json` (one
+//! object a line, the `log` key-values as keys).
 
 use crate::aws::Error;
 use crate::config::{Config, LogFormat};
@@ -39,8 +35,8 @@ pub fn init(cfg: &Config, rust_log: Option<String>) {
     }
 }
 
-/// env_logger with the crates that log secrets capped at `info`, which no
-/// `RUST_LOG` directive can lift.
+/// env_logger with the HTTP and TLS crates capped at `info`, whatever the
+/// filters say: at debug and trace they log secrets on the wire.
 struct Guarded(env_logger::Logger);
 
 fn guarded(target: &str) -> bool {
@@ -66,15 +62,12 @@ impl log::Log for Guarded {
     }
 }
 
-/// The request id of the AWS error answer behind `e` (looking through a
-/// deadline at its last failure, and a credentials fetch), for the `request_id` log field.
+/// The request id of the AWS error answer behind `e`, for the `request_id` field.
 pub fn request_id_of(e: &Error) -> Option<&str> {
     e.request_id()
 }
 
-/// Appends `record` as one JSON object and a newline: `timestamp`,
-/// `level`, `message`, `module` (the target), then each key-value that is
-/// not null.
+/// Appends `record` as one JSON object and a newline.
 fn json_line(out: &mut String, time: SystemTime, record: &log::Record<'_>) {
     let time = humantime::format_rfc3339_millis(time);
     out.push_str(&format!(
@@ -91,26 +84,18 @@ fn json_line(out: &mut String, time: SystemTime, record: &log::Record<'_>) {
 
 /// Appends `s` as a JSON string.
 fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // U+2028/9: valid JSON, but not in JavaScript that evals lines.
-            c if u32::from(c) < 0x20 || matches!(c, '\u{7f}' | '\u{2028}' | '\u{2029}') => {
-                out.push_str(&format!("\\u{:04x}", u32::from(c)));
-            }
-            c => out.push(c),
+    let json = serde_json::to_string(s).unwrap_or_default(); // a str always serializes
+                                                             // U+2028/9: valid JSON, but not in JavaScript that evals lines.
+    let odd = |c: char| matches!(c, '\u{7f}' | '\u{2028}' | '\u{2029}');
+    for c in json.chars() {
+        match odd(c) {
+            true => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            false => out.push(c),
         }
     }
-    out.push('"');
 }
 
-/// Writes each non-null field as `,"key":value`: numbers and booleans as
-/// they are, anything else as a string.
+/// Writes each non-null field as `,"key":value`, numbers and booleans bare.
 struct Fields<'a>(&'a mut String);
 
 impl<'kvs> VisitSource<'kvs> for Fields<'_> {

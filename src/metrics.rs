@@ -1,10 +1,6 @@
-//! The process's metrics for `GET /metrics`: a registry of counters, gauges
-//! and one histogram, rendered in the Prometheus text format 0.0.4. What
-//! each family means is in docs/operations.md; why no crate, in
-//! docs/design.md. Recording takes one lock; nothing runs between scrapes.
-//! Label values from the network are reduced to `[A-Za-z0-9._-]` and a
-//! family holds at most [`MAX_SERIES`] label sets, so no peer can grow it
-//! without bound.
+//! The metrics of `GET /metrics`, in the Prometheus text format 0.0.4 (the
+//! families: docs/operations.md). A family holds at most [`MAX_SERIES`]
+//! label sets and network label values are reduced, so no peer can grow it.
 
 use crate::aws::elbv2::State;
 use std::fmt::Write as _;
@@ -14,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Most label sets per family (more are not recorded).
 pub const MAX_SERIES: usize = 64;
 
-/// The upper bounds of the request duration histogram, in seconds.
+/// The request duration histogram's upper bounds, in seconds.
 const BUCKETS: [f64; 8] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// The `Content-Type` of the text exposition format.
@@ -36,9 +32,7 @@ pub enum TargetState {
 impl TargetState {
     const ALL: [TargetState; 4] = [Self::Registered, Self::Healthy, Self::Draining, Self::Out];
 
-    /// The state a DescribeTargetHealth state stands for: `healthy`,
-    /// `draining` (also `unhealthy.draining`), else `registered` (initial,
-    /// unhealthy, unused...).
+    /// The state a DescribeTargetHealth state stands for.
     pub fn from_health(state: &State) -> TargetState {
         match state {
             State::Healthy => TargetState::Healthy,
@@ -47,8 +41,7 @@ impl TargetState {
         }
     }
 
-    /// The `state` label value.
-    pub fn label(self) -> &'static str {
+    fn label(self) -> &'static str {
         ["registered", "healthy", "draining", "out"][self as usize]
     }
 }
@@ -67,15 +60,12 @@ pub enum Step {
 }
 
 impl Step {
-    /// The `step` label value.
-    pub fn label(self) -> &'static str {
+    fn label(self) -> &'static str {
         ["register", "health_wait", "deregister", "drain"][self as usize]
     }
 }
 
 /// Each family: name (after `nlb_registrator_`), type, label names, help.
-/// `target_state` stores the index of a target's state and renders a
-/// series per state.
 #[rustfmt::skip]
 const FAMILIES: [(&str, &str, &[&str], &str); 11] = [
     ("aws_requests_total", "counter", &["action", "outcome"],
@@ -101,8 +91,8 @@ const FAMILIES: [(&str, &str, &[&str], &str); 11] = [
     ("ready", "gauge", &[], "1 while /readyz answers ready, else 0."),
 ];
 
-/// One label set of a family. A histogram's `value` is its count, and
-/// `buckets` its cumulative counts.
+/// One label set of a family. A histogram's `value` is its count;
+/// `target_state`'s, the index of the state.
 struct Series {
     family: &'static str,
     labels: Vec<String>,
@@ -111,21 +101,19 @@ struct Series {
     sum: f64,
 }
 
-/// The registry: every series, in the order first seen, behind one lock.
+/// The registry: every series, in the order first seen.
 pub struct Metrics {
     series: Mutex<Vec<Series>>,
 }
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
-/// The process's registry: what the AWS client and the lifecycle record,
-/// and what `/metrics` shows.
+/// The process's registry.
 pub fn global() -> &'static Metrics {
     &GLOBAL
 }
 
-/// Reduces a label value that comes from the network to
-/// `[A-Za-z0-9._-]`, at most 64 characters (`other` when not).
+/// A label value from the network: `[A-Za-z0-9._-]{1,64}`, else `other`.
 fn code_label(code: &str) -> &str {
     let ok = (1..=64).contains(&code.len())
         && code
@@ -139,8 +127,8 @@ fn code_label(code: &str) -> &str {
 }
 
 impl Metrics {
-    /// An empty registry; the unlabelled counter and `ready` show 0 from
-    /// the start, so `increase()` sees the first timeout.
+    /// An empty registry. The unlabelled families show 0 from the start, so
+    /// `increase()` sees the first timeout.
     #[allow(clippy::new_without_default)] // one registry: global()
     pub fn new() -> Self {
         let m = Metrics {
@@ -155,8 +143,6 @@ impl Metrics {
         self.series.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the series of `family` with `labels`, added when new
-    /// (unless the family is full).
     fn with(&self, family: &'static str, labels: &[&str], f: impl FnOnce(&mut Series)) {
         let mut all = self.lock();
         if let Some(s) = all
@@ -209,8 +195,7 @@ impl Metrics {
         self.add("aws_throttled_total", &[action]);
     }
 
-    /// A credentials fetch from `source` ended; `expiry` is that of the
-    /// credentials fetched (when it succeeded and they expire).
+    /// A credentials fetch from `source` ended, with the expiry of those fetched.
     pub fn credentials_fetched(&self, source: &str, ok: bool, expiry: Option<SystemTime>) {
         self.add(
             "credential_refreshes_total",
@@ -220,10 +205,9 @@ impl Metrics {
             self.lock()
                 .retain(|s| s.family != "credentials_expiry_timestamp_seconds");
             if let Some(e) = expiry {
-                let secs = match e.duration_since(UNIX_EPOCH) {
-                    Ok(d) => d.as_secs_f64(),
-                    Err(before) => -before.duration().as_secs_f64(),
-                };
+                let secs = e
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
                 self.set("credentials_expiry_timestamp_seconds", &[], secs);
             }
         }
@@ -254,7 +238,7 @@ impl Metrics {
         self.set("ready", &[], f64::from(u8::from(ready)));
     }
 
-    /// The text exposition format (version 0.0.4) of every family.
+    /// Every family in the text exposition format.
     pub fn render(&self) -> String {
         let all = self.lock();
         let mut out = String::with_capacity(4096);
@@ -293,7 +277,6 @@ impl Metrics {
     }
 }
 
-/// Escapes a label value: backslash, double quote and newline.
 fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -1,8 +1,5 @@
-//! `-check`: would the sidecar work here? A preflight that changes nothing.
-//!
-//! [`gather`] makes the read-only calls (and one harmless DeregisterTargets
-//! probe) and keeps the answers in [`Findings`]; [`report`] runs a list of
-//! small pure checks over them, each giving at most one ok/warn/FAIL line.
+//! `-check`: would the sidecar work here? [`gather`] makes the read-only
+//! calls (and one harmless DeregisterTargets probe); [`report`] judges them.
 
 use crate::aws::elbv2::{
     find_health, DeregisterTargets, DescribeTargetGroupAttributes, DescribeTargetGroups,
@@ -25,29 +22,27 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Findings {
     region: String,
-    source: String, // of the credentials, with the role (-role-arn) if any
+    source: String,
     credentials: Result<(), Error>,
     identity: Option<Result<CallerIdentity, Error>>, // None: no credentials
     groups: Vec<GroupFindings>,
-    /// Each hook, with where its program is for a command hook ([`gather_hooks`]).
+    /// Each hook, with its program's path for a command hook.
     pub hooks: Vec<(Hook, Option<Result<PathBuf, String>>)>,
 }
 
-/// What the calls found about one configured group; the last three are
-/// `None` when its ARN is not known.
+/// The last three are `None` when the group's ARN is not known.
 #[derive(Debug)]
 struct GroupFindings {
     group: GroupRef,
-    target: Target,                                // as it would be registered there
+    target: Target,
     described: Result<Option<TargetGroup>, Error>, // Ok(None): not found
     attributes: Option<Result<Vec<(String, String)>, Error>>,
     registered: Option<Result<Option<String>, Error>>, // the target's state
-    deregister: Option<Result<(), Error>>, // the probe, sent only for a target known to be out
+    deregister: Option<Result<(), Error>>,
 }
 
-/// Looks for each command hook's program as execvp(3) would, in `path`
-/// (the hooks' `PATH`) on the filesystem `kind` describes. HTTP hooks are
-/// not called: a GET may change the app's state.
+/// Looks for each command hook's program as execvp(3) would, with `path`
+/// as `PATH`, on the filesystem `kind` describes.
 pub fn gather_hooks(
     cfg: &Config,
     path: Option<&str>,
@@ -63,8 +58,8 @@ pub fn gather_hooks(
 fn budget(clock: &mut dyn Clock) -> Budget {
     let deadline = clock.now() + Duration::from_secs(30);
     Budget {
-        deadline,
         max_attempts: 4,
+        ..Budget::until(deadline)
     }
 }
 
@@ -99,8 +94,6 @@ pub fn gather<T: Transport>(
     f
 }
 
-/// DescribeTargetGroups, then, once the ARN is known, the attributes, the
-/// target's health and the deregistration probe.
 fn gather_group<T: Transport>(
     cfg: &Config,
     spec: &GroupSpec,
@@ -146,10 +139,8 @@ fn gather_group<T: Transport>(
         Err(e) if e.is_invalid_target() => Ok(None),
         Err(e) => Err(e),
     };
-    // Deregistering a target that is not registered proves the permission
-    // and changes nothing (AWS: "If the specified target does not exist,
-    // the action returns successfully"; moto: InvalidTarget). A registered
-    // one (another pod with this IP, a leftover) it would take out.
+    // Deregistering an unregistered target proves the permission and changes
+    // nothing (AWS: "the action returns successfully"; moto: InvalidTarget).
     if matches!(state, Ok(None)) {
         let probe = DeregisterTargets {
             arn,
@@ -165,10 +156,9 @@ fn gather_group<T: Transport>(
 enum Level {
     Ok,
     Warn,
-    Fail, // the sidecar would not work
+    Fail,
 }
 
-/// A check's line, if it has one.
 type Verdict = Option<(Level, String)>;
 
 fn ok(text: impl Into<String>) -> Verdict {
@@ -188,8 +178,7 @@ fn fail(text: impl Into<String>) -> Verdict {
 pub struct Report(Vec<(Level, String, String)>);
 
 impl Report {
-    /// Adds a check's line, if any, folded onto one line (AWS's
-    /// SignatureDoesNotMatch message quotes the canonical request).
+    // Folded onto one line: AWS's SignatureDoesNotMatch quotes the canonical request.
     fn add(&mut self, subject: &str, verdict: Verdict) {
         if let Some((level, text)) = verdict {
             let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -222,7 +211,7 @@ impl Report {
     }
 }
 
-/// The report on `f` for `cfg`: each check gives at most one line. Pure.
+/// The report on `f` for `cfg`: at most one line per check.
 pub fn report(cfg: &Config, f: &Findings) -> Report {
     let mut r = Report::default();
     let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
@@ -240,7 +229,6 @@ pub fn report(cfg: &Config, f: &Findings) -> Report {
         ];
         for check in checks {
             r.add(&subject, check(cfg, g));
-            // Nothing more to say about a group that does not exist.
             if matches!(g.described, Ok(None)) {
                 break;
             }
@@ -252,12 +240,9 @@ pub fn report(cfg: &Config, f: &Findings) -> Report {
     r
 }
 
-/// An app container's restart runs its preStop hook, which drains too;
-/// only an app check tells it from a pod deletion and registers again.
+/// An app restart runs its preStop hook, which drains; only an app check tells it from a deletion.
 fn drain_without_app_check(cfg: &Config) -> Verdict {
-    if cfg.status_addr.is_none() || cfg.has_app_check() {
-        return None;
-    }
+    cfg.status_addr.as_ref().filter(|_| !cfg.has_app_check())?;
     warn("/drain is served (-status-addr) but no app check (-wait-for-tcp / -wait-for-http) is set: the sidecar cannot tell an app container restart from a pod deletion, so after a restart the target stays out until the pod is deleted")
 }
 
@@ -265,17 +250,13 @@ fn credentials(f: &Findings) -> Verdict {
     let source = &f.source;
     match (&f.credentials, &f.identity) {
         (Err(e), _) => fail(format!("source {source}: none could be had: {e}")),
-        (_, Some(Ok(id))) => {
-            let (arn, account) = (&id.arn, &id.account);
-            ok(format!("source {source}; identity {arn} (account {account})"))
-        }
+        (_, Some(Ok(id))) => ok(format!("source {source}; identity {} (account {})", id.arn, id.account)),
         (_, Some(Err(e))) if refused(e.aws_code()) => fail(format!("source {source}: AWS refuses them: {e}")),
         (_, Some(Err(e))) => warn(format!("source {source}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}")),
         (_, None) => ok(format!("source {source}")),
     }
 }
 
-/// AWS's answers to credentials it does not take.
 fn refused(code: Option<&str>) -> bool {
     matches!(
         code,
@@ -283,7 +264,6 @@ fn refused(code: Option<&str>) -> bool {
     )
 }
 
-/// Why `action` failed: a missing permission, or anything else.
 fn why(e: &Error, action: &str) -> String {
     match e.is_access_denied() {
         true => format!("the identity may not call {action}: {e}"),
@@ -291,7 +271,6 @@ fn why(e: &Error, action: &str) -> String {
     }
 }
 
-/// The group as AWS described it.
 fn tg(g: &GroupFindings) -> Option<&TargetGroup> {
     g.described.as_ref().ok()?.as_ref()
 }
@@ -307,7 +286,7 @@ fn exists(_: &Config, g: &GroupFindings) -> Verdict {
         (Ok(None), _) => {
             fail("not found (TargetGroupNotFound): check the name, region and account")
         }
-        // The sidecar needs DescribeTargetGroups for a name, not for an ARN.
+        // An ARN is used as given; a name must be described.
         (Err(e), GroupRef::Name(_)) => fail(cannot(e)),
         (Err(e), GroupRef::Arn(_)) => warn(cannot(e)),
     }
@@ -321,7 +300,7 @@ fn ip_type(_: &Config, g: &GroupFindings) -> Verdict {
 }
 
 fn family(_: &Config, g: &GroupFindings) -> Verdict {
-    // Answers without IpAddressType (older API versions) mean ipv4.
+    // No IpAddressType (older API versions): ipv4.
     let family = tg(g)?.ip_address_type.as_deref().unwrap_or("ipv4");
     let id = &g.target.id;
     let wanted = match id.parse() {
@@ -357,9 +336,8 @@ fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
     let Some(interval) = hc.interval_seconds else {
         return ok(what);
     };
-    // A new target must pass one check ("After your target is registered,
-    // it must pass one health check to be considered healthy", NLB and ALB
-    // guides); HealthyThresholdCount counts those that bring one back.
+    // "After your target is registered, it must pass one health check to be
+    // considered healthy" (NLB guide); HealthyThresholdCount is for a return.
     let least = Duration::from_secs(interval.into());
     let at_least = human(least);
     what += &format!(
@@ -380,37 +358,30 @@ fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-/// `deregistration_delay.timeout_seconds` against `-wait-drained-timeout`.
 fn delay(cfg: &Config, g: &GroupFindings) -> Verdict {
     let unknown = "deregistration delay unknown";
     let delay = match g.attributes.as_ref()? {
         Ok(attrs) => attribute(attrs, DEREGISTRATION_DELAY).and_then(|v| v.parse().ok()),
         Err(e) => {
-            let why = why(e, "DescribeTargetGroupAttributes");
             return warn(format!(
-                "{unknown}: {why} (the sidecar itself does not need it)"
-            ));
+                "{unknown}: {} (the sidecar itself does not need it)",
+                why(e, "DescribeTargetGroupAttributes")
+            ))
         }
     };
     let Some(delay) = delay.map(Duration::from_secs) else {
         return warn(format!("{unknown}: no readable {DEREGISTRATION_DELAY}"));
     };
     let (d, limit) = (human(delay), human(cfg.wait_drained_timeout));
-    if !cfg.wait_drained {
-        ok(format!(
-            "deregistration delay {d} (not waited for: -wait-drained is off)"
-        ))
-    } else if delay > cfg.wait_drained_timeout {
-        warn(format!("deregistration delay {d} is longer than -wait-drained-timeout {limit}: the wait for draining would give up while connections still drain"))
-    } else {
-        ok(format!(
-            "deregistration delay {d} within -wait-drained-timeout {limit}"
-        ))
+    match (cfg.wait_drained, delay > cfg.wait_drained_timeout) {
+        (false, _) => ok(format!("deregistration delay {d} (not waited for: -wait-drained is off)")),
+        (true, true) => warn(format!("deregistration delay {d} is longer than -wait-drained-timeout {limit}: the wait for draining would give up while connections still drain")),
+        (true, false) => ok(format!("deregistration delay {d} within -wait-drained-timeout {limit}")),
     }
 }
 
-/// With `-lb-health-addr`, a TCP/TLS group resets every established
-/// connection once `/lb-health` fails at the drain, unless told not to.
+/// With `-lb-health-addr`, a TCP/TLS group resets established connections
+/// once `/lb-health` fails, unless told not to.
 fn resets(cfg: &Config, g: &GroupFindings) -> Verdict {
     cfg.lb_health_addr.as_ref()?;
     let (Some("TCP" | "TLS"), Some(Ok(attrs))) = (tg(g)?.protocol.as_deref(), &g.attributes) else {
@@ -424,14 +395,10 @@ fn resets(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-/// Whether the target is registered already (DescribeTargetHealth).
 fn state(cfg: &Config, g: &GroupFindings) -> Verdict {
     let (t, untried) = (&g.target, "DeregisterTargets is not tried");
     let unknown = |e| {
-        format!(
-            "{}; {untried} without knowing the target is out",
-            why(e, "DescribeTargetHealth")
-        )
+        why(e, "DescribeTargetHealth") + &format!("; {untried} without knowing the target is out")
     };
     match g.registered.as_ref()? {
         Ok(None) => ok(format!("target {t} is not registered yet")),
@@ -441,7 +408,6 @@ fn state(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-/// The DeregisterTargets probe.
 fn probe(_: &Config, g: &GroupFindings) -> Verdict {
     let answered = "may deregister (DeregisterTargets of the unregistered target answered";
     match g.deregister.as_ref()? {
@@ -452,16 +418,12 @@ fn probe(_: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-/// A missing pre-register program fails (nothing would be registered); a
-/// missing post-* one warns (the sidecar logs the failure and goes on).
 fn hook(h: &Hook, program: Option<&Result<PathBuf, String>>) -> Verdict {
     match (&h.action, program) {
-        (HookAction::Http(url), _) => {
-            let url = redact_url(url);
-            ok(format!(
-                "GET {url} (not called by -check: it may change the app's state)"
-            ))
-        }
+        (HookAction::Http(url), _) => ok(format!(
+            "GET {} (not called by -check: it may change the app's state)",
+            redact_url(url)
+        )),
         (_, Some(Ok(path))) => {
             let shell = h.shell_syntax().map(|op| format!(", shell syntax ({op})"));
             ok(format!(
@@ -470,6 +432,7 @@ fn hook(h: &Hook, program: Option<&Result<PathBuf, String>>) -> Verdict {
                 shell.unwrap_or_default()
             ))
         }
+        // A pre-register hook that fails stops the sidecar; a post-* one is logged.
         (_, Some(Err(why))) if h.name == "pre-register" => fail(format!(
             "cannot run: {why}: the hook would fail and nothing would be registered"
         )),

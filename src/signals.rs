@@ -1,11 +1,7 @@
-//! Signals and drain requests, as events on one channel. SIGTERM and SIGINT
-//! are registered first thing in `main`, before any other thread; a thread
-//! forwards them into the channel where `/drain` requests arrive too.
-//! [`SignalClock`]'s sleeps wait on that channel, so an event cuts any wait
-//! short and a blocked process sleeps in the kernel. During shutdown the
-//! clock is *shielded*: events are queued (a drain request must be
-//! answered) but do not interrupt, so a second SIGTERM cannot skip the
-//! deregistration.
+//! Signals and drain requests, as events on one channel. [`SignalClock`]'s
+//! sleeps wait on it, so an event cuts any wait short. During shutdown the
+//! clock is *shielded*: events are queued but do not interrupt, so a second
+//! SIGTERM cannot skip the deregistration.
 
 use crate::clock::{Clock, Interrupted, SplitMix};
 use log::info;
@@ -15,8 +11,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
-/// The answer to a drain request: `Ok` when deregistered (and drained,
-/// with `-wait-drained`), else the reason.
+/// The answer to a drain request: `Ok` when deregistered, else the reason.
 pub type DrainResult = Result<String, String>;
 
 /// Something that changes the lifecycle's course.
@@ -38,12 +33,10 @@ pub fn signal_name(sig: i32) -> &'static str {
 }
 
 /// Registers SIGTERM and SIGINT and forwards them to `tx` from a thread,
-/// calling `on_signal` first, at once (the main thread may be inside a
-/// request): it marks the drain begun for `/lb-health`.
+/// calling `on_signal` first (the main thread may be inside a request).
 ///
 /// # Errors
-/// The OS error if a handler cannot be registered or the thread cannot be
-/// started (a pids limit): the caller exits before registering anything.
+/// The OS error if a handler cannot be registered or the thread started.
 pub fn forward_signals(
     tx: Sender<Event>,
     on_signal: impl Fn() + Send + 'static,
@@ -51,7 +44,6 @@ pub fn forward_signals(
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     let forward = move || {
         for sig in signals.forever() {
-            // Logged here, at once: the main thread may be inside a request.
             info!("received {}", signal_name(sig));
             on_signal();
             if tx.send(Event::Signal(sig)).is_err() {
@@ -60,18 +52,14 @@ pub fn forward_signals(
         }
     };
     let thread = std::thread::Builder::new().name("signals".into());
-    match thread.stack_size(256 * 1024).spawn(forward) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(std::io::Error::new(
-            e.kind(),
-            format!("cannot start the signal thread: {e}"),
-        )),
-    }
+    let spawned = thread.stack_size(256 * 1024).spawn(forward);
+    let why = |e: std::io::Error| format!("cannot start the signal thread: {e}");
+    spawned
+        .map(drop)
+        .map_err(|e| std::io::Error::new(e.kind(), why(e)))
 }
 
-/// A [`Clock`] that also delivers the events (signals, drain requests)
-/// that cut its sleeps short: the lifecycle's only source of time and
-/// events.
+/// A [`Clock`] that also delivers the events that cut its sleeps short.
 pub trait EventClock: Clock {
     /// Takes the oldest event that has arrived, without waiting.
     fn take_event(&mut self) -> Option<Event>;
@@ -81,8 +69,7 @@ pub trait EventClock: Clock {
     fn set_shielded(&mut self, shielded: bool);
 }
 
-/// The program's clock: real clock, SplitMix jitter, and sleeps that end
-/// early when an event arrives.
+/// The program's clock: real time, SplitMix jitter, sleeps cut by events.
 pub struct SignalClock {
     rx: Receiver<Event>,
     pending: VecDeque<Event>,
@@ -101,12 +88,10 @@ impl SignalClock {
         }
     }
 
-    /// The next event from the channel within `timeout` (`None`: no end).
-    /// Once every sender is gone it still waits, so a caller never spins.
+    // Once every sender is gone it still waits, so a caller never spins.
     fn recv(&self, timeout: Option<Duration>) -> Option<Event> {
         let got = match timeout {
-            // Looks at the channel even for zero: an event that arrived must
-            // not let a retry start a new request.
+            // Even for zero: an arrived event must stop a retry's new request.
             Some(t) => self.rx.recv_timeout(t),
             None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };

@@ -1,16 +1,7 @@
-//! The status listener (`-status-addr`): `/healthz`, `/readyz`, `/drain`,
-//! `/lb-health` and `/metrics`; and the `-lb-health-addr` listener,
-//! `/lb-health` alone (every other path 404, so the VPC can reach the
-//! health check without reaching `/drain`).
-//!
-//! Reachable from the pod network and under a memory limit of a few MiB,
-//! it costs constant memory and threads whatever clients do: fixed threads
-//! started before anything is registered, one accept loop and a pool of
-//! workers. The accept loop queues at most [`QUEUE`] connections for the
-//! workers and answers the rest `503 busy` at once, unread; a request head
-//! must arrive whole within [`REQUEST_TIMEOUT`]. A `/drain` waits for the
-//! lifecycle's answer on a worker of its own: at most [`MAX_DRAIN_WAITERS`]
-//! wait at once, and [`WORKERS`] more always serve the probes.
+//! The status listener (`-status-addr`: `/healthz`, `/readyz`, `/drain`,
+//! `/lb-health`, `/metrics`) and the `-lb-health-addr` listener (`/lb-health`
+//! alone, so the VPC can reach it without reaching `/drain`). Fixed threads
+//! and a bounded queue: constant memory whatever clients do.
 
 pub mod http;
 
@@ -26,29 +17,24 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Workers that serve the probes whatever the drains do.
-pub const WORKERS: usize = 4;
+const WORKERS: usize = 4;
 /// Accepted connections waiting for a worker; beyond this they get 503.
-pub const QUEUE: usize = 8;
-/// Most `/drain` requests waiting at once (each on a worker); more get 429.
-pub const MAX_DRAIN_WAITERS: usize = 4;
+const QUEUE: usize = 8;
+/// `/drain` requests waiting at once, each on a worker of its own; more get 429.
+const MAX_DRAIN_WAITERS: usize = 4;
 /// Time for a whole request head to arrive, however slowly it trickles in.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Shared state the lifecycle updates and the listeners report.
 #[derive(Default)]
 pub struct Status {
     ready: AtomicBool,
-    /// A drain request or a signal has come: `/lb-health` fails from then on.
     draining: AtomicBool,
-    /// The lifecycle's final word, once it has finished.
     outcome: Mutex<Option<DrainResult>>,
     lb_health: OnceLock<LbHealth>,
-    /// Connections accepted and not answered yet (see [`Conn`]).
-    answering: AtomicUsize,
-    /// `/drain` requests waiting for the lifecycle's answer.
+    answering: AtomicUsize, // connections accepted and not answered yet
     drain_waiters: AtomicUsize,
-    /// The listeners' ports and the connections they accepted: the drain
-    /// quiet period leaves them out.
+    // For the drain quiet period, which leaves our own connections out.
     own_ports: Mutex<Vec<u16>>,
     accepted: AtomicU64,
 }
@@ -72,16 +58,14 @@ impl Status {
         self.ready.load(SeqCst)
     }
 
-    /// Marks the first instant of a drain (a signal, a `/drain` request, or
-    /// the shutdown itself): `/lb-health` answers 503 from now on.
+    /// Marks the start of a drain: `/lb-health` answers 503 from now on.
     pub fn begin_drain(&self) {
         if !self.draining.swap(true, SeqCst) {
             info!("/lb-health: failing from now on (drain begun)");
         }
     }
 
-    /// Ends a drain by request when the app restarted and the target goes
-    /// back in: `/lb-health` follows the app check again.
+    /// Ends a drain (the app restarted): `/lb-health` follows the app check again.
     pub fn end_drain(&self) {
         if self.draining.swap(false, SeqCst) {
             info!("/lb-health: following the app check again");
@@ -98,17 +82,8 @@ impl Status {
         let _ = self.lb_health.set(LbHealth::new(check));
     }
 
-    /// The answer to `GET /lb-health` at `now` (may run the app check).
-    pub fn lb_health(&self, now: Instant) -> (u16, &'static str) {
-        match self.lb_health.get() {
-            Some(h) => h.answer(self.is_draining(), now),
-            None => LbHealth::new(None).answer(self.is_draining(), now),
-        }
-    }
-
-    /// Records the lifecycle's final result, before it stops reading
-    /// events: from then on every `/drain`, including one whose request
-    /// was already on its way to the lifecycle, is answered with it.
+    /// Records the lifecycle's final result, which answers every later
+    /// `/drain` (also one already on its way to the lifecycle).
     pub fn set_outcome(&self, result: DrainResult) {
         if let Ok(mut o) = self.outcome.lock() {
             *o = Some(result);
@@ -120,16 +95,14 @@ impl Status {
         self.outcome.lock().ok().and_then(|o| o.clone())
     }
 
-    /// The ports of this process's listeners, and how many connections
-    /// they have accepted.
+    /// The listeners' ports, and how many connections they accepted.
     pub fn own_connections(&self) -> (Vec<u16>, u64) {
         let ports = self.own_ports.lock().map(|p| p.clone()).unwrap_or_default();
         (ports, self.accepted.load(SeqCst))
     }
 
-    /// Waits (up to `max`) until every connection accepted has its answer
-    /// written (a `/drain` still queued or being read included), so the
-    /// process does not exit under a `preStop` hook waiting for it.
+    /// Waits (up to `max`) until every accepted connection is answered, so
+    /// the process does not exit under a `preStop` hook waiting for `/drain`.
     pub fn flush_drain_responses(&self, max: Duration) {
         let end = Instant::now() + max;
         while self.answering.load(SeqCst) > 0 && Instant::now() < end {
@@ -138,9 +111,8 @@ impl Status {
     }
 }
 
-/// The routes: a request to its answer, or `None` to start a drain (or
-/// join the one in progress) and answer with its result. `lb_only`: the
-/// `-lb-health-addr` listener, where every other path is 404.
+/// A request's answer, or `None` to drain and answer with the result.
+/// `lb_only`: the `-lb-health-addr` listener, where other paths are 404.
 pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Response> {
     let text = |code, body: &str| Some(Response::text(code, body));
     if req.method != "GET" && req.method != "HEAD" {
@@ -149,7 +121,8 @@ pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Response> 
     match req.path.as_str() {
         path if lb_only && path != "/lb-health" => text(404, "not found"),
         "/lb-health" => {
-            let (code, body) = status.lb_health(Instant::now());
+            let h = status.lb_health.get_or_init(|| LbHealth::new(None));
+            let (code, body) = h.answer(status.is_draining(), Instant::now());
             text(code, body)
         }
         "/healthz" => text(200, "ok"),
@@ -193,57 +166,40 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Starts the status listener on `addr`. `/drain` requests go to
-/// `events`, and their answers wait at most `drain_timeout`.
-///
-/// # Errors
-/// [`StartError::Bind`] when the address cannot be bound,
-/// [`StartError::Thread`] when a thread cannot be started (pids limit).
+/// Starts the status listener on `addr`; `/drain` requests go to `events`
+/// and their answers wait at most `drain_timeout`.
 pub fn start(
     addr: &str,
     status: Arc<Status>,
     events: Sender<Event>,
     drain_timeout: Duration,
 ) -> Result<(), StartError> {
-    bind_and_serve(addr, "status", status, Some((events, drain_timeout)))?;
+    serve(bind(addr, "status")?, status, Some((events, drain_timeout)))?;
     info!("status listener on http://{addr} (/healthz, /readyz, /drain, /lb-health, /metrics)");
     Ok(())
 }
 
 /// Starts the `-lb-health-addr` listener on `addr`: `GET /lb-health` only.
-///
-/// # Errors
-/// As [`start`].
 pub fn start_lb_health(addr: &str, status: Arc<Status>) -> Result<(), StartError> {
-    bind_and_serve(addr, "lb-health", status, None)?;
+    serve(bind(addr, "lb-health")?, status, None)?;
     info!("lb-health listener on http://{addr} (/lb-health only)");
     Ok(())
 }
 
-/// Where `/drain` requests go, and how long their answers may take.
 type Drains = Option<(Sender<Event>, Duration)>;
 
-fn bind_and_serve(
-    addr: &str,
-    name: &str,
-    status: Arc<Status>,
-    drains: Drains,
-) -> Result<(), StartError> {
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| StartError::Bind(format!("cannot listen on -{name}-addr {addr}: {e}")))?;
-    serve(listener, status, drains)
-        .map_err(|e| StartError::Thread(format!("cannot start the {name} listener: {e}")))
+fn bind(addr: &str, name: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .map_err(|e| StartError::Bind(format!("cannot listen on -{name}-addr {addr}: {e}")))
 }
 
-/// Serves `listener` from threads started here: the accept loop and the
-/// workers (more of them with `drains`: the lb-health listener has none).
-/// When a thread cannot start, those already started stay blocked,
-/// harmlessly.
-fn serve(listener: TcpListener, status: Arc<Status>, drains: Drains) -> std::io::Result<()> {
+/// Serves `listener` from the accept loop and the workers (more with
+/// `drains`). Threads started before one fails stay blocked, harmlessly.
+fn serve(listener: TcpListener, status: Arc<Status>, drains: Drains) -> Result<(), StartError> {
     if let (Ok(addr), Ok(mut ports)) = (listener.local_addr(), status.own_ports.lock()) {
         ports.push(addr.port());
     }
-    let (prefix, workers) = match drains {
+    let (name, workers) = match drains {
         Some(_) => ("status", WORKERS + MAX_DRAIN_WAITERS),
         None => ("lb-health", WORKERS),
     };
@@ -253,28 +209,29 @@ fn serve(listener: TcpListener, status: Arc<Status>, drains: Drains) -> std::io:
         let (conns, drains) = (Arc::clone(&conns), drains.clone());
         // The queue's lock is held while waiting only, not while answering.
         let next = move || conns.lock().ok()?.recv().ok();
-        thread(format!("{prefix}-{i}"), move || {
+        thread(format!("{name}-{i}"), move || {
             while let Some(conn) = next() {
                 handle(conn, drains.as_ref());
             }
         })?;
     }
-    thread(format!("{prefix}-accept"), move || {
+    thread(format!("{name}-accept"), move || {
         accept(&listener, &queue, &status)
     })
 }
 
-fn thread(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+fn thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), StartError> {
     // They parse a few KiB and log a line.
-    let builder = std::thread::Builder::new().stack_size(256 * 1024);
-    match builder.name(name.clone()).spawn(f) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(std::io::Error::new(e.kind(), format!("thread {name}: {e}"))),
-    }
+    let spawned = std::thread::Builder::new()
+        .name(name.clone())
+        .stack_size(256 * 1024)
+        .spawn(f);
+    spawned
+        .map(drop)
+        .map_err(|e| StartError::Thread(format!("cannot start thread {name}: {e}")))
 }
 
-/// An accepted connection: counted in [`Status::answering`] from its accept
-/// until dropped, so the exit waits for its answer.
+/// Counted in `Status::answering` until dropped, so the exit waits for its answer.
 struct Conn {
     stream: TcpStream,
     status: Arc<Status>,
@@ -292,8 +249,8 @@ impl Drop for Conn {
     }
 }
 
-/// Takes connections in, and answers `503 busy` at once (unread, without
-/// blocking) when every worker and queue place is taken.
+/// Takes connections in; answers `503 busy` at once (unread, without
+/// blocking) when the queue is full.
 fn accept(listener: &TcpListener, queue: &SyncSender<Conn>, status: &Arc<Status>) {
     let mut warned: Option<Instant> = None;
     loop {
@@ -322,7 +279,6 @@ fn accept(listener: &TcpListener, queue: &SyncSender<Conn>, status: &Arc<Status>
     }
 }
 
-/// A worker's job: one request, one answer.
 fn handle(mut conn: Conn, drains: Option<&(Sender<Event>, Duration)>) {
     let req = match read_head(&mut conn.stream, REQUEST_TIMEOUT) {
         Ok(Some(req)) => req,

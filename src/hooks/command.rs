@@ -1,10 +1,6 @@
-//! Command hooks: a program run without a shell (its words split by
-//! `config`; a command with shell operators arrives as `/bin/sh -c ...`),
-//! in a process group of its own that is sent SIGTERM, then SIGKILL after
-//! [`KILL_GRACE`], on timeout or interruption: a hook that ignores SIGTERM
-//! cannot hold the shutdown hostage. Its output (16 KiB per stream) is
-//! logged line by line once it ends. Its child exists only inside
-//! `reaper::while_hook_runs`, so the reaper never takes its exit status.
+//! Command hooks: a program run without a shell, in a process group of its
+//! own that gets SIGTERM, then SIGKILL after [`KILL_GRACE`], on timeout or
+//! interruption. Its output is logged line by line once it ends.
 
 use super::{reaper, wait, Outcome, POLL};
 use crate::clock::Clock;
@@ -17,15 +13,12 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Bytes of output kept per stream.
 const MAX_OUTPUT: usize = 16 * 1024;
-/// How long an ended hook's output may take to reach the end of its pipes
-/// (a process it left running may hold them open).
+/// How long an ended hook's output may take (a process it left may hold the pipes).
 const OUTPUT_WAIT: Duration = Duration::from_millis(200);
 /// Time a process group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
-/// Sends `sig` to the process group led by `pid`.
 #[allow(unsafe_code)]
 fn kill_group(pid: u32, sig: libc::c_int) {
     if let Ok(pgid @ 2..) = libc::pid_t::try_from(pid) {
@@ -36,7 +29,7 @@ fn kill_group(pid: u32, sig: libc::c_int) {
 }
 
 /// Reads `stream` into the returned buffer on a detached thread (a process
-/// that keeps the pipe open must not block us), which drops `eof` at the end.
+/// holding the pipe must not block us), which drops `eof` at the end.
 fn capture(stream: Option<impl Read + Send + 'static>, eof: Sender<()>) -> Arc<Mutex<Vec<u8>>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&buf);
@@ -71,7 +64,6 @@ fn log_output(hook: &str, stream: &str, buf: &Mutex<Vec<u8>>) {
     }
 }
 
-/// Stops a child's whole group: SIGTERM, up to [`KILL_GRACE`], SIGKILL.
 fn stop(child: &mut Child) {
     kill_group(child.id(), libc::SIGTERM);
     let end = Instant::now() + KILL_GRACE;
@@ -83,8 +75,7 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Runs a command hook to completion, timeout, or interruption by an
-/// event the `clock` reports (its sleep returns `Interrupted`).
+/// Runs a command hook to completion, timeout, or the `clock`'s interruption.
 pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     // From spawn to wait, so the reaper cannot take the child's status.
     reaper::while_hook_runs(|| run_child(hook, clock))

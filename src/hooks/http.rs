@@ -1,8 +1,6 @@
-//! HTTP hooks: a GET to an `http://` URL, for images where no command can
-//! run (`FROM scratch`). 2xx is success (redirects are not followed); the
-//! request runs on a thread of its own, so a signal or drain request ends
-//! the wait as it ends a command hook's (the request then ends by its own
-//! timeout). Proxies: as every request ([`crate::aws::http::goes_direct`]).
+//! HTTP hooks: a GET, for images where no command can run. 2xx is success
+//! (no redirects); the request runs on a thread of its own, so an event
+//! ends the wait (the request then ends by its own timeout).
 
 use super::{wait, Outcome};
 use crate::aws::error::{redact_url, snippet, Error, TransportKind};
@@ -25,8 +23,7 @@ pub fn outcome(answer: &Result<HttpResponse, Error>) -> Outcome {
     }
 }
 
-/// GETs `url` for `hook` through `transport` within the hook's timeout,
-/// unless the `clock`'s sleep is interrupted first.
+/// GETs `url` for `hook` within its timeout, unless the `clock` is interrupted.
 pub fn run<T>(hook: &Hook, url: &str, transport: &T, clock: &mut dyn Clock) -> Outcome
 where
     T: Transport + Clone + Send + 'static,

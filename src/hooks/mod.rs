@@ -1,9 +1,5 @@
-//! Hooks around the registration steps (`-pre-register`, `-post-register`,
-//! `-post-deregister` and their `-*-http` twins): a command ([`command`]) or
-//! an HTTP GET ([`http`]), bounded by the step's timeout and cut short by a
-//! signal or drain request. [`reaper`] collects the orphans a command
-//! leaves when the sidecar is PID 1; [`program`] finds a command's program
-//! for `-check`.
+//! Hooks around the registration steps: a command or an HTTP GET, bounded
+//! by a timeout and cut short by a signal or drain request.
 
 pub mod command;
 pub mod http;
@@ -15,7 +11,6 @@ use crate::clock::Clock;
 use crate::config::{Hook, HookAction};
 use std::time::Duration;
 
-/// How often a running hook is checked.
 const POLL: Duration = Duration::from_millis(20);
 
 /// How a hook ended.
@@ -27,8 +22,7 @@ pub enum Outcome {
     Failed(String),
     /// It ran past its timeout (a command is killed).
     TimedOut,
-    /// A signal or drain request arrived: a command was killed, a request
-    /// left to end by its own timeout.
+    /// A signal or drain request arrived (a command is killed).
     Interrupted,
     /// It could not be started (not found, not executable, no thread).
     NotStarted(String),
@@ -53,8 +47,7 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// Runs `hook` (an HTTP GET through `transport`) and logs how it ended;
-/// the `clock`'s events (a sleep that says `Interrupted`) end the wait.
+/// Runs `hook` (an HTTP one through `transport`) and logs how it ended.
 pub fn run<T>(hook: &Hook, transport: &T, clock: &mut dyn Clock) -> Outcome
 where
     T: Transport + Clone + Send + 'static,
@@ -63,17 +56,15 @@ where
         HookAction::Command(_) => ("command", command::run(hook, clock)),
         HookAction::Http(url) => ("HTTP hook", http::run(hook, url, transport, clock)),
     };
-    let level = if out.ok() {
-        log::Level::Info
-    } else {
-        log::Level::Warn
-    };
-    log::log!(level, "{} {kind} {out}", hook.name);
+    match out.ok() {
+        true => log::info!("{} {kind} {out}", hook.name),
+        false => log::warn!("{} {kind} {out}", hook.name),
+    }
     out
 }
 
 /// Calls `done` every [`POLL`] until it has an outcome, `timeout` passes
-/// or the `clock`'s sleep is interrupted.
+/// or the `clock` is interrupted.
 fn wait(
     clock: &mut dyn Clock,
     timeout: Duration,

@@ -1,5 +1,4 @@
-//! Where a command hook's program would be found, as execvp(3) finds it:
-//! `-check` reports a typo or a program the image lacks before a rollout.
+//! Where execvp(3) would find a command hook's program, for `-check`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -30,13 +29,11 @@ pub fn path_kind(path: &Path) -> PathKind {
     }
 }
 
-/// Finds `program` as execvp(3) would: a name with a `/` as it is, any
-/// other in the directories of `path` (`PATH`, else [`DEFAULT_PATH`]; an
-/// empty entry is the working directory), given the filesystem as `kind`.
+/// Finds `program` as execvp(3) would, in `path` (`PATH`, else
+/// [`DEFAULT_PATH`]), on the filesystem `kind` describes.
 ///
 /// # Errors
-/// One line: missing, a directory, not executable, or in no directory of
-/// the search path.
+/// Why not, in one line.
 pub fn locate(
     program: &str,
     path: Option<&str>,

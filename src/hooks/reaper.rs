@@ -1,9 +1,7 @@
-//! The reaper of orphans, for when the sidecar is its container's PID 1 (a
-//! scratch image): processes a hook leaves behind (a daemon, a double fork)
-//! are reparented to it and stay zombies unless reaped. It never takes a
-//! hook's own exit status: a hook's child exists only inside
-//! `while_hook_runs`, which holds `RUNS`'s lock, and the reaper reaps
-//! only while holding it.
+//! Reaps the orphans hooks leave when the sidecar is PID 1. It never takes
+//! a hook's own exit status: a hook's child exists only inside
+//! `while_hook_runs`, which holds `RUNS`'s lock, and the reaper reaps only
+//! while holding it.
 
 use log::{info, warn};
 use std::io;
@@ -17,11 +15,8 @@ fn runs() -> MutexGuard<'static, u64> {
     RUNS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Starts the thread that reaps orphans. It sleeps in the kernel until a
-/// child has exited and, while there is no child at all, until a hook ran.
-///
-/// # Errors
-/// The OS error if the thread cannot be started.
+/// Starts the thread that reaps orphans; it sleeps until a child exits
+/// (until a hook ran, while there is no child).
 pub fn start_reaper() -> io::Result<()> {
     std::thread::Builder::new()
         .name("reaper".into())
@@ -67,7 +62,6 @@ fn wait_for_any_child() -> io::Result<()> {
     }
 }
 
-/// Reaps every child that has exited; returns how many.
 #[allow(unsafe_code)]
 fn reap_exited() -> usize {
     // SAFETY: waitpid(2) writes only into the c_int it is given.
@@ -76,8 +70,7 @@ fn reap_exited() -> usize {
         .count()
 }
 
-/// Runs `f` (a hook's spawn and wait) with the reaper kept off, then wakes
-/// a reaper waiting for children (the hook's orphans may be waiting).
+/// Runs `f` (a hook's spawn and wait) with the reaper kept off, then wakes it.
 pub(super) fn while_hook_runs<R>(f: impl FnOnce() -> R) -> R {
     let mut runs = runs();
     let result = f();

@@ -1,5 +1,5 @@
-//! The HTTP/1.x the listeners speak: one request head read (headers
-//! skipped: no route needs them), one answer, `Connection: close`.
+//! The listeners' HTTP/1.x: one request head (headers skipped), one answer,
+//! `Connection: close`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -7,17 +7,16 @@ use std::time::{Duration, Instant};
 
 /// Largest request head (request line and headers); larger gets 431.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Time for an answer to be written.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait, after an answer, for the client to close its side.
 const LINGER: Duration = Duration::from_millis(200);
 
-/// A request's method and path (query string removed).
+/// A request's method and path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// As sent, e.g. `GET`.
     pub method: String,
-    /// The path without query, e.g. `/healthz`.
+    /// Without query or fragment, e.g. `/healthz`.
     pub path: String,
 }
 
@@ -30,9 +29,8 @@ pub enum ParseError {
     Malformed(&'static str),
 }
 
-/// Reads one request head, which must arrive whole within `timeout`
-/// however slowly it trickles in; `Ok(None)` when it does not, or when the
-/// client closes first.
+/// Reads one request head, which must arrive whole within `timeout`;
+/// `Ok(None)` when it does not, or when the client closes first.
 pub(super) fn read_head(
     stream: &mut TcpStream,
     timeout: Duration,
@@ -59,7 +57,7 @@ pub(super) fn read_head(
 }
 
 /// Parses a request head from the bytes read so far: `Ok(None)` while it
-/// is incomplete. Leading empty lines are ignored, as RFC 9112 allows.
+/// is incomplete. Leading empty lines are ignored (RFC 9112).
 ///
 /// # Errors
 /// [`ParseError`] for a head that is too large or malformed.
@@ -67,10 +65,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
     let head = &buf[..buf.len().min(MAX_HEAD)];
     let start = head.iter().position(|&b| b != b'\r' && b != b'\n');
     let head = &head[start.unwrap_or(head.len())..];
-    // The request line is judged as soon as it ends.
+    // The request line is judged as soon as it ends; the head at an empty line.
     if let Some(eol) = head.iter().position(|&b| b == b'\n') {
         let req = request_line(&head[..eol])?;
-        // The head ends at an empty line (CRLF or bare LF).
         let rest = &head[eol..];
         if rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n") {
             return Ok(Some(req));
@@ -97,22 +94,19 @@ fn request_line(line: &[u8]) -> Result<Request, ParseError> {
     if version != "HTTP/1.1" && version != "HTTP/1.0" {
         return Err(ParseError::Malformed("not HTTP/1.x"));
     }
+    let path = target.split(['?', '#']).next().unwrap_or_default();
     Ok(Request {
         method: method.to_owned(),
-        path: target
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        path: path.to_owned(),
     })
 }
 
-/// An answer: status code, body, its type, and `Allow` for 405.
+/// An answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// HTTP status code.
     pub code: u16,
-    /// Body (a newline is added when rendered, unless it ends with one).
+    /// Body (rendered ending with a newline).
     pub body: String,
     /// The `Content-Type` header.
     pub content_type: &'static str,
@@ -168,9 +162,8 @@ pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Writes `resp` and closes gracefully: what the client still sends is
-/// read and dropped for a moment, so the close does not turn into a reset
-/// that could destroy the answer in flight.
+/// Writes `resp` and closes gracefully: what the client still sends is read
+/// and dropped for a moment, so no reset destroys the answer in flight.
 pub(super) fn write_and_close(s: &mut TcpStream, resp: &Response, head_only: bool) {
     let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
     if s.write_all(&render(resp, head_only)).is_err() || s.shutdown(Shutdown::Write).is_err() {
@@ -179,10 +172,10 @@ pub(super) fn write_and_close(s: &mut TcpStream, resp: &Response, head_only: boo
     let end = Instant::now() + LINGER;
     let mut sink = [0u8; 1024];
     while let Some(left) = end.checked_duration_since(Instant::now()) {
-        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        if matches!(s.read(&mut sink), Ok(0) | Err(_)) {
+        if left.is_zero()
+            || s.set_read_timeout(Some(left)).is_err()
+            || matches!(s.read(&mut sink), Ok(0) | Err(_))
+        {
             break;
         }
     }
