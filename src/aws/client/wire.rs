@@ -1,5 +1,5 @@
-//! The one path of every request (sign at AWS's time, send by the
-//! attempt's end, count, parse), and the credentials fetches on a call's way.
+//! One request (sign at AWS's time, send by the attempt's end, count,
+//! parse), and the credentials fetches on a call's way.
 
 use crate::aws::credentials::select_source;
 use crate::aws::credentials::{providers, Cache, Credentials, Role, Secret, Source};
@@ -17,8 +17,7 @@ use log::{debug, warn};
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Lifetime asked of AssumeRole: STS's default, and the most AWS allows
-/// when the base credentials are a role session themselves.
+// STS's default, and the most AWS allows for role chaining.
 const ROLE_DURATION: Duration = Duration::from_secs(3600);
 
 /// Resolved region, endpoints and credentials source.
@@ -64,7 +63,6 @@ impl Settings {
         }
     }
 
-    /// The name of the signing credentials in logs and metrics.
     pub(super) fn cache_label(&self) -> String {
         match &self.role {
             None => self.source.name().to_owned(),
@@ -73,18 +71,16 @@ impl Settings {
     }
 }
 
-/// The transport and what every request needs: settings, AWS's clock
-/// offset, and the `Date` of the last answer (for skew correction).
 pub(super) struct Wire<T> {
     pub(super) transport: T,
     pub(super) settings: Settings,
     /// AWS's clock minus ours, learnt from a clock skew answer.
     pub(super) offset: Offset,
+    /// The `Date` of the last answer, for skew correction.
     pub(super) last_date: Cell<Option<SystemTime>>,
 }
 
 impl<T: Transport> Wire<T> {
-    /// AWS's time: the wall clock moved by the learnt offset.
     pub(super) fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
         shift(clock.wall(), self.offset)
     }
@@ -122,13 +118,9 @@ impl<T: Transport> Wire<T> {
             .send(A::NAME, &req)
             .and_then(|r| A::parse_response(r.status, &r.body));
         let took = clock.now().saturating_duration_since(started);
-        let code;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(Error::Aws { error, .. }) => {
-                code = error.code.clone();
-                &code
-            }
+            Err(Error::Aws { error, .. }) => error.code.as_str(),
             Err(Error::Transport { .. }) => "transport_error",
             Err(Error::Response { .. }) => "invalid_response",
             Err(_) => return result,
@@ -150,8 +142,7 @@ impl<T: Transport> Wire<T> {
         }
     }
 
-    /// The source's credentials, fetched once by `until`; errors wrapped
-    /// as fetched for `layer`.
+    /// The source's credentials, fetched once by `until`.
     pub(super) fn fetch_source(
         &self,
         layer: Layer,
@@ -181,10 +172,9 @@ impl<T: Transport> Wire<T> {
         fetched.map_err(|e| fetch_error(layer, e, codes))
     }
 
-    /// The role's credentials, assumed with the base layer's (`base`,
-    /// fetched again when due; with `background`, at their ahead-of-need
-    /// time). An `ExpiredToken` answer means the base credentials died
-    /// early: they are fetched again and the role asked once more.
+    /// The role's credentials, assumed with `base` (refreshed when due;
+    /// with `background`, ahead of need). `ExpiredToken` means the base
+    /// credentials died early: fetch them again and ask once more.
     pub(super) fn assume_role(
         &self,
         base: &mut Cache,
@@ -229,8 +219,7 @@ impl<T: Transport> Wire<T> {
     }
 }
 
-/// `error`, met while fetching credentials for `layer`; retried when
-/// generally retryable or one of the fetching action's own `codes`.
+/// Retried when generally retryable or one of the fetching action's `codes`.
 fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
     let retry = error.is_retryable() || error.aws_code().is_some_and(|c| codes.contains(&c));
     Error::Fetch {
@@ -240,8 +229,7 @@ fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
     }
 }
 
-/// A transport whose requests end by `until` (each timeout cut to the time
-/// left, none sent past it), keeping each answer's `Date` header.
+/// A transport whose requests end by `until`, keeping each answer's `Date`.
 struct Bounded<'a, T> {
     wire: &'a Wire<T>,
     until: Instant,
