@@ -20,7 +20,7 @@ pub use wire::Settings;
 use wire::Wire;
 
 /// Least time an attempt gets, even past the deadline.
-pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn attempt_until(deadline: Instant, started: Instant) -> Instant {
     deadline
@@ -78,23 +78,21 @@ impl<T: Transport> Client<T> {
 
     /// Attempts of the last call that timed out or broke after they may
     /// have reached AWS: AWS may still apply one, even late.
-    pub fn unanswered_attempts(&self) -> u32 {
+    pub(crate) fn unanswered_attempts(&self) -> u32 {
         self.unanswered
     }
 
-    /// The pacing state of `bucket` (`None` for [`Bucket::Other`]).
-    pub fn adaptive(&self, bucket: Bucket) -> Option<&Adaptive> {
+    pub(crate) fn adaptive(&self, bucket: Bucket) -> Option<&Adaptive> {
         self.pacing.get(bucket as usize)
     }
 
-    /// The resolved settings.
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.wire.settings
     }
 
     /// When cached temporary credentials (either layer) should be
     /// refreshed, on the local clock.
-    pub fn refresh_due(&self) -> Option<SystemTime> {
+    pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
         let due = match (self.cache.refresh_due(), self.base.refresh_due()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -102,11 +100,8 @@ impl<T: Transport> Client<T> {
         due.map(|due| shift(due, self.wire.offset.saturating_neg()))
     }
 
-    /// Makes sure valid credentials are cached, fetching them within `budget`.
-    ///
-    /// # Errors
-    /// The last fetch error, or [`Error::Interrupted`].
-    pub fn ensure_credentials(
+    /// Makes sure valid credentials are cached.
+    pub(crate) fn ensure_credentials(
         &mut self,
         budget: Budget,
         clock: &mut dyn Clock,
@@ -123,10 +118,7 @@ impl<T: Transport> Client<T> {
 
     /// Fetches new temporary credentials now; the cached ones stay in use
     /// if it fails.
-    ///
-    /// # Errors
-    /// The last fetch error, or [`Error::Interrupted`].
-    pub fn refresh_credentials(
+    pub(crate) fn refresh_credentials(
         &mut self,
         budget: Budget,
         clock: &mut dyn Clock,
@@ -160,11 +152,7 @@ impl<T: Transport> Client<T> {
     }
 
     /// Sends `action`, signed, retrying within `budget`.
-    ///
-    /// # Errors
-    /// The AWS error, a transport or credentials error, or
-    /// [`Error::Deadline`] / [`Error::Interrupted`].
-    pub fn call<A: Action>(
+    pub(crate) fn call<A: Action>(
         &mut self,
         action: &A,
         budget: Budget,

@@ -206,7 +206,7 @@ impl Error {
     /// Whether another attempt may succeed (throttling, transient codes,
     /// 429 and 5xx, connection faults, garbled bodies); client errors and
     /// TLS failures are final.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Error::Aws { error, .. } => {
                 let code = error.code.as_str();
@@ -237,12 +237,12 @@ impl Error {
 
     /// AWS's own answer says the target is not in the group: as good as
     /// deregistered.
-    pub fn is_target_absent(&self) -> bool {
+    pub(crate) fn is_target_absent(&self) -> bool {
         self.is_invalid_target() || self.is_group_not_found()
     }
 
     /// AWS refused for good (a deadline is not a refusal).
-    pub fn is_refusal(&self) -> bool {
+    pub(crate) fn is_refusal(&self) -> bool {
         match self {
             Error::Aws { .. } => !self.is_retryable(),
             Error::Fetch { error, retry, .. } => !retry && error.is_refusal(),
@@ -258,23 +258,19 @@ impl Error {
         }
     }
 
-    /// AWS answered `InvalidTarget`.
-    pub fn is_invalid_target(&self) -> bool {
+    pub(crate) fn is_invalid_target(&self) -> bool {
         self.own_code() == Some("InvalidTarget")
     }
 
-    /// AWS answered `TargetGroupNotFound`.
-    pub fn is_group_not_found(&self) -> bool {
+    pub(crate) fn is_group_not_found(&self) -> bool {
         self.own_code() == Some("TargetGroupNotFound")
     }
 
-    /// AWS answered `ValidationError`.
-    pub fn is_validation(&self) -> bool {
+    pub(crate) fn is_validation(&self) -> bool {
         self.own_code() == Some("ValidationError")
     }
 
-    /// AWS answered `AccessDenied` (or a spelling of it).
-    pub fn is_access_denied(&self) -> bool {
+    pub(crate) fn is_access_denied(&self) -> bool {
         matches!(
             self.own_code(),
             Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")

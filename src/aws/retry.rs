@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 /// The delay before retry `attempt` (0 first) for a draw in `[0, 1)`:
 /// `random × min(5 s, 200 ms × 2^attempt)`.
-pub fn backoff(attempt: u32, random: f64) -> Duration {
+pub(crate) fn backoff(attempt: u32, random: f64) -> Duration {
     let ceiling = Duration::from_millis(200).saturating_mul(1 << attempt.min(20));
     ceiling.min(Duration::from_secs(5)).mul_f64(unit(random))
 }
 
 /// `interval × (0.8 + 0.4 × random)`: pods started together do not poll together.
-pub fn jittered(interval: Duration, random: f64) -> Duration {
+pub(crate) fn jittered(interval: Duration, random: f64) -> Duration {
     interval.mul_f64(0.8 + 0.4 * unit(random))
 }
 
@@ -43,18 +43,14 @@ const RECOVERY: Duration = Duration::from_secs(8);
 
 /// The pacing of one [`Bucket`] after throttling answers.
 #[derive(Debug, Clone, Default)]
-pub struct Adaptive {
-    throttles: u32,
+pub(crate) struct Adaptive {
+    /// Throttling answers seen so far.
+    pub(crate) throttles: u32,
     streak: u32,
     last_throttle: Option<Instant>,
 }
 
 impl Adaptive {
-    /// Throttling answers seen so far.
-    pub fn throttles(&self) -> u32 {
-        self.throttles
-    }
-
     pub(crate) fn on_throttle(&mut self, now: Instant) {
         self.throttles = self.throttles.saturating_add(1);
         self.streak = self.streak.saturating_add(1);
@@ -82,7 +78,7 @@ impl Adaptive {
 
     /// A polling interval, doubled after the first throttling answer and
     /// quadrupled after later ones, for life.
-    pub fn widen(&self, interval: Duration) -> Duration {
+    pub(crate) fn widen(&self, interval: Duration) -> Duration {
         interval.saturating_mul(1 << self.throttles.min(2))
     }
 }
@@ -140,7 +136,7 @@ mod tests {
         }
         assert_eq!(a.retry_delay(1.0), secs(10.0));
         assert_eq!(a.retry_delay(f64::NAN), secs(10.0));
-        assert_eq!(a.throttles(), 12);
+        assert_eq!(a.throttles, 12);
         a.on_success(t0 + secs(9.0));
         a.on_throttle(t0 + secs(9.0));
         assert_eq!(a.retry_delay(1.0), secs(4.0));

@@ -3,7 +3,7 @@
 
 use crate::aws::credentials::select_source;
 use crate::aws::credentials::{providers, Cache, Credentials, Role, Secret, Source};
-use crate::aws::endpoint;
+use crate::aws::endpoint::{self, sts_signing_region};
 use crate::aws::error::{is_throttling_code, Error, Layer, TransportKind};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::aws::query::{self, Action, Service, WithId};
@@ -97,24 +97,15 @@ impl<T: Transport> Wire<T> {
         let (s, service) = (&self.settings, A::SERVICE);
         let (url, region) = match service {
             Service::Elbv2 => (&s.elbv2_url, s.region.as_str()),
-            Service::Sts => (
-                &s.sts_url,
-                endpoint::sts_signing_region(&s.sts_url, &s.region),
-            ),
+            Service::Sts => (&s.sts_url, sts_signing_region(&s.sts_url, &s.region)),
         };
         let mut req = query::request(url, &action.form());
         if let (Some(creds), false) = (creds, A::UNSIGNED) {
-            sign(
-                &mut req,
-                creds,
-                region,
-                service.signing_name(),
-                self.aws_time(clock),
-            )?;
+            let (name, time) = (service.signing_name(), self.aws_time(clock));
+            sign(&mut req, creds, region, name, time)?;
         }
         let started = clock.now();
-        let result = self
-            .bounded(until, clock)
+        let result = Bounded(self, until, clock)
             .send(A::NAME, &req)
             .and_then(|r| A::parse_response(r.status, &r.body));
         let took = clock.now().saturating_duration_since(started);
@@ -132,14 +123,6 @@ impl<T: Transport> Wire<T> {
         }
         m.aws_request(A::NAME, outcome, took);
         result
-    }
-
-    fn bounded<'a>(&'a self, until: Instant, clock: &'a dyn Clock) -> Bounded<'a, T> {
-        Bounded {
-            wire: self,
-            until,
-            clock,
-        }
     }
 
     /// The source's credentials, fetched once by `until`.
@@ -167,7 +150,7 @@ impl<T: Transport> Wire<T> {
                     self.send(&action, None, until, clock).map(|r| r.value)
                 })
             }
-            other => providers::fetch(other, &self.bounded(until, clock)),
+            other => providers::fetch(other, &Bounded(self, until, clock)),
         };
         fetched.map_err(|e| fetch_error(layer, e, codes))
     }
@@ -229,16 +212,13 @@ fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
     }
 }
 
-/// A transport whose requests end by `until`, keeping each answer's `Date`.
-struct Bounded<'a, T> {
-    wire: &'a Wire<T>,
-    until: Instant,
-    clock: &'a dyn Clock,
-}
+/// A transport whose requests end by an instant, keeping each answer's `Date`.
+struct Bounded<'a, T>(&'a Wire<T>, Instant, &'a dyn Clock);
 
 impl<T: Transport> Transport for Bounded<'_, T> {
     fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        let left = self.until.saturating_duration_since(self.clock.now());
+        let Bounded(wire, until, clock) = self;
+        let left = until.saturating_duration_since(clock.now());
         if left.is_zero() {
             return Err(Error::Transport {
                 action: action.to_owned(),
@@ -249,9 +229,9 @@ impl<T: Transport> Transport for Bounded<'_, T> {
         }
         let mut req = req.clone();
         req.timeout = req.timeout.min(left);
-        let resp = self.wire.transport.send(action, &req)?;
-        let date = resp.date.as_deref().and_then(skew::parse_http_date);
-        self.wire.last_date.set(date);
+        let resp = wire.transport.send(action, &req)?;
+        wire.last_date
+            .set(resp.date.as_deref().and_then(skew::parse_http_date));
         Ok(resp)
     }
 }
