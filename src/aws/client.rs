@@ -93,11 +93,9 @@ impl<T: Transport> Client<T> {
     /// When cached temporary credentials (either layer) should be
     /// refreshed, on the local clock.
     pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
-        let due = match (self.cache.refresh_due(), self.base.refresh_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        due.map(|due| shift(due, self.wire.offset.saturating_neg()))
+        let (a, b) = (self.cache.refresh_due(), self.base.refresh_due());
+        let due = a.into_iter().chain(b).min()?;
+        Some(shift(due, self.wire.offset.saturating_neg()))
     }
 
     /// Makes sure valid credentials are cached.
@@ -106,14 +104,10 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        self.retrying(
-            "credentials",
-            Bucket::Other,
-            &[],
-            budget,
-            clock,
-            |c, clock, until| c.credentials(clock, until).map(|_| ()),
-        )
+        let what = ("credentials", Bucket::Other, &[][..]);
+        self.retrying(what, budget, clock, |c, clock, until| {
+            c.credentials(clock, until).map(|_| ())
+        })
     }
 
     /// Fetches new temporary credentials now; the cached ones stay in use
@@ -127,22 +121,15 @@ impl<T: Transport> Client<T> {
         if matches!(s.source, Source::Static(_)) && s.role.is_none() {
             return Ok(());
         }
-        let result = self.retrying(
-            "credentials refresh",
-            Bucket::Other,
-            &[],
-            budget,
-            clock,
-            |c, clock, until| {
-                let fetched = match &c.wire.settings.role {
-                    None => c.wire.fetch_source(Layer::Source, until, clock),
-                    Some(role) => c.wire.assume_role(&mut c.base, role, true, until, clock),
-                };
-                c.cache
-                    .store(&c.wire.settings.cache_label(), fetched)
-                    .map(|_| ())
-            },
-        );
+        let what = ("credentials refresh", Bucket::Other, &[][..]);
+        let result = self.retrying(what, budget, clock, |c, clock, until| {
+            let fetched = match &c.wire.settings.role {
+                None => c.wire.fetch_source(Layer::Source, until, clock),
+                Some(role) => c.wire.assume_role(&mut c.base, role, true, until, clock),
+            };
+            let label = c.wire.settings.cache_label();
+            c.cache.store(&label, fetched).map(|_| ())
+        });
         if let Err(e) = &result {
             if self.cache.usable(self.wire.aws_time(clock)) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
@@ -158,17 +145,11 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        self.retrying(
-            A::NAME,
-            A::BUCKET,
-            A::RETRY_CODES,
-            budget,
-            clock,
-            |c, clock, until| {
-                let creds = c.credentials(clock, until)?;
-                c.wire.send(action, Some(&creds), until, clock)
-            },
-        )
+        let what = (A::NAME, A::BUCKET, A::RETRY_CODES);
+        self.retrying(what, budget, clock, |c, clock, until| {
+            let creds = c.credentials(clock, until)?;
+            c.wire.send(action, Some(&creds), until, clock)
+        })
     }
 
     /// Valid signing credentials, fetched by `until` when missing or due.
@@ -197,9 +178,7 @@ impl<T: Transport> Client<T> {
     /// or an event cuts a backoff sleep short.
     fn retrying<R>(
         &mut self,
-        action: &str,
-        bucket: Bucket,
-        retry_codes: &[&str],
+        (action, bucket, retry_codes): (&str, Bucket, &[&str]),
         budget: Budget,
         clock: &mut dyn Clock,
         mut op: impl FnMut(&mut Self, &mut dyn Clock, Instant) -> Result<R, Error>,
