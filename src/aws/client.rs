@@ -200,7 +200,6 @@ impl<T: Transport> Client<T> {
                 Err(e) => e,
             };
             if self.again_at_once(action, &err, &mut once, budget.deadline, clock) {
-                // A zero sleep looks for an event: no new request after a signal.
                 clock
                     .sleep(Duration::ZERO)
                     .map_err(|_| Error::Interrupted)?;
@@ -240,7 +239,8 @@ impl<T: Transport> Client<T> {
 
     /// Counts an unanswered attempt, and says whether to send again at
     /// once: once after a clock skew answer (`once[0]`), once after the
-    /// call's own expired-credentials answer (`once[1]`).
+    /// call's own expired-credentials answer (`once[1]`). The caller first
+    /// looks for an event with a zero sleep: no new request after a signal.
     fn again_at_once(
         &mut self,
         action: &str,
