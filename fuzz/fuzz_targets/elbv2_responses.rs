@@ -8,7 +8,8 @@ use k8s_nlb_registrator_sidecar::aws::elbv2::{
     self, DescribeTargetGroupAttributes, DescribeTargetGroups, DescribeTargetHealth,
     RegisterTargets,
 };
-use k8s_nlb_registrator_sidecar::aws::error::{parse_error, snippet, Error};
+use k8s_nlb_registrator_sidecar::aws::error::{snippet, Error};
+use k8s_nlb_registrator_sidecar::aws::query::parse_error;
 use k8s_nlb_registrator_sidecar::aws::{Action, WithId};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,15 +1,6 @@
-//! The AWS client: every signed or STS call goes through one path
-//! ([`Client::call`], and the credentials fetches on its way): sign at
-//! AWS's time, send with a timeout cut to the attempt, count in the
-//! metrics, parse; retried with jittered backoff until the caller's
-//! deadline. A backoff sleep is cut short by an event (signal, drain); a
-//! request on the wire is not, which lets the caller order a
-//! DeregisterTargets after a RegisterTargets that may have landed.
-//!
-//! One attempt, credentials fetch included (metadata, STS, AssumeRole),
-//! ends within one [`CALL_TIMEOUT`] and by the call's deadline, but gets at
-//! least [`MIN_CALL_TIMEOUT`] ([`attempt_until`]): a held STS or metadata
-//! endpoint cannot stretch a shutdown past `-deregister-timeout`.
+//! The AWS client: every call and credentials fetch signs at AWS's time,
+//! sends with a timeout cut to the attempt, and is retried with jittered
+//! backoff until the caller's deadline (docs/aws.md, "Retries").
 
 mod wire;
 
@@ -28,16 +19,10 @@ use std::time::{Duration, Instant, SystemTime};
 pub use wire::Settings;
 use wire::Wire;
 
-/// Least time an attempt gets, even past the deadline (the one attempt
-/// always made).
-pub const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Least time an attempt gets, even past the deadline.
+pub(crate) const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A throttled retry's slot is redrawn within the time left when longer
-/// than half of it, as long as this much is left.
-const MIN_PACED_LEFT: Duration = Duration::from_secs(1);
-
-/// The instant an attempt that starts at `started` must end by.
-pub fn attempt_until(deadline: Instant, started: Instant) -> Instant {
+fn attempt_until(deadline: Instant, started: Instant) -> Instant {
     deadline
         .min(started + CALL_TIMEOUT)
         .max(started + MIN_CALL_TIMEOUT)
@@ -65,15 +50,12 @@ impl Budget {
 /// The AWS client: sends signed Query API calls over a [`Transport`].
 pub struct Client<T: Transport> {
     wire: Wire<T>,
-    /// The credentials that sign the calls: the source's, or the role's.
+    /// The signing credentials: the source's, or the role's.
     cache: Cache,
     /// With a role: the source's credentials, which sign AssumeRole.
     base: Cache,
-    /// Pacing of the `Describe*` calls after throttling answers.
-    describe: Adaptive,
-    /// Pacing of RegisterTargets / DeregisterTargets after throttling answers.
-    mutating: Adaptive,
-    /// See [`Client::unanswered_attempts`].
+    /// Indexed by [`Bucket`] (`Other` has none).
+    pacing: [Adaptive; 2],
     unanswered: u32,
 }
 
@@ -89,69 +71,48 @@ impl<T: Transport> Client<T> {
             },
             cache: Cache::default(),
             base: Cache::default(),
-            describe: Adaptive::default(),
-            mutating: Adaptive::default(),
+            pacing: Default::default(),
             unanswered: 0,
         }
     }
 
-    /// How many attempts of the last call ended without an answer after
-    /// they may have reached AWS (a timeout or a broken connection): AWS
-    /// may apply such an attempt, even late, after a call that undoes it.
-    pub fn unanswered_attempts(&self) -> u32 {
+    /// Attempts of the last call that timed out or broke after they may
+    /// have reached AWS: AWS may still apply one, even late.
+    pub(crate) fn unanswered_attempts(&self) -> u32 {
         self.unanswered
     }
 
-    /// The pacing state of `bucket` (`None` for [`Bucket::Other`]).
-    pub fn adaptive(&self, bucket: Bucket) -> Option<&Adaptive> {
-        match bucket {
-            Bucket::Describe => Some(&self.describe),
-            Bucket::Mutating => Some(&self.mutating),
-            Bucket::Other => None,
-        }
+    pub(crate) fn adaptive(&self, bucket: Bucket) -> Option<&Adaptive> {
+        self.pacing.get(bucket as usize)
     }
 
-    /// The resolved settings.
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.wire.settings
     }
 
-    /// When cached temporary credentials should be refreshed ahead of need
-    /// (the earlier of both layers), on the local clock.
-    pub fn refresh_due(&self) -> Option<SystemTime> {
-        let due = match (self.cache.refresh_due(), self.base.refresh_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        due.map(|due| shift(due, self.wire.offset.saturating_neg()))
+    /// When cached temporary credentials (either layer) should be
+    /// refreshed, on the local clock.
+    pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
+        let (a, b) = (self.cache.refresh_due(), self.base.refresh_due());
+        let due = a.into_iter().chain(b).min()?;
+        Some(shift(due, self.wire.offset.saturating_neg()))
     }
 
-    /// Makes sure valid credentials are cached, fetching them (with
-    /// retries within `budget`) when missing or about to expire.
-    ///
-    /// # Errors
-    /// The last fetch error, or [`Error::Interrupted`].
-    pub fn ensure_credentials(
+    /// Makes sure valid credentials are cached.
+    pub(crate) fn ensure_credentials(
         &mut self,
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        self.retrying(
-            "credentials",
-            Bucket::Other,
-            &[],
-            budget,
-            clock,
-            |c, clock, until| c.credentials(clock, until).map(|_| ()),
-        )
+        let what = ("credentials", Bucket::Other, &[][..]);
+        self.retrying(what, budget, clock, |c, clock, until| {
+            c.credentials(clock, until).map(|_| ())
+        })
     }
 
-    /// Fetches new temporary credentials now (a process at rest calls this
-    /// at [`Client::refresh_due`]); the cached ones stay in use if it fails.
-    ///
-    /// # Errors
-    /// The last fetch error, or [`Error::Interrupted`].
-    pub fn refresh_credentials(
+    /// Fetches new temporary credentials now; the cached ones stay in use
+    /// if it fails.
+    pub(crate) fn refresh_credentials(
         &mut self,
         budget: Budget,
         clock: &mut dyn Clock,
@@ -160,22 +121,15 @@ impl<T: Transport> Client<T> {
         if matches!(s.source, Source::Static(_)) && s.role.is_none() {
             return Ok(());
         }
-        let result = self.retrying(
-            "credentials refresh",
-            Bucket::Other,
-            &[],
-            budget,
-            clock,
-            |c, clock, until| {
-                let fetched = match &c.wire.settings.role {
-                    None => c.wire.fetch_source(Layer::Source, until, clock),
-                    Some(role) => c.wire.assume_role(&mut c.base, role, true, until, clock),
-                };
-                c.cache
-                    .store(&c.wire.settings.cache_label(), fetched)
-                    .map(|_| ())
-            },
-        );
+        let what = ("credentials refresh", Bucket::Other, &[][..]);
+        let result = self.retrying(what, budget, clock, |c, clock, until| {
+            let fetched = match &c.wire.settings.role {
+                None => c.wire.fetch_source(Layer::Source, until, clock),
+                Some(role) => c.wire.assume_role(&mut c.base, role, true, until, clock),
+            };
+            let label = c.wire.settings.cache_label();
+            c.cache.store(&label, fetched).map(|_| ())
+        });
         if let Err(e) = &result {
             if self.cache.usable(self.wire.aws_time(clock)) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
@@ -184,36 +138,23 @@ impl<T: Transport> Client<T> {
         result
     }
 
-    /// Sends `action`, signed, retrying within `budget`. The first attempt
-    /// always goes at once; after a throttling answer the retry waits a
-    /// slot of its bucket's cut rate ([`Adaptive::retry_delay`]).
-    ///
-    /// # Errors
-    /// The AWS error (e.g. `TargetGroupNotFound`), a transport or
-    /// credentials error, or [`Error::Deadline`] / [`Error::Interrupted`].
-    pub fn call<A: Action>(
+    /// Sends `action`, signed, retrying within `budget`.
+    pub(crate) fn call<A: Action>(
         &mut self,
         action: &A,
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        self.retrying(
-            A::NAME,
-            A::BUCKET,
-            A::RETRY_CODES,
-            budget,
-            clock,
-            |c, clock, until| {
-                let creds = c.credentials(clock, until)?;
-                c.wire.send(action, Some(&creds), until, clock)
-            },
-        )
+        let what = (A::NAME, A::BUCKET, A::RETRY_CODES);
+        self.retrying(what, budget, clock, |c, clock, until| {
+            let creds = c.credentials(clock, until)?;
+            c.wire.send(action, Some(&creds), until, clock)
+        })
     }
 
-    /// Valid signing credentials, fetched by `until` when none are cached
-    /// or they are due. A refresh ahead of expiry, while the cached ones
-    /// outlive the attempt, gets half the time left: the other half is the
-    /// call's, with the cached ones if the refresh fails.
+    /// Valid signing credentials, fetched by `until` when missing or due.
+    /// A refresh while the cached ones still outlive the attempt gets half
+    /// the time left: the call keeps the other half.
     fn credentials(&mut self, clock: &dyn Clock, until: Instant) -> Result<Credentials, Error> {
         let wall = self.wire.aws_time(clock);
         let now = clock.now();
@@ -234,16 +175,10 @@ impl<T: Transport> Client<T> {
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
-    /// or an event interrupts a backoff sleep; each attempt ends by the
-    /// instant `op` is given. Throttling answers to the call itself pace
-    /// `bucket`; a clock skew answer sets the offset and signs again once
-    /// at once; an expired-credentials answer to the call itself drops the
-    /// cached credentials and retries once at once.
+    /// or an event cuts a backoff sleep short.
     fn retrying<R>(
         &mut self,
-        action: &str,
-        bucket: Bucket,
-        retry_codes: &[&str],
+        (action, bucket, retry_codes): (&str, Bucket, &[&str]),
         budget: Budget,
         clock: &mut dyn Clock,
         mut op: impl FnMut(&mut Self, &mut dyn Clock, Instant) -> Result<R, Error>,
@@ -257,7 +192,7 @@ impl<T: Transport> Client<T> {
             self.wire.last_date.set(None);
             let err = match op(self, clock, until) {
                 Ok(r) => {
-                    if let Some(a) = self.adaptive_mut(bucket) {
+                    if let Some(a) = self.pacing.get_mut(bucket as usize) {
                         a.on_success(clock.now());
                     }
                     return Ok(r);
@@ -265,7 +200,9 @@ impl<T: Transport> Client<T> {
                 Err(e) => e,
             };
             if self.again_at_once(action, &err, &mut once, budget.deadline, clock) {
-                look_for_event(clock)?;
+                clock
+                    .sleep(Duration::ZERO)
+                    .map_err(|_| Error::Interrupted)?;
                 continue;
             }
             let retryable = err.is_retryable()
@@ -300,9 +237,10 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Counts an unanswered attempt, and says whether to send again at once: once after a clock skew answer
-    /// (signing with AWS's time from now on, `once[0]`), once after the
-    /// call's own expired-credentials answer (`once[1]`).
+    /// Counts an unanswered attempt, and says whether to send again at
+    /// once: once after a clock skew answer (`once[0]`), once after the
+    /// call's own expired-credentials answer (`once[1]`). The caller first
+    /// looks for an event with a zero sleep: no new request after a signal.
     fn again_at_once(
         &mut self,
         action: &str,
@@ -344,11 +282,10 @@ impl<T: Transport> Client<T> {
         false
     }
 
-    /// The wait before the next attempt: after a throttling answer to the
-    /// call itself, a slot of its bucket's cut rate, never more than half
-    /// the time left (a longer slot is redrawn in [0.2, 0.7) of it, so a
-    /// deregistration keeps trying, spread, until its deadline); else the
-    /// backoff. STS throttling a fetch on the way says nothing of ELBv2.
+    /// After the call's own throttling answer, a slot of its bucket, at
+    /// most half the time left (a longer one is redrawn in [0.2, 0.7) of
+    /// it, so a deregistration keeps trying until its deadline); else the
+    /// backoff (STS throttling a fetch says nothing of ELBv2).
     fn retry_delay(
         &mut self,
         err: &Error,
@@ -357,9 +294,8 @@ impl<T: Transport> Client<T> {
         deadline: Instant,
         clock: &mut dyn Clock,
     ) -> Duration {
-        let now = clock.now();
-        let random = clock.random();
-        let paced = match self.adaptive_mut(bucket) {
+        let (now, random) = (clock.now(), clock.random());
+        let paced = match self.pacing.get_mut(bucket as usize) {
             Some(a) if err.is_throttling() => {
                 a.on_throttle(now);
                 a.retry_delay(random)
@@ -367,25 +303,11 @@ impl<T: Transport> Client<T> {
             _ => return backoff(attempts - 1, random),
         };
         let left = deadline.saturating_duration_since(now);
-        if paced > left / 2 && left >= MIN_PACED_LEFT {
+        if paced > left / 2 && left >= Duration::from_secs(1) {
             return left.mul_f64(0.2 + 0.5 * random.clamp(0.0, 1.0));
         }
         paced
     }
-
-    fn adaptive_mut(&mut self, bucket: Bucket) -> Option<&mut Adaptive> {
-        match bucket {
-            Bucket::Describe => Some(&mut self.describe),
-            Bucket::Mutating => Some(&mut self.mutating),
-            Bucket::Other => None,
-        }
-    }
-}
-
-/// Ends the call when an event has come (a zero sleep looks for one): a
-/// retry at once must not send a new request after a signal.
-fn look_for_event(clock: &mut dyn Clock) -> Result<(), Error> {
-    clock.sleep(Duration::ZERO).map_err(|_| Error::Interrupted)
 }
 
 #[cfg(test)]

@@ -1,19 +1,18 @@
-//! Errors of the AWS layer: what the service said, what the network did,
-//! what we could not understand. A leaf: it imports nothing of the crate.
-//! None ever holds a secret: credentials errors name variables and files.
+//! Errors of the AWS layer; none holds a secret (credentials errors name
+//! variables and files, URLs go through [`redact_url`]).
 
 use std::fmt;
 
-/// An error answered by an AWS service (`<ErrorResponse>`), with its HTTP status.
+/// An error answered by an AWS service (`<ErrorResponse>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsError {
-    /// HTTP status of the response.
+    /// HTTP status.
     pub status: u16,
-    /// AWS error code, such as `Throttling` or `TargetGroupNotFound`.
+    /// AWS error code, such as `Throttling`.
     pub code: String,
-    /// Human-readable message from AWS (may be empty).
+    /// AWS's message (may be empty).
     pub message: String,
-    /// The request id AWS assigned, for support cases.
+    /// AWS's request id.
     pub request_id: Option<String>,
 }
 
@@ -33,24 +32,24 @@ impl fmt::Display for AwsError {
 /// How a request failed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
-    /// No connection could be made (refused, unreachable, DNS).
+    /// No connection (refused, unreachable, DNS).
     Connect,
-    /// The connect or overall timeout passed.
+    /// A timeout passed.
     Timeout,
-    /// The connection broke mid-request (reset, EOF, truncated body).
+    /// The connection broke mid-request.
     Io,
-    /// TLS handshake or certificate verification failed.
+    /// TLS handshake or certificate failure.
     Tls,
-    /// The request could not be built (bad URL, proxy settings).
+    /// The request could not be built.
     Request,
 }
 
-/// Which credentials fetch failed (see [`Error::Fetch`]).
+/// Which credentials fetch failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layer {
-    /// The credentials source itself (no `-role-arn`).
+    /// The credentials source (no `-role-arn`).
     Source,
-    /// The base layer under `-role-arn`: the named source.
+    /// The named source under `-role-arn`.
     Base(&'static str),
     /// Assuming the role with this ARN.
     Role(String),
@@ -62,44 +61,44 @@ pub enum Layer {
 pub enum Error {
     /// The service answered with an AWS error.
     Aws {
-        /// The API action, e.g. `RegisterTargets`.
+        /// The API action.
         action: String,
         /// What AWS said.
         error: AwsError,
     },
-    /// The request did not get an HTTP response.
+    /// No HTTP response.
     Transport {
-        /// The API action or credential source.
+        /// The API action or credentials source.
         action: String,
-        /// The URL that was called.
+        /// The URL called.
         url: String,
-        /// What kind of failure.
+        /// What failed.
         kind: TransportKind,
-        /// Detail from the HTTP client.
+        /// The HTTP client's detail.
         detail: String,
     },
-    /// A response arrived but could not be understood.
+    /// A response that could not be understood.
     Response {
-        /// The API action or credential source.
+        /// The API action or credentials source.
         action: String,
-        /// HTTP status of the response.
+        /// HTTP status.
         status: u16,
-        /// What was wrong with it.
+        /// What was wrong.
         detail: String,
     },
     /// Credentials could not be resolved or read.
     Credentials(String),
-    /// Region, endpoint or transport configuration is wrong.
+    /// Bad region, endpoint or transport configuration.
     Config(String),
     /// A signal (or drain request) cut a wait short.
     Interrupted,
-    /// The deadline passed before the call succeeded; holds the last failure.
+    /// The deadline passed before the call succeeded.
     Deadline {
         /// The API action.
         action: String,
         /// Attempts made.
         attempts: u32,
-        /// The last failure seen (None if no attempt could be made).
+        /// The last failure.
         last: Option<Box<Error>>,
     },
     /// Fetching credentials failed on the way to a call.
@@ -108,7 +107,7 @@ pub enum Error {
         layer: Layer,
         /// What failed.
         error: Box<Error>,
-        /// The fetching action's verdict: web identity also retries `InvalidIdentityToken`.
+        /// The fetching action's verdict (web identity also retries `InvalidIdentityToken`).
         retry: bool,
     },
 }
@@ -150,10 +149,8 @@ impl fmt::Display for Error {
                     f,
                     "{action}: gave up after {attempts} attempt(s) at the deadline"
                 )?;
-                match last {
-                    Some(last) => write!(f, "; last error: {last}"),
-                    None => Ok(()),
-                }
+                last.as_ref()
+                    .map_or(Ok(()), |l| write!(f, "; last error: {l}"))
             }
             Error::Fetch { layer, error, .. } => {
                 match layer {
@@ -172,25 +169,21 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Error codes that mean "slow down".
 const THROTTLING_CODES: &str = "Throttling ThrottlingException ThrottledException \
     RequestThrottledException TooManyRequestsException ProvisionedThroughputExceededException \
     TransactionInProgressException RequestLimitExceeded BandwidthLimitExceeded \
     LimitExceededException RequestThrottled SlowDown PriorRequestNotComplete EC2ThrottledException";
 
-/// Error codes of a passing fault on AWS's side. `IDPCommunicationError`
-/// is STS failing to reach the identity provider: every SDK retries it.
+// `IDPCommunicationError`: STS failed to reach the identity provider; every SDK retries it.
 const TRANSIENT_CODES: &str = "RequestTimeout RequestTimeoutException InternalError \
     InternalFailure ServiceUnavailable IDPCommunicationError";
 
-/// Whether `code` means "slow down" (`Throttling`, ...).
-pub fn is_throttling_code(code: &str) -> bool {
+pub(crate) fn is_throttling_code(code: &str) -> bool {
     THROTTLING_CODES.split_whitespace().any(|c| c == code)
 }
 
 impl Error {
-    /// The AWS error code, when the service answered with one (looking
-    /// through a deadline and a credentials fetch).
+    /// The AWS error code, looking through a deadline and a credentials fetch.
     pub fn aws_code(&self) -> Option<&str> {
         match self {
             Error::Aws { error, .. } => Some(&error.code),
@@ -200,7 +193,7 @@ impl Error {
         }
     }
 
-    /// The request id of the AWS answer behind the error, for logs.
+    /// The request id of the AWS answer behind the error.
     pub fn request_id(&self) -> Option<&str> {
         match self {
             Error::Aws { error, .. } => error.request_id.as_deref(),
@@ -210,13 +203,10 @@ impl Error {
         }
     }
 
-    /// Whether another attempt may succeed: throttling and transient codes,
-    /// 429 and 5xx (IMDS and the Pod Identity agent throttle with a bare
-    /// 429), connection faults and garbled bodies. Client errors
-    /// (AccessDenied, ValidationError, TargetGroupNotFound, InvalidTarget,
-    /// SignatureDoesNotMatch, ...) and TLS failures are final: retrying
-    /// them only burns the account's shared rate limit.
-    pub fn is_retryable(&self) -> bool {
+    /// Whether another attempt may succeed (throttling, transient codes,
+    /// 429 and 5xx, connection faults, garbled bodies); client errors and
+    /// TLS failures are final.
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Error::Aws { error, .. } => {
                 let code = error.code.as_str();
@@ -233,30 +223,26 @@ impl Error {
         }
     }
 
-    /// Whether AWS answered this call itself with a throttling code.
-    pub fn is_throttling(&self) -> bool {
-        matches!(self, Error::Aws { error, .. } if is_throttling_code(&error.code))
+    pub(crate) fn is_throttling(&self) -> bool {
+        self.own_code().is_some_and(is_throttling_code)
     }
 
-    /// Whether the credentials used have expired (fetch new ones, retry).
-    /// Not `RequestExpired`: that is clock skew ([`crate::aws::skew`]).
-    pub fn is_expired_credentials(&self) -> bool {
+    // Not `RequestExpired`: that is clock skew.
+    pub(crate) fn is_expired_credentials(&self) -> bool {
         matches!(
             self.aws_code(),
             Some("ExpiredToken" | "ExpiredTokenException")
         )
     }
 
-    /// Whether AWS answered that the target is not in the group
-    /// (`InvalidTarget`, `TargetGroupNotFound`): for taking it out, as
-    /// good as success. Only AWS's own answer counts, never a deadline.
-    pub fn is_target_absent(&self) -> bool {
+    /// AWS's own answer says the target is not in the group: as good as
+    /// deregistered.
+    pub(crate) fn is_target_absent(&self) -> bool {
         self.is_invalid_target() || self.is_group_not_found()
     }
 
-    /// Whether AWS refused for good (an AWS error not worth retrying); a
-    /// deadline is not a refusal: its last failure was retryable.
-    pub fn is_refusal(&self) -> bool {
+    /// AWS refused for good (a deadline is not a refusal).
+    pub(crate) fn is_refusal(&self) -> bool {
         match self {
             Error::Aws { .. } => !self.is_retryable(),
             Error::Fetch { error, retry, .. } => !retry && error.is_refusal(),
@@ -264,8 +250,7 @@ impl Error {
         }
     }
 
-    /// The code of AWS's own answer to the call, never one looked up
-    /// through a deadline or a credentials fetch.
+    // Never a code looked up through a deadline or a credentials fetch.
     fn own_code(&self) -> Option<&str> {
         match self {
             Error::Aws { error, .. } => Some(error.code.as_str()),
@@ -273,23 +258,19 @@ impl Error {
         }
     }
 
-    /// AWS said the target is not registered: `InvalidTarget`.
-    pub fn is_invalid_target(&self) -> bool {
+    pub(crate) fn is_invalid_target(&self) -> bool {
         self.own_code() == Some("InvalidTarget")
     }
 
-    /// AWS said there is no such target group: `TargetGroupNotFound`.
-    pub fn is_group_not_found(&self) -> bool {
+    pub(crate) fn is_group_not_found(&self) -> bool {
         self.own_code() == Some("TargetGroupNotFound")
     }
 
-    /// AWS refused the request's content: `ValidationError`.
-    pub fn is_validation(&self) -> bool {
+    pub(crate) fn is_validation(&self) -> bool {
         self.own_code() == Some("ValidationError")
     }
 
-    /// The identity may not make this call (`AccessDenied` and its spellings).
-    pub fn is_access_denied(&self) -> bool {
+    pub(crate) fn is_access_denied(&self) -> bool {
         matches!(
             self.own_code(),
             Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")
@@ -297,8 +278,7 @@ impl Error {
     }
 }
 
-/// `text` with the user info of every URL in it hidden
-/// (`https://user:pass@host/` becomes `https://***@host/`).
+/// `text` with the user info of every URL hidden (`https://***@host/`).
 pub fn redact_url(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -310,16 +290,12 @@ pub fn redact_url(text: &str) -> String {
             .unwrap_or(tail.len());
         let (authority, after) = tail.split_at(end);
         match authority.rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
+            Some(at) => out.push_str(&format!("***{}", &authority[at..])),
             None => out.push_str(authority),
         }
         rest = after;
     }
-    out.push_str(rest);
-    out
+    out + rest
 }
 
 /// The first 120 printable characters of a body, for error messages.

@@ -1,29 +1,29 @@
-//! The HTTP client, the only module that imports `ureq`: proxies as ureq
-//! reads them (but for [`goes_direct`] hosts), `AWS_CA_BUNDLE` replacing the
-//! webpki roots (as the SDKs do), 4xx/5xx bodies read (AWS's XML errors),
-//! a connect and an overall timeout on every request.
+//! The HTTP client, the only module that imports `ureq` (docs/aws.md,
+//! "Transport" and "Proxies").
 
 use super::error::{redact_url, Error, TransportKind};
 use crate::env::{Env, ProcessEnv};
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Largest response body read (AWS answers are a few KiB).
-pub const MAX_BODY: u64 = 1 << 20;
+const MAX_BODY: u64 = 1 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The proxy variables ureq reads, in its order.
+const PROXY_VARS: &str = "ALL_PROXY all_proxy HTTPS_PROXY https_proxy HTTP_PROXY http_proxy";
 
-/// An HTTP request, fully built (signing included). Its `Debug` shows
-/// neither header values nor the body: they hold signatures and tokens.
+/// An HTTP request, signed. Its `Debug` hides header values and the body
+/// (signatures, tokens).
 #[derive(Clone)]
 pub struct HttpRequest {
     /// `GET`, `PUT` or `POST`.
     pub method: &'static str,
     /// Full URL.
     pub url: String,
-    /// Headers to send. May hold secrets: never log them.
+    /// Headers; may hold secrets.
     pub headers: Vec<(String, String)>,
-    /// Body (empty for GET).
+    /// Body.
     pub body: Vec<u8>,
-    /// Overall timeout of this request.
+    /// Overall timeout.
     pub timeout: Duration,
 }
 
@@ -39,18 +39,18 @@ impl std::fmt::Debug for HttpRequest {
     }
 }
 
-/// An HTTP response: status, `Date` header and body.
+/// An HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
-    /// The `Date` header, if any: AWS's clock, for clock skew correction.
+    /// The `Date` header: AWS's clock.
     pub date: Option<String>,
-    /// Body, at most [`MAX_BODY`] bytes.
+    /// Body, at most 1 MiB.
     pub body: Vec<u8>,
 }
 
-/// Sends requests. The real one is [`UreqTransport`]; tests may fake it.
+/// Sends requests: [`UreqTransport`], or a fake in tests.
 pub trait Transport {
     /// Sends `req`; `action` names the call in errors.
     ///
@@ -59,26 +59,17 @@ pub trait Transport {
     fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error>;
 }
 
-/// The ureq-backed transport (cheap to clone: clones share the connection pools).
+/// The ureq transport (clones share the connection pools).
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
-    /// Follows the proxy variables.
     proxied: ureq::Agent,
-    /// Never proxied: for the URLs of [`goes_direct`].
     direct: ureq::Agent,
-    /// The pod's own IP (the target id).
     pod_ip: Option<IpAddr>,
 }
 
-/// Connect timeout of every request.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The proxy variables ureq reads, in its order.
-const PROXY_VARS: &str = "ALL_PROXY all_proxy HTTPS_PROXY https_proxy HTTP_PROXY http_proxy";
-
 /// Whether `url` skips the proxy: loopback and link-local hosts (IMDS, the
-/// EKS Pod Identity agent: a proxy cannot reach them and would see their
-/// tokens) and `pod_ip` (app checks and hooks to the pod itself).
+/// Pod Identity agent: a proxy cannot reach them and would see their
+/// tokens) and `pod_ip`.
 pub fn goes_direct(url: &str, pod_ip: Option<IpAddr>) -> bool {
     let Ok(uri) = url.parse::<ureq::http::Uri>() else {
         return false;
@@ -99,7 +90,6 @@ pub fn goes_direct(url: &str, pod_ip: Option<IpAddr>) -> bool {
     ip.is_loopback() || link_local || Some(ip) == pod_ip.map(|p| p.to_canonical())
 }
 
-/// The roots of the PEM bundle `pem` (`AWS_CA_BUNDLE`, at `path`).
 fn roots(pem: &[u8], path: &str) -> Result<ureq::tls::RootCerts, Error> {
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(pem) {
@@ -117,19 +107,17 @@ fn roots(pem: &[u8], path: &str) -> Result<ureq::tls::RootCerts, Error> {
 }
 
 impl UreqTransport {
-    /// Builds the agents. `ca_bundle` is the PEM content of
-    /// `AWS_CA_BUNDLE`, if set, and its path (named in errors); URLs on
-    /// `pod_ip` go direct.
+    /// Builds the agents; `ca_bundle` is `AWS_CA_BUNDLE`'s content and path.
     ///
     /// # Errors
-    /// [`Error::Config`] when the bundle holds no certificate or bad PEM, or
-    /// a proxy variable is not an `http://` or `https://` proxy URL (ureq
-    /// would skip it, or cannot speak SOCKS, and go direct).
+    /// [`Error::Config`] for a bundle without certificates or with bad PEM,
+    /// or a proxy variable that is not an `http://` or `https://` proxy URL.
     pub fn new(ca_bundle: Option<(&[u8], &str)>, pod_ip: Option<IpAddr>) -> Result<Self, Error> {
         for var in PROXY_VARS.split_whitespace() {
             let Some(value) = ProcessEnv.var(var) else {
                 continue;
             };
+            // ureq would skip a bad one, or cannot speak SOCKS, and go direct.
             let usable = ureq::Proxy::new(&value).is_ok_and(|p| {
                 use ureq::ProxyProtocol::{Http, Https};
                 matches!(p.protocol(), Http | Https) && !p.host().is_empty()
@@ -176,29 +164,21 @@ impl UreqTransport {
             pod_ip,
         })
     }
-
-    /// The agent for `url`.
-    fn agent_for(&self, url: &str) -> &ureq::Agent {
-        if goes_direct(url, self.pod_ip) {
-            &self.direct
-        } else {
-            &self.proxied
-        }
-    }
 }
 
 fn classify(err: &ureq::Error) -> TransportKind {
+    use std::io::ErrorKind as K;
     match err {
         ureq::Error::Timeout(_) => TransportKind::Timeout,
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => TransportKind::Connect,
         ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused
-            | std::io::ErrorKind::AddrNotAvailable
-            | std::io::ErrorKind::NetworkUnreachable
-            | std::io::ErrorKind::HostUnreachable => TransportKind::Connect,
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => TransportKind::Timeout,
+            K::ConnectionRefused
+            | K::AddrNotAvailable
+            | K::NetworkUnreachable
+            | K::HostUnreachable => TransportKind::Connect,
+            K::TimedOut | K::WouldBlock => TransportKind::Timeout,
             // rustls's certificate and handshake errors (ureq wraps them so).
-            std::io::ErrorKind::InvalidData => TransportKind::Tls,
+            K::InvalidData => TransportKind::Tls,
             _ => TransportKind::Io,
         },
         ureq::Error::Tls(_) => TransportKind::Tls,
@@ -211,11 +191,11 @@ fn classify(err: &ureq::Error) -> TransportKind {
 
 impl Transport for UreqTransport {
     fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        let fail = |err: ureq::Error| Error::Transport {
+        let fail = |kind, detail| Error::Transport {
             action: action.to_owned(),
             url: req.url.clone(),
-            kind: classify(&err),
-            detail: err.to_string(),
+            kind,
+            detail,
         };
         let mut builder = ureq::http::Request::builder()
             .method(req.method)
@@ -225,35 +205,27 @@ impl Transport for UreqTransport {
         }
         let request = builder
             .body(req.body.clone())
-            .map_err(|e| Error::Transport {
-                action: action.to_owned(),
-                url: req.url.clone(),
-                kind: TransportKind::Request,
-                detail: e.to_string(),
-            })?;
-        let agent = self.agent_for(&req.url);
+            .map_err(|e| fail(TransportKind::Request, e.to_string()))?;
+        let agent = match goes_direct(&req.url, self.pod_ip) {
+            true => &self.direct,
+            false => &self.proxied,
+        };
         let request = agent
             .configure_request(request)
             .timeout_global(Some(req.timeout))
             .build();
-        let mut response = agent.run(request).map_err(fail)?;
+        let mut response = agent
+            .run(request)
+            .map_err(|e| fail(classify(&e), e.to_string()))?;
         let status = response.status().as_u16();
-        let date = response
-            .headers()
-            .get("date")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let date = response.headers().get("date").and_then(|v| v.to_str().ok());
+        let date = date.map(str::to_owned);
         let body = response
             .body_mut()
             .with_config()
             .limit(MAX_BODY)
             .read_to_vec()
-            .map_err(|e| Error::Transport {
-                action: action.to_owned(),
-                url: req.url.clone(),
-                kind: classify(&e),
-                detail: format!("reading the response body: {e}"),
-            })?;
+            .map_err(|e| fail(classify(&e), format!("reading the response body: {e}")))?;
         Ok(HttpResponse { status, date, body })
     }
 }

@@ -1,20 +1,7 @@
-//! The AWS layer: SigV4-signed ELBv2 and STS Query API calls, credentials,
-//! endpoints and retries, written against `aws-sigv4`, `ureq` and
-//! `quick-xml` without an AWS SDK.
-//!
-//! Layout, pure protocol first:
-//! - [`query`]: the Query protocol and the [`Action`] trait
-//!   (an action's name, parameters and response parser);
-//! - [`elbv2`]: the target and health types and one file per ELBv2 action;
-//!   [`sts`]: AssumeRoleWithWebIdentity and AssumeRole;
-//! - [`xml`], [`error`]: reading answers and AWS errors;
-//! - [`credentials`]: choosing a source, the cache, the `-role-arn` role,
-//!   and the metadata endpoints ([`providers`](credentials::providers));
-//! - [`endpoint`], [`sign`], [`retry`]: region and URLs, SigV4, backoff;
-//!   [`skew`]: the signing time corrected by AWS's `Date` header.
-//!
-//! Then IO: [`http`], the one module that imports the HTTP client, and
-//! [`client`], which signs, sends and retries any action.
+//! The AWS layer without an SDK (`aws-sigv4`, `ureq`, `quick-xml`): pure
+//! protocol modules (the Query protocol and its actions, XML, errors,
+//! credentials, endpoints, signing, retries, clock skew), then IO: [`http`],
+//! the one module that imports the HTTP client, and [`client`].
 
 pub mod client;
 pub mod credentials;
@@ -24,8 +11,8 @@ pub mod error;
 pub mod http;
 pub mod query;
 pub mod retry;
-pub mod sign;
-pub mod skew;
+mod sign;
+mod skew;
 pub mod sts;
 #[cfg(test)]
 mod tests;

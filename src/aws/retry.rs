@@ -1,26 +1,21 @@
-//! Retry timing: capped exponential backoff with full jitter, and the
-//! pacing after throttling answers ([`Adaptive`], one per ELBv2 token
-//! [`Bucket`]); see docs/design.md, "The pacing model". Pure: time and
-//! randomness are passed in.
+//! Retry timing, pure: capped exponential backoff with full jitter, and
+//! the pacing after throttling answers (docs/design.md, "The pacing model").
 
 use std::time::{Duration, Instant};
 
-/// The delay before retry number `attempt` (0 for the first), given a
-/// random draw in `[0, 1)`: `random × min(5 s, 200 ms × 2^attempt)`
-/// (short: a shutdown's grace period is tens of seconds).
-pub fn backoff(attempt: u32, random: f64) -> Duration {
-    let cap = Duration::from_secs(5);
+/// The delay before retry `attempt` (0 first) for a draw in `[0, 1)`:
+/// `random × min(5 s, 200 ms × 2^attempt)`.
+pub(crate) fn backoff(attempt: u32, random: f64) -> Duration {
     let ceiling = Duration::from_millis(200).saturating_mul(1 << attempt.min(20));
-    ceiling.min(cap).mul_f64(unit(random))
+    ceiling.min(Duration::from_secs(5)).mul_f64(unit(random))
 }
 
-/// A jittered polling interval: `interval × (0.8 + 0.4 × random)`, so pods
-/// started together do not poll together.
-pub fn jittered(interval: Duration, random: f64) -> Duration {
+/// `interval × (0.8 + 0.4 × random)`: pods started together do not poll together.
+pub(crate) fn jittered(interval: Duration, random: f64) -> Duration {
     interval.mul_f64(0.8 + 0.4 * unit(random))
 }
 
-/// A random draw clamped into `[0, 1]`, NaN as 1 (`mul_f64` panics on NaN).
+// Into [0, 1], NaN as 1 (`mul_f64` panics on NaN).
 fn unit(random: f64) -> f64 {
     if random.is_nan() {
         1.0
@@ -30,51 +25,39 @@ fn unit(random: f64) -> f64 {
 }
 
 /// The ELBv2 token bucket an action draws from (ELB user guide, "Request
-/// throttling for the ELB API": `Describe*` calls share one; the
-/// registration calls have their own).
+/// throttling for the ELB API").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
-    /// `Describe*` (DescribeTargetGroups, DescribeTargetHealth).
+    /// `Describe*`.
     Describe,
     /// RegisterTargets, DeregisterTargets.
     Mutating,
-    /// Anything else (STS, credential endpoints): no shared ELBv2 bucket.
+    /// STS, credentials endpoints: no ELBv2 bucket (must stay last: the client indexes by it).
     Other,
 }
 
-/// A throttled retry waits `random × slot`: 4 s after a first throttling
-/// answer (one call in 2 s), doubling with each one in a row up to 10 s.
 const FIRST_SLOT: Duration = Duration::from_secs(4);
 const MAX_SLOT: Duration = Duration::from_secs(10);
 /// A success this long after the last throttling answer starts the slot over.
 const RECOVERY: Duration = Duration::from_secs(8);
 
-/// The pacing of one [`Bucket`] after throttling answers; inactive until
-/// the first. Pure: time and randomness are passed in.
+/// The pacing of one [`Bucket`] after throttling answers.
 #[derive(Debug, Clone, Default)]
-pub struct Adaptive {
-    /// Throttling answers in this process's life.
-    throttles: u32,
-    /// Throttling answers since the slot last started over.
+pub(crate) struct Adaptive {
+    /// Throttling answers seen so far.
+    pub(crate) throttles: u32,
     streak: u32,
     last_throttle: Option<Instant>,
 }
 
 impl Adaptive {
-    /// Throttling answers seen so far.
-    pub fn throttles(&self) -> u32 {
-        self.throttles
-    }
-
-    /// Records a throttling answer at `now`: the slot doubles.
-    pub fn on_throttle(&mut self, now: Instant) {
+    pub(crate) fn on_throttle(&mut self, now: Instant) {
         self.throttles = self.throttles.saturating_add(1);
         self.streak = self.streak.saturating_add(1);
         self.last_throttle = Some(now);
     }
 
-    /// Records a successful answer at `now`.
-    pub fn on_success(&mut self, now: Instant) {
+    pub(crate) fn on_success(&mut self, now: Instant) {
         if self
             .last_throttle
             .is_some_and(|t| now.saturating_duration_since(t) >= RECOVERY)
@@ -83,22 +66,19 @@ impl Adaptive {
         }
     }
 
-    /// The delay before retrying after a throttling answer: `random × slot`
-    /// (zero before any).
-    pub fn retry_delay(&self, random: f64) -> Duration {
-        let doubled = FIRST_SLOT.saturating_mul(1 << (self.streak.clamp(1, 3) - 1));
-        let slot = if self.streak == 0 {
-            Duration::ZERO
-        } else {
-            doubled.min(MAX_SLOT)
-        };
-        slot.mul_f64(unit(random))
+    /// `random × slot`: 4 s, doubling with each throttling answer in a row
+    /// up to 10 s; zero before any.
+    pub(crate) fn retry_delay(&self, random: f64) -> Duration {
+        if self.streak == 0 {
+            return Duration::ZERO;
+        }
+        let slot = FIRST_SLOT.saturating_mul(1 << (self.streak.min(3) - 1));
+        slot.min(MAX_SLOT).mul_f64(unit(random))
     }
 
-    /// A polling interval widened for the rest of the process's life after
-    /// throttling: doubled after the first throttling answer, quadrupled
-    /// after later ones.
-    pub fn widen(&self, interval: Duration) -> Duration {
+    /// A polling interval, doubled after the first throttling answer and
+    /// quadrupled after later ones, for life.
+    pub(crate) fn widen(&self, interval: Duration) -> Duration {
         interval.saturating_mul(1 << self.throttles.min(2))
     }
 }
@@ -156,7 +136,7 @@ mod tests {
         }
         assert_eq!(a.retry_delay(1.0), secs(10.0));
         assert_eq!(a.retry_delay(f64::NAN), secs(10.0));
-        assert_eq!(a.throttles(), 12);
+        assert_eq!(a.throttles, 12);
         a.on_success(t0 + secs(9.0));
         a.on_throttle(t0 + secs(9.0));
         assert_eq!(a.retry_delay(1.0), secs(4.0));

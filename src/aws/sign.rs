@@ -1,5 +1,4 @@
-//! SigV4 with the time passed in (reproducible signatures in tests): a
-//! thin wrapper over `aws-sigv4`.
+//! SigV4 through `aws-sigv4`, at a given time (reproducible in tests).
 
 use super::credentials::Credentials;
 use super::error::{redact_url, Error};
@@ -8,11 +7,7 @@ use aws_sigv4::http_request::{sign as sigv4_sign, SignableBody, SignableRequest,
 use aws_sigv4::sign::v4;
 use std::time::SystemTime;
 
-/// Adds the SigV4 headers (`x-amz-date`, `authorization`,
-/// `x-amz-security-token`) to `req`, signed for `service` in `region` at `time`.
-///
-/// # Errors
-/// [`Error::Config`] when the URL cannot be parsed or signing fails.
+/// Adds the SigV4 headers to `req`, signed for `service` in `region` at `time`.
 pub fn sign(
     req: &mut HttpRequest,
     creds: &Credentials,
@@ -44,13 +39,9 @@ pub fn sign(
         .map_err(|e| fail(&e))?
         .into();
     let headers = req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let signable = SignableRequest::new(
-        req.method,
-        &req.url,
-        headers,
-        SignableBody::Bytes(&req.body),
-    )
-    .map_err(|e| fail(&e))?;
+    let body = SignableBody::Bytes(&req.body);
+    let signable =
+        SignableRequest::new(req.method, &req.url, headers, body).map_err(|e| fail(&e))?;
     let (instructions, _) = sigv4_sign(signable, &params)
         .map_err(|e| fail(&e))?
         .into_parts();

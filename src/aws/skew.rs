@@ -1,9 +1,5 @@
-//! Clock skew: AWS refuses a signature a few minutes away from its own
-//! clock (a drifted node, a VM restored from a snapshot), the
-//! deregistration included. As the SDKs do, a refusal whose `Date` header
-//! is minutes away from the time we signed with gives the offset to AWS's
-//! clock; every later signature uses it, and the refused call is signed
-//! again once ([`crate::aws::client`]).
+//! Clock skew (docs/aws.md, "Clock skew"): a refusal whose `Date` header
+//! is minutes from the time we signed with gives the offset to AWS's clock.
 
 use super::error::Error;
 use std::time::{Duration, SystemTime};
@@ -11,8 +7,7 @@ use std::time::{Duration, SystemTime};
 /// AWS's clock minus the local one, in milliseconds.
 pub type Offset = i64;
 
-/// Least distance that counts as skew (the SDK for Java's; AWS allows 5
-/// minutes at least).
+// The SDK for Java's; AWS allows 5 minutes at least.
 const THRESHOLD_MS: u64 = 4 * 60 * 1000;
 
 /// `t` moved by `offset` (unchanged on overflow).
@@ -27,9 +22,8 @@ pub fn shift(t: SystemTime, offset: Offset) -> SystemTime {
 }
 
 /// The offset to sign with from now on, when `err` refuses our signature
-/// (the SDKs' clock skew codes, or HTTP 401/403) and the answer's `date`
-/// is at least 4 minutes from the time we signed with (`now` moved by
-/// `current`); `None` otherwise, so a wrong secret key stays final.
+/// and the answer's `date` is far from the time we signed with; `None`
+/// otherwise, so a wrong secret key stays final.
 pub fn correction(
     err: &Error,
     date: Option<SystemTime>,
@@ -60,15 +54,14 @@ pub fn correction(
     (refused && offset.abs_diff(current) >= THRESHOLD_MS).then_some(offset)
 }
 
-/// `AWS's clock is 900 s ahead of the local one` (or `behind`), for logs.
+/// `AWS's clock is 900 s ahead of the local one` (or `behind`).
 pub fn describe(offset: Offset) -> String {
     let secs = offset.unsigned_abs().saturating_add(500) / 1000;
     let dir = if offset >= 0 { "ahead of" } else { "behind" };
     format!("AWS's clock is {secs} s {dir} the local one")
 }
 
-/// Parses the `Date` header AWS sends, an IMF-fixdate
-/// (`Tue, 14 Nov 2023 22:13:20 GMT`); `None` for anything else.
+/// Parses an IMF-fixdate (`Tue, 14 Nov 2023 22:13:20 GMT`), as AWS sends.
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -87,11 +87,11 @@ fn throttling_paces_its_bucket_only() {
     };
     c.call(&health, budget, &mut t).unwrap();
     assert_eq!(t.slept, vec![Duration::from_secs(2)]);
-    assert_eq!(c.adaptive(Bucket::Describe).unwrap().throttles(), 1);
+    assert_eq!(c.adaptive(Bucket::Describe).unwrap().throttles, 1);
     // The mutating bucket was not throttled: RegisterTargets goes at once.
     register_target(&mut c, budget, &mut t).unwrap();
     assert_eq!(t.slept.len(), 1);
-    assert_eq!(c.adaptive(Bucket::Mutating).unwrap().throttles(), 0);
+    assert_eq!(c.adaptive(Bucket::Mutating).unwrap().throttles, 0);
     // A new call goes at once (its retries would be paced).
     c.call(&health, budget, &mut t).unwrap();
     assert_eq!(t.slept.len(), 1);
@@ -968,7 +968,7 @@ fn sts_throttling_does_not_pace_the_elbv2_bucket() {
     .unwrap();
     // The short backoff (0.5 × 200 ms), not a slot of a cut rate.
     assert_eq!(t.slept, vec![Duration::from_millis(100)]);
-    assert_eq!(c.adaptive(Bucket::Describe).unwrap().throttles(), 0);
+    assert_eq!(c.adaptive(Bucket::Describe).unwrap().throttles, 0);
     let describe = c.adaptive(Bucket::Describe).unwrap();
     assert_eq!(
         describe.widen(Duration::from_secs(5)),

@@ -1,9 +1,9 @@
-//! The one path of every request (sign at AWS's time, send by the
-//! attempt's end, count, parse), and the credentials fetches on a call's way.
+//! One request (sign at AWS's time, send by the attempt's end, count,
+//! parse), and the credentials fetches on a call's way.
 
 use crate::aws::credentials::select_source;
 use crate::aws::credentials::{providers, Cache, Credentials, Role, Secret, Source};
-use crate::aws::endpoint;
+use crate::aws::endpoint::{self, sts_signing_region};
 use crate::aws::error::{is_throttling_code, Error, Layer, TransportKind};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::aws::query::{self, Action, Service, WithId};
@@ -17,8 +17,7 @@ use log::{debug, warn};
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Lifetime asked of AssumeRole: STS's default, and the most AWS allows
-/// when the base credentials are a role session themselves.
+// STS's default, and the most AWS allows for role chaining.
 const ROLE_DURATION: Duration = Duration::from_secs(3600);
 
 /// Resolved region, endpoints and credentials source.
@@ -64,7 +63,6 @@ impl Settings {
         }
     }
 
-    /// The name of the signing credentials in logs and metrics.
     pub(super) fn cache_label(&self) -> String {
         match &self.role {
             None => self.source.name().to_owned(),
@@ -73,18 +71,16 @@ impl Settings {
     }
 }
 
-/// The transport and what every request needs: settings, AWS's clock
-/// offset, and the `Date` of the last answer (for skew correction).
 pub(super) struct Wire<T> {
     pub(super) transport: T,
     pub(super) settings: Settings,
     /// AWS's clock minus ours, learnt from a clock skew answer.
     pub(super) offset: Offset,
+    /// The `Date` of the last answer, for skew correction.
     pub(super) last_date: Cell<Option<SystemTime>>,
 }
 
 impl<T: Transport> Wire<T> {
-    /// AWS's time: the wall clock moved by the learnt offset.
     pub(super) fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
         shift(clock.wall(), self.offset)
     }
@@ -101,34 +97,21 @@ impl<T: Transport> Wire<T> {
         let (s, service) = (&self.settings, A::SERVICE);
         let (url, region) = match service {
             Service::Elbv2 => (&s.elbv2_url, s.region.as_str()),
-            Service::Sts => (
-                &s.sts_url,
-                endpoint::sts_signing_region(&s.sts_url, &s.region),
-            ),
+            Service::Sts => (&s.sts_url, sts_signing_region(&s.sts_url, &s.region)),
         };
         let mut req = query::request(url, &action.form());
         if let (Some(creds), false) = (creds, A::UNSIGNED) {
-            sign(
-                &mut req,
-                creds,
-                region,
-                service.signing_name(),
-                self.aws_time(clock),
-            )?;
+            let (name, time) = (service.signing_name(), self.aws_time(clock));
+            sign(&mut req, creds, region, name, time)?;
         }
         let started = clock.now();
-        let result = self
-            .bounded(until, clock)
+        let result = Bounded(self, until, clock)
             .send(A::NAME, &req)
             .and_then(|r| A::parse_response(r.status, &r.body));
         let took = clock.now().saturating_duration_since(started);
-        let code;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(Error::Aws { error, .. }) => {
-                code = error.code.clone();
-                &code
-            }
+            Err(Error::Aws { error, .. }) => error.code.as_str(),
             Err(Error::Transport { .. }) => "transport_error",
             Err(Error::Response { .. }) => "invalid_response",
             Err(_) => return result,
@@ -142,16 +125,7 @@ impl<T: Transport> Wire<T> {
         result
     }
 
-    fn bounded<'a>(&'a self, until: Instant, clock: &'a dyn Clock) -> Bounded<'a, T> {
-        Bounded {
-            wire: self,
-            until,
-            clock,
-        }
-    }
-
-    /// The source's credentials, fetched once by `until`; errors wrapped
-    /// as fetched for `layer`.
+    /// The source's credentials, fetched once by `until`.
     pub(super) fn fetch_source(
         &self,
         layer: Layer,
@@ -176,15 +150,14 @@ impl<T: Transport> Wire<T> {
                     self.send(&action, None, until, clock).map(|r| r.value)
                 })
             }
-            other => providers::fetch(other, &self.bounded(until, clock)),
+            other => providers::fetch(other, &Bounded(self, until, clock)),
         };
         fetched.map_err(|e| fetch_error(layer, e, codes))
     }
 
-    /// The role's credentials, assumed with the base layer's (`base`,
-    /// fetched again when due; with `background`, at their ahead-of-need
-    /// time). An `ExpiredToken` answer means the base credentials died
-    /// early: they are fetched again and the role asked once more.
+    /// The role's credentials, assumed with `base` (refreshed when due;
+    /// with `background`, ahead of need). `ExpiredToken` means the base
+    /// credentials died early: fetch them again and ask once more.
     pub(super) fn assume_role(
         &self,
         base: &mut Cache,
@@ -229,8 +202,7 @@ impl<T: Transport> Wire<T> {
     }
 }
 
-/// `error`, met while fetching credentials for `layer`; retried when
-/// generally retryable or one of the fetching action's own `codes`.
+/// Retried when generally retryable or one of the fetching action's `codes`.
 fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
     let retry = error.is_retryable() || error.aws_code().is_some_and(|c| codes.contains(&c));
     Error::Fetch {
@@ -240,17 +212,13 @@ fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
     }
 }
 
-/// A transport whose requests end by `until` (each timeout cut to the time
-/// left, none sent past it), keeping each answer's `Date` header.
-struct Bounded<'a, T> {
-    wire: &'a Wire<T>,
-    until: Instant,
-    clock: &'a dyn Clock,
-}
+/// A transport whose requests end by an instant, keeping each answer's `Date`.
+struct Bounded<'a, T>(&'a Wire<T>, Instant, &'a dyn Clock);
 
 impl<T: Transport> Transport for Bounded<'_, T> {
     fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        let left = self.until.saturating_duration_since(self.clock.now());
+        let Bounded(wire, until, clock) = self;
+        let left = until.saturating_duration_since(clock.now());
         if left.is_zero() {
             return Err(Error::Transport {
                 action: action.to_owned(),
@@ -261,9 +229,9 @@ impl<T: Transport> Transport for Bounded<'_, T> {
         }
         let mut req = req.clone();
         req.timeout = req.timeout.min(left);
-        let resp = self.wire.transport.send(action, &req)?;
-        let date = resp.date.as_deref().and_then(skew::parse_http_date);
-        self.wire.last_date.set(date);
+        let resp = wire.transport.send(action, &req)?;
+        wire.last_date
+            .set(resp.date.as_deref().and_then(skew::parse_http_date));
         Ok(resp)
     }
 }
