@@ -8,7 +8,8 @@ use k8s_nlb_registrator_sidecar::aws::elbv2::{
     self, DescribeTargetGroupAttributes, DescribeTargetGroups, DescribeTargetHealth,
     RegisterTargets,
 };
-use k8s_nlb_registrator_sidecar::aws::error::{parse_error, snippet, Error};
+use k8s_nlb_registrator_sidecar::aws::error::{snippet, Error};
+use k8s_nlb_registrator_sidecar::aws::query::parse_error;
 use k8s_nlb_registrator_sidecar::aws::{Action, WithId};
 use libfuzzer_sys::fuzz_target;
 
@@ -59,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(ok_status(status));
                 for h in &entries {
                     assert!(!h.target.id.is_empty());
-                    let _ = h.is_drained();
+                    let _ = h.is_gone();
                     let _ = h.to_string();
                     assert!(elbv2::find_health(&entries, &h.target).is_some());
                 }

@@ -1,12 +1,7 @@
 //! Credentials as the AWS SDKs find them: static keys from the environment,
 //! web identity (IRSA), container credentials (EKS Pod Identity, ECS), then
-//! IMDSv2. The first *configured* source wins, and one that fails is an
-//! error, not a reason to try the next: a pod whose IRSA token file is
-//! missing must say so, not fall back to the node's role.
-//!
-//! Here the pure parts, the [`Cache`] and the `-role-arn` [`Role`];
-//! [`providers`] fetches from the metadata endpoints, and the client sends
-//! the STS calls ([`crate::aws::sts`]).
+//! IMDSv2. The first *configured* source wins; one that fails is an error,
+//! not a reason to try the next (no silent fall back to the node's role).
 
 pub mod providers;
 
@@ -50,7 +45,7 @@ impl fmt::Debug for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        // Best effort: overwrite the bytes before the allocation is freed.
+        // Best effort: zero the bytes before the allocation is freed.
         let mut bytes = std::mem::take(&mut self.0).into_bytes();
         bytes.iter_mut().for_each(|b| *b = 0);
         std::hint::black_box(&bytes);
@@ -71,19 +66,11 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Whether they expire within [`REFRESH_BEFORE`] of `now`.
-    pub fn needs_refresh(&self, now: SystemTime) -> bool {
+    fn needs_refresh(&self, now: SystemTime) -> bool {
         self.expiry.is_some_and(|exp| {
             exp.duration_since(now)
                 .map_or(true, |left| left < REFRESH_BEFORE)
         })
-    }
-
-    /// When a process at rest should refresh them ahead of need: twice
-    /// [`REFRESH_BEFORE`] before expiry (`None` for long-term keys).
-    pub fn refresh_due(&self) -> Option<SystemTime> {
-        self.expiry
-            .map(|e| e.checked_sub(REFRESH_BEFORE * 2).unwrap_or(UNIX_EPOCH))
     }
 }
 
@@ -166,8 +153,7 @@ fn half_set(set: &str, unset: &str) -> Error {
     cred_err(format!("{set} is set but {unset} is not"))
 }
 
-/// The default role session name: `k8s-nlb-registrator-<unix seconds>`.
-pub fn default_session_name(now: SystemTime) -> String {
+fn default_session_name(now: SystemTime) -> String {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     format!("k8s-nlb-registrator-{secs}")
 }
@@ -218,7 +204,6 @@ pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
     imds_source(env)
 }
 
-/// IMDSv2, unless disabled (then no source is configured at all).
 fn imds_source(env: &dyn Env) -> Result<Source, Error> {
     if env
         .var("AWS_EC2_METADATA_DISABLED")
@@ -260,17 +245,14 @@ fn container_url(env: &dyn Env) -> Result<Option<String>, Error> {
         }
         return Ok(Some(format!("http://169.254.170.2{rel}")));
     }
-    let Some(url) = env.var("AWS_CONTAINER_CREDENTIALS_FULL_URI") else {
+    const VAR: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+    let Some(url) = env.var(VAR) else {
         return Ok(None);
     };
-    const VAR: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
-    let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        (None, None) => {
-            let shown = redact_url(&url);
-            return Err(cred_err(format!("{VAR} must be an http(s) URL: {shown:?}")));
-        }
+    let https = url.starts_with("https://");
+    let Some(rest) = url.strip_prefix("https://").or(url.strip_prefix("http://")) else {
+        let shown = redact_url(&url);
+        return Err(cred_err(format!("{VAR} must be an http(s) URL: {shown:?}")));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     // User info would be a password in the logs; the SDKs do not use it.
@@ -315,16 +297,14 @@ pub fn parse_expiration(s: &str) -> Option<SystemTime> {
 }
 
 /// The last credentials fetched: reused until [`REFRESH_BEFORE`] their
-/// expiry, kept in use while a refresh fails and they have not expired.
+/// expiry, and while a refresh fails until they expire.
 #[derive(Debug, Default)]
 pub struct Cache {
     cached: Option<Credentials>,
 }
 
 impl Cache {
-    /// Valid credentials at `now`: the cached ones unless due for a
-    /// refresh, else those `fetch` gets from `source` (stored), else, when
-    /// it fails, the cached ones until they expire.
+    /// Valid credentials at `now`: the cached ones, or a `fetch` from `source`.
     ///
     /// # Errors
     /// The fetch error when no unexpired credentials are cached.
@@ -349,8 +329,7 @@ impl Cache {
         }
     }
 
-    /// Stores a successful fetch from `source` (a failed one leaves the
-    /// cache as it was), counts it in the metrics and returns it.
+    /// Stores a successful fetch from `source`, counts it in the metrics.
     ///
     /// # Errors
     /// The fetch error.
@@ -385,9 +364,11 @@ impl Cache {
             .is_some_and(|c| c.expiry.is_none_or(|x| x > now))
     }
 
-    /// When the cached credentials should be refreshed ahead of need.
+    /// When a process at rest should refresh them ahead of need: twice
+    /// [`REFRESH_BEFORE`] before expiry (`None` for long-term keys).
     pub fn refresh_due(&self) -> Option<SystemTime> {
-        self.cached.as_ref().and_then(Credentials::refresh_due)
+        let expiry = self.cached.as_ref()?.expiry?;
+        Some(expiry.checked_sub(REFRESH_BEFORE * 2).unwrap_or(UNIX_EPOCH))
     }
 }
 
@@ -544,10 +525,6 @@ mod tests {
         assert!(!c(Some(t + Duration::from_secs(3600))).needs_refresh(t));
         assert!(c(Some(t + Duration::from_secs(60))).needs_refresh(t));
         assert!(c(Some(t - Duration::from_secs(60))).needs_refresh(t));
-        assert_eq!(
-            c(Some(t + Duration::from_secs(3600))).refresh_due(),
-            Some(t + Duration::from_secs(3000))
-        );
     }
 
     #[test]

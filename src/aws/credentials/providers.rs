@@ -1,22 +1,20 @@
 //! Fetching from the metadata endpoints: the container endpoint and IMDSv2.
-//! One pass, no retries (the client retries within its budget), through a
-//! [`Transport`] so tests script it.
+//! One pass, no retries (the client retries within its budget).
 
 use super::{parse_expiration, Credentials, Secret, Source};
-use crate::aws::error::{snippet, AwsError, Error};
+use crate::aws::error::Error;
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
+use crate::aws::query::parse_error;
 use std::time::Duration;
 
-/// Timeout of one IMDS or container request: short, so a pod that cannot
-/// reach them fails fast.
-pub const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
+/// Short, so a pod that cannot reach the endpoint fails fast.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Fetches credentials once from the container endpoint or IMDS.
 ///
 /// # Errors
-/// [`Error::Credentials`] for an unreadable token file, an unreachable
-/// IMDS or another source; the endpoint's HTTP-status or transport error;
-/// [`Error::Response`] for an answer without credentials.
+/// [`Error::Credentials`] for an unreadable token file or unreachable IMDS;
+/// the endpoint's error; [`Error::Response`] for an answer without credentials.
 pub fn fetch(source: &Source, transport: &dyn Transport) -> Result<Credentials, Error> {
     match source {
         Source::Container {
@@ -73,16 +71,9 @@ fn imds(endpoint: &str, transport: &dyn Transport) -> Result<Credentials, Error>
     let token = String::from_utf8_lossy(&resp.body).trim().to_owned();
     let get = |role: &str| {
         let url = format!("{endpoint}/latest/meta-data/iam/security-credentials/{role}");
-        let resp = transport
-            .send(
-                WHAT,
-                &metadata(
-                    "GET",
-                    url,
-                    Some(("x-aws-ec2-metadata-token", token.clone())),
-                ),
-            )
-            .map_err(imds_hint)?;
+        let header = Some(("x-aws-ec2-metadata-token", token.clone()));
+        let resp = transport.send(WHAT, &metadata("GET", url, header));
+        let resp = resp.map_err(imds_hint)?;
         check_status(WHAT, &resp).map(|()| resp)
     };
     let no_role = || Error::Credentials("IMDSv2: no IAM role is attached to this instance".into());
@@ -113,12 +104,7 @@ fn check_status(what: &str, resp: &HttpResponse) -> Result<(), Error> {
     }
     Err(Error::Aws {
         action: what.to_owned(),
-        error: AwsError {
-            status: resp.status,
-            code: format!("HttpStatus{}", resp.status),
-            message: snippet(&resp.body),
-            request_id: None,
-        },
+        error: parse_error(resp.status, &resp.body),
     })
 }
 
@@ -137,8 +123,8 @@ fn imds_hint(e: Error) -> Error {
     }
 }
 
-/// A token from its file's contents, surrounding white space removed; the
-/// error says what is wrong with it (it goes into a header or a form).
+/// A token from its file's contents, trimmed; the error says what is
+/// wrong with it (it goes into a header or a form).
 pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
     let token = std::str::from_utf8(contents)
         .map_err(|_| "is not UTF-8")?
@@ -152,9 +138,8 @@ pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
     Ok(Secret::new(token.to_owned()))
 }
 
-/// Parses the JSON of a container credentials endpoint or of IMDS
-/// (`AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`; IMDS adds
-/// `Code`, which must be `Success`).
+/// Parses the JSON of a container credentials endpoint or of IMDS (whose
+/// `Code` must be `Success`).
 ///
 /// # Errors
 /// [`Error::Response`] naming `what` for any answer without credentials.

@@ -1,8 +1,6 @@
-//! DeregisterTargets: takes the pod's IP out of a target group.
-//!
+//! DeregisterTargets: takes the pod's IP out of a target group (success
+//! for a target not registered, says AWS, unlike moto).
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DeregisterTargets.html>.
-//! AWS answers success for a target that is not registered ("If the
-//! specified target does not exist, the action returns successfully").
 
 use super::{group_and_targets, Target};
 use crate::aws::query::{Action, Params, Service};

@@ -1,6 +1,4 @@
-//! DescribeTargetGroupAttributes: what `-check` reads of a group's
-//! settings, `deregistration_delay.timeout_seconds` above all.
-//!
+//! DescribeTargetGroupAttributes: the group settings `-check` reads.
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetGroupAttributes.html>.
 
 use crate::aws::query::{Action, Params, Service};
@@ -35,7 +33,6 @@ impl Action for DescribeTargetGroupAttributes<'_> {
         vec![("TargetGroupArn".to_owned(), self.arn.to_owned())]
     }
 
-    /// The attributes; an error for a member without `Key`.
     fn parse(result: &Element) -> Result<Vec<(String, String)>, String> {
         result
             .members(&["Attributes"])

@@ -1,16 +1,12 @@
-//! DescribeTargetGroups by names: turns `-tg-name` values into ARNs and
-//! checks each group's target type; by ARNs, for `-check`, which reports on
-//! groups given by ARN too.
-//!
+//! DescribeTargetGroups, by names (`-tg-name`) or by ARNs (`-check`).
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetGroups.html>.
 
-use super::{number_at, port_at, HealthCheck, TargetGroup};
+use super::{number_at, HealthCheck, TargetGroup};
 use crate::aws::query::{Action, Params, Service};
 use crate::aws::retry::Bucket;
 use crate::aws::xml::Element;
 
-/// DescribeTargetGroups of the groups named `names` (AWS documents a limit
-/// of 20 per call for ARNs, none for names).
+/// DescribeTargetGroups of the groups named `names`.
 #[derive(Debug, Clone, Copy)]
 pub struct DescribeTargetGroups<'a> {
     /// Target group names.
@@ -28,7 +24,6 @@ impl Action for DescribeTargetGroups<'_> {
         self.names.iter().enumerate().map(member).collect()
     }
 
-    /// The groups; an error for a group without ARN or with a bad port.
     fn parse(result: &Element) -> Result<Vec<TargetGroup>, String> {
         parse_groups(result)
     }
@@ -54,7 +49,6 @@ impl Action for DescribeTargetGroupsByArn<'_> {
         self.arns.iter().enumerate().map(member).collect()
     }
 
-    /// The groups, as for [`DescribeTargetGroups`].
     fn parse(result: &Element) -> Result<Vec<TargetGroup>, String> {
         parse_groups(result)
     }
@@ -69,7 +63,7 @@ fn parse_groups(result: &Element) -> Result<Vec<TargetGroup>, String> {
             .ok_or("a target group has no TargetGroupArn")?;
         groups.push(TargetGroup {
             name: m.text_at(&["TargetGroupName"]).unwrap_or_default(),
-            port: port_at(m, "Port")?,
+            port: number_at(m, "Port")?,
             protocol: m.text_at(&["Protocol"]),
             target_type: m.text_at(&["TargetType"]),
             load_balancer_arns: m
@@ -80,9 +74,7 @@ fn parse_groups(result: &Element) -> Result<Vec<TargetGroup>, String> {
                 .collect(),
             ip_address_type: m.text_at(&["IpAddressType"]),
             health_check: HealthCheck {
-                enabled: m
-                    .text_at(&["HealthCheckEnabled"])
-                    .map(|t| t.trim() == "true"),
+                enabled: m.text_at(&["HealthCheckEnabled"]).map(|t| t == "true"),
                 protocol: m.text_at(&["HealthCheckProtocol"]),
                 port: m.text_at(&["HealthCheckPort"]),
                 path: m.text_at(&["HealthCheckPath"]),

@@ -1,8 +1,7 @@
 //! DescribeTargetHealth: how the load balancer sees the pod's targets.
-//!
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetHealth.html>.
 
-use super::{group_and_targets, port_at, State, Target, TargetHealth};
+use super::{group_and_targets, number_at, State, Target, TargetHealth};
 use crate::aws::query::{Action, Params, Service};
 use crate::aws::retry::Bucket;
 use crate::aws::xml::Element;
@@ -27,7 +26,6 @@ impl Action for DescribeTargetHealth<'_> {
         group_and_targets(self.arn, self.targets)
     }
 
-    /// The entries; an error for one without target id or state, or with a bad port.
     fn parse(result: &Element) -> Result<Vec<TargetHealth>, String> {
         let mut out = Vec::new();
         for m in result.members(&["TargetHealthDescriptions"]) {
@@ -38,7 +36,7 @@ impl Action for DescribeTargetHealth<'_> {
                 .ok_or_else(|| format!("target {id} has no TargetHealth/State"))?;
             out.push(TargetHealth {
                 target: Target {
-                    port: port_at(target, "Port")?,
+                    port: number_at(target, "Port")?,
                     availability_zone: target.text_at(&["AvailabilityZone"]),
                     id,
                 },

@@ -1,11 +1,5 @@
-//! ELBv2, the API the sidecar exists to call: the target and health types,
-//! and one file per action it uses.
-//!
+//! ELBv2: the target and health types, and one file per action used.
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/>.
-//! Each action is a type implementing [`Action`](super::query::Action):
-//! [`DescribeTargetGroups`] (and [`DescribeTargetGroupsByArn`]),
-//! [`RegisterTargets`], [`DeregisterTargets`], [`DescribeTargetHealth`] and,
-//! for `-check`, [`DescribeTargetGroupAttributes`]. Nothing here does IO.
 
 mod deregister_targets;
 mod describe_target_group_attributes;
@@ -24,6 +18,8 @@ pub use register_targets::RegisterTargets;
 use super::query::Params;
 use crate::aws::xml::Element;
 use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
 
 /// One target: an IP, with an optional port and Availability Zone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -90,21 +86,11 @@ pub struct HealthCheck {
 }
 
 impl TargetGroup {
-    /// The earliest a new target can be healthy after its registration,
-    /// and the interval between two of its health checks; `None` when the
-    /// group did not say.
-    ///
-    /// A newly registered target must pass one health check to be healthy
-    /// (NLB user guide, "Health checks for your target groups": "After your
-    /// target is registered, it must pass one health check to be considered
-    /// healthy"; `HealthyThresholdCount` is "the number of consecutive
-    /// health checks successes required before considering an unhealthy
-    /// target healthy", API reference): so the earliest is one
-    /// `HealthCheckIntervalSeconds` after the registration, plus the
-    /// registration process ("a few minutes" on an NLB), which no API tells.
-    pub fn health_pace(&self) -> Option<(std::time::Duration, std::time::Duration)> {
-        let interval =
-            std::time::Duration::from_secs(u64::from(self.health_check.interval_seconds?));
+    /// The earliest a new target can be healthy after its registration (it
+    /// must pass one health check), and the interval between two checks;
+    /// `None` when the group did not say.
+    pub fn health_pace(&self) -> Option<(Duration, Duration)> {
+        let interval = Duration::from_secs(u64::from(self.health_check.interval_seconds?));
         (!interval.is_zero()).then_some((interval, interval))
     }
 }
@@ -141,7 +127,7 @@ impl State {
 
     fn parse(s: &str) -> State {
         use State::*;
-        let known = [
+        [
             Initial,
             Healthy,
             Unhealthy,
@@ -149,9 +135,10 @@ impl State {
             Unused,
             Draining,
             Unavailable,
-        ];
-        let found = known.into_iter().find(|k| k.to_string() == s);
-        found.unwrap_or_else(|| Other(s.to_owned()))
+        ]
+        .into_iter()
+        .find(|k| k.to_string() == s)
+        .unwrap_or_else(|| Other(s.to_owned()))
     }
 }
 
@@ -184,10 +171,9 @@ pub struct TargetHealth {
 }
 
 impl TargetHealth {
-    /// Whether the target is not (or no longer) registered at all. Not
-    /// `unused` alone: AWS shows a registered target as `unused`
-    /// (`Target.NotInUse`) in a group no load balancer uses, or in an AZ
-    /// the load balancer has not enabled.
+    /// Whether the target is not (or no longer) registered. Not `unused`
+    /// alone: a registered target is `unused` (`Target.NotInUse`) in a group
+    /// or AZ no load balancer uses.
     pub fn is_gone(&self) -> bool {
         self.reason.as_deref() == Some("Target.NotRegistered")
     }
@@ -227,27 +213,11 @@ fn group_and_targets(arn: &str, targets: &[Target]) -> Params {
     p
 }
 
-/// Reads the optional port in child `name` of `el`.
-fn port_at(el: &Element, name: &str) -> Result<Option<u16>, String> {
-    match el.text_at(&[name]) {
-        None => Ok(None),
-        Some(t) => t
-            .parse::<u16>()
-            .map(Some)
-            .map_err(|_| format!("{name} is not a port: {t:?}")),
-    }
-}
-
-/// Reads the optional unsigned number in child `name` of `el`.
-fn number_at(el: &Element, name: &str) -> Result<Option<u32>, String> {
-    match el.text_at(&[name]) {
-        None => Ok(None),
-        Some(t) => t
-            .trim()
-            .parse::<u32>()
-            .map(Some)
-            .map_err(|_| format!("{name} is not a number: {t:?}")),
-    }
+/// Reads the optional number in child `name` of `el`.
+fn number_at<T: FromStr>(el: &Element, name: &str) -> Result<Option<T>, String> {
+    el.text_at(&[name])
+        .map(|t| t.parse().map_err(|_| format!("{name} is not valid: {t:?}")))
+        .transpose()
 }
 
 /// Finds the health entry of `target` (same id; same port when both have one).

@@ -1,5 +1,4 @@
 //! RegisterTargets: puts the pod's IP into a target group.
-//!
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_RegisterTargets.html>.
 
 use super::{group_and_targets, Target};
