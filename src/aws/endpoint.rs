@@ -28,12 +28,8 @@ pub fn resolve_region(explicit: Option<&str>, env: &dyn Env) -> Result<String, E
         let set = "set -region, NLB_REGION, AWS_REGION or AWS_DEFAULT_REGION";
         Error::Config(format!("no region: {set}"))
     })?;
-    let valid = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !valid {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if value.is_empty() || value.len() > 64 || !value.bytes().all(ok) {
         return Err(Error::Config(format!("{from}: invalid region {value:?}")));
     }
     Ok(value)
@@ -50,13 +46,6 @@ const PARTITIONS: [(&str, &str, &str); 6] = [
     ("us-isof-", "csp.hci.ic.gov", "api.aws.hci.ic.gov"),
 ];
 
-fn suffixes(region: &str) -> (&'static str, &'static str) {
-    PARTITIONS
-        .iter()
-        .find(|(prefix, ..)| region.starts_with(prefix))
-        .map_or(("amazonaws.com", "api.aws"), |(_, s, d)| (*s, *d))
-}
-
 /// The regional endpoint of `service`. In GovCloud the ordinary endpoints
 /// of ELBv2 and STS are the FIPS ones: FIPS alone keeps the ordinary host.
 fn regional(service: &str, region: &str, (fips, dual): (bool, bool)) -> Result<String, Error> {
@@ -67,7 +56,10 @@ fn regional(service: &str, region: &str, (fips, dual): (bool, bool)) -> Result<S
             "region {region} has no {shown} endpoint (it is regional): set the region of the target groups"
         )));
     }
-    let (plain, dual_suffix) = suffixes(region);
+    let partition = PARTITIONS
+        .iter()
+        .find(|(prefix, ..)| region.starts_with(prefix));
+    let (_, plain, dual_suffix) = partition.unwrap_or(&("", "amazonaws.com", "api.aws"));
     let suffix = if dual { dual_suffix } else { plain };
     let fips = fips && (dual || !region.starts_with("us-gov-"));
     let fips = if fips { "-fips" } else { "" };

@@ -13,7 +13,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Refresh temporary credentials this long before they expire.
-pub const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
+const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 
 /// A secret string: its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -145,12 +145,8 @@ impl Source {
     }
 }
 
-fn cred_err(msg: String) -> Error {
-    Error::Credentials(msg)
-}
-
 fn half_set(set: &str, unset: &str) -> Error {
-    cred_err(format!("{set} is set but {unset} is not"))
+    Error::Credentials(format!("{set} is set but {unset} is not"))
 }
 
 fn default_session_name(now: SystemTime) -> String {
@@ -205,11 +201,9 @@ pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
 }
 
 fn imds_source(env: &dyn Env) -> Result<Source, Error> {
-    if env
-        .var("AWS_EC2_METADATA_DISABLED")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
-        return Err(cred_err(
+    let is = |var, value: &str| env.var(var).is_some_and(|v| v.eq_ignore_ascii_case(value));
+    if is("AWS_EC2_METADATA_DISABLED", "true") {
+        return Err(Error::Credentials(
             "no credentials found; tried: environment (AWS_ACCESS_KEY_ID unset), \
              web identity (AWS_WEB_IDENTITY_TOKEN_FILE unset), container \
              (AWS_CONTAINER_CREDENTIALS_FULL_URI and _RELATIVE_URI unset), IMDS \
@@ -217,16 +211,15 @@ fn imds_source(env: &dyn Env) -> Result<Source, Error> {
                 .into(),
         ));
     }
-    let ipv6 = env
-        .var("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")
-        .is_some_and(|m| m.eq_ignore_ascii_case("ipv6"));
     let endpoint = match env.var("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
         Some(e) => e.trim_end_matches('/').to_owned(),
-        None if ipv6 => "http://[fd00:ec2::254]".to_owned(),
+        None if is("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "ipv6") => {
+            "http://[fd00:ec2::254]".to_owned()
+        }
         None => "http://169.254.169.254".to_owned(),
     };
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        return Err(cred_err(format!(
+        return Err(Error::Credentials(format!(
             "AWS_EC2_METADATA_SERVICE_ENDPOINT must be an http(s) URL: {:?}",
             redact_url(&endpoint)
         )));
@@ -239,7 +232,7 @@ fn imds_source(env: &dyn Env) -> Result<Source, Error> {
 fn container_url(env: &dyn Env) -> Result<Option<String>, Error> {
     if let Some(rel) = env.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
         if !rel.starts_with('/') {
-            return Err(cred_err(format!(
+            return Err(Error::Credentials(format!(
                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start with '/': {rel:?}"
             )));
         }
@@ -252,12 +245,14 @@ fn container_url(env: &dyn Env) -> Result<Option<String>, Error> {
     let https = url.starts_with("https://");
     let Some(rest) = url.strip_prefix("https://").or(url.strip_prefix("http://")) else {
         let shown = redact_url(&url);
-        return Err(cred_err(format!("{VAR} must be an http(s) URL: {shown:?}")));
+        return Err(Error::Credentials(format!(
+            "{VAR} must be an http(s) URL: {shown:?}"
+        )));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     // User info would be a password in the logs; the SDKs do not use it.
     if authority.contains('@') {
-        return Err(cred_err(format!(
+        return Err(Error::Credentials(format!(
             "{VAR} must not hold user info ('user:password@')"
         )));
     }
@@ -266,18 +261,18 @@ fn container_url(env: &dyn Env) -> Result<Option<String>, Error> {
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
     // Over http the SDKs allow only loopback and the EKS / ECS agents.
-    let agent = [
+    const AGENTS: [&str; 4] = [
         "localhost",
         "169.254.170.2",
         "169.254.170.23",
         "fd00:ec2::23",
-    ]
-    .contains(&host.to_ascii_lowercase().as_str());
+    ];
+    let agent = AGENTS.contains(&host.to_ascii_lowercase().as_str());
     let loopback = host
         .parse::<std::net::IpAddr>()
         .is_ok_and(|ip| ip.is_loopback());
     if !(https || agent || loopback) {
-        return Err(cred_err(format!(
+        return Err(Error::Credentials(format!(
             "{VAR} host {host:?} is not allowed over http \
              (only loopback, 169.254.170.2, 169.254.170.23 and fd00:ec2::23; use https)"
         )));
@@ -296,7 +291,7 @@ pub fn parse_expiration(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(s).ok()
 }
 
-/// The last credentials fetched: reused until [`REFRESH_BEFORE`] their
+/// The last credentials fetched: reused until five minutes before their
 /// expiry, and while a refresh fails until they expire.
 #[derive(Debug, Default)]
 pub struct Cache {
@@ -317,15 +312,12 @@ impl Cache {
         if let Some(c) = self.cached.as_ref().filter(|c| !c.needs_refresh(now)) {
             return Ok(c.clone());
         }
-        match self.store(source, fetch()) {
-            Ok(fresh) => Ok(fresh),
-            Err(e) => match &self.cached {
-                Some(old) if self.usable(now) => {
-                    warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
-                    Ok(old.clone())
-                }
-                _ => Err(e),
-            },
+        match (self.store(source, fetch()), &self.cached) {
+            (Err(e), Some(old)) if self.usable(now) => {
+                warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
+                Ok(old.clone())
+            }
+            (result, _) => result,
         }
     }
 
@@ -341,12 +333,9 @@ impl Cache {
         let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
         metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
         let fresh = fetched?;
-        if let Some(expiry) = expiry {
-            let until = humantime::format_rfc3339_seconds(expiry);
-            info!(
-                "credentials from {source} for {} valid until {until}",
-                fresh.access_key_id
-            );
+        if let Some(until) = expiry.map(humantime::format_rfc3339_seconds) {
+            let id = &fresh.access_key_id;
+            info!("credentials from {source} for {id} valid until {until}");
         }
         self.cached = Some(fresh.clone());
         Ok(fresh)
@@ -364,8 +353,8 @@ impl Cache {
             .is_some_and(|c| c.expiry.is_none_or(|x| x > now))
     }
 
-    /// When a process at rest should refresh them ahead of need: twice
-    /// [`REFRESH_BEFORE`] before expiry (`None` for long-term keys).
+    /// When a process at rest should refresh them ahead of need: ten minutes
+    /// before expiry (`None` for long-term keys).
     pub fn refresh_due(&self) -> Option<SystemTime> {
         let expiry = self.cached.as_ref()?.expiry?;
         Some(expiry.checked_sub(REFRESH_BEFORE * 2).unwrap_or(UNIX_EPOCH))

@@ -34,7 +34,7 @@ pub fn fetch(source: &Source, transport: &dyn Transport) -> Result<Credentials, 
         }
         Source::Imds { endpoint } => imds(endpoint, transport),
         other => Err(Error::Credentials(format!(
-            "{} is no metadata endpoint",
+            "{} is no endpoint",
             other.name()
         ))),
     }
@@ -81,12 +81,9 @@ fn imds(endpoint: &str, transport: &dyn Transport) -> Result<Credentials, Error>
         Some("HttpStatus404") => no_role(),
         _ => e,
     })?;
-    let role = String::from_utf8_lossy(&listing.body);
-    let role = role
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .ok_or_else(no_role)?;
+    let body = String::from_utf8_lossy(&listing.body);
+    let role = body.lines().map(str::trim).find(|l| !l.is_empty());
+    let role = role.ok_or_else(no_role)?;
     if role.contains(['/', '?', '#', ' ']) {
         return Err(Error::Response {
             action: WHAT.into(),
@@ -163,12 +160,9 @@ pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Cr
     }
     let need = |name: &str| field(name).ok_or_else(|| bad(format!("no {name} in the response")));
     let (access_key_id, secret) = (need("AccessKeyId")?, need("SecretAccessKey")?);
-    let expiry = match field("Expiration") {
-        None => None,
-        Some(e) => {
-            Some(parse_expiration(&e).ok_or_else(|| bad(format!("unreadable Expiration {e:?}")))?)
-        }
-    };
+    let expiry = field("Expiration")
+        .map(|e| parse_expiration(&e).ok_or_else(|| bad(format!("unreadable Expiration {e:?}"))))
+        .transpose()?;
     Ok(Credentials {
         access_key_id,
         secret_access_key: Secret::new(secret),
