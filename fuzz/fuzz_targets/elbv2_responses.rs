@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(ok_status(status));
                 for h in &entries {
                     assert!(!h.target.id.is_empty());
-                    let _ = h.is_drained();
+                    let _ = h.is_gone();
                     let _ = h.to_string();
                     assert!(elbv2::find_health(&entries, &h.target).is_some());
                 }

@@ -1,8 +1,6 @@
 //! Region and endpoints, as the AWS SDKs resolve them: the service's
 //! `AWS_ENDPOINT_URL_*`, then `AWS_ENDPOINT_URL`, then
-//! `{service}[-fips].{region}.{suffix}` by partition (dual-stack too). STS
-//! is regional unless `AWS_STS_REGIONAL_ENDPOINTS=legacy` (or the
-//! pseudo-region `aws-global`) asks for the global endpoint.
+//! `{service}[-fips].{region}.{suffix}` by partition (dual-stack too).
 
 use super::error::{redact_url, Error};
 use crate::env::Env;
@@ -18,27 +16,20 @@ const STS_LEGACY_GLOBAL_REGIONS: &str = "ap-northeast-1 ap-south-1 ap-southeast-
 /// [`Error::Config`] when none is set, or the value is not a plausible
 /// region name (lowercase letters, digits and dashes).
 pub fn resolve_region(explicit: Option<&str>, env: &dyn Env) -> Result<String, Error> {
-    let (value, from) = match explicit.filter(|s| !s.is_empty()) {
-        Some(r) => (r.to_owned(), "-region"),
-        None => match env.var("AWS_REGION") {
-            Some(r) => (r, "AWS_REGION"),
-            None => match env.var("AWS_DEFAULT_REGION") {
-                Some(r) => (r, "AWS_DEFAULT_REGION"),
-                None => {
-                    return Err(Error::Config(
-                        "no region: set -region, NLB_REGION, AWS_REGION or AWS_DEFAULT_REGION"
-                            .into(),
-                    ))
-                }
-            },
-        },
-    };
-    let valid = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !valid {
+    let explicit = explicit.filter(|s| !s.is_empty()).map(str::to_owned);
+    let (value, from) = [
+        (explicit, "-region"),
+        (env.var("AWS_REGION"), "AWS_REGION"),
+        (env.var("AWS_DEFAULT_REGION"), "AWS_DEFAULT_REGION"),
+    ]
+    .into_iter()
+    .find_map(|(value, from)| Some((value?, from)))
+    .ok_or_else(|| {
+        let set = "set -region, NLB_REGION, AWS_REGION or AWS_DEFAULT_REGION";
+        Error::Config(format!("no region: {set}"))
+    })?;
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if value.is_empty() || value.len() > 64 || !value.bytes().all(ok) {
         return Err(Error::Config(format!("{from}: invalid region {value:?}")));
     }
     Ok(value)
@@ -55,28 +46,20 @@ const PARTITIONS: [(&str, &str, &str); 6] = [
     ("us-isof-", "csp.hci.ic.gov", "api.aws.hci.ic.gov"),
 ];
 
-fn suffixes(region: &str) -> (&'static str, &'static str) {
-    PARTITIONS
-        .iter()
-        .find(|(prefix, ..)| region.starts_with(prefix))
-        .map_or(("amazonaws.com", "api.aws"), |(_, s, d)| (*s, *d))
-}
-
-/// `aws-global`, `aws-cn-global`, ...: no place where ELBv2 runs.
-fn is_pseudo_region(region: &str) -> bool {
-    region.starts_with("aws-") && region.ends_with("-global")
-}
-
 /// The regional endpoint of `service`. In GovCloud the ordinary endpoints
 /// of ELBv2 and STS are the FIPS ones: FIPS alone keeps the ordinary host.
 fn regional(service: &str, region: &str, (fips, dual): (bool, bool)) -> Result<String, Error> {
     let shown = if service == "sts" { "STS" } else { "ELBv2" };
-    if is_pseudo_region(region) {
+    // `aws-global`, `aws-cn-global`: pseudo-regions, where ELBv2 does not run.
+    if region.starts_with("aws-") && region.ends_with("-global") {
         return Err(Error::Config(format!(
             "region {region} has no {shown} endpoint (it is regional): set the region of the target groups"
         )));
     }
-    let (plain, dual_suffix) = suffixes(region);
+    let partition = PARTITIONS
+        .iter()
+        .find(|(prefix, ..)| region.starts_with(prefix));
+    let (_, plain, dual_suffix) = partition.unwrap_or(&("", "amazonaws.com", "api.aws"));
     let suffix = if dual { dual_suffix } else { plain };
     let fips = fips && (dual || !region.starts_with("us-gov-"));
     let fips = if fips { "-fips" } else { "" };
@@ -139,12 +122,12 @@ fn explicit(env: &dyn Env, vars: &[&str]) -> Result<Option<String>, Error> {
 /// [`Error::Config`] for an override that is not an http(s) URL, a
 /// boolean variable that is not `true`/`false`, or a pseudo-region.
 pub fn elbv2_endpoint(region: &str, env: &dyn Env) -> Result<String, Error> {
-    const VARS: [&str; 2] = [
+    let variant = variant(env)?;
+    let vars = [
         "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2",
         "AWS_ENDPOINT_URL",
     ];
-    let variant = variant(env)?;
-    match explicit(env, &VARS)? {
+    match explicit(env, &vars)? {
         Some(url) => Ok(url),
         None => regional("elasticloadbalancing", region, variant),
     }
@@ -184,9 +167,8 @@ pub fn sts_endpoint(region: &str, env: &dyn Env) -> Result<String, Error> {
     regional("sts", region, variant)
 }
 
-/// The SigV4 region of a request to the STS endpoint `sts_url`: `us-east-1`
-/// for the global endpoint (as the SDKs' STS rule set signs it), the
-/// configured region otherwise.
+/// The SigV4 region of a request to `sts_url`: `us-east-1` for the global
+/// endpoint (as the SDKs sign it), else `region`.
 pub fn sts_signing_region<'a>(sts_url: &str, region: &'a str) -> &'a str {
     if sts_url == STS_GLOBAL {
         "us-east-1"

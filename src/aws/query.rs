@@ -1,7 +1,5 @@
 //! The AWS Query protocol: a POST of form parameters (`Action`, `Version`,
 //! then the action's own), an `<ActionResponse>` or `<ErrorResponse>` back.
-//! Each action is one type implementing [`Action`] (one file under
-//! [`super::elbv2`], or in [`super::sts`]), as rusty-s3 does for S3.
 
 use super::error::{snippet, AwsError, Error};
 use super::http::HttpRequest;
@@ -51,8 +49,16 @@ pub struct WithId<T> {
 /// Form parameters of one Query API request, in order.
 pub type Params = Vec<(String, String)>;
 
-/// One Query API action: name, parameters, response parser, and what is
-/// specific to it; no IO (the client signs, sends and retries any of them).
+/// `(key, value)` pairs as [`Params`].
+pub fn params(pairs: &[(&str, &str)]) -> Params {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// One Query API action: name, parameters and response parser; no IO (the
+/// client signs, sends and retries any of them).
 pub trait Action {
     /// The service the action belongs to.
     const SERVICE: Service;
@@ -78,10 +84,7 @@ pub trait Action {
 
     /// All form parameters: `Action`, `Version`, then [`Action::params`].
     fn form(&self) -> Params {
-        let mut p = vec![
-            ("Action".to_owned(), Self::NAME.to_owned()),
-            ("Version".to_owned(), Self::SERVICE.version().to_owned()),
-        ];
+        let mut p = params(&[("Action", Self::NAME), ("Version", Self::SERVICE.version())]);
         p.extend(self.params());
         p
     }
@@ -89,8 +92,9 @@ pub trait Action {
     /// Parses a whole HTTP answer to this action.
     ///
     /// # Errors
-    /// [`Error::Aws`] for a non-2xx status or an `<ErrorResponse>`;
-    /// [`Error::Response`] for a body that is not this action's response.
+    /// [`Error::Aws`] for a non-2xx status or an `<ErrorResponse>` (some
+    /// proxies and fakes answer errors with 200); [`Error::Response`] for a
+    /// body that is not this action's response.
     fn parse_response(status: u16, body: &[u8]) -> Result<WithId<Self::Output>, Error> {
         let (result, request_id) = read_answer(Self::NAME, status, body)?;
         let value = Self::parse(&result).map_err(|detail| Error::Response {
@@ -136,18 +140,8 @@ pub fn encode_form(params: &[(String, String)]) -> String {
     pairs.join("&")
 }
 
-/// Reads a Query API response for `action`: its `<ActionResult>` element
-/// (empty when absent) and request id.
-///
-/// # Errors
-/// [`Error::Aws`] for a non-2xx status or an `<ErrorResponse>` (some
-/// proxies and fakes answer errors with 200); [`Error::Response`] for a
-/// 2xx body that is not `<ActionResponse>` XML.
-pub fn read_answer(
-    action: &str,
-    status: u16,
-    body: &[u8],
-) -> Result<(Element, Option<String>), Error> {
+/// The `<ActionResult>` element (empty when absent) and request id of an answer.
+fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<(Element, Option<String>), Error> {
     let aws = || Error::Aws {
         action: action.to_owned(),
         error: parse_error(status, body),
@@ -162,9 +156,14 @@ pub fn read_answer(
     };
     let root = xml::parse(body).map_err(|e| {
         if may_hold_credentials(action, body) {
-            bad(format!("{e} (body not shown: it may hold credentials)"))
+            bad(format!(
+                "malformed XML: {e} (body not shown: it may hold credentials)"
+            ))
         } else {
-            bad(format!("{e}; body starts: {}", snippet(body)))
+            bad(format!(
+                "malformed XML: {e}; body starts: {}",
+                snippet(body)
+            ))
         }
     })?;
     if root.name == "ErrorResponse" {
@@ -194,9 +193,8 @@ fn may_hold_credentials(action: &str, body: &[u8]) -> bool {
 }
 
 /// Parses an AWS error body: `ErrorResponse/Error` (ELBv2, STS) or
-/// `.../Errors/Error` (moto's auth errors, EC2 style). Anything else (a
-/// proxy's HTML page, nothing) gives code `HttpStatus<N>` and the start of
-/// the body as message.
+/// `.../Errors/Error` (moto's auth errors). Anything else (a proxy's HTML
+/// page, nothing) gives code `HttpStatus<N>` and the body's start as message.
 pub fn parse_error(status: u16, body: &[u8]) -> AwsError {
     let parsed = xml::parse(body).ok().and_then(|root| {
         let err = root

@@ -1,10 +1,9 @@
-//! STS over the Query API: `AssumeRoleWithWebIdentity` (IRSA; unsigned,
-//! the token is the proof), `AssumeRole` (`-role-arn`; signed) and
-//! `GetCallerIdentity` (`-check` names the identity). API reference:
-//! <https://docs.aws.amazon.com/STS/latest/APIReference/>.
+//! STS over the Query API: `AssumeRoleWithWebIdentity` (IRSA),
+//! `AssumeRole` (`-role-arn`) and `GetCallerIdentity` (`-check`).
+//! API reference: <https://docs.aws.amazon.com/STS/latest/APIReference/>.
 
 use super::credentials::{parse_expiration, Credentials, Secret};
-use super::query::{Action, Params, Service};
+use super::query::{params, Action, Params, Service};
 use super::xml::Element;
 
 /// AssumeRoleWithWebIdentity: a web identity token for the temporary
@@ -24,20 +23,16 @@ impl Action for AssumeRoleWithWebIdentity<'_> {
     const NAME: &'static str = "AssumeRoleWithWebIdentity";
     const UNSIGNED: bool = true;
     /// Also answered while the identity provider's signing keys rotate:
-    /// aws-sdk-go(-v2), the Java, Ruby, PHP and C++ SDKs retry it for this
-    /// action (smithy-rs and botocore do not: aws-sdk-rust#827).
+    /// most SDKs retry it for this action (not smithy-rs: aws-sdk-rust#827).
     const RETRY_CODES: &'static [&'static str] = &["InvalidIdentityToken"];
     type Output = Credentials;
 
     fn params(&self) -> Params {
-        vec![
-            ("RoleArn".to_owned(), self.role_arn.to_owned()),
-            ("RoleSessionName".to_owned(), self.session_name.to_owned()),
-            (
-                "WebIdentityToken".to_owned(),
-                self.token.expose().to_owned(),
-            ),
-        ]
+        params(&[
+            ("RoleArn", self.role_arn),
+            ("RoleSessionName", self.session_name),
+            ("WebIdentityToken", self.token.expose()),
+        ])
     }
 
     fn parse(result: &Element) -> Result<Credentials, String> {
@@ -65,17 +60,16 @@ impl Action for AssumeRole<'_> {
     type Output = Credentials;
 
     fn params(&self) -> Params {
-        let mut p = vec![
-            ("RoleArn".to_owned(), self.role_arn.to_owned()),
-            ("RoleSessionName".to_owned(), self.session_name.to_owned()),
-            (
-                "DurationSeconds".to_owned(),
-                self.duration_seconds.to_string(),
-            ),
-        ];
-        if let Some(id) = self.external_id {
-            p.push(("ExternalId".to_owned(), id.to_owned()));
-        }
+        let duration = self.duration_seconds.to_string();
+        let mut p = params(&[
+            ("RoleArn", self.role_arn),
+            ("RoleSessionName", self.session_name),
+            ("DurationSeconds", &duration),
+        ]);
+        p.extend(
+            self.external_id
+                .map(|id| ("ExternalId".to_owned(), id.to_owned())),
+        );
         p
     }
 
@@ -84,9 +78,8 @@ impl Action for AssumeRole<'_> {
     }
 }
 
-/// Reads the `<Credentials>` element of an STS result (all four fields).
-/// White space inside the session token is dropped: AWS's own examples
-/// wrap the base64 over several lines.
+/// The `<Credentials>` of an STS result. White space inside the session
+/// token is dropped: AWS's own examples wrap the base64 over several lines.
 fn parse_credentials(result: &Element) -> Result<Credentials, String> {
     let creds = result
         .child("Credentials")
@@ -109,8 +102,7 @@ fn parse_credentials(result: &Element) -> Result<Credentials, String> {
     })
 }
 
-/// GetCallerIdentity: who the credentials belong to. It needs no
-/// permission: AWS answers it even when a policy denies it.
+/// GetCallerIdentity: who the credentials belong to (needs no permission).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GetCallerIdentity;
 

@@ -1,24 +1,13 @@
-//! A tiny XML tree for AWS Query API responses.
-//!
-//! AWS answers the ELBv2 and STS Query APIs with small XML documents (a few
-//! kilobytes). Rather than drive a streaming parser in every response parser,
-//! we read the whole body once into a tree of [`Element`]s keyed by *local*
-//! name (namespaces are dropped: AWS puts `xmlns` on the root and nothing
-//! depends on prefixes), then walk it with [`Element::child`] and friends.
-//!
-//! The reader is built for hostile input: it never panics, limits nesting
-//! depth and element count, resolves the predefined and numeric character
-//! references itself (quick-xml 0.42 reports them as separate events), and
-//! rejects mismatched tags, unknown entities and trailing garbage with an
-//! [`XmlError`] that says what went wrong.
+//! A tiny XML tree for the small AWS Query API answers, elements keyed by
+//! local name (AWS's `xmlns` means nothing here). Built for hostile input:
+//! no panic, bounded depth and size, mismatched tags and unknown entities
+//! rejected. quick-xml 0.42 reports entities as events: resolved here.
 
+use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::Event;
 use quick_xml::Reader;
-use std::fmt;
 
-/// Deepest nesting accepted. AWS responses nest about six levels.
 const MAX_DEPTH: usize = 32;
-/// Most elements accepted in one document (a defence against huge bodies).
 const MAX_ELEMENTS: usize = 100_000;
 
 /// One XML element: local name, child elements and concatenated text.
@@ -31,18 +20,6 @@ pub struct Element {
     /// Text directly inside this element (entities resolved), untrimmed.
     pub text: String,
 }
-
-/// Why a body could not be read as XML.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XmlError(String);
-
-impl fmt::Display for XmlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed XML: {}", self.0)
-    }
-}
-
-impl std::error::Error for XmlError {}
 
 impl Element {
     /// The first child with this local name.
@@ -70,20 +47,18 @@ impl Element {
 
     /// The `member` children of the list element at `names` (empty when absent).
     pub fn members<'a>(&'a self, names: &[&str]) -> Vec<&'a Element> {
-        match self.path(names) {
-            Some(list) => list.children_named("member").collect(),
-            None => Vec::new(),
-        }
+        self.path(names)
+            .map_or(Vec::new(), |list| list.children_named("member").collect())
     }
 }
 
 /// Parses a whole document and returns its root element.
 ///
 /// # Errors
-/// [`XmlError`] when the bytes are not UTF-8, not well-formed XML, have no
+/// What is wrong, when the bytes are not UTF-8, not well-formed XML, have no
 /// root element, nest deeper than 32 levels or hold more than 100,000 elements.
-pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
-    let text = std::str::from_utf8(body).map_err(|e| XmlError(format!("not UTF-8 ({e})")))?;
+pub fn parse(body: &[u8]) -> Result<Element, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8 ({e})"))?;
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
@@ -92,85 +67,63 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
     loop {
         let event = reader
             .read_event()
-            .map_err(|e| XmlError(format!("{e} at byte {}", reader.error_position())))?;
-        let empty = matches!(event, Event::Empty(_));
-        match event {
+            .map_err(|e| format!("{e} at byte {}", reader.error_position()))?;
+        let (text, is_ref) = match event {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
-                return Err(XmlError("content after the root element".into()));
+                return Err("content after the root element".into());
             }
-            Event::Start(start) | Event::Empty(start) => {
+            Event::Start(ref start) | Event::Empty(ref start) => {
                 count += 1;
                 if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
-                    return Err(XmlError("document too deep or too large".into()));
+                    return Err("document too deep or too large".into());
                 }
                 let name = start.local_name().as_ref().to_owned();
                 stack.push(Element {
                     name,
                     ..Element::default()
                 });
-                if empty {
+                if matches!(event, Event::Empty(_)) {
                     close(&mut stack, &mut root)?;
                 }
+                continue;
             }
-            Event::End(_) => close(&mut stack, &mut root)?,
-            Event::Text(t) => push_text(&mut stack, &root, &t.xml10_content())?,
-            Event::CData(t) => push_text(&mut stack, &root, &t.xml10_content())?,
-            Event::GeneralRef(r) => {
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c.to_string(),
-                    Ok(None) => predefined(&r.xml10_content())
-                        .ok_or_else(|| XmlError(format!("unknown entity &{};", r.xml10_content())))?
-                        .to_string(),
-                    Err(e) => return Err(XmlError(format!("bad character reference: {e}"))),
-                };
-                match stack.last_mut() {
-                    Some(el) => el.text.push_str(&resolved),
-                    None => return Err(XmlError("entity outside the root element".into())),
-                }
+            Event::End(_) => {
+                close(&mut stack, &mut root)?;
+                continue;
             }
+            Event::Text(t) => (t.xml10_content().into_owned(), false),
+            Event::CData(t) => (t.xml10_content().into_owned(), false),
+            Event::GeneralRef(r) => match r.resolve_char_ref() {
+                Ok(Some(c)) => (c.to_string(), true),
+                Ok(None) => match resolve_xml_entity(&r.xml10_content()) {
+                    Some(s) => (s.to_owned(), true),
+                    None => return Err(format!("unknown entity &{};", r.xml10_content())),
+                },
+                Err(e) => return Err(format!("bad character reference: {e}")),
+            },
             Event::Eof => break,
-            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => continue,
+        };
+        match stack.last_mut() {
+            Some(el) => el.text.push_str(&text),
+            None if !is_ref && text.trim().is_empty() => {}
+            None => return Err("text or entity outside the root element".into()),
         }
     }
     if !stack.is_empty() {
-        return Err(XmlError("document ends inside an element".into()));
+        return Err("document ends inside an element".into());
     }
-    root.ok_or_else(|| XmlError("no root element".into()))
+    root.ok_or_else(|| "no root element".into())
 }
 
 /// Closes the innermost open element.
-fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) -> Result<(), XmlError> {
-    let el = stack
-        .pop()
-        .ok_or_else(|| XmlError("closing tag without opening tag".into()))?;
+fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) -> Result<(), String> {
+    let el = stack.pop().ok_or("closing tag without opening tag")?;
     match stack.last_mut() {
         Some(parent) => parent.children.push(el),
         None => *root = Some(el),
     }
     Ok(())
-}
-
-fn predefined(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "amp" => "&",
-        "lt" => "<",
-        "gt" => ">",
-        "quot" => "\"",
-        "apos" => "'",
-        _ => return None,
-    })
-}
-
-fn push_text(stack: &mut [Element], root: &Option<Element>, text: &str) -> Result<(), XmlError> {
-    match stack.last_mut() {
-        Some(el) => {
-            el.text.push_str(text);
-            Ok(())
-        }
-        None if text.trim().is_empty() => Ok(()),
-        None if root.is_some() => Err(XmlError("text after the root element".into())),
-        None => Err(XmlError("text before the root element".into())),
-    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,7 @@
 //! Credentials as the AWS SDKs find them: static keys from the environment,
 //! web identity (IRSA), container credentials (EKS Pod Identity, ECS), then
-//! IMDSv2. The first *configured* source wins, and one that fails is an
-//! error, not a reason to try the next: a pod whose IRSA token file is
-//! missing must say so, not fall back to the node's role.
-//!
-//! Here the pure parts, the [`Cache`] and the `-role-arn` [`Role`];
-//! [`providers`] fetches from the metadata endpoints, and the client sends
-//! the STS calls ([`crate::aws::sts`]).
+//! IMDSv2. The first *configured* source wins; one that fails is an error,
+//! not a reason to try the next (no silent fall back to the node's role).
 
 pub mod providers;
 
@@ -18,7 +13,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Refresh temporary credentials this long before they expire.
-pub const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
+const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
 
 /// A secret string: its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,7 +45,7 @@ impl fmt::Debug for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        // Best effort: overwrite the bytes before the allocation is freed.
+        // Best effort: zero the bytes before the allocation is freed.
         let mut bytes = std::mem::take(&mut self.0).into_bytes();
         bytes.iter_mut().for_each(|b| *b = 0);
         std::hint::black_box(&bytes);
@@ -71,19 +66,11 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Whether they expire within [`REFRESH_BEFORE`] of `now`.
-    pub fn needs_refresh(&self, now: SystemTime) -> bool {
+    fn needs_refresh(&self, now: SystemTime) -> bool {
         self.expiry.is_some_and(|exp| {
             exp.duration_since(now)
                 .map_or(true, |left| left < REFRESH_BEFORE)
         })
-    }
-
-    /// When a process at rest should refresh them ahead of need: twice
-    /// [`REFRESH_BEFORE`] before expiry (`None` for long-term keys).
-    pub fn refresh_due(&self) -> Option<SystemTime> {
-        self.expiry
-            .map(|e| e.checked_sub(REFRESH_BEFORE * 2).unwrap_or(UNIX_EPOCH))
     }
 }
 
@@ -158,16 +145,11 @@ impl Source {
     }
 }
 
-fn cred_err(msg: String) -> Error {
-    Error::Credentials(msg)
-}
-
 fn half_set(set: &str, unset: &str) -> Error {
-    cred_err(format!("{set} is set but {unset} is not"))
+    Error::Credentials(format!("{set} is set but {unset} is not"))
 }
 
-/// The default role session name: `k8s-nlb-registrator-<unix seconds>`.
-pub fn default_session_name(now: SystemTime) -> String {
+fn default_session_name(now: SystemTime) -> String {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     format!("k8s-nlb-registrator-{secs}")
 }
@@ -218,13 +200,10 @@ pub fn select_source(env: &dyn Env, now: SystemTime) -> Result<Source, Error> {
     imds_source(env)
 }
 
-/// IMDSv2, unless disabled (then no source is configured at all).
 fn imds_source(env: &dyn Env) -> Result<Source, Error> {
-    if env
-        .var("AWS_EC2_METADATA_DISABLED")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
-        return Err(cred_err(
+    let is = |var, value: &str| env.var(var).is_some_and(|v| v.eq_ignore_ascii_case(value));
+    if is("AWS_EC2_METADATA_DISABLED", "true") {
+        return Err(Error::Credentials(
             "no credentials found; tried: environment (AWS_ACCESS_KEY_ID unset), \
              web identity (AWS_WEB_IDENTITY_TOKEN_FILE unset), container \
              (AWS_CONTAINER_CREDENTIALS_FULL_URI and _RELATIVE_URI unset), IMDS \
@@ -232,16 +211,15 @@ fn imds_source(env: &dyn Env) -> Result<Source, Error> {
                 .into(),
         ));
     }
-    let ipv6 = env
-        .var("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")
-        .is_some_and(|m| m.eq_ignore_ascii_case("ipv6"));
     let endpoint = match env.var("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
         Some(e) => e.trim_end_matches('/').to_owned(),
-        None if ipv6 => "http://[fd00:ec2::254]".to_owned(),
+        None if is("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "ipv6") => {
+            "http://[fd00:ec2::254]".to_owned()
+        }
         None => "http://169.254.169.254".to_owned(),
     };
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        return Err(cred_err(format!(
+        return Err(Error::Credentials(format!(
             "AWS_EC2_METADATA_SERVICE_ENDPOINT must be an http(s) URL: {:?}",
             redact_url(&endpoint)
         )));
@@ -254,28 +232,27 @@ fn imds_source(env: &dyn Env) -> Result<Source, Error> {
 fn container_url(env: &dyn Env) -> Result<Option<String>, Error> {
     if let Some(rel) = env.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
         if !rel.starts_with('/') {
-            return Err(cred_err(format!(
+            return Err(Error::Credentials(format!(
                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start with '/': {rel:?}"
             )));
         }
         return Ok(Some(format!("http://169.254.170.2{rel}")));
     }
-    let Some(url) = env.var("AWS_CONTAINER_CREDENTIALS_FULL_URI") else {
+    const VAR: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+    let Some(url) = env.var(VAR) else {
         return Ok(None);
     };
-    const VAR: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
-    let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        (None, None) => {
-            let shown = redact_url(&url);
-            return Err(cred_err(format!("{VAR} must be an http(s) URL: {shown:?}")));
-        }
+    let https = url.starts_with("https://");
+    let Some(rest) = url.strip_prefix("https://").or(url.strip_prefix("http://")) else {
+        let shown = redact_url(&url);
+        return Err(Error::Credentials(format!(
+            "{VAR} must be an http(s) URL: {shown:?}"
+        )));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     // User info would be a password in the logs; the SDKs do not use it.
     if authority.contains('@') {
-        return Err(cred_err(format!(
+        return Err(Error::Credentials(format!(
             "{VAR} must not hold user info ('user:password@')"
         )));
     }
@@ -284,18 +261,18 @@ fn container_url(env: &dyn Env) -> Result<Option<String>, Error> {
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
     // Over http the SDKs allow only loopback and the EKS / ECS agents.
-    let agent = [
+    const AGENTS: [&str; 4] = [
         "localhost",
         "169.254.170.2",
         "169.254.170.23",
         "fd00:ec2::23",
-    ]
-    .contains(&host.to_ascii_lowercase().as_str());
+    ];
+    let agent = AGENTS.contains(&host.to_ascii_lowercase().as_str());
     let loopback = host
         .parse::<std::net::IpAddr>()
         .is_ok_and(|ip| ip.is_loopback());
     if !(https || agent || loopback) {
-        return Err(cred_err(format!(
+        return Err(Error::Credentials(format!(
             "{VAR} host {host:?} is not allowed over http \
              (only loopback, 169.254.170.2, 169.254.170.23 and fd00:ec2::23; use https)"
         )));
@@ -314,17 +291,15 @@ pub fn parse_expiration(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(s).ok()
 }
 
-/// The last credentials fetched: reused until [`REFRESH_BEFORE`] their
-/// expiry, kept in use while a refresh fails and they have not expired.
+/// The last credentials fetched: reused until five minutes before their
+/// expiry, and while a refresh fails until they expire.
 #[derive(Debug, Default)]
 pub struct Cache {
     cached: Option<Credentials>,
 }
 
 impl Cache {
-    /// Valid credentials at `now`: the cached ones unless due for a
-    /// refresh, else those `fetch` gets from `source` (stored), else, when
-    /// it fails, the cached ones until they expire.
+    /// Valid credentials at `now`: the cached ones, or a `fetch` from `source`.
     ///
     /// # Errors
     /// The fetch error when no unexpired credentials are cached.
@@ -337,20 +312,16 @@ impl Cache {
         if let Some(c) = self.cached.as_ref().filter(|c| !c.needs_refresh(now)) {
             return Ok(c.clone());
         }
-        match self.store(source, fetch()) {
-            Ok(fresh) => Ok(fresh),
-            Err(e) => match &self.cached {
-                Some(old) if self.usable(now) => {
-                    warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
-                    Ok(old.clone())
-                }
-                _ => Err(e),
-            },
+        match (self.store(source, fetch()), &self.cached) {
+            (Err(e), Some(old)) if self.usable(now) => {
+                warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
+                Ok(old.clone())
+            }
+            (result, _) => result,
         }
     }
 
-    /// Stores a successful fetch from `source` (a failed one leaves the
-    /// cache as it was), counts it in the metrics and returns it.
+    /// Stores a successful fetch from `source`, counts it in the metrics.
     ///
     /// # Errors
     /// The fetch error.
@@ -362,12 +333,9 @@ impl Cache {
         let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
         metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
         let fresh = fetched?;
-        if let Some(expiry) = expiry {
-            let until = humantime::format_rfc3339_seconds(expiry);
-            info!(
-                "credentials from {source} for {} valid until {until}",
-                fresh.access_key_id
-            );
+        if let Some(until) = expiry.map(humantime::format_rfc3339_seconds) {
+            let id = &fresh.access_key_id;
+            info!("credentials from {source} for {id} valid until {until}");
         }
         self.cached = Some(fresh.clone());
         Ok(fresh)
@@ -385,201 +353,13 @@ impl Cache {
             .is_some_and(|c| c.expiry.is_none_or(|x| x > now))
     }
 
-    /// When the cached credentials should be refreshed ahead of need.
+    /// When a process at rest should refresh them ahead of need: ten minutes
+    /// before expiry (`None` for long-term keys).
     pub fn refresh_due(&self) -> Option<SystemTime> {
-        self.cached.as_ref().and_then(Credentials::refresh_due)
+        let expiry = self.cached.as_ref()?.expiry?;
+        Some(expiry.checked_sub(REFRESH_BEFORE * 2).unwrap_or(UNIX_EPOCH))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::env::test_env as env;
-
-    fn now() -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-    }
-
-    #[test]
-    fn static_keys_win() {
-        let e = env(&[
-            ("AWS_ACCESS_KEY_ID", "AKID"),
-            ("AWS_SECRET_ACCESS_KEY", "SECRET"),
-            ("AWS_SESSION_TOKEN", "TOKEN"),
-            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/f"),
-            ("AWS_ROLE_ARN", "arn"),
-        ]);
-        match select_source(&e, now()).unwrap() {
-            Source::Static(c) => {
-                assert_eq!(c.access_key_id, "AKID");
-                assert_eq!(c.session_token.unwrap().expose(), "TOKEN");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn half_configured_sources_are_errors() {
-        let e = select_source(&env(&[("AWS_ACCESS_KEY_ID", "AKID")]), now()).unwrap_err();
-        assert!(
-            e.to_string().contains("AWS_SECRET_ACCESS_KEY is not"),
-            "{e}"
-        );
-        let e = select_source(&env(&[("AWS_SECRET_ACCESS_KEY", "S")]), now()).unwrap_err();
-        assert!(e.to_string().contains("AWS_ACCESS_KEY_ID is not"), "{e}");
-        assert!(!e.to_string().contains("S\""));
-        let e = select_source(&env(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/t")]), now()).unwrap_err();
-        assert!(e.to_string().contains("AWS_ROLE_ARN"), "{e}");
-    }
-
-    #[test]
-    fn web_identity_with_default_session_name() {
-        let e = env(&[
-            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/t"),
-            ("AWS_ROLE_ARN", "arn:r"),
-        ]);
-        assert_eq!(
-            select_source(&e, now()).unwrap(),
-            Source::WebIdentity {
-                role_arn: "arn:r".into(),
-                token_file: "/t".into(),
-                session_name: "k8s-nlb-registrator-1700000000".into()
-            }
-        );
-    }
-
-    #[test]
-    fn container_urls() {
-        let ok = |url: &str| {
-            select_source(&env(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", url)]), now()).is_ok()
-        };
-        assert!(ok("http://169.254.170.23/v1/credentials"));
-        assert!(ok("http://169.254.170.2/x"));
-        assert!(ok("http://[fd00:ec2::23]/v1/credentials"));
-        assert!(ok("http://127.0.0.1:8080/creds"));
-        assert!(ok("http://localhost/creds"));
-        assert!(ok("https://creds.example.com/x"));
-        assert!(!ok("http://10.0.0.1/creds"));
-        assert!(!ok("http://169.254.169.254/creds"));
-        assert!(!ok("ftp://127.0.0.1/"));
-        assert!(!ok("http://127.0.0.1:80@evil.example/creds"));
-        assert!(!ok("http://[::1]@evil.example/creds"));
-        for url in [
-            "https://user:hunter2@creds.example.com/x",
-            "http://user:hunter2@127.0.0.1/creds",
-            "ftp://user:hunter2@127.0.0.1/",
-        ] {
-            let e = select_source(&env(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", url)]), now())
-                .unwrap_err()
-                .to_string();
-            assert!(!e.contains("hunter2"), "{e}");
-        }
-        let s = select_source(
-            &env(&[
-                (
-                    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                    "/v2/credentials/abc",
-                ),
-                ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok"),
-            ]),
-            now(),
-        )
-        .unwrap();
-        match s {
-            Source::Container { url, token, .. } => {
-                assert_eq!(url, "http://169.254.170.2/v2/credentials/abc");
-                assert_eq!(token.unwrap().expose(), "tok");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn imds_and_nothing() {
-        assert_eq!(
-            select_source(&env(&[]), now()).unwrap(),
-            Source::Imds {
-                endpoint: "http://169.254.169.254".into()
-            }
-        );
-        assert_eq!(
-            select_source(
-                &env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9/")]),
-                now()
-            )
-            .unwrap(),
-            Source::Imds {
-                endpoint: "http://127.0.0.1:9".into()
-            }
-        );
-        let e = select_source(&env(&[("AWS_EC2_METADATA_DISABLED", "TRUE")]), now()).unwrap_err();
-        let msg = e.to_string();
-        for part in ["environment", "web identity", "container", "IMDS"] {
-            assert!(msg.contains(part), "{msg}");
-        }
-    }
-
-    #[test]
-    fn expiration_formats() {
-        let base = parse_expiration("2026-11-25T18:04:33Z").unwrap();
-        assert_eq!(parse_expiration("2026-11-25T18:04:33+00:00"), Some(base));
-        assert_eq!(
-            parse_expiration("2026-11-25T18:04:33.500Z"),
-            Some(base + Duration::from_millis(500))
-        );
-        assert_eq!(parse_expiration("garbage"), None);
-    }
-
-    #[test]
-    fn refresh_rule() {
-        let c = |exp: Option<SystemTime>| Credentials {
-            access_key_id: "A".into(),
-            secret_access_key: Secret::new("S".into()),
-            session_token: None,
-            expiry: exp,
-        };
-        let t = now();
-        assert!(!c(None).needs_refresh(t));
-        assert!(!c(Some(t + Duration::from_secs(3600))).needs_refresh(t));
-        assert!(c(Some(t + Duration::from_secs(60))).needs_refresh(t));
-        assert!(c(Some(t - Duration::from_secs(60))).needs_refresh(t));
-        assert_eq!(
-            c(Some(t + Duration::from_secs(3600))).refresh_due(),
-            Some(t + Duration::from_secs(3000))
-        );
-    }
-
-    #[test]
-    fn cache_reuses_until_due_then_keeps_old_ones_until_expiry() {
-        let creds = |id: &str, expiry_secs| Credentials {
-            access_key_id: id.into(),
-            secret_access_key: Secret::new("s".into()),
-            session_token: None,
-            expiry: Some(UNIX_EPOCH + Duration::from_secs(expiry_secs)),
-        };
-        let down = || Err(Error::Credentials("down".into()));
-        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
-        let mut c = Cache::default();
-        assert!(c.get(at(0), "x", down).is_err());
-        assert_eq!(
-            c.get(at(0), "x", || Ok(creds("A", 1000)))
-                .unwrap()
-                .access_key_id,
-            "A"
-        );
-        // Not due: no fetch.
-        assert_eq!(c.get(at(100), "x", down).unwrap().access_key_id, "A");
-        assert_eq!(c.refresh_due(), Some(at(400)));
-        // Due, the fetch fails, still valid: the old ones.
-        assert_eq!(c.get(at(800), "x", down).unwrap().access_key_id, "A");
-        assert!(c.usable(at(800)));
-        // Expired: the error.
-        assert!(c.get(at(1000), "x", down).is_err());
-        assert!(!c.usable(at(1000)));
-        c.store("x", Ok(creds("B", 5000))).unwrap();
-        assert_eq!(c.get(at(1000), "x", down).unwrap().access_key_id, "B");
-        c.forget();
-        assert!(c.get(at(1000), "x", down).is_err());
-    }
-}
+mod tests;

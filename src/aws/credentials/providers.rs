@@ -1,22 +1,20 @@
 //! Fetching from the metadata endpoints: the container endpoint and IMDSv2.
-//! One pass, no retries (the client retries within its budget), through a
-//! [`Transport`] so tests script it.
+//! One pass, no retries (the client retries within its budget).
 
 use super::{parse_expiration, Credentials, Secret, Source};
-use crate::aws::error::{snippet, AwsError, Error};
+use crate::aws::error::Error;
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
+use crate::aws::query::parse_error;
 use std::time::Duration;
 
-/// Timeout of one IMDS or container request: short, so a pod that cannot
-/// reach them fails fast.
-pub const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
+/// Short, so a pod that cannot reach the endpoint fails fast.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Fetches credentials once from the container endpoint or IMDS.
 ///
 /// # Errors
-/// [`Error::Credentials`] for an unreadable token file, an unreachable
-/// IMDS or another source; the endpoint's HTTP-status or transport error;
-/// [`Error::Response`] for an answer without credentials.
+/// [`Error::Credentials`] for an unreadable token file or unreachable IMDS;
+/// the endpoint's error; [`Error::Response`] for an answer without credentials.
 pub fn fetch(source: &Source, transport: &dyn Transport) -> Result<Credentials, Error> {
     match source {
         Source::Container {
@@ -36,7 +34,7 @@ pub fn fetch(source: &Source, transport: &dyn Transport) -> Result<Credentials, 
         }
         Source::Imds { endpoint } => imds(endpoint, transport),
         other => Err(Error::Credentials(format!(
-            "{} is no metadata endpoint",
+            "{} is no endpoint",
             other.name()
         ))),
     }
@@ -73,16 +71,9 @@ fn imds(endpoint: &str, transport: &dyn Transport) -> Result<Credentials, Error>
     let token = String::from_utf8_lossy(&resp.body).trim().to_owned();
     let get = |role: &str| {
         let url = format!("{endpoint}/latest/meta-data/iam/security-credentials/{role}");
-        let resp = transport
-            .send(
-                WHAT,
-                &metadata(
-                    "GET",
-                    url,
-                    Some(("x-aws-ec2-metadata-token", token.clone())),
-                ),
-            )
-            .map_err(imds_hint)?;
+        let header = Some(("x-aws-ec2-metadata-token", token.clone()));
+        let resp = transport.send(WHAT, &metadata("GET", url, header));
+        let resp = resp.map_err(imds_hint)?;
         check_status(WHAT, &resp).map(|()| resp)
     };
     let no_role = || Error::Credentials("IMDSv2: no IAM role is attached to this instance".into());
@@ -90,12 +81,9 @@ fn imds(endpoint: &str, transport: &dyn Transport) -> Result<Credentials, Error>
         Some("HttpStatus404") => no_role(),
         _ => e,
     })?;
-    let role = String::from_utf8_lossy(&listing.body);
-    let role = role
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .ok_or_else(no_role)?;
+    let body = String::from_utf8_lossy(&listing.body);
+    let role = body.lines().map(str::trim).find(|l| !l.is_empty());
+    let role = role.ok_or_else(no_role)?;
     if role.contains(['/', '?', '#', ' ']) {
         return Err(Error::Response {
             action: WHAT.into(),
@@ -113,12 +101,7 @@ fn check_status(what: &str, resp: &HttpResponse) -> Result<(), Error> {
     }
     Err(Error::Aws {
         action: what.to_owned(),
-        error: AwsError {
-            status: resp.status,
-            code: format!("HttpStatus{}", resp.status),
-            message: snippet(&resp.body),
-            request_id: None,
-        },
+        error: parse_error(resp.status, &resp.body),
     })
 }
 
@@ -137,8 +120,8 @@ fn imds_hint(e: Error) -> Error {
     }
 }
 
-/// A token from its file's contents, surrounding white space removed; the
-/// error says what is wrong with it (it goes into a header or a form).
+/// A token from its file's contents, trimmed; the error says what is
+/// wrong with it (it goes into a header or a form).
 pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
     let token = std::str::from_utf8(contents)
         .map_err(|_| "is not UTF-8")?
@@ -152,9 +135,8 @@ pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
     Ok(Secret::new(token.to_owned()))
 }
 
-/// Parses the JSON of a container credentials endpoint or of IMDS
-/// (`AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`; IMDS adds
-/// `Code`, which must be `Success`).
+/// Parses the JSON of a container credentials endpoint or of IMDS (whose
+/// `Code` must be `Success`).
 ///
 /// # Errors
 /// [`Error::Response`] naming `what` for any answer without credentials.
@@ -178,12 +160,9 @@ pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Cr
     }
     let need = |name: &str| field(name).ok_or_else(|| bad(format!("no {name} in the response")));
     let (access_key_id, secret) = (need("AccessKeyId")?, need("SecretAccessKey")?);
-    let expiry = match field("Expiration") {
-        None => None,
-        Some(e) => {
-            Some(parse_expiration(&e).ok_or_else(|| bad(format!("unreadable Expiration {e:?}")))?)
-        }
-    };
+    let expiry = field("Expiration")
+        .map(|e| parse_expiration(&e).ok_or_else(|| bad(format!("unreadable Expiration {e:?}"))))
+        .transpose()?;
     Ok(Credentials {
         access_key_id,
         secret_access_key: Secret::new(secret),

@@ -1,29 +1,12 @@
-//! ELBv2, the API the sidecar exists to call: the target and health types,
-//! and one file per action it uses.
-//!
+//! ELBv2: the target and health types, and the actions the sidecar uses.
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/>.
-//! Each action is a type implementing [`Action`](super::query::Action):
-//! [`DescribeTargetGroups`] (and [`DescribeTargetGroupsByArn`]),
-//! [`RegisterTargets`], [`DeregisterTargets`], [`DescribeTargetHealth`] and,
-//! for `-check`, [`DescribeTargetGroupAttributes`]. Nothing here does IO.
 
-mod deregister_targets;
-mod describe_target_group_attributes;
-mod describe_target_groups;
-mod describe_target_health;
-mod register_targets;
-
-pub use deregister_targets::DeregisterTargets;
-pub use describe_target_group_attributes::{
-    DescribeTargetGroupAttributes, DEREGISTRATION_DELAY, UNHEALTHY_DRAINING, UNHEALTHY_TERMINATION,
-};
-pub use describe_target_groups::{DescribeTargetGroups, DescribeTargetGroupsByArn};
-pub use describe_target_health::DescribeTargetHealth;
-pub use register_targets::RegisterTargets;
-
-use super::query::Params;
-use crate::aws::xml::Element;
+use super::query::{params, Action, Params, Service};
+use super::retry::Bucket;
+use super::xml::Element;
 use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
 
 /// One target: an IP, with an optional port and Availability Zone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -90,21 +73,11 @@ pub struct HealthCheck {
 }
 
 impl TargetGroup {
-    /// The earliest a new target can be healthy after its registration,
-    /// and the interval between two of its health checks; `None` when the
-    /// group did not say.
-    ///
-    /// A newly registered target must pass one health check to be healthy
-    /// (NLB user guide, "Health checks for your target groups": "After your
-    /// target is registered, it must pass one health check to be considered
-    /// healthy"; `HealthyThresholdCount` is "the number of consecutive
-    /// health checks successes required before considering an unhealthy
-    /// target healthy", API reference): so the earliest is one
-    /// `HealthCheckIntervalSeconds` after the registration, plus the
-    /// registration process ("a few minutes" on an NLB), which no API tells.
-    pub fn health_pace(&self) -> Option<(std::time::Duration, std::time::Duration)> {
-        let interval =
-            std::time::Duration::from_secs(u64::from(self.health_check.interval_seconds?));
+    /// The earliest a new target can be healthy after its registration (it
+    /// must pass one health check), and the interval between two checks;
+    /// `None` when the group did not say.
+    pub fn health_pace(&self) -> Option<(Duration, Duration)> {
+        let interval = Duration::from_secs(u64::from(self.health_check.interval_seconds?));
         (!interval.is_zero()).then_some((interval, interval))
     }
 }
@@ -141,7 +114,7 @@ impl State {
 
     fn parse(s: &str) -> State {
         use State::*;
-        let known = [
+        [
             Initial,
             Healthy,
             Unhealthy,
@@ -149,9 +122,10 @@ impl State {
             Unused,
             Draining,
             Unavailable,
-        ];
-        let found = known.into_iter().find(|k| k.to_string() == s);
-        found.unwrap_or_else(|| Other(s.to_owned()))
+        ]
+        .into_iter()
+        .find(|k| k.to_string() == s)
+        .unwrap_or_else(|| Other(s.to_owned()))
     }
 }
 
@@ -184,10 +158,9 @@ pub struct TargetHealth {
 }
 
 impl TargetHealth {
-    /// Whether the target is not (or no longer) registered at all. Not
-    /// `unused` alone: AWS shows a registered target as `unused`
-    /// (`Target.NotInUse`) in a group no load balancer uses, or in an AZ
-    /// the load balancer has not enabled.
+    /// Whether the target is not (or no longer) registered. Not `unused`
+    /// alone: a registered target is `unused` (`Target.NotInUse`) in a group
+    /// or AZ no load balancer uses.
     pub fn is_gone(&self) -> bool {
         self.reason.as_deref() == Some("Target.NotRegistered")
     }
@@ -206,109 +179,255 @@ impl fmt::Display for TargetHealth {
     }
 }
 
-/// Appends `targets` as `Targets.member.N.{Id,Port,AvailabilityZone}`.
-fn push_targets(params: &mut Params, targets: &[Target]) {
-    for (i, t) in targets.iter().enumerate() {
-        let n = i + 1;
-        params.push((format!("Targets.member.{n}.Id"), t.id.clone()));
-        if let Some(port) = t.port {
-            params.push((format!("Targets.member.{n}.Port"), port.to_string()));
-        }
-        if let Some(az) = &t.availability_zone {
-            params.push((format!("Targets.member.{n}.AvailabilityZone"), az.clone()));
-        }
+/// [RegisterTargets](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_RegisterTargets.html): `targets` into the group `arn`.
+#[derive(Debug, Clone, Copy)]
+pub struct RegisterTargets<'a> {
+    /// Target group ARN.
+    pub arn: &'a str,
+    /// Targets to register.
+    pub targets: &'a [Target],
+}
+
+impl Action for RegisterTargets<'_> {
+    const SERVICE: Service = Service::Elbv2;
+    const NAME: &'static str = "RegisterTargets";
+    const BUCKET: Bucket = Bucket::Mutating;
+    type Output = ();
+
+    fn params(&self) -> Params {
+        group_and_targets(self.arn, self.targets)
+    }
+
+    fn parse(_result: &Element) -> Result<(), String> {
+        Ok(())
     }
 }
 
-/// The `TargetGroupArn` parameter followed by the targets.
+/// [DeregisterTargets](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DeregisterTargets.html):
+/// `targets` out of the group `arn` (AWS answers success for a target not
+/// registered; moto does not).
+#[derive(Debug, Clone, Copy)]
+pub struct DeregisterTargets<'a> {
+    /// Target group ARN.
+    pub arn: &'a str,
+    /// Targets to deregister.
+    pub targets: &'a [Target],
+}
+
+impl Action for DeregisterTargets<'_> {
+    const SERVICE: Service = Service::Elbv2;
+    const NAME: &'static str = "DeregisterTargets";
+    const BUCKET: Bucket = Bucket::Mutating;
+    type Output = ();
+
+    fn params(&self) -> Params {
+        group_and_targets(self.arn, self.targets)
+    }
+
+    fn parse(_result: &Element) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// [DescribeTargetHealth](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetHealth.html):
+/// `targets` in the group `arn` (all of the group's targets when empty).
+#[derive(Debug, Clone, Copy)]
+pub struct DescribeTargetHealth<'a> {
+    /// Target group ARN.
+    pub arn: &'a str,
+    /// Targets to describe.
+    pub targets: &'a [Target],
+}
+
+impl Action for DescribeTargetHealth<'_> {
+    const SERVICE: Service = Service::Elbv2;
+    const NAME: &'static str = "DescribeTargetHealth";
+    const BUCKET: Bucket = Bucket::Describe;
+    type Output = Vec<TargetHealth>;
+
+    fn params(&self) -> Params {
+        group_and_targets(self.arn, self.targets)
+    }
+
+    fn parse(result: &Element) -> Result<Vec<TargetHealth>, String> {
+        let mut out = Vec::new();
+        for m in result.members(&["TargetHealthDescriptions"]) {
+            let target = m.child("Target").ok_or("an entry has no Target")?;
+            let id = target.text_at(&["Id"]).ok_or("a target has no Id")?;
+            let state = m
+                .text_at(&["TargetHealth", "State"])
+                .ok_or_else(|| format!("target {id} has no TargetHealth/State"))?;
+            out.push(TargetHealth {
+                target: Target {
+                    port: number_at(target, "Port")?,
+                    availability_zone: target.text_at(&["AvailabilityZone"]),
+                    id,
+                },
+                state: State::parse(&state),
+                reason: m.text_at(&["TargetHealth", "Reason"]),
+                description: m.text_at(&["TargetHealth", "Description"]),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// [DescribeTargetGroups](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetGroups.html) by names (`-tg-name`).
+#[derive(Debug, Clone, Copy)]
+pub struct DescribeTargetGroups<'a> {
+    /// Target group names.
+    pub names: &'a [String],
+}
+
+impl Action for DescribeTargetGroups<'_> {
+    const SERVICE: Service = Service::Elbv2;
+    const NAME: &'static str = "DescribeTargetGroups";
+    const BUCKET: Bucket = Bucket::Describe;
+    type Output = Vec<TargetGroup>;
+
+    fn params(&self) -> Params {
+        list("Names", self.names)
+    }
+
+    fn parse(result: &Element) -> Result<Vec<TargetGroup>, String> {
+        parse_groups(result)
+    }
+}
+
+/// DescribeTargetGroups by ARNs (`-check`; at most 20 per call, as AWS
+/// documents: the caller splits longer lists).
+#[derive(Debug, Clone, Copy)]
+pub struct DescribeTargetGroupsByArn<'a> {
+    /// Target group ARNs.
+    pub arns: &'a [String],
+}
+
+impl Action for DescribeTargetGroupsByArn<'_> {
+    const SERVICE: Service = Service::Elbv2;
+    const NAME: &'static str = "DescribeTargetGroups";
+    const BUCKET: Bucket = Bucket::Describe;
+    type Output = Vec<TargetGroup>;
+
+    fn params(&self) -> Params {
+        list("TargetGroupArns", self.arns)
+    }
+
+    fn parse(result: &Element) -> Result<Vec<TargetGroup>, String> {
+        parse_groups(result)
+    }
+}
+
+/// The `TargetGroups` members of a DescribeTargetGroups result.
+fn parse_groups(result: &Element) -> Result<Vec<TargetGroup>, String> {
+    let mut groups = Vec::new();
+    for m in result.members(&["TargetGroups"]) {
+        let arn = m
+            .text_at(&["TargetGroupArn"])
+            .ok_or("a target group has no TargetGroupArn")?;
+        groups.push(TargetGroup {
+            name: m.text_at(&["TargetGroupName"]).unwrap_or_default(),
+            port: number_at(m, "Port")?,
+            protocol: m.text_at(&["Protocol"]),
+            target_type: m.text_at(&["TargetType"]),
+            load_balancer_arns: m
+                .members(&["LoadBalancerArns"])
+                .iter()
+                .map(|e| e.text.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            ip_address_type: m.text_at(&["IpAddressType"]),
+            health_check: HealthCheck {
+                enabled: m.text_at(&["HealthCheckEnabled"]).map(|t| t == "true"),
+                protocol: m.text_at(&["HealthCheckProtocol"]),
+                port: m.text_at(&["HealthCheckPort"]),
+                path: m.text_at(&["HealthCheckPath"]),
+                interval_seconds: number_at(m, "HealthCheckIntervalSeconds")?,
+                timeout_seconds: number_at(m, "HealthCheckTimeoutSeconds")?,
+                healthy_threshold: number_at(m, "HealthyThresholdCount")?,
+                unhealthy_threshold: number_at(m, "UnhealthyThresholdCount")?,
+            },
+            arn,
+        });
+    }
+    Ok(groups)
+}
+
+/// The attribute that says how long a deregistered target drains.
+pub const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
+/// Whether an NLB resets established connections to an unhealthy target
+/// (default true).
+pub const UNHEALTHY_TERMINATION: &str =
+    "target_health_state.unhealthy.connection_termination.enabled";
+/// How long an unhealthy target keeps its connections when
+/// [`UNHEALTHY_TERMINATION`] is false (default 0).
+pub const UNHEALTHY_DRAINING: &str = "target_health_state.unhealthy.draining_interval_seconds";
+
+/// [DescribeTargetGroupAttributes](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetGroupAttributes.html)
+/// of the group `arn` (for `-check`): `(Key, Value)` pairs.
+#[derive(Debug, Clone, Copy)]
+pub struct DescribeTargetGroupAttributes<'a> {
+    /// Target group ARN.
+    pub arn: &'a str,
+}
+
+impl Action for DescribeTargetGroupAttributes<'_> {
+    const SERVICE: Service = Service::Elbv2;
+    const NAME: &'static str = "DescribeTargetGroupAttributes";
+    const BUCKET: Bucket = Bucket::Describe;
+    type Output = Vec<(String, String)>;
+
+    fn params(&self) -> Params {
+        params(&[("TargetGroupArn", self.arn)])
+    }
+
+    fn parse(result: &Element) -> Result<Vec<(String, String)>, String> {
+        result
+            .members(&["Attributes"])
+            .iter()
+            .map(|m| {
+                let key = m.text_at(&["Key"]).ok_or("an attribute has no Key")?;
+                Ok((key, m.text_at(&["Value"]).unwrap_or_default()))
+            })
+            .collect()
+    }
+}
+
+/// `TargetGroupArn`, then `Targets.member.N.{Id,Port,AvailabilityZone}`.
 fn group_and_targets(arn: &str, targets: &[Target]) -> Params {
-    let mut p = vec![("TargetGroupArn".to_owned(), arn.to_owned())];
-    push_targets(&mut p, targets);
+    let mut p = params(&[("TargetGroupArn", arn)]);
+    for (n, t) in (1..).zip(targets) {
+        let key = |field| format!("Targets.member.{n}.{field}");
+        p.push((key("Id"), t.id.clone()));
+        p.extend(t.port.map(|port| (key("Port"), port.to_string())));
+        p.extend(
+            t.availability_zone
+                .clone()
+                .map(|az| (key("AvailabilityZone"), az)),
+        );
+    }
     p
 }
 
-/// Reads the optional port in child `name` of `el`.
-fn port_at(el: &Element, name: &str) -> Result<Option<u16>, String> {
-    match el.text_at(&[name]) {
-        None => Ok(None),
-        Some(t) => t
-            .parse::<u16>()
-            .map(Some)
-            .map_err(|_| format!("{name} is not a port: {t:?}")),
-    }
+/// `{list}.member.N` parameters.
+fn list(list: &str, values: &[String]) -> Params {
+    let member = |(n, v): (usize, &String)| (format!("{list}.member.{n}"), v.clone());
+    (1..).zip(values).map(member).collect()
 }
 
-/// Reads the optional unsigned number in child `name` of `el`.
-fn number_at(el: &Element, name: &str) -> Result<Option<u32>, String> {
-    match el.text_at(&[name]) {
-        None => Ok(None),
-        Some(t) => t
-            .trim()
-            .parse::<u32>()
-            .map(Some)
-            .map_err(|_| format!("{name} is not a number: {t:?}")),
-    }
+/// Reads the optional number in child `name` of `el`.
+fn number_at<T: FromStr>(el: &Element, name: &str) -> Result<Option<T>, String> {
+    el.text_at(&[name])
+        .map(|t| t.parse().map_err(|_| format!("{name} is not valid: {t:?}")))
+        .transpose()
 }
 
 /// Finds the health entry of `target` (same id; same port when both have one).
 pub fn find_health<'a>(entries: &'a [TargetHealth], target: &Target) -> Option<&'a TargetHealth> {
-    entries.iter().find(|h| {
-        h.target.id == target.id
-            && match (h.target.port, target.port) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
-    })
+    let same_port = |h: &TargetHealth| h.target.port.zip(target.port).is_none_or(|(a, b)| a == b);
+    entries
+        .iter()
+        .find(|h| h.target.id == target.id && same_port(h))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each action draws from its ELBv2 token bucket (ELB user guide,
-    /// "Request throttling for the ELB API"); STS calls from none.
-    #[test]
-    fn buckets_of_actions() {
-        use crate::aws::query::Action;
-        use crate::aws::retry::Bucket;
-        use crate::aws::sts::{AssumeRole, AssumeRoleWithWebIdentity, GetCallerIdentity};
-        assert_eq!(DescribeTargetGroups::BUCKET, Bucket::Describe);
-        assert_eq!(DescribeTargetGroupsByArn::BUCKET, Bucket::Describe);
-        assert_eq!(DescribeTargetHealth::BUCKET, Bucket::Describe);
-        assert_eq!(DescribeTargetGroupAttributes::BUCKET, Bucket::Describe);
-        assert_eq!(RegisterTargets::BUCKET, Bucket::Mutating);
-        assert_eq!(DeregisterTargets::BUCKET, Bucket::Mutating);
-        assert_eq!(AssumeRoleWithWebIdentity::BUCKET, Bucket::Other);
-        assert_eq!(AssumeRole::BUCKET, Bucket::Other);
-        assert_eq!(GetCallerIdentity::BUCKET, Bucket::Other);
-    }
-
-    pub(super) fn t(id: &str, port: Option<u16>, az: Option<&str>) -> Target {
-        Target {
-            id: id.into(),
-            port,
-            availability_zone: az.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn target_display() {
-        assert_eq!(t("10.0.0.1", Some(80), None).to_string(), "10.0.0.1:80");
-        assert_eq!(t("fd00::1", Some(80), None).to_string(), "[fd00::1]:80");
-        assert_eq!(t("10.0.0.1", None, None).to_string(), "10.0.0.1");
-    }
-
-    #[test]
-    fn finds_health_by_id_and_port() {
-        let h = |id: &str, port| TargetHealth {
-            target: t(id, port, None),
-            state: State::Healthy,
-            reason: None,
-            description: None,
-        };
-        let entries = [h("10.0.1.23", Some(80)), h("192.168.7.4", Some(8080))];
-        assert!(find_health(&entries, &t("192.168.7.4", Some(8080), None)).is_some());
-        assert!(find_health(&entries, &t("192.168.7.4", Some(80), None)).is_none());
-        assert!(find_health(&entries, &t("10.0.1.23", None, None)).is_some());
-    }
-}
+mod tests;
