@@ -8,7 +8,7 @@ use crate::env::Env;
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Where settings are looked up: the flags given, then the environment.
+/// The flags given, then the environment.
 pub(super) struct Settings<'a> {
     pub(super) given: Vec<(&'static str, String)>,
     pub(super) env: &'a dyn Env,
@@ -30,7 +30,7 @@ impl Settings<'_> {
     /// Where a setting came from, to name it in an error.
     fn source(&self, name: &str) -> String {
         self.lookup(name)
-            .map_or_else(|| format!("-{name}"), |(_, from)| from)
+            .map_or(format!("-{name}"), |(_, from)| from)
     }
 
     /// A setting without a default; an empty value counts as absent.
@@ -43,35 +43,29 @@ impl Settings<'_> {
 
     /// A setting with a default in the flag table.
     fn value<T>(&self, name: &str, parse: ParseFn<T>) -> Result<T, ConfigError> {
-        match self.lookup(name) {
-            Some((v, from)) => parse(&from, &v),
-            None => parse(
-                &format!("the default of -{name}"),
-                flag(name).unwrap_or_default().1,
+        let (v, from) = match self.lookup(name) {
+            Some(found) => found,
+            None => (
+                flag(name).unwrap_or_default().1.into(),
+                format!("the default of -{name}"),
             ),
-        }
+        };
+        parse(&from, &v)
     }
 
     /// A repeatable setting: every value of the flag, else its variable's;
     /// each a comma-separated list.
     fn list<T>(&self, name: &str, parse: ParseFn<T>) -> Result<Vec<T>, ConfigError> {
-        let given: Vec<&str> = self
-            .given
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
-        let var = env_name(name);
-        let env = self.env.var(&var);
-        let (from, values) = match given.is_empty() {
-            true => (var, env.as_deref().into_iter().collect()),
-            false => (format!("-{name}"), given),
-        };
-        let items = values.into_iter().flat_map(|v| v.split(',')).map(str::trim);
-        items
-            .filter(|s| !s.is_empty())
-            .map(|s| parse(&from, s))
-            .collect()
+        let given = self.given.iter().filter(|(n, _)| *n == name);
+        let mut values: Vec<String> = given.map(|(_, v)| v.clone()).collect();
+        let mut from = format!("-{name}");
+        if values.is_empty() {
+            from = env_name(name);
+            values.extend(self.env.var(&from));
+        }
+        let items = values.iter().flat_map(|v| v.split(',')).map(str::trim);
+        let items = items.filter(|s| !s.is_empty());
+        items.map(|s| parse(&from, s)).collect()
     }
 
     /// Step `name`'s hook: `-NAME-command` or `-NAME-http` (blank is
@@ -107,11 +101,8 @@ impl Settings<'_> {
                     .into(),
             );
         }
-        match groups
-            .iter()
-            .enumerate()
-            .find(|(i, g)| groups[..*i].contains(g))
-        {
+        let mut seen = groups.iter().enumerate();
+        match seen.find(|(i, g)| groups[..*i].contains(g)) {
             Some((_, g)) => err(format!("target group {} is given twice", g.group)),
             None => Ok(groups),
         }
@@ -123,27 +114,27 @@ impl Settings<'_> {
         &self,
         detect_ip: &mut dyn FnMut() -> Result<String, String>,
     ) -> Result<(String, String), ConfigError> {
-        let found = match self.lookup("target-id") {
-            Some((v, from)) if v.trim().is_empty() => {
-                return err(format!("empty value for {from}: give the pod IP, or leave the flag out to use POD_IP"))
-            }
-            Some(found) => found,
-            None => match self.env.var("POD_IP") {
-                Some(v) => (v, "POD_IP".to_owned()),
-                None => match detect_ip() {
-                    Ok(ip) => (ip, "/etc/hosts".to_owned()),
-                    Err(why) => return err(format!(
-                        "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
-                         detecting it from /etc/hosts failed: {why}"
-                    )),
-                },
-            },
+        let no_target_id = |why| {
+            ConfigError(format!(
+                "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
+                 detecting it from /etc/hosts failed: {why}"
+            ))
         };
-        match found.0.trim().parse::<IpAddr>() {
-            Ok(ip) => Ok((ip.to_string(), found.1)),
+        let (v, from) =
+            match self.lookup("target-id") {
+                Some((v, from)) if v.trim().is_empty() => return err(format!(
+                    "empty value for {from}: give the pod IP, or leave the flag out to use POD_IP"
+                )),
+                Some(found) => found,
+                None => match self.env.var("POD_IP") {
+                    Some(v) => (v, "POD_IP".to_owned()),
+                    None => (detect_ip().map_err(no_target_id)?, "/etc/hosts".to_owned()),
+                },
+            };
+        match v.trim().parse::<IpAddr>() {
+            Ok(ip) => Ok((ip.to_string(), from)),
             Err(_) => err(format!(
-                "invalid target id {:?} from {}: must be an IP address (ip target groups)",
-                found.0, found.1
+                "invalid target id {v:?} from {from}: must be an IP address (ip target groups)"
             )),
         }
     }
@@ -187,12 +178,10 @@ impl Settings<'_> {
     /// every group (one given by ARN has none of its own).
     fn drain_quiet_period(&self, c: &Config) -> Result<Option<Duration>, ConfigError> {
         let name = "drain-quiet-period";
-        let Some(d) = self
-            .optional(name, parse_duration)?
-            .filter(|d| !d.is_zero())
-        else {
+        let d = self.optional(name, parse_duration)?.unwrap_or_default();
+        if d.is_zero() {
             return Ok(None);
-        };
+        }
         let (from, fmt) = (self.source(name), humantime::format_duration);
         if d >= c.wait_drained_timeout {
             return err(format!(
@@ -203,17 +192,12 @@ impl Settings<'_> {
             ));
         }
         let no_port = |g: &&GroupSpec| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none();
-        match c
-            .groups
-            .iter()
-            .find(no_port)
-            .filter(|_| c.target_port.is_none())
-        {
-            Some(g) => err(format!(
+        match c.groups.iter().find(no_port) {
+            Some(g) if c.target_port.is_none() => err(format!(
                 "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
                 g.group
             )),
-            None => Ok(Some(d)),
+            _ => Ok(Some(d)),
         }
     }
 }
