@@ -11,10 +11,7 @@ pub trait Clock {
     fn wall(&self) -> SystemTime;
     /// A random number in `[0, 1)`.
     fn random(&mut self) -> f64;
-    /// Sleeps `d`, or less when interrupted.
-    ///
-    /// # Errors
-    /// [`Interrupted`] when a signal or drain request arrived during the sleep.
+    /// Sleeps `d`; [`Interrupted`] when a signal or drain request cut it short.
     fn sleep(&mut self, d: Duration) -> Result<(), Interrupted>;
 }
 

@@ -1,11 +1,7 @@
-//! k8s-nlb-registrator-sidecar: registers its pod's IP in AWS ELBv2 target
-//! groups of type `ip`, waits until the load balancer reports it healthy,
-//! and deregisters it on SIGTERM before the pod goes away.
-//!
-//! The crate is a library with a thin binary (`src/main.rs`). Protocol code
-//! (requests, responses, config parsing, the lifecycle's decisions) is
-//! pure and tested without IO; [`aws::http`] is the only module that talks
-//! to the network, [`signals`] the only one that touches signal handlers.
+//! k8s-nlb-registrator-sidecar: registers its pod's IP in AWS ELBv2 `ip`
+//! target groups, waits until healthy, and deregisters it on SIGTERM. A
+//! library with a thin binary; [`aws::http`] alone talks to the network,
+//! [`signals`] alone touches signal handlers.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -25,8 +25,7 @@ const PROGRAM: &str = "k8s-nlb-registrator-sidecar";
 /// An exit code and the one line that explains it.
 type Failure = (i32, String);
 
-/// SDK settings we do not read, and what to use instead: a user who set
-/// one is told it is ignored (never its value).
+/// SDK settings we do not read, and what to use instead (a warning; never the value).
 const IGNORED: [(&str, &str); 6] = [
     ("AWS_PROFILE", NO_FILES),
     ("AWS_DEFAULT_PROFILE", NO_FILES),
@@ -99,10 +98,8 @@ fn try_main() -> Result<i32, Failure> {
     let now = SystemTime::now();
     let mut settings =
         Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now).map_err(usage)?;
-    settings.role = cfg
-        .role
-        .clone()
-        .map(|r| Role::new(r.arn, r.external_id, r.session_name, now));
+    let role = cfg.role.clone();
+    settings.role = role.map(|r| Role::new(r.arn, r.external_id, r.session_name, now));
     let transport = aws_transport(&cfg)?;
     let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
     if cfg.check {
@@ -162,16 +159,11 @@ fn start_logging(cfg: &Config) {
 /// The transport, trusting `AWS_CA_BUNDLE`'s roots when set; requests to
 /// the pod itself go direct.
 fn aws_transport(cfg: &Config) -> Result<UreqTransport, Failure> {
-    let bundle = match ProcessEnv.var("AWS_CA_BUNDLE") {
-        Some(path) => match std::fs::read(&path) {
-            Ok(pem) => Some((pem, path)),
-            Err(e) => return Err(usage(format!("cannot read AWS_CA_BUNDLE {path}: {e}"))),
-        },
-        None => None,
-    };
-    let roots = bundle
-        .as_ref()
-        .map(|(p, path)| (p.as_slice(), path.as_str()));
+    let path = ProcessEnv.var("AWS_CA_BUNDLE");
+    let read =
+        |p: &String| std::fs::read(p).map_err(|e| format!("cannot read AWS_CA_BUNDLE {p}: {e}"));
+    let pem = path.as_ref().map(read).transpose().map_err(usage)?;
+    let roots = pem.as_deref().zip(path.as_deref());
     UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(usage)
 }
 
@@ -185,9 +177,8 @@ fn check(cfg: &Config, mut client: Client<UreqTransport>, clock: &mut SignalCloc
     report.exit_code()
 }
 
-/// Starts `/lb-health` and the status listener, before anything is
-/// registered: an address that cannot be bound is a configuration error,
-/// a thread that cannot start (pids limit) a runtime failure.
+/// Starts `/lb-health` and the status listener before anything is registered:
+/// an unbindable address is a usage error, a thread that cannot start a runtime one.
 fn start_listeners(
     cfg: &Config,
     status: &Arc<Status>,

@@ -1,8 +1,6 @@
 //! The lifecycle's [`Effects`] on the real system: hooks, the app checks
-//! and the TCP table. `-wait-for-tcp` / `-wait-for-http` hold the
-//! registration in a scratch image, where no command can wait for the app:
-//! a try every 500 ms (1 s connect, 2 s request timeout), and an event ends
-//! the wait at once.
+//! (`-wait-for-tcp` / `-wait-for-http`: a try every 500 ms, 1 s connect,
+//! 2 s request timeout; an event ends the wait at once) and the TCP table.
 
 use crate::aws::error::snippet;
 use crate::aws::http::{HttpRequest, Transport};
@@ -41,17 +39,15 @@ fn app_ready<T: Transport>(cfg: &Config, transport: &T, timeout: Duration) -> Re
         tcp_ready(addr)?;
     }
     if let Some(url) = &cfg.wait_for_http {
-        let (headers, body, method) = (Vec::new(), Vec::new(), "GET");
         let req = HttpRequest {
-            method,
+            method: "GET",
             url: url.clone(),
-            headers,
-            body,
+            headers: Vec::new(),
+            body: Vec::new(),
             timeout,
         };
-        let r = transport
-            .send("wait-for-http", &req)
-            .map_err(|e| e.to_string())?;
+        let r = transport.send("wait-for-http", &req);
+        let r = r.map_err(|e| e.to_string())?;
         if !(200..300).contains(&r.status) {
             return Err(format!(
                 "{url} answered HTTP {}: {}",

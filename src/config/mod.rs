@@ -226,13 +226,8 @@ pub struct Config {
 impl Config {
     /// The hooks that are set, in the order they run.
     pub fn hooks(&self) -> impl Iterator<Item = &Hook> {
-        [
-            &self.pre_register,
-            &self.post_register,
-            &self.post_deregister,
-        ]
-        .into_iter()
-        .flatten()
+        let hooks = self.pre_register.iter().chain(&self.post_register);
+        hooks.chain(&self.post_deregister)
     }
 
     /// Whether `-wait-for-tcp` or `-wait-for-http` is set.

@@ -120,17 +120,18 @@ impl Settings<'_> {
                  detecting it from /etc/hosts failed: {why}"
             ))
         };
-        let (v, from) =
-            match self.lookup("target-id") {
-                Some((v, from)) if v.trim().is_empty() => return err(format!(
+        let (v, from) = match self.lookup("target-id") {
+            Some((v, from)) if v.trim().is_empty() => {
+                return err(format!(
                     "empty value for {from}: give the pod IP, or leave the flag out to use POD_IP"
-                )),
-                Some(found) => found,
-                None => match self.env.var("POD_IP") {
-                    Some(v) => (v, "POD_IP".to_owned()),
-                    None => (detect_ip().map_err(no_target_id)?, "/etc/hosts".to_owned()),
-                },
-            };
+                ))
+            }
+            Some(found) => found,
+            None => match self.env.var("POD_IP") {
+                Some(v) => (v, "POD_IP".to_owned()),
+                None => (detect_ip().map_err(no_target_id)?, "/etc/hosts".to_owned()),
+            },
+        };
         match v.trim().parse::<IpAddr>() {
             Ok(ip) => Ok((ip.to_string(), from)),
             Err(_) => err(format!(

@@ -1,6 +1,5 @@
 //! Parsers of single values. `what` names the flag or variable the value
-//! came from (`-target-port`, `NLB_TARGET_PORT`), so every error says
-//! where to look.
+//! came from (`-target-port`, `NLB_TARGET_PORT`), for the error.
 
 use super::{err, Cidr, ConfigError, GroupRef, GroupSpec, LogFormat};
 use crate::aws::credentials::Secret;
@@ -29,10 +28,7 @@ const GO_UNITS: [(&str, u128); 8] = [
 /// negative ones are refused.
 pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
-    let (negative, body) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
+    let (negative, body) = (t.starts_with('-'), t.strip_prefix(['-', '+']).unwrap_or(t));
     let nanos = if body == "0" { Some(0) } else { go_nanos(body) };
     match nanos {
         None => err(format!(
@@ -119,8 +115,7 @@ pub(super) fn parse_group_name(what: &str, v: &str) -> Result<GroupSpec, ConfigE
     let (name, port) = with_port(what, v.trim(), 0)?;
     let ok = (1..=32).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
+        && name.trim_matches('-') == name;
     if !ok {
         return err(format!(
             "invalid target group name {name:?} for {what}: 1-32 letters, digits and hyphens (NAME or NAME:PORT)"
@@ -173,9 +168,7 @@ pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError
 /// HTTPS: these call the app in the pod, for which there is no CA.
 pub(super) fn parse_http_url(what: &str, v: &str) -> Result<String, ConfigError> {
     let v = v.trim();
-    if v.get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-    {
+    if v.to_ascii_lowercase().starts_with("https://") {
         return err(format!(
             "{what} {v:?}: https:// is not supported, only http:// (a hook calls the app in the pod, or a service next to it)"
         ));
@@ -261,7 +254,6 @@ pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigEr
 /// `;`, `>`, `<` outside quotes, `$(` or a backquote outside single
 /// quotes. Quoted and backslash-escaped text is plain.
 pub fn shell_operator(cmd: &str) -> Option<&'static str> {
-    #[derive(PartialEq)]
     enum Quote {
         None,
         Single,
