@@ -2,7 +2,6 @@
 //! families: docs/operations.md). A family holds at most [`MAX_SERIES`]
 //! label sets and network label values are reduced, so no peer can grow it.
 
-use crate::aws::elbv2::State;
 use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,15 +30,6 @@ pub enum TargetState {
 
 impl TargetState {
     const ALL: [TargetState; 4] = [Self::Registered, Self::Healthy, Self::Draining, Self::Out];
-
-    /// The state a DescribeTargetHealth state stands for.
-    pub fn from_health(state: &State) -> TargetState {
-        match state {
-            State::Healthy => TargetState::Healthy,
-            s if s.is_draining() => TargetState::Draining,
-            _ => TargetState::Registered,
-        }
-    }
 
     fn label(self) -> &'static str {
         ["registered", "healthy", "draining", "out"][self as usize]

@@ -87,7 +87,11 @@ impl Watch {
             );
             self.last = Some(text);
         }
-        r.seen(TargetState::from_health(&health.state));
+        r.seen(match &health.state {
+            State::Healthy => TargetState::Healthy,
+            s if s.is_draining() => TargetState::Draining,
+            _ => TargetState::Registered,
+        });
     }
 }
 

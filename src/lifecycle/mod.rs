@@ -151,7 +151,7 @@ pub enum AppWait {
     TimedOut(String),
 }
 
-/// The lifecycle's other effects; [`SystemEffects`](crate::system::SystemEffects) on the real system.
+/// The lifecycle's other effects; `system::SystemEffects` on the real system.
 pub trait Effects {
     /// Runs a hook (a command or an HTTP GET).
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome;
