@@ -322,6 +322,10 @@ fn attached(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
+/// What no API call can check, and the usual reason a target never turns healthy.
+const REACH: &str =
+    "security groups must let the load balancer reach the target and health-check ports";
+
 fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
     let hc = &tg(g)?.health_check;
     if hc.enabled == Some(false) {
@@ -354,7 +358,7 @@ fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
         true => fail(format!(
             "{what}: longer than -wait-in-service-timeout {limit}, so the wait would time out"
         )),
-        false => ok(what),
+        false => ok(format!("{what}; {REACH}")),
     }
 }
 

@@ -144,10 +144,11 @@ impl Lifecycle<'_> {
             warn!(
                 target_group = r.label.as_str(), target:% = r.target, state = last;
                 "target {} in {} not healthy after {}: last state {}; it stays registered, \
-                 not ready, and its health is checked again at growing intervals (up to a minute)",
+                 not ready, and its health is checked again at growing intervals (up to a minute){}",
                 r.target, r.label,
                 humantime::format_duration(self.cfg.wait_in_service_timeout),
-                last.unwrap_or("unknown")
+                last.unwrap_or("unknown"),
+                if last.is_some_and(unreachable) { UNREACHABLE_HINT } else { "" }
             );
         }
         crate::metrics::global().health_wait_timed_out();
@@ -276,3 +277,15 @@ impl Lifecycle<'_> {
         }
     }
 }
+
+/// Whether a last health state is what checks that never reach the target
+/// leave (still `initial`, or failing by timeout or connection).
+pub(super) fn unreachable(last: &str) -> bool {
+    last.starts_with("initial")
+        || last.contains("Target.Timeout")
+        || last.contains("Target.FailedHealthChecks")
+}
+
+const UNREACHABLE_HINT: &str = "; if the load balancer cannot reach the target, the nodes' \
+    security group (or the pod's, with security groups for pods) must let it reach the target \
+    port and the health-check port";

@@ -1448,3 +1448,13 @@ fn drain_holds_while_the_app_stays_up_or_without_an_app_check() {
         assert_eq!(call_times(&w, "deregister"), [10]);
     }
 }
+
+#[test]
+fn the_security_group_hint_follows_states_of_checks_that_never_reach() {
+    use super::health::unreachable;
+    assert!(unreachable("initial (Elb.RegistrationInProgress)"));
+    assert!(unreachable("unhealthy (Target.Timeout)"));
+    assert!(unreachable("unhealthy (Target.FailedHealthChecks)"));
+    assert!(!unreachable("unhealthy (Target.ResponseCodeMismatch)"));
+    assert!(!unreachable("unused (Target.NotInUse)"));
+}

@@ -125,7 +125,7 @@ ok   target group web: exists (arn:aws:elasticloadbalancing:us-east-1:1234567890
 ok   target group web: target type ip
 ok   target group web: IP address type ipv4 matches target 10.0.0.1
 ok   target group web: attached to 1 load balancer(s)
-ok   target group web: health check HTTP on traffic-port /healthz every 10s; a new target healthy after one passing check (at least 10s), healthy again after 3 passing, unhealthy after 2 failing
+ok   target group web: health check HTTP on traffic-port /healthz every 10s; a new target healthy after one passing check (at least 10s), healthy again after 3 passing, unhealthy after 2 failing; security groups must let the load balancer reach the target and health-check ports
 ok   target group web: deregistration delay 1m within -wait-drained-timeout 5m
 ok   target group web: target 10.0.0.1:8080 is not registered yet
 ok   target group web: may deregister (DeregisterTargets of the unregistered target answered success)

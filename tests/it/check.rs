@@ -80,7 +80,7 @@ fn a_working_setup_reports_ok_and_exits_0() {
         "ok   target group tg: target type ip",
         "ok   target group tg: IP address type ipv4 matches target 10.0.0.5",
         "ok   target group tg: attached to 1 load balancer(s)",
-        "ok   target group tg: health check TCP on traffic-port every 30s; a new target healthy after one passing check (at least 30s), healthy again after 5 passing, unhealthy after 2 failing",
+        "ok   target group tg: health check TCP on traffic-port every 30s; a new target healthy after one passing check (at least 30s), healthy again after 5 passing, unhealthy after 2 failing; security groups must let the load balancer reach the target and health-check ports",
         "ok   target group tg: deregistration delay 5m within -wait-drained-timeout 10m",
         "ok   target group tg: target 10.0.0.5:8080 is not registered yet",
         "ok   target group tg: may deregister (DeregisterTargets of the unregistered target answered success)",

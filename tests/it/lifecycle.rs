@@ -214,6 +214,7 @@ fn health_wait_timeout_keeps_target_registered() {
         "{}",
         s.output()
     );
+    assert!(s.output().contains("security group"), "{}", s.output());
     assert!(s.running());
     assert_eq!(fake.registered(&arn).len(), 1);
     s.term();
