@@ -1337,7 +1337,7 @@ fn after_throttling_the_first_poll_comes_when_the_target_can_be_healthy() {
 #[test]
 fn shutdown_budget_adds_up_the_readme_table() {
     let mut cfg = config(&["a"]);
-    // README: "With the defaults, one group, no hooks [...]: 10 + 20 + 6 = 36 s".
+    // docs/kubernetes.md: "With the defaults, one group, no hooks [...]: 10 + 20 + 6 = 36 s".
     assert_eq!(shutdown_budget(&cfg), Duration::from_secs(36));
     cfg.groups = config(&["a", "b"]).groups;
     cfg.wait_drained = true;

@@ -214,7 +214,7 @@ fn ipv6_addresses_need_brackets() {
     // the wait would connect outside loopback.
 }
 
-/// `-status-addr [::]:PORT`, the README's example: the listener takes
+/// `-status-addr [::]:PORT`, docs/configuration.md's example: the listener takes
 /// IPv6 and (with Linux's default `net.ipv6.bindv6only=0`) IPv4 too.
 /// Requests go to `[::1]` and `127.0.0.1` only.
 #[test]

@@ -2,7 +2,7 @@
 //! grow the process past the 16 Mi memory limit of our examples, nor start a
 //! thread each, nor delay the deregistration.
 //!
-//! What the listener guarantees (README, "Status listener"): memory and
+//! What the listener guarantees (docs/operations.md, "Status listener"): memory and
 //! threads stay constant whatever the number of connections; a connection
 //! that has not sent its whole request within 2 s is closed; connections
 //! beyond the few it serves at once are answered 503 and closed at once;

@@ -15,7 +15,7 @@
 //! With `-drain-quiet-period` none may be dropped; without it, the same
 //! rollout must drop some, so the test can fail. The figures are printed
 //! (`cargo test --test it zero_downtime:: -- --nocapture`) and recorded in the
-//! README and `benches/results.md`.
+//! `benches/results.md`.
 
 use crate::common::BIN;
 use fake_aws::process::{base_env, free_port, get, secs, Sidecar};
