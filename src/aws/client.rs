@@ -272,10 +272,26 @@ impl<T: Transport> Client<T> {
             warn!(action = action; "{skew}: later calls sign with AWS's time");
         }
         let own = matches!(err, Error::Aws { .. });
-        if own && err.is_expired_credentials() && !once[1] && in_time {
+        // AssumeRole's ExpiredToken: the base credentials died early.
+        let base = matches!(
+            err,
+            Error::Fetch {
+                layer: Layer::Role(_),
+                ..
+            }
+        ) && !matches!(self.wire.settings.source, Source::Static(_));
+        if (own || base) && err.is_expired_credentials() && !once[1] && in_time {
+            let which = if own {
+                "credentials"
+            } else {
+                "base credentials"
+            };
             warn!(action = action, error_code = code, request_id = id;
-                "{action}: credentials expired, fetching new ones");
+                "{action}: {which} expired, fetching new ones");
             self.cache.forget();
+            if base {
+                self.base.forget();
+            }
             once[1] = true;
             return true;
         }

@@ -1004,3 +1004,58 @@ fn a_web_identity_refusal_keeps_its_message_and_request_id() {
         "not the call's own answer"
     );
 }
+
+/// -role-arn: AssumeRole answering ExpiredToken means the base credentials
+/// died early: they are fetched again and the role assumed once more, but
+/// not after an event (issue 19: no request after a signal).
+#[test]
+fn an_expired_base_under_a_role_is_fetched_again_unless_an_event_came() {
+    let creds = |id: &str| {
+        format!(r#"{{"AccessKeyId":"{id}","SecretAccessKey":"S","Token":"T","Expiration":"2099-01-01T00:00:00Z"}}"#)
+            .into_bytes()
+    };
+    let role_answer = b"<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>ASIAROLE</AccessKeyId>\
+        <SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken>\
+        <Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>";
+    let expired = br#"<ErrorResponse><Error><Code>ExpiredToken</Code></Error></ErrorResponse>"#;
+    let role_settings = || {
+        let mut settings = settings(Source::Container {
+            url: "http://127.0.0.1:3/creds".into(),
+            token_file: None,
+            token: None,
+        });
+        settings.role = Some(Role::new(
+            "arn:aws:iam::444455556666:role/nlb".into(),
+            None,
+            Some("pod-a".into()),
+            std::time::SystemTime::UNIX_EPOCH,
+        ));
+        settings
+    };
+    let (base1, base2) = (creds("ASIABASE1"), creds("ASIABASE2"));
+    let s = Scripted::new([
+        ok(&base1),
+        status(400, expired),
+        ok(&base2),
+        ok(role_answer),
+        ok(REGISTERED),
+    ]);
+    let mut c = Client::new(&s, role_settings());
+    let mut t = FakeClock::new();
+    let budget = Budget::until(t.now() + Duration::from_secs(20));
+    register_target(&mut c, budget, &mut t).unwrap();
+    let seen = s.seen.borrow();
+    assert_eq!(seen.len(), 5);
+    assert!(seen[3]
+        .headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && v.contains("Credential=ASIABASE2/")));
+
+    let s = Scripted::new([ok(&base1), status(400, expired), ok(&base2)]);
+    let mut c = Client::new(&s, role_settings());
+    let mut t = FakeClock::new();
+    t.interrupt_after = Some(0);
+    let e = register_target(&mut c, budget, &mut t).unwrap_err();
+    assert_eq!(e, Error::Interrupted);
+    assert_eq!(s.seen.borrow().len(), 2);
+}

@@ -156,8 +156,7 @@ impl<T: Transport> Wire<T> {
     }
 
     /// The role's credentials, assumed with `base` (refreshed when due;
-    /// with `background`, ahead of need). `ExpiredToken` means the base
-    /// credentials died early: fetch them again and ask once more.
+    /// with `background`, ahead of need).
     pub(super) fn assume_role(
         &self,
         base: &mut Cache,
@@ -187,18 +186,10 @@ impl<T: Transport> Wire<T> {
             self.send(&action, Some(base), until, clock)
                 .map(|r| r.value)
         };
-        let result = match assume(&base.get(now, source, fetch)?) {
-            Err(e)
-                if e.is_expired_credentials()
-                    && !matches!(self.settings.source, Source::Static(_)) =>
-            {
-                warn!("AssumeRole: the base credentials from {source} expired, fetching new ones");
-                base.forget();
-                assume(&base.get(now, source, fetch)?)
-            }
-            other => other,
-        };
-        result.map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
+        // An ExpiredToken here means the base credentials died early: the
+        // client forgets them and tries again, after looking for an event.
+        assume(&base.get(now, source, fetch)?)
+            .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
     }
 }
 
