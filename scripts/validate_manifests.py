@@ -455,11 +455,12 @@ def as_list(x):
 
 
 ELB_ACTIONS = {"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+               "elasticloadbalancing:DescribeTargetGroupAttributes",
                "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"}
 
 
 def check_elb_policy(path, pol, tg_names):
-    """An ELBv2 permissions policy: exactly the sidecar's four actions, the two
+    """An ELBv2 permissions policy: exactly the sidecar's and -check's five actions, the two
     that change a group scoped to target group ARNs of the examples' groups.
     Returns the account ids those ARNs name."""
     accounts = set()

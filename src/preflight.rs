@@ -41,8 +41,7 @@ struct GroupFindings {
     deregister: Option<Result<(), Error>>,
 }
 
-/// Looks for each command hook's program as execvp(3) would, with `path`
-/// as `PATH`, on the filesystem `kind` describes.
+/// Looks for each command hook's program as execvp(3) would, with `path` as `PATH`.
 pub fn gather_hooks(
     cfg: &Config,
     path: Option<&str>,
@@ -139,8 +138,7 @@ fn gather_group<T: Transport>(
         Err(e) if e.is_invalid_target() => Ok(None),
         Err(e) => Err(e),
     };
-    // Deregistering an unregistered target proves the permission and changes
-    // nothing (AWS: "the action returns successfully"; moto: InvalidTarget).
+    // Deregistering an absent target proves the permission and changes nothing.
     if matches!(state, Ok(None)) {
         let probe = DeregisterTargets {
             arn,
@@ -322,7 +320,7 @@ fn attached(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-/// What no API call can check, and the usual reason a target never turns healthy.
+// What no API call can check, and the usual reason a target never turns healthy.
 const REACH: &str =
     "security groups must let the load balancer reach the target and health-check ports";
 
@@ -384,14 +382,16 @@ fn delay(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-/// With `-lb-health-addr`, a TCP/TLS group resets established connections
-/// once `/lb-health` fails, unless told not to.
+/// With `-lb-health-addr`, a TCP/TLS group resets connections once `/lb-health` fails, unless told not to.
 fn resets(cfg: &Config, g: &GroupFindings) -> Verdict {
     cfg.lb_health_addr.as_ref()?;
-    let (Some("TCP" | "TLS"), Some(Ok(attrs))) = (tg(g)?.protocol.as_deref(), &g.attributes) else {
+    let (Some("TCP" | "TLS"), Some(read)) = (tg(g)?.protocol.as_deref(), &g.attributes) else {
         return None;
     };
     let (on, draining) = (UNHEALTHY_TERMINATION, UNHEALTHY_DRAINING);
+    let Ok(attrs) = read else {
+        return warn(format!("{on} unknown (the attributes cannot be read): if true, the default, a failing /lb-health resets every established connection"));
+    };
     let interval = attribute(attrs, draining).unwrap_or("unset");
     match attribute(attrs, on).unwrap_or("unset (default true)") {
         "false" => ok(format!("{on} false: a failing /lb-health keeps established connections ({draining} {interval})")),
