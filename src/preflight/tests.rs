@@ -474,6 +474,9 @@ fn lb_health_on_a_group_that_resets_connections_warns_naming_the_attribute() {
         Level::Ok,
         "draining_interval_seconds 300"
     ));
+    // Attributes that cannot be read: the user is told it is unknown.
+    f.groups[0].attributes = Some(Err(aws("DescribeTargetGroupAttributes", "AccessDenied")));
+    assert!(has(&report(&c, &f), Level::Warn, "enabled unknown"));
     // Nothing without -lb-health-addr, nor on a UDP group.
     assert!(!warned(&cfg(), &good()));
     let mut f = good();
