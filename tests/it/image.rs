@@ -11,6 +11,7 @@
 //! NLB_PODMAN_RUNTIME another runtime. Without root the test fails loudly;
 //! NLB_SKIP_ROOT_TESTS=1 turns that into a loud warning.
 
+use crate::common::is_root;
 use fake_aws::process::{base_env, TempDir};
 use fake_aws::FakeAws;
 use std::path::Path;
@@ -83,14 +84,6 @@ impl Container {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::geteuid() == 0
     }
 }
 

@@ -6,18 +6,10 @@
 //! fails loudly; set NLB_SKIP_ROOT_TESTS=1 to turn the failure into a loud
 //! warning.
 
-use crate::common::BIN;
+use crate::common::{is_root, BIN};
 use fake_aws::process::{base_env, Sidecar};
 use fake_aws::FakeAws;
 use std::time::{Duration, Instant};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::geteuid() == 0
-    }
-}
 
 /// The children of `pid`, as seen from this (the parent) namespace.
 fn children(pid: u32) -> Vec<u32> {

@@ -7,6 +7,7 @@
 //! be given in NLB_STATIC_BIN). Without root the test fails loudly; set
 //! NLB_SKIP_ROOT_TESTS=1 to turn the failure into a loud warning.
 
+use crate::common::is_root;
 use fake_aws::process::{base_env, Sidecar, TempDir};
 use fake_aws::FakeAws;
 use std::path::PathBuf;
@@ -18,14 +19,6 @@ fn static_binary() -> PathBuf {
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target/x86_64-unknown-linux-musl/release/k8s-nlb-registrator-sidecar")
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::geteuid() == 0
-    }
 }
 
 #[test]
