@@ -2,8 +2,8 @@
 //! whole lifecycle in an otherwise empty root holding only what Kubernetes
 //! mounts (/etc/resolv.conf, /etc/hosts), against the fake on 127.0.0.1.
 //!
-//! Needs root (chroot) and the static binary (`scripts/test` builds it:
-//! `cargo build --release --target x86_64-unknown-linux-musl`; the path can
+//! Needs root (chroot) and the static binary (`scripts/test` builds it with
+//! `scripts/build-static`; the path can
 //! be given in NLB_STATIC_BIN). Without root the test fails loudly; set
 //! NLB_SKIP_ROOT_TESTS=1 to turn the failure into a loud warning.
 
@@ -35,7 +35,7 @@ fn static_binary_runs_a_lifecycle_in_an_empty_root() {
     let bin = static_binary();
     assert!(
         bin.exists(),
-        "static binary {} missing: build it with `cargo build --release --target x86_64-unknown-linux-musl` (scripts/test does)",
+        "static binary {} missing: build it with `bash scripts/build-static` (scripts/test does)",
         bin.display()
     );
     let elf = std::fs::read(&bin).unwrap();
