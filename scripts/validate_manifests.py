@@ -10,7 +10,7 @@
   3. checks that the API server or the kubelet would do but a schema cannot, and that
      the examples agree with each other and with the sidecar's CLI (cross_checks
      below): $(VAR) order in env, named ports, probe and preStop wiring of the status
-     port, grace period vs -wait-drained-timeout, known sidecar flags, IAM resources vs
+     port, grace period vs the shutdown budget, known sidecar flags, IAM resources vs
      target group name, IRSA subject vs ServiceAccount, the cross-account (-role-arn)
      documents: trust in the IRSA role with an ExternalId, two distinct accounts.
 
@@ -190,7 +190,6 @@ def read_flags():
             return False
     FLAG_ENVS = {"NLB_" + f.upper().replace("-", "_"): f for f in FLAGS}
     return True
-DEFAULT_DEREGISTER_TIMEOUT = 20.0
 BOOLS = {"1", "0", "t", "f", "true", "false", "TRUE", "FALSE", "True", "False"}
 BOOLS_TRUE = {"1", "t", "true"}  # lower-cased
 # Go's time.ParseDuration forms, as the sidecar accepts them: "0", an
@@ -433,19 +432,22 @@ def check_sidecar(where, spec, c, init):
     if drains == 0:
         problem(w, "no app container has a preStop httpGet /drain on the status port")
     grace = spec.get("terminationGracePeriodSeconds", 30)
-    need = 0.0
     quiet = flags.get("drain-quiet-period")
-    if flags.get("wait-drained", "false").lower() in ("1", "t", "true") or quiet:
-        # -wait-drained-timeout bounds both waits after the deregistration.
-        need += seconds(flags.get("wait-drained-timeout", "5m"))
     if quiet and seconds(quiet) >= seconds(flags.get("wait-drained-timeout", "5m")):
         problem(w, f"-drain-quiet-period {quiet} can never end within -wait-drained-timeout")
-    need += 1.0
-    if grace <= need:
-        problem(w, f"terminationGracePeriodSeconds {grace} leaves no time for the app after "
-                   f"-wait-drained-timeout ({need - 1:.0f}s)")
-    if grace < DEFAULT_DEREGISTER_TIMEOUT:
-        problem(w, f"terminationGracePeriodSeconds {grace} < -deregister-timeout")
+    # The shutdown budget, term by term as docs/kubernetes.md (and shutdown_budget) add it.
+    groups = sum(len(flags[k].split(",")) for k in ("target-group-name", "target-group-arn")
+                 if k in flags) or 1
+    budget = 10 + seconds(flags.get("deregister-timeout", "20s")) + 6 * groups
+    if flags.get("wait-drained", "false").lower() in ("1", "t", "true") or quiet:
+        budget += seconds(flags.get("wait-drained-timeout", "5m")) + 2 * groups
+    if "post-deregister-command" in flags or "post-deregister-http" in flags:
+        budget += seconds(flags.get("post-deregister-timeout", "5s")) + 2
+    if "status-addr" in flags:
+        budget += 2
+    if grace <= budget:
+        problem(w, f"terminationGracePeriodSeconds {grace} leaves no time for the app after the "
+                   f"sidecar's shutdown budget ({budget:.0f}s, docs/kubernetes.md)")
     return flags
 
 
