@@ -13,9 +13,10 @@ use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::hooks::{program, reaper};
 use k8s_nlb_registrator_sidecar::lifecycle::{self, Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use k8s_nlb_registrator_sidecar::signals::{self, Event, SignalClock};
-use k8s_nlb_registrator_sidecar::status::{self, StartError, Status};
+use k8s_nlb_registrator_sidecar::status::{self, Status};
 use k8s_nlb_registrator_sidecar::system::{self, SystemEffects};
 use k8s_nlb_registrator_sidecar::{logging, preflight};
+use std::net::TcpListener;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -185,18 +186,18 @@ fn start_listeners(
     tx: Sender<Event>,
     transport: UreqTransport,
 ) -> Result<(), Failure> {
-    let started = |r: Result<(), StartError>| match r {
-        Err(e @ StartError::Bind(_)) => Err(usage(e)),
-        r => r.map_err(runtime),
+    let listen = |addr: &String, flag| {
+        TcpListener::bind(addr).map_err(|e| usage(format!("cannot listen on -{flag} {addr}: {e}")))
     };
     status.set_app_check(system::lb_app_check(cfg, transport));
     if let Some(addr) = &cfg.lb_health_addr {
-        started(status::start_lb_health(addr, status.clone()))?;
+        status::start(listen(addr, "lb-health-addr")?, status.clone(), None).map_err(runtime)?;
     }
     if let Some(addr) = &cfg.status_addr {
         // A /drain answer waits for the whole shutdown at most (and a margin).
         let drain_timeout = lifecycle::shutdown_budget(cfg).saturating_add(Duration::from_secs(5));
-        started(status::start(addr, status.clone(), tx, drain_timeout))?;
+        let drains = Some((tx, drain_timeout));
+        status::start(listen(addr, "status-addr")?, status.clone(), drains).map_err(runtime)?;
     }
     Ok(())
 }

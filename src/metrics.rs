@@ -28,13 +28,8 @@ pub enum TargetState {
     Out,
 }
 
-impl TargetState {
-    const ALL: [TargetState; 4] = [Self::Registered, Self::Healthy, Self::Draining, Self::Out];
-
-    fn label(self) -> &'static str {
-        ["registered", "healthy", "draining", "out"][self as usize]
-    }
-}
+/// The `state` labels, in the order of [`TargetState`].
+const STATES: [&str; 4] = ["registered", "healthy", "draining", "out"];
 
 /// A lifecycle step whose duration is recorded (the `step` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +42,6 @@ pub enum Step {
     Deregister,
     /// The `-wait-drained` wait and the `-drain-quiet-period`.
     Drain,
-}
-
-impl Step {
-    fn label(self) -> &'static str {
-        ["register", "health_wait", "deregister", "drain"][self as usize]
-    }
 }
 
 /// Each family: name (after `nlb_registrator_`), type, label names, help.
@@ -83,6 +72,7 @@ const FAMILIES: [(&str, &str, &[&str], &str); 11] = [
 
 /// One label set of a family. A histogram's `value` is its count;
 /// `target_state`'s, the index of the state.
+#[derive(Default)]
 struct Series {
     family: &'static str,
     labels: Vec<String>,
@@ -105,15 +95,10 @@ pub fn global() -> &'static Metrics {
 
 /// A label value from the network: `[A-Za-z0-9._-]{1,64}`, else `other`.
 fn code_label(code: &str) -> &str {
-    let ok = (1..=64).contains(&code.len())
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        code
-    } else {
-        "other"
-    }
+    let fits = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    Some(code)
+        .filter(|c| (1..=64).contains(&c.len()) && c.bytes().all(fits))
+        .unwrap_or("other")
 }
 
 impl Metrics {
@@ -122,7 +107,7 @@ impl Metrics {
     #[allow(clippy::new_without_default)] // one registry: global()
     pub fn new() -> Self {
         let m = Metrics {
-            series: Mutex::new(Vec::new()),
+            series: Mutex::default(),
         };
         m.set("health_wait_timeouts_total", &[], 0.0);
         m.set("ready", &[], 0.0);
@@ -145,9 +130,7 @@ impl Metrics {
             let mut s = Series {
                 family,
                 labels: labels.iter().map(|l| (*l).to_owned()).collect(),
-                value: 0.0,
-                buckets: [0; BUCKETS.len()],
-                sum: 0.0,
+                ..Series::default()
             };
             f(&mut s);
             all.push(s);
@@ -187,18 +170,13 @@ impl Metrics {
 
     /// A credentials fetch from `source` ended, with the expiry of those fetched.
     pub fn credentials_fetched(&self, source: &str, ok: bool, expiry: Option<SystemTime>) {
-        self.add(
-            "credential_refreshes_total",
-            &[source, if ok { "ok" } else { "error" }],
-        );
+        let outcome = if ok { "ok" } else { "error" };
+        self.add("credential_refreshes_total", &[source, outcome]);
         if ok {
-            self.lock()
-                .retain(|s| s.family != "credentials_expiry_timestamp_seconds");
-            if let Some(e) = expiry {
-                let secs = e
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                self.set("credentials_expiry_timestamp_seconds", &[], secs);
+            let family = "credentials_expiry_timestamp_seconds";
+            self.lock().retain(|s| s.family != family);
+            if let Some(at) = expiry.and_then(|e| e.duration_since(UNIX_EPOCH).ok()) {
+                self.set(family, &[], at.as_secs_f64());
             }
         }
     }
@@ -210,7 +188,8 @@ impl Metrics {
 
     /// `step` took `took` (the last run of it).
     pub fn step_took(&self, step: Step, took: Duration) {
-        self.set("step_duration_seconds", &[step.label()], took.as_secs_f64());
+        let step = ["register", "health_wait", "deregister", "drain"][step as usize];
+        self.set("step_duration_seconds", &[step], took.as_secs_f64());
     }
 
     /// The deregistration of a target from `group` failed for good.
@@ -236,30 +215,28 @@ impl Metrics {
             let name = format!("nlb_registrator_{family}");
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for s in all.iter().filter(|s| s.family == family) {
-                let mut l: Vec<(&str, &str)> = label_names
-                    .iter()
-                    .copied()
-                    .zip(s.labels.iter().map(String::as_str))
-                    .collect();
+                let labels = label_names.iter().zip(&s.labels);
+                let labels: Vec<_> = labels.map(|(k, v)| label(k, v)).collect();
+                let mut sample = |suffix: &str, extra: Option<String>, value: f64| {
+                    let all = labels.iter().cloned().chain(extra).collect::<Vec<_>>();
+                    let all = Some(all.join(",")).filter(|l| !l.is_empty());
+                    let all = all.map(|l| format!("{{{l}}}")).unwrap_or_default();
+                    let _ = writeln!(out, "{name}{suffix}{all} {value}");
+                };
                 if kind == "histogram" {
                     for (bound, n) in BUCKETS.iter().zip(s.buckets) {
-                        let le = bound.to_string();
-                        let with_le = [l.as_slice(), &[("le", le.as_str())]].concat();
-                        sample(&mut out, &format!("{name}_bucket"), &with_le, n as f64);
+                        sample("_bucket", Some(label("le", &bound.to_string())), n as f64);
                     }
-                    let with_le = [l.as_slice(), &[("le", "+Inf")]].concat();
-                    sample(&mut out, &format!("{name}_bucket"), &with_le, s.value);
-                    sample(&mut out, &format!("{name}_sum"), &l, s.sum);
-                    sample(&mut out, &format!("{name}_count"), &l, s.value);
-                } else if s.family == "target_state" {
-                    l.push(("state", ""));
-                    for state in TargetState::ALL {
-                        l[2].1 = state.label();
-                        let seen = state as usize as f64 == s.value;
-                        sample(&mut out, &name, &l, f64::from(u8::from(seen)));
+                    sample("_bucket", Some(label("le", "+Inf")), s.value);
+                    sample("_sum", None, s.sum);
+                    sample("_count", None, s.value);
+                } else if family == "target_state" {
+                    for (i, state) in STATES.iter().enumerate() {
+                        let seen = f64::from(u8::from(i as f64 == s.value));
+                        sample("", Some(label("state", state)), seen);
                     }
                 } else {
-                    sample(&mut out, &name, &l, s.value);
+                    sample("", None, s.value);
                 }
             }
         }
@@ -267,22 +244,10 @@ impl Metrics {
     }
 }
 
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    for (i, (k, v)) in labels.iter().enumerate() {
-        out.push(if i == 0 { '{' } else { ',' });
-        let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-    }
-    if !labels.is_empty() {
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
+/// `name="value"`, the value escaped.
+fn label(name: &str, value: &str) -> String {
+    let value = value.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("{name}=\"{}\"", value.replace('\n', "\\n"))
 }
 
 #[cfg(test)]
@@ -411,7 +376,7 @@ mod tests {
 
     #[test]
     fn label_values_and_help_are_escaped() {
-        assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(label("l", "a\\b\"c\nd"), "l=\"a\\\\b\\\"c\\nd\"");
         let m = Metrics::new();
         m.target_state("we\"ird\\group\nname", "[::1]:80", TargetState::Out);
         let text = m.render();

@@ -30,7 +30,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Status {
     ready: AtomicBool,
     draining: AtomicBool,
-    outcome: Mutex<Option<DrainResult>>,
+    outcome: OnceLock<DrainResult>,
     lb_health: OnceLock<LbHealth>,
     answering: AtomicUsize, // connections accepted and not answered yet
     drain_waiters: AtomicUsize,
@@ -82,17 +82,15 @@ impl Status {
         let _ = self.lb_health.set(LbHealth::new(check));
     }
 
-    /// Records the lifecycle's final result, which answers every later
-    /// `/drain` (also one already on its way to the lifecycle).
+    /// Records the lifecycle's final result (only the first call counts),
+    /// which answers every later `/drain` (also one on its way to the lifecycle).
     pub fn set_outcome(&self, result: DrainResult) {
-        if let Ok(mut o) = self.outcome.lock() {
-            *o = Some(result);
-        }
+        let _ = self.outcome.set(result);
     }
 
     /// The final result, once the lifecycle has finished.
     pub fn outcome(&self) -> Option<DrainResult> {
-        self.outcome.lock().ok().and_then(|o| o.clone())
+        self.outcome.get().cloned()
     }
 
     /// The listeners' ports, and how many connections they accepted.
@@ -147,124 +145,71 @@ fn drain_response(result: &DrainResult) -> Response {
     }
 }
 
-/// Why a listener could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// The address could not be bound (a configuration error).
-    Bind(String),
-    /// A listener thread could not be started (a resource limit).
-    Thread(String),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::Bind(m) | StartError::Thread(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-/// Starts the status listener on `addr`; `/drain` requests go to `events`
-/// and their answers wait at most `drain_timeout`.
+/// Serves `listener` from fixed threads: one accepts, the workers answer.
+/// With `drains` (where `/drain` requests go, how long their answers may
+/// wait) it is the status listener, else the `-lb-health-addr` one.
+/// Threads started before one fails stay blocked, harmlessly.
+///
+/// # Errors
+/// The name of a thread that cannot start, and why.
 pub fn start(
-    addr: &str,
+    listener: TcpListener,
     status: Arc<Status>,
-    events: Sender<Event>,
-    drain_timeout: Duration,
-) -> Result<(), StartError> {
-    serve(bind(addr, "status")?, status, Some((events, drain_timeout)))?;
-    info!("status listener on http://{addr} (/healthz, /readyz, /drain, /lb-health, /metrics)");
-    Ok(())
-}
-
-/// Starts the `-lb-health-addr` listener on `addr`: `GET /lb-health` only.
-pub fn start_lb_health(addr: &str, status: Arc<Status>) -> Result<(), StartError> {
-    serve(bind(addr, "lb-health")?, status, None)?;
-    info!("lb-health listener on http://{addr} (/lb-health only)");
-    Ok(())
-}
-
-type Drains = Option<(Sender<Event>, Duration)>;
-
-fn bind(addr: &str, name: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .map_err(|e| StartError::Bind(format!("cannot listen on -{name}-addr {addr}: {e}")))
-}
-
-/// Serves `listener` from the accept loop and the workers (more with
-/// `drains`). Threads started before one fails stay blocked, harmlessly.
-fn serve(listener: TcpListener, status: Arc<Status>, drains: Drains) -> Result<(), StartError> {
-    if let (Ok(addr), Ok(mut ports)) = (listener.local_addr(), status.own_ports.lock()) {
+    drains: Option<(Sender<Event>, Duration)>,
+) -> Result<(), String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if let Ok(mut ports) = status.own_ports.lock() {
         ports.push(addr.port());
     }
     let (name, workers) = match drains {
         Some(_) => ("status", WORKERS + MAX_DRAIN_WAITERS),
         None => ("lb-health", WORKERS),
     };
-    let (queue, conns) = sync_channel::<Conn>(QUEUE);
+    let (queue, conns) = sync_channel::<TcpStream>(QUEUE);
     let conns = Arc::new(Mutex::new(conns));
     for i in 0..workers {
-        let (conns, drains) = (Arc::clone(&conns), drains.clone());
+        let (conns, status, drains) = (conns.clone(), status.clone(), drains.clone());
         // The queue's lock is held while waiting only, not while answering.
         let next = move || conns.lock().ok()?.recv().ok();
-        thread(format!("{name}-{i}"), move || {
-            while let Some(conn) = next() {
-                handle(conn, drains.as_ref());
+        spawn(format!("{name}-{i}"), move || {
+            while let Some(stream) = next() {
+                handle(stream, &status, drains.as_ref());
+                status.answering.fetch_sub(1, SeqCst);
             }
         })?;
     }
-    thread(format!("{name}-accept"), move || {
+    spawn(format!("{name}-accept"), move || {
         accept(&listener, &queue, &status)
-    })
+    })?;
+    info!("{name} listener on http://{addr}");
+    Ok(())
 }
 
-fn thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), StartError> {
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
     // They parse a few KiB and log a line.
-    let spawned = std::thread::Builder::new()
-        .name(name.clone())
-        .stack_size(256 * 1024)
-        .spawn(f);
+    let thread = std::thread::Builder::new().name(name.clone());
+    let spawned = thread.stack_size(256 * 1024).spawn(f);
     spawned
         .map(drop)
-        .map_err(|e| StartError::Thread(format!("cannot start thread {name}: {e}")))
-}
-
-/// Counted in `Status::answering` until dropped, so the exit waits for its answer.
-struct Conn {
-    stream: TcpStream,
-    status: Arc<Status>,
-}
-
-impl Conn {
-    fn answer(mut self, resp: &Response, head_only: bool) {
-        write_and_close(&mut self.stream, resp, head_only);
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.status.answering.fetch_sub(1, SeqCst);
-    }
+        .map_err(|e| format!("cannot start thread {name}: {e}"))
 }
 
 /// Takes connections in; answers `503 busy` at once (unread, without
-/// blocking) when the queue is full.
-fn accept(listener: &TcpListener, queue: &SyncSender<Conn>, status: &Arc<Status>) {
+/// blocking) when the queue is full. A connection counts in
+/// `Status::answering` from here until answered, so the exit waits for it.
+fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status) {
     let mut warned: Option<Instant> = None;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
                 status.accepted.fetch_add(1, SeqCst);
                 status.answering.fetch_add(1, SeqCst);
-                let status = Arc::clone(status);
-                if let Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) =
-                    queue.try_send(Conn { stream, status })
+                if let Err(TrySendError::Full(s) | TrySendError::Disconnected(s)) =
+                    queue.try_send(stream)
                 {
-                    let _ = c.stream.set_nonblocking(true);
-                    let _ =
-                        (&c.stream).write_all(&http::render(&Response::text(503, "busy"), false));
+                    status.answering.fetch_sub(1, SeqCst);
+                    let _ = s.set_nonblocking(true);
+                    let _ = (&s).write_all(&http::render(&Response::text(503, "busy"), false));
                 }
             }
             Err(e) => {
@@ -279,38 +224,35 @@ fn accept(listener: &TcpListener, queue: &SyncSender<Conn>, status: &Arc<Status>
     }
 }
 
-fn handle(mut conn: Conn, drains: Option<&(Sender<Event>, Duration)>) {
-    let req = match read_head(&mut conn.stream, REQUEST_TIMEOUT) {
-        Ok(Some(req)) => req,
+fn handle(mut stream: TcpStream, status: &Status, drains: Option<&(Sender<Event>, Duration)>) {
+    let (resp, head_only) = match read_head(&mut stream, REQUEST_TIMEOUT) {
         Ok(None) => return,
-        Err(e) => {
-            debug!("status listener: bad request: {e:?}");
-            let resp = match e {
-                ParseError::TooLarge => Response::text(431, "request head too large"),
-                ParseError::Malformed(_) => Response::text(400, "bad request"),
+        Err(ParseError::TooLarge) => (Response::text(431, "request head too large"), false),
+        Err(ParseError::Malformed(why)) => {
+            debug!("status listener: bad request: {why}");
+            (Response::text(400, "bad request"), false)
+        }
+        Ok(Some(req)) => {
+            debug!("status request {} {}", req.method, req.path);
+            // Only the status listener's route leaves a request (`/drain`) unanswered.
+            let resp = route(&req, status, drains.is_none());
+            let drained = || drains.map(|(events, timeout)| drain(status, events, *timeout));
+            let Some(resp) = resp.or_else(drained) else {
+                return;
             };
-            return conn.answer(&resp, false);
+            (resp, req.method == "HEAD")
         }
     };
-    debug!("status request {} {}", req.method, req.path);
-    match (route(&req, &conn.status, drains.is_none()), drains) {
-        (Some(resp), _) => conn.answer(&resp, req.method == "HEAD"),
-        (None, Some((events, timeout))) => drain(conn, events, *timeout),
-        (None, None) => {} // never: the lb-health listener has no /drain
-    }
+    write_and_close(&mut stream, &resp, head_only);
 }
 
-/// Passes a `/drain` to the lifecycle and answers with its result.
-fn drain(conn: Conn, events: &Sender<Event>, timeout: Duration) {
+/// Passes a `/drain` to the lifecycle; its result is the answer.
+fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Response {
     info!("received a drain request");
-    let status = Arc::clone(&conn.status);
     status.begin_drain();
     if status.drain_waiters.fetch_add(1, SeqCst) >= MAX_DRAIN_WAITERS {
         status.drain_waiters.fetch_sub(1, SeqCst);
-        return conn.answer(
-            &Response::text(429, "too many drain requests waiting"),
-            false,
-        );
+        return Response::text(429, "too many drain requests waiting");
     }
     let (tx, answer) = channel();
     let _ = events.send(Event::Drain(tx));
@@ -324,7 +266,7 @@ fn drain(conn: Conn, events: &Sender<Event>, timeout: Duration) {
             .unwrap_or_else(|| Err("shutting down before the drain finished".into())),
     };
     status.drain_waiters.fetch_sub(1, SeqCst);
-    conn.answer(&drain_response(&result), false);
+    drain_response(&result)
 }
 
 #[cfg(test)]

@@ -178,7 +178,10 @@ fn routes() {
     status.set_outcome(Ok("deregistered".into()));
     assert_eq!(get("GET", "/drain"), (200, "deregistered".into()));
     status.set_outcome(Err("failed".into()));
-    assert_eq!(get("GET", "/drain"), (503, "failed".into()));
+    assert_eq!(get("GET", "/drain"), (200, "deregistered".into()), "the first counts");
+    let failed = Status::new();
+    failed.set_outcome(Err("failed".into()));
+    assert_eq!(answer("GET", "/drain", &failed, false), (503, "failed".into()));
 }
 
 #[test]
@@ -289,7 +292,7 @@ fn idle_and_slowloris_connections_time_out() {
 fn listener(status: &Arc<Status>, events: Sender<Event>, drain_timeout: Duration) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    serve(l, Arc::clone(status), Some((events, drain_timeout))).unwrap();
+    start(l, Arc::clone(status), Some((events, drain_timeout))).unwrap();
     addr
 }
 
@@ -468,7 +471,7 @@ fn a_connection_counts_from_its_accept_until_answered() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, _rx) = std::sync::mpsc::channel();
-    serve(l, Arc::clone(&status), Some((tx, Duration::from_secs(5)))).unwrap();
+    start(l, Arc::clone(&status), Some((tx, Duration::from_secs(5)))).unwrap();
     let count = || status.answering.load(SeqCst);
     let until = |want: usize| {
         let end = Instant::now() + Duration::from_secs(5);
