@@ -46,17 +46,11 @@ pub fn forward_signals(
         for sig in signals.forever() {
             info!("received {}", signal_name(sig));
             on_signal();
-            if tx.send(Event::Signal(sig)).is_err() {
-                break;
-            }
+            let _ = tx.send(Event::Signal(sig));
         }
     };
     let thread = std::thread::Builder::new().name("signals".into());
-    let spawned = thread.stack_size(256 * 1024).spawn(forward);
-    let why = |e: std::io::Error| format!("cannot start the signal thread: {e}");
-    spawned
-        .map(drop)
-        .map_err(|e| std::io::Error::new(e.kind(), why(e)))
+    thread.stack_size(256 * 1024).spawn(forward).map(drop)
 }
 
 /// A [`Clock`] that also delivers the events that cut its sleeps short.
@@ -88,15 +82,13 @@ impl SignalClock {
         }
     }
 
-    // Once every sender is gone it still waits, so a caller never spins.
+    // Even a zero timeout looks: an arrived event must stop a retry's new
+    // request. Once every sender is gone it still waits: no caller spins.
     fn recv(&self, timeout: Option<Duration>) -> Option<Event> {
-        let got = match timeout {
-            // Even for zero: an arrived event must stop a retry's new request.
-            Some(t) => self.rx.recv_timeout(t),
-            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
+        let timeout = timeout.unwrap_or(Duration::MAX); // waits for ever
+        let got = self.rx.recv_timeout(timeout);
         if let Err(RecvTimeoutError::Disconnected) = got {
-            std::thread::sleep(timeout.unwrap_or(Duration::from_secs(3600)));
+            std::thread::sleep(timeout);
         }
         got.ok()
     }

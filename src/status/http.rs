@@ -44,10 +44,9 @@ pub(super) fn read_head(
             return Ok(None);
         }
         match stream.read(&mut buf[len..]) {
-            Ok(0) => return Ok(None),
-            Ok(n) => len += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return Ok(None),
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => len += n,
         }
         if let Some(req) = parse_head(&buf[..len])? {
             return Ok(Some(req));
@@ -67,7 +66,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
     let head = &head[start.unwrap_or(head.len())..];
     // The request line is judged as soon as it ends; the head at an empty line.
     if let Some(eol) = head.iter().position(|&b| b == b'\n') {
-        let req = request_line(&head[..eol])?;
+        let bad = ParseError::Malformed("not METHOD /PATH HTTP/1.x");
+        let req = request_line(&head[..eol]).ok_or(bad)?;
         let rest = &head[eol..];
         if rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n") {
             return Ok(Some(req));
@@ -79,39 +79,31 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
     Ok(None)
 }
 
-fn request_line(line: &[u8]) -> Result<Request, ParseError> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let line = std::str::from_utf8(line).map_err(|_| ParseError::Malformed("not ASCII"))?;
+fn request_line(line: &[u8]) -> Option<Request> {
+    let line = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)).ok()?;
     let [method, target, version] = line.split(' ').collect::<Vec<_>>()[..] else {
-        return Err(ParseError::Malformed("not METHOD TARGET VERSION"));
+        return None;
     };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ParseError::Malformed("bad method"));
-    }
-    if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ParseError::Malformed("bad request target"));
-    }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(ParseError::Malformed("not HTTP/1.x"));
-    }
-    let path = target.split(['?', '#']).next().unwrap_or_default();
-    Ok(Request {
+    let ok = !method.is_empty()
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && target.starts_with('/')
+        && target.bytes().all(|b| b.is_ascii_graphic())
+        && (version == "HTTP/1.1" || version == "HTTP/1.0");
+    let path = target.split(['?', '#']).next()?;
+    ok.then(|| Request {
         method: method.to_owned(),
         path: path.to_owned(),
     })
 }
 
-/// An answer.
+/// An answer: code, body (sent ending with a newline), `Content-Type` and
+/// the `Allow` of a 405.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    /// HTTP status code.
-    pub code: u16,
-    /// Body (rendered ending with a newline).
-    pub body: String,
-    /// The `Content-Type` header.
-    pub content_type: &'static str,
-    /// The `Allow` header of a 405.
-    pub allow: Option<&'static str>,
+    pub(crate) code: u16,
+    pub(crate) body: String,
+    pub(crate) content_type: &'static str,
+    pub(crate) allow: Option<&'static str>,
 }
 
 impl Response {
@@ -146,20 +138,18 @@ pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
         503 => "Service Unavailable",
         _ => "",
     };
-    let nl = if resp.body.ends_with('\n') { "" } else { "\n" };
+    let body = format!("{}\n", resp.body.strip_suffix('\n').unwrap_or(&resp.body));
     let allow = resp.allow.map(|a| format!("Allow: {a}\r\n"));
-    let mut out = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n{}\r\n",
+    format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\
+         Connection: close\r\n\r\n{}",
         resp.code,
         resp.content_type,
-        resp.body.len() + nl.len(),
+        body.len(),
         allow.unwrap_or_default(),
-    );
-    if !head_only {
-        out = out + &resp.body + nl;
-    }
-    out.into_bytes()
+        if head_only { "" } else { &body },
+    )
+    .into_bytes()
 }
 
 /// Writes `resp` and closes gracefully: what the client still sends is read
@@ -172,10 +162,9 @@ pub(super) fn write_and_close(s: &mut TcpStream, resp: &Response, head_only: boo
     let end = Instant::now() + LINGER;
     let mut sink = [0u8; 1024];
     while let Some(left) = end.checked_duration_since(Instant::now()) {
-        if left.is_zero()
-            || s.set_read_timeout(Some(left)).is_err()
-            || matches!(s.read(&mut sink), Ok(0) | Err(_))
-        {
+        // A zero timeout is an error: the loop ends at the deadline.
+        let timeout = s.set_read_timeout(Some(left));
+        if timeout.is_err() || matches!(s.read(&mut sink), Ok(0) | Err(_)) {
             break;
         }
     }

@@ -178,10 +178,17 @@ fn routes() {
     status.set_outcome(Ok("deregistered".into()));
     assert_eq!(get("GET", "/drain"), (200, "deregistered".into()));
     status.set_outcome(Err("failed".into()));
-    assert_eq!(get("GET", "/drain"), (200, "deregistered".into()), "the first counts");
+    assert_eq!(
+        get("GET", "/drain"),
+        (200, "deregistered".into()),
+        "the first counts"
+    );
     let failed = Status::new();
     failed.set_outcome(Err("failed".into()));
-    assert_eq!(answer("GET", "/drain", &failed, false), (503, "failed".into()));
+    assert_eq!(
+        answer("GET", "/drain", &failed, false),
+        (503, "failed".into())
+    );
 }
 
 #[test]
