@@ -139,10 +139,8 @@ pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Response> 
 }
 
 fn drain_response(result: &DrainResult) -> Response {
-    match result {
-        Ok(msg) => Response::text(200, msg),
-        Err(why) => Response::text(503, why),
-    }
+    let (Ok(text) | Err(text)) = result;
+    Response::text(if result.is_ok() { 200 } else { 503 }, text)
 }
 
 /// Serves `listener` from fixed threads: one accepts, the workers answer.
