@@ -3,7 +3,7 @@
 
 use crate::aws::credentials::select_source;
 use crate::aws::credentials::{providers, Cache, Credentials, Role, Secret, Source};
-use crate::aws::endpoint::{self, sts_signing_region};
+use crate::aws::endpoint;
 use crate::aws::error::{is_throttling_code, Error, Layer, TransportKind};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::aws::query::{self, Action, Service, WithId};
@@ -97,7 +97,7 @@ impl<T: Transport> Wire<T> {
         let (s, service) = (&self.settings, A::SERVICE);
         let (url, region) = match service {
             Service::Elbv2 => (&s.elbv2_url, s.region.as_str()),
-            Service::Sts => (&s.sts_url, sts_signing_region(&s.sts_url, &s.region)),
+            Service::Sts => (&s.sts_url, s.region.as_str()),
         };
         let mut req = query::request(url, &action.form());
         if let (Some(creds), false) = (creds, A::UNSIGNED) {
