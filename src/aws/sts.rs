@@ -113,8 +113,6 @@ pub struct CallerIdentity {
     pub account: String,
     /// The ARN of the calling entity (a user, or an assumed role's session).
     pub arn: String,
-    /// Its unique id (`aws:userid`).
-    pub user_id: String,
 }
 
 impl Action for GetCallerIdentity {
@@ -130,7 +128,6 @@ impl Action for GetCallerIdentity {
         Ok(CallerIdentity {
             arn: result.text_at(&["Arn"]).ok_or("no Arn in the response")?,
             account: result.text_at(&["Account"]).unwrap_or_default(),
-            user_id: result.text_at(&["UserId"]).unwrap_or_default(),
         })
     }
 }
@@ -303,7 +300,6 @@ mod caller_identity_tests {
             CallerIdentity {
                 account: "123456789012".into(),
                 arn: "arn:aws:iam::123456789012:user/Alice".into(),
-                user_id: "AKIAI44QH8DHBEXAMPLE".into(),
             }
         );
         assert_eq!(

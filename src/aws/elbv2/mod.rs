@@ -168,14 +168,10 @@ impl TargetHealth {
 
 impl fmt::Display for TargetHealth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.state)?;
-        if let Some(r) = &self.reason {
-            write!(f, " ({r})")?;
-        }
-        if let Some(d) = &self.description {
-            write!(f, ": {d}")?;
-        }
-        Ok(())
+        let reason = self.reason.as_ref().map(|r| format!(" ({r})"));
+        let description = self.description.as_ref().map(|d| format!(": {d}"));
+        let (r, d) = (reason.unwrap_or_default(), description.unwrap_or_default());
+        write!(f, "{}{r}{d}", self.state)
     }
 }
 
