@@ -4,16 +4,17 @@ use super::*;
 /// "Request throttling for the ELB API"); STS calls from none.
 #[test]
 fn buckets_of_actions() {
+    use crate::aws::credentials::Role;
     use crate::aws::query::Action;
     use crate::aws::retry::Bucket;
-    use crate::aws::sts::{AssumeRole, AssumeRoleWithWebIdentity, GetCallerIdentity};
+    use crate::aws::sts::{AssumeRoleWithWebIdentity, GetCallerIdentity};
     assert_eq!(DescribeTargetGroups::BUCKET, Bucket::Describe);
     assert_eq!(DescribeTargetHealth::BUCKET, Bucket::Describe);
     assert_eq!(DescribeTargetGroupAttributes::BUCKET, Bucket::Describe);
     assert_eq!(RegisterTargets::BUCKET, Bucket::Mutating);
     assert_eq!(DeregisterTargets::BUCKET, Bucket::Mutating);
     assert_eq!(AssumeRoleWithWebIdentity::BUCKET, Bucket::Other);
-    assert_eq!(AssumeRole::BUCKET, Bucket::Other);
+    assert_eq!(Role::BUCKET, Bucket::Other);
     assert_eq!(GetCallerIdentity::BUCKET, Bucket::Other);
 }
 
