@@ -3,8 +3,8 @@
 
 use crate::aws::elbv2::{
     find_health, DeregisterTargets, DescribeTargetGroupAttributes, DescribeTargetGroups,
-    DescribeTargetGroupsByArn, DescribeTargetHealth, Target, TargetGroup, DEREGISTRATION_DELAY,
-    UNHEALTHY_DRAINING, UNHEALTHY_TERMINATION,
+    DescribeTargetHealth, Target, TargetGroup, DEREGISTRATION_DELAY, UNHEALTHY_DRAINING,
+    UNHEALTHY_TERMINATION,
 };
 use crate::aws::error::redact_url;
 use crate::aws::http::Transport;
@@ -100,10 +100,8 @@ fn gather_group<T: Transport>(
     clock: &mut dyn Clock,
 ) -> GroupFindings {
     let one = [spec.group.to_string()];
-    let described = match &spec.group {
-        GroupRef::Name(_) => call(client, &DescribeTargetGroups { names: &one }, clock),
-        GroupRef::Arn(_) => call(client, &DescribeTargetGroupsByArn { arns: &one }, clock),
-    };
+    let (names, by_arn) = (&one[..], matches!(spec.group, GroupRef::Arn(_)));
+    let described = call(client, &DescribeTargetGroups { names, by_arn }, clock);
     let mut g = GroupFindings {
         group: spec.group.clone(),
         target: Target {

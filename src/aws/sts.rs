@@ -2,7 +2,7 @@
 //! `AssumeRole` (`-role-arn`) and `GetCallerIdentity` (`-check`).
 //! API reference: <https://docs.aws.amazon.com/STS/latest/APIReference/>.
 
-use super::credentials::{parse_expiration, Credentials, Secret};
+use super::credentials::{parse_expiration, Credentials, Role, Secret};
 use super::query::{params, Action, Params, Service};
 use super::xml::Element;
 
@@ -40,36 +40,22 @@ impl Action for AssumeRoleWithWebIdentity<'_> {
     }
 }
 
-/// AssumeRole: the temporary credentials of `role_arn`, signed with the
+/// AssumeRole (`-role-arn`): the role's credentials for an hour (STS's
+/// default, and the most AWS allows for role chaining), signed with the
 /// caller's. `ExternalId` is sent only when given, and never logged.
-#[derive(Debug, Clone, Copy)]
-pub struct AssumeRole<'a> {
-    /// Role to assume.
-    pub role_arn: &'a str,
-    /// Role session name (shows in CloudTrail of the role's account).
-    pub session_name: &'a str,
-    /// `ExternalId` the role's trust policy asks for.
-    pub external_id: Option<&'a str>,
-    /// Lifetime asked for, in seconds (`DurationSeconds`).
-    pub duration_seconds: u64,
-}
-
-impl Action for AssumeRole<'_> {
+impl Action for Role {
     const SERVICE: Service = Service::Sts;
     const NAME: &'static str = "AssumeRole";
     type Output = Credentials;
 
     fn params(&self) -> Params {
-        let duration = self.duration_seconds.to_string();
         let mut p = params(&[
-            ("RoleArn", self.role_arn),
-            ("RoleSessionName", self.session_name),
-            ("DurationSeconds", &duration),
+            ("RoleArn", &self.arn),
+            ("RoleSessionName", &self.session_name),
+            ("DurationSeconds", "3600"),
         ]);
-        p.extend(
-            self.external_id
-                .map(|id| ("ExternalId".to_owned(), id.to_owned())),
-        );
+        let id = self.external_id.as_ref().map(Secret::expose);
+        p.extend(id.map(|id| ("ExternalId".to_owned(), id.to_owned())));
         p
     }
 
@@ -113,8 +99,6 @@ pub struct CallerIdentity {
     pub account: String,
     /// The ARN of the calling entity (a user, or an assumed role's session).
     pub arn: String,
-    /// Its unique id (`aws:userid`).
-    pub user_id: String,
 }
 
 impl Action for GetCallerIdentity {
@@ -130,7 +114,6 @@ impl Action for GetCallerIdentity {
         Ok(CallerIdentity {
             arn: result.text_at(&["Arn"]).ok_or("no Arn in the response")?,
             account: result.text_at(&["Account"]).unwrap_or_default(),
-            user_id: result.text_at(&["UserId"]).unwrap_or_default(),
         })
     }
 }
@@ -195,11 +178,10 @@ mod tests {
 
     #[test]
     fn builds_assume_role_request() {
-        let action = AssumeRole {
-            role_arn: "arn:aws:iam::444455556666:role/nlb-registrator",
-            session_name: "pod-a",
-            external_id: Some("ext-1"),
-            duration_seconds: 3600,
+        let action = Role {
+            arn: "arn:aws:iam::444455556666:role/nlb-registrator".into(),
+            session_name: "pod-a".into(),
+            external_id: Some("ext-1".into()),
         };
         assert_eq!(
             crate::aws::query::encode_form(&action.form()),
@@ -207,21 +189,21 @@ mod tests {
              &RoleArn=arn%3Aaws%3Aiam%3A%3A444455556666%3Arole%2Fnlb-registrator\
              &RoleSessionName=pod-a&DurationSeconds=3600&ExternalId=ext-1"
         );
-        let without = AssumeRole {
+        let without = Role {
             external_id: None,
             ..action
         }
         .form();
         assert!(without.iter().all(|(k, _)| k != "ExternalId"));
-        assert_eq!(AssumeRole::SERVICE.signing_name(), "sts");
+        assert_eq!(Role::SERVICE.signing_name(), "sts");
     }
 
     /// The example answer of the AssumeRole API reference, as published
     /// (its session token wrapped over five lines).
     #[test]
     fn parses_recorded_assume_role_response() {
-        let r = AssumeRole::parse_response(200, include_bytes!("../../tests/data/assume_role.xml"))
-            .unwrap();
+        let r =
+            Role::parse_response(200, include_bytes!("../../tests/data/assume_role.xml")).unwrap();
         assert_eq!(
             r.request_id.as_deref(),
             Some("c6104cbe-af31-11e0-8154-cbc7ccf896c7")
@@ -258,7 +240,7 @@ mod tests {
   </Error>
   <RequestId>4a3d1d3b-2d34-4f0f-9f1c-6f3b5c1d2e3f</RequestId>
 </ErrorResponse>"#;
-        let e = AssumeRole::parse_response(403, body).unwrap_err();
+        let e = Role::parse_response(403, body).unwrap_err();
         assert_eq!(e.aws_code(), Some("AccessDenied"));
         assert!(
             e.to_string().starts_with(
@@ -303,7 +285,6 @@ mod caller_identity_tests {
             CallerIdentity {
                 account: "123456789012".into(),
                 arn: "arn:aws:iam::123456789012:user/Alice".into(),
-                user_id: "AKIAI44QH8DHBEXAMPLE".into(),
             }
         );
         assert_eq!(

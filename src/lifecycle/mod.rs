@@ -104,7 +104,8 @@ impl<T: Transport> Elb for Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<Vec<TargetGroup>>, Error> {
-        self.call(&DescribeTargetGroups { names }, budget, clock)
+        let by_arn = false;
+        self.call(&DescribeTargetGroups { names, by_arn }, budget, clock)
     }
     fn register(
         &mut self,

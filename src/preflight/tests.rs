@@ -83,7 +83,6 @@ fn good() -> Findings {
         identity: Some(Ok(CallerIdentity {
             account: "123456789012".into(),
             arn: "arn:aws:sts::123456789012:assumed-role/nlb/pod".into(),
-            user_id: "AROA:pod".into(),
         })),
         groups: vec![GroupFindings {
             group: GroupRef::Name("web".into()),

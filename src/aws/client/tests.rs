@@ -2,7 +2,6 @@ use super::*;
 use crate::aws::credentials::Role;
 use crate::aws::credentials::Secret;
 use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, RegisterTargets, Target};
-use crate::aws::endpoint;
 use crate::aws::http::{HttpRequest, HttpResponse};
 use crate::aws::tests::{dated, ok, status, Scripted};
 use crate::clock::testing::FakeClock;
@@ -121,8 +120,8 @@ fn throttled_deregistration_retries_within_its_deadline() {
     assert!(s.seen.borrow().len() < 10, "{}", s.seen.borrow().len());
 }
 
-/// AssumeRole goes the ELBv2 calls' way: signed for `sts` (in `us-east-1`
-/// at the global endpoint), counted, and its errors name their layer and
+/// AssumeRole goes the ELBv2 calls' way: signed for `sts` (in the
+/// client's region), counted, and its errors name their layer and
 /// keep their kind (AccessDenied final, 503 retried).
 #[test]
 fn assume_role_is_signed_for_sts_and_its_errors_name_the_role() {
@@ -130,7 +129,7 @@ fn assume_role_is_signed_for_sts_and_its_errors_name_the_role() {
     let s = Scripted::new([status(503, b""), status(403, denied)]);
     let mut settings = settings(static_source());
     settings.region = "eu-west-1".into();
-    settings.sts_url = endpoint::STS_GLOBAL.into();
+    settings.sts_url = "https://sts.eu-west-1.amazonaws.com".into();
     settings.role = Some(Role::new(
         "arn:r".into(),
         None,
@@ -149,7 +148,7 @@ fn assume_role_is_signed_for_sts_and_its_errors_name_the_role() {
     );
     assert!(!e.is_retryable() && e.aws_code() == Some("AccessDenied"));
     let seen = s.seen.borrow();
-    assert_eq!(seen[0].url, "https://sts.amazonaws.com/");
+    assert_eq!(seen[0].url, "https://sts.eu-west-1.amazonaws.com/");
     let auth = &seen[0]
         .headers
         .iter()
@@ -157,7 +156,7 @@ fn assume_role_is_signed_for_sts_and_its_errors_name_the_role() {
         .unwrap()
         .1;
     assert!(
-        auth.contains("Credential=AKID/20231114/us-east-1/sts/aws4_request"),
+        auth.contains("Credential=AKID/20231114/eu-west-1/sts/aws4_request"),
         "{auth}"
     );
 }

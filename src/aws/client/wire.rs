@@ -2,23 +2,20 @@
 //! parse), and the credentials fetches on a call's way.
 
 use crate::aws::credentials::select_source;
-use crate::aws::credentials::{providers, Cache, Credentials, Role, Secret, Source};
-use crate::aws::endpoint::{self, sts_signing_region};
+use crate::aws::credentials::{providers, Cache, Credentials, Role, Source};
+use crate::aws::endpoint;
 use crate::aws::error::{is_throttling_code, Error, Layer, TransportKind};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::aws::query::{self, Action, Service, WithId};
 use crate::aws::sign::sign;
 use crate::aws::skew::{self, shift, Offset};
-use crate::aws::sts::{AssumeRole, AssumeRoleWithWebIdentity};
+use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
 use crate::env::Env;
 use crate::metrics;
 use log::{debug, warn};
 use std::cell::Cell;
-use std::time::{Duration, Instant, SystemTime};
-
-// STS's default, and the most AWS allows for role chaining.
-const ROLE_DURATION: Duration = Duration::from_secs(3600);
+use std::time::{Instant, SystemTime};
 
 /// Resolved region, endpoints and credentials source.
 #[derive(Debug, Clone)]
@@ -97,7 +94,7 @@ impl<T: Transport> Wire<T> {
         let (s, service) = (&self.settings, A::SERVICE);
         let (url, region) = match service {
             Service::Elbv2 => (&s.elbv2_url, s.region.as_str()),
-            Service::Sts => (&s.sts_url, sts_signing_region(&s.sts_url, &s.region)),
+            Service::Sts => (&s.sts_url, s.region.as_str()),
         };
         let mut req = query::request(url, &action.form());
         if let (Some(creds), false) = (creds, A::UNSIGNED) {
@@ -176,16 +173,8 @@ impl<T: Transport> Wire<T> {
                 warn!("{e}; the cached ones stay in use until they expire");
             }
         }
-        let assume = |base: &Credentials| {
-            let action = AssumeRole {
-                role_arn: &role.arn,
-                session_name: &role.session_name,
-                external_id: role.external_id.as_ref().map(Secret::expose),
-                duration_seconds: ROLE_DURATION.as_secs(),
-            };
-            self.send(&action, Some(base), until, clock)
-                .map(|r| r.value)
-        };
+        let assume =
+            |base: &Credentials| self.send(role, Some(base), until, clock).map(|r| r.value);
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
         assume(&base.get(now, source, fetch)?)

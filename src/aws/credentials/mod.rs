@@ -10,6 +10,7 @@ use crate::env::Env;
 use crate::metrics;
 use log::{info, warn};
 use std::fmt;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Refresh temporary credentials this long before they expire.
@@ -43,15 +44,6 @@ impl fmt::Debug for Secret {
     }
 }
 
-impl Drop for Secret {
-    fn drop(&mut self) {
-        // Best effort: zero the bytes before the allocation is freed.
-        let mut bytes = std::mem::take(&mut self.0).into_bytes();
-        bytes.iter_mut().for_each(|b| *b = 0);
-        std::hint::black_box(&bytes);
-    }
-}
-
 /// A set of AWS credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -63,15 +55,6 @@ pub struct Credentials {
     pub session_token: Option<Secret>,
     /// When temporary credentials expire.
     pub expiry: Option<SystemTime>,
-}
-
-impl Credentials {
-    fn needs_refresh(&self, now: SystemTime) -> bool {
-        self.expiry.is_some_and(|exp| {
-            exp.duration_since(now)
-                .map_or(true, |left| left < REFRESH_BEFORE)
-        })
-    }
 }
 
 /// The role to assume with the source's credentials (`-role-arn`), whose
@@ -238,44 +221,34 @@ fn container_url(env: &dyn Env) -> Result<Option<String>, Error> {
         }
         return Ok(Some(format!("http://169.254.170.2{rel}")));
     }
-    const VAR: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
-    let Some(url) = env.var(VAR) else {
+    const FULL: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+    let Some(url) = env.var(FULL) else {
         return Ok(None);
     };
-    let https = url.starts_with("https://");
-    let Some(rest) = url.strip_prefix("https://").or(url.strip_prefix("http://")) else {
-        let shown = redact_url(&url);
-        return Err(Error::Credentials(format!(
-            "{VAR} must be an http(s) URL: {shown:?}"
-        )));
+    let bad = |why: String| Err(Error::Credentials(format!("{FULL} {why}")));
+    let (https, rest) = match url.split_once("://") {
+        Some(("https", rest)) => (true, rest),
+        Some(("http", rest)) => (false, rest),
+        _ => return bad(format!("must be an http(s) URL: {:?}", redact_url(&url))),
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     // User info would be a password in the logs; the SDKs do not use it.
     if authority.contains('@') {
-        return Err(Error::Credentials(format!(
-            "{VAR} must not hold user info ('user:password@')"
-        )));
+        return bad("must not hold user info ('user:password@')".into());
     }
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
     // Over http the SDKs allow only loopback and the EKS / ECS agents.
-    const AGENTS: [&str; 4] = [
-        "localhost",
-        "169.254.170.2",
-        "169.254.170.23",
-        "fd00:ec2::23",
-    ];
-    let agent = AGENTS.contains(&host.to_ascii_lowercase().as_str());
-    let loopback = host
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback());
+    const AGENTS: &str = "localhost 169.254.170.2 169.254.170.23 fd00:ec2::23";
+    let agent = AGENTS.split(' ').any(|a| a.eq_ignore_ascii_case(host));
+    let loopback = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !(https || agent || loopback) {
-        return Err(Error::Credentials(format!(
-            "{VAR} host {host:?} is not allowed over http \
+        return bad(format!(
+            "host {host:?} is not allowed over http \
              (only loopback, 169.254.170.2, 169.254.170.23 and fd00:ec2::23; use https)"
-        )));
+        ));
     }
     Ok(Some(url))
 }
@@ -309,7 +282,8 @@ impl Cache {
         source: &str,
         fetch: impl FnOnce() -> Result<Credentials, Error>,
     ) -> Result<Credentials, Error> {
-        if let Some(c) = self.cached.as_ref().filter(|c| !c.needs_refresh(now)) {
+        let fresh = |c: &&Credentials| c.expiry.is_none_or(|x| x >= now + REFRESH_BEFORE);
+        if let Some(c) = self.cached.as_ref().filter(fresh) {
             return Ok(c.clone());
         }
         match (self.store(source, fetch()), &self.cached) {

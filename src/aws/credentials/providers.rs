@@ -7,37 +7,28 @@ use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::aws::query::parse_error;
 use std::time::Duration;
 
-/// Short, so a pod that cannot reach the endpoint fails fast.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Fetches credentials once from the container endpoint or IMDS.
 ///
 /// # Errors
 /// [`Error::Credentials`] for an unreadable token file or unreachable IMDS;
 /// the endpoint's error; [`Error::Response`] for an answer without credentials.
 pub fn fetch(source: &Source, transport: &dyn Transport) -> Result<Credentials, Error> {
-    match source {
+    const WHAT: &str = "container credentials";
+    let (url, token_file, token) = match source {
         Source::Container {
             url,
             token_file,
             token,
-        } => {
-            let auth = match token_file {
-                Some(path) => Some(read_token(path, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?),
-                None => token.clone(),
-            };
-            let headers = auth.map(|a| ("authorization", a.expose().to_owned()));
-            const WHAT: &str = "container credentials";
-            let resp = transport.send(WHAT, &metadata("GET", url.clone(), headers))?;
-            check_status(WHAT, &resp)?;
-            parse_credentials_json(WHAT, resp.status, &resp.body)
-        }
-        Source::Imds { endpoint } => imds(endpoint, transport),
-        other => Err(Error::Credentials(format!(
-            "{} is no endpoint",
-            other.name()
-        ))),
-    }
+        } => (url, token_file, token),
+        Source::Imds { endpoint } => return imds(endpoint, transport),
+        _ => return Err(Error::Credentials("not a credentials endpoint".into())),
+    };
+    let var = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
+    let from_file = token_file.as_deref().map(|path| read_token(path, var));
+    let auth = from_file.transpose()?.or_else(|| token.clone());
+    let header = auth.map(|a| ("authorization", a.expose().to_owned()));
+    let resp = get(transport, WHAT, "GET", url.clone(), header)?;
+    parse_credentials_json(WHAT, resp.status, &resp.body)
 }
 
 /// Reads a token file afresh (they rotate).
@@ -47,34 +38,48 @@ pub fn read_token(path: &str, what: &str) -> Result<Secret, Error> {
     token_from(&contents).map_err(|why| Error::Credentials(format!("{what} {path} {why}")))
 }
 
-fn metadata(method: &'static str, url: String, header: Option<(&str, String)>) -> HttpRequest {
-    HttpRequest {
+/// One request with a 2 s timeout (a pod that cannot reach the endpoint
+/// fails fast); a non-2xx answer is the endpoint's error.
+fn get(
+    transport: &dyn Transport,
+    what: &str,
+    method: &'static str,
+    url: String,
+    header: Option<(&str, String)>,
+) -> Result<HttpResponse, Error> {
+    let req = HttpRequest {
         method,
         url,
         headers: header.map(|(k, v)| (k.to_owned(), v)).into_iter().collect(),
         body: Vec::new(),
-        timeout: METADATA_TIMEOUT,
+        timeout: Duration::from_secs(2),
+    };
+    let resp = transport.send(what, &req)?;
+    if !(200..300).contains(&resp.status) {
+        return Err(Error::Aws {
+            action: what.to_owned(),
+            error: parse_error(resp.status, &resp.body),
+        });
     }
+    Ok(resp)
 }
 
 /// IMDSv2: a session token, the role name, then the role's credentials.
 fn imds(endpoint: &str, transport: &dyn Transport) -> Result<Credentials, Error> {
     const WHAT: &str = "IMDSv2";
     let ttl = Some(("x-aws-ec2-metadata-token-ttl-seconds", "21600".to_owned()));
-    let token_req = metadata("PUT", format!("{endpoint}/latest/api/token"), ttl);
+    let url = format!("{endpoint}/latest/api/token");
     // Unreachable IMDS (a pod behind a hop limit of 1, or no EC2 at all)
     // is final: fail fast with the hint instead of retrying for minutes.
-    let resp = transport
-        .send(WHAT, &token_req)
-        .map_err(|e| Error::Credentials(imds_hint(e).to_string()))?;
-    check_status(WHAT, &resp)?;
+    let resp = get(transport, WHAT, "PUT", url, ttl).map_err(|e| match imds_hint(e) {
+        e @ Error::Transport { .. } => Error::Credentials(e.to_string()),
+        e => e,
+    })?;
     let token = String::from_utf8_lossy(&resp.body).trim().to_owned();
     let get = |role: &str| {
         let url = format!("{endpoint}/latest/meta-data/iam/security-credentials/{role}");
         let header = Some(("x-aws-ec2-metadata-token", token.clone()));
-        let resp = transport.send(WHAT, &metadata("GET", url, header));
-        let resp = resp.map_err(imds_hint)?;
-        check_status(WHAT, &resp).map(|()| resp)
+        get(transport, WHAT, "GET", url, header).map_err(imds_hint)
     };
     let no_role = || Error::Credentials("IMDSv2: no IAM role is attached to this instance".into());
     let listing = get("").map_err(|e| match e.aws_code() {
@@ -95,29 +100,14 @@ fn imds(endpoint: &str, transport: &dyn Transport) -> Result<Credentials, Error>
     parse_credentials_json(WHAT, resp.status, &resp.body)
 }
 
-fn check_status(what: &str, resp: &HttpResponse) -> Result<(), Error> {
-    if (200..300).contains(&resp.status) {
-        return Ok(());
+fn imds_hint(mut e: Error) -> Error {
+    if let Error::Transport { detail, .. } = &mut e {
+        detail.push_str(
+            " (pods reach IMDS only with a hop limit of 2; prefer IRSA or EKS Pod Identity, \
+             or set AWS_EC2_METADATA_DISABLED=true)",
+        );
     }
-    Err(Error::Aws {
-        action: what.to_owned(),
-        error: parse_error(resp.status, &resp.body),
-    })
-}
-
-fn imds_hint(e: Error) -> Error {
-    match e {
-        Error::Transport { detail, action, url, kind } => Error::Transport {
-            detail: format!(
-                "{detail} (pods reach IMDS only with a hop limit of 2; prefer IRSA or EKS Pod Identity, \
-                 or set AWS_EC2_METADATA_DISABLED=true)"
-            ),
-            action,
-            url,
-            kind,
-        },
-        other => other,
-    }
+    e
 }
 
 /// A token from its file's contents, trimmed; the error says what is

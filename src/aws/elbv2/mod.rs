@@ -168,55 +168,37 @@ impl TargetHealth {
 
 impl fmt::Display for TargetHealth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.state)?;
-        if let Some(r) = &self.reason {
-            write!(f, " ({r})")?;
-        }
-        if let Some(d) = &self.description {
-            write!(f, ": {d}")?;
-        }
-        Ok(())
+        let reason = self.reason.as_ref().map(|r| format!(" ({r})"));
+        let description = self.description.as_ref().map(|d| format!(": {d}"));
+        let (r, d) = (reason.unwrap_or_default(), description.unwrap_or_default());
+        write!(f, "{}{r}{d}", self.state)
     }
 }
 
-/// [RegisterTargets](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_RegisterTargets.html): `targets` into the group `arn`.
+/// [RegisterTargets](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_RegisterTargets.html)
+/// (`REGISTER`) or [DeregisterTargets](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DeregisterTargets.html):
+/// `targets` into or out of the group `arn` (AWS answers a deregistration of
+/// a target not registered with success; moto does not).
 #[derive(Debug, Clone, Copy)]
-pub struct RegisterTargets<'a> {
+pub struct ChangeTargets<'a, const REGISTER: bool> {
     /// Target group ARN.
     pub arn: &'a str,
-    /// Targets to register.
+    /// Targets to register or deregister.
     pub targets: &'a [Target],
 }
 
-impl Action for RegisterTargets<'_> {
+/// RegisterTargets.
+pub type RegisterTargets<'a> = ChangeTargets<'a, true>;
+/// DeregisterTargets.
+pub type DeregisterTargets<'a> = ChangeTargets<'a, false>;
+
+impl<const REGISTER: bool> Action for ChangeTargets<'_, REGISTER> {
     const SERVICE: Service = Service::Elbv2;
-    const NAME: &'static str = "RegisterTargets";
-    const BUCKET: Bucket = Bucket::Mutating;
-    type Output = ();
-
-    fn params(&self) -> Params {
-        group_and_targets(self.arn, self.targets)
-    }
-
-    fn parse(_result: &Element) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-/// [DeregisterTargets](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DeregisterTargets.html):
-/// `targets` out of the group `arn` (AWS answers success for a target not
-/// registered; moto does not).
-#[derive(Debug, Clone, Copy)]
-pub struct DeregisterTargets<'a> {
-    /// Target group ARN.
-    pub arn: &'a str,
-    /// Targets to deregister.
-    pub targets: &'a [Target],
-}
-
-impl Action for DeregisterTargets<'_> {
-    const SERVICE: Service = Service::Elbv2;
-    const NAME: &'static str = "DeregisterTargets";
+    const NAME: &'static str = if REGISTER {
+        "RegisterTargets"
+    } else {
+        "DeregisterTargets"
+    };
     const BUCKET: Bucket = Bucket::Mutating;
     type Output = ();
 
@@ -250,14 +232,13 @@ impl Action for DescribeTargetHealth<'_> {
     }
 
     fn parse(result: &Element) -> Result<Vec<TargetHealth>, String> {
-        let mut out = Vec::new();
-        for m in result.members(&["TargetHealthDescriptions"]) {
+        let entry = |m: &Element| {
             let target = m.child("Target").ok_or("an entry has no Target")?;
             let id = target.text_at(&["Id"]).ok_or("a target has no Id")?;
             let state = m
                 .text_at(&["TargetHealth", "State"])
                 .ok_or_else(|| format!("target {id} has no TargetHealth/State"))?;
-            out.push(TargetHealth {
+            Ok(TargetHealth {
                 target: Target {
                     port: number_at(target, "Port")?,
                     availability_zone: target.text_at(&["AvailabilityZone"]),
@@ -266,17 +247,22 @@ impl Action for DescribeTargetHealth<'_> {
                 state: State::parse(&state),
                 reason: m.text_at(&["TargetHealth", "Reason"]),
                 description: m.text_at(&["TargetHealth", "Description"]),
-            });
-        }
-        Ok(out)
+            })
+        };
+        let entries = result.members(&["TargetHealthDescriptions"]);
+        entries.into_iter().map(entry).collect()
     }
 }
 
-/// [DescribeTargetGroups](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetGroups.html) by names (`-tg-name`).
+/// [DescribeTargetGroups](https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTargetGroups.html)
+/// by names (`-tg-name`), or by ARNs (`-check`; at most 20 per call, as AWS
+/// documents: the caller splits longer lists).
 #[derive(Debug, Clone, Copy)]
 pub struct DescribeTargetGroups<'a> {
-    /// Target group names.
+    /// Target group names, or ARNs with `by_arn`.
     pub names: &'a [String],
+    /// Whether `names` are ARNs.
+    pub by_arn: bool,
 }
 
 impl Action for DescribeTargetGroups<'_> {
@@ -286,70 +272,50 @@ impl Action for DescribeTargetGroups<'_> {
     type Output = Vec<TargetGroup>;
 
     fn params(&self) -> Params {
-        list("Names", self.names)
+        let list = if self.by_arn {
+            "TargetGroupArns"
+        } else {
+            "Names"
+        };
+        let member = |(n, v): (usize, &String)| (format!("{list}.member.{n}"), v.clone());
+        (1..).zip(self.names).map(member).collect()
     }
 
     fn parse(result: &Element) -> Result<Vec<TargetGroup>, String> {
-        parse_groups(result)
+        let group = |m: &Element| {
+            Ok(TargetGroup {
+                arn: m
+                    .text_at(&["TargetGroupArn"])
+                    .ok_or("a target group has no TargetGroupArn")?,
+                name: m.text_at(&["TargetGroupName"]).unwrap_or_default(),
+                port: number_at(m, "Port")?,
+                protocol: m.text_at(&["Protocol"]),
+                target_type: m.text_at(&["TargetType"]),
+                load_balancer_arns: m
+                    .members(&["LoadBalancerArns"])
+                    .iter()
+                    .map(|e| e.text.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                ip_address_type: m.text_at(&["IpAddressType"]),
+                health_check: HealthCheck {
+                    enabled: m.text_at(&["HealthCheckEnabled"]).map(|t| t == "true"),
+                    protocol: m.text_at(&["HealthCheckProtocol"]),
+                    port: m.text_at(&["HealthCheckPort"]),
+                    path: m.text_at(&["HealthCheckPath"]),
+                    interval_seconds: number_at(m, "HealthCheckIntervalSeconds")?,
+                    timeout_seconds: number_at(m, "HealthCheckTimeoutSeconds")?,
+                    healthy_threshold: number_at(m, "HealthyThresholdCount")?,
+                    unhealthy_threshold: number_at(m, "UnhealthyThresholdCount")?,
+                },
+            })
+        };
+        result
+            .members(&["TargetGroups"])
+            .into_iter()
+            .map(group)
+            .collect()
     }
-}
-
-/// DescribeTargetGroups by ARNs (`-check`; at most 20 per call, as AWS
-/// documents: the caller splits longer lists).
-#[derive(Debug, Clone, Copy)]
-pub struct DescribeTargetGroupsByArn<'a> {
-    /// Target group ARNs.
-    pub arns: &'a [String],
-}
-
-impl Action for DescribeTargetGroupsByArn<'_> {
-    const SERVICE: Service = Service::Elbv2;
-    const NAME: &'static str = "DescribeTargetGroups";
-    const BUCKET: Bucket = Bucket::Describe;
-    type Output = Vec<TargetGroup>;
-
-    fn params(&self) -> Params {
-        list("TargetGroupArns", self.arns)
-    }
-
-    fn parse(result: &Element) -> Result<Vec<TargetGroup>, String> {
-        parse_groups(result)
-    }
-}
-
-/// The `TargetGroups` members of a DescribeTargetGroups result.
-fn parse_groups(result: &Element) -> Result<Vec<TargetGroup>, String> {
-    let mut groups = Vec::new();
-    for m in result.members(&["TargetGroups"]) {
-        let arn = m
-            .text_at(&["TargetGroupArn"])
-            .ok_or("a target group has no TargetGroupArn")?;
-        groups.push(TargetGroup {
-            name: m.text_at(&["TargetGroupName"]).unwrap_or_default(),
-            port: number_at(m, "Port")?,
-            protocol: m.text_at(&["Protocol"]),
-            target_type: m.text_at(&["TargetType"]),
-            load_balancer_arns: m
-                .members(&["LoadBalancerArns"])
-                .iter()
-                .map(|e| e.text.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            ip_address_type: m.text_at(&["IpAddressType"]),
-            health_check: HealthCheck {
-                enabled: m.text_at(&["HealthCheckEnabled"]).map(|t| t == "true"),
-                protocol: m.text_at(&["HealthCheckProtocol"]),
-                port: m.text_at(&["HealthCheckPort"]),
-                path: m.text_at(&["HealthCheckPath"]),
-                interval_seconds: number_at(m, "HealthCheckIntervalSeconds")?,
-                timeout_seconds: number_at(m, "HealthCheckTimeoutSeconds")?,
-                healthy_threshold: number_at(m, "HealthyThresholdCount")?,
-                unhealthy_threshold: number_at(m, "UnhealthyThresholdCount")?,
-            },
-            arn,
-        });
-    }
-    Ok(groups)
 }
 
 /// The attribute that says how long a deregistered target drains.
@@ -399,19 +365,11 @@ fn group_and_targets(arn: &str, targets: &[Target]) -> Params {
         let key = |field| format!("Targets.member.{n}.{field}");
         p.push((key("Id"), t.id.clone()));
         p.extend(t.port.map(|port| (key("Port"), port.to_string())));
-        p.extend(
-            t.availability_zone
-                .clone()
-                .map(|az| (key("AvailabilityZone"), az)),
-        );
+        if let Some(az) = &t.availability_zone {
+            p.push((key("AvailabilityZone"), az.clone()));
+        }
     }
     p
-}
-
-/// `{list}.member.N` parameters.
-fn list(list: &str, values: &[String]) -> Params {
-    let member = |(n, v): (usize, &String)| (format!("{list}.member.{n}"), v.clone());
-    (1..).zip(values).map(member).collect()
 }
 
 /// Reads the optional number in child `name` of `el`.

@@ -4,17 +4,17 @@ use super::*;
 /// "Request throttling for the ELB API"); STS calls from none.
 #[test]
 fn buckets_of_actions() {
+    use crate::aws::credentials::Role;
     use crate::aws::query::Action;
     use crate::aws::retry::Bucket;
-    use crate::aws::sts::{AssumeRole, AssumeRoleWithWebIdentity, GetCallerIdentity};
+    use crate::aws::sts::{AssumeRoleWithWebIdentity, GetCallerIdentity};
     assert_eq!(DescribeTargetGroups::BUCKET, Bucket::Describe);
-    assert_eq!(DescribeTargetGroupsByArn::BUCKET, Bucket::Describe);
     assert_eq!(DescribeTargetHealth::BUCKET, Bucket::Describe);
     assert_eq!(DescribeTargetGroupAttributes::BUCKET, Bucket::Describe);
     assert_eq!(RegisterTargets::BUCKET, Bucket::Mutating);
     assert_eq!(DeregisterTargets::BUCKET, Bucket::Mutating);
     assert_eq!(AssumeRoleWithWebIdentity::BUCKET, Bucket::Other);
-    assert_eq!(AssumeRole::BUCKET, Bucket::Other);
+    assert_eq!(Role::BUCKET, Bucket::Other);
     assert_eq!(GetCallerIdentity::BUCKET, Bucket::Other);
 }
 
@@ -220,7 +220,11 @@ mod describe_target_groups {
     #[test]
     fn builds_request() {
         let names = ["a".to_owned(), "b".to_owned()];
-        let p = DescribeTargetGroups { names: &names }.form();
+        let p = DescribeTargetGroups {
+            names: &names,
+            by_arn: false,
+        }
+        .form();
         assert_eq!(p[0], ("Action".into(), "DescribeTargetGroups".into()));
         assert_eq!(p[1], ("Version".into(), "2015-12-01".into()));
         assert_eq!(p[3], ("Names.member.2".to_string(), "b".to_string()));
@@ -266,7 +270,11 @@ mod describe_target_groups {
     #[test]
     fn by_arn_builds_request_and_reads_address_type_and_load_balancers() {
         let arns = ["arn:a".to_owned(), "arn:b".to_owned()];
-        let p = DescribeTargetGroupsByArn { arns: &arns }.form();
+        let p = DescribeTargetGroups {
+            names: &arns,
+            by_arn: true,
+        }
+        .form();
         assert_eq!(p[0], ("Action".into(), "DescribeTargetGroups".into()));
         assert_eq!(
             p[3],
@@ -277,7 +285,7 @@ mod describe_target_groups {
             <HealthCheckEnabled>true</HealthCheckEnabled><HealthCheckIntervalSeconds>10</HealthCheckIntervalSeconds>
             <LoadBalancerArns/><TargetType>ip</TargetType><IpAddressType>ipv6</IpAddressType></member>
         </TargetGroups></DescribeTargetGroupsResult></DescribeTargetGroupsResponse>"#;
-        let g = &DescribeTargetGroupsByArn::parse_response(200, body)
+        let g = &DescribeTargetGroups::parse_response(200, body)
             .unwrap()
             .value[0];
         assert_eq!(g.ip_address_type.as_deref(), Some("ipv6"));
@@ -287,7 +295,7 @@ mod describe_target_groups {
         let bad = br#"<DescribeTargetGroupsResponse><DescribeTargetGroupsResult><TargetGroups>
           <member><TargetGroupArn>arn:a</TargetGroupArn><HealthyThresholdCount>many</HealthyThresholdCount></member>
         </TargetGroups></DescribeTargetGroupsResult></DescribeTargetGroupsResponse>"#;
-        let e = DescribeTargetGroupsByArn::parse_response(200, bad).unwrap_err();
+        let e = DescribeTargetGroups::parse_response(200, bad).unwrap_err();
         assert!(e.to_string().contains("HealthyThresholdCount"), "{e}");
     }
 

@@ -119,18 +119,11 @@ fn hosts() {
     ];
     let sts: &[Case] = &[
         ("us-east-1", &[], "https://sts.us-east-1.amazonaws.com"),
-        ("us-east-1", &[LEGACY], "https://sts.amazonaws.com"),
-        (
-            "af-south-1",
-            &[LEGACY],
-            "https://sts.af-south-1.amazonaws.com",
-        ),
-        ("aws-global", &[], "https://sts.amazonaws.com"),
-        // FIPS and dual-stack have no global endpoint.
+        // The legacy global endpoint is gone: every current SDK is regional.
         (
             "us-east-1",
-            &[LEGACY, FIPS],
-            "https://sts-fips.us-east-1.amazonaws.com",
+            &[LEGACY],
+            "https://sts.us-east-1.amazonaws.com",
         ),
         (
             "us-gov-west-1",
@@ -164,11 +157,6 @@ fn hosts() {
             "{region} {vars:?}"
         );
     }
-    assert_eq!(sts_signing_region(STS_GLOBAL, "eu-west-1"), "us-east-1");
-    assert_eq!(
-        sts_signing_region("https://sts.eu-west-1.amazonaws.com", "eu-west-1"),
-        "eu-west-1"
-    );
 }
 
 #[test]
@@ -189,11 +177,6 @@ fn errors() {
     }
     let e = elbv2_endpoint("aws-cn-global", &env(&[])).unwrap_err();
     assert!(e.to_string().contains("no ELBv2 endpoint"), "{e}");
-    let e = sts_endpoint("aws-global", &env(&[FIPS])).unwrap_err();
+    let e = sts_endpoint("aws-global", &env(&[])).unwrap_err();
     assert!(e.to_string().contains("no STS endpoint"), "{e}");
-    assert!(sts_endpoint(
-        "us-east-1",
-        &env(&[("AWS_STS_REGIONAL_ENDPOINTS", "global")])
-    )
-    .is_err());
 }
