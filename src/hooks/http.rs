@@ -44,7 +44,7 @@ where
         .stack_size(1024 * 1024) // name resolution may need some
         .spawn(move || tx.send(t.send(&action, &req)));
     if let Err(e) = spawned {
-        return Outcome::NotStarted(format!("cannot start a thread (pids limit?): {e}"));
+        return Outcome::Failed(format!("cannot start a thread (pids limit?): {e}"));
     }
     wait(clock, hook.timeout, || match rx.try_recv() {
         Ok(answer) => Some(outcome(&answer)),

@@ -18,21 +18,12 @@ const POLL: Duration = Duration::from_millis(20);
 pub enum Outcome {
     /// Exit status 0, or an HTTP 2xx answer.
     Success,
-    /// Non-zero exit, killed by a signal, another HTTP answer or none.
+    /// Not started, non-zero exit, killed by a signal, another HTTP answer or none.
     Failed(String),
     /// It ran past its timeout (a command is killed).
     TimedOut,
     /// A signal or drain request arrived (a command is killed).
     Interrupted,
-    /// It could not be started (not found, not executable, no thread).
-    NotStarted(String),
-}
-
-impl Outcome {
-    /// Whether the hook succeeded.
-    pub fn ok(&self) -> bool {
-        *self == Outcome::Success
-    }
 }
 
 impl std::fmt::Display for Outcome {
@@ -42,7 +33,6 @@ impl std::fmt::Display for Outcome {
             Outcome::Failed(why) => write!(f, "failed: {why}"),
             Outcome::TimedOut => f.write_str("timed out and was killed"),
             Outcome::Interrupted => f.write_str("interrupted and killed"),
-            Outcome::NotStarted(why) => write!(f, "could not be started: {why}"),
         }
     }
 }
@@ -52,14 +42,15 @@ pub fn run<T>(hook: &Hook, transport: &T, clock: &mut dyn Clock) -> Outcome
 where
     T: Transport + Clone + Send + 'static,
 {
-    let (kind, out) = match &hook.action {
-        HookAction::Command(_) => ("command", command::run(hook, clock)),
-        HookAction::Http(url) => ("HTTP hook", http::run(hook, url, transport, clock)),
+    let out = match &hook.action {
+        HookAction::Command(_) => command::run(hook, clock),
+        HookAction::Http(url) => http::run(hook, url, transport, clock),
     };
-    match out.ok() {
-        true => log::info!("{} {kind} {out}", hook.name),
-        false => log::warn!("{} {kind} {out}", hook.name),
-    }
+    let level = match out {
+        Outcome::Success => log::Level::Info,
+        _ => log::Level::Warn,
+    };
+    log::log!(level, "{} {out}", hook.describe());
     out
 }
 

@@ -55,11 +55,7 @@ fn wait_for_any_child() -> io::Result<()> {
         let mut info: libc::siginfo_t = std::mem::zeroed();
         libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT)
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    (rc == 0).then_some(()).ok_or_else(io::Error::last_os_error)
 }
 
 #[allow(unsafe_code)]
