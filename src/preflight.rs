@@ -150,30 +150,25 @@ fn gather_group<T: Transport>(
     g
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
-
-type Verdict = Option<(Level, String)>;
+/// A check's level (the tag its line starts with) and text; `None`: nothing to say.
+type Verdict = Option<(&'static str, String)>;
+const FAIL: &str = "FAIL";
 
 fn ok(text: impl Into<String>) -> Verdict {
-    Some((Level::Ok, text.into()))
+    Some(("ok  ", text.into()))
 }
 
 fn warn(text: impl Into<String>) -> Verdict {
-    Some((Level::Warn, text.into()))
+    Some(("warn", text.into()))
 }
 
 fn fail(text: impl Into<String>) -> Verdict {
-    Some((Level::Fail, text.into()))
+    Some((FAIL, text.into()))
 }
 
 /// The `-check` report: (level, subject, text) per check, in order.
 #[derive(Debug, Default)]
-pub struct Report(Vec<(Level, String, String)>);
+pub struct Report(Vec<(&'static str, String, String)>);
 
 impl Report {
     // Folded onto one line: AWS's SignatureDoesNotMatch quotes the canonical request.
@@ -186,16 +181,15 @@ impl Report {
 
     /// The exit code of `-check`: 0 when the sidecar would work, 1 when not.
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.0.iter().any(|l| l.0 == Level::Fail))
+        i32::from(self.0.iter().any(|l| l.0 == FAIL))
     }
 
     /// The text printed on stdout: one line per check, then the verdict.
     pub fn render(&self) -> String {
         let (mut out, mut failed) = (String::new(), Vec::new());
         for (level, subject, text) in &self.0 {
-            let tag = ["ok  ", "warn", "FAIL"][*level as usize];
-            out += &format!("{tag} {subject}: {text}\n");
-            if *level == Level::Fail {
+            out += &format!("{level} {subject}: {text}\n");
+            if *level == FAIL {
                 failed.push(subject.as_str());
             }
         }
@@ -222,14 +216,12 @@ pub fn report(cfg: &Config, f: &Findings) -> Report {
     r.add("credentials", credentials(f));
     for g in &f.groups {
         let subject = format!("target group {}", g.group);
+        // Past `exists`, each check of a group not found has nothing to say.
         let checks = [
             exists, ip_type, family, attached, health, delay, resets, state, probe,
         ];
         for check in checks {
             r.add(&subject, check(cfg, g));
-            if matches!(g.described, Ok(None)) {
-                break;
-            }
         }
     }
     for (h, program) in &f.hooks {
@@ -430,11 +422,8 @@ fn hook(h: &Hook, program: Option<&Result<PathBuf, String>>) -> Verdict {
         )),
         (_, Some(Ok(path))) => {
             let shell = h.shell_syntax().map(|op| format!(", shell syntax ({op})"));
-            ok(format!(
-                "runs {}{}",
-                path.display(),
-                shell.unwrap_or_default()
-            ))
+            let shell = shell.unwrap_or_default();
+            ok(format!("runs {}{shell}", path.display()))
         }
         // A pre-register hook that fails stops the sidecar; a post-* one is logged.
         (_, Some(Err(why))) if h.name == "pre-register" => fail(format!(
