@@ -12,9 +12,9 @@ use crate::aws::sts::{CallerIdentity, GetCallerIdentity};
 use crate::aws::{Action, Budget, Client, Error};
 use crate::clock::Clock;
 use crate::config::{Config, GroupRef, GroupSpec, Hook, HookAction};
-use crate::hooks::program::{locate, PathKind};
 use humantime::format_duration as human;
 use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,13 +45,47 @@ struct GroupFindings {
 pub fn gather_hooks(
     cfg: &Config,
     path: Option<&str>,
-    kind: &dyn Fn(&Path) -> PathKind,
 ) -> Vec<(Hook, Option<Result<PathBuf, String>>)> {
-    let program = |hook: &Hook| match &hook.action {
-        HookAction::Command(argv) => Some(locate(argv.first().map_or("", |s| s), path, kind)),
-        HookAction::Http(_) => None,
-    };
+    let program = |hook: &Hook| Some(locate(hook.argv().first()?, path));
     cfg.hooks().map(|h| (h.clone(), program(h))).collect()
+}
+
+const NOT_EXECUTABLE: &str = "is not executable";
+
+/// Why execve(2) could not run `p`, if it could not (symbolic links followed).
+fn unrunnable(p: &Path) -> Option<&'static str> {
+    match std::fs::metadata(p) {
+        Err(_) => Some("does not exist"),
+        Ok(m) if m.is_dir() => Some("is a directory"),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Some(NOT_EXECUTABLE),
+        Ok(_) => None,
+    }
+}
+
+/// A name with a `/` as it is; any other in each directory of `path`
+/// (musl's default when unset; an empty entry is the working directory).
+fn locate(program: &str, path: Option<&str>) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return match unrunnable(Path::new(program)) {
+            Some(why) => Err(format!("{program} {why}")),
+            None => Ok(program.into()),
+        };
+    }
+    let search = path.filter(|p| !p.is_empty());
+    let search = search.unwrap_or("/usr/local/bin:/bin:/usr/bin");
+    let mut not_executable = None;
+    for dir in search.split(':') {
+        let p = Path::new(if dir.is_empty() { "." } else { dir }).join(program);
+        match unrunnable(&p) {
+            None => return Ok(p),
+            Some(NOT_EXECUTABLE) if not_executable.is_none() => not_executable = Some(p),
+            Some(_) => {}
+        }
+    }
+    Err(match not_executable {
+        Some(p) => format!("{} {NOT_EXECUTABLE}", p.display()),
+        None => format!("{program} is in no directory of the search path {search}"),
+    })
 }
 
 fn budget(clock: &mut dyn Clock) -> Budget {

@@ -3,7 +3,6 @@
 
 pub mod command;
 pub mod http;
-pub mod program;
 pub mod reaper;
 
 use crate::aws::http::Transport;

@@ -2,7 +2,7 @@ use super::*;
 use crate::aws::elbv2::HealthCheck;
 use crate::aws::AwsError;
 use crate::config::{GroupSpec, LogFormat};
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
 
 fn cfg() -> Config {
     Config {
@@ -343,13 +343,56 @@ fn describe_denied_fails_for_names_and_warns_for_arns() {
     assert!(has(&r, "warn", "cannot describe it"));
 }
 
-/// The filesystem of an image with curl and a shell, nothing else.
-fn image_fs(p: &Path) -> PathKind {
-    match p.to_str() {
-        Some("/usr/bin/curl" | "/bin/sh") => PathKind::Executable,
-        Some("/app/notify") => PathKind::NotExecutable,
-        _ => PathKind::Missing,
+/// A fresh directory holding `a/tool` (not executable), `b/tool` (executable),
+/// `b/data` (not executable) and `b/sub/`.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nlb-preflight-{name}-{}", std::process::id()));
+    let files = [
+        ("a/tool", 0o644),
+        ("b/tool", 0o755),
+        ("b/data", 0o644),
+        ("b/sub/x", 0o644),
+    ];
+    for (file, mode) in files {
+        let p = d.join(file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
     }
+    d
+}
+
+#[test]
+fn programs_are_looked_for_as_execvp_would() {
+    let d = scratch("locate");
+    let (a, b) = (d.join("a"), d.join("b"));
+    let path = format!("{}:{}", a.display(), b.display());
+    // Not executable in the first directory: execvp goes on, and so do we.
+    assert_eq!(locate("tool", Some(&path)), Ok(b.join("tool")));
+    let only_a = Some(a.to_str().unwrap());
+    let not_executable = format!("{}/tool is not executable", a.display());
+    assert_eq!(locate("tool", only_a), Err(not_executable));
+    // A directory named like the program is skipped.
+    let nowhere = format!("sub is in no directory of the search path {path}");
+    assert_eq!(locate("sub", Some(&path)), Err(nowhere));
+    // A name with a slash is taken as it is.
+    let tool = b.join("tool");
+    assert_eq!(locate(tool.to_str().unwrap(), only_a), Ok(tool));
+    for (file, why) in [
+        ("data", "is not executable"),
+        ("sub", "is a directory"),
+        ("nope", "does not exist"),
+    ] {
+        let p = b.join(file).display().to_string();
+        assert_eq!(locate(&p, None), Err(format!("{p} {why}")));
+    }
+    // Unset or empty: musl's default; an empty entry: the working directory.
+    let musl = "nlb-nope is in no directory of the search path /usr/local/bin:/bin:/usr/bin";
+    assert_eq!(locate("nlb-nope", None), Err(musl.into()));
+    assert_eq!(locate("nlb-nope", Some("")), Err(musl.into()));
+    let cwd = Err("./Cargo.toml is not executable".into());
+    assert_eq!(locate("Cargo.toml", Some("/nowhere::")), cwd);
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 /// A command hook of step `name` running `line` (split at spaces).
@@ -359,9 +402,11 @@ fn command(name: &'static str, line: &str) -> Option<Hook> {
 }
 
 #[test]
-fn hook_programs_are_looked_for_as_execvp_would() {
+fn hook_programs_are_reported_and_http_hooks_not_called() {
+    let d = scratch("hooks");
+    let path = format!("{}:{}", d.join("a").display(), d.join("b").display());
     let mut c = cfg();
-    c.pre_register = command("pre-register", "curl -fsS http://127.0.0.1:8080/warm");
+    c.pre_register = command("pre-register", "tool -fsS http://127.0.0.1:8080/warm");
     c.post_register = Some(Hook {
         name: "post-register",
         action: HookAction::Http("http://user:secret@127.0.0.1:8080/lb/in".into()),
@@ -369,7 +414,7 @@ fn hook_programs_are_looked_for_as_execvp_would() {
     });
     c.post_deregister = command("post-deregister", "/bin/sh -c sleep&&true");
     let mut f = good();
-    f.hooks = gather_hooks(&c, Some("/usr/local/bin:/usr/bin"), &image_fs);
+    f.hooks = gather_hooks(&c, Some(&path));
     assert_eq!(f.hooks.len(), 3);
     let r = report(&c, &f);
     assert!(r.passed(), "{}", r.render());
@@ -379,7 +424,7 @@ fn hook_programs_are_looked_for_as_execvp_would() {
     assert_eq!(
         hooks,
         [
-            "ok   pre-register command: runs /usr/bin/curl",
+            &format!("ok   pre-register command: runs {}/b/tool", d.display()),
             "ok   post-register HTTP hook: GET http://***@127.0.0.1:8080/lb/in (not called by -check: it may change the app's state)",
             "ok   post-deregister command: runs /bin/sh, shell syntax (&&)",
             "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)",
@@ -387,30 +432,33 @@ fn hook_programs_are_looked_for_as_execvp_would() {
         "{out}"
     );
     assert!(!r.render().contains("secret"));
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
 fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
+    let d = scratch("missing");
+    let data = d.join("b/data").display().to_string();
     let mut c = cfg();
-    c.pre_register = command("pre-register", "wget -q http://127.0.0.1/");
-    c.post_deregister = command("post-deregister", "/app/notify out");
+    c.pre_register = command("pre-register", "nlb-nope -q http://127.0.0.1/");
+    c.post_deregister = command("post-deregister", &format!("{data} out"));
     let mut f = good();
-    f.hooks = gather_hooks(&c, None, &image_fs);
+    f.hooks = gather_hooks(&c, None);
     let r = report(&c, &f);
     assert_eq!(r.exit_code(), 1);
     let out = r.render();
     assert!(
         out.contains(
-            "FAIL pre-register command: cannot run: wget is in no directory of the search path \
+            "FAIL pre-register command: cannot run: nlb-nope is in no directory of the search path \
          /usr/local/bin:/bin:/usr/bin: the hook would fail and nothing would be registered\n"
         ),
         "{out}"
     );
     assert!(
-        out.contains(
-            "warn post-deregister command: cannot run: /app/notify is not executable: \
+        out.contains(&format!(
+            "warn post-deregister command: cannot run: {data} is not executable: \
          the hook would fail (the sidecar logs it and goes on)\n"
-        ),
+        )),
         "{out}"
     );
     assert!(
@@ -420,26 +468,27 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
 
     // Only the post-deregister hook missing: a warning, the check passes.
     c.pre_register = None;
-    f.hooks = gather_hooks(&c, None, &image_fs);
+    f.hooks = gather_hooks(&c, None);
     let r = report(&c, &f);
     assert!(r.passed(), "{}", r.render());
-    assert!(has(&r, "warn", "/app/notify is not executable"));
+    assert!(has(&r, "warn", &format!("{data} is not executable")));
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
 fn hooks_are_reported_even_without_credentials() {
     let mut c = cfg();
-    c.pre_register = command("pre-register", "nope");
+    c.pre_register = command("pre-register", "nlb-nope");
     let mut f = good();
     f.credentials = Err(Error::Credentials("no source".into()));
     f.identity = None;
     f.groups.clear();
-    f.hooks = gather_hooks(&c, Some("/bin"), &image_fs);
+    f.hooks = gather_hooks(&c, Some("/nowhere"));
     let r = report(&c, &f);
     assert!(has(
         &r,
         FAIL,
-        "nope is in no directory of the search path /bin"
+        "nlb-nope is in no directory of the search path /nowhere"
     ));
 }
 
