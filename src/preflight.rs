@@ -89,10 +89,9 @@ fn locate(program: &str, path: Option<&str>) -> Result<PathBuf, String> {
 }
 
 fn budget(clock: &mut dyn Clock) -> Budget {
-    let deadline = clock.now() + Duration::from_secs(30);
     Budget {
+        deadline: clock.now() + Duration::from_secs(30),
         max_attempts: 4,
-        ..Budget::until(deadline)
     }
 }
 
@@ -110,21 +109,18 @@ pub fn gather<T: Transport>(
     client: &mut Client<T>,
     clock: &mut dyn Clock,
 ) -> Findings {
-    let mut f = Findings {
+    let credentials = client.ensure_credentials(budget(clock), clock);
+    let has = credentials.is_ok();
+    Findings {
         region: client.settings().region.clone(),
         source: client.settings().credentials_label(),
-        credentials: client.ensure_credentials(budget(clock), clock),
-        identity: None,
-        groups: Vec::new(),
+        credentials,
+        identity: has.then(|| call(client, &GetCallerIdentity, clock)),
+        groups: (cfg.groups.iter().filter(|_| has))
+            .map(|spec| gather_group(cfg, spec, client, clock))
+            .collect(),
         hooks: Vec::new(),
-    };
-    if f.credentials.is_ok() {
-        f.identity = Some(call(client, &GetCallerIdentity, clock));
-        for spec in &cfg.groups {
-            f.groups.push(gather_group(cfg, spec, client, clock));
-        }
     }
-    f
 }
 
 fn gather_group<T: Transport>(
@@ -227,12 +223,11 @@ impl Report {
                 failed.push(subject.as_str());
             }
         }
-        let problems = failed.len();
+        let n = failed.len();
         failed.dedup();
-        let failed = failed.join(", ");
-        match problems {
+        match n {
             0 => out + "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)\n",
-            n => out + &format!("check FAILED: {n} problem(s) in {failed}\n"),
+            n => out + &format!("check FAILED: {n} problem(s) in {}\n", failed.join(", ")),
         }
     }
 }
@@ -275,17 +270,10 @@ fn credentials(f: &Findings) -> Verdict {
     match (&f.credentials, &f.identity) {
         (Err(e), _) => fail(format!("source {source}: none could be had: {e}")),
         (_, Some(Ok(id))) => ok(format!("source {source}; identity {} (account {})", id.arn, id.account)),
-        (_, Some(Err(e))) if refused(e.aws_code()) => fail(format!("source {source}: AWS refuses them: {e}")),
+        (_, Some(Err(e))) if matches!(e.aws_code(), Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")) => fail(format!("source {source}: AWS refuses them: {e}")),
         (_, Some(Err(e))) => warn(format!("source {source}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}")),
         (_, None) => ok(format!("source {source}")),
     }
-}
-
-fn refused(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")
-    )
 }
 
 fn why(e: &Error, action: &str) -> String {

@@ -65,7 +65,7 @@ fn parse_line(line: &str) -> Result<Entry, String> {
     if local.is_ipv4() != remote.is_ipv4() {
         return Err("local and remote addresses of different families".into());
     }
-    let state = hex(st, 2).ok_or_else(|| format!("bad state {:?}", clip(st)))?;
+    let state = hex(st.as_bytes(), 2).ok_or_else(|| format!("bad state {:?}", clip(st)))?;
     Ok(Entry {
         local,
         remote,
@@ -78,24 +78,23 @@ fn parse_line(line: &str) -> Result<Entry, String> {
 fn address(field: &str) -> Result<SocketAddr, String> {
     let bad = || format!("bad address {:?}", clip(field));
     let (ip, port) = field.split_once(':').ok_or_else(bad)?;
-    let word = |i: usize| ip.get(i * 8..i * 8 + 8).and_then(|w| hex(w, 8));
-    let ip = match ip.len() {
-        8 => IpAddr::from(word(0).ok_or_else(bad)?.to_ne_bytes()),
-        32 => {
-            let words = (0..4).map(|i| word(i).map(u32::to_ne_bytes));
-            let bytes = words.collect::<Option<Vec<_>>>().ok_or_else(bad)?.concat();
-            IpAddr::from(<[u8; 16]>::try_from(bytes).map_err(|_| bad())?)
-        }
-        _ => return Err(bad()),
+    let words = ip
+        .as_bytes()
+        .chunks(8)
+        .map(|w| hex(w, 8).map(u32::to_ne_bytes));
+    let bytes = words.collect::<Option<Vec<_>>>().ok_or_else(bad)?.concat();
+    let ip = match <[u8; 16]>::try_from(&bytes[..]) {
+        Ok(v6) => IpAddr::from(v6),
+        Err(_) => IpAddr::from(<[u8; 4]>::try_from(&bytes[..]).map_err(|_| bad())?),
     };
-    let port = hex(port, 4).ok_or_else(bad)?;
+    let port = hex(port.as_bytes(), 4).ok_or_else(bad)?;
     Ok(SocketAddr::new(ip, port as u16)) // four hex digits
 }
 
-/// `s` as exactly `digits` hex digits (from_str_radix alone takes a sign).
-fn hex(s: &str, digits: usize) -> Option<u32> {
-    let valid = s.len() == digits && s.bytes().all(|b| b.is_ascii_hexdigit());
-    u32::from_str_radix(s, 16).ok().filter(|_| valid)
+/// `s` as exactly `digits` hex digits.
+fn hex(s: &[u8], digits: usize) -> Option<u32> {
+    let digit = |n: u32, b: &u8| Some(n << 4 | char::from(*b).to_digit(16)?);
+    s.iter().try_fold(0, digit).filter(|_| s.len() == digits)
 }
 
 fn clip(s: &str) -> String {

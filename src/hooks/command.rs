@@ -48,11 +48,8 @@ fn forward(
         }
         let _ = std::io::copy(&mut r, &mut std::io::sink());
     };
-    let spawned = std::thread::Builder::new()
-        .name("hook-output".into())
-        .stack_size(256 * 1024)
-        .spawn(read);
-    if let Err(e) = spawned {
+    let thread = std::thread::Builder::new().name("hook-output".into());
+    if let Err(e) = thread.stack_size(256 * 1024).spawn(read) {
         // The pipe closes: a hook that writes then fails (SIGPIPE).
         warn!("cannot start a thread to read a hook's output (pids limit?): {e}");
     }

@@ -45,11 +45,10 @@ where
         HookAction::Command(_) => command::run(hook, clock),
         HookAction::Http(url) => http::run(hook, url, transport, clock),
     };
-    let level = match out {
-        Outcome::Success => log::Level::Info,
-        _ => log::Level::Warn,
-    };
-    log::log!(level, "{} {out}", hook.describe());
+    match out {
+        Outcome::Success => log::info!("{} {out}", hook.describe()),
+        _ => log::warn!("{} {out}", hook.describe()),
+    }
     out
 }
 
