@@ -155,13 +155,9 @@ fn gather_group<T: Transport>(
         (Err(_), GroupRef::Arn(arn)) => arn.clone(),
         _ => return g,
     };
-    let (arn, targets) = (arn.as_str(), [g.target.clone()]);
+    let (arn, targets) = (arn.as_str(), &[g.target.clone()][..]);
     g.attributes = Some(call(client, &DescribeTargetGroupAttributes { arn }, clock));
-    let health = DescribeTargetHealth {
-        arn,
-        targets: &targets,
-    };
-    let state = match call(client, &health, clock) {
+    let state = match call(client, &DescribeTargetHealth { arn, targets }, clock) {
         Ok(all) => Ok(find_health(&all, &g.target)
             .filter(|h| !h.is_gone())
             .map(ToString::to_string)),
@@ -170,11 +166,7 @@ fn gather_group<T: Transport>(
     };
     // Deregistering an absent target proves the permission and changes nothing.
     if matches!(state, Ok(None)) {
-        let probe = DeregisterTargets {
-            arn,
-            targets: &targets,
-        };
-        g.deregister = Some(call(client, &probe, clock));
+        g.deregister = Some(call(client, &DeregisterTargets { arn, targets }, clock));
     }
     g.registered = Some(state);
     g
@@ -236,20 +228,17 @@ impl Report {
 pub fn report(cfg: &Config, f: &Findings) -> Report {
     let mut r = Report::default();
     let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
-    let config = format!(
-        "target {id} (from {from}), {n} target group(s), region {}",
-        f.region
-    );
+    let region = &f.region;
+    let config = format!("target {id} (from {from}), {n} target group(s), region {region}");
     r.add("config", ok(config));
     r.add("config", drain_without_app_check(cfg));
     r.add("credentials", credentials(f));
     for g in &f.groups {
         let subject = format!("target group {}", g.group);
         // Past `exists`, each check of a group not found has nothing to say.
-        let checks = [
+        for check in [
             exists, ip_type, family, attached, health, delay, resets, state, probe,
-        ];
-        for check in checks {
+        ] {
             r.add(&subject, check(cfg, g));
         }
     }
@@ -334,10 +323,6 @@ fn attached(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-// What no API call can check, and the usual reason a target never turns healthy.
-const REACH: &str =
-    "security groups must let the load balancer reach the target and health-check ports";
-
 fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
     let hc = &tg(g)?.health_check;
     if hc.enabled == Some(false) {
@@ -370,7 +355,8 @@ fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
         true => fail(format!(
             "{what}: longer than -wait-in-service-timeout {limit}, so the wait would time out"
         )),
-        false => ok(format!("{what}; {REACH}")),
+        // What no API call can check, and the usual reason a target never turns healthy.
+        false => ok(format!("{what}; security groups must let the load balancer reach the target and health-check ports")),
     }
 }
 
