@@ -1,6 +1,6 @@
 //! Reaps the orphans hooks leave when the sidecar is PID 1, once a second
 //! (as tini does). It never takes a hook's own exit status: a hook's child
-//! exists only while [`hold`]'s guard lives, and the reaper reaps only
+//! exists only while `hold`'s guard lives, and the reaper reaps only
 //! while holding it.
 
 use log::info;
