@@ -10,7 +10,7 @@ use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
-use k8s_nlb_registrator_sidecar::hooks::{program, reaper};
+use k8s_nlb_registrator_sidecar::hooks::reaper;
 use k8s_nlb_registrator_sidecar::lifecycle::{self, Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 use k8s_nlb_registrator_sidecar::signals::{self, Event, SignalClock};
 use k8s_nlb_registrator_sidecar::status::{self, Status};
@@ -172,7 +172,7 @@ fn aws_transport(cfg: &Config) -> Result<UreqTransport, Failure> {
 fn check(cfg: &Config, mut client: Client<UreqTransport>, clock: &mut SignalClock) -> i32 {
     let mut findings = preflight::gather(cfg, &mut client, clock);
     let path = std::env::var("PATH").ok();
-    findings.hooks = preflight::gather_hooks(cfg, path.as_deref(), &program::path_kind);
+    findings.hooks = preflight::gather_hooks(cfg, path.as_deref());
     let report = preflight::report(cfg, &findings);
     print!("{}", report.render());
     report.exit_code()

@@ -12,9 +12,9 @@ use crate::aws::sts::{CallerIdentity, GetCallerIdentity};
 use crate::aws::{Action, Budget, Client, Error};
 use crate::clock::Clock;
 use crate::config::{Config, GroupRef, GroupSpec, Hook, HookAction};
-use crate::hooks::program::{locate, PathKind};
 use humantime::format_duration as human;
 use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,20 +45,53 @@ struct GroupFindings {
 pub fn gather_hooks(
     cfg: &Config,
     path: Option<&str>,
-    kind: &dyn Fn(&Path) -> PathKind,
 ) -> Vec<(Hook, Option<Result<PathBuf, String>>)> {
-    let program = |hook: &Hook| match &hook.action {
-        HookAction::Command(argv) => Some(locate(argv.first().map_or("", |s| s), path, kind)),
-        HookAction::Http(_) => None,
-    };
+    let program = |hook: &Hook| Some(locate(hook.argv().first()?, path));
     cfg.hooks().map(|h| (h.clone(), program(h))).collect()
 }
 
+const NOT_EXECUTABLE: &str = "is not executable";
+
+/// Why execve(2) could not run `p`, if it could not (symbolic links followed).
+fn unrunnable(p: &Path) -> Option<&'static str> {
+    match std::fs::metadata(p) {
+        Err(_) => Some("does not exist"),
+        Ok(m) if m.is_dir() => Some("is a directory"),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Some(NOT_EXECUTABLE),
+        Ok(_) => None,
+    }
+}
+
+/// A name with a `/` as it is; any other in each directory of `path`
+/// (musl's default when unset; an empty entry is the working directory).
+fn locate(program: &str, path: Option<&str>) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return match unrunnable(Path::new(program)) {
+            Some(why) => Err(format!("{program} {why}")),
+            None => Ok(program.into()),
+        };
+    }
+    let search = path.filter(|p| !p.is_empty());
+    let search = search.unwrap_or("/usr/local/bin:/bin:/usr/bin");
+    let mut not_executable = None;
+    for dir in search.split(':') {
+        let p = Path::new(if dir.is_empty() { "." } else { dir }).join(program);
+        match unrunnable(&p) {
+            None => return Ok(p),
+            Some(NOT_EXECUTABLE) if not_executable.is_none() => not_executable = Some(p),
+            Some(_) => {}
+        }
+    }
+    Err(match not_executable {
+        Some(p) => format!("{} {NOT_EXECUTABLE}", p.display()),
+        None => format!("{program} is in no directory of the search path {search}"),
+    })
+}
+
 fn budget(clock: &mut dyn Clock) -> Budget {
-    let deadline = clock.now() + Duration::from_secs(30);
     Budget {
+        deadline: clock.now() + Duration::from_secs(30),
         max_attempts: 4,
-        ..Budget::until(deadline)
     }
 }
 
@@ -76,21 +109,18 @@ pub fn gather<T: Transport>(
     client: &mut Client<T>,
     clock: &mut dyn Clock,
 ) -> Findings {
-    let mut f = Findings {
+    let credentials = client.ensure_credentials(budget(clock), clock);
+    let has = credentials.is_ok();
+    Findings {
         region: client.settings().region.clone(),
         source: client.settings().credentials_label(),
-        credentials: client.ensure_credentials(budget(clock), clock),
-        identity: None,
-        groups: Vec::new(),
+        credentials,
+        identity: has.then(|| call(client, &GetCallerIdentity, clock)),
+        groups: (cfg.groups.iter().filter(|_| has))
+            .map(|spec| gather_group(cfg, spec, client, clock))
+            .collect(),
         hooks: Vec::new(),
-    };
-    if f.credentials.is_ok() {
-        f.identity = Some(call(client, &GetCallerIdentity, clock));
-        for spec in &cfg.groups {
-            f.groups.push(gather_group(cfg, spec, client, clock));
-        }
     }
-    f
 }
 
 fn gather_group<T: Transport>(
@@ -123,13 +153,9 @@ fn gather_group<T: Transport>(
         (Err(_), GroupRef::Arn(arn)) => arn.clone(),
         _ => return g,
     };
-    let (arn, targets) = (arn.as_str(), [g.target.clone()]);
+    let (arn, targets) = (arn.as_str(), &[g.target.clone()][..]);
     g.attributes = Some(call(client, &DescribeTargetGroupAttributes { arn }, clock));
-    let health = DescribeTargetHealth {
-        arn,
-        targets: &targets,
-    };
-    let state = match call(client, &health, clock) {
+    let state = match call(client, &DescribeTargetHealth { arn, targets }, clock) {
         Ok(all) => Ok(find_health(&all, &g.target)
             .filter(|h| !h.is_gone())
             .map(ToString::to_string)),
@@ -138,40 +164,31 @@ fn gather_group<T: Transport>(
     };
     // Deregistering an absent target proves the permission and changes nothing.
     if matches!(state, Ok(None)) {
-        let probe = DeregisterTargets {
-            arn,
-            targets: &targets,
-        };
-        g.deregister = Some(call(client, &probe, clock));
+        g.deregister = Some(call(client, &DeregisterTargets { arn, targets }, clock));
     }
     g.registered = Some(state);
     g
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
-
-type Verdict = Option<(Level, String)>;
+/// A check's level (the tag its line starts with) and text; `None`: nothing to say.
+type Verdict = Option<(&'static str, String)>;
+const FAIL: &str = "FAIL";
 
 fn ok(text: impl Into<String>) -> Verdict {
-    Some((Level::Ok, text.into()))
+    Some(("ok  ", text.into()))
 }
 
 fn warn(text: impl Into<String>) -> Verdict {
-    Some((Level::Warn, text.into()))
+    Some(("warn", text.into()))
 }
 
 fn fail(text: impl Into<String>) -> Verdict {
-    Some((Level::Fail, text.into()))
+    Some((FAIL, text.into()))
 }
 
 /// The `-check` report: (level, subject, text) per check, in order.
 #[derive(Debug, Default)]
-pub struct Report(Vec<(Level, String, String)>);
+pub struct Report(Vec<(&'static str, String, String)>);
 
 impl Report {
     // Folded onto one line: AWS's SignatureDoesNotMatch quotes the canonical request.
@@ -184,25 +201,23 @@ impl Report {
 
     /// The exit code of `-check`: 0 when the sidecar would work, 1 when not.
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.0.iter().any(|l| l.0 == Level::Fail))
+        i32::from(self.0.iter().any(|l| l.0 == FAIL))
     }
 
     /// The text printed on stdout: one line per check, then the verdict.
     pub fn render(&self) -> String {
         let (mut out, mut failed) = (String::new(), Vec::new());
         for (level, subject, text) in &self.0 {
-            let tag = ["ok  ", "warn", "FAIL"][*level as usize];
-            out += &format!("{tag} {subject}: {text}\n");
-            if *level == Level::Fail {
+            out += &format!("{level} {subject}: {text}\n");
+            if *level == FAIL {
                 failed.push(subject.as_str());
             }
         }
-        let problems = failed.len();
+        let n = failed.len();
         failed.dedup();
-        let failed = failed.join(", ");
-        match problems {
+        match n {
             0 => out + "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)\n",
-            n => out + &format!("check FAILED: {n} problem(s) in {failed}\n"),
+            n => out + &format!("check FAILED: {n} problem(s) in {}\n", failed.join(", ")),
         }
     }
 }
@@ -211,23 +226,18 @@ impl Report {
 pub fn report(cfg: &Config, f: &Findings) -> Report {
     let mut r = Report::default();
     let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
-    let config = format!(
-        "target {id} (from {from}), {n} target group(s), region {}",
-        f.region
-    );
+    let region = &f.region;
+    let config = format!("target {id} (from {from}), {n} target group(s), region {region}");
     r.add("config", ok(config));
     r.add("config", drain_without_app_check(cfg));
     r.add("credentials", credentials(f));
     for g in &f.groups {
         let subject = format!("target group {}", g.group);
-        let checks = [
+        // Past `exists`, each check of a group not found has nothing to say.
+        for check in [
             exists, ip_type, family, attached, health, delay, resets, state, probe,
-        ];
-        for check in checks {
+        ] {
             r.add(&subject, check(cfg, g));
-            if matches!(g.described, Ok(None)) {
-                break;
-            }
         }
     }
     for (h, program) in &f.hooks {
@@ -247,17 +257,10 @@ fn credentials(f: &Findings) -> Verdict {
     match (&f.credentials, &f.identity) {
         (Err(e), _) => fail(format!("source {source}: none could be had: {e}")),
         (_, Some(Ok(id))) => ok(format!("source {source}; identity {} (account {})", id.arn, id.account)),
-        (_, Some(Err(e))) if refused(e.aws_code()) => fail(format!("source {source}: AWS refuses them: {e}")),
+        (_, Some(Err(e))) if matches!(e.aws_code(), Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")) => fail(format!("source {source}: AWS refuses them: {e}")),
         (_, Some(Err(e))) => warn(format!("source {source}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}")),
         (_, None) => ok(format!("source {source}")),
     }
-}
-
-fn refused(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")
-    )
 }
 
 fn why(e: &Error, action: &str) -> String {
@@ -318,10 +321,6 @@ fn attached(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-// What no API call can check, and the usual reason a target never turns healthy.
-const REACH: &str =
-    "security groups must let the load balancer reach the target and health-check ports";
-
 fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
     let hc = &tg(g)?.health_check;
     if hc.enabled == Some(false) {
@@ -354,7 +353,8 @@ fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
         true => fail(format!(
             "{what}: longer than -wait-in-service-timeout {limit}, so the wait would time out"
         )),
-        false => ok(format!("{what}; {REACH}")),
+        // What no API call can check, and the usual reason a target never turns healthy.
+        false => ok(format!("{what}; security groups must let the load balancer reach the target and health-check ports")),
     }
 }
 
@@ -428,11 +428,8 @@ fn hook(h: &Hook, program: Option<&Result<PathBuf, String>>) -> Verdict {
         )),
         (_, Some(Ok(path))) => {
             let shell = h.shell_syntax().map(|op| format!(", shell syntax ({op})"));
-            ok(format!(
-                "runs {}{}",
-                path.display(),
-                shell.unwrap_or_default()
-            ))
+            let shell = shell.unwrap_or_default();
+            ok(format!("runs {}{shell}", path.display()))
         }
         // A pre-register hook that fails stops the sidecar; a post-* one is logged.
         (_, Some(Err(why))) if h.name == "pre-register" => fail(format!(

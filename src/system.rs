@@ -36,41 +36,33 @@ where
 /// `-wait-for-tcp`, then `-wait-for-http` with a request `timeout`.
 fn app_ready<T: Transport>(cfg: &Config, transport: &T, timeout: Duration) -> Result<(), String> {
     if let Some(addr) = &cfg.wait_for_tcp {
-        tcp_ready(addr)?;
+        let addrs = addr
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
+        // The first address that takes the connection, else the last error.
+        let connect = |a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).map(drop);
+        let none = Err(format!("{addr} resolved to no address"));
+        addrs.fold(none, |r, a| {
+            r.or_else(|_| connect(a).map_err(|e| format!("{a}: {e}")))
+        })?;
     }
-    if let Some(url) = &cfg.wait_for_http {
-        let req = HttpRequest {
-            method: "GET",
-            url: url.clone(),
-            headers: Vec::new(),
-            body: Vec::new(),
-            timeout,
-        };
-        let r = transport.send("wait-for-http", &req);
-        let r = r.map_err(|e| e.to_string())?;
-        if !(200..300).contains(&r.status) {
-            return Err(format!(
-                "{url} answered HTTP {}: {}",
-                r.status,
-                snippet(&r.body)
-            ));
-        }
+    let Some(url) = &cfg.wait_for_http else {
+        return Ok(());
+    };
+    let req = HttpRequest {
+        method: "GET",
+        url: url.clone(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        timeout,
+    };
+    let r = transport
+        .send("wait-for-http", &req)
+        .map_err(|e| e.to_string())?;
+    match r.status {
+        200..=299 => Ok(()),
+        s => Err(format!("{url} answered HTTP {s}: {}", snippet(&r.body))),
     }
-    Ok(())
-}
-
-fn tcp_ready(addr: &str) -> Result<(), String> {
-    let addrs = addr
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
-    let mut last = format!("{addr} resolved to no address");
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, Duration::from_secs(1)) {
-            Ok(_) => return Ok(()),
-            Err(e) => last = format!("{a}: {e}"),
-        }
-    }
-    Err(last)
 }
 
 impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {

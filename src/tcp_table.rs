@@ -1,14 +1,6 @@
-//! The pod's TCP tables (`/proc/net/tcp`, `/proc/net/tcp6`) and the
-//! `PassiveOpens` counter of `/proc/net/snmp`, for the drain quiet period.
-//! A table line (`net/ipv4/tcp_ipv4.c`):
-//!
-//! ```text
-//!   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-//!    5: 0100007F:8193 0100007F:B9B2 01 00000000:00000000 00:00000000 00000000     0        0 210049 1 ...
-//! ```
-//!
-//! An address is its network-order bytes printed as 32-bit words in host
-//! byte order; fields after the inode vary by kernel and are not read.
+//! The pod's TCP tables (`/proc/net/tcp`, `/proc/net/tcp6`; the kernel's
+//! `net/ipv4/tcp_ipv4.c` prints them) and the `PassiveOpens` counter of
+//! `/proc/net/snmp`, for the drain quiet period.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -19,25 +11,20 @@ pub struct TcpState(pub u8);
 impl TcpState {
     /// Connected.
     pub const ESTABLISHED: Self = Self(1);
-    /// An incoming handshake in progress.
-    pub const SYN_RECV: Self = Self(3);
     /// Closed by us first, lingering.
     pub const TIME_WAIT: Self = Self(6);
-    /// Unbound.
-    pub const CLOSE: Self = Self(7);
     /// A listening socket.
     pub const LISTEN: Self = Self(10);
-    /// A request socket in the handshake.
-    pub const NEW_SYN_RECV: Self = Self(12);
 
-    /// A connection that can still carry the app's data.
+    /// A connection that can still carry the app's data (SYN_RECV,
+    /// NEW_SYN_RECV, ESTABLISHED).
     pub fn is_open(self) -> bool {
-        [Self::SYN_RECV, Self::NEW_SYN_RECV, Self::ESTABLISHED].contains(&self)
+        matches!(self.0, 3 | 12 | 1)
     }
 
-    /// A connection (open or closing), not a listening or unbound socket.
+    /// A connection (open or closing), not a listening or unbound (CLOSE) socket.
     pub fn is_connection(self) -> bool {
-        self != Self::LISTEN && self != Self::CLOSE
+        !matches!(self.0, 10 | 7)
     }
 }
 
@@ -50,8 +37,6 @@ pub struct Entry {
     pub remote: SocketAddr,
     /// The TCP state.
     pub state: TcpState,
-    /// The socket's inode; 0 when no process holds it.
-    pub inode: u64,
 }
 
 /// Parses `/proc/net/tcp` or `/proc/net/tcp6`, header first.
@@ -61,12 +46,8 @@ pub struct Entry {
 pub fn parse(text: &[u8]) -> Result<Vec<Entry>, String> {
     let text = std::str::from_utf8(text).map_err(|e| format!("TCP table: not UTF-8: {e}"))?;
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, header)) if header.split_whitespace().next() == Some("sl") => {}
-        Some(_) => {
-            return Err("TCP table line 1: no header (expected a line starting with \"sl\")".into())
-        }
-        None => return Err("TCP table: empty".into()),
+    if lines.next().and_then(|(_, h)| h.split_whitespace().next()) != Some("sl") {
+        return Err("TCP table: no header (expected a line starting with \"sl\")".into());
     }
     lines
         .filter(|(_, l)| !l.trim().is_empty())
@@ -74,62 +55,46 @@ pub fn parse(text: &[u8]) -> Result<Vec<Entry>, String> {
         .collect()
 }
 
+/// `sl local_address rem_address st ...`; the later fields vary by kernel.
 fn parse_line(line: &str) -> Result<Entry, String> {
-    let mut fields = line.split_whitespace();
-    let mut next = |name: &str| fields.next().ok_or_else(|| format!("no {name} field"));
-    let sl = next("sl")?;
-    if sl
-        .strip_suffix(':')
-        .is_none_or(|n| n.parse::<u64>().is_err())
-    {
-        return Err(format!("bad slot {:?}", clip(sl)));
-    }
-    let local = address(next("local_address")?)?;
-    let remote = address(next("rem_address")?)?;
+    let fields: Vec<&str> = line.split_whitespace().take(4).collect();
+    let [_, local, remote, st] = fields[..] else {
+        return Err(format!("{} field(s), expected at least 4", fields.len()));
+    };
+    let (local, remote) = (address(local)?, address(remote)?);
     if local.is_ipv4() != remote.is_ipv4() {
         return Err("local and remote addresses of different families".into());
     }
-    let st = next("st")?;
-    let state = (u8::from_str_radix(st, 16).ok())
-        .filter(|_| st.len() == 2)
-        .ok_or_else(|| format!("bad state {:?}", clip(st)))?;
-    for name in ["tx_queue", "tr", "retrnsmt", "uid", "timeout"] {
-        next(name)?;
-    }
-    let inode = next("inode")?;
-    let inode = (inode.parse::<u64>()).map_err(|_| format!("bad inode {:?}", clip(inode)))?;
-    let state = TcpState(state);
+    let state = hex(st.as_bytes(), 2).ok_or_else(|| format!("bad state {:?}", clip(st)))?;
     Ok(Entry {
         local,
         remote,
-        state,
-        inode,
+        state: TcpState(state as u8), // two hex digits
     })
 }
 
+/// An address is its network-order bytes printed as 32-bit words in host
+/// byte order, then `:` and the port.
 fn address(field: &str) -> Result<SocketAddr, String> {
     let bad = || format!("bad address {:?}", clip(field));
-    let (hex, port) = field.split_once(':').ok_or_else(bad)?;
-    if port.len() != 4 || !is_hex(port) || !is_hex(hex) || !matches!(hex.len(), 8 | 32) {
-        return Err(bad());
-    }
-    let mut bytes = Vec::with_capacity(16);
-    for i in (0..hex.len()).step_by(8) {
-        let word = u32::from_str_radix(&hex[i..i + 8], 16).map_err(|_| bad())?;
-        bytes.extend(word.to_ne_bytes());
-    }
-    let ip = match <[u8; 4]>::try_from(&bytes[..]) {
-        Ok(v4) => IpAddr::from(v4),
-        Err(_) => IpAddr::from(<[u8; 16]>::try_from(&bytes[..]).map_err(|_| bad())?),
+    let (ip, port) = field.split_once(':').ok_or_else(bad)?;
+    let words = ip
+        .as_bytes()
+        .chunks(8)
+        .map(|w| hex(w, 8).map(u32::to_ne_bytes));
+    let bytes = words.collect::<Option<Vec<_>>>().ok_or_else(bad)?.concat();
+    let ip = match <[u8; 16]>::try_from(&bytes[..]) {
+        Ok(v6) => IpAddr::from(v6),
+        Err(_) => IpAddr::from(<[u8; 4]>::try_from(&bytes[..]).map_err(|_| bad())?),
     };
-    Ok(SocketAddr::new(
-        ip,
-        u16::from_str_radix(port, 16).map_err(|_| bad())?,
-    ))
+    let port = hex(port.as_bytes(), 4).ok_or_else(bad)?;
+    Ok(SocketAddr::new(ip, port as u16)) // four hex digits
 }
 
-fn is_hex(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
+/// `s` as exactly `digits` hex digits.
+fn hex(s: &[u8], digits: usize) -> Option<u32> {
+    let digit = |n: u32, b: &u8| Some(n << 4 | char::from(*b).to_digit(16)?);
+    s.iter().try_fold(0, digit).filter(|_| s.len() == digits)
 }
 
 fn clip(s: &str) -> String {
@@ -142,10 +107,10 @@ fn clip(s: &str) -> String {
 /// A one-line message naming the file.
 pub fn read() -> Result<Vec<Entry>, String> {
     let mut all = Vec::new();
-    for (path, required) in [("/proc/net/tcp", true), ("/proc/net/tcp6", false)] {
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = match std::fs::read(path) {
             Ok(t) => t,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if path.ends_with('6') && e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(format!("cannot read {path}: {e}")),
         };
         all.extend(parse(&text).map_err(|e| format!("{path}: {e}"))?);
@@ -196,20 +161,16 @@ mod tests {
                 local: sa("127.0.0.1:33171"),
                 remote: sa("0.0.0.0:0"),
                 state: TcpState::LISTEN,
-                inode: 210046,
             }
         );
         // An accepted connection, and the client's side of it.
         assert_eq!(t[4].local, sa("127.0.0.1:33171"));
         assert_eq!(t[4].remote, sa("127.0.0.1:47538"));
         assert_eq!(t[4].state, TcpState::ESTABLISHED);
-        assert_eq!(t[4].inode, 210049);
         assert_eq!(t[5].local, sa("127.0.0.1:47538"));
         assert_eq!(t[3].state, TcpState::TIME_WAIT);
-        assert_eq!(t[3].inode, 0);
-        // Never accepted, closed by the client: no inode.
+        // Never accepted, closed by the client.
         assert_eq!(t[9].state, TcpState(8));
-        assert_eq!(t[9].inode, 0);
         let states: Vec<_> = t.iter().map(|e| e.state).collect();
         assert!(states.contains(&TcpState(5)));
     }
@@ -226,7 +187,6 @@ mod tests {
         assert_eq!(t[2].remote, sa("[::ffff:127.0.0.1]:47636"));
         assert_eq!(t[2].state, TcpState::ESTABLISHED);
         assert_eq!(t[3].remote, sa("[::1]:38674"));
-        assert_eq!(t[3].inode, 210052);
     }
 
     #[test]
@@ -242,11 +202,11 @@ mod tests {
         let header = TCP.lines().next().unwrap();
         let line = TCP.lines().nth(4).unwrap();
         let cases: Vec<(String, &str)> = vec![
-            (String::new(), "TCP table: empty"),
-            ("hello".into(), "TCP table line 1: no header"),
+            (String::new(), "TCP table: no header"),
+            ("hello".into(), "TCP table: no header"),
             (
                 format!("{header}\n   0: 0100007F:9503"),
-                "line 2: no rem_address field",
+                "line 2: 2 field(s), expected at least 4",
             ),
             (
                 format!("{header}\n{}", line.replace("0100007F:A315", "0100007F:A3")),
@@ -285,16 +245,11 @@ mod tests {
                 "bad state \"6\"",
             ),
             (
-                format!("{header}\n{}", line.replace("   4:", "   x:")),
-                "bad slot",
-            ),
-            (
-                format!("{header}\n{}", line.replace(" 0 3 ", " -1 3 ")),
-                "bad inode \"-1\"",
-            ),
-            (
-                format!("{header}\n{}", &line[..line.find(" 0 3 ").unwrap()]),
-                "no inode field",
+                format!(
+                    "{header}\n{}",
+                    line.replace("0100007F:A315", "0100007F:+315")
+                ),
+                "bad address",
             ),
         ];
         for (input, want) in cases {
@@ -310,7 +265,8 @@ mod tests {
 
     #[test]
     fn states() {
-        assert!(TcpState::ESTABLISHED.is_open() && TcpState::SYN_RECV.is_open());
+        assert!(TcpState::ESTABLISHED.is_open() && TcpState(3).is_open());
+        assert!(TcpState(12).is_open() && !TcpState(7).is_connection());
         assert!(!TcpState::TIME_WAIT.is_open() && TcpState::TIME_WAIT.is_connection());
         assert!(!TcpState::LISTEN.is_connection());
     }

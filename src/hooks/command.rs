@@ -1,19 +1,18 @@
 //! Command hooks: a program run without a shell, in a process group of its
 //! own that gets SIGTERM, then SIGKILL after [`KILL_GRACE`], on timeout or
-//! interruption. Its output is logged line by line once it ends.
+//! interruption. Its output is logged line by line as it comes.
 
 use super::{reaper, wait, Outcome, POLL};
 use crate::clock::Clock;
 use crate::config::Hook;
 use log::{info, warn};
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MAX_OUTPUT: usize = 16 * 1024;
+const MAX_OUTPUT: u64 = 16 * 1024;
 /// How long an ended hook's output may take (a process it left may hold the pipes).
 const OUTPUT_WAIT: Duration = Duration::from_millis(200);
 /// Time a process group gets between SIGTERM and SIGKILL.
@@ -28,39 +27,31 @@ fn kill_group(pid: u32, sig: libc::c_int) {
     }
 }
 
-/// Reads `stream` into the returned buffer on a detached thread (a process
-/// holding the pipe must not block us), which drops `eof` at the end.
-fn capture(stream: Option<impl Read + Send + 'static>, eof: Sender<()>) -> Arc<Mutex<Vec<u8>>> {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&buf);
-    let Some(mut s) = stream else { return buf };
+/// Hands `line` each line of `stream`'s first [`MAX_OUTPUT`] bytes, then
+/// drains it (a full pipe would block the hook) and drops `eof`; on a
+/// detached thread, as a process the hook left may hold the pipe.
+fn forward(
+    stream: Option<impl Read + Send + 'static>,
+    eof: Sender<()>,
+    mut line: impl FnMut(&str) + Send + 'static,
+) {
+    let Some(stream) = stream else { return };
     let read = move || {
         let _eof = eof;
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = s.read(&mut chunk) {
-            if let Ok(mut b) = sink.lock() {
-                let room = MAX_OUTPUT.saturating_sub(b.len());
-                b.extend_from_slice(&chunk[..n.min(room)]);
+        let mut r = BufReader::new(stream);
+        let first = r.by_ref().take(MAX_OUTPUT);
+        for l in first.split(b'\n').map_while(Result::ok) {
+            let l = String::from_utf8_lossy(&l);
+            if !l.trim().is_empty() {
+                line(l.trim_end());
             }
         }
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
     };
-    let spawned = std::thread::Builder::new()
-        .name("hook-output".into())
-        .stack_size(256 * 1024)
-        .spawn(read);
-    if let Err(e) = spawned {
+    let thread = std::thread::Builder::new().name("hook-output".into());
+    if let Err(e) = thread.stack_size(256 * 1024).spawn(read) {
         // The pipe closes: a hook that writes then fails (SIGPIPE).
         warn!("cannot start a thread to read a hook's output (pids limit?): {e}");
-    }
-    buf
-}
-
-fn log_output(hook: &str, stream: &str, buf: &Mutex<Vec<u8>>) {
-    let Ok(b) = buf.lock() else { return };
-    for line in String::from_utf8_lossy(&b).lines() {
-        if !line.trim().is_empty() {
-            info!("[{hook} {stream}] {line}");
-        }
     }
 }
 
@@ -78,19 +69,12 @@ fn stop(child: &mut Child) {
 /// Runs a command hook to completion, timeout, or the `clock`'s interruption.
 pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     // From spawn to wait, so the reaper cannot take the child's status.
-    reaper::while_hook_runs(|| run_child(hook, clock))
-}
-
-fn run_child(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
+    let _no_reaping = reaper::hold();
     let Some((program, args)) = hook.argv().split_first() else {
-        return Outcome::NotStarted("empty command".into());
+        return Outcome::Failed("empty command".into());
     };
-    let shown = shlex::try_join(hook.argv().iter().map(String::as_str));
-    info!(
-        "running {} command: {}",
-        hook.name,
-        shown.unwrap_or_default()
-    );
+    let shown = shlex::try_join(hook.argv().iter().map(String::as_str)).unwrap_or_default();
+    info!("running {} command: {shown}", hook.name);
     let spawned = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -100,11 +84,16 @@ fn run_child(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
         .spawn();
     let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => return Outcome::NotStarted(format!("{program}: {e}")),
+        Err(e) => return Outcome::Failed(format!("could not be started: {program}: {e}")),
     };
     let (eof_tx, eof) = mpsc::channel();
-    let out_buf = capture(child.stdout.take(), eof_tx.clone());
-    let err_buf = capture(child.stderr.take(), eof_tx);
+    let name = hook.name;
+    forward(child.stdout.take(), eof_tx.clone(), move |l| {
+        info!("[{name} stdout] {l}")
+    });
+    forward(child.stderr.take(), eof_tx, move |l| {
+        info!("[{name} stderr] {l}")
+    });
     let outcome = wait(clock, hook.timeout, || match child.try_wait() {
         Ok(Some(status)) if status.success() => Some(Outcome::Success),
         Ok(Some(status)) => Some(Outcome::Failed(status.to_string())),
@@ -116,8 +105,6 @@ fn run_child(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     }
     // Nothing is sent: this waits until both readers are at their end.
     let _ = eof.recv_timeout(OUTPUT_WAIT);
-    log_output(hook.name, "stdout", &out_buf);
-    log_output(hook.name, "stderr", &err_buf);
     outcome
 }
 
@@ -172,7 +159,7 @@ mod tests {
             Outcome::Failed("exit status: 1".into())
         );
         match run(&hook("/nonexistent/program arg", 5000), &mut t) {
-            Outcome::NotStarted(why) => assert!(why.contains("/nonexistent/program"), "{why}"),
+            Outcome::Failed(why) => assert!(why.contains("started: /nonexistent/program"), "{why}"),
             other => panic!("{other:?}"),
         }
     }
@@ -213,12 +200,16 @@ mod tests {
             .spawn()
             .unwrap();
         let (tx, eof) = mpsc::channel();
-        let buf = capture(child.stdout.take(), tx);
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        forward(child.stdout.take(), tx, move |l| {
+            sink.lock().unwrap().push(l.to_owned());
+        });
         child.wait().unwrap();
         let started = Instant::now();
         let _ = eof.recv_timeout(Duration::from_secs(5));
         assert!(started.elapsed() < Duration::from_secs(4), "returns at EOF");
-        assert_eq!(*buf.lock().unwrap(), b"early\nlate\n");
+        assert_eq!(*lines.lock().unwrap(), ["early", "late"]);
         // A pipe held open: the wait ends at its bound.
         use std::os::unix::process::CommandExt;
         let mut child = Command::new("sh")
@@ -228,7 +219,7 @@ mod tests {
             .spawn()
             .unwrap();
         let (tx, eof) = mpsc::channel();
-        let _buf = capture(child.stdout.take(), tx);
+        forward(child.stdout.take(), tx, |_| {});
         child.wait().unwrap();
         let started = Instant::now();
         let _ = eof.recv_timeout(Duration::from_millis(100));

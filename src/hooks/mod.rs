@@ -1,14 +1,15 @@
-//! Hooks around the registration steps: a command or an HTTP GET, bounded
-//! by a timeout and cut short by a signal or drain request.
+//! Hooks around the registration steps: a command or an HTTP GET (for
+//! images where no command can run), bounded by a timeout and cut short by
+//! a signal or drain request.
 
 pub mod command;
-pub mod http;
-pub mod program;
 pub mod reaper;
 
-use crate::aws::http::Transport;
+use crate::aws::error::{redact_url, snippet, Error, TransportKind};
+use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::clock::Clock;
 use crate::config::{Hook, HookAction};
+use std::sync::mpsc::channel;
 use std::time::Duration;
 
 const POLL: Duration = Duration::from_millis(20);
@@ -18,21 +19,12 @@ const POLL: Duration = Duration::from_millis(20);
 pub enum Outcome {
     /// Exit status 0, or an HTTP 2xx answer.
     Success,
-    /// Non-zero exit, killed by a signal, another HTTP answer or none.
+    /// Not started, non-zero exit, killed by a signal, another HTTP answer or none.
     Failed(String),
     /// It ran past its timeout (a command is killed).
     TimedOut,
     /// A signal or drain request arrived (a command is killed).
     Interrupted,
-    /// It could not be started (not found, not executable, no thread).
-    NotStarted(String),
-}
-
-impl Outcome {
-    /// Whether the hook succeeded.
-    pub fn ok(&self) -> bool {
-        *self == Outcome::Success
-    }
 }
 
 impl std::fmt::Display for Outcome {
@@ -42,7 +34,6 @@ impl std::fmt::Display for Outcome {
             Outcome::Failed(why) => write!(f, "failed: {why}"),
             Outcome::TimedOut => f.write_str("timed out and was killed"),
             Outcome::Interrupted => f.write_str("interrupted and killed"),
-            Outcome::NotStarted(why) => write!(f, "could not be started: {why}"),
         }
     }
 }
@@ -52,13 +43,13 @@ pub fn run<T>(hook: &Hook, transport: &T, clock: &mut dyn Clock) -> Outcome
 where
     T: Transport + Clone + Send + 'static,
 {
-    let (kind, out) = match &hook.action {
-        HookAction::Command(_) => ("command", command::run(hook, clock)),
-        HookAction::Http(url) => ("HTTP hook", http::run(hook, url, transport, clock)),
+    let out = match &hook.action {
+        HookAction::Command(_) => command::run(hook, clock),
+        HookAction::Http(url) => get(hook, url, transport, clock),
     };
-    match out.ok() {
-        true => log::info!("{} {kind} {out}", hook.name),
-        false => log::warn!("{} {kind} {out}", hook.name),
+    match out {
+        Outcome::Success => log::info!("{} {out}", hook.describe()),
+        _ => log::warn!("{} {out}", hook.describe()),
     }
     out
 }
@@ -82,5 +73,86 @@ fn wait(
         if clock.sleep(POLL.min(deadline - now)).is_err() {
             return Outcome::Interrupted;
         }
+    }
+}
+
+/// What an answer (or its absence) means for the hook.
+fn outcome(answer: &Result<HttpResponse, Error>) -> Outcome {
+    match answer {
+        Ok(r) if (200..300).contains(&r.status) => Outcome::Success,
+        Ok(r) => Outcome::Failed(format!("HTTP {}: {}", r.status, snippet(&r.body))),
+        Err(Error::Transport {
+            kind: TransportKind::Timeout,
+            ..
+        }) => Outcome::TimedOut,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// GETs `url` for `hook` within its timeout, unless the `clock` is interrupted:
+/// 2xx is success (no redirects). The request runs on a thread of its own, so
+/// an event ends the wait (the request then ends by its own timeout).
+fn get<T>(hook: &Hook, url: &str, transport: &T, clock: &mut dyn Clock) -> Outcome
+where
+    T: Transport + Clone + Send + 'static,
+{
+    log::info!("calling {} HTTP hook: GET {}", hook.name, redact_url(url));
+    let req = HttpRequest {
+        method: "GET",
+        url: url.to_owned(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        timeout: hook.timeout,
+    };
+    let action = hook.describe();
+    let (tx, rx) = channel();
+    let t = transport.clone();
+    let spawned = std::thread::Builder::new()
+        .name("http-hook".into())
+        .stack_size(1024 * 1024) // name resolution may need some
+        .spawn(move || tx.send(t.send(&action, &req)));
+    if let Err(e) = spawned {
+        return Outcome::Failed(format!("cannot start a thread (pids limit?): {e}"));
+    }
+    // The thread always answers (its send returns whatever happens).
+    wait(clock, hook.timeout, || {
+        rx.try_recv().ok().map(|a| outcome(&a))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_hundreds_succeed_the_rest_fail() {
+        let answer = |status: u16| {
+            Ok(HttpResponse {
+                status,
+                date: None,
+                body: b"nope".to_vec(),
+            })
+        };
+        assert_eq!(outcome(&answer(200)), Outcome::Success);
+        assert_eq!(outcome(&answer(204)), Outcome::Success);
+        assert_eq!(
+            outcome(&answer(500)),
+            Outcome::Failed("HTTP 500: nope".into())
+        );
+        assert!(matches!(outcome(&answer(302)), Outcome::Failed(_)));
+        let timeout = Err(Error::Transport {
+            action: "x".into(),
+            url: "http://127.0.0.1/".into(),
+            kind: TransportKind::Timeout,
+            detail: "slow".into(),
+        });
+        assert_eq!(outcome(&timeout), Outcome::TimedOut);
+        let refused = Err(Error::Transport {
+            action: "x".into(),
+            url: "http://127.0.0.1/".into(),
+            kind: TransportKind::Connect,
+            detail: "refused".into(),
+        });
+        assert!(matches!(outcome(&refused), Outcome::Failed(_)));
     }
 }

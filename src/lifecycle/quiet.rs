@@ -253,7 +253,6 @@ mod tests {
             local: "10.0.0.1:8080".parse().unwrap(),
             remote: SocketAddr::from(([10, 1, 2, 3], remote_port)),
             state,
-            inode: 1,
         }
     }
 
@@ -262,7 +261,6 @@ mod tests {
             local: SocketAddr::from(([0, 0, 0, 0], port)),
             remote: "0.0.0.0:0".parse().unwrap(),
             state: TcpState::LISTEN,
-            inode: 1,
         }
     }
 
@@ -287,7 +285,6 @@ mod tests {
             local: "10.0.0.1:40000".parse().unwrap(),
             remote: "10.9.9.9:8080".parse().unwrap(),
             state: TcpState::ESTABLISHED,
-            inode: 1,
         };
         let other = Entry {
             local: "10.0.0.1:8081".parse().unwrap(),

@@ -2,7 +2,7 @@ use super::*;
 use crate::aws::elbv2::HealthCheck;
 use crate::aws::AwsError;
 use crate::config::{GroupSpec, LogFormat};
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
 
 fn cfg() -> Config {
     Config {
@@ -100,7 +100,7 @@ fn good() -> Findings {
     }
 }
 
-fn has(r: &Report, level: Level, needle: &str) -> bool {
+fn has(r: &Report, level: &str, needle: &str) -> bool {
     r.0.iter().any(|l| l.0 == level && l.2.contains(needle))
 }
 
@@ -139,11 +139,7 @@ fn moto_invalid_target_answer_counts_as_permission() {
     f.groups[0].deregister = Some(Err(aws("DeregisterTargets", "InvalidTarget")));
     let r = report(&cfg(), &f);
     assert!(r.passed());
-    assert!(has(
-        &r,
-        Level::Ok,
-        "answered InvalidTarget, not AccessDenied"
-    ));
+    assert!(has(&r, "ok  ", "answered InvalidTarget, not AccessDenied"));
 }
 
 #[test]
@@ -152,8 +148,8 @@ fn denied_deregistration_fails_naming_what_and_why() {
     f.groups[0].deregister = Some(Err(aws("DeregisterTargets", "AccessDenied")));
     let r = report(&cfg(), &f);
     assert_eq!(r.exit_code(), 1);
-    assert!(has(&r, Level::Fail, "may not deregister"));
-    assert!(has(&r, Level::Fail, "AccessDenied"));
+    assert!(has(&r, FAIL, "may not deregister"));
+    assert!(has(&r, FAIL, "AccessDenied"));
     assert!(r
         .render()
         .ends_with("check FAILED: 1 problem(s) in target group web\n"));
@@ -162,9 +158,11 @@ fn denied_deregistration_fails_naming_what_and_why() {
 #[test]
 fn missing_wrong_type_wrong_family_and_unattached_groups_fail() {
     let mut f = good();
-    f.groups[0].described = Ok(None);
+    // What gather finds for a group that does not exist: no ARN, no more calls.
+    let g = &mut f.groups[0];
+    (g.described, g.attributes, g.registered, g.deregister) = (Ok(None), None, None, None);
     let r = report(&cfg(), &f);
-    assert!(has(&r, Level::Fail, "not found"));
+    assert!(has(&r, FAIL, "not found"));
     // Nothing else is said about a group that does not exist.
     assert_eq!(r.0.len(), 3, "{:?}", r.0);
 
@@ -175,14 +173,14 @@ fn missing_wrong_type_wrong_family_and_unattached_groups_fail() {
     g.load_balancer_arns.clear();
     f.groups[0].described = Ok(Some(g));
     let r = report(&cfg(), &f);
-    assert!(has(&r, Level::Fail, "target type instance"));
+    assert!(has(&r, FAIL, "target type instance"));
     assert!(has(
         &r,
-        Level::Fail,
+        FAIL,
         "IP address type ipv6, but target 10.0.0.1 is ipv4"
     ));
-    assert!(has(&r, Level::Fail, "not attached to a load balancer"));
-    let fails = r.0.iter().filter(|l| l.0 == Level::Fail).count();
+    assert!(has(&r, FAIL, "not attached to a load balancer"));
+    let fails = r.0.iter().filter(|l| l.0 == FAIL).count();
     assert_eq!(fails, 3);
 
     // Without -wait-in-service an unattached group only warns.
@@ -194,7 +192,7 @@ fn missing_wrong_type_wrong_family_and_unattached_groups_fail() {
     f.groups[0].described = Ok(Some(g));
     let r = report(&c, &f);
     assert!(r.passed());
-    assert!(has(&r, Level::Warn, "no traffic"));
+    assert!(has(&r, "warn", "no traffic"));
 }
 
 #[test]
@@ -206,7 +204,7 @@ fn ipv6_targets_need_ipv6_groups() {
     let r = report(&c, &f);
     assert!(has(
         &r,
-        Level::Fail,
+        FAIL,
         "IP address type ipv4, but target fd00::5 is ipv6"
     ));
     let mut g = group();
@@ -231,20 +229,12 @@ fn health_checks_slower_than_the_wait_fail() {
     assert!(report(&c, &good()).passed());
     c.wait_in_service_timeout = Duration::from_secs(10);
     let r = report(&c, &good());
-    assert!(has(
-        &r,
-        Level::Fail,
-        "longer than -wait-in-service-timeout 10s"
-    ));
+    assert!(has(&r, FAIL, "longer than -wait-in-service-timeout 10s"));
     let mut f = good();
     let mut g = group();
     g.health_check.enabled = Some(false);
     f.groups[0].described = Ok(Some(g));
-    assert!(has(
-        &report(&cfg(), &f),
-        Level::Warn,
-        "health checks disabled"
-    ));
+    assert!(has(&report(&cfg(), &f), "warn", "health checks disabled"));
 }
 
 #[test]
@@ -257,18 +247,18 @@ fn deregistration_delay_against_the_drain_wait() {
     assert!(r.passed());
     assert!(has(
         &r,
-        Level::Warn,
+        "warn",
         "deregistration delay 5m is longer than -wait-drained-timeout 2m"
     ));
     c.wait_drained = false;
-    assert!(has(&report(&c, &f), Level::Ok, "not waited for"));
+    assert!(has(&report(&c, &f), "ok  ", "not waited for"));
     // AccessDenied on the attributes is tolerated with a note.
     f.groups[0].attributes = Some(Err(aws("DescribeTargetGroupAttributes", "AccessDenied")));
     let r = report(&cfg(), &f);
     assert!(r.passed());
     assert!(has(
         &r,
-        Level::Warn,
+        "warn",
         "may not call DescribeTargetGroupAttributes"
     ));
 }
@@ -280,13 +270,13 @@ fn a_registered_target_is_not_probed_and_denied_health_fails_when_needed() {
     f.groups[0].deregister = None;
     let r = report(&cfg(), &f);
     assert!(r.passed());
-    assert!(has(&r, Level::Warn, "registered already (healthy)"));
+    assert!(has(&r, "warn", "registered already (healthy)"));
 
     let mut f = good();
     f.groups[0].registered = Some(Err(aws("DescribeTargetHealth", "AccessDenied")));
     f.groups[0].deregister = None;
     let r = report(&cfg(), &f);
-    assert!(has(&r, Level::Fail, "may not call DescribeTargetHealth"));
+    assert!(has(&r, FAIL, "may not call DescribeTargetHealth"));
     let mut c = cfg();
     c.wait_in_service = false;
     c.wait_drained = false;
@@ -303,7 +293,7 @@ fn credentials_and_identity() {
     f.groups.clear();
     let r = report(&cfg(), &f);
     assert_eq!(r.exit_code(), 1);
-    assert!(has(&r, Level::Fail, "none could be had"));
+    assert!(has(&r, FAIL, "none could be had"));
     assert!(r.render().contains("in credentials"));
 
     let mut f = good();
@@ -316,7 +306,7 @@ fn credentials_and_identity() {
     }
     f.identity = Some(Err(e));
     let r = report(&cfg(), &f);
-    assert!(has(&r, Level::Fail, "should have been 'POST / '"));
+    assert!(has(&r, FAIL, "should have been 'POST / '"));
     assert_eq!(r.render().lines().count(), r.0.len() + 1);
     f.identity = Some(Err(Error::Transport {
         action: "GetCallerIdentity".into(),
@@ -326,7 +316,7 @@ fn credentials_and_identity() {
     }));
     let r = report(&cfg(), &f);
     assert!(r.passed());
-    assert!(has(&r, Level::Warn, "identity unknown"));
+    assert!(has(&r, "warn", "identity unknown"));
 }
 
 #[test]
@@ -338,7 +328,7 @@ fn describe_denied_fails_for_names_and_warns_for_arns() {
     f.groups[0].deregister = None;
     assert!(has(
         &report(&cfg(), &f),
-        Level::Fail,
+        FAIL,
         "may not call DescribeTargetGroups"
     ));
     let arn =
@@ -349,16 +339,59 @@ fn describe_denied_fails_for_names_and_warns_for_arns() {
     f.groups[0].deregister = Some(Ok(()));
     let r = report(&cfg(), &f);
     assert!(r.passed(), "{}", r.render());
-    assert!(has(&r, Level::Warn, "cannot describe it"));
+    assert!(has(&r, "warn", "cannot describe it"));
 }
 
-/// The filesystem of an image with curl and a shell, nothing else.
-fn image_fs(p: &Path) -> PathKind {
-    match p.to_str() {
-        Some("/usr/bin/curl" | "/bin/sh") => PathKind::Executable,
-        Some("/app/notify") => PathKind::NotExecutable,
-        _ => PathKind::Missing,
+/// A fresh directory holding `a/tool` (not executable), `b/tool` (executable),
+/// `b/data` (not executable) and `b/sub/`.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nlb-preflight-{name}-{}", std::process::id()));
+    let files = [
+        ("a/tool", 0o644),
+        ("b/tool", 0o755),
+        ("b/data", 0o644),
+        ("b/sub/x", 0o644),
+    ];
+    for (file, mode) in files {
+        let p = d.join(file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
     }
+    d
+}
+
+#[test]
+fn programs_are_looked_for_as_execvp_would() {
+    let d = scratch("locate");
+    let (a, b) = (d.join("a"), d.join("b"));
+    let path = format!("{}:{}", a.display(), b.display());
+    // Not executable in the first directory: execvp goes on, and so do we.
+    assert_eq!(locate("tool", Some(&path)), Ok(b.join("tool")));
+    let only_a = Some(a.to_str().unwrap());
+    let not_executable = format!("{}/tool is not executable", a.display());
+    assert_eq!(locate("tool", only_a), Err(not_executable));
+    // A directory named like the program is skipped.
+    let nowhere = format!("sub is in no directory of the search path {path}");
+    assert_eq!(locate("sub", Some(&path)), Err(nowhere));
+    // A name with a slash is taken as it is.
+    let tool = b.join("tool");
+    assert_eq!(locate(tool.to_str().unwrap(), only_a), Ok(tool));
+    for (file, why) in [
+        ("data", "is not executable"),
+        ("sub", "is a directory"),
+        ("nope", "does not exist"),
+    ] {
+        let p = b.join(file).display().to_string();
+        assert_eq!(locate(&p, None), Err(format!("{p} {why}")));
+    }
+    // Unset or empty: musl's default; an empty entry: the working directory.
+    let musl = "nlb-nope is in no directory of the search path /usr/local/bin:/bin:/usr/bin";
+    assert_eq!(locate("nlb-nope", None), Err(musl.into()));
+    assert_eq!(locate("nlb-nope", Some("")), Err(musl.into()));
+    let cwd = Err("./Cargo.toml is not executable".into());
+    assert_eq!(locate("Cargo.toml", Some("/nowhere::")), cwd);
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 /// A command hook of step `name` running `line` (split at spaces).
@@ -368,9 +401,11 @@ fn command(name: &'static str, line: &str) -> Option<Hook> {
 }
 
 #[test]
-fn hook_programs_are_looked_for_as_execvp_would() {
+fn hook_programs_are_reported_and_http_hooks_not_called() {
+    let d = scratch("hooks");
+    let path = format!("{}:{}", d.join("a").display(), d.join("b").display());
     let mut c = cfg();
-    c.pre_register = command("pre-register", "curl -fsS http://127.0.0.1:8080/warm");
+    c.pre_register = command("pre-register", "tool -fsS http://127.0.0.1:8080/warm");
     c.post_register = Some(Hook {
         name: "post-register",
         action: HookAction::Http("http://user:secret@127.0.0.1:8080/lb/in".into()),
@@ -378,7 +413,7 @@ fn hook_programs_are_looked_for_as_execvp_would() {
     });
     c.post_deregister = command("post-deregister", "/bin/sh -c sleep&&true");
     let mut f = good();
-    f.hooks = gather_hooks(&c, Some("/usr/local/bin:/usr/bin"), &image_fs);
+    f.hooks = gather_hooks(&c, Some(&path));
     assert_eq!(f.hooks.len(), 3);
     let r = report(&c, &f);
     assert!(r.passed(), "{}", r.render());
@@ -388,7 +423,7 @@ fn hook_programs_are_looked_for_as_execvp_would() {
     assert_eq!(
         hooks,
         [
-            "ok   pre-register command: runs /usr/bin/curl",
+            &format!("ok   pre-register command: runs {}/b/tool", d.display()),
             "ok   post-register HTTP hook: GET http://***@127.0.0.1:8080/lb/in (not called by -check: it may change the app's state)",
             "ok   post-deregister command: runs /bin/sh, shell syntax (&&)",
             "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)",
@@ -396,30 +431,33 @@ fn hook_programs_are_looked_for_as_execvp_would() {
         "{out}"
     );
     assert!(!r.render().contains("secret"));
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
 fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
+    let d = scratch("missing");
+    let data = d.join("b/data").display().to_string();
     let mut c = cfg();
-    c.pre_register = command("pre-register", "wget -q http://127.0.0.1/");
-    c.post_deregister = command("post-deregister", "/app/notify out");
+    c.pre_register = command("pre-register", "nlb-nope -q http://127.0.0.1/");
+    c.post_deregister = command("post-deregister", &format!("{data} out"));
     let mut f = good();
-    f.hooks = gather_hooks(&c, None, &image_fs);
+    f.hooks = gather_hooks(&c, None);
     let r = report(&c, &f);
     assert_eq!(r.exit_code(), 1);
     let out = r.render();
     assert!(
         out.contains(
-            "FAIL pre-register command: cannot run: wget is in no directory of the search path \
+            "FAIL pre-register command: cannot run: nlb-nope is in no directory of the search path \
          /usr/local/bin:/bin:/usr/bin: the hook would fail and nothing would be registered\n"
         ),
         "{out}"
     );
     assert!(
-        out.contains(
-            "warn post-deregister command: cannot run: /app/notify is not executable: \
+        out.contains(&format!(
+            "warn post-deregister command: cannot run: {data} is not executable: \
          the hook would fail (the sidecar logs it and goes on)\n"
-        ),
+        )),
         "{out}"
     );
     assert!(
@@ -429,26 +467,27 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
 
     // Only the post-deregister hook missing: a warning, the check passes.
     c.pre_register = None;
-    f.hooks = gather_hooks(&c, None, &image_fs);
+    f.hooks = gather_hooks(&c, None);
     let r = report(&c, &f);
     assert!(r.passed(), "{}", r.render());
-    assert!(has(&r, Level::Warn, "/app/notify is not executable"));
+    assert!(has(&r, "warn", &format!("{data} is not executable")));
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
 fn hooks_are_reported_even_without_credentials() {
     let mut c = cfg();
-    c.pre_register = command("pre-register", "nope");
+    c.pre_register = command("pre-register", "nlb-nope");
     let mut f = good();
     f.credentials = Err(Error::Credentials("no source".into()));
     f.identity = None;
     f.groups.clear();
-    f.hooks = gather_hooks(&c, Some("/bin"), &image_fs);
+    f.hooks = gather_hooks(&c, Some("/nowhere"));
     let r = report(&c, &f);
     assert!(has(
         &r,
-        Level::Fail,
-        "nope is in no directory of the search path /bin"
+        FAIL,
+        "nlb-nope is in no directory of the search path /nowhere"
     ));
 }
 
@@ -457,7 +496,7 @@ fn lb_health_on_a_group_that_resets_connections_warns_naming_the_attribute() {
     let mut c = cfg();
     c.lb_health_addr = Some("10.0.0.1:8081".into());
     let termination = "target_health_state.unhealthy.connection_termination.enabled";
-    let warned = |c: &Config, f: &Findings| has(&report(c, f), Level::Warn, termination);
+    let warned = |c: &Config, f: &Findings| has(&report(c, f), "warn", termination);
     // Unset (AWS's default, true) and true warn; false does not.
     let mut f = good();
     assert!(warned(&c, &f));
@@ -470,12 +509,12 @@ fn lb_health_on_a_group_that_resets_connections_warns_naming_the_attribute() {
     assert!(!warned(&c, &f));
     assert!(has(
         &report(&c, &f),
-        Level::Ok,
+        "ok  ",
         "draining_interval_seconds 300"
     ));
     // Attributes that cannot be read: the user is told it is unknown.
     f.groups[0].attributes = Some(Err(aws("DescribeTargetGroupAttributes", "AccessDenied")));
-    assert!(has(&report(&c, &f), Level::Warn, "enabled unknown"));
+    assert!(has(&report(&c, &f), "warn", "enabled unknown"));
     // Nothing without -lb-health-addr, nor on a UDP group.
     assert!(!warned(&cfg(), &good()));
     let mut f = good();
@@ -490,8 +529,8 @@ fn drain_without_an_app_check_warns_that_restarts_stay_out() {
     let mut c = cfg();
     c.status_addr = Some("10.0.0.1:8081".into());
     let needle = "cannot tell an app container restart";
-    assert!(has(&report(&c, &good()), Level::Warn, needle));
+    assert!(has(&report(&c, &good()), "warn", needle));
     c.wait_for_tcp = Some("127.0.0.1:8080".into());
-    assert!(!has(&report(&c, &good()), Level::Warn, needle));
-    assert!(!has(&report(&cfg(), &good()), Level::Warn, needle));
+    assert!(!has(&report(&c, &good()), "warn", needle));
+    assert!(!has(&report(&cfg(), &good()), "warn", needle));
 }

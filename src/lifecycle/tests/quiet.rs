@@ -23,7 +23,6 @@ impl Traffic {
                 // A fresh client port per connection.
                 remote: SocketAddr::from(([10, 9, 0, 1], 10_000 + (at / 50 % 50_000) as u16)),
                 state: TcpState::ESTABLISHED,
-                inode: at,
             })
             .collect()
     }
