@@ -69,7 +69,10 @@ fn stop(child: &mut Child) {
 /// Runs a command hook to completion, timeout, or the `clock`'s interruption.
 pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     // From spawn to wait, so the reaper cannot take the child's status.
-    let _no_reaping = reaper::hold();
+    reaper::while_hook_runs(|| run_child(hook, clock))
+}
+
+fn run_child(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     let Some((program, args)) = hook.argv().split_first() else {
         return Outcome::Failed("empty command".into());
     };
