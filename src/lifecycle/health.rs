@@ -8,7 +8,6 @@ use crate::aws::error::Error;
 use crate::aws::query::Action;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
-use crate::logging::request_id_of;
 use crate::metrics::TargetState;
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
@@ -30,16 +29,10 @@ pub(super) enum HealthWait {
 /// The polls while blocked after a health-wait timeout, the pause doubling
 /// up to a minute: a target that stays unhealthy costs a call a minute.
 pub(super) struct Recovery {
-    watches: Vec<Watch>,
+    /// The registrations not healthy yet.
+    pending: Vec<usize>,
     interval: Duration,
     pub(super) next: Instant,
-}
-
-/// How one recovery poll ended (`Done`: ready, or AWS refused to tell).
-pub(super) enum Recovered {
-    NotYet,
-    Done,
-    Interrupted,
 }
 
 impl Registration {
@@ -47,7 +40,7 @@ impl Registration {
     /// when the answer does not list it.
     pub(super) fn poll_health(
         &self,
-        elb: &mut dyn Elb,
+        elb: &mut impl Elb,
         clock: &mut dyn Clock,
         deadline: Instant,
     ) -> Result<Option<TargetHealth>, Error> {
@@ -55,39 +48,23 @@ impl Registration {
             deadline,
             max_attempts: HEALTH_POLL_ATTEMPTS,
         };
-        let answer = elb.health(&self.arn, &self.targets(), budget, clock)?;
+        let (arn, targets) = (&self.arn, self.targets());
+        let answer = elb.call(&DescribeTargetHealth { arn, targets }, budget, clock)?;
         Ok(find_health(&answer.value, &self.target).cloned())
     }
-}
 
-/// A registration (its index) polled until done (healthy, or drained); logs each state once.
-#[derive(Default)]
-pub(super) struct Watch {
-    pub(super) index: usize,
-    pub(super) done: bool,
-    /// The state last logged.
-    pub(super) last: Option<String>,
-}
-
-impl Watch {
-    pub(super) fn new(index: usize) -> Self {
-        Watch {
-            index,
-            ..Watch::default()
-        }
-    }
-
-    pub(super) fn log(&mut self, r: &Registration, health: &TargetHealth) {
+    /// Logs each new health state once, and counts it in the metrics.
+    pub(super) fn log_health(&mut self, health: &TargetHealth) {
         let text = health.to_string();
         if self.last.as_deref() != Some(&text) {
             info!(
-                target_group = r.label.as_str(), target:% = r.target,
+                target_group = self.label.as_str(), target:% = self.target,
                 state:% = health.state, reason = health.reason.as_deref();
-                "target {} in {} is {text}", r.target, r.label
+                "target {} in {} is {text}", self.target, self.label
             );
             self.last = Some(text);
         }
-        r.seen(match &health.state {
+        self.seen(match &health.state {
             State::Healthy => TargetState::Healthy,
             s if s.is_draining() => TargetState::Draining,
             _ => TargetState::Registered,
@@ -95,39 +72,35 @@ impl Watch {
     }
 }
 
-impl Lifecycle<'_> {
+impl<E: Elb> Lifecycle<'_, E> {
     /// Polls each target at its pace until all are healthy,
     /// `-wait-in-service-timeout` passes, or an event arrives.
     pub(super) fn wait_healthy(&mut self) -> HealthWait {
         let deadline = self.clock.now() + self.cfg.wait_in_service_timeout;
-        let mut watches: Vec<Watch> = (0..self.registrations.len()).map(Watch::new).collect();
-        let mut due: Vec<Instant> = (0..watches.len())
-            .map(|i| self.poll_at(i, true).min(deadline))
+        // When each target is polled next; `None` once healthy.
+        let mut due: Vec<Option<Instant>> = (0..self.registrations.len())
+            .map(|i| Some(self.poll_at(i, true).min(deadline)))
             .collect();
         self.log_pace();
         while self.clock.now() < deadline {
             let now = self.clock.now();
-            let next = watches
-                .iter()
-                .filter(|w| !w.done)
-                .map(|w| due[w.index])
-                .min();
+            let next = due.iter().flatten().min().copied();
             let next = next.unwrap_or(now).min(deadline);
             if next > now && self.clock.sleep(next - now).is_err() {
                 return HealthWait::Interrupted;
             }
             let now = self.clock.now();
-            for watch in watches.iter_mut() {
-                if watch.done || due[watch.index] > now {
+            for (i, at) in due.iter_mut().enumerate() {
+                if at.is_none_or(|at| at > now) {
                     continue;
                 }
-                if let Some(end) = self.poll_watch(watch, deadline) {
-                    return end;
-                }
                 // One last look at the deadline when the next is later.
-                due[watch.index] = self.poll_at(watch.index, false).min(deadline);
+                *at = match self.poll_one(i, deadline) {
+                    Err(end) => return end,
+                    Ok(healthy) => (!healthy).then(|| self.poll_at(i, false).min(deadline)),
+                };
             }
-            if watches.iter().all(|w| w.done) {
+            if due.iter().all(Option::is_none) {
                 info!("all targets are healthy");
                 return HealthWait::Healthy;
             }
@@ -135,12 +108,16 @@ impl Lifecycle<'_> {
                 return HealthWait::Interrupted;
             }
         }
-        self.timed_out(watches)
+        let pending = (0..due.len()).filter(|&i| due[i].is_some()).collect();
+        self.timed_out(pending)
     }
 
-    fn timed_out(&mut self, watches: Vec<Watch>) -> HealthWait {
-        for w in watches.iter().filter(|w| !w.done) {
-            let (r, last) = (&self.registrations[w.index], w.last.as_deref());
+    fn timed_out(&mut self, pending: Vec<usize>) -> HealthWait {
+        for &i in &pending {
+            let (r, last) = (
+                &self.registrations[i],
+                self.registrations[i].last.as_deref(),
+            );
             warn!(
                 target_group = r.label.as_str(), target:% = r.target, state = last;
                 "target {} in {} not healthy after {}: last state {}; it stays registered, \
@@ -155,70 +132,72 @@ impl Lifecycle<'_> {
         let interval = self.elb.widen(self.cfg.health_poll_interval);
         let next = self.clock.now() + jittered(interval, self.clock.random());
         HealthWait::TimedOut(Recovery {
-            watches,
+            pending,
             interval,
             next,
         })
     }
 
-    /// One poll of each target not yet healthy; ready once all are.
-    pub(super) fn poll_recovery(&mut self, recovery: &mut Recovery) -> Recovered {
+    /// One poll of each target not yet healthy; ready once all are. `None`
+    /// while some are not, else how the recovery ended.
+    pub(super) fn poll_recovery(&mut self, recovery: &mut Recovery) -> Option<HealthWait> {
         let deadline = self.clock.now() + RECOVERY_POLL_WINDOW;
-        for watch in recovery.watches.iter_mut().filter(|w| !w.done) {
-            match self.poll_watch(watch, deadline) {
-                Some(HealthWait::Interrupted) => return Recovered::Interrupted,
-                Some(_) => return Recovered::Done,
-                None => {}
+        let mut pending = Vec::new();
+        for &i in &recovery.pending {
+            match self.poll_one(i, deadline) {
+                Err(end) => return Some(end),
+                Ok(healthy) => pending.extend((!healthy).then_some(i)),
             }
         }
-        if recovery.watches.iter().all(|w| w.done) {
+        if pending.is_empty() {
             info!(
                 "all targets are healthy now, after the health-wait timeout: ready \
                  (the post-register command ran at the timeout and does not run again)"
             );
             self.status.set_ready(true);
-            return Recovered::Done;
+            return Some(HealthWait::Healthy);
         }
+        recovery.pending = pending;
         let cap = MAX_RECOVERY_POLL.max(self.cfg.health_poll_interval);
         recovery.interval = self.elb.widen(recovery.interval * 2).min(cap);
         recovery.next = self.clock.now() + jittered(recovery.interval, self.clock.random());
-        Recovered::NotYet
+        None
     }
 
-    /// Polls one target unless an event came (then only the shutdown calls
-    /// AWS); `Some` when the wait must end now.
-    fn poll_watch(&mut self, watch: &mut Watch, deadline: Instant) -> Option<HealthWait> {
+    /// Polls registration `i` unless an event came (then only the shutdown
+    /// calls AWS); whether it is healthy, or how the wait must end now.
+    fn poll_one(&mut self, i: usize, deadline: Instant) -> Result<bool, HealthWait> {
         if self.absorb_events() {
-            return Some(HealthWait::Interrupted);
+            return Err(HealthWait::Interrupted);
         }
-        let r = &self.registrations[watch.index];
+        let r = &mut self.registrations[i];
         let action = DescribeTargetHealth::NAME;
         match r.poll_health(self.elb, self.clock, deadline) {
             Ok(Some(health)) => {
-                watch.log(r, &health);
-                watch.done = health.state == State::Healthy;
+                r.log_health(&health);
+                return Ok(health.state == State::Healthy);
             }
             Ok(None) => warn!(
                 target_group = r.label.as_str(), target:% = r.target, action;
                 "DescribeTargetHealth did not report {} in {}", r.target, r.label
             ),
-            Err(Error::Interrupted) => return Some(HealthWait::Interrupted),
+            Err(Error::Interrupted) => return Err(HealthWait::Interrupted),
             Err(e) if e.is_refusal() => {
                 error!(
                     target_group = r.label.as_str(), target:% = r.target, action,
-                    error_code = e.aws_code(), request_id = request_id_of(&e);
+                    error_code = e.aws_code(), request_id = e.request_id();
                     "cannot check target health: {e}; the target stays registered, \
                      not ready, and its health is not checked again"
                 );
-                return Some(HealthWait::Refused);
+                return Err(HealthWait::Refused);
             }
             Err(e) => warn!(
                 target_group = r.label.as_str(), target:% = r.target, action,
-                error_code = e.aws_code(), request_id = request_id_of(&e);
+                error_code = e.aws_code(), request_id = e.request_id();
                 "health check of {} failed: {e}", r.label
             ),
         }
-        None
+        Ok(false)
     }
 
     fn throttled(&self) -> bool {

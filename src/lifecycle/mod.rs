@@ -10,12 +10,10 @@ mod startup;
 pub use shutdown::shutdown_budget;
 
 use crate::aws::client::{Budget, Client, WithId};
-use crate::aws::elbv2::{
-    DeregisterTargets, DescribeTargetGroups, DescribeTargetHealth, RegisterTargets,
-};
-use crate::aws::elbv2::{Target, TargetGroup, TargetHealth};
+use crate::aws::elbv2::Target;
 use crate::aws::error::Error;
 use crate::aws::http::Transport;
+use crate::aws::query::Action;
 use crate::aws::retry::Bucket;
 use crate::clock::Clock;
 use crate::config::{Config, Hook};
@@ -24,7 +22,7 @@ use crate::metrics::{self, Step, TargetState};
 use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
 use crate::tcp_table::Entry as TcpEntry;
-use health::{Recovered, Recovery};
+use health::{HealthWait, Recovery};
 use log::{info, warn};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,100 +39,58 @@ const REFRESH_WINDOW: Duration = Duration::from_secs(30);
 const REFRESH_GAP: Duration = Duration::from_secs(60);
 const APP_POLL_AFTER_DRAIN: Duration = Duration::from_secs(1);
 
-/// The ELBv2 operations the lifecycle needs (errors: AWS's or the transport's).
+/// The AWS client as the lifecycle uses it: [`Client`], or a fake in `tests.rs`.
 pub trait Elb {
-    /// Fetches credentials now if needed.
-    fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
+    /// Sends `action`, retrying within `budget`.
+    fn call<A: Action>(
+        &mut self,
+        action: &A,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<A::Output>, Error>
+    where
+        A::Output: 'static;
+    /// Makes sure credentials are cached; with `refresh`, fetches new ones
+    /// now, keeping the old ones if that fails.
+    fn credentials(
+        &mut self,
+        refresh: bool,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<(), Error>;
     /// When cached credentials should be refreshed ahead of need.
     fn refresh_due(&self) -> Option<SystemTime>;
-    /// Fetches new credentials now, keeping the old ones if that fails.
-    fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
-    /// DescribeTargetGroups by names.
-    fn describe_groups(
-        &mut self,
-        names: &[String],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetGroup>>, Error>;
-    /// RegisterTargets; the request id.
-    fn register(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<Option<String>, Error>;
     /// Attempts of the last call that may have reached AWS unanswered.
     fn unanswered_attempts(&self) -> u32;
-    /// DeregisterTargets; the request id.
-    fn deregister(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<Option<String>, Error>;
-    /// DescribeTargetHealth.
-    fn health(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetHealth>>, Error>;
     /// A `Describe*` polling interval, widened for life after throttling.
-    fn widen(&self, interval: Duration) -> Duration {
-        interval
-    }
+    fn widen(&self, interval: Duration) -> Duration;
 }
 
 impl<T: Transport> Elb for Client<T> {
-    fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
-        Client::ensure_credentials(self, budget, clock)
+    fn call<A: Action>(
+        &mut self,
+        action: &A,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<A::Output>, Error> {
+        Client::call(self, action, budget, clock)
+    }
+    fn credentials(
+        &mut self,
+        refresh: bool,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<(), Error> {
+        match refresh {
+            true => self.refresh_credentials(budget, clock),
+            false => self.ensure_credentials(budget, clock),
+        }
     }
     fn refresh_due(&self) -> Option<SystemTime> {
         Client::refresh_due(self)
     }
-    fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
-        Client::refresh_credentials(self, budget, clock)
-    }
-    fn describe_groups(
-        &mut self,
-        names: &[String],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetGroup>>, Error> {
-        self.call(&DescribeTargetGroups { names }, budget, clock)
-    }
-    fn register(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<Option<String>, Error> {
-        (self.call(&RegisterTargets { arn, targets }, budget, clock)).map(|r| r.request_id)
-    }
     fn unanswered_attempts(&self) -> u32 {
         Client::unanswered_attempts(self)
-    }
-    fn deregister(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<Option<String>, Error> {
-        (self.call(&DeregisterTargets { arn, targets }, budget, clock)).map(|r| r.request_id)
-    }
-    fn health(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetHealth>>, Error> {
-        self.call(&DescribeTargetHealth { arn, targets }, budget, clock)
     }
     fn widen(&self, interval: Duration) -> Duration {
         self.adaptive(Bucket::Describe)
@@ -179,6 +135,8 @@ struct Registration {
     registered_at: Option<Instant>,
     /// An attempt of its RegisterTargets went unanswered: it may still land.
     lost_attempt: bool,
+    /// The health state last logged.
+    last: Option<String>,
 }
 
 impl Registration {
@@ -187,8 +145,8 @@ impl Registration {
         self.state == RegistrationState::Sent || self.lost_attempt && self.state.may_be_registered()
     }
 
-    fn targets(&self) -> Vec<Target> {
-        vec![self.target.clone()]
+    fn targets(&self) -> &[Target] {
+        std::slice::from_ref(&self.target)
     }
 
     fn seen(&self, state: TargetState) {
@@ -221,9 +179,9 @@ impl RegistrationState {
 }
 
 /// The lifecycle's state and collaborators.
-pub struct Lifecycle<'a> {
+pub struct Lifecycle<'a, E: Elb> {
     cfg: &'a Config,
-    elb: &'a mut dyn Elb,
+    elb: &'a mut E,
     effects: &'a mut dyn Effects,
     clock: &'a mut dyn EventClock,
     status: &'a Status,
@@ -235,11 +193,11 @@ pub struct Lifecycle<'a> {
     failed: bool,
 }
 
-impl<'a> Lifecycle<'a> {
+impl<'a, E: Elb> Lifecycle<'a, E> {
     /// A lifecycle for `cfg` over its collaborators.
     pub fn new(
         cfg: &'a Config,
-        elb: &'a mut dyn Elb,
+        elb: &'a mut E,
         effects: &'a mut dyn Effects,
         clock: &'a mut dyn EventClock,
         status: &'a Status,
@@ -310,7 +268,7 @@ impl<'a> Lifecycle<'a> {
                     deadline: now + REFRESH_WINDOW,
                     max_attempts: 3,
                 };
-                retry_at = match self.elb.refresh_credentials(budget, self.clock) {
+                retry_at = match self.elb.credentials(true, budget, self.clock) {
                     Ok(()) => None,
                     Err(Error::Interrupted) => return,
                     Err(e) => {
@@ -321,9 +279,9 @@ impl<'a> Lifecycle<'a> {
             }
             if let Some(r) = recovery.as_mut().filter(|r| r.next <= now) {
                 match self.poll_recovery(r) {
-                    Recovered::NotYet => {}
-                    Recovered::Done => recovery = None,
-                    Recovered::Interrupted => return,
+                    None => {}
+                    Some(HealthWait::Interrupted) => return,
+                    Some(_) => recovery = None,
                 }
             }
             if self.absorb_events() {

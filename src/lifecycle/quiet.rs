@@ -167,7 +167,7 @@ fn join(ports: &[u16]) -> String {
         .join(",")
 }
 
-impl Lifecycle<'_> {
+impl<E: super::Elb> Lifecycle<'_, E> {
     /// False when `-wait-drained-timeout` after `deregistered_at` came first.
     pub(super) fn wait_quiet(&mut self, deregistered_at: Instant) -> bool {
         let Some(period) = self.cfg.drain_quiet_period else {

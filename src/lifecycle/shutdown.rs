@@ -1,7 +1,6 @@
 //! Shutdown: deregister, wait for draining, the post-deregister hook, the
 //! answers to drain requests and the exit code.
 
-use super::health::Watch;
 use super::{Elb, Lifecycle, Registration, RegistrationState, APP_POLL_AFTER_DRAIN};
 use super::{EXIT_FAILURE, EXIT_OK};
 use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
@@ -12,7 +11,6 @@ use crate::aws::retry::jittered;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::hooks::command::KILL_GRACE;
-use crate::logging::request_id_of;
 use crate::metrics::{self, Step, TargetState};
 use crate::signals::{signal_name, DrainResult, Event};
 use log::{error, info, warn};
@@ -54,7 +52,7 @@ enum Removal {
     Failed,
 }
 
-impl Lifecycle<'_> {
+impl<E: Elb> Lifecycle<'_, E> {
     /// The shutdown and the exit code; after a drain request alone, keeps
     /// running until a signal, or returns `None` to register again.
     pub(super) fn finish(&mut self) -> Option<i32> {
@@ -142,7 +140,7 @@ impl Lifecycle<'_> {
                 (true, true)
             } else {
                 self.timed(Step::Drain, |l| {
-                    let drained = !cfg.wait_drained || l.wait_drained(&deregistered);
+                    let drained = !cfg.wait_drained || l.wait_drained(deregistered);
                     (drained, l.wait_quiet(deregistered_at))
                 })
             };
@@ -152,17 +150,18 @@ impl Lifecycle<'_> {
         }
         self.absorb_events();
         let result: DrainResult = match (all_out, drained, quiet) {
-            (false, _, _) => Err(FAILED.into()),
-            (true, false, _) => {
-                Err("deregistered, but draining did not finish within -wait-drained-timeout".into())
+            (false, ..) => Err(FAILED),
+            (_, false, _) => {
+                Err("deregistered, but draining did not finish within -wait-drained-timeout")
             }
-            (true, true, false) => Err(
-                "deregistered, but new connections kept arriving until -wait-drained-timeout"
-                    .into(),
-            ),
-            _ if cfg.wait_drained => Ok("deregistered and drained".into()),
-            _ => Ok("deregistered".into()),
-        };
+            (_, _, false) => {
+                Err("deregistered, but new connections kept arriving until -wait-drained-timeout")
+            }
+            _ if cfg.wait_drained => Ok("deregistered and drained"),
+            _ => Ok("deregistered"),
+        }
+        .map(Into::into)
+        .map_err(Into::into);
         for tx in self.drain_waiters.drain(..) {
             let _ = tx.send(result.clone());
         }
@@ -188,19 +187,21 @@ impl Lifecycle<'_> {
 
     /// Polls the deregistered targets, the pause doubling from the health
     /// poll interval, until none is draining; false at the timeout.
-    fn wait_drained(&mut self, deregistered: &[usize]) -> bool {
+    fn wait_drained(&mut self, mut pending: Vec<usize>) -> bool {
         let deadline = self.clock.now() + self.cfg.wait_drained_timeout;
-        let mut watches: Vec<Watch> = deregistered.iter().map(|&i| Watch::new(i)).collect();
         let mut interval = self.cfg.health_poll_interval;
         info!(
             "waiting up to {} for draining to finish",
             humantime::format_duration(self.cfg.wait_drained_timeout)
         );
-        while watches.iter().any(|w| !w.done) {
+        while !pending.is_empty() {
             let now = self.clock.now();
             if now >= deadline {
-                for w in watches.iter().filter(|w| !w.done) {
-                    let (r, last) = (&self.registrations[w.index], w.last.as_deref());
+                for &i in &pending {
+                    let (r, last) = (
+                        &self.registrations[i],
+                        self.registrations[i].last.as_deref(),
+                    );
                     warn!(
                         target_group = r.label.as_str(), target:% = r.target, state = last;
                         "target {} in {} still {} at -wait-drained-timeout",
@@ -212,37 +213,38 @@ impl Lifecycle<'_> {
             let pause = jittered(self.elb.widen(interval), self.clock.random());
             interval = (interval * 2).min(MAX_DRAIN_POLL.max(self.cfg.health_poll_interval));
             let _ = self.clock.sleep(pause.min(deadline - now));
-            for watch in watches.iter_mut().filter(|w| !w.done) {
-                self.poll_drained(watch, deadline);
-            }
+            pending.retain(|&i| !self.poll_drained(i, deadline));
         }
         true
     }
 
-    /// Only "not registered" is drained: an eventually consistent answer may
-    /// still say healthy, and an `unused` target may be in.
-    fn poll_drained(&mut self, watch: &mut Watch, deadline: Instant) {
-        let r = &self.registrations[watch.index];
-        let (target, label) = (&r.target, r.label.as_str());
+    /// Whether registration `i` is drained. Only "not registered" is: an
+    /// eventually consistent answer may still say healthy, and an `unused` target may be in.
+    fn poll_drained(&mut self, i: usize, deadline: Instant) -> bool {
+        let r = &mut self.registrations[i];
         let state = match r.poll_health(self.elb, self.clock, deadline) {
-            Ok(Some(health)) if !health.is_gone() => return watch.log(r, &health),
+            Ok(Some(health)) if !health.is_gone() => {
+                r.log_health(&health);
+                return false;
+            }
             Ok(seen) => seen.map_or_else(|| "gone".into(), |h| h.to_string()),
             Err(e) if e.is_target_absent() => "gone".into(),
             Err(e) => {
-                return warn!(
-                    target_group = label, target:% = target,
+                warn!(
+                    target_group = r.label.as_str(), target:% = r.target,
                     action = DescribeTargetHealth::NAME, error_code = e.aws_code(),
-                    request_id = request_id_of(&e);
-                    "draining check of {label} failed: {e}"
-                )
+                    request_id = e.request_id();
+                    "draining check of {} failed: {e}", r.label
+                );
+                return false;
             }
         };
         info!(
-            target_group = label, target:% = target, state = state.as_str();
-            "target {target} in {label} drained ({state})"
+            target_group = r.label.as_str(), target:% = r.target, state = state.as_str();
+            "target {} in {} drained ({state})", r.target, r.label
         );
         r.seen(TargetState::Out);
-        watch.done = true;
+        true
     }
 }
 
@@ -250,7 +252,7 @@ impl Registration {
     /// The state becomes `Out` unless the target may still be in.
     fn deregister(
         &mut self,
-        elb: &mut dyn Elb,
+        elb: &mut impl Elb,
         clock: &mut dyn Clock,
         deadline: Instant,
     ) -> Removal {
@@ -259,40 +261,46 @@ impl Registration {
             target_group = self.label.as_str(), target:% = self.target, action;
             "deregistering target {} from {}", self.target, self.label
         );
-        let removal =
-            match elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock) {
-                Ok(id) => {
-                    info!(
-                        target_group = self.label.as_str(), target:% = self.target, action,
-                        request_id = id.as_deref(), state = "deregistered";
-                        "deregistered target {} from {} (request id {})",
-                        self.target, self.label, id.as_deref().unwrap_or("-")
-                    );
-                    Removal::Deregistered
-                }
-                // Not (or no longer) registered, or the group is gone.
-                Err(e) if e.is_target_absent() => {
-                    info!(
-                        target_group = self.label.as_str(), target:% = self.target, action,
-                        error_code = e.aws_code(), request_id = request_id_of(&e);
-                        "target {} is not registered in {}: {e}", self.target, self.label
-                    );
-                    Removal::NotThere
-                }
-                // Refused, and no attempt of it lost: this was a precaution.
-                Err(e) if self.state == RegistrationState::Refused && !self.lost_attempt => {
-                    warn!(
-                        "target {} was refused by {}, so it is most likely not registered; \
+        let (arn, targets) = (&self.arn, self.targets());
+        let removal = match elb.call(
+            &DeregisterTargets { arn, targets },
+            Budget::until(deadline),
+            clock,
+        ) {
+            Ok(answer) => {
+                let id = answer.request_id;
+                self.last = None;
+                info!(
+                    target_group = self.label.as_str(), target:% = self.target, action,
+                    request_id = id.as_deref(), state = "deregistered";
+                    "deregistered target {} from {} (request id {})",
+                    self.target, self.label, id.as_deref().unwrap_or("-")
+                );
+                Removal::Deregistered
+            }
+            // Not (or no longer) registered, or the group is gone.
+            Err(e) if e.is_target_absent() => {
+                info!(
+                    target_group = self.label.as_str(), target:% = self.target, action,
+                    error_code = e.aws_code(), request_id = e.request_id();
+                    "target {} is not registered in {}: {e}", self.target, self.label
+                );
+                Removal::NotThere
+            }
+            // Refused, and no attempt of it lost: this was a precaution.
+            Err(e) if self.state == RegistrationState::Refused && !self.lost_attempt => {
+                warn!(
+                    "target {} was refused by {}, so it is most likely not registered; \
                      the precautionary deregistration failed too: {e}",
-                        self.target, self.label
-                    );
-                    Removal::NotThere
-                }
-                Err(e) => {
-                    self.log_maybe_still_in(&e);
-                    return Removal::Failed;
-                }
-            };
+                    self.target, self.label
+                );
+                Removal::NotThere
+            }
+            Err(e) => {
+                self.log_maybe_still_in(&e);
+                return Removal::Failed;
+            }
+        };
         // Neither answer tells whether an unanswered registration landed since.
         if self.may_land_late() && !self.confirm_not_registered(elb, clock, deadline) {
             return Removal::Failed;
@@ -311,7 +319,7 @@ impl Registration {
     /// not registered (`unused` is in), or the look failed. Whether it is out.
     fn confirm_not_registered(
         &self,
-        elb: &mut dyn Elb,
+        elb: &mut impl Elb,
         clock: &mut dyn Clock,
         deadline: Instant,
     ) -> bool {
@@ -329,7 +337,12 @@ impl Registration {
                 self.target, self.label
             ),
         }
-        match elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock) {
+        let (arn, targets) = (&self.arn, self.targets());
+        match elb.call(
+            &DeregisterTargets { arn, targets },
+            Budget::until(deadline),
+            clock,
+        ) {
             Ok(_) => true,
             Err(e) if e.is_target_absent() => true,
             Err(e) => {
@@ -344,7 +357,7 @@ impl Registration {
         error!(
             target_group = self.label.as_str(), target:% = self.target,
             action = DeregisterTargets::NAME, error_code = e.aws_code(),
-            request_id = request_id_of(e);
+            request_id = e.request_id();
             "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
             self.target, self.label
         );

@@ -16,7 +16,7 @@ use log::{error, info};
 /// The startup stopped short (an event, or a failure): the shutdown comes next.
 pub(super) struct Stop;
 
-impl Lifecycle<'_> {
+impl<E: Elb> Lifecycle<'_, E> {
     /// Runs the startup. `Ok` when registered (healthy or not): block now,
     /// polling the health on with the [`Recovery`] if the health wait timed out.
     pub(super) fn start(&mut self) -> Result<Option<Recovery>, Stop> {
@@ -40,7 +40,7 @@ impl Lifecycle<'_> {
             }
         }
         let budget = Budget::until(self.clock.now() + self.cfg.register_timeout);
-        if let Err(e) = self.elb.ensure_credentials(budget, self.clock) {
+        if let Err(e) = self.elb.credentials(false, budget, self.clock) {
             return Err(self.stop_on("cannot get AWS credentials", e));
         }
         // An event during the fetch: no call but the shutdown's from now on.
@@ -117,8 +117,7 @@ impl Lifecycle<'_> {
         if e == Error::Interrupted {
             return Stop;
         }
-        let request_id = crate::logging::request_id_of(&e);
-        error!(error_code = e.aws_code(), request_id; "{what}: {e}");
+        error!(error_code = e.aws_code(), request_id = e.request_id(); "{what}: {e}");
         self.failed = true;
         self.absorb_events();
         Stop
@@ -136,7 +135,8 @@ impl Lifecycle<'_> {
         names.dedup();
         let mut found = Vec::new();
         if !names.is_empty() {
-            let got = self.elb.describe_groups(&names, budget, self.clock)?;
+            let got =
+                (self.elb).call(&DescribeTargetGroups { names: &names }, budget, self.clock)?;
             let request_id = got.request_id.as_deref();
             info!(
                 action = DescribeTargetGroups::NAME, request_id;
@@ -186,6 +186,7 @@ fn registration(
         pace,
         registered_at: None,
         lost_attempt: false,
+        last: None,
     })
 }
 
@@ -218,16 +219,18 @@ fn check_group(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
 impl Registration {
     fn register(
         &mut self,
-        elb: &mut dyn Elb,
+        elb: &mut impl Elb,
         clock: &mut dyn Clock,
         budget: Budget,
     ) -> Result<(), Error> {
         self.state = RegistrationState::Sent;
-        let result = elb.register(&self.arn, &self.targets(), budget, clock);
+        self.last = None;
+        let (arn, targets) = (&self.arn, self.targets());
+        let result = elb.call(&RegisterTargets { arn, targets }, budget, clock);
         self.lost_attempt = elb.unanswered_attempts() > 0;
         match result {
-            Ok(id) => {
-                let request_id = id.as_deref();
+            Ok(answer) => {
+                let request_id = answer.request_id.as_deref();
                 info!(
                     target_group = self.label.as_str(), target:% = self.target,
                     action = RegisterTargets::NAME, request_id, state = "registered";
