@@ -114,10 +114,8 @@ impl<E: Elb> Lifecycle<'_, E> {
 
     fn timed_out(&mut self, pending: Vec<usize>) -> HealthWait {
         for &i in &pending {
-            let (r, last) = (
-                &self.registrations[i],
-                self.registrations[i].last.as_deref(),
-            );
+            let r = &self.registrations[i];
+            let last = r.last.as_deref();
             warn!(
                 target_group = r.label.as_str(), target:% = r.target, state = last;
                 "target {} in {} not healthy after {}: last state {}; it stays registered, \

@@ -44,14 +44,6 @@ pub fn shutdown_budget(cfg: &Config) -> Duration {
         .fold(in_flight, Duration::saturating_add)
 }
 
-/// How one DeregisterTargets ended (`Deregistered`: the target drains now).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Removal {
-    Deregistered,
-    NotThere,
-    Failed,
-}
-
 impl<E: Elb> Lifecycle<'_, E> {
     /// The shutdown and the exit code; after a drain request alone, keeps
     /// running until a signal, or returns `None` to register again.
@@ -102,11 +94,11 @@ impl<E: Elb> Lifecycle<'_, E> {
                     return false;
                 }
                 Some(Event::Drain(tx)) => {
-                    let _ = tx.send(if out {
-                        Ok("already deregistered".into())
-                    } else {
-                        Err("deregistration failed earlier; retrying on SIGTERM".into())
-                    });
+                    let failed = "deregistration failed earlier; retrying on SIGTERM";
+                    let _ = tx.send(
+                        out.then(|| "already deregistered".into())
+                            .ok_or(failed.into()),
+                    );
                 }
                 None => match self.effects.app_up(self.cfg) {
                     Some(Err(why)) if !app_went_down => {
@@ -177,9 +169,9 @@ impl<E: Elb> Lifecycle<'_, E> {
                 continue;
             }
             match r.deregister(self.elb, self.clock, deadline) {
-                Removal::Deregistered => deregistered.push(i),
-                Removal::NotThere => {}
-                Removal::Failed => all_out = false,
+                Some(true) => deregistered.push(i),
+                Some(false) => {}
+                None => all_out = false,
             }
         }
         (all_out, deregistered)
@@ -198,10 +190,8 @@ impl<E: Elb> Lifecycle<'_, E> {
             let now = self.clock.now();
             if now >= deadline {
                 for &i in &pending {
-                    let (r, last) = (
-                        &self.registrations[i],
-                        self.registrations[i].last.as_deref(),
-                    );
+                    let r = &self.registrations[i];
+                    let last = r.last.as_deref();
                     warn!(
                         target_group = r.label.as_str(), target:% = r.target, state = last;
                         "target {} in {} still {} at -wait-drained-timeout",
@@ -249,26 +239,17 @@ impl<E: Elb> Lifecycle<'_, E> {
 }
 
 impl Registration {
-    /// The state becomes `Out` unless the target may still be in.
+    /// Whether it drains now (`None`: it may still be in); the state
+    /// becomes `Out` unless the target may still be in.
     fn deregister(
         &mut self,
         elb: &mut impl Elb,
         clock: &mut dyn Clock,
         deadline: Instant,
-    ) -> Removal {
+    ) -> Option<bool> {
         let action = DeregisterTargets::NAME;
-        info!(
-            target_group = self.label.as_str(), target:% = self.target, action;
-            "deregistering target {} from {}", self.target, self.label
-        );
-        let (arn, targets) = (&self.arn, self.targets());
-        let removal = match elb.call(
-            &DeregisterTargets { arn, targets },
-            Budget::until(deadline),
-            clock,
-        ) {
-            Ok(answer) => {
-                let id = answer.request_id;
+        let drains = match self.send_deregister(elb, clock, deadline) {
+            Ok(id) => {
                 self.last = None;
                 info!(
                     target_group = self.label.as_str(), target:% = self.target, action,
@@ -276,7 +257,7 @@ impl Registration {
                     "deregistered target {} from {} (request id {})",
                     self.target, self.label, id.as_deref().unwrap_or("-")
                 );
-                Removal::Deregistered
+                true
             }
             // Not (or no longer) registered, or the group is gone.
             Err(e) if e.is_target_absent() => {
@@ -285,7 +266,7 @@ impl Registration {
                     error_code = e.aws_code(), request_id = e.request_id();
                     "target {} is not registered in {}: {e}", self.target, self.label
                 );
-                Removal::NotThere
+                false
             }
             // Refused, and no attempt of it lost: this was a precaution.
             Err(e) if self.state == RegistrationState::Refused && !self.lost_attempt => {
@@ -294,35 +275,44 @@ impl Registration {
                      the precautionary deregistration failed too: {e}",
                     self.target, self.label
                 );
-                Removal::NotThere
+                false
             }
-            Err(e) => {
-                self.log_maybe_still_in(&e);
-                return Removal::Failed;
-            }
+            Err(e) => return self.maybe_still_in(&e),
         };
         // Neither answer tells whether an unanswered registration landed since.
-        if self.may_land_late() && !self.confirm_not_registered(elb, clock, deadline) {
-            return Removal::Failed;
+        if self.may_land_late() && self.landed_late(elb, clock, deadline) {
+            match self.send_deregister(elb, clock, deadline) {
+                Err(e) if !e.is_target_absent() => return self.maybe_still_in(&e),
+                _ => {}
+            }
         }
         self.state = RegistrationState::Out;
-        self.seen(match removal {
-            Removal::Deregistered => TargetState::Draining,
-            _ => TargetState::Out,
+        self.seen(match drains {
+            true => TargetState::Draining,
+            false => TargetState::Out,
         });
-        removal
+        Some(drains)
     }
 
-    /// After a RegisterTargets that never answered: AWS answers
-    /// DeregisterTargets of an absent target with success, so look again a
-    /// moment later and deregister once more unless it shows `draining` or
-    /// not registered (`unused` is in), or the look failed. Whether it is out.
-    fn confirm_not_registered(
+    /// One DeregisterTargets; the request id.
+    fn send_deregister(
         &self,
         elb: &mut impl Elb,
         clock: &mut dyn Clock,
         deadline: Instant,
-    ) -> bool {
+    ) -> Result<Option<String>, Error> {
+        let (arn, targets) = (&self.arn, self.targets());
+        let budget = Budget::until(deadline);
+        Ok(elb
+            .call(&DeregisterTargets { arn, targets }, budget, clock)?
+            .request_id)
+    }
+
+    /// After a RegisterTargets that never answered: AWS answers
+    /// DeregisterTargets of an absent target with success, so look again a
+    /// moment later: whether to deregister once more (unless it shows
+    /// `draining` or not registered; `unused` is in, and so is a failed look).
+    fn landed_late(&self, elb: &mut impl Elb, clock: &mut dyn Clock, deadline: Instant) -> bool {
         let left = deadline.saturating_duration_since(clock.now());
         let _ = clock.sleep(CONFIRM_DELAY.min(left));
         match self.poll_health(elb, clock, deadline) {
@@ -330,29 +320,17 @@ impl Registration {
                 "the registration of {} in {} landed late; deregistering again",
                 self.target, self.label
             ),
-            Ok(_) => return true,
-            Err(e) if e.is_target_absent() => return true,
+            Ok(_) => return false,
+            Err(e) if e.is_target_absent() => return false,
             Err(e) => warn!(
                 "cannot confirm that {} is out of {}: {e}; deregistering again in case it landed",
                 self.target, self.label
             ),
         }
-        let (arn, targets) = (&self.arn, self.targets());
-        match elb.call(
-            &DeregisterTargets { arn, targets },
-            Budget::until(deadline),
-            clock,
-        ) {
-            Ok(_) => true,
-            Err(e) if e.is_target_absent() => true,
-            Err(e) => {
-                self.log_maybe_still_in(&e);
-                false
-            }
-        }
+        true
     }
 
-    fn log_maybe_still_in(&self, e: &Error) {
+    fn maybe_still_in(&self, e: &Error) -> Option<bool> {
         metrics::global().deregistration_failed(&self.label);
         error!(
             target_group = self.label.as_str(), target:% = self.target,
@@ -361,5 +339,6 @@ impl Registration {
             "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
             self.target, self.label
         );
+        None
     }
 }
