@@ -229,27 +229,19 @@ impl<E: Elb> Lifecycle<'_, E> {
     }
 
     fn log_pace(&self) {
-        let first = if self.throttled() {
-            "after a pause (this account has throttled our calls)"
-        } else {
-            "now"
+        let first = match self.throttled() {
+            true => "after a pause (this account has throttled our calls)",
+            false => "now",
         };
-        let human = |d: Duration| humantime::format_duration(d).to_string();
         for r in &self.registrations {
-            let then = match r.pace.filter(|_| !self.cfg.health_poll_explicit) {
-                Some((earliest, interval)) => format!(
-                    "from {} after registering every {} (the group's HealthCheckIntervalSeconds)",
-                    human(earliest),
-                    human(interval)
-                ),
-                None => format!(
-                    "every {} (-health-poll-interval)",
-                    human(self.cfg.health_poll_interval)
-                ),
-            };
+            let (from, every) = (r.pace.filter(|_| !self.cfg.health_poll_explicit))
+                .unwrap_or((Duration::ZERO, self.cfg.health_poll_interval));
             info!(
-                "checking the health of {} in {} {first}, then {then}",
-                r.target, r.label
+                "checking the health of {} in {} {first}, then from {} after registering every {}",
+                r.target,
+                r.label,
+                humantime::format_duration(from),
+                humantime::format_duration(every)
             );
         }
     }
