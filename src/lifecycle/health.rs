@@ -1,5 +1,6 @@
-//! Polling DescribeTargetHealth: the wait until healthy, and the polls while
-//! blocked after it timed out (pace: docs/design.md's pacing model).
+//! After registering: DescribeTargetHealth polls until healthy (pace:
+//! docs/design.md's pacing model), the post-register hook, then the blocked
+//! wait with its credentials refreshes and the polls after a health-wait timeout.
 
 use super::{Elb, Lifecycle, Registration};
 use crate::aws::client::Budget;
@@ -7,8 +8,8 @@ use crate::aws::elbv2::{find_health, DescribeTargetHealth, State, TargetHealth};
 use crate::aws::error::Error;
 use crate::aws::query::Action;
 use crate::aws::retry::jittered;
-use crate::clock::Clock;
-use crate::metrics::TargetState;
+use crate::hooks::Outcome;
+use crate::metrics::{self, Step, TargetState};
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
 
@@ -17,42 +18,11 @@ const HEALTH_POLL_ATTEMPTS: u32 = 3;
 /// Longest pause between two polls after the health wait timed out.
 const MAX_RECOVERY_POLL: Duration = Duration::from_secs(60);
 const RECOVERY_POLL_WINDOW: Duration = Duration::from_secs(30);
-
-/// How the health wait ended (`Refused`: a final error from AWS).
-pub(super) enum HealthWait {
-    Healthy,
-    TimedOut(Recovery),
-    Refused,
-    Interrupted,
-}
-
-/// The polls while blocked after a health-wait timeout, the pause doubling
-/// up to a minute: a target that stays unhealthy costs a call a minute.
-pub(super) struct Recovery {
-    /// The registrations not healthy yet.
-    pending: Vec<usize>,
-    interval: Duration,
-    pub(super) next: Instant,
-}
+const REFRESH_WINDOW: Duration = Duration::from_secs(30);
+/// Also the least time between two refreshes (never a busy loop).
+const REFRESH_GAP: Duration = Duration::from_secs(60);
 
 impl Registration {
-    /// One DescribeTargetHealth of this target, none past `deadline`; `None`
-    /// when the answer does not list it.
-    pub(super) fn poll_health(
-        &self,
-        elb: &mut impl Elb,
-        clock: &mut dyn Clock,
-        deadline: Instant,
-    ) -> Result<Option<TargetHealth>, Error> {
-        let budget = Budget {
-            deadline,
-            max_attempts: HEALTH_POLL_ATTEMPTS,
-        };
-        let (arn, targets) = (&self.arn, self.targets());
-        let answer = elb.call(&DescribeTargetHealth { arn, targets }, budget, clock)?;
-        Ok(find_health(&answer.value, &self.target).cloned())
-    }
-
     /// Logs each new health state once, and counts it in the metrics.
     pub(super) fn log_health(&mut self, health: &TargetHealth) {
         let text = health.to_string();
@@ -73,48 +43,140 @@ impl Registration {
 }
 
 impl<E: Elb> Lifecycle<'_, E> {
-    /// Polls each target at its pace until all are healthy,
-    /// `-wait-in-service-timeout` passes, or an event arrives.
-    pub(super) fn wait_healthy(&mut self) -> HealthWait {
-        let deadline = self.clock.now() + self.cfg.wait_in_service_timeout;
+    /// Until an event: polls each target at its pace until all are healthy
+    /// or `-wait-in-service-timeout` passes, runs the post-register hook and
+    /// turns ready if all are healthy; then blocks (zero CPU), waking to
+    /// refresh credentials ahead of expiry and to poll the unhealthy on, the
+    /// pause doubling up to a minute: one that stays so costs a call a minute.
+    pub(super) fn watch(&mut self) {
+        let cfg = self.cfg;
+        let started = self.clock.now();
+        let deadline = started + cfg.wait_in_service_timeout;
         // When each target is polled next; `None` once healthy.
-        let mut due: Vec<Option<Instant>> = (0..self.registrations.len())
-            .map(|i| Some(self.poll_at(i, true).min(deadline)))
-            .collect();
-        self.log_pace();
-        while self.clock.now() < deadline {
+        let mut due = vec![None; self.registrations.len()];
+        if cfg.wait_in_service {
+            for (i, at) in due.iter_mut().enumerate() {
+                *at = Some(self.poll_at(i, true).min(deadline));
+            }
+            self.log_pace();
+        }
+        // Once blocked: the earliest the next credentials refresh may come.
+        let mut blocked: Option<Instant> = None;
+        let (mut interval, mut refused) = (Duration::ZERO, false);
+        loop {
             let now = self.clock.now();
-            let next = due.iter().flatten().min().copied();
-            let next = next.unwrap_or(now).min(deadline);
-            if next > now && self.clock.sleep(next - now).is_err() {
-                return HealthWait::Interrupted;
+            if blocked.is_none() && (now >= deadline || due.iter().all(Option::is_none)) {
+                interval = self.end_health_wait(&mut due, refused, started);
+                if self.absorb_events() {
+                    return;
+                }
+                info!("blocking until SIGTERM or SIGINT");
+                blocked = Some(self.clock.now() + REFRESH_GAP);
+            }
+            let refresh_at = blocked.zip(self.elb.refresh_due()).map(|(floor, due)| {
+                let until_due = due.duration_since(self.clock.wall()).unwrap_or_default();
+                (self.clock.now() + until_due).max(floor)
+            });
+            let wake = due.iter().flatten().chain(&refresh_at).min();
+            let timeout = wake.map(|at| at.saturating_duration_since(self.clock.now()));
+            if let Some(ev) = self.clock.wait_event(timeout) {
+                return self.absorb(ev);
             }
             let now = self.clock.now();
+            if refresh_at.is_some_and(|at| at <= now) {
+                let budget = Budget {
+                    deadline: now + REFRESH_WINDOW,
+                    max_attempts: 3,
+                };
+                match self.elb.credentials(true, budget, self.clock) {
+                    Err(Error::Interrupted) => return,
+                    Err(e) => warn!("background credentials refresh failed: {e}"),
+                    Ok(()) => {}
+                }
+                blocked = Some(self.clock.now() + REFRESH_GAP);
+            }
+            let round = due.iter().flatten().any(|&at| at <= now);
+            let window = blocked.map_or(deadline, |_| now + RECOVERY_POLL_WINDOW);
             for (i, at) in due.iter_mut().enumerate() {
-                if at.is_none_or(|at| at > now) {
+                if refused || at.is_none_or(|at| at > now) {
                     continue;
                 }
-                // One last look at the deadline when the next is later.
-                *at = match self.poll_one(i, deadline) {
-                    Err(end) => return end,
-                    Ok(healthy) => (!healthy).then(|| self.poll_at(i, false).min(deadline)),
-                };
+                // After an event only the shutdown calls AWS.
+                if self.absorb_events() {
+                    return;
+                }
+                // While blocked, the round's pause below replaces `poll_at`.
+                match self.poll_one(i, window) {
+                    Some(healthy) => *at = (!healthy).then(|| self.poll_at(i, false)),
+                    None => refused = true,
+                }
             }
-            if due.iter().all(Option::is_none) {
-                info!("all targets are healthy");
-                return HealthWait::Healthy;
+            if refused {
+                due.fill(None);
             }
             if self.absorb_events() {
-                return HealthWait::Interrupted;
+                return;
+            }
+            if blocked.is_none() {
+                // One last look at the deadline when the next is later.
+                due.iter_mut()
+                    .flatten()
+                    .for_each(|at| *at = (*at).min(deadline));
+            } else if round && due.iter().all(Option::is_none) && !refused {
+                info!(
+                    "all targets are healthy now, after the health-wait timeout: ready \
+                     (the post-register command ran at the timeout and does not run again)"
+                );
+                self.status.set_ready(true);
+            } else if round {
+                let cap = MAX_RECOVERY_POLL.max(cfg.health_poll_interval);
+                interval = self.elb.widen(interval * 2).min(cap);
+                let next = self.clock.now() + jittered(interval, self.clock.random());
+                due.iter_mut().flatten().for_each(|at| *at = next);
             }
         }
-        let pending = (0..due.len()).filter(|&i| due[i].is_some()).collect();
-        self.timed_out(pending)
     }
 
-    fn timed_out(&mut self, pending: Vec<usize>) -> HealthWait {
-        for &i in &pending {
-            let r = &self.registrations[i];
+    /// The health wait's end: logs it; the post-register hook (also after a
+    /// timeout or refusal, which leave it not ready). After a timeout the
+    /// pending are polled on: returns the first pause.
+    fn end_health_wait(
+        &mut self,
+        due: &mut [Option<Instant>],
+        refused: bool,
+        started: Instant,
+    ) -> Duration {
+        let cfg = self.cfg;
+        let interval = self.elb.widen(cfg.health_poll_interval);
+        let healthy = !refused && due.iter().all(Option::is_none);
+        if cfg.wait_in_service {
+            let took = self.clock.now().saturating_duration_since(started);
+            metrics::global().step_took(Step::HealthWait, took);
+            if healthy {
+                info!("all targets are healthy");
+            }
+        }
+        if !healthy && !refused {
+            self.timed_out(due);
+            let next = self.clock.now() + jittered(interval, self.clock.random());
+            due.iter_mut().flatten().for_each(|at| *at = next);
+        }
+        let hook = cfg.post_register.as_ref();
+        let interrupted =
+            hook.is_some_and(|h| self.effects.run_hook(h, self.clock) == Outcome::Interrupted);
+        if healthy && !interrupted {
+            self.status.set_ready(true);
+        }
+        interval
+    }
+
+    fn timed_out(&self, due: &[Option<Instant>]) {
+        let pending = self
+            .registrations
+            .iter()
+            .zip(due)
+            .filter(|(_, at)| at.is_some());
+        for (r, _) in pending {
             let last = r.last.as_deref();
             warn!(
                 target_group = r.label.as_str(), target:% = r.target, state = last;
@@ -126,60 +188,45 @@ impl<E: Elb> Lifecycle<'_, E> {
                 if last.is_some_and(unreachable) { UNREACHABLE_HINT } else { "" }
             );
         }
-        crate::metrics::global().health_wait_timed_out();
-        let interval = self.elb.widen(self.cfg.health_poll_interval);
-        let next = self.clock.now() + jittered(interval, self.clock.random());
-        HealthWait::TimedOut(Recovery {
-            pending,
-            interval,
-            next,
-        })
+        metrics::global().health_wait_timed_out();
     }
 
-    /// One poll of each target not yet healthy; ready once all are. `None`
-    /// while some are not, else how the recovery ended.
-    pub(super) fn poll_recovery(&mut self, recovery: &mut Recovery) -> Option<HealthWait> {
-        let deadline = self.clock.now() + RECOVERY_POLL_WINDOW;
-        let mut pending = Vec::new();
-        for &i in &recovery.pending {
-            match self.poll_one(i, deadline) {
-                Err(end) => return Some(end),
-                Ok(healthy) => pending.extend((!healthy).then_some(i)),
-            }
-        }
-        if pending.is_empty() {
-            info!(
-                "all targets are healthy now, after the health-wait timeout: ready \
-                 (the post-register command ran at the timeout and does not run again)"
-            );
-            self.status.set_ready(true);
-            return Some(HealthWait::Healthy);
-        }
-        recovery.pending = pending;
-        let cap = MAX_RECOVERY_POLL.max(self.cfg.health_poll_interval);
-        recovery.interval = self.elb.widen(recovery.interval * 2).min(cap);
-        recovery.next = self.clock.now() + jittered(recovery.interval, self.clock.random());
-        None
+    /// One DescribeTargetHealth of registration `i`, none past `deadline`;
+    /// `None` when the answer does not list it.
+    pub(super) fn poll_health(
+        &mut self,
+        i: usize,
+        deadline: Instant,
+    ) -> Result<Option<TargetHealth>, Error> {
+        let r = &self.registrations[i];
+        let budget = Budget {
+            deadline,
+            max_attempts: HEALTH_POLL_ATTEMPTS,
+        };
+        let action = DescribeTargetHealth {
+            arn: &r.arn,
+            targets: r.targets(),
+        };
+        let answer = self.elb.call(&action, budget, self.clock)?;
+        Ok(find_health(&answer.value, &r.target).cloned())
     }
 
-    /// Polls registration `i` unless an event came (then only the shutdown
-    /// calls AWS); whether it is healthy, or how the wait must end now.
-    fn poll_one(&mut self, i: usize, deadline: Instant) -> Result<bool, HealthWait> {
-        if self.absorb_events() {
-            return Err(HealthWait::Interrupted);
-        }
+    /// Whether registration `i` is healthy; `None` when AWS refused the check.
+    fn poll_one(&mut self, i: usize, deadline: Instant) -> Option<bool> {
+        let answer = self.poll_health(i, deadline);
         let r = &mut self.registrations[i];
         let action = DescribeTargetHealth::NAME;
-        match r.poll_health(self.elb, self.clock, deadline) {
+        match answer {
             Ok(Some(health)) => {
                 r.log_health(&health);
-                return Ok(health.state == State::Healthy);
+                return Some(health.state == State::Healthy);
             }
             Ok(None) => warn!(
                 target_group = r.label.as_str(), target:% = r.target, action;
                 "DescribeTargetHealth did not report {} in {}", r.target, r.label
             ),
-            Err(Error::Interrupted) => return Err(HealthWait::Interrupted),
+            // The caller sees the event.
+            Err(Error::Interrupted) => {}
             Err(e) if e.is_refusal() => {
                 error!(
                     target_group = r.label.as_str(), target:% = r.target, action,
@@ -187,7 +234,7 @@ impl<E: Elb> Lifecycle<'_, E> {
                     "cannot check target health: {e}; the target stays registered, \
                      not ready, and its health is not checked again"
                 );
-                return Err(HealthWait::Refused);
+                return None;
             }
             Err(e) => warn!(
                 target_group = r.label.as_str(), target:% = r.target, action,
@@ -195,9 +242,8 @@ impl<E: Elb> Lifecycle<'_, E> {
                 "health check of {} failed: {e}", r.label
             ),
         }
-        Ok(false)
+        Some(false)
     }
-
     fn throttled(&self) -> bool {
         let unit = Duration::from_secs(1);
         self.elb.widen(unit) > unit

@@ -22,8 +22,6 @@ use crate::metrics::{self, Step, TargetState};
 use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
 use crate::tcp_table::Entry as TcpEntry;
-use health::{HealthWait, Recovery};
-use log::{info, warn};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,9 +32,6 @@ pub const EXIT_FAILURE: i32 = 1;
 /// Exit code: bad usage or configuration.
 pub const EXIT_USAGE: i32 = 2;
 
-const REFRESH_WINDOW: Duration = Duration::from_secs(30);
-/// Also the least time between two refreshes (never a busy loop).
-const REFRESH_GAP: Duration = Duration::from_secs(60);
 const APP_POLL_AFTER_DRAIN: Duration = Duration::from_secs(1);
 
 /// The AWS client as the lifecycle uses it: [`Client`], or a fake in `tests.rs`.
@@ -98,27 +93,19 @@ impl<T: Transport> Elb for Client<T> {
     }
 }
 
-/// Why waiting for the app failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppWait {
-    /// An event arrived.
-    Interrupted,
-    /// The timeout passed; the text says what was last seen.
-    TimedOut(String),
-}
-
 /// The lifecycle's other effects; `system::SystemEffects` on the real system.
 pub trait Effects {
     /// Runs a hook (a command or an HTTP GET).
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome;
-    /// Waits for `-wait-for-tcp` / `-wait-for-http` (at once when neither is set).
-    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait>;
+    /// Waits for `-wait-for-tcp` / `-wait-for-http` (at once when neither is
+    /// set); at the timeout, what was last seen. `Ok` too when an event cut
+    /// it short: the caller looks for events next.
+    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), String>;
     /// Runs the app check once (`None` when neither flag is set).
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>>;
-    /// The pod's TCP sockets, for the drain quiet period.
-    fn tcp_table(&mut self) -> Result<Vec<TcpEntry>, String>;
-    /// The network namespace's count of accepted TCP connections.
-    fn passive_opens(&mut self) -> Result<u64, String>;
+    /// For the drain quiet period: the network namespace's count of accepted
+    /// TCP connections, then the pod's TCP sockets.
+    fn tcp_sample(&mut self) -> Result<(u64, Vec<TcpEntry>), String>;
 }
 
 /// One target in one target group.
@@ -218,8 +205,8 @@ impl<'a, E: Elb> Lifecycle<'a, E> {
     /// Runs the whole lifecycle and returns the exit code.
     pub fn run(&mut self) -> i32 {
         loop {
-            if let Ok(recovery) = self.start() {
-                self.block(recovery);
+            if self.start().is_ok() {
+                self.watch();
             }
             if let Some(code) = self.finish() {
                 return code;
@@ -242,63 +229,6 @@ impl<'a, E: Elb> Lifecycle<'a, E> {
             Event::Signal(_) => self.signalled = true,
             Event::Drain(tx) => self.drain_waiters.push(tx),
         }
-    }
-
-    /// Sleeps on the event channel until an event (zero CPU), waking only
-    /// to refresh credentials ahead of expiry and, after a health-wait
-    /// timeout, to poll the health on (`recovery`).
-    fn block(&mut self, mut recovery: Option<Recovery>) {
-        info!("blocking until SIGTERM or SIGINT");
-        let mut last_refresh = self.clock.now();
-        let mut retry_at = None;
-        loop {
-            let refresh_at = self.next_refresh(last_refresh, retry_at);
-            let wake = [refresh_at, recovery.as_ref().map(|r| r.next)]
-                .into_iter()
-                .flatten()
-                .min();
-            let timeout = wake.map(|at| at.saturating_duration_since(self.clock.now()));
-            if let Some(ev) = self.clock.wait_event(timeout) {
-                return self.absorb(ev);
-            }
-            let now = self.clock.now();
-            if refresh_at.is_some_and(|at| at <= now) {
-                last_refresh = now;
-                let budget = Budget {
-                    deadline: now + REFRESH_WINDOW,
-                    max_attempts: 3,
-                };
-                retry_at = match self.elb.credentials(true, budget, self.clock) {
-                    Ok(()) => None,
-                    Err(Error::Interrupted) => return,
-                    Err(e) => {
-                        warn!("background credentials refresh failed: {e}");
-                        Some(self.clock.now() + REFRESH_GAP)
-                    }
-                };
-            }
-            if let Some(r) = recovery.as_mut().filter(|r| r.next <= now) {
-                match self.poll_recovery(r) {
-                    None => {}
-                    Some(HealthWait::Interrupted) => return,
-                    Some(_) => recovery = None,
-                }
-            }
-            if self.absorb_events() {
-                return;
-            }
-        }
-    }
-
-    /// `retry_at` after a failed refresh, else the credentials' refresh time,
-    /// but never sooner than [`REFRESH_GAP`] after the `last` one.
-    fn next_refresh(&self, last: Instant, retry_at: Option<Instant>) -> Option<Instant> {
-        if retry_at.is_some() {
-            return retry_at;
-        }
-        let due = self.elb.refresh_due()?;
-        let until_due = due.duration_since(self.clock.wall()).unwrap_or_default();
-        Some((self.clock.now() + until_due).max(last + REFRESH_GAP))
     }
 
     /// Runs `f`, recording its duration as `step` in the metrics.

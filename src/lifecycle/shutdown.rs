@@ -8,7 +8,6 @@ use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth};
 use crate::aws::error::Error;
 use crate::aws::query::{Action, CALL_TIMEOUT};
 use crate::aws::retry::jittered;
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::hooks::command::KILL_GRACE;
 use crate::metrics::{self, Step, TargetState};
@@ -164,11 +163,11 @@ impl<E: Elb> Lifecycle<'_, E> {
     fn deregister_all(&mut self, deadline: Instant) -> (bool, Vec<usize>) {
         let mut all_out = true;
         let mut deregistered = Vec::new();
-        for (i, r) in self.registrations.iter_mut().enumerate() {
-            if !r.state.may_be_registered() {
+        for i in 0..self.registrations.len() {
+            if !self.registrations[i].state.may_be_registered() {
                 continue;
             }
-            match r.deregister(self.elb, self.clock, deadline) {
+            match self.deregister(i, deadline) {
                 Some(true) => deregistered.push(i),
                 Some(false) => {}
                 None => all_out = false,
@@ -211,8 +210,9 @@ impl<E: Elb> Lifecycle<'_, E> {
     /// Whether registration `i` is drained. Only "not registered" is: an
     /// eventually consistent answer may still say healthy, and an `unused` target may be in.
     fn poll_drained(&mut self, i: usize, deadline: Instant) -> bool {
+        let answer = self.poll_health(i, deadline);
         let r = &mut self.registrations[i];
-        let state = match r.poll_health(self.elb, self.clock, deadline) {
+        let state = match answer {
             Ok(Some(health)) if !health.is_gone() => {
                 r.log_health(&health);
                 return false;
@@ -236,100 +236,99 @@ impl<E: Elb> Lifecycle<'_, E> {
         r.seen(TargetState::Out);
         true
     }
-}
 
-impl Registration {
-    /// Whether it drains now (`None`: it may still be in); the state
-    /// becomes `Out` unless the target may still be in.
-    fn deregister(
-        &mut self,
-        elb: &mut impl Elb,
-        clock: &mut dyn Clock,
-        deadline: Instant,
-    ) -> Option<bool> {
+    /// Whether registration `i` drains now (`None`: it may still be in); its
+    /// state becomes `Out` unless the target may still be in.
+    fn deregister(&mut self, i: usize, deadline: Instant) -> Option<bool> {
+        let answer = self.send_deregister(i, deadline);
+        let r = &mut self.registrations[i];
         let action = DeregisterTargets::NAME;
-        let drains = match self.send_deregister(elb, clock, deadline) {
+        let drains = match answer {
             Ok(id) => {
-                self.last = None;
+                r.last = None;
                 info!(
-                    target_group = self.label.as_str(), target:% = self.target, action,
+                    target_group = r.label.as_str(), target:% = r.target, action,
                     request_id = id.as_deref(), state = "deregistered";
                     "deregistered target {} from {} (request id {})",
-                    self.target, self.label, id.as_deref().unwrap_or("-")
+                    r.target, r.label, id.as_deref().unwrap_or("-")
                 );
                 true
             }
             // Not (or no longer) registered, or the group is gone.
             Err(e) if e.is_target_absent() => {
                 info!(
-                    target_group = self.label.as_str(), target:% = self.target, action,
+                    target_group = r.label.as_str(), target:% = r.target, action,
                     error_code = e.aws_code(), request_id = e.request_id();
-                    "target {} is not registered in {}: {e}", self.target, self.label
+                    "target {} is not registered in {}: {e}", r.target, r.label
                 );
                 false
             }
             // Refused, and no attempt of it lost: this was a precaution.
-            Err(e) if self.state == RegistrationState::Refused && !self.lost_attempt => {
+            Err(e) if r.state == RegistrationState::Refused && !r.lost_attempt => {
                 warn!(
                     "target {} was refused by {}, so it is most likely not registered; \
                      the precautionary deregistration failed too: {e}",
-                    self.target, self.label
+                    r.target, r.label
                 );
                 false
             }
-            Err(e) => return self.maybe_still_in(&e),
+            Err(e) => return r.maybe_still_in(&e),
         };
         // Neither answer tells whether an unanswered registration landed since.
-        if self.may_land_late() && self.landed_late(elb, clock, deadline) {
-            match self.send_deregister(elb, clock, deadline) {
-                Err(e) if !e.is_target_absent() => return self.maybe_still_in(&e),
+        if self.registrations[i].may_land_late() && self.landed_late(i, deadline) {
+            match self.send_deregister(i, deadline) {
+                Err(e) if !e.is_target_absent() => return self.registrations[i].maybe_still_in(&e),
                 _ => {}
             }
         }
-        self.state = RegistrationState::Out;
-        self.seen(match drains {
+        let r = &mut self.registrations[i];
+        r.state = RegistrationState::Out;
+        r.seen(match drains {
             true => TargetState::Draining,
             false => TargetState::Out,
         });
         Some(drains)
     }
 
-    /// One DeregisterTargets; the request id.
-    fn send_deregister(
-        &self,
-        elb: &mut impl Elb,
-        clock: &mut dyn Clock,
-        deadline: Instant,
-    ) -> Result<Option<String>, Error> {
-        let (arn, targets) = (&self.arn, self.targets());
-        let budget = Budget::until(deadline);
-        Ok(elb
-            .call(&DeregisterTargets { arn, targets }, budget, clock)?
-            .request_id)
+    /// One DeregisterTargets of registration `i`; the request id.
+    fn send_deregister(&mut self, i: usize, deadline: Instant) -> Result<Option<String>, Error> {
+        let r = &self.registrations[i];
+        let action = DeregisterTargets {
+            arn: &r.arn,
+            targets: r.targets(),
+        };
+        let answer = self
+            .elb
+            .call(&action, Budget::until(deadline), self.clock)?;
+        Ok(answer.request_id)
     }
 
     /// After a RegisterTargets that never answered: AWS answers
     /// DeregisterTargets of an absent target with success, so look again a
     /// moment later: whether to deregister once more (unless it shows
     /// `draining` or not registered; `unused` is in, and so is a failed look).
-    fn landed_late(&self, elb: &mut impl Elb, clock: &mut dyn Clock, deadline: Instant) -> bool {
-        let left = deadline.saturating_duration_since(clock.now());
-        let _ = clock.sleep(CONFIRM_DELAY.min(left));
-        match self.poll_health(elb, clock, deadline) {
+    fn landed_late(&mut self, i: usize, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(self.clock.now());
+        let _ = self.clock.sleep(CONFIRM_DELAY.min(left));
+        let answer = self.poll_health(i, deadline);
+        let r = &self.registrations[i];
+        match answer {
             Ok(Some(health)) if !health.is_gone() && !health.state.is_draining() => warn!(
                 "the registration of {} in {} landed late; deregistering again",
-                self.target, self.label
+                r.target, r.label
             ),
             Ok(_) => return false,
             Err(e) if e.is_target_absent() => return false,
             Err(e) => warn!(
                 "cannot confirm that {} is out of {}: {e}; deregistering again in case it landed",
-                self.target, self.label
+                r.target, r.label
             ),
         }
         true
     }
+}
 
+impl Registration {
     fn maybe_still_in(&self, e: &Error) -> Option<bool> {
         metrics::global().deregistration_failed(&self.label);
         error!(

@@ -409,7 +409,7 @@ impl Effects for FakeEffects {
             Outcome::Success
         }
     }
-    fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Clock) -> Result<(), AppWait> {
+    fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Clock) -> Result<(), String> {
         Ok(())
     }
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>> {
@@ -418,14 +418,12 @@ impl Effects for FakeEffects {
         cfg.has_app_check()
             .then(|| if down { Err("refused".into()) } else { Ok(()) })
     }
-    fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {
+    fn tcp_sample(&mut self) -> Result<(u64, Vec<crate::tcp_table::Entry>), String> {
+        let opened = self.opened.as_mut().map_or(0, |f| f());
         match &mut self.tcp {
-            Some(source) => source(),
+            Some(source) => Ok((opened, source()?)),
             None => Err("no table in this test".into()),
         }
-    }
-    fn passive_opens(&mut self) -> Result<u64, String> {
-        Ok(self.opened.as_mut().map_or(0, |f| f()))
     }
 }
 
