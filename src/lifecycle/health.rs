@@ -53,13 +53,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         let started = self.clock.now();
         let deadline = started + cfg.wait_in_service_timeout;
         // When each target is polled next; `None` once healthy.
-        let mut due = vec![None; self.registrations.len()];
-        if cfg.wait_in_service {
-            for (i, at) in due.iter_mut().enumerate() {
-                *at = Some(self.poll_at(i, true).min(deadline));
-            }
-            self.log_pace();
-        }
+        let mut due = self.first_polls(deadline);
         // Once blocked: the earliest the next credentials refresh may come.
         let mut blocked: Option<Instant> = None;
         let (mut interval, mut refused) = (Duration::ZERO, false);
@@ -84,39 +78,17 @@ impl<E: Elb> Lifecycle<'_, E> {
             }
             let now = self.clock.now();
             if refresh_at.is_some_and(|at| at <= now) {
-                let budget = Budget {
-                    deadline: now + REFRESH_WINDOW,
-                    max_attempts: 3,
-                };
-                match self.elb.credentials(true, budget, self.clock) {
-                    Err(Error::Interrupted) => return,
-                    Err(e) => warn!("background credentials refresh failed: {e}"),
-                    Ok(()) => {}
+                if !self.refresh(now) {
+                    return;
                 }
                 blocked = Some(self.clock.now() + REFRESH_GAP);
             }
             let round = due.iter().flatten().any(|&at| at <= now);
             let window = blocked.map_or(deadline, |_| now + RECOVERY_POLL_WINDOW);
-            for (i, at) in due.iter_mut().enumerate() {
-                if refused || at.is_none_or(|at| at > now) {
-                    continue;
-                }
-                // After an event only the shutdown calls AWS.
-                if self.absorb_events() {
-                    return;
-                }
-                // While blocked, the round's pause below replaces `poll_at`.
-                match self.poll_one(i, window) {
-                    Some(healthy) => *at = (!healthy).then(|| self.poll_at(i, false)),
-                    None => refused = true,
-                }
-            }
-            if refused {
-                due.fill(None);
-            }
-            if self.absorb_events() {
+            let Some(answered) = self.poll_due(&mut due, now, window) else {
                 return;
-            }
+            };
+            refused |= !answered;
             if blocked.is_none() {
                 // One last look at the deadline when the next is later.
                 due.iter_mut()
@@ -135,6 +107,49 @@ impl<E: Elb> Lifecycle<'_, E> {
                 due.iter_mut().flatten().for_each(|at| *at = next);
             }
         }
+    }
+
+    /// A credentials refresh in the background; false at an event.
+    fn refresh(&mut self, now: Instant) -> bool {
+        let budget = Budget {
+            deadline: now + REFRESH_WINDOW,
+            max_attempts: 3,
+        };
+        match self.elb.credentials(true, budget, self.clock) {
+            Err(Error::Interrupted) => return false,
+            Err(e) => warn!("background credentials refresh failed: {e}"),
+            Ok(()) => {}
+        }
+        true
+    }
+
+    /// Polls the targets due at `now`, none past `window`: `None` at an
+    /// event, else false when AWS refused a check (then all are `None`).
+    fn poll_due(
+        &mut self,
+        due: &mut [Option<Instant>],
+        now: Instant,
+        window: Instant,
+    ) -> Option<bool> {
+        let mut answered = true;
+        for i in 0..due.len() {
+            if due[i].is_none_or(|at| at > now) {
+                continue;
+            }
+            // After an event only the shutdown calls AWS.
+            if self.absorb_events() {
+                return None;
+            }
+            // While blocked, the round's pause replaces `poll_at`.
+            match self.poll_one(i, window) {
+                Some(healthy) => due[i] = (!healthy).then(|| self.poll_at(i, false)),
+                None => {
+                    due.fill(None);
+                    answered = false;
+                }
+            }
+        }
+        (!self.absorb_events()).then_some(answered)
     }
 
     /// The health wait's end: logs it; the post-register hook (also after a
@@ -272,6 +287,18 @@ impl<E: Elb> Lifecycle<'_, E> {
         }
         let next = now + jittered(self.elb.widen(pace.map_or(flag, |p| p.1)), random);
         earliest.map_or(next, |e| next.max(e))
+    }
+
+    /// When each target is polled first (none without `-wait-in-service`).
+    fn first_polls(&mut self, deadline: Instant) -> Vec<Option<Instant>> {
+        let n = self.registrations.len();
+        if !self.cfg.wait_in_service {
+            return vec![None; n];
+        }
+        self.log_pace();
+        (0..n)
+            .map(|i| Some(self.poll_at(i, true).min(deadline)))
+            .collect()
     }
 
     fn log_pace(&self) {

@@ -182,14 +182,12 @@ impl<E: super::Elb> Lifecycle<'_, E> {
             .collect();
         ports.sort_unstable();
         ports.dedup();
-        let first = match ports.is_empty() {
-            true => Err("the target port is unknown (give -target-port)".to_owned()),
-            false => self.sample(),
-        };
         let text = humantime::format_duration(period);
-        let first = match first {
-            Ok(sample) => sample,
-            Err(why) => {
+        let first = match (ports.is_empty(), self.sample()) {
+            (false, Ok(sample)) => sample,
+            (_, result) => {
+                let unknown = || "the target port is unknown (give -target-port)".into();
+                let why = result.err().unwrap_or_else(unknown);
                 warn!("cannot watch connections: {why}; waiting the whole -drain-quiet-period ({text}) instead");
                 let end = self.clock.now() + period;
                 // Shielded: no event cuts it short.
@@ -204,12 +202,9 @@ impl<E: super::Elb> Lifecycle<'_, E> {
             "waiting until no new connection to port {} for {text} (drain quiet period)",
             join(&ports)
         );
-        let (ignore, own) = (
-            self.cfg.drain_ignore_from.clone(),
-            self.status.own_connections().0,
-        );
+        let (ignore, own) = (&self.cfg.drain_ignore_from, self.status.own_connections());
         let at = [deregistered_at, self.clock.now()];
-        let mut watch = QuietWatch::new(ports, ignore, own, at, &first);
+        let mut watch = QuietWatch::new(ports, ignore.clone(), own.0, at, &first);
         let mut warned = false;
         loop {
             let now = self.clock.now();
