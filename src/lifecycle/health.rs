@@ -172,7 +172,24 @@ impl<E: Elb> Lifecycle<'_, E> {
             }
         }
         if !healthy && !refused {
-            self.timed_out(due);
+            for (r, _) in self
+                .registrations
+                .iter()
+                .zip(&*due)
+                .filter(|p| p.1.is_some())
+            {
+                let last = r.last.as_deref();
+                warn!(
+                    target_group = r.label.as_str(), target:% = r.target, state = last;
+                    "target {} in {} not healthy after {}: last state {}; it stays registered, \
+                     not ready, and its health is checked again at growing intervals (up to a minute){}",
+                    r.target, r.label,
+                    humantime::format_duration(cfg.wait_in_service_timeout),
+                    last.unwrap_or("unknown"),
+                    if last.is_some_and(unreachable) { UNREACHABLE_HINT } else { "" }
+                );
+            }
+            metrics::global().health_wait_timed_out();
             let next = self.clock.now() + jittered(interval, self.clock.random());
             due.iter_mut().flatten().for_each(|at| *at = next);
         }
@@ -183,27 +200,6 @@ impl<E: Elb> Lifecycle<'_, E> {
             self.status.set_ready(true);
         }
         interval
-    }
-
-    fn timed_out(&self, due: &[Option<Instant>]) {
-        let pending = self
-            .registrations
-            .iter()
-            .zip(due)
-            .filter(|(_, at)| at.is_some());
-        for (r, _) in pending {
-            let last = r.last.as_deref();
-            warn!(
-                target_group = r.label.as_str(), target:% = r.target, state = last;
-                "target {} in {} not healthy after {}: last state {}; it stays registered, \
-                 not ready, and its health is checked again at growing intervals (up to a minute){}",
-                r.target, r.label,
-                humantime::format_duration(self.cfg.wait_in_service_timeout),
-                last.unwrap_or("unknown"),
-                if last.is_some_and(unreachable) { UNREACHABLE_HINT } else { "" }
-            );
-        }
-        metrics::global().health_wait_timed_out();
     }
 
     /// One DescribeTargetHealth of registration `i`, none past `deadline`;
