@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Hook};
 use crate::hooks::{self, Outcome};
 use crate::lb_health::{AppCheck, CHECK_TIMEOUT};
-use crate::lifecycle::{AppWait, Effects};
+use crate::lifecycle::Effects;
 use crate::tcp_table;
 use log::info;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -70,7 +70,7 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
         hooks::run(hook, &self.transport, clock)
     }
 
-    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait> {
+    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), String> {
         let deadline = clock.now() + cfg.wait_for_timeout;
         let mut logged = false;
         while let Some(Err(why)) = self.app_up(cfg) {
@@ -79,11 +79,11 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
             }
             let left = deadline.saturating_duration_since(clock.now());
             if left.is_zero() {
-                return Err(AppWait::TimedOut(why));
+                return Err(why);
             }
-            clock
-                .sleep(APP_POLL.min(left))
-                .map_err(|_| AppWait::Interrupted)?;
+            if clock.sleep(APP_POLL.min(left)).is_err() {
+                return Ok(()); // an event: the lifecycle sees it next
+            }
         }
         if cfg.has_app_check() {
             info!("the app is up");
@@ -97,11 +97,7 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
             .then(|| app_ready(cfg, &self.transport, timeout))
     }
 
-    fn tcp_table(&mut self) -> Result<Vec<tcp_table::Entry>, String> {
-        tcp_table::read()
-    }
-
-    fn passive_opens(&mut self) -> Result<u64, String> {
-        tcp_table::read_passive_opens()
+    fn tcp_sample(&mut self) -> Result<(u64, Vec<tcp_table::Entry>), String> {
+        Ok((tcp_table::read_passive_opens()?, tcp_table::read()?))
     }
 }

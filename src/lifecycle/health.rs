@@ -1,5 +1,6 @@
-//! Polling DescribeTargetHealth: the wait until healthy, and the polls while
-//! blocked after it timed out (pace: docs/design.md's pacing model).
+//! After registering: DescribeTargetHealth polls until healthy (pace:
+//! docs/design.md's pacing model), the post-register hook, then the blocked
+//! wait with its credentials refreshes and the polls after a health-wait timeout.
 
 use super::{Elb, Lifecycle, Registration};
 use crate::aws::client::Budget;
@@ -7,9 +8,8 @@ use crate::aws::elbv2::{find_health, DescribeTargetHealth, State, TargetHealth};
 use crate::aws::error::Error;
 use crate::aws::query::Action;
 use crate::aws::retry::jittered;
-use crate::clock::Clock;
-use crate::logging::request_id_of;
-use crate::metrics::TargetState;
+use crate::hooks::Outcome;
+use crate::metrics::{self, Step, TargetState};
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
 
@@ -18,76 +18,23 @@ const HEALTH_POLL_ATTEMPTS: u32 = 3;
 /// Longest pause between two polls after the health wait timed out.
 const MAX_RECOVERY_POLL: Duration = Duration::from_secs(60);
 const RECOVERY_POLL_WINDOW: Duration = Duration::from_secs(30);
-
-/// How the health wait ended (`Refused`: a final error from AWS).
-pub(super) enum HealthWait {
-    Healthy,
-    TimedOut(Recovery),
-    Refused,
-    Interrupted,
-}
-
-/// The polls while blocked after a health-wait timeout, the pause doubling
-/// up to a minute: a target that stays unhealthy costs a call a minute.
-pub(super) struct Recovery {
-    watches: Vec<Watch>,
-    interval: Duration,
-    pub(super) next: Instant,
-}
-
-/// How one recovery poll ended (`Done`: ready, or AWS refused to tell).
-pub(super) enum Recovered {
-    NotYet,
-    Done,
-    Interrupted,
-}
+const REFRESH_WINDOW: Duration = Duration::from_secs(30);
+/// Also the least time between two refreshes (never a busy loop).
+const REFRESH_GAP: Duration = Duration::from_secs(60);
 
 impl Registration {
-    /// One DescribeTargetHealth of this target, none past `deadline`; `None`
-    /// when the answer does not list it.
-    pub(super) fn poll_health(
-        &self,
-        elb: &mut dyn Elb,
-        clock: &mut dyn Clock,
-        deadline: Instant,
-    ) -> Result<Option<TargetHealth>, Error> {
-        let budget = Budget {
-            deadline,
-            max_attempts: HEALTH_POLL_ATTEMPTS,
-        };
-        let answer = elb.health(&self.arn, &self.targets(), budget, clock)?;
-        Ok(find_health(&answer.value, &self.target).cloned())
-    }
-}
-
-/// A registration (its index) polled until done (healthy, or drained); logs each state once.
-#[derive(Default)]
-pub(super) struct Watch {
-    pub(super) index: usize,
-    pub(super) done: bool,
-    /// The state last logged.
-    pub(super) last: Option<String>,
-}
-
-impl Watch {
-    pub(super) fn new(index: usize) -> Self {
-        Watch {
-            index,
-            ..Watch::default()
-        }
-    }
-
-    pub(super) fn log(&mut self, r: &Registration, health: &TargetHealth) {
+    /// Logs each new health state once, and counts it in the metrics.
+    pub(super) fn log_health(&mut self, health: &TargetHealth) {
         let text = health.to_string();
         if self.last.as_deref() != Some(&text) {
             info!(
-                target_group = r.label.as_str(), target:% = r.target,
+                target_group = self.label.as_str(), target:% = self.target,
                 state:% = health.state, reason = health.reason.as_deref();
-                "target {} in {} is {text}", r.target, r.label
+                "target {} in {} is {text}", self.target, self.label
             );
             self.last = Some(text);
         }
-        r.seen(match &health.state {
+        self.seen(match &health.state {
             State::Healthy => TargetState::Healthy,
             s if s.is_draining() => TargetState::Draining,
             _ => TargetState::Registered,
@@ -95,132 +42,219 @@ impl Watch {
     }
 }
 
-impl Lifecycle<'_> {
-    /// Polls each target at its pace until all are healthy,
-    /// `-wait-in-service-timeout` passes, or an event arrives.
-    pub(super) fn wait_healthy(&mut self) -> HealthWait {
-        let deadline = self.clock.now() + self.cfg.wait_in_service_timeout;
-        let mut watches: Vec<Watch> = (0..self.registrations.len()).map(Watch::new).collect();
-        let mut due: Vec<Instant> = (0..watches.len())
-            .map(|i| self.poll_at(i, true).min(deadline))
-            .collect();
-        self.log_pace();
-        while self.clock.now() < deadline {
+impl<E: Elb> Lifecycle<'_, E> {
+    /// Until an event: polls each target at its pace until all are healthy
+    /// or `-wait-in-service-timeout` passes, runs the post-register hook and
+    /// turns ready if all are healthy; then blocks (zero CPU), waking to
+    /// refresh credentials ahead of expiry and to poll the unhealthy on, the
+    /// pause doubling up to a minute: one that stays so costs a call a minute.
+    pub(super) fn watch(&mut self) {
+        let cfg = self.cfg;
+        let started = self.clock.now();
+        let deadline = started + cfg.wait_in_service_timeout;
+        // When each target is polled next; `None` once healthy.
+        let mut due = self.first_polls(deadline);
+        // Once blocked: the earliest the next credentials refresh may come.
+        let mut blocked: Option<Instant> = None;
+        let (mut interval, mut refused) = (Duration::ZERO, false);
+        loop {
             let now = self.clock.now();
-            let next = watches
-                .iter()
-                .filter(|w| !w.done)
-                .map(|w| due[w.index])
-                .min();
-            let next = next.unwrap_or(now).min(deadline);
-            if next > now && self.clock.sleep(next - now).is_err() {
-                return HealthWait::Interrupted;
+            if blocked.is_none() && (now >= deadline || due.iter().all(Option::is_none)) {
+                interval = self.end_health_wait(&mut due, refused, started);
+                if self.absorb_events() {
+                    return;
+                }
+                info!("blocking until SIGTERM or SIGINT");
+                blocked = Some(self.clock.now() + REFRESH_GAP);
+            }
+            let refresh_at = blocked.zip(self.elb.refresh_due()).map(|(floor, due)| {
+                let until_due = due.duration_since(self.clock.wall()).unwrap_or_default();
+                (self.clock.now() + until_due).max(floor)
+            });
+            let wake = due.iter().flatten().chain(&refresh_at).min();
+            let timeout = wake.map(|at| at.saturating_duration_since(self.clock.now()));
+            if let Some(ev) = self.clock.wait_event(timeout) {
+                return self.absorb(ev);
             }
             let now = self.clock.now();
-            for watch in watches.iter_mut() {
-                if watch.done || due[watch.index] > now {
-                    continue;
+            if refresh_at.is_some_and(|at| at <= now) {
+                if !self.refresh(now) {
+                    return;
                 }
-                if let Some(end) = self.poll_watch(watch, deadline) {
-                    return end;
-                }
+                blocked = Some(self.clock.now() + REFRESH_GAP);
+            }
+            let round = due.iter().flatten().any(|&at| at <= now);
+            let window = blocked.map_or(deadline, |_| now + RECOVERY_POLL_WINDOW);
+            let Some(answered) = self.poll_due(&mut due, now, window) else {
+                return;
+            };
+            refused |= !answered;
+            if blocked.is_none() {
                 // One last look at the deadline when the next is later.
-                due[watch.index] = self.poll_at(watch.index, false).min(deadline);
+                due.iter_mut()
+                    .flatten()
+                    .for_each(|at| *at = (*at).min(deadline));
+            } else if round && due.iter().all(Option::is_none) && !refused {
+                info!(
+                    "all targets are healthy now, after the health-wait timeout: ready \
+                     (the post-register command ran at the timeout and does not run again)"
+                );
+                self.status.set_ready(true);
+            } else if round {
+                let cap = MAX_RECOVERY_POLL.max(cfg.health_poll_interval);
+                interval = self.elb.widen(interval * 2).min(cap);
+                let next = self.clock.now() + jittered(interval, self.clock.random());
+                due.iter_mut().flatten().for_each(|at| *at = next);
             }
-            if watches.iter().all(|w| w.done) {
-                info!("all targets are healthy");
-                return HealthWait::Healthy;
+        }
+    }
+
+    /// A credentials refresh in the background; false at an event.
+    fn refresh(&mut self, now: Instant) -> bool {
+        let budget = Budget {
+            deadline: now + REFRESH_WINDOW,
+            max_attempts: 3,
+        };
+        match self.elb.credentials(true, budget, self.clock) {
+            Err(Error::Interrupted) => return false,
+            Err(e) => warn!("background credentials refresh failed: {e}"),
+            Ok(()) => {}
+        }
+        true
+    }
+
+    /// Polls the targets due at `now`, none past `window`: `None` at an
+    /// event, else false when AWS refused a check (then all are `None`).
+    fn poll_due(
+        &mut self,
+        due: &mut [Option<Instant>],
+        now: Instant,
+        window: Instant,
+    ) -> Option<bool> {
+        let mut answered = true;
+        for i in 0..due.len() {
+            if due[i].is_none_or(|at| at > now) {
+                continue;
             }
+            // After an event only the shutdown calls AWS.
             if self.absorb_events() {
-                return HealthWait::Interrupted;
+                return None;
+            }
+            // While blocked, the round's pause replaces `poll_at`.
+            match self.poll_one(i, window) {
+                Some(healthy) => due[i] = (!healthy).then(|| self.poll_at(i, false)),
+                None => {
+                    due.fill(None);
+                    answered = false;
+                }
             }
         }
-        self.timed_out(watches)
+        (!self.absorb_events()).then_some(answered)
     }
 
-    fn timed_out(&mut self, watches: Vec<Watch>) -> HealthWait {
-        for w in watches.iter().filter(|w| !w.done) {
-            let (r, last) = (&self.registrations[w.index], w.last.as_deref());
-            warn!(
-                target_group = r.label.as_str(), target:% = r.target, state = last;
-                "target {} in {} not healthy after {}: last state {}; it stays registered, \
-                 not ready, and its health is checked again at growing intervals (up to a minute){}",
-                r.target, r.label,
-                humantime::format_duration(self.cfg.wait_in_service_timeout),
-                last.unwrap_or("unknown"),
-                if last.is_some_and(unreachable) { UNREACHABLE_HINT } else { "" }
-            );
-        }
-        crate::metrics::global().health_wait_timed_out();
-        let interval = self.elb.widen(self.cfg.health_poll_interval);
-        let next = self.clock.now() + jittered(interval, self.clock.random());
-        HealthWait::TimedOut(Recovery {
-            watches,
-            interval,
-            next,
-        })
-    }
-
-    /// One poll of each target not yet healthy; ready once all are.
-    pub(super) fn poll_recovery(&mut self, recovery: &mut Recovery) -> Recovered {
-        let deadline = self.clock.now() + RECOVERY_POLL_WINDOW;
-        for watch in recovery.watches.iter_mut().filter(|w| !w.done) {
-            match self.poll_watch(watch, deadline) {
-                Some(HealthWait::Interrupted) => return Recovered::Interrupted,
-                Some(_) => return Recovered::Done,
-                None => {}
+    /// The health wait's end: logs it; the post-register hook (also after a
+    /// timeout or refusal, which leave it not ready). After a timeout the
+    /// pending are polled on: returns the first pause.
+    fn end_health_wait(
+        &mut self,
+        due: &mut [Option<Instant>],
+        refused: bool,
+        started: Instant,
+    ) -> Duration {
+        let cfg = self.cfg;
+        let interval = self.elb.widen(cfg.health_poll_interval);
+        let healthy = !refused && due.iter().all(Option::is_none);
+        if cfg.wait_in_service {
+            let took = self.clock.now().saturating_duration_since(started);
+            metrics::global().step_took(Step::HealthWait, took);
+            if healthy {
+                info!("all targets are healthy");
             }
         }
-        if recovery.watches.iter().all(|w| w.done) {
-            info!(
-                "all targets are healthy now, after the health-wait timeout: ready \
-                 (the post-register command ran at the timeout and does not run again)"
-            );
+        if !healthy && !refused {
+            for (r, _) in self
+                .registrations
+                .iter()
+                .zip(&*due)
+                .filter(|p| p.1.is_some())
+            {
+                let last = r.last.as_deref();
+                warn!(
+                    target_group = r.label.as_str(), target:% = r.target, state = last;
+                    "target {} in {} not healthy after {}: last state {}; it stays registered, \
+                     not ready, and its health is checked again at growing intervals (up to a minute){}",
+                    r.target, r.label,
+                    humantime::format_duration(cfg.wait_in_service_timeout),
+                    last.unwrap_or("unknown"),
+                    if last.is_some_and(unreachable) { UNREACHABLE_HINT } else { "" }
+                );
+            }
+            metrics::global().health_wait_timed_out();
+            let next = self.clock.now() + jittered(interval, self.clock.random());
+            due.iter_mut().flatten().for_each(|at| *at = next);
+        }
+        let hook = cfg.post_register.as_ref();
+        let interrupted =
+            hook.is_some_and(|h| self.effects.run_hook(h, self.clock) == Outcome::Interrupted);
+        if healthy && !interrupted {
             self.status.set_ready(true);
-            return Recovered::Done;
         }
-        let cap = MAX_RECOVERY_POLL.max(self.cfg.health_poll_interval);
-        recovery.interval = self.elb.widen(recovery.interval * 2).min(cap);
-        recovery.next = self.clock.now() + jittered(recovery.interval, self.clock.random());
-        Recovered::NotYet
+        interval
     }
 
-    /// Polls one target unless an event came (then only the shutdown calls
-    /// AWS); `Some` when the wait must end now.
-    fn poll_watch(&mut self, watch: &mut Watch, deadline: Instant) -> Option<HealthWait> {
-        if self.absorb_events() {
-            return Some(HealthWait::Interrupted);
-        }
-        let r = &self.registrations[watch.index];
+    /// One DescribeTargetHealth of registration `i`, none past `deadline`;
+    /// `None` when the answer does not list it.
+    pub(super) fn poll_health(
+        &mut self,
+        i: usize,
+        deadline: Instant,
+    ) -> Result<Option<TargetHealth>, Error> {
+        let r = &self.registrations[i];
+        let budget = Budget {
+            deadline,
+            max_attempts: HEALTH_POLL_ATTEMPTS,
+        };
+        let action = DescribeTargetHealth {
+            arn: &r.arn,
+            targets: r.targets(),
+        };
+        let answer = self.elb.call(&action, budget, self.clock)?;
+        Ok(find_health(&answer.value, &r.target).cloned())
+    }
+
+    /// Whether registration `i` is healthy; `None` when AWS refused the check.
+    fn poll_one(&mut self, i: usize, deadline: Instant) -> Option<bool> {
+        let answer = self.poll_health(i, deadline);
+        let r = &mut self.registrations[i];
         let action = DescribeTargetHealth::NAME;
-        match r.poll_health(self.elb, self.clock, deadline) {
+        match answer {
             Ok(Some(health)) => {
-                watch.log(r, &health);
-                watch.done = health.state == State::Healthy;
+                r.log_health(&health);
+                return Some(health.state == State::Healthy);
             }
             Ok(None) => warn!(
                 target_group = r.label.as_str(), target:% = r.target, action;
                 "DescribeTargetHealth did not report {} in {}", r.target, r.label
             ),
-            Err(Error::Interrupted) => return Some(HealthWait::Interrupted),
+            // The caller sees the event.
+            Err(Error::Interrupted) => {}
             Err(e) if e.is_refusal() => {
                 error!(
                     target_group = r.label.as_str(), target:% = r.target, action,
-                    error_code = e.aws_code(), request_id = request_id_of(&e);
+                    error_code = e.aws_code(), request_id = e.request_id();
                     "cannot check target health: {e}; the target stays registered, \
                      not ready, and its health is not checked again"
                 );
-                return Some(HealthWait::Refused);
+                return None;
             }
             Err(e) => warn!(
                 target_group = r.label.as_str(), target:% = r.target, action,
-                error_code = e.aws_code(), request_id = request_id_of(&e);
+                error_code = e.aws_code(), request_id = e.request_id();
                 "health check of {} failed: {e}", r.label
             ),
         }
-        None
+        Some(false)
     }
-
     fn throttled(&self) -> bool {
         let unit = Duration::from_secs(1);
         self.elb.widen(unit) > unit
@@ -251,28 +285,32 @@ impl Lifecycle<'_> {
         earliest.map_or(next, |e| next.max(e))
     }
 
+    /// When each target is polled first (none without `-wait-in-service`).
+    fn first_polls(&mut self, deadline: Instant) -> Vec<Option<Instant>> {
+        let n = self.registrations.len();
+        if !self.cfg.wait_in_service {
+            return vec![None; n];
+        }
+        self.log_pace();
+        (0..n)
+            .map(|i| Some(self.poll_at(i, true).min(deadline)))
+            .collect()
+    }
+
     fn log_pace(&self) {
-        let first = if self.throttled() {
-            "after a pause (this account has throttled our calls)"
-        } else {
-            "now"
+        let first = match self.throttled() {
+            true => "after a pause (this account has throttled our calls)",
+            false => "now",
         };
-        let human = |d: Duration| humantime::format_duration(d).to_string();
         for r in &self.registrations {
-            let then = match r.pace.filter(|_| !self.cfg.health_poll_explicit) {
-                Some((earliest, interval)) => format!(
-                    "from {} after registering every {} (the group's HealthCheckIntervalSeconds)",
-                    human(earliest),
-                    human(interval)
-                ),
-                None => format!(
-                    "every {} (-health-poll-interval)",
-                    human(self.cfg.health_poll_interval)
-                ),
-            };
+            let (from, every) = (r.pace.filter(|_| !self.cfg.health_poll_explicit))
+                .unwrap_or((Duration::ZERO, self.cfg.health_poll_interval));
             info!(
-                "checking the health of {} in {} {first}, then {then}",
-                r.target, r.label
+                "checking the health of {} in {} {first}, then from {} after registering every {}",
+                r.target,
+                r.label,
+                humantime::format_duration(from),
+                humantime::format_duration(every)
             );
         }
     }

@@ -10,12 +10,10 @@ mod startup;
 pub use shutdown::shutdown_budget;
 
 use crate::aws::client::{Budget, Client, WithId};
-use crate::aws::elbv2::{
-    DeregisterTargets, DescribeTargetGroups, DescribeTargetHealth, RegisterTargets,
-};
-use crate::aws::elbv2::{Target, TargetGroup, TargetHealth};
+use crate::aws::elbv2::Target;
 use crate::aws::error::Error;
 use crate::aws::http::Transport;
+use crate::aws::query::Action;
 use crate::aws::retry::Bucket;
 use crate::clock::Clock;
 use crate::config::{Config, Hook};
@@ -24,8 +22,6 @@ use crate::metrics::{self, Step, TargetState};
 use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
 use crate::tcp_table::Entry as TcpEntry;
-use health::{Recovered, Recovery};
-use log::{info, warn};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,106 +32,60 @@ pub const EXIT_FAILURE: i32 = 1;
 /// Exit code: bad usage or configuration.
 pub const EXIT_USAGE: i32 = 2;
 
-const REFRESH_WINDOW: Duration = Duration::from_secs(30);
-/// Also the least time between two refreshes (never a busy loop).
-const REFRESH_GAP: Duration = Duration::from_secs(60);
 const APP_POLL_AFTER_DRAIN: Duration = Duration::from_secs(1);
 
-/// The ELBv2 operations the lifecycle needs (errors: AWS's or the transport's).
+/// The AWS client as the lifecycle uses it: [`Client`], or a fake in `tests.rs`.
 pub trait Elb {
-    /// Fetches credentials now if needed.
-    fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
+    /// Sends `action`, retrying within `budget`.
+    fn call<A: Action>(
+        &mut self,
+        action: &A,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<A::Output>, Error>
+    where
+        A::Output: 'static;
+    /// Makes sure credentials are cached; with `refresh`, fetches new ones
+    /// now, keeping the old ones if that fails.
+    fn credentials(
+        &mut self,
+        refresh: bool,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<(), Error>;
     /// When cached credentials should be refreshed ahead of need.
     fn refresh_due(&self) -> Option<SystemTime>;
-    /// Fetches new credentials now, keeping the old ones if that fails.
-    fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error>;
-    /// DescribeTargetGroups by names.
-    fn describe_groups(
-        &mut self,
-        names: &[String],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetGroup>>, Error>;
-    /// RegisterTargets; the request id.
-    fn register(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<Option<String>, Error>;
     /// Attempts of the last call that may have reached AWS unanswered.
     fn unanswered_attempts(&self) -> u32;
-    /// DeregisterTargets; the request id.
-    fn deregister(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<Option<String>, Error>;
-    /// DescribeTargetHealth.
-    fn health(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetHealth>>, Error>;
     /// A `Describe*` polling interval, widened for life after throttling.
-    fn widen(&self, interval: Duration) -> Duration {
-        interval
-    }
+    fn widen(&self, interval: Duration) -> Duration;
 }
 
 impl<T: Transport> Elb for Client<T> {
-    fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
-        Client::ensure_credentials(self, budget, clock)
+    fn call<A: Action>(
+        &mut self,
+        action: &A,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<WithId<A::Output>, Error> {
+        Client::call(self, action, budget, clock)
+    }
+    fn credentials(
+        &mut self,
+        refresh: bool,
+        budget: Budget,
+        clock: &mut dyn Clock,
+    ) -> Result<(), Error> {
+        match refresh {
+            true => self.refresh_credentials(budget, clock),
+            false => self.ensure_credentials(budget, clock),
+        }
     }
     fn refresh_due(&self) -> Option<SystemTime> {
         Client::refresh_due(self)
     }
-    fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
-        Client::refresh_credentials(self, budget, clock)
-    }
-    fn describe_groups(
-        &mut self,
-        names: &[String],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetGroup>>, Error> {
-        let by_arn = false;
-        self.call(&DescribeTargetGroups { names, by_arn }, budget, clock)
-    }
-    fn register(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<Option<String>, Error> {
-        (self.call(&RegisterTargets { arn, targets }, budget, clock)).map(|r| r.request_id)
-    }
     fn unanswered_attempts(&self) -> u32 {
         Client::unanswered_attempts(self)
-    }
-    fn deregister(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<Option<String>, Error> {
-        (self.call(&DeregisterTargets { arn, targets }, budget, clock)).map(|r| r.request_id)
-    }
-    fn health(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetHealth>>, Error> {
-        self.call(&DescribeTargetHealth { arn, targets }, budget, clock)
     }
     fn widen(&self, interval: Duration) -> Duration {
         self.adaptive(Bucket::Describe)
@@ -143,27 +93,19 @@ impl<T: Transport> Elb for Client<T> {
     }
 }
 
-/// Why waiting for the app failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppWait {
-    /// An event arrived.
-    Interrupted,
-    /// The timeout passed; the text says what was last seen.
-    TimedOut(String),
-}
-
 /// The lifecycle's other effects; `system::SystemEffects` on the real system.
 pub trait Effects {
     /// Runs a hook (a command or an HTTP GET).
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome;
-    /// Waits for `-wait-for-tcp` / `-wait-for-http` (at once when neither is set).
-    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), AppWait>;
+    /// Waits for `-wait-for-tcp` / `-wait-for-http` (at once when neither is
+    /// set); at the timeout, what was last seen. `Ok` too when an event cut
+    /// it short: the caller looks for events next.
+    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), String>;
     /// Runs the app check once (`None` when neither flag is set).
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>>;
-    /// The pod's TCP sockets, for the drain quiet period.
-    fn tcp_table(&mut self) -> Result<Vec<TcpEntry>, String>;
-    /// The network namespace's count of accepted TCP connections.
-    fn passive_opens(&mut self) -> Result<u64, String>;
+    /// For the drain quiet period: the network namespace's count of accepted
+    /// TCP connections, then the pod's TCP sockets.
+    fn tcp_sample(&mut self) -> Result<(u64, Vec<TcpEntry>), String>;
 }
 
 /// One target in one target group.
@@ -180,6 +122,8 @@ struct Registration {
     registered_at: Option<Instant>,
     /// An attempt of its RegisterTargets went unanswered: it may still land.
     lost_attempt: bool,
+    /// The health state last logged.
+    last: Option<String>,
 }
 
 impl Registration {
@@ -188,8 +132,8 @@ impl Registration {
         self.state == RegistrationState::Sent || self.lost_attempt && self.state.may_be_registered()
     }
 
-    fn targets(&self) -> Vec<Target> {
-        vec![self.target.clone()]
+    fn targets(&self) -> &[Target] {
+        std::slice::from_ref(&self.target)
     }
 
     fn seen(&self, state: TargetState) {
@@ -222,9 +166,9 @@ impl RegistrationState {
 }
 
 /// The lifecycle's state and collaborators.
-pub struct Lifecycle<'a> {
+pub struct Lifecycle<'a, E: Elb> {
     cfg: &'a Config,
-    elb: &'a mut dyn Elb,
+    elb: &'a mut E,
     effects: &'a mut dyn Effects,
     clock: &'a mut dyn EventClock,
     status: &'a Status,
@@ -236,11 +180,11 @@ pub struct Lifecycle<'a> {
     failed: bool,
 }
 
-impl<'a> Lifecycle<'a> {
+impl<'a, E: Elb> Lifecycle<'a, E> {
     /// A lifecycle for `cfg` over its collaborators.
     pub fn new(
         cfg: &'a Config,
-        elb: &'a mut dyn Elb,
+        elb: &'a mut E,
         effects: &'a mut dyn Effects,
         clock: &'a mut dyn EventClock,
         status: &'a Status,
@@ -261,8 +205,8 @@ impl<'a> Lifecycle<'a> {
     /// Runs the whole lifecycle and returns the exit code.
     pub fn run(&mut self) -> i32 {
         loop {
-            if let Ok(recovery) = self.start() {
-                self.block(recovery);
+            if self.start().is_ok() {
+                self.watch();
             }
             if let Some(code) = self.finish() {
                 return code;
@@ -285,63 +229,6 @@ impl<'a> Lifecycle<'a> {
             Event::Signal(_) => self.signalled = true,
             Event::Drain(tx) => self.drain_waiters.push(tx),
         }
-    }
-
-    /// Sleeps on the event channel until an event (zero CPU), waking only
-    /// to refresh credentials ahead of expiry and, after a health-wait
-    /// timeout, to poll the health on (`recovery`).
-    fn block(&mut self, mut recovery: Option<Recovery>) {
-        info!("blocking until SIGTERM or SIGINT");
-        let mut last_refresh = self.clock.now();
-        let mut retry_at = None;
-        loop {
-            let refresh_at = self.next_refresh(last_refresh, retry_at);
-            let wake = [refresh_at, recovery.as_ref().map(|r| r.next)]
-                .into_iter()
-                .flatten()
-                .min();
-            let timeout = wake.map(|at| at.saturating_duration_since(self.clock.now()));
-            if let Some(ev) = self.clock.wait_event(timeout) {
-                return self.absorb(ev);
-            }
-            let now = self.clock.now();
-            if refresh_at.is_some_and(|at| at <= now) {
-                last_refresh = now;
-                let budget = Budget {
-                    deadline: now + REFRESH_WINDOW,
-                    max_attempts: 3,
-                };
-                retry_at = match self.elb.refresh_credentials(budget, self.clock) {
-                    Ok(()) => None,
-                    Err(Error::Interrupted) => return,
-                    Err(e) => {
-                        warn!("background credentials refresh failed: {e}");
-                        Some(self.clock.now() + REFRESH_GAP)
-                    }
-                };
-            }
-            if let Some(r) = recovery.as_mut().filter(|r| r.next <= now) {
-                match self.poll_recovery(r) {
-                    Recovered::NotYet => {}
-                    Recovered::Done => recovery = None,
-                    Recovered::Interrupted => return,
-                }
-            }
-            if self.absorb_events() {
-                return;
-            }
-        }
-    }
-
-    /// `retry_at` after a failed refresh, else the credentials' refresh time,
-    /// but never sooner than [`REFRESH_GAP`] after the `last` one.
-    fn next_refresh(&self, last: Instant, retry_at: Option<Instant>) -> Option<Instant> {
-        if retry_at.is_some() {
-            return retry_at;
-        }
-        let due = self.elb.refresh_due()?;
-        let until_due = due.duration_since(self.clock.wall()).unwrap_or_default();
-        Some((self.clock.now() + until_due).max(last + REFRESH_GAP))
     }
 
     /// Runs `f`, recording its duration as `step` in the metrics.

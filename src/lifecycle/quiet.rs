@@ -16,14 +16,6 @@ use std::time::{Duration, Instant};
 /// Often enough to see a connection that lives 300 ms.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-/// Connections to `ports` count, except from `ignore`; `own`: the sidecar's ports.
-#[derive(Debug, Clone, Default)]
-struct Scope {
-    ports: Vec<u16>,
-    ignore: Vec<Cidr>,
-    own: Vec<u16>,
-}
-
 /// The TCP tables, `PassiveOpens`, and how many of those the sidecar accepted.
 #[derive(Debug, Clone, Default)]
 struct Sample {
@@ -32,10 +24,13 @@ struct Sample {
     own: u64,
 }
 
-/// The pure part of the wait: samples and times in, the decision and summary out.
+/// The pure part of the wait: samples and times in, the decision and summary
+/// out. Connections to `ports` count, except from `ignore`; `own`: the sidecar's ports.
 #[derive(Debug, Clone)]
 struct QuietWatch {
-    scope: Scope,
+    ports: Vec<u16>,
+    ignore: Vec<Cidr>,
+    own: Vec<u16>,
     previous: HashSet<(SocketAddr, SocketAddr)>,
     /// The counters (opened, own) of the last sample.
     counters: (u64, u64),
@@ -53,9 +48,18 @@ struct QuietWatch {
 
 impl QuietWatch {
     /// Starts at `now`; connections in the `first` sample are not new.
-    fn new(scope: Scope, deregistered_at: Instant, now: Instant, first: &Sample) -> Self {
+    fn new(
+        ports: Vec<u16>,
+        ignore: Vec<Cidr>,
+        own: Vec<u16>,
+        at: [Instant; 2],
+        first: &Sample,
+    ) -> Self {
+        let [deregistered_at, now] = at;
         let mut watch = QuietWatch {
-            scope,
+            ports,
+            ignore,
+            own,
             previous: HashSet::new(),
             counters: (first.opened, first.own),
             deregistered_at,
@@ -73,7 +77,6 @@ impl QuietWatch {
     /// Returns how many connections to the target ports are new in `sample`,
     /// and how many accepted connections no sample showed.
     fn take(&mut self, sample: &Sample) -> (u64, u64) {
-        let scope = &self.scope;
         let listening: HashSet<u16> = (sample.table.iter())
             .filter(|e| e.state == TcpState::LISTEN)
             .map(|e| e.local.port())
@@ -86,11 +89,11 @@ impl QuietWatch {
                 !self.previous.contains(&(e.local, e.remote)),
             );
             // Accepted by an app listener: PassiveOpens has it too.
-            if fresh && listening.contains(&port) && !scope.own.contains(&port) {
+            if fresh && listening.contains(&port) && !self.own.contains(&port) {
                 seen += 1;
             }
-            let ignored = scope.ignore.iter().any(|c| c.contains(e.remote.ip()));
-            if scope.ports.contains(&port) && !ignored {
+            let ignored = self.ignore.iter().any(|c| c.contains(e.remote.ip()));
+            if self.ports.contains(&port) && !ignored {
                 open += usize::from(e.state.is_open());
                 new += u64::from(fresh);
             }
@@ -127,7 +130,7 @@ impl QuietWatch {
     }
 
     fn summary(&self, now: Instant, reached: bool) -> String {
-        let ports = join(&self.scope.ports);
+        let ports = join(&self.ports);
         let since = |t: Instant| secs(t.saturating_duration_since(self.deregistered_at));
         let last = match self.last_new {
             Some(t) => format!(
@@ -167,7 +170,7 @@ fn join(ports: &[u16]) -> String {
         .join(",")
 }
 
-impl Lifecycle<'_> {
+impl<E: super::Elb> Lifecycle<'_, E> {
     /// False when `-wait-drained-timeout` after `deregistered_at` came first.
     pub(super) fn wait_quiet(&mut self, deregistered_at: Instant) -> bool {
         let Some(period) = self.cfg.drain_quiet_period else {
@@ -179,26 +182,29 @@ impl Lifecycle<'_> {
             .collect();
         ports.sort_unstable();
         ports.dedup();
-        let first = match ports.is_empty() {
-            true => Err("the target port is unknown (give -target-port)".to_owned()),
-            false => self.sample(),
-        };
-        let first = match first {
-            Ok(sample) => sample,
-            Err(why) => return self.wait_blind(period, deadline, &why),
+        let text = humantime::format_duration(period);
+        let first = match (ports.is_empty(), self.sample()) {
+            (false, Ok(sample)) => sample,
+            (_, result) => {
+                let unknown = || "the target port is unknown (give -target-port)".into();
+                let why = result.err().unwrap_or_else(unknown);
+                warn!("cannot watch connections: {why}; waiting the whole -drain-quiet-period ({text}) instead");
+                let end = self.clock.now() + period;
+                // Shielded: no event cuts it short.
+                let _ = self.clock.sleep(
+                    end.min(deadline)
+                        .saturating_duration_since(self.clock.now()),
+                );
+                return end <= deadline;
+            }
         };
         info!(
-            "waiting until no new connection to port {} for {} (drain quiet period)",
-            join(&ports),
-            humantime::format_duration(period)
+            "waiting until no new connection to port {} for {text} (drain quiet period)",
+            join(&ports)
         );
-        let ignore = self.cfg.drain_ignore_from.clone();
-        let scope = Scope {
-            ports,
-            ignore,
-            own: self.status.own_connections().0,
-        };
-        let mut watch = QuietWatch::new(scope, deregistered_at, self.clock.now(), &first);
+        let (ignore, own) = (&self.cfg.drain_ignore_from, self.status.own_connections());
+        let at = [deregistered_at, self.clock.now()];
+        let mut watch = QuietWatch::new(ports, ignore.clone(), own.0, at, &first);
         let mut warned = false;
         loop {
             let now = self.clock.now();
@@ -223,22 +229,9 @@ impl Lifecycle<'_> {
         }
     }
 
-    fn wait_blind(&mut self, period: Duration, deadline: Instant, why: &str) -> bool {
-        warn!(
-            "cannot watch connections: {why}; waiting the whole -drain-quiet-period ({}) instead",
-            humantime::format_duration(period)
-        );
-        let end = self.clock.now() + period;
-        while self.clock.now() < end.min(deadline) {
-            let _ = self.clock.sleep(end.min(deadline) - self.clock.now());
-        }
-        end <= deadline
-    }
-
     /// The counter first: a connection is counted before any table shows it.
     fn sample(&mut self) -> Result<Sample, String> {
-        let opened = self.effects.passive_opens()?;
-        let table = self.effects.tcp_table()?;
+        let (opened, table) = self.effects.tcp_sample()?;
         let own = self.status.own_connections().1;
         Ok(Sample { table, opened, own })
     }
@@ -271,11 +264,9 @@ mod tests {
         }
     }
 
-    fn scope(ports: &[u16]) -> Scope {
-        Scope {
-            ports: ports.to_vec(),
-            ..Scope::default()
-        }
+    /// A watch of `ports` deregistered at `t0`, begun at `now`.
+    fn watch(ports: &[u16], t0: Instant, now: Instant, first: &Sample) -> QuietWatch {
+        QuietWatch::new(ports.to_vec(), vec![], vec![], [t0, now], first)
     }
 
     #[test]
@@ -291,7 +282,7 @@ mod tests {
             ..conn(5000, TcpState::ESTABLISHED)
         };
         let t0 = Instant::now();
-        let mut w = QuietWatch::new(scope(&[8080]), t0, t0, &at(&[listener(8080)]));
+        let mut w = watch(&[8080], t0, t0, &at(&[listener(8080)]));
         let table = [
             listener(8080),
             outgoing,
@@ -307,11 +298,7 @@ mod tests {
     fn ignored_peers_never_count() {
         let t0 = Instant::now();
         let ignore = vec!["10.1.2.3/32".parse().unwrap()];
-        let scope = Scope {
-            ignore,
-            ..scope(&[8080])
-        };
-        let mut w = QuietWatch::new(scope, t0, t0, &at(&[]));
+        let mut w = QuietWatch::new(vec![8080], ignore, vec![], [t0, t0], &at(&[]));
         // The kubelet's probe, closed by the app: TIME_WAIT; and an IPv4
         // peer of a dual-stack socket.
         let mapped = Entry {
@@ -353,16 +340,18 @@ mod tests {
     fn accepted_connections_no_sample_showed_count() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        let own = Scope {
-            own: vec![9090],
-            ..scope(&[8080])
-        };
         let sample = |opened, own, table: &[Entry]| Sample {
             table: table.to_vec(),
             opened,
             own,
         };
-        let mut w = QuietWatch::new(own, t0, t0, &sample(100, 10, &[]));
+        let mut w = QuietWatch::new(
+            vec![8080],
+            vec![],
+            vec![9090],
+            [t0, t0],
+            &sample(100, 10, &[]),
+        );
         // Three accepted: two by the sidecar's listeners, one seen.
         let seen = [listener(8080), conn(1, TcpState::ESTABLISHED)];
         assert_eq!(w.observe(Some(&sample(103, 12, &seen)), ms(50)), 1);
@@ -394,7 +383,7 @@ mod tests {
         let period = Duration::from_secs(1);
         let open = TcpState::ESTABLISHED;
         // Deregistered at 0; the watch begins 100 ms later with one connection.
-        let mut w = QuietWatch::new(scope(&[8080]), t0, ms(100), &at(&[conn(1, open)]));
+        let mut w = watch(&[8080], t0, ms(100), &at(&[conn(1, open)]));
         assert_eq!(w.open, 1);
         assert!(w.quiet_for(ms(1000)) < period);
         // A new one at 400 ms; the old one still there is not new.
@@ -435,7 +424,7 @@ mod tests {
     fn quiet_counts_from_the_watch_start_and_blind_samples() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        let mut w = QuietWatch::new(scope(&[8080, 9090]), t0, ms(2000), &at(&[]));
+        let mut w = watch(&[8080, 9090], t0, ms(2000), &at(&[]));
         assert_eq!(w.quiet_for(ms(2500)), Duration::from_millis(500));
         w.observe(None, ms(2600));
         assert_eq!(w.quiet_for(ms(2700)), Duration::from_millis(100));

@@ -1,7 +1,6 @@
 //! Shutdown: deregister, wait for draining, the post-deregister hook, the
 //! answers to drain requests and the exit code.
 
-use super::health::Watch;
 use super::{Elb, Lifecycle, Registration, RegistrationState, APP_POLL_AFTER_DRAIN};
 use super::{EXIT_FAILURE, EXIT_OK};
 use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
@@ -9,10 +8,8 @@ use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth};
 use crate::aws::error::Error;
 use crate::aws::query::{Action, CALL_TIMEOUT};
 use crate::aws::retry::jittered;
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::hooks::command::KILL_GRACE;
-use crate::logging::request_id_of;
 use crate::metrics::{self, Step, TargetState};
 use crate::signals::{signal_name, DrainResult, Event};
 use log::{error, info, warn};
@@ -46,15 +43,7 @@ pub fn shutdown_budget(cfg: &Config) -> Duration {
         .fold(in_flight, Duration::saturating_add)
 }
 
-/// How one DeregisterTargets ended (`Deregistered`: the target drains now).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Removal {
-    Deregistered,
-    NotThere,
-    Failed,
-}
-
-impl Lifecycle<'_> {
+impl<E: Elb> Lifecycle<'_, E> {
     /// The shutdown and the exit code; after a drain request alone, keeps
     /// running until a signal, or returns `None` to register again.
     pub(super) fn finish(&mut self) -> Option<i32> {
@@ -104,11 +93,11 @@ impl Lifecycle<'_> {
                     return false;
                 }
                 Some(Event::Drain(tx)) => {
-                    let _ = tx.send(if out {
-                        Ok("already deregistered".into())
-                    } else {
-                        Err("deregistration failed earlier; retrying on SIGTERM".into())
-                    });
+                    let failed = "deregistration failed earlier; retrying on SIGTERM";
+                    let _ = tx.send(
+                        out.then(|| "already deregistered".into())
+                            .ok_or(failed.into()),
+                    );
                 }
                 None => match self.effects.app_up(self.cfg) {
                     Some(Err(why)) if !app_went_down => {
@@ -142,7 +131,7 @@ impl Lifecycle<'_> {
                 (true, true)
             } else {
                 self.timed(Step::Drain, |l| {
-                    let drained = !cfg.wait_drained || l.wait_drained(&deregistered);
+                    let drained = !cfg.wait_drained || l.wait_drained(deregistered);
                     (drained, l.wait_quiet(deregistered_at))
                 })
             };
@@ -152,17 +141,18 @@ impl Lifecycle<'_> {
         }
         self.absorb_events();
         let result: DrainResult = match (all_out, drained, quiet) {
-            (false, _, _) => Err(FAILED.into()),
-            (true, false, _) => {
-                Err("deregistered, but draining did not finish within -wait-drained-timeout".into())
+            (false, ..) => Err(FAILED),
+            (_, false, _) => {
+                Err("deregistered, but draining did not finish within -wait-drained-timeout")
             }
-            (true, true, false) => Err(
-                "deregistered, but new connections kept arriving until -wait-drained-timeout"
-                    .into(),
-            ),
-            _ if cfg.wait_drained => Ok("deregistered and drained".into()),
-            _ => Ok("deregistered".into()),
-        };
+            (_, _, false) => {
+                Err("deregistered, but new connections kept arriving until -wait-drained-timeout")
+            }
+            _ if cfg.wait_drained => Ok("deregistered and drained"),
+            _ => Ok("deregistered"),
+        }
+        .map(Into::into)
+        .map_err(Into::into);
         for tx in self.drain_waiters.drain(..) {
             let _ = tx.send(result.clone());
         }
@@ -173,14 +163,14 @@ impl Lifecycle<'_> {
     fn deregister_all(&mut self, deadline: Instant) -> (bool, Vec<usize>) {
         let mut all_out = true;
         let mut deregistered = Vec::new();
-        for (i, r) in self.registrations.iter_mut().enumerate() {
-            if !r.state.may_be_registered() {
+        for i in 0..self.registrations.len() {
+            if !self.registrations[i].state.may_be_registered() {
                 continue;
             }
-            match r.deregister(self.elb, self.clock, deadline) {
-                Removal::Deregistered => deregistered.push(i),
-                Removal::NotThere => {}
-                Removal::Failed => all_out = false,
+            match self.deregister(i, deadline) {
+                Some(true) => deregistered.push(i),
+                Some(false) => {}
+                None => all_out = false,
             }
         }
         (all_out, deregistered)
@@ -188,19 +178,19 @@ impl Lifecycle<'_> {
 
     /// Polls the deregistered targets, the pause doubling from the health
     /// poll interval, until none is draining; false at the timeout.
-    fn wait_drained(&mut self, deregistered: &[usize]) -> bool {
+    fn wait_drained(&mut self, mut pending: Vec<usize>) -> bool {
         let deadline = self.clock.now() + self.cfg.wait_drained_timeout;
-        let mut watches: Vec<Watch> = deregistered.iter().map(|&i| Watch::new(i)).collect();
         let mut interval = self.cfg.health_poll_interval;
         info!(
             "waiting up to {} for draining to finish",
             humantime::format_duration(self.cfg.wait_drained_timeout)
         );
-        while watches.iter().any(|w| !w.done) {
+        while !pending.is_empty() {
             let now = self.clock.now();
             if now >= deadline {
-                for w in watches.iter().filter(|w| !w.done) {
-                    let (r, last) = (&self.registrations[w.index], w.last.as_deref());
+                for &i in &pending {
+                    let r = &self.registrations[i];
+                    let last = r.last.as_deref();
                     warn!(
                         target_group = r.label.as_str(), target:% = r.target, state = last;
                         "target {} in {} still {} at -wait-drained-timeout",
@@ -212,141 +202,142 @@ impl Lifecycle<'_> {
             let pause = jittered(self.elb.widen(interval), self.clock.random());
             interval = (interval * 2).min(MAX_DRAIN_POLL.max(self.cfg.health_poll_interval));
             let _ = self.clock.sleep(pause.min(deadline - now));
-            for watch in watches.iter_mut().filter(|w| !w.done) {
-                self.poll_drained(watch, deadline);
-            }
+            pending.retain(|&i| !self.poll_drained(i, deadline));
         }
         true
     }
 
-    /// Only "not registered" is drained: an eventually consistent answer may
-    /// still say healthy, and an `unused` target may be in.
-    fn poll_drained(&mut self, watch: &mut Watch, deadline: Instant) {
-        let r = &self.registrations[watch.index];
-        let (target, label) = (&r.target, r.label.as_str());
-        let state = match r.poll_health(self.elb, self.clock, deadline) {
-            Ok(Some(health)) if !health.is_gone() => return watch.log(r, &health),
+    /// Whether registration `i` is drained. Only "not registered" is: an
+    /// eventually consistent answer may still say healthy, and an `unused` target may be in.
+    fn poll_drained(&mut self, i: usize, deadline: Instant) -> bool {
+        let answer = self.poll_health(i, deadline);
+        let r = &mut self.registrations[i];
+        let state = match answer {
+            Ok(Some(health)) if !health.is_gone() => {
+                r.log_health(&health);
+                return false;
+            }
             Ok(seen) => seen.map_or_else(|| "gone".into(), |h| h.to_string()),
             Err(e) if e.is_target_absent() => "gone".into(),
             Err(e) => {
-                return warn!(
-                    target_group = label, target:% = target,
+                warn!(
+                    target_group = r.label.as_str(), target:% = r.target,
                     action = DescribeTargetHealth::NAME, error_code = e.aws_code(),
-                    request_id = request_id_of(&e);
-                    "draining check of {label} failed: {e}"
-                )
+                    request_id = e.request_id();
+                    "draining check of {} failed: {e}", r.label
+                );
+                return false;
             }
         };
         info!(
-            target_group = label, target:% = target, state = state.as_str();
-            "target {target} in {label} drained ({state})"
+            target_group = r.label.as_str(), target:% = r.target, state = state.as_str();
+            "target {} in {} drained ({state})", r.target, r.label
         );
         r.seen(TargetState::Out);
-        watch.done = true;
+        true
     }
-}
 
-impl Registration {
-    /// The state becomes `Out` unless the target may still be in.
-    fn deregister(
-        &mut self,
-        elb: &mut dyn Elb,
-        clock: &mut dyn Clock,
-        deadline: Instant,
-    ) -> Removal {
+    /// Whether registration `i` drains now (`None`: it may still be in); its
+    /// state becomes `Out` unless the target may still be in.
+    fn deregister(&mut self, i: usize, deadline: Instant) -> Option<bool> {
+        let answer = self.send_deregister(i, deadline);
+        let r = &mut self.registrations[i];
         let action = DeregisterTargets::NAME;
-        info!(
-            target_group = self.label.as_str(), target:% = self.target, action;
-            "deregistering target {} from {}", self.target, self.label
-        );
-        let removal =
-            match elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock) {
-                Ok(id) => {
-                    info!(
-                        target_group = self.label.as_str(), target:% = self.target, action,
-                        request_id = id.as_deref(), state = "deregistered";
-                        "deregistered target {} from {} (request id {})",
-                        self.target, self.label, id.as_deref().unwrap_or("-")
-                    );
-                    Removal::Deregistered
-                }
-                // Not (or no longer) registered, or the group is gone.
-                Err(e) if e.is_target_absent() => {
-                    info!(
-                        target_group = self.label.as_str(), target:% = self.target, action,
-                        error_code = e.aws_code(), request_id = request_id_of(&e);
-                        "target {} is not registered in {}: {e}", self.target, self.label
-                    );
-                    Removal::NotThere
-                }
-                // Refused, and no attempt of it lost: this was a precaution.
-                Err(e) if self.state == RegistrationState::Refused && !self.lost_attempt => {
-                    warn!(
-                        "target {} was refused by {}, so it is most likely not registered; \
+        let drains = match answer {
+            Ok(id) => {
+                r.last = None;
+                info!(
+                    target_group = r.label.as_str(), target:% = r.target, action,
+                    request_id = id.as_deref(), state = "deregistered";
+                    "deregistered target {} from {} (request id {})",
+                    r.target, r.label, id.as_deref().unwrap_or("-")
+                );
+                true
+            }
+            // Not (or no longer) registered, or the group is gone.
+            Err(e) if e.is_target_absent() => {
+                info!(
+                    target_group = r.label.as_str(), target:% = r.target, action,
+                    error_code = e.aws_code(), request_id = e.request_id();
+                    "target {} is not registered in {}: {e}", r.target, r.label
+                );
+                false
+            }
+            // Refused, and no attempt of it lost: this was a precaution.
+            Err(e) if r.state == RegistrationState::Refused && !r.lost_attempt => {
+                warn!(
+                    "target {} was refused by {}, so it is most likely not registered; \
                      the precautionary deregistration failed too: {e}",
-                        self.target, self.label
-                    );
-                    Removal::NotThere
-                }
-                Err(e) => {
-                    self.log_maybe_still_in(&e);
-                    return Removal::Failed;
-                }
-            };
+                    r.target, r.label
+                );
+                false
+            }
+            Err(e) => return r.maybe_still_in(&e),
+        };
         // Neither answer tells whether an unanswered registration landed since.
-        if self.may_land_late() && !self.confirm_not_registered(elb, clock, deadline) {
-            return Removal::Failed;
+        if self.registrations[i].may_land_late() && self.landed_late(i, deadline) {
+            match self.send_deregister(i, deadline) {
+                Err(e) if !e.is_target_absent() => return self.registrations[i].maybe_still_in(&e),
+                _ => {}
+            }
         }
-        self.state = RegistrationState::Out;
-        self.seen(match removal {
-            Removal::Deregistered => TargetState::Draining,
-            _ => TargetState::Out,
+        let r = &mut self.registrations[i];
+        r.state = RegistrationState::Out;
+        r.seen(match drains {
+            true => TargetState::Draining,
+            false => TargetState::Out,
         });
-        removal
+        Some(drains)
+    }
+
+    /// One DeregisterTargets of registration `i`; the request id.
+    fn send_deregister(&mut self, i: usize, deadline: Instant) -> Result<Option<String>, Error> {
+        let r = &self.registrations[i];
+        let action = DeregisterTargets {
+            arn: &r.arn,
+            targets: r.targets(),
+        };
+        let answer = self
+            .elb
+            .call(&action, Budget::until(deadline), self.clock)?;
+        Ok(answer.request_id)
     }
 
     /// After a RegisterTargets that never answered: AWS answers
     /// DeregisterTargets of an absent target with success, so look again a
-    /// moment later and deregister once more unless it shows `draining` or
-    /// not registered (`unused` is in), or the look failed. Whether it is out.
-    fn confirm_not_registered(
-        &self,
-        elb: &mut dyn Elb,
-        clock: &mut dyn Clock,
-        deadline: Instant,
-    ) -> bool {
-        let left = deadline.saturating_duration_since(clock.now());
-        let _ = clock.sleep(CONFIRM_DELAY.min(left));
-        match self.poll_health(elb, clock, deadline) {
+    /// moment later: whether to deregister once more (unless it shows
+    /// `draining` or not registered; `unused` is in, and so is a failed look).
+    fn landed_late(&mut self, i: usize, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(self.clock.now());
+        let _ = self.clock.sleep(CONFIRM_DELAY.min(left));
+        let answer = self.poll_health(i, deadline);
+        let r = &self.registrations[i];
+        match answer {
             Ok(Some(health)) if !health.is_gone() && !health.state.is_draining() => warn!(
                 "the registration of {} in {} landed late; deregistering again",
-                self.target, self.label
+                r.target, r.label
             ),
-            Ok(_) => return true,
-            Err(e) if e.is_target_absent() => return true,
+            Ok(_) => return false,
+            Err(e) if e.is_target_absent() => return false,
             Err(e) => warn!(
                 "cannot confirm that {} is out of {}: {e}; deregistering again in case it landed",
-                self.target, self.label
+                r.target, r.label
             ),
         }
-        match elb.deregister(&self.arn, &self.targets(), Budget::until(deadline), clock) {
-            Ok(_) => true,
-            Err(e) if e.is_target_absent() => true,
-            Err(e) => {
-                self.log_maybe_still_in(&e);
-                false
-            }
-        }
+        true
     }
+}
 
-    fn log_maybe_still_in(&self, e: &Error) {
+impl Registration {
+    fn maybe_still_in(&self, e: &Error) -> Option<bool> {
         metrics::global().deregistration_failed(&self.label);
         error!(
             target_group = self.label.as_str(), target:% = self.target,
             action = DeregisterTargets::NAME, error_code = e.aws_code(),
-            request_id = request_id_of(e);
+            request_id = e.request_id();
             "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
             self.target, self.label
         );
+        None
     }
 }

@@ -1,13 +1,11 @@
 //! Startup: wait for the app, pre-register hook, credentials, resolve the
 //! groups, register, wait until healthy, post-register hook, ready.
 
-use super::health::{HealthWait, Recovery};
-use super::{AppWait, Elb, Lifecycle, Registration, RegistrationState};
+use super::{Elb, Lifecycle, Registration, RegistrationState};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{DescribeTargetGroups, RegisterTargets, Target, TargetGroup};
 use crate::aws::error::Error;
 use crate::aws::query::Action;
-use crate::clock::Clock;
 use crate::config::{Config, GroupRef, GroupSpec};
 use crate::hooks::Outcome;
 use crate::metrics::{Step, TargetState};
@@ -16,16 +14,11 @@ use log::{error, info};
 /// The startup stopped short (an event, or a failure): the shutdown comes next.
 pub(super) struct Stop;
 
-impl Lifecycle<'_> {
-    /// Runs the startup. `Ok` when registered (healthy or not): block now,
-    /// polling the health on with the [`Recovery`] if the health wait timed out.
-    pub(super) fn start(&mut self) -> Result<Option<Recovery>, Stop> {
-        match self.effects.wait_for_app(self.cfg, self.clock) {
-            Ok(()) => {}
-            Err(AppWait::Interrupted) => return Err(Stop),
-            Err(AppWait::TimedOut(why)) => {
-                return Err(self.fail(format_args!("the app did not come up: {why}")))
-            }
+impl<E: Elb> Lifecycle<'_, E> {
+    /// Runs the startup up to the registration (then [`Self::watch`]).
+    pub(super) fn start(&mut self) -> Result<(), Stop> {
+        if let Err(why) = self.effects.wait_for_app(self.cfg, self.clock) {
+            return Err(self.fail(format_args!("the app did not come up: {why}")));
         }
         self.stop_if_event()?;
         if let Some(hook) = &self.cfg.pre_register {
@@ -33,14 +26,13 @@ impl Lifecycle<'_> {
                 Outcome::Success => {}
                 Outcome::Interrupted => return Err(Stop),
                 other => {
-                    return Err(
-                        self.fail(format_args!("not registering: {} {other}", hook.describe()))
-                    )
+                    let what = hook.describe();
+                    return Err(self.fail(format_args!("not registering: {what} {other}")));
                 }
             }
         }
         let budget = Budget::until(self.clock.now() + self.cfg.register_timeout);
-        if let Err(e) = self.elb.ensure_credentials(budget, self.clock) {
+        if let Err(e) = self.elb.credentials(false, budget, self.clock) {
             return Err(self.stop_on("cannot get AWS credentials", e));
         }
         // An event during the fetch: no call but the shutdown's from now on.
@@ -52,15 +44,14 @@ impl Lifecycle<'_> {
                 Err(e) => return Err(self.stop_on("cannot resolve target groups", e)),
             };
         }
-        self.timed(Step::Register, |l| l.register_all(budget))?;
-        self.until_in_service()
+        self.timed(Step::Register, |l| l.register_all(budget))
     }
 
     fn stop_if_event(&mut self) -> Result<(), Stop> {
-        if self.absorb_events() {
-            return Err(Stop);
+        match self.absorb_events() {
+            true => Err(Stop),
+            false => Ok(()),
         }
-        Ok(())
     }
 
     fn fail(&mut self, why: std::fmt::Arguments) -> Stop {
@@ -69,11 +60,20 @@ impl Lifecycle<'_> {
         Stop
     }
 
+    /// Logs a startup failure (an interruption is none: an event came).
+    fn stop_on(&mut self, what: &str, e: Error) -> Stop {
+        if e != Error::Interrupted {
+            error!(error_code = e.aws_code(), request_id = e.request_id(); "{what}: {e}");
+            self.failed = true;
+        }
+        Stop
+    }
+
     fn register_all(&mut self, budget: Budget) -> Result<(), Stop> {
         for i in 0..self.registrations.len() {
             self.stop_if_event()?;
-            let r = &mut self.registrations[i];
-            if let Err(e) = r.register(self.elb, self.clock, budget) {
+            if let Err(e) = self.register(i, budget) {
+                let r = &self.registrations[i];
                 let mut what = format!("cannot register in {}", r.label);
                 if e.is_validation() {
                     // A group given by ARN was not described: say what AWS may refuse.
@@ -84,44 +84,6 @@ impl Lifecycle<'_> {
             }
         }
         Ok(())
-    }
-
-    /// With `-wait-in-service`, waits until healthy; then the post-register
-    /// hook (also after a timeout or refusal, which leave it not ready).
-    fn until_in_service(&mut self) -> Result<Option<Recovery>, Stop> {
-        let wait = match self.cfg.wait_in_service {
-            true => self.timed(Step::HealthWait, Self::wait_healthy),
-            false => HealthWait::Healthy,
-        };
-        if let HealthWait::Interrupted = wait {
-            return Err(Stop);
-        }
-        let hook_done = match &self.cfg.post_register {
-            Some(hook) => self.effects.run_hook(hook, self.clock) != Outcome::Interrupted,
-            None => true,
-        };
-        self.stop_if_event()?;
-        match wait {
-            HealthWait::TimedOut(recovery) => Ok(Some(recovery)),
-            HealthWait::Refused => Ok(None),
-            HealthWait::Healthy if hook_done => {
-                self.status.set_ready(true);
-                Ok(None)
-            }
-            _ => Err(Stop),
-        }
-    }
-
-    /// Logs a startup failure (an interruption is no failure: an event came).
-    fn stop_on(&mut self, what: &str, e: Error) -> Stop {
-        if e == Error::Interrupted {
-            return Stop;
-        }
-        let request_id = crate::logging::request_id_of(&e);
-        error!(error_code = e.aws_code(), request_id; "{what}: {e}");
-        self.failed = true;
-        self.absorb_events();
-        Stop
     }
 
     /// The groups given by name are looked up with one DescribeTargetGroups.
@@ -136,7 +98,11 @@ impl Lifecycle<'_> {
         names.dedup();
         let mut found = Vec::new();
         if !names.is_empty() {
-            let got = self.elb.describe_groups(&names, budget, self.clock)?;
+            let action = DescribeTargetGroups {
+                names: &names,
+                by_arn: false,
+            };
+            let got = self.elb.call(&action, budget, self.clock)?;
             let request_id = got.request_id.as_deref();
             info!(
                 action = DescribeTargetGroups::NAME, request_id;
@@ -186,6 +152,7 @@ fn registration(
         pace,
         registered_at: None,
         lost_attempt: false,
+        last: None,
     })
 }
 
@@ -200,52 +167,53 @@ fn check_group(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
     let Ok(ip) = target_id.parse::<std::net::IpAddr>() else {
         return Ok(());
     };
-    let (ours, theirs) = if ip.is_ipv6() {
-        ("IPv6", "IPv4")
+    let [ours, theirs] = if ip.is_ipv6() {
+        ["IPv6", "IPv4"]
     } else {
-        ("IPv4", "IPv6")
+        ["IPv4", "IPv6"]
     };
-    match group.ip_address_type.as_deref() {
-        Some(t) if t == theirs.to_lowercase() => Err(Error::Config(format!(
-            "target group {name} takes {theirs} targets (IpAddressType {t}) but the target {target_id} is an {ours} \
-             address: register in an {} target group, or set -target-id to the pod's {theirs} address",
-            ours.to_lowercase()
-        ))),
-        _ => Ok(()),
+    let t = group.ip_address_type.as_deref().unwrap_or_default();
+    if t != theirs.to_lowercase() {
+        return Ok(());
     }
+    Err(Error::Config(format!(
+        "target group {name} takes {theirs} targets (IpAddressType {t}) but the target {target_id} is an {ours} \
+         address: register in an {} target group, or set -target-id to the pod's {theirs} address",
+        ours.to_lowercase()
+    )))
 }
 
-impl Registration {
-    fn register(
-        &mut self,
-        elb: &mut dyn Elb,
-        clock: &mut dyn Clock,
-        budget: Budget,
-    ) -> Result<(), Error> {
-        self.state = RegistrationState::Sent;
-        let result = elb.register(&self.arn, &self.targets(), budget, clock);
-        self.lost_attempt = elb.unanswered_attempts() > 0;
-        match result {
-            Ok(id) => {
-                let request_id = id.as_deref();
-                info!(
-                    target_group = self.label.as_str(), target:% = self.target,
-                    action = RegisterTargets::NAME, request_id, state = "registered";
-                    "registered target {} in {} (request id {})",
-                    self.target, self.label, request_id.unwrap_or("-")
-                );
-                self.state = RegistrationState::Registered;
-                self.registered_at = Some(clock.now());
-                self.seen(TargetState::Registered);
-                Ok(())
-            }
+impl<E: Elb> Lifecycle<'_, E> {
+    fn register(&mut self, i: usize, budget: Budget) -> Result<(), Error> {
+        let r = &mut self.registrations[i];
+        r.state = RegistrationState::Sent;
+        r.last = None;
+        let action = RegisterTargets {
+            arn: &r.arn,
+            targets: r.targets(),
+        };
+        let result = self.elb.call(&action, budget, self.clock);
+        r.lost_attempt = self.elb.unanswered_attempts() > 0;
+        let request_id = match result {
+            Ok(answer) => answer.request_id,
             Err(e) => {
                 // Anything but a final answer leaves it Sent: it may land.
                 if e.is_refusal() {
-                    self.state = RegistrationState::Refused;
+                    r.state = RegistrationState::Refused;
                 }
-                Err(e)
+                return Err(e);
             }
-        }
+        };
+        let request_id = request_id.as_deref();
+        info!(
+            target_group = r.label.as_str(), target:% = r.target,
+            action = RegisterTargets::NAME, request_id, state = "registered";
+            "registered target {} in {} (request id {})",
+            r.target, r.label, request_id.unwrap_or("-")
+        );
+        r.state = RegistrationState::Registered;
+        r.registered_at = Some(self.clock.now());
+        r.seen(TargetState::Registered);
+        Ok(())
     }
 }

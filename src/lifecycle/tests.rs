@@ -2,11 +2,13 @@
 //! scripted events: no sleeping, no network, no processes.
 
 use super::*;
-use crate::aws::elbv2::{HealthCheck, State};
+use crate::aws::client::WithId;
+use crate::aws::elbv2::{HealthCheck, State, TargetGroup, TargetHealth};
 use crate::aws::error::AwsError;
 use crate::clock::testing::{FakeClock, SharedTime};
 use crate::clock::Interrupted;
 use crate::config::{GroupRef, GroupSpec};
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -205,68 +207,27 @@ impl FakeElb {
     }
 }
 
-impl Elb for FakeElb {
-    fn widen(&self, interval: Duration) -> Duration {
-        interval * self.widen.max(1)
-    }
-    fn unanswered_attempts(&self) -> u32 {
-        self.unanswered
-    }
-    fn ensure_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
-        if std::mem::take(&mut self.signal_during_credentials) {
-            self.signal_now();
-        }
-        Ok(())
-    }
-    fn refresh_due(&self) -> Option<SystemTime> {
-        self.refresh_due
-    }
-    fn refresh_credentials(&mut self, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
-        let now = self.clock.get();
-        self.refreshes.push(now);
-        if let Some(d) = self.refresh_takes {
-            let signal_at = now + Duration::from_secs(1);
-            self.inbox.borrow_mut().push((signal_at, Event::Signal(15)));
-            self.clock.set(now + d);
-        }
-        self.ready_at_refresh.push(self.status.is_ready());
-        self.refresh_due = self.refresh_due.map(|d| d + Duration::from_secs(3600));
-        Ok(())
-    }
-    fn describe_groups(
-        &mut self,
-        names: &[String],
-        _b: Budget,
-        _t: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetGroup>>, Error> {
+impl FakeElb {
+    fn describe_groups(&mut self, names: &[String]) -> Vec<TargetGroup> {
         self.log("describe", &names.join(","));
-        Ok(WithId {
-            value: names
-                .iter()
-                .map(|n| TargetGroup {
-                    arn: format!("arn:{n}"),
-                    name: n.clone(),
-                    port: Some(80),
-                    target_type: Some("ip".into()),
-                    load_balancer_arns: vec![],
-                    health_check: HealthCheck {
-                        interval_seconds: self.group_pace.map(|p| p.0),
-                        healthy_threshold: self.group_pace.map(|p| p.1),
-                        ..Default::default()
-                    },
+        names
+            .iter()
+            .map(|n| TargetGroup {
+                arn: format!("arn:{n}"),
+                name: n.clone(),
+                port: Some(80),
+                target_type: Some("ip".into()),
+                load_balancer_arns: vec![],
+                health_check: HealthCheck {
+                    interval_seconds: self.group_pace.map(|p| p.0),
+                    healthy_threshold: self.group_pace.map(|p| p.1),
                     ..Default::default()
-                })
-                .collect(),
-            request_id: None,
-        })
+                },
+                ..Default::default()
+            })
+            .collect()
     }
-    fn register(
-        &mut self,
-        arn: &str,
-        _t: &[Target],
-        _b: Budget,
-        _tm: &mut dyn Clock,
-    ) -> Result<Option<String>, Error> {
+    fn register(&mut self, arn: &str) -> Result<Option<String>, Error> {
         let n = self.calls.iter().filter(|c| c.0 == "register").count();
         self.log("register", arn);
         self.draining_at_register.push(self.status.is_draining());
@@ -288,13 +249,7 @@ impl Elb for FakeElb {
         self.registered.push(arn.into());
         Ok(Some("rid".into()))
     }
-    fn deregister(
-        &mut self,
-        arn: &str,
-        _t: &[Target],
-        _b: Budget,
-        _tm: &mut dyn Clock,
-    ) -> Result<Option<String>, Error> {
+    fn deregister(&mut self, arn: &str) -> Result<Option<String>, Error> {
         self.log("deregister", arn);
         let was_in = self.registered.iter().any(|a| a == arn);
         let answer = match self.deregister_errors.pop_front() {
@@ -311,13 +266,7 @@ impl Elb for FakeElb {
         }
         answer
     }
-    fn health(
-        &mut self,
-        arn: &str,
-        targets: &[Target],
-        _b: Budget,
-        _t: &mut dyn Clock,
-    ) -> Result<WithId<Vec<TargetHealth>>, Error> {
+    fn health(&mut self, arn: &str, target: &Target) -> Result<Vec<TargetHealth>, Error> {
         let n = self.calls.iter().filter(|c| c.0 == "health").count();
         self.log("health", arn);
         if self.signal_during_health == Some(n) {
@@ -359,15 +308,79 @@ impl Elb for FakeElb {
             };
             (s, None)
         };
-        Ok(WithId {
-            value: vec![TargetHealth {
-                target: targets[0].clone(),
-                state,
-                reason,
-                description: None,
-            }],
-            request_id: None,
-        })
+        Ok(vec![TargetHealth {
+            target: target.clone(),
+            state,
+            reason,
+            description: None,
+        }])
+    }
+}
+
+impl Elb for FakeElb {
+    /// Dispatches on the action's name; the target is read back from its form.
+    fn call<A: Action>(
+        &mut self,
+        action: &A,
+        _b: Budget,
+        _t: &mut dyn Clock,
+    ) -> Result<WithId<A::Output>, Error>
+    where
+        A::Output: 'static,
+    {
+        let form = action.params();
+        let get = |key: &str| {
+            let value = form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+            value.unwrap_or_default()
+        };
+        let arn = get("TargetGroupArn");
+        let target = Target {
+            id: get("Targets.member.1.Id"),
+            port: get("Targets.member.1.Port").parse().ok(),
+            availability_zone: Some(get("Targets.member.1.AvailabilityZone"))
+                .filter(|z| !z.is_empty()),
+        };
+        let (value, request_id): (Box<dyn Any>, _) = match A::NAME {
+            "DescribeTargetGroups" => {
+                let names: Vec<String> = (form.iter().map(|(_, v)| v.clone())).collect();
+                (Box::new(self.describe_groups(&names)), None)
+            }
+            "RegisterTargets" => (Box::new(()), self.register(&arn)?),
+            "DeregisterTargets" => (Box::new(()), self.deregister(&arn)?),
+            "DescribeTargetHealth" => (Box::new(self.health(&arn, &target)?), None),
+            other => panic!("the lifecycle does not call {other}"),
+        };
+        let value = *value
+            .downcast()
+            .expect("the fake answers with the action's output");
+        Ok(WithId { value, request_id })
+    }
+    fn widen(&self, interval: Duration) -> Duration {
+        interval * self.widen.max(1)
+    }
+    fn unanswered_attempts(&self) -> u32 {
+        self.unanswered
+    }
+    fn refresh_due(&self) -> Option<SystemTime> {
+        self.refresh_due
+    }
+    fn credentials(&mut self, refresh: bool, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
+        if !refresh {
+            if std::mem::take(&mut self.signal_during_credentials) {
+                self.signal_now();
+            }
+            return Ok(());
+        }
+        let now = self.clock.get();
+        self.refreshes.push(now);
+        if let Some(d) = self.refresh_takes {
+            let signal_at = now + Duration::from_secs(1);
+            self.inbox.borrow_mut().push((signal_at, Event::Signal(15)));
+            self.clock.set(now + d);
+        }
+        self.ready_at_refresh.push(self.status.is_ready());
+        self.refresh_due = self.refresh_due.map(|d| d + Duration::from_secs(3600));
+        Ok(())
     }
 }
 
@@ -396,7 +409,7 @@ impl Effects for FakeEffects {
             Outcome::Success
         }
     }
-    fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Clock) -> Result<(), AppWait> {
+    fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Clock) -> Result<(), String> {
         Ok(())
     }
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>> {
@@ -405,14 +418,12 @@ impl Effects for FakeEffects {
         cfg.has_app_check()
             .then(|| if down { Err("refused".into()) } else { Ok(()) })
     }
-    fn tcp_table(&mut self) -> Result<Vec<crate::tcp_table::Entry>, String> {
+    fn tcp_sample(&mut self) -> Result<(u64, Vec<crate::tcp_table::Entry>), String> {
+        let opened = self.opened.as_mut().map_or(0, |f| f());
         match &mut self.tcp {
-            Some(source) => source(),
+            Some(source) => Ok((opened, source()?)),
             None => Err("no table in this test".into()),
         }
-    }
-    fn passive_opens(&mut self) -> Result<u64, String> {
-        Ok(self.opened.as_mut().map_or(0, |f| f()))
     }
 }
 
