@@ -110,10 +110,12 @@ impl Hook {
 
     /// What it is, for logs: `pre-register command`, `pre-register HTTP hook`.
     pub fn describe(&self) -> String {
-        match self.action {
-            HookAction::Command(_) => format!("{} command", self.name),
-            HookAction::Http(_) => format!("{} HTTP hook", self.name),
-        }
+        let http = matches!(self.action, HookAction::Http(_));
+        format!(
+            "{} {}",
+            self.name,
+            if http { "HTTP hook" } else { "command" }
+        )
     }
 
     /// The shell operator that made this hook `/bin/sh -c COMMAND`, if any.
@@ -152,12 +154,6 @@ impl std::str::FromStr for Cidr {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, ConfigError> {
         parse_cidr("a CIDR", s)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.ip, self.prefix)
     }
 }
 
@@ -244,7 +240,7 @@ impl Config {
 pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
     let shell_hook = cfg.hooks().find_map(|h| Some((h.name, h.shell_syntax()?)));
     match shell_hook.filter(|_| !has_shell) {
-        Some((name, op)) => err(format!(
+        Some((name, op)) => Err(format!(
             "-{name}-command uses shell syntax ({op}) and needs {SHELL}, which this image does not have: \
              use an image with a shell, or a command without shell operators"
         )),
@@ -264,20 +260,7 @@ pub enum Action {
 }
 
 /// A usage error: one line naming the flag or variable and the bad value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn err<T>(msg: String) -> Result<T, ConfigError> {
-    Err(ConfigError(msg))
-}
+pub type ConfigError = String;
 
 /// Parses the arguments (without the program name), then the environment.
 /// `detect_ip` is called only when no flag, `NLB_TARGET_ID` or `POD_IP`
@@ -293,7 +276,7 @@ pub fn parse(
     use lexopt::Arg::{Long, Short, Value};
     let mut given = Vec::new();
     let mut parser = lexopt::Parser::from_args(flags::go_style(args));
-    while let Some(arg) = parser.next().map_err(|e| ConfigError(e.to_string()))? {
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let (name, default) = match arg {
             Short('h') | Long("h" | "help") => return Ok(Action::Help),
             Long("version") => return Ok(Action::Version),
@@ -306,18 +289,18 @@ pub fn parse(
         } else {
             parser
                 .value()
-                .map_err(|_| ConfigError(format!("flag needs an argument: -{name}")))?
+                .map_err(|_| format!("flag needs an argument: -{name}"))?
         };
         let value = value
             .into_string()
-            .map_err(|v| ConfigError(format!("value of -{name} is not UTF-8: {v:?}")))?;
+            .map_err(|v| format!("value of -{name} is not UTF-8: {v:?}"))?;
         given.push((name, value));
     }
     resolve(&Settings { given, env }, detect_ip).map(|c| Action::Run(Box::new(c)))
 }
 
 fn undefined(name: &str) -> ConfigError {
-    ConfigError(format!("flag provided but not defined: -{name} (see -h)"))
+    format!("flag provided but not defined: -{name} (see -h)")
 }
 
 fn unexpected(v: &str) -> ConfigError {
@@ -325,7 +308,7 @@ fn unexpected(v: &str) -> ConfigError {
         Ok(_) => "boolean flags take their value after '=', e.g. -wait-in-service=false",
         Err(_) => "this program takes flags only; see -h",
     };
-    ConfigError(format!("unexpected argument {v:?} ({hint})"))
+    format!("unexpected argument {v:?} ({hint})")
 }
 
 #[cfg(test)]
