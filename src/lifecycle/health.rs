@@ -8,7 +8,6 @@ use crate::aws::error::Error;
 use crate::aws::query::Action;
 use crate::aws::retry::jittered;
 use crate::clock::Clock;
-use crate::logging::request_id_of;
 use crate::metrics::TargetState;
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
@@ -206,7 +205,7 @@ impl Lifecycle<'_> {
             Err(e) if e.is_refusal() => {
                 error!(
                     target_group = r.label.as_str(), target:% = r.target, action,
-                    error_code = e.aws_code(), request_id = request_id_of(&e);
+                    error_code = e.aws_code(), request_id = e.request_id();
                     "cannot check target health: {e}; the target stays registered, \
                      not ready, and its health is not checked again"
                 );
@@ -214,7 +213,7 @@ impl Lifecycle<'_> {
             }
             Err(e) => warn!(
                 target_group = r.label.as_str(), target:% = r.target, action,
-                error_code = e.aws_code(), request_id = request_id_of(&e);
+                error_code = e.aws_code(), request_id = e.request_id();
                 "health check of {} failed: {e}", r.label
             ),
         }

@@ -12,7 +12,6 @@ use crate::aws::retry::jittered;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::hooks::command::KILL_GRACE;
-use crate::logging::request_id_of;
 use crate::metrics::{self, Step, TargetState};
 use crate::signals::{signal_name, DrainResult, Event};
 use log::{error, info, warn};
@@ -232,7 +231,7 @@ impl Lifecycle<'_> {
                 return warn!(
                     target_group = label, target:% = target,
                     action = DescribeTargetHealth::NAME, error_code = e.aws_code(),
-                    request_id = request_id_of(&e);
+                    request_id = e.request_id();
                     "draining check of {label} failed: {e}"
                 )
             }
@@ -274,7 +273,7 @@ impl Registration {
                 Err(e) if e.is_target_absent() => {
                     info!(
                         target_group = self.label.as_str(), target:% = self.target, action,
-                        error_code = e.aws_code(), request_id = request_id_of(&e);
+                        error_code = e.aws_code(), request_id = e.request_id();
                         "target {} is not registered in {}: {e}", self.target, self.label
                     );
                     Removal::NotThere
@@ -344,7 +343,7 @@ impl Registration {
         error!(
             target_group = self.label.as_str(), target:% = self.target,
             action = DeregisterTargets::NAME, error_code = e.aws_code(),
-            request_id = request_id_of(e);
+            request_id = e.request_id();
             "DEREGISTRATION FAILED: target {} may still be in {}: {e}",
             self.target, self.label
         );

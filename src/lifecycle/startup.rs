@@ -117,7 +117,7 @@ impl Lifecycle<'_> {
         if e == Error::Interrupted {
             return Stop;
         }
-        let request_id = crate::logging::request_id_of(&e);
+        let request_id = e.request_id();
         error!(error_code = e.aws_code(), request_id; "{what}: {e}");
         self.failed = true;
         self.absorb_events();
