@@ -12,25 +12,24 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The shell that hooks in shell syntax run with (`sh -c`, as in the Go original).
 pub const SHELL: &str = "/bin/sh";
 
+/// The error for a bad value: `invalid KIND "V" for WHAT: HINT`.
+fn invalid<T>(kind: &str, v: &str, what: &str, hint: &str) -> Result<T, ConfigError> {
+    Err(format!("invalid {kind} {v:?} for {what}: {hint}"))
+}
+
 /// A duration in Go's syntax (`0`, `+5s`, `.5s`, `5.s`, `1h2m3.5s`);
 /// negative ones are refused.
 pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
     let body = t.strip_prefix(['-', '+']).unwrap_or(t);
-    match if body == "0" {
-        Some(0.0)
-    } else {
-        go_nanos(body)
-    } {
-        None => Err(format!(
-            "invalid duration {v:?} for {what} (examples: 5s, 1m30s, 300ms, .5s, 1.5h, 0)"
-        )),
-        Some(n) if t.starts_with('-') && n > 0.0 => Err(format!(
-            "negative duration {v:?} for {what}: must be 0 or more"
-        )),
-        Some(n) if n > MAX_DURATION.as_nanos() as f64 => Err(format!(
-            "duration {v:?} for {what} is too long: at most 365 days"
-        )),
+    match go_nanos(body).or((body == "0").then_some(0.0)) {
+        None => invalid("duration", v, what, "e.g. 5s, 1m30s, 300ms, .5s, 1.5h, 0"),
+        Some(n) if t.starts_with('-') && n > 0.0 => {
+            invalid("duration", v, what, "negative, must be 0 or more")
+        }
+        Some(n) if n > MAX_DURATION.as_nanos() as f64 => {
+            invalid("duration", v, what, "too long, at most 365 days")
+        }
         Some(n) => Ok(Duration::from_nanos(n.round() as u64)),
     }
 }
@@ -65,9 +64,7 @@ pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!(
-            "invalid boolean value {v:?} for {what}: use true or false"
-        )),
+        _ => invalid("boolean value", v, what, "use true or false"),
     }
 }
 
@@ -75,7 +72,7 @@ pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
 pub(super) fn parse_port(what: &str, v: &str) -> Result<u16, ConfigError> {
     match v.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("invalid port {v:?} for {what}: must be 1-65535")),
+        _ => invalid("port", v, what, "must be 1-65535"),
     }
 }
 
@@ -89,28 +86,22 @@ pub(super) fn parse_group(what: &str, v: &str, by_arn: bool) -> Result<GroupSpec
         }
         _ => (v, None),
     };
-    let p: Vec<&str> = base.split(':').collect();
-    let group = match by_arn {
-        false => ((1..=32).contains(&base.len())
+    let (kind, group, ok, hint) = if by_arn {
+        let ok = matches!(base.split(':').collect::<Vec<_>>()[..],
+            ["arn", part, "elasticloadbalancing", _, _, tg]
+                if !part.is_empty() && tg.starts_with("targetgroup/") && tg.split('/').count() == 3);
+        let hint = "expected arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID (optionally :PORT)";
+        ("target group ARN", GroupRef::Arn(base.into()), ok, hint)
+    } else {
+        let ok = (1..=32).contains(&base.len())
             && base.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && base.trim_matches('-') == base)
-            .then(|| GroupRef::Name(base.into())),
-        true => (p.len() == 6
-            && p[0] == "arn"
-            && !p[1].is_empty()
-            && p[2] == "elasticloadbalancing"
-            && p[5].starts_with("targetgroup/")
-            && p[5].split('/').count() == 3)
-            .then(|| GroupRef::Arn(base.into())),
+            && base.trim_matches('-') == base;
+        let hint = "1-32 letters, digits and hyphens (NAME or NAME:PORT)";
+        ("target group name", GroupRef::Name(base.into()), ok, hint)
     };
-    match group {
-        Some(group) => Ok(GroupSpec { group, port }),
-        None if by_arn => Err(format!(
-            "invalid target group ARN {v:?} for {what}: expected arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID (optionally :PORT)"
-        )),
-        None => Err(format!(
-            "invalid target group name {base:?} for {what}: 1-32 letters, digits and hyphens (NAME or NAME:PORT)"
-        )),
+    match ok {
+        true => Ok(GroupSpec { group, port }),
+        false => invalid(kind, v, what, hint),
     }
 }
 
@@ -118,16 +109,13 @@ pub(super) fn parse_group(what: &str, v: &str, by_arn: bool) -> Result<GroupSpec
 /// `fd00::1:80` could be either.
 pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError> {
     let Some((host, port)) = v.rsplit_once(':') else {
-        return Err(format!(
-            "invalid address {v:?} for {what}: expected HOST:PORT"
-        ));
+        return invalid("address", v, what, "expected HOST:PORT");
     };
     parse_port(what, port)?;
     let name = !host.is_empty() && !host.contains([':', '[', ']']);
     if !name && v.parse::<SocketAddr>().is_err() {
-        return Err(format!(
-            "invalid address {v:?} for {what}: expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090"
-        ));
+        let hint = "expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090";
+        return invalid("address", v, what, hint);
     }
     Ok(v.to_owned())
 }
@@ -154,7 +142,7 @@ pub(super) fn parse_http_url(what: &str, v: &str) -> Result<String, ConfigError>
     } else {
         return Ok(v.to_owned());
     };
-    Err(format!("invalid URL {v:?} for {what}: {why}"))
+    invalid("URL", v, what, why)
 }
 
 /// `ADDRESS/PREFIX` (IPv4 or IPv6); a bare address is the one host.
@@ -165,42 +153,30 @@ pub(super) fn parse_cidr(what: &str, v: &str) -> Result<Cidr, ConfigError> {
         let prefix = prefix.map_or(Some(max), |p| p.parse().ok())?;
         (prefix <= max).then_some(Cidr { ip, prefix })
     });
-    cidr.ok_or_else(|| {
-        format!(
-            "invalid CIDR {v:?} for {what}: expected ADDRESS/PREFIX, e.g. 10.0.0.5/32 or fd00::/64"
-        )
-    })
+    let hint = "expected ADDRESS/PREFIX, e.g. 10.0.0.5/32 or fd00::/64";
+    cidr.map_or_else(|| invalid("CIDR", v, what, hint), Ok)
 }
 
 /// A log level, any case; returned in lower case.
 pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError> {
-    let levels = ["off", "error", "warn", "info", "debug", "trace"];
-    one_of(what, v, "log level", &levels).map(str::to_owned)
+    let l = v.to_ascii_lowercase();
+    match ["off", "error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
+        true => Ok(l),
+        false => invalid(
+            "log level",
+            v,
+            what,
+            "use error, warn, info, debug or trace",
+        ),
+    }
 }
 
 /// `text` or `json`, any case.
 pub(super) fn parse_log_format(what: &str, v: &str) -> Result<LogFormat, ConfigError> {
-    let json = one_of(what, v, "log format", &["text", "json"])? == "json";
-    Ok(if json {
-        LogFormat::Json
-    } else {
-        LogFormat::Text
-    })
-}
-
-/// The one of `choices` that `v` is in any case.
-fn one_of<'a>(
-    what: &str,
-    v: &str,
-    kind: &str,
-    choices: &[&'a str],
-) -> Result<&'a str, ConfigError> {
-    match choices.iter().find(|c| c.eq_ignore_ascii_case(v)) {
-        Some(c) => Ok(c),
-        None => Err(format!(
-            "invalid {kind} {v:?} for {what}: use {}",
-            choices.join(", ")
-        )),
+    match v.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => invalid("log format", v, what, "use text or json"),
     }
 }
 
@@ -208,12 +184,15 @@ fn one_of<'a>(
 /// or, when it uses a shell operator, run as `/bin/sh -c COMMAND`.
 pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     match shlex::split(v) {
-        None => Err(format!(
-            "cannot split command for {what} into words (unbalanced quotes?): {v:?}"
-        )),
-        Some(w) if w.first().is_none_or(String::is_empty) => Err(format!(
-            "empty program name in the command for {what}: {v:?}"
-        )),
+        None => invalid(
+            "command",
+            v,
+            what,
+            "cannot split it into words (unbalanced quotes?)",
+        ),
+        Some(w) if w.first().is_none_or(String::is_empty) => {
+            invalid("command", v, what, "empty program name")
+        }
         Some(_) if shell_operator(v).is_some() => Ok(vec![SHELL.into(), "-c".into(), v.into()]),
         Some(words) => Ok(words),
     }
@@ -275,18 +254,18 @@ fn sts_chars(v: &str, len: std::ops::RangeInclusive<usize>, extra: &str) -> bool
 /// constraints, so a typo fails at start and not as a ValidationError).
 pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError> {
     let v = v.trim();
-    let p: Vec<&str> = v.splitn(6, ':').collect();
-    let ok = p.len() == 6
-        && p[0] == "arn"
-        && p[1].starts_with("aws")
-        && p[2] == "iam"
-        && p[3].is_empty()
-        && p[4].len() == 12
-        && p[4].bytes().all(|b| b.is_ascii_digit())
-        && p[5]
-            .strip_prefix("role/")
-            .is_some_and(|name| !name.ends_with('/') && sts_chars(name, 1..=2048, "+=,.@-/"))
-        && v.len() <= 2048;
+    let ok = match v.splitn(6, ':').collect::<Vec<_>>()[..] {
+        ["arn", partition, "iam", "", account, resource] => {
+            partition.starts_with("aws")
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource.strip_prefix("role/").is_some_and(|name| {
+                    !name.ends_with('/') && sts_chars(name, 1..=2048, "+=,.@-/")
+                })
+                && v.len() <= 2048
+        }
+        _ => false,
+    };
     match ok {
         true => Ok(v.to_owned()),
         false => Err(format!(
