@@ -90,16 +90,6 @@ pub enum HookAction {
 }
 
 impl Hook {
-    /// A command hook.
-    pub fn command(name: &'static str, argv: Vec<String>, timeout: Duration) -> Self {
-        let action = HookAction::Command(argv);
-        Hook {
-            name,
-            action,
-            timeout,
-        }
-    }
-
     /// The program and arguments of a command hook (empty for an HTTP hook).
     pub fn argv(&self) -> &[String] {
         match &self.action {
