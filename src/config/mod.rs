@@ -101,11 +101,8 @@ impl Hook {
     /// What it is, for logs: `pre-register command`, `pre-register HTTP hook`.
     pub fn describe(&self) -> String {
         let http = matches!(self.action, HookAction::Http(_));
-        format!(
-            "{} {}",
-            self.name,
-            if http { "HTTP hook" } else { "command" }
-        )
+        let kind = if http { "HTTP hook" } else { "command" };
+        format!("{} {kind}", self.name)
     }
 
     /// The shell operator that made this hook `/bin/sh -c COMMAND`, if any.
@@ -272,14 +269,21 @@ pub fn parse(
             Long("version") => return Ok(Action::Version),
             Long(n) => flag(n).ok_or_else(|| undefined(n))?,
             Short(c) => return Err(undefined(&c.to_string())),
-            Value(v) => return Err(unexpected(&v.to_string_lossy())),
+            Value(v) => {
+                let hint = match parse_bool("", &v.to_string_lossy()) {
+                    Ok(_) => {
+                        "boolean flags take their value after '=', e.g. -wait-in-service=false"
+                    }
+                    Err(_) => "this program takes flags only; see -h",
+                };
+                return Err(format!("unexpected argument {v:?} ({hint})"));
+            }
         };
-        let value = if is_bool(default) {
-            parser.optional_value().unwrap_or_else(|| "true".into())
-        } else {
-            parser
+        let value = match is_bool(default) {
+            true => parser.optional_value().unwrap_or_else(|| "true".into()),
+            false => parser
                 .value()
-                .map_err(|_| format!("flag needs an argument: -{name}"))?
+                .map_err(|_| format!("flag needs an argument: -{name}"))?,
         };
         let value = value
             .into_string()
@@ -291,14 +295,6 @@ pub fn parse(
 
 fn undefined(name: &str) -> ConfigError {
     format!("flag provided but not defined: -{name} (see -h)")
-}
-
-fn unexpected(v: &str) -> ConfigError {
-    let hint = match parse_bool("", v) {
-        Ok(_) => "boolean flags take their value after '=', e.g. -wait-in-service=false",
-        Err(_) => "this program takes flags only; see -h",
-    };
-    format!("unexpected argument {v:?} ({hint})")
 }
 
 #[cfg(test)]

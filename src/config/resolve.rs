@@ -41,34 +41,25 @@ impl Settings<'_> {
 
     /// A setting with a default in the flag table.
     fn value<T>(&self, name: &str, parse: ParseFn<T>) -> Result<T, ConfigError> {
-        let default = || {
-            (
-                flag(name).unwrap_or_default().1.into(),
-                format!("the default of -{name}"),
-            )
-        };
-        let (v, from) = self.lookup(name).unwrap_or_else(default);
+        let default = (
+            flag(name).unwrap_or_default().1.into(),
+            format!("the default of -{name}"),
+        );
+        let (v, from) = self.lookup(name).unwrap_or(default);
         parse(&from, &v)
     }
 
     /// A repeatable setting: every value of the flag, else its variable's;
     /// each a comma-separated list.
     fn list<T>(&self, name: &str, parse: ParseFn<T>) -> Result<Vec<T>, ConfigError> {
-        let mut values: Vec<&str> = self
-            .given
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
-        let (var, from) = (self.env.var(&env_name(name)), self.source(name));
+        let given = self.given.iter().filter(|(n, _)| *n == name);
+        let mut values: Vec<String> = given.map(|(_, v)| v.clone()).collect();
         if values.is_empty() {
-            values.extend(var.as_deref());
+            values.extend(self.env.var(&env_name(name)));
         }
-        let items = values.iter().flat_map(|v| v.split(',')).map(str::trim);
-        items
-            .filter(|s| !s.is_empty())
-            .map(|s| parse(&from, s))
-            .collect()
+        let (from, items) = (self.source(name), values.iter().flat_map(|v| v.split(',')));
+        let items = items.map(str::trim).filter(|s| !s.is_empty());
+        items.map(|s| parse(&from, s)).collect()
     }
 
     /// Step `name`'s hook: `-NAME-command` or `-NAME-http` (blank is
@@ -130,9 +121,9 @@ impl Settings<'_> {
         let arn = self.optional("role-arn", parse_role_arn)?;
         let external_id = self.optional("role-external-id", parse_external_id)?;
         let session_name = self.optional("role-session-name", parse_session_name)?;
-        let companion = match (&external_id, &session_name) {
-            (Some(_), _) => "role-external-id",
-            _ => "role-session-name",
+        let companion = match external_id {
+            Some(_) => "role-external-id",
+            None => "role-session-name",
         };
         match arn {
             Some(arn) => Ok(Some(RoleConfig {
