@@ -202,41 +202,34 @@ pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigEr
 /// `;`, `>`, `<` outside quotes, `$(` or a backquote outside single
 /// quotes. Quoted and backslash-escaped text is plain.
 pub fn shell_operator(cmd: &str) -> Option<&'static str> {
-    enum Quote {
-        None,
-        Single,
-        Double,
-    }
-    let mut quote = Quote::None;
+    let mut quote = None;
     let mut word_start = true;
     let mut chars = cmd.chars().peekable();
     while let Some(c) = chars.next() {
         let next = chars.peek().copied();
         let at_word_start = std::mem::replace(&mut word_start, c.is_whitespace());
-        match (&quote, c) {
+        match (quote, c) {
             // A comment, as shlex and sh read it, runs to the end of the line.
-            (Quote::None, '#') if at_word_start => {
+            (None, '#') if at_word_start => {
                 chars.by_ref().find(|&c| c == '\n');
                 word_start = true;
             }
-            (Quote::Single, '\'') => quote = Quote::None,
-            (Quote::Single, _) => {}
+            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
+            (Some('\''), _) => {}
             (_, '\\') => {
                 chars.next();
             }
-            (Quote::None, '\'') => quote = Quote::Single,
-            (Quote::None, '"') => quote = Quote::Double,
-            (Quote::Double, '"') => quote = Quote::None,
+            (None, '\'' | '"') => quote = Some(c),
             (_, '`') => return Some("`"),
             (_, '$') if next == Some('(') => return Some("$("),
-            (Quote::Double, _) => {}
-            (Quote::None, '&') if next == Some('&') => return Some("&&"),
-            (Quote::None, '|') if next == Some('|') => return Some("||"),
-            (Quote::None, '|') => return Some("|"),
-            (Quote::None, ';') => return Some(";"),
-            (Quote::None, '>') => return Some(">"),
-            (Quote::None, '<') => return Some("<"),
-            (Quote::None, _) => {}
+            (Some(_), _) => {}
+            (None, '&') if next == Some('&') => return Some("&&"),
+            (None, '|') if next == Some('|') => return Some("||"),
+            (None, '|') => return Some("|"),
+            (None, ';') => return Some(";"),
+            (None, '>') => return Some(">"),
+            (None, '<') => return Some("<"),
+            (None, _) => {}
         }
     }
     None
