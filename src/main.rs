@@ -119,18 +119,33 @@ fn try_main() -> Result<i32, Failure> {
         print!("{}", report.render());
         return Ok(report.exit_code());
     }
-    start_listeners(&cfg, &status, tx, transport.clone())?;
-    run(&cfg, &status, transport, settings, clock)
+    run(&cfg, &status, tx, transport, settings, clock)
 }
 
-/// The lifecycle, from registration to exit.
+/// Starts `/lb-health` and the status listener before anything is registered
+/// (an unbindable address is a usage error, a thread that cannot start a
+/// runtime one), then the lifecycle, from registration to exit.
 fn run(
     cfg: &Config,
     status: &Arc<Status>,
+    tx: Sender<Event>,
     transport: UreqTransport,
     settings: Settings,
     mut clock: SignalClock,
 ) -> Result<i32, Failure> {
+    let started = |r: Result<(), StartError>| match r {
+        Err(e @ StartError::Bind(_)) => Err(usage(e)),
+        r => r.map_err(runtime),
+    };
+    status.set_app_check(system::lb_app_check(cfg, transport.clone()));
+    if let Some(addr) = &cfg.lb_health_addr {
+        started(status::start_lb_health(addr, status.clone()))?;
+    }
+    if let Some(addr) = &cfg.status_addr {
+        // A /drain answer waits for the whole shutdown at most (and a margin).
+        let drain_timeout = lifecycle::shutdown_budget(cfg).saturating_add(Duration::from_secs(5));
+        started(status::start(addr, status.clone(), tx, drain_timeout))?;
+    }
     log::info!(
         "{PROGRAM} {}: target {} (from {}), {} target group(s), region {}, credentials from {}",
         env!("CARGO_PKG_VERSION"),
@@ -166,28 +181,4 @@ fn start_logging(cfg: &Config) {
             log::warn!("cannot start the reaper of orphaned hook processes: {e}");
         }
     }
-}
-
-/// Starts `/lb-health` and the status listener before anything is registered:
-/// an unbindable address is a usage error, a thread that cannot start a runtime one.
-fn start_listeners(
-    cfg: &Config,
-    status: &Arc<Status>,
-    tx: Sender<Event>,
-    transport: UreqTransport,
-) -> Result<(), Failure> {
-    let started = |r: Result<(), StartError>| match r {
-        Err(e @ StartError::Bind(_)) => Err(usage(e)),
-        r => r.map_err(runtime),
-    };
-    status.set_app_check(system::lb_app_check(cfg, transport));
-    if let Some(addr) = &cfg.lb_health_addr {
-        started(status::start_lb_health(addr, status.clone()))?;
-    }
-    if let Some(addr) = &cfg.status_addr {
-        // A /drain answer waits for the whole shutdown at most (and a margin).
-        let drain_timeout = lifecycle::shutdown_budget(cfg).saturating_add(Duration::from_secs(5));
-        started(status::start(addr, status.clone(), tx, drain_timeout))?;
-    }
-    Ok(())
 }

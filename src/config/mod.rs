@@ -4,13 +4,11 @@
 //! the variables, the defaults and `-h`; `value` parses single values.
 
 mod flags;
-mod hosts;
 mod resolve;
 mod value;
 
 pub use flags::{env_name, usage};
-pub use hosts::pod_ip_from_hosts;
-pub use value::{shell_operator, MAX_DURATION, SHELL};
+pub use value::{pod_ip_from_hosts, shell_operator, MAX_DURATION, SHELL};
 
 use crate::aws::credentials::Secret;
 use crate::env::Env;

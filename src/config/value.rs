@@ -1,5 +1,5 @@
-//! Parsers of single values. `what` names the flag or variable the value
-//! came from (`-target-port`, `NLB_TARGET_PORT`), for the error.
+//! Parsers of single values (and of the hosts file). `what` names the flag
+//! or variable the value came from (`-target-port`, `NLB_TARGET_PORT`).
 
 use super::{Cidr, ConfigError, GroupRef, GroupSpec, LogFormat};
 use crate::aws::credentials::Secret;
@@ -233,6 +233,29 @@ pub fn shell_operator(cmd: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// The pod's own IP (canonical text), the last fallback for `-target-id`:
+/// the address on the hosts file's line that names `hostname` (or
+/// `hostname.DOMAIN`), as the kubelet writes `IP<TAB>HOSTNAME` there;
+/// loopback, unspecified and link-local addresses are skipped.
+pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
+    let hostname = hostname.trim();
+    let names_us = |name: &str| {
+        name.strip_prefix(hostname)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
+    let ip = contents.lines().find_map(|line| {
+        let mut fields = line.split('#').next()?.split_whitespace();
+        let ip: IpAddr = fields.next()?.parse().ok()?;
+        let link_local = match ip {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        };
+        let usable = !ip.is_loopback() && !ip.is_unspecified() && !link_local;
+        (usable && fields.any(names_us)).then_some(ip)
+    });
+    ip.filter(|_| !hostname.is_empty()).map(|ip| ip.to_string())
 }
 
 /// Whether `v` has `len` characters, each a word character or in `extra`
