@@ -10,12 +10,8 @@ use std::time::SystemTime;
 /// (`RUST_LOG`), else `info`; lines in `cfg.log_format`.
 pub fn init(cfg: &Config, rust_log: Option<String>) {
     let mut b = env_logger::Builder::new();
-    b.parse_filters(
-        cfg.log_level
-            .as_ref()
-            .or(rust_log.as_ref())
-            .map_or("info", |f| f),
-    );
+    let filters = cfg.log_level.as_ref().or(rust_log.as_ref());
+    b.parse_filters(filters.map_or("info", |f| f));
     let json = cfg.log_format == LogFormat::Json;
     b.format(move |buf, record| match json {
         true => buf.write_all(json_line(SystemTime::now(), record).as_bytes()),
@@ -35,16 +31,11 @@ pub fn init(cfg: &Config, rust_log: Option<String>) {
 /// filters say: at debug and trace they log secrets on the wire.
 struct Guarded(env_logger::Logger);
 
-fn guarded(target: &str) -> bool {
-    matches!(
-        target.split("::").next(),
-        Some("ureq" | "ureq_proto" | "rustls")
-    )
-}
-
 impl log::Log for Guarded {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        (m.level() <= log::Level::Info || !guarded(m.target())) && self.0.enabled(m)
+        let crate_name = m.target().split("::").next();
+        let guarded = matches!(crate_name, Some("ureq" | "ureq_proto" | "rustls"));
+        (m.level() <= log::Level::Info || !guarded) && self.0.enabled(m)
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -184,10 +175,16 @@ mod tests {
 
     #[test]
     fn guarded_crates_are_capped_at_info() {
-        assert!(guarded("ureq"));
-        assert!(guarded("ureq::unversioned::transport"));
-        assert!(guarded("rustls::client"));
-        assert!(!guarded("ureqx"));
-        assert!(!guarded("k8s_nlb_registrator_sidecar"));
+        use log::{Level, Log};
+        let g = Guarded(env_logger::Builder::new().parse_filters("trace").build());
+        let on = |target, level| {
+            g.enabled(&log::Metadata::builder().target(target).level(level).build())
+        };
+        assert!(on("ureq", Level::Info));
+        assert!(!on("ureq", Level::Debug));
+        assert!(!on("ureq::unversioned::transport", Level::Trace));
+        assert!(!on("rustls::client", Level::Debug));
+        assert!(on("ureqx", Level::Trace));
+        assert!(on("k8s_nlb_registrator_sidecar", Level::Trace));
     }
 }
