@@ -93,6 +93,12 @@ impl Settings<'_> {
         &self,
         detect_ip: &mut dyn FnMut() -> Result<String, String>,
     ) -> Result<(String, String), ConfigError> {
+        let no_target_id = |why| {
+            format!(
+                "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
+                 detecting it from /etc/hosts failed: {why}"
+            )
+        };
         let (v, from) = match self.lookup("target-id") {
             Some((v, from)) if v.trim().is_empty() => {
                 return Err(format!(
@@ -102,10 +108,7 @@ impl Settings<'_> {
             Some(found) => found,
             None => match self.env.var("POD_IP") {
                 Some(v) => (v, "POD_IP".to_owned()),
-                None => (detect_ip().map_err(|why| format!(
-                    "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
-                     detecting it from /etc/hosts failed: {why}"
-                ))?, "/etc/hosts".to_owned()),
+                None => (detect_ip().map_err(no_target_id)?, "/etc/hosts".to_owned()),
             },
         };
         match v.trim().parse::<IpAddr>() {
@@ -149,11 +152,8 @@ pub(super) fn resolve(
     let mut groups = s.list("target-group-name", |w, v| parse_group(w, v, false))?;
     groups.extend(s.list("target-group-arn", |w, v| parse_group(w, v, true))?);
     if groups.is_empty() {
-        return Err(
-            "no target group: set -target-group-name or -target-group-arn \
-                    (or NLB_TARGET_GROUP_NAME / NLB_TARGET_GROUP_ARN)"
-                .into(),
-        );
+        let how = "set -target-group-name or -target-group-arn (NLB_TARGET_GROUP_NAME/_ARN)";
+        return Err(format!("no target group: {how}"));
     }
     let mut seen = groups.iter().enumerate();
     if let Some((_, g)) = seen.find(|(i, g)| groups[..*i].contains(g)) {
@@ -164,9 +164,9 @@ pub(super) fn resolve(
     if interval < Duration::from_millis(10) {
         let (from, d) = (
             s.source("health-poll-interval"),
-            humantime::format_duration(interval),
+            interval.as_secs_f64() * 1e3,
         );
-        return Err(format!("{from} {d} is too short: at least 10ms"));
+        return Err(format!("{from} {d}ms is too short: at least 10ms"));
     }
     let text = |_: &str, v: &str| Ok(v.to_owned());
     let mut c = Config {
