@@ -152,8 +152,10 @@ pub(super) fn resolve(
     let mut groups = s.list("target-group-name", |w, v| parse_group(w, v, false))?;
     groups.extend(s.list("target-group-arn", |w, v| parse_group(w, v, true))?);
     if groups.is_empty() {
-        let how = "set -target-group-name or -target-group-arn (NLB_TARGET_GROUP_NAME/_ARN)";
-        return Err(format!("no target group: {how}"));
+        let vars = "NLB_TARGET_GROUP_NAME / NLB_TARGET_GROUP_ARN";
+        return Err(format!(
+            "no target group: set -target-group-name or -target-group-arn (or {vars})"
+        ));
     }
     let mut seen = groups.iter().enumerate();
     if let Some((_, g)) = seen.find(|(i, g)| groups[..*i].contains(g)) {
