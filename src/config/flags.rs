@@ -55,7 +55,7 @@ pub(super) fn is_bool(default: &str) -> bool {
 }
 
 /// The environment variable of a flag: `NLB_` + upper snake case.
-pub fn env_name(flag: &str) -> String {
+pub(super) fn env_name(flag: &str) -> String {
     format!("NLB_{}", flag.to_ascii_uppercase().replace('-', "_"))
 }
 

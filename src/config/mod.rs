@@ -7,8 +7,8 @@ mod flags;
 mod resolve;
 mod value;
 
-pub use flags::{env_name, usage};
-pub use value::{pod_ip_from_hosts, shell_operator, MAX_DURATION, SHELL};
+pub use flags::usage;
+pub use value::{pod_ip_from_hosts, shell_operator, SHELL};
 
 use crate::aws::credentials::Secret;
 use crate::env::Env;

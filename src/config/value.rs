@@ -6,9 +6,6 @@ use crate::aws::credentials::Secret;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// Longest duration accepted: deadlines are `now + d`, far from overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
 /// The shell that hooks in shell syntax run with (`sh -c`, as in the Go original).
 pub const SHELL: &str = "/bin/sh";
 
@@ -27,7 +24,8 @@ pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigErro
         Some(n) if t.starts_with('-') && n > 0.0 => {
             invalid("duration", v, what, "negative, must be 0 or more")
         }
-        Some(n) if n > MAX_DURATION.as_nanos() as f64 => {
+        // Deadlines are `now + d`: a year keeps them far from overflow.
+        Some(n) if n > 365.0 * 86_400e9 => {
             invalid("duration", v, what, "too long, at most 365 days")
         }
         Some(n) => Ok(Duration::from_nanos(n.round() as u64)),
