@@ -176,9 +176,7 @@ fn start_logging(cfg: &Config) {
         }
     }
     // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
-    if std::process::id() == 1 {
-        if let Err(e) = reaper::start_reaper() {
-            log::warn!("cannot start the reaper of orphaned hook processes: {e}");
-        }
+    if let Some(Err(e)) = (std::process::id() == 1).then(reaper::start_reaper) {
+        log::warn!("cannot start the reaper of orphaned hook processes: {e}");
     }
 }
