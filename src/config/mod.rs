@@ -223,13 +223,12 @@ impl Config {
 /// # Errors
 /// A [`ConfigError`] naming the hook's flag and the operator.
 pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
-    let shell_hook = cfg.hooks().find_map(|h| Some((h.name, h.shell_syntax()?)));
-    match shell_hook.filter(|_| !has_shell) {
-        Some((name, op)) => Err(format!(
+    match cfg.hooks().find_map(|h| Some((h.name, h.shell_syntax()?))) {
+        Some((name, op)) if !has_shell => Err(format!(
             "-{name}-command uses shell syntax ({op}) and needs {SHELL}, which this image does not have: \
              use an image with a shell, or a command without shell operators"
         )),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 
