@@ -1,7 +1,6 @@
 //! Logging to stderr, as `text` (`TIMESTAMP LEVEL message`) or `json` (one
 //! object a line, the `log` key-values as keys).
 
-use crate::aws::Error;
 use crate::config::{Config, LogFormat};
 use log::kv::{Key, Value, VisitSource, VisitValue};
 use std::io::Write;
@@ -11,23 +10,16 @@ use std::time::SystemTime;
 /// (`RUST_LOG`), else `info`; lines in `cfg.log_format`.
 pub fn init(cfg: &Config, rust_log: Option<String>) {
     let mut b = env_logger::Builder::new();
-    b.parse_filters(
-        cfg.log_level
-            .as_deref()
-            .or(rust_log.as_deref())
-            .unwrap_or("info"),
-    );
-    match cfg.log_format {
-        LogFormat::Text => b.format(|buf, record| {
+    let filters = cfg.log_level.as_ref().or(rust_log.as_ref());
+    b.parse_filters(filters.map_or("info", |f| f));
+    let json = cfg.log_format == LogFormat::Json;
+    b.format(move |buf, record| match json {
+        true => buf.write_all(json_line(SystemTime::now(), record).as_bytes()),
+        false => {
             let now = humantime::format_rfc3339_millis(SystemTime::now());
             writeln!(buf, "{now} {:<5} {}", record.level(), record.args())
-        }),
-        LogFormat::Json => b.format(|buf, record| {
-            let mut line = String::with_capacity(256);
-            json_line(&mut line, SystemTime::now(), record);
-            buf.write_all(line.as_bytes())
-        }),
-    };
+        }
+    });
     let inner = b.target(env_logger::Target::Stderr).build();
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(Guarded(inner))).is_ok() {
@@ -39,16 +31,11 @@ pub fn init(cfg: &Config, rust_log: Option<String>) {
 /// filters say: at debug and trace they log secrets on the wire.
 struct Guarded(env_logger::Logger);
 
-fn guarded(target: &str) -> bool {
-    matches!(
-        target.split("::").next(),
-        Some("ureq" | "ureq_proto" | "rustls")
-    )
-}
-
 impl log::Log for Guarded {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        (m.level() <= log::Level::Info || !guarded(m.target())) && self.0.enabled(m)
+        let crate_name = m.target().split("::").next();
+        let guarded = matches!(crate_name, Some("ureq" | "ureq_proto" | "rustls"));
+        (m.level() <= log::Level::Info || !guarded) && self.0.enabled(m)
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -62,67 +49,58 @@ impl log::Log for Guarded {
     }
 }
 
-/// The request id of the AWS error answer behind `e`, for the `request_id` field.
-pub fn request_id_of(e: &Error) -> Option<&str> {
-    e.request_id()
-}
-
-/// Appends `record` as one JSON object and a newline.
-fn json_line(out: &mut String, time: SystemTime, record: &log::Record<'_>) {
+/// `record` as one JSON object and a newline.
+fn json_line(time: SystemTime, record: &log::Record<'_>) -> String {
     let time = humantime::format_rfc3339_millis(time);
-    out.push_str(&format!(
-        "{{\"timestamp\":\"{time}\",\"level\":\"{}\",\"message\":",
+    let mut out = format!(
+        "{{\"timestamp\":\"{time}\",\"level\":\"{}\"",
         record.level()
-    ));
-    json_string(out, &record.args().to_string());
-    out.push_str(",\"module\":");
-    json_string(out, record.target());
+    );
     // Visiting our own in-memory fields cannot fail.
-    let _ = record.key_values().visit(&mut Fields(out));
-    out.push_str("}\n");
+    let _ = Field(&mut out, "message").visit_any(Value::from_display(record.args()));
+    let _ = Field(&mut out, "module").visit_any(Value::from(record.target()));
+    let _ = record.key_values().visit(&mut Fields(&mut out));
+    out + "}\n"
 }
 
 /// Appends `s` as a JSON string.
 fn json_string(out: &mut String, s: &str) {
-    let json = serde_json::to_string(s).unwrap_or_default(); // a str always serializes
-                                                             // U+2028/9: valid JSON, but not in JavaScript that evals lines.
-    let odd = |c: char| matches!(c, '\u{7f}' | '\u{2028}' | '\u{2029}');
-    for c in json.chars() {
-        match odd(c) {
-            true => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            false => out.push(c),
+    // A str always serializes; U+2028/9: valid JSON, but not in JavaScript that evals lines.
+    for c in serde_json::to_string(s).unwrap_or_default().chars() {
+        match c {
+            '\u{7f}' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
         }
     }
 }
 
-/// Writes each non-null field as `,"key":value`, numbers and booleans bare.
+/// Writes each field with [`Field`].
 struct Fields<'a>(&'a mut String);
 
 impl<'kvs> VisitSource<'kvs> for Fields<'_> {
     fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
-        struct IsNull(bool);
-        impl VisitValue<'_> for IsNull {
-            fn visit_any(&mut self, _: Value<'_>) -> Result<(), log::kv::Error> {
-                Ok(())
-            }
-            fn visit_null(&mut self) -> Result<(), log::kv::Error> {
-                self.0 = true;
-                Ok(())
-            }
+        value.visit(Field(self.0, key.as_str()))
+    }
+}
+
+/// Writes a non-null field as `,"key":value`, numbers and booleans bare.
+struct Field<'a, 'k>(&'a mut String, &'k str);
+
+impl VisitValue<'_> for Field<'_, '_> {
+    fn visit_any(&mut self, value: Value<'_>) -> Result<(), log::kv::Error> {
+        self.0.push(',');
+        json_string(self.0, self.1);
+        self.0.push(':');
+        let number = value.to_i64().is_some() || value.to_u64().is_some();
+        if number || value.to_bool().is_some() || value.to_f64().is_some_and(f64::is_finite) {
+            self.0.push_str(&value.to_string());
+        } else {
+            json_string(self.0, &value.to_string());
         }
-        let mut null = IsNull(false);
-        value.visit(&mut null)?;
-        if !null.0 {
-            self.0.push(',');
-            json_string(self.0, key.as_str());
-            self.0.push(':');
-            let number = value.to_i64().is_some() || value.to_u64().is_some();
-            if number || value.to_bool().is_some() || value.to_f64().is_some_and(f64::is_finite) {
-                self.0.push_str(&value.to_string());
-            } else {
-                json_string(self.0, &value.to_string());
-            }
-        }
+        Ok(())
+    }
+
+    fn visit_null(&mut self) -> Result<(), log::kv::Error> {
         Ok(())
     }
 }
@@ -133,13 +111,10 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     fn line(record: &log::Record<'_>) -> String {
-        let mut out = String::new();
         json_line(
-            &mut out,
             UNIX_EPOCH + Duration::from_millis(1_764_136_530_123),
             record,
-        );
-        out
+        )
     }
 
     #[test]
@@ -200,10 +175,16 @@ mod tests {
 
     #[test]
     fn guarded_crates_are_capped_at_info() {
-        assert!(guarded("ureq"));
-        assert!(guarded("ureq::unversioned::transport"));
-        assert!(guarded("rustls::client"));
-        assert!(!guarded("ureqx"));
-        assert!(!guarded("k8s_nlb_registrator_sidecar"));
+        use log::{Level, Log};
+        let g = Guarded(env_logger::Builder::new().parse_filters("trace").build());
+        let on = |target, level| {
+            g.enabled(&log::Metadata::builder().target(target).level(level).build())
+        };
+        assert!(on("ureq", Level::Info));
+        assert!(!on("ureq", Level::Debug));
+        assert!(!on("ureq::unversioned::transport", Level::Trace));
+        assert!(!on("rustls::client", Level::Debug));
+        assert!(on("ureqx", Level::Trace));
+        assert!(on("k8s_nlb_registrator_sidecar", Level::Trace));
     }
 }

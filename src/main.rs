@@ -101,25 +101,52 @@ fn try_main() -> Result<i32, Failure> {
         Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now).map_err(usage)?;
     let role = cfg.role.clone();
     settings.role = role.map(|r| Role::new(r.arn, r.external_id, r.session_name, now));
-    let transport = aws_transport(&cfg)?;
+    // Trusting AWS_CA_BUNDLE's roots when set; requests to the pod itself go direct.
+    let ca = ProcessEnv.var("AWS_CA_BUNDLE");
+    let read =
+        |p| std::fs::read(p).map_err(|e| usage(format!("cannot read AWS_CA_BUNDLE {p}: {e}")));
+    let pem = ca.as_ref().map(read).transpose()?;
+    let roots = pem.as_deref().zip(ca.as_deref());
+    let transport = UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(usage)?;
     let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
     if cfg.check {
-        // -check: report and exit; no status listener, nothing registered.
+        // -check: the report on stdout, and exit; no status listener, nothing registered.
         drop(tx);
-        return Ok(check(&cfg, Client::new(transport, settings), &mut clock));
+        let mut findings =
+            preflight::gather(&cfg, &mut Client::new(transport, settings), &mut clock);
+        let path = std::env::var("PATH").ok();
+        findings.hooks = preflight::gather_hooks(&cfg, path.as_deref());
+        let report = preflight::report(&cfg, &findings);
+        print!("{}", report.render());
+        return Ok(report.exit_code());
     }
-    start_listeners(&cfg, &status, tx, transport.clone())?;
-    run(&cfg, &status, transport, settings, clock)
+    run(&cfg, &status, tx, transport, settings, clock)
 }
 
-/// The lifecycle, from registration to exit.
+/// Starts `/lb-health` and the status listener before anything is registered
+/// (an unbindable address is a usage error, a thread that cannot start a
+/// runtime one), then the lifecycle, from registration to exit.
 fn run(
     cfg: &Config,
     status: &Arc<Status>,
+    tx: Sender<Event>,
     transport: UreqTransport,
     settings: Settings,
     mut clock: SignalClock,
 ) -> Result<i32, Failure> {
+    let listen = |addr: &String, flag| {
+        TcpListener::bind(addr).map_err(|e| usage(format!("cannot listen on -{flag} {addr}: {e}")))
+    };
+    status.set_app_check(system::lb_app_check(cfg, transport.clone()));
+    if let Some(addr) = &cfg.lb_health_addr {
+        status::start(listen(addr, "lb-health-addr")?, status.clone(), None).map_err(runtime)?;
+    }
+    if let Some(addr) = &cfg.status_addr {
+        // A /drain answer waits for the whole shutdown at most (and a margin).
+        let drain_timeout = lifecycle::shutdown_budget(cfg).saturating_add(Duration::from_secs(5));
+        let drains = Some((tx, drain_timeout));
+        status::start(listen(addr, "status-addr")?, status.clone(), drains).map_err(runtime)?;
+    }
     log::info!(
         "{PROGRAM} {}: target {} (from {}), {} target group(s), region {}, credentials from {}",
         env!("CARGO_PKG_VERSION"),
@@ -150,54 +177,7 @@ fn start_logging(cfg: &Config) {
         }
     }
     // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
-    if std::process::id() == 1 {
-        if let Err(e) = reaper::start_reaper() {
-            log::warn!("cannot start the reaper of orphaned hook processes: {e}");
-        }
+    if let Some(Err(e)) = (std::process::id() == 1).then(reaper::start_reaper) {
+        log::warn!("cannot start the reaper of orphaned hook processes: {e}");
     }
-}
-
-/// The transport, trusting `AWS_CA_BUNDLE`'s roots when set; requests to
-/// the pod itself go direct.
-fn aws_transport(cfg: &Config) -> Result<UreqTransport, Failure> {
-    let path = ProcessEnv.var("AWS_CA_BUNDLE");
-    let read =
-        |p: &String| std::fs::read(p).map_err(|e| format!("cannot read AWS_CA_BUNDLE {p}: {e}"));
-    let pem = path.as_ref().map(read).transpose().map_err(usage)?;
-    let roots = pem.as_deref().zip(path.as_deref());
-    UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(usage)
-}
-
-/// `-check`: the preflight report on stdout; its exit code.
-fn check(cfg: &Config, mut client: Client<UreqTransport>, clock: &mut SignalClock) -> i32 {
-    let mut findings = preflight::gather(cfg, &mut client, clock);
-    let path = std::env::var("PATH").ok();
-    findings.hooks = preflight::gather_hooks(cfg, path.as_deref());
-    let report = preflight::report(cfg, &findings);
-    print!("{}", report.render());
-    report.exit_code()
-}
-
-/// Starts `/lb-health` and the status listener before anything is registered:
-/// an unbindable address is a usage error, a thread that cannot start a runtime one.
-fn start_listeners(
-    cfg: &Config,
-    status: &Arc<Status>,
-    tx: Sender<Event>,
-    transport: UreqTransport,
-) -> Result<(), Failure> {
-    let listen = |addr: &String, flag| {
-        TcpListener::bind(addr).map_err(|e| usage(format!("cannot listen on -{flag} {addr}: {e}")))
-    };
-    status.set_app_check(system::lb_app_check(cfg, transport));
-    if let Some(addr) = &cfg.lb_health_addr {
-        status::start(listen(addr, "lb-health-addr")?, status.clone(), None).map_err(runtime)?;
-    }
-    if let Some(addr) = &cfg.status_addr {
-        // A /drain answer waits for the whole shutdown at most (and a margin).
-        let drain_timeout = lifecycle::shutdown_budget(cfg).saturating_add(Duration::from_secs(5));
-        let drains = Some((tx, drain_timeout));
-        status::start(listen(addr, "status-addr")?, status.clone(), drains).map_err(runtime)?;
-    }
-    Ok(())
 }

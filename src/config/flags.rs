@@ -55,7 +55,7 @@ pub(super) fn is_bool(default: &str) -> bool {
 }
 
 /// The environment variable of a flag: `NLB_` + upper snake case.
-pub fn env_name(flag: &str) -> String {
+pub(super) fn env_name(flag: &str) -> String {
     format!("NLB_{}", flag.to_ascii_uppercase().replace('-', "_"))
 }
 
@@ -64,20 +64,19 @@ pub fn env_name(flag: &str) -> String {
 /// `=`), so `-pre-register-command -x` keeps its `-x`.
 pub(super) fn go_style(args: Vec<OsString>) -> Vec<OsString> {
     let mut value_due = false;
-    let mut out = Vec::with_capacity(args.len());
-    for arg in args {
-        let fix = match arg.to_str() {
-            Some(s) if !std::mem::take(&mut value_due) && s.starts_with('-') => {
-                let body = s.trim_start_matches('-');
-                let name = body.split('=').next().unwrap_or(body);
-                value_due = !body.contains('=') && flag(name).is_some_and(|f| !is_bool(f.1));
-                (!s.starts_with("--") && name.len() > 1).then(|| format!("-{s}").into())
+    let go = |arg: OsString| match arg.to_str() {
+        Some(s) if !std::mem::take(&mut value_due) && s.starts_with('-') => {
+            let body = s.trim_start_matches('-');
+            let name = body.split('=').next().unwrap_or(body);
+            value_due = !body.contains('=') && flag(name).is_some_and(|f| !is_bool(f.1));
+            match !s.starts_with("--") && name.len() > 1 {
+                true => format!("-{s}").into(),
+                false => arg,
             }
-            _ => None,
-        };
-        out.push(fix.unwrap_or(arg));
-    }
-    out
+        }
+        _ => arg,
+    };
+    args.into_iter().map(go).collect()
 }
 
 /// The text `-h` prints, in the style of Go's flag package.

@@ -4,13 +4,11 @@
 //! the variables, the defaults and `-h`; `value` parses single values.
 
 mod flags;
-mod hosts;
 mod resolve;
 mod value;
 
-pub use flags::{env_name, usage};
-pub use hosts::pod_ip_from_hosts;
-pub use value::{shell_operator, MAX_DURATION, SHELL};
+pub use flags::usage;
+pub use value::{pod_ip_from_hosts, shell_operator, SHELL};
 
 use crate::aws::credentials::Secret;
 use crate::env::Env;
@@ -90,16 +88,6 @@ pub enum HookAction {
 }
 
 impl Hook {
-    /// A command hook.
-    pub fn command(name: &'static str, argv: Vec<String>, timeout: Duration) -> Self {
-        let action = HookAction::Command(argv);
-        Hook {
-            name,
-            action,
-            timeout,
-        }
-    }
-
     /// The program and arguments of a command hook (empty for an HTTP hook).
     pub fn argv(&self) -> &[String] {
         match &self.action {
@@ -110,10 +98,9 @@ impl Hook {
 
     /// What it is, for logs: `pre-register command`, `pre-register HTTP hook`.
     pub fn describe(&self) -> String {
-        match self.action {
-            HookAction::Command(_) => format!("{} command", self.name),
-            HookAction::Http(_) => format!("{} HTTP hook", self.name),
-        }
+        let http = matches!(self.action, HookAction::Http(_));
+        let kind = if http { "HTTP hook" } else { "command" };
+        format!("{} {kind}", self.name)
     }
 
     /// The shell operator that made this hook `/bin/sh -c COMMAND`, if any.
@@ -152,12 +139,6 @@ impl std::str::FromStr for Cidr {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, ConfigError> {
         parse_cidr("a CIDR", s)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.ip, self.prefix)
     }
 }
 
@@ -242,13 +223,12 @@ impl Config {
 /// # Errors
 /// A [`ConfigError`] naming the hook's flag and the operator.
 pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
-    let shell_hook = cfg.hooks().find_map(|h| Some((h.name, h.shell_syntax()?)));
-    match shell_hook.filter(|_| !has_shell) {
-        Some((name, op)) => err(format!(
+    match cfg.hooks().find_map(|h| Some((h.name, h.shell_syntax()?))) {
+        Some((name, op)) if !has_shell => Err(format!(
             "-{name}-command uses shell syntax ({op}) and needs {SHELL}, which this image does not have: \
              use an image with a shell, or a command without shell operators"
         )),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -264,20 +244,7 @@ pub enum Action {
 }
 
 /// A usage error: one line naming the flag or variable and the bad value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn err<T>(msg: String) -> Result<T, ConfigError> {
-    Err(ConfigError(msg))
-}
+pub type ConfigError = String;
 
 /// Parses the arguments (without the program name), then the environment.
 /// `detect_ip` is called only when no flag, `NLB_TARGET_ID` or `POD_IP`
@@ -293,39 +260,38 @@ pub fn parse(
     use lexopt::Arg::{Long, Short, Value};
     let mut given = Vec::new();
     let mut parser = lexopt::Parser::from_args(flags::go_style(args));
-    while let Some(arg) = parser.next().map_err(|e| ConfigError(e.to_string()))? {
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let (name, default) = match arg {
             Short('h') | Long("h" | "help") => return Ok(Action::Help),
             Long("version") => return Ok(Action::Version),
             Long(n) => flag(n).ok_or_else(|| undefined(n))?,
             Short(c) => return Err(undefined(&c.to_string())),
-            Value(v) => return Err(unexpected(&v.to_string_lossy())),
+            Value(v) => {
+                let hint = match parse_bool("", &v.to_string_lossy()) {
+                    Ok(_) => {
+                        "boolean flags take their value after '=', e.g. -wait-in-service=false"
+                    }
+                    Err(_) => "this program takes flags only; see -h",
+                };
+                return Err(format!("unexpected argument {v:?} ({hint})"));
+            }
         };
-        let value = if is_bool(default) {
-            parser.optional_value().unwrap_or_else(|| "true".into())
-        } else {
-            parser
+        let value = match is_bool(default) {
+            true => parser.optional_value().unwrap_or_else(|| "true".into()),
+            false => parser
                 .value()
-                .map_err(|_| ConfigError(format!("flag needs an argument: -{name}")))?
+                .map_err(|_| format!("flag needs an argument: -{name}"))?,
         };
         let value = value
             .into_string()
-            .map_err(|v| ConfigError(format!("value of -{name} is not UTF-8: {v:?}")))?;
+            .map_err(|v| format!("value of -{name} is not UTF-8: {v:?}"))?;
         given.push((name, value));
     }
     resolve(&Settings { given, env }, detect_ip).map(|c| Action::Run(Box::new(c)))
 }
 
 fn undefined(name: &str) -> ConfigError {
-    ConfigError(format!("flag provided but not defined: -{name} (see -h)"))
-}
-
-fn unexpected(v: &str) -> ConfigError {
-    let hint = match parse_bool("", v) {
-        Ok(_) => "boolean flags take their value after '=', e.g. -wait-in-service=false",
-        Err(_) => "this program takes flags only; see -h",
-    };
-    ConfigError(format!("unexpected argument {v:?} ({hint})"))
+    format!("flag provided but not defined: -{name} (see -h)")
 }
 
 #[cfg(test)]

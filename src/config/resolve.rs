@@ -3,7 +3,7 @@
 
 use super::flags::{env_name, flag};
 use super::value::*;
-use super::{err, Config, ConfigError, GroupRef, GroupSpec, Hook, HookAction, RoleConfig};
+use super::{Config, ConfigError, GroupRef, Hook, HookAction, RoleConfig};
 use crate::env::Env;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -35,21 +35,17 @@ impl Settings<'_> {
 
     /// A setting without a default; an empty value counts as absent.
     fn optional<T>(&self, name: &str, parse: ParseFn<T>) -> Result<Option<T>, ConfigError> {
-        match self.lookup(name).filter(|(v, _)| !v.is_empty()) {
-            Some((v, from)) => parse(&from, &v).map(Some),
-            None => Ok(None),
-        }
+        let found = self.lookup(name).filter(|(v, _)| !v.is_empty());
+        found.map(|(v, from)| parse(&from, &v)).transpose()
     }
 
     /// A setting with a default in the flag table.
     fn value<T>(&self, name: &str, parse: ParseFn<T>) -> Result<T, ConfigError> {
-        let (v, from) = match self.lookup(name) {
-            Some(found) => found,
-            None => (
-                flag(name).unwrap_or_default().1.into(),
-                format!("the default of -{name}"),
-            ),
-        };
+        let default = (
+            flag(name).unwrap_or_default().1.into(),
+            format!("the default of -{name}"),
+        );
+        let (v, from) = self.lookup(name).unwrap_or(default);
         parse(&from, &v)
     }
 
@@ -58,13 +54,11 @@ impl Settings<'_> {
     fn list<T>(&self, name: &str, parse: ParseFn<T>) -> Result<Vec<T>, ConfigError> {
         let given = self.given.iter().filter(|(n, _)| *n == name);
         let mut values: Vec<String> = given.map(|(_, v)| v.clone()).collect();
-        let mut from = format!("-{name}");
         if values.is_empty() {
-            from = env_name(name);
-            values.extend(self.env.var(&from));
+            values.extend(self.env.var(&env_name(name)));
         }
-        let items = values.iter().flat_map(|v| v.split(',')).map(str::trim);
-        let items = items.filter(|s| !s.is_empty());
+        let (from, items) = (self.source(name), values.iter().flat_map(|v| v.split(',')));
+        let items = items.map(str::trim).filter(|s| !s.is_empty());
         items.map(|s| parse(&from, s)).collect()
     }
 
@@ -72,40 +66,25 @@ impl Settings<'_> {
     /// absent; both is an error), with `-NAME-timeout`.
     fn hook(&self, name: &'static str) -> Result<Option<Hook>, ConfigError> {
         let timeout = self.value(&format!("{name}-timeout"), parse_duration)?;
-        let set = |flag: String| self.lookup(&flag).filter(|(v, _)| !v.trim().is_empty());
-        let action = match (set(format!("{name}-command")), set(format!("{name}-http"))) {
+        let set = |kind| {
+            self.lookup(&format!("{name}-{kind}"))
+                .filter(|(v, _)| !v.trim().is_empty())
+        };
+        let action = match (set("command"), set("http")) {
             (None, None) => return Ok(None),
+            (Some((v, from)), None) => HookAction::Command(parse_command(&from, &v)?),
+            (None, Some((v, from))) => HookAction::Http(parse_http_url(&from, &v)?),
             (Some((_, cmd)), Some((_, http))) => {
-                return err(format!(
+                return Err(format!(
                     "{cmd} and {http} are both set: a step runs one hook, give one of them"
                 ))
             }
-            (Some((v, from)), None) => HookAction::Command(parse_command(&from, &v)?),
-            (None, Some((v, from))) => HookAction::Http(parse_http_url(&from, &v)?),
         };
         Ok(Some(Hook {
             name,
             action,
             timeout,
         }))
-    }
-
-    /// The target groups: names and ARNs add up; at least one, none twice.
-    fn groups(&self) -> Result<Vec<GroupSpec>, ConfigError> {
-        let mut groups = self.list("target-group-name", parse_group_name)?;
-        groups.extend(self.list("target-group-arn", parse_group_arn)?);
-        if groups.is_empty() {
-            return err(
-                "no target group: set -target-group-name or -target-group-arn \
-                 (or NLB_TARGET_GROUP_NAME / NLB_TARGET_GROUP_ARN)"
-                    .into(),
-            );
-        }
-        let mut seen = groups.iter().enumerate();
-        match seen.find(|(i, g)| groups[..*i].contains(g)) {
-            Some((_, g)) => err(format!("target group {} is given twice", g.group)),
-            None => Ok(groups),
-        }
     }
 
     /// The target's IP (canonical text, as AWS lists targets) and where it
@@ -115,14 +94,14 @@ impl Settings<'_> {
         detect_ip: &mut dyn FnMut() -> Result<String, String>,
     ) -> Result<(String, String), ConfigError> {
         let no_target_id = |why| {
-            ConfigError(format!(
+            format!(
                 "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
                  detecting it from /etc/hosts failed: {why}"
-            ))
+            )
         };
         let (v, from) = match self.lookup("target-id") {
             Some((v, from)) if v.trim().is_empty() => {
-                return err(format!(
+                return Err(format!(
                     "empty value for {from}: give the pod IP, or leave the flag out to use POD_IP"
                 ))
             }
@@ -134,7 +113,7 @@ impl Settings<'_> {
         };
         match v.trim().parse::<IpAddr>() {
             Ok(ip) => Ok((ip.to_string(), from)),
-            Err(_) => err(format!(
+            Err(_) => Err(format!(
                 "invalid target id {v:?} from {from}: must be an IP address (ip target groups)"
             )),
         }
@@ -145,60 +124,21 @@ impl Settings<'_> {
         let arn = self.optional("role-arn", parse_role_arn)?;
         let external_id = self.optional("role-external-id", parse_external_id)?;
         let session_name = self.optional("role-session-name", parse_session_name)?;
-        let Some(arn) = arn else {
-            let companion = match (&external_id, &session_name) {
-                (Some(_), _) => "role-external-id",
-                (None, Some(_)) => "role-session-name",
-                (None, None) => return Ok(None),
-            };
-            return err(format!(
+        let companion = match external_id {
+            Some(_) => "role-external-id",
+            None => "role-session-name",
+        };
+        match arn {
+            Some(arn) => Ok(Some(RoleConfig {
+                arn,
+                external_id,
+                session_name,
+            })),
+            None if external_id.is_none() && session_name.is_none() => Ok(None),
+            None => Err(format!(
                 "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
                 self.source(companion)
-            ));
-        };
-        Ok(Some(RoleConfig {
-            arn,
-            external_id,
-            session_name,
-        }))
-    }
-
-    /// `-health-poll-interval`, at least 10ms.
-    fn health_poll_interval(&self) -> Result<Duration, ConfigError> {
-        let d = self.value("health-poll-interval", parse_duration)?;
-        if d < Duration::from_millis(10) {
-            let from = self.source("health-poll-interval");
-            let d = humantime::format_duration(d);
-            return err(format!("{from} {d} is too short: at least 10ms"));
-        }
-        Ok(d)
-    }
-
-    /// `-drain-quiet-period` (0 is off): shorter than
-    /// `-wait-drained-timeout`, which bounds it, and with a port known for
-    /// every group (one given by ARN has none of its own).
-    fn drain_quiet_period(&self, c: &Config) -> Result<Option<Duration>, ConfigError> {
-        let name = "drain-quiet-period";
-        let d = self.optional(name, parse_duration)?.unwrap_or_default();
-        if d.is_zero() {
-            return Ok(None);
-        }
-        let (from, fmt) = (self.source(name), humantime::format_duration);
-        if d >= c.wait_drained_timeout {
-            return err(format!(
-                "{from} {} can never end within -wait-drained-timeout {}, which bounds it: \
-                 raise -wait-drained-timeout",
-                fmt(d),
-                fmt(c.wait_drained_timeout)
-            ));
-        }
-        let no_port = |g: &&GroupSpec| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none();
-        match c.groups.iter().find(no_port) {
-            Some(g) if c.target_port.is_none() => err(format!(
-                "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
-                g.group
             )),
-            _ => Ok(Some(d)),
         }
     }
 }
@@ -209,8 +149,28 @@ pub(super) fn resolve(
     s: &Settings<'_>,
     detect_ip: &mut dyn FnMut() -> Result<String, String>,
 ) -> Result<Config, ConfigError> {
-    let groups = s.groups()?;
+    let mut groups = s.list("target-group-name", |w, v| parse_group(w, v, false))?;
+    groups.extend(s.list("target-group-arn", |w, v| parse_group(w, v, true))?);
+    if groups.is_empty() {
+        let vars = "NLB_TARGET_GROUP_NAME / NLB_TARGET_GROUP_ARN";
+        return Err(format!(
+            "no target group: set -target-group-name or -target-group-arn (or {vars})"
+        ));
+    }
+    let mut seen = groups.iter().enumerate();
+    if let Some((_, g)) = seen.find(|(i, g)| groups[..*i].contains(g)) {
+        return Err(format!("target group {} is given twice", g.group));
+    }
     let (target_id, target_id_source) = s.target_id(detect_ip)?;
+    let interval = s.value("health-poll-interval", parse_duration)?;
+    if interval < Duration::from_millis(10) {
+        let (from, d) = (
+            s.source("health-poll-interval"),
+            interval.as_secs_f64() * 1e3,
+        );
+        return Err(format!("{from} {d}ms is too short: at least 10ms"));
+    }
+    let text = |_: &str, v: &str| Ok(v.to_owned());
     let mut c = Config {
         groups,
         target_id,
@@ -225,10 +185,10 @@ pub(super) fn resolve(
         log_level: s.optional("log-level", parse_log_level)?,
         log_format: s.value("log-format", parse_log_format)?,
         check: s.value("check", parse_bool)?,
-        health_poll_interval: s.health_poll_interval()?,
-        health_poll_explicit: s.optional("health-poll-interval", parse_text)?.is_some(),
-        availability_zone: s.optional("target-availability-zone", parse_text)?,
-        region: s.optional("region", parse_text)?,
+        health_poll_interval: interval,
+        health_poll_explicit: s.lookup("health-poll-interval").is_some(),
+        availability_zone: s.optional("target-availability-zone", text)?,
+        region: s.optional("region", text)?,
         role: s.role()?,
         wait_in_service: s.value("wait-in-service", parse_bool)?,
         wait_in_service_timeout: s.value("wait-in-service-timeout", parse_duration)?,
@@ -241,6 +201,32 @@ pub(super) fn resolve(
         lb_health_addr: s.optional("lb-health-addr", parse_host_port)?,
         drain_ignore_from: s.list("drain-ignore-from", parse_cidr)?,
     };
-    c.drain_quiet_period = s.drain_quiet_period(&c)?;
+    c.drain_quiet_period = drain_quiet_period(s, &c)?;
     Ok(c)
+}
+
+/// `-drain-quiet-period` (0 is off): shorter than `-wait-drained-timeout`,
+/// which bounds it, and with a port known for every group (one given by
+/// ARN has none of its own).
+fn drain_quiet_period(s: &Settings<'_>, c: &Config) -> Result<Option<Duration>, ConfigError> {
+    let name = "drain-quiet-period";
+    let d = s.optional(name, parse_duration)?.filter(|d| !d.is_zero());
+    let no_port = c
+        .groups
+        .iter()
+        .find(|g| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none());
+    let (from, fmt) = (s.source(name), humantime::format_duration);
+    match (d, no_port) {
+        (Some(d), _) if d >= c.wait_drained_timeout => Err(format!(
+            "{from} {} can never end within -wait-drained-timeout {}, which bounds it: \
+             raise -wait-drained-timeout",
+            fmt(d),
+            fmt(c.wait_drained_timeout)
+        )),
+        (Some(_), Some(g)) if c.target_port.is_none() => Err(format!(
+            "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
+            g.group
+        )),
+        _ => Ok(d),
+    }
 }

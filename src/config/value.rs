@@ -1,77 +1,57 @@
-//! Parsers of single values. `what` names the flag or variable the value
-//! came from (`-target-port`, `NLB_TARGET_PORT`), for the error.
+//! Parsers of single values (and of the hosts file). `what` names the flag
+//! or variable the value came from (`-target-port`, `NLB_TARGET_PORT`).
 
-use super::{err, Cidr, ConfigError, GroupRef, GroupSpec, LogFormat};
+use super::{Cidr, ConfigError, GroupRef, GroupSpec, LogFormat};
 use crate::aws::credentials::Secret;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// Longest duration accepted: deadlines are `now + d`, far from overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
 /// The shell that hooks in shell syntax run with (`sh -c`, as in the Go original).
 pub const SHELL: &str = "/bin/sh";
 
-/// Nanoseconds per unit of Go's `time.ParseDuration`.
-const GO_UNITS: [(&str, u128); 8] = [
-    ("ns", 1),
-    ("us", 1_000),
-    ("\u{b5}s", 1_000),
-    ("\u{3bc}s", 1_000),
-    ("ms", 1_000_000),
-    ("s", 1_000_000_000),
-    ("m", 60_000_000_000),
-    ("h", 3_600_000_000_000),
-];
+/// The error for a bad value: `invalid KIND "V" for WHAT: HINT`.
+fn invalid<T>(kind: &str, v: &str, what: &str, hint: &str) -> Result<T, ConfigError> {
+    Err(format!("invalid {kind} {v:?} for {what}: {hint}"))
+}
 
 /// A duration in Go's syntax (`0`, `+5s`, `.5s`, `5.s`, `1h2m3.5s`);
 /// negative ones are refused.
 pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
-    let (negative, body) = (t.starts_with('-'), t.strip_prefix(['-', '+']).unwrap_or(t));
-    let nanos = if body == "0" { Some(0) } else { go_nanos(body) };
-    match nanos {
-        None => err(format!(
-            "invalid duration {v:?} for {what} (examples: 5s, 1m30s, 300ms, .5s, 1.5h, 0)"
-        )),
-        Some(n) if negative && n > 0 => err(format!(
-            "negative duration {v:?} for {what}: must be 0 or more"
-        )),
-        Some(n) if n > MAX_DURATION.as_nanos() => err(format!(
-            "duration {v:?} for {what} is too long: at most 365 days"
-        )),
-        Some(n) => Ok(Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))),
+    let body = t.strip_prefix(['-', '+']).unwrap_or(t);
+    match go_nanos(body).or((body == "0").then_some(0.0)) {
+        None => invalid("duration", v, what, "e.g. 5s, 1m30s, 300ms, .5s, 1.5h, 0"),
+        Some(n) if t.starts_with('-') && n > 0.0 => {
+            invalid("duration", v, what, "negative, must be 0 or more")
+        }
+        // Deadlines are `now + d`: a year keeps them far from overflow.
+        Some(n) if n > 365.0 * 86_400e9 => {
+            invalid("duration", v, what, "too long, at most 365 days")
+        }
+        Some(n) => Ok(Duration::from_nanos(n.round() as u64)),
     }
 }
 
 /// The nanoseconds of one or more `NUMBER UNIT` (NUMBER `12`, `1.5`, `.5`
-/// or `5.`), saturating; `None` when `s` is not in Go's syntax.
-fn go_nanos(mut s: &str) -> Option<u128> {
-    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
-    let number = |d: &str| {
-        d.bytes().fold(0u128, |n, b| {
-            n.saturating_mul(10).saturating_add(u128::from(b - b'0'))
-        })
-    };
-    let mut total: u128 = (!s.is_empty()).then_some(0)?;
+/// or `5.`, as Rust reads floats too); `None` when not in Go's syntax.
+fn go_nanos(mut s: &str) -> Option<f64> {
+    let mut total = (!s.is_empty()).then_some(0.0)?;
     while !s.is_empty() {
-        let (int, rest) = s.split_at(digits(s));
-        let (frac, rest) = match rest.strip_prefix('.') {
-            Some(r) => r.split_at(digits(r)),
-            None => ("", rest),
+        let (number, rest) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.')?);
+        let (unit, rest) = rest.split_at(
+            rest.find(|c: char| c == '.' || c.is_ascii_digit())
+                .unwrap_or(rest.len()),
+        );
+        let per_unit = match unit {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
         };
-        let unit_len = rest.find(|c: char| c == '.' || c.is_ascii_digit());
-        let (unit, rest) = rest.split_at(unit_len.unwrap_or(rest.len()));
-        let per_unit = GO_UNITS.iter().find(|(u, _)| *u == unit)?.1;
-        if int.is_empty() && frac.is_empty() {
-            return None;
-        }
-        // Digits past the 20th are below a nanosecond.
-        let frac = &frac[..frac.len().min(20)];
-        let frac_nanos = number(frac) * per_unit / 10u128.pow(frac.len() as u32);
-        total = total
-            .saturating_add(number(int).saturating_mul(per_unit))
-            .saturating_add(frac_nanos);
+        total += number.parse::<f64>().ok()? * per_unit;
         s = rest;
     }
     Some(total)
@@ -82,9 +62,7 @@ pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => err(format!(
-            "invalid boolean value {v:?} for {what}: use true or false"
-        )),
+        _ => invalid("boolean value", v, what, "use true or false"),
     }
 }
 
@@ -92,74 +70,50 @@ pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
 pub(super) fn parse_port(what: &str, v: &str) -> Result<u16, ConfigError> {
     match v.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => err(format!("invalid port {v:?} for {what}: must be 1-65535")),
+        _ => invalid("port", v, what, "must be 1-65535"),
     }
 }
 
-/// `BASE` or `BASE:PORT`, where `BASE` itself has `colons` colons.
-fn with_port<'a>(
-    what: &str,
-    v: &'a str,
-    colons: usize,
-) -> Result<(&'a str, Option<u16>), ConfigError> {
-    match v.rsplit_once(':') {
-        Some((base, port)) if v.matches(':').count() > colons => {
-            Ok((base, Some(parse_port(what, port)?)))
-        }
-        _ => Ok((v, None)),
-    }
-}
-
-/// `NAME` or `NAME:PORT`; a name is 1-32 letters, digits and inner hyphens.
-pub(super) fn parse_group_name(what: &str, v: &str) -> Result<GroupSpec, ConfigError> {
-    let (name, port) = with_port(what, v.trim(), 0)?;
-    let ok = (1..=32).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && name.trim_matches('-') == name;
-    if !ok {
-        return err(format!(
-            "invalid target group name {name:?} for {what}: 1-32 letters, digits and hyphens (NAME or NAME:PORT)"
-        ));
-    }
-    let group = GroupRef::Name(name.to_owned());
-    Ok(GroupSpec { group, port })
-}
-
-/// `ARN` or `ARN:PORT`.
-pub(super) fn parse_group_arn(what: &str, v: &str) -> Result<GroupSpec, ConfigError> {
+/// `NAME[:PORT]`, a name being 1-32 letters, digits and inner hyphens; with
+/// `by_arn`, `arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID[:PORT]`.
+pub(super) fn parse_group(what: &str, v: &str, by_arn: bool) -> Result<GroupSpec, ConfigError> {
     let v = v.trim();
-    // arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID
-    let (arn, port) = with_port(what, v, 5)?;
-    let p: Vec<&str> = arn.split(':').collect();
-    let ok = p.len() == 6
-        && p[0] == "arn"
-        && !p[1].is_empty()
-        && p[2] == "elasticloadbalancing"
-        && p[5].starts_with("targetgroup/")
-        && p[5].split('/').count() == 3;
-    if !ok {
-        return err(format!(
-            "invalid target group ARN {v:?} for {what}: expected arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID (optionally :PORT)"
-        ));
+    let (base, port) = match v.rsplit_once(':') {
+        Some((base, port)) if v.matches(':').count() > if by_arn { 5 } else { 0 } => {
+            (base, Some(parse_port(what, port)?))
+        }
+        _ => (v, None),
+    };
+    let (kind, group, ok, hint) = if by_arn {
+        let ok = matches!(base.split(':').collect::<Vec<_>>()[..],
+            ["arn", part, "elasticloadbalancing", _, _, tg]
+                if !part.is_empty() && tg.starts_with("targetgroup/") && tg.split('/').count() == 3);
+        let hint = "expected arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID (optionally :PORT)";
+        ("target group ARN", GroupRef::Arn(base.into()), ok, hint)
+    } else {
+        let ok = (1..=32).contains(&base.len())
+            && base.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && base.trim_matches('-') == base;
+        let hint = "1-32 letters, digits and hyphens (NAME or NAME:PORT)";
+        ("target group name", GroupRef::Name(base.into()), ok, hint)
+    };
+    match ok {
+        true => Ok(GroupSpec { group, port }),
+        false => invalid(kind, v, what, hint),
     }
-    let group = GroupRef::Arn(arn.to_owned());
-    Ok(GroupSpec { group, port })
 }
 
 /// `HOST:PORT`; an IPv6 host in brackets (`[::]:9090`), as in a URL:
 /// `fd00::1:80` could be either.
 pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError> {
     let Some((host, port)) = v.rsplit_once(':') else {
-        return err(format!(
-            "invalid address {v:?} for {what}: expected HOST:PORT"
-        ));
+        return invalid("address", v, what, "expected HOST:PORT");
     };
     parse_port(what, port)?;
     let name = !host.is_empty() && !host.contains([':', '[', ']']);
     if !name && v.parse::<SocketAddr>().is_err() {
-        return err(format!(
-            "invalid address {v:?} for {what}: expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090"
-        ));
+        let hint = "expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090";
+        return invalid("address", v, what, hint);
     }
     Ok(v.to_owned())
 }
@@ -169,54 +123,50 @@ pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError
 pub(super) fn parse_http_url(what: &str, v: &str) -> Result<String, ConfigError> {
     let v = v.trim();
     if v.to_ascii_lowercase().starts_with("https://") {
-        return err(format!(
+        return Err(format!(
             "{what} {v:?}: https:// is not supported, only http:// (a hook calls the app in the pod, or a service next to it)"
         ));
     }
-    let Some(rest) = v.strip_prefix("http://") else {
-        return err(format!(
-            "invalid URL {v:?} for {what}: must start with http://"
-        ));
+    let why = if !v.starts_with("http://") {
+        "must start with http://"
+    } else if v[7..]
+        .split(['/', '?', '#'])
+        .next()
+        .is_none_or(|a| a.is_empty() || a.ends_with(['@', ':']))
+    {
+        "no host"
+    } else if v.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        "spaces and control characters must be percent-encoded"
+    } else {
+        return Ok(v.to_owned());
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.ends_with(['@', ':']) {
-        return err(format!("invalid URL {v:?} for {what}: no host"));
-    }
-    if v.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return err(format!(
-            "invalid URL {v:?} for {what}: spaces and control characters must be percent-encoded"
-        ));
-    }
-    Ok(v.to_owned())
+    invalid("URL", v, what, why)
 }
 
 /// `ADDRESS/PREFIX` (IPv4 or IPv6); a bare address is the one host.
 pub(super) fn parse_cidr(what: &str, v: &str) -> Result<Cidr, ConfigError> {
     let (ip, prefix) = v.split_once('/').map_or((v, None), |(a, p)| (a, Some(p)));
-    let ip: Option<IpAddr> = ip.parse().ok();
-    let max = if ip.is_some_and(|ip| ip.is_ipv4()) {
-        32
-    } else {
-        128
-    };
-    let prefix = prefix.map_or(Some(max), |p| p.parse().ok());
-    match (ip, prefix.filter(|p| *p <= max)) {
-        (Some(ip), Some(prefix)) => Ok(Cidr { ip, prefix }),
-        _ => err(format!(
-            "invalid CIDR {v:?} for {what}: expected ADDRESS/PREFIX, e.g. 10.0.0.5/32 or fd00::/64"
-        )),
-    }
+    let cidr = ip.parse::<IpAddr>().ok().and_then(|ip| {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.map_or(Some(max), |p| p.parse().ok())?;
+        (prefix <= max).then_some(Cidr { ip, prefix })
+    });
+    let hint = "expected ADDRESS/PREFIX, e.g. 10.0.0.5/32 or fd00::/64";
+    cidr.map_or_else(|| invalid("CIDR", v, what, hint), Ok)
 }
 
 /// A log level, any case; returned in lower case.
 pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError> {
     let l = v.to_ascii_lowercase();
-    if !["off", "error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
-        return err(format!(
-            "invalid log level {v:?} for {what}: use error, warn, info, debug or trace"
-        ));
+    match ["off", "error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
+        true => Ok(l),
+        false => invalid(
+            "log level",
+            v,
+            what,
+            "use error, warn, info, debug or trace",
+        ),
     }
-    Ok(l)
 }
 
 /// `text` or `json`, any case.
@@ -224,27 +174,23 @@ pub(super) fn parse_log_format(what: &str, v: &str) -> Result<LogFormat, ConfigE
     match v.to_ascii_lowercase().as_str() {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
-        _ => err(format!(
-            "invalid log format {v:?} for {what}: use text or json"
-        )),
+        _ => invalid("log format", v, what, "use text or json"),
     }
-}
-
-/// Any text, as given.
-pub(super) fn parse_text(_what: &str, v: &str) -> Result<String, ConfigError> {
-    Ok(v.to_owned())
 }
 
 /// A hook command: split into words by POSIX shell rules and run directly,
 /// or, when it uses a shell operator, run as `/bin/sh -c COMMAND`.
 pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     match shlex::split(v) {
-        None => err(format!(
-            "cannot split command for {what} into words (unbalanced quotes?): {v:?}"
-        )),
-        Some(w) if w.first().is_none_or(String::is_empty) => err(format!(
-            "empty program name in the command for {what}: {v:?}"
-        )),
+        None => invalid(
+            "command",
+            v,
+            what,
+            "cannot split it into words (unbalanced quotes?)",
+        ),
+        Some(w) if w.first().is_none_or(String::is_empty) => {
+            invalid("command", v, what, "empty program name")
+        }
         Some(_) if shell_operator(v).is_some() => Ok(vec![SHELL.into(), "-c".into(), v.into()]),
         Some(words) => Ok(words),
     }
@@ -254,95 +200,112 @@ pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigEr
 /// `;`, `>`, `<` outside quotes, `$(` or a backquote outside single
 /// quotes. Quoted and backslash-escaped text is plain.
 pub fn shell_operator(cmd: &str) -> Option<&'static str> {
-    enum Quote {
-        None,
-        Single,
-        Double,
-    }
-    let mut quote = Quote::None;
+    let mut quote = None;
     let mut word_start = true;
     let mut chars = cmd.chars().peekable();
     while let Some(c) = chars.next() {
         let next = chars.peek().copied();
         let at_word_start = std::mem::replace(&mut word_start, c.is_whitespace());
-        match (&quote, c) {
+        match (quote, c) {
             // A comment, as shlex and sh read it, runs to the end of the line.
-            (Quote::None, '#') if at_word_start => {
+            (None, '#') if at_word_start => {
                 chars.by_ref().find(|&c| c == '\n');
                 word_start = true;
             }
-            (Quote::Single, '\'') => quote = Quote::None,
-            (Quote::Single, _) => {}
+            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
+            (Some('\''), _) => {}
             (_, '\\') => {
                 chars.next();
             }
-            (Quote::None, '\'') => quote = Quote::Single,
-            (Quote::None, '"') => quote = Quote::Double,
-            (Quote::Double, '"') => quote = Quote::None,
+            (None, '\'' | '"') => quote = Some(c),
             (_, '`') => return Some("`"),
             (_, '$') if next == Some('(') => return Some("$("),
-            (Quote::Double, _) => {}
-            (Quote::None, '&') if next == Some('&') => return Some("&&"),
-            (Quote::None, '|') if next == Some('|') => return Some("||"),
-            (Quote::None, '|') => return Some("|"),
-            (Quote::None, ';') => return Some(";"),
-            (Quote::None, '>') => return Some(">"),
-            (Quote::None, '<') => return Some("<"),
-            (Quote::None, _) => {}
+            (Some(_), _) => {}
+            (None, '&') if next == Some('&') => return Some("&&"),
+            (None, '|') if next == Some('|') => return Some("||"),
+            (None, '|') => return Some("|"),
+            (None, ';') => return Some(";"),
+            (None, '>') => return Some(">"),
+            (None, '<') => return Some("<"),
+            (None, _) => {}
         }
     }
     None
 }
 
-/// Whether every character is a word character or in `extra` (STS's
-/// `[\w+=,.@-]*` patterns).
-fn word_chars(v: &str, extra: &str) -> bool {
-    v.chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
+/// The pod's own IP (canonical text), the last fallback for `-target-id`:
+/// the address on the hosts file's line that names `hostname` (or
+/// `hostname.DOMAIN`), as the kubelet writes `IP<TAB>HOSTNAME` there;
+/// loopback, unspecified and link-local addresses are skipped.
+pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
+    let hostname = hostname.trim();
+    let names_us = |name: &str| {
+        name.strip_prefix(hostname)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
+    let ip = contents.lines().find_map(|line| {
+        let mut fields = line.split('#').next()?.split_whitespace();
+        let ip: IpAddr = fields.next()?.parse().ok()?;
+        let link_local = match ip {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        };
+        let usable = !ip.is_loopback() && !ip.is_unspecified() && !link_local;
+        (usable && fields.any(names_us)).then_some(ip)
+    });
+    ip.filter(|_| !hostname.is_empty()).map(|ip| ip.to_string())
+}
+
+/// Whether `v` has `len` characters, each a word character or in `extra`
+/// (STS's `[\w+=,.@-]*` patterns).
+fn sts_chars(v: &str, len: std::ops::RangeInclusive<usize>, extra: &str) -> bool {
+    len.contains(&v.chars().count())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
 }
 
 /// `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME` (STS's AssumeRole
 /// constraints, so a typo fails at start and not as a ValidationError).
 pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError> {
     let v = v.trim();
-    let p: Vec<&str> = v.splitn(6, ':').collect();
-    let ok = p.len() == 6
-        && p[0] == "arn"
-        && p[1].starts_with("aws")
-        && p[2] == "iam"
-        && p[3].is_empty()
-        && p[4].len() == 12
-        && p[4].bytes().all(|b| b.is_ascii_digit())
-        && p[5].strip_prefix("role/").is_some_and(|name| {
-            !name.is_empty() && !name.ends_with('/') && word_chars(name, "+=,.@-/")
-        })
-        && v.len() <= 2048;
-    if !ok {
-        return err(format!(
+    let ok = match v.splitn(6, ':').collect::<Vec<_>>()[..] {
+        ["arn", partition, "iam", "", account, resource] => {
+            partition.starts_with("aws")
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource.strip_prefix("role/").is_some_and(|name| {
+                    !name.ends_with('/') && sts_chars(name, 1..=2048, "+=,.@-/")
+                })
+                && v.len() <= 2048
+        }
+        _ => false,
+    };
+    match ok {
+        true => Ok(v.to_owned()),
+        false => Err(format!(
             "{what}: invalid role ARN {v:?}: expected arn:aws:iam::ACCOUNT_ID:role/NAME"
-        ));
+        )),
     }
-    Ok(v.to_owned())
 }
 
 /// An AssumeRole `ExternalId`; not a secret by AWS's account, but never echoed.
 pub(super) fn parse_external_id(what: &str, v: &str) -> Result<Secret, ConfigError> {
-    if !(2..=1224).contains(&v.chars().count()) || !word_chars(v, "+=,.@:/-") {
-        return err(format!(
+    match sts_chars(v, 2..=1224, "+=,.@:/-") {
+        true => Ok(v.into()),
+        false => Err(format!(
             "{what}: invalid external id: 2 to 1224 characters of letters, digits and _+=,.@:/-"
-        ));
+        )),
     }
-    Ok(v.into())
 }
 
 /// An AssumeRole `RoleSessionName`.
 pub(super) fn parse_session_name(what: &str, v: &str) -> Result<String, ConfigError> {
-    if !(2..=64).contains(&v.len()) || !word_chars(v, "+=,.@-") {
-        return err(format!(
+    match sts_chars(v, 2..=64, "+=,.@-") {
+        true => Ok(v.into()),
+        false => Err(format!(
             "{what}: invalid role session name {v:?}: 2 to 64 characters of letters, digits and _+=,.@-"
-        ));
+        )),
     }
-    Ok(v.to_owned())
 }
 
 #[cfg(test)]
@@ -374,7 +337,7 @@ mod tests {
             "9090",
             "[::]:0",
         ] {
-            let e = parse_host_port("-wait-for-tcp", bad).unwrap_err().0;
+            let e = parse_host_port("-wait-for-tcp", bad).unwrap_err();
             assert!(
                 e.starts_with("invalid ") && e.contains("-wait-for-tcp"),
                 "{bad}: {e}"
@@ -402,7 +365,7 @@ mod tests {
             "arn:aws:iam::444455556666:role/a b",
         ] {
             let e = parse_role_arn("-role-arn", bad).unwrap_err();
-            assert!(e.0.starts_with("-role-arn: invalid role ARN"), "{bad}: {e}");
+            assert!(e.starts_with("-role-arn: invalid role ARN"), "{bad}: {e}");
         }
     }
 
@@ -412,7 +375,7 @@ mod tests {
         assert!(parse_external_id("x", "a").is_err());
         assert!(parse_external_id("x", "has space").is_err());
         let e = parse_external_id("NLB_ROLE_EXTERNAL_ID", "sec ret").unwrap_err();
-        assert!(!e.0.contains("sec ret"), "{e}");
+        assert!(!e.contains("sec ret"), "{e}");
         assert!(parse_session_name("x", "pod-a.b@c").is_ok());
         assert!(parse_session_name("x", &"a".repeat(64)).is_ok());
         assert!(parse_session_name("x", &"a".repeat(65)).is_err());
@@ -466,9 +429,7 @@ mod tests {
     }
 
     fn ms(v: &str) -> Result<u128, String> {
-        parse_duration("-x", v)
-            .map(|d| d.as_millis())
-            .map_err(|e| e.0)
+        parse_duration("-x", v).map(|d| d.as_millis())
     }
 
     #[test]

@@ -146,11 +146,13 @@ mod tests {
     }
 
     fn hook(cmd: &str, timeout_ms: u64) -> Hook {
-        Hook::command(
-            "test",
-            shlex::split(cmd).unwrap(),
-            Duration::from_millis(timeout_ms),
-        )
+        let action = crate::config::HookAction::Command(shlex::split(cmd).unwrap());
+        let timeout = Duration::from_millis(timeout_ms);
+        Hook {
+            name: "test",
+            action,
+            timeout,
+        }
     }
 
     #[test]

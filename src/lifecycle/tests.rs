@@ -468,7 +468,13 @@ fn config(groups: &[&str]) -> Config {
 
 /// A hook the fake effects "run".
 fn hook(name: &'static str) -> Hook {
-    Hook::command(name, vec!["x".into()], Duration::from_secs(1))
+    let action = crate::config::HookAction::Command(vec!["x".into()]);
+    let timeout = Duration::from_secs(1);
+    Hook {
+        name,
+        action,
+        timeout,
+    }
 }
 
 struct World {

@@ -397,7 +397,12 @@ fn programs_are_looked_for_as_execvp_would() {
 /// A command hook of step `name` running `line` (split at spaces).
 fn command(name: &'static str, line: &str) -> Option<Hook> {
     let argv = line.split(' ').map(str::to_owned).collect();
-    Some(Hook::command(name, argv, Duration::from_secs(5)))
+    let (action, timeout) = (HookAction::Command(argv), Duration::from_secs(5));
+    Some(Hook {
+        name,
+        action,
+        timeout,
+    })
 }
 
 #[test]

@@ -997,7 +997,7 @@ fn a_web_identity_refusal_keeps_its_message_and_request_id() {
         e.to_string(),
         "AssumeRoleWithWebIdentity failed: AccessDenied (HTTP 403): no [request id req-1]"
     );
-    assert_eq!(crate::logging::request_id_of(&e), Some("req-1"));
+    assert_eq!(e.request_id(), Some("req-1"));
     assert!(
         e.is_refusal() && !e.is_access_denied(),
         "not the call's own answer"
