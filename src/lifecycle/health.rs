@@ -95,13 +95,7 @@ impl<E: Elb> Lifecycle<'_, E> {
                     .flatten()
                     .for_each(|at| *at = (*at).min(deadline));
             } else if round && due.iter().all(Option::is_none) && !refused {
-                // Ready before the line that says so: a reader of the log
-                // may ask /readyz at once.
-                self.status.set_ready(true);
-                info!(
-                    "all targets are healthy now, after the health-wait timeout: ready \
-                     (the post-register command ran at the timeout and does not run again)"
-                );
+                self.recovered();
             } else if round {
                 let cap = MAX_RECOVERY_POLL.max(cfg.health_poll_interval);
                 interval = self.elb.widen(interval * 2).min(cap);
@@ -109,6 +103,15 @@ impl<E: Elb> Lifecycle<'_, E> {
                 due.iter_mut().flatten().for_each(|at| *at = next);
             }
         }
+    }
+
+    fn recovered(&mut self) {
+        // Ready first: a reader of the line below may ask /readyz at once.
+        self.status.set_ready(true);
+        info!(
+            "all targets are healthy now, after the health-wait timeout: ready \
+             (the post-register command ran at the timeout and does not run again)"
+        );
     }
 
     /// A credentials refresh in the background; false at an event.
