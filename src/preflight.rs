@@ -79,7 +79,7 @@ pub fn gather<T: Transport>(
     let mut f = Findings {
         region: client.settings().region.clone(),
         source: client.settings().credentials_label(),
-        credentials: client.ensure_credentials(budget(clock), clock),
+        credentials: client.fetch_credentials(false, budget(clock), clock),
         identity: None,
         groups: Vec::new(),
         hooks: Vec::new(),

@@ -1,32 +1,30 @@
 //! The AWS client: every call and credentials fetch signs at AWS's time,
 //! sends with a timeout cut to the attempt, and is retried with jittered
-//! backoff until the caller's deadline (docs/aws.md, "Retries").
+//! backoff until the caller's deadline (docs/aws.md, "Retries"). Only
+//! [`Client::call`] is generic, a thin wrapper over one send path.
 
-mod wire;
-
-use super::credentials::{Cache, Credentials, Source};
-use super::error::{Error, Layer, TransportKind};
-use super::http::Transport;
+use super::credentials::{providers, select_source, Cache, Credentials, Role, Secret, Source};
+use super::endpoint::{self, sts_signing_region};
+use super::error::{is_throttling_code, Error, Layer, TransportKind};
+use super::http::{HttpRequest, HttpResponse, Transport};
 pub use super::query::WithId;
-use super::query::{Action, CALL_TIMEOUT};
+use super::query::{read_answer, request, Action, Params, Service, CALL_TIMEOUT};
 use super::retry::{backoff, Adaptive, Bucket};
-use super::skew::{self, shift};
+use super::sign::sign;
+use super::skew::{self, shift, Offset};
+use super::sts::{AssumeRole, AssumeRoleWithWebIdentity};
+use super::xml::Element;
 use crate::clock::Clock;
+use crate::env::Env;
 use crate::metrics;
-use log::warn;
+use log::{debug, warn};
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
-pub use wire::Settings;
-use wire::Wire;
 
 /// Least time an attempt gets, even past the deadline.
 pub(crate) const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn attempt_until(deadline: Instant, started: Instant) -> Instant {
-    deadline
-        .min(started + CALL_TIMEOUT)
-        .max(started + MIN_CALL_TIMEOUT)
-}
+// STS's default, and the most AWS allows for role chaining.
+const ROLE_DURATION: Duration = Duration::from_secs(3600);
 
 /// How long and how often a call may be tried.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +45,74 @@ impl Budget {
     }
 }
 
+/// Resolved region, endpoints and credentials source.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// AWS region.
+    pub region: String,
+    /// ELBv2 endpoint URL.
+    pub elbv2_url: String,
+    /// STS endpoint URL.
+    pub sts_url: String,
+    /// Where credentials come from.
+    pub source: Source,
+    /// The role to assume with them (`-role-arn`).
+    pub role: Option<Role>,
+}
+
+impl Settings {
+    /// Resolves everything from the environment (and the `-region` flag).
+    ///
+    /// # Errors
+    /// [`Error::Config`] or [`Error::Credentials`] naming the bad variable.
+    pub fn from_env(region: Option<&str>, env: &dyn Env, now: SystemTime) -> Result<Self, Error> {
+        let region = endpoint::resolve_region(region, env)?;
+        Ok(Settings {
+            elbv2_url: endpoint::elbv2_endpoint(&region, env)?,
+            sts_url: endpoint::sts_endpoint(&region, env)?,
+            source: select_source(env, now)?,
+            region,
+            role: None,
+        })
+    }
+
+    /// Where the signing credentials come from, for logs.
+    pub fn credentials_label(&self) -> String {
+        match &self.role {
+            None => self.cache_label(),
+            Some(_) => format!(
+                "{}, assumed with {}",
+                self.cache_label(),
+                self.source.name()
+            ),
+        }
+    }
+
+    fn cache_label(&self) -> String {
+        match &self.role {
+            None => self.source.name().to_owned(),
+            Some(role) => format!("role {}", role.arn),
+        }
+    }
+}
+
+/// Reads an answer's `<NameResult>` into the caller's slot.
+type Parse<'a> = &'a mut dyn FnMut(&Element) -> Result<(), String>;
+/// An action's name, service and form: its request, type erased.
+type Query<'a> = (&'static str, Service, &'a Params);
+/// What one attempt of [`Client::retrying`] runs.
+type Attempt<'a, T> =
+    &'a mut dyn FnMut(&mut Client<T>, &mut dyn Clock, Instant) -> Result<Option<String>, Error>;
+
+/// The value a successful attempt parsed.
+fn parsed<V>(name: &str, value: Option<V>) -> Result<V, Error> {
+    value.ok_or_else(|| Error::Response {
+        action: name.to_owned(),
+        status: 200,
+        detail: "no result".into(),
+    })
+}
+
 /// The AWS client: sends signed Query API calls over a [`Transport`].
 pub struct Client<T: Transport> {
     wire: Wire<T>,
@@ -62,16 +128,18 @@ pub struct Client<T: Transport> {
 impl<T: Transport> Client<T> {
     /// A client over `transport` with resolved `settings`.
     pub fn new(transport: T, settings: Settings) -> Self {
+        let wire = Wire {
+            transport,
+            settings,
+            offset: 0,
+            last_date: Cell::new(None),
+        };
+        let (cache, base, pacing) = Default::default();
         Client {
-            wire: Wire {
-                transport,
-                settings,
-                offset: 0,
-                last_date: Cell::new(None),
-            },
-            cache: Cache::default(),
-            base: Cache::default(),
-            pacing: Default::default(),
+            wire,
+            cache,
+            base,
+            pacing,
             unanswered: 0,
         }
     }
@@ -98,66 +166,72 @@ impl<T: Transport> Client<T> {
         Some(shift(due, self.wire.offset.saturating_neg()))
     }
 
-    /// Makes sure valid credentials are cached.
-    pub(crate) fn ensure_credentials(
+    /// Makes sure valid credentials are cached; with `refresh`, fetches new
+    /// temporary ones now (the cached ones stay in use if that fails).
+    pub(crate) fn fetch_credentials(
         &mut self,
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<(), Error> {
-        let what = ("credentials", Bucket::Other, &[][..]);
-        self.retrying(what, budget, clock, |c, clock, until| {
-            c.credentials(clock, until).map(|_| ())
-        })
-    }
-
-    /// Fetches new temporary credentials now; the cached ones stay in use
-    /// if it fails.
-    pub(crate) fn refresh_credentials(
-        &mut self,
+        refresh: bool,
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
         let s = &self.wire.settings;
-        if matches!(s.source, Source::Static(_)) && s.role.is_none() {
+        if refresh && matches!(s.source, Source::Static(_)) && s.role.is_none() {
             return Ok(());
         }
-        let what = ("credentials refresh", Bucket::Other, &[][..]);
-        let result = self.retrying(what, budget, clock, |c, clock, until| {
-            let fetched = match &c.wire.settings.role {
-                None => c.wire.fetch_source(Layer::Source, until, clock),
-                Some(role) => c.wire.assume_role(&mut c.base, role, true, until, clock),
-            };
-            let label = c.wire.settings.cache_label();
-            c.cache.store(&label, fetched).map(|_| ())
-        });
+        let what = ["credentials", "credentials refresh"][usize::from(refresh)];
+        let result = self.retrying(
+            (what, Bucket::Other, &[]),
+            budget,
+            clock,
+            &mut |c, clock, until| {
+                if !refresh {
+                    return c.signing_credentials(clock, until).map(|_| None);
+                }
+                let fetched = match &c.wire.settings.role {
+                    None => c.wire.fetch_source(Layer::Source, until, clock),
+                    Some(role) => c.wire.assume_role(&mut c.base, role, true, until, clock),
+                };
+                let label = c.wire.settings.cache_label();
+                c.cache.store(&label, fetched).map(|_| None)
+            },
+        );
         if let Err(e) = &result {
-            if self.cache.usable(self.wire.aws_time(clock)) {
+            if refresh && self.cache.usable(self.wire.aws_time(clock)) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
             }
         }
-        result
+        result.map(|_| ())
     }
 
-    /// Sends `action`, signed, retrying within `budget`.
+    /// Sends `action`, signed, retrying within `budget`: a thin generic
+    /// wrapper over the one non-generic send path.
     pub(crate) fn call<A: Action>(
         &mut self,
         action: &A,
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
+        let (form, mut value) = (action.form(), None);
         let what = (A::NAME, A::BUCKET, A::RETRY_CODES);
-        self.retrying(what, budget, clock, |c, clock, until| {
-            let creds = c.credentials(clock, until)?;
-            c.wire.send(action, Some(&creds), until, clock)
-        })
+        let request_id = self.retrying(what, budget, clock, &mut |c, clock, until| {
+            let creds = c.signing_credentials(clock, until)?;
+            let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
+            let query = (A::NAME, A::SERVICE, &form);
+            c.wire.send(query, Some(&creds), until, clock, parse)
+        })?;
+        let value = parsed(A::NAME, value)?;
+        Ok(WithId { value, request_id })
     }
 
     /// Valid signing credentials, fetched by `until` when missing or due.
     /// A refresh while the cached ones still outlive the attempt gets half
     /// the time left: the call keeps the other half.
-    fn credentials(&mut self, clock: &dyn Clock, until: Instant) -> Result<Credentials, Error> {
-        let wall = self.wire.aws_time(clock);
-        let now = clock.now();
+    fn signing_credentials(
+        &mut self,
+        clock: &dyn Clock,
+        until: Instant,
+    ) -> Result<Credentials, Error> {
+        let (wall, now) = (self.wire.aws_time(clock), clock.now());
         let left = until.saturating_duration_since(now);
         let until = if self.cache.usable(wall + left) {
             now + left / 2
@@ -167,28 +241,33 @@ impl<T: Transport> Client<T> {
         let Client {
             wire, cache, base, ..
         } = self;
-        let label = wire.settings.cache_label();
-        cache.get(wall, &label, || match &wire.settings.role {
-            None => wire.fetch_source(Layer::Source, until, clock),
-            Some(role) => wire.assume_role(base, role, false, until, clock),
+        cache.get(wall, &wire.settings.cache_label(), || {
+            match &wire.settings.role {
+                None => wire.fetch_source(Layer::Source, until, clock),
+                Some(role) => wire.assume_role(base, role, false, until, clock),
+            }
         })
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
     /// or an event cuts a backoff sleep short.
-    fn retrying<R>(
+    fn retrying(
         &mut self,
         (action, bucket, retry_codes): (&str, Bucket, &[&str]),
         budget: Budget,
         clock: &mut dyn Clock,
-        mut op: impl FnMut(&mut Self, &mut dyn Clock, Instant) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+        op: Attempt<T>,
+    ) -> Result<Option<String>, Error> {
         let (mut attempts, mut once) = (0u32, [false; 2]);
         self.unanswered = 0;
         loop {
             // Even past the deadline: each group gets one DeregisterTargets.
             attempts += 1;
-            let until = attempt_until(budget.deadline, clock.now());
+            let started = clock.now();
+            let until = budget
+                .deadline
+                .min(started + CALL_TIMEOUT)
+                .max(started + MIN_CALL_TIMEOUT);
             self.wire.last_date.set(None);
             let err = match op(self, clock, until) {
                 Ok(r) => {
@@ -323,6 +402,182 @@ impl<T: Transport> Client<T> {
             return left.mul_f64(0.2 + 0.5 * random.clamp(0.0, 1.0));
         }
         paced
+    }
+}
+
+/// The transport and what signing needs, apart from the caches so a fetch
+/// can run while one is borrowed.
+struct Wire<T> {
+    transport: T,
+    settings: Settings,
+    /// AWS's clock minus ours, learnt from a clock skew answer.
+    offset: Offset,
+    /// The `Date` of the last answer, for skew correction.
+    last_date: Cell<Option<SystemTime>>,
+}
+
+impl<T: Transport> Wire<T> {
+    fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
+        shift(clock.wall(), self.offset)
+    }
+
+    /// Sends `query` once, signed with `creds` unless it is unsigned,
+    /// ending by `until`; counts the request in the metrics.
+    fn send(
+        &self,
+        (name, service, form): Query,
+        creds: Option<&Credentials>,
+        until: Instant,
+        clock: &dyn Clock,
+        parse: Parse,
+    ) -> Result<Option<String>, Error> {
+        let s = &self.settings;
+        let (url, region) = match service {
+            Service::Elbv2 => (&s.elbv2_url, s.region.as_str()),
+            Service::Sts => (&s.sts_url, sts_signing_region(&s.sts_url, &s.region)),
+        };
+        let mut req = request(url, form);
+        if let Some(creds) = creds {
+            let time = self.aws_time(clock);
+            sign(&mut req, creds, region, service.signing_name(), time)?;
+        }
+        let started = clock.now();
+        let result = Bounded(self, until, clock).send(name, &req).and_then(|r| {
+            let (result, request_id) = read_answer(name, r.status, &r.body)?;
+            parse(&result).map_err(|detail| Error::Response {
+                action: name.to_owned(),
+                status: r.status,
+                detail,
+            })?;
+            Ok(request_id)
+        });
+        let took = clock.now().saturating_duration_since(started);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Error::Aws { error, .. }) => error.code.as_str(),
+            Err(Error::Transport { .. }) => "transport_error",
+            Err(Error::Response { .. }) => "invalid_response",
+            Err(_) => return result,
+        };
+        debug!("{name} -> {outcome} in {} ms", took.as_millis());
+        let m = metrics::global();
+        if is_throttling_code(outcome) || outcome == "HttpStatus429" {
+            m.aws_throttled(name);
+        }
+        m.aws_request(name, outcome, took);
+        result
+    }
+
+    /// Sends an STS credentials `action` once (unsigned without `creds`).
+    fn fetch<A: Action<Output = Credentials>>(
+        &self,
+        action: &A,
+        creds: Option<&Credentials>,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<Credentials, Error> {
+        let (form, mut value) = (action.form(), None);
+        let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
+        self.send((A::NAME, A::SERVICE, &form), creds, until, clock, parse)?;
+        parsed(A::NAME, value)
+    }
+
+    /// The source's credentials, fetched once by `until`.
+    fn fetch_source(
+        &self,
+        layer: Layer,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<Credentials, Error> {
+        let mut codes: &[&str] = &[];
+        let fetched = match &self.settings.source {
+            Source::Static(c) => Ok(c.clone()),
+            Source::WebIdentity {
+                role_arn,
+                token_file,
+                session_name,
+            } => {
+                codes = AssumeRoleWithWebIdentity::RETRY_CODES;
+                providers::read_token(token_file, "web identity token file").and_then(|token| {
+                    let action = AssumeRoleWithWebIdentity {
+                        role_arn,
+                        session_name,
+                        token: &token,
+                    };
+                    self.fetch(&action, None, until, clock)
+                })
+            }
+            other => providers::fetch(other, &Bounded(self, until, clock)),
+        };
+        fetched.map_err(|e| fetch_error(layer, e, codes))
+    }
+
+    /// The role's credentials, assumed with `base` (refreshed when due;
+    /// with `background`, ahead of need).
+    fn assume_role(
+        &self,
+        base: &mut Cache,
+        role: &Role,
+        background: bool,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<Credentials, Error> {
+        let now = self.aws_time(clock);
+        let source = self.settings.source.name();
+        let fetch = || self.fetch_source(Layer::Base(source), until, clock);
+        if background && base.refresh_due().is_some_and(|due| due <= now) {
+            if let Err(e) = base.store(source, fetch()) {
+                if !base.usable(now) {
+                    return Err(e);
+                }
+                warn!("{e}; the cached ones stay in use until they expire");
+            }
+        }
+        let action = AssumeRole {
+            role_arn: &role.arn,
+            session_name: &role.session_name,
+            external_id: role.external_id.as_ref().map(Secret::expose),
+            duration_seconds: ROLE_DURATION.as_secs(),
+        };
+        // An ExpiredToken here means the base credentials died early: the
+        // client forgets them and tries again, after looking for an event.
+        let base = base.get(now, source, fetch)?;
+        self.fetch(&action, Some(&base), until, clock)
+            .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
+    }
+}
+
+/// Retried when generally retryable or one of the fetching action's `codes`.
+fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
+    let retry = error.is_retryable() || error.aws_code().is_some_and(|c| codes.contains(&c));
+    Error::Fetch {
+        layer,
+        error: Box::new(error),
+        retry,
+    }
+}
+
+/// A transport whose requests end by an instant, keeping each answer's `Date`.
+struct Bounded<'a, T>(&'a Wire<T>, Instant, &'a dyn Clock);
+
+impl<T: Transport> Transport for Bounded<'_, T> {
+    fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        let Bounded(wire, until, clock) = self;
+        let left = until.saturating_duration_since(clock.now());
+        if left.is_zero() {
+            return Err(Error::Transport {
+                action: action.to_owned(),
+                url: req.url.clone(),
+                kind: TransportKind::Timeout,
+                detail: "not sent: the step's deadline has passed".into(),
+            });
+        }
+        let mut req = req.clone();
+        req.timeout = req.timeout.min(left);
+        let resp = wire.transport.send(action, &req)?;
+        let date = resp.date.as_deref().and_then(skew::parse_http_date);
+        wire.last_date.set(date);
+        Ok(resp)
     }
 }
 

@@ -66,8 +66,6 @@ pub trait Action {
     const NAME: &'static str;
     /// The ELBv2 token bucket the action draws from.
     const BUCKET: Bucket = Bucket::Other;
-    /// Whether it is sent unsigned (AssumeRoleWithWebIdentity: the token is the proof).
-    const UNSIGNED: bool = false;
     /// Error codes retried for this action only, though final elsewhere.
     const RETRY_CODES: &'static [&'static str] = &[];
     /// What a successful answer holds.
@@ -141,7 +139,11 @@ pub fn encode_form(params: &[(String, String)]) -> String {
 }
 
 /// The `<ActionResult>` element (empty when absent) and request id of an answer.
-fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<(Element, Option<String>), Error> {
+pub(crate) fn read_answer(
+    action: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<(Element, Option<String>), Error> {
     let aws = || Error::Aws {
         action: action.to_owned(),
         error: parse_error(status, body),

@@ -21,7 +21,6 @@ pub struct AssumeRoleWithWebIdentity<'a> {
 impl Action for AssumeRoleWithWebIdentity<'_> {
     const SERVICE: Service = Service::Sts;
     const NAME: &'static str = "AssumeRoleWithWebIdentity";
-    const UNSIGNED: bool = true;
     /// Also answered while the identity provider's signing keys rotate:
     /// most SDKs retry it for this action (not smithy-rs: aws-sdk-rust#827).
     const RETRY_CODES: &'static [&'static str] = &["InvalidIdentityToken"];

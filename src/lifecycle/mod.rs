@@ -90,13 +90,13 @@ pub trait Elb {
 
 impl<T: Transport> Elb for Client<T> {
     fn ensure_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
-        Client::ensure_credentials(self, budget, clock)
+        self.fetch_credentials(false, budget, clock)
     }
     fn refresh_due(&self) -> Option<SystemTime> {
         Client::refresh_due(self)
     }
     fn refresh_credentials(&mut self, budget: Budget, clock: &mut dyn Clock) -> Result<(), Error> {
-        Client::refresh_credentials(self, budget, clock)
+        self.fetch_credentials(true, budget, clock)
     }
     fn describe_groups(
         &mut self,
