@@ -104,12 +104,13 @@ type Query<'a> = (&'static str, Service, &'a Params);
 type Attempt<'a, T> =
     &'a mut dyn FnMut(&mut Client<T>, &mut dyn Clock, Instant) -> Result<Option<String>, Error>;
 
-/// The value a successful attempt parsed.
+/// The value a successful attempt parsed (always there after an `Ok`).
 fn parsed<V>(name: &str, value: Option<V>) -> Result<V, Error> {
+    let detail = "no result".to_owned();
     value.ok_or_else(|| Error::Response {
         action: name.to_owned(),
         status: 200,
-        detail: "no result".into(),
+        detail,
     })
 }
 
@@ -179,22 +180,20 @@ impl<T: Transport> Client<T> {
             return Ok(());
         }
         let what = ["credentials", "credentials refresh"][usize::from(refresh)];
-        let result = self.retrying(
-            (what, Bucket::Other, &[]),
-            budget,
-            clock,
-            &mut |c, clock, until| {
-                if !refresh {
-                    return c.signing_credentials(clock, until).map(|_| None);
-                }
-                let fetched = match &c.wire.settings.role {
-                    None => c.wire.fetch_source(Layer::Source, until, clock),
-                    Some(role) => c.wire.assume_role(&mut c.base, role, true, until, clock),
-                };
-                let label = c.wire.settings.cache_label();
-                c.cache.store(&label, fetched).map(|_| None)
-            },
-        );
+        let what = (what, Bucket::Other, &[][..]);
+        let result = self.retrying(what, budget, clock, &mut |c, clock, until| {
+            if !refresh {
+                return c.signing_credentials(clock, until).map(|_| None);
+            }
+            let w = &c.wire;
+            let fetched = match &w.settings.role {
+                None => w.fetch_source(Layer::Source, until, clock),
+                Some(role) => w.assume_role(&mut c.base, role, true, until, clock),
+            };
+            c.cache
+                .store(&w.settings.cache_label(), fetched)
+                .map(|_| None)
+        });
         if let Err(e) = &result {
             if refresh && self.cache.usable(self.wire.aws_time(clock)) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");

@@ -145,12 +145,11 @@ impl fmt::Display for Error {
                 attempts,
                 last,
             } => {
-                write!(
-                    f,
-                    "{action}: gave up after {attempts} attempt(s) at the deadline"
-                )?;
-                last.as_ref()
-                    .map_or(Ok(()), |l| write!(f, "; last error: {l}"))
+                let what = format!("{action}: gave up after {attempts} attempt(s) at the deadline");
+                match last {
+                    Some(l) => write!(f, "{what}; last error: {l}"),
+                    None => f.write_str(&what),
+                }
             }
             Error::Fetch { layer, error, .. } => {
                 match layer {
@@ -183,24 +182,24 @@ pub(crate) fn is_throttling_code(code: &str) -> bool {
 }
 
 impl Error {
-    /// The AWS error code, looking through a deadline and a credentials fetch.
-    pub fn aws_code(&self) -> Option<&str> {
+    /// AWS's answer behind the error, looking through a deadline and a
+    /// credentials fetch.
+    fn answer(&self) -> Option<&AwsError> {
         match self {
-            Error::Aws { error, .. } => Some(&error.code),
-            Error::Deadline { last: Some(l), .. } => l.aws_code(),
-            Error::Fetch { error, .. } => error.aws_code(),
+            Error::Aws { error, .. } => Some(error),
+            Error::Deadline { last: Some(e), .. } | Error::Fetch { error: e, .. } => e.answer(),
             _ => None,
         }
     }
 
+    /// The AWS error code, looking through a deadline and a credentials fetch.
+    pub fn aws_code(&self) -> Option<&str> {
+        self.answer().map(|e| e.code.as_str())
+    }
+
     /// The request id of the AWS answer behind the error.
     pub fn request_id(&self) -> Option<&str> {
-        match self {
-            Error::Aws { error, .. } => error.request_id.as_deref(),
-            Error::Deadline { last: Some(l), .. } => l.request_id(),
-            Error::Fetch { error, .. } => error.request_id(),
-            _ => None,
-        }
+        self.answer()?.request_id.as_deref()
     }
 
     /// Whether another attempt may succeed (throttling, transient codes,
@@ -306,11 +305,9 @@ pub fn snippet(body: &[u8]) -> String {
         .take(120)
         .collect();
     let trimmed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if trimmed.is_empty() {
-        "empty body".to_owned()
-    } else {
-        trimmed
-    }
+    Some(trimmed)
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "empty body".into())
 }
 
 #[cfg(test)]

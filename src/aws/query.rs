@@ -122,19 +122,15 @@ pub fn request(endpoint: &str, form: &[(String, String)]) -> HttpRequest {
 /// `A-Z a-z 0-9 - _ . ~` stay literal).
 pub fn encode_form(params: &[(String, String)]) -> String {
     let enc = |s: &str| -> String {
+        let literal = |b: u8| b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
         s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    char::from(b).to_string()
-                }
-                _ => format!("%{b:02X}"),
+            .map(|b| match literal(b) {
+                true => char::from(b).to_string(),
+                false => format!("%{b:02X}"),
             })
             .collect()
     };
-    let pairs: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect();
+    let pairs: Vec<_> = params.iter().map(|(k, v)| enc(k) + "=" + &enc(v)).collect();
     pairs.join("&")
 }
 
@@ -156,17 +152,14 @@ pub(crate) fn read_answer(
         status,
         detail,
     };
-    let root = xml::parse(body).map_err(|e| {
-        if may_hold_credentials(action, body) {
-            bad(format!(
-                "malformed XML: {e} (body not shown: it may hold credentials)"
-            ))
-        } else {
-            bad(format!(
-                "malformed XML: {e}; body starts: {}",
-                snippet(body)
-            ))
-        }
+    let root = xml::parse(body).map_err(|e| match may_hold_credentials(action, body) {
+        true => bad(format!(
+            "malformed XML: {e} (body not shown: it may hold credentials)"
+        )),
+        false => bad(format!(
+            "malformed XML: {e}; body starts: {}",
+            snippet(body)
+        )),
     })?;
     if root.name == "ErrorResponse" {
         return Err(aws());
@@ -178,10 +171,8 @@ pub(crate) fn read_answer(
         )));
     }
     let result = root.child(&format!("{action}Result")).cloned();
-    Ok((
-        result.unwrap_or_default(),
-        root.text_at(&["ResponseMetadata", "RequestId"]),
-    ))
+    let request_id = root.text_at(&["ResponseMetadata", "RequestId"]);
+    Ok((result.unwrap_or_default(), request_id))
 }
 
 /// Whether no part of a body may be shown: STS's AssumeRole* answers, or
