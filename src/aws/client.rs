@@ -1,7 +1,7 @@
 //! The AWS client: every call and credentials fetch signs at AWS's time,
 //! sends with a timeout cut to the attempt, and is retried with jittered
 //! backoff until the caller's deadline (docs/aws.md, "Retries"). Only
-//! [`Client::call`] is generic, a thin wrapper over one send path.
+//! `Client::call` is generic, a thin wrapper over one send path.
 
 use super::credentials::{providers, select_source, Cache, Credentials, Role, Secret, Source};
 use super::endpoint::{self, sts_signing_region};
@@ -286,15 +286,7 @@ impl<T: Transport> Client<T> {
             let retryable = err.is_retryable()
                 || matches!(&err, Error::Aws { error, .. } if retry_codes.contains(&&*error.code));
             if !retryable || attempts >= budget.max_attempts {
-                return Err(match err {
-                    // Refused even with AWS's time: say what was measured.
-                    Error::Aws { action, mut error } if once[0] => {
-                        let skew = skew::describe(self.wire.offset);
-                        error.message = format!("{} (signed again: {skew})", error.message);
-                        Error::Aws { action, error }
-                    }
-                    other => other,
-                });
+                return Err(self.final_error(err, once[0]));
             }
             let delay = self.retry_delay(&err, bucket, attempts, budget.deadline, clock);
             if clock.now() + delay >= budget.deadline {
@@ -312,6 +304,18 @@ impl<T: Transport> Client<T> {
                 "{err}; retrying in {retry_in_ms} ms (attempt {attempts})");
             metrics::global().aws_retry(action);
             clock.sleep(delay).map_err(|_| Error::Interrupted)?;
+        }
+    }
+
+    /// A refusal even with AWS's time says what was measured.
+    fn final_error(&self, err: Error, signed_again: bool) -> Error {
+        match err {
+            Error::Aws { action, mut error } if signed_again => {
+                let skew = skew::describe(self.wire.offset);
+                error.message = format!("{} (signed again: {skew})", error.message);
+                Error::Aws { action, error }
+            }
+            other => other,
         }
     }
 
