@@ -435,14 +435,13 @@ impl<T: Transport> Wire<T> {
         parse: Parse,
     ) -> Result<Option<String>, Error> {
         let s = &self.settings;
-        let (url, region) = match service {
-            Service::Elbv2 => (&s.elbv2_url, s.region.as_str()),
-            Service::Sts => (&s.sts_url, sts_signing_region(&s.sts_url, &s.region)),
+        let (url, region, signing) = match service {
+            Service::Elbv2 => (&s.elbv2_url, s.region.as_str(), "elasticloadbalancing"),
+            Service::Sts => (&s.sts_url, sts_signing_region(&s.sts_url, &s.region), "sts"),
         };
         let mut req = request(url, form);
         if let Some(creds) = creds {
-            let time = self.aws_time(clock);
-            sign(&mut req, creds, region, service.signing_name(), time)?;
+            sign(&mut req, creds, region, signing, self.aws_time(clock))?;
         }
         let started = clock.now();
         let result = Bounded(self, until, clock).send(name, &req).and_then(|r| {

@@ -19,24 +19,6 @@ pub enum Service {
     Sts,
 }
 
-impl Service {
-    /// The `Version` parameter of the service's Query API.
-    pub fn version(self) -> &'static str {
-        match self {
-            Service::Elbv2 => "2015-12-01",
-            Service::Sts => "2011-06-15",
-        }
-    }
-
-    /// The SigV4 signing name of the service.
-    pub fn signing_name(self) -> &'static str {
-        match self {
-            Service::Elbv2 => "elasticloadbalancing",
-            Service::Sts => "sts",
-        }
-    }
-}
-
 /// A value parsed from a successful answer, with the answer's request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WithId<T> {
@@ -82,7 +64,11 @@ pub trait Action {
 
     /// All form parameters: `Action`, `Version`, then [`Action::params`].
     fn form(&self) -> Params {
-        let mut p = params(&[("Action", Self::NAME), ("Version", Self::SERVICE.version())]);
+        let version = match Self::SERVICE {
+            Service::Elbv2 => "2015-12-01",
+            Service::Sts => "2011-06-15",
+        };
+        let mut p = params(&[("Action", Self::NAME), ("Version", version)]);
         p.extend(self.params());
         p
     }

@@ -212,7 +212,7 @@ mod tests {
         }
         .form();
         assert!(without.iter().all(|(k, _)| k != "ExternalId"));
-        assert_eq!(AssumeRole::SERVICE.signing_name(), "sts");
+        assert_eq!(AssumeRole::SERVICE, Service::Sts);
     }
 
     /// The example answer of the AssumeRole API reference, as published
