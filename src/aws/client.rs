@@ -3,28 +3,25 @@
 //! backoff until the caller's deadline (docs/aws.md, "Retries"). Only
 //! `Client::call` is generic, a thin wrapper over one send path.
 
-use super::credentials::{providers, select_source, Cache, Credentials, Role, Secret, Source};
-use super::endpoint::{self, sts_signing_region};
-use super::error::{is_throttling_code, Error, Layer, TransportKind};
-use super::http::{HttpRequest, HttpResponse, Transport};
+mod wire;
+
+use super::credentials::{select_source, Cache, Credentials, Role, Source};
+use super::endpoint;
+use super::error::{Error, Layer, TransportKind};
+use super::http::Transport;
 pub use super::query::WithId;
-use super::query::{read_answer, request, Action, Params, Service, CALL_TIMEOUT};
+use super::query::{parsed, Action, Parse, CALL_TIMEOUT};
 use super::retry::{backoff, Adaptive, Bucket};
-use super::sign::sign;
-use super::skew::{self, shift, Offset};
-use super::sts::{AssumeRole, AssumeRoleWithWebIdentity};
-use super::xml::Element;
 use crate::clock::Clock;
 use crate::env::Env;
 use crate::metrics;
-use log::{debug, warn};
+use log::warn;
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
+use wire::{describe, shift, Wire};
 
 /// Least time an attempt gets, even past the deadline.
 pub(crate) const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
-// STS's default, and the most AWS allows for role chaining.
-const ROLE_DURATION: Duration = Duration::from_secs(3600);
 
 /// How long and how often a call may be tried.
 #[derive(Debug, Clone, Copy)]
@@ -96,23 +93,9 @@ impl Settings {
     }
 }
 
-/// Reads an answer's `<NameResult>` into the caller's slot.
-type Parse<'a> = &'a mut dyn FnMut(&Element) -> Result<(), String>;
-/// An action's name, service and form: its request, type erased.
-type Query<'a> = (&'static str, Service, &'a Params);
 /// What one attempt of [`Client::retrying`] runs.
 type Attempt<'a, T> =
     &'a mut dyn FnMut(&mut Client<T>, &mut dyn Clock, Instant) -> Result<Option<String>, Error>;
-
-/// The value a successful attempt parsed (always there after an `Ok`).
-fn parsed<V>(name: &str, value: Option<V>) -> Result<V, Error> {
-    let detail = "no result".to_owned();
-    value.ok_or_else(|| Error::Response {
-        action: name.to_owned(),
-        status: 200,
-        detail,
-    })
-}
 
 /// The AWS client: sends signed Query API calls over a [`Transport`].
 pub struct Client<T: Transport> {
@@ -132,8 +115,7 @@ impl<T: Transport> Client<T> {
         let wire = Wire {
             transport,
             settings,
-            offset: 0,
-            last_date: Cell::new(None),
+            offset: Cell::new(0),
         };
         let (cache, base, pacing) = Default::default();
         Client {
@@ -164,7 +146,7 @@ impl<T: Transport> Client<T> {
     pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
         let (a, b) = (self.cache.refresh_due(), self.base.refresh_due());
         let due = a.into_iter().chain(b).min()?;
-        Some(shift(due, self.wire.offset.saturating_neg()))
+        Some(shift(due, self.wire.offset.get().saturating_neg()))
     }
 
     /// Makes sure valid credentials are cached; with `refresh`, fetches new
@@ -215,8 +197,13 @@ impl<T: Transport> Client<T> {
         let request_id = self.retrying(what, budget, clock, &mut |c, clock, until| {
             let creds = c.signing_credentials(clock, until)?;
             let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
-            let query = (A::NAME, A::SERVICE, &form);
-            c.wire.send(query, Some(&creds), until, clock, parse)
+            c.wire.send(
+                (A::NAME, A::SERVICE, &form),
+                Some(&creds),
+                until,
+                clock,
+                parse,
+            )
         })?;
         let value = parsed(A::NAME, value)?;
         Ok(WithId { value, request_id })
@@ -262,12 +249,11 @@ impl<T: Transport> Client<T> {
         loop {
             // Even past the deadline: each group gets one DeregisterTargets.
             attempts += 1;
-            let started = clock.now();
+            let (started, offset) = (clock.now(), self.wire.offset.get());
             let until = budget
                 .deadline
                 .min(started + CALL_TIMEOUT)
                 .max(started + MIN_CALL_TIMEOUT);
-            self.wire.last_date.set(None);
             let err = match op(self, clock, until) {
                 Ok(r) => {
                     if let Some(a) = self.pacing.get_mut(bucket as usize) {
@@ -277,7 +263,8 @@ impl<T: Transport> Client<T> {
                 }
                 Err(e) => e,
             };
-            if self.again_at_once(action, &err, &mut once, budget.deadline, clock) {
+            let skewed = self.wire.offset.get() != offset;
+            if self.again_at_once(action, &err, skewed, &mut once, budget.deadline, clock) {
                 clock
                     .sleep(Duration::ZERO)
                     .map_err(|_| Error::Interrupted)?;
@@ -311,7 +298,7 @@ impl<T: Transport> Client<T> {
     fn final_error(&self, err: Error, signed_again: bool) -> Error {
         match err {
             Error::Aws { action, mut error } if signed_again => {
-                let skew = skew::describe(self.wire.offset);
+                let skew = describe(self.wire.offset.get());
                 error.message = format!("{} (signed again: {skew})", error.message);
                 Error::Aws { action, error }
             }
@@ -320,13 +307,14 @@ impl<T: Transport> Client<T> {
     }
 
     /// Counts an unanswered attempt, and says whether to send again at
-    /// once: once after a clock skew answer (`once[0]`), once after the
+    /// once: once after the clock skew was corrected (`once[0]`), once after the
     /// call's own expired-credentials answer (`once[1]`). The caller first
     /// looks for an event with a zero sleep: no new request after a signal.
     fn again_at_once(
         &mut self,
         action: &str,
         err: &Error,
+        skewed: bool,
         once: &mut [bool; 2],
         deadline: Instant,
         clock: &dyn Clock,
@@ -341,10 +329,8 @@ impl<T: Transport> Client<T> {
         }
         let (code, id) = (err.aws_code(), err.request_id());
         let in_time = clock.now() < deadline;
-        let date = self.wire.last_date.get();
-        if let Some(offset) = skew::correction(err, date, clock.wall(), self.wire.offset) {
-            self.wire.offset = offset;
-            let skew = skew::describe(offset);
+        if skewed {
+            let skew = describe(self.wire.offset.get());
             if !once[0] && in_time {
                 warn!(action = action, error_code = code, request_id = id;
                     "{err}; {skew}: signing again with AWS's time, and from now on");
@@ -405,181 +391,6 @@ impl<T: Transport> Client<T> {
             return left.mul_f64(0.2 + 0.5 * random.clamp(0.0, 1.0));
         }
         paced
-    }
-}
-
-/// The transport and what signing needs, apart from the caches so a fetch
-/// can run while one is borrowed.
-struct Wire<T> {
-    transport: T,
-    settings: Settings,
-    /// AWS's clock minus ours, learnt from a clock skew answer.
-    offset: Offset,
-    /// The `Date` of the last answer, for skew correction.
-    last_date: Cell<Option<SystemTime>>,
-}
-
-impl<T: Transport> Wire<T> {
-    fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
-        shift(clock.wall(), self.offset)
-    }
-
-    /// Sends `query` once, signed with `creds` unless it is unsigned,
-    /// ending by `until`; counts the request in the metrics.
-    fn send(
-        &self,
-        (name, service, form): Query,
-        creds: Option<&Credentials>,
-        until: Instant,
-        clock: &dyn Clock,
-        parse: Parse,
-    ) -> Result<Option<String>, Error> {
-        let s = &self.settings;
-        let (url, region, signing) = match service {
-            Service::Elbv2 => (&s.elbv2_url, s.region.as_str(), "elasticloadbalancing"),
-            Service::Sts => (&s.sts_url, sts_signing_region(&s.sts_url, &s.region), "sts"),
-        };
-        let mut req = request(url, form);
-        if let Some(creds) = creds {
-            sign(&mut req, creds, region, signing, self.aws_time(clock))?;
-        }
-        let started = clock.now();
-        let result = Bounded(self, until, clock).send(name, &req).and_then(|r| {
-            let (result, request_id) = read_answer(name, r.status, &r.body)?;
-            parse(&result).map_err(|detail| Error::Response {
-                action: name.to_owned(),
-                status: r.status,
-                detail,
-            })?;
-            Ok(request_id)
-        });
-        let took = clock.now().saturating_duration_since(started);
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(Error::Aws { error, .. }) => error.code.as_str(),
-            Err(Error::Transport { .. }) => "transport_error",
-            Err(Error::Response { .. }) => "invalid_response",
-            Err(_) => return result,
-        };
-        debug!("{name} -> {outcome} in {} ms", took.as_millis());
-        let m = metrics::global();
-        if is_throttling_code(outcome) || outcome == "HttpStatus429" {
-            m.aws_throttled(name);
-        }
-        m.aws_request(name, outcome, took);
-        result
-    }
-
-    /// Sends an STS credentials `action` once (unsigned without `creds`).
-    fn fetch<A: Action<Output = Credentials>>(
-        &self,
-        action: &A,
-        creds: Option<&Credentials>,
-        until: Instant,
-        clock: &dyn Clock,
-    ) -> Result<Credentials, Error> {
-        let (form, mut value) = (action.form(), None);
-        let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
-        self.send((A::NAME, A::SERVICE, &form), creds, until, clock, parse)?;
-        parsed(A::NAME, value)
-    }
-
-    /// The source's credentials, fetched once by `until`.
-    fn fetch_source(
-        &self,
-        layer: Layer,
-        until: Instant,
-        clock: &dyn Clock,
-    ) -> Result<Credentials, Error> {
-        let mut codes: &[&str] = &[];
-        let fetched = match &self.settings.source {
-            Source::Static(c) => Ok(c.clone()),
-            Source::WebIdentity {
-                role_arn,
-                token_file,
-                session_name,
-            } => {
-                codes = AssumeRoleWithWebIdentity::RETRY_CODES;
-                providers::read_token(token_file, "web identity token file").and_then(|token| {
-                    let action = AssumeRoleWithWebIdentity {
-                        role_arn,
-                        session_name,
-                        token: &token,
-                    };
-                    self.fetch(&action, None, until, clock)
-                })
-            }
-            other => providers::fetch(other, &Bounded(self, until, clock)),
-        };
-        fetched.map_err(|e| fetch_error(layer, e, codes))
-    }
-
-    /// The role's credentials, assumed with `base` (refreshed when due;
-    /// with `background`, ahead of need).
-    fn assume_role(
-        &self,
-        base: &mut Cache,
-        role: &Role,
-        background: bool,
-        until: Instant,
-        clock: &dyn Clock,
-    ) -> Result<Credentials, Error> {
-        let now = self.aws_time(clock);
-        let source = self.settings.source.name();
-        let fetch = || self.fetch_source(Layer::Base(source), until, clock);
-        if background && base.refresh_due().is_some_and(|due| due <= now) {
-            if let Err(e) = base.store(source, fetch()) {
-                if !base.usable(now) {
-                    return Err(e);
-                }
-                warn!("{e}; the cached ones stay in use until they expire");
-            }
-        }
-        let action = AssumeRole {
-            role_arn: &role.arn,
-            session_name: &role.session_name,
-            external_id: role.external_id.as_ref().map(Secret::expose),
-            duration_seconds: ROLE_DURATION.as_secs(),
-        };
-        // An ExpiredToken here means the base credentials died early: the
-        // client forgets them and tries again, after looking for an event.
-        let base = base.get(now, source, fetch)?;
-        self.fetch(&action, Some(&base), until, clock)
-            .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
-    }
-}
-
-/// Retried when generally retryable or one of the fetching action's `codes`.
-fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
-    let retry = error.is_retryable() || error.aws_code().is_some_and(|c| codes.contains(&c));
-    Error::Fetch {
-        layer,
-        error: Box::new(error),
-        retry,
-    }
-}
-
-/// A transport whose requests end by an instant, keeping each answer's `Date`.
-struct Bounded<'a, T>(&'a Wire<T>, Instant, &'a dyn Clock);
-
-impl<T: Transport> Transport for Bounded<'_, T> {
-    fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        let Bounded(wire, until, clock) = self;
-        let left = until.saturating_duration_since(clock.now());
-        if left.is_zero() {
-            return Err(Error::Transport {
-                action: action.to_owned(),
-                url: req.url.clone(),
-                kind: TransportKind::Timeout,
-                detail: "not sent: the step's deadline has passed".into(),
-            });
-        }
-        let mut req = req.clone();
-        req.timeout = req.timeout.min(left);
-        let resp = wire.transport.send(action, &req)?;
-        let date = resp.date.as_deref().and_then(skew::parse_http_date);
-        wire.last_date.set(date);
-        Ok(resp)
     }
 }
 

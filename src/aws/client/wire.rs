@@ -1,0 +1,306 @@
+//! One signed request, the credentials fetches, and the clock skew
+//! correction (docs/aws.md, "Clock skew"): a refusal whose `Date` header is
+//! minutes from the time we signed with gives the offset to AWS's clock.
+
+use super::{Credentials, Error, Settings};
+use crate::aws::credentials::{providers, Cache, Role, Secret, Source};
+use crate::aws::endpoint::sts_signing_region;
+use crate::aws::error::{is_throttling_code, AwsError, Layer, TransportKind};
+use crate::aws::http::{HttpRequest, HttpResponse, Transport};
+use crate::aws::query::{parsed, read_answer, request, Action, Params, Parse, Service};
+use crate::aws::sign::sign;
+use crate::aws::sts::{AssumeRole, AssumeRoleWithWebIdentity};
+use crate::clock::Clock;
+use crate::metrics;
+use log::{debug, warn};
+use std::cell::Cell;
+use std::time::{Duration, Instant, SystemTime};
+
+/// An action's name, service and form: its request, type erased.
+pub(super) type Query<'a> = (&'static str, Service, &'a Params);
+
+// STS's default, and the most AWS allows for role chaining.
+const ROLE_DURATION: Duration = Duration::from_secs(3600);
+// The SDK for Java's; AWS allows 5 minutes at least.
+const SKEW_THRESHOLD_MS: u64 = 4 * 60 * 1000;
+
+/// The transport and what signing needs, apart from the client's caches so
+/// a fetch can run while one is borrowed.
+pub(super) struct Wire<T> {
+    pub(super) transport: T,
+    pub(super) settings: Settings,
+    /// AWS's clock minus ours in ms, learnt from a refusal's `Date`.
+    pub(super) offset: Cell<i64>,
+}
+
+impl<T: Transport> Wire<T> {
+    pub(super) fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
+        shift(clock.wall(), self.offset.get())
+    }
+
+    /// Sends `query` once, signed with `creds` unless it is unsigned,
+    /// ending by `until`; counts the request in the metrics.
+    pub(super) fn send(
+        &self,
+        (name, service, form): Query,
+        creds: Option<&Credentials>,
+        until: Instant,
+        clock: &dyn Clock,
+        parse: Parse,
+    ) -> Result<Option<String>, Error> {
+        let s = &self.settings;
+        let (url, region, signing) = match service {
+            Service::Elbv2 => (&s.elbv2_url, s.region.as_str(), "elasticloadbalancing"),
+            Service::Sts => (&s.sts_url, sts_signing_region(&s.sts_url, &s.region), "sts"),
+        };
+        let mut req = request(url, form);
+        if let Some(creds) = creds {
+            sign(&mut req, creds, region, signing, self.aws_time(clock))?;
+        }
+        let started = clock.now();
+        let result = Bounded(&self.transport, until, clock)
+            .send(name, &req)
+            .and_then(|r| {
+                let answer = read_answer(name, r.status, &r.body, parse);
+                if let Err(Error::Aws { error, .. }) = &answer {
+                    let date = r.date.as_deref();
+                    let fix = correction(error, date, clock.wall(), self.offset.get());
+                    self.offset.set(fix.unwrap_or(self.offset.get()));
+                }
+                answer
+            });
+        let took = clock.now().saturating_duration_since(started);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Error::Aws { error, .. }) => error.code.as_str(),
+            Err(Error::Transport { .. }) => "transport_error",
+            Err(Error::Response { .. }) => "invalid_response",
+            Err(_) => return result,
+        };
+        debug!("{name} -> {outcome} in {} ms", took.as_millis());
+        let m = metrics::global();
+        if is_throttling_code(outcome) || outcome == "HttpStatus429" {
+            m.aws_throttled(name);
+        }
+        m.aws_request(name, outcome, took);
+        result
+    }
+
+    /// Sends an STS credentials `action` once (unsigned without `creds`).
+    fn fetch<A: Action<Output = Credentials>>(
+        &self,
+        action: &A,
+        creds: Option<&Credentials>,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<Credentials, Error> {
+        let (form, mut value) = (action.form(), None);
+        let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
+        self.send((A::NAME, A::SERVICE, &form), creds, until, clock, parse)?;
+        parsed(A::NAME, value)
+    }
+
+    /// The source's credentials, fetched once by `until`.
+    pub(super) fn fetch_source(
+        &self,
+        layer: Layer,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<Credentials, Error> {
+        let mut codes: &[&str] = &[];
+        let fetched = match &self.settings.source {
+            Source::Static(c) => Ok(c.clone()),
+            Source::WebIdentity {
+                role_arn,
+                token_file,
+                session_name,
+            } => {
+                codes = AssumeRoleWithWebIdentity::RETRY_CODES;
+                providers::read_token(token_file, "web identity token file").and_then(|token| {
+                    let action = AssumeRoleWithWebIdentity {
+                        role_arn,
+                        session_name,
+                        token: &token,
+                    };
+                    self.fetch(&action, None, until, clock)
+                })
+            }
+            other => providers::fetch(other, &Bounded(&self.transport, until, clock)),
+        };
+        fetched.map_err(|e| fetch_error(layer, e, codes))
+    }
+
+    /// The role's credentials, assumed with `base` (refreshed when due;
+    /// with `background`, ahead of need).
+    pub(super) fn assume_role(
+        &self,
+        base: &mut Cache,
+        role: &Role,
+        background: bool,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<Credentials, Error> {
+        let now = self.aws_time(clock);
+        let source = self.settings.source.name();
+        let fetch = || self.fetch_source(Layer::Base(source), until, clock);
+        if background && base.refresh_due().is_some_and(|due| due <= now) {
+            if let Err(e) = base.store(source, fetch()) {
+                if !base.usable(now) {
+                    return Err(e);
+                }
+                warn!("{e}; the cached ones stay in use until they expire");
+            }
+        }
+        let action = AssumeRole {
+            role_arn: &role.arn,
+            session_name: &role.session_name,
+            external_id: role.external_id.as_ref().map(Secret::expose),
+            duration_seconds: ROLE_DURATION.as_secs(),
+        };
+        // An ExpiredToken here means the base credentials died early: the
+        // client forgets them and tries again, after looking for an event.
+        let base = base.get(now, source, fetch)?;
+        self.fetch(&action, Some(&base), until, clock)
+            .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
+    }
+}
+
+/// Retried when generally retryable or one of the fetching action's `codes`.
+fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
+    let retry = error.is_retryable() || error.aws_code().is_some_and(|c| codes.contains(&c));
+    Error::Fetch {
+        layer,
+        error: Box::new(error),
+        retry,
+    }
+}
+
+/// A transport whose requests end by an instant.
+struct Bounded<'a, T>(&'a T, Instant, &'a dyn Clock);
+
+impl<T: Transport> Transport for Bounded<'_, T> {
+    fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        let Bounded(transport, until, clock) = self;
+        let left = until.saturating_duration_since(clock.now());
+        if left.is_zero() {
+            return Err(Error::Transport {
+                action: action.to_owned(),
+                url: req.url.clone(),
+                kind: TransportKind::Timeout,
+                detail: "not sent: the step's deadline has passed".into(),
+            });
+        }
+        let mut req = req.clone();
+        req.timeout = req.timeout.min(left);
+        transport.send(action, &req)
+    }
+}
+
+/// `t` moved by `offset` ms (unchanged on overflow).
+pub(super) fn shift(t: SystemTime, offset: i64) -> SystemTime {
+    let by = Duration::from_millis(offset.unsigned_abs());
+    let moved = match offset >= 0 {
+        true => t.checked_add(by),
+        false => t.checked_sub(by),
+    };
+    moved.unwrap_or(t)
+}
+
+/// The offset to sign with from now on, when `error` refuses our signature
+/// and the answer's `date` is far from the time we signed with; `None`
+/// otherwise, so a wrong secret key stays final.
+fn correction(error: &AwsError, date: Option<&str>, now: SystemTime, current: i64) -> Option<i64> {
+    const CODES: &str = "RequestTimeTooSkewed RequestExpired RequestInTheFuture \
+        InvalidSignatureException SignatureDoesNotMatch AuthFailure";
+    let refused = matches!(error.status, 401 | 403) || CODES.split(' ').any(|c| c == error.code);
+    // The header is truncated to the second: AWS's time is its middle.
+    let aws = parse_http_date(date?)?.checked_add(Duration::from_millis(500))?;
+    let offset = match aws.duration_since(now) {
+        Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+        Err(behind) => i64::try_from(behind.duration().as_millis()).map_or(i64::MIN, |m| -m),
+    };
+    (refused && offset.abs_diff(current) >= SKEW_THRESHOLD_MS).then_some(offset)
+}
+
+/// `AWS's clock is 900 s ahead of the local one` (or `behind`).
+pub(super) fn describe(offset: i64) -> String {
+    let secs = offset.unsigned_abs().saturating_add(500) / 1000;
+    let dir = if offset >= 0 { "ahead of" } else { "behind" };
+    format!("AWS's clock is {secs} s {dir} the local one")
+}
+
+/// Parses an IMF-fixdate (`Tue, 14 Nov 2023 22:13:20 GMT`), as AWS sends.
+fn parse_http_date(s: &str) -> Option<SystemTime> {
+    const MONTHS: &str = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec";
+    let fields: Vec<&str> = s.split_ascii_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = fields[..] else {
+        return None;
+    };
+    let month = MONTHS.split(' ').position(|m| m == month)? + 1;
+    // humantime checks the rest (digits, ranges, leap years).
+    humantime::parse_rfc3339(&format!("{year}-{month:02}-{day}T{time}Z")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn parses_the_date_aws_sends_only() {
+        assert_eq!(
+            parse_http_date("Tue, 14 Nov 2023 22:13:20 GMT"),
+            Some(at(1_700_000_000))
+        );
+        for bad in [
+            "",
+            "Tue, 14 Nov 2023 22:13:20 UTC",
+            "Tue, 4 Nov 2023 22:13:20 GMT",
+            "Tue, 31 Nov 2023 22:13:20 GMT",
+            "Tue, 14 nov 2023 22:13:20 GMT",
+            "Tue, 14 Nov 2023 22:13 GMT",
+            "Tuesday, 14-Nov-23 22:13:20 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    fn aws(status: u16, code: &str) -> AwsError {
+        AwsError {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn corrects_only_refusals_with_a_far_date() {
+        let now = at(1_700_000_000);
+        let ahead = Some("Tue, 14 Nov 2023 22:30:00 GMT");
+        let refused = aws(400, "SignatureDoesNotMatch");
+        assert_eq!(correction(&refused, ahead, now, 0), Some(1_000_500));
+        assert_eq!(correction(&aws(403, "X"), ahead, now, 0), Some(1_000_500));
+        let behind = Some("Tue, 14 Nov 2023 21:56:40 GMT");
+        assert_eq!(correction(&refused, behind, now, 0), Some(-999_500));
+        // Another error, no Date, a Date close to the time we signed with.
+        assert_eq!(correction(&aws(400, "Throttling"), ahead, now, 0), None);
+        assert_eq!(correction(&refused, None, now, 0), None);
+        let close = Some("Tue, 14 Nov 2023 22:16:40 GMT");
+        assert_eq!(correction(&refused, close, now, 0), None);
+        assert_eq!(correction(&refused, ahead, now, 1_000_000), None);
+        assert_eq!(
+            describe(1_799_600),
+            "AWS's clock is 1800 s ahead of the local one"
+        );
+        assert_eq!(
+            describe(-900_000),
+            "AWS's clock is 900 s behind the local one"
+        );
+        assert_eq!(shift(now, -1000), at(1_699_999_999));
+    }
+}
