@@ -10,7 +10,7 @@ use super::endpoint;
 use super::error::{Error, Layer, TransportKind};
 use super::http::Transport;
 pub use super::query::WithId;
-use super::query::{parsed, Action, Parse, CALL_TIMEOUT};
+use super::query::{parsed, Action, CALL_TIMEOUT};
 use super::retry::{backoff, Adaptive, Bucket};
 use crate::clock::Clock;
 use crate::env::Env;
@@ -95,7 +95,7 @@ impl Settings {
 
 /// What one attempt of [`Client::retrying`] runs.
 type Attempt<'a, T> =
-    &'a mut dyn FnMut(&mut Client<T>, &mut dyn Clock, Instant) -> Result<Option<String>, Error>;
+    &'a mut dyn FnMut(&mut Client<T>, &mut dyn Clock, Instant) -> Result<(), Error>;
 
 /// The AWS client: sends signed Query API calls over a [`Transport`].
 pub struct Client<T: Transport> {
@@ -165,7 +165,7 @@ impl<T: Transport> Client<T> {
         let what = (what, Bucket::Other, &[][..]);
         let result = self.retrying(what, budget, clock, &mut |c, clock, until| {
             if !refresh {
-                return c.signing_credentials(clock, until).map(|_| None);
+                return c.signing_credentials(clock, until).map(|_| ());
             }
             let w = &c.wire;
             let fetched = match &w.settings.role {
@@ -174,14 +174,14 @@ impl<T: Transport> Client<T> {
             };
             c.cache
                 .store(&w.settings.cache_label(), fetched)
-                .map(|_| None)
+                .map(|_| ())
         });
         if let Err(e) = &result {
             if refresh && self.cache.usable(self.wire.aws_time(clock)) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
             }
         }
-        result.map(|_| ())
+        result
     }
 
     /// Sends `action`, signed, retrying within `budget`: a thin generic
@@ -192,21 +192,13 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let (form, mut value) = (action.form(), None);
-        let what = (A::NAME, A::BUCKET, A::RETRY_CODES);
-        let request_id = self.retrying(what, budget, clock, &mut |c, clock, until| {
+        let (what, mut out) = ((A::NAME, A::BUCKET, A::RETRY_CODES), None);
+        self.retrying(what, budget, clock, &mut |c, clock, until| {
             let creds = c.signing_credentials(clock, until)?;
-            let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
-            c.wire.send(
-                (A::NAME, A::SERVICE, &form),
-                Some(&creds),
-                until,
-                clock,
-                parse,
-            )
+            out = Some(c.wire.query(action, Some(&creds), until, clock)?);
+            Ok(())
         })?;
-        let value = parsed(A::NAME, value)?;
-        Ok(WithId { value, request_id })
+        parsed(A::NAME, out)
     }
 
     /// Valid signing credentials, fetched by `until` when missing or due.
@@ -243,7 +235,7 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
         op: Attempt<T>,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<(), Error> {
         let (mut attempts, mut once) = (0u32, [false; 2]);
         self.unanswered = 0;
         loop {

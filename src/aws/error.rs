@@ -223,7 +223,7 @@ impl Error {
     }
 
     pub(crate) fn is_throttling(&self) -> bool {
-        self.own_code().is_some_and(is_throttling_code)
+        self.code().is_some_and(is_throttling_code)
     }
 
     // Not `RequestExpired`: that is clock skew.
@@ -237,7 +237,7 @@ impl Error {
     /// AWS's own answer says the target is not in the group: as good as
     /// deregistered.
     pub(crate) fn is_target_absent(&self) -> bool {
-        self.is_invalid_target() || self.is_group_not_found()
+        matches!(self.code(), Some("InvalidTarget" | "TargetGroupNotFound"))
     }
 
     /// AWS refused for good (a deadline is not a refusal).
@@ -249,31 +249,13 @@ impl Error {
         }
     }
 
-    // Never a code looked up through a deadline or a credentials fetch.
-    fn own_code(&self) -> Option<&str> {
+    /// The code of AWS's answer to the call itself: never one looked up
+    /// through a deadline or a credentials fetch.
+    pub(crate) fn code(&self) -> Option<&str> {
         match self {
             Error::Aws { error, .. } => Some(error.code.as_str()),
             _ => None,
         }
-    }
-
-    pub(crate) fn is_invalid_target(&self) -> bool {
-        self.own_code() == Some("InvalidTarget")
-    }
-
-    pub(crate) fn is_group_not_found(&self) -> bool {
-        self.own_code() == Some("TargetGroupNotFound")
-    }
-
-    pub(crate) fn is_validation(&self) -> bool {
-        self.own_code() == Some("ValidationError")
-    }
-
-    pub(crate) fn is_access_denied(&self) -> bool {
-        matches!(
-            self.own_code(),
-            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")
-        )
     }
 }
 
@@ -362,10 +344,6 @@ mod tests {
             assert!(aws(400, code).is_target_absent() && aws(400, code).is_refusal());
         }
         assert!(
-            aws(403, "AccessDenied").is_access_denied()
-                && aws(400, "ValidationError").is_validation()
-        );
-        assert!(
             !aws(403, "AccessDenied").is_target_absent() && !aws(400, "Throttling").is_refusal()
         );
         for code in [
@@ -403,7 +381,7 @@ mod tests {
             retry,
         };
         let role = fetch(Layer::Role("arn:r".into()), false);
-        assert!(!role.is_retryable() && role.is_refusal() && !role.is_access_denied());
+        assert!(!role.is_retryable() && role.is_refusal() && role.code().is_none());
         assert_eq!(
             role.to_string(),
             "assuming role arn:r: RegisterTargets failed: AccessDenied (HTTP 403)"

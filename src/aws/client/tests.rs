@@ -1024,7 +1024,7 @@ fn a_web_identity_refusal_keeps_its_message_and_request_id() {
     );
     assert_eq!(crate::logging::request_id_of(&e), Some("req-1"));
     assert!(
-        e.is_refusal() && !e.is_access_denied(),
+        e.is_refusal() && e.code().is_none(),
         "not the call's own answer"
     );
 }

@@ -7,7 +7,7 @@ use crate::aws::credentials::{providers, Cache, Role, Secret, Source};
 use crate::aws::endpoint::sts_signing_region;
 use crate::aws::error::{is_throttling_code, AwsError, Layer, TransportKind};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
-use crate::aws::query::{parsed, read_answer, request, Action, Params, Parse, Service};
+use crate::aws::query::{parsed, read_answer, request, Action, Params, Parse, Service, WithId};
 use crate::aws::sign::sign;
 use crate::aws::sts::{AssumeRole, AssumeRoleWithWebIdentity};
 use crate::clock::Clock;
@@ -17,7 +17,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
 /// An action's name, service and form: its request, type erased.
-pub(super) type Query<'a> = (&'static str, Service, &'a Params);
+type Query<'a> = (&'static str, Service, &'a Params);
 
 // STS's default, and the most AWS allows for role chaining.
 const ROLE_DURATION: Duration = Duration::from_secs(3600);
@@ -40,7 +40,7 @@ impl<T: Transport> Wire<T> {
 
     /// Sends `query` once, signed with `creds` unless it is unsigned,
     /// ending by `until`; counts the request in the metrics.
-    pub(super) fn send(
+    fn send(
         &self,
         (name, service, form): Query,
         creds: Option<&Credentials>,
@@ -86,18 +86,19 @@ impl<T: Transport> Wire<T> {
         result
     }
 
-    /// Sends an STS credentials `action` once (unsigned without `creds`).
-    fn fetch<A: Action<Output = Credentials>>(
+    /// Sends `action` once (unsigned without `creds`) and parses the answer.
+    pub(super) fn query<A: Action>(
         &self,
         action: &A,
         creds: Option<&Credentials>,
         until: Instant,
         clock: &dyn Clock,
-    ) -> Result<Credentials, Error> {
+    ) -> Result<WithId<A::Output>, Error> {
         let (form, mut value) = (action.form(), None);
         let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
-        self.send((A::NAME, A::SERVICE, &form), creds, until, clock, parse)?;
-        parsed(A::NAME, value)
+        let request_id = self.send((A::NAME, A::SERVICE, &form), creds, until, clock, parse)?;
+        let value = parsed(A::NAME, value)?;
+        Ok(WithId { value, request_id })
     }
 
     /// The source's credentials, fetched once by `until`.
@@ -122,7 +123,7 @@ impl<T: Transport> Wire<T> {
                         session_name,
                         token: &token,
                     };
-                    self.fetch(&action, None, until, clock)
+                    self.query(&action, None, until, clock).map(|r| r.value)
                 })
             }
             other => providers::fetch(other, &Bounded(&self.transport, until, clock)),
@@ -160,7 +161,8 @@ impl<T: Transport> Wire<T> {
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
         let base = base.get(now, source, fetch)?;
-        self.fetch(&action, Some(&base), until, clock)
+        self.query(&action, Some(&base), until, clock)
+            .map(|r| r.value)
             .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
     }
 }
