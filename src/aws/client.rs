@@ -11,7 +11,7 @@ use super::error::{Error, Layer, TransportKind};
 use super::http::Transport;
 pub use super::query::WithId;
 use super::query::{parsed, Action, CALL_TIMEOUT};
-use super::retry::{backoff, Adaptive, Bucket};
+use super::retry::{backoff, unit, Adaptive, Bucket};
 use crate::clock::Clock;
 use crate::env::Env;
 use crate::metrics;
@@ -312,12 +312,9 @@ impl<T: Transport> Client<T> {
         clock: &dyn Clock,
     ) -> bool {
         // Fetch errors are wrapped: an unwrapped error is the call's own.
-        if let Error::Transport {
-            kind: TransportKind::Timeout | TransportKind::Io,
-            ..
-        } = err
-        {
-            self.unanswered += 1;
+        if let Error::Transport { kind, .. } = err {
+            self.unanswered +=
+                u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
         }
         let (code, id) = (err.aws_code(), err.request_id());
         let in_time = clock.now() < deadline;
@@ -333,21 +330,12 @@ impl<T: Transport> Client<T> {
         }
         let own = matches!(err, Error::Aws { .. });
         // AssumeRole's ExpiredToken: the base credentials died early.
-        let base = matches!(
-            err,
-            Error::Fetch {
-                layer: Layer::Role(_),
-                ..
-            }
-        ) && !matches!(self.wire.settings.source, Source::Static(_));
+        let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
+        let base = role && !matches!(self.wire.settings.source, Source::Static(_));
         if (own || base) && err.is_expired_credentials() && !once[1] && in_time {
-            let which = if own {
-                "credentials"
-            } else {
-                "base credentials"
-            };
+            let which = if base { "base " } else { "" };
             warn!(action = action, error_code = code, request_id = id;
-                "{action}: {which} expired, fetching new ones");
+                "{action}: {which}credentials expired, fetching new ones");
             self.cache.forget();
             if base {
                 self.base.forget();
@@ -380,7 +368,7 @@ impl<T: Transport> Client<T> {
         };
         let left = deadline.saturating_duration_since(now);
         if paced > left / 2 && left >= Duration::from_secs(1) {
-            return left.mul_f64(0.2 + 0.5 * random.clamp(0.0, 1.0));
+            return left.mul_f64(0.2 + 0.5 * unit(random));
         }
         paced
     }

@@ -286,10 +286,10 @@ pub fn snippet(body: &[u8]) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(120)
         .collect();
-    let trimmed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    Some(trimmed)
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| "empty body".into())
+    match text.split_whitespace().collect::<Vec<_>>().join(" ") {
+        t if t.is_empty() => "empty body".into(),
+        t => t,
+    }
 }
 
 #[cfg(test)]
