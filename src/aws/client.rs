@@ -269,7 +269,7 @@ impl<T: Transport> Client<T> {
             }
             let delay = self.retry_delay(&err, bucket, attempts, budget.deadline, clock);
             if clock.now() + delay >= budget.deadline {
-                let (action, last) = (action.to_owned(), Some(Box::new(err)));
+                let (action, last) = (action.to_owned(), Box::new(err));
                 return Err(Error::Deadline {
                     action,
                     attempts,

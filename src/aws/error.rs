@@ -99,7 +99,7 @@ pub enum Error {
         /// Attempts made.
         attempts: u32,
         /// The last failure.
-        last: Option<Box<Error>>,
+        last: Box<Error>,
     },
     /// Fetching credentials failed on the way to a call.
     Fetch {
@@ -144,13 +144,10 @@ impl fmt::Display for Error {
                 action,
                 attempts,
                 last,
-            } => {
-                let what = format!("{action}: gave up after {attempts} attempt(s) at the deadline");
-                match last {
-                    Some(l) => write!(f, "{what}; last error: {l}"),
-                    None => f.write_str(&what),
-                }
-            }
+            } => write!(
+                f,
+                "{action}: gave up after {attempts} attempt(s) at the deadline; last error: {last}"
+            ),
             Error::Fetch { layer, error, .. } => {
                 match layer {
                     Layer::Source => return error.fmt(f),
@@ -187,7 +184,7 @@ impl Error {
     fn answer(&self) -> Option<&AwsError> {
         match self {
             Error::Aws { error, .. } => Some(error),
-            Error::Deadline { last: Some(e), .. } | Error::Fetch { error: e, .. } => e.answer(),
+            Error::Deadline { last: e, .. } | Error::Fetch { error: e, .. } => e.answer(),
             _ => None,
         }
     }
@@ -371,7 +368,7 @@ mod tests {
         let late = Error::Deadline {
             action: "x".into(),
             attempts: 1,
-            last: Some(Box::new(aws(400, "Throttling"))),
+            last: Box::new(aws(400, "Throttling")),
         };
         assert!(!late.is_refusal() && late.aws_code() == Some("Throttling"));
         // A fetch says itself whether it is retried, and names its layer.
