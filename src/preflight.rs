@@ -109,7 +109,7 @@ pub fn gather<T: Transport>(
     client: &mut Client<T>,
     clock: &mut dyn Clock,
 ) -> Findings {
-    let credentials = client.ensure_credentials(budget(clock), clock);
+    let credentials = client.fetch_credentials(false, budget(clock), clock);
     let has = credentials.is_ok();
     Findings {
         region: client.settings().region.clone(),
@@ -140,7 +140,7 @@ fn gather_group<T: Transport>(
             availability_zone: cfg.availability_zone.clone(),
         },
         described: match described {
-            Err(e) if e.is_group_not_found() => Ok(None),
+            Err(e) if e.code() == Some("TargetGroupNotFound") => Ok(None),
             d => d.map(|groups| groups.into_iter().next()),
         },
         attributes: None,
@@ -159,7 +159,7 @@ fn gather_group<T: Transport>(
         Ok(all) => Ok(find_health(&all, &g.target)
             .filter(|h| !h.is_gone())
             .map(ToString::to_string)),
-        Err(e) if e.is_invalid_target() => Ok(None),
+        Err(e) if e.code() == Some("InvalidTarget") => Ok(None),
         Err(e) => Err(e),
     };
     // Deregistering an absent target proves the permission and changes nothing.
@@ -264,7 +264,7 @@ fn credentials(f: &Findings) -> Verdict {
 }
 
 fn why(e: &Error, action: &str) -> String {
-    match e.is_access_denied() {
+    match e.code() == Some("AccessDenied") {
         true => format!("the identity may not call {action}: {e}"),
         false => format!("{action} failed: {e}"),
     }
@@ -414,8 +414,8 @@ fn probe(_: &Config, g: &GroupFindings) -> Verdict {
     let answered = "may deregister (DeregisterTargets of the unregistered target answered";
     match g.deregister.as_ref()? {
         Ok(()) => ok(format!("{answered} success)")),
-        Err(e) if e.is_invalid_target() => ok(format!("{answered} InvalidTarget, not AccessDenied)")),
-        Err(e) if e.is_access_denied() => fail(format!("may not deregister: the target would stay in the load balancer after the pod is gone: {e}")),
+        Err(e) if e.code() == Some("InvalidTarget") => ok(format!("{answered} InvalidTarget, not AccessDenied)")),
+        Err(e) if e.code() == Some("AccessDenied") => fail(format!("may not deregister: the target would stay in the load balancer after the pod is gone: {e}")),
         Err(e) => fail(format!("DeregisterTargets failed: {e}")),
     }
 }

@@ -1,32 +1,27 @@
 //! The AWS client: every call and credentials fetch signs at AWS's time,
 //! sends with a timeout cut to the attempt, and is retried with jittered
-//! backoff until the caller's deadline (docs/aws.md, "Retries").
+//! backoff until the caller's deadline (docs/aws.md, "Retries"). Only
+//! `Client::call` is generic, a thin wrapper over one send path.
 
 mod wire;
 
-use super::credentials::{Cache, Credentials, Source};
+use super::credentials::{select_source, Cache, Credentials, Role, Source};
+use super::endpoint;
 use super::error::{Error, Layer, TransportKind};
 use super::http::Transport;
 pub use super::query::WithId;
-use super::query::{Action, CALL_TIMEOUT};
-use super::retry::{backoff, Adaptive, Bucket};
-use super::skew::{self, shift};
+use super::query::{parsed, Action, CALL_TIMEOUT};
+use super::retry::{backoff, unit, Adaptive, Bucket};
 use crate::clock::Clock;
+use crate::env::Env;
 use crate::metrics;
 use log::warn;
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
-pub use wire::Settings;
-use wire::Wire;
+use wire::{describe, shift, Wire};
 
 /// Least time an attempt gets, even past the deadline.
 pub(crate) const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn attempt_until(deadline: Instant, started: Instant) -> Instant {
-    deadline
-        .min(started + CALL_TIMEOUT)
-        .max(started + MIN_CALL_TIMEOUT)
-}
 
 /// How long and how often a call may be tried.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +42,61 @@ impl Budget {
     }
 }
 
+/// Resolved region, endpoints and credentials source.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// AWS region.
+    pub region: String,
+    /// ELBv2 endpoint URL.
+    pub elbv2_url: String,
+    /// STS endpoint URL.
+    pub sts_url: String,
+    /// Where credentials come from.
+    pub source: Source,
+    /// The role to assume with them (`-role-arn`).
+    pub role: Option<Role>,
+}
+
+impl Settings {
+    /// Resolves everything from the environment (and the `-region` flag).
+    ///
+    /// # Errors
+    /// [`Error::Config`] or [`Error::Credentials`] naming the bad variable.
+    pub fn from_env(region: Option<&str>, env: &dyn Env, now: SystemTime) -> Result<Self, Error> {
+        let region = endpoint::resolve_region(region, env)?;
+        Ok(Settings {
+            elbv2_url: endpoint::elbv2_endpoint(&region, env)?,
+            sts_url: endpoint::sts_endpoint(&region, env)?,
+            source: select_source(env, now)?,
+            region,
+            role: None,
+        })
+    }
+
+    /// Where the signing credentials come from, for logs.
+    pub fn credentials_label(&self) -> String {
+        match &self.role {
+            None => self.cache_label(),
+            Some(_) => format!(
+                "{}, assumed with {}",
+                self.cache_label(),
+                self.source.name()
+            ),
+        }
+    }
+
+    fn cache_label(&self) -> String {
+        match &self.role {
+            None => self.source.name().to_owned(),
+            Some(role) => format!("role {}", role.arn),
+        }
+    }
+}
+
+/// What one attempt of [`Client::retrying`] runs.
+type Attempt<'a, T> =
+    &'a mut dyn FnMut(&mut Client<T>, &mut dyn Clock, Instant) -> Result<(), Error>;
+
 /// The AWS client: sends signed Query API calls over a [`Transport`].
 pub struct Client<T: Transport> {
     wire: Wire<T>,
@@ -62,16 +112,17 @@ pub struct Client<T: Transport> {
 impl<T: Transport> Client<T> {
     /// A client over `transport` with resolved `settings`.
     pub fn new(transport: T, settings: Settings) -> Self {
+        let wire = Wire {
+            transport,
+            settings,
+            offset: Cell::new(0),
+        };
+        let (cache, base, pacing) = Default::default();
         Client {
-            wire: Wire {
-                transport,
-                settings,
-                offset: 0,
-                last_date: Cell::new(None),
-            },
-            cache: Cache::default(),
-            base: Cache::default(),
-            pacing: Default::default(),
+            wire,
+            cache,
+            base,
+            pacing,
             unanswered: 0,
         }
     }
@@ -95,69 +146,70 @@ impl<T: Transport> Client<T> {
     pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
         let (a, b) = (self.cache.refresh_due(), self.base.refresh_due());
         let due = a.into_iter().chain(b).min()?;
-        Some(shift(due, self.wire.offset.saturating_neg()))
+        Some(shift(due, self.wire.offset.get().saturating_neg()))
     }
 
-    /// Makes sure valid credentials are cached.
-    pub(crate) fn ensure_credentials(
+    /// Makes sure valid credentials are cached; with `refresh`, fetches new
+    /// temporary ones now (the cached ones stay in use if that fails).
+    pub(crate) fn fetch_credentials(
         &mut self,
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<(), Error> {
-        let what = ("credentials", Bucket::Other, &[][..]);
-        self.retrying(what, budget, clock, |c, clock, until| {
-            c.credentials(clock, until).map(|_| ())
-        })
-    }
-
-    /// Fetches new temporary credentials now; the cached ones stay in use
-    /// if it fails.
-    pub(crate) fn refresh_credentials(
-        &mut self,
+        refresh: bool,
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
         let s = &self.wire.settings;
-        if matches!(s.source, Source::Static(_)) && s.role.is_none() {
+        if refresh && matches!(s.source, Source::Static(_)) && s.role.is_none() {
             return Ok(());
         }
-        let what = ("credentials refresh", Bucket::Other, &[][..]);
-        let result = self.retrying(what, budget, clock, |c, clock, until| {
-            let fetched = match &c.wire.settings.role {
-                None => c.wire.fetch_source(Layer::Source, until, clock),
-                Some(role) => c.wire.assume_role(&mut c.base, role, true, until, clock),
+        let what = ["credentials", "credentials refresh"][usize::from(refresh)];
+        let what = (what, Bucket::Other, &[][..]);
+        let result = self.retrying(what, budget, clock, &mut |c, clock, until| {
+            if !refresh {
+                return c.signing_credentials(clock, until).map(|_| ());
+            }
+            let w = &c.wire;
+            let fetched = match &w.settings.role {
+                None => w.fetch_source(Layer::Source, until, clock),
+                Some(role) => w.assume_role(&mut c.base, role, true, until, clock),
             };
-            let label = c.wire.settings.cache_label();
-            c.cache.store(&label, fetched).map(|_| ())
+            c.cache
+                .store(&w.settings.cache_label(), fetched)
+                .map(|_| ())
         });
         if let Err(e) = &result {
-            if self.cache.usable(self.wire.aws_time(clock)) {
+            if refresh && self.cache.usable(self.wire.aws_time(clock)) {
                 warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
             }
         }
         result
     }
 
-    /// Sends `action`, signed, retrying within `budget`.
+    /// Sends `action`, signed, retrying within `budget`: a thin generic
+    /// wrapper over the one non-generic send path.
     pub(crate) fn call<A: Action>(
         &mut self,
         action: &A,
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let what = (A::NAME, A::BUCKET, A::RETRY_CODES);
-        self.retrying(what, budget, clock, |c, clock, until| {
-            let creds = c.credentials(clock, until)?;
-            c.wire.send(action, Some(&creds), until, clock)
-        })
+        let (what, mut out) = ((A::NAME, A::BUCKET, A::RETRY_CODES), None);
+        self.retrying(what, budget, clock, &mut |c, clock, until| {
+            let creds = c.signing_credentials(clock, until)?;
+            out = Some(c.wire.query(action, Some(&creds), until, clock)?);
+            Ok(())
+        })?;
+        parsed(A::NAME, out)
     }
 
     /// Valid signing credentials, fetched by `until` when missing or due.
     /// A refresh while the cached ones still outlive the attempt gets half
     /// the time left: the call keeps the other half.
-    fn credentials(&mut self, clock: &dyn Clock, until: Instant) -> Result<Credentials, Error> {
-        let wall = self.wire.aws_time(clock);
-        let now = clock.now();
+    fn signing_credentials(
+        &mut self,
+        clock: &dyn Clock,
+        until: Instant,
+    ) -> Result<Credentials, Error> {
+        let (wall, now) = (self.wire.aws_time(clock), clock.now());
         let left = until.saturating_duration_since(now);
         let until = if self.cache.usable(wall + left) {
             now + left / 2
@@ -167,29 +219,33 @@ impl<T: Transport> Client<T> {
         let Client {
             wire, cache, base, ..
         } = self;
-        let label = wire.settings.cache_label();
-        cache.get(wall, &label, || match &wire.settings.role {
-            None => wire.fetch_source(Layer::Source, until, clock),
-            Some(role) => wire.assume_role(base, role, false, until, clock),
+        cache.get(wall, &wire.settings.cache_label(), || {
+            match &wire.settings.role {
+                None => wire.fetch_source(Layer::Source, until, clock),
+                Some(role) => wire.assume_role(base, role, false, until, clock),
+            }
         })
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
     /// or an event cuts a backoff sleep short.
-    fn retrying<R>(
+    fn retrying(
         &mut self,
         (action, bucket, retry_codes): (&str, Bucket, &[&str]),
         budget: Budget,
         clock: &mut dyn Clock,
-        mut op: impl FnMut(&mut Self, &mut dyn Clock, Instant) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+        op: Attempt<T>,
+    ) -> Result<(), Error> {
         let (mut attempts, mut once) = (0u32, [false; 2]);
         self.unanswered = 0;
         loop {
             // Even past the deadline: each group gets one DeregisterTargets.
             attempts += 1;
-            let until = attempt_until(budget.deadline, clock.now());
-            self.wire.last_date.set(None);
+            let (started, offset) = (clock.now(), self.wire.offset.get());
+            let until = budget
+                .deadline
+                .min(started + CALL_TIMEOUT)
+                .max(started + MIN_CALL_TIMEOUT);
             let err = match op(self, clock, until) {
                 Ok(r) => {
                     if let Some(a) = self.pacing.get_mut(bucket as usize) {
@@ -199,7 +255,8 @@ impl<T: Transport> Client<T> {
                 }
                 Err(e) => e,
             };
-            if self.again_at_once(action, &err, &mut once, budget.deadline, clock) {
+            let skewed = self.wire.offset.get() != offset;
+            if self.again_at_once(action, &err, skewed, &mut once, budget.deadline, clock) {
                 clock
                     .sleep(Duration::ZERO)
                     .map_err(|_| Error::Interrupted)?;
@@ -208,19 +265,11 @@ impl<T: Transport> Client<T> {
             let retryable = err.is_retryable()
                 || matches!(&err, Error::Aws { error, .. } if retry_codes.contains(&&*error.code));
             if !retryable || attempts >= budget.max_attempts {
-                return Err(match err {
-                    // Refused even with AWS's time: say what was measured.
-                    Error::Aws { action, mut error } if once[0] => {
-                        let skew = skew::describe(self.wire.offset);
-                        error.message = format!("{} (signed again: {skew})", error.message);
-                        Error::Aws { action, error }
-                    }
-                    other => other,
-                });
+                return Err(self.final_error(err, once[0]));
             }
             let delay = self.retry_delay(&err, bucket, attempts, budget.deadline, clock);
             if clock.now() + delay >= budget.deadline {
-                let (action, last) = (action.to_owned(), Some(Box::new(err)));
+                let (action, last) = (action.to_owned(), Box::new(err));
                 return Err(Error::Deadline {
                     action,
                     attempts,
@@ -237,32 +286,40 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    /// A refusal even with AWS's time says what was measured.
+    fn final_error(&self, err: Error, signed_again: bool) -> Error {
+        match err {
+            Error::Aws { action, mut error } if signed_again => {
+                let skew = describe(self.wire.offset.get());
+                error.message = format!("{} (signed again: {skew})", error.message);
+                Error::Aws { action, error }
+            }
+            other => other,
+        }
+    }
+
     /// Counts an unanswered attempt, and says whether to send again at
-    /// once: once after a clock skew answer (`once[0]`), once after the
+    /// once: once after the clock skew was corrected (`once[0]`), once after the
     /// call's own expired-credentials answer (`once[1]`). The caller first
     /// looks for an event with a zero sleep: no new request after a signal.
     fn again_at_once(
         &mut self,
         action: &str,
         err: &Error,
+        skewed: bool,
         once: &mut [bool; 2],
         deadline: Instant,
         clock: &dyn Clock,
     ) -> bool {
         // Fetch errors are wrapped: an unwrapped error is the call's own.
-        if let Error::Transport {
-            kind: TransportKind::Timeout | TransportKind::Io,
-            ..
-        } = err
-        {
-            self.unanswered += 1;
+        if let Error::Transport { kind, .. } = err {
+            self.unanswered +=
+                u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
         }
         let (code, id) = (err.aws_code(), err.request_id());
         let in_time = clock.now() < deadline;
-        let date = self.wire.last_date.get();
-        if let Some(offset) = skew::correction(err, date, clock.wall(), self.wire.offset) {
-            self.wire.offset = offset;
-            let skew = skew::describe(offset);
+        if skewed {
+            let skew = describe(self.wire.offset.get());
             if !once[0] && in_time {
                 warn!(action = action, error_code = code, request_id = id;
                     "{err}; {skew}: signing again with AWS's time, and from now on");
@@ -273,21 +330,12 @@ impl<T: Transport> Client<T> {
         }
         let own = matches!(err, Error::Aws { .. });
         // AssumeRole's ExpiredToken: the base credentials died early.
-        let base = matches!(
-            err,
-            Error::Fetch {
-                layer: Layer::Role(_),
-                ..
-            }
-        ) && !matches!(self.wire.settings.source, Source::Static(_));
+        let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
+        let base = role && !matches!(self.wire.settings.source, Source::Static(_));
         if (own || base) && err.is_expired_credentials() && !once[1] && in_time {
-            let which = if own {
-                "credentials"
-            } else {
-                "base credentials"
-            };
+            let which = if base { "base " } else { "" };
             warn!(action = action, error_code = code, request_id = id;
-                "{action}: {which} expired, fetching new ones");
+                "{action}: {which}credentials expired, fetching new ones");
             self.cache.forget();
             if base {
                 self.base.forget();
@@ -320,7 +368,7 @@ impl<T: Transport> Client<T> {
         };
         let left = deadline.saturating_duration_since(now);
         if paced > left / 2 && left >= Duration::from_secs(1) {
-            return left.mul_f64(0.2 + 0.5 * random.clamp(0.0, 1.0));
+            return left.mul_f64(0.2 + 0.5 * unit(random));
         }
         paced
     }

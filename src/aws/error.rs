@@ -99,7 +99,7 @@ pub enum Error {
         /// Attempts made.
         attempts: u32,
         /// The last failure.
-        last: Option<Box<Error>>,
+        last: Box<Error>,
     },
     /// Fetching credentials failed on the way to a call.
     Fetch {
@@ -144,14 +144,10 @@ impl fmt::Display for Error {
                 action,
                 attempts,
                 last,
-            } => {
-                write!(
-                    f,
-                    "{action}: gave up after {attempts} attempt(s) at the deadline"
-                )?;
-                last.as_ref()
-                    .map_or(Ok(()), |l| write!(f, "; last error: {l}"))
-            }
+            } => write!(
+                f,
+                "{action}: gave up after {attempts} attempt(s) at the deadline; last error: {last}"
+            ),
             Error::Fetch { layer, error, .. } => {
                 match layer {
                     Layer::Source => return error.fmt(f),
@@ -183,24 +179,24 @@ pub(crate) fn is_throttling_code(code: &str) -> bool {
 }
 
 impl Error {
-    /// The AWS error code, looking through a deadline and a credentials fetch.
-    pub fn aws_code(&self) -> Option<&str> {
+    /// AWS's answer behind the error, looking through a deadline and a
+    /// credentials fetch.
+    fn answer(&self) -> Option<&AwsError> {
         match self {
-            Error::Aws { error, .. } => Some(&error.code),
-            Error::Deadline { last: Some(l), .. } => l.aws_code(),
-            Error::Fetch { error, .. } => error.aws_code(),
+            Error::Aws { error, .. } => Some(error),
+            Error::Deadline { last: e, .. } | Error::Fetch { error: e, .. } => e.answer(),
             _ => None,
         }
     }
 
+    /// The AWS error code, looking through a deadline and a credentials fetch.
+    pub fn aws_code(&self) -> Option<&str> {
+        self.answer().map(|e| e.code.as_str())
+    }
+
     /// The request id of the AWS answer behind the error.
     pub fn request_id(&self) -> Option<&str> {
-        match self {
-            Error::Aws { error, .. } => error.request_id.as_deref(),
-            Error::Deadline { last: Some(l), .. } => l.request_id(),
-            Error::Fetch { error, .. } => error.request_id(),
-            _ => None,
-        }
+        self.answer()?.request_id.as_deref()
     }
 
     /// Whether another attempt may succeed (throttling, transient codes,
@@ -224,7 +220,7 @@ impl Error {
     }
 
     pub(crate) fn is_throttling(&self) -> bool {
-        self.own_code().is_some_and(is_throttling_code)
+        self.code().is_some_and(is_throttling_code)
     }
 
     // Not `RequestExpired`: that is clock skew.
@@ -238,7 +234,7 @@ impl Error {
     /// AWS's own answer says the target is not in the group: as good as
     /// deregistered.
     pub(crate) fn is_target_absent(&self) -> bool {
-        self.is_invalid_target() || self.is_group_not_found()
+        matches!(self.code(), Some("InvalidTarget" | "TargetGroupNotFound"))
     }
 
     /// AWS refused for good (a deadline is not a refusal).
@@ -250,31 +246,13 @@ impl Error {
         }
     }
 
-    // Never a code looked up through a deadline or a credentials fetch.
-    fn own_code(&self) -> Option<&str> {
+    /// The code of AWS's answer to the call itself: never one looked up
+    /// through a deadline or a credentials fetch.
+    pub(crate) fn code(&self) -> Option<&str> {
         match self {
             Error::Aws { error, .. } => Some(error.code.as_str()),
             _ => None,
         }
-    }
-
-    pub(crate) fn is_invalid_target(&self) -> bool {
-        self.own_code() == Some("InvalidTarget")
-    }
-
-    pub(crate) fn is_group_not_found(&self) -> bool {
-        self.own_code() == Some("TargetGroupNotFound")
-    }
-
-    pub(crate) fn is_validation(&self) -> bool {
-        self.own_code() == Some("ValidationError")
-    }
-
-    pub(crate) fn is_access_denied(&self) -> bool {
-        matches!(
-            self.own_code(),
-            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")
-        )
     }
 }
 
@@ -305,11 +283,9 @@ pub fn snippet(body: &[u8]) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(120)
         .collect();
-    let trimmed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if trimmed.is_empty() {
-        "empty body".to_owned()
-    } else {
-        trimmed
+    match text.split_whitespace().collect::<Vec<_>>().join(" ") {
+        t if t.is_empty() => "empty body".into(),
+        t => t,
     }
 }
 
@@ -365,10 +341,6 @@ mod tests {
             assert!(aws(400, code).is_target_absent() && aws(400, code).is_refusal());
         }
         assert!(
-            aws(403, "AccessDenied").is_access_denied()
-                && aws(400, "ValidationError").is_validation()
-        );
-        assert!(
             !aws(403, "AccessDenied").is_target_absent() && !aws(400, "Throttling").is_refusal()
         );
         for code in [
@@ -396,7 +368,7 @@ mod tests {
         let late = Error::Deadline {
             action: "x".into(),
             attempts: 1,
-            last: Some(Box::new(aws(400, "Throttling"))),
+            last: Box::new(aws(400, "Throttling")),
         };
         assert!(!late.is_refusal() && late.aws_code() == Some("Throttling"));
         // A fetch says itself whether it is retried, and names its layer.
@@ -406,7 +378,7 @@ mod tests {
             retry,
         };
         let role = fetch(Layer::Role("arn:r".into()), false);
-        assert!(!role.is_retryable() && role.is_refusal() && !role.is_access_denied());
+        assert!(!role.is_retryable() && role.is_refusal() && role.code().is_none());
         assert_eq!(
             role.to_string(),
             "assuming role arn:r: RegisterTargets failed: AccessDenied (HTTP 403)"

@@ -12,7 +12,6 @@ pub mod http;
 pub mod query;
 pub mod retry;
 mod sign;
-mod skew;
 pub mod sts;
 #[cfg(test)]
 mod tests;

@@ -19,24 +19,6 @@ pub enum Service {
     Sts,
 }
 
-impl Service {
-    /// The `Version` parameter of the service's Query API.
-    pub fn version(self) -> &'static str {
-        match self {
-            Service::Elbv2 => "2015-12-01",
-            Service::Sts => "2011-06-15",
-        }
-    }
-
-    /// The SigV4 signing name of the service.
-    pub fn signing_name(self) -> &'static str {
-        match self {
-            Service::Elbv2 => "elasticloadbalancing",
-            Service::Sts => "sts",
-        }
-    }
-}
-
 /// A value parsed from a successful answer, with the answer's request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WithId<T> {
@@ -66,8 +48,6 @@ pub trait Action {
     const NAME: &'static str;
     /// The ELBv2 token bucket the action draws from.
     const BUCKET: Bucket = Bucket::Other;
-    /// Whether it is sent unsigned (AssumeRoleWithWebIdentity: the token is the proof).
-    const UNSIGNED: bool = false;
     /// Error codes retried for this action only, though final elsewhere.
     const RETRY_CODES: &'static [&'static str] = &[];
     /// What a successful answer holds.
@@ -84,7 +64,11 @@ pub trait Action {
 
     /// All form parameters: `Action`, `Version`, then [`Action::params`].
     fn form(&self) -> Params {
-        let mut p = params(&[("Action", Self::NAME), ("Version", Self::SERVICE.version())]);
+        let version = match Self::SERVICE {
+            Service::Elbv2 => "2015-12-01",
+            Service::Sts => "2011-06-15",
+        };
+        let mut p = params(&[("Action", Self::NAME), ("Version", version)]);
         p.extend(self.params());
         p
     }
@@ -92,18 +76,24 @@ pub trait Action {
     /// Parses a whole HTTP answer to this action.
     ///
     /// # Errors
-    /// [`Error::Aws`] for a non-2xx status or an `<ErrorResponse>` (some
-    /// proxies and fakes answer errors with 200); [`Error::Response`] for a
-    /// body that is not this action's response.
+    /// [`Error::Aws`] for an AWS error; [`Error::Response`] for a body that
+    /// is not this action's response.
     fn parse_response(status: u16, body: &[u8]) -> Result<WithId<Self::Output>, Error> {
-        let (result, request_id) = read_answer(Self::NAME, status, body)?;
-        let value = Self::parse(&result).map_err(|detail| Error::Response {
-            action: Self::NAME.to_owned(),
-            status,
-            detail,
-        })?;
+        let mut value = None;
+        let parse: Parse = &mut |r| Self::parse(r).map(|v| value = Some(v));
+        let request_id = read_answer(Self::NAME, status, body, parse)?;
+        let value = parsed(Self::NAME, value)?;
         Ok(WithId { value, request_id })
     }
+}
+
+/// The value `parse` stored (always there after an `Ok`).
+pub(crate) fn parsed<V>(action: &str, value: Option<V>) -> Result<V, Error> {
+    value.ok_or_else(|| Error::Response {
+        action: action.to_owned(),
+        status: 200,
+        detail: "no result".to_owned(),
+    })
 }
 
 /// The unsigned POST of `form` to `endpoint` (a base URL without the trailing `/`).
@@ -124,24 +114,30 @@ pub fn request(endpoint: &str, form: &[(String, String)]) -> HttpRequest {
 /// `A-Z a-z 0-9 - _ . ~` stay literal).
 pub fn encode_form(params: &[(String, String)]) -> String {
     let enc = |s: &str| -> String {
+        let literal = |b: u8| b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
         s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    char::from(b).to_string()
-                }
-                _ => format!("%{b:02X}"),
+            .map(|b| match literal(b) {
+                true => char::from(b).to_string(),
+                false => format!("%{b:02X}"),
             })
             .collect()
     };
-    let pairs: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect();
+    let pairs: Vec<_> = params.iter().map(|(k, v)| enc(k) + "=" + &enc(v)).collect();
     pairs.join("&")
 }
 
-/// The `<ActionResult>` element (empty when absent) and request id of an answer.
-fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<(Element, Option<String>), Error> {
+/// Reads an answer's `<NameResult>` into the caller's slot.
+pub(crate) type Parse<'a> = &'a mut dyn FnMut(&Element) -> Result<(), String>;
+
+/// Hands an answer's `<ActionResult>` element (empty when absent) to
+/// `parse`; the request id. An `<ErrorResponse>` is an AWS error even with
+/// a 2xx status (some proxies and fakes answer errors so).
+pub(crate) fn read_answer(
+    action: &str,
+    status: u16,
+    body: &[u8],
+    parse: Parse,
+) -> Result<Option<String>, Error> {
     let aws = || Error::Aws {
         action: action.to_owned(),
         error: parse_error(status, body),
@@ -154,17 +150,14 @@ fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<(Element, Optio
         status,
         detail,
     };
-    let root = xml::parse(body).map_err(|e| {
-        if may_hold_credentials(action, body) {
-            bad(format!(
-                "malformed XML: {e} (body not shown: it may hold credentials)"
-            ))
-        } else {
-            bad(format!(
-                "malformed XML: {e}; body starts: {}",
-                snippet(body)
-            ))
-        }
+    let root = xml::parse(body).map_err(|e| match may_hold_credentials(action, body) {
+        true => bad(format!(
+            "malformed XML: {e} (body not shown: it may hold credentials)"
+        )),
+        false => bad(format!(
+            "malformed XML: {e}; body starts: {}",
+            snippet(body)
+        )),
     })?;
     if root.name == "ErrorResponse" {
         return Err(aws());
@@ -176,10 +169,8 @@ fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<(Element, Optio
         )));
     }
     let result = root.child(&format!("{action}Result")).cloned();
-    Ok((
-        result.unwrap_or_default(),
-        root.text_at(&["ResponseMetadata", "RequestId"]),
-    ))
+    parse(&result.unwrap_or_default()).map_err(bad)?;
+    Ok(root.text_at(&["ResponseMetadata", "RequestId"]))
 }
 
 /// Whether no part of a body may be shown: STS's AssumeRole* answers, or
@@ -241,10 +232,11 @@ mod tests {
 
     #[test]
     fn reads_success_envelope() {
-        let (_, request_id) = read_answer(
+        let request_id = read_answer(
             "RegisterTargets",
             200,
             include_bytes!("../../tests/data/register_targets.xml"),
+            &mut |_| Ok(()),
         )
         .unwrap();
         assert_eq!(
@@ -259,6 +251,7 @@ mod tests {
             "RegisterTargets",
             400,
             include_bytes!("../../tests/data/throttling.xml"),
+            &mut |_| Ok(()),
         )
         .unwrap_err();
         assert_eq!(e.aws_code(), Some("Throttling"));
@@ -275,7 +268,7 @@ mod tests {
             b"",
             b"<a><b></a>",
         ] {
-            match read_answer("RegisterTargets", 200, body) {
+            match read_answer("RegisterTargets", 200, body, &mut |_| Ok(())) {
                 Err(Error::Response { .. }) => {}
                 other => panic!("{other:?}"),
             }
@@ -284,10 +277,11 @@ mod tests {
             "RegisterTargets",
             200,
             include_bytes!("../../tests/data/throttling.xml"),
+            &mut |_| Ok(()),
         )
         .unwrap_err();
         assert_eq!(e.aws_code(), Some("Throttling"));
-        let e = read_answer("RegisterTargets", 200, b"<a><b></a>").unwrap_err();
+        let e = read_answer("RegisterTargets", 200, b"<a><b></a>", &mut |_| Ok(())).unwrap_err();
         assert!(e.to_string().contains("body starts: <a><b></a>"), "{e}");
     }
 
@@ -296,11 +290,13 @@ mod tests {
         let cut = b"<AssumeRoleResponse><AssumeRoleResult><Credentials>\
             <SessionToken>FQoGZXIvYXdzEXAMPLETOKEN";
         for action in ["AssumeRole", "AssumeRoleWithWebIdentity", "RegisterTargets"] {
-            let e = read_answer(action, 200, cut).unwrap_err().to_string();
+            let e = read_answer(action, 200, cut, &mut |_| Ok(()))
+                .unwrap_err()
+                .to_string();
             assert!(!e.contains("EXAMPLETOKEN"), "{e}");
             assert!(e.contains("body not shown"), "{e}");
         }
-        let e = read_answer("AssumeRole", 200, b"<x>secret")
+        let e = read_answer("AssumeRole", 200, b"<x>secret", &mut |_| Ok(()))
             .unwrap_err()
             .to_string();
         assert!(!e.contains("secret"), "{e}");

@@ -15,13 +15,9 @@ pub(crate) fn jittered(interval: Duration, random: f64) -> Duration {
     interval.mul_f64(0.8 + 0.4 * unit(random))
 }
 
-// Into [0, 1], NaN as 1 (`mul_f64` panics on NaN).
-fn unit(random: f64) -> f64 {
-    if random.is_nan() {
-        1.0
-    } else {
-        random.clamp(0.0, 1.0)
-    }
+/// Into [0, 1], NaN as 1 (`mul_f64` panics on NaN; `min` replaces it).
+pub(crate) fn unit(random: f64) -> f64 {
+    random.clamp(0.0, 1.0).min(1.0)
 }
 
 /// The ELBv2 token bucket an action draws from (ELB user guide, "Request

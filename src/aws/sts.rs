@@ -21,7 +21,6 @@ pub struct AssumeRoleWithWebIdentity<'a> {
 impl Action for AssumeRoleWithWebIdentity<'_> {
     const SERVICE: Service = Service::Sts;
     const NAME: &'static str = "AssumeRoleWithWebIdentity";
-    const UNSIGNED: bool = true;
     /// Also answered while the identity provider's signing keys rotate:
     /// most SDKs retry it for this action (not smithy-rs: aws-sdk-rust#827).
     const RETRY_CODES: &'static [&'static str] = &["InvalidIdentityToken"];
@@ -195,7 +194,7 @@ mod tests {
         }
         .form();
         assert!(without.iter().all(|(k, _)| k != "ExternalId"));
-        assert_eq!(Role::SERVICE.signing_name(), "sts");
+        assert_eq!(Role::SERVICE, Service::Sts);
     }
 
     /// The example answer of the AssumeRole API reference, as published

@@ -76,10 +76,7 @@ impl<T: Transport> Elb for Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        match refresh {
-            true => self.refresh_credentials(budget, clock),
-            false => self.ensure_credentials(budget, clock),
-        }
+        self.fetch_credentials(refresh, budget, clock)
     }
     fn refresh_due(&self) -> Option<SystemTime> {
         Client::refresh_due(self)

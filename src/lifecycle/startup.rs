@@ -75,7 +75,7 @@ impl<E: Elb> Lifecycle<'_, E> {
             if let Err(e) = self.register(i, budget) {
                 let r = &self.registrations[i];
                 let mut what = format!("cannot register in {}", r.label);
-                if e.is_validation() {
+                if e.code() == Some("ValidationError") {
                     // A group given by ARN was not described: say what AWS may refuse.
                     let id = &r.target.id;
                     what += &format!(" (is {id} an address of the group's IpAddressType?)");

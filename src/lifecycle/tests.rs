@@ -778,12 +778,12 @@ fn transport_timeout() -> Error {
     Error::Deadline {
         action: "RegisterTargets".into(),
         attempts: 3,
-        last: Some(Box::new(Error::Transport {
+        last: Box::new(Error::Transport {
             action: "RegisterTargets".into(),
             url: "u".into(),
             kind: crate::aws::error::TransportKind::Timeout,
             detail: "timed out".into(),
-        })),
+        }),
     }
 }
 
@@ -1150,7 +1150,7 @@ fn throttled_last_health_poll_is_not_a_refusal() {
     w.elb.health_errors = VecDeque::from([Error::Deadline {
         action: "DescribeTargetHealth".into(),
         attempts: 1,
-        last: Some(Box::new(aws("Throttling"))),
+        last: Box::new(aws("Throttling")),
     }]);
     w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 100));
     w.at(400, Event::Signal(15));

@@ -1,110 +1,71 @@
-//! One request (sign at AWS's time, send by the attempt's end, count,
-//! parse), and the credentials fetches on a call's way.
+//! One signed request, the credentials fetches, and the clock skew
+//! correction (docs/aws.md, "Clock skew"): a refusal whose `Date` header is
+//! minutes from the time we signed with gives the offset to AWS's clock.
 
-use crate::aws::credentials::select_source;
-use crate::aws::credentials::{providers, Cache, Credentials, Role, Source};
-use crate::aws::endpoint;
-use crate::aws::error::{is_throttling_code, Error, Layer, TransportKind};
+use super::{Credentials, Error, Settings};
+use crate::aws::credentials::{providers, Cache, Role, Source};
+use crate::aws::error::{is_throttling_code, AwsError, Layer, TransportKind};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
-use crate::aws::query::{self, Action, Service, WithId};
+use crate::aws::query::{parsed, read_answer, request, Action, Params, Parse, Service, WithId};
 use crate::aws::sign::sign;
-use crate::aws::skew::{self, shift, Offset};
 use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
-use crate::env::Env;
 use crate::metrics;
 use log::{debug, warn};
 use std::cell::Cell;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-/// Resolved region, endpoints and credentials source.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// AWS region.
-    pub region: String,
-    /// ELBv2 endpoint URL.
-    pub elbv2_url: String,
-    /// STS endpoint URL.
-    pub sts_url: String,
-    /// Where credentials come from.
-    pub source: Source,
-    /// The role to assume with them (`-role-arn`).
-    pub role: Option<Role>,
-}
+/// An action's name, service and form: its request, type erased.
+type Query<'a> = (&'static str, Service, &'a Params);
 
-impl Settings {
-    /// Resolves everything from the environment (and the `-region` flag).
-    ///
-    /// # Errors
-    /// [`Error::Config`] or [`Error::Credentials`] naming the bad variable.
-    pub fn from_env(region: Option<&str>, env: &dyn Env, now: SystemTime) -> Result<Self, Error> {
-        let region = endpoint::resolve_region(region, env)?;
-        Ok(Settings {
-            elbv2_url: endpoint::elbv2_endpoint(&region, env)?,
-            sts_url: endpoint::sts_endpoint(&region, env)?,
-            source: select_source(env, now)?,
-            region,
-            role: None,
-        })
-    }
+// The SDK for Java's; AWS allows 5 minutes at least.
+const SKEW_THRESHOLD_MS: u64 = 4 * 60 * 1000;
 
-    /// Where the signing credentials come from, for logs.
-    pub fn credentials_label(&self) -> String {
-        match &self.role {
-            None => self.cache_label(),
-            Some(_) => format!(
-                "{}, assumed with {}",
-                self.cache_label(),
-                self.source.name()
-            ),
-        }
-    }
-
-    pub(super) fn cache_label(&self) -> String {
-        match &self.role {
-            None => self.source.name().to_owned(),
-            Some(role) => format!("role {}", role.arn),
-        }
-    }
-}
-
+/// The transport and what signing needs, apart from the client's caches so
+/// a fetch can run while one is borrowed.
 pub(super) struct Wire<T> {
     pub(super) transport: T,
     pub(super) settings: Settings,
-    /// AWS's clock minus ours, learnt from a clock skew answer.
-    pub(super) offset: Offset,
-    /// The `Date` of the last answer, for skew correction.
-    pub(super) last_date: Cell<Option<SystemTime>>,
+    /// AWS's clock minus ours in ms, learnt from a refusal's `Date`.
+    pub(super) offset: Cell<i64>,
 }
 
 impl<T: Transport> Wire<T> {
     pub(super) fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
-        shift(clock.wall(), self.offset)
+        shift(clock.wall(), self.offset.get())
     }
 
-    /// Sends `action` once, signed with `creds` unless it is unsigned,
+    /// Sends `query` once, signed with `creds` unless it is unsigned,
     /// ending by `until`; counts the request in the metrics.
-    pub(super) fn send<A: Action>(
+    fn send(
         &self,
-        action: &A,
+        (name, service, form): Query,
         creds: Option<&Credentials>,
         until: Instant,
         clock: &dyn Clock,
-    ) -> Result<WithId<A::Output>, Error> {
-        let (s, service) = (&self.settings, A::SERVICE);
-        let (url, region) = match service {
-            Service::Elbv2 => (&s.elbv2_url, s.region.as_str()),
-            Service::Sts => (&s.sts_url, s.region.as_str()),
+        parse: Parse,
+    ) -> Result<Option<String>, Error> {
+        let s = &self.settings;
+        let (url, region, signing) = match service {
+            Service::Elbv2 => (&s.elbv2_url, s.region.as_str(), "elasticloadbalancing"),
+            Service::Sts => (&s.sts_url, s.region.as_str(), "sts"),
         };
-        let mut req = query::request(url, &action.form());
-        if let (Some(creds), false) = (creds, A::UNSIGNED) {
-            let (name, time) = (service.signing_name(), self.aws_time(clock));
-            sign(&mut req, creds, region, name, time)?;
+        let mut req = request(url, form);
+        if let Some(creds) = creds {
+            sign(&mut req, creds, region, signing, self.aws_time(clock))?;
         }
         let started = clock.now();
-        let result = Bounded(self, until, clock)
-            .send(A::NAME, &req)
-            .and_then(|r| A::parse_response(r.status, &r.body));
+        let result = Bounded(&self.transport, until, clock)
+            .send(name, &req)
+            .and_then(|r| {
+                let answer = read_answer(name, r.status, &r.body, parse);
+                if let Err(Error::Aws { error, .. }) = &answer {
+                    let date = r.date.as_deref();
+                    let fix = correction(error, date, clock.wall(), self.offset.get());
+                    self.offset.set(fix.unwrap_or(self.offset.get()));
+                }
+                answer
+            });
         let took = clock.now().saturating_duration_since(started);
         let outcome = match &result {
             Ok(_) => "ok",
@@ -113,13 +74,28 @@ impl<T: Transport> Wire<T> {
             Err(Error::Response { .. }) => "invalid_response",
             Err(_) => return result,
         };
-        debug!("{} -> {outcome} in {} ms", A::NAME, took.as_millis());
+        debug!("{name} -> {outcome} in {} ms", took.as_millis());
         let m = metrics::global();
         if is_throttling_code(outcome) || outcome == "HttpStatus429" {
-            m.aws_throttled(A::NAME);
+            m.aws_throttled(name);
         }
-        m.aws_request(A::NAME, outcome, took);
+        m.aws_request(name, outcome, took);
         result
+    }
+
+    /// Sends `action` once (unsigned without `creds`) and parses the answer.
+    pub(super) fn query<A: Action>(
+        &self,
+        action: &A,
+        creds: Option<&Credentials>,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<WithId<A::Output>, Error> {
+        let (form, mut value) = (action.form(), None);
+        let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
+        let request_id = self.send((A::NAME, A::SERVICE, &form), creds, until, clock, parse)?;
+        let value = parsed(A::NAME, value)?;
+        Ok(WithId { value, request_id })
     }
 
     /// The source's credentials, fetched once by `until`.
@@ -144,10 +120,10 @@ impl<T: Transport> Wire<T> {
                         session_name,
                         token: &token,
                     };
-                    self.send(&action, None, until, clock).map(|r| r.value)
+                    self.query(&action, None, until, clock).map(|r| r.value)
                 })
             }
-            other => providers::fetch(other, &Bounded(self, until, clock)),
+            other => providers::fetch(other, &Bounded(&self.transport, until, clock)),
         };
         fetched.map_err(|e| fetch_error(layer, e, codes))
     }
@@ -173,11 +149,11 @@ impl<T: Transport> Wire<T> {
                 warn!("{e}; the cached ones stay in use until they expire");
             }
         }
-        let assume =
-            |base: &Credentials| self.send(role, Some(base), until, clock).map(|r| r.value);
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
-        assume(&base.get(now, source, fetch)?)
+        let base = base.get(now, source, fetch)?;
+        self.query(role, Some(&base), until, clock)
+            .map(|r| r.value)
             .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
     }
 }
@@ -192,12 +168,12 @@ fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
     }
 }
 
-/// A transport whose requests end by an instant, keeping each answer's `Date`.
-struct Bounded<'a, T>(&'a Wire<T>, Instant, &'a dyn Clock);
+/// A transport whose requests end by an instant.
+struct Bounded<'a, T>(&'a T, Instant, &'a dyn Clock);
 
 impl<T: Transport> Transport for Bounded<'_, T> {
     fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        let Bounded(wire, until, clock) = self;
+        let Bounded(transport, until, clock) = self;
         let left = until.saturating_duration_since(clock.now());
         if left.is_zero() {
             return Err(Error::Transport {
@@ -209,9 +185,115 @@ impl<T: Transport> Transport for Bounded<'_, T> {
         }
         let mut req = req.clone();
         req.timeout = req.timeout.min(left);
-        let resp = wire.transport.send(action, &req)?;
-        wire.last_date
-            .set(resp.date.as_deref().and_then(skew::parse_http_date));
-        Ok(resp)
+        transport.send(action, &req)
+    }
+}
+
+/// `t` moved by `offset` ms (unchanged on overflow).
+pub(super) fn shift(t: SystemTime, offset: i64) -> SystemTime {
+    let by = Duration::from_millis(offset.unsigned_abs());
+    let moved = match offset >= 0 {
+        true => t.checked_add(by),
+        false => t.checked_sub(by),
+    };
+    moved.unwrap_or(t)
+}
+
+/// The offset to sign with from now on, when `error` refuses our signature
+/// and the answer's `date` is far from the time we signed with; `None`
+/// otherwise, so a wrong secret key stays final.
+fn correction(error: &AwsError, date: Option<&str>, now: SystemTime, current: i64) -> Option<i64> {
+    const CODES: &str = "RequestTimeTooSkewed RequestExpired RequestInTheFuture \
+        InvalidSignatureException SignatureDoesNotMatch AuthFailure";
+    let refused = matches!(error.status, 401 | 403) || CODES.split(' ').any(|c| c == error.code);
+    // The header is truncated to the second: AWS's time is its middle.
+    let aws = parse_http_date(date?)?.checked_add(Duration::from_millis(500))?;
+    let offset = match aws.duration_since(now) {
+        Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+        Err(behind) => i64::try_from(behind.duration().as_millis()).map_or(i64::MIN, |m| -m),
+    };
+    (refused && offset.abs_diff(current) >= SKEW_THRESHOLD_MS).then_some(offset)
+}
+
+/// `AWS's clock is 900 s ahead of the local one` (or `behind`).
+pub(super) fn describe(offset: i64) -> String {
+    let secs = offset.unsigned_abs().saturating_add(500) / 1000;
+    let dir = if offset >= 0 { "ahead of" } else { "behind" };
+    format!("AWS's clock is {secs} s {dir} the local one")
+}
+
+/// Parses an IMF-fixdate (`Tue, 14 Nov 2023 22:13:20 GMT`), as AWS sends.
+fn parse_http_date(s: &str) -> Option<SystemTime> {
+    const MONTHS: &str = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec";
+    let fields: Vec<&str> = s.split_ascii_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = fields[..] else {
+        return None;
+    };
+    let month = MONTHS.split(' ').position(|m| m == month)? + 1;
+    // humantime checks the rest (digits, ranges, leap years).
+    humantime::parse_rfc3339(&format!("{year}-{month:02}-{day}T{time}Z")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn parses_the_date_aws_sends_only() {
+        assert_eq!(
+            parse_http_date("Tue, 14 Nov 2023 22:13:20 GMT"),
+            Some(at(1_700_000_000))
+        );
+        for bad in [
+            "",
+            "Tue, 14 Nov 2023 22:13:20 UTC",
+            "Tue, 4 Nov 2023 22:13:20 GMT",
+            "Tue, 31 Nov 2023 22:13:20 GMT",
+            "Tue, 14 nov 2023 22:13:20 GMT",
+            "Tue, 14 Nov 2023 22:13 GMT",
+            "Tuesday, 14-Nov-23 22:13:20 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    fn aws(status: u16, code: &str) -> AwsError {
+        AwsError {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn corrects_only_refusals_with_a_far_date() {
+        let now = at(1_700_000_000);
+        let ahead = Some("Tue, 14 Nov 2023 22:30:00 GMT");
+        let refused = aws(400, "SignatureDoesNotMatch");
+        assert_eq!(correction(&refused, ahead, now, 0), Some(1_000_500));
+        assert_eq!(correction(&aws(403, "X"), ahead, now, 0), Some(1_000_500));
+        let behind = Some("Tue, 14 Nov 2023 21:56:40 GMT");
+        assert_eq!(correction(&refused, behind, now, 0), Some(-999_500));
+        // Another error, no Date, a Date close to the time we signed with.
+        assert_eq!(correction(&aws(400, "Throttling"), ahead, now, 0), None);
+        assert_eq!(correction(&refused, None, now, 0), None);
+        let close = Some("Tue, 14 Nov 2023 22:16:40 GMT");
+        assert_eq!(correction(&refused, close, now, 0), None);
+        assert_eq!(correction(&refused, ahead, now, 1_000_000), None);
+        assert_eq!(
+            describe(1_799_600),
+            "AWS's clock is 1800 s ahead of the local one"
+        );
+        assert_eq!(
+            describe(-900_000),
+            "AWS's clock is 900 s behind the local one"
+        );
+        assert_eq!(shift(now, -1000), at(1_699_999_999));
     }
 }
