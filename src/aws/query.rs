@@ -10,15 +10,6 @@ use std::time::Duration;
 /// Overall timeout of one ELBv2 or STS request.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The AWS services this program calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    /// Elastic Load Balancing v2.
-    Elbv2,
-    /// Security Token Service.
-    Sts,
-}
-
 /// A value parsed from a successful answer, with the answer's request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WithId<T> {
@@ -42,8 +33,8 @@ pub fn params(pairs: &[(&str, &str)]) -> Params {
 /// One Query API action: name, parameters and response parser; no IO (the
 /// client signs, sends and retries any of them).
 pub trait Action {
-    /// The service the action belongs to.
-    const SERVICE: Service;
+    /// The service's signing name: `elasticloadbalancing` or `sts`.
+    const SERVICE: &'static str;
     /// The `Action` parameter, and the prefix of `<NameResponse>` and `<NameResult>`.
     const NAME: &'static str;
     /// The ELBv2 token bucket the action draws from.
@@ -64,9 +55,10 @@ pub trait Action {
 
     /// All form parameters: `Action`, `Version`, then [`Action::params`].
     fn form(&self) -> Params {
-        let version = match Self::SERVICE {
-            Service::Elbv2 => "2015-12-01",
-            Service::Sts => "2011-06-15",
+        let version = if Self::SERVICE == "sts" {
+            "2011-06-15"
+        } else {
+            "2015-12-01"
         };
         let mut p = params(&[("Action", Self::NAME), ("Version", version)]);
         p.extend(self.params());

@@ -3,7 +3,7 @@
 //! API reference: <https://docs.aws.amazon.com/STS/latest/APIReference/>.
 
 use super::credentials::{parse_expiration, Credentials, Role, Secret};
-use super::query::{params, Action, Params, Service};
+use super::query::{params, Action, Params};
 use super::xml::Element;
 
 /// AssumeRoleWithWebIdentity: a web identity token for the temporary
@@ -19,7 +19,7 @@ pub struct AssumeRoleWithWebIdentity<'a> {
 }
 
 impl Action for AssumeRoleWithWebIdentity<'_> {
-    const SERVICE: Service = Service::Sts;
+    const SERVICE: &'static str = "sts";
     const NAME: &'static str = "AssumeRoleWithWebIdentity";
     /// Also answered while the identity provider's signing keys rotate:
     /// most SDKs retry it for this action (not smithy-rs: aws-sdk-rust#827).
@@ -43,7 +43,7 @@ impl Action for AssumeRoleWithWebIdentity<'_> {
 /// default, and the most AWS allows for role chaining), signed with the
 /// caller's. `ExternalId` is sent only when given, and never logged.
 impl Action for Role {
-    const SERVICE: Service = Service::Sts;
+    const SERVICE: &'static str = "sts";
     const NAME: &'static str = "AssumeRole";
     type Output = Credentials;
 
@@ -101,7 +101,7 @@ pub struct CallerIdentity {
 }
 
 impl Action for GetCallerIdentity {
-    const SERVICE: Service = Service::Sts;
+    const SERVICE: &'static str = "sts";
     const NAME: &'static str = "GetCallerIdentity";
     type Output = CallerIdentity;
 
@@ -194,7 +194,7 @@ mod tests {
         }
         .form();
         assert!(without.iter().all(|(k, _)| k != "ExternalId"));
-        assert_eq!(Role::SERVICE, Service::Sts);
+        assert_eq!(Role::SERVICE, "sts");
     }
 
     /// The example answer of the AssumeRole API reference, as published

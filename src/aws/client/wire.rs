@@ -4,9 +4,9 @@
 
 use super::{Credentials, Error, Settings};
 use crate::aws::credentials::{providers, Cache, Role, Source};
-use crate::aws::error::{is_throttling_code, AwsError, Layer, TransportKind};
-use crate::aws::http::{HttpRequest, HttpResponse, Transport};
-use crate::aws::query::{parsed, read_answer, request, Action, Params, Parse, Service, WithId};
+use crate::aws::error::{is_throttling_code, AwsError, Layer};
+use crate::aws::http::Transport;
+use crate::aws::query::{parsed, read_answer, request, Action, Params, Parse, WithId};
 use crate::aws::sign::sign;
 use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
@@ -16,7 +16,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
 /// An action's name, service and form: its request, type erased.
-type Query<'a> = (&'static str, Service, &'a Params);
+type Query<'a> = (&'static str, &'static str, &'a Params);
 
 // The SDK for Java's; AWS allows 5 minutes at least.
 const SKEW_THRESHOLD_MS: u64 = 4 * 60 * 1000;
@@ -46,26 +46,27 @@ impl<T: Transport> Wire<T> {
         parse: Parse,
     ) -> Result<Option<String>, Error> {
         let s = &self.settings;
-        let (url, region, signing) = match service {
-            Service::Elbv2 => (&s.elbv2_url, s.region.as_str(), "elasticloadbalancing"),
-            Service::Sts => (&s.sts_url, s.region.as_str(), "sts"),
+        let url = if service == "sts" {
+            &s.sts_url
+        } else {
+            &s.elbv2_url
         };
         let mut req = request(url, form);
         if let Some(creds) = creds {
-            sign(&mut req, creds, region, signing, self.aws_time(clock))?;
+            sign(&mut req, creds, &s.region, service, self.aws_time(clock))?;
         }
         let started = clock.now();
-        let result = Bounded(&self.transport, until, clock)
-            .send(name, &req)
-            .and_then(|r| {
-                let answer = read_answer(name, r.status, &r.body, parse);
-                if let Err(Error::Aws { error, .. }) = &answer {
-                    let date = r.date.as_deref();
-                    let fix = correction(error, date, clock.wall(), self.offset.get());
-                    self.offset.set(fix.unwrap_or(self.offset.get()));
-                }
-                answer
-            });
+        // ureq sends nothing once the time is up.
+        req.timeout = until.saturating_duration_since(started);
+        let result = self.transport.send(name, &req).and_then(|r| {
+            let answer = read_answer(name, r.status, &r.body, parse);
+            if let Err(Error::Aws { error, .. }) = &answer {
+                let date = r.date.as_deref();
+                let fix = correction(error, date, clock.wall(), self.offset.get());
+                self.offset.set(fix.unwrap_or(self.offset.get()));
+            }
+            answer
+        });
         let took = clock.now().saturating_duration_since(started);
         let outcome = match &result {
             Ok(_) => "ok",
@@ -123,7 +124,10 @@ impl<T: Transport> Wire<T> {
                     self.query(&action, None, until, clock).map(|r| r.value)
                 })
             }
-            other => providers::fetch(other, &Bounded(&self.transport, until, clock)),
+            other => {
+                let left = || until.saturating_duration_since(clock.now());
+                providers::fetch(other, &self.transport, &left)
+            }
         };
         fetched.map_err(|e| fetch_error(layer, e, codes))
     }
@@ -165,27 +169,6 @@ fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
         layer,
         error: Box::new(error),
         retry,
-    }
-}
-
-/// A transport whose requests end by an instant.
-struct Bounded<'a, T>(&'a T, Instant, &'a dyn Clock);
-
-impl<T: Transport> Transport for Bounded<'_, T> {
-    fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        let Bounded(transport, until, clock) = self;
-        let left = until.saturating_duration_since(clock.now());
-        if left.is_zero() {
-            return Err(Error::Transport {
-                action: action.to_owned(),
-                url: req.url.clone(),
-                kind: TransportKind::Timeout,
-                detail: "not sent: the step's deadline has passed".into(),
-            });
-        }
-        let mut req = req.clone();
-        req.timeout = req.timeout.min(left);
-        transport.send(action, &req)
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 /// # Errors
 /// [`Error::Credentials`] for an unreadable token file or unreachable IMDS;
 /// the endpoint's error; [`Error::Response`] for an answer without credentials.
-pub fn fetch(source: &Source, transport: &dyn Transport) -> Result<Credentials, Error> {
+pub fn fetch(source: &Source, transport: &dyn Transport, left: Left) -> Result<Credentials, Error> {
     const WHAT: &str = "container credentials";
     let (url, token_file, token) = match source {
         Source::Container {
@@ -20,14 +20,14 @@ pub fn fetch(source: &Source, transport: &dyn Transport) -> Result<Credentials, 
             token_file,
             token,
         } => (url, token_file, token),
-        Source::Imds { endpoint } => return imds(endpoint, transport),
+        Source::Imds { endpoint } => return imds(endpoint, transport, left),
         _ => return Err(Error::Credentials("not a credentials endpoint".into())),
     };
     let var = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
     let from_file = token_file.as_deref().map(|path| read_token(path, var));
     let auth = from_file.transpose()?.or_else(|| token.clone());
     let header = auth.map(|a| ("authorization", a.expose().to_owned()));
-    let resp = get(transport, WHAT, "GET", url.clone(), header)?;
+    let resp = get((transport, left), WHAT, "GET", url.clone(), header)?;
     parse_credentials_json(WHAT, resp.status, &resp.body)
 }
 
@@ -38,10 +38,13 @@ pub fn read_token(path: &str, what: &str) -> Result<Secret, Error> {
     token_from(&contents).map_err(|why| Error::Credentials(format!("{what} {path} {why}")))
 }
 
-/// One request with a 2 s timeout (a pod that cannot reach the endpoint
-/// fails fast); a non-2xx answer is the endpoint's error.
+/// The time left for the fetch.
+pub type Left<'a> = &'a dyn Fn() -> Duration;
+
+/// One request with a timeout of 2 s at most (a pod that cannot reach the
+/// endpoint fails fast); a non-2xx answer is the endpoint's error.
 fn get(
-    transport: &dyn Transport,
+    (transport, left): (&dyn Transport, Left),
     what: &str,
     method: &'static str,
     url: String,
@@ -52,7 +55,7 @@ fn get(
         url,
         headers: header.map(|(k, v)| (k.to_owned(), v)).into_iter().collect(),
         body: Vec::new(),
-        timeout: Duration::from_secs(2),
+        timeout: left().min(Duration::from_secs(2)),
     };
     let resp = transport.send(what, &req)?;
     if !(200..300).contains(&resp.status) {
@@ -65,13 +68,13 @@ fn get(
 }
 
 /// IMDSv2: a session token, the role name, then the role's credentials.
-fn imds(endpoint: &str, transport: &dyn Transport) -> Result<Credentials, Error> {
+fn imds(endpoint: &str, transport: &dyn Transport, left: Left) -> Result<Credentials, Error> {
     const WHAT: &str = "IMDSv2";
     let ttl = Some(("x-aws-ec2-metadata-token-ttl-seconds", "21600".to_owned()));
     let url = format!("{endpoint}/latest/api/token");
     // Unreachable IMDS (a pod behind a hop limit of 1, or no EC2 at all)
     // is final: fail fast with the hint instead of retrying for minutes.
-    let resp = get(transport, WHAT, "PUT", url, ttl).map_err(|e| match imds_hint(e) {
+    let resp = get((transport, left), WHAT, "PUT", url, ttl).map_err(|e| match imds_hint(e) {
         e @ Error::Transport { .. } => Error::Credentials(e.to_string()),
         e => e,
     })?;
@@ -79,7 +82,7 @@ fn imds(endpoint: &str, transport: &dyn Transport) -> Result<Credentials, Error>
     let get = |role: &str| {
         let url = format!("{endpoint}/latest/meta-data/iam/security-credentials/{role}");
         let header = Some(("x-aws-ec2-metadata-token", token.clone()));
-        get(transport, WHAT, "GET", url, header).map_err(imds_hint)
+        get((transport, left), WHAT, "GET", url, header).map_err(imds_hint)
     };
     let no_role = || Error::Credentials("IMDSv2: no IAM role is attached to this instance".into());
     let listing = get("").map_err(|e| match e.aws_code() {
@@ -170,7 +173,7 @@ mod tests {
     fn imds_flow_and_errors() {
         let creds = include_bytes!("../../../tests/data/imds_credentials.json");
         let s = Scripted::new([ok(b"IMDSTOKEN"), ok(b"my-role\n"), ok(creds)]);
-        let got = imds("http://127.0.0.1:4", &&s).unwrap();
+        let got = imds("http://127.0.0.1:4", &&s, &|| Duration::MAX).unwrap();
         assert_eq!(got.access_key_id, "ASIAIOSFODNN7EXAMPLE");
         let seen = s.seen.borrow();
         assert_eq!(seen[0].method, "PUT");
@@ -184,11 +187,11 @@ mod tests {
         drop(seen);
 
         let s = Scripted::new([]);
-        let e = imds("http://127.0.0.1:4", &&s).unwrap_err();
+        let e = imds("http://127.0.0.1:4", &&s, &|| Duration::MAX).unwrap_err();
         assert!(e.to_string().contains("hop limit"), "{e}");
 
         let s = Scripted::new([ok(b"T"), status(404, b"")]);
-        let e = imds("http://127.0.0.1:4", &&s).unwrap_err();
+        let e = imds("http://127.0.0.1:4", &&s, &|| Duration::MAX).unwrap_err();
         assert!(e.to_string().contains("no IAM role"), "{e}");
     }
 
@@ -201,12 +204,12 @@ mod tests {
             token: Some(super::super::Secret::new("container-token".into())),
         };
         let s = Scripted::new([ok(json), status(500, b"down")]);
-        let got = fetch(&source, &&s).unwrap();
+        let got = fetch(&source, &&s, &|| Duration::MAX).unwrap();
         assert_eq!(got.access_key_id, "ASIA1");
         assert!(s.seen.borrow()[0]
             .headers
             .contains(&("authorization".into(), "container-token".into())));
-        let e = fetch(&source, &&s).unwrap_err();
+        let e = fetch(&source, &&s, &|| Duration::MAX).unwrap_err();
         assert_eq!(e.aws_code(), Some("HttpStatus500"));
     }
 

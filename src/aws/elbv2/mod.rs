@@ -1,7 +1,7 @@
 //! ELBv2: the target and health types, and the actions the sidecar uses.
 //! API reference: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/>.
 
-use super::query::{params, Action, Params, Service};
+use super::query::{params, Action, Params};
 use super::retry::Bucket;
 use super::xml::Element;
 use std::fmt;
@@ -193,7 +193,7 @@ pub type RegisterTargets<'a> = ChangeTargets<'a, true>;
 pub type DeregisterTargets<'a> = ChangeTargets<'a, false>;
 
 impl<const REGISTER: bool> Action for ChangeTargets<'_, REGISTER> {
-    const SERVICE: Service = Service::Elbv2;
+    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = if REGISTER {
         "RegisterTargets"
     } else {
@@ -222,7 +222,7 @@ pub struct DescribeTargetHealth<'a> {
 }
 
 impl Action for DescribeTargetHealth<'_> {
-    const SERVICE: Service = Service::Elbv2;
+    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = "DescribeTargetHealth";
     const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<TargetHealth>;
@@ -266,7 +266,7 @@ pub struct DescribeTargetGroups<'a> {
 }
 
 impl Action for DescribeTargetGroups<'_> {
-    const SERVICE: Service = Service::Elbv2;
+    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = "DescribeTargetGroups";
     const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<TargetGroup>;
@@ -337,7 +337,7 @@ pub struct DescribeTargetGroupAttributes<'a> {
 }
 
 impl Action for DescribeTargetGroupAttributes<'_> {
-    const SERVICE: Service = Service::Elbv2;
+    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = "DescribeTargetGroupAttributes";
     const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<(String, String)>;
