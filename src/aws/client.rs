@@ -86,10 +86,8 @@ impl Settings {
     }
 
     fn cache_label(&self) -> String {
-        match &self.role {
-            None => self.source.name().to_owned(),
-            Some(role) => format!("role {}", role.arn),
-        }
+        let role = self.role.as_ref().map(|role| format!("role {}", role.arn));
+        role.unwrap_or_else(|| self.source.name().to_owned())
     }
 }
 
@@ -219,7 +217,7 @@ impl<T: Transport> Client<T> {
         let Client {
             wire, cache, base, ..
         } = self;
-        cache.get(wall, &wire.settings.cache_label(), || {
+        cache.get(wall, false, &wire.settings.cache_label(), || {
             match &wire.settings.role {
                 None => wire.fetch_source(Layer::Source, until, clock),
                 Some(role) => wire.assume_role(base, role, false, until, clock),

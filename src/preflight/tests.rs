@@ -68,7 +68,6 @@ fn group() -> TargetGroup {
             port: Some("traffic-port".into()),
             path: Some("/healthz".into()),
             interval_seconds: Some(10),
-            timeout_seconds: Some(5),
             healthy_threshold: Some(3),
             unhealthy_threshold: Some(2),
         },

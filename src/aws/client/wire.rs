@@ -11,7 +11,7 @@ use crate::aws::sign::sign;
 use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
 use crate::metrics;
-use log::{debug, warn};
+use log::debug;
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -145,17 +145,10 @@ impl<T: Transport> Wire<T> {
         let now = self.aws_time(clock);
         let source = self.settings.source.name();
         let fetch = || self.fetch_source(Layer::Base(source), until, clock);
-        if background && base.refresh_due().is_some_and(|due| due <= now) {
-            if let Err(e) = base.store(source, fetch()) {
-                if !base.usable(now) {
-                    return Err(e);
-                }
-                warn!("{e}; the cached ones stay in use until they expire");
-            }
-        }
+        let due = background && base.refresh_due().is_some_and(|due| due <= now);
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
-        let base = base.get(now, source, fetch)?;
+        let base = base.get(now, due, source, fetch)?;
         self.query(role, Some(&base), until, clock)
             .map(|r| r.value)
             .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))

@@ -272,18 +272,20 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Valid credentials at `now`: the cached ones, or a `fetch` from `source`.
+    /// Valid credentials at `now`: the cached ones unless due (or `refresh`),
+    /// else a `fetch` from `source`.
     ///
     /// # Errors
     /// The fetch error when no unexpired credentials are cached.
     pub fn get(
         &mut self,
         now: SystemTime,
+        refresh: bool,
         source: &str,
         fetch: impl FnOnce() -> Result<Credentials, Error>,
     ) -> Result<Credentials, Error> {
         let fresh = |c: &&Credentials| c.expiry.is_none_or(|x| x >= now + REFRESH_BEFORE);
-        if let Some(c) = self.cached.as_ref().filter(fresh) {
+        if let Some(c) = self.cached.as_ref().filter(fresh).filter(|_| !refresh) {
             return Ok(c.clone());
         }
         match (self.store(source, fetch()), &self.cached) {

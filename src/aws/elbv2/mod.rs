@@ -64,8 +64,6 @@ pub struct HealthCheck {
     pub path: Option<String>,
     /// `HealthCheckIntervalSeconds`.
     pub interval_seconds: Option<u32>,
-    /// `HealthCheckTimeoutSeconds`.
-    pub timeout_seconds: Option<u32>,
     /// `HealthyThresholdCount`.
     pub healthy_threshold: Option<u32>,
     /// `UnhealthyThresholdCount`.
@@ -168,10 +166,15 @@ impl TargetHealth {
 
 impl fmt::Display for TargetHealth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reason = self.reason.as_ref().map(|r| format!(" ({r})"));
-        let description = self.description.as_ref().map(|d| format!(": {d}"));
-        let (r, d) = (reason.unwrap_or_default(), description.unwrap_or_default());
-        write!(f, "{}{r}{d}", self.state)
+        let r = self.reason.as_ref().map(|r| format!(" ({r})"));
+        let d = self.description.as_ref().map(|d| format!(": {d}"));
+        write!(
+            f,
+            "{}{}{}",
+            self.state,
+            r.unwrap_or_default(),
+            d.unwrap_or_default()
+        )
     }
 }
 
@@ -304,7 +307,6 @@ impl Action for DescribeTargetGroups<'_> {
                     port: m.text_at(&["HealthCheckPort"]),
                     path: m.text_at(&["HealthCheckPath"]),
                     interval_seconds: number_at(m, "HealthCheckIntervalSeconds")?,
-                    timeout_seconds: number_at(m, "HealthCheckTimeoutSeconds")?,
                     healthy_threshold: number_at(m, "HealthyThresholdCount")?,
                     unhealthy_threshold: number_at(m, "UnhealthyThresholdCount")?,
                 },

@@ -261,7 +261,6 @@ mod describe_target_groups {
         assert_eq!(hc.port.as_deref(), Some("traffic-port"));
         assert_eq!(hc.path.as_deref(), Some("/"));
         assert_eq!(hc.interval_seconds, Some(30));
-        assert_eq!(hc.timeout_seconds, Some(10));
         assert_eq!(hc.healthy_threshold, Some(3));
         assert_eq!(hc.unhealthy_threshold, Some(3));
         assert_eq!(hc.enabled, None);
