@@ -166,15 +166,10 @@ impl TargetHealth {
 
 impl fmt::Display for TargetHealth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = self.reason.as_ref().map(|r| format!(" ({r})"));
-        let d = self.description.as_ref().map(|d| format!(": {d}"));
-        write!(
-            f,
-            "{}{}{}",
-            self.state,
-            r.unwrap_or_default(),
-            d.unwrap_or_default()
-        )
+        let reason = self.reason.as_ref().map(|r| format!(" ({r})"));
+        let description = self.description.as_ref().map(|d| format!(": {d}"));
+        let (r, d) = (reason.unwrap_or_default(), description.unwrap_or_default());
+        write!(f, "{}{r}{d}", self.state)
     }
 }
 
