@@ -19,39 +19,52 @@ fn invalid<T>(kind: &str, v: &str, what: &str, hint: &str) -> Result<T, ConfigEr
 pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
     let body = t.strip_prefix(['-', '+']).unwrap_or(t);
-    match go_nanos(body).or((body == "0").then_some(0.0)) {
+    match go_nanos(body).or((body == "0").then_some(0)) {
         None => invalid("duration", v, what, "e.g. 5s, 1m30s, 300ms, .5s, 1.5h, 0"),
-        Some(n) if t.starts_with('-') && n > 0.0 => {
+        Some(n) if t.starts_with('-') && n > 0 => {
             invalid("duration", v, what, "negative, must be 0 or more")
         }
         // Deadlines are `now + d`: a year keeps them far from overflow.
-        Some(n) if n > 365.0 * 86_400e9 => {
-            invalid("duration", v, what, "too long, at most 365 days")
-        }
-        Some(n) => Ok(Duration::from_nanos(n.round() as u64)),
+        Some(n) => match u64::try_from(n) {
+            Ok(n) if n <= 365 * 86_400 * 1_000_000_000 => Ok(Duration::from_nanos(n)),
+            _ => invalid("duration", v, what, "too long, at most 365 days"),
+        },
     }
 }
 
 /// The nanoseconds of one or more `NUMBER UNIT` (NUMBER `12`, `1.5`, `.5`
-/// or `5.`, as Rust reads floats too); `None` when not in Go's syntax.
-fn go_nanos(mut s: &str) -> Option<f64> {
-    let mut total = (!s.is_empty()).then_some(0.0)?;
+/// or `5.`), saturating; `None` when not in Go's syntax. Integers only: a
+/// float parser would cost the binary 16 KB.
+fn go_nanos(mut s: &str) -> Option<u128> {
+    let digits = |d: &str| {
+        d.bytes().fold(0u128, |n, b| {
+            n.saturating_mul(10).saturating_add(u128::from(b - b'0'))
+        })
+    };
+    let mut total = (!s.is_empty()).then_some(0u128)?;
     while !s.is_empty() {
         let (number, rest) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.')?);
         let (unit, rest) = rest.split_at(
             rest.find(|c: char| c == '.' || c.is_ascii_digit())
                 .unwrap_or(rest.len()),
         );
-        let per_unit = match unit {
-            "ns" => 1.0,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
+        let per_unit: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return None,
         };
-        total += number.parse::<f64>().ok()? * per_unit;
+        let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+        if int.len() + frac.len() == 0 || frac.contains('.') {
+            return None;
+        }
+        // Digits past the 20th are below a nanosecond.
+        let frac = &frac[..frac.len().min(20)];
+        let frac = digits(frac) * per_unit / 10u128.pow(frac.len() as u32);
+        total = total.saturating_add(digits(int).saturating_mul(per_unit).saturating_add(frac));
         s = rest;
     }
     Some(total)
@@ -493,5 +506,10 @@ mod tests {
         }
         let e = ms("9999999999999999999999h").unwrap_err();
         assert!(e.contains("too long"), "{e}");
+        // Exact to the nanosecond up to the limit (an f64 sum is not).
+        let last = parse_duration("-x", "8759h59m59.999999999s");
+        assert_eq!(last, Ok(Duration::new(365 * 86_400 - 1, 999_999_999)));
+        assert!(ms("8760h").is_ok() && ms("8760h1ns").is_err());
+        assert!(ms("99999999999999999999999999999999999999999999h").is_err());
     }
 }
