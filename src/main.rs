@@ -27,18 +27,18 @@ const PROGRAM: &str = "k8s-nlb-registrator-sidecar";
 type Failure = (i32, String);
 
 /// SDK settings we do not read, and what to use instead (a warning; never the value).
-const IGNORED: [(&str, &str); 6] = [
-    ("AWS_PROFILE", NO_FILES),
-    ("AWS_DEFAULT_PROFILE", NO_FILES),
-    ("AWS_CONFIG_FILE", NO_FILES),
-    ("AWS_SHARED_CREDENTIALS_FILE", NO_FILES),
-    ("AWS_MAX_ATTEMPTS", NO_RETRY_COUNT),
-    ("AWS_RETRY_MODE", NO_RETRY_COUNT),
+const IGNORED: [(&str, &str); 2] = [
+    (
+        "AWS_PROFILE AWS_DEFAULT_PROFILE AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE",
+        "profiles and the shared config files are not supported; use IRSA, \
+         EKS Pod Identity, IMDS or AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL*",
+    ),
+    (
+        "AWS_MAX_ATTEMPTS AWS_RETRY_MODE",
+        "retries are bounded by time; use -register-timeout, \
+         -deregister-timeout and -wait-in-service-timeout",
+    ),
 ];
-const NO_FILES: &str = "profiles and the shared config files are not supported; use IRSA, \
-    EKS Pod Identity, IMDS or AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL*";
-const NO_RETRY_COUNT: &str = "retries are bounded by time; use -register-timeout, \
-    -deregister-timeout and -wait-in-service-timeout";
 
 fn main() {
     std::process::exit(try_main().unwrap_or_else(|(code, msg)| {
@@ -171,8 +171,8 @@ fn run(
 /// Logging, warnings about ignored SDK settings, and the reaper when PID 1.
 fn start_logging(cfg: &Config) {
     logging::init(cfg, ProcessEnv.var("RUST_LOG"));
-    for (name, instead) in IGNORED {
-        if ProcessEnv.var(name).is_some() {
+    for (names, instead) in IGNORED {
+        for name in names.split(' ').filter(|n| ProcessEnv.var(n).is_some()) {
             log::warn!("{name} is set but ignored: {instead}");
         }
     }

@@ -3,7 +3,8 @@
 
 use super::flags::{env_name, flag};
 use super::value::*;
-use super::{Config, ConfigError, GroupRef, Hook, HookAction, RoleConfig};
+use super::{Config, ConfigError, GroupRef, GroupSpec, Hook, HookAction, RoleConfig};
+use crate::aws::credentials::Secret;
 use crate::env::Env;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -99,47 +100,46 @@ impl Settings<'_> {
                  detecting it from /etc/hosts failed: {why}"
             )
         };
-        let (v, from) = match self.lookup("target-id") {
+        let pod_ip = || self.env.var("POD_IP").map(|v| (v, "POD_IP".to_owned()));
+        let (v, from) = match self.lookup("target-id").or_else(pod_ip) {
             Some((v, from)) if v.trim().is_empty() => {
                 return Err(format!(
                     "empty value for {from}: give the pod IP, or leave the flag out to use POD_IP"
                 ))
             }
             Some(found) => found,
-            None => match self.env.var("POD_IP") {
-                Some(v) => (v, "POD_IP".to_owned()),
-                None => (detect_ip().map_err(no_target_id)?, "/etc/hosts".to_owned()),
-            },
+            None => (detect_ip().map_err(no_target_id)?, "/etc/hosts".to_owned()),
         };
-        match v.trim().parse::<IpAddr>() {
-            Ok(ip) => Ok((ip.to_string(), from)),
-            Err(_) => Err(format!(
-                "invalid target id {v:?} from {from}: must be an IP address (ip target groups)"
-            )),
-        }
+        let ip = v.trim().parse::<IpAddr>().map_err(|_| {
+            format!("invalid target id {v:?} from {from}: must be an IP address (ip target groups)")
+        })?;
+        Ok((ip.to_string(), from))
     }
 
     /// The role to assume; its companions need `-role-arn`.
     fn role(&self) -> Result<Option<RoleConfig>, ConfigError> {
         let arn = self.optional("role-arn", parse_role_arn)?;
-        let external_id = self.optional("role-external-id", parse_external_id)?;
-        let session_name = self.optional("role-session-name", parse_session_name)?;
-        let companion = match external_id {
-            Some(_) => "role-external-id",
-            None => "role-session-name",
-        };
-        match arn {
-            Some(arn) => Ok(Some(RoleConfig {
-                arn,
-                external_id,
-                session_name,
-            })),
-            None if external_id.is_none() && session_name.is_none() => Ok(None),
-            None => Err(format!(
+        let external_id = self.optional("role-external-id", |w, v| {
+            sts(w, v, "external id", 2..=1224, "+=,.@:/-")
+        })?;
+        let session_name = self.optional("role-session-name", |w, v| {
+            sts(w, v, "role session name", 2..=64, "+=,.@-")
+        })?;
+        let set = [
+            ("role-external-id", &external_id),
+            ("role-session-name", &session_name),
+        ];
+        if let (None, Some((companion, _))) = (&arn, set.iter().find(|(_, v)| v.is_some())) {
+            return Err(format!(
                 "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
                 self.source(companion)
-            )),
+            ));
         }
+        Ok(arn.map(|arn| RoleConfig {
+            arn,
+            external_id: external_id.as_deref().map(Secret::from),
+            session_name,
+        }))
     }
 }
 
@@ -162,14 +162,6 @@ pub(super) fn resolve(
         return Err(format!("target group {} is given twice", g.group));
     }
     let (target_id, target_id_source) = s.target_id(detect_ip)?;
-    let interval = s.value("health-poll-interval", parse_duration)?;
-    if interval < Duration::from_millis(10) {
-        let (from, d) = (
-            s.source("health-poll-interval"),
-            interval.as_secs_f64() * 1e3,
-        );
-        return Err(format!("{from} {d}ms is too short: at least 10ms"));
-    }
     let text = |_: &str, v: &str| Ok(v.to_owned());
     let mut c = Config {
         groups,
@@ -185,7 +177,15 @@ pub(super) fn resolve(
         log_level: s.optional("log-level", parse_log_level)?,
         log_format: s.value("log-format", parse_log_format)?,
         check: s.value("check", parse_bool)?,
-        health_poll_interval: interval,
+        health_poll_interval: s.value("health-poll-interval", |w, v| {
+            match parse_duration(w, v)? {
+                d if d < Duration::from_millis(10) => Err(format!(
+                    "{w} {} is too short: at least 10ms",
+                    humantime::format_duration(d)
+                )),
+                d => Ok(d),
+            }
+        })?,
         health_poll_explicit: s.lookup("health-poll-interval").is_some(),
         availability_zone: s.optional("target-availability-zone", text)?,
         region: s.optional("region", text)?,
@@ -211,12 +211,9 @@ pub(super) fn resolve(
 fn drain_quiet_period(s: &Settings<'_>, c: &Config) -> Result<Option<Duration>, ConfigError> {
     let name = "drain-quiet-period";
     let d = s.optional(name, parse_duration)?.filter(|d| !d.is_zero());
-    let no_port = c
-        .groups
-        .iter()
-        .find(|g| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none());
+    let no_port = |g: &&GroupSpec| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none();
     let (from, fmt) = (s.source(name), humantime::format_duration);
-    match (d, no_port) {
+    match (d, c.groups.iter().find(no_port)) {
         (Some(d), _) if d >= c.wait_drained_timeout => Err(format!(
             "{from} {} can never end within -wait-drained-timeout {}, which bounds it: \
              raise -wait-drained-timeout",

@@ -2,7 +2,6 @@
 //! or variable the value came from (`-target-port`, `NLB_TARGET_PORT`).
 
 use super::{Cidr, ConfigError, GroupRef, GroupSpec, LogFormat};
-use crate::aws::credentials::Secret;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -269,14 +268,6 @@ pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
     ip.filter(|_| !hostname.is_empty()).map(|ip| ip.to_string())
 }
 
-/// Whether `v` has `len` characters, each a word character or in `extra`
-/// (STS's `[\w+=,.@-]*` patterns).
-fn sts_chars(v: &str, len: std::ops::RangeInclusive<usize>, extra: &str) -> bool {
-    len.contains(&v.chars().count())
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
-}
-
 /// `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME` (STS's AssumeRole
 /// constraints, so a typo fails at start and not as a ValidationError).
 pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError> {
@@ -287,7 +278,7 @@ pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError>
                 && account.len() == 12
                 && account.bytes().all(|b| b.is_ascii_digit())
                 && resource.strip_prefix("role/").is_some_and(|name| {
-                    !name.ends_with('/') && sts_chars(name, 1..=2048, "+=,.@-/")
+                    !name.ends_with('/') && sts(what, name, "", 1..=2048, "+=,.@-/").is_ok()
                 })
                 && v.len() <= 2048
         }
@@ -301,22 +292,23 @@ pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError>
     }
 }
 
-/// An AssumeRole `ExternalId`; not a secret by AWS's account, but never echoed.
-pub(super) fn parse_external_id(what: &str, v: &str) -> Result<Secret, ConfigError> {
-    match sts_chars(v, 2..=1224, "+=,.@:/-") {
+/// An STS value (`ExternalId`, `RoleSessionName`): `len` characters, each a
+/// word character or in `extra` (`[\w+=,.@-]*` patterns). Never echoed: an
+/// external id is not a secret by AWS's account, but close to one.
+pub(super) fn sts(
+    what: &str,
+    v: &str,
+    kind: &str,
+    len: std::ops::RangeInclusive<usize>,
+    extra: &str,
+) -> Result<String, ConfigError> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c);
+    match len.contains(&v.chars().count()) && v.chars().all(ok) {
         true => Ok(v.into()),
         false => Err(format!(
-            "{what}: invalid external id: 2 to 1224 characters of letters, digits and _+=,.@:/-"
-        )),
-    }
-}
-
-/// An AssumeRole `RoleSessionName`.
-pub(super) fn parse_session_name(what: &str, v: &str) -> Result<String, ConfigError> {
-    match sts_chars(v, 2..=64, "+=,.@-") {
-        true => Ok(v.into()),
-        false => Err(format!(
-            "{what}: invalid role session name {v:?}: 2 to 64 characters of letters, digits and _+=,.@-"
+            "{what}: invalid {kind}: {} to {} characters of letters, digits and _{extra}",
+            len.start(),
+            len.end()
         )),
     }
 }
@@ -384,15 +376,17 @@ mod tests {
 
     #[test]
     fn external_ids_and_session_names() {
-        assert!(parse_external_id("x", "a1:b/c=d@e,f.g+h_i-j").is_ok());
-        assert!(parse_external_id("x", "a").is_err());
-        assert!(parse_external_id("x", "has space").is_err());
-        let e = parse_external_id("NLB_ROLE_EXTERNAL_ID", "sec ret").unwrap_err();
+        let id = |v| sts("x", v, "external id", 2..=1224, "+=,.@:/-");
+        assert!(id("a1:b/c=d@e,f.g+h_i-j").is_ok());
+        assert!(id("a").is_err());
+        assert!(id("has space").is_err());
+        let e = id("sec ret").unwrap_err();
         assert!(!e.contains("sec ret"), "{e}");
-        assert!(parse_session_name("x", "pod-a.b@c").is_ok());
-        assert!(parse_session_name("x", &"a".repeat(64)).is_ok());
-        assert!(parse_session_name("x", &"a".repeat(65)).is_err());
-        assert!(parse_session_name("x", "a/b").is_err());
+        let name = |v: &str| sts("x", v, "role session name", 2..=64, "+=,.@-");
+        assert!(name("pod-a.b@c").is_ok());
+        assert!(name(&"a".repeat(64)).is_ok());
+        assert!(name(&"a".repeat(65)).is_err());
+        assert!(name("a/b").is_err());
     }
 
     #[test]
