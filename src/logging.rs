@@ -1,52 +1,34 @@
 //! Logging to stderr, as `text` (`TIMESTAMP LEVEL message`) or `json` (one
 //! object a line, the `log` key-values as keys).
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use log::kv::{Key, Value, VisitSource, VisitValue};
 use std::io::Write;
 use std::time::SystemTime;
 
 /// Starts logging: filters from `-log-level`, else `rust_log`
-/// (`RUST_LOG`), else `info`; lines in `cfg.log_format`.
+/// (`RUST_LOG`), else `info`; lines as `-log-format` says.
 pub fn init(cfg: &Config, rust_log: Option<String>) {
     let mut b = env_logger::Builder::new();
     let filters = cfg.log_level.as_ref().or(rust_log.as_ref());
     b.parse_filters(filters.map_or("info", |f| f));
-    let json = cfg.log_format == LogFormat::Json;
+    let json = cfg.log_json;
     b.format(move |buf, record| match json {
+        _ if !shown(record.metadata()) => Ok(()),
         true => buf.write_all(json_line(SystemTime::now(), record).as_bytes()),
         false => {
             let now = humantime::format_rfc3339_millis(SystemTime::now());
             writeln!(buf, "{now} {:<5} {}", record.level(), record.args())
         }
     });
-    let inner = b.target(env_logger::Target::Stderr).build();
-    let max = inner.filter();
-    if log::set_boxed_logger(Box::new(Guarded(inner))).is_ok() {
-        log::set_max_level(max);
-    }
+    let _ = b.target(env_logger::Target::Stderr).try_init();
 }
 
-/// env_logger with the HTTP and TLS crates capped at `info`, whatever the
-/// filters say: at debug and trace they log secrets on the wire.
-struct Guarded(env_logger::Logger);
-
-impl log::Log for Guarded {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        let crate_name = m.target().split("::").next();
-        let guarded = matches!(crate_name, Some("ureq" | "ureq_proto" | "rustls"));
-        (m.level() <= log::Level::Info || !guarded) && self.0.enabled(m)
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            self.0.log(record);
-        }
-    }
-
-    fn flush(&self) {
-        self.0.flush();
-    }
+/// The HTTP and TLS crates are capped at `info`, whatever the filters say:
+/// at debug and trace they log secrets on the wire.
+fn shown(m: &log::Metadata<'_>) -> bool {
+    let crate_name = m.target().split("::").next();
+    m.level() <= log::Level::Info || !matches!(crate_name, Some("ureq" | "ureq_proto" | "rustls"))
 }
 
 /// `record` as one JSON object and a newline.
@@ -175,11 +157,9 @@ mod tests {
 
     #[test]
     fn guarded_crates_are_capped_at_info() {
-        use log::{Level, Log};
-        let g = Guarded(env_logger::Builder::new().parse_filters("trace").build());
-        let on = |target, level| {
-            g.enabled(&log::Metadata::builder().target(target).level(level).build())
-        };
+        use log::Level;
+        let on =
+            |target, level| shown(&log::Metadata::builder().target(target).level(level).build());
         assert!(on("ureq", Level::Info));
         assert!(!on("ureq", Level::Debug));
         assert!(!on("ureq::unversioned::transport", Level::Trace));

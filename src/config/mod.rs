@@ -46,16 +46,6 @@ pub struct GroupSpec {
     pub port: Option<u16>,
 }
 
-/// How log lines are written (`-log-format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// `TIMESTAMP LEVEL message`.
-    #[default]
-    Text,
-    /// One JSON object per line, the step's fields as their own keys.
-    Json,
-}
-
 /// The role to assume (`-role-arn` and its companions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleConfig {
@@ -192,8 +182,8 @@ pub struct Config {
     pub wait_for_timeout: Duration,
     /// `-log-level`, only when given: without it, `RUST_LOG` decides.
     pub log_level: Option<String>,
-    /// `-log-format`.
-    pub log_format: LogFormat,
+    /// `-log-format json`: one JSON object a line, the step's fields as keys.
+    pub log_json: bool,
     /// `-check`: report on the setup and exit, changing nothing.
     pub check: bool,
     /// `-drain-quiet-period`; `None` when off (empty or 0).

@@ -175,7 +175,7 @@ pub(super) fn resolve(
         wait_for_tcp: s.optional("wait-for-tcp", parse_host_port)?,
         wait_for_http: s.optional("wait-for-http", parse_http_url)?,
         log_level: s.optional("log-level", parse_log_level)?,
-        log_format: s.value("log-format", parse_log_format)?,
+        log_json: s.value("log-format", parse_log_format)?,
         check: s.value("check", parse_bool)?,
         health_poll_interval: s.value("health-poll-interval", |w, v| {
             match parse_duration(w, v)? {

@@ -656,15 +656,15 @@ fn arns_with_and_without_port() {
 fn log_format_and_check() {
     let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
     let c = run(&base, &[]).unwrap();
-    assert_eq!((c.log_format, c.check), (LogFormat::Text, false));
+    assert_eq!((c.log_json, c.check), (false, false));
     let c = run(
         &[&base[..], &["-check", "-log-format", "JSON"]].concat(),
         &[],
     )
     .unwrap();
-    assert_eq!((c.log_format, c.check), (LogFormat::Json, true));
+    assert_eq!((c.log_json, c.check), (true, true));
     let c = run(&base, &[("NLB_LOG_FORMAT", "json"), ("NLB_CHECK", "true")]).unwrap();
-    assert_eq!((c.log_format, c.check), (LogFormat::Json, true));
+    assert_eq!((c.log_json, c.check), (true, true));
     let e = run(&base, &[("NLB_LOG_FORMAT", "yaml")]).unwrap_err();
     assert!(e.contains("NLB_LOG_FORMAT"), "{e}");
 }

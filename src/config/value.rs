@@ -1,7 +1,7 @@
 //! Parsers of single values (and of the hosts file). `what` names the flag
 //! or variable the value came from (`-target-port`, `NLB_TARGET_PORT`).
 
-use super::{Cidr, ConfigError, GroupRef, GroupSpec, LogFormat};
+use super::{Cidr, ConfigError, GroupRef, GroupSpec};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -181,11 +181,11 @@ pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError
     }
 }
 
-/// `text` or `json`, any case.
-pub(super) fn parse_log_format(what: &str, v: &str) -> Result<LogFormat, ConfigError> {
+/// `text` or `json` (true), any case.
+pub(super) fn parse_log_format(what: &str, v: &str) -> Result<bool, ConfigError> {
     match v.to_ascii_lowercase().as_str() {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
+        "text" => Ok(false),
+        "json" => Ok(true),
         _ => invalid("log format", v, what, "use text or json"),
     }
 }
@@ -212,34 +212,28 @@ pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigEr
 /// `;`, `>`, `<` outside quotes, `$(` or a backquote outside single
 /// quotes. Quoted and backslash-escaped text is plain.
 pub fn shell_operator(cmd: &str) -> Option<&'static str> {
-    let mut quote = None;
-    let mut word_start = true;
-    let mut chars = cmd.chars().peekable();
-    while let Some(c) = chars.next() {
-        let next = chars.peek().copied();
+    // `quote` is `'`, `"`, or `#` in a comment (to the end of the line, as
+    // shlex and sh read it).
+    let (mut quote, mut escaped, mut word_start) = (None, false, true);
+    for (i, c) in cmd.char_indices() {
         let at_word_start = std::mem::replace(&mut word_start, c.is_whitespace());
-        match (quote, c) {
-            // A comment, as shlex and sh read it, runs to the end of the line.
-            (None, '#') if at_word_start => {
-                chars.by_ref().find(|&c| c == '\n');
-                word_start = true;
+        let ops: &[&'static str] = match quote {
+            _ if std::mem::take(&mut escaped) => continue,
+            Some(q) if q == c || (q == '#' && c == '\n') => {
+                quote = None;
+                continue;
             }
-            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
-            (Some('\''), _) => {}
-            (_, '\\') => {
-                chars.next();
+            Some('\'' | '#') => continue,
+            Some(_) => &["`", "$("],
+            None if c == '\'' || c == '"' || (c == '#' && at_word_start) => {
+                quote = Some(c);
+                continue;
             }
-            (None, '\'' | '"') => quote = Some(c),
-            (_, '`') => return Some("`"),
-            (_, '$') if next == Some('(') => return Some("$("),
-            (Some(_), _) => {}
-            (None, '&') if next == Some('&') => return Some("&&"),
-            (None, '|') if next == Some('|') => return Some("||"),
-            (None, '|') => return Some("|"),
-            (None, ';') => return Some(";"),
-            (None, '>') => return Some(">"),
-            (None, '<') => return Some("<"),
-            (None, _) => {}
+            None => &["`", "$(", "&&", "||", "|", ";", ">", "<"],
+        };
+        escaped = c == '\\';
+        if let Some(op) = ops.iter().find(|op| cmd[i..].starts_with(**op)) {
+            return Some(op);
         }
     }
     None

@@ -458,7 +458,7 @@ fn config(groups: &[&str]) -> Config {
         wait_for_http: None,
         wait_for_timeout: Duration::from_secs(300),
         log_level: None,
-        log_format: Default::default(),
+        log_json: false,
         check: false,
         drain_quiet_period: None,
         lb_health_addr: None,

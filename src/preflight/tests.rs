@@ -1,7 +1,7 @@
 use super::*;
 use crate::aws::elbv2::HealthCheck;
 use crate::aws::AwsError;
-use crate::config::{GroupSpec, LogFormat};
+use crate::config::GroupSpec;
 use std::os::unix::fs::PermissionsExt;
 
 fn cfg() -> Config {
@@ -32,7 +32,7 @@ fn cfg() -> Config {
         wait_for_http: None,
         wait_for_timeout: Duration::from_secs(300),
         log_level: None,
-        log_format: LogFormat::Text,
+        log_json: false,
         check: true,
         drain_quiet_period: None,
         lb_health_addr: None,
