@@ -8,7 +8,7 @@ use k8s_nlb_registrator_sidecar::aws::credentials::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
-use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
+use k8s_nlb_registrator_sidecar::config::{self, Action, Config, PROGRAM, VERSION};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::hooks::reaper;
 use k8s_nlb_registrator_sidecar::lifecycle::{self, Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
@@ -20,8 +20,6 @@ use std::net::TcpListener;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-const PROGRAM: &str = "k8s-nlb-registrator-sidecar";
 
 /// An exit code and the one line that explains it.
 type Failure = (i32, String);
@@ -84,17 +82,12 @@ fn try_main() -> Result<i32, Failure> {
     let args = std::env::args_os().skip(1).collect();
     let cfg = match config::parse(args, &ProcessEnv, &mut detect_ip).map_err(usage)? {
         Action::Run(cfg) => cfg,
-        Action::Help => {
-            print!("{}", config::usage(PROGRAM));
-            return Ok(EXIT_OK);
-        }
-        Action::Version => {
-            println!("{PROGRAM} {}", env!("CARGO_PKG_VERSION"));
+        Action::Print(text) => {
+            print!("{text}");
             return Ok(EXIT_OK);
         }
     };
-    let has_shell = std::path::Path::new(config::SHELL).is_file();
-    config::check_shell(&cfg, has_shell).map_err(usage)?;
+    config::check_shell(&cfg, std::path::Path::new(config::SHELL).is_file()).map_err(usage)?;
     start_logging(&cfg);
     let now = SystemTime::now();
     let mut settings =
@@ -148,8 +141,7 @@ fn run(
         status::start(listen(addr, "status-addr")?, status.clone(), drains).map_err(runtime)?;
     }
     log::info!(
-        "{PROGRAM} {}: target {} (from {}), {} target group(s), region {}, credentials from {}",
-        env!("CARGO_PKG_VERSION"),
+        "{PROGRAM} {VERSION}: target {} (from {}), {} target group(s), region {}, credentials from {}",
         cfg.target_id,
         cfg.target_id_source,
         cfg.groups.len(),

@@ -2,6 +2,11 @@
 
 use std::ffi::OsString;
 
+/// The program's name and version, for `-h`, `--version` and errors.
+pub const PROGRAM: &str = env!("CARGO_PKG_NAME");
+/// The version `--version` prints.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Every flag as `(name, default, help)`, in the order `-h` lists them; ""
 /// is no default. A flag whose default is `true` or `false` is a boolean:
 /// `-flag` alone means true, a value comes only after `=`.
@@ -82,9 +87,9 @@ pub(super) fn go_style(args: Vec<OsString>) -> Vec<OsString> {
 /// The text `-h` prints, in the style of Go's flag package.
 /// `scripts/validate_manifests.py` and `tests/it/docs.rs` read its
 /// `  -NAME[ value]` lines.
-pub fn usage(program: &str) -> String {
+pub(super) fn usage() -> String {
     let mut out = format!(
-        "Usage of {program}:\n\
+        "Usage of {PROGRAM}:\n\
          Registers this pod's IP in AWS ELBv2 target groups, waits until healthy,\n\
          and deregisters it on SIGTERM/SIGINT. Every flag also reads NLB_<FLAG_NAME>.\n"
     );

@@ -7,7 +7,7 @@ mod flags;
 mod resolve;
 mod value;
 
-pub use flags::usage;
+pub use flags::{PROGRAM, VERSION};
 pub use value::{pod_ip_from_hosts, shell_operator, SHELL};
 
 use crate::aws::credentials::Secret;
@@ -113,15 +113,16 @@ impl Cidr {
     /// Whether `ip` is in the range; an IPv4-mapped IPv6 address (an IPv4
     /// peer of a dual-stack socket in `/proc/net/tcp6`) counts as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let (net, ip, bits) = match (self.ip, ip.to_canonical()) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n).into(), u32::from(a).into(), 32),
-            (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
-            _ => return false,
+        let bits = |ip| match ip {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (u128::from(a), 128),
         };
-        (net ^ ip)
-            .checked_shr(bits - u32::from(self.prefix))
-            .unwrap_or(0)
-            == 0
+        let ((net, n), (ip, m)) = (bits(self.ip), bits(ip.to_canonical()));
+        n == m
+            && (net ^ ip)
+                .checked_shr(n - u32::from(self.prefix))
+                .unwrap_or(0)
+                == 0
     }
 }
 
@@ -227,10 +228,8 @@ pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
 pub enum Action {
     /// Run the sidecar.
     Run(Box<Config>),
-    /// Print usage and exit 0.
-    Help,
-    /// Print the version and exit 0.
-    Version,
+    /// Print this (`-h`, `--version`) and exit 0.
+    Print(String),
 }
 
 /// A usage error: one line naming the flag or variable and the bad value.
@@ -252,8 +251,8 @@ pub fn parse(
     let mut parser = lexopt::Parser::from_args(flags::go_style(args));
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let (name, default) = match arg {
-            Short('h') | Long("h" | "help") => return Ok(Action::Help),
-            Long("version") => return Ok(Action::Version),
+            Short('h') | Long("h" | "help") => return Ok(Action::Print(flags::usage())),
+            Long("version") => return Ok(Action::Print(format!("{PROGRAM} {VERSION}\n"))),
             Long(n) => flag(n).ok_or_else(|| undefined(n))?,
             Short(c) => return Err(undefined(&c.to_string())),
             Value(v) => {

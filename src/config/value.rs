@@ -35,11 +35,6 @@ pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigErro
 /// or `5.`), saturating; `None` when not in Go's syntax. Integers only: a
 /// float parser would cost the binary 16 KB.
 fn go_nanos(mut s: &str) -> Option<u128> {
-    let digits = |d: &str| {
-        d.bytes().fold(0u128, |n, b| {
-            n.saturating_mul(10).saturating_add(u128::from(b - b'0'))
-        })
-    };
     let mut total = (!s.is_empty()).then_some(0u128)?;
     while !s.is_empty() {
         let (number, rest) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.')?);
@@ -60,10 +55,13 @@ fn go_nanos(mut s: &str) -> Option<u128> {
         if int.len() + frac.len() == 0 || frac.contains('.') {
             return None;
         }
-        // Digits past the 20th are below a nanosecond.
+        // Digits past the 20th are below a nanosecond; a saturated sum is
+        // far over the limit anyway.
         let frac = &frac[..frac.len().min(20)];
-        let frac = digits(frac) * per_unit / 10u128.pow(frac.len() as u32);
-        total = total.saturating_add(digits(int).saturating_mul(per_unit).saturating_add(frac));
+        let n = (int.bytes().chain(frac.bytes())).fold(0u128, |n, b| {
+            n.saturating_mul(10).saturating_add(u128::from(b - b'0'))
+        });
+        total = total.saturating_add(n.saturating_mul(per_unit) / 10u128.pow(frac.len() as u32));
         s = rest;
     }
     Some(total)
@@ -169,15 +167,13 @@ pub(super) fn parse_cidr(what: &str, v: &str) -> Result<Cidr, ConfigError> {
 
 /// A log level, any case; returned in lower case.
 pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError> {
-    let l = v.to_ascii_lowercase();
+    let (l, hint) = (
+        v.to_ascii_lowercase(),
+        "use error, warn, info, debug or trace",
+    );
     match ["off", "error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
         true => Ok(l),
-        false => invalid(
-            "log level",
-            v,
-            what,
-            "use error, warn, info, debug or trace",
-        ),
+        false => invalid("log level", v, what, hint),
     }
 }
 
@@ -193,19 +189,15 @@ pub(super) fn parse_log_format(what: &str, v: &str) -> Result<bool, ConfigError>
 /// A hook command: split into words by POSIX shell rules and run directly,
 /// or, when it uses a shell operator, run as `/bin/sh -c COMMAND`.
 pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
-    match shlex::split(v) {
-        None => invalid(
-            "command",
-            v,
-            what,
-            "cannot split it into words (unbalanced quotes?)",
-        ),
-        Some(w) if w.first().is_none_or(String::is_empty) => {
-            invalid("command", v, what, "empty program name")
+    let hint = match shlex::split(v) {
+        None => "cannot split it into words (unbalanced quotes?)",
+        Some(w) if w.first().is_none_or(String::is_empty) => "empty program name",
+        Some(_) if shell_operator(v).is_some() => {
+            return Ok(vec![SHELL.into(), "-c".into(), v.into()])
         }
-        Some(_) if shell_operator(v).is_some() => Ok(vec![SHELL.into(), "-c".into(), v.into()]),
-        Some(words) => Ok(words),
-    }
+        Some(words) => return Ok(words),
+    };
+    invalid("command", v, what, hint)
 }
 
 /// The first operator in `cmd` only a shell understands: `&&`, `||`, `|`,
