@@ -1,7 +1,5 @@
 //! The flag table, `-h`, and Go's flag syntax on top of lexopt.
 
-use std::ffi::OsString;
-
 /// The program's name and version, for `-h`, `--version` and errors.
 pub const PROGRAM: &str = env!("CARGO_PKG_NAME");
 /// The version `--version` prints.
@@ -62,26 +60,6 @@ pub(super) fn is_bool(default: &str) -> bool {
 /// The environment variable of a flag: `NLB_` + upper snake case.
 pub(super) fn env_name(flag: &str) -> String {
     format!("NLB_{}", flag.to_ascii_uppercase().replace('-', "_"))
-}
-
-/// Go spells long flags with one dash, lexopt with two: rewrites `-name`
-/// to `--name`, except where a value is due (after a value flag without
-/// `=`), so `-pre-register-command -x` keeps its `-x`.
-pub(super) fn go_style(args: Vec<OsString>) -> Vec<OsString> {
-    let mut value_due = false;
-    let go = |arg: OsString| match arg.to_str() {
-        Some(s) if !std::mem::take(&mut value_due) && s.starts_with('-') => {
-            let body = s.trim_start_matches('-');
-            let name = body.split('=').next().unwrap_or(body);
-            value_due = !body.contains('=') && flag(name).is_some_and(|f| !is_bool(f.1));
-            match !s.starts_with("--") && name.len() > 1 {
-                true => format!("-{s}").into(),
-                false => arg,
-            }
-        }
-        _ => arg,
-    };
-    args.into_iter().map(go).collect()
 }
 
 /// The text `-h` prints, in the style of Go's flag package.

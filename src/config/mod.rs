@@ -118,11 +118,8 @@ impl Cidr {
             IpAddr::V6(a) => (u128::from(a), 128),
         };
         let ((net, n), (ip, m)) = (bits(self.ip), bits(ip.to_canonical()));
-        n == m
-            && (net ^ ip)
-                .checked_shr(n - u32::from(self.prefix))
-                .unwrap_or(0)
-                == 0
+        let host_bits = n - u32::from(self.prefix);
+        n == m && (net ^ ip).checked_shr(host_bits).unwrap_or(0) == 0
     }
 }
 
@@ -248,13 +245,13 @@ pub fn parse(
 ) -> Result<Action, ConfigError> {
     use lexopt::Arg::{Long, Short, Value};
     let mut given = Vec::new();
-    let mut parser = lexopt::Parser::from_args(flags::go_style(args));
+    let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        let (name, default) = match arg {
-            Short('h') | Long("h" | "help") => return Ok(Action::Print(flags::usage())),
-            Long("version") => return Ok(Action::Print(format!("{PROGRAM} {VERSION}\n"))),
-            Long(n) => flag(n).ok_or_else(|| undefined(n))?,
-            Short(c) => return Err(undefined(&c.to_string())),
+        // Go spells long flags with one dash: lexopt reads `-name=v` as the
+        // short flag `n` with `ame=v` attached.
+        let (head, attached, sep) = match arg {
+            Long(n) => (n.to_owned(), parser.optional_value(), "="),
+            Short(c) => (c.to_string(), parser.optional_value(), ""),
             Value(v) => {
                 let hint = match parse_bool("", &v.to_string_lossy()) {
                     Ok(_) => {
@@ -265,22 +262,32 @@ pub fn parse(
                 return Err(format!("unexpected argument {v:?} ({hint})"));
             }
         };
-        let value = match is_bool(default) {
-            true => parser.optional_value().unwrap_or_else(|| "true".into()),
-            false => parser
-                .value()
-                .map_err(|_| format!("flag needs an argument: -{name}"))?,
+        let arg = match attached.map(OsString::into_string).transpose() {
+            Ok(None) => head,
+            Ok(Some(rest)) => head + sep + &rest,
+            Err(v) => return Err(format!("argument -{head}{sep}{v:?} is not UTF-8")),
         };
-        let value = value
-            .into_string()
-            .map_err(|v| format!("value of -{name} is not UTF-8: {v:?}"))?;
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (&arg[..], None),
+        };
+        let (name, default) = match name {
+            "h" | "help" => return Ok(Action::Print(flags::usage())),
+            "version" => return Ok(Action::Print(format!("{PROGRAM} {VERSION}\n"))),
+            n => flag(n).ok_or_else(|| format!("flag provided but not defined: -{n} (see -h)"))?,
+        };
+        let value = match value {
+            Some(v) => v.to_owned(),
+            None if is_bool(default) => "true".to_owned(),
+            None => parser
+                .value()
+                .map_err(|_| format!("flag needs an argument: -{name}"))?
+                .into_string()
+                .map_err(|v| format!("value of -{name} is not UTF-8: {v:?}"))?,
+        };
         given.push((name, value));
     }
     resolve(&Settings { given, env }, detect_ip).map(|c| Action::Run(Box::new(c)))
-}
-
-fn undefined(name: &str) -> ConfigError {
-    format!("flag provided but not defined: -{name} (see -h)")
 }
 
 #[cfg(test)]

@@ -44,6 +44,41 @@ fn go_syntax_forms() {
 }
 
 #[test]
+fn values_attached_or_next_with_one_dash_or_two() {
+    let c = run(
+        &[
+            "-target-group-name=tg",
+            "--target-id=10.0.0.1",
+            "-wait-drained",
+            "--wait-in-service=false",
+            "-pre-register-command=-x",
+            "--post-register-command",
+            "--y",
+            "-post-deregister-command",
+            "a=b",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(c.wait_drained && !c.wait_in_service);
+    assert_eq!(c.pre_register.unwrap().argv(), ["-x"]);
+    assert_eq!(c.post_register.unwrap().argv(), ["--y"]);
+    assert_eq!(c.post_deregister.unwrap().argv(), ["a=b"]);
+    for (a, needle) in [
+        (&["-t"][..], "not defined: -t "),
+        (&["--target-id"], "flag needs an argument: -target-id"),
+        (&["-target-id="], "empty value for -target-id"),
+    ] {
+        let e = run(&[&["-target-group-name", "tg"][..], a].concat(), &[]).unwrap_err();
+        assert!(e.contains(needle), "{a:?}: {e}");
+    }
+    use std::os::unix::ffi::OsStringExt;
+    let bad = OsString::from_vec(b"-target-id=\xff".to_vec());
+    let e = parse(vec![bad], &env(&[]), &mut no_detect()).unwrap_err();
+    assert!(e.contains("not UTF-8"), "{e}");
+}
+
+#[test]
 fn health_poll_interval_given_or_default() {
     let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
     let c = run(&base, &[]).unwrap();
@@ -693,10 +728,10 @@ fn help_and_version() {
         let a = parse(args(&[h]), &env(&[]), &mut no_detect()).unwrap();
         assert_eq!(a, Action::Print(u.clone()));
     }
-    assert_eq!(
-        parse(args(&["--version"]), &env(&[]), &mut no_detect()).unwrap(),
-        Action::Print(format!("{PROGRAM} {VERSION}\n"))
-    );
+    for v in ["--version", "-version"] {
+        let a = parse(args(&[v]), &env(&[]), &mut no_detect()).unwrap();
+        assert_eq!(a, Action::Print(format!("{PROGRAM} {VERSION}\n")));
+    }
     assert!(u.starts_with("Usage of k8s-nlb-registrator-sidecar:\n"));
     for (name, ..) in flags::FLAGS {
         assert!(u.contains(&format!("  -{name}")));
