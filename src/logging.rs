@@ -6,8 +6,7 @@ use log::kv::{Key, Value, VisitSource, VisitValue};
 use std::io::Write;
 use std::time::SystemTime;
 
-/// Starts logging: filters from `-log-level`, else `rust_log`
-/// (`RUST_LOG`), else `info`; lines as `-log-format` says.
+/// Starts logging: filters from `-log-level`, else `rust_log` (`RUST_LOG`), else `info`.
 pub fn init(cfg: &Config, rust_log: Option<String>) {
     let mut b = env_logger::Builder::new();
     let filters = cfg.log_level.as_ref().or(rust_log.as_ref());

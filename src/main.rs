@@ -92,8 +92,9 @@ fn try_main() -> Result<i32, Failure> {
     let now = SystemTime::now();
     let mut settings =
         Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now).map_err(usage)?;
-    let role = cfg.role.clone();
-    settings.role = role.map(|r| Role::new(r.arn, r.external_id, r.session_name, now));
+    let (external_id, session_name) = (&cfg.role_external_id, &cfg.role_session_name);
+    let role = |arn| Role::new(arn, external_id.clone(), session_name.clone(), now);
+    settings.role = cfg.role_arn.clone().map(role);
     // Trusting AWS_CA_BUNDLE's roots when set; requests to the pod itself go direct.
     let ca = ProcessEnv.var("AWS_CA_BUNDLE");
     let read =
@@ -116,9 +117,8 @@ fn try_main() -> Result<i32, Failure> {
     run(&cfg, &status, tx, transport, settings, clock)
 }
 
-/// Starts `/lb-health` and the status listener before anything is registered
-/// (an unbindable address is a usage error, a thread that cannot start a
-/// runtime one), then the lifecycle, from registration to exit.
+/// Starts the listeners before anything is registered (an unbindable address is a usage
+/// error, a thread that cannot start a runtime one), then the lifecycle to its exit.
 fn run(
     cfg: &Config,
     status: &Arc<Status>,

@@ -5,9 +5,8 @@ pub const PROGRAM: &str = env!("CARGO_PKG_NAME");
 /// The version `--version` prints.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Every flag as `(name, default, help)`, in the order `-h` lists them; ""
-/// is no default. A flag whose default is `true` or `false` is a boolean:
-/// `-flag` alone means true, a value comes only after `=`.
+/// Every flag as `(name, default, help)`, in `-h`'s order; "" is none. A default `true` or
+/// `false` makes a boolean: `-flag` alone means true, a value comes only after `=`.
 #[rustfmt::skip]
 pub(super) const FLAGS: &[(&str, &str, &str)] = &[
     ("target-group-name", "", "Target group to register in, by name; NAME or NAME:PORT; repeatable (env: comma-separated)"),
@@ -62,9 +61,8 @@ pub(super) fn env_name(flag: &str) -> String {
     format!("NLB_{}", flag.to_ascii_uppercase().replace('-', "_"))
 }
 
-/// The text `-h` prints, in the style of Go's flag package.
-/// `scripts/validate_manifests.py` and `tests/it/docs.rs` read its
-/// `  -NAME[ value]` lines.
+/// The text `-h` prints, as Go's flag package does; `scripts/validate_manifests.py` and
+/// `tests/it/docs.rs` read its `  -NAME[ value]` lines.
 pub(super) fn usage() -> String {
     let mut out = format!(
         "Usage of {PROGRAM}:\n\

@@ -1,7 +1,6 @@
-//! Command line and environment, as the Go original read them (Go's flag
-//! syntax) plus an `NLB_*` variable for every flag: a flag beats its
-//! variable, which beats the default. One table in `flags` gives the names,
-//! the variables, the defaults and `-h`; `value` parses single values.
+//! Command line (Go's flag syntax, as the Go original) and an `NLB_*` variable for every flag:
+//! a flag beats its variable, which beats the default. The table in `flags` gives the names,
+//! defaults and `-h`; `value` parses single values.
 
 mod flags;
 mod resolve;
@@ -44,17 +43,6 @@ pub struct GroupSpec {
     pub group: GroupRef,
     /// The target's port in it (`NAME:PORT`), else `-target-port`.
     pub port: Option<u16>,
-}
-
-/// The role to assume (`-role-arn` and its companions).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleConfig {
-    /// `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME`.
-    pub arn: String,
-    /// `-role-external-id`.
-    pub external_id: Option<Secret>,
-    /// `-role-session-name`; `None`: the default (prefix and time).
-    pub session_name: Option<String>,
 }
 
 /// A hook of one step: a command or an HTTP GET, and its timeout.
@@ -110,8 +98,7 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// Whether `ip` is in the range; an IPv4-mapped IPv6 address (an IPv4
-    /// peer of a dual-stack socket in `/proc/net/tcp6`) counts as IPv4.
+    /// Whether `ip` is in the range; an IPv4-mapped peer (`/proc/net/tcp6`) counts as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let bits = |ip| match ip {
             IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
@@ -145,16 +132,19 @@ pub struct Config {
     pub availability_zone: Option<String>,
     /// `-region` or `NLB_REGION`; the AWS variables are read elsewhere.
     pub region: Option<String>,
-    /// `-role-arn` and its companions.
-    pub role: Option<RoleConfig>,
+    /// `-role-arn`: the role to assume, `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME`.
+    pub role_arn: Option<String>,
+    /// `-role-external-id`.
+    pub role_external_id: Option<Secret>,
+    /// `-role-session-name`; `None`: the default (prefix and time).
+    pub role_session_name: Option<String>,
     /// `-wait-in-service`.
     pub wait_in_service: bool,
     /// `-wait-in-service-timeout`.
     pub wait_in_service_timeout: Duration,
     /// `-health-poll-interval`.
     pub health_poll_interval: Duration,
-    /// The interval was given: it overrides the pace of the group's own
-    /// health check settings.
+    /// The interval was given: it overrides the pace of the groups' health checks.
     pub health_poll_explicit: bool,
     /// `-register-timeout`.
     pub register_timeout: Duration,
@@ -205,8 +195,7 @@ impl Config {
     }
 }
 
-/// Refuses a hook in shell syntax when the image has no `/bin/sh`
-/// (`has_shell`): it could never run as meant.
+/// Refuses a hook in shell syntax when the image has no `/bin/sh` (`has_shell`).
 ///
 /// # Errors
 /// A [`ConfigError`] naming the hook's flag and the operator.
@@ -232,9 +221,8 @@ pub enum Action {
 /// A usage error: one line naming the flag or variable and the bad value.
 pub type ConfigError = String;
 
-/// Parses the arguments (without the program name), then the environment.
-/// `detect_ip` is called only when no flag, `NLB_TARGET_ID` or `POD_IP`
-/// gives the target id; it returns the pod's IP or why not.
+/// Parses the arguments (without the program name), then the environment. `detect_ip`
+/// gives the pod's IP (or why not) when no flag, `NLB_TARGET_ID` or `POD_IP` does.
 ///
 /// # Errors
 /// A [`ConfigError`] naming the flag or variable and the bad value.

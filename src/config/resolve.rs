@@ -3,8 +3,7 @@
 
 use super::flags::{env_name, flag};
 use super::value::*;
-use super::{Config, ConfigError, GroupRef, GroupSpec, Hook, HookAction, RoleConfig};
-use crate::aws::credentials::Secret;
+use super::{Config, ConfigError, GroupRef, GroupSpec, Hook, HookAction};
 use crate::env::Env;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -50,8 +49,7 @@ impl Settings<'_> {
         parse(&from, &v)
     }
 
-    /// A repeatable setting: every value of the flag, else its variable's;
-    /// each a comma-separated list.
+    /// A repeatable setting: every value of the flag, else its variable's; each a list.
     fn list<T>(&self, name: &str, parse: ParseFn<T>) -> Result<Vec<T>, ConfigError> {
         let given = self.given.iter().filter(|(n, _)| *n == name);
         let mut values: Vec<String> = given.map(|(_, v)| v.clone()).collect();
@@ -63,8 +61,24 @@ impl Settings<'_> {
         items.map(|s| parse(&from, s)).collect()
     }
 
-    /// Step `name`'s hook: `-NAME-command` or `-NAME-http` (blank is
-    /// absent; both is an error), with `-NAME-timeout`.
+    /// The target groups, by name then by ARN: at least one, none twice.
+    fn groups(&self) -> Result<Vec<GroupSpec>, ConfigError> {
+        let mut groups = self.list("target-group-name", |w, v| parse_group(w, v, false))?;
+        groups.extend(self.list("target-group-arn", |w, v| parse_group(w, v, true))?);
+        if groups.is_empty() {
+            let vars = "NLB_TARGET_GROUP_NAME / NLB_TARGET_GROUP_ARN";
+            return Err(format!(
+                "no target group: set -target-group-name or -target-group-arn (or {vars})"
+            ));
+        }
+        let mut seen = groups.iter().enumerate();
+        if let Some((_, g)) = seen.find(|(i, g)| groups[..*i].contains(g)) {
+            return Err(format!("target group {} is given twice", g.group));
+        }
+        Ok(groups)
+    }
+
+    /// Step `name`'s hook: `-NAME-command` or `-NAME-http` (not both), `-NAME-timeout`.
     fn hook(&self, name: &'static str) -> Result<Option<Hook>, ConfigError> {
         let timeout = self.value(&format!("{name}-timeout"), parse_duration)?;
         let set = |kind| {
@@ -88,18 +102,11 @@ impl Settings<'_> {
         }))
     }
 
-    /// The target's IP (canonical text, as AWS lists targets) and where it
-    /// came from: flag or variable, `POD_IP`, then the detector.
+    /// The target's IP (canonical text, as AWS lists targets) and where it came from.
     fn target_id(
         &self,
         detect_ip: &mut dyn FnMut() -> Result<String, String>,
     ) -> Result<(String, String), ConfigError> {
-        let no_target_id = |why| {
-            format!(
-                "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
-                 detecting it from /etc/hosts failed: {why}"
-            )
-        };
         let pod_ip = || self.env.var("POD_IP").map(|v| (v, "POD_IP".to_owned()));
         let (v, from) = match self.lookup("target-id").or_else(pod_ip) {
             Some((v, from)) if v.trim().is_empty() => {
@@ -108,59 +115,27 @@ impl Settings<'_> {
                 ))
             }
             Some(found) => found,
-            None => (detect_ip().map_err(no_target_id)?, "/etc/hosts".to_owned()),
+            None => match detect_ip() {
+                Ok(ip) => (ip, "/etc/hosts".to_owned()),
+                Err(why) => return Err(format!(
+                    "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
+                     detecting it from /etc/hosts failed: {why}"
+                )),
+            },
         };
         let ip = v.trim().parse::<IpAddr>().map_err(|_| {
             format!("invalid target id {v:?} from {from}: must be an IP address (ip target groups)")
         })?;
         Ok((ip.to_string(), from))
     }
-
-    /// The role to assume; its companions need `-role-arn`.
-    fn role(&self) -> Result<Option<RoleConfig>, ConfigError> {
-        let arn = self.optional("role-arn", parse_role_arn)?;
-        let external_id = self.optional("role-external-id", |w, v| {
-            sts(w, v, "external id", 2..=1224, "+=,.@:/-")
-        })?;
-        let session_name = self.optional("role-session-name", |w, v| {
-            sts(w, v, "role session name", 2..=64, "+=,.@-")
-        })?;
-        let set = [
-            ("role-external-id", &external_id),
-            ("role-session-name", &session_name),
-        ];
-        if let (None, Some((companion, _))) = (&arn, set.iter().find(|(_, v)| v.is_some())) {
-            return Err(format!(
-                "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
-                self.source(companion)
-            ));
-        }
-        Ok(arn.map(|arn| RoleConfig {
-            arn,
-            external_id: external_id.as_deref().map(Secret::from),
-            session_name,
-        }))
-    }
 }
 
-/// Builds the configuration. Fields are checked in the order written, so
-/// the first bad setting is the one reported.
+/// Builds the configuration; the first bad setting, in the order written, is reported.
 pub(super) fn resolve(
     s: &Settings<'_>,
     detect_ip: &mut dyn FnMut() -> Result<String, String>,
 ) -> Result<Config, ConfigError> {
-    let mut groups = s.list("target-group-name", |w, v| parse_group(w, v, false))?;
-    groups.extend(s.list("target-group-arn", |w, v| parse_group(w, v, true))?);
-    if groups.is_empty() {
-        let vars = "NLB_TARGET_GROUP_NAME / NLB_TARGET_GROUP_ARN";
-        return Err(format!(
-            "no target group: set -target-group-name or -target-group-arn (or {vars})"
-        ));
-    }
-    let mut seen = groups.iter().enumerate();
-    if let Some((_, g)) = seen.find(|(i, g)| groups[..*i].contains(g)) {
-        return Err(format!("target group {} is given twice", g.group));
-    }
+    let groups = s.groups()?;
     let (target_id, target_id_source) = s.target_id(detect_ip)?;
     let text = |_: &str, v: &str| Ok(v.to_owned());
     let mut c = Config {
@@ -189,7 +164,13 @@ pub(super) fn resolve(
         health_poll_explicit: s.lookup("health-poll-interval").is_some(),
         availability_zone: s.optional("target-availability-zone", text)?,
         region: s.optional("region", text)?,
-        role: s.role()?,
+        role_arn: s.optional("role-arn", parse_role_arn)?,
+        role_external_id: s.optional("role-external-id", |w, v| {
+            sts(w, v, "external id", 2..=1224, "+=,.@:/-").map(|v| v.as_str().into())
+        })?,
+        role_session_name: s.optional("role-session-name", |w, v| {
+            sts(w, v, "role session name", 2..=64, "+=,.@-")
+        })?,
         wait_in_service: s.value("wait-in-service", parse_bool)?,
         wait_in_service_timeout: s.value("wait-in-service-timeout", parse_duration)?,
         register_timeout: s.value("register-timeout", parse_duration)?,
@@ -202,12 +183,12 @@ pub(super) fn resolve(
         drain_ignore_from: s.list("drain-ignore-from", parse_cidr)?,
     };
     c.drain_quiet_period = drain_quiet_period(s, &c)?;
+    role_companions(s, &c)?;
     Ok(c)
 }
 
-/// `-drain-quiet-period` (0 is off): shorter than `-wait-drained-timeout`,
-/// which bounds it, and with a port known for every group (one given by
-/// ARN has none of its own).
+/// `-drain-quiet-period` (0 is off): shorter than `-wait-drained-timeout`, which bounds
+/// it, and with a port known for every group (one given by ARN has none of its own).
 fn drain_quiet_period(s: &Settings<'_>, c: &Config) -> Result<Option<Duration>, ConfigError> {
     let name = "drain-quiet-period";
     let d = s.optional(name, parse_duration)?.filter(|d| !d.is_zero());
@@ -225,5 +206,20 @@ fn drain_quiet_period(s: &Settings<'_>, c: &Config) -> Result<Option<Duration>, 
             g.group
         )),
         _ => Ok(d),
+    }
+}
+
+/// `-role-external-id` and `-role-session-name` apply only to `-role-arn`.
+fn role_companions(s: &Settings<'_>, c: &Config) -> Result<(), ConfigError> {
+    let set = [
+        ("role-external-id", c.role_external_id.is_some()),
+        ("role-session-name", c.role_session_name.is_some()),
+    ];
+    match (&c.role_arn, set.iter().find(|(_, set)| *set)) {
+        (None, Some((companion, _))) => Err(format!(
+            "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
+            s.source(companion)
+        )),
+        _ => Ok(()),
     }
 }

@@ -379,7 +379,7 @@ fn bad_usage_is_named() {
 #[test]
 fn role_flags_and_variables() {
     let base = [("NLB_TARGET_GROUP_NAME", "a"), ("POD_IP", "10.0.0.8")];
-    assert_eq!(run(&[], &base).unwrap().role, None);
+    assert_eq!(run(&[], &base).unwrap().role_arn, None);
     let arn = "arn:aws:iam::444455556666:role/nlb-registrator";
     let mut e = base.to_vec();
     e.extend([
@@ -387,20 +387,15 @@ fn role_flags_and_variables() {
         ("NLB_ROLE_EXTERNAL_ID", "ext-1"),
         ("NLB_ROLE_SESSION_NAME", "pod-a"),
     ]);
-    assert_eq!(
-        run(&[], &e).unwrap().role,
-        Some(RoleConfig {
-            arn: arn.into(),
-            external_id: Some("ext-1".into()),
-            session_name: Some("pod-a".into()),
-        })
-    );
-    let dbg = format!("{:?}", run(&[], &e).unwrap());
+    let c = run(&[], &e).unwrap();
+    assert_eq!(c.role_arn.as_deref(), Some(arn));
+    assert_eq!(c.role_external_id, Some("ext-1".into()));
+    assert_eq!(c.role_session_name.as_deref(), Some("pod-a"));
+    let dbg = format!("{c:?}");
     assert!(dbg.contains("pod-a") && !dbg.contains("ext-1"), "{dbg}");
     let c = run(&["-role-arn", arn, "-role-session-name=pod-b"], &base).unwrap();
-    let role = c.role.unwrap();
     assert_eq!(
-        (role.external_id, role.session_name.as_deref()),
+        (c.role_external_id, c.role_session_name.as_deref()),
         (None, Some("pod-b"))
     );
 

@@ -13,27 +13,22 @@ fn invalid<T>(kind: &str, v: &str, what: &str, hint: &str) -> Result<T, ConfigEr
     Err(format!("invalid {kind} {v:?} for {what}: {hint}"))
 }
 
-/// A duration in Go's syntax (`0`, `+5s`, `.5s`, `5.s`, `1h2m3.5s`);
-/// negative ones are refused.
+/// A duration in Go's syntax (`0`, `+5s`, `.5s`, `5.s`, `1h2m3.5s`); not negative.
 pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
     let body = t.strip_prefix(['-', '+']).unwrap_or(t);
-    match go_nanos(body).or((body == "0").then_some(0)) {
-        None => invalid("duration", v, what, "e.g. 5s, 1m30s, 300ms, .5s, 1.5h, 0"),
-        Some(n) if t.starts_with('-') && n > 0 => {
-            invalid("duration", v, what, "negative, must be 0 or more")
-        }
+    let hint = match go_nanos(body).or((body == "0").then_some(0)) {
+        None => "e.g. 5s, 1m30s, 300ms, .5s, 1.5h, 0",
+        Some(n) if t.starts_with('-') && n > 0 => "negative, must be 0 or more",
         // Deadlines are `now + d`: a year keeps them far from overflow.
-        Some(n) => match u64::try_from(n) {
-            Ok(n) if n <= 365 * 86_400 * 1_000_000_000 => Ok(Duration::from_nanos(n)),
-            _ => invalid("duration", v, what, "too long, at most 365 days"),
-        },
-    }
+        Some(n) if n <= 365 * 86_400 * 1_000_000_000 => return Ok(Duration::from_nanos(n as u64)),
+        Some(_) => "too long, at most 365 days",
+    };
+    invalid("duration", v, what, hint)
 }
 
-/// The nanoseconds of one or more `NUMBER UNIT` (NUMBER `12`, `1.5`, `.5`
-/// or `5.`), saturating; `None` when not in Go's syntax. Integers only: a
-/// float parser would cost the binary 16 KB.
+/// The nanoseconds of `NUMBER UNIT...` (`12`, `1.5`, `.5`, `5.`), saturating; `None` when
+/// not Go's syntax. Integers only: a float parser would cost the binary 16 KB.
 fn go_nanos(mut s: &str) -> Option<u128> {
     let mut total = (!s.is_empty()).then_some(0u128)?;
     while !s.is_empty() {
@@ -55,8 +50,7 @@ fn go_nanos(mut s: &str) -> Option<u128> {
         if int.len() + frac.len() == 0 || frac.contains('.') {
             return None;
         }
-        // Digits past the 20th are below a nanosecond; a saturated sum is
-        // far over the limit anyway.
+        // Digits past the 20th are below a nanosecond; a saturated n is over the limit.
         let frac = &frac[..frac.len().min(20)];
         let n = (int.bytes().chain(frac.bytes())).fold(0u128, |n, b| {
             n.saturating_mul(10).saturating_add(u128::from(b - b'0'))
@@ -113,8 +107,7 @@ pub(super) fn parse_group(what: &str, v: &str, by_arn: bool) -> Result<GroupSpec
     }
 }
 
-/// `HOST:PORT`; an IPv6 host in brackets (`[::]:9090`), as in a URL:
-/// `fd00::1:80` could be either.
+/// `HOST:PORT`; an IPv6 host in brackets (`[::]:9090`): `fd00::1:80` could be either.
 pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError> {
     let Some((host, port)) = v.rsplit_once(':') else {
         return invalid("address", v, what, "expected HOST:PORT");
@@ -186,8 +179,7 @@ pub(super) fn parse_log_format(what: &str, v: &str) -> Result<bool, ConfigError>
     }
 }
 
-/// A hook command: split into words by POSIX shell rules and run directly,
-/// or, when it uses a shell operator, run as `/bin/sh -c COMMAND`.
+/// A hook command: words by POSIX shell rules, or `/bin/sh -c COMMAND` with a shell operator.
 pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
     let hint = match shlex::split(v) {
         None => "cannot split it into words (unbalanced quotes?)",
@@ -200,12 +192,10 @@ pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigEr
     invalid("command", v, what, hint)
 }
 
-/// The first operator in `cmd` only a shell understands: `&&`, `||`, `|`,
-/// `;`, `>`, `<` outside quotes, `$(` or a backquote outside single
-/// quotes. Quoted and backslash-escaped text is plain.
+/// The first operator in `cmd` only a shell understands: `&&`, `||`, `|`, `;`, `>`, `<`
+/// outside quotes, `$(` or a backquote outside single quotes; escaped text is plain.
 pub fn shell_operator(cmd: &str) -> Option<&'static str> {
-    // `quote` is `'`, `"`, or `#` in a comment (to the end of the line, as
-    // shlex and sh read it).
+    // `quote` is `'`, `"`, or `#` in a comment (to the line's end, as shlex and sh read it).
     let (mut quote, mut escaped, mut word_start) = (None, false, true);
     for (i, c) in cmd.char_indices() {
         let at_word_start = std::mem::replace(&mut word_start, c.is_whitespace());
@@ -231,9 +221,8 @@ pub fn shell_operator(cmd: &str) -> Option<&'static str> {
     None
 }
 
-/// The pod's own IP (canonical text), the last fallback for `-target-id`:
-/// the address on the hosts file's line that names `hostname` (or
-/// `hostname.DOMAIN`), as the kubelet writes `IP<TAB>HOSTNAME` there;
+/// The pod's IP (canonical text), the last fallback for `-target-id`: the hosts file's line
+/// naming `hostname` (or `hostname.DOMAIN`), as the kubelet writes `IP<TAB>HOSTNAME` there;
 /// loopback, unspecified and link-local addresses are skipped.
 pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
     let hostname = hostname.trim();
@@ -278,9 +267,8 @@ pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError>
     }
 }
 
-/// An STS value (`ExternalId`, `RoleSessionName`): `len` characters, each a
-/// word character or in `extra` (`[\w+=,.@-]*` patterns). Never echoed: an
-/// external id is not a secret by AWS's account, but close to one.
+/// An STS value: `len` characters, each a word character or in `extra` (`[\w+=,.@-]*`).
+/// Never echoed: an external id is not a secret by AWS's account, but close to one.
 pub(super) fn sts(
     what: &str,
     v: &str,
