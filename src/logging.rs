@@ -44,15 +44,13 @@ fn json_line(time: SystemTime, record: &log::Record<'_>) -> String {
     out + "}\n"
 }
 
-/// Appends `s` as a JSON string.
-fn json_string(out: &mut String, s: &str) {
-    // A str always serializes; U+2028/9: valid JSON, but not in JavaScript that evals lines.
-    for c in serde_json::to_string(s).unwrap_or_default().chars() {
-        match c {
-            '\u{7f}' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
+/// `s` as a JSON string; U+2028/9 escaped too (valid JSON, not JavaScript that evals lines).
+fn json_string(s: &str) -> String {
+    let json = serde_json::to_string(s).unwrap_or_default(); // a str always serializes
+    let escape = |s: String, c: char| s.replace(c, &format!("\\u{:04x}", u32::from(c)));
+    ['\u{7f}', '\u{2028}', '\u{2029}']
+        .into_iter()
+        .fold(json, escape)
 }
 
 /// Writes each field with [`Field`].
@@ -69,15 +67,13 @@ struct Field<'a, 'k>(&'a mut String, &'k str);
 
 impl VisitValue<'_> for Field<'_, '_> {
     fn visit_any(&mut self, value: Value<'_>) -> Result<(), log::kv::Error> {
-        self.0.push(',');
-        json_string(self.0, self.1);
-        self.0.push(':');
-        let number = value.to_i64().is_some() || value.to_u64().is_some();
-        if number || value.to_bool().is_some() || value.to_f64().is_some_and(f64::is_finite) {
-            self.0.push_str(&value.to_string());
-        } else {
-            json_string(self.0, &value.to_string());
-        }
+        let bare =
+            value.to_i64().is_some() || value.to_u64().is_some() || value.to_bool().is_some();
+        let v = match bare || value.to_f64().is_some_and(f64::is_finite) {
+            true => value.to_string(),
+            false => json_string(&value.to_string()),
+        };
+        self.0.push_str(&format!(",{}:{v}", json_string(self.1)));
         Ok(())
     }
 
@@ -100,14 +96,10 @@ mod tests {
 
     #[test]
     fn escapes_quotes_backslashes_controls_and_keeps_non_ascii() {
-        let mut out = String::new();
-        json_string(
-            &mut out,
-            "a\"b\\c\nd\re\tf\u{1}g\u{1f}h\u{7f}i é ü 日本 🚀 \u{2028}",
-        );
+        let out = json_string("a\"b\\c\nd\re\tf\u{1}g\u{1f}h\u{7f}i é ü 日本 🚀 \u{2028}\u{2029}");
         assert_eq!(
             out,
-            "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u001fh\\u007fi é ü 日本 🚀 \\u2028\""
+            "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u001fh\\u007fi é ü 日本 🚀 \\u2028\\u2029\""
         );
     }
 
