@@ -20,11 +20,10 @@ type ParseFn<T> = fn(&str, &str) -> Result<T, ConfigError>;
 impl Settings<'_> {
     /// The flag's last value, else its variable's, and where it came from.
     fn lookup(&self, name: &str) -> Option<(String, String)> {
-        if let Some((_, v)) = self.given.iter().rfind(|(n, _)| *n == name) {
-            return Some((v.clone(), format!("-{name}")));
-        }
-        let var = env_name(name);
-        self.env.var(&var).map(|v| (v, var))
+        let flag = self.given.iter().rfind(|(n, _)| *n == name);
+        let var = || self.env.var(&env_name(name)).map(|v| (v, env_name(name)));
+        flag.map(|(_, v)| (v.clone(), format!("-{name}")))
+            .or_else(var)
     }
 
     /// Where a setting came from, to name it in an error.
@@ -41,11 +40,8 @@ impl Settings<'_> {
 
     /// A setting with a default in the flag table.
     fn value<T>(&self, name: &str, parse: ParseFn<T>) -> Result<T, ConfigError> {
-        let default = (
-            flag(name).unwrap_or_default().1.into(),
-            format!("the default of -{name}"),
-        );
-        let (v, from) = self.lookup(name).unwrap_or(default);
+        let default = || (flag(name).unwrap_or_default().1.into(), format!("-{name}"));
+        let (v, from) = self.lookup(name).unwrap_or_else(default);
         parse(&from, &v)
     }
 
@@ -138,7 +134,7 @@ pub(super) fn resolve(
     let groups = s.groups()?;
     let (target_id, target_id_source) = s.target_id(detect_ip)?;
     let text = |_: &str, v: &str| Ok(v.to_owned());
-    let mut c = Config {
+    let c = Config {
         groups,
         target_id,
         target_id_source,
@@ -182,14 +178,23 @@ pub(super) fn resolve(
         lb_health_addr: s.optional("lb-health-addr", parse_host_port)?,
         drain_ignore_from: s.list("drain-ignore-from", parse_cidr)?,
     };
-    c.drain_quiet_period = drain_quiet_period(s, &c)?;
-    role_companions(s, &c)?;
-    Ok(c)
+    cross_checks(s, c)
 }
 
-/// `-drain-quiet-period` (0 is off): shorter than `-wait-drained-timeout`, which bounds
-/// it, and with a port known for every group (one given by ARN has none of its own).
-fn drain_quiet_period(s: &Settings<'_>, c: &Config) -> Result<Option<Duration>, ConfigError> {
+/// The rules between settings: `-role-external-id` and `-role-session-name` need `-role-arn`;
+/// `-drain-quiet-period` (0 is off) is shorter than `-wait-drained-timeout`, which bounds it,
+/// and needs a port known for every group (one given by ARN has none of its own).
+fn cross_checks(s: &Settings<'_>, c: Config) -> Result<Config, ConfigError> {
+    let set = [
+        ("role-external-id", c.role_external_id.is_some()),
+        ("role-session-name", c.role_session_name.is_some()),
+    ];
+    if let (None, Some((companion, _))) = (&c.role_arn, set.iter().find(|(_, set)| *set)) {
+        return Err(format!(
+            "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
+            s.source(companion)
+        ));
+    }
     let name = "drain-quiet-period";
     let d = s.optional(name, parse_duration)?.filter(|d| !d.is_zero());
     let no_port = |g: &&GroupSpec| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none();
@@ -205,21 +210,9 @@ fn drain_quiet_period(s: &Settings<'_>, c: &Config) -> Result<Option<Duration>, 
             "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
             g.group
         )),
-        _ => Ok(d),
-    }
-}
-
-/// `-role-external-id` and `-role-session-name` apply only to `-role-arn`.
-fn role_companions(s: &Settings<'_>, c: &Config) -> Result<(), ConfigError> {
-    let set = [
-        ("role-external-id", c.role_external_id.is_some()),
-        ("role-session-name", c.role_session_name.is_some()),
-    ];
-    match (&c.role_arn, set.iter().find(|(_, set)| *set)) {
-        (None, Some((companion, _))) => Err(format!(
-            "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
-            s.source(companion)
-        )),
-        _ => Ok(()),
+        _ => Ok(Config {
+            drain_quiet_period: d,
+            ..c
+        }),
     }
 }
