@@ -1,18 +1,16 @@
 //! Command line (Go's flag syntax, as the Go original) and an `NLB_*` variable for every flag:
-//! a flag beats its variable, which beats the default. The table in `flags` gives the names,
+//! a flag beats its variable, which beats the default. The table in `resolve` gives the names,
 //! defaults and `-h`; `value` parses single values.
 
-mod flags;
 mod resolve;
 mod value;
 
-pub use flags::{PROGRAM, VERSION};
+pub use resolve::{PROGRAM, VERSION};
 pub use value::{pod_ip_from_hosts, shell_operator, SHELL};
 
 use crate::aws::credentials::Secret;
 use crate::env::Env;
-use flags::{flag, is_bool};
-use resolve::{resolve, Settings};
+use resolve::{flag, is_bool, resolve, Settings};
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
@@ -260,7 +258,7 @@ pub fn parse(
             None => (&arg[..], None),
         };
         let (name, default) = match name {
-            "h" | "help" => return Ok(Action::Print(flags::usage())),
+            "h" | "help" => return Ok(Action::Print(resolve::usage())),
             "version" => return Ok(Action::Print(format!("{PROGRAM} {VERSION}\n"))),
             n => flag(n).ok_or_else(|| format!("flag provided but not defined: -{n} (see -h)"))?,
         };

@@ -718,7 +718,7 @@ fn detection_is_the_last_resort() {
 
 #[test]
 fn help_and_version() {
-    let u = flags::usage();
+    let u = resolve::usage();
     for h in ["-h", "-help", "--help", "--h"] {
         let a = parse(args(&[h]), &env(&[]), &mut no_detect()).unwrap();
         assert_eq!(a, Action::Print(u.clone()));
@@ -728,7 +728,7 @@ fn help_and_version() {
         assert_eq!(a, Action::Print(format!("{PROGRAM} {VERSION}\n")));
     }
     assert!(u.starts_with("Usage of k8s-nlb-registrator-sidecar:\n"));
-    for (name, ..) in flags::FLAGS {
+    for (name, ..) in resolve::FLAGS {
         assert!(u.contains(&format!("  -{name}")));
     }
     assert!(u.contains("(default 5m)"));
@@ -843,7 +843,7 @@ fn cidr_contains() {
 
 #[test]
 fn every_default_is_a_valid_value() {
-    for (name, default, _) in flags::FLAGS.iter().filter(|f| !f.1.is_empty()) {
+    for (name, default, _) in resolve::FLAGS.iter().filter(|f| !f.1.is_empty()) {
         let ok = match *name {
             _ if is_bool(default) => parse_bool(name, default).is_ok(),
             "log-level" => parse_log_level(name, default).is_ok(),
