@@ -160,10 +160,8 @@ pub(super) fn parse_cidr(what: &str, v: &str) -> Result<Cidr, ConfigError> {
 
 /// A log level, any case; returned in lower case.
 pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError> {
-    let (l, hint) = (
-        v.to_ascii_lowercase(),
-        "use error, warn, info, debug or trace",
-    );
+    let l = v.to_ascii_lowercase();
+    let hint = "use error, warn, info, debug or trace";
     match ["off", "error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
         true => Ok(l),
         false => invalid("log level", v, what, hint),
@@ -259,12 +257,8 @@ pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError>
         }
         _ => false,
     };
-    match ok {
-        true => Ok(v.to_owned()),
-        false => Err(format!(
-            "{what}: invalid role ARN {v:?}: expected arn:aws:iam::ACCOUNT_ID:role/NAME"
-        )),
-    }
+    let why = format!("{what}: invalid role ARN {v:?}: expected arn:aws:iam::ACCOUNT_ID:role/NAME");
+    ok.then(|| v.to_owned()).ok_or(why)
 }
 
 /// An STS value: `len` characters, each a word character or in `extra` (`[\w+=,.@-]*`).
@@ -277,12 +271,11 @@ pub(super) fn sts(
     extra: &str,
 ) -> Result<String, ConfigError> {
     let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c);
+    let (min, max) = (len.start(), len.end());
     match len.contains(&v.chars().count()) && v.chars().all(ok) {
         true => Ok(v.into()),
         false => Err(format!(
-            "{what}: invalid {kind}: {} to {} characters of letters, digits and _{extra}",
-            len.start(),
-            len.end()
+            "{what}: invalid {kind}: {min} to {max} characters of letters, digits and _{extra}"
         )),
     }
 }
