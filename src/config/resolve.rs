@@ -254,7 +254,8 @@ pub(super) fn resolve(
         wait_drained: s.value("wait-drained", parse_bool)?,
         wait_drained_timeout: s.value("wait-drained-timeout", parse_duration)?,
         wait_for_timeout: s.value("wait-for-timeout", parse_duration)?,
-        drain_quiet_period: None,
+        drain_quiet_period: (s.optional("drain-quiet-period", parse_duration)?)
+            .filter(|d| !d.is_zero()),
         lb_health_addr: s.optional("lb-health-addr", parse_host_port)?,
         drain_ignore_from: s.list("drain-ignore-from", parse_cidr)?,
     };
@@ -275,11 +276,9 @@ fn cross_checks(s: &Settings<'_>, c: Config) -> Result<Config, ConfigError> {
             s.source(companion)
         ));
     }
-    let name = "drain-quiet-period";
-    let d = s.optional(name, parse_duration)?.filter(|d| !d.is_zero());
     let no_port = |g: &&GroupSpec| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none();
-    let (from, fmt) = (s.source(name), humantime::format_duration);
-    match (d, c.groups.iter().find(no_port)) {
+    let (from, fmt) = (s.source("drain-quiet-period"), humantime::format_duration);
+    match (c.drain_quiet_period, c.groups.iter().find(no_port)) {
         (Some(d), _) if d >= c.wait_drained_timeout => Err(format!(
             "{from} {} can never end within -wait-drained-timeout {}, which bounds it: \
              raise -wait-drained-timeout",
@@ -290,9 +289,6 @@ fn cross_checks(s: &Settings<'_>, c: Config) -> Result<Config, ConfigError> {
             "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
             g.group
         )),
-        _ => Ok(Config {
-            drain_quiet_period: d,
-            ..c
-        }),
+        _ => Ok(c),
     }
 }
