@@ -32,11 +32,8 @@ fn shown(m: &log::Metadata<'_>) -> bool {
 
 /// `record` as one JSON object and a newline.
 fn json_line(time: SystemTime, record: &log::Record<'_>) -> String {
-    let time = humantime::format_rfc3339_millis(time);
-    let mut out = format!(
-        "{{\"timestamp\":\"{time}\",\"level\":\"{}\"",
-        record.level()
-    );
+    let (time, level) = (humantime::format_rfc3339_millis(time), record.level());
+    let mut out = format!("{{\"timestamp\":\"{time}\",\"level\":\"{level}\"");
     // Visiting our own in-memory fields cannot fail.
     let _ = Field(&mut out, "message").visit_any(Value::from_display(record.args()));
     let _ = Field(&mut out, "module").visit_any(Value::from(record.target()));
@@ -48,9 +45,8 @@ fn json_line(time: SystemTime, record: &log::Record<'_>) -> String {
 fn json_string(s: &str) -> String {
     let json = serde_json::to_string(s).unwrap_or_default(); // a str always serializes
     let escape = |s: String, c: char| s.replace(c, &format!("\\u{:04x}", u32::from(c)));
-    ['\u{7f}', '\u{2028}', '\u{2029}']
-        .into_iter()
-        .fold(json, escape)
+    let unsafe_in_js = ['\u{7f}', '\u{2028}', '\u{2029}'];
+    unsafe_in_js.into_iter().fold(json, escape)
 }
 
 /// Writes each field with [`Field`].

@@ -238,15 +238,11 @@ pub fn parse(
         let (head, attached, sep) = match arg {
             Long(n) => (n.to_owned(), parser.optional_value(), "="),
             Short(c) => (c.to_string(), parser.optional_value(), ""),
-            Value(v) => {
-                let hint = match parse_bool("", &v.to_string_lossy()) {
-                    Ok(_) => {
-                        "boolean flags take their value after '=', e.g. -wait-in-service=false"
-                    }
-                    Err(_) => "this program takes flags only; see -h",
-                };
+            Value(v) if parse_bool("", &v.to_string_lossy()).is_ok() => {
+                let hint = "boolean flags take their value after '=', e.g. -wait-in-service=false";
                 return Err(format!("unexpected argument {v:?} ({hint})"));
             }
+            Value(v) => return Err(format!("unexpected argument {v:?} (flags only; see -h)")),
         };
         let arg = match attached.map(OsString::into_string).transpose() {
             Ok(None) => head,
