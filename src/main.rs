@@ -55,20 +55,20 @@ fn runtime(e: impl ToString) -> Failure {
 
 /// The pod's IP from /etc/hosts, for when no target id is configured.
 fn detect_ip() -> Result<String, String> {
+    let read = |path| std::fs::read_to_string(path).ok();
     let hostname = ProcessEnv
         .var("HOSTNAME")
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| read("/etc/hostname"))
+        .or_else(|| read("/proc/sys/kernel/hostname"))
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .ok_or("cannot tell this pod's hostname (HOSTNAME, /etc/hostname)")?;
-    let hosts_path = ProcessEnv
+    let path = ProcessEnv
         .var("NLB_HOSTS_FILE")
-        .unwrap_or_else(|| "/etc/hosts".to_owned());
-    let hosts = std::fs::read_to_string(&hosts_path)
-        .map_err(|e| format!("cannot read {hosts_path}: {e}"))?;
+        .unwrap_or("/etc/hosts".into());
+    let hosts = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
     config::pod_ip_from_hosts(&hosts, &hostname)
-        .ok_or_else(|| format!("no line for hostname {hostname:?} in {hosts_path}"))
+        .ok_or_else(|| format!("no line for hostname {hostname:?} in {path}"))
 }
 
 fn try_main() -> Result<i32, Failure> {

@@ -249,10 +249,9 @@ pub fn parse(
             Ok(Some(rest)) => head + sep + &rest,
             Err(v) => return Err(format!("argument -{head}{sep}{v:?} is not UTF-8")),
         };
-        let (name, value) = match arg.split_once('=') {
-            Some((name, value)) => (name, Some(value)),
-            None => (&arg[..], None),
-        };
+        let (name, value) = arg
+            .split_once('=')
+            .map_or((&arg[..], None), |(n, v)| (n, Some(v)));
         let (name, default) = match name {
             "h" | "help" => return Ok(Action::Print(resolve::usage())),
             "version" => return Ok(Action::Print(format!("{PROGRAM} {VERSION}\n"))),
