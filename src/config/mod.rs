@@ -28,9 +28,8 @@ pub enum GroupRef {
 
 impl fmt::Display for GroupRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GroupRef::Name(n) | GroupRef::Arn(n) => f.write_str(n),
-        }
+        let (GroupRef::Name(n) | GroupRef::Arn(n)) = self;
+        f.write_str(n)
     }
 }
 
