@@ -185,11 +185,6 @@ impl Settings<'_> {
     fn target_id(&self, detect_ip: Detect<'_>) -> Result<(String, String), ConfigError> {
         let pod_ip = || self.env.var("POD_IP").map(|v| (v, "POD_IP".to_owned()));
         let (v, from) = match self.lookup("target-id").or_else(pod_ip) {
-            Some((v, from)) if v.trim().is_empty() => {
-                return Err(format!(
-                    "empty value for {from}: give the pod IP, or leave the flag out to use POD_IP"
-                ))
-            }
             Some(found) => found,
             None => match detect_ip() {
                 Ok(ip) => (ip, "/etc/hosts".to_owned()),
@@ -199,10 +194,15 @@ impl Settings<'_> {
                 )),
             },
         };
-        let ip = v.trim().parse::<IpAddr>().map_err(|_| {
-            format!("invalid target id {v:?} from {from}: must be an IP address (ip target groups)")
-        })?;
-        Ok((ip.to_string(), from))
+        match v.trim().parse::<IpAddr>() {
+            Ok(ip) => Ok((ip.to_string(), from)),
+            Err(_) if v.trim().is_empty() => Err(format!(
+                "empty value for {from}: give the pod IP, or leave the flag out to use POD_IP"
+            )),
+            Err(_) => Err(format!(
+                "invalid target id {v:?} from {from}: must be an IP address (ip target groups)"
+            )),
+        }
     }
 }
 
