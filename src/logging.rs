@@ -1,61 +1,39 @@
 //! Logging to stderr, as `text` (`TIMESTAMP LEVEL message`) or `json` (one
 //! object a line, the `log` key-values as keys).
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use log::kv::{Key, Value, VisitSource, VisitValue};
 use std::io::Write;
 use std::time::SystemTime;
 
-/// Starts logging: filters from `-log-level`, else `rust_log`
-/// (`RUST_LOG`), else `info`; lines in `cfg.log_format`.
+/// Starts logging: filters from `-log-level`, else `rust_log` (`RUST_LOG`), else `info`.
 pub fn init(cfg: &Config, rust_log: Option<String>) {
     let mut b = env_logger::Builder::new();
     let filters = cfg.log_level.as_ref().or(rust_log.as_ref());
     b.parse_filters(filters.map_or("info", |f| f));
-    let json = cfg.log_format == LogFormat::Json;
+    let json = cfg.log_json;
     b.format(move |buf, record| match json {
+        _ if !shown(record.metadata()) => Ok(()),
         true => buf.write_all(json_line(SystemTime::now(), record).as_bytes()),
         false => {
             let now = humantime::format_rfc3339_millis(SystemTime::now());
             writeln!(buf, "{now} {:<5} {}", record.level(), record.args())
         }
     });
-    let inner = b.target(env_logger::Target::Stderr).build();
-    let max = inner.filter();
-    if log::set_boxed_logger(Box::new(Guarded(inner))).is_ok() {
-        log::set_max_level(max);
-    }
+    let _ = b.target(env_logger::Target::Stderr).try_init();
 }
 
-/// env_logger with the HTTP and TLS crates capped at `info`, whatever the
-/// filters say: at debug and trace they log secrets on the wire.
-struct Guarded(env_logger::Logger);
-
-impl log::Log for Guarded {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        let crate_name = m.target().split("::").next();
-        let guarded = matches!(crate_name, Some("ureq" | "ureq_proto" | "rustls"));
-        (m.level() <= log::Level::Info || !guarded) && self.0.enabled(m)
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            self.0.log(record);
-        }
-    }
-
-    fn flush(&self) {
-        self.0.flush();
-    }
+/// The HTTP and TLS crates are capped at `info`, whatever the filters say:
+/// at debug and trace they log secrets on the wire.
+fn shown(m: &log::Metadata<'_>) -> bool {
+    let crate_name = m.target().split("::").next();
+    m.level() <= log::Level::Info || !matches!(crate_name, Some("ureq" | "ureq_proto" | "rustls"))
 }
 
 /// `record` as one JSON object and a newline.
 fn json_line(time: SystemTime, record: &log::Record<'_>) -> String {
-    let time = humantime::format_rfc3339_millis(time);
-    let mut out = format!(
-        "{{\"timestamp\":\"{time}\",\"level\":\"{}\"",
-        record.level()
-    );
+    let (time, level) = (humantime::format_rfc3339_millis(time), record.level());
+    let mut out = format!("{{\"timestamp\":\"{time}\",\"level\":\"{level}\"");
     // Visiting our own in-memory fields cannot fail.
     let _ = Field(&mut out, "message").visit_any(Value::from_display(record.args()));
     let _ = Field(&mut out, "module").visit_any(Value::from(record.target()));
@@ -63,15 +41,12 @@ fn json_line(time: SystemTime, record: &log::Record<'_>) -> String {
     out + "}\n"
 }
 
-/// Appends `s` as a JSON string.
-fn json_string(out: &mut String, s: &str) {
-    // A str always serializes; U+2028/9: valid JSON, but not in JavaScript that evals lines.
-    for c in serde_json::to_string(s).unwrap_or_default().chars() {
-        match c {
-            '\u{7f}' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
+/// `s` as a JSON string; U+2028/9 escaped too (valid JSON, not JavaScript that evals lines).
+fn json_string(s: &str) -> String {
+    let json = serde_json::to_string(s).unwrap_or_default(); // a str always serializes
+    let escape = |s: String, c: char| s.replace(c, &format!("\\u{:04x}", u32::from(c)));
+    let unsafe_in_js = ['\u{7f}', '\u{2028}', '\u{2029}'];
+    unsafe_in_js.into_iter().fold(json, escape)
 }
 
 /// Writes each field with [`Field`].
@@ -88,15 +63,13 @@ struct Field<'a, 'k>(&'a mut String, &'k str);
 
 impl VisitValue<'_> for Field<'_, '_> {
     fn visit_any(&mut self, value: Value<'_>) -> Result<(), log::kv::Error> {
-        self.0.push(',');
-        json_string(self.0, self.1);
-        self.0.push(':');
-        let number = value.to_i64().is_some() || value.to_u64().is_some();
-        if number || value.to_bool().is_some() || value.to_f64().is_some_and(f64::is_finite) {
-            self.0.push_str(&value.to_string());
-        } else {
-            json_string(self.0, &value.to_string());
-        }
+        let bare =
+            value.to_i64().is_some() || value.to_u64().is_some() || value.to_bool().is_some();
+        let v = match bare || value.to_f64().is_some_and(f64::is_finite) {
+            true => value.to_string(),
+            false => json_string(&value.to_string()),
+        };
+        self.0.push_str(&format!(",{}:{v}", json_string(self.1)));
         Ok(())
     }
 
@@ -119,14 +92,10 @@ mod tests {
 
     #[test]
     fn escapes_quotes_backslashes_controls_and_keeps_non_ascii() {
-        let mut out = String::new();
-        json_string(
-            &mut out,
-            "a\"b\\c\nd\re\tf\u{1}g\u{1f}h\u{7f}i é ü 日本 🚀 \u{2028}",
-        );
+        let out = json_string("a\"b\\c\nd\re\tf\u{1}g\u{1f}h\u{7f}i é ü 日本 🚀 \u{2028}\u{2029}");
         assert_eq!(
             out,
-            "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u001fh\\u007fi é ü 日本 🚀 \\u2028\""
+            "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u001fh\\u007fi é ü 日本 🚀 \\u2028\\u2029\""
         );
     }
 
@@ -175,11 +144,9 @@ mod tests {
 
     #[test]
     fn guarded_crates_are_capped_at_info() {
-        use log::{Level, Log};
-        let g = Guarded(env_logger::Builder::new().parse_filters("trace").build());
-        let on = |target, level| {
-            g.enabled(&log::Metadata::builder().target(target).level(level).build())
-        };
+        use log::Level;
+        let on =
+            |target, level| shown(&log::Metadata::builder().target(target).level(level).build());
         assert!(on("ureq", Level::Info));
         assert!(!on("ureq", Level::Debug));
         assert!(!on("ureq::unversioned::transport", Level::Trace));

@@ -8,7 +8,7 @@ use k8s_nlb_registrator_sidecar::aws::credentials::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
 use k8s_nlb_registrator_sidecar::clock::SplitMix;
-use k8s_nlb_registrator_sidecar::config::{self, Action, Config};
+use k8s_nlb_registrator_sidecar::config::{self, Action, Config, PROGRAM, VERSION};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::hooks::reaper;
 use k8s_nlb_registrator_sidecar::lifecycle::{self, Lifecycle, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
@@ -21,24 +21,22 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-const PROGRAM: &str = "k8s-nlb-registrator-sidecar";
-
 /// An exit code and the one line that explains it.
 type Failure = (i32, String);
 
 /// SDK settings we do not read, and what to use instead (a warning; never the value).
-const IGNORED: [(&str, &str); 6] = [
-    ("AWS_PROFILE", NO_FILES),
-    ("AWS_DEFAULT_PROFILE", NO_FILES),
-    ("AWS_CONFIG_FILE", NO_FILES),
-    ("AWS_SHARED_CREDENTIALS_FILE", NO_FILES),
-    ("AWS_MAX_ATTEMPTS", NO_RETRY_COUNT),
-    ("AWS_RETRY_MODE", NO_RETRY_COUNT),
+const IGNORED: [(&str, &str); 2] = [
+    (
+        "AWS_PROFILE AWS_DEFAULT_PROFILE AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE",
+        "profiles and the shared config files are not supported; use IRSA, \
+         EKS Pod Identity, IMDS or AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL*",
+    ),
+    (
+        "AWS_MAX_ATTEMPTS AWS_RETRY_MODE",
+        "retries are bounded by time; use -register-timeout, \
+         -deregister-timeout and -wait-in-service-timeout",
+    ),
 ];
-const NO_FILES: &str = "profiles and the shared config files are not supported; use IRSA, \
-    EKS Pod Identity, IMDS or AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL*";
-const NO_RETRY_COUNT: &str = "retries are bounded by time; use -register-timeout, \
-    -deregister-timeout and -wait-in-service-timeout";
 
 fn main() {
     std::process::exit(try_main().unwrap_or_else(|(code, msg)| {
@@ -57,20 +55,20 @@ fn runtime(e: impl ToString) -> Failure {
 
 /// The pod's IP from /etc/hosts, for when no target id is configured.
 fn detect_ip() -> Result<String, String> {
+    let read = |path| std::fs::read_to_string(path).ok();
     let hostname = ProcessEnv
         .var("HOSTNAME")
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| read("/etc/hostname"))
+        .or_else(|| read("/proc/sys/kernel/hostname"))
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .ok_or("cannot tell this pod's hostname (HOSTNAME, /etc/hostname)")?;
-    let hosts_path = ProcessEnv
+    let path = ProcessEnv
         .var("NLB_HOSTS_FILE")
-        .unwrap_or_else(|| "/etc/hosts".to_owned());
-    let hosts = std::fs::read_to_string(&hosts_path)
-        .map_err(|e| format!("cannot read {hosts_path}: {e}"))?;
+        .unwrap_or("/etc/hosts".into());
+    let hosts = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
     config::pod_ip_from_hosts(&hosts, &hostname)
-        .ok_or_else(|| format!("no line for hostname {hostname:?} in {hosts_path}"))
+        .ok_or_else(|| format!("no line for hostname {hostname:?} in {path}"))
 }
 
 fn try_main() -> Result<i32, Failure> {
@@ -84,23 +82,19 @@ fn try_main() -> Result<i32, Failure> {
     let args = std::env::args_os().skip(1).collect();
     let cfg = match config::parse(args, &ProcessEnv, &mut detect_ip).map_err(usage)? {
         Action::Run(cfg) => cfg,
-        Action::Help => {
-            print!("{}", config::usage(PROGRAM));
-            return Ok(EXIT_OK);
-        }
-        Action::Version => {
-            println!("{PROGRAM} {}", env!("CARGO_PKG_VERSION"));
+        Action::Print(text) => {
+            print!("{text}");
             return Ok(EXIT_OK);
         }
     };
-    let has_shell = std::path::Path::new(config::SHELL).is_file();
-    config::check_shell(&cfg, has_shell).map_err(usage)?;
+    config::check_shell(&cfg, std::path::Path::new(config::SHELL).is_file()).map_err(usage)?;
     start_logging(&cfg);
     let now = SystemTime::now();
     let mut settings =
         Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now).map_err(usage)?;
-    let role = cfg.role.clone();
-    settings.role = role.map(|r| Role::new(r.arn, r.external_id, r.session_name, now));
+    let (external_id, session_name) = (&cfg.role_external_id, &cfg.role_session_name);
+    let role = |arn| Role::new(arn, external_id.clone(), session_name.clone(), now);
+    settings.role = cfg.role_arn.clone().map(role);
     // Trusting AWS_CA_BUNDLE's roots when set; requests to the pod itself go direct.
     let ca = ProcessEnv.var("AWS_CA_BUNDLE");
     let read =
@@ -123,9 +117,8 @@ fn try_main() -> Result<i32, Failure> {
     run(&cfg, &status, tx, transport, settings, clock)
 }
 
-/// Starts `/lb-health` and the status listener before anything is registered
-/// (an unbindable address is a usage error, a thread that cannot start a
-/// runtime one), then the lifecycle, from registration to exit.
+/// Starts the listeners before anything is registered (an unbindable address is a usage
+/// error, a thread that cannot start a runtime one), then the lifecycle to its exit.
 fn run(
     cfg: &Config,
     status: &Arc<Status>,
@@ -148,8 +141,7 @@ fn run(
         status::start(listen(addr, "status-addr")?, status.clone(), drains).map_err(runtime)?;
     }
     log::info!(
-        "{PROGRAM} {}: target {} (from {}), {} target group(s), region {}, credentials from {}",
-        env!("CARGO_PKG_VERSION"),
+        "{PROGRAM} {VERSION}: target {} (from {}), {} target group(s), region {}, credentials from {}",
         cfg.target_id,
         cfg.target_id_source,
         cfg.groups.len(),
@@ -171,8 +163,8 @@ fn run(
 /// Logging, warnings about ignored SDK settings, and the reaper when PID 1.
 fn start_logging(cfg: &Config) {
     logging::init(cfg, ProcessEnv.var("RUST_LOG"));
-    for (name, instead) in IGNORED {
-        if ProcessEnv.var(name).is_some() {
+    for (names, instead) in IGNORED {
+        for name in names.split(' ').filter(|n| ProcessEnv.var(n).is_some()) {
             log::warn!("{name} is set but ignored: {instead}");
         }
     }

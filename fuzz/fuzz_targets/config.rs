@@ -94,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(a.contains(':'));
             }
         }
-        Ok(Action::Help) | Ok(Action::Version) => {}
+        Ok(Action::Print(_)) => {}
         Err(e) => {
             assert!(!e.to_string().is_empty());
         }

@@ -1,19 +1,16 @@
-//! Command line and environment, as the Go original read them (Go's flag
-//! syntax) plus an `NLB_*` variable for every flag: a flag beats its
-//! variable, which beats the default. One table in `flags` gives the names,
-//! the variables, the defaults and `-h`; `value` parses single values.
+//! Command line (Go's flag syntax, as the Go original) and an `NLB_*` variable for every flag:
+//! a flag beats its variable, which beats the default. The table in `resolve` gives the names,
+//! defaults and `-h`; `value` parses single values.
 
-mod flags;
 mod resolve;
 mod value;
 
-pub use flags::usage;
+pub use resolve::{PROGRAM, VERSION};
 pub use value::{pod_ip_from_hosts, shell_operator, SHELL};
 
 use crate::aws::credentials::Secret;
 use crate::env::Env;
-use flags::{flag, is_bool};
-use resolve::{resolve, Settings};
+use resolve::{flag, is_bool, resolve, Settings};
 use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
@@ -31,9 +28,8 @@ pub enum GroupRef {
 
 impl fmt::Display for GroupRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GroupRef::Name(n) | GroupRef::Arn(n) => f.write_str(n),
-        }
+        let (GroupRef::Name(n) | GroupRef::Arn(n)) = self;
+        f.write_str(n)
     }
 }
 
@@ -44,27 +40,6 @@ pub struct GroupSpec {
     pub group: GroupRef,
     /// The target's port in it (`NAME:PORT`), else `-target-port`.
     pub port: Option<u16>,
-}
-
-/// How log lines are written (`-log-format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// `TIMESTAMP LEVEL message`.
-    #[default]
-    Text,
-    /// One JSON object per line, the step's fields as their own keys.
-    Json,
-}
-
-/// The role to assume (`-role-arn` and its companions).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleConfig {
-    /// `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME`.
-    pub arn: String,
-    /// `-role-external-id`.
-    pub external_id: Option<Secret>,
-    /// `-role-session-name`; `None`: the default (prefix and time).
-    pub session_name: Option<String>,
 }
 
 /// A hook of one step: a command or an HTTP GET, and its timeout.
@@ -120,18 +95,15 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// Whether `ip` is in the range; an IPv4-mapped IPv6 address (an IPv4
-    /// peer of a dual-stack socket in `/proc/net/tcp6`) counts as IPv4.
+    /// Whether `ip` is in the range; an IPv4-mapped peer (`/proc/net/tcp6`) counts as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let (net, ip, bits) = match (self.ip, ip.to_canonical()) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n).into(), u32::from(a).into(), 32),
-            (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
-            _ => return false,
+        let bits = |ip| match ip {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (u128::from(a), 128),
         };
-        (net ^ ip)
-            .checked_shr(bits - u32::from(self.prefix))
-            .unwrap_or(0)
-            == 0
+        let ((net, n), (ip, m)) = (bits(self.ip), bits(ip.to_canonical()));
+        let host_bits = n - u32::from(self.prefix);
+        n == m && (net ^ ip).checked_shr(host_bits).unwrap_or(0) == 0
     }
 }
 
@@ -157,16 +129,19 @@ pub struct Config {
     pub availability_zone: Option<String>,
     /// `-region` or `NLB_REGION`; the AWS variables are read elsewhere.
     pub region: Option<String>,
-    /// `-role-arn` and its companions.
-    pub role: Option<RoleConfig>,
+    /// `-role-arn`: the role to assume, `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME`.
+    pub role_arn: Option<String>,
+    /// `-role-external-id`.
+    pub role_external_id: Option<Secret>,
+    /// `-role-session-name`; `None`: the default (prefix and time).
+    pub role_session_name: Option<String>,
     /// `-wait-in-service`.
     pub wait_in_service: bool,
     /// `-wait-in-service-timeout`.
     pub wait_in_service_timeout: Duration,
     /// `-health-poll-interval`.
     pub health_poll_interval: Duration,
-    /// The interval was given: it overrides the pace of the group's own
-    /// health check settings.
+    /// The interval was given: it overrides the pace of the groups' health checks.
     pub health_poll_explicit: bool,
     /// `-register-timeout`.
     pub register_timeout: Duration,
@@ -192,8 +167,8 @@ pub struct Config {
     pub wait_for_timeout: Duration,
     /// `-log-level`, only when given: without it, `RUST_LOG` decides.
     pub log_level: Option<String>,
-    /// `-log-format`.
-    pub log_format: LogFormat,
+    /// `-log-format json`: one JSON object a line, the step's fields as keys.
+    pub log_json: bool,
     /// `-check`: report on the setup and exit, changing nothing.
     pub check: bool,
     /// `-drain-quiet-period`; `None` when off (empty or 0).
@@ -217,8 +192,7 @@ impl Config {
     }
 }
 
-/// Refuses a hook in shell syntax when the image has no `/bin/sh`
-/// (`has_shell`): it could never run as meant.
+/// Refuses a hook in shell syntax when the image has no `/bin/sh` (`has_shell`).
 ///
 /// # Errors
 /// A [`ConfigError`] naming the hook's flag and the operator.
@@ -237,18 +211,15 @@ pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
 pub enum Action {
     /// Run the sidecar.
     Run(Box<Config>),
-    /// Print usage and exit 0.
-    Help,
-    /// Print the version and exit 0.
-    Version,
+    /// Print this (`-h`, `--version`) and exit 0.
+    Print(String),
 }
 
 /// A usage error: one line naming the flag or variable and the bad value.
 pub type ConfigError = String;
 
-/// Parses the arguments (without the program name), then the environment.
-/// `detect_ip` is called only when no flag, `NLB_TARGET_ID` or `POD_IP`
-/// gives the target id; it returns the pod's IP or why not.
+/// Parses the arguments (without the program name), then the environment. `detect_ip`
+/// gives the pod's IP (or why not) when no flag, `NLB_TARGET_ID` or `POD_IP` does.
 ///
 /// # Errors
 /// A [`ConfigError`] naming the flag or variable and the bad value.
@@ -259,39 +230,44 @@ pub fn parse(
 ) -> Result<Action, ConfigError> {
     use lexopt::Arg::{Long, Short, Value};
     let mut given = Vec::new();
-    let mut parser = lexopt::Parser::from_args(flags::go_style(args));
+    let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        let (name, default) = match arg {
-            Short('h') | Long("h" | "help") => return Ok(Action::Help),
-            Long("version") => return Ok(Action::Version),
-            Long(n) => flag(n).ok_or_else(|| undefined(n))?,
-            Short(c) => return Err(undefined(&c.to_string())),
-            Value(v) => {
-                let hint = match parse_bool("", &v.to_string_lossy()) {
-                    Ok(_) => {
-                        "boolean flags take their value after '=', e.g. -wait-in-service=false"
-                    }
-                    Err(_) => "this program takes flags only; see -h",
-                };
+        // Go spells long flags with one dash: lexopt reads `-name=v` as the
+        // short flag `n` with `ame=v` attached.
+        let (head, attached, sep) = match arg {
+            Long(n) => (n.to_owned(), parser.optional_value(), "="),
+            Short(c) => (c.to_string(), parser.optional_value(), ""),
+            Value(v) if parse_bool("", &v.to_string_lossy()).is_ok() => {
+                let hint = "boolean flags take their value after '=', e.g. -wait-in-service=false";
                 return Err(format!("unexpected argument {v:?} ({hint})"));
             }
+            Value(v) => return Err(format!("unexpected argument {v:?} (flags only; see -h)")),
         };
-        let value = match is_bool(default) {
-            true => parser.optional_value().unwrap_or_else(|| "true".into()),
-            false => parser
+        let arg = match attached.map(OsString::into_string).transpose() {
+            Ok(None) => head,
+            Ok(Some(rest)) => head + sep + &rest,
+            Err(v) => return Err(format!("argument -{head}{sep}{v:?} is not UTF-8")),
+        };
+        let (name, value) = arg
+            .split_once('=')
+            .map_or((&arg[..], None), |(n, v)| (n, Some(v)));
+        let (name, default) = match name {
+            "h" | "help" => return Ok(Action::Print(resolve::usage())),
+            "version" => return Ok(Action::Print(format!("{PROGRAM} {VERSION}\n"))),
+            n => flag(n).ok_or_else(|| format!("flag provided but not defined: -{n} (see -h)"))?,
+        };
+        let value = match value {
+            Some(v) => v.to_owned(),
+            None if is_bool(default) => "true".to_owned(),
+            None => parser
                 .value()
-                .map_err(|_| format!("flag needs an argument: -{name}"))?,
+                .map_err(|_| format!("flag needs an argument: -{name}"))?
+                .into_string()
+                .map_err(|v| format!("value of -{name} is not UTF-8: {v:?}"))?,
         };
-        let value = value
-            .into_string()
-            .map_err(|v| format!("value of -{name} is not UTF-8: {v:?}"))?;
         given.push((name, value));
     }
     resolve(&Settings { given, env }, detect_ip).map(|c| Action::Run(Box::new(c)))
-}
-
-fn undefined(name: &str) -> ConfigError {
-    format!("flag provided but not defined: -{name} (see -h)")
 }
 
 #[cfg(test)]

@@ -1,12 +1,92 @@
-//! From the flags given and the environment to a [`Config`]: a flag beats
-//! its `NLB_*` variable, which beats the table's default.
+//! The flag table and `-h`; from the flags given and the environment to a [`Config`]: a flag
+//! beats its `NLB_*` variable, which beats the table's default.
 
-use super::flags::{env_name, flag};
 use super::value::*;
-use super::{Config, ConfigError, GroupRef, Hook, HookAction, RoleConfig};
+use super::{Config, ConfigError, GroupRef, GroupSpec, Hook, HookAction};
 use crate::env::Env;
 use std::net::IpAddr;
 use std::time::Duration;
+
+/// The program's name and version, for `-h`, `--version` and errors.
+pub const PROGRAM: &str = env!("CARGO_PKG_NAME");
+/// The version `--version` prints.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Every flag as `(name, default, help)`, in `-h`'s order; "" is none. A default `true` or
+/// `false` makes a boolean: `-flag` alone means true, a value comes only after `=`.
+#[rustfmt::skip]
+pub(super) const FLAGS: &[(&str, &str, &str)] = &[
+    ("target-group-name", "", "Target group to register in, by name; NAME or NAME:PORT; repeatable (env: comma-separated)"),
+    ("target-group-arn", "", "Target group to register in, by ARN (no DescribeTargetGroups call); ARN or ARN:PORT; repeatable"),
+    ("target-id", "", "Target IP (default: $POD_IP, then the pod's IP from /etc/hosts)"),
+    ("target-port", "", "Port for target groups given without their own (default: the group's port)"),
+    ("target-availability-zone", "", "AvailabilityZone of the target, e.g. 'all' for an IP outside the VPC"),
+    ("region", "", "AWS region (default: $AWS_REGION, then $AWS_DEFAULT_REGION)"),
+    ("role-arn", "", "Role to assume with the credentials found (env, IRSA, Pod Identity, IMDS); its credentials sign the ELBv2 calls (target groups in another account)"),
+    ("role-external-id", "", "ExternalId to send when assuming -role-arn, if its trust policy requires one"),
+    ("role-session-name", "", "Role session name when assuming -role-arn (default: k8s-nlb-registrator-<unix time>)"),
+    ("wait-in-service", "true", "Whether to wait for the target to become healthy"),
+    ("wait-in-service-timeout", "5m", "How long to wait for the target to become healthy"),
+    ("health-poll-interval", "5s", "Interval between DescribeTargetHealth calls (jittered +-20%) after the first look, right after registering; when not given, groups resolved by name are polled at their own HealthCheckIntervalSeconds from when the target can first be healthy"),
+    ("register-timeout", "2m", "How long DescribeTargetGroups/RegisterTargets are retried on throttling and faults"),
+    ("deregister-timeout", "20s", "How long DeregisterTargets is retried after a signal"),
+    ("wait-drained", "false", "After deregistering, wait until the target is no longer draining"),
+    ("wait-drained-timeout", "5m", "How long to wait for draining to finish; also bounds -drain-quiet-period (both counted from the deregistration)"),
+    ("drain-quiet-period", "", "After deregistering (and -wait-drained), hold /drain until no new connection to the target port has come for this long (read from /proc/net/tcp*); off when empty or 0"),
+    ("drain-ignore-from", "", "CIDR whose connections never count as new in -drain-quiet-period, e.g. the node's IP for the kubelet's probes: $(HOST_IP)/32; repeatable (env: comma-separated)"),
+    ("pre-register-command", "", "Command to execute before the target is registered (words split like sh; run with /bin/sh -c if it uses && || | ; > < $( or backquotes)"),
+    ("pre-register-http", "", "http:// URL to GET before the target is registered (2xx is success; instead of -pre-register-command)"),
+    ("pre-register-timeout", "5s", "How long to wait for the pre-register command or HTTP hook"),
+    ("post-register-command", "", "Command to execute after the target is registered (and healthy)"),
+    ("post-register-http", "", "http:// URL to GET after the target is registered (and healthy)"),
+    ("post-register-timeout", "5s", "How long to wait for the post-register command or HTTP hook"),
+    ("post-deregister-command", "", "Command to execute after the target is deregistered"),
+    ("post-deregister-http", "", "http:// URL to GET after the target is deregistered"),
+    ("post-deregister-timeout", "5s", "How long to wait for the post-deregister command or HTTP hook"),
+    ("status-addr", "", "HOST:PORT of the status listener (/healthz, /readyz, /drain, /lb-health, /metrics); off when empty"),
+    ("lb-health-addr", "", "HOST:PORT of a listener serving only GET /lb-health, for the target group's health check; off when empty"),
+    ("wait-for-tcp", "", "Before registering, wait until HOST:PORT accepts TCP connections"),
+    ("wait-for-http", "", "Before registering, wait until this http:// URL answers 2xx"),
+    ("wait-for-timeout", "5m", "How long to wait for -wait-for-tcp / -wait-for-http"),
+    ("log-level", "info", "error, warn, info, debug or trace (RUST_LOG filters also work)"),
+    ("log-format", "text", "text, or json: one object per line with the step's fields as keys"),
+    ("check", "false", "Preflight: report on credentials, target groups, permissions and hook programs, change nothing, exit (0 would work, 1 would not)"),
+];
+
+/// The table's row of a flag.
+pub(super) fn flag(name: &str) -> Option<(&'static str, &'static str)> {
+    FLAGS.iter().find(|f| f.0 == name).map(|f| (f.0, f.1))
+}
+
+/// Whether a flag with this default is a boolean.
+pub(super) fn is_bool(default: &str) -> bool {
+    matches!(default, "true" | "false")
+}
+
+/// The environment variable of a flag: `NLB_` + upper snake case.
+pub(super) fn env_name(flag: &str) -> String {
+    format!("NLB_{}", flag.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The text `-h` prints, as Go's flag package does; `scripts/validate_manifests.py` and
+/// `tests/it/docs.rs` read its `  -NAME[ value]` lines.
+pub(super) fn usage() -> String {
+    let mut out = format!(
+        "Usage of {PROGRAM}:\n\
+         Registers this pod's IP in AWS ELBv2 target groups, waits until healthy,\n\
+         and deregisters it on SIGTERM/SIGINT. Every flag also reads NLB_<FLAG_NAME>.\n"
+    );
+    for (name, default, help) in FLAGS {
+        let arg = if is_bool(default) { "" } else { " value" };
+        out += &format!("  -{name}{arg}\n        {help}");
+        if !default.is_empty() {
+            out += &format!(" (default {default})");
+        }
+        out += &format!(" [env {}]\n", env_name(name));
+    }
+    out + "  -h, -help\n        Print this help\n  --version\n        Print the version\n\
+           Exit codes: 0 deregistered cleanly, 1 runtime failure, 2 bad usage or configuration.\n"
+}
 
 /// The flags given, then the environment.
 pub(super) struct Settings<'a> {
@@ -17,14 +97,16 @@ pub(super) struct Settings<'a> {
 /// A value parser: `(where the value came from, value)`.
 type ParseFn<T> = fn(&str, &str) -> Result<T, ConfigError>;
 
+/// Detects the pod's IP (or says why not), the target id's last resort.
+type Detect<'a> = &'a mut dyn FnMut() -> Result<String, String>;
+
 impl Settings<'_> {
     /// The flag's last value, else its variable's, and where it came from.
     fn lookup(&self, name: &str) -> Option<(String, String)> {
-        if let Some((_, v)) = self.given.iter().rfind(|(n, _)| *n == name) {
-            return Some((v.clone(), format!("-{name}")));
-        }
-        let var = env_name(name);
-        self.env.var(&var).map(|v| (v, var))
+        let flag = self.given.iter().rfind(|(n, _)| *n == name);
+        let var = || self.env.var(&env_name(name)).map(|v| (v, env_name(name)));
+        flag.map(|(_, v)| (v.clone(), format!("-{name}")))
+            .or_else(var)
     }
 
     /// Where a setting came from, to name it in an error.
@@ -41,16 +123,12 @@ impl Settings<'_> {
 
     /// A setting with a default in the flag table.
     fn value<T>(&self, name: &str, parse: ParseFn<T>) -> Result<T, ConfigError> {
-        let default = (
-            flag(name).unwrap_or_default().1.into(),
-            format!("the default of -{name}"),
-        );
-        let (v, from) = self.lookup(name).unwrap_or(default);
+        let default = || (flag(name).unwrap_or_default().1.into(), format!("-{name}"));
+        let (v, from) = self.lookup(name).unwrap_or_else(default);
         parse(&from, &v)
     }
 
-    /// A repeatable setting: every value of the flag, else its variable's;
-    /// each a comma-separated list.
+    /// A repeatable setting: every value of the flag, else its variable's; each a list.
     fn list<T>(&self, name: &str, parse: ParseFn<T>) -> Result<Vec<T>, ConfigError> {
         let given = self.given.iter().filter(|(n, _)| *n == name);
         let mut values: Vec<String> = given.map(|(_, v)| v.clone()).collect();
@@ -62,8 +140,24 @@ impl Settings<'_> {
         items.map(|s| parse(&from, s)).collect()
     }
 
-    /// Step `name`'s hook: `-NAME-command` or `-NAME-http` (blank is
-    /// absent; both is an error), with `-NAME-timeout`.
+    /// The target groups, by name then by ARN: at least one, none twice.
+    fn groups(&self) -> Result<Vec<GroupSpec>, ConfigError> {
+        let mut groups = self.list("target-group-name", |w, v| parse_group(w, v, false))?;
+        groups.extend(self.list("target-group-arn", |w, v| parse_group(w, v, true))?);
+        if groups.is_empty() {
+            let vars = "NLB_TARGET_GROUP_NAME / NLB_TARGET_GROUP_ARN";
+            return Err(format!(
+                "no target group: set -target-group-name or -target-group-arn (or {vars})"
+            ));
+        }
+        let mut seen = groups.iter().enumerate();
+        if let Some((_, g)) = seen.find(|(i, g)| groups[..*i].contains(g)) {
+            return Err(format!("target group {} is given twice", g.group));
+        }
+        Ok(groups)
+    }
+
+    /// Step `name`'s hook: `-NAME-command` or `-NAME-http` (not both), `-NAME-timeout`.
     fn hook(&self, name: &'static str) -> Result<Option<Hook>, ConfigError> {
         let timeout = self.value(&format!("{name}-timeout"), parse_duration)?;
         let set = |kind| {
@@ -87,91 +181,37 @@ impl Settings<'_> {
         }))
     }
 
-    /// The target's IP (canonical text, as AWS lists targets) and where it
-    /// came from: flag or variable, `POD_IP`, then the detector.
-    fn target_id(
-        &self,
-        detect_ip: &mut dyn FnMut() -> Result<String, String>,
-    ) -> Result<(String, String), ConfigError> {
-        let no_target_id = |why| {
-            format!(
-                "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
-                 detecting it from /etc/hosts failed: {why}"
-            )
-        };
-        let (v, from) = match self.lookup("target-id") {
-            Some((v, from)) if v.trim().is_empty() => {
-                return Err(format!(
-                    "empty value for {from}: give the pod IP, or leave the flag out to use POD_IP"
-                ))
-            }
+    /// The target's IP (canonical text, as AWS lists targets) and where it came from.
+    fn target_id(&self, detect_ip: Detect<'_>) -> Result<(String, String), ConfigError> {
+        let pod_ip = || self.env.var("POD_IP").map(|v| (v, "POD_IP".to_owned()));
+        let (v, from) = match self.lookup("target-id").or_else(pod_ip) {
             Some(found) => found,
-            None => match self.env.var("POD_IP") {
-                Some(v) => (v, "POD_IP".to_owned()),
-                None => (detect_ip().map_err(no_target_id)?, "/etc/hosts".to_owned()),
+            None => match detect_ip() {
+                Ok(ip) => (ip, "/etc/hosts".to_owned()),
+                Err(why) => return Err(format!(
+                    "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
+                     detecting it from /etc/hosts failed: {why}"
+                )),
             },
         };
         match v.trim().parse::<IpAddr>() {
             Ok(ip) => Ok((ip.to_string(), from)),
+            Err(_) if v.trim().is_empty() => Err(format!(
+                "empty value for {from}: give the pod IP, or leave the flag out to use POD_IP"
+            )),
             Err(_) => Err(format!(
                 "invalid target id {v:?} from {from}: must be an IP address (ip target groups)"
             )),
         }
     }
-
-    /// The role to assume; its companions need `-role-arn`.
-    fn role(&self) -> Result<Option<RoleConfig>, ConfigError> {
-        let arn = self.optional("role-arn", parse_role_arn)?;
-        let external_id = self.optional("role-external-id", parse_external_id)?;
-        let session_name = self.optional("role-session-name", parse_session_name)?;
-        let companion = match external_id {
-            Some(_) => "role-external-id",
-            None => "role-session-name",
-        };
-        match arn {
-            Some(arn) => Ok(Some(RoleConfig {
-                arn,
-                external_id,
-                session_name,
-            })),
-            None if external_id.is_none() && session_name.is_none() => Ok(None),
-            None => Err(format!(
-                "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
-                self.source(companion)
-            )),
-        }
-    }
 }
 
-/// Builds the configuration. Fields are checked in the order written, so
-/// the first bad setting is the one reported.
-pub(super) fn resolve(
-    s: &Settings<'_>,
-    detect_ip: &mut dyn FnMut() -> Result<String, String>,
-) -> Result<Config, ConfigError> {
-    let mut groups = s.list("target-group-name", |w, v| parse_group(w, v, false))?;
-    groups.extend(s.list("target-group-arn", |w, v| parse_group(w, v, true))?);
-    if groups.is_empty() {
-        let vars = "NLB_TARGET_GROUP_NAME / NLB_TARGET_GROUP_ARN";
-        return Err(format!(
-            "no target group: set -target-group-name or -target-group-arn (or {vars})"
-        ));
-    }
-    let mut seen = groups.iter().enumerate();
-    if let Some((_, g)) = seen.find(|(i, g)| groups[..*i].contains(g)) {
-        return Err(format!("target group {} is given twice", g.group));
-    }
+/// Builds the configuration; the first bad setting, in the order written, is reported.
+pub(super) fn resolve(s: &Settings<'_>, detect_ip: Detect<'_>) -> Result<Config, ConfigError> {
+    let groups = s.groups()?;
     let (target_id, target_id_source) = s.target_id(detect_ip)?;
-    let interval = s.value("health-poll-interval", parse_duration)?;
-    if interval < Duration::from_millis(10) {
-        let (from, d) = (
-            s.source("health-poll-interval"),
-            interval.as_secs_f64() * 1e3,
-        );
-        return Err(format!("{from} {d}ms is too short: at least 10ms"));
-    }
     let text = |_: &str, v: &str| Ok(v.to_owned());
-    let mut c = Config {
+    let c = Config {
         groups,
         target_id,
         target_id_source,
@@ -183,13 +223,27 @@ pub(super) fn resolve(
         wait_for_tcp: s.optional("wait-for-tcp", parse_host_port)?,
         wait_for_http: s.optional("wait-for-http", parse_http_url)?,
         log_level: s.optional("log-level", parse_log_level)?,
-        log_format: s.value("log-format", parse_log_format)?,
+        log_json: s.value("log-format", parse_log_format)?,
         check: s.value("check", parse_bool)?,
-        health_poll_interval: interval,
+        health_poll_interval: s.value("health-poll-interval", |w, v| {
+            match parse_duration(w, v)? {
+                d if d < Duration::from_millis(10) => Err(format!(
+                    "{w} {} is too short: at least 10ms",
+                    humantime::format_duration(d)
+                )),
+                d => Ok(d),
+            }
+        })?,
         health_poll_explicit: s.lookup("health-poll-interval").is_some(),
         availability_zone: s.optional("target-availability-zone", text)?,
         region: s.optional("region", text)?,
-        role: s.role()?,
+        role_arn: s.optional("role-arn", parse_role_arn)?,
+        role_external_id: s.optional("role-external-id", |w, v| {
+            sts(w, v, "external id", 2..=1224, "+=,.@:/-").map(|v| v.as_str().into())
+        })?,
+        role_session_name: s.optional("role-session-name", |w, v| {
+            sts(w, v, "role session name", 2..=64, "+=,.@-")
+        })?,
         wait_in_service: s.value("wait-in-service", parse_bool)?,
         wait_in_service_timeout: s.value("wait-in-service-timeout", parse_duration)?,
         register_timeout: s.value("register-timeout", parse_duration)?,
@@ -197,26 +251,31 @@ pub(super) fn resolve(
         wait_drained: s.value("wait-drained", parse_bool)?,
         wait_drained_timeout: s.value("wait-drained-timeout", parse_duration)?,
         wait_for_timeout: s.value("wait-for-timeout", parse_duration)?,
-        drain_quiet_period: None,
+        drain_quiet_period: (s.optional("drain-quiet-period", parse_duration)?)
+            .filter(|d| !d.is_zero()),
         lb_health_addr: s.optional("lb-health-addr", parse_host_port)?,
         drain_ignore_from: s.list("drain-ignore-from", parse_cidr)?,
     };
-    c.drain_quiet_period = drain_quiet_period(s, &c)?;
-    Ok(c)
+    cross_checks(s, c)
 }
 
-/// `-drain-quiet-period` (0 is off): shorter than `-wait-drained-timeout`,
-/// which bounds it, and with a port known for every group (one given by
-/// ARN has none of its own).
-fn drain_quiet_period(s: &Settings<'_>, c: &Config) -> Result<Option<Duration>, ConfigError> {
-    let name = "drain-quiet-period";
-    let d = s.optional(name, parse_duration)?.filter(|d| !d.is_zero());
-    let no_port = c
-        .groups
-        .iter()
-        .find(|g| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none());
-    let (from, fmt) = (s.source(name), humantime::format_duration);
-    match (d, no_port) {
+/// The rules between settings: `-role-external-id` and `-role-session-name` need `-role-arn`;
+/// `-drain-quiet-period` (0 is off) is shorter than `-wait-drained-timeout`, which bounds it,
+/// and needs a port known for every group (one given by ARN has none of its own).
+fn cross_checks(s: &Settings<'_>, c: Config) -> Result<Config, ConfigError> {
+    let set = [
+        ("role-external-id", c.role_external_id.is_some()),
+        ("role-session-name", c.role_session_name.is_some()),
+    ];
+    if let (None, Some((companion, _))) = (&c.role_arn, set.iter().find(|(_, set)| *set)) {
+        return Err(format!(
+            "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
+            s.source(companion)
+        ));
+    }
+    let no_port = |g: &&GroupSpec| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none();
+    let (from, fmt) = (s.source("drain-quiet-period"), humantime::format_duration);
+    match (c.drain_quiet_period, c.groups.iter().find(no_port)) {
         (Some(d), _) if d >= c.wait_drained_timeout => Err(format!(
             "{from} {} can never end within -wait-drained-timeout {}, which bounds it: \
              raise -wait-drained-timeout",
@@ -227,6 +286,6 @@ fn drain_quiet_period(s: &Settings<'_>, c: &Config) -> Result<Option<Duration>, 
             "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
             g.group
         )),
-        _ => Ok(d),
+        _ => Ok(c),
     }
 }

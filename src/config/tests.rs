@@ -44,6 +44,41 @@ fn go_syntax_forms() {
 }
 
 #[test]
+fn values_attached_or_next_with_one_dash_or_two() {
+    let c = run(
+        &[
+            "-target-group-name=tg",
+            "--target-id=10.0.0.1",
+            "-wait-drained",
+            "--wait-in-service=false",
+            "-pre-register-command=-x",
+            "--post-register-command",
+            "--y",
+            "-post-deregister-command",
+            "a=b",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(c.wait_drained && !c.wait_in_service);
+    assert_eq!(c.pre_register.unwrap().argv(), ["-x"]);
+    assert_eq!(c.post_register.unwrap().argv(), ["--y"]);
+    assert_eq!(c.post_deregister.unwrap().argv(), ["a=b"]);
+    for (a, needle) in [
+        (&["-t"][..], "not defined: -t "),
+        (&["--target-id"], "flag needs an argument: -target-id"),
+        (&["-target-id="], "empty value for -target-id"),
+    ] {
+        let e = run(&[&["-target-group-name", "tg"][..], a].concat(), &[]).unwrap_err();
+        assert!(e.contains(needle), "{a:?}: {e}");
+    }
+    use std::os::unix::ffi::OsStringExt;
+    let bad = OsString::from_vec(b"-target-id=\xff".to_vec());
+    let e = parse(vec![bad], &env(&[]), &mut no_detect()).unwrap_err();
+    assert!(e.contains("not UTF-8"), "{e}");
+}
+
+#[test]
 fn health_poll_interval_given_or_default() {
     let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
     let c = run(&base, &[]).unwrap();
@@ -344,7 +379,7 @@ fn bad_usage_is_named() {
 #[test]
 fn role_flags_and_variables() {
     let base = [("NLB_TARGET_GROUP_NAME", "a"), ("POD_IP", "10.0.0.8")];
-    assert_eq!(run(&[], &base).unwrap().role, None);
+    assert_eq!(run(&[], &base).unwrap().role_arn, None);
     let arn = "arn:aws:iam::444455556666:role/nlb-registrator";
     let mut e = base.to_vec();
     e.extend([
@@ -352,20 +387,15 @@ fn role_flags_and_variables() {
         ("NLB_ROLE_EXTERNAL_ID", "ext-1"),
         ("NLB_ROLE_SESSION_NAME", "pod-a"),
     ]);
-    assert_eq!(
-        run(&[], &e).unwrap().role,
-        Some(RoleConfig {
-            arn: arn.into(),
-            external_id: Some("ext-1".into()),
-            session_name: Some("pod-a".into()),
-        })
-    );
-    let dbg = format!("{:?}", run(&[], &e).unwrap());
+    let c = run(&[], &e).unwrap();
+    assert_eq!(c.role_arn.as_deref(), Some(arn));
+    assert_eq!(c.role_external_id, Some("ext-1".into()));
+    assert_eq!(c.role_session_name.as_deref(), Some("pod-a"));
+    let dbg = format!("{c:?}");
     assert!(dbg.contains("pod-a") && !dbg.contains("ext-1"), "{dbg}");
     let c = run(&["-role-arn", arn, "-role-session-name=pod-b"], &base).unwrap();
-    let role = c.role.unwrap();
     assert_eq!(
-        (role.external_id, role.session_name.as_deref()),
+        (c.role_external_id, c.role_session_name.as_deref()),
         (None, Some("pod-b"))
     );
 
@@ -656,15 +686,15 @@ fn arns_with_and_without_port() {
 fn log_format_and_check() {
     let base = ["-target-group-name", "tg", "-target-id", "10.0.0.1"];
     let c = run(&base, &[]).unwrap();
-    assert_eq!((c.log_format, c.check), (LogFormat::Text, false));
+    assert_eq!((c.log_json, c.check), (false, false));
     let c = run(
         &[&base[..], &["-check", "-log-format", "JSON"]].concat(),
         &[],
     )
     .unwrap();
-    assert_eq!((c.log_format, c.check), (LogFormat::Json, true));
+    assert_eq!((c.log_json, c.check), (true, true));
     let c = run(&base, &[("NLB_LOG_FORMAT", "json"), ("NLB_CHECK", "true")]).unwrap();
-    assert_eq!((c.log_format, c.check), (LogFormat::Json, true));
+    assert_eq!((c.log_json, c.check), (true, true));
     let e = run(&base, &[("NLB_LOG_FORMAT", "yaml")]).unwrap_err();
     assert!(e.contains("NLB_LOG_FORMAT"), "{e}");
 }
@@ -688,18 +718,17 @@ fn detection_is_the_last_resort() {
 
 #[test]
 fn help_and_version() {
+    let u = resolve::usage();
     for h in ["-h", "-help", "--help", "--h"] {
-        assert_eq!(
-            parse(args(&[h]), &env(&[]), &mut no_detect()).unwrap(),
-            Action::Help
-        );
+        let a = parse(args(&[h]), &env(&[]), &mut no_detect()).unwrap();
+        assert_eq!(a, Action::Print(u.clone()));
     }
-    assert_eq!(
-        parse(args(&["--version"]), &env(&[]), &mut no_detect()).unwrap(),
-        Action::Version
-    );
-    let u = usage("prog");
-    for (name, ..) in flags::FLAGS {
+    for v in ["--version", "-version"] {
+        let a = parse(args(&[v]), &env(&[]), &mut no_detect()).unwrap();
+        assert_eq!(a, Action::Print(format!("{PROGRAM} {VERSION}\n")));
+    }
+    assert!(u.starts_with("Usage of k8s-nlb-registrator-sidecar:\n"));
+    for (name, ..) in resolve::FLAGS {
         assert!(u.contains(&format!("  -{name}")));
     }
     assert!(u.contains("(default 5m)"));
@@ -814,7 +843,7 @@ fn cidr_contains() {
 
 #[test]
 fn every_default_is_a_valid_value() {
-    for (name, default, _) in flags::FLAGS.iter().filter(|f| !f.1.is_empty()) {
+    for (name, default, _) in resolve::FLAGS.iter().filter(|f| !f.1.is_empty()) {
         let ok = match *name {
             _ if is_bool(default) => parse_bool(name, default).is_ok(),
             "log-level" => parse_log_level(name, default).is_ok(),

@@ -1,8 +1,7 @@
 //! Parsers of single values (and of the hosts file). `what` names the flag
 //! or variable the value came from (`-target-port`, `NLB_TARGET_PORT`).
 
-use super::{Cidr, ConfigError, GroupRef, GroupSpec, LogFormat};
-use crate::aws::credentials::Secret;
+use super::{Cidr, ConfigError, GroupRef, GroupSpec};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -14,33 +13,23 @@ fn invalid<T>(kind: &str, v: &str, what: &str, hint: &str) -> Result<T, ConfigEr
     Err(format!("invalid {kind} {v:?} for {what}: {hint}"))
 }
 
-/// A duration in Go's syntax (`0`, `+5s`, `.5s`, `5.s`, `1h2m3.5s`);
-/// negative ones are refused.
+/// A duration in Go's syntax (`0`, `+5s`, `.5s`, `5.s`, `1h2m3.5s`); not negative.
 pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
     let t = v.trim();
     let body = t.strip_prefix(['-', '+']).unwrap_or(t);
-    match go_nanos(body).or((body == "0").then_some(0)) {
-        None => invalid("duration", v, what, "e.g. 5s, 1m30s, 300ms, .5s, 1.5h, 0"),
-        Some(n) if t.starts_with('-') && n > 0 => {
-            invalid("duration", v, what, "negative, must be 0 or more")
-        }
+    let hint = match go_nanos(body).or((body == "0").then_some(0)) {
+        None => "e.g. 5s, 1m30s, 300ms, .5s, 1.5h, 0",
+        Some(n) if t.starts_with('-') && n > 0 => "negative, must be 0 or more",
         // Deadlines are `now + d`: a year keeps them far from overflow.
-        Some(n) => match u64::try_from(n) {
-            Ok(n) if n <= 365 * 86_400 * 1_000_000_000 => Ok(Duration::from_nanos(n)),
-            _ => invalid("duration", v, what, "too long, at most 365 days"),
-        },
-    }
+        Some(n) if n <= 365 * 86_400 * 1_000_000_000 => return Ok(Duration::from_nanos(n as u64)),
+        Some(_) => "too long, at most 365 days",
+    };
+    invalid("duration", v, what, hint)
 }
 
-/// The nanoseconds of one or more `NUMBER UNIT` (NUMBER `12`, `1.5`, `.5`
-/// or `5.`), saturating; `None` when not in Go's syntax. Integers only: a
-/// float parser would cost the binary 16 KB.
+/// The nanoseconds of `NUMBER UNIT...` (`12`, `1.5`, `.5`, `5.`), saturating; `None` when
+/// not Go's syntax. Integers only: a float parser would cost the binary 16 KB.
 fn go_nanos(mut s: &str) -> Option<u128> {
-    let digits = |d: &str| {
-        d.bytes().fold(0u128, |n, b| {
-            n.saturating_mul(10).saturating_add(u128::from(b - b'0'))
-        })
-    };
     let mut total = (!s.is_empty()).then_some(0u128)?;
     while !s.is_empty() {
         let (number, rest) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.')?);
@@ -61,10 +50,12 @@ fn go_nanos(mut s: &str) -> Option<u128> {
         if int.len() + frac.len() == 0 || frac.contains('.') {
             return None;
         }
-        // Digits past the 20th are below a nanosecond.
+        // Digits past the 20th are below a nanosecond; a saturated n is over the limit.
         let frac = &frac[..frac.len().min(20)];
-        let frac = digits(frac) * per_unit / 10u128.pow(frac.len() as u32);
-        total = total.saturating_add(digits(int).saturating_mul(per_unit).saturating_add(frac));
+        let n = (int.bytes().chain(frac.bytes())).fold(0u128, |n, b| {
+            n.saturating_mul(10).saturating_add(u128::from(b - b'0'))
+        });
+        total = total.saturating_add(n.saturating_mul(per_unit) / 10u128.pow(frac.len() as u32));
         s = rest;
     }
     Some(total)
@@ -116,8 +107,7 @@ pub(super) fn parse_group(what: &str, v: &str, by_arn: bool) -> Result<GroupSpec
     }
 }
 
-/// `HOST:PORT`; an IPv6 host in brackets (`[::]:9090`), as in a URL:
-/// `fd00::1:80` could be either.
+/// `HOST:PORT`; an IPv6 host in brackets (`[::]:9090`): `fd00::1:80` could be either.
 pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError> {
     let Some((host, port)) = v.rsplit_once(':') else {
         return invalid("address", v, what, "expected HOST:PORT");
@@ -171,84 +161,66 @@ pub(super) fn parse_cidr(what: &str, v: &str) -> Result<Cidr, ConfigError> {
 /// A log level, any case; returned in lower case.
 pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError> {
     let l = v.to_ascii_lowercase();
+    let hint = "use error, warn, info, debug or trace";
     match ["off", "error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
         true => Ok(l),
-        false => invalid(
-            "log level",
-            v,
-            what,
-            "use error, warn, info, debug or trace",
-        ),
+        false => invalid("log level", v, what, hint),
     }
 }
 
-/// `text` or `json`, any case.
-pub(super) fn parse_log_format(what: &str, v: &str) -> Result<LogFormat, ConfigError> {
+/// `text` or `json` (true), any case.
+pub(super) fn parse_log_format(what: &str, v: &str) -> Result<bool, ConfigError> {
     match v.to_ascii_lowercase().as_str() {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
+        "text" => Ok(false),
+        "json" => Ok(true),
         _ => invalid("log format", v, what, "use text or json"),
     }
 }
 
-/// A hook command: split into words by POSIX shell rules and run directly,
-/// or, when it uses a shell operator, run as `/bin/sh -c COMMAND`.
+/// A hook command: words by POSIX shell rules, or `/bin/sh -c COMMAND` with a shell operator.
 pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigError> {
-    match shlex::split(v) {
-        None => invalid(
-            "command",
-            v,
-            what,
-            "cannot split it into words (unbalanced quotes?)",
-        ),
-        Some(w) if w.first().is_none_or(String::is_empty) => {
-            invalid("command", v, what, "empty program name")
+    let hint = match shlex::split(v) {
+        None => "cannot split it into words (unbalanced quotes?)",
+        Some(w) if w.first().is_none_or(String::is_empty) => "empty program name",
+        Some(_) if shell_operator(v).is_some() => {
+            return Ok(vec![SHELL.into(), "-c".into(), v.into()])
         }
-        Some(_) if shell_operator(v).is_some() => Ok(vec![SHELL.into(), "-c".into(), v.into()]),
-        Some(words) => Ok(words),
-    }
+        Some(words) => return Ok(words),
+    };
+    invalid("command", v, what, hint)
 }
 
-/// The first operator in `cmd` only a shell understands: `&&`, `||`, `|`,
-/// `;`, `>`, `<` outside quotes, `$(` or a backquote outside single
-/// quotes. Quoted and backslash-escaped text is plain.
+/// The first operator in `cmd` only a shell understands: `&&`, `||`, `|`, `;`, `>`, `<`
+/// outside quotes, `$(` or a backquote outside single quotes; escaped text is plain.
 pub fn shell_operator(cmd: &str) -> Option<&'static str> {
-    let mut quote = None;
-    let mut word_start = true;
-    let mut chars = cmd.chars().peekable();
-    while let Some(c) = chars.next() {
-        let next = chars.peek().copied();
+    // `quote` is `'`, `"`, or `#` in a comment (to the line's end, as shlex and sh read it).
+    let (mut quote, mut escaped, mut word_start) = (None, false, true);
+    for (i, c) in cmd.char_indices() {
         let at_word_start = std::mem::replace(&mut word_start, c.is_whitespace());
-        match (quote, c) {
-            // A comment, as shlex and sh read it, runs to the end of the line.
-            (None, '#') if at_word_start => {
-                chars.by_ref().find(|&c| c == '\n');
-                word_start = true;
+        let ops: &[&'static str] = match quote {
+            _ if std::mem::take(&mut escaped) => continue,
+            Some(q) if q == c || (q == '#' && c == '\n') => {
+                quote = None;
+                continue;
             }
-            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
-            (Some('\''), _) => {}
-            (_, '\\') => {
-                chars.next();
+            Some('\'' | '#') => continue,
+            Some(_) => &["`", "$("],
+            None if c == '\'' || c == '"' || (c == '#' && at_word_start) => {
+                quote = Some(c);
+                continue;
             }
-            (None, '\'' | '"') => quote = Some(c),
-            (_, '`') => return Some("`"),
-            (_, '$') if next == Some('(') => return Some("$("),
-            (Some(_), _) => {}
-            (None, '&') if next == Some('&') => return Some("&&"),
-            (None, '|') if next == Some('|') => return Some("||"),
-            (None, '|') => return Some("|"),
-            (None, ';') => return Some(";"),
-            (None, '>') => return Some(">"),
-            (None, '<') => return Some("<"),
-            (None, _) => {}
+            None => &["`", "$(", "&&", "||", "|", ";", ">", "<"],
+        };
+        escaped = c == '\\';
+        if let Some(op) = ops.iter().find(|op| cmd[i..].starts_with(**op)) {
+            return Some(op);
         }
     }
     None
 }
 
-/// The pod's own IP (canonical text), the last fallback for `-target-id`:
-/// the address on the hosts file's line that names `hostname` (or
-/// `hostname.DOMAIN`), as the kubelet writes `IP<TAB>HOSTNAME` there;
+/// The pod's IP (canonical text), the last fallback for `-target-id`: the hosts file's line
+/// naming `hostname` (or `hostname.DOMAIN`), as the kubelet writes `IP<TAB>HOSTNAME` there;
 /// loopback, unspecified and link-local addresses are skipped.
 pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
     let hostname = hostname.trim();
@@ -269,14 +241,6 @@ pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
     ip.filter(|_| !hostname.is_empty()).map(|ip| ip.to_string())
 }
 
-/// Whether `v` has `len` characters, each a word character or in `extra`
-/// (STS's `[\w+=,.@-]*` patterns).
-fn sts_chars(v: &str, len: std::ops::RangeInclusive<usize>, extra: &str) -> bool {
-    len.contains(&v.chars().count())
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
-}
-
 /// `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME` (STS's AssumeRole
 /// constraints, so a typo fails at start and not as a ValidationError).
 pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError> {
@@ -287,36 +251,31 @@ pub(super) fn parse_role_arn(what: &str, v: &str) -> Result<String, ConfigError>
                 && account.len() == 12
                 && account.bytes().all(|b| b.is_ascii_digit())
                 && resource.strip_prefix("role/").is_some_and(|name| {
-                    !name.ends_with('/') && sts_chars(name, 1..=2048, "+=,.@-/")
+                    !name.ends_with('/') && sts(what, name, "", 1..=2048, "+=,.@-/").is_ok()
                 })
                 && v.len() <= 2048
         }
         _ => false,
     };
-    match ok {
-        true => Ok(v.to_owned()),
-        false => Err(format!(
-            "{what}: invalid role ARN {v:?}: expected arn:aws:iam::ACCOUNT_ID:role/NAME"
-        )),
-    }
+    let why = format!("{what}: invalid role ARN {v:?}: expected arn:aws:iam::ACCOUNT_ID:role/NAME");
+    ok.then(|| v.to_owned()).ok_or(why)
 }
 
-/// An AssumeRole `ExternalId`; not a secret by AWS's account, but never echoed.
-pub(super) fn parse_external_id(what: &str, v: &str) -> Result<Secret, ConfigError> {
-    match sts_chars(v, 2..=1224, "+=,.@:/-") {
+/// An STS value: `len` characters, each a word character or in `extra` (`[\w+=,.@-]*`).
+/// Never echoed: an external id is not a secret by AWS's account, but close to one.
+pub(super) fn sts(
+    what: &str,
+    v: &str,
+    kind: &str,
+    len: std::ops::RangeInclusive<usize>,
+    extra: &str,
+) -> Result<String, ConfigError> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c);
+    let (min, max) = (len.start(), len.end());
+    match len.contains(&v.chars().count()) && v.chars().all(ok) {
         true => Ok(v.into()),
         false => Err(format!(
-            "{what}: invalid external id: 2 to 1224 characters of letters, digits and _+=,.@:/-"
-        )),
-    }
-}
-
-/// An AssumeRole `RoleSessionName`.
-pub(super) fn parse_session_name(what: &str, v: &str) -> Result<String, ConfigError> {
-    match sts_chars(v, 2..=64, "+=,.@-") {
-        true => Ok(v.into()),
-        false => Err(format!(
-            "{what}: invalid role session name {v:?}: 2 to 64 characters of letters, digits and _+=,.@-"
+            "{what}: invalid {kind}: {min} to {max} characters of letters, digits and _{extra}"
         )),
     }
 }
@@ -384,15 +343,17 @@ mod tests {
 
     #[test]
     fn external_ids_and_session_names() {
-        assert!(parse_external_id("x", "a1:b/c=d@e,f.g+h_i-j").is_ok());
-        assert!(parse_external_id("x", "a").is_err());
-        assert!(parse_external_id("x", "has space").is_err());
-        let e = parse_external_id("NLB_ROLE_EXTERNAL_ID", "sec ret").unwrap_err();
+        let id = |v| sts("x", v, "external id", 2..=1224, "+=,.@:/-");
+        assert!(id("a1:b/c=d@e,f.g+h_i-j").is_ok());
+        assert!(id("a").is_err());
+        assert!(id("has space").is_err());
+        let e = id("sec ret").unwrap_err();
         assert!(!e.contains("sec ret"), "{e}");
-        assert!(parse_session_name("x", "pod-a.b@c").is_ok());
-        assert!(parse_session_name("x", &"a".repeat(64)).is_ok());
-        assert!(parse_session_name("x", &"a".repeat(65)).is_err());
-        assert!(parse_session_name("x", "a/b").is_err());
+        let name = |v: &str| sts("x", v, "role session name", 2..=64, "+=,.@-");
+        assert!(name("pod-a.b@c").is_ok());
+        assert!(name(&"a".repeat(64)).is_ok());
+        assert!(name(&"a".repeat(65)).is_err());
+        assert!(name("a/b").is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use super::*;
 use crate::aws::elbv2::HealthCheck;
 use crate::aws::AwsError;
-use crate::config::{GroupSpec, LogFormat};
+use crate::config::GroupSpec;
 use std::os::unix::fs::PermissionsExt;
 
 fn cfg() -> Config {
@@ -15,7 +15,9 @@ fn cfg() -> Config {
         target_port: Some(8080),
         availability_zone: None,
         region: None,
-        role: None,
+        role_arn: None,
+        role_external_id: None,
+        role_session_name: None,
         wait_in_service: true,
         wait_in_service_timeout: Duration::from_secs(300),
         health_poll_interval: Duration::from_secs(5),
@@ -32,7 +34,7 @@ fn cfg() -> Config {
         wait_for_http: None,
         wait_for_timeout: Duration::from_secs(300),
         log_level: None,
-        log_format: LogFormat::Text,
+        log_json: false,
         check: true,
         drain_quiet_period: None,
         lb_health_addr: None,
