@@ -260,34 +260,24 @@ impl<E: Elb> Lifecycle<'_, E> {
         }
         Some(false)
     }
-    fn throttled(&self) -> bool {
-        let unit = Duration::from_secs(1);
-        self.elb.widen(unit) > unit
-    }
 
-    /// When registration `index` is polled next (the `first` look at once
-    /// unless throttled). At the group's pace unless `-health-poll-interval`
-    /// was given, never before it can be healthy (plus up to a fifth of the
-    /// interval, to spread a fleet); widened after throttling, jittered.
-    fn poll_at(&mut self, index: usize, first: bool) -> Instant {
-        let now = self.clock.now();
-        if first && !self.throttled() {
-            return now;
+    /// When registration `i` is polled next (the `first` look at once unless
+    /// throttled): never before it can be healthy, then at the group's
+    /// interval (or `-health-poll-interval`), widened after throttling, jittered.
+    fn poll_at(&mut self, i: usize, first: bool) -> Instant {
+        let (now, one) = (self.clock.now(), Duration::from_secs(1));
+        let r = &self.registrations[i];
+        match r.earliest {
+            _ if first && self.elb.widen(one) == one => now,
+            Some(earliest) if first => earliest.max(now),
+            earliest => {
+                let every = self
+                    .elb
+                    .widen(r.every.unwrap_or(self.cfg.health_poll_interval));
+                let next = now + jittered(every, self.clock.random());
+                earliest.map_or(next, |e| next.max(e))
+            }
         }
-        let random = self.clock.random();
-        let r = &self.registrations[index];
-        let pace = r.pace.filter(|_| !self.cfg.health_poll_explicit);
-        let earliest = (pace.zip(r.registered_at))
-            .map(|((earliest, interval), at)| at + earliest + interval.mul_f64(0.2 * random));
-        let flag = self.cfg.health_poll_interval;
-        if first {
-            return earliest.map_or_else(
-                || now + jittered(self.elb.widen(flag), random),
-                |e| e.max(now),
-            );
-        }
-        let next = now + jittered(self.elb.widen(pace.map_or(flag, |p| p.1)), random);
-        earliest.map_or(next, |e| next.max(e))
     }
 
     /// When each target is polled first (none without `-wait-in-service`).
@@ -296,28 +286,9 @@ impl<E: Elb> Lifecycle<'_, E> {
         if !self.cfg.wait_in_service {
             return vec![None; n];
         }
-        self.log_pace();
         (0..n)
             .map(|i| Some(self.poll_at(i, true).min(deadline)))
             .collect()
-    }
-
-    fn log_pace(&self) {
-        let first = match self.throttled() {
-            true => "after a pause (this account has throttled our calls)",
-            false => "now",
-        };
-        for r in &self.registrations {
-            let (from, every) = (r.pace.filter(|_| !self.cfg.health_poll_explicit))
-                .unwrap_or((Duration::ZERO, self.cfg.health_poll_interval));
-            info!(
-                "checking the health of {} in {} {first}, then from {} after registering every {}",
-                r.target,
-                r.label,
-                humantime::format_duration(from),
-                humantime::format_duration(every)
-            );
-        }
     }
 }
 

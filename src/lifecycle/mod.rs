@@ -114,9 +114,10 @@ struct Registration {
     target: Target,
     group_port: Option<u16>,
     state: RegistrationState,
-    /// (earliest healthy after registering, check interval); `None` for a group given by ARN.
-    pace: Option<(Duration, Duration)>,
-    registered_at: Option<Instant>,
+    /// The group's health check interval, unless given by ARN or `-health-poll-interval`.
+    every: Option<Duration>,
+    /// The earliest it can be healthy, once registered at the group's pace.
+    earliest: Option<Instant>,
     /// An attempt of its RegisterTargets went unanswered: it may still land.
     lost_attempt: bool,
     /// The health state last logged.

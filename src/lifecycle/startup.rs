@@ -124,7 +124,7 @@ fn registration(
     spec: &GroupSpec,
     found: &[TargetGroup],
 ) -> Result<Registration, Error> {
-    let (label, arn, pace) = match &spec.group {
+    let (label, arn, every) = match &spec.group {
         // Not described: a family mismatch comes back as a ValidationError.
         GroupRef::Arn(arn) => (arn.clone(), arn.clone(), None),
         GroupRef::Name(name) => {
@@ -134,7 +134,8 @@ fn registration(
                 ))
             })?;
             check_group(group, &cfg.target_id)?;
-            (name.clone(), group.arn.clone(), group.health_pace())
+            let every = group.health_pace().filter(|_| !cfg.health_poll_explicit);
+            (name.clone(), group.arn.clone(), every.map(|p| p.1))
         }
     };
     let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);
@@ -149,8 +150,8 @@ fn registration(
         target,
         group_port,
         state: RegistrationState::NotSent,
-        pace,
-        registered_at: None,
+        every,
+        earliest: None,
         lost_attempt: false,
         last: None,
     })
@@ -212,7 +213,12 @@ impl<E: Elb> Lifecycle<'_, E> {
             r.target, r.label, request_id.unwrap_or("-")
         );
         r.state = RegistrationState::Registered;
-        r.registered_at = Some(self.clock.now());
+        // Healthy after a check interval at the earliest, plus up to a fifth
+        // of it to spread a fleet.
+        let spread = 1.0 + 0.2 * self.clock.random();
+        r.earliest = r
+            .every
+            .map(|every| self.clock.now() + every.mul_f64(spread));
         r.seen(TargetState::Registered);
         Ok(())
     }
