@@ -125,11 +125,6 @@ struct Registration {
 }
 
 impl Registration {
-    /// Whether a RegisterTargets may land after a deregistration.
-    fn may_land_late(&self) -> bool {
-        self.state == RegistrationState::Sent || self.lost_attempt && self.state.may_be_registered()
-    }
-
     fn targets(&self) -> &[Target] {
         std::slice::from_ref(&self.target)
     }
@@ -154,13 +149,6 @@ enum RegistrationState {
     Registered,
     Refused,
     Out,
-}
-
-impl RegistrationState {
-    /// Whether the shutdown must deregister it.
-    fn may_be_registered(self) -> bool {
-        matches!(self, Self::Sent | Self::Registered | Self::Refused)
-    }
 }
 
 /// The lifecycle's state and collaborators.

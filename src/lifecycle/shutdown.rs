@@ -164,7 +164,8 @@ impl<E: Elb> Lifecycle<'_, E> {
         let mut all_out = true;
         let mut deregistered = Vec::new();
         for i in 0..self.registrations.len() {
-            if !self.registrations[i].state.may_be_registered() {
+            use RegistrationState::{Refused, Registered, Sent};
+            if !matches!(self.registrations[i].state, Sent | Registered | Refused) {
                 continue;
             }
             match self.deregister(i, deadline) {
@@ -275,7 +276,9 @@ impl<E: Elb> Lifecycle<'_, E> {
             Err(e) => return r.maybe_still_in(&e),
         };
         // Neither answer tells whether an unanswered registration landed since.
-        if self.registrations[i].may_land_late() && self.landed_late(i, deadline) {
+        let r = &self.registrations[i];
+        let may_land = r.state == RegistrationState::Sent || r.lost_attempt;
+        if may_land && self.landed_late(i, deadline) {
             match self.send_deregister(i, deadline) {
                 Err(e) if !e.is_target_absent() => return self.registrations[i].maybe_still_in(&e),
                 _ => {}

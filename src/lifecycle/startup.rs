@@ -48,10 +48,7 @@ impl<E: Elb> Lifecycle<'_, E> {
     }
 
     fn stop_if_event(&mut self) -> Result<(), Stop> {
-        match self.absorb_events() {
-            true => Err(Stop),
-            false => Ok(()),
-        }
+        (!self.absorb_events()).then_some(()).ok_or(Stop)
     }
 
     fn fail(&mut self, why: std::fmt::Arguments) -> Stop {
@@ -168,11 +165,8 @@ fn check_group(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
     let Ok(ip) = target_id.parse::<std::net::IpAddr>() else {
         return Ok(());
     };
-    let [ours, theirs] = if ip.is_ipv6() {
-        ["IPv6", "IPv4"]
-    } else {
-        ["IPv4", "IPv6"]
-    };
+    let family = |v6: bool| if v6 { "IPv6" } else { "IPv4" };
+    let (ours, theirs) = (family(ip.is_ipv6()), family(!ip.is_ipv6()));
     let t = group.ip_address_type.as_deref().unwrap_or_default();
     if t != theirs.to_lowercase() {
         return Ok(());
