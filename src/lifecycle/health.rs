@@ -177,12 +177,8 @@ impl<E: Elb> Lifecycle<'_, E> {
             }
         }
         if !healthy && !refused {
-            for (r, _) in self
-                .registrations
-                .iter()
-                .zip(&*due)
-                .filter(|p| p.1.is_some())
-            {
+            let pending = self.registrations.iter().zip(&*due);
+            for (r, _) in pending.filter(|p| p.1.is_some()) {
                 let last = r.last.as_deref();
                 warn!(
                     target_group = r.label.as_str(), target:% = r.target, state = last;
@@ -201,9 +197,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         let hook = cfg.post_register.as_ref();
         let interrupted =
             hook.is_some_and(|h| self.effects.run_hook(h, self.clock) == Outcome::Interrupted);
-        if healthy && !interrupted {
-            self.status.set_ready(true);
-        }
+        self.status.set_ready(healthy && !interrupted);
         interval
     }
 

@@ -8,7 +8,7 @@
 use super::Lifecycle;
 use crate::config::Cidr;
 use crate::tcp_table::{Entry, TcpState};
-use log::{info, warn};
+use log::{info, log, warn, Level};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -189,13 +189,10 @@ impl<E: super::Elb> Lifecycle<'_, E> {
                 let unknown = || "the target port is unknown (give -target-port)".into();
                 let why = result.err().unwrap_or_else(unknown);
                 warn!("cannot watch connections: {why}; waiting the whole -drain-quiet-period ({text}) instead");
-                let end = self.clock.now() + period;
+                let left = deadline.saturating_duration_since(self.clock.now());
                 // Shielded: no event cuts it short.
-                let _ = self.clock.sleep(
-                    end.min(deadline)
-                        .saturating_duration_since(self.clock.now()),
-                );
-                return end <= deadline;
+                let _ = self.clock.sleep(period.min(left));
+                return period <= left;
             }
         };
         info!(
@@ -210,11 +207,8 @@ impl<E: super::Elb> Lifecycle<'_, E> {
             let now = self.clock.now();
             let reached = watch.quiet_for(now) >= period;
             if reached || now >= deadline {
-                let summary = watch.summary(now, reached);
-                match reached {
-                    true => info!("{summary}"),
-                    false => warn!("{summary}"),
-                }
+                let level = if reached { Level::Info } else { Level::Warn };
+                log!(level, "{}", watch.summary(now, reached));
                 return reached;
             }
             let _ = self.clock.sleep(SAMPLE_EVERY.min(deadline - now));
