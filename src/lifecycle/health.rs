@@ -52,8 +52,10 @@ impl<E: Elb> Lifecycle<'_, E> {
         let cfg = self.cfg;
         let started = self.clock.now();
         let deadline = started + cfg.wait_in_service_timeout;
-        // When each target is polled next; `None` once healthy.
-        let mut due = self.first_polls(deadline);
+        // When each target is polled next; `None` once healthy (or not waited for).
+        let mut due: Vec<_> = (0..self.registrations.len())
+            .map(|i| (cfg.wait_in_service).then(|| self.poll_at(i, true).min(deadline)))
+            .collect();
         // Once blocked: the earliest the next credentials refresh may come.
         let mut blocked: Option<Instant> = None;
         let (mut interval, mut refused) = (Duration::ZERO, false);
@@ -272,17 +274,6 @@ impl<E: Elb> Lifecycle<'_, E> {
                 earliest.map_or(next, |e| next.max(e))
             }
         }
-    }
-
-    /// When each target is polled first (none without `-wait-in-service`).
-    fn first_polls(&mut self, deadline: Instant) -> Vec<Option<Instant>> {
-        let n = self.registrations.len();
-        if !self.cfg.wait_in_service {
-            return vec![None; n];
-        }
-        (0..n)
-            .map(|i| Some(self.poll_at(i, true).min(deadline)))
-            .collect()
     }
 }
 
