@@ -217,7 +217,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         };
         let action = DescribeTargetHealth {
             arn: &r.arn,
-            targets: r.targets(),
+            targets: std::slice::from_ref(&r.target),
         };
         let answer = self.elb.call(&action, budget, self.clock)?;
         Ok(find_health(&answer.value, &r.target).cloned())

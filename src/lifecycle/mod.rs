@@ -32,8 +32,6 @@ pub const EXIT_FAILURE: i32 = 1;
 /// Exit code: bad usage or configuration.
 pub const EXIT_USAGE: i32 = 2;
 
-const APP_POLL_AFTER_DRAIN: Duration = Duration::from_secs(1);
-
 /// The AWS client as the lifecycle uses it: [`Client`], or a fake in `tests.rs`.
 pub trait Elb {
     /// Sends `action`, retrying within `budget`.
@@ -125,10 +123,6 @@ struct Registration {
 }
 
 impl Registration {
-    fn targets(&self) -> &[Target] {
-        std::slice::from_ref(&self.target)
-    }
-
     fn seen(&self, state: TargetState) {
         metrics::global().target_state(&self.label, &self.target.to_string(), state);
     }

@@ -1,7 +1,7 @@
 //! Shutdown: deregister, wait for draining, the post-deregister hook, the
 //! answers to drain requests and the exit code.
 
-use super::{Elb, Lifecycle, Registration, RegistrationState, APP_POLL_AFTER_DRAIN};
+use super::{Elb, Lifecycle, Registration, RegistrationState};
 use super::{EXIT_FAILURE, EXIT_OK};
 use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
 use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth};
@@ -81,7 +81,7 @@ impl<E: Elb> Lifecycle<'_, E> {
     /// A container restart also runs the app's preStop (a drain) with no
     /// signal to follow: with an app check, true once it failed and passed again.
     fn wait_signal_after_drain(&mut self, out: bool) -> bool {
-        let poll = self.cfg.has_app_check().then_some(APP_POLL_AFTER_DRAIN);
+        let poll = self.cfg.has_app_check().then_some(Duration::from_secs(1));
         info!("drained on request; waiting for SIGTERM");
         self.clock.set_shielded(false);
         let mut app_went_down = false;
@@ -298,7 +298,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         let r = &self.registrations[i];
         let action = DeregisterTargets {
             arn: &r.arn,
-            targets: r.targets(),
+            targets: std::slice::from_ref(&r.target),
         };
         let answer = self
             .elb

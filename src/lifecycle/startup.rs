@@ -185,7 +185,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         r.last = None;
         let action = RegisterTargets {
             arn: &r.arn,
-            targets: r.targets(),
+            targets: std::slice::from_ref(&r.target),
         };
         let result = self.elb.call(&action, budget, self.clock);
         r.lost_attempt = self.elb.unanswered_attempts() > 0;
