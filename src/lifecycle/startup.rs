@@ -189,22 +189,16 @@ impl<E: Elb> Lifecycle<'_, E> {
         };
         let result = self.elb.call(&action, budget, self.clock);
         r.lost_attempt = self.elb.unanswered_attempts() > 0;
-        let request_id = match result {
-            Ok(answer) => answer.request_id,
-            Err(e) => {
-                // Anything but a final answer leaves it Sent: it may land.
-                if e.is_refusal() {
-                    r.state = RegistrationState::Refused;
-                }
-                return Err(e);
-            }
-        };
-        let request_id = request_id.as_deref();
+        // Anything but a final answer leaves it Sent: it may land.
+        if result.as_ref().is_err_and(Error::is_refusal) {
+            r.state = RegistrationState::Refused;
+        }
+        let id = result?.request_id;
         info!(
             target_group = r.label.as_str(), target:% = r.target,
-            action = RegisterTargets::NAME, request_id, state = "registered";
+            action = RegisterTargets::NAME, request_id = id.as_deref(), state = "registered";
             "registered target {} in {} (request id {})",
-            r.target, r.label, request_id.unwrap_or("-")
+            r.target, r.label, id.as_deref().unwrap_or("-")
         );
         r.state = RegistrationState::Registered;
         // Healthy after a check interval at the earliest, plus up to a fifth
