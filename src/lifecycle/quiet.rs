@@ -130,26 +130,20 @@ impl QuietWatch {
     }
 
     fn summary(&self, now: Instant, reached: bool) -> String {
-        let ports = join(&self.ports);
-        let since = |t: Instant| secs(t.saturating_duration_since(self.deregistered_at));
-        let last = match self.last_new {
-            Some(t) => format!(
-                "last new connection to port {ports} {} after the deregistration",
-                since(t)
-            ),
-            None => format!(
-                "no new connection to port {ports} since the watch began {} after the deregistration",
-                since(self.started)
-            ),
+        let (last, began, at) = match self.last_new {
+            Some(t) => ("last", "", t),
+            None => ("no", " since the watch began", self.started),
         };
-        let head = if reached {
-            "drain quiet period reached"
-        } else {
-            "drain quiet period NOT reached by -wait-drained-timeout"
+        let head = match reached {
+            true => "drain quiet period reached",
+            false => "drain quiet period NOT reached by -wait-drained-timeout",
         };
         format!(
-            "{head}: {last}; quiet for {}; {} new connection(s) during the watch \
-             ({} too short to see, counted by /proc/net/snmp PassiveOpens); {} connection(s) still open",
+            "{head}: {last} new connection to port {}{began} {} after the deregistration; quiet for {}; \
+             {} new connection(s) during the watch ({} too short to see, counted by /proc/net/snmp \
+             PassiveOpens); {} connection(s) still open",
+            join(&self.ports),
+            secs(at.saturating_duration_since(self.deregistered_at)),
             secs(self.quiet_for(now)),
             self.new_connections,
             self.unseen,
@@ -163,11 +157,8 @@ fn secs(d: Duration) -> String {
 }
 
 fn join(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    ports.join(",")
 }
 
 impl<E: super::Elb> Lifecycle<'_, E> {
