@@ -300,10 +300,8 @@ impl<E: Elb> Lifecycle<'_, E> {
             arn: &r.arn,
             targets: std::slice::from_ref(&r.target),
         };
-        let answer = self
-            .elb
-            .call(&action, Budget::until(deadline), self.clock)?;
-        Ok(answer.request_id)
+        let budget = Budget::until(deadline);
+        Ok(self.elb.call(&action, budget, self.clock)?.request_id)
     }
 
     /// After a RegisterTargets that never answered: AWS answers
