@@ -17,9 +17,8 @@ pub(super) struct Stop;
 impl<E: Elb> Lifecycle<'_, E> {
     /// Runs the startup up to the registration (then [`Self::watch`]).
     pub(super) fn start(&mut self) -> Result<(), Stop> {
-        if let Err(why) = self.effects.wait_for_app(self.cfg, self.clock) {
-            return Err(self.fail(format_args!("the app did not come up: {why}")));
-        }
+        let up = self.effects.wait_for_app(self.cfg, self.clock);
+        up.map_err(|why| self.fail(format_args!("the app did not come up: {why}")))?;
         self.stop_if_event()?;
         if let Some(hook) = &self.cfg.pre_register {
             match self.effects.run_hook(hook, self.clock) {
@@ -32,17 +31,15 @@ impl<E: Elb> Lifecycle<'_, E> {
             }
         }
         let budget = Budget::until(self.clock.now() + self.cfg.register_timeout);
-        if let Err(e) = self.elb.credentials(false, budget, self.clock) {
-            return Err(self.stop_on("cannot get AWS credentials", e));
-        }
+        let fetched = self.elb.credentials(false, budget, self.clock);
+        fetched.map_err(|e| self.stop_on("cannot get AWS credentials", e))?;
         // An event during the fetch: no call but the shutdown's from now on.
         self.stop_if_event()?;
         // Registering again after an app restart: the groups are known.
         if self.registrations.is_empty() {
-            self.registrations = match self.resolve(budget) {
-                Ok(registrations) => registrations,
-                Err(e) => return Err(self.stop_on("cannot resolve target groups", e)),
-            };
+            let resolved = self.resolve(budget);
+            self.registrations =
+                resolved.map_err(|e| self.stop_on("cannot resolve target groups", e))?;
         }
         self.timed(Step::Register, |l| l.register_all(budget))
     }
