@@ -267,10 +267,8 @@ impl<E: Elb> Lifecycle<'_, E> {
             _ if first && self.elb.widen(one) == one => now,
             Some(earliest) if first => earliest.max(now),
             earliest => {
-                let every = self
-                    .elb
-                    .widen(r.every.unwrap_or(self.cfg.health_poll_interval));
-                let next = now + jittered(every, self.clock.random());
+                let every = r.every.unwrap_or(self.cfg.health_poll_interval);
+                let next = now + jittered(self.elb.widen(every), self.clock.random());
                 earliest.map_or(next, |e| next.max(e))
             }
         }
