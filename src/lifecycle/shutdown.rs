@@ -28,16 +28,11 @@ pub fn shutdown_budget(cfg: &Config) -> Duration {
     let per_group = |d: Duration| d.checked_mul(groups).unwrap_or(Duration::MAX);
     let in_flight = CALL_TIMEOUT.max(KILL_GRACE);
     let past_deadline = per_group(MIN_CALL_TIMEOUT * 3);
-    let drain = if cfg.wait_drained || cfg.drain_quiet_period.is_some() {
-        cfg.wait_drained_timeout
-            .saturating_add(per_group(MIN_CALL_TIMEOUT))
-    } else {
-        Duration::ZERO
-    };
-    let hook = cfg
-        .post_deregister
-        .as_ref()
-        .map_or(Duration::ZERO, |h| h.timeout.saturating_add(KILL_GRACE));
+    let drains = cfg.wait_drained || cfg.drain_quiet_period.is_some();
+    let drain = per_group(MIN_CALL_TIMEOUT).saturating_add(cfg.wait_drained_timeout);
+    let drain = if drains { drain } else { Duration::ZERO };
+    let hook = cfg.post_deregister.as_ref();
+    let hook = hook.map_or(Duration::ZERO, |h| h.timeout.saturating_add(KILL_GRACE));
     [cfg.deregister_timeout, past_deadline, drain, hook]
         .into_iter()
         .fold(in_flight, Duration::saturating_add)

@@ -200,10 +200,8 @@ impl<E: Elb> Lifecycle<'_, E> {
         r.state = RegistrationState::Registered;
         // Healthy after a check interval at the earliest, plus up to a fifth
         // of it to spread a fleet.
-        let spread = 1.0 + 0.2 * self.clock.random();
-        r.earliest = r
-            .every
-            .map(|every| self.clock.now() + every.mul_f64(spread));
+        let (now, spread) = (self.clock.now(), 1.0 + 0.2 * self.clock.random());
+        r.earliest = r.every.map(|every| now + every.mul_f64(spread));
         r.seen(TargetState::Registered);
         Ok(())
     }
