@@ -104,7 +104,6 @@ pub trait Effects {
 }
 
 /// One target in one target group.
-#[derive(Debug, Clone, PartialEq, Eq)]
 struct Registration {
     /// Group name or ARN, as the user gave it (for logs).
     label: String,

@@ -26,7 +26,6 @@ struct Sample {
 
 /// The pure part of the wait: samples and times in, the decision and summary
 /// out. Connections to `ports` count, except from `ignore`; `own`: the sidecar's ports.
-#[derive(Debug, Clone)]
 struct QuietWatch {
     ports: Vec<u16>,
     ignore: Vec<Cidr>,
