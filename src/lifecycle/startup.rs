@@ -108,47 +108,45 @@ impl<E: Elb> Lifecycle<'_, E> {
         }
         let cfg = self.cfg;
         (cfg.groups.iter())
-            .map(|spec| registration(cfg, spec, &found))
+            .map(|spec| Registration::new(cfg, spec, &found))
             .collect()
     }
 }
 
-fn registration(
-    cfg: &Config,
-    spec: &GroupSpec,
-    found: &[TargetGroup],
-) -> Result<Registration, Error> {
-    let (label, arn, every) = match &spec.group {
-        // Not described: a family mismatch comes back as a ValidationError.
-        GroupRef::Arn(arn) => (arn.clone(), arn.clone(), None),
-        GroupRef::Name(name) => {
-            let group = found.iter().find(|g| &g.name == name).ok_or_else(|| {
-                Error::Config(format!(
-                    "target group {name:?} was not in the DescribeTargetGroups answer"
-                ))
-            })?;
-            check_group(group, &cfg.target_id)?;
-            let every = group.health_pace().filter(|_| !cfg.health_poll_explicit);
-            (name.clone(), group.arn.clone(), every.map(|p| p.1))
-        }
-    };
-    let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);
-    let target = Target {
-        id: cfg.target_id.clone(),
-        port: spec.port.or(cfg.target_port),
-        availability_zone: cfg.availability_zone.clone(),
-    };
-    Ok(Registration {
-        label,
-        arn,
-        target,
-        group_port,
-        state: RegistrationState::NotSent,
-        every,
-        earliest: None,
-        lost_attempt: false,
-        last: None,
-    })
+impl Registration {
+    /// The registration of the target in `spec`'s group (`found`: the groups described).
+    fn new(cfg: &Config, spec: &GroupSpec, found: &[TargetGroup]) -> Result<Self, Error> {
+        let (label, arn, every) = match &spec.group {
+            // Not described: a family mismatch comes back as a ValidationError.
+            GroupRef::Arn(arn) => (arn.clone(), arn.clone(), None),
+            GroupRef::Name(name) => {
+                let what =
+                    format!("target group {name:?} was not in the DescribeTargetGroups answer");
+                let group = found.iter().find(|g| &g.name == name);
+                let group = group.ok_or(Error::Config(what))?;
+                check_group(group, &cfg.target_id)?;
+                let every = group.health_pace().filter(|_| !cfg.health_poll_explicit);
+                (name.clone(), group.arn.clone(), every.map(|p| p.1))
+            }
+        };
+        let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);
+        let target = Target {
+            id: cfg.target_id.clone(),
+            port: spec.port.or(cfg.target_port),
+            availability_zone: cfg.availability_zone.clone(),
+        };
+        Ok(Registration {
+            label,
+            arn,
+            target,
+            group_port,
+            state: RegistrationState::NotSent,
+            every,
+            earliest: None,
+            lost_attempt: false,
+            last: None,
+        })
+    }
 }
 
 /// Refuses a group that does not take IP targets of the target's family.
