@@ -135,19 +135,14 @@ impl<E: Elb> Lifecycle<'_, E> {
             self.effects.run_hook(hook, self.clock);
         }
         self.absorb_events();
+        let late = |what| format!("deregistered, but {what} -wait-drained-timeout");
         let result: DrainResult = match (all_out, drained, quiet) {
-            (false, ..) => Err(FAILED),
-            (_, false, _) => {
-                Err("deregistered, but draining did not finish within -wait-drained-timeout")
-            }
-            (_, _, false) => {
-                Err("deregistered, but new connections kept arriving until -wait-drained-timeout")
-            }
-            _ if cfg.wait_drained => Ok("deregistered and drained"),
-            _ => Ok("deregistered"),
-        }
-        .map(Into::into)
-        .map_err(Into::into);
+            (false, ..) => Err(FAILED.into()),
+            (_, false, _) => Err(late("draining did not finish within")),
+            (_, _, false) => Err(late("new connections kept arriving until")),
+            _ if cfg.wait_drained => Ok("deregistered and drained".into()),
+            _ => Ok("deregistered".into()),
+        };
         for tx in self.drain_waiters.drain(..) {
             let _ = tx.send(result.clone());
         }
