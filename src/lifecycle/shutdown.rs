@@ -89,10 +89,8 @@ impl<E: Elb> Lifecycle<'_, E> {
                 }
                 Some(Event::Drain(tx)) => {
                     let failed = "deregistration failed earlier; retrying on SIGTERM";
-                    let _ = tx.send(
-                        out.then(|| "already deregistered".into())
-                            .ok_or(failed.into()),
-                    );
+                    let answer = out.then(|| "already deregistered".into());
+                    let _ = tx.send(answer.ok_or_else(|| failed.into()));
                 }
                 None => match self.effects.app_up(self.cfg) {
                     Some(Err(why)) if !app_went_down => {
