@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 const HEALTH_POLL_ATTEMPTS: u32 = 3;
 /// Longest pause between two polls after the health wait timed out.
 const MAX_RECOVERY_POLL: Duration = Duration::from_secs(60);
-const RECOVERY_POLL_WINDOW: Duration = Duration::from_secs(30);
-const REFRESH_WINDOW: Duration = Duration::from_secs(30);
+/// How long a call while blocked (a poll after the timeout, a refresh) may take.
+const BLOCKED_CALL_WINDOW: Duration = Duration::from_secs(30);
 /// Also the least time between two refreshes (never a busy loop).
 const REFRESH_GAP: Duration = Duration::from_secs(60);
 
@@ -86,7 +86,7 @@ impl<E: Elb> Lifecycle<'_, E> {
                 blocked = Some(self.clock.now() + REFRESH_GAP);
             }
             let round = due.iter().flatten().any(|&at| at <= now);
-            let window = blocked.map_or(deadline, |_| now + RECOVERY_POLL_WINDOW);
+            let window = blocked.map_or(deadline, |_| now + BLOCKED_CALL_WINDOW);
             let Some(answered) = self.poll_due(&mut due, now, window) else {
                 return;
             };
@@ -119,7 +119,7 @@ impl<E: Elb> Lifecycle<'_, E> {
     /// A credentials refresh in the background; false at an event.
     fn refresh(&mut self, now: Instant) -> bool {
         let budget = Budget {
-            deadline: now + REFRESH_WINDOW,
+            deadline: now + BLOCKED_CALL_WINDOW,
             max_attempts: 3,
         };
         match self.elb.credentials(true, budget, self.clock) {
