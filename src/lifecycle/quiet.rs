@@ -83,10 +83,8 @@ impl QuietWatch {
         let mut current = HashSet::new();
         let (mut open, mut new, mut seen) = (0, 0, 0);
         for e in sample.table.iter().filter(|e| e.state.is_connection()) {
-            let (port, fresh) = (
-                e.local.port(),
-                !self.previous.contains(&(e.local, e.remote)),
-            );
+            let port = e.local.port();
+            let fresh = !self.previous.contains(&(e.local, e.remote));
             // Accepted by an app listener: PassiveOpens has it too.
             if fresh && listening.contains(&port) && !self.own.contains(&port) {
                 seen += 1;
