@@ -29,13 +29,9 @@ impl SplitMix {
         SplitMix(seed)
     }
 
-    /// A seed from the clock and the process id.
+    /// A seed from the OS's randomness (std's hash keys).
     pub fn seed_from_env() -> u64 {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        nanos ^ (u64::from(std::process::id()) << 32)
+        std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8)
     }
 
     /// The next number in `[0, 1)`.

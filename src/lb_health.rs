@@ -32,11 +32,10 @@ impl LbHealth {
     /// The status code and body at `now`. One request at a time runs the
     /// check; the others wait for it.
     pub fn answer(&self, draining: bool, now: Instant) -> (u16, &'static str) {
-        if draining {
-            return (503, "draining");
-        }
-        let Some(check) = &self.check else {
-            return (200, "ok");
+        let check = match &self.check {
+            _ if draining => return (503, "draining"),
+            None => return (200, "ok"),
+            Some(check) => check,
         };
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let up = match *last {

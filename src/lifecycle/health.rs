@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 const HEALTH_POLL_ATTEMPTS: u32 = 3;
 /// Longest pause between two polls after the health wait timed out.
 const MAX_RECOVERY_POLL: Duration = Duration::from_secs(60);
-const RECOVERY_POLL_WINDOW: Duration = Duration::from_secs(30);
-const REFRESH_WINDOW: Duration = Duration::from_secs(30);
+/// How long a call while blocked (a poll after the timeout, a refresh) may take.
+const BLOCKED_CALL_WINDOW: Duration = Duration::from_secs(30);
 /// Also the least time between two refreshes (never a busy loop).
 const REFRESH_GAP: Duration = Duration::from_secs(60);
 
@@ -52,8 +52,10 @@ impl<E: Elb> Lifecycle<'_, E> {
         let cfg = self.cfg;
         let started = self.clock.now();
         let deadline = started + cfg.wait_in_service_timeout;
-        // When each target is polled next; `None` once healthy.
-        let mut due = self.first_polls(deadline);
+        // When each target is polled next; `None` once healthy (or not waited for).
+        let mut due: Vec<_> = (0..self.registrations.len())
+            .map(|i| (cfg.wait_in_service).then(|| self.poll_at(i, true).min(deadline)))
+            .collect();
         // Once blocked: the earliest the next credentials refresh may come.
         let mut blocked: Option<Instant> = None;
         let (mut interval, mut refused) = (Duration::ZERO, false);
@@ -84,7 +86,7 @@ impl<E: Elb> Lifecycle<'_, E> {
                 blocked = Some(self.clock.now() + REFRESH_GAP);
             }
             let round = due.iter().flatten().any(|&at| at <= now);
-            let window = blocked.map_or(deadline, |_| now + RECOVERY_POLL_WINDOW);
+            let window = blocked.map_or(deadline, |_| now + BLOCKED_CALL_WINDOW);
             let Some(answered) = self.poll_due(&mut due, now, window) else {
                 return;
             };
@@ -117,7 +119,7 @@ impl<E: Elb> Lifecycle<'_, E> {
     /// A credentials refresh in the background; false at an event.
     fn refresh(&mut self, now: Instant) -> bool {
         let budget = Budget {
-            deadline: now + REFRESH_WINDOW,
+            deadline: now + BLOCKED_CALL_WINDOW,
             max_attempts: 3,
         };
         match self.elb.credentials(true, budget, self.clock) {
@@ -177,12 +179,8 @@ impl<E: Elb> Lifecycle<'_, E> {
             }
         }
         if !healthy && !refused {
-            for (r, _) in self
-                .registrations
-                .iter()
-                .zip(&*due)
-                .filter(|p| p.1.is_some())
-            {
+            let pending = self.registrations.iter().zip(&*due);
+            for (r, _) in pending.filter(|p| p.1.is_some()) {
                 let last = r.last.as_deref();
                 warn!(
                     target_group = r.label.as_str(), target:% = r.target, state = last;
@@ -201,9 +199,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         let hook = cfg.post_register.as_ref();
         let interrupted =
             hook.is_some_and(|h| self.effects.run_hook(h, self.clock) == Outcome::Interrupted);
-        if healthy && !interrupted {
-            self.status.set_ready(true);
-        }
+        self.status.set_ready(healthy && !interrupted);
         interval
     }
 
@@ -221,7 +217,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         };
         let action = DescribeTargetHealth {
             arn: &r.arn,
-            targets: r.targets(),
+            targets: std::slice::from_ref(&r.target),
         };
         let answer = self.elb.call(&action, budget, self.clock)?;
         Ok(find_health(&answer.value, &r.target).cloned())
@@ -260,63 +256,21 @@ impl<E: Elb> Lifecycle<'_, E> {
         }
         Some(false)
     }
-    fn throttled(&self) -> bool {
-        let unit = Duration::from_secs(1);
-        self.elb.widen(unit) > unit
-    }
 
-    /// When registration `index` is polled next (the `first` look at once
-    /// unless throttled). At the group's pace unless `-health-poll-interval`
-    /// was given, never before it can be healthy (plus up to a fifth of the
-    /// interval, to spread a fleet); widened after throttling, jittered.
-    fn poll_at(&mut self, index: usize, first: bool) -> Instant {
-        let now = self.clock.now();
-        if first && !self.throttled() {
-            return now;
-        }
-        let random = self.clock.random();
-        let r = &self.registrations[index];
-        let pace = r.pace.filter(|_| !self.cfg.health_poll_explicit);
-        let earliest = (pace.zip(r.registered_at))
-            .map(|((earliest, interval), at)| at + earliest + interval.mul_f64(0.2 * random));
-        let flag = self.cfg.health_poll_interval;
-        if first {
-            return earliest.map_or_else(
-                || now + jittered(self.elb.widen(flag), random),
-                |e| e.max(now),
-            );
-        }
-        let next = now + jittered(self.elb.widen(pace.map_or(flag, |p| p.1)), random);
-        earliest.map_or(next, |e| next.max(e))
-    }
-
-    /// When each target is polled first (none without `-wait-in-service`).
-    fn first_polls(&mut self, deadline: Instant) -> Vec<Option<Instant>> {
-        let n = self.registrations.len();
-        if !self.cfg.wait_in_service {
-            return vec![None; n];
-        }
-        self.log_pace();
-        (0..n)
-            .map(|i| Some(self.poll_at(i, true).min(deadline)))
-            .collect()
-    }
-
-    fn log_pace(&self) {
-        let first = match self.throttled() {
-            true => "after a pause (this account has throttled our calls)",
-            false => "now",
-        };
-        for r in &self.registrations {
-            let (from, every) = (r.pace.filter(|_| !self.cfg.health_poll_explicit))
-                .unwrap_or((Duration::ZERO, self.cfg.health_poll_interval));
-            info!(
-                "checking the health of {} in {} {first}, then from {} after registering every {}",
-                r.target,
-                r.label,
-                humantime::format_duration(from),
-                humantime::format_duration(every)
-            );
+    /// When registration `i` is polled next (the `first` look at once unless
+    /// throttled): never before it can be healthy, then at the group's
+    /// interval (or `-health-poll-interval`), widened after throttling, jittered.
+    fn poll_at(&mut self, i: usize, first: bool) -> Instant {
+        let (now, one) = (self.clock.now(), Duration::from_secs(1));
+        let r = &self.registrations[i];
+        match r.earliest {
+            _ if first && self.elb.widen(one) == one => now,
+            Some(earliest) if first => earliest.max(now),
+            earliest => {
+                let every = r.every.unwrap_or(self.cfg.health_poll_interval);
+                let next = now + jittered(self.elb.widen(every), self.clock.random());
+                earliest.map_or(next, |e| next.max(e))
+            }
         }
     }
 }

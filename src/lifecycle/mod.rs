@@ -32,8 +32,6 @@ pub const EXIT_FAILURE: i32 = 1;
 /// Exit code: bad usage or configuration.
 pub const EXIT_USAGE: i32 = 2;
 
-const APP_POLL_AFTER_DRAIN: Duration = Duration::from_secs(1);
-
 /// The AWS client as the lifecycle uses it: [`Client`], or a fake in `tests.rs`.
 pub trait Elb {
     /// Sends `action`, retrying within `budget`.
@@ -106,7 +104,6 @@ pub trait Effects {
 }
 
 /// One target in one target group.
-#[derive(Debug, Clone, PartialEq, Eq)]
 struct Registration {
     /// Group name or ARN, as the user gave it (for logs).
     label: String,
@@ -114,9 +111,10 @@ struct Registration {
     target: Target,
     group_port: Option<u16>,
     state: RegistrationState,
-    /// (earliest healthy after registering, check interval); `None` for a group given by ARN.
-    pace: Option<(Duration, Duration)>,
-    registered_at: Option<Instant>,
+    /// The group's health check interval, unless given by ARN or `-health-poll-interval`.
+    every: Option<Duration>,
+    /// The earliest it can be healthy, once registered at the group's pace.
+    earliest: Option<Instant>,
     /// An attempt of its RegisterTargets went unanswered: it may still land.
     lost_attempt: bool,
     /// The health state last logged.
@@ -124,15 +122,6 @@ struct Registration {
 }
 
 impl Registration {
-    /// Whether a RegisterTargets may land after a deregistration.
-    fn may_land_late(&self) -> bool {
-        self.state == RegistrationState::Sent || self.lost_attempt && self.state.may_be_registered()
-    }
-
-    fn targets(&self) -> &[Target] {
-        std::slice::from_ref(&self.target)
-    }
-
     fn seen(&self, state: TargetState) {
         metrics::global().target_state(&self.label, &self.target.to_string(), state);
     }
@@ -153,13 +142,6 @@ enum RegistrationState {
     Registered,
     Refused,
     Out,
-}
-
-impl RegistrationState {
-    /// Whether the shutdown must deregister it.
-    fn may_be_registered(self) -> bool {
-        matches!(self, Self::Sent | Self::Registered | Self::Refused)
-    }
 }
 
 /// The lifecycle's state and collaborators.

@@ -8,7 +8,7 @@
 use super::Lifecycle;
 use crate::config::Cidr;
 use crate::tcp_table::{Entry, TcpState};
-use log::{info, warn};
+use log::{info, log, warn, Level};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,7 +26,6 @@ struct Sample {
 
 /// The pure part of the wait: samples and times in, the decision and summary
 /// out. Connections to `ports` count, except from `ignore`; `own`: the sidecar's ports.
-#[derive(Debug, Clone)]
 struct QuietWatch {
     ports: Vec<u16>,
     ignore: Vec<Cidr>,
@@ -84,10 +83,8 @@ impl QuietWatch {
         let mut current = HashSet::new();
         let (mut open, mut new, mut seen) = (0, 0, 0);
         for e in sample.table.iter().filter(|e| e.state.is_connection()) {
-            let (port, fresh) = (
-                e.local.port(),
-                !self.previous.contains(&(e.local, e.remote)),
-            );
+            let port = e.local.port();
+            let fresh = !self.previous.contains(&(e.local, e.remote));
             // Accepted by an app listener: PassiveOpens has it too.
             if fresh && listening.contains(&port) && !self.own.contains(&port) {
                 seen += 1;
@@ -130,26 +127,20 @@ impl QuietWatch {
     }
 
     fn summary(&self, now: Instant, reached: bool) -> String {
-        let ports = join(&self.ports);
-        let since = |t: Instant| secs(t.saturating_duration_since(self.deregistered_at));
-        let last = match self.last_new {
-            Some(t) => format!(
-                "last new connection to port {ports} {} after the deregistration",
-                since(t)
-            ),
-            None => format!(
-                "no new connection to port {ports} since the watch began {} after the deregistration",
-                since(self.started)
-            ),
+        let (last, began, at) = match self.last_new {
+            Some(t) => ("last", "", t),
+            None => ("no", " since the watch began", self.started),
         };
-        let head = if reached {
-            "drain quiet period reached"
-        } else {
-            "drain quiet period NOT reached by -wait-drained-timeout"
+        let head = match reached {
+            true => "drain quiet period reached",
+            false => "drain quiet period NOT reached by -wait-drained-timeout",
         };
         format!(
-            "{head}: {last}; quiet for {}; {} new connection(s) during the watch \
-             ({} too short to see, counted by /proc/net/snmp PassiveOpens); {} connection(s) still open",
+            "{head}: {last} new connection to port {}{began} {} after the deregistration; quiet for {}; \
+             {} new connection(s) during the watch ({} too short to see, counted by /proc/net/snmp \
+             PassiveOpens); {} connection(s) still open",
+            join(&self.ports),
+            secs(at.saturating_duration_since(self.deregistered_at)),
             secs(self.quiet_for(now)),
             self.new_connections,
             self.unseen,
@@ -163,11 +154,8 @@ fn secs(d: Duration) -> String {
 }
 
 fn join(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    ports.join(",")
 }
 
 impl<E: super::Elb> Lifecycle<'_, E> {
@@ -189,13 +177,10 @@ impl<E: super::Elb> Lifecycle<'_, E> {
                 let unknown = || "the target port is unknown (give -target-port)".into();
                 let why = result.err().unwrap_or_else(unknown);
                 warn!("cannot watch connections: {why}; waiting the whole -drain-quiet-period ({text}) instead");
-                let end = self.clock.now() + period;
+                let left = deadline.saturating_duration_since(self.clock.now());
                 // Shielded: no event cuts it short.
-                let _ = self.clock.sleep(
-                    end.min(deadline)
-                        .saturating_duration_since(self.clock.now()),
-                );
-                return end <= deadline;
+                let _ = self.clock.sleep(period.min(left));
+                return period <= left;
             }
         };
         info!(
@@ -210,11 +195,8 @@ impl<E: super::Elb> Lifecycle<'_, E> {
             let now = self.clock.now();
             let reached = watch.quiet_for(now) >= period;
             if reached || now >= deadline {
-                let summary = watch.summary(now, reached);
-                match reached {
-                    true => info!("{summary}"),
-                    false => warn!("{summary}"),
-                }
+                let level = if reached { Level::Info } else { Level::Warn };
+                log!(level, "{}", watch.summary(now, reached));
                 return reached;
             }
             let _ = self.clock.sleep(SAMPLE_EVERY.min(deadline - now));

@@ -1,7 +1,7 @@
 //! Shutdown: deregister, wait for draining, the post-deregister hook, the
 //! answers to drain requests and the exit code.
 
-use super::{Elb, Lifecycle, Registration, RegistrationState, APP_POLL_AFTER_DRAIN};
+use super::{Elb, Lifecycle, Registration, RegistrationState};
 use super::{EXIT_FAILURE, EXIT_OK};
 use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
 use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth};
@@ -28,16 +28,11 @@ pub fn shutdown_budget(cfg: &Config) -> Duration {
     let per_group = |d: Duration| d.checked_mul(groups).unwrap_or(Duration::MAX);
     let in_flight = CALL_TIMEOUT.max(KILL_GRACE);
     let past_deadline = per_group(MIN_CALL_TIMEOUT * 3);
-    let drain = if cfg.wait_drained || cfg.drain_quiet_period.is_some() {
-        cfg.wait_drained_timeout
-            .saturating_add(per_group(MIN_CALL_TIMEOUT))
-    } else {
-        Duration::ZERO
-    };
-    let hook = cfg
-        .post_deregister
-        .as_ref()
-        .map_or(Duration::ZERO, |h| h.timeout.saturating_add(KILL_GRACE));
+    let drains = cfg.wait_drained || cfg.drain_quiet_period.is_some();
+    let drain = per_group(MIN_CALL_TIMEOUT).saturating_add(cfg.wait_drained_timeout);
+    let drain = if drains { drain } else { Duration::ZERO };
+    let hook = cfg.post_deregister.as_ref();
+    let hook = hook.map_or(Duration::ZERO, |h| h.timeout.saturating_add(KILL_GRACE));
     [cfg.deregister_timeout, past_deadline, drain, hook]
         .into_iter()
         .fold(in_flight, Duration::saturating_add)
@@ -81,7 +76,7 @@ impl<E: Elb> Lifecycle<'_, E> {
     /// A container restart also runs the app's preStop (a drain) with no
     /// signal to follow: with an app check, true once it failed and passed again.
     fn wait_signal_after_drain(&mut self, out: bool) -> bool {
-        let poll = self.cfg.has_app_check().then_some(APP_POLL_AFTER_DRAIN);
+        let poll = self.cfg.has_app_check().then_some(Duration::from_secs(1));
         info!("drained on request; waiting for SIGTERM");
         self.clock.set_shielded(false);
         let mut app_went_down = false;
@@ -94,10 +89,8 @@ impl<E: Elb> Lifecycle<'_, E> {
                 }
                 Some(Event::Drain(tx)) => {
                     let failed = "deregistration failed earlier; retrying on SIGTERM";
-                    let _ = tx.send(
-                        out.then(|| "already deregistered".into())
-                            .ok_or(failed.into()),
-                    );
+                    let answer = out.then(|| "already deregistered".into());
+                    let _ = tx.send(answer.ok_or_else(|| failed.into()));
                 }
                 None => match self.effects.app_up(self.cfg) {
                     Some(Err(why)) if !app_went_down => {
@@ -140,19 +133,14 @@ impl<E: Elb> Lifecycle<'_, E> {
             self.effects.run_hook(hook, self.clock);
         }
         self.absorb_events();
+        let late = |what| format!("deregistered, but {what} -wait-drained-timeout");
         let result: DrainResult = match (all_out, drained, quiet) {
-            (false, ..) => Err(FAILED),
-            (_, false, _) => {
-                Err("deregistered, but draining did not finish within -wait-drained-timeout")
-            }
-            (_, _, false) => {
-                Err("deregistered, but new connections kept arriving until -wait-drained-timeout")
-            }
-            _ if cfg.wait_drained => Ok("deregistered and drained"),
-            _ => Ok("deregistered"),
-        }
-        .map(Into::into)
-        .map_err(Into::into);
+            (false, ..) => Err(FAILED.into()),
+            (_, false, _) => Err(late("draining did not finish within")),
+            (_, _, false) => Err(late("new connections kept arriving until")),
+            _ if cfg.wait_drained => Ok("deregistered and drained".into()),
+            _ => Ok("deregistered".into()),
+        };
         for tx in self.drain_waiters.drain(..) {
             let _ = tx.send(result.clone());
         }
@@ -164,7 +152,8 @@ impl<E: Elb> Lifecycle<'_, E> {
         let mut all_out = true;
         let mut deregistered = Vec::new();
         for i in 0..self.registrations.len() {
-            if !self.registrations[i].state.may_be_registered() {
+            use RegistrationState::{Refused, Registered, Sent};
+            if !matches!(self.registrations[i].state, Sent | Registered | Refused) {
                 continue;
             }
             match self.deregister(i, deadline) {
@@ -275,7 +264,9 @@ impl<E: Elb> Lifecycle<'_, E> {
             Err(e) => return r.maybe_still_in(&e),
         };
         // Neither answer tells whether an unanswered registration landed since.
-        if self.registrations[i].may_land_late() && self.landed_late(i, deadline) {
+        let r = &self.registrations[i];
+        let may_land = r.state == RegistrationState::Sent || r.lost_attempt;
+        if may_land && self.landed_late(i, deadline) {
             match self.send_deregister(i, deadline) {
                 Err(e) if !e.is_target_absent() => return self.registrations[i].maybe_still_in(&e),
                 _ => {}
@@ -295,12 +286,10 @@ impl<E: Elb> Lifecycle<'_, E> {
         let r = &self.registrations[i];
         let action = DeregisterTargets {
             arn: &r.arn,
-            targets: r.targets(),
+            targets: std::slice::from_ref(&r.target),
         };
-        let answer = self
-            .elb
-            .call(&action, Budget::until(deadline), self.clock)?;
-        Ok(answer.request_id)
+        let budget = Budget::until(deadline);
+        Ok(self.elb.call(&action, budget, self.clock)?.request_id)
     }
 
     /// After a RegisterTargets that never answered: AWS answers

@@ -17,9 +17,8 @@ pub(super) struct Stop;
 impl<E: Elb> Lifecycle<'_, E> {
     /// Runs the startup up to the registration (then [`Self::watch`]).
     pub(super) fn start(&mut self) -> Result<(), Stop> {
-        if let Err(why) = self.effects.wait_for_app(self.cfg, self.clock) {
-            return Err(self.fail(format_args!("the app did not come up: {why}")));
-        }
+        let up = self.effects.wait_for_app(self.cfg, self.clock);
+        up.map_err(|why| self.fail(format_args!("the app did not come up: {why}")))?;
         self.stop_if_event()?;
         if let Some(hook) = &self.cfg.pre_register {
             match self.effects.run_hook(hook, self.clock) {
@@ -32,26 +31,21 @@ impl<E: Elb> Lifecycle<'_, E> {
             }
         }
         let budget = Budget::until(self.clock.now() + self.cfg.register_timeout);
-        if let Err(e) = self.elb.credentials(false, budget, self.clock) {
-            return Err(self.stop_on("cannot get AWS credentials", e));
-        }
+        let fetched = self.elb.credentials(false, budget, self.clock);
+        fetched.map_err(|e| self.stop_on("cannot get AWS credentials", e))?;
         // An event during the fetch: no call but the shutdown's from now on.
         self.stop_if_event()?;
         // Registering again after an app restart: the groups are known.
         if self.registrations.is_empty() {
-            self.registrations = match self.resolve(budget) {
-                Ok(registrations) => registrations,
-                Err(e) => return Err(self.stop_on("cannot resolve target groups", e)),
-            };
+            let resolved = self.resolve(budget);
+            self.registrations =
+                resolved.map_err(|e| self.stop_on("cannot resolve target groups", e))?;
         }
         self.timed(Step::Register, |l| l.register_all(budget))
     }
 
     fn stop_if_event(&mut self) -> Result<(), Stop> {
-        match self.absorb_events() {
-            true => Err(Stop),
-            false => Ok(()),
-        }
+        (!self.absorb_events()).then_some(()).ok_or(Stop)
     }
 
     fn fail(&mut self, why: std::fmt::Arguments) -> Stop {
@@ -114,46 +108,45 @@ impl<E: Elb> Lifecycle<'_, E> {
         }
         let cfg = self.cfg;
         (cfg.groups.iter())
-            .map(|spec| registration(cfg, spec, &found))
+            .map(|spec| Registration::new(cfg, spec, &found))
             .collect()
     }
 }
 
-fn registration(
-    cfg: &Config,
-    spec: &GroupSpec,
-    found: &[TargetGroup],
-) -> Result<Registration, Error> {
-    let (label, arn, pace) = match &spec.group {
-        // Not described: a family mismatch comes back as a ValidationError.
-        GroupRef::Arn(arn) => (arn.clone(), arn.clone(), None),
-        GroupRef::Name(name) => {
-            let group = found.iter().find(|g| &g.name == name).ok_or_else(|| {
-                Error::Config(format!(
-                    "target group {name:?} was not in the DescribeTargetGroups answer"
-                ))
-            })?;
-            check_group(group, &cfg.target_id)?;
-            (name.clone(), group.arn.clone(), group.health_pace())
-        }
-    };
-    let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);
-    let target = Target {
-        id: cfg.target_id.clone(),
-        port: spec.port.or(cfg.target_port),
-        availability_zone: cfg.availability_zone.clone(),
-    };
-    Ok(Registration {
-        label,
-        arn,
-        target,
-        group_port,
-        state: RegistrationState::NotSent,
-        pace,
-        registered_at: None,
-        lost_attempt: false,
-        last: None,
-    })
+impl Registration {
+    /// The registration of the target in `spec`'s group (`found`: the groups described).
+    fn new(cfg: &Config, spec: &GroupSpec, found: &[TargetGroup]) -> Result<Self, Error> {
+        let (label, arn, every) = match &spec.group {
+            // Not described: a family mismatch comes back as a ValidationError.
+            GroupRef::Arn(arn) => (arn.clone(), arn.clone(), None),
+            GroupRef::Name(name) => {
+                let what =
+                    format!("target group {name:?} was not in the DescribeTargetGroups answer");
+                let group = found.iter().find(|g| &g.name == name);
+                let group = group.ok_or(Error::Config(what))?;
+                check_group(group, &cfg.target_id)?;
+                let every = group.health_pace().filter(|_| !cfg.health_poll_explicit);
+                (name.clone(), group.arn.clone(), every.map(|p| p.1))
+            }
+        };
+        let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);
+        let target = Target {
+            id: cfg.target_id.clone(),
+            port: spec.port.or(cfg.target_port),
+            availability_zone: cfg.availability_zone.clone(),
+        };
+        Ok(Registration {
+            label,
+            arn,
+            target,
+            group_port,
+            state: RegistrationState::NotSent,
+            every,
+            earliest: None,
+            lost_attempt: false,
+            last: None,
+        })
+    }
 }
 
 /// Refuses a group that does not take IP targets of the target's family.
@@ -167,11 +160,8 @@ fn check_group(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
     let Ok(ip) = target_id.parse::<std::net::IpAddr>() else {
         return Ok(());
     };
-    let [ours, theirs] = if ip.is_ipv6() {
-        ["IPv6", "IPv4"]
-    } else {
-        ["IPv4", "IPv6"]
-    };
+    let family = |v6: bool| if v6 { "IPv6" } else { "IPv4" };
+    let (ours, theirs) = (family(ip.is_ipv6()), family(!ip.is_ipv6()));
     let t = group.ip_address_type.as_deref().unwrap_or_default();
     if t != theirs.to_lowercase() {
         return Ok(());
@@ -190,29 +180,26 @@ impl<E: Elb> Lifecycle<'_, E> {
         r.last = None;
         let action = RegisterTargets {
             arn: &r.arn,
-            targets: r.targets(),
+            targets: std::slice::from_ref(&r.target),
         };
         let result = self.elb.call(&action, budget, self.clock);
         r.lost_attempt = self.elb.unanswered_attempts() > 0;
-        let request_id = match result {
-            Ok(answer) => answer.request_id,
-            Err(e) => {
-                // Anything but a final answer leaves it Sent: it may land.
-                if e.is_refusal() {
-                    r.state = RegistrationState::Refused;
-                }
-                return Err(e);
-            }
-        };
-        let request_id = request_id.as_deref();
+        // Anything but a final answer leaves it Sent: it may land.
+        if result.as_ref().is_err_and(Error::is_refusal) {
+            r.state = RegistrationState::Refused;
+        }
+        let id = result?.request_id;
         info!(
             target_group = r.label.as_str(), target:% = r.target,
-            action = RegisterTargets::NAME, request_id, state = "registered";
+            action = RegisterTargets::NAME, request_id = id.as_deref(), state = "registered";
             "registered target {} in {} (request id {})",
-            r.target, r.label, request_id.unwrap_or("-")
+            r.target, r.label, id.as_deref().unwrap_or("-")
         );
         r.state = RegistrationState::Registered;
-        r.registered_at = Some(self.clock.now());
+        // Healthy after a check interval at the earliest, plus up to a fifth
+        // of it to spread a fleet.
+        let (now, spread) = (self.clock.now(), 1.0 + 0.2 * self.clock.random());
+        r.earliest = r.every.map(|every| now + every.mul_f64(spread));
         r.seen(TargetState::Registered);
         Ok(())
     }
