@@ -116,9 +116,9 @@ fn try_main() -> Result<i32, Failure> {
             preflight::gather(&cfg, &mut Client::new(transport, settings), &mut clock);
         let path = std::env::var("PATH").ok();
         findings.hooks = preflight::gather_hooks(&cfg, path.as_deref());
-        let report = preflight::report(&cfg, &findings);
-        print!("{}", report.render());
-        return Ok(report.exit_code());
+        let (report, code) = preflight::report(&cfg, &findings);
+        print!("{report}");
+        return Ok(code);
     }
     run(&cfg, &status, tx, transport, settings, clock)
 }

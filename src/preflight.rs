@@ -186,64 +186,43 @@ fn fail(text: impl Into<String>) -> Verdict {
     Some((FAIL, text.into()))
 }
 
-/// The `-check` report: (level, subject, text) per check, in order.
-#[derive(Debug, Default)]
-pub struct Report(Vec<(&'static str, String, String)>);
-
-impl Report {
-    // Folded onto one line: AWS's SignatureDoesNotMatch quotes the canonical request.
-    fn add(&mut self, subject: &str, verdict: Verdict) {
-        if let Some((level, text)) = verdict {
-            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            self.0.push((level, subject.to_owned(), text));
+/// The `-check` report on `f` for `cfg`: a line per check, then the verdict;
+/// and the exit code, 0 when the sidecar would work, 1 when not.
+pub fn report(cfg: &Config, f: &Findings) -> (String, i32) {
+    let (mut out, mut failed) = (String::new(), Vec::new());
+    let mut add = |subject: &str, verdict: Verdict| {
+        let Some((level, text)) = verdict else { return };
+        // Folded onto one line: AWS's SignatureDoesNotMatch quotes the canonical request.
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        out += &format!("{level} {subject}: {text}\n");
+        if level == FAIL {
+            failed.push(subject.to_owned());
         }
-    }
-
-    /// The exit code of `-check`: 0 when the sidecar would work, 1 when not.
-    pub fn exit_code(&self) -> i32 {
-        i32::from(self.0.iter().any(|l| l.0 == FAIL))
-    }
-
-    /// The text printed on stdout: one line per check, then the verdict.
-    pub fn render(&self) -> String {
-        let (mut out, mut failed) = (String::new(), Vec::new());
-        for (level, subject, text) in &self.0 {
-            out += &format!("{level} {subject}: {text}\n");
-            if *level == FAIL {
-                failed.push(subject.as_str());
-            }
-        }
-        let n = failed.len();
-        failed.dedup();
-        match n {
-            0 => out + "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)\n",
-            n => out + &format!("check FAILED: {n} problem(s) in {}\n", failed.join(", ")),
-        }
-    }
-}
-
-/// The report on `f` for `cfg`: at most one line per check.
-pub fn report(cfg: &Config, f: &Findings) -> Report {
-    let mut r = Report::default();
+    };
     let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
     let region = &f.region;
     let config = format!("target {id} (from {from}), {n} target group(s), region {region}");
-    r.add("config", ok(config));
-    r.add("config", drain_without_app_check(cfg));
-    r.add("credentials", credentials(f));
+    add("config", ok(config));
+    add("config", drain_without_app_check(cfg));
+    add("credentials", credentials(f));
     for g in &f.groups {
         let subject = format!("target group {}", g.group);
         // Past `exists`, each check of a group not found has nothing to say.
         for check in [
             exists, ip_type, family, attached, health, delay, resets, state, probe,
         ] {
-            r.add(&subject, check(cfg, g));
+            add(&subject, check(cfg, g));
         }
     }
     for (h, program) in &f.hooks {
-        r.add(&h.describe(), hook(h, program.as_ref()));
+        add(&h.describe(), hook(h, program.as_ref()));
     }
-    r
+    let n = failed.len();
+    failed.dedup();
+    match n {
+        0 => (out + "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)\n", 0),
+        n => (out + &format!("check FAILED: {n} problem(s) in {}\n", failed.join(", ")), 1),
+    }
 }
 
 /// An app restart runs its preStop hook, which drains; only an app check tells it from a deletion.

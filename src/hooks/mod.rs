@@ -45,7 +45,7 @@ where
 {
     let out = match &hook.action {
         HookAction::Command(_) => command::run(hook, clock),
-        HookAction::Http(url) => get(hook, url, transport, clock),
+        HookAction::Http(url) => get(hook, url, transport.clone(), clock),
     };
     match out {
         Outcome::Success => log::info!("{} {out}", hook.describe()),
@@ -92,10 +92,12 @@ fn outcome(answer: &Result<HttpResponse, Error>) -> Outcome {
 /// GETs `url` for `hook` within its timeout, unless the `clock` is interrupted:
 /// 2xx is success (no redirects). The request runs on a thread of its own, so
 /// an event ends the wait (the request then ends by its own timeout).
-fn get<T>(hook: &Hook, url: &str, transport: &T, clock: &mut dyn Clock) -> Outcome
-where
-    T: Transport + Clone + Send + 'static,
-{
+fn get(
+    hook: &Hook,
+    url: &str,
+    t: impl Transport + Send + 'static,
+    clock: &mut dyn Clock,
+) -> Outcome {
     log::info!("calling {} HTTP hook: GET {}", hook.name, redact_url(url));
     let req = HttpRequest {
         method: "GET",
@@ -106,7 +108,6 @@ where
     };
     let action = hook.describe();
     let (tx, rx) = channel();
-    let t = transport.clone();
     let spawned = std::thread::Builder::new()
         .name("http-hook".into())
         .stack_size(1024 * 1024) // name resolution may need some
