@@ -73,13 +73,10 @@ fn outcome(answer: &Result<HttpResponse, Error>) -> Outcome {
 
 /// The app check of `/lb-health` (`None` when neither `-wait-for-tcp` nor
 /// `-wait-for-http` is set), its request bounded by [`CHECK_TIMEOUT`].
-pub fn lb_app_check<T>(cfg: &Config, transport: T) -> Option<AppCheck>
-where
-    T: Transport + Send + Sync + 'static,
-{
+pub fn lb_app_check(cfg: &Config, t: impl Transport + Send + Sync + 'static) -> Option<AppCheck> {
     let cfg = cfg.clone();
     cfg.has_app_check()
-        .then(|| -> AppCheck { Box::new(move || app_ready(&cfg, &transport, CHECK_TIMEOUT)) })
+        .then(|| -> AppCheck { Box::new(move || app_ready(&cfg, &t, CHECK_TIMEOUT)) })
 }
 
 /// `-wait-for-tcp`, then `-wait-for-http` with a request `timeout`.
@@ -148,7 +145,7 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     }
 
     fn tcp_sample(&mut self) -> Result<(u64, Vec<tcp_table::Entry>), String> {
-        Ok((tcp_table::read_passive_opens()?, tcp_table::read()?))
+        tcp_table::sample()
     }
 }
 
