@@ -27,7 +27,7 @@ pub struct Findings {
     identity: Option<Result<CallerIdentity, Error>>, // None: no credentials
     groups: Vec<GroupFindings>,
     /// Each hook, with its program's path for a command hook.
-    pub hooks: Vec<(Hook, Option<Result<PathBuf, String>>)>,
+    hooks: Vec<(Hook, Option<Result<PathBuf, String>>)>,
 }
 
 /// The last three are `None` when the group's ARN is not known.
@@ -42,10 +42,7 @@ struct GroupFindings {
 }
 
 /// Looks for each command hook's program as execvp(3) would, with `path` as `PATH`.
-pub fn gather_hooks(
-    cfg: &Config,
-    path: Option<&str>,
-) -> Vec<(Hook, Option<Result<PathBuf, String>>)> {
+fn gather_hooks(cfg: &Config, path: Option<&str>) -> Vec<(Hook, Option<Result<PathBuf, String>>)> {
     let program = |hook: &Hook| Some(locate(hook.argv().first()?, path));
     cfg.hooks().map(|h| (h.clone(), program(h))).collect()
 }
@@ -103,11 +100,13 @@ fn call<T: Transport, A: Action>(
     c.call(a, budget(clock), clock).map(|r| r.value)
 }
 
-/// The calls `-check` makes, in order; without credentials, none after.
+/// The calls `-check` makes, in order (without credentials, none after),
+/// and where each command hook's program is, with `path` as `PATH`.
 pub fn gather<T: Transport>(
     cfg: &Config,
     client: &mut Client<T>,
     clock: &mut dyn Clock,
+    path: Option<&str>,
 ) -> Findings {
     let credentials = client.fetch_credentials(false, budget(clock), clock);
     let has = credentials.is_ok();
@@ -119,7 +118,7 @@ pub fn gather<T: Transport>(
         groups: (cfg.groups.iter().filter(|_| has))
             .map(|spec| gather_group(cfg, spec, client, clock))
             .collect(),
-        hooks: Vec::new(),
+        hooks: gather_hooks(cfg, path),
     }
 }
 
