@@ -23,8 +23,7 @@ use std::time::Duration;
 pub struct Findings {
     region: String,
     source: String,
-    credentials: Result<(), Error>,
-    identity: Option<Result<CallerIdentity, Error>>, // None: no credentials
+    identity: Result<Result<CallerIdentity, Error>, Error>, // outer Err: no credentials
     groups: Vec<GroupFindings>,
     /// Each hook, with its program's path for a command hook.
     hooks: Vec<(Hook, Option<Result<PathBuf, String>>)>,
@@ -109,12 +108,12 @@ pub fn gather<T: Transport>(
     path: Option<&str>,
 ) -> Findings {
     let credentials = client.fetch_credentials(false, budget(clock), clock);
-    let has = credentials.is_ok();
+    let identity = credentials.map(|()| call(client, &GetCallerIdentity, clock));
+    let has = identity.is_ok();
     Findings {
         region: client.settings().region.clone(),
         source: client.settings().credentials_label(),
-        credentials,
-        identity: has.then(|| call(client, &GetCallerIdentity, clock)),
+        identity,
         groups: (cfg.groups.iter().filter(|_| has))
             .map(|spec| gather_group(cfg, spec, client, clock))
             .collect(),
@@ -232,12 +231,11 @@ fn drain_without_app_check(cfg: &Config) -> Verdict {
 
 fn credentials(f: &Findings) -> Verdict {
     let source = &f.source;
-    match (&f.credentials, &f.identity) {
-        (Err(e), _) => fail(format!("source {source}: none could be had: {e}")),
-        (_, Some(Ok(id))) => ok(format!("source {source}; identity {} (account {})", id.arn, id.account)),
-        (_, Some(Err(e))) if matches!(e.aws_code(), Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")) => fail(format!("source {source}: AWS refuses them: {e}")),
-        (_, Some(Err(e))) => warn(format!("source {source}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}")),
-        (_, None) => ok(format!("source {source}")),
+    match &f.identity {
+        Err(e) => fail(format!("source {source}: none could be had: {e}")),
+        Ok(Ok(id)) => ok(format!("source {source}; identity {} (account {})", id.arn, id.account)),
+        Ok(Err(e)) if matches!(e.aws_code(), Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")) => fail(format!("source {source}: AWS refuses them: {e}")),
+        Ok(Err(e)) => warn(format!("source {source}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}")),
     }
 }
 

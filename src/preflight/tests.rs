@@ -78,8 +78,7 @@ fn good() -> Findings {
     Findings {
         region: "us-east-1".into(),
         source: "web identity (IRSA)".into(),
-        credentials: Ok(()),
-        identity: Some(Ok(CallerIdentity {
+        identity: Ok(Ok(CallerIdentity {
             account: "123456789012".into(),
             arn: "arn:aws:sts::123456789012:assumed-role/nlb/pod".into(),
         })),
@@ -305,10 +304,9 @@ fn a_registered_target_is_not_probed_and_denied_health_fails_when_needed() {
 #[test]
 fn credentials_and_identity() {
     let mut f = good();
-    f.credentials = Err(Error::Credentials(
+    f.identity = Err(Error::Credentials(
         "AWS_WEB_IDENTITY_TOKEN_FILE /x: not found".into(),
     ));
-    f.identity = None;
     f.groups.clear();
     let r = report(&cfg(), &f);
     assert_eq!(r.exit_code(), 1);
@@ -316,18 +314,18 @@ fn credentials_and_identity() {
     assert!(r.render().contains("in credentials"));
 
     let mut f = good();
-    f.identity = Some(Err(aws("GetCallerIdentity", "InvalidClientTokenId")));
+    f.identity = Ok(Err(aws("GetCallerIdentity", "InvalidClientTokenId")));
     assert!(!report(&cfg(), &f).passed());
     // A message over several lines still makes one line.
     let mut e = aws("GetCallerIdentity", "SignatureDoesNotMatch");
     if let Error::Aws { error, .. } = &mut e {
         error.message = "The Canonical String should have been\n'POST\n/\n'".into();
     }
-    f.identity = Some(Err(e));
+    f.identity = Ok(Err(e));
     let r = report(&cfg(), &f);
     assert!(has(&r, FAIL, "should have been 'POST / '"));
     assert_eq!(r.render().lines().count(), 11);
-    f.identity = Some(Err(Error::Transport {
+    f.identity = Ok(Err(Error::Transport {
         action: "GetCallerIdentity".into(),
         url: "https://sts.us-east-1.amazonaws.com/".into(),
         kind: crate::aws::error::TransportKind::Timeout,
@@ -503,8 +501,7 @@ fn hooks_are_reported_even_without_credentials() {
     let mut c = cfg();
     c.pre_register = command("pre-register", "nlb-nope");
     let mut f = good();
-    f.credentials = Err(Error::Credentials("no source".into()));
-    f.identity = None;
+    f.identity = Err(Error::Credentials("no source".into()));
     f.groups.clear();
     f.hooks = gather_hooks(&c, Some("/nowhere"));
     let r = report(&c, &f);
