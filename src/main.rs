@@ -112,10 +112,9 @@ fn try_main() -> Result<i32, Failure> {
     if cfg.check {
         // -check: the report on stdout, and exit; no status listener, nothing registered.
         drop(tx);
+        let findings = preflight::gather(&cfg, &mut Client::new(transport, settings), &mut clock);
         let path = std::env::var("PATH").ok();
-        let client = &mut Client::new(transport, settings);
-        let findings = preflight::gather(&cfg, client, &mut clock, path.as_deref());
-        let (report, code) = preflight::report(&cfg, &findings);
+        let (report, code) = preflight::report(&cfg, &findings, path.as_deref());
         print!("{report}");
         return Ok(code);
     }

@@ -1,5 +1,6 @@
 //! `-check`: would the sidecar work here? [`gather`] makes the read-only
-//! calls (and one harmless DeregisterTargets probe); [`report`] judges them.
+//! calls (and one harmless DeregisterTargets probe); [`report`] judges them
+//! and looks for the hooks' programs.
 
 use crate::aws::elbv2::{
     find_health, DeregisterTargets, DescribeTargetGroupAttributes, DescribeTargetGroups,
@@ -25,8 +26,6 @@ pub struct Findings {
     source: String,
     identity: Result<Result<CallerIdentity, Error>, Error>, // outer Err: no credentials
     groups: Vec<GroupFindings>,
-    /// Each hook, with its program's path for a command hook.
-    hooks: Vec<(Hook, Option<Result<PathBuf, String>>)>,
 }
 
 /// The last three are `None` when the group's ARN is not known.
@@ -38,12 +37,6 @@ struct GroupFindings {
     attributes: Option<Result<Vec<(String, String)>, Error>>,
     registered: Option<Result<Option<String>, Error>>, // the target's state
     deregister: Option<Result<(), Error>>,
-}
-
-/// Looks for each command hook's program as execvp(3) would, with `path` as `PATH`.
-fn gather_hooks(cfg: &Config, path: Option<&str>) -> Vec<(Hook, Option<Result<PathBuf, String>>)> {
-    let program = |hook: &Hook| Some(locate(hook.argv().first()?, path));
-    cfg.hooks().map(|h| (h.clone(), program(h))).collect()
 }
 
 const NOT_EXECUTABLE: &str = "is not executable";
@@ -99,13 +92,11 @@ fn call<T: Transport, A: Action>(
     c.call(a, budget(clock), clock).map(|r| r.value)
 }
 
-/// The calls `-check` makes, in order (without credentials, none after),
-/// and where each command hook's program is, with `path` as `PATH`.
+/// The calls `-check` makes, in order; without credentials, none after.
 pub fn gather<T: Transport>(
     cfg: &Config,
     client: &mut Client<T>,
     clock: &mut dyn Clock,
-    path: Option<&str>,
 ) -> Findings {
     let credentials = client.fetch_credentials(false, budget(clock), clock);
     let identity = credentials.map(|()| call(client, &GetCallerIdentity, clock));
@@ -117,7 +108,6 @@ pub fn gather<T: Transport>(
         groups: (cfg.groups.iter().filter(|_| has))
             .map(|spec| gather_group(cfg, spec, client, clock))
             .collect(),
-        hooks: gather_hooks(cfg, path),
     }
 }
 
@@ -184,9 +174,10 @@ fn fail(text: impl Into<String>) -> Verdict {
     Some((FAIL, text.into()))
 }
 
-/// The `-check` report on `f` for `cfg`: a line per check, then the verdict;
-/// and the exit code, 0 when the sidecar would work, 1 when not.
-pub fn report(cfg: &Config, f: &Findings) -> (String, i32) {
+/// The `-check` report on `f` for `cfg` (the hooks' programs looked for with
+/// `path` as `PATH`): a line per check, then the verdict; and the exit code,
+/// 0 when the sidecar would work, 1 when not.
+pub fn report(cfg: &Config, f: &Findings, path: Option<&str>) -> (String, i32) {
     let (mut out, mut failed) = (String::new(), Vec::new());
     let mut add = |subject: &str, verdict: Verdict| {
         let Some((level, text)) = verdict else { return };
@@ -212,8 +203,8 @@ pub fn report(cfg: &Config, f: &Findings) -> (String, i32) {
             add(&subject, check(cfg, g));
         }
     }
-    for (h, program) in &f.hooks {
-        add(&h.describe(), hook(h, program.as_ref()));
+    for h in cfg.hooks() {
+        add(&h.describe(), hook(h, path));
     }
     let n = failed.len();
     failed.dedup();
@@ -396,25 +387,29 @@ fn probe(_: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-fn hook(h: &Hook, program: Option<&Result<PathBuf, String>>) -> Verdict {
-    match (&h.action, program) {
-        (HookAction::Http(url), _) => ok(format!(
-            "GET {} (not called by -check: it may change the app's state)",
-            redact_url(url)
-        )),
-        (_, Some(Ok(path))) => {
+/// A command hook's program is looked for as execvp(3) would.
+fn hook(h: &Hook, path: Option<&str>) -> Verdict {
+    let program = match &h.action {
+        HookAction::Http(url) => {
+            let url = redact_url(url);
+            return ok(format!(
+                "GET {url} (not called by -check: it may change the app's state)"
+            ));
+        }
+        HookAction::Command(argv) => locate(argv.first()?, path),
+    };
+    match program {
+        Ok(p) => {
             let shell = h.shell_syntax().map(|op| format!(", shell syntax ({op})"));
-            let shell = shell.unwrap_or_default();
-            ok(format!("runs {}{shell}", path.display()))
+            ok(format!("runs {}{}", p.display(), shell.unwrap_or_default()))
         }
         // A pre-register hook that fails stops the sidecar; a post-* one is logged.
-        (_, Some(Err(why))) if h.name == "pre-register" => fail(format!(
+        Err(why) if h.name == "pre-register" => fail(format!(
             "cannot run: {why}: the hook would fail and nothing would be registered"
         )),
-        (_, Some(Err(why))) => warn(format!(
+        Err(why) => warn(format!(
             "cannot run: {why}: the hook would fail (the sidecar logs it and goes on)"
         )),
-        (_, None) => None,
     }
 }
 

@@ -94,7 +94,6 @@ fn good() -> Findings {
             registered: Some(Ok(None)),
             deregister: Some(Ok(())),
         }],
-        hooks: Vec::new(),
     }
 }
 
@@ -102,7 +101,12 @@ fn good() -> Findings {
 struct Report(String, i32);
 
 fn report(cfg: &Config, f: &Findings) -> Report {
-    let (text, code) = super::report(cfg, f);
+    report_in(cfg, f, None)
+}
+
+/// The report with `path` as `PATH`.
+fn report_in(cfg: &Config, f: &Findings, path: Option<&str>) -> Report {
+    let (text, code) = super::report(cfg, f, path);
     Report(text, code)
 }
 
@@ -434,10 +438,7 @@ fn hook_programs_are_reported_and_http_hooks_not_called() {
         timeout: Duration::from_secs(5),
     });
     c.post_deregister = command("post-deregister", "/bin/sh -c sleep&&true");
-    let mut f = good();
-    f.hooks = gather_hooks(&c, Some(&path));
-    assert_eq!(f.hooks.len(), 3);
-    let r = report(&c, &f);
+    let r = report_in(&c, &good(), Some(&path));
     assert!(r.passed(), "{}", r.render());
     let out = r.render();
     let all: Vec<&str> = out.lines().collect();
@@ -463,8 +464,7 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
     let mut c = cfg();
     c.pre_register = command("pre-register", "nlb-nope -q http://127.0.0.1/");
     c.post_deregister = command("post-deregister", &format!("{data} out"));
-    let mut f = good();
-    f.hooks = gather_hooks(&c, None);
+    let f = good();
     let r = report(&c, &f);
     assert_eq!(r.exit_code(), 1);
     let out = r.render();
@@ -489,7 +489,6 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
 
     // Only the post-deregister hook missing: a warning, the check passes.
     c.pre_register = None;
-    f.hooks = gather_hooks(&c, None);
     let r = report(&c, &f);
     assert!(r.passed(), "{}", r.render());
     assert!(has(&r, "warn", &format!("{data} is not executable")));
@@ -503,8 +502,7 @@ fn hooks_are_reported_even_without_credentials() {
     let mut f = good();
     f.identity = Err(Error::Credentials("no source".into()));
     f.groups.clear();
-    f.hooks = gather_hooks(&c, Some("/nowhere"));
-    let r = report(&c, &f);
+    let r = report_in(&c, &f, Some("/nowhere"));
     assert!(has(
         &r,
         FAIL,
