@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What `-check` found: the answers of its calls, unjudged.
-#[derive(Debug)]
 pub struct Findings {
     region: String,
     source: String,
@@ -29,7 +28,6 @@ pub struct Findings {
 }
 
 /// The last three are `None` when the group's ARN is not known.
-#[derive(Debug)]
 struct GroupFindings {
     group: GroupRef,
     target: Target,
