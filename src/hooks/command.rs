@@ -84,15 +84,12 @@ pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
             Ok(c) => c,
             Err(e) => return Outcome::Failed(format!("could not be started: {program}: {e}")),
         };
-        let (eof_tx, eof) = mpsc::channel();
+        let (tx, eof) = mpsc::channel();
         let name = hook.name;
         let log = |which| move |l: &str| info!("[{name} {which}] {l}");
-        forward(
-            child.stdout.take().map(Into::into),
-            eof_tx.clone(),
-            log("stdout"),
-        );
-        forward(child.stderr.take().map(Into::into), eof_tx, log("stderr"));
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        forward(stdout.map(Into::into), tx.clone(), log("stdout"));
+        forward(stderr.map(Into::into), tx, log("stderr"));
         let outcome = wait(clock, hook.timeout, || match child.try_wait() {
             Ok(Some(status)) if status.success() => Some(Outcome::Success),
             Ok(Some(status)) => Some(Outcome::Failed(status.to_string())),
