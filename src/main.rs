@@ -106,13 +106,11 @@ fn try_main() -> Result<i32, Failure> {
     if cfg.check {
         // -check: the report on stdout, and exit; no status listener, nothing registered.
         drop(tx);
-        let mut findings =
-            preflight::gather(&cfg, &mut Client::new(transport, settings), &mut clock);
+        let findings = preflight::gather(&cfg, &mut Client::new(transport, settings), &mut clock);
         let path = std::env::var("PATH").ok();
-        findings.hooks = preflight::gather_hooks(&cfg, path.as_deref());
-        let report = preflight::report(&cfg, &findings);
-        print!("{}", report.render());
-        return Ok(report.exit_code());
+        let (report, code) = preflight::report(&cfg, &findings, path.as_deref());
+        print!("{report}");
+        return Ok(code);
     }
     run(&cfg, &status, tx, transport, settings, clock)
 }

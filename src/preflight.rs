@@ -1,5 +1,6 @@
 //! `-check`: would the sidecar work here? [`gather`] makes the read-only
-//! calls (and one harmless DeregisterTargets probe); [`report`] judges them.
+//! calls (and one harmless DeregisterTargets probe); [`report`] judges them
+//! and looks for the hooks' programs.
 
 use crate::aws::elbv2::{
     find_health, DeregisterTargets, DescribeTargetGroupAttributes, DescribeTargetGroups,
@@ -19,19 +20,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What `-check` found: the answers of its calls, unjudged.
-#[derive(Debug)]
 pub struct Findings {
     region: String,
     source: String,
-    credentials: Result<(), Error>,
-    identity: Option<Result<CallerIdentity, Error>>, // None: no credentials
+    identity: Result<Result<CallerIdentity, Error>, Error>, // outer Err: no credentials
     groups: Vec<GroupFindings>,
-    /// Each hook, with its program's path for a command hook.
-    pub hooks: Vec<(Hook, Option<Result<PathBuf, String>>)>,
 }
 
 /// The last three are `None` when the group's ARN is not known.
-#[derive(Debug)]
 struct GroupFindings {
     group: GroupRef,
     target: Target,
@@ -39,15 +35,6 @@ struct GroupFindings {
     attributes: Option<Result<Vec<(String, String)>, Error>>,
     registered: Option<Result<Option<String>, Error>>, // the target's state
     deregister: Option<Result<(), Error>>,
-}
-
-/// Looks for each command hook's program as execvp(3) would, with `path` as `PATH`.
-pub fn gather_hooks(
-    cfg: &Config,
-    path: Option<&str>,
-) -> Vec<(Hook, Option<Result<PathBuf, String>>)> {
-    let program = |hook: &Hook| Some(locate(hook.argv().first()?, path));
-    cfg.hooks().map(|h| (h.clone(), program(h))).collect()
 }
 
 const NOT_EXECUTABLE: &str = "is not executable";
@@ -110,16 +97,15 @@ pub fn gather<T: Transport>(
     clock: &mut dyn Clock,
 ) -> Findings {
     let credentials = client.fetch_credentials(false, budget(clock), clock);
-    let has = credentials.is_ok();
+    let identity = credentials.map(|()| call(client, &GetCallerIdentity, clock));
+    let has = identity.is_ok();
     Findings {
         region: client.settings().region.clone(),
         source: client.settings().credentials_label(),
-        credentials,
-        identity: has.then(|| call(client, &GetCallerIdentity, clock)),
+        identity,
         groups: (cfg.groups.iter().filter(|_| has))
             .map(|spec| gather_group(cfg, spec, client, clock))
             .collect(),
-        hooks: Vec::new(),
     }
 }
 
@@ -186,64 +172,44 @@ fn fail(text: impl Into<String>) -> Verdict {
     Some((FAIL, text.into()))
 }
 
-/// The `-check` report: (level, subject, text) per check, in order.
-#[derive(Debug, Default)]
-pub struct Report(Vec<(&'static str, String, String)>);
-
-impl Report {
-    // Folded onto one line: AWS's SignatureDoesNotMatch quotes the canonical request.
-    fn add(&mut self, subject: &str, verdict: Verdict) {
-        if let Some((level, text)) = verdict {
-            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            self.0.push((level, subject.to_owned(), text));
+/// The `-check` report on `f` for `cfg` (the hooks' programs looked for with
+/// `path` as `PATH`): a line per check, then the verdict; and the exit code,
+/// 0 when the sidecar would work, 1 when not.
+pub fn report(cfg: &Config, f: &Findings, path: Option<&str>) -> (String, i32) {
+    let (mut out, mut failed) = (String::new(), Vec::new());
+    let mut add = |subject: &str, verdict: Verdict| {
+        let Some((level, text)) = verdict else { return };
+        // Folded onto one line: AWS's SignatureDoesNotMatch quotes the canonical request.
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        out += &format!("{level} {subject}: {text}\n");
+        if level == FAIL {
+            failed.push(subject.to_owned());
         }
-    }
-
-    /// The exit code of `-check`: 0 when the sidecar would work, 1 when not.
-    pub fn exit_code(&self) -> i32 {
-        i32::from(self.0.iter().any(|l| l.0 == FAIL))
-    }
-
-    /// The text printed on stdout: one line per check, then the verdict.
-    pub fn render(&self) -> String {
-        let (mut out, mut failed) = (String::new(), Vec::new());
-        for (level, subject, text) in &self.0 {
-            out += &format!("{level} {subject}: {text}\n");
-            if *level == FAIL {
-                failed.push(subject.as_str());
-            }
-        }
-        let n = failed.len();
-        failed.dedup();
-        match n {
-            0 => out + "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)\n",
-            n => out + &format!("check FAILED: {n} problem(s) in {}\n", failed.join(", ")),
-        }
-    }
-}
-
-/// The report on `f` for `cfg`: at most one line per check.
-pub fn report(cfg: &Config, f: &Findings) -> Report {
-    let mut r = Report::default();
+    };
     let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
     let region = &f.region;
     let config = format!("target {id} (from {from}), {n} target group(s), region {region}");
-    r.add("config", ok(config));
-    r.add("config", drain_without_app_check(cfg));
-    r.add("credentials", credentials(f));
+    add("config", ok(config));
+    add("config", drain_without_app_check(cfg));
+    add("credentials", credentials(f));
     for g in &f.groups {
         let subject = format!("target group {}", g.group);
         // Past `exists`, each check of a group not found has nothing to say.
         for check in [
             exists, ip_type, family, attached, health, delay, resets, state, probe,
         ] {
-            r.add(&subject, check(cfg, g));
+            add(&subject, check(cfg, g));
         }
     }
-    for (h, program) in &f.hooks {
-        r.add(&h.describe(), hook(h, program.as_ref()));
+    for h in cfg.hooks() {
+        add(&h.describe(), hook(h, path));
     }
-    r
+    let n = failed.len();
+    failed.dedup();
+    match n {
+        0 => (out + "check passed: the sidecar would work here (RegisterTargets is not tried: it would change the group)\n", 0),
+        n => (out + &format!("check FAILED: {n} problem(s) in {}\n", failed.join(", ")), 1),
+    }
 }
 
 /// An app restart runs its preStop hook, which drains; only an app check tells it from a deletion.
@@ -254,12 +220,11 @@ fn drain_without_app_check(cfg: &Config) -> Verdict {
 
 fn credentials(f: &Findings) -> Verdict {
     let source = &f.source;
-    match (&f.credentials, &f.identity) {
-        (Err(e), _) => fail(format!("source {source}: none could be had: {e}")),
-        (_, Some(Ok(id))) => ok(format!("source {source}; identity {} (account {})", id.arn, id.account)),
-        (_, Some(Err(e))) if matches!(e.aws_code(), Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")) => fail(format!("source {source}: AWS refuses them: {e}")),
-        (_, Some(Err(e))) => warn(format!("source {source}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}")),
-        (_, None) => ok(format!("source {source}")),
+    match &f.identity {
+        Err(e) => fail(format!("source {source}: none could be had: {e}")),
+        Ok(Ok(id)) => ok(format!("source {source}; identity {} (account {})", id.arn, id.account)),
+        Ok(Err(e)) if matches!(e.aws_code(), Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")) => fail(format!("source {source}: AWS refuses them: {e}")),
+        Ok(Err(e)) => warn(format!("source {source}: identity unknown, GetCallerIdentity failed (the sidecar itself never calls it): {e}")),
     }
 }
 
@@ -420,25 +385,29 @@ fn probe(_: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-fn hook(h: &Hook, program: Option<&Result<PathBuf, String>>) -> Verdict {
-    match (&h.action, program) {
-        (HookAction::Http(url), _) => ok(format!(
-            "GET {} (not called by -check: it may change the app's state)",
-            redact_url(url)
-        )),
-        (_, Some(Ok(path))) => {
+/// A command hook's program is looked for as execvp(3) would.
+fn hook(h: &Hook, path: Option<&str>) -> Verdict {
+    let program = match &h.action {
+        HookAction::Http(url) => {
+            let url = redact_url(url);
+            return ok(format!(
+                "GET {url} (not called by -check: it may change the app's state)"
+            ));
+        }
+        HookAction::Command(argv) => locate(argv.first()?, path),
+    };
+    match program {
+        Ok(p) => {
             let shell = h.shell_syntax().map(|op| format!(", shell syntax ({op})"));
-            let shell = shell.unwrap_or_default();
-            ok(format!("runs {}{shell}", path.display()))
+            ok(format!("runs {}{}", p.display(), shell.unwrap_or_default()))
         }
         // A pre-register hook that fails stops the sidecar; a post-* one is logged.
-        (_, Some(Err(why))) if h.name == "pre-register" => fail(format!(
+        Err(why) if h.name == "pre-register" => fail(format!(
             "cannot run: {why}: the hook would fail and nothing would be registered"
         )),
-        (_, Some(Err(why))) => warn(format!(
+        Err(why) => warn(format!(
             "cannot run: {why}: the hook would fail (the sidecar logs it and goes on)"
         )),
-        (_, None) => None,
     }
 }
 

@@ -1,17 +1,19 @@
-//! The lifecycle's [`Effects`] on the real system: hooks, the app checks
+//! The lifecycle's [`Effects`] on the real system: hooks (an HTTP hook's
+//! GET on a thread of its own, so an event ends the wait), the app checks
 //! (`-wait-for-tcp` / `-wait-for-http`: a try every 500 ms, 1 s connect,
 //! 2 s request timeout; an event ends the wait at once) and the TCP table.
 
-use crate::aws::error::snippet;
-use crate::aws::http::{HttpRequest, Transport};
+use crate::aws::error::{redact_url, snippet, Error, TransportKind};
+use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::clock::Clock;
-use crate::config::{Config, Hook};
-use crate::hooks::{self, Outcome};
+use crate::config::{Config, Hook, HookAction};
+use crate::hooks::{command, wait, Outcome};
 use crate::lb_health::{AppCheck, CHECK_TIMEOUT};
 use crate::lifecycle::Effects;
 use crate::tcp_table;
-use log::info;
+use log::{info, warn};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::mpsc::channel;
 use std::time::Duration;
 
 const APP_POLL: Duration = Duration::from_millis(500);
@@ -22,15 +24,59 @@ pub struct SystemEffects<T: Transport> {
     pub transport: T,
 }
 
+/// A GET of `url` (redirects are not followed).
+fn get(url: &str, timeout: Duration) -> HttpRequest {
+    HttpRequest {
+        method: "GET",
+        url: url.to_owned(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        timeout,
+    }
+}
+
+/// An HTTP hook: its GET runs on a thread of its own, so an event ends the
+/// wait (the request then ends by its own timeout).
+fn http_hook(
+    hook: &Hook,
+    url: &str,
+    t: impl Transport + Send + 'static,
+    clock: &mut dyn Clock,
+) -> Outcome {
+    info!("calling {} HTTP hook: GET {}", hook.name, redact_url(url));
+    let (req, action) = (get(url, hook.timeout), hook.describe());
+    let (tx, rx) = channel();
+    let spawned = std::thread::Builder::new()
+        .name("http-hook".into())
+        .stack_size(1024 * 1024) // name resolution may need some
+        .spawn(move || tx.send(t.send(&action, &req)));
+    // The thread always answers (its send returns whatever happens).
+    let answered = || rx.try_recv().ok().map(|a| outcome(&a));
+    match spawned {
+        Ok(_) => wait(clock, hook.timeout, answered),
+        Err(e) => Outcome::Failed(format!("cannot start a thread (pids limit?): {e}")),
+    }
+}
+
+/// What an HTTP hook's answer (or its absence) means: 2xx is success.
+fn outcome(answer: &Result<HttpResponse, Error>) -> Outcome {
+    match answer {
+        Ok(r) if (200..300).contains(&r.status) => Outcome::Success,
+        Ok(r) => Outcome::Failed(format!("HTTP {}: {}", r.status, snippet(&r.body))),
+        Err(Error::Transport {
+            kind: TransportKind::Timeout,
+            ..
+        }) => Outcome::TimedOut,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
 /// The app check of `/lb-health` (`None` when neither `-wait-for-tcp` nor
 /// `-wait-for-http` is set), its request bounded by [`CHECK_TIMEOUT`].
-pub fn lb_app_check<T>(cfg: &Config, transport: T) -> Option<AppCheck>
-where
-    T: Transport + Send + Sync + 'static,
-{
+pub fn lb_app_check(cfg: &Config, t: impl Transport + Send + Sync + 'static) -> Option<AppCheck> {
     let cfg = cfg.clone();
     cfg.has_app_check()
-        .then(|| -> AppCheck { Box::new(move || app_ready(&cfg, &transport, CHECK_TIMEOUT)) })
+        .then(|| -> AppCheck { Box::new(move || app_ready(&cfg, &t, CHECK_TIMEOUT)) })
 }
 
 /// `-wait-for-tcp`, then `-wait-for-http` with a request `timeout`.
@@ -49,15 +95,8 @@ fn app_ready<T: Transport>(cfg: &Config, transport: &T, timeout: Duration) -> Re
     let Some(url) = &cfg.wait_for_http else {
         return Ok(());
     };
-    let req = HttpRequest {
-        method: "GET",
-        url: url.clone(),
-        headers: Vec::new(),
-        body: Vec::new(),
-        timeout,
-    };
     let r = transport
-        .send("wait-for-http", &req)
+        .send("wait-for-http", &get(url, timeout))
         .map_err(|e| e.to_string())?;
     match r.status {
         200..=299 => Ok(()),
@@ -67,7 +106,15 @@ fn app_ready<T: Transport>(cfg: &Config, transport: &T, timeout: Duration) -> Re
 
 impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome {
-        hooks::run(hook, &self.transport, clock)
+        let out = match &hook.action {
+            HookAction::Command(_) => command::run(hook, clock),
+            HookAction::Http(url) => http_hook(hook, url, self.transport.clone(), clock),
+        };
+        match out {
+            Outcome::Success => info!("{} {out}", hook.describe()),
+            _ => warn!("{} {out}", hook.describe()),
+        }
+        out
     }
 
     fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), String> {
@@ -98,6 +145,43 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     }
 
     fn tcp_sample(&mut self) -> Result<(u64, Vec<tcp_table::Entry>), String> {
-        Ok((tcp_table::read_passive_opens()?, tcp_table::read()?))
+        tcp_table::sample()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_hundreds_succeed_the_rest_fail() {
+        let answer = |status: u16| {
+            Ok(HttpResponse {
+                status,
+                date: None,
+                body: b"nope".to_vec(),
+            })
+        };
+        assert_eq!(outcome(&answer(200)), Outcome::Success);
+        assert_eq!(outcome(&answer(204)), Outcome::Success);
+        assert_eq!(
+            outcome(&answer(500)),
+            Outcome::Failed("HTTP 500: nope".into())
+        );
+        assert!(matches!(outcome(&answer(302)), Outcome::Failed(_)));
+        let timeout = Err(Error::Transport {
+            action: "x".into(),
+            url: "http://127.0.0.1/".into(),
+            kind: TransportKind::Timeout,
+            detail: "slow".into(),
+        });
+        assert_eq!(outcome(&timeout), Outcome::TimedOut);
+        let refused = Err(Error::Transport {
+            action: "x".into(),
+            url: "http://127.0.0.1/".into(),
+            kind: TransportKind::Connect,
+            detail: "refused".into(),
+        });
+        assert!(matches!(outcome(&refused), Outcome::Failed(_)));
     }
 }

@@ -101,23 +101,6 @@ fn clip(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-/// Reads this network namespace's tables (no `tcp6` when IPv6 is off).
-///
-/// # Errors
-/// A one-line message naming the file.
-pub fn read() -> Result<Vec<Entry>, String> {
-    let mut all = Vec::new();
-    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if path.ends_with('6') && e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("cannot read {path}: {e}")),
-        };
-        all.extend(parse(&text).map_err(|e| format!("{path}: {e}"))?);
-    }
-    Ok(all)
-}
-
 /// `PassiveOpens` of the `Tcp:` lines (names, then values) of `/proc/net/snmp`.
 fn passive_opens(snmp: &str) -> Result<u64, String> {
     let mut tcp = snmp.lines().filter_map(|l| l.strip_prefix("Tcp:"));
@@ -128,15 +111,25 @@ fn passive_opens(snmp: &str) -> Result<u64, String> {
         .ok_or_else(|| "no Tcp PassiveOpens counter in /proc/net/snmp".into())
 }
 
-/// Every connection this network namespace accepted, even those too
-/// short-lived for a table sample to show.
+/// Every connection this network namespace accepted (`PassiveOpens`, even
+/// those too short-lived for a table to show), then its tables (no `tcp6`
+/// when IPv6 is off).
 ///
 /// # Errors
 /// A one-line message naming the file.
-pub fn read_passive_opens() -> Result<u64, String> {
-    let text = std::fs::read_to_string("/proc/net/snmp")
+pub fn sample() -> Result<(u64, Vec<Entry>), String> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp")
         .map_err(|e| format!("cannot read /proc/net/snmp: {e}"))?;
-    passive_opens(&text)
+    let mut all = Vec::new();
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if path.ends_with('6') && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("cannot read {path}: {e}")),
+        };
+        all.extend(parse(&text).map_err(|e| format!("{path}: {e}"))?);
+    }
+    Ok((passive_opens(&snmp)?, all))
 }
 
 #[cfg(test)]
@@ -275,8 +268,7 @@ mod tests {
     fn reads_this_machines_tables() {
         // Whatever is open here, the real files parse.
         if std::path::Path::new("/proc/net/tcp").exists() {
-            read().unwrap();
-            read_passive_opens().unwrap();
+            sample().unwrap();
         }
     }
 

@@ -6,7 +6,9 @@ use super::{reaper, wait, Outcome, POLL};
 use crate::clock::Clock;
 use crate::config::Hook;
 use log::{info, warn};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Sender};
@@ -30,15 +32,11 @@ fn kill_group(pid: u32, sig: libc::c_int) {
 /// Hands `line` each line of `stream`'s first [`MAX_OUTPUT`] bytes, then
 /// drains it (a full pipe would block the hook) and drops `eof`; on a
 /// detached thread, as a process the hook left may hold the pipe.
-fn forward(
-    stream: Option<impl Read + Send + 'static>,
-    eof: Sender<()>,
-    mut line: impl FnMut(&str) + Send + 'static,
-) {
+fn forward(stream: Option<OwnedFd>, eof: Sender<()>, mut line: impl FnMut(&str) + Send + 'static) {
     let Some(stream) = stream else { return };
     let read = move || {
         let _eof = eof;
-        let mut r = BufReader::new(stream);
+        let mut r = BufReader::new(File::from(stream));
         let first = r.by_ref().take(MAX_OUTPUT);
         for l in first.split(b'\n').map_while(Result::ok) {
             let l = String::from_utf8_lossy(&l);
@@ -68,47 +66,43 @@ fn stop(child: &mut Child) {
 
 /// Runs a command hook to completion, timeout, or the `clock`'s interruption.
 pub fn run(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
-    // From spawn to wait, so the reaper cannot take the child's status.
-    reaper::while_hook_runs(|| run_child(hook, clock))
-}
-
-fn run_child(hook: &Hook, clock: &mut dyn Clock) -> Outcome {
     let Some((program, args)) = hook.argv().split_first() else {
         return Outcome::Failed("empty command".into());
     };
     let shown = shlex::try_join(hook.argv().iter().map(String::as_str)).unwrap_or_default();
     info!("running {} command: {shown}", hook.name);
-    let spawned = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => return Outcome::Failed(format!("could not be started: {program}: {e}")),
-    };
-    let (eof_tx, eof) = mpsc::channel();
-    let name = hook.name;
-    forward(child.stdout.take(), eof_tx.clone(), move |l| {
-        info!("[{name} stdout] {l}")
-    });
-    forward(child.stderr.take(), eof_tx, move |l| {
-        info!("[{name} stderr] {l}")
-    });
-    let outcome = wait(clock, hook.timeout, || match child.try_wait() {
-        Ok(Some(status)) if status.success() => Some(Outcome::Success),
-        Ok(Some(status)) => Some(Outcome::Failed(status.to_string())),
-        Ok(None) => None,
-        Err(e) => Some(Outcome::Failed(format!("cannot wait for it: {e}"))),
-    });
-    if !matches!(child.try_wait(), Ok(Some(_))) {
-        stop(&mut child); // timed out, interrupted or cannot be waited for
-    }
-    // Nothing is sent: this waits until both readers are at their end.
-    let _ = eof.recv_timeout(OUTPUT_WAIT);
-    outcome
+    // From spawn to wait, so the reaper cannot take the child's status.
+    reaper::while_hook_runs(|| {
+        let spawned = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed(format!("could not be started: {program}: {e}")),
+        };
+        let (tx, eof) = mpsc::channel();
+        let name = hook.name;
+        let log = |which| move |l: &str| info!("[{name} {which}] {l}");
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        forward(stdout.map(Into::into), tx.clone(), log("stdout"));
+        forward(stderr.map(Into::into), tx, log("stderr"));
+        let outcome = wait(clock, hook.timeout, || match child.try_wait() {
+            Ok(Some(status)) if status.success() => Some(Outcome::Success),
+            Ok(Some(status)) => Some(Outcome::Failed(status.to_string())),
+            Ok(None) => None,
+            Err(e) => Some(Outcome::Failed(format!("cannot wait for it: {e}"))),
+        });
+        if !matches!(child.try_wait(), Ok(Some(_))) {
+            stop(&mut child); // timed out, interrupted or cannot be waited for
+        }
+        // Nothing is sent: this waits until both readers are at their end.
+        let _ = eof.recv_timeout(OUTPUT_WAIT);
+        outcome
+    })
 }
 
 #[cfg(test)]
@@ -207,7 +201,7 @@ mod tests {
         let (tx, eof) = mpsc::channel();
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = lines.clone();
-        forward(child.stdout.take(), tx, move |l| {
+        forward(child.stdout.take().map(Into::into), tx, move |l| {
             sink.lock().unwrap().push(l.to_owned());
         });
         child.wait().unwrap();
@@ -224,7 +218,7 @@ mod tests {
             .spawn()
             .unwrap();
         let (tx, eof) = mpsc::channel();
-        forward(child.stdout.take(), tx, |_| {});
+        forward(child.stdout.take().map(Into::into), tx, |_| {});
         child.wait().unwrap();
         let started = Instant::now();
         let _ = eof.recv_timeout(Duration::from_millis(100));
