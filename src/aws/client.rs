@@ -10,7 +10,7 @@ use super::endpoint;
 use super::error::{Error, Layer, TransportKind};
 use super::http::Transport;
 pub use super::query::WithId;
-use super::query::{parsed, Action, CALL_TIMEOUT};
+use super::query::{Action, CALL_TIMEOUT};
 use super::retry::{backoff, unit, Adaptive, Bucket};
 use crate::clock::Clock;
 use crate::env::Env;
@@ -196,7 +196,11 @@ impl<T: Transport> Client<T> {
             out = Some(c.wire.query(action, Some(&creds), until, clock)?);
             Ok(())
         })?;
-        parsed(A::NAME, out)
+        out.ok_or_else(|| Error::Response {
+            action: A::NAME.to_owned(),
+            status: 200,
+            detail: "no result".to_owned(),
+        })
     }
 
     /// Valid signing credentials, fetched by `until` when missing or due.

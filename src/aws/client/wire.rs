@@ -5,8 +5,8 @@
 use super::{Credentials, Error, Settings};
 use crate::aws::credentials::{providers, Cache, Role, Source};
 use crate::aws::error::{is_throttling_code, AwsError, Layer};
-use crate::aws::http::Transport;
-use crate::aws::query::{parsed, read_answer, request, Action, Params, Parse, WithId};
+use crate::aws::http::{HttpResponse, Transport};
+use crate::aws::query::{request, Action, Params, WithId};
 use crate::aws::sign::sign;
 use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
@@ -14,9 +14,6 @@ use crate::metrics;
 use log::debug;
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
-
-/// An action's name, service and form: its request, type erased.
-type Query<'a> = (&'static str, &'static str, &'a Params);
 
 // The SDK for Java's; AWS allows 5 minutes at least.
 const SKEW_THRESHOLD_MS: u64 = 4 * 60 * 1000;
@@ -35,16 +32,38 @@ impl<T: Transport> Wire<T> {
         shift(clock.wall(), self.offset.get())
     }
 
-    /// Sends `query` once, signed with `creds` unless it is unsigned,
-    /// ending by `until`; counts the request in the metrics.
-    fn send(
+    /// Sends `action` once (unsigned without `creds`) by `until`, learns
+    /// AWS's time from a refusal, counts the request in the metrics.
+    pub(super) fn query<A: Action>(
         &self,
-        (name, service, form): Query,
+        action: &A,
         creds: Option<&Credentials>,
         until: Instant,
         clock: &dyn Clock,
-        parse: Parse,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<WithId<A::Output>, Error> {
+        let started = clock.now();
+        let sent = self.send((A::NAME, A::SERVICE), &action.form(), creds, until, clock);
+        let result = sent.and_then(|r| {
+            let answer = A::parse_response(r.status, &r.body);
+            if let Err(Error::Aws { error, .. }) = &answer {
+                let fix = correction(error, r.date.as_deref(), clock.wall(), self.offset.get());
+                self.offset.set(fix.unwrap_or(self.offset.get()));
+            }
+            answer
+        });
+        let took = clock.now().saturating_duration_since(started);
+        record(A::NAME, result.as_ref().err(), took);
+        result
+    }
+
+    fn send(
+        &self,
+        (name, service): (&str, &str),
+        form: &Params,
+        creds: Option<&Credentials>,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<HttpResponse, Error> {
         let s = &self.settings;
         let url = if service == "sts" {
             &s.sts_url
@@ -55,48 +74,9 @@ impl<T: Transport> Wire<T> {
         if let Some(creds) = creds {
             sign(&mut req, creds, &s.region, service, self.aws_time(clock))?;
         }
-        let started = clock.now();
         // ureq sends nothing once the time is up.
-        req.timeout = until.saturating_duration_since(started);
-        let result = self.transport.send(name, &req).and_then(|r| {
-            let answer = read_answer(name, r.status, &r.body, parse);
-            if let Err(Error::Aws { error, .. }) = &answer {
-                let date = r.date.as_deref();
-                let fix = correction(error, date, clock.wall(), self.offset.get());
-                self.offset.set(fix.unwrap_or(self.offset.get()));
-            }
-            answer
-        });
-        let took = clock.now().saturating_duration_since(started);
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(Error::Aws { error, .. }) => error.code.as_str(),
-            Err(Error::Transport { .. }) => "transport_error",
-            Err(Error::Response { .. }) => "invalid_response",
-            Err(_) => return result,
-        };
-        debug!("{name} -> {outcome} in {} ms", took.as_millis());
-        let m = metrics::global();
-        if is_throttling_code(outcome) || outcome == "HttpStatus429" {
-            m.aws_throttled(name);
-        }
-        m.aws_request(name, outcome, took);
-        result
-    }
-
-    /// Sends `action` once (unsigned without `creds`) and parses the answer.
-    pub(super) fn query<A: Action>(
-        &self,
-        action: &A,
-        creds: Option<&Credentials>,
-        until: Instant,
-        clock: &dyn Clock,
-    ) -> Result<WithId<A::Output>, Error> {
-        let (form, mut value) = (action.form(), None);
-        let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
-        let request_id = self.send((A::NAME, A::SERVICE, &form), creds, until, clock, parse)?;
-        let value = parsed(A::NAME, value)?;
-        Ok(WithId { value, request_id })
+        req.timeout = until.saturating_duration_since(clock.now());
+        self.transport.send(name, &req)
     }
 
     /// The source's credentials, fetched once by `until`.
@@ -153,6 +133,23 @@ impl<T: Transport> Wire<T> {
             .map(|r| r.value)
             .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
     }
+}
+
+/// Counts a request and its outcome in the metrics (not one never sent).
+fn record(name: &str, err: Option<&Error>, took: Duration) {
+    let outcome = match err {
+        None => "ok",
+        Some(Error::Aws { error, .. }) => error.code.as_str(),
+        Some(Error::Transport { .. }) => "transport_error",
+        Some(Error::Response { .. }) => "invalid_response",
+        Some(_) => return,
+    };
+    debug!("{name} -> {outcome} in {} ms", took.as_millis());
+    let m = metrics::global();
+    if is_throttling_code(outcome) || outcome == "HttpStatus429" {
+        m.aws_throttled(name);
+    }
+    m.aws_request(name, outcome, took);
 }
 
 /// Retried when generally retryable or one of the fetching action's `codes`.
