@@ -75,19 +75,11 @@ impl Settings {
 
     /// Where the signing credentials come from, for logs.
     pub fn credentials_label(&self) -> String {
+        let source = self.source.name();
         match &self.role {
-            None => self.cache_label(),
-            Some(_) => format!(
-                "{}, assumed with {}",
-                self.cache_label(),
-                self.source.name()
-            ),
+            None => source.to_owned(),
+            Some(role) => format!("role {}, assumed with {source}", role.arn),
         }
-    }
-
-    fn cache_label(&self) -> String {
-        let role = self.role.as_ref().map(|role| format!("role {}", role.arn));
-        role.unwrap_or_else(|| self.source.name().to_owned())
     }
 }
 
@@ -110,17 +102,20 @@ pub struct Client<T: Transport> {
 impl<T: Transport> Client<T> {
     /// A client over `transport` with resolved `settings`.
     pub fn new(transport: T, settings: Settings) -> Self {
-        let wire = Wire {
-            transport,
-            settings,
-            offset: Cell::new(0),
-        };
-        let (cache, base, pacing) = Default::default();
+        let source = settings.source.name();
+        let role = settings
+            .role
+            .as_ref()
+            .map(|role| format!("role {}", role.arn));
         Client {
-            wire,
-            cache,
-            base,
-            pacing,
+            cache: Cache::new(role.unwrap_or_else(|| source.to_owned())),
+            base: Cache::new(source.to_owned()),
+            wire: Wire {
+                transport,
+                settings,
+                offset: Cell::new(0),
+            },
+            pacing: Default::default(),
             unanswered: 0,
         }
     }
@@ -160,26 +155,12 @@ impl<T: Transport> Client<T> {
             return Ok(());
         }
         let what = ["credentials", "credentials refresh"][usize::from(refresh)];
-        let what = (what, Bucket::Other, &[][..]);
-        let result = self.retrying(what, budget, clock, &mut |c, clock, until| {
-            if !refresh {
-                return c.signing_credentials(clock, until).map(|_| ());
-            }
-            let w = &c.wire;
-            let fetched = match &w.settings.role {
-                None => w.fetch_source(Layer::Source, until, clock),
-                Some(role) => w.assume_role(&mut c.base, role, true, until, clock),
-            };
-            c.cache
-                .store(&w.settings.cache_label(), fetched)
-                .map(|_| ())
-        });
-        if let Err(e) = &result {
-            if refresh && self.cache.usable(self.wire.aws_time(clock)) {
-                warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
-            }
-        }
-        result
+        self.retrying(
+            (what, Bucket::Other, &[]),
+            budget,
+            clock,
+            &mut |c, clock, until| c.signing_credentials(refresh, clock, until).map(drop),
+        )
     }
 
     /// Sends `action`, signed, retrying within `budget`: a thin generic
@@ -192,7 +173,7 @@ impl<T: Transport> Client<T> {
     ) -> Result<WithId<A::Output>, Error> {
         let (what, mut out) = ((A::NAME, A::BUCKET, A::RETRY_CODES), None);
         self.retrying(what, budget, clock, &mut |c, clock, until| {
-            let creds = c.signing_credentials(clock, until)?;
+            let creds = c.signing_credentials(false, clock, until)?;
             out = Some(c.wire.query(action, Some(&creds), until, clock)?);
             Ok(())
         })?;
@@ -203,29 +184,27 @@ impl<T: Transport> Client<T> {
         })
     }
 
-    /// Valid signing credentials, fetched by `until` when missing or due.
-    /// A refresh while the cached ones still outlive the attempt gets half
-    /// the time left: the call keeps the other half.
+    /// Valid signing credentials, fetched by `until` when missing or due
+    /// (or `refresh`). A fetch while the cached ones still outlive the
+    /// attempt gets half the time left: the call keeps the other half.
     fn signing_credentials(
         &mut self,
+        refresh: bool,
         clock: &dyn Clock,
         until: Instant,
     ) -> Result<Credentials, Error> {
         let (wall, now) = (self.wire.aws_time(clock), clock.now());
         let left = until.saturating_duration_since(now);
-        let until = if self.cache.usable(wall + left) {
-            now + left / 2
-        } else {
-            until
+        let until = match !refresh && self.cache.usable(wall + left) {
+            true => now + left / 2,
+            false => until,
         };
         let Client {
             wire, cache, base, ..
         } = self;
-        cache.get(wall, false, &wire.settings.cache_label(), || {
-            match &wire.settings.role {
-                None => wire.fetch_source(Layer::Source, until, clock),
-                Some(role) => wire.assume_role(base, role, false, until, clock),
-            }
+        cache.get(wall, refresh, || match &wire.settings.role {
+            None => wire.fetch_source(Layer::Source, until, clock),
+            Some(role) => wire.assume_role(base, role, refresh, until, clock),
         })
     }
 
@@ -248,7 +227,7 @@ impl<T: Transport> Client<T> {
                 .deadline
                 .min(started + CALL_TIMEOUT)
                 .max(started + MIN_CALL_TIMEOUT);
-            let err = match op(self, clock, until) {
+            let mut err = match op(self, clock, until) {
                 Ok(r) => {
                     if let Some(a) = self.pacing.get_mut(bucket as usize) {
                         a.on_success(clock.now());
@@ -267,7 +246,12 @@ impl<T: Transport> Client<T> {
             let retryable = err.is_retryable()
                 || matches!(&err, Error::Aws { error, .. } if retry_codes.contains(&&*error.code));
             if !retryable || attempts >= budget.max_attempts {
-                return Err(self.final_error(err, once[0]));
+                // A refusal even with AWS's time says what was measured.
+                if let (Error::Aws { error, .. }, true) = (&mut err, once[0]) {
+                    let skew = describe(self.wire.offset.get());
+                    error.message += &format!(" (signed again: {skew})");
+                }
+                return Err(err);
             }
             let delay = self.retry_delay(&err, bucket, attempts, budget.deadline, clock);
             if clock.now() + delay >= budget.deadline {
@@ -285,18 +269,6 @@ impl<T: Transport> Client<T> {
                 "{err}; retrying in {retry_in_ms} ms (attempt {attempts})");
             metrics::global().aws_retry(action);
             clock.sleep(delay).map_err(|_| Error::Interrupted)?;
-        }
-    }
-
-    /// A refusal even with AWS's time says what was measured.
-    fn final_error(&self, err: Error, signed_again: bool) -> Error {
-        match err {
-            Error::Aws { action, mut error } if signed_again => {
-                let skew = describe(self.wire.offset.get());
-                error.message = format!("{} (signed again: {skew})", error.message);
-                Error::Aws { action, error }
-            }
-            other => other,
         }
     }
 

@@ -128,7 +128,7 @@ impl<T: Transport> Wire<T> {
         let due = background && base.refresh_due().is_some_and(|due| due <= now);
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
-        let base = base.get(now, due, source, fetch)?;
+        let base = base.get(now, due, fetch)?;
         self.query(role, Some(&base), until, clock)
             .map(|r| r.value)
             .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))

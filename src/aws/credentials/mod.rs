@@ -264,16 +264,26 @@ pub fn parse_expiration(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(s).ok()
 }
 
-/// The last credentials fetched: reused until five minutes before their
-/// expiry, and while a refresh fails until they expire.
-#[derive(Debug, Default)]
+/// The last credentials fetched from one source: reused until five minutes
+/// before their expiry, and while a refresh fails until they expire.
+#[derive(Debug)]
 pub struct Cache {
+    /// The source, in logs and metrics.
+    label: String,
     cached: Option<Credentials>,
 }
 
 impl Cache {
+    /// An empty cache of the source `label` names.
+    pub fn new(label: String) -> Self {
+        Cache {
+            label,
+            cached: None,
+        }
+    }
+
     /// Valid credentials at `now`: the cached ones unless due (or `refresh`),
-    /// else a `fetch` from `source`.
+    /// else a `fetch`, counted in the metrics.
     ///
     /// # Errors
     /// The fetch error when no unexpired credentials are cached.
@@ -281,40 +291,30 @@ impl Cache {
         &mut self,
         now: SystemTime,
         refresh: bool,
-        source: &str,
         fetch: impl FnOnce() -> Result<Credentials, Error>,
     ) -> Result<Credentials, Error> {
         let fresh = |c: &&Credentials| c.expiry.is_none_or(|x| x >= now + REFRESH_BEFORE);
         if let Some(c) = self.cached.as_ref().filter(fresh).filter(|_| !refresh) {
             return Ok(c.clone());
         }
-        match (self.store(source, fetch()), &self.cached) {
-            (Err(e), Some(old)) if self.usable(now) => {
-                warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
-                Ok(old.clone())
-            }
-            (result, _) => result,
-        }
-    }
-
-    /// Stores a successful fetch from `source`, counts it in the metrics.
-    ///
-    /// # Errors
-    /// The fetch error.
-    pub fn store(
-        &mut self,
-        source: &str,
-        fetched: Result<Credentials, Error>,
-    ) -> Result<Credentials, Error> {
+        let (fetched, source) = (fetch(), &self.label);
         let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
         metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
-        let fresh = fetched?;
-        if let Some(until) = expiry.map(humantime::format_rfc3339_seconds) {
-            let id = &fresh.access_key_id;
-            info!("credentials from {source} for {id} valid until {until}");
+        match fetched {
+            Ok(fresh) => {
+                if let Some(until) = expiry.map(humantime::format_rfc3339_seconds) {
+                    let id = &fresh.access_key_id;
+                    info!("credentials from {source} for {id} valid until {until}");
+                }
+                self.cached = Some(fresh.clone());
+                Ok(fresh)
+            }
+            Err(e) if self.usable(now) => {
+                warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
+                self.cached.clone().ok_or(e)
+            }
+            Err(e) => Err(e),
         }
-        self.cached = Some(fresh.clone());
-        Ok(fresh)
     }
 
     /// Drops the cached credentials (AWS said they expired).

@@ -146,32 +146,33 @@ fn cache_reuses_until_due_then_keeps_old_ones_until_expiry() {
     };
     let down = || Err(Error::Credentials("down".into()));
     let at = |s| UNIX_EPOCH + Duration::from_secs(s);
-    let mut c = Cache::default();
-    assert!(c.get(at(0), false, "x", down).is_err());
+    let mut c = Cache::new("x".into());
+    assert!(c.get(at(0), false, down).is_err());
     assert_eq!(
-        c.get(at(0), false, "x", || Ok(creds("A", 1000)))
+        c.get(at(0), false, || Ok(creds("A", 1000)))
             .unwrap()
             .access_key_id,
         "A"
     );
     // Not due: no fetch.
     let not_due = || panic!("fetched 301 s before expiry");
-    assert_eq!(
-        c.get(at(699), false, "x", not_due).unwrap().access_key_id,
-        "A"
-    );
+    assert_eq!(c.get(at(699), false, not_due).unwrap().access_key_id, "A");
     assert_eq!(c.refresh_due(), Some(at(400)));
     // Due, the fetch fails, still valid: the old ones.
-    assert_eq!(c.get(at(800), false, "x", down).unwrap().access_key_id, "A");
+    assert_eq!(c.get(at(800), false, down).unwrap().access_key_id, "A");
     assert!(c.usable(at(800)));
     // Expired: the error.
-    assert!(c.get(at(1000), false, "x", down).is_err());
+    assert!(c.get(at(1000), false, down).is_err());
     assert!(!c.usable(at(1000)));
-    c.store("x", Ok(creds("B", 5000))).unwrap();
+    let b = || Ok(creds("B", 5000));
+    assert_eq!(c.get(at(1000), true, b).unwrap().access_key_id, "B");
+    // A refresh fetches even when not due.
     assert_eq!(
-        c.get(at(1000), false, "x", down).unwrap().access_key_id,
-        "B"
+        c.get(at(1000), true, || Ok(creds("C", 5000)))
+            .unwrap()
+            .access_key_id,
+        "C"
     );
     c.forget();
-    assert!(c.get(at(1000), false, "x", down).is_err());
+    assert!(c.get(at(1000), false, down).is_err());
 }
