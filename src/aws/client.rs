@@ -65,8 +65,8 @@ impl Settings {
     pub fn from_env(region: Option<&str>, env: &dyn Env, now: SystemTime) -> Result<Self, Error> {
         let region = endpoint::resolve_region(region, env)?;
         Ok(Settings {
-            elbv2_url: endpoint::elbv2_endpoint(&region, env)?,
-            sts_url: endpoint::sts_endpoint(&region, env)?,
+            elbv2_url: endpoint::endpoint("elasticloadbalancing", &region, env)?,
+            sts_url: endpoint::endpoint("sts", &region, env)?,
             source: select_source(env, now)?,
             region,
             role: None,
@@ -156,7 +156,7 @@ impl<T: Transport> Client<T> {
         }
         let what = ["credentials", "credentials refresh"][usize::from(refresh)];
         self.retrying(
-            (what, Bucket::Other, &[]),
+            (what, Bucket::Other),
             budget,
             clock,
             &mut |c, clock, until| c.signing_credentials(refresh, clock, until).map(drop),
@@ -171,7 +171,7 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let (what, mut out) = ((A::NAME, A::BUCKET, A::RETRY_CODES), None);
+        let (what, mut out) = ((A::NAME, A::BUCKET), None);
         self.retrying(what, budget, clock, &mut |c, clock, until| {
             let creds = c.signing_credentials(false, clock, until)?;
             out = Some(c.wire.query(action, Some(&creds), until, clock)?);
@@ -212,7 +212,7 @@ impl<T: Transport> Client<T> {
     /// or an event cuts a backoff sleep short.
     fn retrying(
         &mut self,
-        (action, bucket, retry_codes): (&str, Bucket, &[&str]),
+        (action, bucket): (&str, Bucket),
         budget: Budget,
         clock: &mut dyn Clock,
         op: Attempt<T>,
@@ -228,24 +228,31 @@ impl<T: Transport> Client<T> {
                 .min(started + CALL_TIMEOUT)
                 .max(started + MIN_CALL_TIMEOUT);
             let mut err = match op(self, clock, until) {
-                Ok(r) => {
+                Ok(()) => {
                     if let Some(a) = self.pacing.get_mut(bucket as usize) {
                         a.on_success(clock.now());
                     }
-                    return Ok(r);
+                    return Ok(());
                 }
                 Err(e) => e,
             };
-            let skewed = self.wire.offset.get() != offset;
-            if self.again_at_once(action, &err, skewed, &mut once, budget.deadline, clock) {
+            // Fetch errors are wrapped: an unwrapped error is the call's own.
+            if let Error::Transport { kind, .. } = err {
+                self.unanswered +=
+                    u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
+            }
+            let skew = (self.wire.offset.get() != offset).then(|| describe(self.wire.offset.get()));
+            if clock.now() < budget.deadline && self.again_at_once(action, &err, &skew, &mut once) {
+                // No new request after a signal.
                 clock
                     .sleep(Duration::ZERO)
                     .map_err(|_| Error::Interrupted)?;
                 continue;
             }
-            let retryable = err.is_retryable()
-                || matches!(&err, Error::Aws { error, .. } if retry_codes.contains(&&*error.code));
-            if !retryable || attempts >= budget.max_attempts {
+            if let Some(skew) = skew {
+                warn!(action = action; "{skew}: later calls sign with AWS's time");
+            }
+            if !err.is_retryable() || attempts >= budget.max_attempts {
                 // A refusal even with AWS's time says what was measured.
                 if let (Error::Aws { error, .. }, true) = (&mut err, once[0]) {
                     let skew = describe(self.wire.offset.get());
@@ -272,52 +279,43 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Counts an unanswered attempt, and says whether to send again at
-    /// once: once after the clock skew was corrected (`once[0]`), once after the
-    /// call's own expired-credentials answer (`once[1]`). The caller first
-    /// looks for an event with a zero sleep: no new request after a signal.
+    /// Whether to send again at once: once after the clock `skew` was
+    /// corrected (`once[0]`), once after the call's own expired-credentials
+    /// answer or AssumeRole's, whose base credentials died early (`once[1]`).
     fn again_at_once(
         &mut self,
         action: &str,
         err: &Error,
-        skewed: bool,
+        skew: &Option<String>,
         once: &mut [bool; 2],
-        deadline: Instant,
-        clock: &dyn Clock,
     ) -> bool {
-        // Fetch errors are wrapped: an unwrapped error is the call's own.
-        if let Error::Transport { kind, .. } = err {
-            self.unanswered +=
-                u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
-        }
         let (code, id) = (err.aws_code(), err.request_id());
-        let in_time = clock.now() < deadline;
-        if skewed {
-            let skew = describe(self.wire.offset.get());
-            if !once[0] && in_time {
-                warn!(action = action, error_code = code, request_id = id;
-                    "{err}; {skew}: signing again with AWS's time, and from now on");
-                once[0] = true;
-                return true;
-            }
-            warn!(action = action; "{skew}: later calls sign with AWS's time");
-        }
-        let own = matches!(err, Error::Aws { .. });
-        // AssumeRole's ExpiredToken: the base credentials died early.
-        let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
-        let base = role && !matches!(self.wire.settings.source, Source::Static(_));
-        if (own || base) && err.is_expired_credentials() && !once[1] && in_time {
-            let which = if base { "base " } else { "" };
+        if let Some(skew) = skew.as_ref().filter(|_| !once[0]) {
             warn!(action = action, error_code = code, request_id = id;
-                "{action}: {which}credentials expired, fetching new ones");
-            self.cache.forget();
-            if base {
-                self.base.forget();
-            }
-            once[1] = true;
+                "{err}; {skew}: signing again with AWS's time, and from now on");
+            once[0] = true;
             return true;
         }
-        false
+        let base = matches!(
+            err,
+            Error::Fetch {
+                layer: Layer::Role(_),
+                ..
+            }
+        ) && !matches!(self.wire.settings.source, Source::Static(_));
+        let own = matches!(err, Error::Aws { .. });
+        if !(own || base) || !err.is_expired_credentials() || once[1] {
+            return false;
+        }
+        let which = if base { "base " } else { "" };
+        warn!(action = action, error_code = code, request_id = id;
+            "{action}: {which}credentials expired, fetching new ones");
+        self.cache.forget();
+        if base {
+            self.base.forget();
+        }
+        once[1] = true;
+        true
     }
 
     /// After the call's own throttling answer, a slot of its bucket, at
