@@ -107,3 +107,6 @@ pub fn endpoint(service: &str, region: &str, env: &dyn Env) -> Result<String, Er
     };
     Ok(format!("https://{service}{fips}.{region}.{suffix}"))
 }
+
+#[cfg(test)]
+mod tests;
