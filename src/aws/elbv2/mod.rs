@@ -111,34 +111,28 @@ impl State {
     }
 
     fn parse(s: &str) -> State {
-        use State::*;
-        [
-            Initial,
-            Healthy,
-            Unhealthy,
-            UnhealthyDraining,
-            Unused,
-            Draining,
-            Unavailable,
-        ]
-        .into_iter()
-        .find(|k| k.to_string() == s)
-        .unwrap_or_else(|| Other(s.to_owned()))
+        let known = STATES.into_iter().find(|(_, name)| *name == s);
+        known.map_or_else(|| State::Other(s.to_owned()), |(state, _)| state)
     }
 }
 
+const STATES: [(State, &str); 7] = [
+    (State::Initial, "initial"),
+    (State::Healthy, "healthy"),
+    (State::Unhealthy, "unhealthy"),
+    (State::UnhealthyDraining, "unhealthy.draining"),
+    (State::Unused, "unused"),
+    (State::Draining, "draining"),
+    (State::Unavailable, "unavailable"),
+];
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            State::Initial => "initial",
-            State::Healthy => "healthy",
-            State::Unhealthy => "unhealthy",
-            State::UnhealthyDraining => "unhealthy.draining",
-            State::Unused => "unused",
-            State::Draining => "draining",
-            State::Unavailable => "unavailable",
-            State::Other(s) => s,
-        })
+        let known = STATES.iter().find(|(state, _)| state == self);
+        match self {
+            State::Other(s) => f.write_str(s),
+            _ => f.write_str(known.map_or("", |(_, name)| name)),
+        }
     }
 }
 
