@@ -34,7 +34,7 @@ pub fn params(pairs: &[(&str, &str)]) -> Params {
 /// client signs, sends and retries any of them).
 pub trait Action {
     /// The service's signing name: `elasticloadbalancing` or `sts`.
-    const SERVICE: &'static str;
+    const SERVICE: &'static str = "elasticloadbalancing";
     /// The `Action` parameter, and the prefix of `<NameResponse>` and `<NameResult>`.
     const NAME: &'static str;
     /// The ELBv2 token bucket the action draws from.

@@ -185,7 +185,6 @@ pub type RegisterTargets<'a> = ChangeTargets<'a, true>;
 pub type DeregisterTargets<'a> = ChangeTargets<'a, false>;
 
 impl<const REGISTER: bool> Action for ChangeTargets<'_, REGISTER> {
-    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = if REGISTER {
         "RegisterTargets"
     } else {
@@ -214,7 +213,6 @@ pub struct DescribeTargetHealth<'a> {
 }
 
 impl Action for DescribeTargetHealth<'_> {
-    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = "DescribeTargetHealth";
     const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<TargetHealth>;
@@ -258,7 +256,6 @@ pub struct DescribeTargetGroups<'a> {
 }
 
 impl Action for DescribeTargetGroups<'_> {
-    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = "DescribeTargetGroups";
     const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<TargetGroup>;
@@ -328,7 +325,6 @@ pub struct DescribeTargetGroupAttributes<'a> {
 }
 
 impl Action for DescribeTargetGroupAttributes<'_> {
-    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = "DescribeTargetGroupAttributes";
     const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<(String, String)>;
