@@ -80,61 +80,11 @@ impl TargetGroup {
     }
 }
 
-/// A target's health state (`TargetHealth/State`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    /// Registered, first health checks pending.
-    Initial,
-    /// Passing health checks: the load balancer sends it traffic.
-    Healthy,
-    /// Failing health checks.
-    Unhealthy,
-    /// Failing health checks and being deregistered (draining).
-    UnhealthyDraining,
-    /// Not used: not registered (`Target.NotRegistered`), or registered in
-    /// a group or AZ no load balancer uses (`Target.NotInUse`).
-    Unused,
-    /// Being deregistered; connections are drained.
-    Draining,
-    /// Health checks disabled.
-    Unavailable,
-    /// A state this program does not know.
-    Other(String),
-}
-
-impl State {
-    /// Draining: `draining` (deregistered) or `unhealthy.draining` (failing
-    /// its checks, NLB `draining_interval_seconds`). Either way the load
-    /// balancer sends it no new connection and keeps the existing ones.
-    pub fn is_draining(&self) -> bool {
-        matches!(self, State::Draining | State::UnhealthyDraining)
-    }
-
-    fn parse(s: &str) -> State {
-        let known = STATES.into_iter().find(|(_, name)| *name == s);
-        known.map_or_else(|| State::Other(s.to_owned()), |(state, _)| state)
-    }
-}
-
-const STATES: [(State, &str); 7] = [
-    (State::Initial, "initial"),
-    (State::Healthy, "healthy"),
-    (State::Unhealthy, "unhealthy"),
-    (State::UnhealthyDraining, "unhealthy.draining"),
-    (State::Unused, "unused"),
-    (State::Draining, "draining"),
-    (State::Unavailable, "unavailable"),
-];
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let known = STATES.iter().find(|(state, _)| state == self);
-        match self {
-            State::Other(s) => f.write_str(s),
-            _ => f.write_str(known.map_or("", |(_, name)| name)),
-        }
-    }
-}
+/// A target's health state (`TargetHealth/State`) as AWS names it:
+/// `initial` (first checks pending), `healthy` (gets traffic), `unhealthy`,
+/// `unhealthy.draining`, `unused` (not registered, or in a group or AZ no
+/// load balancer uses), `draining` (being deregistered), `unavailable`.
+pub type State = String;
 
 /// One entry of DescribeTargetHealth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +100,13 @@ pub struct TargetHealth {
 }
 
 impl TargetHealth {
+    /// Draining: `draining` (deregistered) or `unhealthy.draining` (failing
+    /// its checks, NLB `draining_interval_seconds`). Either way the load
+    /// balancer sends it no new connection and keeps the existing ones.
+    pub fn is_draining(&self) -> bool {
+        matches!(self.state.as_str(), "draining" | "unhealthy.draining")
+    }
+
     /// Whether the target is not (or no longer) registered. Not `unused`
     /// alone: a registered target is `unused` (`Target.NotInUse`) in a group
     /// or AZ no load balancer uses.
@@ -234,7 +191,7 @@ impl Action for DescribeTargetHealth<'_> {
                     availability_zone: target.text_at(&["AvailabilityZone"]),
                     id,
                 },
-                state: State::parse(&state),
+                state,
                 reason: m.text_at(&["TargetHealth", "Reason"]),
                 description: m.text_at(&["TargetHealth", "Description"]),
             })
