@@ -286,7 +286,7 @@ impl FakeElb {
             } else if back_in && self.after_deregister.is_empty() {
                 (State::from("initial"), None)
             } else if let Some(s) = self.after_deregister.pop_front() {
-                if s == State::from("unused") {
+                if s == "unused" {
                     not_in_use()
                 } else {
                     (s, None)
