@@ -2,7 +2,6 @@
 //! then the action's own), an `<ActionResponse>` or `<ErrorResponse>` back.
 
 use super::error::{snippet, AwsError, Error};
-use super::http::HttpRequest;
 use super::retry::Bucket;
 use crate::aws::xml::{self, Element};
 use std::time::Duration;
@@ -78,20 +77,6 @@ pub trait Action {
             detail,
         })?;
         Ok(WithId { value, request_id })
-    }
-}
-
-/// The unsigned POST of `form` to `endpoint` (a base URL without the trailing `/`).
-pub fn request(endpoint: &str, form: &[(String, String)]) -> HttpRequest {
-    HttpRequest {
-        method: "POST",
-        url: format!("{endpoint}/"),
-        headers: vec![(
-            "content-type".to_owned(),
-            "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
-        )],
-        body: encode_form(form).into_bytes(),
-        timeout: CALL_TIMEOUT,
     }
 }
 

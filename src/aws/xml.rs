@@ -55,7 +55,8 @@ impl Element {
 pub fn parse(body: &[u8]) -> Result<Element, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8 ({e})"))?;
     let mut reader = Reader::from_str(text);
-    reader.config_mut().check_end_names = true;
+    let config = reader.config_mut();
+    (config.check_end_names, config.expand_empty_elements) = (true, true);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
@@ -64,10 +65,10 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
             .read_event()
             .map_err(|e| format!("{e} at byte {}", reader.error_position()))?;
         let (text, is_ref) = match event {
-            Event::Start(_) | Event::Empty(_) if root.is_some() => {
+            Event::Start(_) if root.is_some() => {
                 return Err("content after the root element".into());
             }
-            Event::Start(ref start) | Event::Empty(ref start) => {
+            Event::Start(ref start) => {
                 count += 1;
                 if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
                     return Err("document too deep or too large".into());
@@ -77,9 +78,6 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
                     name,
                     ..Element::default()
                 });
-                if matches!(event, Event::Empty(_)) {
-                    close(&mut stack, &mut root)?;
-                }
                 continue;
             }
             Event::End(_) => {
@@ -97,7 +95,8 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
                 Err(e) => return Err(format!("bad character reference: {e}")),
             },
             Event::Eof => break,
-            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => continue,
+            // Comments, declarations, doctypes; no `Empty` (expanded).
+            _ => continue,
         };
         match stack.last_mut() {
             Some(el) => el.text.push_str(&text),

@@ -5,8 +5,8 @@
 use super::{Credentials, Error, Settings};
 use crate::aws::credentials::{providers, Cache, Role, Source};
 use crate::aws::error::{is_throttling_code, AwsError, Layer};
-use crate::aws::http::{HttpResponse, Transport};
-use crate::aws::query::{request, Action, Params, WithId};
+use crate::aws::http::{HttpRequest, HttpResponse, Transport};
+use crate::aws::query::{encode_form, Action, Params, WithId};
 use crate::aws::sign::sign;
 use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
@@ -15,6 +15,7 @@ use log::debug;
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 // The SDK for Java's; AWS allows 5 minutes at least.
 const SKEW_THRESHOLD_MS: u64 = 4 * 60 * 1000;
 
@@ -70,12 +71,17 @@ impl<T: Transport> Wire<T> {
         } else {
             &s.elbv2_url
         };
-        let mut req = request(url, form);
+        let mut req = HttpRequest {
+            method: "POST",
+            url: format!("{url}/"),
+            headers: vec![("content-type".into(), FORM.into())],
+            body: encode_form(form).into_bytes(),
+            // ureq sends nothing once the time is up.
+            timeout: until.saturating_duration_since(clock.now()),
+        };
         if let Some(creds) = creds {
             sign(&mut req, creds, &s.region, service, self.aws_time(clock))?;
         }
-        // ureq sends nothing once the time is up.
-        req.timeout = until.saturating_duration_since(clock.now());
         self.transport.send(name, &req)
     }
 
