@@ -236,21 +236,13 @@ impl<T: Transport> Client<T> {
                 }
                 Err(e) => e,
             };
-            // Fetch errors are wrapped: an unwrapped error is the call's own.
-            if let Error::Transport { kind, .. } = err {
-                self.unanswered +=
-                    u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
-            }
-            let skew = (self.wire.offset.get() != offset).then(|| describe(self.wire.offset.get()));
-            if clock.now() < budget.deadline && self.again_at_once(action, &err, &skew, &mut once) {
+            let in_time = clock.now() < budget.deadline;
+            if self.again_at_once(action, &err, offset, in_time, &mut once) {
                 // No new request after a signal.
                 clock
                     .sleep(Duration::ZERO)
                     .map_err(|_| Error::Interrupted)?;
                 continue;
-            }
-            if let Some(skew) = skew {
-                warn!(action = action; "{skew}: later calls sign with AWS's time");
             }
             if !err.is_retryable() || attempts >= budget.max_attempts {
                 // A refusal even with AWS's time says what was measured.
@@ -279,32 +271,39 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Whether to send again at once: once after the clock `skew` was
-    /// corrected (`once[0]`), once after the call's own expired-credentials
-    /// answer or AssumeRole's, whose base credentials died early (`once[1]`).
+    /// Counts an unanswered attempt, and says whether to send again at
+    /// once: once after the clock skew was corrected (the attempt signed
+    /// with another `offset`: `once[0]`), once after
+    /// the call's own expired-credentials answer or AssumeRole's, whose base
+    /// credentials died early (`once[1]`).
     fn again_at_once(
         &mut self,
         action: &str,
         err: &Error,
-        skew: &Option<String>,
+        offset: i64,
+        in_time: bool,
         once: &mut [bool; 2],
     ) -> bool {
-        let (code, id) = (err.aws_code(), err.request_id());
-        if let Some(skew) = skew.as_ref().filter(|_| !once[0]) {
-            warn!(action = action, error_code = code, request_id = id;
-                "{err}; {skew}: signing again with AWS's time, and from now on");
-            once[0] = true;
-            return true;
+        // Fetch errors are wrapped: an unwrapped error is the call's own.
+        if let Error::Transport { kind, .. } = err {
+            self.unanswered +=
+                u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
         }
-        let base = matches!(
-            err,
-            Error::Fetch {
-                layer: Layer::Role(_),
-                ..
+        let (code, id) = (err.aws_code(), err.request_id());
+        if self.wire.offset.get() != offset {
+            let skew = describe(self.wire.offset.get());
+            if !once[0] && in_time {
+                warn!(action = action, error_code = code, request_id = id;
+                    "{err}; {skew}: signing again with AWS's time, and from now on");
+                once[0] = true;
+                return true;
             }
-        ) && !matches!(self.wire.settings.source, Source::Static(_));
+            warn!(action = action; "{skew}: later calls sign with AWS's time");
+        }
+        let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
+        let base = role && !matches!(self.wire.settings.source, Source::Static(_));
         let own = matches!(err, Error::Aws { .. });
-        if !(own || base) || !err.is_expired_credentials() || once[1] {
+        if !(own || base) || !err.is_expired_credentials() || once[1] || !in_time {
             return false;
         }
         let which = if base { "base " } else { "" };
