@@ -218,11 +218,7 @@ impl Action for DescribeTargetGroups<'_> {
     type Output = Vec<TargetGroup>;
 
     fn params(&self) -> Params {
-        let list = if self.by_arn {
-            "TargetGroupArns"
-        } else {
-            "Names"
-        };
+        let list = ["Names", "TargetGroupArns"][usize::from(self.by_arn)];
         let member = |(n, v): (usize, &String)| (format!("{list}.member.{n}"), v.clone());
         (1..).zip(self.names).map(member).collect()
     }
@@ -309,9 +305,8 @@ fn group_and_targets(arn: &str, targets: &[Target]) -> Params {
         let key = |field| format!("Targets.member.{n}.{field}");
         p.push((key("Id"), t.id.clone()));
         p.extend(t.port.map(|port| (key("Port"), port.to_string())));
-        if let Some(az) = &t.availability_zone {
-            p.push((key("AvailabilityZone"), az.clone()));
-        }
+        let az = t.availability_zone.clone();
+        p.extend(az.map(|az| (key("AvailabilityZone"), az)));
     }
     p
 }
