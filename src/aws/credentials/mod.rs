@@ -282,11 +282,13 @@ impl Cache {
         }
     }
 
-    /// Valid credentials at `now`: the cached ones unless due (or `refresh`),
-    /// else a `fetch`, counted in the metrics.
+    /// Valid credentials at `now`: the cached ones unless due, else a
+    /// `fetch`, counted in the metrics; with `refresh`, a fetch whose failure
+    /// is the caller's to report (the cached ones stay).
     ///
     /// # Errors
-    /// The fetch error when no unexpired credentials are cached.
+    /// The fetch error with `refresh`, or when no unexpired credentials are
+    /// cached.
     pub fn get(
         &mut self,
         now: SystemTime,
@@ -309,7 +311,7 @@ impl Cache {
                 self.cached = Some(fresh.clone());
                 Ok(fresh)
             }
-            Err(e) if self.usable(now) => {
+            Err(e) if !refresh && self.usable(now) => {
                 warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
                 self.cached.clone().ok_or(e)
             }

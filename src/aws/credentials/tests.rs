@@ -161,6 +161,9 @@ fn cache_reuses_until_due_then_keeps_old_ones_until_expiry() {
     // Due, the fetch fails, still valid: the old ones.
     assert_eq!(c.get(at(800), false, down).unwrap().access_key_id, "A");
     assert!(c.usable(at(800)));
+    // A refresh reports its failure; the old ones stay.
+    assert!(c.get(at(800), true, down).is_err());
+    assert_eq!(c.get(at(800), false, down).unwrap().access_key_id, "A");
     // Expired: the error.
     assert!(c.get(at(1000), false, down).is_err());
     assert!(!c.usable(at(1000)));
