@@ -18,7 +18,7 @@ use crate::metrics;
 use log::warn;
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
-use wire::{describe, shift, Wire};
+use wire::{describe, shift};
 
 /// Least time an attempt gets, even past the deadline.
 pub(crate) const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -89,7 +89,10 @@ type Attempt<'a, T> =
 
 /// The AWS client: sends signed Query API calls over a [`Transport`].
 pub struct Client<T: Transport> {
-    wire: Wire<T>,
+    transport: T,
+    settings: Settings,
+    /// AWS's clock minus ours in ms, learnt from a refusal's `Date`.
+    offset: Cell<i64>,
     /// The signing credentials: the source's, or the role's.
     cache: Cache,
     /// With a role: the source's credentials, which sign AssumeRole.
@@ -110,11 +113,9 @@ impl<T: Transport> Client<T> {
         Client {
             cache: Cache::new(role.unwrap_or_else(|| source.to_owned())),
             base: Cache::new(source.to_owned()),
-            wire: Wire {
-                transport,
-                settings,
-                offset: Cell::new(0),
-            },
+            transport,
+            settings,
+            offset: Cell::new(0),
             pacing: Default::default(),
             unanswered: 0,
         }
@@ -131,7 +132,7 @@ impl<T: Transport> Client<T> {
     }
 
     pub(crate) fn settings(&self) -> &Settings {
-        &self.wire.settings
+        &self.settings
     }
 
     /// When cached temporary credentials (either layer) should be
@@ -139,7 +140,7 @@ impl<T: Transport> Client<T> {
     pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
         let (a, b) = (self.cache.refresh_due(), self.base.refresh_due());
         let due = a.into_iter().chain(b).min()?;
-        Some(shift(due, self.wire.offset.get().saturating_neg()))
+        Some(shift(due, self.offset.get().saturating_neg()))
     }
 
     /// Makes sure valid credentials are cached; with `refresh`, fetches new
@@ -150,7 +151,7 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        let s = &self.wire.settings;
+        let s = &self.settings;
         if refresh && matches!(s.source, Source::Static(_)) && s.role.is_none() {
             return Ok(());
         }
@@ -174,7 +175,7 @@ impl<T: Transport> Client<T> {
         let (what, mut out) = ((A::NAME, A::BUCKET), None);
         self.retrying(what, budget, clock, &mut |c, clock, until| {
             let creds = c.signing_credentials(false, clock, until)?;
-            out = Some(c.wire.query(action, Some(&creds), until, clock)?);
+            out = Some(c.query(action, Some(&creds), until, clock)?);
             Ok(())
         })?;
         out.ok_or_else(|| Error::Response {
@@ -193,19 +194,17 @@ impl<T: Transport> Client<T> {
         clock: &dyn Clock,
         until: Instant,
     ) -> Result<Credentials, Error> {
-        let (wall, now) = (self.wire.aws_time(clock), clock.now());
+        let (wall, now) = (self.aws_time(clock), clock.now());
+        if let Some(fresh) = self.cache.fresh(wall, refresh) {
+            return Ok(fresh);
+        }
         let left = until.saturating_duration_since(now);
         let until = match !refresh && self.cache.usable(wall + left) {
             true => now + left / 2,
             false => until,
         };
-        let Client {
-            wire, cache, base, ..
-        } = self;
-        cache.get(wall, refresh, || match &wire.settings.role {
-            None => wire.fetch_source(Layer::Source, until, clock),
-            Some(role) => wire.assume_role(base, role, refresh, until, clock),
-        })
+        let fetched = self.fetch(refresh, until, clock);
+        self.cache.store(wall, refresh, fetched)
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
@@ -222,7 +221,7 @@ impl<T: Transport> Client<T> {
         loop {
             // Even past the deadline: each group gets one DeregisterTargets.
             attempts += 1;
-            let (started, offset) = (clock.now(), self.wire.offset.get());
+            let (started, offset) = (clock.now(), self.offset.get());
             let until = budget
                 .deadline
                 .min(started + CALL_TIMEOUT)
@@ -247,7 +246,7 @@ impl<T: Transport> Client<T> {
             if !err.is_retryable() || attempts >= budget.max_attempts {
                 // A refusal even with AWS's time says what was measured.
                 if let (Error::Aws { error, .. }, true) = (&mut err, once[0]) {
-                    let skew = describe(self.wire.offset.get());
+                    let skew = describe(self.offset.get());
                     error.message += &format!(" (signed again: {skew})");
                 }
                 return Err(err);
@@ -290,8 +289,8 @@ impl<T: Transport> Client<T> {
                 u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
         }
         let (code, id) = (err.aws_code(), err.request_id());
-        if self.wire.offset.get() != offset {
-            let skew = describe(self.wire.offset.get());
+        if self.offset.get() != offset {
+            let skew = describe(self.offset.get());
             if !once[0] && in_time {
                 warn!(action = action, error_code = code, request_id = id;
                     "{err}; {skew}: signing again with AWS's time, and from now on");
@@ -301,7 +300,7 @@ impl<T: Transport> Client<T> {
             warn!(action = action; "{skew}: later calls sign with AWS's time");
         }
         let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
-        let base = role && !matches!(self.wire.settings.source, Source::Static(_));
+        let base = role && !matches!(self.settings.source, Source::Static(_));
         let own = matches!(err, Error::Aws { .. });
         if !(own || base) || !err.is_expired_credentials() || once[1] || !in_time {
             return false;

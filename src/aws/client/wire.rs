@@ -2,8 +2,8 @@
 //! correction (docs/aws.md, "Clock skew"): a refusal whose `Date` header is
 //! minutes from the time we signed with gives the offset to AWS's clock.
 
-use super::{Credentials, Error, Settings};
-use crate::aws::credentials::{providers, Cache, Role, Source};
+use super::{Client, Credentials, Error};
+use crate::aws::credentials::{providers, Source};
 use crate::aws::error::{is_throttling_code, AwsError, Layer};
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::aws::query::{encode_form, Action, Params, WithId};
@@ -12,23 +12,13 @@ use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
 use crate::metrics;
 use log::debug;
-use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 // The SDK for Java's; AWS allows 5 minutes at least.
 const SKEW_THRESHOLD_MS: u64 = 4 * 60 * 1000;
 
-/// The transport and what signing needs, apart from the client's caches so
-/// a fetch can run while one is borrowed.
-pub(super) struct Wire<T> {
-    pub(super) transport: T,
-    pub(super) settings: Settings,
-    /// AWS's clock minus ours in ms, learnt from a refusal's `Date`.
-    pub(super) offset: Cell<i64>,
-}
-
-impl<T: Transport> Wire<T> {
+impl<T: Transport> Client<T> {
     pub(super) fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
         shift(clock.wall(), self.offset.get())
     }
@@ -118,26 +108,33 @@ impl<T: Transport> Wire<T> {
         fetched.map_err(|e| fetch_error(layer, e, codes))
     }
 
-    /// The role's credentials, assumed with `base` (refreshed when due;
+    /// The signing credentials, fetched once by `until`: the source's, or
+    /// the role's assumed with the source's (`base`: refreshed when due;
     /// with `background`, ahead of need).
-    pub(super) fn assume_role(
-        &self,
-        base: &mut Cache,
-        role: &Role,
+    pub(super) fn fetch(
+        &mut self,
         background: bool,
         until: Instant,
         clock: &dyn Clock,
     ) -> Result<Credentials, Error> {
+        let Some(role) = self.settings.role.clone() else {
+            return self.fetch_source(Layer::Source, until, clock);
+        };
         let now = self.aws_time(clock);
-        let source = self.settings.source.name();
-        let fetch = || self.fetch_source(Layer::Base(source), until, clock);
-        let due = background && base.refresh_due().is_some_and(|due| due <= now);
+        let due = background && self.base.refresh_due().is_some_and(|due| due <= now);
+        let base = match self.base.fresh(now, due) {
+            Some(base) => base,
+            None => {
+                let layer = Layer::Base(self.settings.source.name());
+                let fetched = self.fetch_source(layer, until, clock);
+                self.base.store(now, due, fetched)?
+            }
+        };
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
-        let base = base.get(now, due, fetch)?;
-        self.query(role, Some(&base), until, clock)
+        self.query(&role, Some(&base), until, clock)
             .map(|r| r.value)
-            .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
+            .map_err(|e| fetch_error(Layer::Role(role.arn), e, &[]))
     }
 }
 

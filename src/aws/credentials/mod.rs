@@ -282,24 +282,30 @@ impl Cache {
         }
     }
 
-    /// Valid credentials at `now`: the cached ones unless due, else a
-    /// `fetch`, counted in the metrics; with `refresh`, a fetch whose failure
-    /// is the caller's to report (the cached ones stay).
+    /// The cached credentials unless due at `now` (or `refresh`).
+    pub fn fresh(&self, now: SystemTime, refresh: bool) -> Option<Credentials> {
+        let fresh = |c: &&Credentials| c.expiry.is_none_or(|x| x >= now + REFRESH_BEFORE);
+        self.cached
+            .as_ref()
+            .filter(fresh)
+            .filter(|_| !refresh)
+            .cloned()
+    }
+
+    /// Keeps credentials `fetched` (counted in the metrics); after a failed
+    /// fetch, the cached ones while valid at `now`, unless it was a
+    /// `refresh` (whose failure is the caller's to report).
     ///
     /// # Errors
     /// The fetch error with `refresh`, or when no unexpired credentials are
     /// cached.
-    pub fn get(
+    pub fn store(
         &mut self,
         now: SystemTime,
         refresh: bool,
-        fetch: impl FnOnce() -> Result<Credentials, Error>,
+        fetched: Result<Credentials, Error>,
     ) -> Result<Credentials, Error> {
-        let fresh = |c: &&Credentials| c.expiry.is_none_or(|x| x >= now + REFRESH_BEFORE);
-        if let Some(c) = self.cached.as_ref().filter(fresh).filter(|_| !refresh) {
-            return Ok(c.clone());
-        }
-        let (fetched, source) = (fetch(), &self.label);
+        let source = &self.label;
         let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
         metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
         match fetched {
