@@ -10,7 +10,7 @@ use super::endpoint;
 use super::error::{Error, Layer, TransportKind};
 use super::http::Transport;
 pub use super::query::WithId;
-use super::query::{parsed, Action, CALL_TIMEOUT};
+use super::query::{Action, CALL_TIMEOUT};
 use super::retry::{backoff, unit, Adaptive, Bucket};
 use crate::clock::Clock;
 use crate::env::Env;
@@ -18,7 +18,7 @@ use crate::metrics;
 use log::warn;
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
-use wire::{describe, shift, Wire};
+use wire::{describe, shift};
 
 /// Least time an attempt gets, even past the deadline.
 pub(crate) const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,8 +65,8 @@ impl Settings {
     pub fn from_env(region: Option<&str>, env: &dyn Env, now: SystemTime) -> Result<Self, Error> {
         let region = endpoint::resolve_region(region, env)?;
         Ok(Settings {
-            elbv2_url: endpoint::elbv2_endpoint(&region, env)?,
-            sts_url: endpoint::sts_endpoint(&region, env)?,
+            elbv2_url: endpoint::endpoint("elasticloadbalancing", &region, env)?,
+            sts_url: endpoint::endpoint("sts", &region, env)?,
             source: select_source(env, now)?,
             region,
             role: None,
@@ -75,19 +75,11 @@ impl Settings {
 
     /// Where the signing credentials come from, for logs.
     pub fn credentials_label(&self) -> String {
+        let source = self.source.name();
         match &self.role {
-            None => self.cache_label(),
-            Some(_) => format!(
-                "{}, assumed with {}",
-                self.cache_label(),
-                self.source.name()
-            ),
+            None => source.to_owned(),
+            Some(role) => format!("role {}, assumed with {source}", role.arn),
         }
-    }
-
-    fn cache_label(&self) -> String {
-        let role = self.role.as_ref().map(|role| format!("role {}", role.arn));
-        role.unwrap_or_else(|| self.source.name().to_owned())
     }
 }
 
@@ -97,7 +89,10 @@ type Attempt<'a, T> =
 
 /// The AWS client: sends signed Query API calls over a [`Transport`].
 pub struct Client<T: Transport> {
-    wire: Wire<T>,
+    transport: T,
+    settings: Settings,
+    /// AWS's clock minus ours in ms, learnt from a refusal's `Date`.
+    offset: Cell<i64>,
     /// The signing credentials: the source's, or the role's.
     cache: Cache,
     /// With a role: the source's credentials, which sign AssumeRole.
@@ -110,17 +105,18 @@ pub struct Client<T: Transport> {
 impl<T: Transport> Client<T> {
     /// A client over `transport` with resolved `settings`.
     pub fn new(transport: T, settings: Settings) -> Self {
-        let wire = Wire {
+        let source = settings.source.name();
+        let role = settings
+            .role
+            .as_ref()
+            .map(|role| format!("role {}", role.arn));
+        Client {
+            cache: Cache::new(role.unwrap_or_else(|| source.to_owned())),
+            base: Cache::new(source.to_owned()),
             transport,
             settings,
             offset: Cell::new(0),
-        };
-        let (cache, base, pacing) = Default::default();
-        Client {
-            wire,
-            cache,
-            base,
-            pacing,
+            pacing: Default::default(),
             unanswered: 0,
         }
     }
@@ -136,7 +132,7 @@ impl<T: Transport> Client<T> {
     }
 
     pub(crate) fn settings(&self) -> &Settings {
-        &self.wire.settings
+        &self.settings
     }
 
     /// When cached temporary credentials (either layer) should be
@@ -144,7 +140,7 @@ impl<T: Transport> Client<T> {
     pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
         let (a, b) = (self.cache.refresh_due(), self.base.refresh_due());
         let due = a.into_iter().chain(b).min()?;
-        Some(shift(due, self.wire.offset.get().saturating_neg()))
+        Some(shift(due, self.offset.get().saturating_neg()))
     }
 
     /// Makes sure valid credentials are cached; with `refresh`, fetches new
@@ -155,31 +151,17 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<(), Error> {
-        let s = &self.wire.settings;
+        let s = &self.settings;
         if refresh && matches!(s.source, Source::Static(_)) && s.role.is_none() {
             return Ok(());
         }
         let what = ["credentials", "credentials refresh"][usize::from(refresh)];
-        let what = (what, Bucket::Other, &[][..]);
-        let result = self.retrying(what, budget, clock, &mut |c, clock, until| {
-            if !refresh {
-                return c.signing_credentials(clock, until).map(|_| ());
-            }
-            let w = &c.wire;
-            let fetched = match &w.settings.role {
-                None => w.fetch_source(Layer::Source, until, clock),
-                Some(role) => w.assume_role(&mut c.base, role, true, until, clock),
-            };
-            c.cache
-                .store(&w.settings.cache_label(), fetched)
-                .map(|_| ())
-        });
-        if let Err(e) = &result {
-            if refresh && self.cache.usable(self.wire.aws_time(clock)) {
-                warn!("refreshing credentials failed, the cached ones stay in use until they expire: {e}");
-            }
-        }
-        result
+        self.retrying(
+            (what, Bucket::Other),
+            budget,
+            clock,
+            &mut |c, clock, until| c.signing_credentials(refresh, clock, until).map(drop),
+        )
     }
 
     /// Sends `action`, signed, retrying within `budget`: a thin generic
@@ -190,46 +172,46 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let (what, mut out) = ((A::NAME, A::BUCKET, A::RETRY_CODES), None);
+        let (what, mut out) = ((A::NAME, A::BUCKET), None);
         self.retrying(what, budget, clock, &mut |c, clock, until| {
-            let creds = c.signing_credentials(clock, until)?;
-            out = Some(c.wire.query(action, Some(&creds), until, clock)?);
+            let creds = c.signing_credentials(false, clock, until)?;
+            out = Some(c.query(action, Some(&creds), until, clock)?);
             Ok(())
         })?;
-        parsed(A::NAME, out)
+        out.ok_or_else(|| Error::Response {
+            action: A::NAME.to_owned(),
+            status: 200,
+            detail: "no result".to_owned(),
+        })
     }
 
-    /// Valid signing credentials, fetched by `until` when missing or due.
-    /// A refresh while the cached ones still outlive the attempt gets half
-    /// the time left: the call keeps the other half.
+    /// Valid signing credentials, fetched by `until` when missing or due
+    /// (or `refresh`). A fetch while the cached ones still outlive the
+    /// attempt gets half the time left: the call keeps the other half.
     fn signing_credentials(
         &mut self,
+        refresh: bool,
         clock: &dyn Clock,
         until: Instant,
     ) -> Result<Credentials, Error> {
-        let (wall, now) = (self.wire.aws_time(clock), clock.now());
+        let (wall, now) = (self.aws_time(clock), clock.now());
+        if let Some(fresh) = self.cache.fresh(wall, refresh) {
+            return Ok(fresh);
+        }
         let left = until.saturating_duration_since(now);
-        let until = if self.cache.usable(wall + left) {
-            now + left / 2
-        } else {
-            until
+        let until = match !refresh && self.cache.usable(wall + left) {
+            true => now + left / 2,
+            false => until,
         };
-        let Client {
-            wire, cache, base, ..
-        } = self;
-        cache.get(wall, false, &wire.settings.cache_label(), || {
-            match &wire.settings.role {
-                None => wire.fetch_source(Layer::Source, until, clock),
-                Some(role) => wire.assume_role(base, role, false, until, clock),
-            }
-        })
+        let fetched = self.fetch(refresh, until, clock);
+        self.cache.store(wall, refresh, fetched)
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
     /// or an event cuts a backoff sleep short.
     fn retrying(
         &mut self,
-        (action, bucket, retry_codes): (&str, Bucket, &[&str]),
+        (action, bucket): (&str, Bucket),
         budget: Budget,
         clock: &mut dyn Clock,
         op: Attempt<T>,
@@ -239,31 +221,35 @@ impl<T: Transport> Client<T> {
         loop {
             // Even past the deadline: each group gets one DeregisterTargets.
             attempts += 1;
-            let (started, offset) = (clock.now(), self.wire.offset.get());
+            let (started, offset) = (clock.now(), self.offset.get());
             let until = budget
                 .deadline
                 .min(started + CALL_TIMEOUT)
                 .max(started + MIN_CALL_TIMEOUT);
-            let err = match op(self, clock, until) {
-                Ok(r) => {
+            let mut err = match op(self, clock, until) {
+                Ok(()) => {
                     if let Some(a) = self.pacing.get_mut(bucket as usize) {
                         a.on_success(clock.now());
                     }
-                    return Ok(r);
+                    return Ok(());
                 }
                 Err(e) => e,
             };
-            let skewed = self.wire.offset.get() != offset;
-            if self.again_at_once(action, &err, skewed, &mut once, budget.deadline, clock) {
+            let in_time = clock.now() < budget.deadline;
+            if self.again_at_once(action, &err, offset, in_time, &mut once) {
+                // No new request after a signal.
                 clock
                     .sleep(Duration::ZERO)
                     .map_err(|_| Error::Interrupted)?;
                 continue;
             }
-            let retryable = err.is_retryable()
-                || matches!(&err, Error::Aws { error, .. } if retry_codes.contains(&&*error.code));
-            if !retryable || attempts >= budget.max_attempts {
-                return Err(self.final_error(err, once[0]));
+            if !err.is_retryable() || attempts >= budget.max_attempts {
+                // A refusal even with AWS's time says what was measured.
+                if let (Error::Aws { error, .. }, true) = (&mut err, once[0]) {
+                    let skew = describe(self.offset.get());
+                    error.message += &format!(" (signed again: {skew})");
+                }
+                return Err(err);
             }
             let delay = self.retry_delay(&err, bucket, attempts, budget.deadline, clock);
             if clock.now() + delay >= budget.deadline {
@@ -284,30 +270,18 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// A refusal even with AWS's time says what was measured.
-    fn final_error(&self, err: Error, signed_again: bool) -> Error {
-        match err {
-            Error::Aws { action, mut error } if signed_again => {
-                let skew = describe(self.wire.offset.get());
-                error.message = format!("{} (signed again: {skew})", error.message);
-                Error::Aws { action, error }
-            }
-            other => other,
-        }
-    }
-
     /// Counts an unanswered attempt, and says whether to send again at
-    /// once: once after the clock skew was corrected (`once[0]`), once after the
-    /// call's own expired-credentials answer (`once[1]`). The caller first
-    /// looks for an event with a zero sleep: no new request after a signal.
+    /// once: once after the clock skew was corrected (the attempt signed
+    /// with another `offset`: `once[0]`), once after
+    /// the call's own expired-credentials answer or AssumeRole's, whose base
+    /// credentials died early (`once[1]`).
     fn again_at_once(
         &mut self,
         action: &str,
         err: &Error,
-        skewed: bool,
+        offset: i64,
+        in_time: bool,
         once: &mut [bool; 2],
-        deadline: Instant,
-        clock: &dyn Clock,
     ) -> bool {
         // Fetch errors are wrapped: an unwrapped error is the call's own.
         if let Error::Transport { kind, .. } = err {
@@ -315,9 +289,8 @@ impl<T: Transport> Client<T> {
                 u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
         }
         let (code, id) = (err.aws_code(), err.request_id());
-        let in_time = clock.now() < deadline;
-        if skewed {
-            let skew = describe(self.wire.offset.get());
+        if self.offset.get() != offset {
+            let skew = describe(self.offset.get());
             if !once[0] && in_time {
                 warn!(action = action, error_code = code, request_id = id;
                     "{err}; {skew}: signing again with AWS's time, and from now on");
@@ -326,22 +299,21 @@ impl<T: Transport> Client<T> {
             }
             warn!(action = action; "{skew}: later calls sign with AWS's time");
         }
-        let own = matches!(err, Error::Aws { .. });
-        // AssumeRole's ExpiredToken: the base credentials died early.
         let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
-        let base = role && !matches!(self.wire.settings.source, Source::Static(_));
-        if (own || base) && err.is_expired_credentials() && !once[1] && in_time {
-            let which = if base { "base " } else { "" };
-            warn!(action = action, error_code = code, request_id = id;
-                "{action}: {which}credentials expired, fetching new ones");
-            self.cache.forget();
-            if base {
-                self.base.forget();
-            }
-            once[1] = true;
-            return true;
+        let base = role && !matches!(self.settings.source, Source::Static(_));
+        let own = matches!(err, Error::Aws { .. });
+        if !(own || base) || !err.is_expired_credentials() || once[1] || !in_time {
+            return false;
         }
-        false
+        let which = if base { "base " } else { "" };
+        warn!(action = action, error_code = code, request_id = id;
+            "{action}: {which}credentials expired, fetching new ones");
+        self.cache.forget();
+        if base {
+            self.base.forget();
+        }
+        once[1] = true;
+        true
     }
 
     /// After the call's own throttling answer, a slot of its bucket, at

@@ -54,11 +54,22 @@ fn env_bool(env: &dyn Env, name: &str) -> Result<bool, Error> {
     }
 }
 
-/// The endpoint URL of `service` (no trailing slash): the first of `var`
-/// and `AWS_ENDPOINT_URL` that is set (it wins over FIPS and dual-stack, as
-/// in the SDKs), else the regional one. In GovCloud the ordinary endpoints
-/// of ELBv2 and STS are the FIPS ones: FIPS alone keeps the ordinary host.
-fn endpoint(service: &str, var: &str, region: &str, env: &dyn Env) -> Result<String, Error> {
+/// The endpoint URL (no trailing slash) of `service`, `sts` or
+/// `elasticloadbalancing`: the first of its own variable and
+/// `AWS_ENDPOINT_URL` that is set (it wins over FIPS and dual-stack, as in
+/// the SDKs), else the regional one (for STS too, as in every current SDK:
+/// `AWS_STS_REGIONAL_ENDPOINTS` is not read). In GovCloud the ordinary
+/// endpoints of ELBv2 and STS are the FIPS ones: FIPS alone keeps the
+/// ordinary host.
+///
+/// # Errors
+/// [`Error::Config`] for an override that is not an http(s) URL, a
+/// boolean variable that is not `true`/`false`, or a pseudo-region.
+pub fn endpoint(service: &str, region: &str, env: &dyn Env) -> Result<String, Error> {
+    let (var, shown) = match service {
+        "sts" => ("AWS_ENDPOINT_URL_STS", "STS"),
+        _ => ("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", "ELBv2"),
+    };
     let fips = env_bool(env, "AWS_USE_FIPS_ENDPOINT")?;
     let dual = env_bool(env, "AWS_USE_DUALSTACK_ENDPOINT")?;
     if !env_bool(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")? {
@@ -82,7 +93,6 @@ fn endpoint(service: &str, var: &str, region: &str, env: &dyn Env) -> Result<Str
     }
     // `aws-global`, `aws-cn-global`: pseudo-regions, where neither runs.
     if region.starts_with("aws-") && region.ends_with("-global") {
-        let shown = if service == "sts" { "STS" } else { "ELBv2" };
         return Err(Error::Config(format!(
             "region {region} has no {shown} endpoint (it is regional): set the region of the target groups"
         )));
@@ -96,25 +106,6 @@ fn endpoint(service: &str, var: &str, region: &str, env: &dyn Env) -> Result<Str
         ""
     };
     Ok(format!("https://{service}{fips}.{region}.{suffix}"))
-}
-
-/// The ELBv2 endpoint URL (no trailing slash).
-///
-/// # Errors
-/// [`Error::Config`] for an override that is not an http(s) URL, a
-/// boolean variable that is not `true`/`false`, or a pseudo-region.
-pub fn elbv2_endpoint(region: &str, env: &dyn Env) -> Result<String, Error> {
-    let var = "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2";
-    endpoint("elasticloadbalancing", var, region, env)
-}
-
-/// The STS endpoint URL (no trailing slash): always the regional one, as in
-/// every current SDK (`AWS_STS_REGIONAL_ENDPOINTS` is not read).
-///
-/// # Errors
-/// As [`elbv2_endpoint`].
-pub fn sts_endpoint(region: &str, env: &dyn Env) -> Result<String, Error> {
-    endpoint("sts", "AWS_ENDPOINT_URL_STS", region, env)
 }
 
 #[cfg(test)]

@@ -40,8 +40,6 @@ pub enum TransportKind {
     Io,
     /// TLS handshake or certificate failure.
     Tls,
-    /// The request could not be built.
-    Request,
 }
 
 /// Which credentials fetch failed.
@@ -127,7 +125,6 @@ impl fmt::Display for Error {
                     TransportKind::Timeout => "timed out calling",
                     TransportKind::Io => "connection broken calling",
                     TransportKind::Tls => "TLS failure calling",
-                    TransportKind::Request => "cannot build request to",
                 };
                 let (url, detail) = (redact_url(url), redact_url(detail));
                 write!(f, "{action}: {what} {url}: {detail}")
@@ -210,9 +207,7 @@ impl Error {
                     || TRANSIENT_CODES.split_whitespace().any(|c| c == code)
                     || matches!(error.status, 429 | 500 | 502 | 503 | 504)
             }
-            Error::Transport { kind, .. } => {
-                !matches!(kind, TransportKind::Request | TransportKind::Tls)
-            }
+            Error::Transport { kind, .. } => *kind != TransportKind::Tls,
             Error::Response { .. } => true,
             Error::Fetch { retry, .. } => *retry,
             _ => false,

@@ -1,7 +1,7 @@
 //! The HTTP client, the only module that imports `ureq` (docs/aws.md,
 //! "Transport" and "Proxies").
 
-use super::error::{Error, TransportKind};
+use super::error::{redact_url, Error, TransportKind};
 use crate::env::{Env, ProcessEnv};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -143,55 +143,56 @@ impl UreqTransport {
     }
 }
 
-fn classify(err: &ureq::Error) -> TransportKind {
+/// The error of a request to `url` that got no complete answer.
+fn failed(action: &str, url: &str, err: ureq::Error) -> Error {
     use std::io::ErrorKind as K;
-    match err {
-        ureq::Error::Timeout(_) => TransportKind::Timeout,
-        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => TransportKind::Connect,
+    use TransportKind::{Connect, Io, Timeout, Tls};
+    let kind = match &err {
+        ureq::Error::Timeout(_) => Timeout,
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => Connect,
         ureq::Error::Io(io) => match io.kind() {
             K::ConnectionRefused
             | K::AddrNotAvailable
             | K::NetworkUnreachable
-            | K::HostUnreachable => TransportKind::Connect,
-            K::TimedOut | K::WouldBlock => TransportKind::Timeout,
+            | K::HostUnreachable => Connect,
+            K::TimedOut | K::WouldBlock => Timeout,
             // rustls's certificate and handshake errors (ureq wraps them so).
-            K::InvalidData => TransportKind::Tls,
-            _ => TransportKind::Io,
+            K::InvalidData => Tls,
+            _ => Io,
         },
-        ureq::Error::Tls(_) => TransportKind::Tls,
+        ureq::Error::Tls(_) => Tls,
         ureq::Error::BadUri(_) | ureq::Error::InvalidProxyUrl | ureq::Error::Http(_) => {
-            TransportKind::Request
+            let msg = format!("{action}: cannot build request to {url}: {err}");
+            return Error::Config(redact_url(&msg));
         }
-        _ => TransportKind::Io,
+        _ => Io,
+    };
+    let (action, url, detail) = (action.to_owned(), url.to_owned(), err.to_string());
+    Error::Transport {
+        action,
+        url,
+        kind,
+        detail,
     }
 }
 
 impl Transport for UreqTransport {
     fn send(&self, action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
-        let fail = |kind, detail| Error::Transport {
-            action: action.to_owned(),
-            url: req.url.clone(),
-            kind,
-            detail,
-        };
+        let fail = |e| failed(action, &req.url, e);
         let mut builder = ureq::http::Request::builder()
             .method(req.method)
             .uri(req.url.as_str());
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
-        let request = builder
-            .body(req.body.clone())
-            .map_err(|e| fail(TransportKind::Request, e.to_string()))?;
+        let request = builder.body(req.body.clone()).map_err(|e| fail(e.into()))?;
         let direct = goes_direct(&req.url, self.pod_ip);
         let agent = if direct { &self.direct } else { &self.proxied };
         let request = agent
             .configure_request(request)
             .timeout_global(Some(req.timeout))
             .build();
-        let mut response = agent
-            .run(request)
-            .map_err(|e| fail(classify(&e), e.to_string()))?;
+        let mut response = agent.run(request).map_err(fail)?;
         let status = response.status().as_u16();
         let date = response.headers().get("date").and_then(|v| v.to_str().ok());
         let date = date.map(str::to_owned);
@@ -199,9 +200,12 @@ impl Transport for UreqTransport {
             .body_mut()
             .with_config()
             .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(|e| fail(classify(&e), format!("reading the response body: {e}")))?;
-        Ok(HttpResponse { status, date, body })
+            .read_to_vec();
+        Ok(HttpResponse {
+            status,
+            date,
+            body: body.map_err(fail)?,
+        })
     }
 }
 

@@ -2,7 +2,6 @@
 //! then the action's own), an `<ActionResponse>` or `<ErrorResponse>` back.
 
 use super::error::{snippet, AwsError, Error};
-use super::http::HttpRequest;
 use super::retry::Bucket;
 use crate::aws::xml::{self, Element};
 use std::time::Duration;
@@ -34,7 +33,7 @@ pub fn params(pairs: &[(&str, &str)]) -> Params {
 /// client signs, sends and retries any of them).
 pub trait Action {
     /// The service's signing name: `elasticloadbalancing` or `sts`.
-    const SERVICE: &'static str;
+    const SERVICE: &'static str = "elasticloadbalancing";
     /// The `Action` parameter, and the prefix of `<NameResponse>` and `<NameResult>`.
     const NAME: &'static str;
     /// The ELBv2 token bucket the action draws from.
@@ -71,34 +70,13 @@ pub trait Action {
     /// [`Error::Aws`] for an AWS error; [`Error::Response`] for a body that
     /// is not this action's response.
     fn parse_response(status: u16, body: &[u8]) -> Result<WithId<Self::Output>, Error> {
-        let mut value = None;
-        let parse: Parse = &mut |r| Self::parse(r).map(|v| value = Some(v));
-        let request_id = read_answer(Self::NAME, status, body, parse)?;
-        let value = parsed(Self::NAME, value)?;
+        let (result, request_id) = read_answer(Self::NAME, status, body)?;
+        let value = Self::parse(&result).map_err(|detail| Error::Response {
+            action: Self::NAME.to_owned(),
+            status,
+            detail,
+        })?;
         Ok(WithId { value, request_id })
-    }
-}
-
-/// The value `parse` stored (always there after an `Ok`).
-pub(crate) fn parsed<V>(action: &str, value: Option<V>) -> Result<V, Error> {
-    value.ok_or_else(|| Error::Response {
-        action: action.to_owned(),
-        status: 200,
-        detail: "no result".to_owned(),
-    })
-}
-
-/// The unsigned POST of `form` to `endpoint` (a base URL without the trailing `/`).
-pub fn request(endpoint: &str, form: &[(String, String)]) -> HttpRequest {
-    HttpRequest {
-        method: "POST",
-        url: format!("{endpoint}/"),
-        headers: vec![(
-            "content-type".to_owned(),
-            "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
-        )],
-        body: encode_form(form).into_bytes(),
-        timeout: CALL_TIMEOUT,
     }
 }
 
@@ -118,18 +96,10 @@ pub fn encode_form(params: &[(String, String)]) -> String {
     pairs.join("&")
 }
 
-/// Reads an answer's `<NameResult>` into the caller's slot.
-pub(crate) type Parse<'a> = &'a mut dyn FnMut(&Element) -> Result<(), String>;
-
-/// Hands an answer's `<ActionResult>` element (empty when absent) to
-/// `parse`; the request id. An `<ErrorResponse>` is an AWS error even with
-/// a 2xx status (some proxies and fakes answer errors so).
-pub(crate) fn read_answer(
-    action: &str,
-    status: u16,
-    body: &[u8],
-    parse: Parse,
-) -> Result<Option<String>, Error> {
+/// An answer's `<ActionResult>` element (empty when absent) and request
+/// id. An `<ErrorResponse>` is an AWS error even with a 2xx status (some
+/// proxies and fakes answer errors so).
+fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<(Element, Option<String>), Error> {
     let aws = || Error::Aws {
         action: action.to_owned(),
         error: parse_error(status, body),
@@ -161,8 +131,8 @@ pub(crate) fn read_answer(
         )));
     }
     let result = root.child(&format!("{action}Result")).cloned();
-    parse(&result.unwrap_or_default()).map_err(bad)?;
-    Ok(root.text_at(&["ResponseMetadata", "RequestId"]))
+    let request_id = root.text_at(&["ResponseMetadata", "RequestId"]);
+    Ok((result.unwrap_or_default(), request_id))
 }
 
 /// Whether no part of a body may be shown: STS's AssumeRole* answers, or
@@ -224,11 +194,10 @@ mod tests {
 
     #[test]
     fn reads_success_envelope() {
-        let request_id = read_answer(
+        let (_, request_id) = read_answer(
             "RegisterTargets",
             200,
             include_bytes!("../../tests/data/register_targets.xml"),
-            &mut |_| Ok(()),
         )
         .unwrap();
         assert_eq!(
@@ -243,7 +212,6 @@ mod tests {
             "RegisterTargets",
             400,
             include_bytes!("../../tests/data/throttling.xml"),
-            &mut |_| Ok(()),
         )
         .unwrap_err();
         assert_eq!(e.aws_code(), Some("Throttling"));
@@ -260,7 +228,7 @@ mod tests {
             b"",
             b"<a><b></a>",
         ] {
-            match read_answer("RegisterTargets", 200, body, &mut |_| Ok(())) {
+            match read_answer("RegisterTargets", 200, body) {
                 Err(Error::Response { .. }) => {}
                 other => panic!("{other:?}"),
             }
@@ -269,11 +237,10 @@ mod tests {
             "RegisterTargets",
             200,
             include_bytes!("../../tests/data/throttling.xml"),
-            &mut |_| Ok(()),
         )
         .unwrap_err();
         assert_eq!(e.aws_code(), Some("Throttling"));
-        let e = read_answer("RegisterTargets", 200, b"<a><b></a>", &mut |_| Ok(())).unwrap_err();
+        let e = read_answer("RegisterTargets", 200, b"<a><b></a>").unwrap_err();
         assert!(e.to_string().contains("body starts: <a><b></a>"), "{e}");
     }
 
@@ -282,13 +249,11 @@ mod tests {
         let cut = b"<AssumeRoleResponse><AssumeRoleResult><Credentials>\
             <SessionToken>FQoGZXIvYXdzEXAMPLETOKEN";
         for action in ["AssumeRole", "AssumeRoleWithWebIdentity", "RegisterTargets"] {
-            let e = read_answer(action, 200, cut, &mut |_| Ok(()))
-                .unwrap_err()
-                .to_string();
+            let e = read_answer(action, 200, cut).unwrap_err().to_string();
             assert!(!e.contains("EXAMPLETOKEN"), "{e}");
             assert!(e.contains("body not shown"), "{e}");
         }
-        let e = read_answer("AssumeRole", 200, b"<x>secret", &mut |_| Ok(()))
+        let e = read_answer("AssumeRole", 200, b"<x>secret")
             .unwrap_err()
             .to_string();
         assert!(!e.contains("secret"), "{e}");

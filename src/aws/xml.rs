@@ -27,11 +27,6 @@ impl Element {
         self.children.iter().find(|c| c.name == name)
     }
 
-    /// Every child with this local name.
-    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
-    }
-
     /// Follows a path of child names from this element.
     pub fn path(&self, names: &[&str]) -> Option<&Element> {
         names.iter().try_fold(self, |el, name| el.child(name))
@@ -47,8 +42,8 @@ impl Element {
 
     /// The `member` children of the list element at `names` (empty when absent).
     pub fn members<'a>(&'a self, names: &[&str]) -> Vec<&'a Element> {
-        self.path(names)
-            .map_or(Vec::new(), |list| list.children_named("member").collect())
+        let list = self.path(names).map_or(&[][..], |list| &list.children);
+        list.iter().filter(|c| c.name == "member").collect()
     }
 }
 
@@ -60,7 +55,8 @@ impl Element {
 pub fn parse(body: &[u8]) -> Result<Element, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8 ({e})"))?;
     let mut reader = Reader::from_str(text);
-    reader.config_mut().check_end_names = true;
+    let config = reader.config_mut();
+    (config.check_end_names, config.expand_empty_elements) = (true, true);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
@@ -69,10 +65,10 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
             .read_event()
             .map_err(|e| format!("{e} at byte {}", reader.error_position()))?;
         let (text, is_ref) = match event {
-            Event::Start(_) | Event::Empty(_) if root.is_some() => {
+            Event::Start(_) if root.is_some() => {
                 return Err("content after the root element".into());
             }
-            Event::Start(ref start) | Event::Empty(ref start) => {
+            Event::Start(ref start) => {
                 count += 1;
                 if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
                     return Err("document too deep or too large".into());
@@ -82,9 +78,6 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
                     name,
                     ..Element::default()
                 });
-                if matches!(event, Event::Empty(_)) {
-                    close(&mut stack, &mut root)?;
-                }
                 continue;
             }
             Event::End(_) => {
@@ -102,7 +95,8 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
                 Err(e) => return Err(format!("bad character reference: {e}")),
             },
             Event::Eof => break,
-            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => continue,
+            // Comments, declarations, doctypes; no `Empty` (expanded).
+            _ => continue,
         };
         match stack.last_mut() {
             Some(el) => el.text.push_str(&text),
@@ -139,8 +133,8 @@ mod tests {
         .unwrap();
         assert_eq!(doc.name, "R");
         let b = doc.child("B").unwrap();
-        let cs: Vec<_> = b.children_named("C").map(|c| c.text.as_str()).collect();
-        assert_eq!(cs, ["one", "two"]);
+        let cs: Vec<_> = b.children.iter().map(|c| (&*c.name, &*c.text)).collect();
+        assert_eq!(cs, [("C", "one"), ("C", "two"), ("E", "")]);
         assert!(b.child("E").is_some());
         assert_eq!(doc.text_at(&["B", "C"]).as_deref(), Some("one"));
         assert_eq!(doc.text_at(&["B", "E"]), None);

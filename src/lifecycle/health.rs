@@ -4,7 +4,7 @@
 
 use super::{Elb, Lifecycle, Registration};
 use crate::aws::client::Budget;
-use crate::aws::elbv2::{find_health, DescribeTargetHealth, State, TargetHealth};
+use crate::aws::elbv2::{find_health, DescribeTargetHealth, TargetHealth};
 use crate::aws::error::Error;
 use crate::aws::query::Action;
 use crate::aws::retry::jittered;
@@ -34,9 +34,9 @@ impl Registration {
             );
             self.last = Some(text);
         }
-        self.seen(match &health.state {
-            State::Healthy => TargetState::Healthy,
-            s if s.is_draining() => TargetState::Draining,
+        self.seen(match health.state.as_str() {
+            "healthy" => TargetState::Healthy,
+            _ if health.is_draining() => TargetState::Draining,
             _ => TargetState::Registered,
         });
     }
@@ -231,7 +231,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         match answer {
             Ok(Some(health)) => {
                 r.log_health(&health);
-                return Some(health.state == State::Healthy);
+                return Some(health.state == "healthy");
             }
             Ok(None) => warn!(
                 target_group = r.label.as_str(), target:% = r.target, action;

@@ -302,7 +302,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         let answer = self.poll_health(i, deadline);
         let r = &self.registrations[i];
         match answer {
-            Ok(Some(health)) if !health.is_gone() && !health.state.is_draining() => warn!(
+            Ok(Some(health)) if !health.is_gone() && !health.is_draining() => warn!(
                 "the registration of {} in {} landed late; deregistering again",
                 r.target, r.label
             ),

@@ -280,13 +280,13 @@ impl FakeElb {
         let deregistered = last("deregister") > last("register");
         let back_in = self.registered.iter().any(|a| a == arn);
         let (state, reason) = if deregistered {
-            let not_in_use = || (State::Unused, Some("Target.NotInUse".to_string()));
+            let not_in_use = || ("unused".into(), Some("Target.NotInUse".to_string()));
             if back_in && self.after_deregister.is_empty() && self.not_in_use {
                 not_in_use()
             } else if back_in && self.after_deregister.is_empty() {
-                (State::Initial, None)
+                ("initial".into(), None)
             } else if let Some(s) = self.after_deregister.pop_front() {
-                if s == State::Unused {
+                if s == "unused" {
                     not_in_use()
                 } else {
                     (s, None)
@@ -294,17 +294,17 @@ impl FakeElb {
             } else if self.drain_polls > 0 {
                 self.drain_polls -= 1;
                 (
-                    State::Draining,
+                    "draining".into(),
                     Some("Target.DeregistrationInProgress".to_string()),
                 )
             } else {
-                (State::Unused, Some("Target.NotRegistered".to_string()))
+                ("unused".into(), Some("Target.NotRegistered".to_string()))
             }
         } else {
             let s = if self.health.len() > 1 {
-                self.health.pop_front().unwrap_or(State::Healthy)
+                self.health.pop_front().unwrap_or("healthy".into())
             } else {
-                self.health.front().cloned().unwrap_or(State::Healthy)
+                self.health.front().cloned().unwrap_or("healthy".into())
             };
             (s, None)
         };
@@ -614,7 +614,11 @@ fn health_wait_polls_at_the_interval_until_healthy() {
     let mut w = world();
     // unhealthy.draining (NLB draining_interval_seconds) takes no new
     // connection: not healthy either.
-    w.elb.health = VecDeque::from([State::Initial, State::UnhealthyDraining, State::Healthy]);
+    w.elb.health = VecDeque::from([
+        "initial".into(),
+        "unhealthy.draining".into(),
+        "healthy".into(),
+    ]);
     w.at(500, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.post_register = Some(hook("post-register"));
@@ -628,7 +632,7 @@ fn health_wait_polls_at_the_interval_until_healthy() {
 #[test]
 fn health_wait_timeout_keeps_running_registered_and_not_ready() {
     let mut w = world();
-    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.health = VecDeque::from(["unhealthy".into()]);
     w.at(100, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
@@ -795,7 +799,7 @@ fn unanswered_registration_that_lands_late_is_deregistered_again() {
     w.elb.register_errors = vec![(0, transport_timeout())];
     // "Not registered" at first; one second later the late registration shows.
     w.elb.deregister_errors = VecDeque::from([aws("InvalidTarget")]);
-    w.elb.after_deregister = VecDeque::from([State::Initial]);
+    w.elb.after_deregister = VecDeque::from(["initial".into()]);
     assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE, "registration failed");
     assert_eq!(
         w.elb.names(),
@@ -813,7 +817,7 @@ fn unanswered_registration_that_lands_late_is_deregistered_again() {
 fn unhealthy_draining_after_the_deregistration_is_not_a_late_landing() {
     let mut w = world();
     w.elb.register_errors = vec![(0, transport_timeout())];
-    w.elb.after_deregister = VecDeque::from([State::UnhealthyDraining]);
+    w.elb.after_deregister = VecDeque::from(["unhealthy.draining".into()]);
     assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE, "registration failed");
     assert_eq!(
         w.elb.names(),
@@ -841,7 +845,7 @@ fn refused_registration_is_cleaned_up_without_a_confirmation_poll() {
 #[test]
 fn stale_healthy_after_deregistration_is_not_drained() {
     let mut w = world();
-    w.elb.after_deregister = VecDeque::from([State::Healthy, State::Draining]);
+    w.elb.after_deregister = VecDeque::from(["healthy".into(), "draining".into()]);
     w.at(10, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_drained = true;
@@ -896,7 +900,7 @@ fn registration_states_at_the_end() {
     let mut w = world();
     w.elb.register_errors = vec![(0, transport_timeout())];
     w.elb.deregister_errors = VecDeque::from([aws("InvalidTarget"), aws("AccessDenied")]);
-    w.elb.after_deregister = VecDeque::from([State::Initial]);
+    w.elb.after_deregister = VecDeque::from(["initial".into()]);
     assert_eq!(
         w.run_with_states(&config(&["a"])),
         (EXIT_FAILURE, vec![Sent])
@@ -1043,7 +1047,7 @@ fn unused_but_registered_is_not_out() {
     assert!(w.elb.registered.is_empty());
 
     let mut w = world();
-    w.elb.after_deregister = VecDeque::from([State::Unused]);
+    w.elb.after_deregister = VecDeque::from(["unused".into()]);
     w.at(10, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_drained = true;
@@ -1084,8 +1088,8 @@ fn late_landing_check_stays_within_the_deregistration_deadline() {
 fn ready_after_a_health_wait_timeout_once_healthy() {
     let mut w = world();
     // Unhealthy through the wait (0, 5, 10, 12 s) and one more poll, healthy at the second.
-    w.elb.health = VecDeque::from(vec![State::Unhealthy; 5]);
-    w.elb.health.push_back(State::Healthy);
+    w.elb.health = VecDeque::from(vec!["unhealthy".into(); 5]);
+    w.elb.health.push_back("healthy".into());
     w.at(3600, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
@@ -1121,7 +1125,7 @@ fn ready_after_a_health_wait_timeout_once_healthy() {
 #[test]
 fn polls_after_a_health_wait_timeout_grow_to_a_minute_and_stop_at_a_signal() {
     let mut w = world();
-    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.health = VecDeque::from(["unhealthy".into()]);
     w.at(400, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
@@ -1169,7 +1173,7 @@ fn throttled_last_health_poll_is_not_a_refusal() {
 #[test]
 fn refresh_and_recovery_polls_share_the_blocked_wait() {
     let mut w = world();
-    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.health = VecDeque::from(["unhealthy".into()]);
     w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 100));
     w.at(400, Event::Signal(15));
     let mut cfg = config(&["a"]);
@@ -1185,7 +1189,7 @@ fn refresh_and_recovery_polls_share_the_blocked_wait() {
 fn refresh_in_flight_at_a_signal_delays_the_deregistration_by_itself_only() {
     let mut w = world();
     // Unhealthy: the health polls go on while blocked, one is due at 1827 s.
-    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.health = VecDeque::from(["unhealthy".into()]);
     w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 1800));
     // The refresh's request is held for its whole timeout (10 s); SIGTERM at 1801 s.
     w.elb.refresh_takes = Some(Duration::from_secs(10));
@@ -1228,7 +1232,7 @@ fn after_a_signal_only_the_shutdown_calls_aws() {
 
     // The same in a health poll while blocked after a health-wait timeout.
     let mut w = world();
-    w.elb.health = VecDeque::from([State::Unhealthy]);
+    w.elb.health = VecDeque::from(["unhealthy".into()]);
     w.elb.signal_during_health = Some(6);
     let mut cfg = config(&["a", "b"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
@@ -1244,7 +1248,7 @@ fn after_a_signal_only_the_shutdown_calls_aws() {
 #[test]
 fn a_target_healthy_at_once_is_ready_at_once() {
     let mut w = world();
-    w.elb.health = VecDeque::from([State::Healthy]);
+    w.elb.health = VecDeque::from(["healthy".into()]);
     w.at(100, Event::Signal(15));
     assert_eq!(w.run(&config(&["a"])), EXIT_OK);
     let health: Vec<_> = w.elb.calls.iter().filter(|c| c.0 == "health").collect();
@@ -1269,7 +1273,7 @@ fn named_groups_are_polled_at_their_own_pace() {
     // 30 s (random 0.5: the earliest plus a tenth of the interval, then
     // exact intervals).
     w.elb.group_pace = Some((30, 5));
-    w.elb.health = VecDeque::from([State::Initial, State::Initial, State::Healthy]);
+    w.elb.health = VecDeque::from(["initial".into(), "initial".into(), "healthy".into()]);
     w.at(1000, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(600);
@@ -1281,7 +1285,7 @@ fn named_groups_are_polled_at_their_own_pace() {
 fn an_explicit_poll_interval_overrides_the_group_pace() {
     let mut w = world();
     w.elb.group_pace = Some((30, 5));
-    w.elb.health = VecDeque::from([State::Initial, State::Initial, State::Healthy]);
+    w.elb.health = VecDeque::from(["initial".into(), "initial".into(), "healthy".into()]);
     w.at(1000, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.health_poll_explicit = true;
@@ -1294,7 +1298,7 @@ fn groups_by_arn_are_polled_at_the_flag_interval_and_widened_after_throttling() 
     let mut w = world();
     w.elb.group_pace = Some((30, 5));
     w.elb.widen = 2;
-    w.elb.health = VecDeque::from([State::Initial, State::Initial, State::Healthy]);
+    w.elb.health = VecDeque::from(["initial".into(), "initial".into(), "healthy".into()]);
     w.at(1000, Event::Signal(15));
     let mut cfg = config(&[]);
     cfg.groups = vec![GroupSpec {
@@ -1344,7 +1348,7 @@ fn after_throttling_the_first_poll_comes_when_the_target_can_be_healthy() {
     let mut w = world();
     w.elb.group_pace = Some((30, 5));
     w.elb.widen = 2;
-    w.elb.health = VecDeque::from([State::Initial, State::Healthy]);
+    w.elb.health = VecDeque::from(["initial".into(), "healthy".into()]);
     w.at(1000, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(600);

@@ -2,89 +2,29 @@
 //! correction (docs/aws.md, "Clock skew"): a refusal whose `Date` header is
 //! minutes from the time we signed with gives the offset to AWS's clock.
 
-use super::{Credentials, Error, Settings};
-use crate::aws::credentials::{providers, Cache, Role, Source};
+use super::{Client, Credentials, Error};
+use crate::aws::credentials::{providers, Source};
 use crate::aws::error::{is_throttling_code, AwsError, Layer};
-use crate::aws::http::Transport;
-use crate::aws::query::{parsed, read_answer, request, Action, Params, Parse, WithId};
+use crate::aws::http::{HttpRequest, HttpResponse, Transport};
+use crate::aws::query::{encode_form, Action, Params, WithId};
 use crate::aws::sign::sign;
 use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
 use crate::metrics;
 use log::debug;
-use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
 
-/// An action's name, service and form: its request, type erased.
-type Query<'a> = (&'static str, &'static str, &'a Params);
-
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 // The SDK for Java's; AWS allows 5 minutes at least.
 const SKEW_THRESHOLD_MS: u64 = 4 * 60 * 1000;
 
-/// The transport and what signing needs, apart from the client's caches so
-/// a fetch can run while one is borrowed.
-pub(super) struct Wire<T> {
-    pub(super) transport: T,
-    pub(super) settings: Settings,
-    /// AWS's clock minus ours in ms, learnt from a refusal's `Date`.
-    pub(super) offset: Cell<i64>,
-}
-
-impl<T: Transport> Wire<T> {
+impl<T: Transport> Client<T> {
     pub(super) fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
         shift(clock.wall(), self.offset.get())
     }
 
-    /// Sends `query` once, signed with `creds` unless it is unsigned,
-    /// ending by `until`; counts the request in the metrics.
-    fn send(
-        &self,
-        (name, service, form): Query,
-        creds: Option<&Credentials>,
-        until: Instant,
-        clock: &dyn Clock,
-        parse: Parse,
-    ) -> Result<Option<String>, Error> {
-        let s = &self.settings;
-        let url = if service == "sts" {
-            &s.sts_url
-        } else {
-            &s.elbv2_url
-        };
-        let mut req = request(url, form);
-        if let Some(creds) = creds {
-            sign(&mut req, creds, &s.region, service, self.aws_time(clock))?;
-        }
-        let started = clock.now();
-        // ureq sends nothing once the time is up.
-        req.timeout = until.saturating_duration_since(started);
-        let result = self.transport.send(name, &req).and_then(|r| {
-            let answer = read_answer(name, r.status, &r.body, parse);
-            if let Err(Error::Aws { error, .. }) = &answer {
-                let date = r.date.as_deref();
-                let fix = correction(error, date, clock.wall(), self.offset.get());
-                self.offset.set(fix.unwrap_or(self.offset.get()));
-            }
-            answer
-        });
-        let took = clock.now().saturating_duration_since(started);
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(Error::Aws { error, .. }) => error.code.as_str(),
-            Err(Error::Transport { .. }) => "transport_error",
-            Err(Error::Response { .. }) => "invalid_response",
-            Err(_) => return result,
-        };
-        debug!("{name} -> {outcome} in {} ms", took.as_millis());
-        let m = metrics::global();
-        if is_throttling_code(outcome) || outcome == "HttpStatus429" {
-            m.aws_throttled(name);
-        }
-        m.aws_request(name, outcome, took);
-        result
-    }
-
-    /// Sends `action` once (unsigned without `creds`) and parses the answer.
+    /// Sends `action` once (unsigned without `creds`) by `until`, learns
+    /// AWS's time from a refusal, counts the request in the metrics.
     pub(super) fn query<A: Action>(
         &self,
         action: &A,
@@ -92,11 +32,47 @@ impl<T: Transport> Wire<T> {
         until: Instant,
         clock: &dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let (form, mut value) = (action.form(), None);
-        let parse: Parse = &mut |r| A::parse(r).map(|v| value = Some(v));
-        let request_id = self.send((A::NAME, A::SERVICE, &form), creds, until, clock, parse)?;
-        let value = parsed(A::NAME, value)?;
-        Ok(WithId { value, request_id })
+        let started = clock.now();
+        let sent = self.send((A::NAME, A::SERVICE), &action.form(), creds, until, clock);
+        let result = sent.and_then(|r| {
+            let answer = A::parse_response(r.status, &r.body);
+            if let Err(Error::Aws { error, .. }) = &answer {
+                let fix = correction(error, r.date.as_deref(), clock.wall(), self.offset.get());
+                self.offset.set(fix.unwrap_or(self.offset.get()));
+            }
+            answer
+        });
+        let took = clock.now().saturating_duration_since(started);
+        record(A::NAME, result.as_ref().err(), took);
+        result
+    }
+
+    fn send(
+        &self,
+        (name, service): (&str, &str),
+        form: &Params,
+        creds: Option<&Credentials>,
+        until: Instant,
+        clock: &dyn Clock,
+    ) -> Result<HttpResponse, Error> {
+        let s = &self.settings;
+        let url = if service == "sts" {
+            &s.sts_url
+        } else {
+            &s.elbv2_url
+        };
+        let mut req = HttpRequest {
+            method: "POST",
+            url: format!("{url}/"),
+            headers: vec![("content-type".into(), FORM.into())],
+            body: encode_form(form).into_bytes(),
+            // ureq sends nothing once the time is up.
+            timeout: until.saturating_duration_since(clock.now()),
+        };
+        if let Some(creds) = creds {
+            sign(&mut req, creds, &s.region, service, self.aws_time(clock))?;
+        }
+        self.transport.send(name, &req)
     }
 
     /// The source's credentials, fetched once by `until`.
@@ -132,27 +108,51 @@ impl<T: Transport> Wire<T> {
         fetched.map_err(|e| fetch_error(layer, e, codes))
     }
 
-    /// The role's credentials, assumed with `base` (refreshed when due;
+    /// The signing credentials, fetched once by `until`: the source's, or
+    /// the role's assumed with the source's (`base`: refreshed when due;
     /// with `background`, ahead of need).
-    pub(super) fn assume_role(
-        &self,
-        base: &mut Cache,
-        role: &Role,
+    pub(super) fn fetch(
+        &mut self,
         background: bool,
         until: Instant,
         clock: &dyn Clock,
     ) -> Result<Credentials, Error> {
+        let Some(role) = self.settings.role.clone() else {
+            return self.fetch_source(Layer::Source, until, clock);
+        };
         let now = self.aws_time(clock);
-        let source = self.settings.source.name();
-        let fetch = || self.fetch_source(Layer::Base(source), until, clock);
-        let due = background && base.refresh_due().is_some_and(|due| due <= now);
+        let due = background && self.base.refresh_due().is_some_and(|due| due <= now);
+        let base = match self.base.fresh(now, due) {
+            Some(base) => base,
+            None => {
+                let layer = Layer::Base(self.settings.source.name());
+                let fetched = self.fetch_source(layer, until, clock);
+                self.base.store(now, due, fetched)?
+            }
+        };
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
-        let base = base.get(now, due, source, fetch)?;
-        self.query(role, Some(&base), until, clock)
+        self.query(&role, Some(&base), until, clock)
             .map(|r| r.value)
-            .map_err(|e| fetch_error(Layer::Role(role.arn.clone()), e, &[]))
+            .map_err(|e| fetch_error(Layer::Role(role.arn), e, &[]))
     }
+}
+
+/// Counts a request and its outcome in the metrics (not one never sent).
+fn record(name: &str, err: Option<&Error>, took: Duration) {
+    let outcome = match err {
+        None => "ok",
+        Some(Error::Aws { error, .. }) => error.code.as_str(),
+        Some(Error::Transport { .. }) => "transport_error",
+        Some(Error::Response { .. }) => "invalid_response",
+        Some(_) => return,
+    };
+    debug!("{name} -> {outcome} in {} ms", took.as_millis());
+    let m = metrics::global();
+    if is_throttling_code(outcome) || outcome == "HttpStatus429" {
+        m.aws_throttled(name);
+    }
+    m.aws_request(name, outcome, took);
 }
 
 /// Retried when generally retryable or one of the fetching action's `codes`.

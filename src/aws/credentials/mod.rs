@@ -264,57 +264,65 @@ pub fn parse_expiration(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(s).ok()
 }
 
-/// The last credentials fetched: reused until five minutes before their
-/// expiry, and while a refresh fails until they expire.
-#[derive(Debug, Default)]
+/// The last credentials fetched from one source: reused until five minutes
+/// before their expiry, and while a refresh fails until they expire.
+#[derive(Debug)]
 pub struct Cache {
+    /// The source, in logs and metrics.
+    label: String,
     cached: Option<Credentials>,
 }
 
 impl Cache {
-    /// Valid credentials at `now`: the cached ones unless due (or `refresh`),
-    /// else a `fetch` from `source`.
-    ///
-    /// # Errors
-    /// The fetch error when no unexpired credentials are cached.
-    pub fn get(
-        &mut self,
-        now: SystemTime,
-        refresh: bool,
-        source: &str,
-        fetch: impl FnOnce() -> Result<Credentials, Error>,
-    ) -> Result<Credentials, Error> {
-        let fresh = |c: &&Credentials| c.expiry.is_none_or(|x| x >= now + REFRESH_BEFORE);
-        if let Some(c) = self.cached.as_ref().filter(fresh).filter(|_| !refresh) {
-            return Ok(c.clone());
-        }
-        match (self.store(source, fetch()), &self.cached) {
-            (Err(e), Some(old)) if self.usable(now) => {
-                warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
-                Ok(old.clone())
-            }
-            (result, _) => result,
+    /// An empty cache of the source `label` names.
+    pub fn new(label: String) -> Self {
+        Cache {
+            label,
+            cached: None,
         }
     }
 
-    /// Stores a successful fetch from `source`, counts it in the metrics.
+    /// The cached credentials unless due at `now` (or `refresh`).
+    pub fn fresh(&self, now: SystemTime, refresh: bool) -> Option<Credentials> {
+        let fresh = |c: &&Credentials| c.expiry.is_none_or(|x| x >= now + REFRESH_BEFORE);
+        self.cached
+            .as_ref()
+            .filter(fresh)
+            .filter(|_| !refresh)
+            .cloned()
+    }
+
+    /// Keeps credentials `fetched` (counted in the metrics); after a failed
+    /// fetch, the cached ones while valid at `now`, unless it was a
+    /// `refresh` (whose failure is the caller's to report).
     ///
     /// # Errors
-    /// The fetch error.
+    /// The fetch error with `refresh`, or when no unexpired credentials are
+    /// cached.
     pub fn store(
         &mut self,
-        source: &str,
+        now: SystemTime,
+        refresh: bool,
         fetched: Result<Credentials, Error>,
     ) -> Result<Credentials, Error> {
+        let source = &self.label;
         let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
         metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
-        let fresh = fetched?;
-        if let Some(until) = expiry.map(humantime::format_rfc3339_seconds) {
-            let id = &fresh.access_key_id;
-            info!("credentials from {source} for {id} valid until {until}");
+        match fetched {
+            Ok(fresh) => {
+                if let Some(until) = expiry.map(humantime::format_rfc3339_seconds) {
+                    let id = &fresh.access_key_id;
+                    info!("credentials from {source} for {id} valid until {until}");
+                }
+                self.cached = Some(fresh.clone());
+                Ok(fresh)
+            }
+            Err(e) if !refresh && self.usable(now) => {
+                warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
+                self.cached.clone().ok_or(e)
+            }
+            Err(e) => Err(e),
         }
-        self.cached = Some(fresh.clone());
-        Ok(fresh)
     }
 
     /// Drops the cached credentials (AWS said they expired).

@@ -136,6 +136,18 @@ fn expiration_formats() {
     assert_eq!(parse_expiration("garbage"), None);
 }
 
+fn get(
+    c: &mut Cache,
+    now: SystemTime,
+    refresh: bool,
+    fetch: impl FnOnce() -> Result<Credentials, Error>,
+) -> Result<Credentials, Error> {
+    match c.fresh(now, refresh) {
+        Some(fresh) => Ok(fresh),
+        None => c.store(now, refresh, fetch()),
+    }
+}
+
 #[test]
 fn cache_reuses_until_due_then_keeps_old_ones_until_expiry() {
     let creds = |id: &str, expiry_secs| Credentials {
@@ -146,10 +158,10 @@ fn cache_reuses_until_due_then_keeps_old_ones_until_expiry() {
     };
     let down = || Err(Error::Credentials("down".into()));
     let at = |s| UNIX_EPOCH + Duration::from_secs(s);
-    let mut c = Cache::default();
-    assert!(c.get(at(0), false, "x", down).is_err());
+    let mut c = Cache::new("x".into());
+    assert!(get(&mut c, at(0), false, down).is_err());
     assert_eq!(
-        c.get(at(0), false, "x", || Ok(creds("A", 1000)))
+        get(&mut c, at(0), false, || Ok(creds("A", 1000)))
             .unwrap()
             .access_key_id,
         "A"
@@ -157,21 +169,34 @@ fn cache_reuses_until_due_then_keeps_old_ones_until_expiry() {
     // Not due: no fetch.
     let not_due = || panic!("fetched 301 s before expiry");
     assert_eq!(
-        c.get(at(699), false, "x", not_due).unwrap().access_key_id,
+        get(&mut c, at(699), false, not_due).unwrap().access_key_id,
         "A"
     );
     assert_eq!(c.refresh_due(), Some(at(400)));
     // Due, the fetch fails, still valid: the old ones.
-    assert_eq!(c.get(at(800), false, "x", down).unwrap().access_key_id, "A");
-    assert!(c.usable(at(800)));
-    // Expired: the error.
-    assert!(c.get(at(1000), false, "x", down).is_err());
-    assert!(!c.usable(at(1000)));
-    c.store("x", Ok(creds("B", 5000))).unwrap();
     assert_eq!(
-        c.get(at(1000), false, "x", down).unwrap().access_key_id,
-        "B"
+        get(&mut c, at(800), false, down).unwrap().access_key_id,
+        "A"
+    );
+    assert!(c.usable(at(800)));
+    // A refresh reports its failure; the old ones stay.
+    assert!(get(&mut c, at(800), true, down).is_err());
+    assert_eq!(
+        get(&mut c, at(800), false, down).unwrap().access_key_id,
+        "A"
+    );
+    // Expired: the error.
+    assert!(get(&mut c, at(1000), false, down).is_err());
+    assert!(!c.usable(at(1000)));
+    let b = || Ok(creds("B", 5000));
+    assert_eq!(get(&mut c, at(1000), true, b).unwrap().access_key_id, "B");
+    // A refresh fetches even when not due.
+    assert_eq!(
+        get(&mut c, at(1000), true, || Ok(creds("C", 5000)))
+            .unwrap()
+            .access_key_id,
+        "C"
     );
     c.forget();
-    assert!(c.get(at(1000), false, "x", down).is_err());
+    assert!(get(&mut c, at(1000), false, down).is_err());
 }

@@ -80,67 +80,11 @@ impl TargetGroup {
     }
 }
 
-/// A target's health state (`TargetHealth/State`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    /// Registered, first health checks pending.
-    Initial,
-    /// Passing health checks: the load balancer sends it traffic.
-    Healthy,
-    /// Failing health checks.
-    Unhealthy,
-    /// Failing health checks and being deregistered (draining).
-    UnhealthyDraining,
-    /// Not used: not registered (`Target.NotRegistered`), or registered in
-    /// a group or AZ no load balancer uses (`Target.NotInUse`).
-    Unused,
-    /// Being deregistered; connections are drained.
-    Draining,
-    /// Health checks disabled.
-    Unavailable,
-    /// A state this program does not know.
-    Other(String),
-}
-
-impl State {
-    /// Draining: `draining` (deregistered) or `unhealthy.draining` (failing
-    /// its checks, NLB `draining_interval_seconds`). Either way the load
-    /// balancer sends it no new connection and keeps the existing ones.
-    pub fn is_draining(&self) -> bool {
-        matches!(self, State::Draining | State::UnhealthyDraining)
-    }
-
-    fn parse(s: &str) -> State {
-        use State::*;
-        [
-            Initial,
-            Healthy,
-            Unhealthy,
-            UnhealthyDraining,
-            Unused,
-            Draining,
-            Unavailable,
-        ]
-        .into_iter()
-        .find(|k| k.to_string() == s)
-        .unwrap_or_else(|| Other(s.to_owned()))
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            State::Initial => "initial",
-            State::Healthy => "healthy",
-            State::Unhealthy => "unhealthy",
-            State::UnhealthyDraining => "unhealthy.draining",
-            State::Unused => "unused",
-            State::Draining => "draining",
-            State::Unavailable => "unavailable",
-            State::Other(s) => s,
-        })
-    }
-}
+/// A target's health state (`TargetHealth/State`) as AWS names it:
+/// `initial` (first checks pending), `healthy` (gets traffic), `unhealthy`,
+/// `unhealthy.draining`, `unused` (not registered, or in a group or AZ no
+/// load balancer uses), `draining` (being deregistered), `unavailable`.
+pub type State = String;
 
 /// One entry of DescribeTargetHealth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +100,13 @@ pub struct TargetHealth {
 }
 
 impl TargetHealth {
+    /// Draining: `draining` (deregistered) or `unhealthy.draining` (failing
+    /// its checks, NLB `draining_interval_seconds`). Either way the load
+    /// balancer sends it no new connection and keeps the existing ones.
+    pub fn is_draining(&self) -> bool {
+        matches!(self.state.as_str(), "draining" | "unhealthy.draining")
+    }
+
     /// Whether the target is not (or no longer) registered. Not `unused`
     /// alone: a registered target is `unused` (`Target.NotInUse`) in a group
     /// or AZ no load balancer uses.
@@ -191,7 +142,6 @@ pub type RegisterTargets<'a> = ChangeTargets<'a, true>;
 pub type DeregisterTargets<'a> = ChangeTargets<'a, false>;
 
 impl<const REGISTER: bool> Action for ChangeTargets<'_, REGISTER> {
-    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = if REGISTER {
         "RegisterTargets"
     } else {
@@ -220,7 +170,6 @@ pub struct DescribeTargetHealth<'a> {
 }
 
 impl Action for DescribeTargetHealth<'_> {
-    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = "DescribeTargetHealth";
     const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<TargetHealth>;
@@ -242,7 +191,7 @@ impl Action for DescribeTargetHealth<'_> {
                     availability_zone: target.text_at(&["AvailabilityZone"]),
                     id,
                 },
-                state: State::parse(&state),
+                state,
                 reason: m.text_at(&["TargetHealth", "Reason"]),
                 description: m.text_at(&["TargetHealth", "Description"]),
             })
@@ -264,17 +213,12 @@ pub struct DescribeTargetGroups<'a> {
 }
 
 impl Action for DescribeTargetGroups<'_> {
-    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = "DescribeTargetGroups";
     const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<TargetGroup>;
 
     fn params(&self) -> Params {
-        let list = if self.by_arn {
-            "TargetGroupArns"
-        } else {
-            "Names"
-        };
+        let list = ["Names", "TargetGroupArns"][usize::from(self.by_arn)];
         let member = |(n, v): (usize, &String)| (format!("{list}.member.{n}"), v.clone());
         (1..).zip(self.names).map(member).collect()
     }
@@ -334,7 +278,6 @@ pub struct DescribeTargetGroupAttributes<'a> {
 }
 
 impl Action for DescribeTargetGroupAttributes<'_> {
-    const SERVICE: &'static str = "elasticloadbalancing";
     const NAME: &'static str = "DescribeTargetGroupAttributes";
     const BUCKET: Bucket = Bucket::Describe;
     type Output = Vec<(String, String)>;
@@ -362,9 +305,8 @@ fn group_and_targets(arn: &str, targets: &[Target]) -> Params {
         let key = |field| format!("Targets.member.{n}.{field}");
         p.push((key("Id"), t.id.clone()));
         p.extend(t.port.map(|port| (key("Port"), port.to_string())));
-        if let Some(az) = &t.availability_zone {
-            p.push((key("AvailabilityZone"), az.clone()));
-        }
+        let az = t.availability_zone.clone();
+        p.extend(az.map(|az| (key("AvailabilityZone"), az)));
     }
     p
 }

@@ -145,14 +145,14 @@ fn hosts() {
     ];
     for (region, vars, url) in elbv2 {
         assert_eq!(
-            elbv2_endpoint(region, &env(vars)).unwrap(),
+            endpoint("elasticloadbalancing", region, &env(vars)).unwrap(),
             *url,
             "{region} {vars:?}"
         );
     }
     for (region, vars, url) in sts {
         assert_eq!(
-            sts_endpoint(region, &env(vars)).unwrap(),
+            endpoint("sts", region, &env(vars)).unwrap(),
             *url,
             "{region} {vars:?}"
         );
@@ -162,7 +162,7 @@ fn hosts() {
 #[test]
 fn errors() {
     let elbv2 = |vars: &[(&str, &str)]| {
-        elbv2_endpoint("us-east-1", &env(vars))
+        endpoint("elasticloadbalancing", "us-east-1", &env(vars))
             .unwrap_err()
             .to_string()
     };
@@ -175,8 +175,8 @@ fn errors() {
     ] {
         assert!(elbv2(&[(name, "1")]).contains(&format!("{name} must be true or false")));
     }
-    let e = elbv2_endpoint("aws-cn-global", &env(&[])).unwrap_err();
+    let e = endpoint("elasticloadbalancing", "aws-cn-global", &env(&[])).unwrap_err();
     assert!(e.to_string().contains("no ELBv2 endpoint"), "{e}");
-    let e = sts_endpoint("aws-global", &env(&[])).unwrap_err();
+    let e = endpoint("sts", "aws-global", &env(&[])).unwrap_err();
     assert!(e.to_string().contains("no STS endpoint"), "{e}");
 }
