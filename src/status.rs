@@ -7,7 +7,7 @@ pub mod http;
 
 use crate::lb_health::{AppCheck, LbHealth};
 use crate::signals::{DrainResult, Event};
-use http::{read_head, write_and_close, ParseError, Request, Response};
+use http::{read_head, write_and_close, Request, Response};
 use log::{debug, info, warn};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -53,11 +53,6 @@ impl Status {
         }
     }
 
-    /// Current readiness.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(SeqCst)
-    }
-
     /// Marks the start of a drain: `/lb-health` answers 503 from now on.
     pub fn begin_drain(&self) {
         if !self.draining.swap(true, SeqCst) {
@@ -70,11 +65,6 @@ impl Status {
         if self.draining.swap(false, SeqCst) {
             info!("/lb-health: following the app check again");
         }
-    }
-
-    /// Whether a drain has begun.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(SeqCst)
     }
 
     /// Sets the app check of `/lb-health`; only the first call counts.
@@ -120,11 +110,11 @@ pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Response> 
         path if lb_only && path != "/lb-health" => text(404, "not found"),
         "/lb-health" => {
             let h = status.lb_health.get_or_init(|| LbHealth::new(None));
-            let (code, body) = h.answer(status.is_draining(), Instant::now());
+            let (code, body) = h.answer(status.draining.load(SeqCst), Instant::now());
             text(code, body)
         }
         "/healthz" => text(200, "ok"),
-        "/readyz" if status.is_ready() => text(200, "ready"),
+        "/readyz" if status.ready.load(SeqCst) => text(200, "ready"),
         "/readyz" => text(503, "not ready"),
         // Only GET drains: a HEAD probe or `curl -I` must not.
         "/drain" if req.method != "GET" => Some(Response::not_allowed("use GET to drain", "GET")),
@@ -225,11 +215,7 @@ fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status
 fn handle(mut stream: TcpStream, status: &Status, drains: Option<&(Sender<Event>, Duration)>) {
     let (resp, head_only) = match read_head(&mut stream, REQUEST_TIMEOUT) {
         Ok(None) => return,
-        Err(ParseError::TooLarge) => (Response::text(431, "request head too large"), false),
-        Err(ParseError::Malformed(why)) => {
-            debug!("status listener: bad request: {why}");
-            (Response::text(400, "bad request"), false)
-        }
+        Err(refusal) => (refusal, false),
         Ok(Some(req)) => {
             debug!("status request {} {}", req.method, req.path);
             // Only the status listener's route leaves a request (`/drain`) unanswered.

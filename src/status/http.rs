@@ -20,25 +20,17 @@ pub struct Request {
     pub path: String,
 }
 
-/// Why a request head cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
-    /// Longer than [`MAX_HEAD`] without its end.
-    TooLarge,
-    /// Not an HTTP/1.x request head; the reason.
-    Malformed(&'static str),
-}
-
 /// Reads one request head, which must arrive whole within `timeout`;
 /// `Ok(None)` when it does not, or when the client closes first.
 pub(super) fn read_head(
     stream: &mut TcpStream,
     timeout: Duration,
-) -> Result<Option<Request>, ParseError> {
+) -> Result<Option<Request>, Response> {
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; MAX_HEAD + 1];
     let mut len = 0;
-    while len < buf.len() {
+    // parse_head decides before the buffer is full: it holds one byte too many.
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return Ok(None);
@@ -52,29 +44,28 @@ pub(super) fn read_head(
             return Ok(Some(req));
         }
     }
-    Err(ParseError::TooLarge)
 }
 
 /// Parses a request head from the bytes read so far: `Ok(None)` while it
 /// is incomplete. Leading empty lines are ignored (RFC 9112).
 ///
 /// # Errors
-/// [`ParseError`] for a head that is too large or malformed.
-pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
+/// The refusal of a head that is too large (431) or malformed (400).
+pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, Response> {
     let head = &buf[..buf.len().min(MAX_HEAD)];
     let start = head.iter().position(|&b| b != b'\r' && b != b'\n');
     let head = &head[start.unwrap_or(head.len())..];
     // The request line is judged as soon as it ends; the head at an empty line.
     if let Some(eol) = head.iter().position(|&b| b == b'\n') {
-        let bad = ParseError::Malformed("not METHOD /PATH HTTP/1.x");
-        let req = request_line(&head[..eol]).ok_or(bad)?;
+        let bad = || Response::text(400, "bad request");
+        let req = request_line(&head[..eol]).ok_or_else(bad)?;
         let rest = &head[eol..];
         if rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n") {
             return Ok(Some(req));
         }
     }
     if buf.len() > MAX_HEAD {
-        return Err(ParseError::TooLarge);
+        return Err(Response::text(431, "request head too large"));
     }
     Ok(None)
 }
@@ -100,7 +91,8 @@ fn request_line(line: &[u8]) -> Option<Request> {
 /// the `Allow` of a 405.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    pub(crate) code: u16,
+    /// The status code.
+    pub code: u16,
     pub(crate) body: String,
     pub(crate) content_type: &'static str,
     pub(crate) allow: Option<&'static str>,
