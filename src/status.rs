@@ -1,16 +1,14 @@
 //! The status listener (`-status-addr`: `/healthz`, `/readyz`, `/drain`,
 //! `/lb-health`, `/metrics`) and the `-lb-health-addr` listener (`/lb-health`
 //! alone, so the VPC can reach it without reaching `/drain`). Fixed threads
-//! and a bounded queue: constant memory whatever clients do.
-
-pub mod http;
+//! and a bounded queue: constant memory whatever clients do. HTTP/1.x: one
+//! request head (headers skipped), one answer, `Connection: close`.
 
 use crate::lb_health::{AppCheck, LbHealth};
 use crate::signals::{DrainResult, Event};
-use http::{read_head, write_and_close, Request, Response};
 use log::{debug, info, warn};
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,6 +22,11 @@ const QUEUE: usize = 8;
 const MAX_DRAIN_WAITERS: usize = 4;
 /// Time for a whole request head to arrive, however slowly it trickles in.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest request head (request line and headers); larger gets 431.
+pub const MAX_HEAD: usize = 8 * 1024;
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait, after an answer, for the client to close its side.
+const LINGER: Duration = Duration::from_millis(200);
 
 /// Shared state the lifecycle updates and the listeners report.
 #[derive(Default)]
@@ -120,9 +123,9 @@ pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Response> 
         "/drain" if req.method != "GET" => Some(Response::not_allowed("use GET to drain", "GET")),
         "/drain" => status.outcome().map(|result| drain_response(&result)),
         "/metrics" => Some(Response {
+            code: 200,
             body: crate::metrics::global().render(),
-            content_type: crate::metrics::CONTENT_TYPE,
-            ..Response::text(200, "")
+            headers: format!("Content-Type: {}\r\n", crate::metrics::CONTENT_TYPE),
         }),
         _ => text(404, "not found"),
     }
@@ -197,7 +200,7 @@ fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status
                 {
                     status.answering.fetch_sub(1, SeqCst);
                     let _ = s.set_nonblocking(true);
-                    let _ = (&s).write_all(&http::render(&Response::text(503, "busy"), false));
+                    let _ = (&s).write_all(&render(&Response::text(503, "busy"), false));
                 }
             }
             Err(e) => {
@@ -251,6 +254,144 @@ fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Response
     };
     status.drain_waiters.fetch_sub(1, SeqCst);
     drain_response(&result)
+}
+
+/// A request's method and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// As sent, e.g. `GET`.
+    pub method: String,
+    /// Without query or fragment, e.g. `/healthz`.
+    pub path: String,
+}
+
+/// Reads one request head, which must arrive whole within `timeout`;
+/// `Ok(None)` when it does not, or when the client closes first.
+fn read_head(stream: &mut TcpStream, timeout: Duration) -> Result<Option<Request>, Response> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; MAX_HEAD + 1];
+    let mut len = 0;
+    // parse_head decides before the buffer is full: it holds one byte too many.
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Ok(None);
+        }
+        match stream.read(&mut buf[len..]) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => len += n,
+        }
+        if let Some(req) = parse_head(&buf[..len])? {
+            return Ok(Some(req));
+        }
+    }
+}
+
+/// Parses a request head from the bytes read so far: `Ok(None)` while it
+/// is incomplete. Leading empty lines are ignored (RFC 9112).
+///
+/// # Errors
+/// The refusal of a head that is too large (431) or malformed (400).
+pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, Response> {
+    let head = &buf[..buf.len().min(MAX_HEAD)];
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n');
+    let head = &head[start.unwrap_or(head.len())..];
+    // The request line is judged as soon as it ends; the head at an empty line.
+    if let Some(eol) = head.iter().position(|&b| b == b'\n') {
+        let bad = || Response::text(400, "bad request");
+        let req = request_line(&head[..eol]).ok_or_else(bad)?;
+        let rest = &head[eol..];
+        if rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n") {
+            return Ok(Some(req));
+        }
+    }
+    if buf.len() > MAX_HEAD {
+        return Err(Response::text(431, "request head too large"));
+    }
+    Ok(None)
+}
+
+fn request_line(line: &[u8]) -> Option<Request> {
+    let line = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)).ok()?;
+    let [method, target, version] = line.split(' ').collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let ok = !method.is_empty()
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && target.starts_with('/')
+        && target.bytes().all(|b| b.is_ascii_graphic())
+        && (version == "HTTP/1.1" || version == "HTTP/1.0");
+    let path = target.split(['?', '#']).next()?;
+    ok.then(|| Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+    })
+}
+
+/// An answer: status code, header lines, body (sent ending with a newline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub code: u16,
+    headers: String,
+    body: String,
+}
+
+impl Response {
+    /// A plain-text answer.
+    pub fn text(code: u16, body: &str) -> Self {
+        let headers = "Content-Type: text/plain; charset=utf-8\r\n".into();
+        Response {
+            code,
+            headers,
+            body: body.into(),
+        }
+    }
+
+    /// 405, with the methods allowed.
+    fn not_allowed(body: &str, allow: &str) -> Self {
+        let mut resp = Response::text(405, body);
+        resp.headers += &format!("Allow: {allow}\r\n");
+        resp
+    }
+}
+
+/// The bytes of an answer (headers only for HEAD).
+pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
+    let reason = match resp.code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    let body = format!("{}\n", resp.body.strip_suffix('\n').unwrap_or(&resp.body));
+    let (code, headers, len) = (resp.code, &resp.headers, body.len());
+    let body = if head_only { "" } else { &body };
+    let head = format!("HTTP/1.1 {code} {reason}\r\n{headers}Content-Length: {len}\r\n");
+    format!("{head}Connection: close\r\n\r\n{body}").into_bytes()
+}
+
+/// Writes `resp` and closes gracefully: what the client still sends is read
+/// and dropped for a moment, so no reset destroys the answer in flight.
+fn write_and_close(s: &mut TcpStream, resp: &Response, head_only: bool) {
+    let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
+    if s.write_all(&render(resp, head_only)).is_err() || s.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let end = Instant::now() + LINGER;
+    let mut sink = [0u8; 1024];
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        // A zero timeout is an error: the loop ends at the deadline.
+        let timeout = s.set_read_timeout(Some(left));
+        if timeout.is_err() || matches!(s.read(&mut sink), Ok(0) | Err(_)) {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]

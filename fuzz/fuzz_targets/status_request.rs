@@ -1,5 +1,5 @@
 //! The status listener's request parser and router, on any bytes a client
-//! may send: `status::http::parse_head`, then `status::route` and `render`.
+//! may send: `status::parse_head`, then `status::route` and `render`.
 //!
 //! Invariants: no panic; a head that parses has an upper-case method and a
 //! path that starts with `/` and holds no query; more than `MAX_HEAD` bytes
@@ -8,8 +8,7 @@
 //! request never changes it).
 #![no_main]
 
-use k8s_nlb_registrator_sidecar::status::http::{parse_head, render, MAX_HEAD};
-use k8s_nlb_registrator_sidecar::status::{route, Status};
+use k8s_nlb_registrator_sidecar::status::{parse_head, render, route, Status, MAX_HEAD};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

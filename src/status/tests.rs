@@ -1,4 +1,3 @@
-use super::http::*;
 use super::*;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -179,15 +178,15 @@ fn routes() {
     assert_eq!(get("GET", "/healthz/").0, 404);
     for method in ["GET", "HEAD"] {
         let metrics = route(&req(method, "/metrics"), &status, false).unwrap();
-        assert_eq!(metrics.content_type, crate::metrics::CONTENT_TYPE);
+        assert!(metrics.headers.contains(crate::metrics::CONTENT_TYPE));
         assert!(metrics
             .body
             .contains("# TYPE nlb_registrator_target_state gauge\n"));
     }
     assert_eq!(get("POST", "/metrics").0, 405);
-    let allow = |method, path| route(&req(method, path), &status, false).unwrap().allow;
-    assert_eq!(allow("PUT", "/drain"), Some("GET, HEAD"));
-    assert_eq!(allow("HEAD", "/drain"), Some("GET"));
+    let headers = |method, path| route(&req(method, path), &status, false).unwrap().headers;
+    assert!(headers("PUT", "/drain").ends_with("\r\nAllow: GET, HEAD\r\n"));
+    assert!(headers("HEAD", "/drain").ends_with("\r\nAllow: GET\r\n"));
     // Once the lifecycle has finished, /drain gets its outcome at once.
     status.set_outcome(Ok("deregistered".into()));
     assert_eq!(get("GET", "/drain"), (200, "deregistered".into()));
@@ -207,17 +206,22 @@ fn routes() {
 
 #[test]
 fn renders_the_metrics_in_the_text_format() {
-    let metrics = Response {
-        body: "# TYPE x gauge\nx 1\n".into(),
-        content_type: crate::metrics::CONTENT_TYPE,
-        ..Response::text(200, "")
-    };
+    let metrics = route(&req("GET", "/metrics"), &Status::new(), false).unwrap();
     let text = String::from_utf8(render(&metrics, false)).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert_eq!(
-        text,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: 19\r\nConnection: close\r\n\r\n# TYPE x gauge\nx 1\n"
+        head,
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close",
+            body.len()
+        )
     );
+    assert!(
+        body.starts_with("# HELP ") && body.ends_with("\n"),
+        "{body}"
+    );
+    assert!(!body.ends_with("\n\n"), "{body}");
 }
 
 #[test]
