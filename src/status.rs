@@ -27,6 +27,7 @@ pub const MAX_HEAD: usize = 8 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait, after an answer, for the client to close its side.
 const LINGER: Duration = Duration::from_millis(200);
+const TEXT: &str = "Content-Type: text/plain; charset=utf-8\r\n";
 
 /// Shared state the lifecycle updates and the listeners report.
 #[derive(Default)]
@@ -102,12 +103,15 @@ impl Status {
     }
 }
 
-/// A request's answer, or `None` to drain and answer with the result.
-/// `lb_only`: the `-lb-health-addr` listener, where other paths are 404.
-pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Response> {
-    let text = |code, body: &str| Some(Response::text(code, body));
-    if req.method != "GET" && req.method != "HEAD" {
-        return Some(Response::not_allowed("method not allowed", "GET, HEAD"));
+/// A request's answer (its bytes), or `None` to drain and answer with the
+/// result. `lb_only`: the `-lb-health-addr` listener, where other paths are 404.
+pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Vec<u8>> {
+    let head_only = req.method == "HEAD";
+    let answer = |code, headers: &str, body: &str| Some(render(code, headers, body, head_only));
+    let text = |code, body| answer(code, TEXT, body);
+    let not_allowed = |allow, body| answer(405, &format!("{TEXT}Allow: {allow}\r\n"), body);
+    if req.method != "GET" && !head_only {
+        return not_allowed("GET, HEAD", "method not allowed");
     }
     match req.path.as_str() {
         path if lb_only && path != "/lb-health" => text(404, "not found"),
@@ -120,20 +124,19 @@ pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Response> 
         "/readyz" if status.ready.load(SeqCst) => text(200, "ready"),
         "/readyz" => text(503, "not ready"),
         // Only GET drains: a HEAD probe or `curl -I` must not.
-        "/drain" if req.method != "GET" => Some(Response::not_allowed("use GET to drain", "GET")),
-        "/drain" => status.outcome().map(|result| drain_response(&result)),
-        "/metrics" => Some(Response {
-            code: 200,
-            body: crate::metrics::global().render(),
-            headers: format!("Content-Type: {}\r\n", crate::metrics::CONTENT_TYPE),
-        }),
+        "/drain" if head_only => not_allowed("GET", "use GET to drain"),
+        "/drain" => status.outcome().map(|result| drain_answer(&result)),
+        "/metrics" => {
+            let headers = format!("Content-Type: {}\r\n", crate::metrics::CONTENT_TYPE);
+            answer(200, &headers, &crate::metrics::global().render())
+        }
         _ => text(404, "not found"),
     }
 }
 
-fn drain_response(result: &DrainResult) -> Response {
+fn drain_answer(result: &DrainResult) -> Vec<u8> {
     let (Ok(text) | Err(text)) = result;
-    Response::text(if result.is_ok() { 200 } else { 503 }, text)
+    render(if result.is_ok() { 200 } else { 503 }, TEXT, text, false)
 }
 
 /// Serves `listener` from fixed threads: one accepts, the workers answer.
@@ -200,7 +203,7 @@ fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status
                 {
                     status.answering.fetch_sub(1, SeqCst);
                     let _ = s.set_nonblocking(true);
-                    let _ = (&s).write_all(&render(&Response::text(503, "busy"), false));
+                    let _ = (&s).write_all(&render(503, TEXT, "busy", false));
                 }
             }
             Err(e) => {
@@ -216,30 +219,30 @@ fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status
 }
 
 fn handle(mut stream: TcpStream, status: &Status, drains: Option<&(Sender<Event>, Duration)>) {
-    let (resp, head_only) = match read_head(&mut stream, REQUEST_TIMEOUT) {
+    let answer = match read_head(&mut stream, REQUEST_TIMEOUT) {
         Ok(None) => return,
-        Err(refusal) => (refusal, false),
+        Err(refusal) => refusal,
         Ok(Some(req)) => {
             debug!("status request {} {}", req.method, req.path);
             // Only the status listener's route leaves a request (`/drain`) unanswered.
-            let resp = route(&req, status, drains.is_none());
+            let answer = route(&req, status, drains.is_none());
             let drained = || drains.map(|(events, timeout)| drain(status, events, *timeout));
-            let Some(resp) = resp.or_else(drained) else {
+            let Some(answer) = answer.or_else(drained) else {
                 return;
             };
-            (resp, req.method == "HEAD")
+            answer
         }
     };
-    write_and_close(&mut stream, &resp, head_only);
+    write_and_close(&mut stream, &answer);
 }
 
 /// Passes a `/drain` to the lifecycle; its result is the answer.
-fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Response {
+fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Vec<u8> {
     info!("received a drain request");
     status.begin_drain();
     if status.drain_waiters.fetch_add(1, SeqCst) >= MAX_DRAIN_WAITERS {
         status.drain_waiters.fetch_sub(1, SeqCst);
-        return Response::text(429, "too many drain requests waiting");
+        return render(429, TEXT, "too many drain requests waiting", false);
     }
     let (tx, answer) = channel();
     let _ = events.send(Event::Drain(tx));
@@ -253,7 +256,7 @@ fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Response
             .unwrap_or_else(|| Err("shutting down before the drain finished".into())),
     };
     status.drain_waiters.fetch_sub(1, SeqCst);
-    drain_response(&result)
+    drain_answer(&result)
 }
 
 /// A request's method and path.
@@ -267,7 +270,7 @@ pub struct Request {
 
 /// Reads one request head, which must arrive whole within `timeout`;
 /// `Ok(None)` when it does not, or when the client closes first.
-fn read_head(stream: &mut TcpStream, timeout: Duration) -> Result<Option<Request>, Response> {
+fn read_head(stream: &mut TcpStream, timeout: Duration) -> Result<Option<Request>, Vec<u8>> {
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; MAX_HEAD + 1];
     let mut len = 0;
@@ -292,14 +295,14 @@ fn read_head(stream: &mut TcpStream, timeout: Duration) -> Result<Option<Request
 /// is incomplete. Leading empty lines are ignored (RFC 9112).
 ///
 /// # Errors
-/// The refusal of a head that is too large (431) or malformed (400).
-pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, Response> {
+/// The answer that refuses a head too large (431) or malformed (400).
+pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, Vec<u8>> {
     let head = &buf[..buf.len().min(MAX_HEAD)];
     let start = head.iter().position(|&b| b != b'\r' && b != b'\n');
     let head = &head[start.unwrap_or(head.len())..];
     // The request line is judged as soon as it ends; the head at an empty line.
     if let Some(eol) = head.iter().position(|&b| b == b'\n') {
-        let bad = || Response::text(400, "bad request");
+        let bad = || render(400, TEXT, "bad request", false);
         let req = request_line(&head[..eol]).ok_or_else(bad)?;
         let rest = &head[eol..];
         if rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n") {
@@ -307,7 +310,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, Response> {
         }
     }
     if buf.len() > MAX_HEAD {
-        return Err(Response::text(431, "request head too large"));
+        return Err(render(431, TEXT, "request head too large", false));
     }
     Ok(None)
 }
@@ -329,37 +332,10 @@ fn request_line(line: &[u8]) -> Option<Request> {
     })
 }
 
-/// An answer: status code, header lines, body (sent ending with a newline).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// The status code.
-    pub code: u16,
-    headers: String,
-    body: String,
-}
-
-impl Response {
-    /// A plain-text answer.
-    pub fn text(code: u16, body: &str) -> Self {
-        let headers = "Content-Type: text/plain; charset=utf-8\r\n".into();
-        Response {
-            code,
-            headers,
-            body: body.into(),
-        }
-    }
-
-    /// 405, with the methods allowed.
-    fn not_allowed(body: &str, allow: &str) -> Self {
-        let mut resp = Response::text(405, body);
-        resp.headers += &format!("Allow: {allow}\r\n");
-        resp
-    }
-}
-
-/// The bytes of an answer (headers only for HEAD).
-pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
-    let reason = match resp.code {
+/// The bytes of an answer: `headers` are whole lines; the body is sent
+/// ending with a newline, and not at all for HEAD.
+pub fn render(code: u16, headers: &str, body: &str, head_only: bool) -> Vec<u8> {
+    let reason = match code {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
@@ -369,8 +345,8 @@ pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
         503 => "Service Unavailable",
         _ => "",
     };
-    let body = format!("{}\n", resp.body.strip_suffix('\n').unwrap_or(&resp.body));
-    let (code, headers, len) = (resp.code, &resp.headers, body.len());
+    let body = format!("{}\n", body.strip_suffix('\n').unwrap_or(body));
+    let len = body.len();
     let body = if head_only { "" } else { &body };
     let head = format!("HTTP/1.1 {code} {reason}\r\n{headers}Content-Length: {len}\r\n");
     format!("{head}Connection: close\r\n\r\n{body}").into_bytes()
@@ -378,9 +354,9 @@ pub fn render(resp: &Response, head_only: bool) -> Vec<u8> {
 
 /// Writes `resp` and closes gracefully: what the client still sends is read
 /// and dropped for a moment, so no reset destroys the answer in flight.
-fn write_and_close(s: &mut TcpStream, resp: &Response, head_only: bool) {
+fn write_and_close(s: &mut TcpStream, answer: &[u8]) {
     let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
-    if s.write_all(&render(resp, head_only)).is_err() || s.shutdown(Shutdown::Write).is_err() {
+    if s.write_all(answer).is_err() || s.shutdown(Shutdown::Write).is_err() {
         return;
     }
     let end = Instant::now() + LINGER;
