@@ -20,11 +20,11 @@ const WORKERS: usize = 4;
 const QUEUE: usize = 8;
 /// `/drain` requests waiting at once, each on a worker of its own; more get 429.
 const MAX_DRAIN_WAITERS: usize = 4;
-/// Time for a whole request head to arrive, however slowly it trickles in.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time for a whole request head to arrive (however slowly it trickles in),
+/// and for an answer to be written.
+const TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head (request line and headers); larger gets 431.
 pub const MAX_HEAD: usize = 8 * 1024;
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait, after an answer, for the client to close its side.
 const LINGER: Duration = Duration::from_millis(200);
 const TEXT: &str = "Content-Type: text/plain; charset=utf-8\r\n";
@@ -192,56 +192,52 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> 
 /// blocking) when the queue is full. A connection counts in
 /// `Status::answering` from here until answered, so the exit waits for it.
 fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status) {
-    let mut warned: Option<Instant> = None;
     for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                status.accepted.fetch_add(1, SeqCst);
-                status.answering.fetch_add(1, SeqCst);
-                if let Err(TrySendError::Full(s) | TrySendError::Disconnected(s)) =
-                    queue.try_send(stream)
-                {
-                    status.answering.fetch_sub(1, SeqCst);
-                    let _ = s.set_nonblocking(true);
-                    let _ = (&s).write_all(&render(503, TEXT, "busy", false));
-                }
-            }
+        let stream = match stream {
+            Ok(stream) => stream,
+            // Out of descriptors or memory: wait rather than spin.
             Err(e) => {
-                // Out of descriptors or memory: wait rather than spin.
-                if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                    warn!("status listener: cannot accept a connection: {e}");
-                    warned = Some(Instant::now());
-                }
-                std::thread::sleep(Duration::from_millis(100));
+                warn!("status listener: cannot accept a connection: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
             }
+        };
+        status.accepted.fetch_add(1, SeqCst);
+        status.answering.fetch_add(1, SeqCst);
+        if let Err(TrySendError::Full(s) | TrySendError::Disconnected(s)) = queue.try_send(stream) {
+            status.answering.fetch_sub(1, SeqCst);
+            let _ = s.set_nonblocking(true);
+            let _ = (&s).write_all(&render(503, TEXT, "busy", false));
         }
     }
 }
 
 fn handle(mut stream: TcpStream, status: &Status, drains: Option<&(Sender<Event>, Duration)>) {
-    let answer = match read_head(&mut stream, REQUEST_TIMEOUT) {
-        Ok(None) => return,
-        Err(refusal) => refusal,
+    let answer = match read_head(&mut stream, TIMEOUT) {
+        Ok(None) => None,
+        Err(refusal) => Some(refusal),
         Ok(Some(req)) => {
             debug!("status request {} {}", req.method, req.path);
             // Only the status listener's route leaves a request (`/drain`) unanswered.
-            let answer = route(&req, status, drains.is_none());
             let drained = || drains.map(|(events, timeout)| drain(status, events, *timeout));
-            let Some(answer) = answer.or_else(drained) else {
-                return;
-            };
-            answer
+            route(&req, status, drains.is_none()).or_else(drained)
         }
     };
-    write_and_close(&mut stream, &answer);
+    if let Some(answer) = answer {
+        write_and_close(&mut stream, &answer);
+    }
 }
 
 /// Passes a `/drain` to the lifecycle; its result is the answer.
 fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Vec<u8> {
     info!("received a drain request");
     status.begin_drain();
-    if status.drain_waiters.fetch_add(1, SeqCst) >= MAX_DRAIN_WAITERS {
-        status.drain_waiters.fetch_sub(1, SeqCst);
+    let wait = |n| (n < MAX_DRAIN_WAITERS).then_some(n + 1);
+    if status
+        .drain_waiters
+        .fetch_update(SeqCst, SeqCst, wait)
+        .is_err()
+    {
         return render(429, TEXT, "too many drain requests waiting", false);
     }
     let (tx, answer) = channel();
@@ -355,7 +351,7 @@ pub fn render(code: u16, headers: &str, body: &str, head_only: bool) -> Vec<u8> 
 /// Writes `resp` and closes gracefully: what the client still sends is read
 /// and dropped for a moment, so no reset destroys the answer in flight.
 fn write_and_close(s: &mut TcpStream, answer: &[u8]) {
-    let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
+    let _ = s.set_write_timeout(Some(TIMEOUT));
     if s.write_all(answer).is_err() || s.shutdown(Shutdown::Write).is_err() {
         return;
     }

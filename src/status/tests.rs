@@ -466,7 +466,7 @@ fn drain_that_does_not_finish_in_time_is_503() {
 }
 
 /// Connections beyond the workers and the queue are refused at once; the
-/// ones held idle are closed after [`REQUEST_TIMEOUT`], and the listener
+/// ones held idle are closed after [`TIMEOUT`], and the listener
 /// answers again.
 #[test]
 fn excess_connections_are_refused_and_idle_ones_time_out() {
@@ -488,7 +488,7 @@ fn excess_connections_are_refused_and_idle_ones_time_out() {
     assert_eq!(read_answer(&mut c), (503, "busy\n".into()));
     assert!(start.elapsed() < Duration::from_secs(1));
     // Within two rounds of the request timeout every idle one is closed.
-    let end = Instant::now() + REQUEST_TIMEOUT * 3;
+    let end = Instant::now() + TIMEOUT * 3;
     while get(addr, "/healthz").0 != 200 {
         assert!(Instant::now() < end, "never answered again");
         std::thread::sleep(Duration::from_millis(100));
