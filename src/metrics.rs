@@ -216,27 +216,26 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for s in all.iter().filter(|s| s.family == family) {
                 let labels = label_names.iter().zip(&s.labels);
-                let labels: Vec<_> = labels.map(|(k, v)| label(k, v)).collect();
-                let mut sample = |suffix: &str, extra: Option<String>, value: f64| {
-                    let all = labels.iter().cloned().chain(extra).collect::<Vec<_>>();
-                    let all = Some(all.join(",")).filter(|l| !l.is_empty());
-                    let all = all.map(|l| format!("{{{l}}}")).unwrap_or_default();
-                    let _ = writeln!(out, "{name}{suffix}{all} {value}");
+                let labels: String = labels.map(|(k, v)| label(k, v)).collect();
+                let mut sample = |suffix: &str, extra: &str, value: f64| {
+                    let set = format!("{labels}{extra}");
+                    let set = set.strip_prefix(',').map(|l| format!("{{{l}}}"));
+                    let _ = writeln!(out, "{name}{suffix}{} {value}", set.unwrap_or_default());
                 };
                 if kind == "histogram" {
                     for (bound, n) in BUCKETS.iter().zip(s.buckets) {
-                        sample("_bucket", Some(label("le", &bound.to_string())), n as f64);
+                        sample("_bucket", &label("le", &bound.to_string()), n as f64);
                     }
-                    sample("_bucket", Some(label("le", "+Inf")), s.value);
-                    sample("_sum", None, s.sum);
-                    sample("_count", None, s.value);
+                    sample("_bucket", &label("le", "+Inf"), s.value);
+                    sample("_sum", "", s.sum);
+                    sample("_count", "", s.value);
                 } else if family == "target_state" {
                     for (i, state) in STATES.iter().enumerate() {
                         let seen = f64::from(u8::from(i as f64 == s.value));
-                        sample("", Some(label("state", state)), seen);
+                        sample("", &label("state", state), seen);
                     }
                 } else {
-                    sample("", None, s.value);
+                    sample("", "", s.value);
                 }
             }
         }
@@ -244,10 +243,10 @@ impl Metrics {
     }
 }
 
-/// `name="value"`, the value escaped.
+/// `,name="value"`, the value escaped (the first comma goes in [`Metrics::render`]).
 fn label(name: &str, value: &str) -> String {
     let value = value.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("{name}=\"{}\"", value.replace('\n', "\\n"))
+    format!(",{name}=\"{}\"", value.replace('\n', "\\n"))
 }
 
 #[cfg(test)]
@@ -376,7 +375,7 @@ mod tests {
 
     #[test]
     fn label_values_and_help_are_escaped() {
-        assert_eq!(label("l", "a\\b\"c\nd"), "l=\"a\\\\b\\\"c\\nd\"");
+        assert_eq!(label("l", "a\\b\"c\nd"), ",l=\"a\\\\b\\\"c\\nd\"");
         let m = Metrics::new();
         m.target_state("we\"ird\\group\nname", "[::1]:80", TargetState::Out);
         let text = m.render();

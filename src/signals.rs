@@ -109,15 +109,13 @@ impl Clock for SignalClock {
 
     fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
         let end = Instant::now() + d;
-        loop {
-            if !self.shielded && !self.pending.is_empty() {
-                return Err(Interrupted);
-            }
-            match self.recv(Some(end.saturating_duration_since(Instant::now()))) {
-                Some(ev) => self.pending.push_back(ev),
-                None => return Ok(()),
-            }
+        while self.shielded || self.pending.is_empty() {
+            let Some(ev) = self.recv(Some(end.saturating_duration_since(Instant::now()))) else {
+                return Ok(());
+            };
+            self.pending.push_back(ev);
         }
+        Err(Interrupted)
     }
 }
 
