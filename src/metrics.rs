@@ -82,9 +82,7 @@ struct Series {
 }
 
 /// The registry: every series, in the order first seen.
-pub struct Metrics {
-    series: Mutex<Vec<Series>>,
-}
+pub struct Metrics(Mutex<Vec<Series>>);
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
@@ -106,16 +104,14 @@ impl Metrics {
     /// `increase()` sees the first timeout.
     #[allow(clippy::new_without_default)] // one registry: global()
     pub fn new() -> Self {
-        let m = Metrics {
-            series: Mutex::default(),
-        };
+        let m = Metrics(Mutex::default());
         m.set("health_wait_timeouts_total", &[], 0.0);
         m.set("ready", &[], 0.0);
         m
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Series>> {
-        self.series.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn with(&self, family: &'static str, labels: &[&str], f: impl FnOnce(&mut Series)) {

@@ -182,25 +182,20 @@ pub fn start(
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
     // They parse a few KiB and log a line.
     let thread = std::thread::Builder::new().name(name.clone());
-    let spawned = thread.stack_size(256 * 1024).spawn(f);
-    spawned
-        .map(drop)
-        .map_err(|e| format!("cannot start thread {name}: {e}"))
+    let spawned = thread.stack_size(256 * 1024).spawn(f).map(drop);
+    spawned.map_err(|e| format!("cannot start thread {name}: {e}"))
 }
 
 /// Takes connections in; answers `503 busy` at once (unread, without
 /// blocking) when the queue is full. A connection counts in
 /// `Status::answering` from here until answered, so the exit waits for it.
 fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status) {
+    let failed = |e: &std::io::Error| warn!("status listener: cannot accept a connection: {e}");
     for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            // Out of descriptors or memory: wait rather than spin.
-            Err(e) => {
-                warn!("status listener: cannot accept a connection: {e}");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
+        // Out of descriptors or memory: wait rather than spin.
+        let Ok(stream) = stream.inspect_err(failed) else {
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
         };
         status.accepted.fetch_add(1, SeqCst);
         status.answering.fetch_add(1, SeqCst);
