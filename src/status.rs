@@ -103,17 +103,17 @@ impl Status {
     }
 }
 
-/// A request's answer (its bytes), or `None` to drain and answer with the
-/// result. `lb_only`: the `-lb-health-addr` listener, where other paths are 404.
-pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Vec<u8>> {
-    let head_only = req.method == "HEAD";
+/// The answer (its bytes) to `method` on `path`, or `None` to drain and answer with
+/// the result. `lb_only`: the `-lb-health-addr` listener, where other paths are 404.
+pub fn route(method: &str, path: &str, status: &Status, lb_only: bool) -> Option<Vec<u8>> {
+    let head_only = method == "HEAD";
     let answer = |code, headers: &str, body: &str| Some(render(code, headers, body, head_only));
     let text = |code, body| answer(code, TEXT, body);
     let not_allowed = |allow, body| answer(405, &format!("{TEXT}Allow: {allow}\r\n"), body);
-    if req.method != "GET" && !head_only {
+    if method != "GET" && !head_only {
         return not_allowed("GET, HEAD", "method not allowed");
     }
-    match req.path.as_str() {
+    match path {
         path if lb_only && path != "/lb-health" => text(404, "not found"),
         "/lb-health" => {
             let h = status.lb_health.get_or_init(|| LbHealth::new(None));
@@ -211,11 +211,11 @@ fn handle(mut stream: TcpStream, status: &Status, drains: Option<&(Sender<Event>
     let answer = match read_head(&mut stream, TIMEOUT) {
         Ok(None) => None,
         Err(refusal) => Some(refusal),
-        Ok(Some(req)) => {
-            debug!("status request {} {}", req.method, req.path);
+        Ok(Some((method, path))) => {
+            debug!("status request {method} {path}");
             // Only the status listener's route leaves a request (`/drain`) unanswered.
             let drained = || drains.map(|(events, timeout)| drain(status, events, *timeout));
-            route(&req, status, drains.is_none()).or_else(drained)
+            route(&method, &path, status, drains.is_none()).or_else(drained)
         }
     };
     if let Some(answer) = answer {
@@ -250,18 +250,12 @@ fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Vec<u8> 
     drain_answer(&result)
 }
 
-/// A request's method and path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// As sent, e.g. `GET`.
-    pub method: String,
-    /// Without query or fragment, e.g. `/healthz`.
-    pub path: String,
-}
-
 /// Reads one request head, which must arrive whole within `timeout`;
 /// `Ok(None)` when it does not, or when the client closes first.
-fn read_head(stream: &mut TcpStream, timeout: Duration) -> Result<Option<Request>, Vec<u8>> {
+fn read_head(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> Result<Option<(String, String)>, Vec<u8>> {
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; MAX_HEAD + 1];
     let mut len = 0;
@@ -282,12 +276,13 @@ fn read_head(stream: &mut TcpStream, timeout: Duration) -> Result<Option<Request
     }
 }
 
-/// Parses a request head from the bytes read so far: `Ok(None)` while it
-/// is incomplete. Leading empty lines are ignored (RFC 9112).
+/// Parses a request head from the bytes read so far into its method and path
+/// (without query or fragment): `Ok(None)` while it is incomplete. Leading
+/// empty lines are ignored (RFC 9112).
 ///
 /// # Errors
 /// The answer that refuses a head too large (431) or malformed (400).
-pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, Vec<u8>> {
+pub fn parse_head(buf: &[u8]) -> Result<Option<(String, String)>, Vec<u8>> {
     let head = &buf[..buf.len().min(MAX_HEAD)];
     let start = head.iter().position(|&b| b != b'\r' && b != b'\n');
     let head = &head[start.unwrap_or(head.len())..];
@@ -306,7 +301,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, Vec<u8>> {
     Ok(None)
 }
 
-fn request_line(line: &[u8]) -> Option<Request> {
+fn request_line(line: &[u8]) -> Option<(String, String)> {
     let line = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)).ok()?;
     let [method, target, version] = line.split(' ').collect::<Vec<_>>()[..] else {
         return None;
@@ -317,10 +312,7 @@ fn request_line(line: &[u8]) -> Option<Request> {
         && target.bytes().all(|b| b.is_ascii_graphic())
         && (version == "HTTP/1.1" || version == "HTTP/1.0");
     let path = target.split(['?', '#']).next()?;
-    ok.then(|| Request {
-        method: method.to_owned(),
-        path: path.to_owned(),
-    })
+    ok.then(|| (method.to_owned(), path.to_owned()))
 }
 
 /// The bytes of an answer: `headers` are whole lines; the body is sent
