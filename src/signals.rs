@@ -56,7 +56,9 @@ pub fn forward_signals(
 /// A [`Clock`] that also delivers the events that cut its sleeps short.
 pub trait EventClock: Clock {
     /// Takes the oldest event that has arrived, without waiting.
-    fn take_event(&mut self) -> Option<Event>;
+    fn take_event(&mut self) -> Option<Event> {
+        self.wait_event(Some(Duration::ZERO))
+    }
     /// Waits for the next event, up to `timeout` (forever when `None`).
     fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event>;
     /// While shielded, events are queued but do not interrupt sleeps.
@@ -120,10 +122,6 @@ impl Clock for SignalClock {
 }
 
 impl EventClock for SignalClock {
-    fn take_event(&mut self) -> Option<Event> {
-        self.pending.pop_front().or_else(|| self.rx.try_recv().ok())
-    }
-
     fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event> {
         self.pending.pop_front().or_else(|| self.recv(timeout))
     }

@@ -172,9 +172,8 @@ pub fn start(
             }
         })?;
     }
-    spawn(format!("{name}-accept"), move || {
-        accept(&listener, &queue, &status)
-    })?;
+    let run = move || accept(&listener, &queue, &status);
+    spawn(format!("{name}-accept"), run)?;
     info!("{name} listener on http://{addr}");
     Ok(())
 }
@@ -227,26 +226,22 @@ fn handle(mut stream: TcpStream, status: &Status, drains: Option<&(Sender<Event>
 fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Vec<u8> {
     info!("received a drain request");
     status.begin_drain();
+    let waiters = &status.drain_waiters;
     let wait = |n| (n < MAX_DRAIN_WAITERS).then_some(n + 1);
-    if status
-        .drain_waiters
-        .fetch_update(SeqCst, SeqCst, wait)
-        .is_err()
-    {
+    if waiters.fetch_update(SeqCst, SeqCst, wait).is_err() {
         return render(429, TEXT, "too many drain requests waiting", false);
     }
     let (tx, answer) = channel();
     let _ = events.send(Event::Drain(tx));
+    let exiting = || Err("shutting down before the drain finished".into());
     let result = match answer.recv_timeout(timeout) {
         Ok(r) => r,
         Err(RecvTimeoutError::Timeout) => Err("drain did not finish in time".into()),
         // Dropped unanswered (or never taken): the lifecycle has finished,
         // and its outcome is the answer.
-        Err(RecvTimeoutError::Disconnected) => status
-            .outcome()
-            .unwrap_or_else(|| Err("shutting down before the drain finished".into())),
+        Err(RecvTimeoutError::Disconnected) => status.outcome().unwrap_or_else(exiting),
     };
-    status.drain_waiters.fetch_sub(1, SeqCst);
+    waiters.fetch_sub(1, SeqCst);
     drain_answer(&result)
 }
 
