@@ -3,7 +3,7 @@
 //! label sets and network label values are reduced, so no peer can grow it.
 
 use std::fmt::Write as _;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most label sets per family (more are not recorded).
@@ -11,9 +11,6 @@ pub const MAX_SERIES: usize = 64;
 
 /// The request duration histogram's upper bounds, in seconds.
 const BUCKETS: [f64; 8] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-/// The `Content-Type` of the text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A target's state as the sidecar last saw it (the `state` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,12 +107,8 @@ impl Metrics {
         m
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Series>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn with(&self, family: &'static str, labels: &[&str], f: impl FnOnce(&mut Series)) {
-        let mut all = self.lock();
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = all
             .iter_mut()
             .find(|s| s.family == family && s.labels == labels)
@@ -170,7 +163,9 @@ impl Metrics {
         self.add("credential_refreshes_total", &[source, outcome]);
         if ok {
             let family = "credentials_expiry_timestamp_seconds";
-            self.lock().retain(|s| s.family != family);
+            let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            all.retain(|s| s.family != family);
+            drop(all); // before set() locks again
             if let Some(at) = expiry.and_then(|e| e.duration_since(UNIX_EPOCH).ok()) {
                 self.set(family, &[], at.as_secs_f64());
             }
@@ -205,7 +200,7 @@ impl Metrics {
 
     /// Every family in the text exposition format.
     pub fn render(&self) -> String {
-        let all = self.lock();
+        let all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::with_capacity(4096);
         for (family, kind, label_names, help) in FAMILIES {
             let name = format!("nlb_registrator_{family}");

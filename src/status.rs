@@ -27,6 +27,8 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_HEAD: usize = 8 * 1024;
 /// How long, after an answer, what the client still sends is read (each read at most as long).
 const LINGER: Duration = Duration::from_millis(200);
+/// The text exposition format of `/metrics`.
+const METRICS: &str = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n";
 const TEXT: &str = "Content-Type: text/plain; charset=utf-8\r\n";
 
 /// Shared state the lifecycle updates and the listeners report.
@@ -126,10 +128,7 @@ pub fn route(method: &str, path: &str, status: &Status, lb_only: bool) -> Option
         // Only GET drains: a HEAD probe or `curl -I` must not.
         "/drain" if head_only => not_allowed("GET", "use GET to drain"),
         "/drain" => status.outcome().map(|result| drain_answer(&result)),
-        "/metrics" => {
-            let headers = format!("Content-Type: {}\r\n", crate::metrics::CONTENT_TYPE);
-            answer(200, &headers, &crate::metrics::global().render())
-        }
+        "/metrics" => answer(200, METRICS, &crate::metrics::global().render()),
         _ => text(404, "not found"),
     }
 }

@@ -192,10 +192,10 @@ fn routes() {
         String::from_utf8(answer).unwrap()
     };
     let metrics = text("GET", "/metrics");
-    assert!(metrics.contains(crate::metrics::CONTENT_TYPE));
+    assert!(metrics.contains(METRICS));
     assert!(metrics.contains("# TYPE nlb_registrator_target_state gauge\n"));
     let head = text("HEAD", "/metrics");
-    assert!(head.contains(crate::metrics::CONTENT_TYPE) && head.ends_with("\r\n\r\n"));
+    assert!(head.contains(METRICS) && head.ends_with("\r\n\r\n"));
     assert_eq!(get("POST", "/metrics").0, 405);
     assert!(text("PUT", "/drain").contains("\r\nAllow: GET, HEAD\r\n"));
     let head = text("HEAD", "/drain");
