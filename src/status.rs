@@ -329,7 +329,7 @@ pub fn render(code: u16, headers: &str, body: &str, head_only: bool) -> Vec<u8> 
     format!("{head}Connection: close\r\n\r\n{body}").into_bytes()
 }
 
-/// Writes `resp` and closes gracefully: what the client still sends is read
+/// Writes `answer` and closes gracefully: what the client still sends is read
 /// and dropped for a moment, so no reset destroys the answer in flight.
 fn write_and_close(s: &mut TcpStream, answer: &[u8]) {
     let _ = s.set_write_timeout(Some(TIMEOUT));
