@@ -311,7 +311,7 @@ fn request_line(line: &[u8]) -> Option<(String, String)> {
 
 /// The bytes of an answer: `headers` are whole lines; the body is sent
 /// ending with a newline, and not at all for HEAD.
-pub fn render(code: u16, headers: &str, body: &str, head_only: bool) -> Vec<u8> {
+fn render(code: u16, headers: &str, body: &str, head_only: bool) -> Vec<u8> {
     let reason = match code {
         200 => "OK",
         400 => "Bad Request",
