@@ -192,7 +192,7 @@ fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status
     for stream in listener.incoming() {
         // Out of descriptors or memory: wait rather than spin.
         let Ok(stream) = stream.inspect_err(failed) else {
-            std::thread::sleep(Duration::from_secs(1));
+            std::thread::sleep(Duration::from_millis(100));
             continue;
         };
         status.accepted.fetch_add(1, SeqCst);
