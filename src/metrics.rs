@@ -3,7 +3,7 @@
 //! label sets and network label values are reduced, so no peer can grow it.
 
 use std::fmt::Write as _;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most label sets per family (more are not recorded).
@@ -11,9 +11,6 @@ pub const MAX_SERIES: usize = 64;
 
 /// The request duration histogram's upper bounds, in seconds.
 const BUCKETS: [f64; 8] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-/// The `Content-Type` of the text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A target's state as the sidecar last saw it (the `state` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +79,7 @@ struct Series {
 }
 
 /// The registry: every series, in the order first seen.
-pub struct Metrics {
-    series: Mutex<Vec<Series>>,
-}
+pub struct Metrics(Mutex<Vec<Series>>);
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
@@ -106,20 +101,14 @@ impl Metrics {
     /// `increase()` sees the first timeout.
     #[allow(clippy::new_without_default)] // one registry: global()
     pub fn new() -> Self {
-        let m = Metrics {
-            series: Mutex::default(),
-        };
+        let m = Metrics(Mutex::default());
         m.set("health_wait_timeouts_total", &[], 0.0);
         m.set("ready", &[], 0.0);
         m
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Series>> {
-        self.series.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn with(&self, family: &'static str, labels: &[&str], f: impl FnOnce(&mut Series)) {
-        let mut all = self.lock();
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = all
             .iter_mut()
             .find(|s| s.family == family && s.labels == labels)
@@ -174,7 +163,9 @@ impl Metrics {
         self.add("credential_refreshes_total", &[source, outcome]);
         if ok {
             let family = "credentials_expiry_timestamp_seconds";
-            self.lock().retain(|s| s.family != family);
+            let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            all.retain(|s| s.family != family);
+            drop(all); // before set() locks again
             if let Some(at) = expiry.and_then(|e| e.duration_since(UNIX_EPOCH).ok()) {
                 self.set(family, &[], at.as_secs_f64());
             }
@@ -209,34 +200,33 @@ impl Metrics {
 
     /// Every family in the text exposition format.
     pub fn render(&self) -> String {
-        let all = self.lock();
+        let all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::with_capacity(4096);
         for (family, kind, label_names, help) in FAMILIES {
             let name = format!("nlb_registrator_{family}");
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for s in all.iter().filter(|s| s.family == family) {
                 let labels = label_names.iter().zip(&s.labels);
-                let labels: Vec<_> = labels.map(|(k, v)| label(k, v)).collect();
-                let mut sample = |suffix: &str, extra: Option<String>, value: f64| {
-                    let all = labels.iter().cloned().chain(extra).collect::<Vec<_>>();
-                    let all = Some(all.join(",")).filter(|l| !l.is_empty());
-                    let all = all.map(|l| format!("{{{l}}}")).unwrap_or_default();
-                    let _ = writeln!(out, "{name}{suffix}{all} {value}");
+                let labels: String = labels.map(|(k, v)| label(k, v)).collect();
+                let mut sample = |suffix: &str, extra: &str, value: f64| {
+                    let set = format!("{labels}{extra}");
+                    let set = set.strip_prefix(',').map(|l| format!("{{{l}}}"));
+                    let _ = writeln!(out, "{name}{suffix}{} {value}", set.unwrap_or_default());
                 };
                 if kind == "histogram" {
                     for (bound, n) in BUCKETS.iter().zip(s.buckets) {
-                        sample("_bucket", Some(label("le", &bound.to_string())), n as f64);
+                        sample("_bucket", &label("le", &bound.to_string()), n as f64);
                     }
-                    sample("_bucket", Some(label("le", "+Inf")), s.value);
-                    sample("_sum", None, s.sum);
-                    sample("_count", None, s.value);
+                    sample("_bucket", &label("le", "+Inf"), s.value);
+                    sample("_sum", "", s.sum);
+                    sample("_count", "", s.value);
                 } else if family == "target_state" {
                     for (i, state) in STATES.iter().enumerate() {
                         let seen = f64::from(u8::from(i as f64 == s.value));
-                        sample("", Some(label("state", state)), seen);
+                        sample("", &label("state", state), seen);
                     }
                 } else {
-                    sample("", None, s.value);
+                    sample("", "", s.value);
                 }
             }
         }
@@ -244,10 +234,10 @@ impl Metrics {
     }
 }
 
-/// `name="value"`, the value escaped.
+/// `,name="value"`, the value escaped (the first comma goes in [`Metrics::render`]).
 fn label(name: &str, value: &str) -> String {
     let value = value.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("{name}=\"{}\"", value.replace('\n', "\\n"))
+    format!(",{name}=\"{}\"", value.replace('\n', "\\n"))
 }
 
 #[cfg(test)]
@@ -376,7 +366,7 @@ mod tests {
 
     #[test]
     fn label_values_and_help_are_escaped() {
-        assert_eq!(label("l", "a\\b\"c\nd"), "l=\"a\\\\b\\\"c\\nd\"");
+        assert_eq!(label("l", "a\\b\"c\nd"), ",l=\"a\\\\b\\\"c\\nd\"");
         let m = Metrics::new();
         m.target_state("we\"ird\\group\nname", "[::1]:80", TargetState::Out);
         let text = m.render();

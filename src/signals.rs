@@ -56,7 +56,9 @@ pub fn forward_signals(
 /// A [`Clock`] that also delivers the events that cut its sleeps short.
 pub trait EventClock: Clock {
     /// Takes the oldest event that has arrived, without waiting.
-    fn take_event(&mut self) -> Option<Event>;
+    fn take_event(&mut self) -> Option<Event> {
+        self.wait_event(Some(Duration::ZERO))
+    }
     /// Waits for the next event, up to `timeout` (forever when `None`).
     fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event>;
     /// While shielded, events are queued but do not interrupt sleeps.
@@ -109,23 +111,17 @@ impl Clock for SignalClock {
 
     fn sleep(&mut self, d: Duration) -> Result<(), Interrupted> {
         let end = Instant::now() + d;
-        loop {
-            if !self.shielded && !self.pending.is_empty() {
-                return Err(Interrupted);
-            }
-            match self.recv(Some(end.saturating_duration_since(Instant::now()))) {
-                Some(ev) => self.pending.push_back(ev),
-                None => return Ok(()),
-            }
+        while self.shielded || self.pending.is_empty() {
+            let Some(ev) = self.recv(Some(end.saturating_duration_since(Instant::now()))) else {
+                return Ok(());
+            };
+            self.pending.push_back(ev);
         }
+        Err(Interrupted)
     }
 }
 
 impl EventClock for SignalClock {
-    fn take_event(&mut self) -> Option<Event> {
-        self.pending.pop_front().or_else(|| self.rx.try_recv().ok())
-    }
-
     fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event> {
         self.pending.pop_front().or_else(|| self.recv(timeout))
     }

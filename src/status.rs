@@ -1,16 +1,14 @@
 //! The status listener (`-status-addr`: `/healthz`, `/readyz`, `/drain`,
 //! `/lb-health`, `/metrics`) and the `-lb-health-addr` listener (`/lb-health`
 //! alone, so the VPC can reach it without reaching `/drain`). Fixed threads
-//! and a bounded queue: constant memory whatever clients do.
-
-pub mod http;
+//! and a bounded queue: constant memory whatever clients do. HTTP/1.x: one
+//! request head (headers skipped), one answer, `Connection: close`.
 
 use crate::lb_health::{AppCheck, LbHealth};
 use crate::signals::{DrainResult, Event};
-use http::{read_head, write_and_close, ParseError, Request, Response};
 use log::{debug, info, warn};
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,8 +20,16 @@ const WORKERS: usize = 4;
 const QUEUE: usize = 8;
 /// `/drain` requests waiting at once, each on a worker of its own; more get 429.
 const MAX_DRAIN_WAITERS: usize = 4;
-/// Time for a whole request head to arrive, however slowly it trickles in.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time for a whole request head to arrive (however slowly it trickles in),
+/// and for an answer to be written.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest request head (request line and headers); larger gets 431.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// How long, after an answer, what the client still sends is read (each read at most as long).
+const LINGER: Duration = Duration::from_millis(200);
+/// The text exposition format of `/metrics`.
+const METRICS: &str = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n";
+const TEXT: &str = "Content-Type: text/plain; charset=utf-8\r\n";
 
 /// Shared state the lifecycle updates and the listeners report.
 #[derive(Default)]
@@ -53,11 +59,6 @@ impl Status {
         }
     }
 
-    /// Current readiness.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(SeqCst)
-    }
-
     /// Marks the start of a drain: `/lb-health` answers 503 from now on.
     pub fn begin_drain(&self) {
         if !self.draining.swap(true, SeqCst) {
@@ -70,11 +71,6 @@ impl Status {
         if self.draining.swap(false, SeqCst) {
             info!("/lb-health: following the app check again");
         }
-    }
-
-    /// Whether a drain has begun.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(SeqCst)
     }
 
     /// Sets the app check of `/lb-health`; only the first call counts.
@@ -109,38 +105,37 @@ impl Status {
     }
 }
 
-/// A request's answer, or `None` to drain and answer with the result.
-/// `lb_only`: the `-lb-health-addr` listener, where other paths are 404.
-pub fn route(req: &Request, status: &Status, lb_only: bool) -> Option<Response> {
-    let text = |code, body: &str| Some(Response::text(code, body));
-    if req.method != "GET" && req.method != "HEAD" {
-        return Some(Response::not_allowed("method not allowed", "GET, HEAD"));
+/// The answer (its bytes) to `method` on `path`, or `None` to drain and answer with
+/// the result. `lb_only`: the `-lb-health-addr` listener, where other paths are 404.
+pub fn route(method: &str, path: &str, status: &Status, lb_only: bool) -> Option<Vec<u8>> {
+    let head_only = method == "HEAD";
+    let answer = |code, headers: &str, body: &str| Some(render(code, headers, body, head_only));
+    let text = |code, body| answer(code, TEXT, body);
+    let not_allowed = |allow, body| answer(405, &format!("{TEXT}Allow: {allow}\r\n"), body);
+    if method != "GET" && !head_only {
+        return not_allowed("GET, HEAD", "method not allowed");
     }
-    match req.path.as_str() {
+    match path {
         path if lb_only && path != "/lb-health" => text(404, "not found"),
         "/lb-health" => {
             let h = status.lb_health.get_or_init(|| LbHealth::new(None));
-            let (code, body) = h.answer(status.is_draining(), Instant::now());
+            let (code, body) = h.answer(status.draining.load(SeqCst), Instant::now());
             text(code, body)
         }
         "/healthz" => text(200, "ok"),
-        "/readyz" if status.is_ready() => text(200, "ready"),
+        "/readyz" if status.ready.load(SeqCst) => text(200, "ready"),
         "/readyz" => text(503, "not ready"),
         // Only GET drains: a HEAD probe or `curl -I` must not.
-        "/drain" if req.method != "GET" => Some(Response::not_allowed("use GET to drain", "GET")),
-        "/drain" => status.outcome().map(|result| drain_response(&result)),
-        "/metrics" => Some(Response {
-            body: crate::metrics::global().render(),
-            content_type: crate::metrics::CONTENT_TYPE,
-            ..Response::text(200, "")
-        }),
+        "/drain" if head_only => not_allowed("GET", "use GET to drain"),
+        "/drain" => status.outcome().map(|result| drain_answer(&result)),
+        "/metrics" => answer(200, METRICS, &crate::metrics::global().render()),
         _ => text(404, "not found"),
     }
 }
 
-fn drain_response(result: &DrainResult) -> Response {
+fn drain_answer(result: &DrainResult) -> Vec<u8> {
     let (Ok(text) | Err(text)) = result;
-    Response::text(if result.is_ok() { 200 } else { 503 }, text)
+    render(if result.is_ok() { 200 } else { 503 }, TEXT, text, false)
 }
 
 /// Serves `listener` from fixed threads: one accepts, the workers answer.
@@ -176,9 +171,8 @@ pub fn start(
             }
         })?;
     }
-    spawn(format!("{name}-accept"), move || {
-        accept(&listener, &queue, &status)
-    })?;
+    let run = move || accept(&listener, &queue, &status);
+    spawn(format!("{name}-accept"), run)?;
     info!("{name} listener on http://{addr}");
     Ok(())
 }
@@ -186,85 +180,166 @@ pub fn start(
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
     // They parse a few KiB and log a line.
     let thread = std::thread::Builder::new().name(name.clone());
-    let spawned = thread.stack_size(256 * 1024).spawn(f);
-    spawned
-        .map(drop)
-        .map_err(|e| format!("cannot start thread {name}: {e}"))
+    let spawned = thread.stack_size(256 * 1024).spawn(f).map(drop);
+    spawned.map_err(|e| format!("cannot start thread {name}: {e}"))
 }
 
 /// Takes connections in; answers `503 busy` at once (unread, without
 /// blocking) when the queue is full. A connection counts in
 /// `Status::answering` from here until answered, so the exit waits for it.
 fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status) {
-    let mut warned: Option<Instant> = None;
+    let failed = |e: &std::io::Error| warn!("status listener: cannot accept a connection: {e}");
     for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                status.accepted.fetch_add(1, SeqCst);
-                status.answering.fetch_add(1, SeqCst);
-                if let Err(TrySendError::Full(s) | TrySendError::Disconnected(s)) =
-                    queue.try_send(stream)
-                {
-                    status.answering.fetch_sub(1, SeqCst);
-                    let _ = s.set_nonblocking(true);
-                    let _ = (&s).write_all(&http::render(&Response::text(503, "busy"), false));
-                }
-            }
-            Err(e) => {
-                // Out of descriptors or memory: wait rather than spin.
-                if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                    warn!("status listener: cannot accept a connection: {e}");
-                    warned = Some(Instant::now());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        // Out of descriptors or memory: wait rather than spin.
+        let Ok(stream) = stream.inspect_err(failed) else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        status.accepted.fetch_add(1, SeqCst);
+        status.answering.fetch_add(1, SeqCst);
+        if let Err(TrySendError::Full(s) | TrySendError::Disconnected(s)) = queue.try_send(stream) {
+            status.answering.fetch_sub(1, SeqCst);
+            let _ = s.set_nonblocking(true);
+            let _ = (&s).write_all(&render(503, TEXT, "busy", false));
         }
     }
 }
 
 fn handle(mut stream: TcpStream, status: &Status, drains: Option<&(Sender<Event>, Duration)>) {
-    let (resp, head_only) = match read_head(&mut stream, REQUEST_TIMEOUT) {
-        Ok(None) => return,
-        Err(ParseError::TooLarge) => (Response::text(431, "request head too large"), false),
-        Err(ParseError::Malformed(why)) => {
-            debug!("status listener: bad request: {why}");
-            (Response::text(400, "bad request"), false)
-        }
-        Ok(Some(req)) => {
-            debug!("status request {} {}", req.method, req.path);
+    let answer = match read_head(&mut stream, TIMEOUT) {
+        Ok(None) => None,
+        Err(refusal) => Some(refusal),
+        Ok(Some((method, path))) => {
+            debug!("status request {method} {path}");
             // Only the status listener's route leaves a request (`/drain`) unanswered.
-            let resp = route(&req, status, drains.is_none());
             let drained = || drains.map(|(events, timeout)| drain(status, events, *timeout));
-            let Some(resp) = resp.or_else(drained) else {
-                return;
-            };
-            (resp, req.method == "HEAD")
+            route(&method, &path, status, drains.is_none()).or_else(drained)
         }
     };
-    write_and_close(&mut stream, &resp, head_only);
+    if let Some(answer) = answer {
+        write_and_close(&mut stream, &answer);
+    }
 }
 
 /// Passes a `/drain` to the lifecycle; its result is the answer.
-fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Response {
+fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Vec<u8> {
     info!("received a drain request");
     status.begin_drain();
-    if status.drain_waiters.fetch_add(1, SeqCst) >= MAX_DRAIN_WAITERS {
-        status.drain_waiters.fetch_sub(1, SeqCst);
-        return Response::text(429, "too many drain requests waiting");
+    let waiters = &status.drain_waiters;
+    let wait = |n| (n < MAX_DRAIN_WAITERS).then_some(n + 1);
+    if waiters.fetch_update(SeqCst, SeqCst, wait).is_err() {
+        return render(429, TEXT, "too many drain requests waiting", false);
     }
     let (tx, answer) = channel();
     let _ = events.send(Event::Drain(tx));
+    let exiting = || Err("shutting down before the drain finished".into());
     let result = match answer.recv_timeout(timeout) {
         Ok(r) => r,
         Err(RecvTimeoutError::Timeout) => Err("drain did not finish in time".into()),
         // Dropped unanswered (or never taken): the lifecycle has finished,
         // and its outcome is the answer.
-        Err(RecvTimeoutError::Disconnected) => status
-            .outcome()
-            .unwrap_or_else(|| Err("shutting down before the drain finished".into())),
+        Err(RecvTimeoutError::Disconnected) => status.outcome().unwrap_or_else(exiting),
     };
-    status.drain_waiters.fetch_sub(1, SeqCst);
-    drain_response(&result)
+    waiters.fetch_sub(1, SeqCst);
+    drain_answer(&result)
+}
+
+/// Reads one request head, which must arrive whole within `timeout`;
+/// `Ok(None)` when it does not, or when the client closes first.
+fn read_head(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> Result<Option<(String, String)>, Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; MAX_HEAD + 1];
+    let mut len = 0;
+    // parse_head decides before the buffer is full: it holds one byte too many.
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Ok(None);
+        }
+        match stream.read(&mut buf[len..]) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => len += n,
+        }
+        if let Some(req) = parse_head(&buf[..len])? {
+            return Ok(Some(req));
+        }
+    }
+}
+
+/// Parses a request head from the bytes read so far into its method and path
+/// (without query or fragment): `Ok(None)` while it is incomplete. Leading
+/// empty lines are ignored (RFC 9112).
+///
+/// # Errors
+/// The answer that refuses a head too large (431) or malformed (400).
+pub fn parse_head(buf: &[u8]) -> Result<Option<(String, String)>, Vec<u8>> {
+    let head = &buf[..buf.len().min(MAX_HEAD)];
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n');
+    let head = &head[start.unwrap_or(head.len())..];
+    // The request line is judged as soon as it ends; the head at an empty line.
+    if let Some(eol) = head.iter().position(|&b| b == b'\n') {
+        let bad = || render(400, TEXT, "bad request", false);
+        let req = request_line(&head[..eol]).ok_or_else(bad)?;
+        let rest = &head[eol..];
+        if rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n") {
+            return Ok(Some(req));
+        }
+    }
+    if buf.len() > MAX_HEAD {
+        return Err(render(431, TEXT, "request head too large", false));
+    }
+    Ok(None)
+}
+
+fn request_line(line: &[u8]) -> Option<(String, String)> {
+    let line = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)).ok()?;
+    let [method, target, version] = line.split(' ').collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let ok = !method.is_empty()
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && target.starts_with('/')
+        && target.bytes().all(|b| b.is_ascii_graphic())
+        && (version == "HTTP/1.1" || version == "HTTP/1.0");
+    let path = target.split(['?', '#']).next()?;
+    ok.then(|| (method.to_owned(), path.to_owned()))
+}
+
+/// The bytes of an answer: `headers` are whole lines; the body is sent
+/// ending with a newline, and not at all for HEAD.
+fn render(code: u16, headers: &str, body: &str, head_only: bool) -> Vec<u8> {
+    let reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    let body = format!("{}\n", body.strip_suffix('\n').unwrap_or(body));
+    let len = body.len();
+    let body = if head_only { "" } else { &body };
+    let head = format!("HTTP/1.1 {code} {reason}\r\n{headers}Content-Length: {len}\r\n");
+    format!("{head}Connection: close\r\n\r\n{body}").into_bytes()
+}
+
+/// Writes `answer` and closes gracefully: what the client still sends is read
+/// and dropped for a moment, so no reset destroys the answer in flight.
+fn write_and_close(s: &mut TcpStream, answer: &[u8]) {
+    let _ = s.set_write_timeout(Some(TIMEOUT));
+    if s.write_all(answer).is_err() || s.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let end = Instant::now() + LINGER;
+    let mut sink = [0u8; 1024];
+    let _ = s.set_read_timeout(Some(LINGER));
+    while Instant::now() < end && s.read(&mut sink).is_ok_and(|n| n > 0) {}
 }
 
 #[cfg(test)]

@@ -1,14 +1,21 @@
-use super::http::*;
 use super::*;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 
-fn req(method: &str, path: &str) -> Request {
-    Request {
-        method: method.into(),
-        path: path.into(),
+/// Readiness and drain state, for the lifecycle's tests.
+impl Status {
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(SeqCst)
     }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(SeqCst)
+    }
+}
+
+fn req(method: &str, path: &str) -> (String, String) {
+    (method.into(), path.into())
 }
 
 #[test]
@@ -61,7 +68,7 @@ fn garbage_is_malformed_as_soon_as_its_first_line_ends() {
         b"SSH-2.0-OpenSSH_9.2\r\n",
     ] {
         assert!(
-            matches!(parse_head(bad), Err(ParseError::Malformed(_))),
+            matches!(parse_head(bad), Err(r) if r.starts_with(b"HTTP/1.1 400 ")),
             "{:?} -> {:?}",
             String::from_utf8_lossy(bad),
             parse_head(bad)
@@ -75,11 +82,14 @@ fn oversize_heads_are_refused() {
     while big.len() <= MAX_HEAD {
         big.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
     }
-    assert_eq!(parse_head(&big), Err(ParseError::TooLarge));
+    assert_eq!(
+        parse_head(&big),
+        Err(render(431, TEXT, "request head too large", false))
+    );
     // A first line that never ends is too large too.
     assert_eq!(
         parse_head(&vec![b'A'; MAX_HEAD + 1]),
-        Err(ParseError::TooLarge)
+        Err(render(431, TEXT, "request head too large", false))
     );
     // Just under the limit is fine.
     let mut fits = b"GET /healthz HTTP/1.1\r\nX-Pad: ".to_vec();
@@ -109,7 +119,7 @@ fn random_bytes_never_panic() {
         }
         match parse_head(&bytes) {
             Ok(Some(r)) => {
-                assert!(r.path.starts_with('/') && !r.method.is_empty(), "{r:?}");
+                assert!(r.1.starts_with('/') && !r.0.is_empty(), "{r:?}");
                 let mut more = bytes.clone();
                 more.extend_from_slice(b"GET /drain HTTP/1.1\r\n\r\n");
                 assert_eq!(parse_head(&more), Ok(Some(r)));
@@ -120,12 +130,26 @@ fn random_bytes_never_panic() {
     }
 }
 
-/// The answer to `method path`: (status, body), `(0, "drain")` for a drain.
+/// The answer to `method path`: (status, body without its newline),
+/// `(0, "drain")` for a drain.
 fn answer(method: &str, path: &str, status: &Status, lb_only: bool) -> (u16, String) {
-    match route(&req(method, path), status, lb_only) {
-        Some(r) => (r.code, r.body),
+    match route(method, path, status, lb_only) {
+        Some(r) => parse_answer(&r, true),
         None => (0, "drain".into()),
     }
+}
+
+/// The status and body of an answer's bytes (with `trim`, without the body's newline).
+fn parse_answer(bytes: &[u8], trim: bool) -> (u16, String) {
+    let text = String::from_utf8_lossy(bytes);
+    let code = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let body = if trim {
+        body.trim_end_matches('\n')
+    } else {
+        body
+    };
+    (code, body.to_owned())
 }
 
 #[test]
@@ -134,7 +158,7 @@ fn lb_health_routes() {
         let status = Status::new();
         let get = |method| answer(method, "/lb-health", &status, lb_only);
         assert_eq!(get("GET"), (200, "ok".into()));
-        assert_eq!(get("HEAD"), (200, "ok".into()));
+        assert_eq!(get("HEAD"), (200, String::new()), "HEAD: no body");
         assert_eq!(get("POST").0, 405);
         status.begin_drain();
         assert_eq!(get("GET"), (503, "draining".into()));
@@ -153,7 +177,7 @@ fn routes() {
     let status = Status::new();
     let get = |method, path| answer(method, path, &status, false);
     assert_eq!(get("GET", "/healthz"), (200, "ok".into()));
-    assert_eq!(get("HEAD", "/healthz"), (200, "ok".into()));
+    assert_eq!(get("HEAD", "/healthz"), (200, String::new()));
     assert_eq!(get("GET", "/readyz"), (503, "not ready".into()));
     status.set_ready(true);
     assert_eq!(get("GET", "/readyz"), (200, "ready".into()));
@@ -163,17 +187,23 @@ fn routes() {
     assert_eq!(get("DELETE", "/healthz").0, 405);
     assert_eq!(get("GET", "/").0, 404);
     assert_eq!(get("GET", "/healthz/").0, 404);
-    for method in ["GET", "HEAD"] {
-        let metrics = route(&req(method, "/metrics"), &status, false).unwrap();
-        assert_eq!(metrics.content_type, crate::metrics::CONTENT_TYPE);
-        assert!(metrics
-            .body
-            .contains("# TYPE nlb_registrator_target_state gauge\n"));
-    }
+    let text = |method, path| {
+        let answer = route(method, path, &status, false).unwrap();
+        String::from_utf8(answer).unwrap()
+    };
+    let metrics = text("GET", "/metrics");
+    assert!(metrics.contains(METRICS));
+    assert!(metrics.contains("# TYPE nlb_registrator_target_state gauge\n"));
+    let head = text("HEAD", "/metrics");
+    assert!(head.contains(METRICS) && head.ends_with("\r\n\r\n"));
     assert_eq!(get("POST", "/metrics").0, 405);
-    let allow = |method, path| route(&req(method, path), &status, false).unwrap().allow;
-    assert_eq!(allow("PUT", "/drain"), Some("GET, HEAD"));
-    assert_eq!(allow("HEAD", "/drain"), Some("GET"));
+    assert!(text("PUT", "/drain").contains("\r\nAllow: GET, HEAD\r\n"));
+    let head = text("HEAD", "/drain");
+    assert!(
+        head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nAllow: GET\r\n") && head.ends_with("\r\n\r\n"));
     // Once the lifecycle has finished, /drain gets its outcome at once.
     status.set_outcome(Ok("deregistered".into()));
     assert_eq!(get("GET", "/drain"), (200, "deregistered".into()));
@@ -193,39 +223,42 @@ fn routes() {
 
 #[test]
 fn renders_the_metrics_in_the_text_format() {
-    let metrics = Response {
-        body: "# TYPE x gauge\nx 1\n".into(),
-        content_type: crate::metrics::CONTENT_TYPE,
-        ..Response::text(200, "")
-    };
-    let text = String::from_utf8(render(&metrics, false)).unwrap();
+    let metrics = route("GET", "/metrics", &Status::new(), false).unwrap();
+    let text = String::from_utf8(metrics).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert_eq!(
-        text,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: 19\r\nConnection: close\r\n\r\n# TYPE x gauge\nx 1\n"
+        head,
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close",
+            body.len()
+        )
     );
+    assert!(
+        body.starts_with("# HELP ") && body.ends_with("\n"),
+        "{body}"
+    );
+    assert!(!body.ends_with("\n\n"), "{body}");
 }
 
 #[test]
 fn renders_answers() {
-    let r = Response::text(200, "ok");
     assert_eq!(
-        String::from_utf8(render(&r, false)).unwrap(),
+        String::from_utf8(render(200, TEXT, "ok", false)).unwrap(),
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\
          Connection: close\r\n\r\nok\n"
     );
-    let head = String::from_utf8(render(&r, true)).unwrap();
+    let head = String::from_utf8(render(200, TEXT, "ok", true)).unwrap();
     assert!(
         head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"),
         "{head}"
     );
-    let r = Response::not_allowed("use GET to drain", "GET");
-    let text = String::from_utf8(render(&r, false)).unwrap();
-    assert!(
-        text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
-        "{text}"
+    let text = String::from_utf8(render(405, "Allow: GET\r\n", "no", false)).unwrap();
+    assert_eq!(
+        text,
+        "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 3\r\n\
+         Connection: close\r\n\r\nno\n"
     );
-    assert!(text.contains("\r\nAllow: GET\r\n"), "{text}");
 }
 
 /// A connected pair over 127.0.0.1: (client, server side).
@@ -257,7 +290,7 @@ fn read_head_over_a_socket() {
     });
     assert_eq!(
         read_head(&mut s, Duration::from_secs(5)),
-        Err(ParseError::TooLarge)
+        Err(render(431, TEXT, "request head too large", false))
     );
     drop(s);
     drop(w.join());
@@ -313,11 +346,9 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 fn read_answer(c: &mut TcpStream) -> (u16, String) {
-    let mut text = String::new();
-    let _ = c.read_to_string(&mut text);
-    let code = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (code, body)
+    let mut bytes = Vec::new();
+    let _ = c.read_to_end(&mut bytes);
+    parse_answer(&bytes, false)
 }
 
 #[test]
@@ -432,7 +463,7 @@ fn drain_that_does_not_finish_in_time_is_503() {
 }
 
 /// Connections beyond the workers and the queue are refused at once; the
-/// ones held idle are closed after [`REQUEST_TIMEOUT`], and the listener
+/// ones held idle are closed after [`TIMEOUT`], and the listener
 /// answers again.
 #[test]
 fn excess_connections_are_refused_and_idle_ones_time_out() {
@@ -454,7 +485,7 @@ fn excess_connections_are_refused_and_idle_ones_time_out() {
     assert_eq!(read_answer(&mut c), (503, "busy\n".into()));
     assert!(start.elapsed() < Duration::from_secs(1));
     // Within two rounds of the request timeout every idle one is closed.
-    let end = Instant::now() + REQUEST_TIMEOUT * 3;
+    let end = Instant::now() + TIMEOUT * 3;
     while get(addr, "/healthz").0 != 200 {
         assert!(Instant::now() < end, "never answered again");
         std::thread::sleep(Duration::from_millis(100));
