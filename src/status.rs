@@ -188,10 +188,16 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), String> 
 /// blocking) when the queue is full. A connection counts in
 /// `Status::answering` from here until answered, so the exit waits for it.
 fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, status: &Status) {
-    let failed = |e: &std::io::Error| warn!("status listener: cannot accept a connection: {e}");
+    let mut warned: Option<Instant> = None;
     for stream in listener.incoming() {
-        // Out of descriptors or memory: wait rather than spin.
-        let Ok(stream) = stream.inspect_err(failed) else {
+        // Out of descriptors or memory: wait rather than spin, and warn at
+        // most every 10 s rather than fill the log.
+        let Ok(stream) = stream.inspect_err(|e| {
+            if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                warn!("status listener: cannot accept a connection: {e}");
+                warned = Some(Instant::now());
+            }
+        }) else {
             std::thread::sleep(Duration::from_millis(100));
             continue;
         };
