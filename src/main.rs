@@ -106,9 +106,9 @@ fn try_main() -> Result<i32, Failure> {
     if cfg.check {
         // -check: the report on stdout, and exit; no status listener, nothing registered.
         drop(tx);
-        let findings = preflight::gather(&cfg, &mut Client::new(transport, settings), &mut clock);
         let path = std::env::var("PATH").ok();
-        let (report, code) = preflight::report(&cfg, &findings, path.as_deref());
+        let mut client = Client::new(transport, settings);
+        let (report, code) = preflight::check(&cfg, &mut client, &mut clock, path.as_deref());
         print!("{report}");
         return Ok(code);
     }

@@ -1,6 +1,6 @@
-//! `-check`: would the sidecar work here? [`gather`] makes the read-only
-//! calls (and one harmless DeregisterTargets probe); [`report`] judges them
-//! and looks for the hooks' programs.
+//! `-check`: would the sidecar work here? [`check`] makes the read-only
+//! calls (and one harmless DeregisterTargets probe), judges each answer as
+//! it comes, and looks for the hooks' programs.
 
 use crate::aws::elbv2::{
     find_health, DeregisterTargets, DescribeTargetGroupAttributes, DescribeTargetGroups,
@@ -19,26 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// What `-check` found: the answers of its calls, unjudged.
-pub struct Findings {
-    region: String,
-    source: String,
-    identity: Result<Result<CallerIdentity, Error>, Error>, // outer Err: no credentials
-    groups: Vec<GroupFindings>,
-}
-
-/// The last three are `None` when the group's ARN is not known.
-struct GroupFindings {
-    group: GroupRef,
-    target: Target,
-    described: Result<Option<TargetGroup>, Error>, // Ok(None): not found
-    attributes: Option<Result<Vec<(String, String)>, Error>>,
-    registered: Option<Result<Option<String>, Error>>, // the target's state
-    deregister: Option<Result<(), Error>>,
-}
-
 const NOT_EXECUTABLE: &str = "is not executable";
-
 /// Why execve(2) could not run `p`, if it could not (symbolic links followed).
 fn unrunnable(p: &Path) -> Option<&'static str> {
     match std::fs::metadata(p) {
@@ -90,72 +71,6 @@ fn call<T: Transport, A: Action>(
     c.call(a, budget(clock), clock).map(|r| r.value)
 }
 
-/// The calls `-check` makes, in order; without credentials, none after.
-pub fn gather<T: Transport>(
-    cfg: &Config,
-    client: &mut Client<T>,
-    clock: &mut dyn Clock,
-) -> Findings {
-    let credentials = client.fetch_credentials(false, budget(clock), clock);
-    let identity = credentials.map(|()| call(client, &GetCallerIdentity, clock));
-    let has = identity.is_ok();
-    Findings {
-        region: client.settings().region.clone(),
-        source: client.settings().credentials_label(),
-        identity,
-        groups: (cfg.groups.iter().filter(|_| has))
-            .map(|spec| gather_group(cfg, spec, client, clock))
-            .collect(),
-    }
-}
-
-fn gather_group<T: Transport>(
-    cfg: &Config,
-    spec: &GroupSpec,
-    client: &mut Client<T>,
-    clock: &mut dyn Clock,
-) -> GroupFindings {
-    let one = [spec.group.to_string()];
-    let (names, by_arn) = (&one[..], matches!(spec.group, GroupRef::Arn(_)));
-    let described = call(client, &DescribeTargetGroups { names, by_arn }, clock);
-    let mut g = GroupFindings {
-        group: spec.group.clone(),
-        target: Target {
-            id: cfg.target_id.clone(),
-            port: spec.port.or(cfg.target_port),
-            availability_zone: cfg.availability_zone.clone(),
-        },
-        described: match described {
-            Err(e) if e.code() == Some("TargetGroupNotFound") => Ok(None),
-            d => d.map(|groups| groups.into_iter().next()),
-        },
-        attributes: None,
-        registered: None,
-        deregister: None,
-    };
-    // The sidecar uses an ARN as given, even one it may not describe.
-    let arn = match (&g.described, &spec.group) {
-        (Ok(Some(tg)), _) => tg.arn.clone(),
-        (Err(_), GroupRef::Arn(arn)) => arn.clone(),
-        _ => return g,
-    };
-    let (arn, targets) = (arn.as_str(), &[g.target.clone()][..]);
-    g.attributes = Some(call(client, &DescribeTargetGroupAttributes { arn }, clock));
-    let state = match call(client, &DescribeTargetHealth { arn, targets }, clock) {
-        Ok(all) => Ok(find_health(&all, &g.target)
-            .filter(|h| !h.is_gone())
-            .map(ToString::to_string)),
-        Err(e) if e.code() == Some("InvalidTarget") => Ok(None),
-        Err(e) => Err(e),
-    };
-    // Deregistering an absent target proves the permission and changes nothing.
-    if matches!(state, Ok(None)) {
-        g.deregister = Some(call(client, &DeregisterTargets { arn, targets }, clock));
-    }
-    g.registered = Some(state);
-    g
-}
-
 /// A check's level (the tag its line starts with) and text; `None`: nothing to say.
 type Verdict = Option<(&'static str, String)>;
 const FAIL: &str = "FAIL";
@@ -172,10 +87,15 @@ fn fail(text: impl Into<String>) -> Verdict {
     Some((FAIL, text.into()))
 }
 
-/// The `-check` report on `f` for `cfg` (the hooks' programs looked for with
-/// `path` as `PATH`): a line per check, then the verdict; and the exit code,
-/// 0 when the sidecar would work, 1 when not.
-pub fn report(cfg: &Config, f: &Findings, path: Option<&str>) -> (String, i32) {
+/// Runs `-check` (the hooks' programs looked for with `path` as `PATH`):
+/// the report, a line per check then the verdict, and the exit code, 0 when
+/// the sidecar would work, 1 when not. Without credentials, no call after.
+pub fn check<T: Transport>(
+    cfg: &Config,
+    client: &mut Client<T>,
+    clock: &mut dyn Clock,
+    path: Option<&str>,
+) -> (String, i32) {
     let (mut out, mut failed) = (String::new(), Vec::new());
     let mut add = |subject: &str, verdict: Verdict| {
         let Some((level, text)) = verdict else { return };
@@ -187,18 +107,18 @@ pub fn report(cfg: &Config, f: &Findings, path: Option<&str>) -> (String, i32) {
         }
     };
     let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
-    let region = &f.region;
+    let settings = client.settings();
+    let (region, source) = (&settings.region, settings.credentials_label());
     let config = format!("target {id} (from {from}), {n} target group(s), region {region}");
     add("config", ok(config));
     add("config", drain_without_app_check(cfg));
-    add("credentials", credentials(f));
-    for g in &f.groups {
-        let subject = format!("target group {}", g.group);
-        // Past `exists`, each check of a group not found has nothing to say.
-        for check in [
-            exists, ip_type, family, attached, health, delay, resets, state, probe,
-        ] {
-            add(&subject, check(cfg, g));
+    let fetched = client.fetch_credentials(false, budget(clock), clock);
+    let identity = fetched.map(|()| call(client, &GetCallerIdentity, clock));
+    add("credentials", credentials(&source, &identity));
+    for spec in cfg.groups.iter().filter(|_| identity.is_ok()) {
+        let subject = format!("target group {}", spec.group);
+        for verdict in group(cfg, spec, client, clock) {
+            add(&subject, verdict);
         }
     }
     for h in cfg.hooks() {
@@ -212,15 +132,67 @@ pub fn report(cfg: &Config, f: &Findings, path: Option<&str>) -> (String, i32) {
     }
 }
 
+/// A group's calls and checks, in order; of a group not found, only that.
+fn group<T: Transport>(
+    cfg: &Config,
+    spec: &GroupSpec,
+    client: &mut Client<T>,
+    clock: &mut dyn Clock,
+) -> Vec<Verdict> {
+    let one = [spec.group.to_string()];
+    let (names, by_arn) = (&one[..], matches!(spec.group, GroupRef::Arn(_)));
+    let described = match call(client, &DescribeTargetGroups { names, by_arn }, clock) {
+        Err(e) if e.code() == Some("TargetGroupNotFound") => Ok(None),
+        d => d.map(|groups| groups.into_iter().next()),
+    };
+    let mut out = vec![exists(&described, &spec.group)];
+    let tg = described.as_ref().ok().and_then(Option::as_ref);
+    if let Some(tg) = tg {
+        out.extend([ip_type, family, attached, health].map(|check| check(cfg, tg)));
+    }
+    // The sidecar uses an ARN as given, even one it may not describe.
+    let arn = match (tg, &spec.group) {
+        (Some(tg), _) => &tg.arn,
+        (None, GroupRef::Arn(arn)) if described.is_err() => arn,
+        _ => return out,
+    };
+    let target = Target {
+        id: cfg.target_id.clone(),
+        port: spec.port.or(cfg.target_port),
+        availability_zone: cfg.availability_zone.clone(),
+    };
+    let (arn, targets) = (arn.as_str(), &[target][..]);
+    let attributes = call(client, &DescribeTargetGroupAttributes { arn }, clock);
+    out.push(delay(cfg, &attributes));
+    out.push(tg.and_then(|tg| resets(cfg, tg, &attributes)));
+    let state = match call(client, &DescribeTargetHealth { arn, targets }, clock) {
+        Ok(all) => Ok(find_health(&all, &targets[0])
+            .filter(|h| !h.is_gone())
+            .map(ToString::to_string)),
+        Err(e) if e.code() == Some("InvalidTarget") => Ok(None),
+        Err(e) => Err(e),
+    };
+    out.push(registered(cfg, &targets[0], &state));
+    // Deregistering an absent target proves the permission and changes nothing.
+    if matches!(state, Ok(None)) {
+        out.push(probe(&call(
+            client,
+            &DeregisterTargets { arn, targets },
+            clock,
+        )));
+    }
+    out
+}
+
 /// An app restart runs its preStop hook, which drains; only an app check tells it from a deletion.
 fn drain_without_app_check(cfg: &Config) -> Verdict {
     cfg.status_addr.as_ref().filter(|_| !cfg.has_app_check())?;
     warn("/drain is served (-status-addr) but no app check (-wait-for-tcp / -wait-for-http) is set: the sidecar cannot tell an app container restart from a pod deletion, so after a restart the target stays out until the pod is deleted")
 }
 
-fn credentials(f: &Findings) -> Verdict {
-    let source = &f.source;
-    match &f.identity {
+/// `identity`: `Err` when no credentials could be had, else GetCallerIdentity's answer.
+fn credentials(source: &str, identity: &Result<Result<CallerIdentity, Error>, Error>) -> Verdict {
+    match identity {
         Err(e) => fail(format!("source {source}: none could be had: {e}")),
         Ok(Ok(id)) => ok(format!("source {source}; identity {} (account {})", id.arn, id.account)),
         Ok(Err(e)) if matches!(e.aws_code(), Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken")) => fail(format!("source {source}: AWS refuses them: {e}")),
@@ -235,17 +207,14 @@ fn why(e: &Error, action: &str) -> String {
     }
 }
 
-fn tg(g: &GroupFindings) -> Option<&TargetGroup> {
-    g.described.as_ref().ok()?.as_ref()
-}
-
 fn attribute<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim())
 }
 
-fn exists(_: &Config, g: &GroupFindings) -> Verdict {
+/// `described`: `Ok(None)` when not found.
+fn exists(described: &Result<Option<TargetGroup>, Error>, group: &GroupRef) -> Verdict {
     let cannot = |e| format!("cannot describe it: {}", why(e, "DescribeTargetGroups"));
-    match (&g.described, &g.group) {
+    match (described, group) {
         (Ok(Some(tg)), _) => ok(format!("exists ({})", tg.arn)),
         (Ok(None), _) => {
             fail("not found (TargetGroupNotFound): check the name, region and account")
@@ -256,17 +225,17 @@ fn exists(_: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-fn ip_type(_: &Config, g: &GroupFindings) -> Verdict {
-    match tg(g)?.target_type.as_deref() {
+fn ip_type(_: &Config, tg: &TargetGroup) -> Verdict {
+    match tg.target_type.as_deref() {
         Some("ip") | None => ok("target type ip"),
         Some(t) => fail(format!("target type {t}: pod IPs need target type ip")),
     }
 }
 
-fn family(_: &Config, g: &GroupFindings) -> Verdict {
+fn family(cfg: &Config, tg: &TargetGroup) -> Verdict {
     // No IpAddressType (older API versions): ipv4.
-    let family = tg(g)?.ip_address_type.as_deref().unwrap_or("ipv4");
-    let id = &g.target.id;
+    let family = tg.ip_address_type.as_deref().unwrap_or("ipv4");
+    let id = &cfg.target_id;
     let wanted = match id.parse() {
         Ok(IpAddr::V6(_)) => "ipv6",
         _ => "ipv4",
@@ -277,17 +246,17 @@ fn family(_: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-fn attached(cfg: &Config, g: &GroupFindings) -> Verdict {
+fn attached(cfg: &Config, tg: &TargetGroup) -> Verdict {
     let text = "not attached to a load balancer (no listener forwards to it): its targets stay unused and never turn healthy, so";
-    match tg(g)?.load_balancer_arns.len() {
+    match tg.load_balancer_arns.len() {
         0 if cfg.wait_in_service => fail(format!("{text} -wait-in-service would time out")),
         0 => warn(format!("{text} it would get no traffic")),
         n => ok(format!("attached to {n} load balancer(s)")),
     }
 }
 
-fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
-    let hc = &tg(g)?.health_check;
+fn health(cfg: &Config, tg: &TargetGroup) -> Verdict {
+    let hc = &tg.health_check;
     if hc.enabled == Some(false) {
         return warn("health checks disabled: targets report unavailable, never healthy");
     }
@@ -323,9 +292,9 @@ fn health(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-fn delay(cfg: &Config, g: &GroupFindings) -> Verdict {
+fn delay(cfg: &Config, attributes: &Result<Vec<(String, String)>, Error>) -> Verdict {
     let unknown = "deregistration delay unknown";
-    let delay = match g.attributes.as_ref()? {
+    let delay = match attributes {
         Ok(attrs) => attribute(attrs, DEREGISTRATION_DELAY).and_then(|v| v.parse().ok()),
         Err(e) => {
             return warn(format!(
@@ -346,13 +315,17 @@ fn delay(cfg: &Config, g: &GroupFindings) -> Verdict {
 }
 
 /// With `-lb-health-addr`, a TCP/TLS group resets connections once `/lb-health` fails, unless told not to.
-fn resets(cfg: &Config, g: &GroupFindings) -> Verdict {
+fn resets(
+    cfg: &Config,
+    tg: &TargetGroup,
+    attributes: &Result<Vec<(String, String)>, Error>,
+) -> Verdict {
     cfg.lb_health_addr.as_ref()?;
-    let (Some("TCP" | "TLS"), Some(read)) = (tg(g)?.protocol.as_deref(), &g.attributes) else {
+    let Some("TCP" | "TLS") = tg.protocol.as_deref() else {
         return None;
     };
     let (on, draining) = (UNHEALTHY_TERMINATION, UNHEALTHY_DRAINING);
-    let Ok(attrs) = read else {
+    let Ok(attrs) = attributes else {
         return warn(format!("{on} unknown (the attributes cannot be read): if true, the default, a failing /lb-health resets every established connection"));
     };
     let interval = attribute(attrs, draining).unwrap_or("unset");
@@ -362,12 +335,13 @@ fn resets(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-fn state(cfg: &Config, g: &GroupFindings) -> Verdict {
-    let (t, untried) = (&g.target, "DeregisterTargets is not tried");
+/// `state`: the target's, `None` when not registered.
+fn registered(cfg: &Config, t: &Target, state: &Result<Option<String>, Error>) -> Verdict {
+    let untried = "DeregisterTargets is not tried";
     let unknown = |e| {
         why(e, "DescribeTargetHealth") + &format!("; {untried} without knowing the target is out")
     };
-    match g.registered.as_ref()? {
+    match state {
         Ok(None) => ok(format!("target {t} is not registered yet")),
         Ok(Some(state)) => warn(format!("target {t} is registered already ({state}): another pod with this IP, or a leftover; {untried}, it would take it out")),
         Err(e) if cfg.wait_in_service || cfg.wait_drained => fail(unknown(e)),
@@ -375,9 +349,9 @@ fn state(cfg: &Config, g: &GroupFindings) -> Verdict {
     }
 }
 
-fn probe(_: &Config, g: &GroupFindings) -> Verdict {
+fn probe(answer: &Result<(), Error>) -> Verdict {
     let answered = "may deregister (DeregisterTargets of the unregistered target answered";
-    match g.deregister.as_ref()? {
+    match answer {
         Ok(()) => ok(format!("{answered} success)")),
         Err(e) if e.code() == Some("InvalidTarget") => ok(format!("{answered} InvalidTarget, not AccessDenied)")),
         Err(e) if e.code() == Some("AccessDenied") => fail(format!("may not deregister: the target would stay in the load balancer after the pod is gone: {e}")),

@@ -14,7 +14,7 @@ pub mod retry;
 mod sign;
 pub mod sts;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod xml;
 
 pub use client::{Budget, Client, Settings};
