@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const NOT_EXECUTABLE: &str = "is not executable";
+
 /// Why execve(2) could not run `p`, if it could not (symbolic links followed).
 fn unrunnable(p: &Path) -> Option<&'static str> {
     match std::fs::metadata(p) {
@@ -175,11 +176,8 @@ fn group<T: Transport>(
     out.push(registered(cfg, &targets[0], &state));
     // Deregistering an absent target proves the permission and changes nothing.
     if matches!(state, Ok(None)) {
-        out.push(probe(&call(
-            client,
-            &DeregisterTargets { arn, targets },
-            clock,
-        )));
+        let answer = call(client, &DeregisterTargets { arn, targets }, clock);
+        out.push(probe(&answer));
     }
     out
 }
