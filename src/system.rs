@@ -3,8 +3,8 @@
 //! (`-wait-for-tcp` / `-wait-for-http`: a try every 500 ms, 1 s connect,
 //! 2 s request timeout; an event ends the wait at once) and the TCP table.
 
-use crate::aws::error::{redact_url, snippet, Error, TransportKind};
-use crate::aws::http::{HttpRequest, HttpResponse, Transport};
+use crate::aws::error::{redact_url, snippet, Error};
+use crate::aws::http::{HttpRequest, Transport};
 use crate::clock::Clock;
 use crate::config::{Config, Hook, HookAction};
 use crate::hooks::{command, wait, Outcome};
@@ -24,19 +24,30 @@ pub struct SystemEffects<T: Transport> {
     pub transport: T,
 }
 
-/// A GET of `url` (redirects are not followed).
-fn get(url: &str, timeout: Duration) -> HttpRequest {
-    HttpRequest {
+/// GETs `url` (redirects are not followed): `Ok(Err(why))` for an answer
+/// other than a 2xx.
+fn get(
+    t: &impl Transport,
+    action: &str,
+    url: &str,
+    timeout: Duration,
+) -> Result<Result<(), String>, Error> {
+    let req = HttpRequest {
         method: "GET",
         url: url.to_owned(),
         headers: Vec::new(),
         body: Vec::new(),
         timeout,
-    }
+    };
+    let r = t.send(action, &req)?;
+    Ok(match r.status {
+        200..=299 => Ok(()),
+        s => Err(format!("HTTP {s}: {}", snippet(&r.body))),
+    })
 }
 
 /// An HTTP hook: its GET runs on a thread of its own, so an event ends the
-/// wait (the request then ends by its own timeout).
+/// wait. The request may take a second longer: the wait times out first.
 fn http_hook(
     hook: &Hook,
     url: &str,
@@ -44,30 +55,22 @@ fn http_hook(
     clock: &mut dyn Clock,
 ) -> Outcome {
     info!("calling {} HTTP hook: GET {}", hook.name, redact_url(url));
-    let (req, action) = (get(url, hook.timeout), hook.describe());
+    let (url, action) = (url.to_owned(), hook.describe());
+    let timeout = hook.timeout.saturating_add(Duration::from_secs(1));
     let (tx, rx) = channel();
     let spawned = std::thread::Builder::new()
         .name("http-hook".into())
         .stack_size(1024 * 1024) // name resolution may need some
-        .spawn(move || tx.send(t.send(&action, &req)));
+        .spawn(move || tx.send(get(&t, &action, &url, timeout)));
     // The thread always answers (its send returns whatever happens).
-    let answered = || rx.try_recv().ok().map(|a| outcome(&a));
+    let answered = || match rx.try_recv().ok()? {
+        Ok(Ok(())) => Some(Outcome::Success),
+        Ok(Err(why)) => Some(Outcome::Failed(why)),
+        Err(e) => Some(Outcome::Failed(e.to_string())),
+    };
     match spawned {
         Ok(_) => wait(clock, hook.timeout, answered),
         Err(e) => Outcome::Failed(format!("cannot start a thread (pids limit?): {e}")),
-    }
-}
-
-/// What an HTTP hook's answer (or its absence) means: 2xx is success.
-fn outcome(answer: &Result<HttpResponse, Error>) -> Outcome {
-    match answer {
-        Ok(r) if (200..300).contains(&r.status) => Outcome::Success,
-        Ok(r) => Outcome::Failed(format!("HTTP {}: {}", r.status, snippet(&r.body))),
-        Err(Error::Transport {
-            kind: TransportKind::Timeout,
-            ..
-        }) => Outcome::TimedOut,
-        Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 
@@ -95,13 +98,8 @@ fn app_ready<T: Transport>(cfg: &Config, transport: &T, timeout: Duration) -> Re
     let Some(url) = &cfg.wait_for_http else {
         return Ok(());
     };
-    let r = transport
-        .send("wait-for-http", &get(url, timeout))
-        .map_err(|e| e.to_string())?;
-    match r.status {
-        200..=299 => Ok(()),
-        s => Err(format!("{url} answered HTTP {s}: {}", snippet(&r.body))),
-    }
+    let answer = get(transport, "wait-for-http", url, timeout).map_err(|e| e.to_string())?;
+    answer.map_err(|why| format!("{url} answered {why}"))
 }
 
 impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
@@ -154,34 +152,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn two_hundreds_succeed_the_rest_fail() {
-        let answer = |status: u16| {
-            Ok(HttpResponse {
-                status,
-                date: None,
-                body: b"nope".to_vec(),
-            })
-        };
-        assert_eq!(outcome(&answer(200)), Outcome::Success);
-        assert_eq!(outcome(&answer(204)), Outcome::Success);
+    fn a_get_succeeds_on_2xx_only() {
+        use crate::aws::tests::{ok, status, Scripted};
+        let s = Scripted::new([
+            ok(b""),
+            status(204, b""),
+            status(302, b""),
+            status(500, b"nope"),
+        ]);
+        let get = || get(&&s, "x", "http://127.0.0.1:1/in", Duration::from_secs(1));
+        assert_eq!(get(), Ok(Ok(())));
+        assert_eq!(get(), Ok(Ok(())));
+        assert_eq!(get(), Ok(Err("HTTP 302: empty body".into())));
+        assert_eq!(get(), Ok(Err("HTTP 500: nope".into())));
+        let seen = s.seen.borrow();
         assert_eq!(
-            outcome(&answer(500)),
-            Outcome::Failed("HTTP 500: nope".into())
+            (seen[0].method, &seen[0].url[..]),
+            ("GET", "http://127.0.0.1:1/in")
         );
-        assert!(matches!(outcome(&answer(302)), Outcome::Failed(_)));
-        let timeout = Err(Error::Transport {
-            action: "x".into(),
-            url: "http://127.0.0.1/".into(),
-            kind: TransportKind::Timeout,
-            detail: "slow".into(),
-        });
-        assert_eq!(outcome(&timeout), Outcome::TimedOut);
-        let refused = Err(Error::Transport {
-            action: "x".into(),
-            url: "http://127.0.0.1/".into(),
-            kind: TransportKind::Connect,
-            detail: "refused".into(),
-        });
-        assert!(matches!(outcome(&refused), Outcome::Failed(_)));
+        drop(seen);
+        assert!(matches!(get(), Err(Error::Transport { .. })));
     }
 }
