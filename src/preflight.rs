@@ -35,10 +35,8 @@ fn unrunnable(p: &Path) -> Option<&'static str> {
 /// (musl's default when unset; an empty entry is the working directory).
 fn locate(program: &str, path: Option<&str>) -> Result<PathBuf, String> {
     if program.contains('/') {
-        return match unrunnable(Path::new(program)) {
-            Some(why) => Err(format!("{program} {why}")),
-            None => Ok(program.into()),
-        };
+        let why = unrunnable(Path::new(program));
+        return why.map_or(Ok(program.into()), |why| Err(format!("{program} {why}")));
     }
     let search = path.filter(|p| !p.is_empty());
     let search = search.unwrap_or("/usr/local/bin:/bin:/usr/bin");

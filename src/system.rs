@@ -1,5 +1,4 @@
-//! The lifecycle's [`Effects`] on the real system: hooks (an HTTP hook's
-//! GET on a thread of its own, so an event ends the wait), the app checks
+//! The lifecycle's [`Effects`] on the real system: hooks, the app checks
 //! (`-wait-for-tcp` / `-wait-for-http`: a try every 500 ms, 1 s connect,
 //! 2 s request timeout; an event ends the wait at once) and the TCP table.
 

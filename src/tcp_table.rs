@@ -61,12 +61,11 @@ fn parse_line(line: &str) -> Option<Entry> {
     let mut fields = line.split_whitespace().skip(1);
     let (local, remote) = (address(fields.next()?)?, address(fields.next()?)?);
     let state = TcpState(hex(fields.next()?.as_bytes(), 2)? as u8); // two hex digits
-    let entry = Entry {
+    (local.is_ipv4() == remote.is_ipv4()).then_some(Entry {
         local,
         remote,
         state,
-    };
-    (local.is_ipv4() == remote.is_ipv4()).then_some(entry)
+    })
 }
 
 /// An address is its network-order bytes printed as 32-bit words in host
