@@ -1,4 +1,5 @@
-//! Transition tests of the lifecycle with a fake clock, a fake ELBv2 and
+//! Transition tests of the lifecycle with a fake clock, the real AWS client
+//! over a fake ELBv2 transport (XML answers, container credentials) and
 //! scripted events: no sleeping, no network, no processes.
 
 use super::*;
@@ -113,6 +114,7 @@ impl EventClock for FakeEventClock {
     }
 }
 
+/// ELBv2 and the credentials endpoint as the client's transport sees them.
 #[derive(Default)]
 struct FakeElb {
     clock: SharedTime,
