@@ -1396,6 +1396,23 @@ fn groups_by_arn_are_polled_at_the_flag_interval_and_widened_after_throttling() 
     assert_eq!(health_polls(&w), [2, 12, 22]);
 }
 
+/// Throttled already when an app restart registers again: no look at once
+/// even where the group's pace is unknown (given by ARN).
+#[test]
+fn registering_again_after_throttling_makes_no_look_at_once() {
+    let (w, code) = restart(|w, cfg| {
+        w.elb.widen = 2;
+        cfg.groups = vec![GroupSpec {
+            group: GroupRef::Arn("arn:x".into()),
+            port: None,
+        }];
+    });
+    assert_eq!(code, EXIT_OK);
+    // Registered again at 25 s: the first poll a widened 10 s later.
+    assert_eq!(call_times(&w, "register"), [0, 25]);
+    assert_eq!(health_polls(&w), [2, 35]);
+}
+
 /// The drain wait's polls: doubling from `-health-poll-interval` up to
 /// 15 s, and, after throttling, widened like the health wait's.
 #[test]
