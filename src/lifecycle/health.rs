@@ -2,7 +2,7 @@
 //! docs/design.md's pacing model), the post-register hook, then the blocked
 //! wait with its credentials refreshes and the polls after a health-wait timeout.
 
-use super::{Elb, Lifecycle, Registration};
+use super::{Lifecycle, Registration, Transport};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{find_health, DescribeTargetHealth, TargetHealth};
 use crate::aws::error::Error;
@@ -42,7 +42,7 @@ impl Registration {
     }
 }
 
-impl<E: Elb> Lifecycle<'_, E> {
+impl<T: Transport> Lifecycle<'_, T> {
     /// Until an event: polls each target at its pace until all are healthy
     /// or `-wait-in-service-timeout` passes, runs the post-register hook and
     /// turns ready if all are healthy; then blocks (zero CPU), waking to
@@ -100,7 +100,7 @@ impl<E: Elb> Lifecycle<'_, E> {
                 self.recovered();
             } else if round {
                 let cap = MAX_RECOVERY_POLL.max(cfg.health_poll_interval);
-                interval = self.elb.widen(interval * 2).min(cap);
+                interval = self.widen(interval * 2).min(cap);
                 let next = self.clock.now() + jittered(interval, self.clock.random());
                 due.iter_mut().flatten().for_each(|at| *at = next);
             }
@@ -122,7 +122,7 @@ impl<E: Elb> Lifecycle<'_, E> {
             deadline: now + BLOCKED_CALL_WINDOW,
             max_attempts: 3,
         };
-        match self.elb.credentials(true, budget, self.clock) {
+        match self.elb.fetch_credentials(true, budget, self.clock) {
             Err(Error::Interrupted) => return false,
             Err(e) => warn!("background credentials refresh failed: {e}"),
             Ok(()) => {}
@@ -169,7 +169,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         started: Instant,
     ) -> Duration {
         let cfg = self.cfg;
-        let interval = self.elb.widen(cfg.health_poll_interval);
+        let interval = self.widen(cfg.health_poll_interval);
         let healthy = !refused && due.iter().all(Option::is_none);
         if cfg.wait_in_service {
             let took = self.clock.now().saturating_duration_since(started);
@@ -264,11 +264,11 @@ impl<E: Elb> Lifecycle<'_, E> {
         let (now, one) = (self.clock.now(), Duration::from_secs(1));
         let r = &self.registrations[i];
         match r.earliest {
-            _ if first && self.elb.widen(one) == one => now,
+            _ if first && self.widen(one) == one => now,
             Some(earliest) if first => earliest.max(now),
             earliest => {
                 let every = r.every.unwrap_or(self.cfg.health_poll_interval);
-                let next = now + jittered(self.elb.widen(every), self.clock.random());
+                let next = now + jittered(self.widen(every), self.clock.random());
                 earliest.map_or(next, |e| next.max(e))
             }
         }

@@ -1,6 +1,6 @@
 //! The lifecycle state machine (docs/design.md): register, wait until
-//! healthy, block, deregister, drain, exit; effects sit behind [`Elb`],
-//! [`Effects`] and [`EventClock`] so `tests.rs` drives it with fakes.
+//! healthy, block, deregister, drain, exit; effects sit behind the
+//! [`Transport`], [`Effects`] and [`EventClock`] so `tests.rs` drives it with fakes.
 
 mod health;
 mod quiet;
@@ -9,11 +9,9 @@ mod startup;
 
 pub use shutdown::shutdown_budget;
 
-use crate::aws::client::{Budget, Client, WithId};
+use crate::aws::client::Client;
 use crate::aws::elbv2::Target;
-use crate::aws::error::Error;
 use crate::aws::http::Transport;
-use crate::aws::query::Action;
 use crate::aws::retry::Bucket;
 use crate::clock::Clock;
 use crate::config::{Config, Hook};
@@ -23,7 +21,7 @@ use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
 use crate::tcp_table::Entry as TcpEntry;
 use std::sync::mpsc::Sender;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Exit code: the target is out (or was never put in).
 pub const EXIT_OK: i32 = 0;
@@ -31,62 +29,6 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit code: bad usage or configuration.
 pub const EXIT_USAGE: i32 = 2;
-
-/// The AWS client as the lifecycle uses it: [`Client`], or a fake in `tests.rs`.
-pub trait Elb {
-    /// Sends `action`, retrying within `budget`.
-    fn call<A: Action>(
-        &mut self,
-        action: &A,
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<A::Output>, Error>
-    where
-        A::Output: 'static;
-    /// Makes sure credentials are cached; with `refresh`, fetches new ones
-    /// now, keeping the old ones if that fails.
-    fn credentials(
-        &mut self,
-        refresh: bool,
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<(), Error>;
-    /// When cached credentials should be refreshed ahead of need.
-    fn refresh_due(&self) -> Option<SystemTime>;
-    /// Attempts of the last call that may have reached AWS unanswered.
-    fn unanswered_attempts(&self) -> u32;
-    /// A `Describe*` polling interval, widened for life after throttling.
-    fn widen(&self, interval: Duration) -> Duration;
-}
-
-impl<T: Transport> Elb for Client<T> {
-    fn call<A: Action>(
-        &mut self,
-        action: &A,
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<WithId<A::Output>, Error> {
-        Client::call(self, action, budget, clock)
-    }
-    fn credentials(
-        &mut self,
-        refresh: bool,
-        budget: Budget,
-        clock: &mut dyn Clock,
-    ) -> Result<(), Error> {
-        self.fetch_credentials(refresh, budget, clock)
-    }
-    fn refresh_due(&self) -> Option<SystemTime> {
-        Client::refresh_due(self)
-    }
-    fn unanswered_attempts(&self) -> u32 {
-        Client::unanswered_attempts(self)
-    }
-    fn widen(&self, interval: Duration) -> Duration {
-        self.adaptive(Bucket::Describe)
-            .map_or(interval, |a| a.widen(interval))
-    }
-}
 
 /// The lifecycle's other effects; `system::SystemEffects` on the real system.
 pub trait Effects {
@@ -115,8 +57,6 @@ struct Registration {
     every: Option<Duration>,
     /// The earliest it can be healthy, once registered at the group's pace.
     earliest: Option<Instant>,
-    /// An attempt of its RegisterTargets went unanswered: it may still land.
-    lost_attempt: bool,
     /// The health state last logged.
     last: Option<String>,
 }
@@ -127,27 +67,27 @@ impl Registration {
     }
 }
 
-/// What is known of one RegisterTargets. `Sent`: no answer yet (it may
-/// land); `Refused`: a final error, but an earlier attempt may have landed.
+/// What is known of one RegisterTargets. `Sent`: it may land (no answer
+/// yet, or an attempt of it went unanswered); `Refused`: a final error.
 /// ```text
-///  NotSent ─► Sent ─┬─(success)─────► Registered ─┐
-///                   ├─(final error)─► Refused ────┼─(deregistered, or not there)─► Out
-///                   └─(no answer)─────────────────┘
+///  Out ─► Sent ─┬─(success)─────► Registered ─┐
+///               ├─(final error)─► Refused ────┼─(deregistered, or not there)─► Out
+///               └─(no answer, or an attempt unanswered)──┘
 /// ```
 /// A failed deregistration leaves the state as it was, for a later shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RegistrationState {
-    NotSent,
+    /// Not sent yet, or taken out.
+    Out,
     Sent,
     Registered,
     Refused,
-    Out,
 }
 
 /// The lifecycle's state and collaborators.
-pub struct Lifecycle<'a, E: Elb> {
+pub struct Lifecycle<'a, T: Transport> {
     cfg: &'a Config,
-    elb: &'a mut E,
+    elb: &'a mut Client<T>,
     effects: &'a mut dyn Effects,
     clock: &'a mut dyn EventClock,
     status: &'a Status,
@@ -159,11 +99,11 @@ pub struct Lifecycle<'a, E: Elb> {
     failed: bool,
 }
 
-impl<'a, E: Elb> Lifecycle<'a, E> {
+impl<'a, T: Transport> Lifecycle<'a, T> {
     /// A lifecycle for `cfg` over its collaborators.
     pub fn new(
         cfg: &'a Config,
-        elb: &'a mut E,
+        elb: &'a mut Client<T>,
         effects: &'a mut dyn Effects,
         clock: &'a mut dyn EventClock,
         status: &'a Status,
@@ -208,6 +148,12 @@ impl<'a, E: Elb> Lifecycle<'a, E> {
             Event::Signal(_) => self.signalled = true,
             Event::Drain(tx) => self.drain_waiters.push(tx),
         }
+    }
+
+    /// A `Describe*` polling interval, widened for life after throttling.
+    fn widen(&self, interval: Duration) -> Duration {
+        let pace = self.elb.adaptive(Bucket::Describe);
+        pace.map_or(interval, |a| a.widen(interval))
     }
 
     /// Runs `f`, recording its duration as `step` in the metrics.

@@ -5,7 +5,7 @@
 //! and the sidecar's own listeners (a client that closes first leaves no
 //! trace in the tables). Signals do not cut it short (shielded shutdown).
 
-use super::Lifecycle;
+use super::{Lifecycle, Transport};
 use crate::config::Cidr;
 use crate::tcp_table::{Entry, TcpState};
 use log::{info, log, warn, Level};
@@ -158,7 +158,7 @@ fn join(ports: &[u16]) -> String {
     ports.join(",")
 }
 
-impl<E: super::Elb> Lifecycle<'_, E> {
+impl<T: Transport> Lifecycle<'_, T> {
     /// False when `-wait-drained-timeout` after `deregistered_at` came first.
     pub(super) fn wait_quiet(&mut self, deregistered_at: Instant) -> bool {
         let Some(period) = self.cfg.drain_quiet_period else {

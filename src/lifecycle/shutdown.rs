@@ -1,7 +1,7 @@
 //! Shutdown: deregister, wait for draining, the post-deregister hook, the
 //! answers to drain requests and the exit code.
 
-use super::{Elb, Lifecycle, Registration, RegistrationState};
+use super::{Lifecycle, Registration, RegistrationState, Transport};
 use super::{EXIT_FAILURE, EXIT_OK};
 use crate::aws::client::{Budget, MIN_CALL_TIMEOUT};
 use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth};
@@ -38,7 +38,7 @@ pub fn shutdown_budget(cfg: &Config) -> Duration {
         .fold(in_flight, Duration::saturating_add)
 }
 
-impl<E: Elb> Lifecycle<'_, E> {
+impl<T: Transport> Lifecycle<'_, T> {
     /// The shutdown and the exit code; after a drain request alone, keeps
     /// running until a signal, or returns `None` to register again.
     pub(super) fn finish(&mut self) -> Option<i32> {
@@ -152,8 +152,7 @@ impl<E: Elb> Lifecycle<'_, E> {
         let mut all_out = true;
         let mut deregistered = Vec::new();
         for i in 0..self.registrations.len() {
-            use RegistrationState::{Refused, Registered, Sent};
-            if !matches!(self.registrations[i].state, Sent | Registered | Refused) {
+            if self.registrations[i].state == RegistrationState::Out {
                 continue;
             }
             match self.deregister(i, deadline) {
@@ -188,7 +187,7 @@ impl<E: Elb> Lifecycle<'_, E> {
                 }
                 return false;
             }
-            let pause = jittered(self.elb.widen(interval), self.clock.random());
+            let pause = jittered(self.widen(interval), self.clock.random());
             interval = (interval * 2).min(MAX_DRAIN_POLL.max(self.cfg.health_poll_interval));
             let _ = self.clock.sleep(pause.min(deadline - now));
             pending.retain(|&i| !self.poll_drained(i, deadline));
@@ -253,7 +252,7 @@ impl<E: Elb> Lifecycle<'_, E> {
                 false
             }
             // Refused, and no attempt of it lost: this was a precaution.
-            Err(e) if r.state == RegistrationState::Refused && !r.lost_attempt => {
+            Err(e) if r.state == RegistrationState::Refused => {
                 warn!(
                     "target {} was refused by {}, so it is most likely not registered; \
                      the precautionary deregistration failed too: {e}",
@@ -264,8 +263,7 @@ impl<E: Elb> Lifecycle<'_, E> {
             Err(e) => return r.maybe_still_in(&e),
         };
         // Neither answer tells whether an unanswered registration landed since.
-        let r = &self.registrations[i];
-        let may_land = r.state == RegistrationState::Sent || r.lost_attempt;
+        let may_land = self.registrations[i].state == RegistrationState::Sent;
         if may_land && self.landed_late(i, deadline) {
             match self.send_deregister(i, deadline) {
                 Err(e) if !e.is_target_absent() => return self.registrations[i].maybe_still_in(&e),

@@ -1,7 +1,7 @@
 //! Startup: wait for the app, pre-register hook, credentials, resolve the
 //! groups, register, wait until healthy, post-register hook, ready.
 
-use super::{Elb, Lifecycle, Registration, RegistrationState};
+use super::{Lifecycle, Registration, RegistrationState, Transport};
 use crate::aws::client::Budget;
 use crate::aws::elbv2::{DescribeTargetGroups, RegisterTargets, Target, TargetGroup};
 use crate::aws::error::Error;
@@ -10,11 +10,12 @@ use crate::config::{Config, GroupRef, GroupSpec};
 use crate::hooks::Outcome;
 use crate::metrics::{Step, TargetState};
 use log::{error, info};
+use std::net::IpAddr;
 
 /// The startup stopped short (an event, or a failure): the shutdown comes next.
 pub(super) struct Stop;
 
-impl<E: Elb> Lifecycle<'_, E> {
+impl<T: Transport> Lifecycle<'_, T> {
     /// Runs the startup up to the registration (then [`Self::watch`]).
     pub(super) fn start(&mut self) -> Result<(), Stop> {
         let up = self.effects.wait_for_app(self.cfg, self.clock);
@@ -31,7 +32,7 @@ impl<E: Elb> Lifecycle<'_, E> {
             }
         }
         let budget = Budget::until(self.clock.now() + self.cfg.register_timeout);
-        let fetched = self.elb.credentials(false, budget, self.clock);
+        let fetched = self.elb.fetch_credentials(false, budget, self.clock);
         fetched.map_err(|e| self.stop_on("cannot get AWS credentials", e))?;
         // An event during the fetch: no call but the shutdown's from now on.
         self.stop_if_event()?;
@@ -140,10 +141,9 @@ impl Registration {
             arn,
             target,
             group_port,
-            state: RegistrationState::NotSent,
+            state: RegistrationState::Out,
             every,
             earliest: None,
-            lost_attempt: false,
             last: None,
         })
     }
@@ -153,27 +153,22 @@ impl Registration {
 fn check_group(group: &TargetGroup, target_id: &str) -> Result<(), Error> {
     let name = &group.name;
     if let Some(tt) = group.target_type.as_deref().filter(|&t| t != "ip") {
-        return Err(Error::Config(format!(
-            "target group {name} has target type {tt}; this sidecar registers pod IPs in ip target groups"
-        )));
+        let why = format!("target group {name} has target type {tt}; this sidecar registers pod IPs in ip target groups");
+        return Err(Error::Config(why));
     }
-    let Ok(ip) = target_id.parse::<std::net::IpAddr>() else {
-        return Ok(());
+    let [ours, theirs] = match (target_id.parse(), group.ip_address_type.as_deref()) {
+        (Ok(IpAddr::V4(_)), Some("ipv6")) => ["IPv4", "IPv6"],
+        (Ok(IpAddr::V6(_)), Some("ipv4")) => ["IPv6", "IPv4"],
+        _ => return Ok(()),
     };
-    let family = |v6: bool| if v6 { "IPv6" } else { "IPv4" };
-    let (ours, theirs) = (family(ip.is_ipv6()), family(!ip.is_ipv6()));
-    let t = group.ip_address_type.as_deref().unwrap_or_default();
-    if t != theirs.to_lowercase() {
-        return Ok(());
-    }
+    let [t, ours_l] = [theirs, ours].map(str::to_lowercase);
     Err(Error::Config(format!(
         "target group {name} takes {theirs} targets (IpAddressType {t}) but the target {target_id} is an {ours} \
-         address: register in an {} target group, or set -target-id to the pod's {theirs} address",
-        ours.to_lowercase()
+         address: register in an {ours_l} target group, or set -target-id to the pod's {theirs} address"
     )))
 }
 
-impl<E: Elb> Lifecycle<'_, E> {
+impl<T: Transport> Lifecycle<'_, T> {
     fn register(&mut self, i: usize, budget: Budget) -> Result<(), Error> {
         let r = &mut self.registrations[i];
         r.state = RegistrationState::Sent;
@@ -183,9 +178,9 @@ impl<E: Elb> Lifecycle<'_, E> {
             targets: std::slice::from_ref(&r.target),
         };
         let result = self.elb.call(&action, budget, self.clock);
-        r.lost_attempt = self.elb.unanswered_attempts() > 0;
-        // Anything but a final answer leaves it Sent: it may land.
-        if result.as_ref().is_err_and(Error::is_refusal) {
+        // Anything but a final answer to every attempt leaves it Sent: it may land.
+        let lost = self.elb.unanswered_attempts() > 0;
+        if result.as_ref().is_err_and(Error::is_refusal) && !lost {
             r.state = RegistrationState::Refused;
         }
         let id = result?.request_id;
@@ -195,7 +190,9 @@ impl<E: Elb> Lifecycle<'_, E> {
             "registered target {} in {} (request id {})",
             r.target, r.label, id.as_deref().unwrap_or("-")
         );
-        r.state = RegistrationState::Registered;
+        if !lost {
+            r.state = RegistrationState::Registered;
+        }
         // Healthy after a check interval at the earliest, plus up to a fifth
         // of it to spread a fleet.
         let (now, spread) = (self.clock.now(), 1.0 + 0.2 * self.clock.random());

@@ -1,20 +1,22 @@
-//! Transition tests of the lifecycle with a fake clock, a fake ELBv2 and
+//! Transition tests of the lifecycle with a fake clock, the real AWS client
+//! over a fake ELBv2 transport (XML answers, container credentials) and
 //! scripted events: no sleeping, no network, no processes.
 
 use super::*;
-use crate::aws::client::WithId;
-use crate::aws::elbv2::{HealthCheck, State, TargetGroup, TargetHealth};
-use crate::aws::error::AwsError;
+use crate::aws::client::Settings;
+use crate::aws::credentials::{Credentials, Secret, Source};
+use crate::aws::elbv2::State;
+use crate::aws::error::{AwsError, Error};
+use crate::aws::http::{HttpRequest, HttpResponse};
 use crate::clock::testing::{FakeClock, SharedTime};
 use crate::clock::Interrupted;
 use crate::config::{GroupRef, GroupSpec};
-use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::mpsc::channel;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 mod quiet;
 
@@ -112,6 +114,7 @@ impl EventClock for FakeEventClock {
     }
 }
 
+/// ELBv2 and the credentials endpoint as the client's transport sees them.
 #[derive(Default)]
 struct FakeElb {
     clock: SharedTime,
@@ -152,8 +155,13 @@ struct FakeElb {
     /// it just after the next DeregisterTargets of its group) and a retry
     /// answered with success.
     lost_attempt_then_ok: Option<usize>,
-    /// Attempts of the last call that went unanswered.
-    unanswered: u32,
+    /// A lost attempt: the client sends again, answered with `retry`.
+    lost: bool,
+    retry: Option<Result<HttpResponse, Error>>,
+    /// Describe calls answered with throttling so far.
+    throttled: u32,
+    /// The first credentials fetch is done: later ones are refreshes.
+    fetched: bool,
     /// The group of a lost registration not applied yet.
     landing: Option<String>,
     /// The status the lifecycle reports to, and whether it said ready at each call.
@@ -183,7 +191,6 @@ fn aws(code: &str) -> Error {
 impl FakeElb {
     fn log(&mut self, what: &str, arn: &str) {
         let t = self.clock.get();
-        self.unanswered = 0;
         self.calls.push((what.into(), arn.into(), t));
         self.ready_seen.push(self.status.is_ready());
     }
@@ -208,24 +215,18 @@ impl FakeElb {
 }
 
 impl FakeElb {
-    fn describe_groups(&mut self, names: &[String]) -> Vec<TargetGroup> {
+    fn describe_groups(&mut self, names: &[String]) -> String {
         self.log("describe", &names.join(","));
-        names
+        let pace = self.group_pace.map_or(String::new(), |(every, n)| {
+            format!("<HealthCheckIntervalSeconds>{every}</HealthCheckIntervalSeconds><HealthyThresholdCount>{n}</HealthyThresholdCount>")
+        });
+        let groups: String = names
             .iter()
-            .map(|n| TargetGroup {
-                arn: format!("arn:{n}"),
-                name: n.clone(),
-                port: Some(80),
-                target_type: Some("ip".into()),
-                load_balancer_arns: vec![],
-                health_check: HealthCheck {
-                    interval_seconds: self.group_pace.map(|p| p.0),
-                    healthy_threshold: self.group_pace.map(|p| p.1),
-                    ..Default::default()
-                },
-                ..Default::default()
+            .map(|n| {
+                format!("<member><TargetGroupArn>arn:{n}</TargetGroupArn><TargetGroupName>{n}</TargetGroupName><Port>80</Port><TargetType>ip</TargetType>{pace}</member>")
             })
-            .collect()
+            .collect();
+        format!("<TargetGroups>{groups}</TargetGroups>")
     }
     fn register(&mut self, arn: &str) -> Result<Option<String>, Error> {
         let n = self.calls.iter().filter(|c| c.0 == "register").count();
@@ -236,12 +237,12 @@ impl FakeElb {
         }
         if self.lost_register == Some(n) {
             self.landing = Some(arn.into());
-            self.unanswered = 1;
+            self.lost = true;
             return Err(transport_timeout());
         }
         if self.lost_attempt_then_ok == Some(n) {
             self.landing = Some(arn.into());
-            self.unanswered = 1;
+            self.lost = true;
         }
         if let Some(pos) = self.register_errors.iter().position(|(i, _)| *i == n) {
             return Err(self.register_errors.remove(pos).1);
@@ -266,7 +267,7 @@ impl FakeElb {
         }
         answer
     }
-    fn health(&mut self, arn: &str, target: &Target) -> Result<Vec<TargetHealth>, Error> {
+    fn health(&mut self, arn: &str, id: &str) -> Result<String, Error> {
         let n = self.calls.iter().filter(|c| c.0 == "health").count();
         self.log("health", arn);
         if self.signal_during_health == Some(n) {
@@ -308,79 +309,153 @@ impl FakeElb {
             };
             (s, None)
         };
-        Ok(vec![TargetHealth {
-            target: target.clone(),
-            state,
-            reason,
-            description: None,
-        }])
+        let reason = reason.map_or(String::new(), |r| format!("<Reason>{r}</Reason>"));
+        Ok(format!(
+            "<TargetHealthDescriptions><member><Target><Id>{id}</Id><Port>8080</Port></Target>\
+             <TargetHealth><State>{state}</State>{reason}</TargetHealth></member></TargetHealthDescriptions>"
+        ))
     }
 }
 
-impl Elb for FakeElb {
-    /// Dispatches on the action's name; the target is read back from its form.
-    fn call<A: Action>(
-        &mut self,
-        action: &A,
-        _b: Budget,
-        _t: &mut dyn Clock,
-    ) -> Result<WithId<A::Output>, Error>
-    where
-        A::Output: 'static,
-    {
-        let form = action.params();
+/// Where the fake serves container credentials.
+const CREDS_URL: &str = "http://127.0.0.1/creds";
+
+impl Transport for &RefCell<FakeElb> {
+    fn send(&self, _action: &str, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        self.borrow_mut().answer(req)
+    }
+}
+
+/// A 200 answer to `action` holding `result`.
+fn answer(action: &str, result: &str, request_id: Option<String>) -> Result<HttpResponse, Error> {
+    let id = request_id.map_or(String::new(), |id| format!("<RequestId>{id}</RequestId>"));
+    let body = format!(
+        "<{action}Response><{action}Result>{result}</{action}Result>\
+         <ResponseMetadata>{id}</ResponseMetadata></{action}Response>"
+    );
+    Ok(HttpResponse {
+        status: 200,
+        date: None,
+        body: body.into_bytes(),
+    })
+}
+
+/// `t` as AWS writes times (all fake times fall in November 2023).
+fn iso(t: SystemTime) -> String {
+    let s = t.duration_since(UNIX_EPOCH).unwrap().as_secs() - 1_698_796_800;
+    let (d, s) = (s / 86400 + 1, s % 86400);
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    format!("2023-11-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+impl FakeElb {
+    /// The client's settings: container credentials when a test looks at them.
+    fn settings(&self) -> Settings {
+        let source = if self.refresh_due.is_some() || self.signal_during_credentials {
+            Source::Container {
+                url: CREDS_URL.into(),
+                token_file: None,
+                token: None,
+            }
+        } else {
+            Source::Static(Credentials {
+                access_key_id: "AKID".into(),
+                secret_access_key: Secret::new("SECRET".into()),
+                session_token: None,
+                expiry: None,
+            })
+        };
+        Settings {
+            region: "us-east-1".into(),
+            elbv2_url: "http://127.0.0.1/elb".into(),
+            sts_url: "http://127.0.0.1/sts".into(),
+            source,
+            role: None,
+        }
+    }
+
+    /// Answers one attempt; the form's values are read back percent-decoded.
+    fn answer(&mut self, req: &HttpRequest) -> Result<HttpResponse, Error> {
+        if req.url == CREDS_URL {
+            return self.credentials();
+        }
+        if let Some(next) = self.retry.take() {
+            return next;
+        }
+        let body = String::from_utf8_lossy(&req.body).replace("%3A", ":");
+        let form: Vec<(&str, &str)> = body
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
         let get = |key: &str| {
-            let value = form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+            let value = form
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string());
             value.unwrap_or_default()
         };
-        let arn = get("TargetGroupArn");
-        let target = Target {
-            id: get("Targets.member.1.Id"),
-            port: get("Targets.member.1.Port").parse().ok(),
-            availability_zone: Some(get("Targets.member.1.AvailabilityZone"))
-                .filter(|z| !z.is_empty()),
-        };
-        let (value, request_id): (Box<dyn Any>, _) = match A::NAME {
+        let (action, arn) = (get("Action"), get("TargetGroupArn"));
+        if action.starts_with("Describe") && self.widen > 1 << self.throttled {
+            self.throttled += 1;
+            return Err(aws("Throttling"));
+        }
+        let result = match action.as_str() {
             "DescribeTargetGroups" => {
-                let names: Vec<String> = (form.iter().map(|(_, v)| v.clone())).collect();
-                (Box::new(self.describe_groups(&names)), None)
+                let names = form.iter().filter(|(k, _)| k.contains(".member."));
+                let names: Vec<String> = names.map(|(_, v)| v.to_string()).collect();
+                answer(&action, &self.describe_groups(&names), None)
             }
-            "RegisterTargets" => (Box::new(()), self.register(&arn)?),
-            "DeregisterTargets" => (Box::new(()), self.deregister(&arn)?),
-            "DescribeTargetHealth" => (Box::new(self.health(&arn, &target)?), None),
+            "RegisterTargets" => self.register(&arn).and_then(|id| answer(&action, "", id)),
+            "DeregisterTargets" => self.deregister(&arn).and_then(|id| answer(&action, "", id)),
+            "DescribeTargetHealth" => {
+                let id = get("Targets.member.1.Id");
+                (self.health(&arn, &id)).and_then(|r| answer(&action, &r, None))
+            }
             other => panic!("the lifecycle does not call {other}"),
         };
-        let value = *value
-            .downcast()
-            .expect("the fake answers with the action's output");
-        Ok(WithId { value, request_id })
+        if std::mem::take(&mut self.lost) {
+            self.retry = Some(result);
+            return Err(Error::Transport {
+                action,
+                url: "u".into(),
+                kind: crate::aws::error::TransportKind::Timeout,
+                detail: "timed out".into(),
+            });
+        }
+        result
     }
-    fn widen(&self, interval: Duration) -> Duration {
-        interval * self.widen.max(1)
-    }
-    fn unanswered_attempts(&self) -> u32 {
-        self.unanswered
-    }
-    fn refresh_due(&self) -> Option<SystemTime> {
-        self.refresh_due
-    }
-    fn credentials(&mut self, refresh: bool, _b: Budget, _t: &mut dyn Clock) -> Result<(), Error> {
-        if !refresh {
+
+    fn credentials(&mut self) -> Result<HttpResponse, Error> {
+        if !std::mem::replace(&mut self.fetched, true) {
             if std::mem::take(&mut self.signal_during_credentials) {
                 self.signal_now();
             }
-            return Ok(());
+        } else {
+            let now = self.clock.get();
+            self.refreshes.push(now);
+            if let Some(d) = self.refresh_takes {
+                let signal_at = now + Duration::from_secs(1);
+                self.inbox.borrow_mut().push((signal_at, Event::Signal(15)));
+                self.clock.set(now + d);
+            }
+            self.ready_at_refresh.push(self.status.is_ready());
+            self.refresh_due = self.refresh_due.map(|d| d + Duration::from_secs(3600));
         }
-        let now = self.clock.get();
-        self.refreshes.push(now);
-        if let Some(d) = self.refresh_takes {
-            let signal_at = now + Duration::from_secs(1);
-            self.inbox.borrow_mut().push((signal_at, Event::Signal(15)));
-            self.clock.set(now + d);
-        }
-        self.ready_at_refresh.push(self.status.is_ready());
-        self.refresh_due = self.refresh_due.map(|d| d + Duration::from_secs(3600));
-        Ok(())
+        // Refreshed ten minutes before expiry.
+        let expiry = self
+            .refresh_due
+            .map_or(UNIX_EPOCH + Duration::from_secs(1_701_000_000), |d| {
+                d + Duration::from_secs(600)
+            });
+        let body = format!(
+            r#"{{"AccessKeyId":"ASIA","SecretAccessKey":"S","Token":"T","Expiration":"{}"}}"#,
+            iso(expiry)
+        );
+        Ok(HttpResponse {
+            status: 200,
+            date: None,
+            body: body.into_bytes(),
+        })
     }
 }
 
@@ -519,15 +594,19 @@ impl World {
     }
     /// The exit code and each registration's state at the end.
     fn run_with_states(&mut self, cfg: &Config) -> (i32, Vec<RegistrationState>) {
+        let fake = RefCell::new(std::mem::take(&mut self.elb));
+        let mut client = Client::new(&fake, fake.borrow().settings());
         let mut lifecycle = Lifecycle::new(
             cfg,
-            &mut self.elb,
+            &mut client,
             &mut self.effects,
             &mut self.clock,
             &self.status,
         );
         let code = lifecycle.run();
         let states = lifecycle.registrations.iter().map(|r| r.state).collect();
+        drop(client);
+        self.elb = fake.into_inner();
         (code, states)
     }
 }
@@ -875,7 +954,7 @@ fn registration_states_at_the_end() {
     w.elb.signal_during_register = Some(0);
     assert_eq!(
         w.run_with_states(&config(&["a", "b"])),
-        (EXIT_OK, vec![Out, NotSent])
+        (EXIT_OK, vec![Out, Out])
     );
 
     // Deregistration refused: the target may still be in, as registered.
@@ -981,7 +1060,7 @@ fn refused_registration_with_a_lost_attempt_may_be_in() {
     let cfg = config(&["refused-lost"]);
     assert_eq!(
         w.run_with_states(&cfg),
-        (EXIT_FAILURE, vec![RegistrationState::Refused])
+        (EXIT_FAILURE, vec![RegistrationState::Sent])
     );
     assert!(w.status.outcome().is_some_and(|o| o.is_err()));
     let metric = r#"deregistration_failures_total{target_group="refused-lost"} 1"#;
@@ -1014,7 +1093,11 @@ fn unanswered_late_landing_check_deregisters_once_more() {
         let mut w = world();
         w.elb.strict_deregister = strict;
         w.elb.register_errors = vec![(0, transport_timeout())];
-        w.elb.health_errors = VecDeque::from([aws("Throttling")]);
+        w.elb.health_errors = VecDeque::from([Error::Deadline {
+            action: "DescribeTargetHealth".into(),
+            attempts: 3,
+            last: Box::new(aws("Throttling")),
+        }]);
         assert_eq!(w.run(&config(&["a"])), EXIT_FAILURE);
         assert_eq!(
             w.elb.names(),
@@ -1070,14 +1153,15 @@ fn late_landing_check_stays_within_the_deregistration_deadline() {
         .filter(|c| c.0 != "describe")
         .map(|c| c.2)
         .collect();
-    // register, deregister, the look, deregister again.
+    // register (its retry 100 ms after the lost attempt), deregister, the
+    // look, deregister again.
     assert_eq!(
         times,
         [
             Duration::ZERO,
-            Duration::ZERO,
-            Duration::from_millis(400),
-            Duration::from_millis(400)
+            Duration::from_millis(100),
+            Duration::from_millis(500),
+            Duration::from_millis(500)
         ],
         "the look waits only until the deadline"
     );
@@ -1307,8 +1391,26 @@ fn groups_by_arn_are_polled_at_the_flag_interval_and_widened_after_throttling() 
     }];
     assert_eq!(w.run(&cfg), EXIT_OK);
     assert!(!w.elb.names().iter().any(|n| n.starts_with("describe")));
-    // Throttled already: no look at once, the first poll after a widened interval.
-    assert_eq!(health_polls(&w), [10, 20, 30]);
+    // The first poll is throttled (the client's retry answers 2 s later):
+    // from then on, the widened interval.
+    assert_eq!(health_polls(&w), [2, 12, 22]);
+}
+
+/// Throttled already when an app restart registers again: no look at once
+/// even where the group's pace is unknown (given by ARN).
+#[test]
+fn registering_again_after_throttling_makes_no_look_at_once() {
+    let (w, code) = restart(|w, cfg| {
+        w.elb.widen = 2;
+        cfg.groups = vec![GroupSpec {
+            group: GroupRef::Arn("arn:x".into()),
+            port: None,
+        }];
+    });
+    assert_eq!(code, EXIT_OK);
+    // Registered again at 25 s: the first poll a widened 10 s later.
+    assert_eq!(call_times(&w, "register"), [0, 25]);
+    assert_eq!(health_polls(&w), [2, 35]);
 }
 
 /// The drain wait's polls: doubling from `-health-poll-interval` up to
@@ -1353,8 +1455,9 @@ fn after_throttling_the_first_poll_comes_when_the_target_can_be_healthy() {
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(600);
     assert_eq!(w.run(&cfg), EXIT_OK);
-    // No look at once: 30 s + a tenth of 30 s; then the widened interval.
-    assert_eq!(health_polls(&w), [33, 93]);
+    // DescribeTargetGroups was throttled (answered 2 s later): no look at
+    // once, 30 s + a tenth of 30 s; then the widened interval.
+    assert_eq!(health_polls(&w), [35, 95]);
 }
 
 #[test]
