@@ -62,8 +62,9 @@ impl<T: Transport> Lifecycle<'_, T> {
         loop {
             let now = self.clock.now();
             if blocked.is_none() && (now >= deadline || due.iter().all(Option::is_none)) {
-                interval = self.end_health_wait(&mut due, refused, started);
-                if self.absorb_events() {
+                let stop;
+                (interval, stop) = self.end_health_wait(&mut due, refused, started);
+                if self.absorb_events() || stop {
                     return;
                 }
                 info!("blocking until SIGTERM or SIGINT");
@@ -161,13 +162,14 @@ impl<T: Transport> Lifecycle<'_, T> {
 
     /// The health wait's end: logs it; the post-register hook (also after a
     /// timeout or refusal, which leave it not ready). After a timeout the
-    /// pending are polled on: returns the first pause.
+    /// pending are polled on: returns the first pause, and whether an event
+    /// came.
     fn end_health_wait(
         &mut self,
         due: &mut [Option<Instant>],
         refused: bool,
         started: Instant,
-    ) -> Duration {
+    ) -> (Duration, bool) {
         let cfg = self.cfg;
         let interval = self.widen(cfg.health_poll_interval);
         let healthy = !refused && due.iter().all(Option::is_none);
@@ -199,8 +201,10 @@ impl<T: Transport> Lifecycle<'_, T> {
         let hook = cfg.post_register.as_ref();
         let interrupted =
             hook.is_some_and(|h| self.effects.run_hook(h, self.clock) == Outcome::Interrupted);
-        self.status.set_ready(healthy && !interrupted);
-        interval
+        // A signal as the hook ends: no moment of ready while terminating.
+        let stop = self.absorb_events() || interrupted;
+        self.status.set_ready(healthy && !stop);
+        (interval, stop)
     }
 
     /// One DescribeTargetHealth of registration `i`, none past `deadline`;

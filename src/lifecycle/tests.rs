@@ -31,6 +31,9 @@ struct FakeEventClock {
     inbox: Inbox,
     pending: VecDeque<Event>,
     shielded: bool,
+    /// The readiness the lifecycle reported each time it took an event.
+    status: Arc<Status>,
+    ready_at_events: Vec<bool>,
 }
 
 impl FakeEventClock {
@@ -40,6 +43,8 @@ impl FakeEventClock {
             inbox,
             pending: VecDeque::new(),
             shielded: false,
+            status: Status::new(),
+            ready_at_events: Vec::new(),
         }
     }
 
@@ -92,7 +97,11 @@ impl Clock for FakeEventClock {
 
 impl EventClock for FakeEventClock {
     fn take_event(&mut self) -> Option<Event> {
-        self.pending.pop_front().or_else(|| self.next_due(self.t()))
+        let ev = self.pending.pop_front().or_else(|| self.next_due(self.t()));
+        if ev.is_some() {
+            self.ready_at_events.push(self.status.is_ready());
+        }
+        ev
     }
     fn wait_event(&mut self, timeout: Option<Duration>) -> Option<Event> {
         if let Some(ev) = self.pending.pop_front() {
@@ -473,11 +482,18 @@ struct FakeEffects {
     clock: SharedTime,
     /// The PassiveOpens counter (none: it never moves).
     opened: Option<Box<dyn FnMut() -> u64>>,
+    /// A signal arrives just as this hook ends with success.
+    signal_as_it_ends: Option<(&'static str, Inbox)>,
 }
 
 impl Effects for FakeEffects {
     fn run_hook(&mut self, hook: &Hook, _t: &mut dyn Clock) -> Outcome {
         self.hooks.push(hook.name);
+        if let Some((_, inbox)) = self.signal_as_it_ends.as_ref().filter(|s| s.0 == hook.name) {
+            inbox
+                .borrow_mut()
+                .push((self.clock.get(), Event::Signal(15)));
+        }
         if self.fail == Some(hook.name) {
             Outcome::Failed("exit status 3".into())
         } else {
@@ -564,8 +580,9 @@ struct World {
 
 fn world() -> World {
     let inbox: Inbox = Rc::new(RefCell::new(Vec::new()));
-    let clock = FakeEventClock::new(inbox.clone());
+    let mut clock = FakeEventClock::new(inbox.clone());
     let status = Status::new();
+    clock.status = status.clone();
     World {
         elb: FakeElb {
             clock: clock.core.shared_time(),
@@ -1327,6 +1344,42 @@ fn after_a_signal_only_the_shutdown_calls_aws() {
         ["health arn:a", "deregister arn:a", "deregister arn:b"]
     );
     assert_eq!(names.iter().filter(|n| n.starts_with("health")).count(), 7);
+}
+
+#[test]
+fn a_signal_during_the_last_health_poll_never_makes_it_ready() {
+    let mut w = world();
+    w.elb.health = VecDeque::from(["healthy".into()]);
+    w.elb.signal_during_health = Some(0);
+    assert_eq!(w.run(&config(&["a"])), EXIT_OK);
+    assert_eq!(w.clock.ready_at_events, [false]);
+    assert_eq!(
+        w.elb.names(),
+        [
+            "describe a",
+            "register arn:a",
+            "health arn:a",
+            "deregister arn:a"
+        ]
+    );
+
+    // Nor a signal that comes as the post-register hook succeeds.
+    let mut w = world();
+    w.elb.health = VecDeque::from(["healthy".into()]);
+    w.effects.signal_as_it_ends = Some(("post-register", w.inbox.clone()));
+    let mut cfg = config(&["a"]);
+    cfg.post_register = Some(hook("post-register"));
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    assert_eq!(w.clock.ready_at_events, [false]);
+    assert_eq!(
+        w.elb.names(),
+        [
+            "describe a",
+            "register arn:a",
+            "health arn:a",
+            "deregister arn:a"
+        ]
+    );
 }
 
 #[test]
