@@ -171,11 +171,13 @@ impl<T: Transport> Lifecycle<'_, T> {
         ports.sort_unstable();
         ports.dedup();
         let text = humantime::format_duration(period);
-        let first = match (ports.is_empty(), self.sample()) {
-            (false, Ok(sample)) => sample,
-            (_, result) => {
-                let unknown = || "the target port is unknown (give -target-port)".into();
-                let why = result.err().unwrap_or_else(unknown);
+        let sample = match ports.is_empty() {
+            true => Err("the target port is unknown (give -target-port)".into()),
+            false => self.sample(),
+        };
+        let first = match sample {
+            Ok(sample) => sample,
+            Err(why) => {
                 warn!("cannot watch connections: {why}; waiting the whole -drain-quiet-period ({text}) instead");
                 let left = deadline.saturating_duration_since(self.clock.now());
                 // Shielded: no event cuts it short.
