@@ -27,6 +27,7 @@ fn go_syntax_forms() {
         &["-target-group-name=tg", "-target-id=10.0.0.1"],
         &["--target-group-name", "tg", "--target-id", "10.0.0.1"],
         &["--target-group-name=tg", "--target-id=10.0.0.1"],
+        &["-target-group-name=tg", "-target-id=10.0.0.1", "--"],
     ] {
         let c = run(form, &[]).unwrap();
         assert_eq!(
@@ -68,6 +69,10 @@ fn values_attached_or_next_with_one_dash_or_two() {
         (&["-t"][..], "not defined: -t "),
         (&["--target-id"], "flag needs an argument: -target-id"),
         (&["-target-id="], "empty value for -target-id"),
+        (&["tg2"], "unexpected argument \"tg2\" (flags only"),
+        (&["-wait-drained", "false"], "take their value after '='"),
+        (&["-"], "unexpected argument \"-\""),
+        (&["--", "-x"], "unexpected argument \"--\""),
     ] {
         let e = run(&[&["-target-group-name", "tg"][..], a].concat(), &[]).unwrap_err();
         assert!(e.contains(needle), "{a:?}: {e}");
