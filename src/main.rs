@@ -53,24 +53,6 @@ fn runtime(e: impl ToString) -> Failure {
     (EXIT_FAILURE, e.to_string())
 }
 
-/// The pod's IP from /etc/hosts, for when no target id is configured.
-fn detect_ip() -> Result<String, String> {
-    let read = |path| std::fs::read_to_string(path).ok();
-    let hostname = ProcessEnv
-        .var("HOSTNAME")
-        .or_else(|| read("/etc/hostname"))
-        .or_else(|| read("/proc/sys/kernel/hostname"))
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .ok_or("cannot tell this pod's hostname (HOSTNAME, /etc/hostname)")?;
-    let path = ProcessEnv
-        .var("NLB_HOSTS_FILE")
-        .unwrap_or("/etc/hosts".into());
-    let hosts = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    config::pod_ip_from_hosts(&hosts, &hostname)
-        .ok_or_else(|| format!("no line for hostname {hostname:?} in {path}"))
-}
-
 fn try_main() -> Result<i32, Failure> {
     // Signals first: before any other thread exists. The status exists
     // already (no thread), so a signal fails /lb-health at once.
@@ -80,7 +62,7 @@ fn try_main() -> Result<i32, Failure> {
     signals::forward_signals(tx.clone(), move || for_signals.begin_drain())
         .map_err(|e| runtime(format!("cannot install signal handlers: {e}")))?;
     let args = std::env::args_os().skip(1).collect();
-    let cfg = match config::parse(args, &ProcessEnv, &mut detect_ip).map_err(usage)? {
+    let cfg = match config::parse(args, &ProcessEnv).map_err(usage)? {
         Action::Run(cfg) => cfg,
         Action::Print(text) => {
             print!("{text}");

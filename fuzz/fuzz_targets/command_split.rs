@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         "10.0.0.1".into(),
     ];
     let env: HashMap<String, String> = HashMap::new();
-    let result = config::parse(args, &env, &mut || Err("x".to_string()));
+    let result = config::parse(args, &env);
 
     let Ok(text) = std::str::from_utf8(data) else {
         assert!(result.is_err(), "non-UTF-8 command accepted");

@@ -218,16 +218,11 @@ pub enum Action {
 /// A usage error: one line naming the flag or variable and the bad value.
 pub type ConfigError = String;
 
-/// Parses the arguments (without the program name), then the environment. `detect_ip`
-/// gives the pod's IP (or why not) when no flag, `NLB_TARGET_ID` or `POD_IP` does.
+/// Parses the arguments (without the program name), then the environment.
 ///
 /// # Errors
 /// A [`ConfigError`] naming the flag or variable and the bad value.
-pub fn parse(
-    args: Vec<OsString>,
-    env: &dyn Env,
-    detect_ip: &mut dyn FnMut() -> Result<String, String>,
-) -> Result<Action, ConfigError> {
+pub fn parse(args: Vec<OsString>, env: &dyn Env) -> Result<Action, ConfigError> {
     let (mut given, mut args) = (Vec::new(), args.into_iter());
     while let Some(arg) = args.next() {
         let arg = (arg.into_string()).map_err(|v| format!("argument {v:?} is not UTF-8"))?;
@@ -256,7 +251,7 @@ pub fn parse(
         };
         given.push((name, value));
     }
-    resolve(&Settings { given, env }, detect_ip).map(|c| Action::Run(Box::new(c)))
+    resolve(&Settings { given, env }).map(|c| Action::Run(Box::new(c)))
 }
 
 #[cfg(test)]

@@ -97,9 +97,6 @@ pub(super) struct Settings<'a> {
 /// A value parser: `(where the value came from, value)`.
 type ParseFn<T> = fn(&str, &str) -> Result<T, ConfigError>;
 
-/// Detects the pod's IP (or says why not), the target id's last resort.
-type Detect<'a> = &'a mut dyn FnMut() -> Result<String, String>;
-
 impl Settings<'_> {
     /// The flag's last value, else its variable's, and where it came from.
     fn lookup(&self, name: &str) -> Option<(String, String)> {
@@ -182,11 +179,11 @@ impl Settings<'_> {
     }
 
     /// The target's IP (canonical text, as AWS lists targets) and where it came from.
-    fn target_id(&self, detect_ip: Detect<'_>) -> Result<(String, String), ConfigError> {
+    fn target_id(&self) -> Result<(String, String), ConfigError> {
         let pod_ip = || self.env.var("POD_IP").map(|v| (v, "POD_IP".to_owned()));
         let (v, from) = match self.lookup("target-id").or_else(pod_ip) {
             Some(found) => found,
-            None => match detect_ip() {
+            None => match detect_ip(self.env) {
                 Ok(ip) => (ip, "/etc/hosts".to_owned()),
                 Err(why) => return Err(format!(
                     "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
@@ -207,9 +204,9 @@ impl Settings<'_> {
 }
 
 /// Builds the configuration; the first bad setting, in the order written, is reported.
-pub(super) fn resolve(s: &Settings<'_>, detect_ip: Detect<'_>) -> Result<Config, ConfigError> {
+pub(super) fn resolve(s: &Settings<'_>) -> Result<Config, ConfigError> {
     let groups = s.groups()?;
-    let (target_id, target_id_source) = s.target_id(detect_ip)?;
+    let (target_id, target_id_source) = s.target_id()?;
     let text = |_: &str, v: &str| Ok(v.to_owned());
     let c = Config {
         groups,

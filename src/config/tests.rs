@@ -1,20 +1,21 @@
 use super::*;
 use std::collections::HashMap;
 
+/// No target id is detected unless a test names a hosts file.
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    crate::env::test_env(pairs)
+    let none = [
+        ("HOSTNAME", "pod"),
+        ("NLB_HOSTS_FILE", "/nonexistent/hosts"),
+    ];
+    crate::env::test_env(&[&none[..], pairs].concat())
 }
 
 fn args(a: &[&str]) -> Vec<OsString> {
     a.iter().map(OsString::from).collect()
 }
 
-fn no_detect() -> impl FnMut() -> Result<String, String> {
-    || Err("no hosts file here".to_string())
-}
-
 fn run(a: &[&str], e: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    match parse(args(a), &env(e), &mut no_detect())? {
+    match parse(args(a), &env(e))? {
         Action::Run(c) => Ok(*c),
         other => panic!("{other:?}"),
     }
@@ -79,7 +80,7 @@ fn values_attached_or_next_with_one_dash_or_two() {
     }
     use std::os::unix::ffi::OsStringExt;
     let bad = OsString::from_vec(b"-target-id=\xff".to_vec());
-    let e = parse(vec![bad], &env(&[]), &mut no_detect()).unwrap_err();
+    let e = parse(vec![bad], &env(&[])).unwrap_err();
     assert!(e.contains("not UTF-8"), "{e}");
 }
 
@@ -706,30 +707,41 @@ fn log_format_and_check() {
 
 #[test]
 fn detection_is_the_last_resort() {
-    let mut calls = 0;
-    let mut detect = || {
-        calls += 1;
-        Ok("10.1.2.3".to_string())
-    };
-    match parse(args(&["-target-group-name", "tg"]), &env(&[]), &mut detect).unwrap() {
-        Action::Run(c) => {
-            assert_eq!(c.target_id, "10.1.2.3");
-            assert_eq!(c.target_id_source, "/etc/hosts");
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(calls, 1);
+    let path = std::env::temp_dir().join(format!("nlb-hosts-{}", std::process::id()));
+    std::fs::write(&path, "127.0.0.1 localhost\n10.1.2.3\tweb-0\n").unwrap();
+    let hosts = path.to_str().unwrap();
+    let found = run(
+        &["-target-group-name", "tg"],
+        &[("HOSTNAME", "web-0"), ("NLB_HOSTS_FILE", hosts)],
+    );
+    let missing = run(&["-target-group-name", "tg"], &[("NLB_HOSTS_FILE", hosts)]);
+    std::fs::remove_file(&path).unwrap();
+    let c = found.unwrap();
+    assert_eq!(
+        (&c.target_id[..], &c.target_id_source[..]),
+        ("10.1.2.3", "/etc/hosts")
+    );
+    let e = missing.unwrap_err();
+    assert!(
+        e.contains("no target id") && e.contains("no line for hostname \"pod\""),
+        "{e}"
+    );
+    let c = run(
+        &["-target-group-name", "tg"],
+        &[("POD_IP", "10.0.0.9"), ("NLB_HOSTS_FILE", hosts)],
+    );
+    assert_eq!(c.unwrap().target_id_source, "POD_IP");
 }
 
 #[test]
 fn help_and_version() {
     let u = resolve::usage();
     for h in ["-h", "-help", "--help", "--h"] {
-        let a = parse(args(&[h]), &env(&[]), &mut no_detect()).unwrap();
+        let a = parse(args(&[h]), &env(&[])).unwrap();
         assert_eq!(a, Action::Print(u.clone()));
     }
     for v in ["--version", "-version"] {
-        let a = parse(args(&[v]), &env(&[]), &mut no_detect()).unwrap();
+        let a = parse(args(&[v]), &env(&[])).unwrap();
         assert_eq!(a, Action::Print(format!("{PROGRAM} {VERSION}\n")));
     }
     assert!(u.starts_with("Usage of k8s-nlb-registrator-sidecar:\n"));

@@ -2,6 +2,7 @@
 //! or variable the value came from (`-target-port`, `NLB_TARGET_PORT`).
 
 use super::{Cidr, ConfigError, GroupRef, GroupSpec};
+use crate::env::Env;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -239,6 +240,22 @@ pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
         (usable && fields.any(names_us)).then_some(ip)
     });
     ip.filter(|_| !hostname.is_empty()).map(|ip| ip.to_string())
+}
+
+/// The pod's IP from the hosts file (`NLB_HOSTS_FILE`, else /etc/hosts) by its hostname
+/// (`HOSTNAME`, else /etc/hostname): the target id's last resort.
+pub(super) fn detect_ip(env: &dyn Env) -> Result<String, String> {
+    let read = |path| std::fs::read_to_string(path).ok();
+    let hostname = (env.var("HOSTNAME"))
+        .or_else(|| read("/etc/hostname"))
+        .or_else(|| read("/proc/sys/kernel/hostname"))
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .ok_or("cannot tell this pod's hostname (HOSTNAME, /etc/hostname)")?;
+    let path = env.var("NLB_HOSTS_FILE").unwrap_or("/etc/hosts".into());
+    let hosts = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    pod_ip_from_hosts(&hosts, &hostname)
+        .ok_or_else(|| format!("no line for hostname {hostname:?} in {path}"))
 }
 
 /// `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME` (STS's AssumeRole
