@@ -70,7 +70,16 @@ fn try_main() -> Result<i32, Failure> {
         }
     };
     config::check_shell(&cfg, std::path::Path::new(config::SHELL).is_file()).map_err(usage)?;
-    start_logging(&cfg);
+    logging::init(&cfg, ProcessEnv.var("RUST_LOG"));
+    for (names, instead) in IGNORED {
+        for name in names.split(' ').filter(|n| ProcessEnv.var(n).is_some()) {
+            log::warn!("{name} is set but ignored: {instead}");
+        }
+    }
+    // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
+    if let Some(Err(e)) = (std::process::id() == 1).then(reaper::start_reaper) {
+        log::warn!("cannot start the reaper of orphaned hook processes: {e}");
+    }
     let now = SystemTime::now();
     let mut settings =
         Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now).map_err(usage)?;
@@ -138,18 +147,4 @@ fn run(
     drop(clock);
     status.flush_drain_responses(Duration::from_secs(2));
     Ok(code)
-}
-
-/// Logging, warnings about ignored SDK settings, and the reaper when PID 1.
-fn start_logging(cfg: &Config) {
-    logging::init(cfg, ProcessEnv.var("RUST_LOG"));
-    for (names, instead) in IGNORED {
-        for name in names.split(' ').filter(|n| ProcessEnv.var(n).is_some()) {
-            log::warn!("{name} is set but ignored: {instead}");
-        }
-    }
-    // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
-    if let Some(Err(e)) = (std::process::id() == 1).then(reaper::start_reaper) {
-        log::warn!("cannot start the reaper of orphaned hook processes: {e}");
-    }
 }

@@ -181,15 +181,13 @@ impl Settings<'_> {
     /// The target's IP (canonical text, as AWS lists targets) and where it came from.
     fn target_id(&self) -> Result<(String, String), ConfigError> {
         let pod_ip = || self.env.var("POD_IP").map(|v| (v, "POD_IP".to_owned()));
+        let detected = |why| {
+            format!("no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
+                     detecting it from /etc/hosts failed: {why}")
+        };
         let (v, from) = match self.lookup("target-id").or_else(pod_ip) {
             Some(found) => found,
-            None => match detect_ip(self.env) {
-                Ok(ip) => (ip, "/etc/hosts".to_owned()),
-                Err(why) => return Err(format!(
-                    "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
-                     detecting it from /etc/hosts failed: {why}"
-                )),
-            },
+            None => (detect_ip(self.env).map_err(detected)?, "/etc/hosts".into()),
         };
         match v.trim().parse::<IpAddr>() {
             Ok(ip) => Ok((ip.to_string(), from)),
@@ -223,13 +221,11 @@ pub(super) fn resolve(s: &Settings<'_>) -> Result<Config, ConfigError> {
         log_json: s.value("log-format", parse_log_format)?,
         check: s.value("check", parse_bool)?,
         health_poll_interval: s.value("health-poll-interval", |w, v| {
-            match parse_duration(w, v)? {
-                d if d < Duration::from_millis(10) => Err(format!(
-                    "{w} {} is too short: at least 10ms",
-                    humantime::format_duration(d)
-                )),
-                d => Ok(d),
-            }
+            let d = parse_duration(w, v)?;
+            let short = || format!("{w} {v} is too short: at least 10ms");
+            (d >= Duration::from_millis(10))
+                .then_some(d)
+                .ok_or_else(short)
         })?,
         health_poll_explicit: s.lookup("health-poll-interval").is_some(),
         availability_zone: s.optional("target-availability-zone", text)?,

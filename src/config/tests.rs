@@ -98,6 +98,11 @@ fn health_poll_interval_given_or_default() {
     let c = run(&base, &[("NLB_HEALTH_POLL_INTERVAL", "2s")]).unwrap();
     assert_eq!(c.health_poll_interval, Duration::from_secs(2));
     assert!(c.health_poll_explicit);
+    let e = run(&base, &[("NLB_HEALTH_POLL_INTERVAL", "9ms")]).unwrap_err();
+    assert_eq!(
+        e,
+        "NLB_HEALTH_POLL_INTERVAL 9ms is too short: at least 10ms"
+    );
 }
 
 #[test]
