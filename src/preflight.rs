@@ -201,7 +201,7 @@ pub fn report(cfg: &Config, f: &Findings, path: Option<&str>) -> (String, i32) {
             add(&subject, check(cfg, g));
         }
     }
-    for h in cfg.hooks() {
+    for h in &cfg.hooks {
         add(&h.describe(), hook(h, path));
     }
     let n = failed.len();

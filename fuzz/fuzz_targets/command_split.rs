@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let expected = shlex::split(text);
     match result {
-        Ok(Action::Run(c)) => match &c.pre_register {
+        Ok(Action::Run(c)) => match c.hook("pre-register") {
             None => assert!(text.trim().is_empty(), "command {text:?} dropped"),
             Some(h) => {
                 assert!(!h.argv().is_empty());

@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(c.target_id, c.target_id.trim());
             assert_ne!(c.target_port, Some(0));
             assert!(c.health_poll_interval >= Duration::from_millis(10));
-            for h in [&c.pre_register, &c.post_register, &c.post_deregister].into_iter().flatten() {
+            for h in &c.hooks {
                 match &h.action {
                     config::HookAction::Command(argv) => {
                         assert!(!argv.is_empty(), "hook {} with no argv", h.name)

@@ -151,12 +151,8 @@ pub struct Config {
     pub wait_drained: bool,
     /// `-wait-drained-timeout`.
     pub wait_drained_timeout: Duration,
-    /// `-pre-register-command` or `-pre-register-http`.
-    pub pre_register: Option<Hook>,
-    /// `-post-register-command` or `-post-register-http`.
-    pub post_register: Option<Hook>,
-    /// `-post-deregister-command` or `-post-deregister-http`.
-    pub post_deregister: Option<Hook>,
+    /// The hooks set (`-STEP-command` or `-STEP-http`), in the order their steps run.
+    pub hooks: Vec<Hook>,
     /// `-status-addr`.
     pub status_addr: Option<String>,
     /// `-wait-for-tcp`.
@@ -180,10 +176,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// The hooks that are set, in the order they run.
-    pub fn hooks(&self) -> impl Iterator<Item = &Hook> {
-        let hooks = self.pre_register.iter().chain(&self.post_register);
-        hooks.chain(&self.post_deregister)
+    /// The hook of a step (`pre-register`, `post-register`, `post-deregister`), if set.
+    pub fn hook(&self, step: &str) -> Option<&Hook> {
+        self.hooks.iter().find(|h| h.name == step)
     }
 
     /// Whether `-wait-for-tcp` or `-wait-for-http` is set.
@@ -197,7 +192,7 @@ impl Config {
 /// # Errors
 /// A [`ConfigError`] naming the hook's flag and the operator.
 pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
-    match cfg.hooks().find_map(|h| Some((h.name, h.shell_syntax()?))) {
+    match cfg.hooks.iter().find_map(|h| Some((h.name, h.shell_syntax()?))) {
         Some((name, op)) if !has_shell => Err(format!(
             "-{name}-command uses shell syntax ({op}) and needs {SHELL}, which this image does not have: \
              use an image with a shell, or a command without shell operators"

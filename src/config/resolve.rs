@@ -211,9 +211,10 @@ pub(super) fn resolve(s: &Settings<'_>) -> Result<Config, ConfigError> {
         target_id,
         target_id_source,
         target_port: s.optional("target-port", parse_port)?,
-        pre_register: s.hook("pre-register")?,
-        post_register: s.hook("post-register")?,
-        post_deregister: s.hook("post-deregister")?,
+        hooks: ["pre-register", "post-register", "post-deregister"]
+            .into_iter()
+            .filter_map(|step| s.hook(step).transpose())
+            .collect::<Result<_, _>>()?,
         status_addr: s.optional("status-addr", parse_host_port)?,
         wait_for_tcp: s.optional("wait-for-tcp", parse_host_port)?,
         wait_for_http: s.optional("wait-for-http", parse_http_url)?,

@@ -41,7 +41,7 @@ fn go_syntax_forms() {
         assert_eq!(c.target_id, "10.0.0.1");
         assert!(c.wait_in_service);
         assert_eq!(c.wait_in_service_timeout, Duration::from_secs(300));
-        assert_eq!(c.pre_register, None);
+        assert!(c.hooks.is_empty());
     }
 }
 
@@ -63,9 +63,9 @@ fn values_attached_or_next_with_one_dash_or_two() {
     )
     .unwrap();
     assert!(c.wait_drained && !c.wait_in_service);
-    assert_eq!(c.pre_register.unwrap().argv(), ["-x"]);
-    assert_eq!(c.post_register.unwrap().argv(), ["--y"]);
-    assert_eq!(c.post_deregister.unwrap().argv(), ["a=b"]);
+    assert_eq!(c.hook("pre-register").unwrap().argv(), ["-x"]);
+    assert_eq!(c.hook("post-register").unwrap().argv(), ["--y"]);
+    assert_eq!(c.hook("post-deregister").unwrap().argv(), ["a=b"]);
     for (a, needle) in [
         (&["-t"][..], "not defined: -t "),
         (&["--target-id"], "flag needs an argument: -target-id"),
@@ -157,7 +157,10 @@ fn values_starting_with_a_dash_are_values() {
         &[],
     );
     // "-x --y" is one argument: the command, split into words.
-    assert_eq!(c.unwrap().pre_register.unwrap().argv(), ["-x", "--y"]);
+    assert_eq!(
+        c.unwrap().hook("pre-register").unwrap().argv(),
+        ["-x", "--y"]
+    );
 }
 
 #[test]
@@ -455,7 +458,7 @@ fn env_fallbacks_and_precedence() {
     assert_eq!(c.target_id_source, "NLB_TARGET_ID");
     assert!(!c.wait_in_service);
     assert_eq!(c.target_port, Some(9000));
-    let hook = c.pre_register.unwrap();
+    let hook = c.hook("pre-register").unwrap();
     assert_eq!(hook.argv(), ["echo", "hello world"]);
     assert_eq!(hook.timeout, Duration::from_secs(2));
 
@@ -553,7 +556,7 @@ fn http_hooks_take_http_urls_and_exclude_the_command_of_their_step() {
         &[("NLB_POST_REGISTER_HTTP", "http://10.0.0.1/in")],
     )
     .unwrap();
-    let pre = c.pre_register.unwrap();
+    let pre = c.hook("pre-register").unwrap();
     assert_eq!(
         pre.action,
         HookAction::Http("http://127.0.0.1:8080/ready".into())
@@ -561,11 +564,11 @@ fn http_hooks_take_http_urls_and_exclude_the_command_of_their_step() {
     assert_eq!(pre.timeout, Duration::from_secs(2));
     assert_eq!(pre.describe(), "pre-register HTTP hook");
     assert_eq!(
-        c.post_register.unwrap().action,
+        c.hook("post-register").unwrap().action,
         HookAction::Http("http://10.0.0.1/in".into())
     );
     assert_eq!(
-        c.post_deregister.unwrap().describe(),
+        c.hook("post-deregister").unwrap().describe(),
         "post-deregister command"
     );
 
@@ -604,7 +607,7 @@ fn http_hooks_take_http_urls_and_exclude_the_command_of_their_step() {
         &[],
     )
     .unwrap();
-    assert_eq!(c.pre_register.unwrap().argv(), ["true"]);
+    assert_eq!(c.hook("pre-register").unwrap().argv(), ["true"]);
 }
 
 #[test]
@@ -615,8 +618,8 @@ fn hooks_in_shell_syntax_need_a_shell() {
         &[("NLB_PRE_REGISTER_COMMAND", "echo 'a && b'")],
     )
     .unwrap();
-    assert_eq!(c.pre_register.as_ref().unwrap().shell_syntax(), None);
-    let post = c.post_register.as_ref().unwrap();
+    assert_eq!(c.hook("pre-register").unwrap().shell_syntax(), None);
+    let post = c.hook("post-register").unwrap();
     assert_eq!(post.argv(), ["/bin/sh", "-c", "a && b"]);
     assert_eq!(post.shell_syntax(), Some("&&"));
     assert_eq!(check_shell(&c, true), Ok(()));

@@ -26,9 +26,7 @@ fn cfg() -> Config {
         deregister_timeout: Duration::from_secs(20),
         wait_drained: true,
         wait_drained_timeout: Duration::from_secs(300),
-        pre_register: None,
-        post_register: None,
-        post_deregister: None,
+        hooks: vec![],
         status_addr: None,
         wait_for_tcp: None,
         wait_for_http: None,
@@ -433,13 +431,17 @@ fn hook_programs_are_reported_and_http_hooks_not_called() {
     let d = scratch("hooks");
     let path = format!("{}:{}", d.join("a").display(), d.join("b").display());
     let mut c = cfg();
-    c.pre_register = command("pre-register", "tool -fsS http://127.0.0.1:8080/warm");
-    c.post_register = Some(Hook {
+    c.hooks.extend(command(
+        "pre-register",
+        "tool -fsS http://127.0.0.1:8080/warm",
+    ));
+    c.hooks.push(Hook {
         name: "post-register",
         action: HookAction::Http("http://user:secret@127.0.0.1:8080/lb/in".into()),
         timeout: Duration::from_secs(5),
     });
-    c.post_deregister = command("post-deregister", "/bin/sh -c sleep&&true");
+    c.hooks
+        .extend(command("post-deregister", "/bin/sh -c sleep&&true"));
     let r = report_in(&c, &good(), Some(&path));
     assert!(r.passed(), "{}", r.render());
     let out = r.render();
@@ -464,8 +466,10 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
     let d = scratch("missing");
     let data = d.join("b/data").display().to_string();
     let mut c = cfg();
-    c.pre_register = command("pre-register", "nlb-nope -q http://127.0.0.1/");
-    c.post_deregister = command("post-deregister", &format!("{data} out"));
+    c.hooks
+        .extend(command("pre-register", "nlb-nope -q http://127.0.0.1/"));
+    c.hooks
+        .extend(command("post-deregister", &format!("{data} out")));
     let f = good();
     let r = report(&c, &f);
     assert_eq!(r.exit_code(), 1);
@@ -490,7 +494,7 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
     );
 
     // Only the post-deregister hook missing: a warning, the check passes.
-    c.pre_register = None;
+    c.hooks.retain(|h| h.name != "pre-register");
     let r = report(&c, &f);
     assert!(r.passed(), "{}", r.render());
     assert!(has(&r, "warn", &format!("{data} is not executable")));
@@ -500,7 +504,7 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
 #[test]
 fn hooks_are_reported_even_without_credentials() {
     let mut c = cfg();
-    c.pre_register = command("pre-register", "nlb-nope");
+    c.hooks.extend(command("pre-register", "nlb-nope"));
     let mut f = good();
     f.identity = Err(Error::Credentials("no source".into()));
     f.groups.clear();
