@@ -257,15 +257,13 @@ pub(super) fn resolve(s: &Settings<'_>) -> Result<Config, ConfigError> {
 /// `-drain-quiet-period` (0 is off) is shorter than `-wait-drained-timeout`, which bounds it,
 /// and needs a port known for every group (one given by ARN has none of its own).
 fn cross_checks(s: &Settings<'_>, c: Config) -> Result<Config, ConfigError> {
-    let set = [
-        ("role-external-id", c.role_external_id.is_some()),
-        ("role-session-name", c.role_session_name.is_some()),
-    ];
-    if let (None, Some((companion, _))) = (&c.role_arn, set.iter().find(|(_, set)| *set)) {
-        return Err(format!(
-            "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
-            s.source(companion)
-        ));
+    for companion in ["role-external-id", "role-session-name"] {
+        if c.role_arn.is_none() && s.lookup(companion).is_some_and(|(v, _)| !v.is_empty()) {
+            return Err(format!(
+                "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
+                s.source(companion)
+            ));
+        }
     }
     let no_port = |g: &&GroupSpec| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none();
     let (from, fmt) = (s.source("drain-quiet-period"), humantime::format_duration);
