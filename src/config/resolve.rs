@@ -223,10 +223,8 @@ pub(super) fn resolve(s: &Settings<'_>) -> Result<Config, ConfigError> {
         check: s.value("check", parse_bool)?,
         health_poll_interval: s.value("health-poll-interval", |w, v| {
             let d = parse_duration(w, v)?;
-            let short = || format!("{w} {v} is too short: at least 10ms");
-            (d >= Duration::from_millis(10))
-                .then_some(d)
-                .ok_or_else(short)
+            let short = format!("{w} {v} is too short: at least 10ms");
+            (d >= Duration::from_millis(10)).then_some(d).ok_or(short)
         })?,
         health_poll_explicit: s.lookup("health-poll-interval").is_some(),
         availability_zone: s.optional("target-availability-zone", text)?,
