@@ -107,13 +107,6 @@ impl Cidr {
     }
 }
 
-impl std::str::FromStr for Cidr {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        parse_cidr("a CIDR", s)
-    }
-}
-
 /// The resolved configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
