@@ -78,11 +78,9 @@ pub(super) fn usage() -> String {
     );
     for (name, default, help) in FLAGS {
         let arg = if is_bool(default) { "" } else { " value" };
-        out += &format!("  -{name}{arg}\n        {help}");
-        if !default.is_empty() {
-            out += &format!(" (default {default})");
-        }
-        out += &format!(" [env {}]\n", env_name(name));
+        let default = (!default.is_empty()).then(|| format!(" (default {default})"));
+        let (default, env) = (default.unwrap_or_default(), env_name(name));
+        out += &format!("  -{name}{arg}\n        {help}{default} [env {env}]\n");
     }
     out + "  -h, -help\n        Print this help\n  --version\n        Print the version\n\
            Exit codes: 0 deregistered cleanly, 1 runtime failure, 2 bad usage or configuration.\n"
