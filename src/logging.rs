@@ -20,7 +20,7 @@ pub fn init(cfg: &Config, rust_log: Option<String>) {
             writeln!(buf, "{now} {:<5} {}", record.level(), record.args())
         }
     });
-    let _ = b.target(env_logger::Target::Stderr).try_init();
+    let _ = b.try_init(); // to stderr, env_logger's default
 }
 
 /// The HTTP and TLS crates are capped at `info`, whatever the filters say:

@@ -45,12 +45,12 @@ fn main() {
     }));
 }
 
-fn usage(e: impl ToString) -> Failure {
-    (EXIT_USAGE, e.to_string())
+fn usage(e: String) -> Failure {
+    (EXIT_USAGE, e)
 }
 
-fn runtime(e: impl ToString) -> Failure {
-    (EXIT_FAILURE, e.to_string())
+fn runtime(e: String) -> Failure {
+    (EXIT_FAILURE, e)
 }
 
 fn try_main() -> Result<i32, Failure> {
@@ -81,8 +81,8 @@ fn try_main() -> Result<i32, Failure> {
         log::warn!("cannot start the reaper of orphaned hook processes: {e}");
     }
     let now = SystemTime::now();
-    let mut settings =
-        Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now).map_err(usage)?;
+    let mut settings = Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now)
+        .map_err(|e| usage(e.to_string()))?;
     let (external_id, session_name) = (&cfg.role_external_id, &cfg.role_session_name);
     let role = |arn| Role::new(arn, external_id.clone(), session_name.clone(), now);
     settings.role = cfg.role_arn.clone().map(role);
@@ -92,7 +92,8 @@ fn try_main() -> Result<i32, Failure> {
         |p| std::fs::read(p).map_err(|e| usage(format!("cannot read AWS_CA_BUNDLE {p}: {e}")));
     let pem = ca.as_ref().map(read).transpose()?;
     let roots = pem.as_deref().zip(ca.as_deref());
-    let transport = UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(usage)?;
+    let transport =
+        UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(|e| usage(e.to_string()))?;
     let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
     if cfg.check {
         // -check: the report on stdout, and exit; no status listener, nothing registered.
