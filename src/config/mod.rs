@@ -181,10 +181,7 @@ impl Config {
 }
 
 /// Refuses a hook in shell syntax when the image has no `/bin/sh` (`has_shell`).
-///
-/// # Errors
-/// A [`ConfigError`] naming the hook's flag and the operator.
-pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
+fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
     match cfg.hooks.iter().find_map(|h| Some((h.name, h.shell_syntax()?))) {
         Some((name, op)) if !has_shell => Err(format!(
             "-{name}-command uses shell syntax ({op}) and needs {SHELL}, which this image does not have: \
@@ -206,7 +203,8 @@ pub enum Action {
 /// A usage error: one line naming the flag or variable and the bad value.
 pub type ConfigError = String;
 
-/// Parses the arguments (without the program name), then the environment.
+/// Parses the arguments (without the program name), then the environment; a hook in shell
+/// syntax needs `/bin/sh` in the image.
 ///
 /// # Errors
 /// A [`ConfigError`] naming the flag or variable and the bad value.
@@ -239,7 +237,9 @@ pub fn parse(args: Vec<OsString>, env: &dyn Env) -> Result<Action, ConfigError> 
         };
         given.push((name, value));
     }
-    resolve(&Settings { given, env }).map(|c| Action::Run(Box::new(c)))
+    let cfg = resolve(&Settings { given, env })?;
+    check_shell(&cfg, std::path::Path::new(SHELL).is_file())?;
+    Ok(Action::Run(Box::new(cfg)))
 }
 
 #[cfg(test)]
