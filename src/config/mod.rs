@@ -203,8 +203,7 @@ pub enum Action {
 /// A usage error: one line naming the flag or variable and the bad value.
 pub type ConfigError = String;
 
-/// Parses the arguments (without the program name), then the environment; a hook in shell
-/// syntax needs `/bin/sh` in the image.
+/// Parses the arguments (without the program name), then the environment.
 ///
 /// # Errors
 /// A [`ConfigError`] naming the flag or variable and the bad value.
@@ -237,9 +236,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Env) -> Result<Action, ConfigError> 
         };
         given.push((name, value));
     }
-    let cfg = resolve(&Settings { given, env })?;
-    check_shell(&cfg, std::path::Path::new(SHELL).is_file())?;
-    Ok(Action::Run(Box::new(cfg)))
+    resolve(&Settings { given, env }).map(|c| Action::Run(Box::new(c)))
 }
 
 #[cfg(test)]

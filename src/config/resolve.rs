@@ -2,7 +2,7 @@
 //! beats its `NLB_*` variable, which beats the table's default.
 
 use super::value::*;
-use super::{Config, ConfigError, GroupRef, GroupSpec, Hook, HookAction};
+use super::{check_shell, Config, ConfigError, GroupRef, GroupSpec, Hook, HookAction};
 use crate::env::Env;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -251,7 +251,8 @@ pub(super) fn resolve(s: &Settings<'_>) -> Result<Config, ConfigError> {
 
 /// The rules between settings: `-role-external-id` and `-role-session-name` need `-role-arn`;
 /// `-drain-quiet-period` (0 is off) is shorter than `-wait-drained-timeout`, which bounds it,
-/// and needs a port known for every group (one given by ARN has none of its own).
+/// and needs a port known for every group (one given by ARN has none of its own); a hook in
+/// shell syntax needs `/bin/sh` in the image.
 fn cross_checks(s: &Settings<'_>, c: Config) -> Result<Config, ConfigError> {
     for companion in ["role-external-id", "role-session-name"] {
         if c.role_arn.is_none() && s.lookup(companion).is_some_and(|(v, _)| !v.is_empty()) {
@@ -274,6 +275,6 @@ fn cross_checks(s: &Settings<'_>, c: Config) -> Result<Config, ConfigError> {
             "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
             g.group
         )),
-        _ => Ok(c),
+        _ => check_shell(&c, std::path::Path::new(SHELL).is_file()).map(|()| c),
     }
 }
