@@ -110,16 +110,15 @@ pub(super) fn parse_group(what: &str, v: &str, by_arn: bool) -> Result<GroupSpec
 
 /// `HOST:PORT`; an IPv6 host in brackets (`[::]:9090`): `fd00::1:80` could be either.
 pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError> {
-    let Some((host, port)) = v.rsplit_once(':') else {
-        return Err(invalid("address", v, what, "expected HOST:PORT"));
-    };
+    let hint = "expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090";
+    let bad = || invalid("address", v, what, hint);
+    let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
     parse_port(what, port)?;
     let name = !host.is_empty() && !host.contains([':', '[', ']']);
-    if !name && v.parse::<SocketAddr>().is_err() {
-        let hint = "expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090";
-        return Err(invalid("address", v, what, hint));
+    match name || v.parse::<SocketAddr>().is_ok() {
+        true => Ok(v.to_owned()),
+        false => Err(bad()),
     }
-    Ok(v.to_owned())
 }
 
 /// An `http://HOST[:PORT][/PATH]` URL (hooks and `-wait-for-http`). No
