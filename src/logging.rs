@@ -20,7 +20,7 @@ pub fn init(cfg: &Config, rust_log: Option<String>) {
             writeln!(buf, "{now} {:<5} {}", record.level(), record.args())
         }
     });
-    let _ = b.target(env_logger::Target::Stderr).try_init();
+    let _ = b.try_init(); // to stderr, env_logger's default
 }
 
 /// The HTTP and TLS crates are capped at `info`, whatever the filters say:
@@ -37,7 +37,7 @@ fn json_line(time: SystemTime, record: &log::Record<'_>) -> String {
     // Visiting our own in-memory fields cannot fail.
     let _ = Field(&mut out, "message").visit_any(Value::from_display(record.args()));
     let _ = Field(&mut out, "module").visit_any(Value::from(record.target()));
-    let _ = record.key_values().visit(&mut Fields(&mut out));
+    let _ = record.key_values().visit(&mut Field(&mut out, ""));
     out + "}\n"
 }
 
@@ -49,17 +49,15 @@ fn json_string(s: &str) -> String {
     unsafe_in_js.into_iter().fold(json, escape)
 }
 
-/// Writes each field with [`Field`].
-struct Fields<'a>(&'a mut String);
+/// Writes a non-null field as `,"key":value`, numbers and booleans bare; as a
+/// [`VisitSource`], each pair with its own key.
+struct Field<'a, 'k>(&'a mut String, &'k str);
 
-impl<'kvs> VisitSource<'kvs> for Fields<'_> {
+impl<'kvs> VisitSource<'kvs> for Field<'_, '_> {
     fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
         value.visit(Field(self.0, key.as_str()))
     }
 }
-
-/// Writes a non-null field as `,"key":value`, numbers and booleans bare.
-struct Field<'a, 'k>(&'a mut String, &'k str);
 
 impl VisitValue<'_> for Field<'_, '_> {
     fn visit_any(&mut self, value: Value<'_>) -> Result<(), log::kv::Error> {

@@ -45,30 +45,12 @@ fn main() {
     }));
 }
 
-fn usage(e: impl ToString) -> Failure {
-    (EXIT_USAGE, e.to_string())
+fn usage(e: String) -> Failure {
+    (EXIT_USAGE, e)
 }
 
-fn runtime(e: impl ToString) -> Failure {
-    (EXIT_FAILURE, e.to_string())
-}
-
-/// The pod's IP from /etc/hosts, for when no target id is configured.
-fn detect_ip() -> Result<String, String> {
-    let read = |path| std::fs::read_to_string(path).ok();
-    let hostname = ProcessEnv
-        .var("HOSTNAME")
-        .or_else(|| read("/etc/hostname"))
-        .or_else(|| read("/proc/sys/kernel/hostname"))
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .ok_or("cannot tell this pod's hostname (HOSTNAME, /etc/hostname)")?;
-    let path = ProcessEnv
-        .var("NLB_HOSTS_FILE")
-        .unwrap_or("/etc/hosts".into());
-    let hosts = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    config::pod_ip_from_hosts(&hosts, &hostname)
-        .ok_or_else(|| format!("no line for hostname {hostname:?} in {path}"))
+fn runtime(e: String) -> Failure {
+    (EXIT_FAILURE, e)
 }
 
 fn try_main() -> Result<i32, Failure> {
@@ -80,18 +62,26 @@ fn try_main() -> Result<i32, Failure> {
     signals::forward_signals(tx.clone(), move || for_signals.begin_drain())
         .map_err(|e| runtime(format!("cannot install signal handlers: {e}")))?;
     let args = std::env::args_os().skip(1).collect();
-    let cfg = match config::parse(args, &ProcessEnv, &mut detect_ip).map_err(usage)? {
+    let cfg = match config::parse(args, &ProcessEnv).map_err(usage)? {
         Action::Run(cfg) => cfg,
         Action::Print(text) => {
             print!("{text}");
             return Ok(EXIT_OK);
         }
     };
-    config::check_shell(&cfg, std::path::Path::new(config::SHELL).is_file()).map_err(usage)?;
-    start_logging(&cfg);
+    logging::init(&cfg, ProcessEnv.var("RUST_LOG"));
+    for (names, instead) in IGNORED {
+        for name in names.split(' ').filter(|n| ProcessEnv.var(n).is_some()) {
+            log::warn!("{name} is set but ignored: {instead}");
+        }
+    }
+    // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
+    if let Some(Err(e)) = (std::process::id() == 1).then(reaper::start_reaper) {
+        log::warn!("cannot start the reaper of orphaned hook processes: {e}");
+    }
     let now = SystemTime::now();
-    let mut settings =
-        Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now).map_err(usage)?;
+    let mut settings = Settings::from_env(cfg.region.as_deref(), &ProcessEnv, now)
+        .map_err(|e| usage(e.to_string()))?;
     let (external_id, session_name) = (&cfg.role_external_id, &cfg.role_session_name);
     let role = |arn| Role::new(arn, external_id.clone(), session_name.clone(), now);
     settings.role = cfg.role_arn.clone().map(role);
@@ -101,7 +91,8 @@ fn try_main() -> Result<i32, Failure> {
         |p| std::fs::read(p).map_err(|e| usage(format!("cannot read AWS_CA_BUNDLE {p}: {e}")));
     let pem = ca.as_ref().map(read).transpose()?;
     let roots = pem.as_deref().zip(ca.as_deref());
-    let transport = UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(usage)?;
+    let transport =
+        UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(|e| usage(e.to_string()))?;
     let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
     if cfg.check {
         // -check: the report on stdout, and exit; no status listener, nothing registered.
@@ -156,18 +147,4 @@ fn run(
     drop(clock);
     status.flush_drain_responses(Duration::from_secs(2));
     Ok(code)
-}
-
-/// Logging, warnings about ignored SDK settings, and the reaper when PID 1.
-fn start_logging(cfg: &Config) {
-    logging::init(cfg, ProcessEnv.var("RUST_LOG"));
-    for (names, instead) in IGNORED {
-        for name in names.split(' ').filter(|n| ProcessEnv.var(n).is_some()) {
-            log::warn!("{name} is set but ignored: {instead}");
-        }
-    }
-    // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
-    if let Some(Err(e)) = (std::process::id() == 1).then(reaper::start_reaper) {
-        log::warn!("cannot start the reaper of orphaned hook processes: {e}");
-    }
 }

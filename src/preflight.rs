@@ -120,7 +120,7 @@ pub fn check<T: Transport>(
             add(&subject, verdict);
         }
     }
-    for h in cfg.hooks() {
+    for h in &cfg.hooks {
         add(&h.describe(), hook(h, path));
     }
     let n = failed.len();

@@ -107,13 +107,6 @@ impl Cidr {
     }
 }
 
-impl std::str::FromStr for Cidr {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        parse_cidr("a CIDR", s)
-    }
-}
-
 /// The resolved configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -151,12 +144,8 @@ pub struct Config {
     pub wait_drained: bool,
     /// `-wait-drained-timeout`.
     pub wait_drained_timeout: Duration,
-    /// `-pre-register-command` or `-pre-register-http`.
-    pub pre_register: Option<Hook>,
-    /// `-post-register-command` or `-post-register-http`.
-    pub post_register: Option<Hook>,
-    /// `-post-deregister-command` or `-post-deregister-http`.
-    pub post_deregister: Option<Hook>,
+    /// The hooks set (`-STEP-command` or `-STEP-http`), in the order their steps run.
+    pub hooks: Vec<Hook>,
     /// `-status-addr`.
     pub status_addr: Option<String>,
     /// `-wait-for-tcp`.
@@ -180,10 +169,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// The hooks that are set, in the order they run.
-    pub fn hooks(&self) -> impl Iterator<Item = &Hook> {
-        let hooks = self.pre_register.iter().chain(&self.post_register);
-        hooks.chain(&self.post_deregister)
+    /// The hook of a step (`pre-register`, `post-register`, `post-deregister`), if set.
+    pub fn hook(&self, step: &str) -> Option<&Hook> {
+        self.hooks.iter().find(|h| h.name == step)
     }
 
     /// Whether `-wait-for-tcp` or `-wait-for-http` is set.
@@ -193,11 +181,8 @@ impl Config {
 }
 
 /// Refuses a hook in shell syntax when the image has no `/bin/sh` (`has_shell`).
-///
-/// # Errors
-/// A [`ConfigError`] naming the hook's flag and the operator.
-pub fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
-    match cfg.hooks().find_map(|h| Some((h.name, h.shell_syntax()?))) {
+fn check_shell(cfg: &Config, has_shell: bool) -> Result<(), ConfigError> {
+    match cfg.hooks.iter().find_map(|h| Some((h.name, h.shell_syntax()?))) {
         Some((name, op)) if !has_shell => Err(format!(
             "-{name}-command uses shell syntax ({op}) and needs {SHELL}, which this image does not have: \
              use an image with a shell, or a command without shell operators"
@@ -218,39 +203,24 @@ pub enum Action {
 /// A usage error: one line naming the flag or variable and the bad value.
 pub type ConfigError = String;
 
-/// Parses the arguments (without the program name), then the environment. `detect_ip`
-/// gives the pod's IP (or why not) when no flag, `NLB_TARGET_ID` or `POD_IP` does.
+/// Parses the arguments (without the program name), then the environment.
 ///
 /// # Errors
 /// A [`ConfigError`] naming the flag or variable and the bad value.
-pub fn parse(
-    args: Vec<OsString>,
-    env: &dyn Env,
-    detect_ip: &mut dyn FnMut() -> Result<String, String>,
-) -> Result<Action, ConfigError> {
-    use lexopt::Arg::{Long, Short, Value};
-    let mut given = Vec::new();
-    let mut parser = lexopt::Parser::from_args(args);
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        // Go spells long flags with one dash: lexopt reads `-name=v` as the
-        // short flag `n` with `ame=v` attached.
-        let (head, attached, sep) = match arg {
-            Long(n) => (n.to_owned(), parser.optional_value(), "="),
-            Short(c) => (c.to_string(), parser.optional_value(), ""),
-            Value(v) if parse_bool("", &v.to_string_lossy()).is_ok() => {
+pub fn parse(args: Vec<OsString>, env: &dyn Env) -> Result<Action, ConfigError> {
+    let (mut given, mut args) = (Vec::new(), args.into_iter());
+    while let Some(arg) = args.next() {
+        let arg = (arg.into_string()).map_err(|v| format!("argument {v:?} is not UTF-8"))?;
+        // Go's syntax: `-name` or `--name`, its value after `=` or as the next argument.
+        let (name, value) = match arg.strip_prefix("--").or(arg.strip_prefix('-')) {
+            Some("") if arg == "--" && args.len() == 0 => break,
+            Some(f) if !f.is_empty() => f.split_once('=').map_or((f, None), |(n, v)| (n, Some(v))),
+            _ if parse_bool("", &arg).is_ok() => {
                 let hint = "boolean flags take their value after '=', e.g. -wait-in-service=false";
-                return Err(format!("unexpected argument {v:?} ({hint})"));
+                return Err(format!("unexpected argument {arg:?} ({hint})"));
             }
-            Value(v) => return Err(format!("unexpected argument {v:?} (flags only; see -h)")),
+            _ => return Err(format!("unexpected argument {arg:?} (flags only; see -h)")),
         };
-        let arg = match attached.map(OsString::into_string).transpose() {
-            Ok(None) => head,
-            Ok(Some(rest)) => head + sep + &rest,
-            Err(v) => return Err(format!("argument -{head}{sep}{v:?} is not UTF-8")),
-        };
-        let (name, value) = arg
-            .split_once('=')
-            .map_or((&arg[..], None), |(n, v)| (n, Some(v)));
         let (name, default) = match name {
             "h" | "help" => return Ok(Action::Print(resolve::usage())),
             "version" => return Ok(Action::Print(format!("{PROGRAM} {VERSION}\n"))),
@@ -259,15 +229,14 @@ pub fn parse(
         let value = match value {
             Some(v) => v.to_owned(),
             None if is_bool(default) => "true".to_owned(),
-            None => parser
-                .value()
-                .map_err(|_| format!("flag needs an argument: -{name}"))?
+            None => (args.next())
+                .ok_or_else(|| format!("flag needs an argument: -{name}"))?
                 .into_string()
                 .map_err(|v| format!("value of -{name} is not UTF-8: {v:?}"))?,
         };
         given.push((name, value));
     }
-    resolve(&Settings { given, env }, detect_ip).map(|c| Action::Run(Box::new(c)))
+    resolve(&Settings { given, env }).map(|c| Action::Run(Box::new(c)))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! beats its `NLB_*` variable, which beats the table's default.
 
 use super::value::*;
-use super::{Config, ConfigError, GroupRef, GroupSpec, Hook, HookAction};
+use super::{check_shell, Config, ConfigError, GroupRef, GroupSpec, Hook, HookAction};
 use crate::env::Env;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -78,11 +78,9 @@ pub(super) fn usage() -> String {
     );
     for (name, default, help) in FLAGS {
         let arg = if is_bool(default) { "" } else { " value" };
-        out += &format!("  -{name}{arg}\n        {help}");
-        if !default.is_empty() {
-            out += &format!(" (default {default})");
-        }
-        out += &format!(" [env {}]\n", env_name(name));
+        let default = (!default.is_empty()).then(|| format!(" (default {default})"));
+        let (default, env) = (default.unwrap_or_default(), env_name(name));
+        out += &format!("  -{name}{arg}\n        {help}{default} [env {env}]\n");
     }
     out + "  -h, -help\n        Print this help\n  --version\n        Print the version\n\
            Exit codes: 0 deregistered cleanly, 1 runtime failure, 2 bad usage or configuration.\n"
@@ -96,9 +94,6 @@ pub(super) struct Settings<'a> {
 
 /// A value parser: `(where the value came from, value)`.
 type ParseFn<T> = fn(&str, &str) -> Result<T, ConfigError>;
-
-/// Detects the pod's IP (or says why not), the target id's last resort.
-type Detect<'a> = &'a mut dyn FnMut() -> Result<String, String>;
 
 impl Settings<'_> {
     /// The flag's last value, else its variable's, and where it came from.
@@ -182,17 +177,15 @@ impl Settings<'_> {
     }
 
     /// The target's IP (canonical text, as AWS lists targets) and where it came from.
-    fn target_id(&self, detect_ip: Detect<'_>) -> Result<(String, String), ConfigError> {
+    fn target_id(&self) -> Result<(String, String), ConfigError> {
         let pod_ip = || self.env.var("POD_IP").map(|v| (v, "POD_IP".to_owned()));
+        let detected = |why| {
+            format!("no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
+                     detecting it from /etc/hosts failed: {why}")
+        };
         let (v, from) = match self.lookup("target-id").or_else(pod_ip) {
             Some(found) => found,
-            None => match detect_ip() {
-                Ok(ip) => (ip, "/etc/hosts".to_owned()),
-                Err(why) => return Err(format!(
-                    "no target id: set -target-id, NLB_TARGET_ID or POD_IP (Downward API status.podIP); \
-                     detecting it from /etc/hosts failed: {why}"
-                )),
-            },
+            None => (detect_ip(self.env).map_err(detected)?, "/etc/hosts".into()),
         };
         match v.trim().parse::<IpAddr>() {
             Ok(ip) => Ok((ip.to_string(), from)),
@@ -207,18 +200,19 @@ impl Settings<'_> {
 }
 
 /// Builds the configuration; the first bad setting, in the order written, is reported.
-pub(super) fn resolve(s: &Settings<'_>, detect_ip: Detect<'_>) -> Result<Config, ConfigError> {
+pub(super) fn resolve(s: &Settings<'_>) -> Result<Config, ConfigError> {
     let groups = s.groups()?;
-    let (target_id, target_id_source) = s.target_id(detect_ip)?;
+    let (target_id, target_id_source) = s.target_id()?;
     let text = |_: &str, v: &str| Ok(v.to_owned());
     let c = Config {
         groups,
         target_id,
         target_id_source,
         target_port: s.optional("target-port", parse_port)?,
-        pre_register: s.hook("pre-register")?,
-        post_register: s.hook("post-register")?,
-        post_deregister: s.hook("post-deregister")?,
+        hooks: ["pre-register", "post-register", "post-deregister"]
+            .into_iter()
+            .filter_map(|step| s.hook(step).transpose())
+            .collect::<Result<_, _>>()?,
         status_addr: s.optional("status-addr", parse_host_port)?,
         wait_for_tcp: s.optional("wait-for-tcp", parse_host_port)?,
         wait_for_http: s.optional("wait-for-http", parse_http_url)?,
@@ -226,13 +220,9 @@ pub(super) fn resolve(s: &Settings<'_>, detect_ip: Detect<'_>) -> Result<Config,
         log_json: s.value("log-format", parse_log_format)?,
         check: s.value("check", parse_bool)?,
         health_poll_interval: s.value("health-poll-interval", |w, v| {
-            match parse_duration(w, v)? {
-                d if d < Duration::from_millis(10) => Err(format!(
-                    "{w} {} is too short: at least 10ms",
-                    humantime::format_duration(d)
-                )),
-                d => Ok(d),
-            }
+            let d = parse_duration(w, v)?;
+            let short = format!("{w} {v} is too short: at least 10ms");
+            (d >= Duration::from_millis(10)).then_some(d).ok_or(short)
         })?,
         health_poll_explicit: s.lookup("health-poll-interval").is_some(),
         availability_zone: s.optional("target-availability-zone", text)?,
@@ -261,17 +251,16 @@ pub(super) fn resolve(s: &Settings<'_>, detect_ip: Detect<'_>) -> Result<Config,
 
 /// The rules between settings: `-role-external-id` and `-role-session-name` need `-role-arn`;
 /// `-drain-quiet-period` (0 is off) is shorter than `-wait-drained-timeout`, which bounds it,
-/// and needs a port known for every group (one given by ARN has none of its own).
+/// and needs a port known for every group (one given by ARN has none of its own); a hook in
+/// shell syntax needs `/bin/sh` in the image.
 fn cross_checks(s: &Settings<'_>, c: Config) -> Result<Config, ConfigError> {
-    let set = [
-        ("role-external-id", c.role_external_id.is_some()),
-        ("role-session-name", c.role_session_name.is_some()),
-    ];
-    if let (None, Some((companion, _))) = (&c.role_arn, set.iter().find(|(_, set)| *set)) {
-        return Err(format!(
-            "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
-            s.source(companion)
-        ));
+    for companion in ["role-external-id", "role-session-name"] {
+        if c.role_arn.is_none() && s.lookup(companion).is_some_and(|(v, _)| !v.is_empty()) {
+            return Err(format!(
+                "{} is set but -role-arn (NLB_ROLE_ARN) is not: it only applies to the role to assume",
+                s.source(companion)
+            ));
+        }
     }
     let no_port = |g: &&GroupSpec| matches!(g.group, GroupRef::Arn(_)) && g.port.is_none();
     let (from, fmt) = (s.source("drain-quiet-period"), humantime::format_duration);
@@ -286,6 +275,6 @@ fn cross_checks(s: &Settings<'_>, c: Config) -> Result<Config, ConfigError> {
             "{from} watches the target's port, unknown for {}: give -target-port or ARN:PORT",
             g.group
         )),
-        _ => Ok(c),
+        _ => check_shell(&c, std::path::Path::new(SHELL).is_file()).map(|()| c),
     }
 }

@@ -1,20 +1,21 @@
 use super::*;
 use std::collections::HashMap;
 
+/// No target id is detected unless a test names a hosts file.
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    crate::env::test_env(pairs)
+    let none = [
+        ("HOSTNAME", "pod"),
+        ("NLB_HOSTS_FILE", "/nonexistent/hosts"),
+    ];
+    crate::env::test_env(&[&none[..], pairs].concat())
 }
 
 fn args(a: &[&str]) -> Vec<OsString> {
     a.iter().map(OsString::from).collect()
 }
 
-fn no_detect() -> impl FnMut() -> Result<String, String> {
-    || Err("no hosts file here".to_string())
-}
-
 fn run(a: &[&str], e: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    match parse(args(a), &env(e), &mut no_detect())? {
+    match parse(args(a), &env(e))? {
         Action::Run(c) => Ok(*c),
         other => panic!("{other:?}"),
     }
@@ -27,6 +28,7 @@ fn go_syntax_forms() {
         &["-target-group-name=tg", "-target-id=10.0.0.1"],
         &["--target-group-name", "tg", "--target-id", "10.0.0.1"],
         &["--target-group-name=tg", "--target-id=10.0.0.1"],
+        &["-target-group-name=tg", "-target-id=10.0.0.1", "--"],
     ] {
         let c = run(form, &[]).unwrap();
         assert_eq!(
@@ -39,7 +41,7 @@ fn go_syntax_forms() {
         assert_eq!(c.target_id, "10.0.0.1");
         assert!(c.wait_in_service);
         assert_eq!(c.wait_in_service_timeout, Duration::from_secs(300));
-        assert_eq!(c.pre_register, None);
+        assert!(c.hooks.is_empty());
     }
 }
 
@@ -61,20 +63,24 @@ fn values_attached_or_next_with_one_dash_or_two() {
     )
     .unwrap();
     assert!(c.wait_drained && !c.wait_in_service);
-    assert_eq!(c.pre_register.unwrap().argv(), ["-x"]);
-    assert_eq!(c.post_register.unwrap().argv(), ["--y"]);
-    assert_eq!(c.post_deregister.unwrap().argv(), ["a=b"]);
+    assert_eq!(c.hook("pre-register").unwrap().argv(), ["-x"]);
+    assert_eq!(c.hook("post-register").unwrap().argv(), ["--y"]);
+    assert_eq!(c.hook("post-deregister").unwrap().argv(), ["a=b"]);
     for (a, needle) in [
         (&["-t"][..], "not defined: -t "),
         (&["--target-id"], "flag needs an argument: -target-id"),
         (&["-target-id="], "empty value for -target-id"),
+        (&["tg2"], "unexpected argument \"tg2\" (flags only"),
+        (&["-wait-drained", "false"], "take their value after '='"),
+        (&["-"], "unexpected argument \"-\""),
+        (&["--", "-x"], "unexpected argument \"--\""),
     ] {
         let e = run(&[&["-target-group-name", "tg"][..], a].concat(), &[]).unwrap_err();
         assert!(e.contains(needle), "{a:?}: {e}");
     }
     use std::os::unix::ffi::OsStringExt;
     let bad = OsString::from_vec(b"-target-id=\xff".to_vec());
-    let e = parse(vec![bad], &env(&[]), &mut no_detect()).unwrap_err();
+    let e = parse(vec![bad], &env(&[])).unwrap_err();
     assert!(e.contains("not UTF-8"), "{e}");
 }
 
@@ -92,6 +98,11 @@ fn health_poll_interval_given_or_default() {
     let c = run(&base, &[("NLB_HEALTH_POLL_INTERVAL", "2s")]).unwrap();
     assert_eq!(c.health_poll_interval, Duration::from_secs(2));
     assert!(c.health_poll_explicit);
+    let e = run(&base, &[("NLB_HEALTH_POLL_INTERVAL", "9ms")]).unwrap_err();
+    assert_eq!(
+        e,
+        "NLB_HEALTH_POLL_INTERVAL 9ms is too short: at least 10ms"
+    );
 }
 
 #[test]
@@ -146,7 +157,10 @@ fn values_starting_with_a_dash_are_values() {
         &[],
     );
     // "-x --y" is one argument: the command, split into words.
-    assert_eq!(c.unwrap().pre_register.unwrap().argv(), ["-x", "--y"]);
+    assert_eq!(
+        c.unwrap().hook("pre-register").unwrap().argv(),
+        ["-x", "--y"]
+    );
 }
 
 #[test]
@@ -444,7 +458,7 @@ fn env_fallbacks_and_precedence() {
     assert_eq!(c.target_id_source, "NLB_TARGET_ID");
     assert!(!c.wait_in_service);
     assert_eq!(c.target_port, Some(9000));
-    let hook = c.pre_register.unwrap();
+    let hook = c.hook("pre-register").unwrap();
     assert_eq!(hook.argv(), ["echo", "hello world"]);
     assert_eq!(hook.timeout, Duration::from_secs(2));
 
@@ -542,7 +556,7 @@ fn http_hooks_take_http_urls_and_exclude_the_command_of_their_step() {
         &[("NLB_POST_REGISTER_HTTP", "http://10.0.0.1/in")],
     )
     .unwrap();
-    let pre = c.pre_register.unwrap();
+    let pre = c.hook("pre-register").unwrap();
     assert_eq!(
         pre.action,
         HookAction::Http("http://127.0.0.1:8080/ready".into())
@@ -550,11 +564,11 @@ fn http_hooks_take_http_urls_and_exclude_the_command_of_their_step() {
     assert_eq!(pre.timeout, Duration::from_secs(2));
     assert_eq!(pre.describe(), "pre-register HTTP hook");
     assert_eq!(
-        c.post_register.unwrap().action,
+        c.hook("post-register").unwrap().action,
         HookAction::Http("http://10.0.0.1/in".into())
     );
     assert_eq!(
-        c.post_deregister.unwrap().describe(),
+        c.hook("post-deregister").unwrap().describe(),
         "post-deregister command"
     );
 
@@ -593,7 +607,7 @@ fn http_hooks_take_http_urls_and_exclude_the_command_of_their_step() {
         &[],
     )
     .unwrap();
-    assert_eq!(c.pre_register.unwrap().argv(), ["true"]);
+    assert_eq!(c.hook("pre-register").unwrap().argv(), ["true"]);
 }
 
 #[test]
@@ -604,8 +618,8 @@ fn hooks_in_shell_syntax_need_a_shell() {
         &[("NLB_PRE_REGISTER_COMMAND", "echo 'a && b'")],
     )
     .unwrap();
-    assert_eq!(c.pre_register.as_ref().unwrap().shell_syntax(), None);
-    let post = c.post_register.as_ref().unwrap();
+    assert_eq!(c.hook("pre-register").unwrap().shell_syntax(), None);
+    let post = c.hook("post-register").unwrap();
     assert_eq!(post.argv(), ["/bin/sh", "-c", "a && b"]);
     assert_eq!(post.shell_syntax(), Some("&&"));
     assert_eq!(check_shell(&c, true), Ok(()));
@@ -701,30 +715,41 @@ fn log_format_and_check() {
 
 #[test]
 fn detection_is_the_last_resort() {
-    let mut calls = 0;
-    let mut detect = || {
-        calls += 1;
-        Ok("10.1.2.3".to_string())
-    };
-    match parse(args(&["-target-group-name", "tg"]), &env(&[]), &mut detect).unwrap() {
-        Action::Run(c) => {
-            assert_eq!(c.target_id, "10.1.2.3");
-            assert_eq!(c.target_id_source, "/etc/hosts");
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(calls, 1);
+    let path = std::env::temp_dir().join(format!("nlb-hosts-{}", std::process::id()));
+    std::fs::write(&path, "127.0.0.1 localhost\n10.1.2.3\tweb-0\n").unwrap();
+    let hosts = path.to_str().unwrap();
+    let found = run(
+        &["-target-group-name", "tg"],
+        &[("HOSTNAME", "web-0"), ("NLB_HOSTS_FILE", hosts)],
+    );
+    let missing = run(&["-target-group-name", "tg"], &[("NLB_HOSTS_FILE", hosts)]);
+    std::fs::remove_file(&path).unwrap();
+    let c = found.unwrap();
+    assert_eq!(
+        (&c.target_id[..], &c.target_id_source[..]),
+        ("10.1.2.3", "/etc/hosts")
+    );
+    let e = missing.unwrap_err();
+    assert!(
+        e.contains("no target id") && e.contains("no line for hostname \"pod\""),
+        "{e}"
+    );
+    let c = run(
+        &["-target-group-name", "tg"],
+        &[("POD_IP", "10.0.0.9"), ("NLB_HOSTS_FILE", hosts)],
+    );
+    assert_eq!(c.unwrap().target_id_source, "POD_IP");
 }
 
 #[test]
 fn help_and_version() {
     let u = resolve::usage();
     for h in ["-h", "-help", "--help", "--h"] {
-        let a = parse(args(&[h]), &env(&[]), &mut no_detect()).unwrap();
+        let a = parse(args(&[h]), &env(&[])).unwrap();
         assert_eq!(a, Action::Print(u.clone()));
     }
     for v in ["--version", "-version"] {
-        let a = parse(args(&[v]), &env(&[]), &mut no_detect()).unwrap();
+        let a = parse(args(&[v]), &env(&[])).unwrap();
         assert_eq!(a, Action::Print(format!("{PROGRAM} {VERSION}\n")));
     }
     assert!(u.starts_with("Usage of k8s-nlb-registrator-sidecar:\n"));

@@ -2,6 +2,7 @@
 //! or variable the value came from (`-target-port`, `NLB_TARGET_PORT`).
 
 use super::{Cidr, ConfigError, GroupRef, GroupSpec};
+use crate::env::Env;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use std::time::Duration;
 pub const SHELL: &str = "/bin/sh";
 
 /// The error for a bad value: `invalid KIND "V" for WHAT: HINT`.
-fn invalid<T>(kind: &str, v: &str, what: &str, hint: &str) -> Result<T, ConfigError> {
-    Err(format!("invalid {kind} {v:?} for {what}: {hint}"))
+fn invalid(kind: &str, v: &str, what: &str, hint: &str) -> ConfigError {
+    format!("invalid {kind} {v:?} for {what}: {hint}")
 }
 
 /// A duration in Go's syntax (`0`, `+5s`, `.5s`, `5.s`, `1h2m3.5s`); not negative.
@@ -24,7 +25,7 @@ pub(super) fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigErro
         Some(n) if n <= 365 * 86_400 * 1_000_000_000 => return Ok(Duration::from_nanos(n as u64)),
         Some(_) => "too long, at most 365 days",
     };
-    invalid("duration", v, what, hint)
+    Err(invalid("duration", v, what, hint))
 }
 
 /// The nanoseconds of `NUMBER UNIT...` (`12`, `1.5`, `.5`, `5.`), saturating; `None` when
@@ -66,7 +67,7 @@ pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => invalid("boolean value", v, what, "use true or false"),
+        _ => Err(invalid("boolean value", v, what, "use true or false")),
     }
 }
 
@@ -74,7 +75,7 @@ pub(super) fn parse_bool(what: &str, v: &str) -> Result<bool, ConfigError> {
 pub(super) fn parse_port(what: &str, v: &str) -> Result<u16, ConfigError> {
     match v.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => invalid("port", v, what, "must be 1-65535"),
+        _ => Err(invalid("port", v, what, "must be 1-65535")),
     }
 }
 
@@ -103,22 +104,21 @@ pub(super) fn parse_group(what: &str, v: &str, by_arn: bool) -> Result<GroupSpec
     };
     match ok {
         true => Ok(GroupSpec { group, port }),
-        false => invalid(kind, v, what, hint),
+        false => Err(invalid(kind, v, what, hint)),
     }
 }
 
 /// `HOST:PORT`; an IPv6 host in brackets (`[::]:9090`): `fd00::1:80` could be either.
 pub(super) fn parse_host_port(what: &str, v: &str) -> Result<String, ConfigError> {
-    let Some((host, port)) = v.rsplit_once(':') else {
-        return invalid("address", v, what, "expected HOST:PORT");
-    };
+    let hint = "expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090";
+    let bad = || invalid("address", v, what, hint);
+    let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
     parse_port(what, port)?;
     let name = !host.is_empty() && !host.contains([':', '[', ']']);
-    if !name && v.parse::<SocketAddr>().is_err() {
-        let hint = "expected HOST:PORT; write an IPv6 address in brackets, as in [::]:9090";
-        return invalid("address", v, what, hint);
+    match name || v.parse::<SocketAddr>().is_ok() {
+        true => Ok(v.to_owned()),
+        false => Err(bad()),
     }
-    Ok(v.to_owned())
 }
 
 /// An `http://HOST[:PORT][/PATH]` URL (hooks and `-wait-for-http`). No
@@ -143,7 +143,7 @@ pub(super) fn parse_http_url(what: &str, v: &str) -> Result<String, ConfigError>
     } else {
         return Ok(v.to_owned());
     };
-    invalid("URL", v, what, why)
+    Err(invalid("URL", v, what, why))
 }
 
 /// `ADDRESS/PREFIX` (IPv4 or IPv6); a bare address is the one host.
@@ -155,7 +155,7 @@ pub(super) fn parse_cidr(what: &str, v: &str) -> Result<Cidr, ConfigError> {
         (prefix <= max).then_some(Cidr { ip, prefix })
     });
     let hint = "expected ADDRESS/PREFIX, e.g. 10.0.0.5/32 or fd00::/64";
-    cidr.map_or_else(|| invalid("CIDR", v, what, hint), Ok)
+    cidr.ok_or_else(|| invalid("CIDR", v, what, hint))
 }
 
 /// A log level, any case; returned in lower case.
@@ -164,7 +164,7 @@ pub(super) fn parse_log_level(what: &str, v: &str) -> Result<String, ConfigError
     let hint = "use error, warn, info, debug or trace";
     match ["off", "error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
         true => Ok(l),
-        false => invalid("log level", v, what, hint),
+        false => Err(invalid("log level", v, what, hint)),
     }
 }
 
@@ -173,7 +173,7 @@ pub(super) fn parse_log_format(what: &str, v: &str) -> Result<bool, ConfigError>
     match v.to_ascii_lowercase().as_str() {
         "text" => Ok(false),
         "json" => Ok(true),
-        _ => invalid("log format", v, what, "use text or json"),
+        _ => Err(invalid("log format", v, what, "use text or json")),
     }
 }
 
@@ -187,7 +187,7 @@ pub(super) fn parse_command(what: &str, v: &str) -> Result<Vec<String>, ConfigEr
         }
         Some(words) => return Ok(words),
     };
-    invalid("command", v, what, hint)
+    Err(invalid("command", v, what, hint))
 }
 
 /// The first operator in `cmd` only a shell understands: `&&`, `||`, `|`, `;`, `>`, `<`
@@ -239,6 +239,22 @@ pub fn pod_ip_from_hosts(contents: &str, hostname: &str) -> Option<String> {
         (usable && fields.any(names_us)).then_some(ip)
     });
     ip.filter(|_| !hostname.is_empty()).map(|ip| ip.to_string())
+}
+
+/// The pod's IP from the hosts file (`NLB_HOSTS_FILE`, else /etc/hosts) by its hostname
+/// (`HOSTNAME`, else /etc/hostname): the target id's last resort.
+pub(super) fn detect_ip(env: &dyn Env) -> Result<String, String> {
+    let read = |path| std::fs::read_to_string(path).ok();
+    let hostname = (env.var("HOSTNAME"))
+        .or_else(|| read("/etc/hostname"))
+        .or_else(|| read("/proc/sys/kernel/hostname"))
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .ok_or("cannot tell this pod's hostname (HOSTNAME, /etc/hostname)")?;
+    let path = env.var("NLB_HOSTS_FILE").unwrap_or("/etc/hosts".into());
+    let hosts = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    pod_ip_from_hosts(&hosts, &hostname)
+        .ok_or_else(|| format!("no line for hostname {hostname:?} in {path}"))
 }
 
 /// `arn:PARTITION:iam::ACCOUNT_ID:role/[PATH/]NAME` (STS's AssumeRole

@@ -198,7 +198,7 @@ impl<T: Transport> Lifecycle<'_, T> {
             let next = self.clock.now() + jittered(interval, self.clock.random());
             due.iter_mut().flatten().for_each(|at| *at = next);
         }
-        let hook = cfg.post_register.as_ref();
+        let hook = cfg.hook("post-register");
         let interrupted =
             hook.is_some_and(|h| self.effects.run_hook(h, self.clock) == Outcome::Interrupted);
         // A signal as the hook ends: no moment of ready while terminating.

@@ -281,7 +281,17 @@ mod tests {
     #[test]
     fn ignored_peers_never_count() {
         let t0 = Instant::now();
-        let ignore = vec!["10.1.2.3/32".parse().unwrap()];
+        let args = [
+            "-target-group-name=tg",
+            "-target-id=10.0.0.1",
+            "-drain-ignore-from=10.1.2.3",
+        ];
+        let env = std::collections::HashMap::new();
+        let parsed = crate::config::parse(args.map(Into::into).to_vec(), &env);
+        let Ok(crate::config::Action::Run(cfg)) = parsed else {
+            panic!("{parsed:?}")
+        };
+        let ignore = cfg.drain_ignore_from;
         let mut w = QuietWatch::new(vec![8080], ignore, vec![], [t0, t0], &at(&[]));
         // The kubelet's probe, closed by the app: TIME_WAIT; and an IPv4
         // peer of a dual-stack socket.

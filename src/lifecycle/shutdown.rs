@@ -31,7 +31,7 @@ pub fn shutdown_budget(cfg: &Config) -> Duration {
     let drains = cfg.wait_drained || cfg.drain_quiet_period.is_some();
     let drain = per_group(MIN_CALL_TIMEOUT).saturating_add(cfg.wait_drained_timeout);
     let drain = if drains { drain } else { Duration::ZERO };
-    let hook = cfg.post_deregister.as_ref();
+    let hook = cfg.hook("post-deregister");
     let hook = hook.map_or(Duration::ZERO, |h| h.timeout.saturating_add(KILL_GRACE));
     [cfg.deregister_timeout, past_deadline, drain, hook]
         .into_iter()
@@ -129,7 +129,7 @@ impl<T: Transport> Lifecycle<'_, T> {
                 })
             };
         self.absorb_events();
-        if let Some(hook) = &cfg.post_deregister {
+        if let Some(hook) = cfg.hook("post-deregister") {
             self.effects.run_hook(hook, self.clock);
         }
         self.absorb_events();

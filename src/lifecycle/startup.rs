@@ -21,7 +21,7 @@ impl<T: Transport> Lifecycle<'_, T> {
         let up = self.effects.wait_for_app(self.cfg, self.clock);
         up.map_err(|why| self.fail(format_args!("the app did not come up: {why}")))?;
         self.stop_if_event()?;
-        if let Some(hook) = &self.cfg.pre_register {
+        if let Some(hook) = self.cfg.hook("pre-register") {
             match self.effects.run_hook(hook, self.clock) {
                 Outcome::Success => {}
                 Outcome::Interrupted => return Err(Stop),

@@ -543,9 +543,7 @@ fn config(groups: &[&str]) -> Config {
         deregister_timeout: Duration::from_secs(20),
         wait_drained: false,
         wait_drained_timeout: Duration::from_secs(300),
-        pre_register: None,
-        post_register: None,
-        post_deregister: None,
+        hooks: vec![],
         status_addr: None,
         wait_for_tcp: None,
         wait_for_http: None,
@@ -717,7 +715,7 @@ fn health_wait_polls_at_the_interval_until_healthy() {
     ]);
     w.at(500, Event::Signal(15));
     let mut cfg = config(&["a"]);
-    cfg.post_register = Some(hook("post-register"));
+    cfg.hooks.push(hook("post-register"));
     assert_eq!(w.run(&cfg), EXIT_OK);
     let polls = health_polls(&w);
     // A look at once, then every jittered interval (random 0.5: exactly 5 s).
@@ -789,7 +787,7 @@ fn deregistration_errors() {
     w.elb.deregister_errors = VecDeque::from([aws("AccessDenied")]);
     w.at(10, Event::Signal(15));
     let mut cfg = config(&["a"]);
-    cfg.post_deregister = Some(hook("post-deregister"));
+    cfg.hooks.push(hook("post-deregister"));
     assert_eq!(w.run(&cfg), EXIT_FAILURE);
     assert_eq!(
         w.effects.hooks,
@@ -825,7 +823,7 @@ fn wait_drained_polls_until_the_target_is_gone() {
     w.at(10, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_drained = true;
-    cfg.post_deregister = Some(hook("post-deregister"));
+    cfg.hooks.push(hook("post-deregister"));
     assert_eq!(w.run(&cfg), EXIT_OK);
     let after = w.elb.names_since_deregistering();
     assert_eq!(
@@ -871,7 +869,7 @@ fn failing_pre_register_hook_registers_nothing() {
     let mut w = world();
     w.effects.fail = Some("pre-register");
     let mut cfg = config(&["a"]);
-    cfg.pre_register = Some(hook("pre-register"));
+    cfg.hooks.push(hook("pre-register"));
     assert_eq!(w.run(&cfg), EXIT_FAILURE);
     assert!(w.elb.calls.is_empty());
 }
@@ -1194,7 +1192,7 @@ fn ready_after_a_health_wait_timeout_once_healthy() {
     w.at(3600, Event::Signal(15));
     let mut cfg = config(&["a"]);
     cfg.wait_in_service_timeout = Duration::from_secs(12);
-    cfg.post_register = Some(hook("post-register"));
+    cfg.hooks.push(hook("post-register"));
     // A credentials refresh at 1000 s shows whether the pod is ready then.
     w.elb.refresh_due = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 1000));
     assert_eq!(w.run(&cfg), EXIT_OK);
@@ -1368,7 +1366,7 @@ fn a_signal_during_the_last_health_poll_never_makes_it_ready() {
     w.elb.health = VecDeque::from(["healthy".into()]);
     w.effects.signal_as_it_ends = Some(("post-register", w.inbox.clone()));
     let mut cfg = config(&["a"]);
-    cfg.post_register = Some(hook("post-register"));
+    cfg.hooks.push(hook("post-register"));
     assert_eq!(w.run(&cfg), EXIT_OK);
     assert_eq!(w.clock.ready_at_events, [false]);
     assert_eq!(
@@ -1521,7 +1519,7 @@ fn shutdown_budget_adds_up_the_readme_table() {
     cfg.groups = config(&["a", "b"]).groups;
     cfg.wait_drained = true;
     cfg.wait_drained_timeout = Duration::from_secs(60);
-    cfg.post_deregister = Some(Hook {
+    cfg.hooks.push(Hook {
         timeout: Duration::from_secs(5),
         ..hook("post-deregister")
     });
@@ -1541,8 +1539,8 @@ fn restart(with: impl FnOnce(&mut World, &mut Config)) -> (World, i32) {
     w.effects.app_down = Some((Duration::from_secs(20), Duration::from_secs(25)));
     let mut cfg = config(&["a"]);
     cfg.wait_for_tcp = Some("127.0.0.1:8080".into());
-    cfg.pre_register = Some(hook("pre-register"));
-    cfg.post_register = Some(hook("post-register"));
+    cfg.hooks.push(hook("pre-register"));
+    cfg.hooks.push(hook("post-register"));
     with(&mut w, &mut cfg);
     let code = w.run(&cfg);
     assert_eq!(rx.try_recv().unwrap(), Ok("deregistered".to_string()));

@@ -29,9 +29,7 @@ fn cfg() -> Config {
         deregister_timeout: Duration::from_secs(20),
         wait_drained: true,
         wait_drained_timeout: Duration::from_secs(300),
-        pre_register: None,
-        post_register: None,
-        post_deregister: None,
+        hooks: vec![],
         status_addr: None,
         wait_for_tcp: None,
         wait_for_http: None,
@@ -207,7 +205,7 @@ fn a_registered_target_is_not_probed_and_an_invalid_target_is_absent() {
 #[test]
 fn without_credentials_nothing_is_called_and_hooks_are_still_reported() {
     let mut c = cfg();
-    c.pre_register = command("pre-register", "nlb-nope");
+    c.hooks.extend(command("pre-register", "nlb-nope"));
     let source = Source::WebIdentity {
         role_arn: "arn:aws:iam::123456789012:role/nlb".into(),
         token_file: "/nonexistent/token".into(),
@@ -461,13 +459,17 @@ fn hook_programs_are_reported_and_http_hooks_not_called() {
     let d = scratch("hooks");
     let path = format!("{}:{}", d.join("a").display(), d.join("b").display());
     let mut c = cfg();
-    c.pre_register = command("pre-register", "tool -fsS http://127.0.0.1:8080/warm");
-    c.post_register = Some(Hook {
+    c.hooks.extend(command(
+        "pre-register",
+        "tool -fsS http://127.0.0.1:8080/warm",
+    ));
+    c.hooks.push(Hook {
         name: "post-register",
         action: HookAction::Http("http://user:secret@127.0.0.1:8080/lb/in".into()),
         timeout: Duration::from_secs(5),
     });
-    c.post_deregister = command("post-deregister", "/bin/sh -c sleep&&true");
+    c.hooks
+        .extend(command("post-deregister", "/bin/sh -c sleep&&true"));
     let r = run_with(&c, keys(), good(), Some(&path));
     assert!(r.passed(), "{}", r.0);
     let all: Vec<&str> = r.0.lines().collect();
@@ -492,8 +494,10 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
     let d = scratch("missing");
     let data = d.join("b/data").display().to_string();
     let mut c = cfg();
-    c.pre_register = command("pre-register", "nlb-nope -q http://127.0.0.1/");
-    c.post_deregister = command("post-deregister", &format!("{data} out"));
+    c.hooks
+        .extend(command("pre-register", "nlb-nope -q http://127.0.0.1/"));
+    c.hooks
+        .extend(command("post-deregister", &format!("{data} out")));
     let r = run(&c, good());
     assert_eq!(r.1, 1);
     let out = &r.0;
@@ -516,7 +520,7 @@ fn a_missing_pre_register_program_fails_a_missing_post_program_warns() {
         "{out}"
     );
     // Only the post-deregister hook missing: a warning, the check passes.
-    c.pre_register = None;
+    c.hooks.retain(|h| h.name != "pre-register");
     let r = run(&c, good());
     assert!(r.passed(), "{}", r.0);
     assert!(has(&r, "warn", &format!("{data} is not executable")));

@@ -87,7 +87,7 @@ fn a_second_signal_does_not_cut_the_wait_short() {
     w.at(1000, Event::Signal(15));
     w.at(1001, Event::Signal(2));
     let mut cfg = quiet_config(2000);
-    cfg.post_deregister = Some(hook("post-deregister"));
+    cfg.hooks.push(hook("post-deregister"));
     assert_eq!(w.run(&cfg), EXIT_OK);
     assert_eq!(w.clock.t(), Duration::from_millis(1_004_950));
     // The post-deregister hook runs after the quiet wait.
