@@ -208,19 +208,29 @@ pub type ConfigError = String;
 /// # Errors
 /// A [`ConfigError`] naming the flag or variable and the bad value.
 pub fn parse(args: Vec<OsString>, env: &dyn Env) -> Result<Action, ConfigError> {
-    let (mut given, mut args) = (Vec::new(), args.into_iter());
-    while let Some(arg) = args.next() {
-        let arg = (arg.into_string()).map_err(|v| format!("argument {v:?} is not UTF-8"))?;
-        // Go's syntax: `-name` or `--name`, its value after `=` or as the next argument.
-        let (name, value) = match arg.strip_prefix("--").or(arg.strip_prefix('-')) {
-            Some("") if arg == "--" && args.len() == 0 => break,
-            Some(f) if !f.is_empty() => f.split_once('=').map_or((f, None), |(n, v)| (n, Some(v))),
-            _ if parse_bool("", &arg).is_ok() => {
+    use lexopt::Arg::{Long, Short, Value};
+    let mut given = Vec::new();
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        // Go spells long flags with one dash: lexopt reads `-name=v` as the
+        // short flag `n` with `ame=v` attached.
+        let (head, attached, sep) = match arg {
+            Long(n) => (n.to_owned(), parser.optional_value(), "="),
+            Short(c) => (c.to_string(), parser.optional_value(), ""),
+            Value(v) if parse_bool("", &v.to_string_lossy()).is_ok() => {
                 let hint = "boolean flags take their value after '=', e.g. -wait-in-service=false";
-                return Err(format!("unexpected argument {arg:?} ({hint})"));
+                return Err(format!("unexpected argument {v:?} ({hint})"));
             }
-            _ => return Err(format!("unexpected argument {arg:?} (flags only; see -h)")),
+            Value(v) => return Err(format!("unexpected argument {v:?} (flags only; see -h)")),
         };
+        let arg = match attached.map(OsString::into_string).transpose() {
+            Ok(None) => head,
+            Ok(Some(rest)) => head + sep + &rest,
+            Err(v) => return Err(format!("argument -{head}{sep}{v:?} is not UTF-8")),
+        };
+        let (name, value) = arg
+            .split_once('=')
+            .map_or((&arg[..], None), |(n, v)| (n, Some(v)));
         let (name, default) = match name {
             "h" | "help" => return Ok(Action::Print(resolve::usage())),
             "version" => return Ok(Action::Print(format!("{PROGRAM} {VERSION}\n"))),
@@ -229,8 +239,9 @@ pub fn parse(args: Vec<OsString>, env: &dyn Env) -> Result<Action, ConfigError> 
         let value = match value {
             Some(v) => v.to_owned(),
             None if is_bool(default) => "true".to_owned(),
-            None => (args.next())
-                .ok_or_else(|| format!("flag needs an argument: -{name}"))?
+            None => parser
+                .value()
+                .map_err(|_| format!("flag needs an argument: -{name}"))?
                 .into_string()
                 .map_err(|v| format!("value of -{name} is not UTF-8: {v:?}"))?,
         };

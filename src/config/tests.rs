@@ -73,7 +73,7 @@ fn values_attached_or_next_with_one_dash_or_two() {
         (&["tg2"], "unexpected argument \"tg2\" (flags only"),
         (&["-wait-drained", "false"], "take their value after '='"),
         (&["-"], "unexpected argument \"-\""),
-        (&["--", "-x"], "unexpected argument \"--\""),
+        (&["--", "-x"], "unexpected argument \"-x\""),
     ] {
         let e = run(&[&["-target-group-name", "tg"][..], a].concat(), &[]).unwrap_err();
         assert!(e.contains(needle), "{a:?}: {e}");
