@@ -75,6 +75,12 @@ fn try_main() -> Result<i32, Failure> {
             log::warn!("{name} is set but ignored: {instead}");
         }
     }
+    // The EKS webhook sets `regional` everywhere: only `legacy` is news.
+    if ProcessEnv.var("AWS_STS_REGIONAL_ENDPOINTS").as_deref() == Some("legacy") {
+        log::warn!(
+            "AWS_STS_REGIONAL_ENDPOINTS=legacy is ignored: STS is called at its regional endpoint"
+        );
+    }
     // PID 1 of a PID namespace (a scratch image): orphans of hooks are ours.
     if let Some(Err(e)) = (std::process::id() == 1).then(reaper::start_reaper) {
         log::warn!("cannot start the reaper of orphaned hook processes: {e}");

@@ -396,6 +396,7 @@ fn unsupported_sdk_settings_are_warned_about_at_start_and_ignored() {
     let mut env = base_env(&fake.url());
     env.insert("AWS_PROFILE".into(), "prod-profile-name".into());
     env.insert("AWS_RETRY_MODE".into(), "adaptive".into());
+    env.insert("AWS_STS_REGIONAL_ENDPOINTS".into(), "legacy".into());
     env.insert(
         "AWS_SHARED_CREDENTIALS_FILE".into(),
         "/nonexistent/creds-path".into(),
@@ -418,6 +419,8 @@ fn unsupported_sdk_settings_are_warned_about_at_start_and_ignored() {
         assert_eq!(warnings.len(), 1, "{out}");
         assert!(warnings[0].contains("WARN"), "{out}");
     }
+    let legacy = "AWS_STS_REGIONAL_ENDPOINTS=legacy is ignored: STS is called at its regional";
+    assert_eq!(out.matches(legacy).count(), 1, "{out}");
     for line in ["AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_MAX_ATTEMPTS"] {
         assert!(!out.contains(line), "{out}");
     }
