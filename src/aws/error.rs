@@ -105,8 +105,6 @@ pub enum Error {
         layer: Layer,
         /// What failed.
         error: Box<Error>,
-        /// The fetching action's verdict (web identity also retries `InvalidIdentityToken`).
-        retry: bool,
     },
 }
 
@@ -201,15 +199,18 @@ impl Error {
     /// TLS failures are final.
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
-            Error::Aws { error, .. } => {
+            Error::Aws { error, action } => {
                 let code = error.code.as_str();
                 is_throttling_code(code)
                     || TRANSIENT_CODES.split_whitespace().any(|c| c == code)
                     || matches!(error.status, 429 | 500 | 502 | 503 | 504)
+                    // Also answered while the identity provider's signing keys rotate:
+                    // most SDKs retry it (not smithy-rs: aws-sdk-rust#827).
+                    || (action == "AssumeRoleWithWebIdentity" && code == "InvalidIdentityToken")
             }
             Error::Transport { kind, .. } => *kind != TransportKind::Tls,
             Error::Response { .. } => true,
-            Error::Fetch { retry, .. } => *retry,
+            Error::Fetch { error, .. } => error.is_retryable(),
             _ => false,
         }
     }
@@ -236,7 +237,7 @@ impl Error {
     pub(crate) fn is_refusal(&self) -> bool {
         match self {
             Error::Aws { .. } => !self.is_retryable(),
-            Error::Fetch { error, retry, .. } => !retry && error.is_refusal(),
+            Error::Fetch { error, .. } => error.is_refusal(),
             _ => false,
         }
     }
@@ -366,23 +367,30 @@ mod tests {
             last: Box::new(aws(400, "Throttling")),
         };
         assert!(!late.is_refusal() && late.aws_code() == Some("Throttling"));
-        // A fetch says itself whether it is retried, and names its layer.
-        let fetch = |layer, retry| Error::Fetch {
-            layer,
+        // A fetch names its layer; web identity also retries `InvalidIdentityToken`.
+        let role = Error::Fetch {
+            layer: Layer::Role("arn:r".into()),
             error: Box::new(aws(403, "AccessDenied")),
-            retry,
         };
-        let role = fetch(Layer::Role("arn:r".into()), false);
         assert!(!role.is_retryable() && role.is_refusal() && role.code().is_none());
         assert_eq!(
             role.to_string(),
             "assuming role arn:r: RegisterTargets failed: AccessDenied (HTTP 403)"
         );
-        assert!(fetch(Layer::Source, true).is_retryable());
+        let web = |action: &str| Error::Aws {
+            action: action.into(),
+            error: AwsError {
+                status: 400,
+                code: "InvalidIdentityToken".into(),
+                message: String::new(),
+                request_id: None,
+            },
+        };
+        assert!(web("AssumeRoleWithWebIdentity").is_retryable());
+        assert!(!web("AssumeRole").is_retryable());
         let unread = Error::Fetch {
             layer: Layer::Base("web identity (IRSA)"),
             error: Box::new(Error::Credentials("cannot read x".into())),
-            retry: false,
         };
         assert_eq!(
             unread.to_string(),

@@ -38,8 +38,6 @@ pub trait Action {
     const NAME: &'static str;
     /// The ELBv2 token bucket the action draws from.
     const BUCKET: Bucket = Bucket::Other;
-    /// Error codes retried for this action only, though final elsewhere.
-    const RETRY_CODES: &'static [&'static str] = &[];
     /// What a successful answer holds.
     type Output;
 

@@ -76,36 +76,33 @@ impl<T: Transport> Client<T> {
     }
 
     /// The source's credentials, fetched once by `until`.
-    pub(super) fn fetch_source(
-        &self,
-        layer: Layer,
-        until: Instant,
-        clock: &dyn Clock,
-    ) -> Result<Credentials, Error> {
-        let mut codes: &[&str] = &[];
-        let fetched = match &self.settings.source {
+    fn fetch_source(&self, until: Instant, clock: &dyn Clock) -> Result<Credentials, Error> {
+        let left = || until.saturating_duration_since(clock.now());
+        match &self.settings.source {
             Source::Static(c) => Ok(c.clone()),
             Source::WebIdentity {
                 role_arn,
                 token_file,
                 session_name,
             } => {
-                codes = AssumeRoleWithWebIdentity::RETRY_CODES;
-                providers::read_token(token_file, "web identity token file").and_then(|token| {
-                    let action = AssumeRoleWithWebIdentity {
-                        role_arn,
-                        session_name,
-                        token: &token,
-                    };
-                    self.query(&action, None, until, clock).map(|r| r.value)
-                })
+                let token = providers::read_token(token_file, "web identity token file")?;
+                let action = AssumeRoleWithWebIdentity {
+                    role_arn,
+                    session_name,
+                    token: &token,
+                };
+                self.query(&action, None, until, clock).map(|r| r.value)
             }
-            other => {
-                let left = || until.saturating_duration_since(clock.now());
-                providers::fetch(other, &self.transport, &left)
+            Source::Container {
+                url,
+                token_file,
+                token,
+            } => {
+                let token_file = token_file.as_deref();
+                providers::container(url, token_file, token.as_ref(), &self.transport, &left)
             }
-        };
-        fetched.map_err(|e| fetch_error(layer, e, codes))
+            Source::Imds { endpoint } => providers::imds(endpoint, &self.transport, &left),
+        }
     }
 
     /// The signing credentials, fetched once by `until`: the source's, or
@@ -118,7 +115,8 @@ impl<T: Transport> Client<T> {
         clock: &dyn Clock,
     ) -> Result<Credentials, Error> {
         let Some(role) = self.settings.role.clone() else {
-            return self.fetch_source(Layer::Source, until, clock);
+            let fetched = self.fetch_source(until, clock);
+            return fetched.map_err(|e| fetch_error(Layer::Source, e));
         };
         let now = self.aws_time(clock);
         let due = background && self.base.refresh_due().is_some_and(|due| due <= now);
@@ -126,7 +124,9 @@ impl<T: Transport> Client<T> {
             Some(base) => base,
             None => {
                 let layer = Layer::Base(self.settings.source.name());
-                let fetched = self.fetch_source(layer, until, clock);
+                let fetched = self
+                    .fetch_source(until, clock)
+                    .map_err(|e| fetch_error(layer, e));
                 self.base.store(now, due, fetched)?
             }
         };
@@ -134,7 +134,7 @@ impl<T: Transport> Client<T> {
         // client forgets them and tries again, after looking for an event.
         self.query(&role, Some(&base), until, clock)
             .map(|r| r.value)
-            .map_err(|e| fetch_error(Layer::Role(role.arn), e, &[]))
+            .map_err(|e| fetch_error(Layer::Role(role.arn), e))
     }
 }
 
@@ -155,14 +155,9 @@ fn record(name: &str, err: Option<&Error>, took: Duration) {
     m.aws_request(name, outcome, took);
 }
 
-/// Retried when generally retryable or one of the fetching action's `codes`.
-fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
-    let retry = error.is_retryable() || error.aws_code().is_some_and(|c| codes.contains(&c));
-    Error::Fetch {
-        layer,
-        error: Box::new(error),
-        retry,
-    }
+fn fetch_error(layer: Layer, error: Error) -> Error {
+    let error = Box::new(error);
+    Error::Fetch { layer, error }
 }
 
 /// `t` moved by `offset` ms (unchanged on overflow).
