@@ -10,7 +10,7 @@ use super::endpoint;
 use super::error::{Error, Layer, TransportKind};
 use super::http::Transport;
 pub use super::query::WithId;
-use super::query::{Action, CALL_TIMEOUT};
+use super::query::{with_id, Action, Parser, CALL_TIMEOUT};
 use super::retry::{backoff, unit, Adaptive, Bucket};
 use crate::clock::Clock;
 use crate::env::Env;
@@ -172,17 +172,23 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let (what, mut out) = ((A::NAME, A::BUCKET), None);
-        self.retrying(what, budget, clock, &mut |c, clock, until| {
-            let creds = c.signing_credentials(false, clock, until)?;
-            out = Some(c.query(action, Some(&creds), until, clock)?);
-            Ok(())
-        })?;
-        out.ok_or_else(|| Error::Response {
-            action: A::NAME.to_owned(),
-            status: 200,
-            detail: "no result".to_owned(),
-        })
+        let (form, mut value, mut request_id) = (action.form(), None, None);
+        self.retrying(
+            (A::NAME, A::BUCKET),
+            budget,
+            clock,
+            &mut |c, clock, until| {
+                let creds = Some(c.signing_credentials(false, clock, until)?);
+                let parse: Parser = &mut |r| {
+                    value = Some(A::parse(r)?);
+                    Ok(())
+                };
+                let what = (A::NAME, A::SERVICE);
+                request_id = c.exchange(what, &form, creds.as_ref(), until, clock, parse)?;
+                Ok(())
+            },
+        )?;
+        with_id(A::NAME, value, request_id)
     }
 
     /// Valid signing credentials, fetched by `until` when missing or due

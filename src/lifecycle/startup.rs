@@ -125,8 +125,10 @@ impl Registration {
                 let group = found.iter().find(|g| &g.name == name);
                 let group = group.ok_or(Error::Config(what))?;
                 check_group(group, &cfg.target_id)?;
-                let every = group.health_pace().filter(|_| !cfg.health_poll_explicit);
-                (name.clone(), group.arn.clone(), every.map(|p| p.1))
+                let every = group
+                    .health_interval()
+                    .filter(|_| !cfg.health_poll_explicit);
+                (name.clone(), group.arn.clone(), every)
             }
         };
         let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);

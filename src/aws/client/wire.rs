@@ -5,8 +5,8 @@
 use super::{Client, Credentials, Error};
 use crate::aws::credentials::{providers, Source};
 use crate::aws::error::{is_throttling_code, AwsError, Layer};
-use crate::aws::http::{HttpRequest, HttpResponse, Transport};
-use crate::aws::query::{encode_form, Action, Params, WithId};
+use crate::aws::http::{HttpRequest, Transport};
+use crate::aws::query::{encode_form, read_answer, with_id, Action, Params, Parser, WithId};
 use crate::aws::sign::sign;
 use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
@@ -23,8 +23,8 @@ impl<T: Transport> Client<T> {
         shift(clock.wall(), self.offset.get())
     }
 
-    /// Sends `action` once (unsigned without `creds`) by `until`, learns
-    /// AWS's time from a refusal, counts the request in the metrics.
+    /// Sends `action` once (unsigned without `creds`) by `until`: a thin
+    /// generic wrapper over [`Client::exchange`].
     pub(super) fn query<A: Action>(
         &self,
         action: &A,
@@ -32,29 +32,26 @@ impl<T: Transport> Client<T> {
         until: Instant,
         clock: &dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let started = clock.now();
-        let sent = self.send((A::NAME, A::SERVICE), &action.form(), creds, until, clock);
-        let result = sent.and_then(|r| {
-            let answer = A::parse_response(r.status, &r.body);
-            if let Err(Error::Aws { error, .. }) = &answer {
-                let fix = correction(error, r.date.as_deref(), clock.wall(), self.offset.get());
-                self.offset.set(fix.unwrap_or(self.offset.get()));
-            }
-            answer
-        });
-        let took = clock.now().saturating_duration_since(started);
-        record(A::NAME, result.as_ref().err(), took);
-        result
+        let mut value = None;
+        let what = (A::NAME, A::SERVICE);
+        let request_id = self.exchange(what, &action.form(), creds, until, clock, &mut |r| {
+            value = Some(A::parse(r)?);
+            Ok(())
+        })?;
+        with_id(A::NAME, value, request_id)
     }
 
-    fn send(
+    /// Sends a request, signed with `creds`, parses the answer with `parse`, learns AWS's time
+    /// from a refusal, counts the request in the metrics.
+    pub(super) fn exchange(
         &self,
         (name, service): (&str, &str),
         form: &Params,
         creds: Option<&Credentials>,
         until: Instant,
         clock: &dyn Clock,
-    ) -> Result<HttpResponse, Error> {
+        parse: Parser,
+    ) -> Result<Option<String>, Error> {
         let s = &self.settings;
         let url = if service == "sts" {
             &s.sts_url
@@ -72,7 +69,18 @@ impl<T: Transport> Client<T> {
         if let Some(creds) = creds {
             sign(&mut req, creds, &s.region, service, self.aws_time(clock))?;
         }
-        self.transport.send(name, &req)
+        let started = clock.now();
+        let result = self.transport.send(name, &req).and_then(|r| {
+            let answer = read_answer(name, r.status, &r.body, parse);
+            if let Err(Error::Aws { error, .. }) = &answer {
+                let fix = correction(error, r.date.as_deref(), clock.wall(), self.offset.get());
+                self.offset.set(fix.unwrap_or(self.offset.get()));
+            }
+            answer
+        });
+        let took = clock.now().saturating_duration_since(started);
+        record(name, result.as_ref().err(), took);
+        result
     }
 
     /// The source's credentials, fetched once by `until`.

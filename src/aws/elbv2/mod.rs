@@ -71,12 +71,11 @@ pub struct HealthCheck {
 }
 
 impl TargetGroup {
-    /// The earliest a new target can be healthy after its registration (it
-    /// must pass one health check), and the interval between two checks;
-    /// `None` when the group did not say.
-    pub fn health_pace(&self) -> Option<(Duration, Duration)> {
-        let interval = Duration::from_secs(u64::from(self.health_check.interval_seconds?));
-        (!interval.is_zero()).then_some((interval, interval))
+    /// The interval between two health checks (a new target is healthy one
+    /// interval after its registration at the earliest); `None` when unsaid.
+    pub fn health_interval(&self) -> Option<Duration> {
+        let secs = self.health_check.interval_seconds.filter(|&s| s > 0)?;
+        Some(Duration::from_secs(secs.into()))
     }
 }
 
