@@ -105,14 +105,9 @@ pub struct Client<T: Transport> {
 impl<T: Transport> Client<T> {
     /// A client over `transport` with resolved `settings`.
     pub fn new(transport: T, settings: Settings) -> Self {
-        let source = settings.source.name();
-        let role = settings
-            .role
-            .as_ref()
-            .map(|role| format!("role {}", role.arn));
         Client {
-            cache: Cache::new(role.unwrap_or_else(|| source.to_owned())),
-            base: Cache::new(source.to_owned()),
+            cache: Cache::default(),
+            base: Cache::default(),
             transport,
             settings,
             offset: Cell::new(0),
@@ -210,7 +205,10 @@ impl<T: Transport> Client<T> {
             false => until,
         };
         let fetched = self.fetch(refresh, until, clock);
-        self.cache.store(wall, refresh, fetched)
+        let s = &self.settings;
+        let source = s.role.as_ref().map(|role| format!("role {}", role.arn));
+        let source = source.unwrap_or_else(|| s.source.name().to_owned());
+        self.cache.store(&source, wall, refresh, fetched)
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
@@ -314,9 +312,9 @@ impl<T: Transport> Client<T> {
         let which = if base { "base " } else { "" };
         warn!(action = action, error_code = code, request_id = id;
             "{action}: {which}credentials expired, fetching new ones");
-        self.cache.forget();
+        self.cache.0 = None;
         if base {
-            self.base.forget();
+            self.base.0 = None;
         }
         once[1] = true;
         true

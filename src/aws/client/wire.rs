@@ -131,11 +131,10 @@ impl<T: Transport> Client<T> {
         let base = match self.base.fresh(now, due) {
             Some(base) => base,
             None => {
-                let layer = Layer::Base(self.settings.source.name());
-                let fetched = self
-                    .fetch_source(until, clock)
-                    .map_err(|e| fetch_error(layer, e));
-                self.base.store(now, due, fetched)?
+                let source = self.settings.source.name();
+                let fetched = self.fetch_source(until, clock);
+                let fetched = fetched.map_err(|e| fetch_error(Layer::Base(source), e));
+                self.base.store(source, now, due, fetched)?
             }
         };
         // An ExpiredToken here means the base credentials died early: the
