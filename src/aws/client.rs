@@ -306,7 +306,9 @@ impl<T: Transport> Client<T> {
         let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
         let base = role && !matches!(self.settings.source, Source::Static(_));
         let own = matches!(err, Error::Aws { .. });
-        if !(own || base) || !err.is_expired_credentials() || once[1] || !in_time {
+        // Not `RequestExpired`: that is clock skew.
+        let expired = matches!(code, Some("ExpiredToken" | "ExpiredTokenException"));
+        if !(own || base) || !expired || once[1] || !in_time {
             return false;
         }
         let which = if base { "base " } else { "" };

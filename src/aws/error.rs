@@ -219,14 +219,6 @@ impl Error {
         self.code().is_some_and(is_throttling_code)
     }
 
-    // Not `RequestExpired`: that is clock skew.
-    pub(crate) fn is_expired_credentials(&self) -> bool {
-        matches!(
-            self.aws_code(),
-            Some("ExpiredToken" | "ExpiredTokenException")
-        )
-    }
-
     /// AWS's own answer says the target is not in the group: as good as
     /// deregistered.
     pub(crate) fn is_target_absent(&self) -> bool {
@@ -349,7 +341,6 @@ mod tests {
         ] {
             assert!(!aws(400, code).is_retryable(), "{code}");
         }
-        assert!(aws(400, "ExpiredToken").is_expired_credentials());
         let t = |kind| Error::Transport {
             action: "x".into(),
             url: "u".into(),
