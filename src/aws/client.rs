@@ -204,11 +204,7 @@ impl<T: Transport> Client<T> {
             true => now + left / 2,
             false => until,
         };
-        let fetched = self.fetch(refresh, until, clock);
-        let s = &self.settings;
-        let source = s.role.as_ref().map(|role| format!("role {}", role.arn));
-        let source = source.unwrap_or_else(|| s.source.name().to_owned());
-        self.cache.store(&source, wall, refresh, fetched)
+        self.fetch(refresh, until, clock)
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,

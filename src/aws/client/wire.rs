@@ -113,25 +113,26 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// The signing credentials, fetched once by `until`: the source's, or
-    /// the role's assumed with the source's (`base`: refreshed when due;
-    /// with `background`, ahead of need).
+    /// Fetches the signing credentials once by `until` into the cache
+    /// ([`Cache::store`](crate::aws::credentials::Cache::store)): the
+    /// source's, or the role's assumed with the source's (`base`: refreshed
+    /// when due; with `background`, ahead of need).
     pub(super) fn fetch(
         &mut self,
         background: bool,
         until: Instant,
         clock: &dyn Clock,
     ) -> Result<Credentials, Error> {
+        let (now, source) = (self.aws_time(clock), self.settings.source.name());
         let Some(role) = self.settings.role.clone() else {
             let fetched = self.fetch_source(until, clock);
-            return fetched.map_err(|e| fetch_error(Layer::Source, e));
+            let fetched = fetched.map_err(|e| fetch_error(Layer::Source, e));
+            return self.cache.store(source, now, background, fetched);
         };
-        let now = self.aws_time(clock);
         let due = background && self.base.refresh_due().is_some_and(|due| due <= now);
         let base = match self.base.fresh(now, due) {
             Some(base) => base,
             None => {
-                let source = self.settings.source.name();
                 let fetched = self.fetch_source(until, clock);
                 let fetched = fetched.map_err(|e| fetch_error(Layer::Base(source), e));
                 self.base.store(source, now, due, fetched)?
@@ -139,9 +140,12 @@ impl<T: Transport> Client<T> {
         };
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
-        self.query(&role, Some(&base), until, clock)
+        let fetched = self.query(&role, Some(&base), until, clock);
+        let label = format!("role {}", role.arn);
+        let fetched = fetched
             .map(|r| r.value)
-            .map_err(|e| fetch_error(Layer::Role(role.arn), e))
+            .map_err(|e| fetch_error(Layer::Role(role.arn), e));
+        self.cache.store(&label, now, background, fetched)
     }
 }
 
