@@ -10,7 +10,7 @@ use super::endpoint;
 use super::error::{Error, Layer, TransportKind};
 use super::http::Transport;
 pub use super::query::WithId;
-use super::query::{with_id, Action, Parser, CALL_TIMEOUT};
+use super::query::{with_id, Action, Params, Parser, CALL_TIMEOUT};
 use super::retry::{backoff, unit, Adaptive, Bucket};
 use crate::clock::Clock;
 use crate::env::Env;
@@ -173,17 +173,28 @@ impl<T: Transport> Client<T> {
             budget,
             clock,
             &mut |c, clock, until| {
-                let creds = Some(c.signing_credentials(false, clock, until)?);
                 let parse: Parser = &mut |r| {
                     value = Some(A::parse(r)?);
                     Ok(())
                 };
-                let what = (A::NAME, A::SERVICE);
-                request_id = c.exchange(what, &form, creds.as_ref(), until, clock, parse)?;
+                request_id = c.attempt((A::NAME, A::SERVICE), &form, until, clock, parse)?;
                 Ok(())
             },
         )?;
         with_id(A::NAME, value, request_id)
+    }
+
+    /// One attempt of a call (not generic: one copy for every action).
+    fn attempt(
+        &mut self,
+        what: (&str, &str),
+        form: &Params,
+        until: Instant,
+        clock: &dyn Clock,
+        parse: Parser,
+    ) -> Result<Option<String>, Error> {
+        let creds = self.signing_credentials(false, clock, until)?;
+        self.exchange(what, form, Some(&creds), until, clock, parse)
     }
 
     /// Valid signing credentials, fetched by `until` when missing or due

@@ -52,14 +52,7 @@ pub trait Action {
 
     /// All form parameters: `Action`, `Version`, then [`Action::params`].
     fn form(&self) -> Params {
-        let version = if Self::SERVICE == "sts" {
-            "2011-06-15"
-        } else {
-            "2015-12-01"
-        };
-        let mut p = params(&[("Action", Self::NAME), ("Version", version)]);
-        p.extend(self.params());
-        p
+        form(Self::NAME, Self::SERVICE, self.params())
     }
 
     /// Parses a whole HTTP answer to this action.
@@ -92,6 +85,18 @@ pub(crate) fn with_id<T>(
         detail: "no result".to_owned(),
     })?;
     Ok(WithId { value, request_id })
+}
+
+/// `Action`, `Version`, then `own` (not generic: one copy for every action).
+fn form(name: &str, service: &str, own: Params) -> Params {
+    let version = if service == "sts" {
+        "2011-06-15"
+    } else {
+        "2015-12-01"
+    };
+    let mut p = params(&[("Action", name), ("Version", version)]);
+    p.extend(own);
+    p
 }
 
 /// Encodes parameters as a form body, with AWS's percent-encoding (only
