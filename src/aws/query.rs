@@ -89,11 +89,7 @@ pub(crate) fn with_id<T>(
 
 /// `Action`, `Version`, then `own` (not generic: one copy for every action).
 fn form(name: &str, service: &str, own: Params) -> Params {
-    let version = if service == "sts" {
-        "2011-06-15"
-    } else {
-        "2015-12-01"
-    };
+    let version = ["2015-12-01", "2011-06-15"][usize::from(service == "sts")];
     let mut p = params(&[("Action", name), ("Version", version)]);
     p.extend(own);
     p

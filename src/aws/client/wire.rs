@@ -53,11 +53,7 @@ impl<T: Transport> Client<T> {
         parse: Parser,
     ) -> Result<Option<String>, Error> {
         let s = &self.settings;
-        let url = if service == "sts" {
-            &s.sts_url
-        } else {
-            &s.elbv2_url
-        };
+        let url = [&s.elbv2_url, &s.sts_url][usize::from(service == "sts")];
         let mut req = HttpRequest {
             method: "POST",
             url: format!("{url}/"),
