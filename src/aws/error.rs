@@ -75,12 +75,10 @@ pub enum Error {
         /// The HTTP client's detail.
         detail: String,
     },
-    /// A response that could not be understood.
+    /// A success response that could not be understood.
     Response {
         /// The API action or credentials source.
         action: String,
-        /// HTTP status.
-        status: u16,
         /// What was wrong.
         detail: String,
     },
@@ -127,11 +125,9 @@ impl fmt::Display for Error {
                 let (url, detail) = (redact_url(url), redact_url(detail));
                 write!(f, "{action}: {what} {url}: {detail}")
             }
-            Error::Response {
-                action,
-                status,
-                detail,
-            } => write!(f, "{action}: unexpected response (HTTP {status}): {detail}"),
+            Error::Response { action, detail } => {
+                write!(f, "{action}: unexpected response: {detail}")
+            }
             Error::Credentials(m) => write!(f, "credentials: {m}"),
             Error::Config(m) => write!(f, "configuration: {m}"),
             Error::Interrupted => write!(f, "interrupted by a signal"),

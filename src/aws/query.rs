@@ -81,7 +81,6 @@ pub(crate) fn with_id<T>(
 ) -> Result<WithId<T>, Error> {
     let value = value.ok_or_else(|| Error::Response {
         action: action.to_owned(),
-        status: 200,
         detail: "no result".to_owned(),
     })?;
     Ok(WithId { value, request_id })
@@ -130,7 +129,6 @@ pub(crate) fn read_answer(
     }
     let bad = |detail: String| Error::Response {
         action: action.to_owned(),
-        status,
         detail,
     };
     let root = xml::parse(body).map_err(|e| match may_hold_credentials(action, body) {

@@ -26,7 +26,7 @@ pub fn container(
     let auth = from_file.or_else(|| token.cloned());
     let header = auth.map(|a| ("authorization", a.expose().to_owned()));
     let resp = get((transport, left), WHAT, "GET", url.to_owned(), header)?;
-    parse_credentials_json(WHAT, resp.status, &resp.body)
+    parse_credentials_json(WHAT, &resp.body)
 }
 
 /// Reads a token file afresh (they rotate).
@@ -93,12 +93,11 @@ pub fn imds(endpoint: &str, transport: &dyn Transport, left: Left) -> Result<Cre
     if role.contains(['/', '?', '#', ' ']) {
         return Err(Error::Response {
             action: WHAT.into(),
-            status: listing.status,
             detail: format!("unexpected role name {role:?}"),
         });
     }
     let resp = get(role)?;
-    parse_credentials_json(WHAT, resp.status, &resp.body)
+    parse_credentials_json(WHAT, &resp.body)
 }
 
 fn imds_hint(mut e: Error) -> Error {
@@ -131,10 +130,9 @@ pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
 ///
 /// # Errors
 /// [`Error::Response`] naming `what` for any answer without credentials.
-pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Credentials, Error> {
+pub fn parse_credentials_json(what: &str, body: &[u8]) -> Result<Credentials, Error> {
     let bad = |detail: String| Error::Response {
         action: what.to_owned(),
-        status,
         detail,
     };
     let v: serde_json::Value =
@@ -216,7 +214,6 @@ mod tests {
     fn parses_recorded_credentials_json() {
         let c = parse_credentials_json(
             "container",
-            200,
             include_bytes!("../../../tests/data/container_credentials.json"),
         )
         .unwrap();
@@ -228,7 +225,6 @@ mod tests {
         assert_eq!(c.expiry, parse_expiration("2026-11-25T18:04:33Z"));
         let c = parse_credentials_json(
             "IMDS",
-            200,
             include_bytes!("../../../tests/data/imds_credentials.json"),
         )
         .unwrap();
@@ -247,7 +243,7 @@ mod tests {
             br#"{"Code":"AssumeRoleUnauthorizedAccess","Message":"no"}"#,
             br#"{"AccessKeyId":"A","SecretAccessKey":"S","Expiration":"tomorrow"}"#,
         ] {
-            assert!(parse_credentials_json("c", 200, body).is_err(), "{body:?}");
+            assert!(parse_credentials_json("c", body).is_err(), "{body:?}");
         }
     }
 
