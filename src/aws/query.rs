@@ -131,14 +131,12 @@ pub(crate) fn read_answer(
         action: action.to_owned(),
         detail,
     };
-    let root = xml::parse(body).map_err(|e| match may_hold_credentials(action, body) {
-        true => bad(format!(
-            "malformed XML: {e} (body not shown: it may hold credentials)"
-        )),
-        false => bad(format!(
-            "malformed XML: {e}; body starts: {}",
-            snippet(body)
-        )),
+    let root = xml::parse(body).map_err(|e| {
+        let body = match may_hold_credentials(action, body) {
+            true => " (body not shown: it may hold credentials)".to_owned(),
+            false => format!("; body starts: {}", snippet(body)),
+        };
+        bad(format!("malformed XML: {e}{body}"))
     })?;
     if root.name == "ErrorResponse" {
         return Err(aws());
