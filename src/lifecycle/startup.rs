@@ -125,9 +125,7 @@ impl Registration {
                 let group = found.iter().find(|g| &g.name == name);
                 let group = group.ok_or(Error::Config(what))?;
                 check_group(group, &cfg.target_id)?;
-                let every = group
-                    .health_interval()
-                    .filter(|_| !cfg.health_poll_explicit);
+                let every = group.health_pace().filter(|_| !cfg.health_poll_explicit);
                 (name.clone(), group.arn.clone(), every)
             }
         };

@@ -73,7 +73,7 @@ pub struct HealthCheck {
 impl TargetGroup {
     /// The interval between two health checks (a new target is healthy one
     /// interval after its registration at the earliest); `None` when unsaid.
-    pub fn health_interval(&self) -> Option<Duration> {
+    pub fn health_pace(&self) -> Option<Duration> {
         let secs = self.health_check.interval_seconds.filter(|&s| s > 0)?;
         Some(Duration::from_secs(secs.into()))
     }
