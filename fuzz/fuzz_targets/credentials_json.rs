@@ -8,7 +8,7 @@ use k8s_nlb_registrator_sidecar::aws::credentials::{parse_expiration, Secret};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match parse_credentials_json("c", 200, data) {
+    match parse_credentials_json("c", data) {
         Ok(creds) => {
             assert!(!creds.access_key_id.is_empty());
             assert!(!creds.secret_access_key.expose().is_empty());

@@ -10,7 +10,7 @@ use super::endpoint;
 use super::error::{Error, Layer, TransportKind};
 use super::http::Transport;
 pub use super::query::WithId;
-use super::query::{Action, CALL_TIMEOUT};
+use super::query::{with_id, Action, Params, Parser, CALL_TIMEOUT};
 use super::retry::{backoff, unit, Adaptive, Bucket};
 use crate::clock::Clock;
 use crate::env::Env;
@@ -105,14 +105,9 @@ pub struct Client<T: Transport> {
 impl<T: Transport> Client<T> {
     /// A client over `transport` with resolved `settings`.
     pub fn new(transport: T, settings: Settings) -> Self {
-        let source = settings.source.name();
-        let role = settings
-            .role
-            .as_ref()
-            .map(|role| format!("role {}", role.arn));
         Client {
-            cache: Cache::new(role.unwrap_or_else(|| source.to_owned())),
-            base: Cache::new(source.to_owned()),
+            cache: Cache::default(),
+            base: Cache::default(),
             transport,
             settings,
             offset: Cell::new(0),
@@ -172,17 +167,34 @@ impl<T: Transport> Client<T> {
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let (what, mut out) = ((A::NAME, A::BUCKET), None);
-        self.retrying(what, budget, clock, &mut |c, clock, until| {
-            let creds = c.signing_credentials(false, clock, until)?;
-            out = Some(c.query(action, Some(&creds), until, clock)?);
-            Ok(())
-        })?;
-        out.ok_or_else(|| Error::Response {
-            action: A::NAME.to_owned(),
-            status: 200,
-            detail: "no result".to_owned(),
-        })
+        let (form, mut value, mut request_id) = (action.form(), None, None);
+        self.retrying(
+            (A::NAME, A::BUCKET),
+            budget,
+            clock,
+            &mut |c, clock, until| {
+                let parse: Parser = &mut |r| {
+                    value = Some(A::parse(r)?);
+                    Ok(())
+                };
+                request_id = c.attempt((A::NAME, A::SERVICE), &form, until, clock, parse)?;
+                Ok(())
+            },
+        )?;
+        with_id(A::NAME, value, request_id)
+    }
+
+    /// One attempt of a call (not generic: one copy for every action).
+    fn attempt(
+        &mut self,
+        what: (&str, &str),
+        form: &Params,
+        until: Instant,
+        clock: &dyn Clock,
+        parse: Parser,
+    ) -> Result<Option<String>, Error> {
+        let creds = self.signing_credentials(false, clock, until)?;
+        self.exchange(what, form, Some(&creds), until, clock, parse)
     }
 
     /// Valid signing credentials, fetched by `until` when missing or due
@@ -203,8 +215,7 @@ impl<T: Transport> Client<T> {
             true => now + left / 2,
             false => until,
         };
-        let fetched = self.fetch(refresh, until, clock);
-        self.cache.store(wall, refresh, fetched)
+        self.fetch(refresh, until, clock)
     }
 
     /// Runs `op` until it succeeds, fails for good, runs out of `budget`,
@@ -302,15 +313,17 @@ impl<T: Transport> Client<T> {
         let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
         let base = role && !matches!(self.settings.source, Source::Static(_));
         let own = matches!(err, Error::Aws { .. });
-        if !(own || base) || !err.is_expired_credentials() || once[1] || !in_time {
+        // Not `RequestExpired`: that is clock skew.
+        let expired = matches!(code, Some("ExpiredToken" | "ExpiredTokenException"));
+        if !(own || base) || !expired || once[1] || !in_time {
             return false;
         }
         let which = if base { "base " } else { "" };
         warn!(action = action, error_code = code, request_id = id;
             "{action}: {which}credentials expired, fetching new ones");
-        self.cache.forget();
+        self.cache.0 = None;
         if base {
-            self.base.forget();
+            self.base.0 = None;
         }
         once[1] = true;
         true

@@ -100,11 +100,7 @@ pub fn endpoint(service: &str, region: &str, env: &dyn Env) -> Result<String, Er
     let partition = PARTITIONS.iter().find(|(p, ..)| region.starts_with(p));
     let (_, plain, dual_suffix) = partition.unwrap_or(&("", "amazonaws.com", "api.aws"));
     let suffix = if dual { dual_suffix } else { plain };
-    let fips = if fips && (dual || !region.starts_with("us-gov-")) {
-        "-fips"
-    } else {
-        ""
-    };
+    let fips = ["", "-fips"][usize::from(fips && (dual || !region.starts_with("us-gov-")))];
     Ok(format!("https://{service}{fips}.{region}.{suffix}"))
 }
 

@@ -75,12 +75,10 @@ pub enum Error {
         /// The HTTP client's detail.
         detail: String,
     },
-    /// A response that could not be understood.
+    /// A success response that could not be understood.
     Response {
         /// The API action or credentials source.
         action: String,
-        /// HTTP status.
-        status: u16,
         /// What was wrong.
         detail: String,
     },
@@ -105,8 +103,6 @@ pub enum Error {
         layer: Layer,
         /// What failed.
         error: Box<Error>,
-        /// The fetching action's verdict (web identity also retries `InvalidIdentityToken`).
-        retry: bool,
     },
 }
 
@@ -129,11 +125,9 @@ impl fmt::Display for Error {
                 let (url, detail) = (redact_url(url), redact_url(detail));
                 write!(f, "{action}: {what} {url}: {detail}")
             }
-            Error::Response {
-                action,
-                status,
-                detail,
-            } => write!(f, "{action}: unexpected response (HTTP {status}): {detail}"),
+            Error::Response { action, detail } => {
+                write!(f, "{action}: unexpected response: {detail}")
+            }
             Error::Credentials(m) => write!(f, "credentials: {m}"),
             Error::Config(m) => write!(f, "configuration: {m}"),
             Error::Interrupted => write!(f, "interrupted by a signal"),
@@ -201,29 +195,24 @@ impl Error {
     /// TLS failures are final.
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
-            Error::Aws { error, .. } => {
+            Error::Aws { error, action } => {
                 let code = error.code.as_str();
                 is_throttling_code(code)
                     || TRANSIENT_CODES.split_whitespace().any(|c| c == code)
                     || matches!(error.status, 429 | 500 | 502 | 503 | 504)
+                    // Also answered while the identity provider's signing keys rotate:
+                    // most SDKs retry it (not smithy-rs: aws-sdk-rust#827).
+                    || (action == "AssumeRoleWithWebIdentity" && code == "InvalidIdentityToken")
             }
             Error::Transport { kind, .. } => *kind != TransportKind::Tls,
             Error::Response { .. } => true,
-            Error::Fetch { retry, .. } => *retry,
+            Error::Fetch { error, .. } => error.is_retryable(),
             _ => false,
         }
     }
 
     pub(crate) fn is_throttling(&self) -> bool {
         self.code().is_some_and(is_throttling_code)
-    }
-
-    // Not `RequestExpired`: that is clock skew.
-    pub(crate) fn is_expired_credentials(&self) -> bool {
-        matches!(
-            self.aws_code(),
-            Some("ExpiredToken" | "ExpiredTokenException")
-        )
     }
 
     /// AWS's own answer says the target is not in the group: as good as
@@ -236,7 +225,7 @@ impl Error {
     pub(crate) fn is_refusal(&self) -> bool {
         match self {
             Error::Aws { .. } => !self.is_retryable(),
-            Error::Fetch { error, retry, .. } => !retry && error.is_refusal(),
+            Error::Fetch { error, .. } => error.is_refusal(),
             _ => false,
         }
     }
@@ -348,7 +337,6 @@ mod tests {
         ] {
             assert!(!aws(400, code).is_retryable(), "{code}");
         }
-        assert!(aws(400, "ExpiredToken").is_expired_credentials());
         let t = |kind| Error::Transport {
             action: "x".into(),
             url: "u".into(),
@@ -366,23 +354,30 @@ mod tests {
             last: Box::new(aws(400, "Throttling")),
         };
         assert!(!late.is_refusal() && late.aws_code() == Some("Throttling"));
-        // A fetch says itself whether it is retried, and names its layer.
-        let fetch = |layer, retry| Error::Fetch {
-            layer,
+        // A fetch names its layer; web identity also retries `InvalidIdentityToken`.
+        let role = Error::Fetch {
+            layer: Layer::Role("arn:r".into()),
             error: Box::new(aws(403, "AccessDenied")),
-            retry,
         };
-        let role = fetch(Layer::Role("arn:r".into()), false);
         assert!(!role.is_retryable() && role.is_refusal() && role.code().is_none());
         assert_eq!(
             role.to_string(),
             "assuming role arn:r: RegisterTargets failed: AccessDenied (HTTP 403)"
         );
-        assert!(fetch(Layer::Source, true).is_retryable());
+        let web = |action: &str| Error::Aws {
+            action: action.into(),
+            error: AwsError {
+                status: 400,
+                code: "InvalidIdentityToken".into(),
+                message: String::new(),
+                request_id: None,
+            },
+        };
+        assert!(web("AssumeRoleWithWebIdentity").is_retryable());
+        assert!(!web("AssumeRole").is_retryable());
         let unread = Error::Fetch {
             layer: Layer::Base("web identity (IRSA)"),
             error: Box::new(Error::Credentials("cannot read x".into())),
-            retry: false,
         };
         assert_eq!(
             unread.to_string(),

@@ -79,17 +79,16 @@ pub fn goes_direct(url: &str, pod_ip: Option<IpAddr>) -> bool {
 }
 
 fn roots(pem: &[u8], path: &str) -> Result<ureq::tls::RootCerts, Error> {
+    let bad = |why: String| Error::Config(format!("AWS_CA_BUNDLE {path}: {why}"));
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
-            Ok(_) => {}
-            Err(e) => return Err(Error::Config(format!("AWS_CA_BUNDLE {path}: bad PEM: {e}"))),
+        let item = item.map_err(|e| bad(format!("bad PEM: {e}")))?;
+        if let ureq::tls::PemItem::Certificate(c) = item {
+            certs.push(c);
         }
     }
     if certs.is_empty() {
-        let msg = format!("AWS_CA_BUNDLE {path}: no certificate in the file");
-        return Err(Error::Config(msg));
+        return Err(bad("no certificate in the file".into()));
     }
     Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }

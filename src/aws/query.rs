@@ -38,8 +38,6 @@ pub trait Action {
     const NAME: &'static str;
     /// The ELBv2 token bucket the action draws from.
     const BUCKET: Bucket = Bucket::Other;
-    /// Error codes retried for this action only, though final elsewhere.
-    const RETRY_CODES: &'static [&'static str] = &[];
     /// What a successful answer holds.
     type Output;
 
@@ -54,14 +52,7 @@ pub trait Action {
 
     /// All form parameters: `Action`, `Version`, then [`Action::params`].
     fn form(&self) -> Params {
-        let version = if Self::SERVICE == "sts" {
-            "2011-06-15"
-        } else {
-            "2015-12-01"
-        };
-        let mut p = params(&[("Action", Self::NAME), ("Version", version)]);
-        p.extend(self.params());
-        p
+        form(Self::NAME, Self::SERVICE, self.params())
     }
 
     /// Parses a whole HTTP answer to this action.
@@ -70,14 +61,37 @@ pub trait Action {
     /// [`Error::Aws`] for an AWS error; [`Error::Response`] for a body that
     /// is not this action's response.
     fn parse_response(status: u16, body: &[u8]) -> Result<WithId<Self::Output>, Error> {
-        let (result, request_id) = read_answer(Self::NAME, status, body)?;
-        let value = Self::parse(&result).map_err(|detail| Error::Response {
-            action: Self::NAME.to_owned(),
-            status,
-            detail,
+        let mut value = None;
+        let request_id = read_answer(Self::NAME, status, body, &mut |result| {
+            value = Some(Self::parse(result)?);
+            Ok(())
         })?;
-        Ok(WithId { value, request_id })
+        with_id(Self::NAME, value, request_id)
     }
+}
+
+/// Reads an answer's `<ActionResult>`, keeping what it parsed.
+pub type Parser<'a> = &'a mut dyn FnMut(&Element) -> Result<(), String>;
+
+/// The value a [`Parser`] kept, with the answer's request id.
+pub(crate) fn with_id<T>(
+    action: &str,
+    value: Option<T>,
+    request_id: Option<String>,
+) -> Result<WithId<T>, Error> {
+    let value = value.ok_or_else(|| Error::Response {
+        action: action.to_owned(),
+        detail: "no result".to_owned(),
+    })?;
+    Ok(WithId { value, request_id })
+}
+
+/// `Action`, `Version`, then `own` (not generic: one copy for every action).
+fn form(name: &str, service: &str, own: Params) -> Params {
+    let version = ["2015-12-01", "2011-06-15"][usize::from(service == "sts")];
+    let mut p = params(&[("Action", name), ("Version", version)]);
+    p.extend(own);
+    p
 }
 
 /// Encodes parameters as a form body, with AWS's percent-encoding (only
@@ -96,10 +110,16 @@ pub fn encode_form(params: &[(String, String)]) -> String {
     pairs.join("&")
 }
 
-/// An answer's `<ActionResult>` element (empty when absent) and request
-/// id. An `<ErrorResponse>` is an AWS error even with a 2xx status (some
-/// proxies and fakes answer errors so).
-fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<(Element, Option<String>), Error> {
+/// Parses an answer's `<ActionResult>` element (empty when absent) with
+/// `parse`, and returns its request id. An `<ErrorResponse>` is an AWS
+/// error even with a 2xx status (some proxies and fakes answer errors so).
+/// Not generic: one copy serves every action.
+pub(crate) fn read_answer(
+    action: &str,
+    status: u16,
+    body: &[u8],
+    parse: Parser,
+) -> Result<Option<String>, Error> {
     let aws = || Error::Aws {
         action: action.to_owned(),
         error: parse_error(status, body),
@@ -109,17 +129,14 @@ fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<(Element, Optio
     }
     let bad = |detail: String| Error::Response {
         action: action.to_owned(),
-        status,
         detail,
     };
-    let root = xml::parse(body).map_err(|e| match may_hold_credentials(action, body) {
-        true => bad(format!(
-            "malformed XML: {e} (body not shown: it may hold credentials)"
-        )),
-        false => bad(format!(
-            "malformed XML: {e}; body starts: {}",
-            snippet(body)
-        )),
+    let root = xml::parse(body).map_err(|e| {
+        let body = match may_hold_credentials(action, body) {
+            true => " (body not shown: it may hold credentials)".to_owned(),
+            false => format!("; body starts: {}", snippet(body)),
+        };
+        bad(format!("malformed XML: {e}{body}"))
     })?;
     if root.name == "ErrorResponse" {
         return Err(aws());
@@ -130,9 +147,9 @@ fn read_answer(action: &str, status: u16, body: &[u8]) -> Result<(Element, Optio
             root.name
         )));
     }
-    let result = root.child(&format!("{action}Result")).cloned();
-    let request_id = root.text_at(&["ResponseMetadata", "RequestId"]);
-    Ok((result.unwrap_or_default(), request_id))
+    let result = root.child(&format!("{action}Result"));
+    parse(result.unwrap_or(&Element::default())).map_err(bad)?;
+    Ok(root.text_at(&["ResponseMetadata", "RequestId"]))
 }
 
 /// Whether no part of a body may be shown: STS's AssumeRole* answers, or
@@ -192,14 +209,17 @@ mod tests {
         );
     }
 
+    fn read(action: &str, status: u16, body: &[u8]) -> Error {
+        match read_answer(action, status, body, &mut |_| Ok(())) {
+            Err(e) => e,
+            Ok(id) => panic!("{id:?}"),
+        }
+    }
+
     #[test]
     fn reads_success_envelope() {
-        let (_, request_id) = read_answer(
-            "RegisterTargets",
-            200,
-            include_bytes!("../../tests/data/register_targets.xml"),
-        )
-        .unwrap();
+        let body = include_bytes!("../../tests/data/register_targets.xml");
+        let request_id = read_answer("RegisterTargets", 200, body, &mut |_| Ok(())).unwrap();
         assert_eq!(
             request_id.as_deref(),
             Some("f9a1e3a7-f3a9-11e5-ae48-cff02092876b")
@@ -208,12 +228,11 @@ mod tests {
 
     #[test]
     fn error_status_becomes_aws_error() {
-        let e = read_answer(
+        let e = read(
             "RegisterTargets",
             400,
             include_bytes!("../../tests/data/throttling.xml"),
-        )
-        .unwrap_err();
+        );
         assert_eq!(e.aws_code(), Some("Throttling"));
         assert!(e
             .to_string()
@@ -228,19 +247,18 @@ mod tests {
             b"",
             b"<a><b></a>",
         ] {
-            match read_answer("RegisterTargets", 200, body) {
-                Err(Error::Response { .. }) => {}
+            match read("RegisterTargets", 200, body) {
+                Error::Response { .. } => {}
                 other => panic!("{other:?}"),
             }
         }
-        let e = read_answer(
+        let e = read(
             "RegisterTargets",
             200,
             include_bytes!("../../tests/data/throttling.xml"),
-        )
-        .unwrap_err();
+        );
         assert_eq!(e.aws_code(), Some("Throttling"));
-        let e = read_answer("RegisterTargets", 200, b"<a><b></a>").unwrap_err();
+        let e = read("RegisterTargets", 200, b"<a><b></a>");
         assert!(e.to_string().contains("body starts: <a><b></a>"), "{e}");
     }
 
@@ -249,13 +267,11 @@ mod tests {
         let cut = b"<AssumeRoleResponse><AssumeRoleResult><Credentials>\
             <SessionToken>FQoGZXIvYXdzEXAMPLETOKEN";
         for action in ["AssumeRole", "AssumeRoleWithWebIdentity", "RegisterTargets"] {
-            let e = read_answer(action, 200, cut).unwrap_err().to_string();
+            let e = read(action, 200, cut).to_string();
             assert!(!e.contains("EXAMPLETOKEN"), "{e}");
             assert!(e.contains("body not shown"), "{e}");
         }
-        let e = read_answer("AssumeRole", 200, b"<x>secret")
-            .unwrap_err()
-            .to_string();
+        let e = read("AssumeRole", 200, b"<x>secret").to_string();
         assert!(!e.contains("secret"), "{e}");
     }
 

@@ -21,9 +21,6 @@ pub struct AssumeRoleWithWebIdentity<'a> {
 impl Action for AssumeRoleWithWebIdentity<'_> {
     const SERVICE: &'static str = "sts";
     const NAME: &'static str = "AssumeRoleWithWebIdentity";
-    /// Also answered while the identity provider's signing keys rotate:
-    /// most SDKs retry it for this action (not smithy-rs: aws-sdk-rust#827).
-    const RETRY_CODES: &'static [&'static str] = &["InvalidIdentityToken"];
     type Output = Credentials;
 
     fn params(&self) -> Params {

@@ -127,7 +127,7 @@ impl Registration {
                 let group = group.ok_or(Error::Config(what))?;
                 check_group(group, &cfg.target_id)?;
                 let every = group.health_pace().filter(|_| !cfg.health_poll_explicit);
-                (name.clone(), group.arn.clone(), every.map(|p| p.1))
+                (name.clone(), group.arn.clone(), every)
             }
         };
         let group_port = found.iter().find(|g| g.arn == arn).and_then(|g| g.port);

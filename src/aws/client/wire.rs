@@ -5,8 +5,8 @@
 use super::{Client, Credentials, Error};
 use crate::aws::credentials::{providers, Source};
 use crate::aws::error::{is_throttling_code, AwsError, Layer};
-use crate::aws::http::{HttpRequest, HttpResponse, Transport};
-use crate::aws::query::{encode_form, Action, Params, WithId};
+use crate::aws::http::{HttpRequest, Transport};
+use crate::aws::query::{encode_form, read_answer, with_id, Action, Params, Parser, WithId};
 use crate::aws::sign::sign;
 use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
@@ -23,8 +23,8 @@ impl<T: Transport> Client<T> {
         shift(clock.wall(), self.offset.get())
     }
 
-    /// Sends `action` once (unsigned without `creds`) by `until`, learns
-    /// AWS's time from a refusal, counts the request in the metrics.
+    /// Sends `action` once (unsigned without `creds`) by `until`: a thin
+    /// generic wrapper over [`Client::exchange`].
     pub(super) fn query<A: Action>(
         &self,
         action: &A,
@@ -32,35 +32,28 @@ impl<T: Transport> Client<T> {
         until: Instant,
         clock: &dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let started = clock.now();
-        let sent = self.send((A::NAME, A::SERVICE), &action.form(), creds, until, clock);
-        let result = sent.and_then(|r| {
-            let answer = A::parse_response(r.status, &r.body);
-            if let Err(Error::Aws { error, .. }) = &answer {
-                let fix = correction(error, r.date.as_deref(), clock.wall(), self.offset.get());
-                self.offset.set(fix.unwrap_or(self.offset.get()));
-            }
-            answer
-        });
-        let took = clock.now().saturating_duration_since(started);
-        record(A::NAME, result.as_ref().err(), took);
-        result
+        let mut value = None;
+        let what = (A::NAME, A::SERVICE);
+        let request_id = self.exchange(what, &action.form(), creds, until, clock, &mut |r| {
+            value = Some(A::parse(r)?);
+            Ok(())
+        })?;
+        with_id(A::NAME, value, request_id)
     }
 
-    fn send(
+    /// Sends a request, signed with `creds`, parses the answer with `parse`, learns AWS's time
+    /// from a refusal, counts the request in the metrics.
+    pub(super) fn exchange(
         &self,
         (name, service): (&str, &str),
         form: &Params,
         creds: Option<&Credentials>,
         until: Instant,
         clock: &dyn Clock,
-    ) -> Result<HttpResponse, Error> {
+        parse: Parser,
+    ) -> Result<Option<String>, Error> {
         let s = &self.settings;
-        let url = if service == "sts" {
-            &s.sts_url
-        } else {
-            &s.elbv2_url
-        };
+        let url = [&s.elbv2_url, &s.sts_url][usize::from(service == "sts")];
         let mut req = HttpRequest {
             method: "POST",
             url: format!("{url}/"),
@@ -72,69 +65,83 @@ impl<T: Transport> Client<T> {
         if let Some(creds) = creds {
             sign(&mut req, creds, &s.region, service, self.aws_time(clock))?;
         }
-        self.transport.send(name, &req)
+        let started = clock.now();
+        let result = self.transport.send(name, &req).and_then(|r| {
+            let answer = read_answer(name, r.status, &r.body, parse);
+            if let Err(Error::Aws { error, .. }) = &answer {
+                let fix = correction(error, r.date.as_deref(), clock.wall(), self.offset.get());
+                self.offset.set(fix.unwrap_or(self.offset.get()));
+            }
+            answer
+        });
+        let took = clock.now().saturating_duration_since(started);
+        record(name, result.as_ref().err(), took);
+        result
     }
 
     /// The source's credentials, fetched once by `until`.
-    pub(super) fn fetch_source(
-        &self,
-        layer: Layer,
-        until: Instant,
-        clock: &dyn Clock,
-    ) -> Result<Credentials, Error> {
-        let mut codes: &[&str] = &[];
-        let fetched = match &self.settings.source {
+    fn fetch_source(&self, until: Instant, clock: &dyn Clock) -> Result<Credentials, Error> {
+        let left = || until.saturating_duration_since(clock.now());
+        match &self.settings.source {
             Source::Static(c) => Ok(c.clone()),
             Source::WebIdentity {
                 role_arn,
                 token_file,
                 session_name,
             } => {
-                codes = AssumeRoleWithWebIdentity::RETRY_CODES;
-                providers::read_token(token_file, "web identity token file").and_then(|token| {
-                    let action = AssumeRoleWithWebIdentity {
-                        role_arn,
-                        session_name,
-                        token: &token,
-                    };
-                    self.query(&action, None, until, clock).map(|r| r.value)
-                })
+                let token = providers::read_token(token_file, "web identity token file")?;
+                let action = AssumeRoleWithWebIdentity {
+                    role_arn,
+                    session_name,
+                    token: &token,
+                };
+                self.query(&action, None, until, clock).map(|r| r.value)
             }
-            other => {
-                let left = || until.saturating_duration_since(clock.now());
-                providers::fetch(other, &self.transport, &left)
+            Source::Container {
+                url,
+                token_file,
+                token,
+            } => {
+                let token_file = token_file.as_deref();
+                providers::container(url, token_file, token.as_ref(), &self.transport, &left)
             }
-        };
-        fetched.map_err(|e| fetch_error(layer, e, codes))
+            Source::Imds { endpoint } => providers::imds(endpoint, &self.transport, &left),
+        }
     }
 
-    /// The signing credentials, fetched once by `until`: the source's, or
-    /// the role's assumed with the source's (`base`: refreshed when due;
-    /// with `background`, ahead of need).
+    /// Fetches the signing credentials once by `until` into the cache
+    /// ([`Cache::store`](crate::aws::credentials::Cache::store)): the
+    /// source's, or the role's assumed with the source's (`base`: refreshed
+    /// when due; with `background`, ahead of need).
     pub(super) fn fetch(
         &mut self,
         background: bool,
         until: Instant,
         clock: &dyn Clock,
     ) -> Result<Credentials, Error> {
+        let (now, source) = (self.aws_time(clock), self.settings.source.name());
         let Some(role) = self.settings.role.clone() else {
-            return self.fetch_source(Layer::Source, until, clock);
+            let fetched = self.fetch_source(until, clock);
+            let fetched = fetched.map_err(|e| fetch_error(Layer::Source, e));
+            return self.cache.store(source, now, background, fetched);
         };
-        let now = self.aws_time(clock);
         let due = background && self.base.refresh_due().is_some_and(|due| due <= now);
         let base = match self.base.fresh(now, due) {
             Some(base) => base,
             None => {
-                let layer = Layer::Base(self.settings.source.name());
-                let fetched = self.fetch_source(layer, until, clock);
-                self.base.store(now, due, fetched)?
+                let fetched = self.fetch_source(until, clock);
+                let fetched = fetched.map_err(|e| fetch_error(Layer::Base(source), e));
+                self.base.store(source, now, due, fetched)?
             }
         };
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
-        self.query(&role, Some(&base), until, clock)
+        let fetched = self.query(&role, Some(&base), until, clock);
+        let label = format!("role {}", role.arn);
+        let fetched = fetched
             .map(|r| r.value)
-            .map_err(|e| fetch_error(Layer::Role(role.arn), e, &[]))
+            .map_err(|e| fetch_error(Layer::Role(role.arn), e));
+        self.cache.store(&label, now, background, fetched)
     }
 }
 
@@ -155,14 +162,9 @@ fn record(name: &str, err: Option<&Error>, took: Duration) {
     m.aws_request(name, outcome, took);
 }
 
-/// Retried when generally retryable or one of the fetching action's `codes`.
-fn fetch_error(layer: Layer, error: Error, codes: &[&str]) -> Error {
-    let retry = error.is_retryable() || error.aws_code().is_some_and(|c| codes.contains(&c));
-    Error::Fetch {
-        layer,
-        error: Box::new(error),
-        retry,
-    }
+fn fetch_error(layer: Layer, error: Error) -> Error {
+    let error = Box::new(error);
+    Error::Fetch { layer, error }
 }
 
 /// `t` moved by `offset` ms (unchanged on overflow).

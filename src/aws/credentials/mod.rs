@@ -265,34 +265,19 @@ pub fn parse_expiration(s: &str) -> Option<SystemTime> {
 }
 
 /// The last credentials fetched from one source: reused until five minutes
-/// before their expiry, and while a refresh fails until they expire.
-#[derive(Debug)]
-pub struct Cache {
-    /// The source, in logs and metrics.
-    label: String,
-    cached: Option<Credentials>,
-}
+/// before their expiry, and while a refresh fails until they expire. `None`
+/// is empty (also after AWS said they expired).
+#[derive(Debug, Default)]
+pub struct Cache(pub Option<Credentials>);
 
 impl Cache {
-    /// An empty cache of the source `label` names.
-    pub fn new(label: String) -> Self {
-        Cache {
-            label,
-            cached: None,
-        }
-    }
-
     /// The cached credentials unless due at `now` (or `refresh`).
     pub fn fresh(&self, now: SystemTime, refresh: bool) -> Option<Credentials> {
         let fresh = |c: &&Credentials| c.expiry.is_none_or(|x| x >= now + REFRESH_BEFORE);
-        self.cached
-            .as_ref()
-            .filter(fresh)
-            .filter(|_| !refresh)
-            .cloned()
+        self.0.as_ref().filter(fresh).filter(|_| !refresh).cloned()
     }
 
-    /// Keeps credentials `fetched` (counted in the metrics); after a failed
+    /// Keeps credentials `fetched` from `source` (counted in the metrics); after a failed
     /// fetch, the cached ones while valid at `now`, unless it was a
     /// `refresh` (whose failure is the caller's to report).
     ///
@@ -301,11 +286,11 @@ impl Cache {
     /// cached.
     pub fn store(
         &mut self,
+        source: &str,
         now: SystemTime,
         refresh: bool,
         fetched: Result<Credentials, Error>,
     ) -> Result<Credentials, Error> {
-        let source = &self.label;
         let expiry = fetched.as_ref().ok().and_then(|c| c.expiry);
         metrics::global().credentials_fetched(source, fetched.is_ok(), expiry);
         match fetched {
@@ -314,25 +299,20 @@ impl Cache {
                     let id = &fresh.access_key_id;
                     info!("credentials from {source} for {id} valid until {until}");
                 }
-                self.cached = Some(fresh.clone());
+                self.0 = Some(fresh.clone());
                 Ok(fresh)
             }
             Err(e) if !refresh && self.usable(now) => {
                 warn!("refreshing credentials from {source} failed, using the cached ones until they expire: {e}");
-                self.cached.clone().ok_or(e)
+                self.0.clone().ok_or(e)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Drops the cached credentials (AWS said they expired).
-    pub fn forget(&mut self) {
-        self.cached = None;
-    }
-
     /// Whether credentials are cached that have not expired at `now`.
     pub fn usable(&self, now: SystemTime) -> bool {
-        self.cached
+        self.0
             .as_ref()
             .is_some_and(|c| c.expiry.is_none_or(|x| x > now))
     }
@@ -340,7 +320,7 @@ impl Cache {
     /// When a process at rest should refresh them ahead of need: ten minutes
     /// before expiry (`None` for long-term keys).
     pub fn refresh_due(&self) -> Option<SystemTime> {
-        let expiry = self.cached.as_ref()?.expiry?;
+        let expiry = self.0.as_ref()?.expiry?;
         Some(expiry.checked_sub(REFRESH_BEFORE * 2).unwrap_or(UNIX_EPOCH))
     }
 }

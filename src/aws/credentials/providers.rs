@@ -1,34 +1,32 @@
 //! Fetching from the metadata endpoints: the container endpoint and IMDSv2.
 //! One pass, no retries (the client retries within its budget).
 
-use super::{parse_expiration, Credentials, Secret, Source};
+use super::{parse_expiration, Credentials, Secret};
 use crate::aws::error::Error;
 use crate::aws::http::{HttpRequest, HttpResponse, Transport};
 use crate::aws::query::parse_error;
 use std::time::Duration;
 
-/// Fetches credentials once from the container endpoint or IMDS.
+/// Fetches credentials once from the container endpoint, with the
+/// `Authorization` value of `token_file` (re-read) or `token`.
 ///
 /// # Errors
-/// [`Error::Credentials`] for an unreadable token file or unreachable IMDS;
-/// the endpoint's error; [`Error::Response`] for an answer without credentials.
-pub fn fetch(source: &Source, transport: &dyn Transport, left: Left) -> Result<Credentials, Error> {
+/// [`Error::Credentials`] for an unreadable token file; the endpoint's
+/// error; [`Error::Response`] for an answer without credentials.
+pub fn container(
+    url: &str,
+    token_file: Option<&str>,
+    token: Option<&Secret>,
+    transport: &dyn Transport,
+    left: Left,
+) -> Result<Credentials, Error> {
     const WHAT: &str = "container credentials";
-    let (url, token_file, token) = match source {
-        Source::Container {
-            url,
-            token_file,
-            token,
-        } => (url, token_file, token),
-        Source::Imds { endpoint } => return imds(endpoint, transport, left),
-        _ => return Err(Error::Credentials("not a credentials endpoint".into())),
-    };
     let var = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
-    let from_file = token_file.as_deref().map(|path| read_token(path, var));
-    let auth = from_file.transpose()?.or_else(|| token.clone());
+    let from_file = token_file.map(|path| read_token(path, var)).transpose()?;
+    let auth = from_file.or_else(|| token.cloned());
     let header = auth.map(|a| ("authorization", a.expose().to_owned()));
-    let resp = get((transport, left), WHAT, "GET", url.clone(), header)?;
-    parse_credentials_json(WHAT, resp.status, &resp.body)
+    let resp = get((transport, left), WHAT, "GET", url.to_owned(), header)?;
+    parse_credentials_json(WHAT, &resp.body)
 }
 
 /// Reads a token file afresh (they rotate).
@@ -68,7 +66,7 @@ fn get(
 }
 
 /// IMDSv2: a session token, the role name, then the role's credentials.
-fn imds(endpoint: &str, transport: &dyn Transport, left: Left) -> Result<Credentials, Error> {
+pub fn imds(endpoint: &str, transport: &dyn Transport, left: Left) -> Result<Credentials, Error> {
     const WHAT: &str = "IMDSv2";
     let ttl = Some(("x-aws-ec2-metadata-token-ttl-seconds", "21600".to_owned()));
     let url = format!("{endpoint}/latest/api/token");
@@ -95,12 +93,11 @@ fn imds(endpoint: &str, transport: &dyn Transport, left: Left) -> Result<Credent
     if role.contains(['/', '?', '#', ' ']) {
         return Err(Error::Response {
             action: WHAT.into(),
-            status: listing.status,
             detail: format!("unexpected role name {role:?}"),
         });
     }
     let resp = get(role)?;
-    parse_credentials_json(WHAT, resp.status, &resp.body)
+    parse_credentials_json(WHAT, &resp.body)
 }
 
 fn imds_hint(mut e: Error) -> Error {
@@ -133,10 +130,9 @@ pub fn token_from(contents: &[u8]) -> Result<Secret, &'static str> {
 ///
 /// # Errors
 /// [`Error::Response`] naming `what` for any answer without credentials.
-pub fn parse_credentials_json(what: &str, status: u16, body: &[u8]) -> Result<Credentials, Error> {
+pub fn parse_credentials_json(what: &str, body: &[u8]) -> Result<Credentials, Error> {
     let bad = |detail: String| Error::Response {
         action: what.to_owned(),
-        status,
         detail,
     };
     let v: serde_json::Value =
@@ -198,18 +194,19 @@ mod tests {
     #[test]
     fn container_sends_the_token_and_checks_the_status() {
         let json = br#"{"AccessKeyId":"ASIA1","SecretAccessKey":"S1","Token":"T1","Expiration":"2099-01-01T00:00:00Z"}"#;
-        let source = Source::Container {
-            url: "http://127.0.0.1:3/creds".into(),
-            token_file: None,
-            token: Some(super::super::Secret::new("container-token".into())),
+        let token = Secret::new("container-token".into());
+        let fetch = |s: &Scripted| {
+            container("http://127.0.0.1:3/creds", None, Some(&token), &s, &|| {
+                Duration::MAX
+            })
         };
         let s = Scripted::new([ok(json), status(500, b"down")]);
-        let got = fetch(&source, &&s, &|| Duration::MAX).unwrap();
+        let got = fetch(&s).unwrap();
         assert_eq!(got.access_key_id, "ASIA1");
         assert!(s.seen.borrow()[0]
             .headers
             .contains(&("authorization".into(), "container-token".into())));
-        let e = fetch(&source, &&s, &|| Duration::MAX).unwrap_err();
+        let e = fetch(&s).unwrap_err();
         assert_eq!(e.aws_code(), Some("HttpStatus500"));
     }
 
@@ -217,7 +214,6 @@ mod tests {
     fn parses_recorded_credentials_json() {
         let c = parse_credentials_json(
             "container",
-            200,
             include_bytes!("../../../tests/data/container_credentials.json"),
         )
         .unwrap();
@@ -229,7 +225,6 @@ mod tests {
         assert_eq!(c.expiry, parse_expiration("2026-11-25T18:04:33Z"));
         let c = parse_credentials_json(
             "IMDS",
-            200,
             include_bytes!("../../../tests/data/imds_credentials.json"),
         )
         .unwrap();
@@ -248,7 +243,7 @@ mod tests {
             br#"{"Code":"AssumeRoleUnauthorizedAccess","Message":"no"}"#,
             br#"{"AccessKeyId":"A","SecretAccessKey":"S","Expiration":"tomorrow"}"#,
         ] {
-            assert!(parse_credentials_json("c", 200, body).is_err(), "{body:?}");
+            assert!(parse_credentials_json("c", body).is_err(), "{body:?}");
         }
     }
 

@@ -144,7 +144,7 @@ fn get(
 ) -> Result<Credentials, Error> {
     match c.fresh(now, refresh) {
         Some(fresh) => Ok(fresh),
-        None => c.store(now, refresh, fetch()),
+        None => c.store("x", now, refresh, fetch()),
     }
 }
 
@@ -158,7 +158,7 @@ fn cache_reuses_until_due_then_keeps_old_ones_until_expiry() {
     };
     let down = || Err(Error::Credentials("down".into()));
     let at = |s| UNIX_EPOCH + Duration::from_secs(s);
-    let mut c = Cache::new("x".into());
+    let mut c = Cache::default();
     assert!(get(&mut c, at(0), false, down).is_err());
     assert_eq!(
         get(&mut c, at(0), false, || Ok(creds("A", 1000)))
@@ -197,6 +197,6 @@ fn cache_reuses_until_due_then_keeps_old_ones_until_expiry() {
             .access_key_id,
         "C"
     );
-    c.forget();
+    c.0 = None;
     assert!(get(&mut c, at(1000), false, down).is_err());
 }

@@ -71,12 +71,11 @@ pub struct HealthCheck {
 }
 
 impl TargetGroup {
-    /// The earliest a new target can be healthy after its registration (it
-    /// must pass one health check), and the interval between two checks;
-    /// `None` when the group did not say.
-    pub fn health_pace(&self) -> Option<(Duration, Duration)> {
-        let interval = Duration::from_secs(u64::from(self.health_check.interval_seconds?));
-        (!interval.is_zero()).then_some((interval, interval))
+    /// The interval between two health checks (a new target is healthy one
+    /// interval after its registration at the earliest); `None` when unsaid.
+    pub fn health_pace(&self) -> Option<Duration> {
+        let secs = self.health_check.interval_seconds.filter(|&s| s > 0)?;
+        Some(Duration::from_secs(secs.into()))
     }
 }
 
@@ -196,8 +195,7 @@ impl Action for DescribeTargetHealth<'_> {
                 description: m.text_at(&["TargetHealth", "Description"]),
             })
         };
-        let entries = result.members(&["TargetHealthDescriptions"]);
-        entries.into_iter().map(entry).collect()
+        list(result, "TargetHealthDescriptions", entry)
     }
 }
 
@@ -251,11 +249,7 @@ impl Action for DescribeTargetGroups<'_> {
                 },
             })
         };
-        result
-            .members(&["TargetGroups"])
-            .into_iter()
-            .map(group)
-            .collect()
+        list(result, "TargetGroups", group)
     }
 }
 
@@ -287,14 +281,10 @@ impl Action for DescribeTargetGroupAttributes<'_> {
     }
 
     fn parse(result: &Element) -> Result<Vec<(String, String)>, String> {
-        result
-            .members(&["Attributes"])
-            .iter()
-            .map(|m| {
-                let key = m.text_at(&["Key"]).ok_or("an attribute has no Key")?;
-                Ok((key, m.text_at(&["Value"]).unwrap_or_default()))
-            })
-            .collect()
+        list(result, "Attributes", |m| {
+            let key = m.text_at(&["Key"]).ok_or("an attribute has no Key")?;
+            Ok((key, m.text_at(&["Value"]).unwrap_or_default()))
+        })
     }
 }
 
@@ -309,6 +299,20 @@ fn group_and_targets(arn: &str, targets: &[Target]) -> Params {
         p.extend(az.map(|az| (key("AvailabilityZone"), az)));
     }
     p
+}
+
+/// Each member of the list `name` in `el`, parsed (a plain loop: smaller
+/// than a collected iterator of results).
+fn list<T>(
+    el: &Element,
+    name: &str,
+    parse: impl Fn(&Element) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    for member in el.members(&[name]) {
+        out.push(parse(member)?);
+    }
+    Ok(out)
 }
 
 /// Reads the optional number in child `name` of `el`.

@@ -260,9 +260,8 @@ mod describe_target_groups {
         assert_eq!(g.load_balancer_arns.len(), 1);
         assert_eq!(g.health_check.interval_seconds, Some(30));
         assert_eq!(g.health_check.healthy_threshold, Some(3));
-        let (earliest, interval) = g.health_pace().unwrap();
-        assert_eq!(earliest, std::time::Duration::from_secs(30));
-        assert_eq!(interval, std::time::Duration::from_secs(30));
+        let interval = g.health_pace();
+        assert_eq!(interval, Some(std::time::Duration::from_secs(30)));
         assert_eq!(g.ip_address_type.as_deref(), Some("ipv4"));
         let hc = &g.health_check;
         assert_eq!(hc.protocol.as_deref(), Some("TCP"));
@@ -317,6 +316,9 @@ mod describe_target_groups {
         };
         let g = DescribeTargetGroups::parse_response(200, body("").as_bytes()).unwrap();
         assert_eq!(g.value[0].health_check.interval_seconds, None);
+        assert_eq!(g.value[0].health_pace(), None);
+        let zero = "<HealthCheckIntervalSeconds>0</HealthCheckIntervalSeconds>";
+        let g = DescribeTargetGroups::parse_response(200, body(zero).as_bytes()).unwrap();
         assert_eq!(g.value[0].health_pace(), None);
         let bad = "<HealthCheckIntervalSeconds>-5</HealthCheckIntervalSeconds>";
         assert!(DescribeTargetGroups::parse_response(200, body(bad).as_bytes()).is_err());
