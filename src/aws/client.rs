@@ -1,5 +1,4 @@
-//! The AWS client: every call and credentials fetch signs at AWS's time,
-//! sends with a timeout cut to the attempt, and is retried with jittered
+//! The AWS client: every call and credentials fetch is signed, sent with a timeout cut to the attempt, and is retried with jittered
 //! backoff until the caller's deadline (docs/aws.md, "Retries"). Only
 //! `Client::call` is generic, a thin wrapper over one send path.
 
@@ -16,9 +15,7 @@ use crate::clock::Clock;
 use crate::env::Env;
 use crate::metrics;
 use log::warn;
-use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
-use wire::{describe, shift};
 
 /// Least time an attempt gets, even past the deadline.
 pub(crate) const MIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -91,8 +88,6 @@ type Attempt<'a, T> =
 pub struct Client<T: Transport> {
     transport: T,
     settings: Settings,
-    /// AWS's clock minus ours in ms, learnt from a refusal's `Date`.
-    offset: Cell<i64>,
     /// The signing credentials: the source's, or the role's.
     cache: Cache,
     /// With a role: the source's credentials, which sign AssumeRole.
@@ -110,7 +105,6 @@ impl<T: Transport> Client<T> {
             base: Cache::default(),
             transport,
             settings,
-            offset: Cell::new(0),
             pacing: Default::default(),
             unanswered: 0,
         }
@@ -131,11 +125,10 @@ impl<T: Transport> Client<T> {
     }
 
     /// When cached temporary credentials (either layer) should be
-    /// refreshed, on the local clock.
+    /// refreshed.
     pub(crate) fn refresh_due(&self) -> Option<SystemTime> {
         let (a, b) = (self.cache.refresh_due(), self.base.refresh_due());
-        let due = a.into_iter().chain(b).min()?;
-        Some(shift(due, self.offset.get().saturating_neg()))
+        a.into_iter().chain(b).min()
     }
 
     /// Makes sure valid credentials are cached; with `refresh`, fetches new
@@ -206,7 +199,7 @@ impl<T: Transport> Client<T> {
         clock: &dyn Clock,
         until: Instant,
     ) -> Result<Credentials, Error> {
-        let (wall, now) = (self.aws_time(clock), clock.now());
+        let (wall, now) = (clock.wall(), clock.now());
         if let Some(fresh) = self.cache.fresh(wall, refresh) {
             return Ok(fresh);
         }
@@ -227,17 +220,17 @@ impl<T: Transport> Client<T> {
         clock: &mut dyn Clock,
         op: Attempt<T>,
     ) -> Result<(), Error> {
-        let (mut attempts, mut once) = (0u32, [false; 2]);
+        let (mut attempts, mut once) = (0u32, false);
         self.unanswered = 0;
         loop {
             // Even past the deadline: each group gets one DeregisterTargets.
             attempts += 1;
-            let (started, offset) = (clock.now(), self.offset.get());
+            let started = clock.now();
             let until = budget
                 .deadline
                 .min(started + CALL_TIMEOUT)
                 .max(started + MIN_CALL_TIMEOUT);
-            let mut err = match op(self, clock, until) {
+            let err = match op(self, clock, until) {
                 Ok(()) => {
                     if let Some(a) = self.pacing.get_mut(bucket as usize) {
                         a.on_success(clock.now());
@@ -247,7 +240,7 @@ impl<T: Transport> Client<T> {
                 Err(e) => e,
             };
             let in_time = clock.now() < budget.deadline;
-            if self.again_at_once(action, &err, offset, in_time, &mut once) {
+            if self.again_at_once(action, &err, in_time, &mut once) {
                 // No new request after a signal.
                 clock
                     .sleep(Duration::ZERO)
@@ -255,11 +248,6 @@ impl<T: Transport> Client<T> {
                 continue;
             }
             if !err.is_retryable() || attempts >= budget.max_attempts {
-                // A refusal even with AWS's time says what was measured.
-                if let (Error::Aws { error, .. }, true) = (&mut err, once[0]) {
-                    let skew = describe(self.offset.get());
-                    error.message += &format!(" (signed again: {skew})");
-                }
                 return Err(err);
             }
             let delay = self.retry_delay(&err, bucket, attempts, budget.deadline, clock);
@@ -282,40 +270,21 @@ impl<T: Transport> Client<T> {
     }
 
     /// Counts an unanswered attempt, and says whether to send again at
-    /// once: once after the clock skew was corrected (the attempt signed
-    /// with another `offset`: `once[0]`), once after
-    /// the call's own expired-credentials answer or AssumeRole's, whose base
-    /// credentials died early (`once[1]`).
-    fn again_at_once(
-        &mut self,
-        action: &str,
-        err: &Error,
-        offset: i64,
-        in_time: bool,
-        once: &mut [bool; 2],
-    ) -> bool {
+    /// once: `once` per call, after the call's own expired-credentials
+    /// answer or AssumeRole's, whose base credentials died early.
+    fn again_at_once(&mut self, action: &str, err: &Error, in_time: bool, once: &mut bool) -> bool {
         // Fetch errors are wrapped: an unwrapped error is the call's own.
         if let Error::Transport { kind, .. } = err {
             self.unanswered +=
                 u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
         }
         let (code, id) = (err.aws_code(), err.request_id());
-        if self.offset.get() != offset {
-            let skew = describe(self.offset.get());
-            if !once[0] && in_time {
-                warn!(action = action, error_code = code, request_id = id;
-                    "{err}; {skew}: signing again with AWS's time, and from now on");
-                once[0] = true;
-                return true;
-            }
-            warn!(action = action; "{skew}: later calls sign with AWS's time");
-        }
         let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
         let base = role && !matches!(self.settings.source, Source::Static(_));
         let own = matches!(err, Error::Aws { .. });
-        // Not `RequestExpired`: that is clock skew.
+        // Not `RequestExpired`: that is a skewed clock.
         let expired = matches!(code, Some("ExpiredToken" | "ExpiredTokenException"));
-        if !(own || base) || !expired || once[1] || !in_time {
+        if !(own || base) || !expired || *once || !in_time {
             return false;
         }
         let which = if base { "base " } else { "" };
@@ -325,7 +294,7 @@ impl<T: Transport> Client<T> {
         if base {
             self.base.0 = None;
         }
-        once[1] = true;
+        *once = true;
         true
     }
 

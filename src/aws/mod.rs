@@ -1,6 +1,6 @@
 //! The AWS layer without an SDK (`aws-sigv4`, `ureq`, `quick-xml`): pure
 //! protocol modules (the Query protocol and its actions, XML, errors,
-//! credentials, endpoints, signing, retries, clock skew), then IO: [`http`],
+//! credentials, endpoints, signing, retries), then IO: [`http`],
 //! the one module that imports the HTTP client, and [`client`].
 
 pub mod client;

@@ -1,8 +1,8 @@
 //! Clock skew as a process: AWS's clock (the fake's, moved by
 //! `set_clock_offset`) is half an hour or an hour away from the pod's. AWS
 //! refuses the signature ("Signature expired" / "Signature not yet
-//! current"); the sidecar takes AWS's time from the answer's `Date` header,
-//! signs again, and keeps signing with it.
+//! current"); the sidecar exits 1 naming the offset measured from the
+//! answer's `Date` header, without a second attempt.
 
 use crate::common::BIN;
 use fake_aws::process::{base_env, secs, Sidecar};
@@ -29,62 +29,61 @@ fn elb_requests(fake: &FakeAws) -> Vec<Recorded> {
         .collect()
 }
 
+/// Whether `out` names the offset as one of `by` (the Date header is
+/// truncated to the second: give or take one).
+fn says_the_offset(out: &str, dir: &str, by: [&str; 3]) -> bool {
+    by.iter().any(|by| {
+        out.contains(&format!(
+            "this node's clock is {by} {dir} AWS's (the answer's Date header): \
+             fix the node's time sync (chrony, Amazon Time Sync)"
+        ))
+    })
+}
+
 #[test]
-fn aws_clock_ahead_or_behind_is_corrected_from_the_date_header() {
-    for (offset, says) in [(1800, "ahead of"), (-1800, "behind")] {
+fn aws_clock_ahead_or_behind_is_a_final_error_naming_the_offset() {
+    for (offset, says) in [(1800, "behind"), (-1800, "ahead of")] {
         let fake = FakeAws::start();
         let arn = fake.add_target_group("tg", 80);
         fake.set_clock_offset(offset);
         let mut s = spawn(&fake);
-        s.expect_log("blocking until SIGTERM", secs(15));
-        assert_eq!(fake.registered(&arn).len(), 1);
-        s.term();
-        assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
-        assert!(fake.registered(&arn).is_empty());
+        assert_eq!(s.wait_exit(secs(15)), 1, "{}", s.output());
         let out = s.output();
-        // To the second, give or take one (the Date header is truncated).
         assert!(
-            (1799..=1801)
-                .any(|n| out.contains(&format!("AWS's clock is {n} s {says} the local one"))),
+            says_the_offset(&out, says, ["29m59s", "30m0s", "30m1s"]),
             "{out}"
         );
-        // One refusal, on the first call; every later call, the
-        // deregistration included, is signed with AWS's time.
+        assert!(fake.registered(&arn).is_empty());
+        // One refusal, no second attempt.
         let elb = elb_requests(&fake);
-        assert_eq!(
-            elb[0].auth_error.as_deref(),
-            Some("SignatureDoesNotMatch"),
-            "{out}"
-        );
-        assert_eq!(elb[1].action, elb[0].action);
-        assert!(elb[1..].iter().all(|r| r.auth_error.is_none()), "{elb:?}");
-        assert_eq!(
-            elb.last().map(|r| r.action.as_str()),
-            Some("DeregisterTargets")
-        );
+        assert_eq!(elb.len(), 1, "{elb:?}");
+        assert_eq!(elb[0].auth_error.as_deref(), Some("SignatureDoesNotMatch"));
     }
 }
 
 /// The clock jumps while the sidecar is blocked (a VM restored from a
-/// snapshot, a broken NTP): the deregistration is refused once, then
-/// signed again with AWS's time.
+/// snapshot, a broken NTP): the deregistration is refused once, and the
+/// sidecar exits 1 naming the offset.
 #[test]
-fn skew_that_appears_while_blocked_is_corrected_for_the_deregistration() {
+fn skew_that_appears_while_blocked_fails_the_deregistration_clearly() {
     let fake = FakeAws::start();
-    let arn = fake.add_target_group("tg", 80);
+    fake.add_target_group("tg", 80);
     let mut s = spawn(&fake);
     s.expect_log("blocking until SIGTERM", secs(15));
     assert!(elb_requests(&fake).iter().all(|r| r.auth_error.is_none()));
     fake.set_clock_offset(3600);
     s.term();
-    assert_eq!(s.wait_exit(secs(10)), 0, "{}", s.output());
-    assert!(fake.registered(&arn).is_empty());
+    assert_eq!(s.wait_exit(secs(10)), 1, "{}", s.output());
+    let out = s.output();
+    assert!(
+        says_the_offset(&out, "behind", ["59m59s", "1h0m0s", "1h0m1s"]),
+        "{out}"
+    );
+    assert!(out.contains("DEREGISTRATION FAILED"), "{out}");
     let deregs = fake.requests_for("DeregisterTargets");
-    assert_eq!(deregs.len(), 2);
+    assert_eq!(deregs.len(), 1, "{deregs:?}");
     assert_eq!(
         deregs[0].auth_error.as_deref(),
         Some("SignatureDoesNotMatch")
     );
-    assert_eq!(deregs[1].auth_error, None);
-    assert_eq!(deregs[1].status, Some(200));
 }

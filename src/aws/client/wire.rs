@@ -1,6 +1,6 @@
-//! One signed request, the credentials fetches, and the clock skew
-//! correction (docs/aws.md, "Clock skew"): a refusal whose `Date` header is
-//! minutes from the time we signed with gives the offset to AWS's clock.
+//! One signed request, the credentials fetches, and the clock check
+//! (docs/aws.md, "Clock skew"): a refusal whose `Date` header is minutes
+//! from our clock says the node's clock is off, a final error.
 
 use super::{Client, Credentials, Error};
 use crate::aws::credentials::{providers, Source};
@@ -15,14 +15,10 @@ use log::debug;
 use std::time::{Duration, Instant, SystemTime};
 
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
-// The SDK for Java's; AWS allows 5 minutes at least.
-const SKEW_THRESHOLD_MS: u64 = 4 * 60 * 1000;
+// The SDK for Java's skew threshold; AWS allows 5 minutes at least.
+const SKEW_THRESHOLD_SECS: u64 = 4 * 60;
 
 impl<T: Transport> Client<T> {
-    pub(super) fn aws_time(&self, clock: &dyn Clock) -> SystemTime {
-        shift(clock.wall(), self.offset.get())
-    }
-
     /// Sends `action` once (unsigned without `creds`) by `until`: a thin
     /// generic wrapper over [`Client::exchange`].
     pub(super) fn query<A: Action>(
@@ -41,8 +37,8 @@ impl<T: Transport> Client<T> {
         with_id(A::NAME, value, request_id)
     }
 
-    /// Sends a request, signed with `creds`, parses the answer with `parse`, learns AWS's time
-    /// from a refusal, counts the request in the metrics.
+    /// Sends a request, signed with `creds`, parses the answer with `parse`,
+    /// names a skewed clock in a refusal, counts the request in the metrics.
     pub(super) fn exchange(
         &self,
         (name, service): (&str, &str),
@@ -63,14 +59,15 @@ impl<T: Transport> Client<T> {
             timeout: until.saturating_duration_since(clock.now()),
         };
         if let Some(creds) = creds {
-            sign(&mut req, creds, &s.region, service, self.aws_time(clock))?;
+            sign(&mut req, creds, &s.region, service, clock.wall())?;
         }
         let started = clock.now();
         let result = self.transport.send(name, &req).and_then(|r| {
-            let answer = read_answer(name, r.status, &r.body, parse);
-            if let Err(Error::Aws { error, .. }) = &answer {
-                let fix = correction(error, r.date.as_deref(), clock.wall(), self.offset.get());
-                self.offset.set(fix.unwrap_or(self.offset.get()));
+            let mut answer = read_answer(name, r.status, &r.body, parse);
+            if let Err(Error::Aws { error, .. }) = &mut answer {
+                if let Some(skew) = skewed(error, r.date.as_deref(), clock.wall()) {
+                    error.message = skew;
+                }
             }
             answer
         });
@@ -119,7 +116,7 @@ impl<T: Transport> Client<T> {
         until: Instant,
         clock: &dyn Clock,
     ) -> Result<Credentials, Error> {
-        let (now, source) = (self.aws_time(clock), self.settings.source.name());
+        let (now, source) = (clock.wall(), self.settings.source.name());
         let Some(role) = self.settings.role.clone() else {
             let fetched = self.fetch_source(until, clock);
             let fetched = fetched.map_err(|e| fetch_error(Layer::Source, e));
@@ -167,37 +164,28 @@ fn fetch_error(layer: Layer, error: Error) -> Error {
     Error::Fetch { layer, error }
 }
 
-/// `t` moved by `offset` ms (unchanged on overflow).
-pub(super) fn shift(t: SystemTime, offset: i64) -> SystemTime {
-    let by = Duration::from_millis(offset.unsigned_abs());
-    let moved = match offset >= 0 {
-        true => t.checked_add(by),
-        false => t.checked_sub(by),
-    };
-    moved.unwrap_or(t)
-}
-
-/// The offset to sign with from now on, when `error` refuses our signature
-/// and the answer's `date` is far from the time we signed with; `None`
-/// otherwise, so a wrong secret key stays final.
-fn correction(error: &AwsError, date: Option<&str>, now: SystemTime, current: i64) -> Option<i64> {
+/// When `error` refuses our signature and the answer's `date` is 4 minutes
+/// or more from `now`, the message naming the offset; `None` otherwise, so a
+/// wrong secret key keeps AWS's message.
+fn skewed(error: &AwsError, date: Option<&str>, now: SystemTime) -> Option<String> {
     const CODES: &str = "RequestTimeTooSkewed RequestExpired RequestInTheFuture \
         InvalidSignatureException SignatureDoesNotMatch AuthFailure";
     let refused = matches!(error.status, 401 | 403) || CODES.split(' ').any(|c| c == error.code);
     // The header is truncated to the second: AWS's time is its middle.
     let aws = parse_http_date(date?)?.checked_add(Duration::from_millis(500))?;
-    let offset = match aws.duration_since(now) {
-        Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
-        Err(behind) => i64::try_from(behind.duration().as_millis()).map_or(i64::MIN, |m| -m),
+    let (dir, by) = match aws.duration_since(now) {
+        Ok(ahead) => ("behind", ahead.as_secs()),
+        Err(behind) => ("ahead of", behind.duration().as_secs()),
     };
-    (refused && offset.abs_diff(current) >= SKEW_THRESHOLD_MS).then_some(offset)
-}
-
-/// `AWS's clock is 900 s ahead of the local one` (or `behind`).
-pub(super) fn describe(offset: i64) -> String {
-    let secs = offset.unsigned_abs().saturating_add(500) / 1000;
-    let dir = if offset >= 0 { "ahead of" } else { "behind" };
-    format!("AWS's clock is {secs} s {dir} the local one")
+    let (h, m, s) = (by / 3600, by / 60 % 60, by % 60);
+    let h = if h > 0 {
+        format!("{h}h")
+    } else {
+        String::new()
+    };
+    (refused && by >= SKEW_THRESHOLD_SECS).then(|| {
+        format!("this node's clock is {h}{m}m{s}s {dir} AWS's (the answer's Date header): fix the node's time sync (chrony, Amazon Time Sync)")
+    })
 }
 
 /// Parses an IMF-fixdate (`Tue, 14 Nov 2023 22:13:20 GMT`), as AWS sends.
@@ -250,28 +238,27 @@ mod tests {
     }
 
     #[test]
-    fn corrects_only_refusals_with_a_far_date() {
+    fn names_the_offset_only_for_refusals_with_a_far_date() {
         let now = at(1_700_000_000);
         let ahead = Some("Tue, 14 Nov 2023 22:30:00 GMT");
         let refused = aws(400, "SignatureDoesNotMatch");
-        assert_eq!(correction(&refused, ahead, now, 0), Some(1_000_500));
-        assert_eq!(correction(&aws(403, "X"), ahead, now, 0), Some(1_000_500));
-        let behind = Some("Tue, 14 Nov 2023 21:56:40 GMT");
-        assert_eq!(correction(&refused, behind, now, 0), Some(-999_500));
-        // Another error, no Date, a Date close to the time we signed with.
-        assert_eq!(correction(&aws(400, "Throttling"), ahead, now, 0), None);
-        assert_eq!(correction(&refused, None, now, 0), None);
+        let says = |dir, by| {
+            format!("this node's clock is {by} {dir} AWS's (the answer's Date header): fix the node's time sync (chrony, Amazon Time Sync)")
+        };
+        assert_eq!(skewed(&refused, ahead, now), Some(says("behind", "16m40s")));
+        assert_eq!(
+            skewed(&aws(403, "X"), ahead, now),
+            Some(says("behind", "16m40s"))
+        );
+        let behind = Some("Tue, 14 Nov 2023 20:56:40 GMT");
+        assert_eq!(
+            skewed(&refused, behind, now),
+            Some(says("ahead of", "1h16m39s"))
+        );
+        // Another error, no Date, a Date close to our clock.
+        assert_eq!(skewed(&aws(400, "Throttling"), ahead, now), None);
+        assert_eq!(skewed(&refused, None, now), None);
         let close = Some("Tue, 14 Nov 2023 22:16:40 GMT");
-        assert_eq!(correction(&refused, close, now, 0), None);
-        assert_eq!(correction(&refused, ahead, now, 1_000_000), None);
-        assert_eq!(
-            describe(1_799_600),
-            "AWS's clock is 1800 s ahead of the local one"
-        );
-        assert_eq!(
-            describe(-900_000),
-            "AWS's clock is 900 s behind the local one"
-        );
-        assert_eq!(shift(now, -1000), at(1_699_999_999));
+        assert_eq!(skewed(&refused, close, now), None);
     }
 }
