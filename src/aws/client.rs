@@ -6,10 +6,10 @@ mod wire;
 
 use super::credentials::{select_source, Cache, Credentials, Role, Source};
 use super::endpoint;
-use super::error::{Error, Layer, TransportKind};
+use super::error::{Error, Layer, TransportKind as Kind};
 use super::http::Transport;
 pub use super::query::WithId;
-use super::query::{with_id, Action, Params, Parser, CALL_TIMEOUT};
+use super::query::{Action, CALL_TIMEOUT};
 use super::retry::{backoff, unit, Adaptive, Bucket};
 use crate::clock::Clock;
 use crate::env::Env;
@@ -152,42 +152,22 @@ impl<T: Transport> Client<T> {
         )
     }
 
-    /// Sends `action`, signed, retrying within `budget`: a thin generic
-    /// wrapper over the one non-generic send path.
+    /// Sends `action`, signed, retrying within `budget`.
     pub(crate) fn call<A: Action>(
         &mut self,
         action: &A,
         budget: Budget,
         clock: &mut dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let (form, mut value, mut request_id) = (action.form(), None, None);
-        self.retrying(
-            (A::NAME, A::BUCKET),
-            budget,
-            clock,
-            &mut |c, clock, until| {
-                let parse: Parser = &mut |r| {
-                    value = Some(A::parse(r)?);
-                    Ok(())
-                };
-                request_id = c.attempt((A::NAME, A::SERVICE), &form, until, clock, parse)?;
-                Ok(())
-            },
-        )?;
-        with_id(A::NAME, value, request_id)
-    }
-
-    /// One attempt of a call (not generic: one copy for every action).
-    fn attempt(
-        &mut self,
-        what: (&str, &str),
-        form: &Params,
-        until: Instant,
-        clock: &dyn Clock,
-        parse: Parser,
-    ) -> Result<Option<String>, Error> {
-        let creds = self.signing_credentials(false, clock, until)?;
-        self.exchange(what, form, Some(&creds), until, clock, parse)
+        let mut answer = None;
+        let what = (A::NAME, A::BUCKET);
+        self.retrying(what, budget, clock, &mut |c, clock, until| {
+            let creds = c.signing_credentials(false, clock, until)?;
+            answer = Some(c.query(action, Some(&creds), until, clock)?);
+            Ok(())
+        })?;
+        // Always set when `retrying` succeeds.
+        answer.ok_or(Error::Interrupted)
     }
 
     /// Valid signing credentials, fetched by `until` when missing or due
@@ -230,17 +210,19 @@ impl<T: Transport> Client<T> {
                 .deadline
                 .min(started + CALL_TIMEOUT)
                 .max(started + MIN_CALL_TIMEOUT);
-            let err = match op(self, clock, until) {
-                Ok(()) => {
-                    if let Some(a) = self.pacing.get_mut(bucket as usize) {
-                        a.on_success(clock.now());
-                    }
-                    return Ok(());
+            let Err(err) = op(self, clock, until) else {
+                if let Some(a) = self.pacing.get_mut(bucket as usize) {
+                    a.on_success(clock.now());
                 }
-                Err(e) => e,
+                return Ok(());
             };
-            let in_time = clock.now() < budget.deadline;
-            if self.again_at_once(action, &err, in_time, &mut once) {
+            // Fetch errors are wrapped: an unwrapped error is the call's own.
+            if let Error::Transport { kind, .. } = &err {
+                self.unanswered += u32::from(matches!(kind, Kind::Timeout | Kind::Io));
+            }
+            // Once per call, in time: expired credentials are fetched again.
+            if !once && clock.now() < budget.deadline && self.forget_expired(action, &err) {
+                once = true;
                 // No new request after a signal.
                 clock
                     .sleep(Duration::ZERO)
@@ -269,22 +251,16 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Counts an unanswered attempt, and says whether to send again at
-    /// once: `once` per call, after the call's own expired-credentials
-    /// answer or AssumeRole's, whose base credentials died early.
-    fn again_at_once(&mut self, action: &str, err: &Error, in_time: bool, once: &mut bool) -> bool {
-        // Fetch errors are wrapped: an unwrapped error is the call's own.
-        if let Error::Transport { kind, .. } = err {
-            self.unanswered +=
-                u32::from(matches!(kind, TransportKind::Timeout | TransportKind::Io));
-        }
+    /// Forgets the credentials `err` says expired (the call's own answer,
+    /// or AssumeRole's, whose base credentials died early): whether it did.
+    fn forget_expired(&mut self, action: &str, err: &Error) -> bool {
         let (code, id) = (err.aws_code(), err.request_id());
         let role = matches!(err, Error::Fetch { layer, .. } if matches!(layer, Layer::Role(_)));
         let base = role && !matches!(self.settings.source, Source::Static(_));
         let own = matches!(err, Error::Aws { .. });
         // Not `RequestExpired`: that is a skewed clock.
         let expired = matches!(code, Some("ExpiredToken" | "ExpiredTokenException"));
-        if !(own || base) || !expired || *once || !in_time {
+        if !(own || base) || !expired {
             return false;
         }
         let which = if base { "base " } else { "" };
@@ -294,7 +270,6 @@ impl<T: Transport> Client<T> {
         if base {
             self.base.0 = None;
         }
-        *once = true;
         true
     }
 

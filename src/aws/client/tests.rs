@@ -2,6 +2,7 @@ use super::*;
 use crate::aws::credentials::Role;
 use crate::aws::credentials::Secret;
 use crate::aws::elbv2::{DeregisterTargets, DescribeTargetHealth, RegisterTargets, Target};
+use crate::aws::error::TransportKind;
 use crate::aws::http::{HttpRequest, HttpResponse};
 use crate::aws::tests::{dated, ok, status, Scripted};
 use crate::clock::testing::FakeClock;
