@@ -106,7 +106,7 @@ pub fn check<T: Transport>(
         }
     };
     let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
-    let settings = client.settings();
+    let settings = &client.settings;
     let (region, source) = (&settings.region, settings.credentials_label());
     let config = format!("target {id} (from {from}), {n} target group(s), region {region}");
     add("config", ok(config));

@@ -87,14 +87,17 @@ type Attempt<'a, T> =
 /// The AWS client: sends signed Query API calls over a [`Transport`].
 pub struct Client<T: Transport> {
     transport: T,
-    settings: Settings,
+    /// Region, endpoints and credentials source.
+    pub(crate) settings: Settings,
     /// The signing credentials: the source's, or the role's.
     cache: Cache,
     /// With a role: the source's credentials, which sign AssumeRole.
     base: Cache,
     /// Indexed by [`Bucket`] (`Other` has none).
     pacing: [Adaptive; 2],
-    unanswered: u32,
+    /// Attempts of the last call that timed out or broke after they may
+    /// have reached AWS: AWS may still apply one, even late.
+    pub(crate) unanswered: u32,
 }
 
 impl<T: Transport> Client<T> {
@@ -110,18 +113,8 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Attempts of the last call that timed out or broke after they may
-    /// have reached AWS: AWS may still apply one, even late.
-    pub(crate) fn unanswered_attempts(&self) -> u32 {
-        self.unanswered
-    }
-
     pub(crate) fn adaptive(&self, bucket: Bucket) -> Option<&Adaptive> {
         self.pacing.get(bucket as usize)
-    }
-
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     /// When cached temporary credentials (either layer) should be

@@ -179,7 +179,7 @@ impl<T: Transport> Lifecycle<'_, T> {
         };
         let result = self.elb.call(&action, budget, self.clock);
         // Anything but a final answer to every attempt leaves it Sent: it may land.
-        let lost = self.elb.unanswered_attempts() > 0;
+        let lost = self.elb.unanswered > 0;
         if result.as_ref().is_err_and(Error::is_refusal) && !lost {
             r.state = RegistrationState::Refused;
         }

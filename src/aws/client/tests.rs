@@ -848,9 +848,9 @@ fn unanswered_attempts_of_the_last_call() {
     let deadline = t.now() + Duration::from_secs(60);
     register_target(&mut c, Budget::until(deadline), &mut t).unwrap();
     assert_eq!(s.seen.borrow().len(), 4);
-    assert_eq!(c.unanswered_attempts(), 2);
+    assert_eq!(c.unanswered, 2);
     register_target(&mut c, Budget::until(deadline), &mut t).unwrap();
-    assert_eq!(c.unanswered_attempts(), 0);
+    assert_eq!(c.unanswered, 0);
 }
 
 /// STS throttling the credentials fetch before a DescribeTargetHealth is

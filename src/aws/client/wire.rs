@@ -118,16 +118,14 @@ impl<T: Transport> Client<T> {
     ) -> Result<Credentials, Error> {
         let (now, source) = (clock.wall(), self.settings.source.name());
         let Some(role) = self.settings.role.clone() else {
-            let fetched = self.fetch_source(until, clock);
-            let fetched = fetched.map_err(|e| fetch_error(Layer::Source, e));
+            let fetched = in_layer(Layer::Source, self.fetch_source(until, clock));
             return self.cache.store(source, now, background, fetched);
         };
         let due = background && self.base.refresh_due().is_some_and(|due| due <= now);
         let base = match self.base.fresh(now, due) {
             Some(base) => base,
             None => {
-                let fetched = self.fetch_source(until, clock);
-                let fetched = fetched.map_err(|e| fetch_error(Layer::Base(source), e));
+                let fetched = in_layer(Layer::Base(source), self.fetch_source(until, clock));
                 self.base.store(source, now, due, fetched)?
             }
         };
@@ -135,9 +133,7 @@ impl<T: Transport> Client<T> {
         // client forgets them and tries again, after looking for an event.
         let fetched = self.query(&role, Some(&base), until, clock);
         let label = format!("role {}", role.arn);
-        let fetched = fetched
-            .map(|r| r.value)
-            .map_err(|e| fetch_error(Layer::Role(role.arn), e));
+        let fetched = in_layer(Layer::Role(role.arn), fetched.map(|r| r.value));
         self.cache.store(&label, now, background, fetched)
     }
 }
@@ -159,9 +155,10 @@ fn record(name: &str, err: Option<&Error>, took: Duration) {
     m.aws_request(name, outcome, took);
 }
 
-fn fetch_error(layer: Layer, error: Error) -> Error {
-    let error = Box::new(error);
-    Error::Fetch { layer, error }
+/// A credentials fetch's error, saying which `layer` failed.
+fn in_layer(layer: Layer, fetched: Result<Credentials, Error>) -> Result<Credentials, Error> {
+    let boxed = fetched.map_err(Box::new);
+    boxed.map_err(|error| Error::Fetch { layer, error })
 }
 
 /// When `error` refuses our signature and the answer's `date` is 4 minutes
