@@ -1,6 +1,7 @@
-//! The AWS client: every call and credentials fetch is signed, sent with a timeout cut to the attempt, and is retried with jittered
-//! backoff until the caller's deadline (docs/aws.md, "Retries"). Only
-//! `Client::call` is generic, a thin wrapper over one send path.
+//! The AWS client: every call and credentials fetch is signed, sent with
+//! a timeout cut to the attempt, and retried with jittered backoff until
+//! the caller's deadline (docs/aws.md, "Retries"). The generic layers
+//! (`call`, `query`) are thin wrappers over one non-generic send path.
 
 mod wire;
 

@@ -415,7 +415,8 @@ fn a_skewed_clock_is_a_final_error_naming_the_offset() {
         e.to_string(),
         "RegisterTargets failed: SignatureDoesNotMatch (HTTP 403): this node's clock is \
          25m0s behind AWS's (the answer's Date header): fix the node's time sync \
-         (chrony, Amazon Time Sync) [request id 1]"
+         (chrony, Amazon Time Sync); AWS said \"Signature expired: 20231114T221320Z is now \
+         earlier than 20231114T222320Z (20231114T223820Z - 15 min.)\" [request id 1]"
     );
     // Neither signed again nor retried.
     assert!(t.slept.is_empty());

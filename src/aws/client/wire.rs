@@ -162,8 +162,8 @@ fn in_layer(layer: Layer, fetched: Result<Credentials, Error>) -> Result<Credent
 }
 
 /// When `error` refuses our signature and the answer's `date` is 4 minutes
-/// or more from `now`, the message naming the offset; `None` otherwise, so a
-/// wrong secret key keeps AWS's message.
+/// or more from `now`, the message naming the offset (then AWS's, which a
+/// 403 of another cause needs); `None` otherwise: a wrong secret key.
 fn skewed(error: &AwsError, date: Option<&str>, now: SystemTime) -> Option<String> {
     const CODES: &str = "RequestTimeTooSkewed RequestExpired RequestInTheFuture \
         InvalidSignatureException SignatureDoesNotMatch AuthFailure";
@@ -181,7 +181,8 @@ fn skewed(error: &AwsError, date: Option<&str>, now: SystemTime) -> Option<Strin
         String::new()
     };
     (refused && by >= SKEW_THRESHOLD_SECS).then(|| {
-        format!("this node's clock is {h}{m}m{s}s {dir} AWS's (the answer's Date header): fix the node's time sync (chrony, Amazon Time Sync)")
+        let said = &error.message;
+        format!("this node's clock is {h}{m}m{s}s {dir} AWS's (the answer's Date header): fix the node's time sync (chrony, Amazon Time Sync); AWS said {said:?}")
     })
 }
 
@@ -240,7 +241,7 @@ mod tests {
         let ahead = Some("Tue, 14 Nov 2023 22:30:00 GMT");
         let refused = aws(400, "SignatureDoesNotMatch");
         let says = |dir, by| {
-            format!("this node's clock is {by} {dir} AWS's (the answer's Date header): fix the node's time sync (chrony, Amazon Time Sync)")
+            format!("this node's clock is {by} {dir} AWS's (the answer's Date header): fix the node's time sync (chrony, Amazon Time Sync); AWS said \"\"")
         };
         assert_eq!(skewed(&refused, ahead, now), Some(says("behind", "16m40s")));
         assert_eq!(
