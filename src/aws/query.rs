@@ -61,30 +61,32 @@ pub trait Action {
     /// [`Error::Aws`] for an AWS error; [`Error::Response`] for a body that
     /// is not this action's response.
     fn parse_response(status: u16, body: &[u8]) -> Result<WithId<Self::Output>, Error> {
+        Self::read(|parse| read_answer(Self::NAME, status, body, parse))
+    }
+
+    /// Runs `answer` (which returns the request id) with a [`Parser`] of
+    /// this action's result, and gives the value it kept.
+    ///
+    /// # Errors
+    /// `answer`'s error, or [`Error::Response`] when nothing was parsed.
+    fn read(
+        answer: impl FnOnce(Parser) -> Result<Option<String>, Error>,
+    ) -> Result<WithId<Self::Output>, Error> {
         let mut value = None;
-        let request_id = read_answer(Self::NAME, status, body, &mut |result| {
-            value = Some(Self::parse(result)?);
+        let request_id = answer(&mut |r| {
+            value = Some(Self::parse(r)?);
             Ok(())
         })?;
-        with_id(Self::NAME, value, request_id)
+        let value = value.ok_or_else(|| Error::Response {
+            action: Self::NAME.to_owned(),
+            detail: "no result".to_owned(),
+        })?;
+        Ok(WithId { value, request_id })
     }
 }
 
 /// Reads an answer's `<ActionResult>`, keeping what it parsed.
 pub type Parser<'a> = &'a mut dyn FnMut(&Element) -> Result<(), String>;
-
-/// The value a [`Parser`] kept, with the answer's request id.
-pub(crate) fn with_id<T>(
-    action: &str,
-    value: Option<T>,
-    request_id: Option<String>,
-) -> Result<WithId<T>, Error> {
-    let value = value.ok_or_else(|| Error::Response {
-        action: action.to_owned(),
-        detail: "no result".to_owned(),
-    })?;
-    Ok(WithId { value, request_id })
-}
 
 /// `Action`, `Version`, then `own` (not generic: one copy for every action).
 fn form(name: &str, service: &str, own: Params) -> Params {

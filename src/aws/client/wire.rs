@@ -6,7 +6,7 @@ use super::{Client, Credentials, Error};
 use crate::aws::credentials::{providers, Source};
 use crate::aws::error::{is_throttling_code, AwsError, Layer};
 use crate::aws::http::{HttpRequest, Transport};
-use crate::aws::query::{encode_form, read_answer, with_id, Action, Params, Parser, WithId};
+use crate::aws::query::{encode_form, read_answer, Action, Params, Parser, WithId};
 use crate::aws::sign::sign;
 use crate::aws::sts::AssumeRoleWithWebIdentity;
 use crate::clock::Clock;
@@ -28,13 +28,8 @@ impl<T: Transport> Client<T> {
         until: Instant,
         clock: &dyn Clock,
     ) -> Result<WithId<A::Output>, Error> {
-        let mut value = None;
         let what = (A::NAME, A::SERVICE);
-        let request_id = self.exchange(what, &action.form(), creds, until, clock, &mut |r| {
-            value = Some(A::parse(r)?);
-            Ok(())
-        })?;
-        with_id(A::NAME, value, request_id)
+        A::read(|parse| self.exchange(what, &action.form(), creds, until, clock, parse))
     }
 
     /// Sends a request, signed with `creds`, parses the answer with `parse`,
