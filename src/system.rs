@@ -7,8 +7,8 @@ use crate::aws::http::{HttpRequest, Transport};
 use crate::clock::Clock;
 use crate::config::{Config, Hook, HookAction};
 use crate::hooks::{command, wait, Outcome};
-use crate::lb_health::{AppCheck, CHECK_TIMEOUT};
 use crate::lifecycle::Effects;
+use crate::status::AppCheck;
 use crate::tcp_table;
 use log::{info, warn};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -16,6 +16,8 @@ use std::sync::mpsc::channel;
 use std::time::Duration;
 
 const APP_POLL: Duration = Duration::from_millis(500);
+/// Timeout of one app check run for `/lb-health`.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The lifecycle's [`Effects`] on the real system.
 pub struct SystemEffects<T: Transport> {
