@@ -135,14 +135,11 @@ fn run(
         let drains = Some((tx, drain_timeout));
         status::start(listen(addr, "status-addr")?, status.clone(), drains).map_err(runtime)?;
     }
-    log::info!(
-        "{PROGRAM} {VERSION}: target {} (from {}), {} target group(s), region {}, credentials from {}",
-        cfg.target_id,
-        cfg.target_id_source,
-        cfg.groups.len(),
-        settings.region,
-        settings.credentials_label()
+    let (summary, source) = (
+        preflight::summary(cfg, &settings.region),
+        settings.credentials_label(),
     );
+    log::info!("{PROGRAM} {VERSION}: {summary}, credentials from {source}");
     let mut effects = SystemEffects {
         transport: transport.clone(),
     };
