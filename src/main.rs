@@ -135,14 +135,10 @@ fn run(
         let drains = Some((tx, drain_timeout));
         status::start(listen(addr, "status-addr")?, status.clone(), drains).map_err(runtime)?;
     }
-    let (summary, source) = (
-        preflight::summary(cfg, &settings.region),
-        settings.credentials_label(),
-    );
+    let summary = preflight::summary(cfg, &settings.region);
+    let source = settings.credentials_label();
     log::info!("{PROGRAM} {VERSION}: {summary}, credentials from {source}");
-    let mut effects = SystemEffects {
-        transport: transport.clone(),
-    };
+    let mut effects = SystemEffects(transport.clone());
     let mut client = Client::new(transport, settings);
     let code = Lifecycle::new(cfg, &mut client, &mut effects, &mut clock, status).run();
     // The lifecycle has recorded its outcome in `status`: a /drain still

@@ -19,11 +19,9 @@ const APP_POLL: Duration = Duration::from_millis(500);
 /// Timeout of one app check run for `/lb-health`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The lifecycle's [`Effects`] on the real system.
-pub struct SystemEffects<T: Transport> {
-    /// For `-wait-for-http` and HTTP hooks.
-    pub transport: T,
-}
+/// The lifecycle's [`Effects`] on the real system; `-wait-for-http` and
+/// HTTP hooks go through its transport.
+pub struct SystemEffects<T: Transport>(pub T);
 
 /// GETs `url` (redirects are not followed): `Ok(Err(why))` for an answer
 /// other than a 2xx.
@@ -107,7 +105,7 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome {
         let out = match &hook.action {
             HookAction::Command(_) => command::run(hook, clock),
-            HookAction::Http(url) => http_hook(hook, url, self.transport.clone(), clock),
+            HookAction::Http(url) => http_hook(hook, url, self.0.clone(), clock),
         };
         match out {
             Outcome::Success => info!("{} {out}", hook.describe()),
@@ -140,7 +138,7 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>> {
         let timeout = Duration::from_secs(2);
         cfg.has_app_check()
-            .then(|| app_ready(cfg, &self.transport, timeout))
+            .then(|| app_ready(cfg, &self.0, timeout))
     }
 
     fn tcp_sample(&mut self) -> Result<(u64, Vec<tcp_table::Entry>), String> {
