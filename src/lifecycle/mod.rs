@@ -16,7 +16,7 @@ use crate::aws::retry::Bucket;
 use crate::clock::Clock;
 use crate::config::{Config, Hook};
 use crate::hooks::Outcome;
-use crate::metrics::{self, Step, TargetState};
+use crate::metrics;
 use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
 use crate::tcp_table::Entry as TcpEntry;
@@ -62,7 +62,7 @@ struct Registration {
 }
 
 impl Registration {
-    fn seen(&self, state: TargetState) {
+    fn seen(&self, state: &str) {
         metrics::global().target_state(&self.label, &self.target.to_string(), state);
     }
 }
@@ -157,7 +157,7 @@ impl<'a, T: Transport> Lifecycle<'a, T> {
     }
 
     /// Runs `f`, recording its duration as `step` in the metrics.
-    fn timed<R>(&mut self, step: Step, f: impl FnOnce(&mut Self) -> R) -> R {
+    fn timed<R>(&mut self, step: &str, f: impl FnOnce(&mut Self) -> R) -> R {
         let started = self.clock.now();
         let r = f(self);
         metrics::global().step_took(step, self.clock.now().saturating_duration_since(started));

@@ -8,7 +8,6 @@ use crate::aws::error::Error;
 use crate::aws::query::Action;
 use crate::config::{Config, GroupRef, GroupSpec};
 use crate::hooks::Outcome;
-use crate::metrics::{Step, TargetState};
 use log::{error, info};
 use std::net::IpAddr;
 
@@ -42,7 +41,7 @@ impl<T: Transport> Lifecycle<'_, T> {
             self.registrations =
                 resolved.map_err(|e| self.stop_on("cannot resolve target groups", e))?;
         }
-        self.timed(Step::Register, |l| l.register_all(budget))
+        self.timed("register", |l| l.register_all(budget))
     }
 
     fn stop_if_event(&mut self) -> Result<(), Stop> {
@@ -197,7 +196,7 @@ impl<T: Transport> Lifecycle<'_, T> {
         // of it to spread a fleet.
         let (now, spread) = (self.clock.now(), 1.0 + 0.2 * self.clock.random());
         r.earliest = r.every.map(|every| now + every.mul_f64(spread));
-        r.seen(TargetState::Registered);
+        r.seen("registered");
         Ok(())
     }
 }
