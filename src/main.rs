@@ -7,7 +7,6 @@
 use k8s_nlb_registrator_sidecar::aws::credentials::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
-use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::config::{self, Action, Config, PROGRAM, VERSION};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::hooks::reaper;
@@ -99,7 +98,7 @@ fn try_main() -> Result<i32, Failure> {
     let roots = pem.as_deref().zip(ca.as_deref());
     let transport =
         UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(|e| usage(e.to_string()))?;
-    let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
+    let mut clock = SignalClock::new(rx);
     if cfg.check {
         // -check: the report on stdout, and exit; no status listener, nothing registered.
         drop(tx);
