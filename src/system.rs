@@ -1,6 +1,6 @@
 //! The lifecycle's [`Effects`] on the real system: hooks, the app checks
-//! (`-wait-for-tcp` / `-wait-for-http`: a try every 500 ms, 1 s connect,
-//! 2 s request timeout; an event ends the wait at once) and the TCP table.
+//! (`-wait-for-tcp` / `-wait-for-http`: 1 s connect, 2 s request timeout)
+//! and the TCP table.
 
 use crate::aws::error::{redact_url, snippet, Error};
 use crate::aws::http::{HttpRequest, Transport};
@@ -15,7 +15,6 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
-const APP_POLL: Duration = Duration::from_millis(500);
 /// Timeout of one app check run for `/lb-health`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -112,27 +111,6 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
             _ => warn!("{} {out}", hook.describe()),
         }
         out
-    }
-
-    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), String> {
-        let deadline = clock.now() + cfg.wait_for_timeout;
-        let mut logged = false;
-        while let Some(Err(why)) = self.app_up(cfg) {
-            if !std::mem::replace(&mut logged, true) {
-                info!("waiting for the app: {why}");
-            }
-            let left = deadline.saturating_duration_since(clock.now());
-            if left.is_zero() {
-                return Err(why);
-            }
-            if clock.sleep(APP_POLL.min(left)).is_err() {
-                return Ok(()); // an event: the lifecycle sees it next
-            }
-        }
-        if cfg.has_app_check() {
-            info!("the app is up");
-        }
-        Ok(())
     }
 
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>> {

@@ -34,10 +34,6 @@ pub const EXIT_USAGE: i32 = 2;
 pub trait Effects {
     /// Runs a hook (a command or an HTTP GET).
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome;
-    /// Waits for `-wait-for-tcp` / `-wait-for-http` (at once when neither is
-    /// set); at the timeout, what was last seen. `Ok` too when an event cut
-    /// it short: the caller looks for events next.
-    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), String>;
     /// Runs the app check once (`None` when neither flag is set).
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>>;
     /// For the drain quiet period: the network namespace's count of accepted
