@@ -124,7 +124,9 @@ fn run(
     let listen = |addr: &String, flag| {
         TcpListener::bind(addr).map_err(|e| usage(format!("cannot listen on -{flag} {addr}: {e}")))
     };
-    status.set_app_check(system::lb_app_check(cfg, transport.clone()));
+    if cfg.has_app_check() {
+        status.set_app_check(system::lb_app_check(cfg, transport.clone()));
+    }
     if let Some(addr) = &cfg.lb_health_addr {
         status::start(listen(addr, "lb-health-addr")?, status.clone(), None).map_err(runtime)?;
     }

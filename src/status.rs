@@ -80,10 +80,8 @@ impl Status {
 
     /// Sets the app check of `/lb-health` (without one it follows the
     /// sidecar alone); only the first call counts.
-    pub fn set_app_check(&self, check: Option<AppCheck>) {
-        if let Some(check) = check {
-            let _ = self.app_check.set(check);
-        }
+    pub fn set_app_check(&self, check: AppCheck) {
+        let _ = self.app_check.set(check);
     }
 
     /// `/lb-health`'s code and body at `now`: 503 from the first instant of a

@@ -15,9 +15,6 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
-/// Timeout of one app check run for `/lb-health`.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// The lifecycle's [`Effects`] on the real system; `-wait-for-http` and
 /// HTTP hooks go through its transport.
 pub struct SystemEffects<T: Transport>(pub T);
@@ -72,12 +69,10 @@ fn http_hook(
     }
 }
 
-/// The app check of `/lb-health` (`None` when neither `-wait-for-tcp` nor
-/// `-wait-for-http` is set), its request bounded by [`CHECK_TIMEOUT`].
-pub fn lb_app_check(cfg: &Config, t: impl Transport + Send + Sync + 'static) -> Option<AppCheck> {
+/// The app check of `/lb-health`, its request bounded by 1 s.
+pub fn lb_app_check(cfg: &Config, t: impl Transport + Send + Sync + 'static) -> AppCheck {
     let cfg = cfg.clone();
-    cfg.has_app_check()
-        .then(|| -> AppCheck { Box::new(move || app_ready(&cfg, &t, CHECK_TIMEOUT)) })
+    Box::new(move || app_ready(&cfg, &t, Duration::from_secs(1)))
 }
 
 /// `-wait-for-tcp`, then `-wait-for-http` with a request `timeout`.

@@ -555,7 +555,7 @@ fn lb_health_app_check_is_cached_for_at_most_a_second() {
         Arc::new(AtomicUsize::new(0)),
     );
     let status = Status::new();
-    status.set_app_check(Some(counting(up.clone(), runs.clone())));
+    status.set_app_check(counting(up.clone(), runs.clone()));
     let t0 = Instant::now();
     let ms = |n: u64| t0 + Duration::from_millis(n);
     assert_eq!(status.lb_health(ms(0)).0, 200);
