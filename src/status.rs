@@ -125,11 +125,6 @@ impl Status {
         let _ = self.outcome.set(result);
     }
 
-    /// The final result, once the lifecycle has finished.
-    pub fn outcome(&self) -> Option<DrainResult> {
-        self.outcome.get().cloned()
-    }
-
     /// The listeners' ports, and how many connections they accepted.
     pub fn own_connections(&self) -> (Vec<u16>, u64) {
         let ports = self.own_ports.lock().map(|p| p.clone()).unwrap_or_default();
@@ -167,7 +162,7 @@ pub fn route(method: &str, path: &str, status: &Status, lb_only: bool) -> Option
         "/readyz" => text(503, "not ready"),
         // Only GET drains: a HEAD probe or `curl -I` must not.
         "/drain" if head_only => not_allowed("GET", "use GET to drain"),
-        "/drain" => status.outcome().map(|result| drain_answer(&result)),
+        "/drain" => status.outcome.get().map(drain_answer),
         "/metrics" => answer(200, METRICS, &crate::metrics::global().render()),
         _ => text(404, "not found"),
     }
@@ -278,13 +273,13 @@ fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Vec<u8> 
     }
     let (tx, answer) = channel();
     let _ = events.send(Event::Drain(tx));
-    let exiting = || Err("shutting down before the drain finished".into());
+    let exiting: DrainResult = Err("shutting down before the drain finished".into());
     let result = match answer.recv_timeout(timeout) {
         Ok(r) => r,
         Err(RecvTimeoutError::Timeout) => Err("drain did not finish in time".into()),
         // Dropped unanswered (or never taken): the lifecycle has finished,
         // and its outcome is the answer.
-        Err(RecvTimeoutError::Disconnected) => status.outcome().unwrap_or_else(exiting),
+        Err(RecvTimeoutError::Disconnected) => status.outcome.get().unwrap_or(&exiting).clone(),
     };
     waiters.fetch_sub(1, SeqCst);
     drain_answer(&result)

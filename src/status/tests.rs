@@ -12,6 +12,10 @@ impl Status {
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(SeqCst)
     }
+
+    pub(crate) fn outcome(&self) -> Option<DrainResult> {
+        self.outcome.get().cloned()
+    }
 }
 
 fn req(method: &str, path: &str) -> (String, String) {
