@@ -29,11 +29,6 @@ impl SplitMix {
         SplitMix(seed)
     }
 
-    /// A seed from the OS's randomness (std's hash keys).
-    pub fn seed_from_env() -> u64 {
-        std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8)
-    }
-
     /// The next number in `[0, 1)`.
     pub fn next_f64(&mut self) -> f64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

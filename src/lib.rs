@@ -10,7 +10,6 @@ pub mod clock;
 pub mod config;
 pub mod env;
 pub mod hooks;
-pub mod lb_health;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

@@ -7,7 +7,6 @@
 use k8s_nlb_registrator_sidecar::aws::credentials::Role;
 use k8s_nlb_registrator_sidecar::aws::http::UreqTransport;
 use k8s_nlb_registrator_sidecar::aws::{Client, Settings};
-use k8s_nlb_registrator_sidecar::clock::SplitMix;
 use k8s_nlb_registrator_sidecar::config::{self, Action, Config, PROGRAM, VERSION};
 use k8s_nlb_registrator_sidecar::env::{Env, ProcessEnv};
 use k8s_nlb_registrator_sidecar::hooks::reaper;
@@ -99,7 +98,7 @@ fn try_main() -> Result<i32, Failure> {
     let roots = pem.as_deref().zip(ca.as_deref());
     let transport =
         UreqTransport::new(roots, cfg.target_id.parse().ok()).map_err(|e| usage(e.to_string()))?;
-    let mut clock = SignalClock::new(rx, SplitMix::seed_from_env());
+    let mut clock = SignalClock::new(rx);
     if cfg.check {
         // -check: the report on stdout, and exit; no status listener, nothing registered.
         drop(tx);
@@ -125,7 +124,9 @@ fn run(
     let listen = |addr: &String, flag| {
         TcpListener::bind(addr).map_err(|e| usage(format!("cannot listen on -{flag} {addr}: {e}")))
     };
-    status.set_app_check(system::lb_app_check(cfg, transport.clone()));
+    if cfg.has_app_check() {
+        status.set_app_check(system::lb_app_check(cfg, transport.clone()));
+    }
     if let Some(addr) = &cfg.lb_health_addr {
         status::start(listen(addr, "lb-health-addr")?, status.clone(), None).map_err(runtime)?;
     }
@@ -135,17 +136,10 @@ fn run(
         let drains = Some((tx, drain_timeout));
         status::start(listen(addr, "status-addr")?, status.clone(), drains).map_err(runtime)?;
     }
-    log::info!(
-        "{PROGRAM} {VERSION}: target {} (from {}), {} target group(s), region {}, credentials from {}",
-        cfg.target_id,
-        cfg.target_id_source,
-        cfg.groups.len(),
-        settings.region,
-        settings.credentials_label()
-    );
-    let mut effects = SystemEffects {
-        transport: transport.clone(),
-    };
+    let summary = preflight::summary(cfg, &settings.region);
+    let source = settings.credentials_label();
+    log::info!("{PROGRAM} {VERSION}: {summary}, credentials from {source}");
+    let mut effects = SystemEffects(transport.clone());
     let mut client = Client::new(transport, settings);
     let code = Lifecycle::new(cfg, &mut client, &mut effects, &mut clock, status).run();
     // The lifecycle has recorded its outcome in `status`: a /drain still

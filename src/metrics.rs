@@ -12,34 +12,8 @@ pub const MAX_SERIES: usize = 64;
 /// The request duration histogram's upper bounds, in seconds.
 const BUCKETS: [f64; 8] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-/// A target's state as the sidecar last saw it (the `state` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetState {
-    /// RegisterTargets succeeded; not (yet) healthy.
-    Registered,
-    /// DescribeTargetHealth said healthy.
-    Healthy,
-    /// Deregistered, or AWS said draining.
-    Draining,
-    /// Not in the target group.
-    Out,
-}
-
-/// The `state` labels, in the order of [`TargetState`].
-const STATES: [&str; 4] = ["registered", "healthy", "draining", "out"];
-
-/// A lifecycle step whose duration is recorded (the `step` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// RegisterTargets in every group.
-    Register,
-    /// The wait until every target is healthy.
-    HealthWait,
-    /// DeregisterTargets in every group.
-    Deregister,
-    /// The `-wait-drained` wait and the `-drain-quiet-period`.
-    Drain,
-}
+/// The `state` labels of `target_state`: what the sidecar last saw.
+pub const STATES: [&str; 4] = ["registered", "healthy", "draining", "out"];
 
 /// Each family: name (after `nlb_registrator_`), type, label names, help.
 #[rustfmt::skip]
@@ -172,14 +146,18 @@ impl Metrics {
         }
     }
 
-    /// The sidecar saw `target` in `group` in `state`.
-    pub fn target_state(&self, group: &str, target: &str, state: TargetState) {
-        self.set("target_state", &[group, target], state as usize as f64);
+    /// The sidecar saw `target` in `group` in `state` (one of [`STATES`]).
+    pub fn target_state(&self, group: &str, target: &str, state: &str) {
+        let i = STATES.iter().position(|s| *s == state);
+        self.set(
+            "target_state",
+            &[group, target],
+            i.map_or(-1.0, |i| i as f64),
+        );
     }
 
-    /// `step` took `took` (the last run of it).
-    pub fn step_took(&self, step: Step, took: Duration) {
-        let step = ["register", "health_wait", "deregister", "drain"][step as usize];
+    /// `step` (`register`, `health_wait`, `deregister`, `drain`) took `took` (its last run).
+    pub fn step_took(&self, step: &str, took: Duration) {
         self.set("step_duration_seconds", &[step], took.as_secs_f64());
     }
 
@@ -346,8 +324,8 @@ mod tests {
     #[test]
     fn target_state_has_one_series_per_state() {
         let m = Metrics::new();
-        m.target_state("tg", "10.0.0.5:80", TargetState::Registered);
-        m.target_state("tg", "10.0.0.5:80", TargetState::Healthy);
+        m.target_state("tg", "10.0.0.5:80", "registered");
+        m.target_state("tg", "10.0.0.5:80", "healthy");
         let text = m.render();
         let series: Vec<&str> = text
             .lines()
@@ -368,7 +346,7 @@ mod tests {
     fn label_values_and_help_are_escaped() {
         assert_eq!(label("l", "a\\b\"c\nd"), ",l=\"a\\\\b\\\"c\\nd\"");
         let m = Metrics::new();
-        m.target_state("we\"ird\\group\nname", "[::1]:80", TargetState::Out);
+        m.target_state("we\"ird\\group\nname", "[::1]:80", "out");
         let text = m.render();
         assert!(text.contains(
             "{target_group=\"we\\\"ird\\\\group\\nname\",target=\"[::1]:80\",state=\"out\"} 1\n"
@@ -404,7 +382,7 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         m.credentials_fetched("web identity", true, Some(at));
         m.credentials_fetched("web identity", false, None);
-        m.step_took(Step::HealthWait, Duration::from_millis(1500));
+        m.step_took("health_wait", Duration::from_millis(1500));
         let text = m.render();
         assert!(text.contains("nlb_registrator_credentials_expiry_timestamp_seconds 1800000000\n"));
         assert!(text.contains(

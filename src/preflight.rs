@@ -70,6 +70,12 @@ fn call<T: Transport, A: Action>(
     c.call(a, budget(clock), clock).map(|r| r.value)
 }
 
+/// The setup in a line: the start's log line and `-check`'s first.
+pub fn summary(cfg: &Config, region: &str) -> String {
+    let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
+    format!("target {id} (from {from}), {n} target group(s), region {region}")
+}
+
 /// A check's level (the tag its line starts with) and text; `None`: nothing to say.
 type Verdict = Option<(&'static str, String)>;
 const FAIL: &str = "FAIL";
@@ -105,11 +111,8 @@ pub fn check<T: Transport>(
             failed.push(subject.to_owned());
         }
     };
-    let (id, from, n) = (&cfg.target_id, &cfg.target_id_source, cfg.groups.len());
-    let settings = &client.settings;
-    let (region, source) = (&settings.region, settings.credentials_label());
-    let config = format!("target {id} (from {from}), {n} target group(s), region {region}");
-    add("config", ok(config));
+    let source = client.settings.credentials_label();
+    add("config", ok(summary(cfg, &client.settings.region)));
     add("config", drain_without_app_check(cfg));
     let fetched = client.fetch_credentials(false, budget(clock), clock);
     let identity = fetched.map(|()| call(client, &GetCallerIdentity, clock));

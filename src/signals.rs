@@ -74,8 +74,10 @@ pub struct SignalClock {
 }
 
 impl SignalClock {
-    /// A clock reading events from `rx`.
-    pub fn new(rx: Receiver<Event>, seed: u64) -> Self {
+    /// A clock reading events from `rx`, its jitter seeded from the OS's
+    /// randomness (std's hash keys).
+    pub fn new(rx: Receiver<Event>) -> Self {
+        let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8);
         SignalClock {
             rx,
             pending: VecDeque::new(),
@@ -140,7 +142,7 @@ mod tests {
     fn waits_last_their_time_when_no_event_can_come() {
         let (tx, rx) = channel::<Event>();
         drop(tx);
-        let mut t = SignalClock::new(rx, 1);
+        let mut t = SignalClock::new(rx);
         let start = Instant::now();
         assert!(t.wait_event(Some(Duration::from_millis(50))).is_none());
         assert!(start.elapsed() >= Duration::from_millis(50), "no spin");
@@ -151,7 +153,7 @@ mod tests {
     #[test]
     fn events_cut_sleeps_short_unless_shielded() {
         let (tx, rx) = channel();
-        let mut t = SignalClock::new(rx, 1);
+        let mut t = SignalClock::new(rx);
         let start = Instant::now();
         assert_eq!(t.sleep(Duration::from_millis(20)), Ok(()));
         assert!(start.elapsed() >= Duration::from_millis(20));

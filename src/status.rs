@@ -4,14 +4,13 @@
 //! and a bounded queue: constant memory whatever clients do. HTTP/1.x: one
 //! request head (headers skipped), one answer, `Connection: close`.
 
-use crate::lb_health::{AppCheck, LbHealth};
 use crate::signals::{DrainResult, Event};
 use log::{debug, info, warn};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError, Sender, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Workers that serve the probes whatever the drains do.
@@ -30,6 +29,11 @@ const LINGER: Duration = Duration::from_millis(200);
 /// The text exposition format of `/metrics`.
 const METRICS: &str = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n";
 const TEXT: &str = "Content-Type: text/plain; charset=utf-8\r\n";
+/// How long `/lb-health` reuses an app check's result.
+const CHECK_CACHE: Duration = Duration::from_secs(1);
+
+/// An app check: `Ok` when the app is up, else why not; it bounds its own time.
+pub type AppCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// Shared state the lifecycle updates and the listeners report.
 #[derive(Default)]
@@ -37,8 +41,9 @@ pub struct Status {
     ready: AtomicBool,
     draining: AtomicBool,
     outcome: OnceLock<DrainResult>,
-    lb_health: OnceLock<LbHealth>,
-    answering: AtomicUsize, // connections accepted and not answered yet
+    app_check: OnceLock<AppCheck>,
+    last_check: Mutex<Option<(Instant, bool)>>, // when it last ran, and whether the app was up
+    answering: AtomicUsize,                     // connections accepted and not answered yet
     drain_waiters: AtomicUsize,
     // For the drain quiet period, which leaves our own connections out.
     own_ports: Mutex<Vec<u16>>,
@@ -73,20 +78,51 @@ impl Status {
         }
     }
 
-    /// Sets the app check of `/lb-health`; only the first call counts.
-    pub fn set_app_check(&self, check: Option<AppCheck>) {
-        let _ = self.lb_health.set(LbHealth::new(check));
+    /// Sets the app check of `/lb-health` (without one it follows the
+    /// sidecar alone); only the first call counts.
+    pub fn set_app_check(&self, check: AppCheck) {
+        let _ = self.app_check.set(check);
+    }
+
+    /// `/lb-health`'s code and body at `now`: 503 from the first instant of a
+    /// drain (an NLB stops new connections to a failing target sooner than to
+    /// a deregistered one), else the app check's result. One request at a
+    /// time runs the check; the others wait for it.
+    pub fn lb_health(&self, now: Instant) -> (u16, &'static str) {
+        let check = match self.app_check.get() {
+            _ if self.draining.load(SeqCst) => return (503, "draining"),
+            None => return (200, "ok"),
+            Some(check) => check,
+        };
+        let mut last = self
+            .last_check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let up = match *last {
+            Some((at, up)) if now.saturating_duration_since(at) < CHECK_CACHE => up,
+            was => {
+                let r = check();
+                // Logged on a change only: checks come every few seconds.
+                match (&r, was.map(|(_, up)| up)) {
+                    (Err(why), None | Some(true)) => warn!("/lb-health: the app is not up: {why}"),
+                    (Ok(()), Some(false)) => info!("/lb-health: the app is up again"),
+                    _ => {}
+                }
+                *last = Some((now, r.is_ok()));
+                r.is_ok()
+            }
+        };
+        // The reason stays in the log: this answer may reach the whole VPC.
+        match up {
+            true => (200, "ok"),
+            false => (503, "app not up"),
+        }
     }
 
     /// Records the lifecycle's final result (only the first call counts),
     /// which answers every later `/drain` (also one on its way to the lifecycle).
     pub fn set_outcome(&self, result: DrainResult) {
         let _ = self.outcome.set(result);
-    }
-
-    /// The final result, once the lifecycle has finished.
-    pub fn outcome(&self) -> Option<DrainResult> {
-        self.outcome.get().cloned()
     }
 
     /// The listeners' ports, and how many connections they accepted.
@@ -118,8 +154,7 @@ pub fn route(method: &str, path: &str, status: &Status, lb_only: bool) -> Option
     match path {
         path if lb_only && path != "/lb-health" => text(404, "not found"),
         "/lb-health" => {
-            let h = status.lb_health.get_or_init(|| LbHealth::new(None));
-            let (code, body) = h.answer(status.draining.load(SeqCst), Instant::now());
+            let (code, body) = status.lb_health(Instant::now());
             text(code, body)
         }
         "/healthz" => text(200, "ok"),
@@ -127,7 +162,7 @@ pub fn route(method: &str, path: &str, status: &Status, lb_only: bool) -> Option
         "/readyz" => text(503, "not ready"),
         // Only GET drains: a HEAD probe or `curl -I` must not.
         "/drain" if head_only => not_allowed("GET", "use GET to drain"),
-        "/drain" => status.outcome().map(|result| drain_answer(&result)),
+        "/drain" => status.outcome.get().map(drain_answer),
         "/metrics" => answer(200, METRICS, &crate::metrics::global().render()),
         _ => text(404, "not found"),
     }
@@ -238,13 +273,13 @@ fn drain(status: &Status, events: &Sender<Event>, timeout: Duration) -> Vec<u8> 
     }
     let (tx, answer) = channel();
     let _ = events.send(Event::Drain(tx));
-    let exiting = || Err("shutting down before the drain finished".into());
+    let exiting: DrainResult = Err("shutting down before the drain finished".into());
     let result = match answer.recv_timeout(timeout) {
         Ok(r) => r,
         Err(RecvTimeoutError::Timeout) => Err("drain did not finish in time".into()),
         // Dropped unanswered (or never taken): the lifecycle has finished,
         // and its outcome is the answer.
-        Err(RecvTimeoutError::Disconnected) => status.outcome().unwrap_or_else(exiting),
+        Err(RecvTimeoutError::Disconnected) => status.outcome.get().unwrap_or(&exiting).clone(),
     };
     waiters.fetch_sub(1, SeqCst);
     drain_answer(&result)

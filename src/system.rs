@@ -1,27 +1,23 @@
 //! The lifecycle's [`Effects`] on the real system: hooks, the app checks
-//! (`-wait-for-tcp` / `-wait-for-http`: a try every 500 ms, 1 s connect,
-//! 2 s request timeout; an event ends the wait at once) and the TCP table.
+//! (`-wait-for-tcp` / `-wait-for-http`: 1 s connect, 2 s request timeout)
+//! and the TCP table.
 
 use crate::aws::error::{redact_url, snippet, Error};
 use crate::aws::http::{HttpRequest, Transport};
 use crate::clock::Clock;
 use crate::config::{Config, Hook, HookAction};
 use crate::hooks::{command, wait, Outcome};
-use crate::lb_health::{AppCheck, CHECK_TIMEOUT};
 use crate::lifecycle::Effects;
+use crate::status::AppCheck;
 use crate::tcp_table;
 use log::{info, warn};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
-const APP_POLL: Duration = Duration::from_millis(500);
-
-/// The lifecycle's [`Effects`] on the real system.
-pub struct SystemEffects<T: Transport> {
-    /// For `-wait-for-http` and HTTP hooks.
-    pub transport: T,
-}
+/// The lifecycle's [`Effects`] on the real system; `-wait-for-http` and
+/// HTTP hooks go through its transport.
+pub struct SystemEffects<T: Transport>(pub T);
 
 /// GETs `url` (redirects are not followed): `Ok(Err(why))` for an answer
 /// other than a 2xx.
@@ -73,12 +69,10 @@ fn http_hook(
     }
 }
 
-/// The app check of `/lb-health` (`None` when neither `-wait-for-tcp` nor
-/// `-wait-for-http` is set), its request bounded by [`CHECK_TIMEOUT`].
-pub fn lb_app_check(cfg: &Config, t: impl Transport + Send + Sync + 'static) -> Option<AppCheck> {
+/// The app check of `/lb-health`, its request bounded by 1 s.
+pub fn lb_app_check(cfg: &Config, t: impl Transport + Send + Sync + 'static) -> AppCheck {
     let cfg = cfg.clone();
-    cfg.has_app_check()
-        .then(|| -> AppCheck { Box::new(move || app_ready(&cfg, &t, CHECK_TIMEOUT)) })
+    Box::new(move || app_ready(&cfg, &t, Duration::from_secs(1)))
 }
 
 /// `-wait-for-tcp`, then `-wait-for-http` with a request `timeout`.
@@ -105,7 +99,7 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome {
         let out = match &hook.action {
             HookAction::Command(_) => command::run(hook, clock),
-            HookAction::Http(url) => http_hook(hook, url, self.transport.clone(), clock),
+            HookAction::Http(url) => http_hook(hook, url, self.0.clone(), clock),
         };
         match out {
             Outcome::Success => info!("{} {out}", hook.describe()),
@@ -114,31 +108,10 @@ impl<T: Transport + Clone + Send + 'static> Effects for SystemEffects<T> {
         out
     }
 
-    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), String> {
-        let deadline = clock.now() + cfg.wait_for_timeout;
-        let mut logged = false;
-        while let Some(Err(why)) = self.app_up(cfg) {
-            if !std::mem::replace(&mut logged, true) {
-                info!("waiting for the app: {why}");
-            }
-            let left = deadline.saturating_duration_since(clock.now());
-            if left.is_zero() {
-                return Err(why);
-            }
-            if clock.sleep(APP_POLL.min(left)).is_err() {
-                return Ok(()); // an event: the lifecycle sees it next
-            }
-        }
-        if cfg.has_app_check() {
-            info!("the app is up");
-        }
-        Ok(())
-    }
-
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>> {
         let timeout = Duration::from_secs(2);
         cfg.has_app_check()
-            .then(|| app_ready(cfg, &self.transport, timeout))
+            .then(|| app_ready(cfg, &self.0, timeout))
     }
 
     fn tcp_sample(&mut self) -> Result<(u64, Vec<tcp_table::Entry>), String> {

@@ -49,6 +49,7 @@ pub fn parse(text: &[u8]) -> Result<Vec<Entry>, String> {
     if lines.next().and_then(|(_, h)| h.split_whitespace().next()) != Some("sl") {
         return Err("TCP table: no header (expected a line starting with \"sl\")".into());
     }
+    let clip = |l: &str| l.chars().take(60).collect::<String>();
     let bad = |i: usize, l: &str| format!("TCP table line {}: malformed: {:?}", i + 1, clip(l));
     lines
         .filter(|(_, l)| !l.trim().is_empty())
@@ -88,10 +89,6 @@ fn address(field: &str) -> Option<SocketAddr> {
 fn hex(s: &[u8], digits: usize) -> Option<u32> {
     let digit = |n: u32, b: &u8| Some(n << 4 | char::from(*b).to_digit(16)?);
     s.iter().try_fold(0, digit).filter(|_| s.len() == digits)
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(60).collect()
 }
 
 /// `PassiveOpens` of the `Tcp:` lines (names, then values) of `/proc/net/snmp`.

@@ -9,7 +9,7 @@ use crate::aws::error::Error;
 use crate::aws::query::Action;
 use crate::aws::retry::jittered;
 use crate::hooks::Outcome;
-use crate::metrics::{self, Step, TargetState};
+use crate::metrics;
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
 
@@ -35,9 +35,9 @@ impl Registration {
             self.last = Some(text);
         }
         self.seen(match health.state.as_str() {
-            "healthy" => TargetState::Healthy,
-            _ if health.is_draining() => TargetState::Draining,
-            _ => TargetState::Registered,
+            "healthy" => "healthy",
+            _ if health.is_draining() => "draining",
+            _ => "registered",
         });
     }
 }
@@ -175,7 +175,7 @@ impl<T: Transport> Lifecycle<'_, T> {
         let healthy = !refused && due.iter().all(Option::is_none);
         if cfg.wait_in_service {
             let took = self.clock.now().saturating_duration_since(started);
-            metrics::global().step_took(Step::HealthWait, took);
+            metrics::global().step_took("health_wait", took);
             if healthy {
                 info!("all targets are healthy");
             }

@@ -16,7 +16,7 @@ use crate::aws::retry::Bucket;
 use crate::clock::Clock;
 use crate::config::{Config, Hook};
 use crate::hooks::Outcome;
-use crate::metrics::{self, Step, TargetState};
+use crate::metrics;
 use crate::signals::{DrainResult, Event, EventClock};
 use crate::status::Status;
 use crate::tcp_table::Entry as TcpEntry;
@@ -34,10 +34,6 @@ pub const EXIT_USAGE: i32 = 2;
 pub trait Effects {
     /// Runs a hook (a command or an HTTP GET).
     fn run_hook(&mut self, hook: &Hook, clock: &mut dyn Clock) -> Outcome;
-    /// Waits for `-wait-for-tcp` / `-wait-for-http` (at once when neither is
-    /// set); at the timeout, what was last seen. `Ok` too when an event cut
-    /// it short: the caller looks for events next.
-    fn wait_for_app(&mut self, cfg: &Config, clock: &mut dyn Clock) -> Result<(), String>;
     /// Runs the app check once (`None` when neither flag is set).
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>>;
     /// For the drain quiet period: the network namespace's count of accepted
@@ -62,7 +58,7 @@ struct Registration {
 }
 
 impl Registration {
-    fn seen(&self, state: TargetState) {
+    fn seen(&self, state: &str) {
         metrics::global().target_state(&self.label, &self.target.to_string(), state);
     }
 }
@@ -157,7 +153,7 @@ impl<'a, T: Transport> Lifecycle<'a, T> {
     }
 
     /// Runs `f`, recording its duration as `step` in the metrics.
-    fn timed<R>(&mut self, step: Step, f: impl FnOnce(&mut Self) -> R) -> R {
+    fn timed<R>(&mut self, step: &str, f: impl FnOnce(&mut Self) -> R) -> R {
         let started = self.clock.now();
         let r = f(self);
         metrics::global().step_took(step, self.clock.now().saturating_duration_since(started));

@@ -10,7 +10,7 @@ use crate::aws::query::{Action, CALL_TIMEOUT};
 use crate::aws::retry::jittered;
 use crate::config::Config;
 use crate::hooks::command::KILL_GRACE;
-use crate::metrics::{self, Step, TargetState};
+use crate::metrics;
 use crate::signals::{signal_name, DrainResult, Event};
 use log::{error, info, warn};
 use std::time::{Duration, Instant};
@@ -116,14 +116,14 @@ impl<T: Transport> Lifecycle<'_, T> {
         self.status.set_ready(false);
         self.absorb_events();
         let deadline = self.clock.now() + self.cfg.deregister_timeout;
-        let (all_out, deregistered) = self.timed(Step::Deregister, |l| l.deregister_all(deadline));
+        let (all_out, deregistered) = self.timed("deregister", |l| l.deregister_all(deadline));
         let deregistered_at = self.clock.now();
         let cfg = self.cfg;
         let (drained, quiet) =
             if deregistered.is_empty() || !cfg.wait_drained && cfg.drain_quiet_period.is_none() {
                 (true, true)
             } else {
-                self.timed(Step::Drain, |l| {
+                self.timed("drain", |l| {
                     let drained = !cfg.wait_drained || l.wait_drained(deregistered);
                     (drained, l.wait_quiet(deregistered_at))
                 })
@@ -221,7 +221,7 @@ impl<T: Transport> Lifecycle<'_, T> {
             target_group = r.label.as_str(), target:% = r.target, state = state.as_str();
             "target {} in {} drained ({state})", r.target, r.label
         );
-        r.seen(TargetState::Out);
+        r.seen("out");
         true
     }
 
@@ -273,8 +273,8 @@ impl<T: Transport> Lifecycle<'_, T> {
         let r = &mut self.registrations[i];
         r.state = RegistrationState::Out;
         r.seen(match drains {
-            true => TargetState::Draining,
-            false => TargetState::Out,
+            true => "draining",
+            false => "out",
         });
         Some(drains)
     }

@@ -8,9 +8,12 @@ use crate::aws::error::Error;
 use crate::aws::query::Action;
 use crate::config::{Config, GroupRef, GroupSpec};
 use crate::hooks::Outcome;
-use crate::metrics::{Step, TargetState};
 use log::{error, info};
 use std::net::IpAddr;
+use std::time::Duration;
+
+/// Pause between two tries of the app check while waiting for the app.
+const APP_POLL: Duration = Duration::from_millis(500);
 
 /// The startup stopped short (an event, or a failure): the shutdown comes next.
 pub(super) struct Stop;
@@ -18,7 +21,7 @@ pub(super) struct Stop;
 impl<T: Transport> Lifecycle<'_, T> {
     /// Runs the startup up to the registration (then [`Self::watch`]).
     pub(super) fn start(&mut self) -> Result<(), Stop> {
-        let up = self.effects.wait_for_app(self.cfg, self.clock);
+        let up = self.wait_for_app();
         up.map_err(|why| self.fail(format_args!("the app did not come up: {why}")))?;
         self.stop_if_event()?;
         if let Some(hook) = self.cfg.hook("pre-register") {
@@ -42,7 +45,32 @@ impl<T: Transport> Lifecycle<'_, T> {
             self.registrations =
                 resolved.map_err(|e| self.stop_on("cannot resolve target groups", e))?;
         }
-        self.timed(Step::Register, |l| l.register_all(budget))
+        self.timed("register", |l| l.register_all(budget))
+    }
+
+    /// Waits for `-wait-for-tcp` / `-wait-for-http` (at once when neither is
+    /// set); at the timeout, what was last seen. `Ok` too when an event cut
+    /// it short: the caller looks for events next.
+    fn wait_for_app(&mut self) -> Result<(), String> {
+        let cfg = self.cfg;
+        let deadline = self.clock.now() + cfg.wait_for_timeout;
+        let mut logged = false;
+        while let Some(Err(why)) = self.effects.app_up(cfg) {
+            if !std::mem::replace(&mut logged, true) {
+                info!("waiting for the app: {why}");
+            }
+            let left = deadline.saturating_duration_since(self.clock.now());
+            if left.is_zero() {
+                return Err(why);
+            }
+            if self.clock.sleep(APP_POLL.min(left)).is_err() {
+                return Ok(());
+            }
+        }
+        if cfg.has_app_check() {
+            info!("the app is up");
+        }
+        Ok(())
     }
 
     fn stop_if_event(&mut self) -> Result<(), Stop> {
@@ -197,7 +225,7 @@ impl<T: Transport> Lifecycle<'_, T> {
         // of it to spread a fleet.
         let (now, spread) = (self.clock.now(), 1.0 + 0.2 * self.clock.random());
         r.earliest = r.every.map(|every| now + every.mul_f64(spread));
-        r.seen(TargetState::Registered);
+        r.seen("registered");
         Ok(())
     }
 }

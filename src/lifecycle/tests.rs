@@ -500,9 +500,6 @@ impl Effects for FakeEffects {
             Outcome::Success
         }
     }
-    fn wait_for_app(&mut self, _c: &Config, _t: &mut dyn Clock) -> Result<(), String> {
-        Ok(())
-    }
     fn app_up(&mut self, cfg: &Config) -> Option<Result<(), String>> {
         let now = self.clock.get();
         let down = self.app_down.is_some_and(|(a, b)| a <= now && now < b);
@@ -1634,4 +1631,21 @@ fn the_security_group_hint_follows_states_of_checks_that_never_reach() {
     assert!(unreachable("unhealthy (Target.FailedHealthChecks)"));
     assert!(!unreachable("unhealthy (Target.ResponseCodeMismatch)"));
     assert!(!unreachable("unused (Target.NotInUse)"));
+}
+
+#[test]
+fn waits_for_the_app_before_registering_and_fails_at_the_wait_for_timeout() {
+    let mut cfg = config(&["a"]);
+    cfg.wait_for_tcp = Some("127.0.0.1:8080".into());
+    cfg.wait_for_timeout = Duration::from_secs(10);
+    let mut w = world();
+    w.at(100, Event::Signal(15));
+    w.effects.app_down = Some((Duration::ZERO, Duration::from_secs(3)));
+    assert_eq!(w.run(&cfg), EXIT_OK);
+    // Tried every 500 ms: up at the seventh try.
+    assert_eq!(call_times(&w, "register"), [3]);
+    let mut w = world();
+    w.effects.app_down = Some((Duration::ZERO, Duration::from_secs(30)));
+    assert_eq!(w.run(&cfg), EXIT_FAILURE);
+    assert_eq!(w.elb.names(), Vec::<String>::new());
 }

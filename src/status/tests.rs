@@ -12,6 +12,10 @@ impl Status {
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(SeqCst)
     }
+
+    pub(crate) fn outcome(&self) -> Option<DrainResult> {
+        self.outcome.get().cloned()
+    }
 }
 
 fn req(method: &str, path: &str) -> (String, String) {
@@ -527,4 +531,50 @@ fn a_connection_counts_from_its_accept_until_answered() {
     c.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert_eq!(until(0), 0, "answered: no longer counted");
+}
+
+fn counting(up: Arc<AtomicBool>, runs: Arc<AtomicUsize>) -> AppCheck {
+    Box::new(move || {
+        runs.fetch_add(1, SeqCst);
+        match up.load(SeqCst) {
+            true => Ok(()),
+            false => Err("127.0.0.1:8080: connection refused".into()),
+        }
+    })
+}
+
+#[test]
+fn lb_health_without_app_check_follows_the_drain() {
+    let status = Status::new();
+    let now = Instant::now();
+    assert_eq!(status.lb_health(now), (200, "ok"));
+    status.begin_drain();
+    assert_eq!(status.lb_health(now), (503, "draining"));
+}
+
+#[test]
+fn lb_health_app_check_is_cached_for_at_most_a_second() {
+    let (up, runs) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let status = Status::new();
+    status.set_app_check(counting(up.clone(), runs.clone()));
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    assert_eq!(status.lb_health(ms(0)).0, 200);
+    up.store(false, SeqCst);
+    // Cached: still 200, no new run.
+    assert_eq!(status.lb_health(ms(999)).0, 200);
+    assert_eq!(runs.load(SeqCst), 1);
+    // A second later: checked again, the app is down.
+    assert_eq!(status.lb_health(ms(1000)), (503, "app not up"));
+    assert_eq!(runs.load(SeqCst), 2);
+    // A drain answers 503 at once, without running the check.
+    up.store(true, SeqCst);
+    status.begin_drain();
+    assert_eq!(status.lb_health(ms(5000)).0, 503);
+    assert_eq!(runs.load(SeqCst), 2);
+    status.end_drain();
+    assert_eq!(status.lb_health(ms(5000)).0, 200);
 }
