@@ -966,3 +966,52 @@ fn an_expired_base_under_a_role_is_fetched_again_unless_an_event_came() {
     assert_eq!(e, Error::Interrupted);
     assert_eq!(s.seen.borrow().len(), 2);
 }
+
+#[test]
+fn a_failed_base_fetch_leaves_the_unexpired_role_credentials_in_use() {
+    let base = br#"{"AccessKeyId":"ASIABASE","SecretAccessKey":"S","Token":"T","Expiration":"2023-11-14T22:20:00Z"}"#;
+    let role_answer = b"<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>ASIAROLE</AccessKeyId>\
+        <SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken>\
+        <Expiration>2023-11-14T22:30:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>";
+    let s = Scripted::new([
+        ok(base),
+        ok(role_answer),
+        ok(REGISTERED),
+        status(400, b"no credentials for you"),
+        ok(REGISTERED),
+    ]);
+    let mut settings = settings(Source::Container {
+        url: "http://127.0.0.1:3/creds".into(),
+        token_file: None,
+        token: None,
+    });
+    settings.role = Some(Role::new(
+        "arn:aws:iam::444455556666:role/nlb".into(),
+        None,
+        Some("pod-a".into()),
+        std::time::SystemTime::UNIX_EPOCH,
+    ));
+    let mut c = Client::new(&s, settings);
+    let mut t = FakeClock::new();
+    register_target(
+        &mut c,
+        Budget::until(t.now() + Duration::from_secs(20)),
+        &mut t,
+    )
+    .unwrap();
+    // 22:25:20: the role's credentials are due (they expire at 22:30), the
+    // base's have expired, and fetching new base credentials fails.
+    t.advance_to(Duration::from_secs(12 * 60));
+    register_target(
+        &mut c,
+        Budget::until(t.now() + Duration::from_secs(20)),
+        &mut t,
+    )
+    .unwrap();
+    let seen = s.seen.borrow();
+    assert_eq!(seen.len(), 5);
+    assert!(seen[4]
+        .headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && v.contains("Credential=ASIAROLE/")));
+}

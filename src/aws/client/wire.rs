@@ -116,18 +116,22 @@ impl<T: Transport> Client<T> {
             let fetched = in_layer(Layer::Source, self.fetch_source(until, clock));
             return self.cache.store(source, now, background, fetched);
         };
+        let label = format!("role {}", role.arn);
         let due = background && self.base.refresh_due().is_some_and(|due| due <= now);
         let base = match self.base.fresh(now, due) {
             Some(base) => base,
             None => {
                 let fetched = in_layer(Layer::Base(source), self.fetch_source(until, clock));
-                self.base.store(source, now, due, fetched)?
+                match self.base.store(source, now, due, fetched) {
+                    Ok(base) => base,
+                    // The role's cached credentials may outlive the failure.
+                    failed => return self.cache.store(&label, now, background, failed),
+                }
             }
         };
         // An ExpiredToken here means the base credentials died early: the
         // client forgets them and tries again, after looking for an event.
         let fetched = self.query(&role, Some(&base), until, clock);
-        let label = format!("role {}", role.arn);
         let fetched = in_layer(Layer::Role(role.arn), fetched.map(|r| r.value));
         self.cache.store(&label, now, background, fetched)
     }
