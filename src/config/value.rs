@@ -199,7 +199,7 @@ pub fn shell_operator(cmd: &str) -> Option<&'static str> {
         let at_word_start = std::mem::replace(&mut word_start, c.is_whitespace());
         let ops: &[&'static str] = match quote {
             _ if std::mem::take(&mut escaped) => continue,
-            Some(q) if q == c || (q == '#' && c == '\n') => {
+            Some(q) if c == if q == '#' { '\n' } else { q } => {
                 quote = None;
                 continue;
             }
@@ -400,6 +400,7 @@ mod tests {
             "curl -sf http://127.0.0.1:8080/ready",
             "echo $HOME a&b",
             "echo a # && b",
+            "echo a # c #d | e",
             "echo a#b",
         ] {
             assert_eq!(shell_operator(cmd), None, "{cmd}");
