@@ -925,20 +925,6 @@ fn an_expired_base_under_a_role_is_fetched_again_unless_an_event_came() {
         <SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken>\
         <Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>";
     let expired = br#"<ErrorResponse><Error><Code>ExpiredToken</Code></Error></ErrorResponse>"#;
-    let role_settings = || {
-        let mut settings = settings(Source::Container {
-            url: "http://127.0.0.1:3/creds".into(),
-            token_file: None,
-            token: None,
-        });
-        settings.role = Some(Role::new(
-            "arn:aws:iam::444455556666:role/nlb".into(),
-            None,
-            Some("pod-a".into()),
-            std::time::SystemTime::UNIX_EPOCH,
-        ));
-        settings
-    };
     let (base1, base2) = (creds("ASIABASE1"), creds("ASIABASE2"));
     let s = Scripted::new([
         ok(&base1),
@@ -980,18 +966,7 @@ fn a_failed_base_fetch_leaves_the_unexpired_role_credentials_in_use() {
         status(400, b"no credentials for you"),
         ok(REGISTERED),
     ]);
-    let mut settings = settings(Source::Container {
-        url: "http://127.0.0.1:3/creds".into(),
-        token_file: None,
-        token: None,
-    });
-    settings.role = Some(Role::new(
-        "arn:aws:iam::444455556666:role/nlb".into(),
-        None,
-        Some("pod-a".into()),
-        std::time::SystemTime::UNIX_EPOCH,
-    ));
-    let mut c = Client::new(&s, settings);
+    let mut c = Client::new(&s, role_settings());
     let mut t = FakeClock::new();
     register_target(
         &mut c,
@@ -1014,4 +989,20 @@ fn a_failed_base_fetch_leaves_the_unexpired_role_credentials_in_use() {
         .headers
         .iter()
         .any(|(k, v)| k == "authorization" && v.contains("Credential=ASIAROLE/")));
+}
+
+/// A role assumed with container credentials (EKS Pod Identity's shape).
+fn role_settings() -> Settings {
+    let mut settings = settings(Source::Container {
+        url: "http://127.0.0.1:3/creds".into(),
+        token_file: None,
+        token: None,
+    });
+    settings.role = Some(Role::new(
+        "arn:aws:iam::444455556666:role/nlb".into(),
+        None,
+        Some("pod-a".into()),
+        std::time::SystemTime::UNIX_EPOCH,
+    ));
+    settings
 }
